@@ -1,0 +1,33 @@
+/* Diagnostics in the one format editors and CI understand: file:line:col: error: message,
+ * followed by the offending line and a caret under the column. */
+#include <stdarg.h>
+#include <string.h>
+
+#include "spec.h"
+
+static void quote_line(const struct source *src, int line, int col)
+{
+  const char *p = src->text, *end = src->text + src->len;
+  for (int l = 1; l < line && p < end; p++)
+    if (*p == '\n')
+      l++;
+  const char *eol = memchr(p, '\n', (size_t)(end - p));
+  if (!eol)
+    eol = end;
+  fprintf(stderr, "  %.*s\n  ", (int)(eol - p), p);
+  for (int i = 1; i < col; i++)
+    fputc(p + i - 1 < eol && p[i - 1] == '\t' ? '\t' : ' ', stderr);
+  fputs("^\n", stderr);
+}
+
+void diag_error(struct source *src, struct pos at, const char *fmt, ...)
+{
+  va_list ap;
+  fprintf(stderr, "%s:%d:%d: error: ", src->path, at.line, at.col);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  quote_line(src, at.line, at.col);
+  src->nerrors++;
+}

@@ -1,0 +1,508 @@
+/* The spec parser: recursive descent over the lexer's tokens, one token of lookahead.
+ * On a syntax error it reports file:line:col and skips to the next ';' so that one run reports
+ * every independent error in the file.
+ *
+ *   spec    := decl* EOF
+ *   decl    := 'protocol' IDENT ';'
+ *            | 'limit' 'line' NUMBER ';'
+ *            | 'raw' IDENT ';'
+ *            | 'token' IDENT '=' alt ';'
+ *            | 'command' IDENT '=' alt action? ';'
+ *            | 'reply' IDENT '=' STRING ';'
+ *            | 'otherwise' action ';'
+ *            | 'on' 'overlong' action ';'
+ *   action  := '->' ( 'reply' IDENT (',' 'close')? | 'close' )
+ *   alt     := seq ('|' seq)*
+ *   seq     := item+
+ *   item    := atom quant*
+ *   atom    := STRING | ISTRING | CLASS | '.' | IDENT (':' atom)? | '(' alt ')'
+ *   quant   := '*' | '+' | '?' | '{' NUMBER (',' NUMBER?)? '}'
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "spec.h"
+
+struct parser {
+  struct lexer lx;
+  struct token tok;
+  struct spec *spec;
+  int depth;
+};
+
+static void *xcalloc(size_t n, size_t size)
+{
+  void *p = calloc(n ? n : 1, size);
+  if (!p) {
+    perror("rwgen");
+    exit(1);
+  }
+  return p;
+}
+
+static void *xgrow(void *p, size_t n, size_t size)
+{
+  p = realloc(p, (n + 1) * size);
+  if (!p) {
+    perror("rwgen");
+    exit(1);
+  }
+  memset((char *)p + n * size, 0, size);
+  return p;
+}
+
+static char *tok_str(const struct token *t)
+{
+  char *s = xcalloc(t->len + 1, 1);
+  memcpy(s, t->start, t->len);
+  return s;
+}
+
+static int next(struct parser *ps)
+{
+  return lex_next(&ps->lx, &ps->tok);
+}
+
+static bool is_punct(const struct parser *ps, char c)
+{
+  return ps->tok.kind == T_PUNCT && ps->tok.start[0] == c;
+}
+
+static bool is_word(const struct parser *ps, const char *w)
+{
+  return ps->tok.kind == T_IDENT && ps->tok.len == strlen(w) && !memcmp(ps->tok.start, w, ps->tok.len);
+}
+
+static const char *describe(const struct token *t)
+{
+  switch (t->kind) {
+  case T_EOF: return "end of file";
+  case T_IDENT: return "a name";
+  case T_NUMBER: return "a number";
+  case T_STRING:
+  case T_ISTRING: return "a string";
+  case T_CLASS: return "a character class";
+  case T_ARROW: return "'->'";
+  case T_PUNCT: break;
+  }
+  static char buf[8];
+  snprintf(buf, sizeof buf, "'%c'", t->start[0]);
+  return buf;
+}
+
+static int expected(struct parser *ps, const char *what)
+{
+  diag_error(ps->spec->src, ps->tok.pos, "expected %s, found %s", what, describe(&ps->tok));
+  return -1;
+}
+
+static int expect_punct(struct parser *ps, char c)
+{
+  char what[4] = {'\'', c, '\'', 0};
+  if (!is_punct(ps, c))
+    return expected(ps, what);
+  return next(ps);
+}
+
+static int expect_ident(struct parser *ps, char **out_name, struct pos *out_pos)
+{
+  if (ps->tok.kind != T_IDENT)
+    return expected(ps, "a name");
+  *out_name = tok_str(&ps->tok);
+  *out_pos = ps->tok.pos;
+  return next(ps);
+}
+
+static struct rx *rx_new(enum rx_kind kind, struct pos pos)
+{
+  struct rx *r = xcalloc(1, sizeof *r);
+  r->kind = kind;
+  r->pos = pos;
+  return r;
+}
+
+static void rx_add(struct rx *parent, struct rx *kid)
+{
+  parent->kids = xgrow(parent->kids, parent->nkids, sizeof kid);
+  parent->kids[parent->nkids++] = kid;
+}
+
+static void rx_free(struct rx *r)
+{
+  if (!r)
+    return;
+  for (size_t i = 0; i < r->nkids; i++)
+    rx_free(r->kids[i]);
+  free(r->kids);
+  free(r->text);
+  free(r);
+}
+
+static struct rx *parse_alt(struct parser *ps);
+
+static struct rx *parse_atom(struct parser *ps)
+{
+  struct token t = ps->tok;
+  struct rx *r;
+  switch (t.kind) {
+  case T_STRING:
+  case T_ISTRING:
+    r = rx_new(RX_STR, t.pos);
+    break;
+  case T_CLASS:
+    r = rx_new(RX_CLASS, t.pos);
+    break;
+  case T_IDENT:
+    if (next(ps) < 0)
+      return NULL;
+    if (!is_punct(ps, ':')) {
+      r = rx_new(RX_REF, t.pos);
+      r->text = tok_str(&t);
+      return r;
+    }
+    if (next(ps) < 0)
+      return NULL;
+    r = rx_new(RX_CAPTURE, t.pos);
+    r->text = tok_str(&t);
+    struct rx *kid = parse_atom(ps);
+    if (!kid) {
+      rx_free(r);
+      return NULL;
+    }
+    rx_add(r, kid);
+    return r;
+  case T_PUNCT:
+    if (t.start[0] == '.') {
+      r = rx_new(RX_ANY, t.pos);
+      break;
+    }
+    if (t.start[0] == '(') {
+      if (++ps->depth > 64) {
+        diag_error(ps->spec->src, t.pos, "pattern nested too deeply");
+        return NULL;
+      }
+      if (next(ps) < 0)
+        return NULL;
+      r = parse_alt(ps);
+      ps->depth--;
+      if (r && expect_punct(ps, ')') < 0) {
+        rx_free(r);
+        return NULL;
+      }
+      return r;
+    }
+    /* fall through */
+  default:
+    expected(ps, "a pattern (string, class, token name or '(')");
+    return NULL;
+  }
+  r->text = tok_str(&t);
+  if (next(ps) < 0) {
+    rx_free(r);
+    return NULL;
+  }
+  return r;
+}
+
+static int parse_count(struct parser *ps, int *out)
+{
+  if (ps->tok.kind != T_NUMBER || ps->tok.value > 100000 || ps->tok.len != strspn(ps->tok.start, "0123456789"))
+    return expected(ps, "a repeat count (0..100000)");
+  *out = (int)ps->tok.value;
+  return next(ps);
+}
+
+/* '{' N (',' M?)? '}' with '{' already current. */
+static int parse_braces(struct parser *ps, struct rx *rep)
+{
+  if (next(ps) < 0 || parse_count(ps, &rep->min) < 0)
+    return -1;
+  rep->max = rep->min;
+  if (is_punct(ps, ',')) {
+    if (next(ps) < 0)
+      return -1;
+    rep->max = -1;
+    if (ps->tok.kind == T_NUMBER && parse_count(ps, &rep->max) < 0)
+      return -1;
+  }
+  if (rep->max >= 0 && rep->max < rep->min) {
+    diag_error(ps->spec->src, rep->pos, "repeat {%d,%d}: maximum below minimum", rep->min, rep->max);
+    return -1;
+  }
+  return expect_punct(ps, '}');
+}
+
+static struct rx *parse_item(struct parser *ps)
+{
+  struct rx *r = parse_atom(ps);
+  while (r && ps->tok.kind == T_PUNCT && strchr("*+?{", ps->tok.start[0])) {
+    struct rx *rep = rx_new(RX_REPEAT, ps->tok.pos);
+    rx_add(rep, r);
+    r = rep;
+    char q = ps->tok.start[0];
+    if (q == '{') {
+      if (parse_braces(ps, rep) < 0)
+        goto fail;
+      continue;
+    }
+    rep->min = q == '+';
+    rep->max = q == '?' ? 1 : -1;
+    if (next(ps) < 0)
+      goto fail;
+  }
+  return r;
+fail:
+  rx_free(r);
+  return NULL;
+}
+
+static bool starts_atom(const struct parser *ps)
+{
+  switch (ps->tok.kind) {
+  case T_STRING:
+  case T_ISTRING:
+  case T_CLASS:
+  case T_IDENT:
+    return true;
+  case T_PUNCT:
+    return ps->tok.start[0] == '(' || ps->tok.start[0] == '.';
+  default:
+    return false;
+  }
+}
+
+static struct rx *parse_seq(struct parser *ps)
+{
+  struct rx *seq = rx_new(RX_SEQ, ps->tok.pos);
+  do {
+    struct rx *item = parse_item(ps);
+    if (!item) {
+      rx_free(seq);
+      return NULL;
+    }
+    rx_add(seq, item);
+  } while (starts_atom(ps));
+  return seq;
+}
+
+static struct rx *parse_alt(struct parser *ps)
+{
+  struct rx *alt = rx_new(RX_ALT, ps->tok.pos);
+  for (;;) {
+    struct rx *seq = parse_seq(ps);
+    if (!seq) {
+      rx_free(alt);
+      return NULL;
+    }
+    rx_add(alt, seq);
+    if (!is_punct(ps, '|'))
+      return alt;
+    if (next(ps) < 0) {
+      rx_free(alt);
+      return NULL;
+    }
+  }
+}
+
+static int parse_action(struct parser *ps, struct action *a)
+{
+  if (ps->tok.kind != T_ARROW)
+    return expected(ps, "'->'");
+  a->present = true;
+  a->pos = ps->tok.pos;
+  if (next(ps) < 0)
+    return -1;
+  if (is_word(ps, "close")) {
+    a->close = true;
+    return next(ps);
+  }
+  if (!is_word(ps, "reply"))
+    return expected(ps, "'reply' or 'close'");
+  if (next(ps) < 0 || expect_ident(ps, &a->reply_name, &a->reply_pos) < 0)
+    return -1;
+  if (!is_punct(ps, ','))
+    return 0;
+  if (next(ps) < 0)
+    return -1;
+  if (!is_word(ps, "close"))
+    return expected(ps, "'close'");
+  a->close = true;
+  return next(ps);
+}
+
+static int parse_protocol(struct parser *ps)
+{
+  struct spec *s = ps->spec;
+  if (s->protocol) {
+    diag_error(s->src, ps->tok.pos, "protocol already named '%s'", s->protocol);
+    return -1;
+  }
+  s->protocol_pos = ps->tok.pos;
+  return expect_ident(ps, &s->protocol, &s->protocol_pos);
+}
+
+static int parse_limit(struct parser *ps)
+{
+  struct spec *s = ps->spec;
+  if (!is_word(ps, "line"))
+    return expected(ps, "a limit name ('line')");
+  struct pos at = ps->tok.pos;
+  if (next(ps) < 0)
+    return -1;
+  if (ps->tok.kind != T_NUMBER)
+    return expected(ps, "a size such as 2048 or 64KiB");
+  if (s->limit_line) {
+    diag_error(s->src, at, "limit line declared twice");
+    return -1;
+  }
+  s->limit_line = ps->tok.value;
+  s->limit_pos = ps->tok.pos;
+  return next(ps);
+}
+
+static int parse_raw(struct parser *ps)
+{
+  struct spec *s = ps->spec;
+  if (s->raw_name) {
+    diag_error(s->src, ps->tok.pos, "raw already declared");
+    return -1;
+  }
+  return expect_ident(ps, &s->raw_name, &s->raw_pos);
+}
+
+static int parse_token(struct parser *ps)
+{
+  struct spec *s = ps->spec;
+  s->tokens = xgrow(s->tokens, s->ntokens, sizeof *s->tokens);
+  struct token_decl *d = &s->tokens[s->ntokens++];
+  if (expect_ident(ps, &d->name, &d->pos) < 0 || expect_punct(ps, '=') < 0)
+    return -1;
+  d->rx = parse_alt(ps);
+  return d->rx ? 0 : -1;
+}
+
+static int parse_command(struct parser *ps)
+{
+  struct spec *s = ps->spec;
+  s->commands = xgrow(s->commands, s->ncommands, sizeof *s->commands);
+  struct command_decl *d = &s->commands[s->ncommands++];
+  if (expect_ident(ps, &d->name, &d->pos) < 0 || expect_punct(ps, '=') < 0)
+    return -1;
+  d->rx = parse_alt(ps);
+  if (!d->rx)
+    return -1;
+  return ps->tok.kind == T_ARROW ? parse_action(ps, &d->action) : 0;
+}
+
+static int parse_reply(struct parser *ps)
+{
+  struct spec *s = ps->spec;
+  s->replies = xgrow(s->replies, s->nreplies, sizeof *s->replies);
+  struct reply_decl *d = &s->replies[s->nreplies++];
+  if (expect_ident(ps, &d->name, &d->pos) < 0 || expect_punct(ps, '=') < 0)
+    return -1;
+  if (ps->tok.kind != T_STRING)
+    return expected(ps, "a \"string\" (reply bytes)");
+  d->bytes = xcalloc(ps->tok.len, 1);
+  d->len = lex_unescape(&ps->tok, d->bytes);
+  return next(ps);
+}
+
+static int parse_handler(struct parser *ps, struct action *a, const char *what)
+{
+  if (a->present) {
+    diag_error(ps->spec->src, ps->tok.pos, "%s declared twice", what);
+    return -1;
+  }
+  return parse_action(ps, a);
+}
+
+static int parse_on(struct parser *ps)
+{
+  if (!is_word(ps, "overlong"))
+    return expected(ps, "an event name ('overlong')");
+  if (next(ps) < 0)
+    return -1;
+  return parse_handler(ps, &ps->spec->overlong, "on overlong");
+}
+
+static int parse_otherwise(struct parser *ps)
+{
+  return parse_handler(ps, &ps->spec->otherwise, "otherwise");
+}
+
+static const struct {
+  const char *word;
+  int (*parse)(struct parser *ps);
+} decls[] = {
+    {"protocol", parse_protocol}, {"limit", parse_limit},     {"raw", parse_raw},
+    {"token", parse_token},       {"command", parse_command}, {"reply", parse_reply},
+    {"otherwise", parse_otherwise}, {"on", parse_on},
+};
+
+static int parse_decl(struct parser *ps)
+{
+  for (size_t i = 0; i < sizeof decls / sizeof decls[0]; i++) {
+    if (is_word(ps, decls[i].word)) {
+      if (next(ps) < 0 || decls[i].parse(ps) < 0)
+        return -1;
+      return expect_punct(ps, ';');
+    }
+  }
+  return expected(ps, "a declaration (protocol, limit, raw, token, command, reply, otherwise, on)");
+}
+
+/* After an error: skip past the next ';' so the following declaration parses afresh. */
+static void recover(struct parser *ps)
+{
+  while (ps->tok.kind != T_EOF && !is_punct(ps, ';')) {
+    if (lex_next(&ps->lx, &ps->tok) < 0)
+      ps->tok.kind = T_PUNCT, ps->tok.start = "?";
+  }
+  if (ps->tok.kind != T_EOF)
+    next(ps);
+}
+
+int spec_parse(struct source *src, struct spec *out)
+{
+  struct parser ps = {.spec = out};
+  memset(out, 0, sizeof *out);
+  out->src = src;
+  lex_init(&ps.lx, src);
+  while (next(&ps) < 0)
+    ;
+  while (ps.tok.kind != T_EOF) {
+    if (parse_decl(&ps) < 0)
+      recover(&ps);
+  }
+  return src->nerrors ? -1 : 0;
+}
+
+void spec_free(struct spec *s)
+{
+  for (size_t i = 0; i < s->ntokens; i++) {
+    free(s->tokens[i].name);
+    rx_free(s->tokens[i].rx);
+  }
+  for (size_t i = 0; i < s->ncommands; i++) {
+    struct command_decl *c = &s->commands[i];
+    free(c->name);
+    rx_free(c->rx);
+    free(c->action.reply_name);
+    for (size_t j = 0; j < c->nfields; j++)
+      free(c->fields[j]);
+    free(c->fields);
+  }
+  for (size_t i = 0; i < s->nreplies; i++) {
+    free(s->replies[i].name);
+    free(s->replies[i].bytes);
+  }
+  free(s->tokens);
+  free(s->commands);
+  free(s->replies);
+  free(s->otherwise.reply_name);
+  free(s->overlong.reply_name);
+  free(s->protocol);
+  free(s->raw_name);
+  memset(s, 0, sizeof *s);
+}

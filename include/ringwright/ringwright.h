@@ -1,0 +1,11 @@
+/* Everything an appliance needs. */
+#ifndef RINGWRIGHT_H
+#define RINGWRIGHT_H
+
+#include "buf.h"
+#include "cli.h"
+#include "conn.h"
+#include "proto.h"
+#include "server.h"
+
+#endif

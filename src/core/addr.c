@@ -1,0 +1,67 @@
+/* HOST:PORT as users write it: "127.0.0.1:7000", "[::1]:7000", "localhost:0", ":7000" (all
+ * IPv4 interfaces). Resolved once at start-up, never on the hot path. */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+static int split(const char *hostport, char *host, size_t hostlen, const char **out_port)
+{
+  const char *colon;
+  if (hostport[0] == '[') {
+    const char *end = strchr(hostport, ']');
+    if (!end || end[1] != ':')
+      return -EINVAL;
+    if ((size_t)(end - hostport - 1) >= hostlen)
+      return -ENAMETOOLONG;
+    memcpy(host, hostport + 1, (size_t)(end - hostport - 1));
+    host[end - hostport - 1] = 0;
+    colon = end + 1;
+  } else {
+    colon = strrchr(hostport, ':');
+    if (!colon)
+      return -EINVAL;
+    if ((size_t)(colon - hostport) >= hostlen)
+      return -ENAMETOOLONG;
+    memcpy(host, hostport, (size_t)(colon - hostport));
+    host[colon - hostport] = 0;
+  }
+  *out_port = colon + 1;
+  char *end;
+  long port = strtol(*out_port, &end, 10);
+  if (!**out_port || *end || port < 0 || port > 65535)
+    return -EINVAL;
+  return 0;
+}
+
+int rw_addr_parse(const char *hostport, struct sockaddr_storage *out, socklen_t *out_len)
+{
+  char host[256];
+  const char *port;
+  int rc = split(hostport, host, sizeof host, &port);
+  if (rc)
+    return rc;
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                           .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+  struct addrinfo *res;
+  if (getaddrinfo(host[0] ? host : "0.0.0.0", port, &hints, &res) != 0)
+    return -EADDRNOTAVAIL;
+  memcpy(out, res->ai_addr, res->ai_addrlen);
+  *out_len = res->ai_addrlen;
+  freeaddrinfo(res);
+  return 0;
+}
+
+void rw_addr_format(const struct sockaddr *sa, char *out, size_t outlen)
+{
+  char host[NI_MAXHOST], port[NI_MAXSERV];
+  socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  if (getnameinfo(sa, len, host, sizeof host, port, sizeof port, NI_NUMERICHOST | NI_NUMERICSERV)) {
+    snprintf(out, outlen, "?");
+    return;
+  }
+  snprintf(out, outlen, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+}

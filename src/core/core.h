@@ -1,0 +1,176 @@
+/* Internal: the reactor core shared by every driver. Drivers move bytes between sockets and
+ * the core; the core owns connections, pools, parsing, dispatch and send chains. */
+#ifndef RW_CORE_H
+#define RW_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <ringwright/server.h>
+
+#define RW_NONE UINT32_MAX
+#define RW_MAX_LISTENERS 8
+
+/* ---- log.c ---- */
+void rw_log_init(const char *name);
+void rw_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* At most one line per second per call site; counts what it suppressed. */
+struct rw_ratelimit {
+  int64_t last_ms;
+  uint64_t suppressed;
+};
+void rw_log_limited(struct rw_ratelimit *rl, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int64_t rw_now_ms(void);
+
+/* ---- addr.c ---- */
+int rw_addr_parse(const char *hostport, struct sockaddr_storage *out_addr, socklen_t *out_len);
+void rw_addr_format(const struct sockaddr *sa, char *out, size_t outlen);
+
+/* ---- pool.c: fixed pools of equal-sized items, an index stack for O(1) get/put ---- */
+struct rw_pool {
+  uint8_t *mem;
+  uint32_t *free;
+  uint32_t nfree, count;
+  size_t item_size;
+};
+int rw_pool_init(struct rw_pool *p, uint32_t count, size_t item_size);
+void rw_pool_fini(struct rw_pool *p);
+static inline uint32_t rw_pool_get(struct rw_pool *p)
+{
+  return p->nfree ? p->free[--p->nfree] : RW_NONE;
+}
+static inline void rw_pool_put(struct rw_pool *p, uint32_t i)
+{
+  p->free[p->nfree++] = i;
+}
+static inline uint8_t *rw_pool_at(const struct rw_pool *p, uint32_t i)
+{
+  return p->mem + (size_t)i * p->item_size;
+}
+size_t rw_pool_bytes(const struct rw_pool *p);
+/* Anonymous memory that is only made resident when touched; NULL on failure. */
+void *rw_region_alloc(size_t size);
+void rw_region_free(void *p, size_t size);
+
+/* ---- the connection ---- */
+enum {
+  RW_CONN_LIVE = 1 << 0,
+  RW_CONN_CLOSING = 1 << 1, /* no more reading; close once the send chain is empty */
+  RW_CONN_ABORT = 1 << 2,   /* close now, drop what is queued */
+  RW_CONN_EOF = 1 << 3,     /* the peer finished sending */
+  RW_CONN_PAUSED = 1 << 4,  /* not read until the send chain drains or pools refill */
+  RW_CONN_DIRTY = 1 << 5,   /* on the worker's flush list */
+  RW_CONN_WANT_WRITE = 1 << 6, /* the kernel refused bytes; wait for writability */
+};
+
+struct rw_listener {
+  int fd;
+  const rw_proto *proto;
+  const void *handlers;
+  char addr[64];
+};
+
+struct rw_conn {
+  int fd;
+  uint32_t flags;
+  uint32_t gen;
+  uint32_t idx;
+  uint32_t events; /* the driver's current interest set */
+  struct rw_listener *ln;
+  struct rw_worker *w;
+  void *parser;
+  /* input: bytes of an unfinished frame (or of frames held while paused) */
+  uint32_t acc;
+  uint32_t acc_len;
+  /* output: a chain of slab chunks */
+  uint32_t sq_head, sq_tail;
+  uint32_t sq_head_off, sq_tail_len;
+  size_t queued;
+  struct rw_conn *dirty_next;
+  struct rw_conn *paused_prev, *paused_next;
+};
+
+struct rw_driver;
+
+struct rw_worker {
+  rw_server *srv;
+  const struct rw_driver *driver;
+  void *drv; /* the driver's own state */
+  struct rw_conn *conns;
+  uint32_t *conn_free;
+  uint32_t nconn_free;
+  uint32_t nlive;
+  uint8_t *parsers;
+  size_t parser_stride;
+  uint8_t *rxbuf;
+  struct rw_pool acc_pool;
+  struct rw_pool send_pool;
+  uint32_t *chunk_next;
+  uint32_t send_reserve; /* chunks that must stay free to start a dispatch */
+  struct rw_conn *dirty;
+  struct rw_conn *paused;
+  bool freed_resources; /* a slot or chunk came back this turn: paused connections may go on */
+  struct rw_ratelimit refuse_log, slab_log;
+};
+
+struct rw_server {
+  rw_config cfg;
+  struct rw_listener listeners[RW_MAX_LISTENERS];
+  unsigned nlisteners;
+  struct rw_worker worker;
+  size_t budget;
+  volatile int stop;
+  bool stopping;
+  int64_t deadline_ms;
+};
+
+/* ---- the driver interface: one per backend ---- */
+struct rw_driver {
+  const char *name;
+  int (*init)(struct rw_worker *w);
+  int (*run)(struct rw_worker *w);
+  void (*fini)(struct rw_worker *w);
+  /* The connection's interest changed (paused, resumed, wants writability). */
+  void (*update)(struct rw_worker *w, struct rw_conn *c);
+  /* Hands the queued bytes to the kernel (rw_sendq_iov/rw_sendq_consume); sets
+   * RW_CONN_WANT_WRITE when the kernel takes no more. 0 or -errno (the connection aborts). */
+  int (*send)(struct rw_worker *w, struct rw_conn *c);
+  /* The connection is finished: release its socket. */
+  void (*close)(struct rw_worker *w, struct rw_conn *c);
+};
+
+extern const struct rw_driver rw_driver_epoll;
+
+/* ---- conn.c: what every driver calls ---- */
+struct rw_conn *rw_conn_open(struct rw_worker *w, struct rw_listener *ln, int fd);
+/* Where the next receive should land and how much fits; NULL when the connection may not be
+ * read now (paused, closing, or no slot to keep a partial frame). */
+uint8_t *rw_conn_rx_window(struct rw_conn *c, size_t *out_cap);
+/* n bytes were received at the address rw_conn_rx_window() gave. */
+void rw_conn_received(struct rw_conn *c, uint8_t *at, size_t n);
+void rw_conn_eof(struct rw_conn *c);
+/* The socket takes bytes again after RW_CONN_WANT_WRITE. */
+void rw_conn_writable(struct rw_conn *c);
+void rw_conn_abort(struct rw_conn *c, int err);
+/* Runs the end-of-turn work: flush every dirty connection, free closed ones, resume paused. */
+void rw_worker_flush(struct rw_worker *w);
+/* Graceful stop: every connection closes once flushed; with `abort`, at once. */
+void rw_worker_close_all(struct rw_worker *w, bool abort);
+/* What the driver wants from the connection now: read, write, both, or neither. */
+bool rw_conn_wants_read(const struct rw_conn *c);
+bool rw_conn_wants_write(const struct rw_conn *c);
+
+/* ---- sendq.c ---- */
+int rw_sendq_append(struct rw_worker *w, struct rw_conn *c, const void *data, size_t len);
+/* Fills up to `max` iovecs with the queued bytes, oldest first; returns how many. */
+int rw_sendq_iov(const struct rw_worker *w, const struct rw_conn *c, struct iovec *iov, int max);
+/* n bytes were accepted by the kernel: release what they covered. */
+void rw_sendq_consume(struct rw_worker *w, struct rw_conn *c, size_t n);
+void rw_sendq_drop(struct rw_worker *w, struct rw_conn *c);
+
+#endif

@@ -1,0 +1,94 @@
+/* Send chains: each connection's queued output is a list of chunks from the worker's slab.
+ * Replies written during a loop turn are appended back to back, so a turn's replies leave in
+ * one sendmsg (or one send SQE) per connection. Nothing here allocates. */
+#include <errno.h>
+#include <string.h>
+
+#include "core.h"
+
+static uint32_t chunk_get(struct rw_worker *w)
+{
+  uint32_t i = rw_pool_get(&w->send_pool);
+  if (i != RW_NONE)
+    w->chunk_next[i] = RW_NONE;
+  return i;
+}
+
+int rw_sendq_append(struct rw_worker *w, struct rw_conn *c, const void *data, size_t len)
+{
+  const uint8_t *src = data;
+  size_t csize = w->send_pool.item_size;
+  while (len) {
+    if (c->sq_tail == RW_NONE || c->sq_tail_len == csize) {
+      uint32_t i = chunk_get(w);
+      if (i == RW_NONE)
+        return -ENOBUFS;
+      if (c->sq_tail == RW_NONE) {
+        c->sq_head = i;
+        c->sq_head_off = 0;
+      } else {
+        w->chunk_next[c->sq_tail] = i;
+      }
+      c->sq_tail = i;
+      c->sq_tail_len = 0;
+    }
+    size_t n = csize - c->sq_tail_len;
+    if (n > len)
+      n = len;
+    memcpy(rw_pool_at(&w->send_pool, c->sq_tail) + c->sq_tail_len, src, n);
+    c->sq_tail_len += (uint32_t)n;
+    c->queued += n;
+    src += n;
+    len -= n;
+  }
+  return 0;
+}
+
+int rw_sendq_iov(const struct rw_worker *w, const struct rw_conn *c, struct iovec *iov, int max)
+{
+  int n = 0;
+  for (uint32_t i = c->sq_head; i != RW_NONE && n < max; i = w->chunk_next[i]) {
+    size_t start = i == c->sq_head ? c->sq_head_off : 0;
+    size_t end = i == c->sq_tail ? c->sq_tail_len : w->send_pool.item_size;
+    iov[n].iov_base = rw_pool_at(&w->send_pool, i) + start;
+    iov[n].iov_len = end - start;
+    n++;
+  }
+  return n;
+}
+
+void rw_sendq_consume(struct rw_worker *w, struct rw_conn *c, size_t n)
+{
+  c->queued -= n;
+  while (n) {
+    uint32_t i = c->sq_head;
+    size_t end = i == c->sq_tail ? c->sq_tail_len : w->send_pool.item_size;
+    size_t avail = end - c->sq_head_off;
+    if (n < avail) {
+      c->sq_head_off += (uint32_t)n;
+      return;
+    }
+    n -= avail;
+    c->sq_head = w->chunk_next[i];
+    c->sq_head_off = 0;
+    if (i == c->sq_tail)
+      c->sq_tail = RW_NONE;
+    rw_pool_put(&w->send_pool, i);
+    w->freed_resources = true;
+  }
+  /* A fully drained tail chunk is released too: the next reply starts a fresh chunk. */
+  if (c->sq_tail != RW_NONE && c->sq_head == c->sq_tail && c->sq_head_off == c->sq_tail_len) {
+    rw_pool_put(&w->send_pool, c->sq_tail);
+    c->sq_head = c->sq_tail = RW_NONE;
+    c->sq_head_off = c->sq_tail_len = 0;
+    w->freed_resources = true;
+  }
+}
+
+void rw_sendq_drop(struct rw_worker *w, struct rw_conn *c)
+{
+  if (c->queued)
+    rw_sendq_consume(w, c, c->queued);
+  else if (c->sq_head != RW_NONE)
+    rw_sendq_consume(w, c, 0);
+}
