@@ -267,9 +267,10 @@ static void emit_re2c_rules(const struct spec *s, FILE *out)
     const struct command_decl *c = &s->commands[i];
     fputs("    ", out);
     emit_rx(s, c->name, c->rx, out);
-    fprintf(out, " {\n      *out_used = (size_t)(p->cur - buf);\n");
+    fputs(" {\n      if (FRAME_TOO_LONG())\n        return RW_PARSE_OVERLONG;\n"
+          "      *out_used = (size_t)(p->cur - buf);\n", out);
     for (size_t f = 0; f < c->nfields; f++) {
-      fprintf(out, "      m->%s.%s = (rw_span){p->f_%s_%s_s, (size_t)(p->f_%s_%s_e - p->f_%s_%s_s)};\n",
+      fprintf(out, "      m->%s.%s = (rw_span){f_%s_%s_s, (size_t)(f_%s_%s_e - f_%s_%s_s)};\n",
               c->name, c->fields[f], c->name, c->fields[f], c->name, c->fields[f], c->name,
               c->fields[f]);
     }
@@ -279,7 +280,8 @@ static void emit_re2c_rules(const struct spec *s, FILE *out)
     upper(out, c->name);
     fputs(";\n    }\n", out);
   }
-  fputs("    [^\\n]* \"\\n\" { *out_used = (size_t)(p->cur - buf); return RW_PARSE_UNKNOWN; }\n"
+  fputs("    [^\\n]* \"\\n\" {\n      if (FRAME_TOO_LONG())\n        return RW_PARSE_OVERLONG;\n"
+        "      *out_used = (size_t)(p->cur - buf);\n      return RW_PARSE_UNKNOWN;\n    }\n"
         "    * { *out_used = (size_t)(p->cur - buf); return RW_PARSE_INVALID; }\n"
         "    $ { *out_used = 0; return RW_PARSE_MORE; }\n"
         "  */\n",
@@ -297,22 +299,28 @@ static void emit_framed_parser(const struct spec *s, FILE *out)
           "struct %s_parser {\n  const uint8_t *cur, *mar;\n  uintptr_t base;\n  int state;\n"
           "  unsigned yyaccept;\n",
           p);
-  emit_user_tags(s, out, "  const uint8_t *@@;\n");
   fputs("  /*!stags:re2c format = \"  const uint8_t *@@;\\n\"; */\n};\n\n", out);
   fprintf(out, "static void %s_parser_init(void *vp)\n{\n  struct %s_parser *p = vp;\n"
                "  *p = (struct %s_parser){.state = -1};\n}\n\n", p, p, p);
-  fprintf(out, "#define SHIFT(ptr) ((ptr) = (const uint8_t *)((uintptr_t)(ptr) + delta))\n\n");
+  fprintf(out, "#define SHIFT(ptr) ((ptr) = (const uint8_t *)((uintptr_t)(ptr) + delta))\n");
+  /* A frame longer than the limit is refused however it was split: the same check runs when a
+   * frame completes in one piece and when a partial frame is held. */
+  fprintf(out, "#define FRAME_TOO_LONG() ((size_t)(p->cur - buf) > %lluu)\n\n",
+          (unsigned long long)s->limit_line);
   fprintf(out, "static void %s_rebase(struct %s_parser *p, const uint8_t *buf)\n{\n"
                "  uintptr_t delta = (uintptr_t)buf - p->base;\n  SHIFT(p->cur);\n  SHIFT(p->mar);\n",
           p, p);
-  emit_user_tags(s, out, "  if (p->@@)\n    SHIFT(p->@@);\n");
   fputs("  /*!stags:re2c format = \"  if (p->@@)\\n    SHIFT(p->@@);\\n\"; */\n}\n\n", out);
   fprintf(out,
           "static int %s_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used, void *vmsg)\n"
           "{\n  struct %s_parser *p = vp;\n  union %s_msg *m = vmsg;\n  const uint8_t *lim = buf + len;\n"
-          "  uint8_t yych;\n\n  (void)m;\n  if (p->state < 0)\n    p->cur = p->mar = buf;\n"
+          "  uint8_t yych;\n",
+          p, p, p);
+  /* Named tags are final positions re2c assigns when a rule matches: locals, never saved. */
+  emit_user_tags(s, out, "  const uint8_t *@@;\n");
+  fprintf(out, "\n  (void)m;\n  if (p->state < 0)\n    p->cur = p->mar = buf;\n"
           "  else\n    %s_rebase(p, buf);\n  /*!getstate:re2c*/\n",
-          p, p, p, p);
+          p);
   emit_re2c_rules(s, out);
   fprintf(out,
           "need_more:\n  if (len > %lluu)\n    return RW_PARSE_OVERLONG;\n"

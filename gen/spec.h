@@ -19,6 +19,7 @@ struct source {
   const char *stem; /* file name without directory and .rw: names the outputs */
   const char *text;
   size_t len;
+  FILE *err; /* where diagnostics go; NULL: stderr */
   int nerrors;
 };
 

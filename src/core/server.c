@@ -134,10 +134,13 @@ static int worker_init(rw_server *s, struct rw_worker *w)
   s->budget = (size_t)n * (sizeof *w->conns + sizeof *w->conn_free + w->parser_stride) +
               (size_t)chunks * sizeof *w->chunk_next + cfg->recv_size + 1 +
               rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool);
+  char slots_desc[64] = "no accumulator slots (unframed)";
+  if (slots)
+    snprintf(slots_desc, sizeof slots_desc, "%u accumulator slots x %zu KiB", slots, slot >> 10);
   rw_log("%s backend, 1 worker, %u connections, memory budget %.1f MiB "
-         "(recv %u KiB, %u accumulator slots x %zu KiB, %u send chunks x %u KiB)",
-         w->driver->name, n, (double)s->budget / (1 << 20), cfg->recv_size >> 10, slots,
-         slot >> 10, chunks, cfg->send_chunk >> 10);
+         "(recv %u KiB, %s, %u send chunks x %u KiB)",
+         w->driver->name, n, (double)s->budget / (1 << 20), cfg->recv_size >> 10, slots_desc,
+         chunks, cfg->send_chunk >> 10);
   return 0;
 }
 

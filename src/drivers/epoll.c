@@ -183,11 +183,24 @@ static int epoll_send(struct rw_worker *w, struct rw_conn *c)
   }
 }
 
+/* Closing a socket with unread input makes the kernel send a reset, and a reset can destroy
+ * the last reply before the peer reads it (an error line sent to a client still sending, say).
+ * So a graceful close sends FIN first and discards what input already arrived. */
+#define LINGER_DRAIN_MAX (1 << 20)
+
 static void epoll_close(struct rw_worker *w, struct rw_conn *c)
 {
-  (void)w;
-  if (c->fd >= 0)
-    close(c->fd); /* also leaves the epoll set: the fd was never duplicated */
+  if (c->fd < 0)
+    return;
+  if (!(c->flags & RW_CONN_ABORT)) {
+    shutdown(c->fd, SHUT_WR);
+    size_t drained = 0;
+    ssize_t n;
+    while (drained < LINGER_DRAIN_MAX &&
+           (n = recv(c->fd, w->rxbuf, w->srv->cfg.recv_size, MSG_DONTWAIT)) > 0)
+      drained += (size_t)n;
+  }
+  close(c->fd); /* also leaves the epoll set: the fd was never duplicated */
 }
 
 static void begin_stop(struct rw_worker *w)

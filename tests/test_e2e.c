@@ -1,0 +1,298 @@
+/* End-to-end: the built appliances (sanitizer builds unless RW_BIN says otherwise) on
+ * ephemeral loopback ports, driven by real sockets with many connections and input cut at
+ * random byte boundaries. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static uint64_t seed(void)
+{
+  uint64_t s = getenv("RW_SEED") ? strtoull(getenv("RW_SEED"), NULL, 10) : (uint64_t)time(NULL);
+  cr_log_info("seed %llu (set RW_SEED to repeat)", (unsigned long long)s);
+  return s | 1;
+}
+
+struct stream {
+  int fd;
+  const uint8_t *out; /* what to send */
+  size_t out_len, sent;
+  const uint8_t *expect; /* what must come back */
+  size_t expect_len, got;
+  bool eof;
+  int max_write; /* writes are 1..max_write bytes */
+};
+
+/* Drives every stream at once: writes in random-sized pieces, reads and compares as replies
+ * come, half-closes when all is sent, and finishes when every stream saw all it expects and
+ * then EOF. */
+static void drive(struct stream *st, int n, uint64_t *rng, int timeout_ms)
+{
+  struct pollfd pfd[256];
+  uint8_t buf[65536];
+  cr_assert(n <= 256);
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    int live = 0;
+    for (int i = 0; i < n; i++) {
+      pfd[i] = (struct pollfd){.fd = st[i].eof ? -1 : st[i].fd, .events = POLLIN};
+      if (st[i].sent < st[i].out_len)
+        pfd[i].events |= POLLOUT;
+      live += !st[i].eof;
+    }
+    if (!live)
+      return;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    cr_assert((t.tv_sec - t0.tv_sec) * 1000 < timeout_ms, "streams did not finish in time");
+    cr_assert(poll(pfd, (nfds_t)n, 1000) >= 0);
+    for (int i = 0; i < n; i++) {
+      struct stream *s = &st[i];
+      if (pfd[i].revents & POLLOUT) {
+        size_t k = 1 + rng_next(rng) % (uint64_t)s->max_write;
+        if (k > s->out_len - s->sent)
+          k = s->out_len - s->sent;
+        ssize_t w = write(s->fd, s->out + s->sent, k);
+        if (w > 0 && (s->sent += (size_t)w) == s->out_len)
+          shutdown(s->fd, SHUT_WR);
+        cr_assert(w > 0 || errno == EAGAIN, "write: %s", strerror(errno));
+      }
+      if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+        ssize_t r = read(s->fd, buf, sizeof buf);
+        if (r < 0 && errno == EAGAIN)
+          continue;
+        cr_assert(r >= 0, "read: %s", strerror(errno));
+        if (r == 0) {
+          cr_assert_eq(s->got, s->expect_len, "stream %d: EOF after %zu of %zu bytes", i, s->got,
+                       s->expect_len);
+          s->eof = true;
+          continue;
+        }
+        cr_assert(s->got + (size_t)r <= s->expect_len, "stream %d: more bytes than expected", i);
+        cr_assert(memcmp(buf, s->expect + s->got, (size_t)r) == 0,
+                  "stream %d: wrong bytes at offset %zu", i, s->got);
+        s->got += (size_t)r;
+      }
+    }
+  }
+}
+
+Test(echo, fifty_connections_of_256k_cut_at_random_boundaries, .timeout = 120)
+{
+  struct server srv;
+  server_start(&srv, "echod", NULL);
+  uint64_t rng = seed();
+  enum { N = 50, LEN = 256 * 1024 };
+  static struct stream st[N];
+  uint8_t *data = malloc((size_t)N * LEN);
+  for (size_t i = 0; i < (size_t)N * LEN; i++)
+    data[i] = (uint8_t)rng_next(&rng);
+  for (int i = 0; i < N; i++) {
+    const uint8_t *d = data + (size_t)i * LEN;
+    st[i] = (struct stream){.fd = tcp_connect_nb(srv.port), .out = d, .out_len = LEN, .expect = d,
+                            .expect_len = LEN, .max_write = i % 2 ? 7 : 16384};
+  }
+  drive(st, N, &rng, 90000);
+  for (int i = 0; i < N; i++)
+    close(st[i].fd);
+  free(data);
+  cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
+}
+
+/* Many pipelined requests of every shape, each connection's bytes cut into 1..7-byte writes. */
+Test(ping, thousands_of_pipelined_pings_in_tiny_writes, .timeout = 120)
+{
+  struct server srv;
+  server_start(&srv, "pingd", NULL);
+  uint64_t rng = seed();
+  static const char *const req[] = {"PING\r\n", "ping\r\n", "  PING\t\r\n", "PING\n", "nope\r\n"};
+  static const char *const rep[] = {"+PONG\r\n", "+PONG\r\n", "+PONG\r\n", "+PONG\r\n",
+                                    "-ERR unknown command\r\n"};
+  enum { N = 8, COUNT = 5000 };
+  static struct stream st[N];
+  static uint8_t out[N][COUNT * 10], expect[N][COUNT * 24];
+  for (int i = 0; i < N; i++) {
+    size_t ol = 0, el = 0;
+    for (int k = 0; k < COUNT; k++) {
+      int which = (int)(rng_next(&rng) % 5);
+      memcpy(out[i] + ol, req[which], strlen(req[which]));
+      ol += strlen(req[which]);
+      memcpy(expect[i] + el, rep[which], strlen(rep[which]));
+      el += strlen(rep[which]);
+    }
+    st[i] = (struct stream){.fd = tcp_connect_nb(srv.port), .out = out[i], .out_len = ol,
+                            .expect = expect[i], .expect_len = el, .max_write = 7};
+  }
+  drive(st, N, &rng, 90000);
+  for (int i = 0; i < N; i++)
+    close(st[i].fd);
+  cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
+}
+
+Test(ping, unknown_line_keeps_the_connection)
+{
+  struct server srv;
+  server_start(&srv, "pingd", NULL);
+  int fd = tcp_connect(srv.port);
+  write_all(fd, "HELLO\r\n", 7);
+  char buf[64] = {0};
+  cr_assert_eq(read_n(fd, buf, 22, 5000), 22);
+  cr_expect_str_eq(buf, "-ERR unknown command\r\n");
+  write_all(fd, "PING\r\n", 6);
+  memset(buf, 0, sizeof buf);
+  cr_assert_eq(read_n(fd, buf, 7, 5000), 7);
+  cr_expect_str_eq(buf, "+PONG\r\n");
+  close(fd);
+  cr_expect_eq(server_stop(&srv, SIGINT), 0, "%s", srv.log);
+}
+
+Test(ping, line_over_64k_gets_an_error_line_and_is_closed)
+{
+  struct server srv;
+  server_start(&srv, "pingd", NULL);
+  int fd = tcp_connect(srv.port);
+  write_all(fd, "PING\r\n", 6);
+  size_t n = 64 * 1024 + 100;
+  char *junk = malloc(n);
+  memset(junk, 'x', n);
+  write_all(fd, junk, n);
+  free(junk);
+  char buf[64] = {0};
+  cr_assert_eq(read_n(fd, buf, 7 + 20, 5000), 27);
+  cr_expect_str_eq(buf, "+PONG\r\n-ERR line too long\r\n");
+  cr_expect(wait_closed(fd, 5000), "the connection must be closed");
+  close(fd);
+  /* The server is unharmed. */
+  fd = tcp_connect(srv.port);
+  write_all(fd, "PING\r\n", 6);
+  cr_assert_eq(read_n(fd, buf, 7, 5000), 7);
+  close(fd);
+  cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
+}
+
+/* A client that does not read: the server stops reading it once its send chain is full
+ * (memory stays bounded) and catches up when the client reads again. */
+Test(echo, a_client_that_does_not_read_is_paused_not_buffered, .timeout = 60)
+{
+  struct server srv;
+  server_start(&srv, "echod", NULL);
+  int fd = tcp_connect_nb(srv.port);
+  enum { CAP = 64 << 20 };
+  uint8_t *chunk = malloc(65536);
+  for (int i = 0; i < 65536; i++)
+    chunk[i] = (uint8_t)(i * 7);
+  size_t sent = 0;
+  int stalls = 0;
+  while (sent < CAP && stalls < 20) {
+    ssize_t w = write(fd, chunk + sent % 65536, 65536 - sent % 65536);
+    if (w > 0) {
+      sent += (size_t)w;
+      stalls = 0;
+    } else {
+      cr_assert(errno == EAGAIN);
+      stalls++;
+      usleep(20000);
+    }
+  }
+  cr_expect_lt(sent, CAP, "the server should have stopped reading long before 64 MiB");
+  shutdown(fd, SHUT_WR);
+  uint8_t *back = malloc(sent + 1);
+  size_t got = read_n(fd, back, sent + 1, 30000);
+  cr_expect_eq(got, sent);
+  for (size_t i = 0; i < got; i++)
+    if (back[i] != chunk[i % 65536])
+      cr_assert_fail("wrong byte at %zu", i);
+  free(back);
+  free(chunk);
+  close(fd);
+  cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
+}
+
+Test(server, graceful_stop_flushes_refuses_new_and_exits_zero, .timeout = 60)
+{
+  struct server srv;
+  server_start(&srv, "echod", NULL);
+  int fd = tcp_connect(srv.port);
+  enum { LEN = 1 << 20 };
+  uint8_t *data = malloc(LEN), *back = malloc(LEN);
+  for (int i = 0; i < LEN; i++)
+    data[i] = (uint8_t)(i * 13);
+  /* 1 MiB in, none read: most of the echo sits queued in the server when the signal comes. */
+  set_nonblock(fd);
+  size_t sent = 0;
+  for (int tries = 0; sent < LEN && tries < 50; tries++) {
+    ssize_t w = write(fd, data + sent, LEN - sent);
+    if (w > 0)
+      sent += (size_t)w;
+    else
+      usleep(10000);
+  }
+  usleep(100000);
+  kill(srv.pid, SIGTERM);
+  usleep(100000);
+  /* No longer accepting. */
+  int probe = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port),
+                           .sin_addr.s_addr = htonl(0x7f000001)};
+  cr_expect_neq(connect(probe, (struct sockaddr *)&sa, sizeof sa), 0, "listener must be closed");
+  close(probe);
+  /* What the server had read is echoed in full before it closes. */
+  size_t got = read_n(fd, back, LEN, 20000);
+  cr_expect_gt(got, 0);
+  cr_expect_eq(memcmp(back, data, got), 0);
+  cr_expect(wait_closed(fd, 10000));
+  close(fd);
+  cr_expect_eq(server_stop(&srv, 0), 0, "%s", srv.log);
+  cr_expect(strstr(srv.log, "stopping: no longer accepting"), "%s", srv.log);
+  free(data);
+  free(back);
+}
+
+Test(server, max_conns_refuses_extra_connections_promptly)
+{
+  struct server srv;
+  server_start(&srv, "pingd", (const char *const[]){"--max-conns", "2", NULL});
+  int a = tcp_connect(srv.port), b = tcp_connect(srv.port);
+  char buf[8];
+  write_all(a, "PING\r\n", 6);
+  cr_assert_eq(read_n(a, buf, 7, 5000), 7);
+  int c = tcp_connect(srv.port);
+  cr_expect(wait_closed(c, 5000), "the third connection must be closed");
+  write_all(b, "PING\r\n", 6);
+  cr_assert_eq(read_n(b, buf, 7, 5000), 7, "existing connections keep being served");
+  close(a);
+  close(b);
+  close(c);
+  cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
+  cr_expect(strstr(srv.log, "connection refused: 2 connections open (--max-conns)"), "%s", srv.log);
+}
+
+Test(cli, flags_usage_and_errors)
+{
+  const char *bin = getenv("RW_BIN") ? getenv("RW_BIN") : "build/asan/bin";
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "%s/pingd --help | grep -q -- '--listen HOST:PORT'", bin);
+  cr_expect_eq(run_status(cmd), 0);
+  snprintf(cmd, sizeof cmd, "%s/echod --bogus 2>&1 | grep -q \"unknown argument '--bogus'\"", bin);
+  cr_expect_eq(run_status(cmd), 0);
+  snprintf(cmd, sizeof cmd, "%s/echod --bogus 2>/dev/null", bin);
+  cr_expect_eq(run_status(cmd), 2);
+  snprintf(cmd, sizeof cmd, "%s/echod --listen 2>/dev/null", bin);
+  cr_expect_eq(run_status(cmd), 2);
+  snprintf(cmd, sizeof cmd, "%s/pingd --max-conns zero 2>/dev/null", bin);
+  cr_expect_eq(run_status(cmd), 2);
+  snprintf(cmd, sizeof cmd, "%s/pingd --listen nohost 2>&1 | grep -q 'cannot listen on nohost'", bin);
+  cr_expect_eq(run_status(cmd), 0);
+  snprintf(cmd, sizeof cmd, "%s/pingd --listen 127.0.0.1:99999 2>/dev/null", bin);
+  cr_expect_eq(run_status(cmd), 1);
+}

@@ -1,0 +1,210 @@
+/* Generator unit tests: the spec language as rwgen's passes see it (lexer, parser, checks,
+ * emitters), and rwgen's command line. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "../gen/spec.h"
+
+struct result {
+  int rc;
+  struct spec spec;
+  char *err; /* the diagnostics, as the user would see them */
+  int nerrors;
+};
+
+static struct result compile(const char *text)
+{
+  struct result r = {0};
+  size_t errlen;
+  FILE *err = open_memstream(&r.err, &errlen);
+  struct source src = {.path = "t.rw", .stem = "t", .text = text, .len = strlen(text), .err = err};
+  r.rc = spec_parse(&src, &r.spec);
+  if (r.rc == 0)
+    r.rc = spec_check(&r.spec);
+  fclose(err);
+  r.nerrors = src.nerrors;
+  return r;
+}
+
+static void done(struct result *r)
+{
+  spec_free(&r->spec);
+  free(r->err);
+}
+
+static void expect_error(const char *text, const char *where_what)
+{
+  struct result r = compile(text);
+  cr_expect_eq(r.rc, -1, "spec should be rejected:\n%s", text);
+  cr_expect(strstr(r.err, where_what) != NULL, "expected \"%s\" in:\n%s", where_what, r.err);
+  done(&r);
+}
+
+#define PING_LIKE                                                                                \
+  "protocol p;\nlimit line 1KiB;\n"                                                               \
+  "reply ok = \"+OK\\r\\n\";\n"
+
+Test(spec, shipped_ping_shape)
+{
+  struct result r = compile("protocol ping;\nlimit line 64KiB;\ntoken blank = [ \\t]*;\n"
+                            "command ping = blank (\"PING\" | \"ping\") blank \"\\r\"? \"\\n\" -> reply pong;\n"
+                            "reply pong = \"+PONG\\r\\n\";\notherwise -> reply pong;\n"
+                            "on overlong -> reply pong, close;\n");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_expect_str_eq(r.spec.protocol, "ping");
+  cr_expect_eq(r.spec.limit_line, 65536);
+  cr_expect_eq(r.spec.ntokens, 1);
+  cr_expect_eq(r.spec.ncommands, 1);
+  cr_expect_eq(r.spec.nreplies, 1);
+  cr_expect_eq(r.spec.replies[0].len, 7);
+  cr_expect_eq(memcmp(r.spec.replies[0].bytes, "+PONG\r\n", 7), 0);
+  cr_expect(r.spec.commands[0].action.present);
+  cr_expect(!r.spec.commands[0].action.close);
+  cr_expect(r.spec.overlong.close);
+  done(&r);
+}
+
+Test(spec, sizes_and_captures)
+{
+  struct result r = compile("protocol kv;\nlimit line 1MiB;\ntoken key = [a-z]{1,250};\n"
+                            "command get = \"get \" k:key \" \" v:([0-9]+) \"\\r\\n\";\n");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_expect_eq(r.spec.limit_line, 1 << 20);
+  cr_assert_eq(r.spec.commands[0].nfields, 2);
+  cr_expect_str_eq(r.spec.commands[0].fields[0], "k");
+  cr_expect_str_eq(r.spec.commands[0].fields[1], "v");
+  done(&r);
+}
+
+Test(spec, raw_protocol)
+{
+  struct result r = compile("# comment\nprotocol echo;\nraw data;\n");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_expect_str_eq(r.spec.raw_name, "data");
+  done(&r);
+}
+
+Test(spec_errors, positions_are_file_line_col_with_the_line_quoted)
+{
+  struct result r = compile("protocol p\nlimit line 64;\n");
+  cr_expect_eq(r.rc, -1);
+  cr_expect_str_eq(r.err, "t.rw:2:1: error: expected ';', found a name\n  limit line 64;\n  ^\n");
+  done(&r);
+}
+
+Test(spec_errors, lexical)
+{
+  expect_error("protocol p;\nreply x = \"abc;\n", "t.rw:2:11: error: unterminated string");
+  expect_error("protocol p;\nreply x = \"a\\qb\";\n", "t.rw:2:13: error: unknown escape '\\q'");
+  expect_error("protocol p;\nreply x = \"\\x4\";\n", "t.rw:2:12: error: \\x needs two hex digits");
+  expect_error("protocol p;\nlimit line 64KB;\n", "t.rw:2:14: error: unknown size suffix 'KB'");
+  expect_error("protocol p;\nlimit line 99999999999999999999;\n", "t.rw:2:12: error: number too large");
+  expect_error("protocol p;\n  @\n", "t.rw:2:3: error: unexpected character '@'");
+  expect_error("protocol p;\ntoken t = [a-z;\n", "t.rw:2:11: error: unterminated character class");
+  expect_error("protocol p;\nreply x = \"\";\n", "t.rw:2:11: error: empty string");
+}
+
+Test(spec_errors, syntax)
+{
+  expect_error("protokol p;\n", "t.rw:1:1: error: expected a declaration");
+  expect_error(PING_LIKE "command c = ;\n", "t.rw:4:13: error: expected a pattern");
+  expect_error(PING_LIKE "command c = (\"a\" ;\n", "t.rw:4:18: error: expected ')'");
+  expect_error(PING_LIKE "command c = \"a\"{3,1};\n", "t.rw:4:16: error: repeat {3,1}: maximum below minimum");
+  expect_error(PING_LIKE "command c = \"a\" -> shout;\n", "t.rw:4:20: error: expected 'reply' or 'close'");
+  expect_error(PING_LIKE "limit page 5;\n", "t.rw:4:7: error: expected a limit name");
+  expect_error(PING_LIKE "on timeout -> close;\n", "t.rw:4:4: error: expected an event name");
+  expect_error(PING_LIKE "reply y = 'ci';\n", "t.rw:4:11: error: expected a \"string\" (reply bytes)");
+}
+
+Test(spec_errors, every_independent_error_is_reported)
+{
+  struct result r = compile("protocol p;\nlimit line 1KiB;\ncommand a = ;\ncommand b = \"x\" -> reply nope;\n"
+                            "command c = undefined_tok;\n");
+  cr_expect_eq(r.rc, -1);
+  cr_expect_eq(r.nerrors, 1, "the parse error stops before checks:\n%s", r.err);
+  done(&r);
+  r = compile("protocol p;\nlimit line 1KiB;\ncommand b = \"x\" -> reply nope;\ncommand c = undefined_tok;\n");
+  cr_expect_eq(r.nerrors, 2, "%s", r.err);
+  cr_expect(strstr(r.err, "t.rw:3:26: error: unknown reply 'nope'"), "%s", r.err);
+  cr_expect(strstr(r.err, "t.rw:4:13: error: unknown token 'undefined_tok'"), "%s", r.err);
+  done(&r);
+}
+
+Test(spec_errors, semantics)
+{
+  expect_error("limit line 1KiB;\ncommand a = \"a\";\n", "t.rw:1:1: error: missing 'protocol NAME;'");
+  expect_error("protocol p;\ncommand a = \"a\";\n", "t.rw:1:1: error: missing 'limit line N;'");
+  expect_error("protocol p;\nlimit line 8;\ncommand a = \"a\";\n", "t.rw:2:12: error: limit line must be between");
+  expect_error("protocol p;\nlimit line 1KiB;\n", "t.rw:1:1: error: no commands");
+  expect_error("protocol P;\nraw data;\n", "t.rw:1:10: error: protocol name 'P' must be lowercase");
+  expect_error("protocol p;\nraw int;\n", "t.rw:2:5: error: raw handler name 'int' is a C keyword");
+  expect_error("protocol p;\nraw data;\ncommand a = \"a\";\n", "t.rw:2:5: error: a raw protocol has no framing");
+  expect_error(PING_LIKE "command a = \"a\";\ncommand a = \"b\";\n", "t.rw:5:9: error: command 'a' declared twice");
+  expect_error(PING_LIKE "reply ok = \"x\";\ncommand a = \"a\";\n", "t.rw:4:7: error: reply 'ok' declared twice");
+  expect_error(PING_LIKE "token t = u;\ntoken u = \"u\";\ncommand a = t;\n",
+               "t.rw:4:11: error: token 'u' is used before its declaration");
+  expect_error(PING_LIKE "token t = x:\"a\";\ncommand a = t;\n",
+               "t.rw:4:11: error: captures belong in commands, not in tokens");
+  expect_error(PING_LIKE "command a = (k:\"a\")+;\n",
+               "t.rw:4:14: error: capture 'k' inside a repetition is not supported");
+  expect_error(PING_LIKE "command a = k:\"a\" k:\"b\";\n", "t.rw:4:19: error: field 'k' captured twice");
+  expect_error(PING_LIKE "otherwise -> reply missing;\n", "t.rw:4:20: error: unknown reply 'missing'");
+  expect_error(PING_LIKE "otherwise -> close;\notherwise -> close;\n", "t.rw:5:11: error: otherwise declared twice");
+}
+
+static char *emit_to_string(const char *text, int (*emit)(const struct spec *, FILE *))
+{
+  struct result r = compile(text);
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  char *out;
+  size_t len;
+  FILE *f = open_memstream(&out, &len);
+  cr_assert_eq(emit(&r.spec, f), 0);
+  fclose(f);
+  done(&r);
+  return out;
+}
+
+Test(emit, header_has_commands_fields_handlers_and_writers)
+{
+  const char *spec = "protocol kv;\nlimit line 1KiB;\ntoken key = [a-z]+;\n"
+                     "command get = \"get \" key:key \"\\r\\n\";\n"
+                     "command ping = \"ping\\r\\n\" -> reply pong;\nreply pong = \"+PONG\\r\\n\";\n";
+  char *h = emit_to_string(spec, emit_header);
+  cr_expect(strstr(h, "  KV_CMD_GET,\n  KV_CMD_PING,\n  KV_CMD__COUNT\n"), "%s", h);
+  cr_expect(strstr(h, "struct kv_get {\n  rw_span key;\n};"), "%s", h);
+  cr_expect(strstr(h, "int (*get)(rw_conn *c, const struct kv_get *msg);"), "%s", h);
+  cr_expect(!strstr(h, "int (*ping)"), "a command the spec answers needs no handler:\n%s", h);
+  cr_expect(strstr(h, "/* Writes \"+PONG\\r\\n\". */\nint kv_reply_pong(rw_conn *c);"), "%s", h);
+  cr_expect(strstr(h, "extern const rw_proto kv_proto;"), "%s", h);
+  free(h);
+  char *re = emit_to_string(spec, emit_re);
+  cr_expect(strstr(re, "\"get \" @f_get_key_s tok_key @f_get_key_e \"\\r\\n\""), "%s", re);
+  cr_expect(strstr(re, "[KV_CMD_GET] = kv_do_get,"), "%s", re);
+  cr_expect(strstr(re, "if (len > 1024u)\n    return RW_PARSE_OVERLONG;"), "%s", re);
+  free(re);
+}
+
+static int run(const char *cmd)
+{
+  int st = system(cmd);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(cli, rwgen_help_usage_and_errors)
+{
+  cr_expect_eq(run("build/bin/rwgen --help | grep -q 'usage: rwgen'"), 0);
+  cr_expect_eq(run("build/bin/rwgen --bogus 2>/dev/null"), 2);
+  cr_expect_eq(run("build/bin/rwgen 2>/dev/null"), 2);
+  cr_expect_eq(run("build/bin/rwgen /nonexistent.rw 2>/dev/null"), 1);
+  cr_expect_eq(run("d=$(mktemp -d) && printf 'protocol p;\\nlimit line 1KiB;\\ncommand c = nope;\\n' > $d/bad.rw && "
+                   "build/bin/rwgen -o $d $d/bad.rw 2> $d/err; rc=$?; "
+                   "grep -q \"^$d/bad.rw:3:13: error: unknown token 'nope'$\" $d/err && test ! -e $d/bad.gen.h && exit $rc"),
+               1);
+  cr_expect_eq(run("d=$(mktemp -d) && build/bin/rwgen -o $d spec/ping.rw && test -s $d/ping.gen.h && "
+                   "re2c -W -f -o $d/ping.gen.c $d/ping.gen.re 2>&1 | (! grep -q .) && "
+                   "gcc -std=c11 -Wall -Wextra -Werror -Iinclude -c $d/ping.gen.c -o $d/ping.o"),
+               0);
+}
