@@ -24,6 +24,7 @@ static int64_t now_ms(void)
 
 void server_drain_log(struct server *s)
 {
+  fcntl(s->errfd, F_SETFL, O_NONBLOCK);
   size_t len = strlen(s->log);
   for (;;) {
     if (len + 1 >= sizeof s->log)
@@ -41,9 +42,20 @@ void server_start(struct server *s, const char *prog, const char *const *args)
   const char *dir = getenv("RW_BIN") ? getenv("RW_BIN") : "build/asan/bin";
   char path[512];
   snprintf(path, sizeof path, "%s/%s", dir, prog);
-  const char *argv[32] = {path, "--listen", "127.0.0.1:0"};
+  server_start_bin(s, path, args, NULL);
+}
+
+void server_start_bin(struct server *s, const char *path, const char *const *args,
+                      const char *preload)
+{
+  const char *argv[40] = {path, "--listen", "127.0.0.1:0"};
   int argc = 3;
-  for (; args && *args && argc < 31; args++)
+  const char *backend = getenv("RW_BACKEND");
+  if (backend && *backend) {
+    argv[argc++] = "--backend";
+    argv[argc++] = backend;
+  }
+  for (; args && *args && argc < 39; args++)
     argv[argc++] = *args;
   argv[argc] = NULL;
   int pipefd[2];
@@ -53,25 +65,35 @@ void server_start(struct server *s, const char *prog, const char *const *args)
   cr_assert(s->pid >= 0);
   if (s->pid == 0) {
     dup2(pipefd[1], 2);
+    if (preload)
+      setenv("LD_PRELOAD", preload, 1);
     execv(path, (char *const *)argv);
     fprintf(stderr, "exec %s: %s\n", path, strerror(errno));
     _exit(127);
   }
   close(pipefd[1]);
   s->errfd = pipefd[0];
-  int64_t deadline = now_ms() + 10000;
-  char *at;
-  while (!(at = strstr(s->log, "listening on 127.0.0.1:")) || !strchr(at, '\n')) {
+  const char *at = server_wait_log(s, "listening on 127.0.0.1:", 10000);
+  s->port = atoi(at + strlen("listening on 127.0.0.1:"));
+  /* The worker threads are up once the budget line is out. */
+  server_wait_log(s, "memory budget", 10000);
+}
+
+const char *server_wait_log(struct server *s, const char *needle, int ms)
+{
+  int64_t deadline = now_ms() + ms;
+  const char *at;
+  while (!(at = strstr(s->log, needle)) || !strchr(at, '\n')) {
     struct pollfd pfd = {.fd = s->errfd, .events = POLLIN};
     int left = (int)(deadline - now_ms());
-    cr_assert(left > 0 && poll(&pfd, 1, left) > 0, "%s did not start: %s", prog, s->log);
+    cr_assert(left > 0 && poll(&pfd, 1, left) > 0, "no \"%s\" from the server: %s", needle, s->log);
     size_t len = strlen(s->log);
+    cr_assert(len + 1 < sizeof s->log, "server log full");
     ssize_t n = read(s->errfd, s->log + len, sizeof s->log - 1 - len);
-    cr_assert(n > 0, "%s exited while starting: %s", prog, s->log);
+    cr_assert(n > 0, "server exited: %s", s->log);
     s->log[len + (size_t)n] = 0;
   }
-  s->port = atoi(at + strlen("listening on 127.0.0.1:"));
-  fcntl(s->errfd, F_SETFL, O_NONBLOCK);
+  return at;
 }
 
 int server_stop(struct server *s, int sig)

@@ -11,12 +11,18 @@ struct server {
   pid_t pid;
   int port;
   int errfd; /* the server's stderr, after the lines read while starting */
-  char log[8192];
+  char log[65536];
 };
 
 /* Starts $RW_BIN/<prog> (default build/asan/bin) with "--listen 127.0.0.1:0" and `args`
  * (NULL-terminated), and waits for its "listening on" line. */
 void server_start(struct server *s, const char *prog, const char *const *args);
+/* The same for a binary at `path`, optionally with LD_PRELOAD=`preload`. $RW_BACKEND, when set,
+ * is passed as --backend to every server the tests start. */
+void server_start_bin(struct server *s, const char *path, const char *const *args,
+                      const char *preload);
+/* Waits until the server's log contains `needle` (and the rest of that line); returns it. */
+const char *server_wait_log(struct server *s, const char *needle, int ms);
 /* Sends `sig`, waits for exit; returns the exit status (128+N if killed by signal N). */
 int server_stop(struct server *s, int sig);
 /* Reads what the server printed since start into s->log (non-blocking). */

@@ -261,7 +261,7 @@ Test(server, graceful_stop_flushes_refuses_new_and_exits_zero, .timeout = 60)
 Test(server, max_conns_refuses_extra_connections_promptly)
 {
   struct server srv;
-  server_start(&srv, "pingd", (const char *const[]){"--max-conns", "2", NULL});
+  server_start(&srv, "pingd", (const char *const[]){"--max-conns", "2", "--workers", "1", NULL});
   int a = tcp_connect(srv.port), b = tcp_connect(srv.port);
   char buf[8];
   write_all(a, "PING\r\n", 6);
@@ -274,7 +274,8 @@ Test(server, max_conns_refuses_extra_connections_promptly)
   close(b);
   close(c);
   cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
-  cr_expect(strstr(srv.log, "connection refused: 2 connections open (--max-conns)"), "%s", srv.log);
+  cr_expect(strstr(srv.log, "connection refused: 2 connections open on worker 0 (--max-conns)"), "%s",
+            srv.log);
 }
 
 Test(cli, flags_usage_and_errors)
@@ -295,4 +296,172 @@ Test(cli, flags_usage_and_errors)
   cr_expect_eq(run_status(cmd), 0);
   snprintf(cmd, sizeof cmd, "%s/pingd --listen 127.0.0.1:99999 2>/dev/null", bin);
   cr_expect_eq(run_status(cmd), 1);
+}
+
+Test(server, idle_connections_are_closed_busy_ones_kept, .timeout = 30)
+{
+  struct server srv;
+  server_start(&srv, "pingd", (const char *const[]){"--idle-timeout", "1", NULL});
+  int idle = tcp_connect(srv.port), busy = tcp_connect(srv.port);
+  char buf[8];
+  for (int i = 0; i < 8; i++) { /* 2.4 s of traffic every 300 ms */
+    write_all(busy, "PING\r\n", 6);
+    cr_assert_eq(read_n(busy, buf, 7, 5000), 7);
+    usleep(300000);
+  }
+  cr_expect(wait_closed(idle, 100), "the silent connection must be gone after 2.4 s");
+  write_all(busy, "PING\r\n", 6);
+  cr_expect_eq(read_n(busy, buf, 7, 5000), 7, "the busy one must still be served");
+  cr_expect(wait_closed(busy, 3000), "and closed once it falls silent");
+  close(idle);
+  close(busy);
+  cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
+}
+
+Test(echo, udp_datagrams_are_echoed)
+{
+  struct server srv;
+  server_start(&srv, "echod", (const char *const[]){"--udp", "127.0.0.1:0", NULL});
+  const char *at = server_wait_log(&srv, "(udp)", 5000);
+  while (at > srv.log && at[-1] != ':')
+    at--;
+  int port = atoi(at);
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                           .sin_addr.s_addr = htonl(0x7f000001)};
+  cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  for (int i = 0; i < 100; i++) {
+    char msg[64], back[64] = {0};
+    int n = snprintf(msg, sizeof msg, "datagram %d", i);
+    cr_assert_eq(send(fd, msg, (size_t)n, 0), n);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    cr_assert_eq(poll(&pfd, 1, 5000), 1, "no echo for datagram %d", i);
+    cr_assert_eq(recv(fd, back, sizeof back, 0), n);
+    cr_assert_str_eq(back, msg);
+  }
+  close(fd);
+  cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
+}
+
+Test(server, several_workers_share_the_port, .timeout = 60)
+{
+  struct server srv;
+  server_start(&srv, "pingd", (const char *const[]){"--workers", "3", NULL});
+  cr_expect(strstr(srv.log, "3 workers"), "%s", srv.log);
+  enum { N = 60 };
+  int fds[N];
+  char buf[8];
+  for (int i = 0; i < N; i++)
+    fds[i] = tcp_connect(srv.port);
+  for (int i = 0; i < N; i++) {
+    write_all(fds[i], "PING\r\n", 6);
+    cr_assert_eq(read_n(fds[i], buf, 7, 5000), 7);
+  }
+  for (int i = 0; i < N; i++)
+    close(fds[i]);
+  cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
+}
+
+/* ---- zero allocation after warm-up (optimised build: sanitizers interpose malloc themselves) */
+
+static unsigned long malloc_count(struct server *s)
+{
+  size_t off = strlen(s->log);
+  kill(s->pid, SIGUSR2);
+  for (int i = 0; i < 500; i++) {
+    server_drain_log(s);
+    const char *at = strstr(s->log + off, "malloc-count ");
+    if (at && strchr(at, '\n'))
+      return strtoul(at + 13, NULL, 10);
+    usleep(10000);
+  }
+  cr_assert_fail("no malloc-count from the server: %s", s->log);
+  return 0;
+}
+
+static void reconnects(int port, int n, const char *req, size_t reqlen, size_t replen)
+{
+  char buf[64];
+  for (int i = 0; i < n; i++) {
+    int fd = tcp_connect(port);
+    write_all(fd, req, reqlen);
+    cr_assert_eq(read_n(fd, buf, replen, 5000), replen);
+    close(fd);
+  }
+}
+
+static void pipelined(int port, int conns, int per_conn, uint64_t *rng)
+{
+  static struct stream st[16];
+  size_t ol = (size_t)per_conn * 6, el = (size_t)per_conn * 7;
+  uint8_t *out = malloc(ol), *expect = malloc(el);
+  for (int k = 0; k < per_conn; k++) {
+    memcpy(out + k * 6, "PING\r\n", 6);
+    memcpy(expect + k * 7, "+PONG\r\n", 7);
+  }
+  for (int i = 0; i < conns; i++)
+    st[i] = (struct stream){.fd = tcp_connect_nb(port), .out = out, .out_len = ol,
+                            .expect = expect, .expect_len = el, .max_write = 1 << 16};
+  drive(st, conns, rng, 90000);
+  for (int i = 0; i < conns; i++)
+    close(st[i].fd);
+  free(out);
+  free(expect);
+}
+
+static const char *rel_bin(void)
+{
+  return getenv("RW_REL_BIN") ? getenv("RW_REL_BIN") : "build/bin";
+}
+
+Test(zero_malloc, pingd_after_warm_up, .timeout = 180)
+{
+  char path[512];
+  snprintf(path, sizeof path, "%s/pingd", rel_bin());
+  struct server srv;
+  server_start_bin(&srv, path, (const char *const[]){"--workers", "2", NULL},
+                   "build/tests/malloc_count.so");
+  uint64_t rng = seed();
+  pipelined(srv.port, 8, 2000, &rng); /* warm-up: pages of every pool in use get touched */
+  reconnects(srv.port, 200, "PING\r\n", 6, 7);
+  unsigned long before = malloc_count(&srv);
+  pipelined(srv.port, 8, 25000, &rng); /* 200,000 requests */
+  reconnects(srv.port, 2000, "PING\r\n", 6, 7);
+  unsigned long after = malloc_count(&srv);
+  cr_expect_eq(after, before, "%lu malloc-family calls during 202,000 requests and 2,000 reconnects",
+               after - before);
+  cr_log_info("pingd: %lu malloc-family calls before warm-up ended, %lu after", before, after - before);
+  cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
+}
+
+Test(zero_malloc, echod_after_warm_up, .timeout = 180)
+{
+  char path[512];
+  snprintf(path, sizeof path, "%s/echod", rel_bin());
+  struct server srv;
+  server_start_bin(&srv, path, (const char *const[]){"--workers", "2", NULL},
+                   "build/tests/malloc_count.so");
+  uint64_t rng = seed();
+  enum { N = 16, LEN = 1 << 20 };
+  uint8_t *data = malloc(LEN);
+  for (size_t i = 0; i < LEN; i++)
+    data[i] = (uint8_t)rng_next(&rng);
+  static struct stream st[N];
+  for (int round = 0; round < 2; round++) {
+    unsigned long before = round ? malloc_count(&srv) : 0;
+    for (int i = 0; i < N; i++)
+      st[i] = (struct stream){.fd = tcp_connect_nb(srv.port), .out = data, .out_len = LEN,
+                              .expect = data, .expect_len = LEN, .max_write = 1 << 16};
+    drive(st, N, &rng, 90000);
+    for (int i = 0; i < N; i++)
+      close(st[i].fd);
+    reconnects(srv.port, round ? 2000 : 100, "hello", 5, 5);
+    if (round) {
+      unsigned long after = malloc_count(&srv);
+      cr_expect_eq(after, before, "%lu malloc-family calls during 16 MiB of echo and 2,000 reconnects",
+                   after - before);
+    }
+  }
+  free(data);
+  cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
 }

@@ -2,6 +2,8 @@
 #ifndef RINGWRIGHT_CLI_H
 #define RINGWRIGHT_CLI_H
 
+#include <stdbool.h>
+
 #include "server.h"
 
 #define RW_CLI_MAX_LISTEN 8
@@ -12,15 +14,34 @@ typedef struct rw_cli {
   rw_config cfg;
 } rw_cli;
 
-/* Parses the common flags (--listen, --max-conns, --help) into `out_cli`, with defaults from
- * rw_config_default() and `default_listen` when no --listen is given. Returns 0 to go on,
- * 1 when --help was printed (exit 0), or -EINVAL after printing the error and usage to stderr
- * (exit 2). `about` is one line describing the program, shown in the usage. */
+/* An appliance's own flags, parsed alongside the common ones. `parse` sees every argument
+ * first: it returns how many it consumed (1 for a switch, 2 for a flag and its value; `val` is
+ * NULL when there is none), 0 when the flag is not its own, or -1 after printing an error. */
+typedef struct rw_cli_extra {
+  const char *usage; /* lines for the options section, each "  --flag ...  meaning\n" */
+  int (*parse)(const char *flag, const char *val, void *data);
+  void *data;
+  bool no_default_listen; /* the appliance has its own listen flags (kvd --resp, --memcache) */
+} rw_cli_extra;
+
+/* Parses the common flags (--listen, --backend, --workers, --pin, --max-conns, --idle-timeout,
+ * --help) into `out_cli`, with defaults from rw_config_default() and `default_listen` when no
+ * --listen is given. Returns 0 to go on, 1 when --help was printed (exit 0), or -EINVAL after
+ * printing the error and usage to stderr (exit 2). `about` is shown in the usage. */
 int rw_cli_parse(int argc, char **argv, const char *about, const char *default_listen,
                  rw_cli *out_cli);
+/* The same with an appliance's own flags. */
+int rw_cli_parse_ext(int argc, char **argv, const char *about, const char *default_listen,
+                     const rw_cli_extra *extra, rw_cli *out_cli);
 
 /* Serves `proto` with `handlers` on every --listen address until SIGINT/SIGTERM; returns the
- * process exit status (0 after a graceful stop, 1 if it could not start or the loop failed). */
+ * process exit status (0 after a graceful stop, 1 if it could not start or the loop failed).
+ * The same in two steps, for appliances that add listeners of their own in between: */
 int rw_cli_serve(const rw_cli *cli, const rw_proto *proto, const void *handlers);
+/* Creates the server from the flags and listens on every --listen address; 0 or -errno. */
+int rw_cli_server(const rw_cli *cli, const rw_proto *proto, const void *handlers,
+                  rw_server **out_srv);
+/* Runs and destroys `srv`; returns the process exit status. */
+int rw_cli_run(rw_server *srv);
 
 #endif

@@ -3,8 +3,18 @@
 #define RINGWRIGHT_CONN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct rw_conn rw_conn;
+typedef struct rw_worker rw_worker;
+typedef struct rw_proto rw_proto;
+
+/* A reference that survives the connection: the slot's generation changes when the connection
+ * closes, so a stale handle resolves to NULL instead of to a stranger. */
+typedef struct rw_handle {
+  uint32_t idx;
+  uint32_t gen;
+} rw_handle;
 
 /* Appends `len` bytes to the connection's send chain; they go out at the end of this loop turn,
  * coalesced with the other replies of the turn. Returns 0, -EPIPE when the connection is closing,
@@ -16,5 +26,24 @@ void rw_conn_close(rw_conn *c);
 
 /* Bytes queued and not yet accepted by the kernel. */
 size_t rw_conn_queued(const rw_conn *c);
+
+/* The worker that owns the connection: its timers and clock. */
+rw_worker *rw_conn_worker(const rw_conn *c);
+
+/* Per-connection data for the application; NULL until set. */
+void *rw_conn_data(const rw_conn *c);
+void rw_conn_set_data(rw_conn *c, void *data);
+
+rw_handle rw_conn_handle(const rw_conn *c);
+/* The live connection `h` names on worker `w`, or NULL if it has closed since. */
+rw_conn *rw_conn_from_handle(rw_worker *w, rw_handle h);
+
+/* Outbound TCP: `done` runs once, with the connection (err 0) or with NULL and -ECONNREFUSED,
+ * -ETIMEDOUT, ... The connection then runs `proto` with `handlers`, like an accepted one.
+ * `hostport` is a numeric address ("127.0.0.1:6379", "[::1]:80"). Returns 0 or -errno (no
+ * callback then): -ENOSPC when the connection table is full. */
+typedef void (*rw_connect_fn)(rw_conn *c, int err, void *data);
+int rw_connect(rw_worker *w, const char *hostport, const rw_proto *proto, const void *handlers,
+               uint32_t timeout_ms, rw_connect_fn done, void *data);
 
 #endif

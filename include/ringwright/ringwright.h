@@ -7,5 +7,7 @@
 #include "conn.h"
 #include "proto.h"
 #include "server.h"
+#include "timer.h"
+#include "udp.h"
 
 #endif

@@ -1,48 +1,72 @@
-/* A server: fixed pools sized once from a config, listeners bound to generated protocols, and a
- * reactor loop that runs until SIGINT/SIGTERM or rw_server_stop(). */
+/* A server: workers (one thread, one reactor, one set of fixed pools each), listeners bound to
+ * generated protocols, and a loop that runs until SIGINT/SIGTERM or rw_server_stop(). */
 #ifndef RINGWRIGHT_SERVER_H
 #define RINGWRIGHT_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "proto.h"
+#include "timer.h"
+#include "udp.h"
 
 typedef struct rw_server rw_server;
 
+enum rw_backend { RW_BACKEND_AUTO, RW_BACKEND_URING, RW_BACKEND_EPOLL };
+
 typedef struct rw_config {
-  const char *name;        /* prefix of log lines, usually the program name */
-  uint32_t max_conns;      /* connection table size; more are refused */
-  uint32_t recv_size;      /* bytes per receive */
-  uint32_t accum_slots;    /* slots for frames that cross receives (0: max_conns / 4, >= 16) */
-  uint32_t send_chunk;     /* bytes per send-slab chunk */
-  uint32_t send_chunks;    /* chunks in the send slab (0: enough for 4 per connection) */
+  const char *name;         /* prefix of log lines, usually the program name */
+  enum rw_backend backend;  /* auto: io_uring when it can be set up, else epoll */
+  uint32_t workers;         /* threads, each with its own reactor (0: one per online CPU) */
+  bool pin;                 /* pin worker i to CPU i */
+  uint32_t max_conns;       /* connections in all (split evenly across workers); more are refused */
+  uint32_t idle_timeout_ms; /* close connections silent this long (0: never) */
+  uint32_t recv_size;       /* bytes per receive */
+  uint32_t accum_slots;     /* per worker, for frames that cross receives (0: a quarter of its conns, >= 16) */
+  uint32_t send_chunk;      /* bytes per send-slab chunk */
+  uint32_t send_chunks;     /* per worker (0: 4 per connection) */
   uint32_t send_high_water; /* queued bytes above which a connection is no longer read */
-  uint32_t shutdown_ms;    /* how long a graceful stop may flush before it closes regardless */
+  uint32_t shutdown_ms;     /* how long a graceful stop may flush before it closes regardless */
+  /* Runs on each worker's thread before its loop starts: set up timers, dial out. */
+  void (*on_worker_start)(rw_worker *w, void *data);
+  void *data;
 } rw_config;
 
 /* Fills `cfg` with the defaults documented in README.md. */
 void rw_config_default(rw_config *cfg);
 
-/* Allocates every pool the config implies and prints the memory budget; 0 or -errno. */
+/* Checks the config and prepares a server; pools are allocated by rw_server_run(). 0 or -errno. */
 int rw_server_create(const rw_config *cfg, rw_server **out_srv);
 
-/* Binds HOST:PORT (port 0 picks one) for `proto` served by `handlers`, and prints the bound
- * address as "NAME: listening on ADDR (PROTO)"; 0 or -errno. */
+/* Binds HOST:PORT (port 0 picks one; every worker then shares it through SO_REUSEPORT) for
+ * `proto` served by `handlers`, and logs "listening on ADDR (PROTO)"; 0 or -errno. */
 int rw_server_listen(rw_server *s, const char *hostport, const rw_proto *proto,
                      const void *handlers);
 
-/* Serves until SIGINT/SIGTERM or rw_server_stop(); then stops accepting, flushes what is queued
- * (bounded by shutdown_ms) and returns 0, or -errno if the loop itself failed. */
+/* The port listener `i` (in rw_server_listen() order) is bound to, or -EINVAL. */
+int rw_server_port(const rw_server *s, unsigned i);
+
+/* Binds a UDP socket on HOST:PORT in every worker; `fn` gets each datagram. 0 or -errno. */
+int rw_server_udp(rw_server *s, const char *hostport, rw_udp_fn fn, void *data);
+
+/* Allocates every pool, logs the memory budget, starts the workers and serves until SIGINT,
+ * SIGTERM or rw_server_stop(); then stops accepting, flushes what is queued (bounded by
+ * shutdown_ms) and returns 0, or -errno if a loop could not start or failed. */
 int rw_server_run(rw_server *s);
 
-/* Asks the loop to stop gracefully; callable from handlers. */
+/* Asks every worker to stop gracefully; callable from any worker's callbacks. */
 void rw_server_stop(rw_server *s);
+rw_server *rw_worker_server(const rw_worker *w);
+/* The worker's index, 0 .. workers-1. */
+unsigned rw_worker_id(const rw_worker *w);
 
 /* Closes every socket and releases every pool. */
 void rw_server_destroy(rw_server *s);
 
-/* Bytes reserved at start for all pools: the process does not grow past this. */
+/* Bytes reserved at start for all pools of all workers: the process does not grow past this. */
 size_t rw_server_budget(const rw_server *s);
+/* The backend the workers run ("epoll", "io_uring"); valid once running. */
+const char *rw_server_backend(const rw_server *s);
 
 #endif

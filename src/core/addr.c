@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core.h"
 
@@ -37,7 +38,7 @@ static int split(const char *hostport, char *host, size_t hostlen, const char **
   return 0;
 }
 
-int rw_addr_parse(const char *hostport, struct sockaddr_storage *out, socklen_t *out_len)
+int rw_addr_parse(const char *hostport, bool numeric, struct sockaddr_storage *out, socklen_t *out_len)
 {
   char host[256];
   const char *port;
@@ -45,7 +46,7 @@ int rw_addr_parse(const char *hostport, struct sockaddr_storage *out, socklen_t 
   if (rc)
     return rc;
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                           .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+                           .ai_flags = AI_PASSIVE | AI_NUMERICSERV | (numeric ? AI_NUMERICHOST : 0)};
   struct addrinfo *res;
   if (getaddrinfo(host[0] ? host : "0.0.0.0", port, &hints, &res) != 0)
     return -EADDRNOTAVAIL;
@@ -64,4 +65,22 @@ void rw_addr_format(const struct sockaddr *sa, char *out, size_t outlen)
     return;
   }
   snprintf(out, outlen, sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+}
+
+int rw_socket_bind(const struct sockaddr_storage *ss, socklen_t len, int type)
+{
+  int fd = socket(ss->ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -errno;
+  int one = 1, rc = 0;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+      bind(fd, (const struct sockaddr *)ss, len) < 0 ||
+      (type == SOCK_STREAM && listen(fd, 4096) < 0))
+    rc = -errno;
+  if (rc) {
+    close(fd);
+    return rc;
+  }
+  return fd;
 }

@@ -8,14 +8,19 @@
 #include <ringwright/cli.h>
 
 static const char common_usage[] =
-    "  --listen HOST:PORT   address to serve on (repeatable; port 0 picks a free port)\n"
-    "  --max-conns N        connection table size; connections past it are refused (default 1024)\n"
-    "  --help               this text\n";
+    "  --listen HOST:PORT     address to serve on (repeatable; port 0 picks a free port)\n"
+    "  --backend B            auto (default: io_uring, else epoll), uring or epoll\n"
+    "  --workers N            worker threads, each with its own reactor (default: one per CPU)\n"
+    "  --pin                  pin worker i to CPU i\n"
+    "  --max-conns N          connections in all, split across workers; more are refused (default 1024)\n"
+    "  --idle-timeout SECONDS close connections silent this long (default 0: never)\n"
+    "  --help                 this text\n";
 
-static void usage(FILE *out, const char *prog, const char *about, const char *default_listen)
+static void usage(FILE *out, const char *prog, const char *about, const char *default_listen,
+                  const char *extra_usage)
 {
-  fprintf(out, "usage: %s [--listen HOST:PORT] [--max-conns N]\n\n%s\n\noptions:\n%s", prog, about,
-          common_usage);
+  fprintf(out, "usage: %s [options]\n\n%s\n\noptions:\n%s%s", prog, about,
+          extra_usage ? extra_usage : "", common_usage);
   fprintf(out, "\nWith no --listen it serves on %s. SIGINT or SIGTERM stop it gracefully.\n",
           default_listen);
 }
@@ -37,61 +42,153 @@ static const char *prog_name(const char *argv0)
   return slash ? slash + 1 : argv0;
 }
 
-int rw_cli_parse(int argc, char **argv, const char *about, const char *default_listen,
-                 rw_cli *out)
+static int parse_backend(const char *v, enum rw_backend *out)
+{
+  static const struct {
+    const char *name;
+    enum rw_backend b;
+  } names[] = {{"auto", RW_BACKEND_AUTO}, {"uring", RW_BACKEND_URING},
+               {"io_uring", RW_BACKEND_URING}, {"epoll", RW_BACKEND_EPOLL}};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    if (!strcmp(v, names[i].name)) {
+      *out = names[i].b;
+      return 0;
+    }
+  }
+  return -EINVAL;
+}
+
+/* One flag with a value; returns 0, or -EINVAL after printing what is wrong with it. */
+static int parse_valued(rw_cli *out, const char *prog, const char *flag, const char *val)
+{
+  uint32_t secs;
+  rw_config *cfg = &out->cfg;
+  if (!strcmp(flag, "--listen")) {
+    if (out->nlisten == RW_CLI_MAX_LISTEN) {
+      fprintf(stderr, "%s: at most %d --listen addresses\n", prog, RW_CLI_MAX_LISTEN);
+      return -EINVAL;
+    }
+    out->listen[out->nlisten++] = val;
+    return 0;
+  }
+  if (!strcmp(flag, "--backend")) {
+    if (parse_backend(val, &cfg->backend) == 0)
+      return 0;
+    fprintf(stderr, "%s: --backend takes auto, uring or epoll, not '%s'\n", prog, val);
+    return -EINVAL;
+  }
+  if (!strcmp(flag, "--workers")) {
+    if (parse_u32(val, 1, 1024, &cfg->workers) == 0)
+      return 0;
+    fprintf(stderr, "%s: --workers needs a number from 1 to 1024, not '%s'\n", prog, val);
+    return -EINVAL;
+  }
+  if (!strcmp(flag, "--max-conns")) {
+    if (parse_u32(val, 1, 1u << 22, &cfg->max_conns) == 0)
+      return 0;
+    fprintf(stderr, "%s: --max-conns needs a number from 1 to %u, not '%s'\n", prog, 1u << 22, val);
+    return -EINVAL;
+  }
+  /* --idle-timeout */
+  if (parse_u32(val, 0, 86400 * 7, &secs) == 0) {
+    cfg->idle_timeout_ms = secs * 1000;
+    return 0;
+  }
+  fprintf(stderr, "%s: --idle-timeout needs seconds from 0 to 604800, not '%s'\n", prog, val);
+  return -EINVAL;
+}
+
+static bool takes_value(const char *flag)
+{
+  static const char *const valued[] = {"--listen", "--backend", "--workers", "--max-conns",
+                                       "--idle-timeout"};
+  for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++)
+    if (!strcmp(flag, valued[i]))
+      return true;
+  return false;
+}
+
+int rw_cli_parse_ext(int argc, char **argv, const char *about, const char *default_listen,
+                     const rw_cli_extra *extra, rw_cli *out)
 {
   const char *prog = prog_name(argc > 0 ? argv[0] : "ringwright");
+  const char *extra_usage = extra ? extra->usage : NULL;
   memset(out, 0, sizeof *out);
   rw_config_default(&out->cfg);
   out->cfg.name = prog;
   for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+    const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage(stdout, prog, about, default_listen);
+      usage(stdout, prog, about, default_listen, extra_usage);
       return 1;
     }
-    bool is_listen = !strcmp(a, "--listen"), is_max = !strcmp(a, "--max-conns");
-    if (!is_listen && !is_max) {
+    if (!strcmp(a, "--pin")) {
+      out->cfg.pin = true;
+      continue;
+    }
+    int used = extra && extra->parse ? extra->parse(a, val, extra->data) : 0;
+    if (used < 0) {
+      usage(stderr, prog, about, default_listen, extra_usage);
+      return -EINVAL;
+    }
+    if (used > 0) {
+      i += used - 1;
+      continue;
+    }
+    if (!takes_value(a)) {
       fprintf(stderr, "%s: unknown argument '%s'\n", prog, a);
-      usage(stderr, prog, about, default_listen);
+      usage(stderr, prog, about, default_listen, extra_usage);
       return -EINVAL;
     }
     if (!val) {
       fprintf(stderr, "%s: %s needs a value\n", prog, a);
-      usage(stderr, prog, about, default_listen);
+      usage(stderr, prog, about, default_listen, extra_usage);
       return -EINVAL;
     }
+    if (parse_valued(out, prog, a, val) < 0)
+      return -EINVAL;
     i++;
-    if (is_listen) {
-      if (out->nlisten == RW_CLI_MAX_LISTEN) {
-        fprintf(stderr, "%s: at most %d --listen addresses\n", prog, RW_CLI_MAX_LISTEN);
-        return -EINVAL;
-      }
-      out->listen[out->nlisten++] = val;
-    } else if (parse_u32(val, 1, 1u << 22, &out->cfg.max_conns) < 0) {
-      fprintf(stderr, "%s: --max-conns needs a number from 1 to %u, not '%s'\n", prog, 1u << 22,
-              val);
-      return -EINVAL;
-    }
   }
-  if (!out->nlisten)
+  if (!out->nlisten && default_listen && (!extra || !extra->no_default_listen))
     out->listen[out->nlisten++] = default_listen;
   return 0;
+}
+
+int rw_cli_parse(int argc, char **argv, const char *about, const char *default_listen, rw_cli *out)
+{
+  return rw_cli_parse_ext(argc, argv, about, default_listen, NULL, out);
+}
+
+int rw_cli_server(const rw_cli *cli, const rw_proto *proto, const void *handlers,
+                  rw_server **out_srv)
+{
+  rw_server *srv;
+  int rc = rw_server_create(&cli->cfg, &srv);
+  if (rc < 0) {
+    fprintf(stderr, "%s: invalid configuration\n", cli->cfg.name);
+    return rc;
+  }
+  for (unsigned i = 0; rc == 0 && i < cli->nlisten; i++)
+    rc = rw_server_listen(srv, cli->listen[i], proto, handlers);
+  if (rc < 0) {
+    rw_server_destroy(srv);
+    return rc;
+  }
+  *out_srv = srv;
+  return 0;
+}
+
+int rw_cli_run(rw_server *srv)
+{
+  int rc = rw_server_run(srv);
+  rw_server_destroy(srv);
+  return rc < 0 ? 1 : 0;
 }
 
 int rw_cli_serve(const rw_cli *cli, const rw_proto *proto, const void *handlers)
 {
   rw_server *srv;
-  if (rw_server_create(&cli->cfg, &srv) < 0) {
-    fprintf(stderr, "%s: invalid configuration\n", cli->cfg.name);
+  if (rw_cli_server(cli, proto, handlers, &srv) < 0)
     return 1;
-  }
-  int rc = 0;
-  for (unsigned i = 0; rc == 0 && i < cli->nlisten; i++)
-    rc = rw_server_listen(srv, cli->listen[i], proto, handlers);
-  if (rc == 0)
-    rc = rw_server_run(srv);
-  rw_server_destroy(srv);
-  return rc < 0 ? 1 : 0;
+  return rw_cli_run(srv);
 }

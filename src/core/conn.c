@@ -10,7 +10,7 @@
 
 #include "core.h"
 
-static void mark_dirty(struct rw_conn *c)
+void rw_conn_mark_dirty(struct rw_conn *c)
 {
   if (!(c->flags & RW_CONN_DIRTY)) {
     c->flags |= RW_CONN_DIRTY;
@@ -42,17 +42,19 @@ static void pause_conn(struct rw_conn *c)
   if (w->paused)
     w->paused->paused_prev = c;
   w->paused = c;
-  mark_dirty(c);
+  rw_conn_mark_dirty(c);
 }
 
 bool rw_conn_wants_read(const struct rw_conn *c)
 {
-  return !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT | RW_CONN_EOF | RW_CONN_PAUSED));
+  return !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT | RW_CONN_EOF | RW_CONN_PAUSED |
+                       RW_CONN_CONNECTING));
 }
 
+/* A connect completes when the socket turns writable. */
 bool rw_conn_wants_write(const struct rw_conn *c)
 {
-  return (c->flags & RW_CONN_WANT_WRITE) && !(c->flags & RW_CONN_ABORT);
+  return (c->flags & (RW_CONN_WANT_WRITE | RW_CONN_CONNECTING)) && !(c->flags & RW_CONN_ABORT);
 }
 
 /* Starting a dispatch needs room for its reply: below the connection's high water mark, and
@@ -63,19 +65,48 @@ static bool can_dispatch(const struct rw_conn *c)
   return c->queued < w->srv->cfg.send_high_water && w->send_pool.nfree >= w->send_reserve;
 }
 
-struct rw_conn *rw_conn_open(struct rw_worker *w, struct rw_listener *ln, int fd)
+static void idle_fired(rw_timer *t);
+
+struct rw_conn *rw_conn_open(struct rw_worker *w, const rw_proto *proto, const void *handlers, int fd)
 {
   if (!w->nconn_free)
     return NULL;
   struct rw_conn *c = &w->conns[w->conn_free[--w->nconn_free]];
   uint32_t gen = c->gen, idx = c->idx;
   void *parser = c->parser;
-  memset(c, 0, sizeof *c);
-  *c = (struct rw_conn){.fd = fd, .flags = RW_CONN_LIVE, .gen = gen, .idx = idx, .ln = ln, .w = w,
-                        .parser = parser, .acc = RW_NONE, .sq_head = RW_NONE, .sq_tail = RW_NONE};
-  ln->proto->parser_init(parser);
+  *c = (struct rw_conn){.fd = fd, .flags = RW_CONN_LIVE, .gen = gen, .idx = idx, .proto = proto,
+                        .handlers = handlers, .w = w, .parser = parser, .acc = RW_NONE,
+                        .sq_head = RW_NONE, .sq_tail = RW_NONE, .last_active_ms = w->now_ms};
+  proto->parser_init(parser);
+  rw_conn_arm_idle(c);
   w->nlive++;
   return c;
+}
+
+void rw_conn_arm_idle(struct rw_conn *c)
+{
+  rw_timer_cancel(&c->timer);
+  rw_timer_init(&c->timer, idle_fired, c);
+  if (c->w->srv->cfg.idle_timeout_ms)
+    rw_timer_arm(c->w, &c->timer, c->w->srv->cfg.idle_timeout_ms);
+}
+
+/* Traffic only stores a timestamp; the timer re-arms itself for the remainder when it fires
+ * early, so a busy connection costs no wheel operations. */
+static void idle_fired(rw_timer *t)
+{
+  struct rw_conn *c = t->data;
+  struct rw_worker *w = c->w;
+  int64_t idle = w->srv->cfg.idle_timeout_ms, quiet = w->now_ms - c->last_active_ms;
+  if (quiet < idle) {
+    rw_timer_arm(w, t, (uint64_t)(idle - quiet));
+    return;
+  }
+  /* A peer that stopped reading would hold a graceful close open forever: drop its bytes. */
+  if (c->queued)
+    rw_conn_abort(c, -ETIMEDOUT);
+  else
+    rw_conn_close(c);
 }
 
 static void acc_release(struct rw_conn *c)
@@ -88,9 +119,10 @@ static void acc_release(struct rw_conn *c)
   }
 }
 
-static void conn_free(struct rw_conn *c)
+void rw_conn_free(struct rw_conn *c)
 {
   struct rw_worker *w = c->w;
+  rw_timer_cancel(&c->timer);
   w->driver->close(w, c);
   rw_sendq_drop(w, c);
   acc_release(c);
@@ -98,6 +130,7 @@ static void conn_free(struct rw_conn *c)
   c->flags = 0;
   c->fd = -1;
   c->gen++;
+  c->data = NULL;
   w->conn_free[w->nconn_free++] = c->idx;
   w->nlive--;
 }
@@ -119,7 +152,7 @@ uint8_t *rw_conn_rx_window(struct rw_conn *c, size_t *out_cap)
     return rw_pool_at(&w->acc_pool, c->acc) + c->acc_len;
   }
   /* A framed protocol may leave a partial frame behind: make sure a slot will be there. */
-  if (c->ln->proto->max_frame && !w->acc_pool.nfree) {
+  if (c->proto->max_frame && !w->acc_pool.nfree) {
     pause_conn(c);
     return NULL;
   }
@@ -127,31 +160,35 @@ uint8_t *rw_conn_rx_window(struct rw_conn *c, size_t *out_cap)
   return w->rxbuf;
 }
 
-static void keep_remainder(struct rw_conn *c, uint8_t *buf, size_t off, size_t len)
+/* Keeps buf[off..len) for the next parse; false if it cannot (no slot free). */
+static bool keep_remainder(struct rw_conn *c, uint8_t *buf, size_t off, size_t len)
 {
   struct rw_worker *w = c->w;
   size_t rest = len - off;
   if (c->acc != RW_NONE && buf == rw_pool_at(&w->acc_pool, c->acc)) {
-    if (!rest) {
+    if (!rest)
       acc_release(c);
-    } else if (off) {
+    else if (off)
       memmove(buf, buf + off, rest);
-    }
     c->acc_len = (uint32_t)rest;
-    return;
+    return true;
   }
   if (!rest)
-    return;
-  /* rw_conn_rx_window() made sure a slot is free before the receive. */
+    return true;
   c->acc = rw_pool_get(&w->acc_pool);
+  if (c->acc == RW_NONE)
+    return false;
   memcpy(rw_pool_at(&w->acc_pool, c->acc), buf + off, rest);
   c->acc_len = (uint32_t)rest;
+  return true;
 }
 
-/* Parses and dispatches buf[0..len); buf[len] must be writable (it takes the sentinel). */
-static void conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
+/* Parses and dispatches buf[0..len); buf[len] must be writable (it takes the sentinel).
+ * Returns how many bytes were consumed or kept: fewer than len only when the rest could not be
+ * kept, and the connection is then paused with the rest left to the caller. */
+static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
 {
-  const rw_proto *proto = c->ln->proto;
+  const rw_proto *proto = c->proto;
   _Alignas(max_align_t) unsigned char msg[RW_PROTO_MSG_MAX];
   size_t off = 0;
   buf[len] = 0;
@@ -166,7 +203,7 @@ static void conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
       break;
     off += used;
     if (rc >= 0)
-      rc = proto->dispatch(c, c->ln->handlers, rc, msg);
+      rc = proto->dispatch(c, c->handlers, rc, msg);
     else
       rc = proto->on_error(c, rc);
     if (rc < 0)
@@ -176,19 +213,54 @@ static void conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
   }
   if (c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))
     off = len; /* nothing more will be parsed: drop the rest */
-  keep_remainder(c, buf, off, len);
+  if (keep_remainder(c, buf, off, len))
+    return len;
+  pause_conn(c);
+  return off;
 }
 
-void rw_conn_received(struct rw_conn *c, uint8_t *at, size_t n)
+/* Appends what fits behind the held bytes in the connection's slot; returns how many. */
+static size_t acc_append(struct rw_conn *c, const uint8_t *at, size_t n)
 {
   struct rw_worker *w = c->w;
-  if (c->acc != RW_NONE && at == rw_pool_at(&w->acc_pool, c->acc) + c->acc_len) {
-    c->acc_len += (uint32_t)n;
-    conn_parse(c, rw_pool_at(&w->acc_pool, c->acc), c->acc_len);
-  } else {
-    conn_parse(c, at, n);
+  if (c->acc == RW_NONE) {
+    c->acc = rw_pool_get(&w->acc_pool);
+    if (c->acc == RW_NONE)
+      return 0;
   }
-  mark_dirty(c);
+  size_t room = w->acc_pool.item_size - 1 - c->acc_len;
+  if (n > room)
+    n = room;
+  memcpy(rw_pool_at(&w->acc_pool, c->acc) + c->acc_len, at, n);
+  c->acc_len += (uint32_t)n;
+  return n;
+}
+
+size_t rw_conn_received(struct rw_conn *c, uint8_t *at, size_t n)
+{
+  struct rw_worker *w = c->w;
+  size_t taken = n;
+  c->last_active_ms = w->now_ms;
+  if (c->acc != RW_NONE && at == rw_pool_at(&w->acc_pool, c->acc) + c->acc_len) {
+    c->acc_len += (uint32_t)n; /* received in place, behind the held bytes */
+    conn_parse(c, rw_pool_at(&w->acc_pool, c->acc), c->acc_len);
+  } else if (c->acc != RW_NONE || (c->flags & RW_CONN_PAUSED)) {
+    /* A driver buffer while bytes are held: order demands they go behind them. */
+    taken = 0;
+    while (taken < n && !(c->flags & (RW_CONN_PAUSED | RW_CONN_CLOSING | RW_CONN_ABORT))) {
+      size_t k = acc_append(c, at + taken, n - taken);
+      if (!k)
+        break;
+      taken += k;
+      conn_parse(c, rw_pool_at(&w->acc_pool, c->acc), c->acc_len);
+    }
+    if (c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))
+      taken = n;
+  } else {
+    taken = conn_parse(c, at, n);
+  }
+  rw_conn_mark_dirty(c);
+  return taken;
 }
 
 void rw_conn_eof(struct rw_conn *c)
@@ -196,20 +268,20 @@ void rw_conn_eof(struct rw_conn *c)
   /* A partial frame at EOF can never complete: it is dropped. Replies already queued go out. */
   c->flags |= RW_CONN_EOF | RW_CONN_CLOSING;
   acc_release(c);
-  mark_dirty(c);
+  rw_conn_mark_dirty(c);
 }
 
 void rw_conn_writable(struct rw_conn *c)
 {
   c->flags &= ~RW_CONN_WANT_WRITE;
-  mark_dirty(c);
+  rw_conn_mark_dirty(c);
 }
 
 void rw_conn_abort(struct rw_conn *c, int err)
 {
   (void)err;
   c->flags |= RW_CONN_ABORT | RW_CONN_CLOSING;
-  mark_dirty(c);
+  rw_conn_mark_dirty(c);
 }
 
 int rw_conn_write(rw_conn *c, const void *data, size_t len)
@@ -223,14 +295,14 @@ int rw_conn_write(rw_conn *c, const void *data, size_t len)
     rw_conn_abort(c, rc);
     return rc;
   }
-  mark_dirty(c);
+  rw_conn_mark_dirty(c);
   return 0;
 }
 
 void rw_conn_close(rw_conn *c)
 {
   c->flags |= RW_CONN_CLOSING;
-  mark_dirty(c);
+  rw_conn_mark_dirty(c);
 }
 
 size_t rw_conn_queued(const rw_conn *c)
@@ -239,65 +311,42 @@ size_t rw_conn_queued(const rw_conn *c)
 }
 
 /* Held frames are parsed before the socket is read again, so order is kept. */
-static void try_resume(struct rw_conn *c)
+void rw_conn_try_resume(struct rw_conn *c)
 {
   struct rw_worker *w = c->w;
-  if (!can_dispatch(c) || (c->ln->proto->max_frame && c->acc == RW_NONE && !w->acc_pool.nfree))
+  if (!can_dispatch(c) || (c->proto->max_frame && c->acc == RW_NONE && !w->acc_pool.nfree))
     return;
   paused_unlink(c);
   c->flags &= ~RW_CONN_PAUSED;
   if (c->acc != RW_NONE)
     conn_parse(c, rw_pool_at(&w->acc_pool, c->acc), c->acc_len);
-  mark_dirty(c);
+  rw_conn_mark_dirty(c);
 }
 
-static void flush_one(struct rw_worker *w, struct rw_conn *c)
+rw_worker *rw_conn_worker(const rw_conn *c)
 {
-  if (!(c->flags & RW_CONN_ABORT) && c->queued && !(c->flags & RW_CONN_WANT_WRITE)) {
-    int rc = w->driver->send(w, c);
-    if (rc < 0)
-      c->flags |= RW_CONN_ABORT;
-  }
-  if ((c->flags & RW_CONN_ABORT) || ((c->flags & RW_CONN_CLOSING) && !c->queued)) {
-    conn_free(c);
-    return;
-  }
-  w->driver->update(w, c);
+  return c->w;
 }
 
-void rw_worker_flush(struct rw_worker *w)
+void *rw_conn_data(const rw_conn *c)
 {
-  for (int round = 0; w->dirty && round < 4; round++) {
-    struct rw_conn *c = w->dirty;
-    w->dirty = NULL;
-    while (c) {
-      struct rw_conn *next = c->dirty_next;
-      c->flags &= ~RW_CONN_DIRTY;
-      if (c->flags & RW_CONN_LIVE)
-        flush_one(w, c);
-      c = next;
-    }
-    /* Freed chunks or slots may let paused connections go on; what they write is flushed in
-     * the next round. */
-    if (w->freed_resources) {
-      w->freed_resources = false;
-      for (struct rw_conn *p = w->paused, *pn; p; p = pn) {
-        pn = p->paused_next;
-        try_resume(p);
-      }
-    }
-  }
+  return c->data;
 }
 
-void rw_worker_close_all(struct rw_worker *w, bool abort)
+void rw_conn_set_data(rw_conn *c, void *data)
 {
-  for (uint32_t i = 0; i < w->srv->cfg.max_conns; i++) {
-    struct rw_conn *c = &w->conns[i];
-    if (!(c->flags & RW_CONN_LIVE))
-      continue;
-    if (abort)
-      rw_conn_abort(c, -ETIMEDOUT);
-    else
-      rw_conn_close(c);
-  }
+  c->data = data;
+}
+
+rw_handle rw_conn_handle(const rw_conn *c)
+{
+  return (rw_handle){c->idx, c->gen};
+}
+
+rw_conn *rw_conn_from_handle(rw_worker *w, rw_handle h)
+{
+  if (h.idx >= w->max_conns)
+    return NULL;
+  struct rw_conn *c = &w->conns[h.idx];
+  return c->gen == h.gen && (c->flags & RW_CONN_LIVE) ? c : NULL;
 }

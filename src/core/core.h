@@ -1,18 +1,22 @@
 /* Internal: the reactor core shared by every driver. Drivers move bytes between sockets and
- * the core; the core owns connections, pools, parsing, dispatch and send chains. */
+ * the core; the core owns connections, pools, parsing, dispatch, timers and send chains. */
 #ifndef RW_CORE_H
 #define RW_CORE_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <ringwright/conn.h>
 #include <ringwright/server.h>
 
 #define RW_NONE UINT32_MAX
 #define RW_MAX_LISTENERS 8
+#define RW_MAX_UDP 8
 
 /* ---- log.c ---- */
 void rw_log_init(const char *name);
@@ -28,8 +32,13 @@ void rw_log_limited(struct rw_ratelimit *rl, const char *fmt, ...)
 int64_t rw_now_ms(void);
 
 /* ---- addr.c ---- */
-int rw_addr_parse(const char *hostport, struct sockaddr_storage *out_addr, socklen_t *out_len);
+/* `numeric`: refuse host names (no resolver may run on a worker thread). */
+int rw_addr_parse(const char *hostport, bool numeric, struct sockaddr_storage *out_addr,
+                  socklen_t *out_len);
 void rw_addr_format(const struct sockaddr *sa, char *out, size_t outlen);
+/* A non-blocking socket of `type` bound to `ss` with SO_REUSEPORT (and listening, for TCP);
+ * returns the fd or -errno. */
+int rw_socket_bind(const struct sockaddr_storage *ss, socklen_t len, int type);
 
 /* ---- pool.c: fixed pools of equal-sized items, an index stack for O(1) get/put ---- */
 struct rw_pool {
@@ -57,22 +66,54 @@ size_t rw_pool_bytes(const struct rw_pool *p);
 void *rw_region_alloc(size_t size);
 void rw_region_free(void *p, size_t size);
 
+/* ---- timer.c: the wheel ---- */
+#define RW_WHEEL_SLOTS 1024
+struct rw_wheel {
+  rw_timer *slot[RW_WHEEL_SLOTS];
+  int64_t done_tick; /* every tick up to this one has been processed */
+  uint32_t armed;
+};
+void rw_wheel_init(struct rw_wheel *wh, int64_t now_ms);
+/* Fires every timer due at `now_ms`. */
+void rw_wheel_advance(struct rw_wheel *wh, int64_t now_ms);
+/* Milliseconds until the next tick that may hold a due timer; -1 when none is armed. */
+int rw_wheel_timeout(const struct rw_wheel *wh, int64_t now_ms);
+
 /* ---- the connection ---- */
 enum {
   RW_CONN_LIVE = 1 << 0,
-  RW_CONN_CLOSING = 1 << 1, /* no more reading; close once the send chain is empty */
-  RW_CONN_ABORT = 1 << 2,   /* close now, drop what is queued */
-  RW_CONN_EOF = 1 << 3,     /* the peer finished sending */
-  RW_CONN_PAUSED = 1 << 4,  /* not read until the send chain drains or pools refill */
-  RW_CONN_DIRTY = 1 << 5,   /* on the worker's flush list */
+  RW_CONN_CLOSING = 1 << 1,    /* no more reading; close once the send chain is empty */
+  RW_CONN_ABORT = 1 << 2,      /* close now, drop what is queued */
+  RW_CONN_EOF = 1 << 3,        /* the peer finished sending */
+  RW_CONN_PAUSED = 1 << 4,     /* not read until the send chain drains or pools refill */
+  RW_CONN_DIRTY = 1 << 5,      /* on the worker's flush list */
   RW_CONN_WANT_WRITE = 1 << 6, /* the kernel refused bytes; wait for writability */
+  RW_CONN_CONNECTING = 1 << 7, /* outbound, not yet established */
+  RW_CONN_SENDING = 1 << 8,    /* a send is in flight (completion-based drivers) */
 };
 
 struct rw_listener {
-  int fd;
   const rw_proto *proto;
   const void *handlers;
+  struct sockaddr_storage ss; /* the bound address (port resolved) */
+  socklen_t sslen;
+  int fd0; /* worker 0's socket, bound at rw_server_listen() to learn the port */
   char addr[64];
+};
+
+struct rw_udp {
+  struct rw_worker *w;
+  int fd;
+  rw_udp_fn fn;
+  void *data;
+};
+
+struct rw_udp_spec {
+  struct sockaddr_storage ss;
+  socklen_t sslen;
+  int fd0;
+  rw_udp_fn fn;
+  void *data;
 };
 
 struct rw_conn {
@@ -81,9 +122,11 @@ struct rw_conn {
   uint32_t gen;
   uint32_t idx;
   uint32_t events; /* the driver's current interest set */
-  struct rw_listener *ln;
+  const rw_proto *proto;
+  const void *handlers;
   struct rw_worker *w;
   void *parser;
+  void *data;
   /* input: bytes of an unfinished frame (or of frames held while paused) */
   uint32_t acc;
   uint32_t acc_len;
@@ -91,16 +134,28 @@ struct rw_conn {
   uint32_t sq_head, sq_tail;
   uint32_t sq_head_off, sq_tail_len;
   size_t queued;
+  int64_t last_active_ms;
+  rw_timer timer; /* idle timeout, or connect timeout while connecting */
+  rw_connect_fn connect_done;
+  void *connect_data;
   struct rw_conn *dirty_next;
   struct rw_conn *paused_prev, *paused_next;
+  uint32_t drv; /* the driver's per-connection word (io_uring: fixed-file slot, buffers held) */
 };
 
 struct rw_driver;
 
 struct rw_worker {
   rw_server *srv;
+  unsigned id;
   const struct rw_driver *driver;
   void *drv; /* the driver's own state */
+  pthread_t thread;
+  int rc;
+  int lfd[RW_MAX_LISTENERS];
+  struct rw_udp udp[RW_MAX_UDP];
+  int wakefd; /* eventfd: other threads wake this worker */
+  uint32_t max_conns;
   struct rw_conn *conns;
   uint32_t *conn_free;
   uint32_t nconn_free;
@@ -115,23 +170,31 @@ struct rw_worker {
   struct rw_conn *dirty;
   struct rw_conn *paused;
   bool freed_resources; /* a slot or chunk came back this turn: paused connections may go on */
-  struct rw_ratelimit refuse_log, slab_log;
+  bool stopping;
+  int64_t now_ms;
+  int64_t deadline_ms;
+  struct rw_wheel wheel;
+  size_t budget;
+  struct rw_ratelimit refuse_log, slab_log, accept_log;
 };
 
 struct rw_server {
   rw_config cfg;
   struct rw_listener listeners[RW_MAX_LISTENERS];
   unsigned nlisteners;
-  struct rw_worker worker;
+  struct rw_udp_spec udps[RW_MAX_UDP];
+  unsigned nudp;
+  struct rw_worker *workers;
+  unsigned nworkers;
+  const struct rw_driver *driver;
   size_t budget;
-  volatile int stop;
-  bool stopping;
-  int64_t deadline_ms;
+  atomic_int stop;
 };
 
 /* ---- the driver interface: one per backend ---- */
 struct rw_driver {
   const char *name;
+  /* Runs on the worker's thread: ring or epoll set, listeners, wake fd. 0 or -errno. */
   int (*init)(struct rw_worker *w);
   int (*run)(struct rw_worker *w);
   void (*fini)(struct rw_worker *w);
@@ -142,28 +205,57 @@ struct rw_driver {
   int (*send)(struct rw_worker *w, struct rw_conn *c);
   /* The connection is finished: release its socket. */
   void (*close)(struct rw_worker *w, struct rw_conn *c);
+  /* Starts an outbound connection on c->fd (a new non-blocking socket). 0 or -errno. */
+  int (*connect)(struct rw_worker *w, struct rw_conn *c, const struct sockaddr *sa, socklen_t len);
+  /* Closes the worker's listening sockets: the first step of a graceful stop. */
+  void (*stop_accepting)(struct rw_worker *w);
+  /* 0 if this backend can run here, else -errno with a reason in `why`. */
+  int (*probe)(char *why, size_t whylen);
 };
 
 extern const struct rw_driver rw_driver_epoll;
+extern const struct rw_driver rw_driver_uring;
+
+/* ---- worker.c ---- */
+/* Called by drivers once per loop turn after waiting: clock, timers, stop requests. */
+void rw_worker_tick(struct rw_worker *w);
+/* Runs the end-of-turn work: flush every dirty connection, free closed ones, resume paused. */
+void rw_worker_flush(struct rw_worker *w);
+/* True once a stopping worker has no connection left (or its deadline passed). */
+bool rw_worker_done(struct rw_worker *w);
+/* How long the driver may wait for events: 0 with work pending, else until the next timer. */
+int rw_worker_timeout(struct rw_worker *w);
+void rw_worker_wake(struct rw_worker *w);
+/* An accepted connection on listener `li`; the driver already has `fd` non-blocking. */
+struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd);
+void rw_worker_udp_input(struct rw_udp *u);
+void rw_worker_close_listeners(struct rw_worker *w);
 
 /* ---- conn.c: what every driver calls ---- */
-struct rw_conn *rw_conn_open(struct rw_worker *w, struct rw_listener *ln, int fd);
+struct rw_conn *rw_conn_open(struct rw_worker *w, const rw_proto *proto, const void *handlers,
+                             int fd);
 /* Where the next receive should land and how much fits; NULL when the connection may not be
  * read now (paused, closing, or no slot to keep a partial frame). */
 uint8_t *rw_conn_rx_window(struct rw_conn *c, size_t *out_cap);
-/* n bytes were received at the address rw_conn_rx_window() gave. */
-void rw_conn_received(struct rw_conn *c, uint8_t *at, size_t n);
+/* n bytes were received at `at`: either the window rw_conn_rx_window() gave, or a buffer of the
+ * driver's; at[n] must be writable (the parser's sentinel goes there). Returns how many were
+ * taken; the driver keeps the rest and offers it again once the connection wants to read. */
+size_t rw_conn_received(struct rw_conn *c, uint8_t *at, size_t n);
 void rw_conn_eof(struct rw_conn *c);
 /* The socket takes bytes again after RW_CONN_WANT_WRITE. */
 void rw_conn_writable(struct rw_conn *c);
 void rw_conn_abort(struct rw_conn *c, int err);
-/* Runs the end-of-turn work: flush every dirty connection, free closed ones, resume paused. */
-void rw_worker_flush(struct rw_worker *w);
-/* Graceful stop: every connection closes once flushed; with `abort`, at once. */
-void rw_worker_close_all(struct rw_worker *w, bool abort);
-/* What the driver wants from the connection now: read, write, both, or neither. */
+/* An outbound connection finished connecting with `err` (0: established). */
+void rw_conn_connected(struct rw_conn *c, int err);
+void rw_conn_free(struct rw_conn *c);
+/* (Re)starts the idle timeout when the config has one. */
+void rw_conn_arm_idle(struct rw_conn *c);
+void rw_conn_mark_dirty(struct rw_conn *c);
 bool rw_conn_wants_read(const struct rw_conn *c);
 bool rw_conn_wants_write(const struct rw_conn *c);
+/* Graceful stop: every connection closes once flushed; with `abort`, at once. */
+void rw_worker_close_all(struct rw_worker *w, bool abort);
+void rw_conn_try_resume(struct rw_conn *c);
 
 /* ---- sendq.c ---- */
 int rw_sendq_append(struct rw_worker *w, struct rw_conn *c, const void *data, size_t len);

@@ -1,13 +1,15 @@
-/* The server: configuration, listeners and the pools every worker owns. Pools are sized when
- * the server starts running, once every listener (and so every protocol's frame limit and
+/* The server: configuration, listeners, workers and the pools each worker owns. Pools are sized
+ * when the server starts running, once every listener (and so every protocol's frame limit and
  * parser size) is known; after that nothing is allocated. */
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "core.h"
@@ -18,6 +20,7 @@ void rw_config_default(rw_config *cfg)
 {
   *cfg = (rw_config){
       .name = "ringwright",
+      .backend = RW_BACKEND_AUTO,
       .max_conns = 1024,
       .recv_size = 64 * 1024,
       .send_chunk = 16 * 1024,
@@ -30,7 +33,7 @@ static int check_config(const rw_config *cfg)
 {
   if (cfg->max_conns < 1 || cfg->max_conns > (1u << 22) || cfg->recv_size < 512 ||
       cfg->recv_size > (64u << 20) || cfg->send_chunk < 512 || cfg->send_chunk > (64u << 20) ||
-      cfg->send_high_water < cfg->send_chunk)
+      cfg->send_high_water < cfg->send_chunk || cfg->workers > 1024)
     return -EINVAL;
   return 0;
 }
@@ -45,33 +48,8 @@ int rw_server_create(const rw_config *cfg, rw_server **out_srv)
     return -ENOMEM;
   s->cfg = *cfg;
   rw_log_init(cfg->name);
-  for (unsigned i = 0; i < RW_MAX_LISTENERS; i++)
-    s->listeners[i].fd = -1;
   *out_srv = s;
   return 0;
-}
-
-static int listen_socket(const char *hostport, char *out_addr, size_t addrlen)
-{
-  struct sockaddr_storage ss;
-  socklen_t len;
-  int rc = rw_addr_parse(hostport, &ss, &len);
-  if (rc)
-    return rc;
-  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    return -errno;
-  int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 4096) < 0) {
-    rc = -errno;
-    close(fd);
-    return rc;
-  }
-  len = sizeof ss;
-  getsockname(fd, (struct sockaddr *)&ss, &len);
-  rw_addr_format((struct sockaddr *)&ss, out_addr, addrlen);
-  return fd;
 }
 
 int rw_server_listen(rw_server *s, const char *hostport, const rw_proto *proto, const void *handlers)
@@ -84,16 +62,71 @@ int rw_server_listen(rw_server *s, const char *hostport, const rw_proto *proto, 
     return rc;
   }
   struct rw_listener *ln = &s->listeners[s->nlisteners];
-  int fd = listen_socket(hostport, ln->addr, sizeof ln->addr);
+  rc = rw_addr_parse(hostport, false, &ln->ss, &ln->sslen);
+  int fd = rc ? rc : rw_socket_bind(&ln->ss, ln->sslen, SOCK_STREAM);
   if (fd < 0) {
     rw_log("cannot listen on %s: %s", hostport, strerror(-fd));
     return fd;
   }
-  ln->fd = fd;
+  /* Port 0 is resolved now, so that every worker's socket shares the port this one got. */
+  getsockname(fd, (struct sockaddr *)&ln->ss, &ln->sslen);
+  rw_addr_format((struct sockaddr *)&ln->ss, ln->addr, sizeof ln->addr);
+  ln->fd0 = fd;
   ln->proto = proto;
   ln->handlers = handlers;
   s->nlisteners++;
   rw_log("listening on %s (%s)", ln->addr, proto->name);
+  return 0;
+}
+
+int rw_server_port(const rw_server *s, unsigned i)
+{
+  if (i >= s->nlisteners)
+    return -EINVAL;
+  const struct sockaddr_storage *ss = &s->listeners[i].ss;
+  return ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                                         : ((const struct sockaddr_in *)ss)->sin_port);
+}
+
+int rw_server_udp(rw_server *s, const char *hostport, rw_udp_fn fn, void *data)
+{
+  if (s->nudp == RW_MAX_UDP)
+    return -ENOSPC;
+  struct rw_udp_spec *u = &s->udps[s->nudp];
+  int rc = rw_addr_parse(hostport, false, &u->ss, &u->sslen);
+  int fd = rc ? rc : rw_socket_bind(&u->ss, u->sslen, SOCK_DGRAM);
+  if (fd < 0) {
+    rw_log("cannot bind UDP %s: %s", hostport, strerror(-fd));
+    return fd;
+  }
+  getsockname(fd, (struct sockaddr *)&u->ss, &u->sslen);
+  char addr[64];
+  rw_addr_format((struct sockaddr *)&u->ss, addr, sizeof addr);
+  u->fd0 = fd;
+  u->fn = fn;
+  u->data = data;
+  s->nudp++;
+  rw_log("listening on %s (udp)", addr);
+  return 0;
+}
+
+/* Worker 0 uses the sockets bound at listen time; the others bind their own on the same
+ * addresses, and the kernel spreads connections among them (SO_REUSEPORT). */
+static int worker_sockets(rw_server *s, struct rw_worker *w)
+{
+  for (unsigned i = 0; i < s->nlisteners; i++) {
+    const struct rw_listener *ln = &s->listeners[i];
+    w->lfd[i] = w->id == 0 ? ln->fd0 : rw_socket_bind(&ln->ss, ln->sslen, SOCK_STREAM);
+    if (w->lfd[i] < 0)
+      return w->lfd[i];
+  }
+  for (unsigned i = 0; i < s->nudp; i++) {
+    const struct rw_udp_spec *u = &s->udps[i];
+    int fd = w->id == 0 ? u->fd0 : rw_socket_bind(&u->ss, u->sslen, SOCK_DGRAM);
+    if (fd < 0)
+      return fd;
+    w->udp[i] = (struct rw_udp){.w = w, .fd = fd, .fn = u->fn, .data = u->data};
+  }
   return 0;
 }
 
@@ -107,11 +140,18 @@ static int worker_init(rw_server *s, struct rw_worker *w)
     frame = p->max_frame > frame ? p->max_frame : frame;
     parser = p->parser_size > parser ? p->parser_size : parser;
   }
-  uint32_t n = cfg->max_conns;
+  for (unsigned i = 0; i < RW_MAX_LISTENERS; i++)
+    w->lfd[i] = -1;
+  for (unsigned i = 0; i < RW_MAX_UDP; i++)
+    w->udp[i].fd = -1;
+  uint32_t n = (cfg->max_conns + s->nworkers - 1) / s->nworkers;
   /* Unframed protocols never hold bytes back: they need no slots. */
   uint32_t slots = !frame ? 0 : cfg->accum_slots ? cfg->accum_slots : (n / 4 > 16 ? n / 4 : 16);
   uint32_t chunks = cfg->send_chunks ? cfg->send_chunks : n * 4;
   w->srv = s;
+  w->max_conns = n;
+  w->driver = s->driver;
+  w->wakefd = -1;
   w->parser_stride = ROUND_UP(parser, 64);
   /* A slot holds the longest frame plus one receive, and the parser's sentinel. */
   size_t slot = ROUND_UP((frame > cfg->recv_size ? frame : cfg->recv_size) + 1, 64);
@@ -131,22 +171,37 @@ static int worker_init(rw_server *s, struct rw_worker *w)
     w->conn_free[i] = n - 1 - i;
   }
   w->nconn_free = n;
-  s->budget = (size_t)n * (sizeof *w->conns + sizeof *w->conn_free + w->parser_stride) +
+  w->now_ms = rw_now_ms();
+  rw_wheel_init(&w->wheel, w->now_ms);
+  w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (w->wakefd < 0)
+    return -errno;
+  w->budget = (size_t)n * (sizeof *w->conns + sizeof *w->conn_free + w->parser_stride) +
               (size_t)chunks * sizeof *w->chunk_next + cfg->recv_size + 1 +
               rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool);
-  char slots_desc[64] = "no accumulator slots (unframed)";
-  if (slots)
-    snprintf(slots_desc, sizeof slots_desc, "%u accumulator slots x %zu KiB", slots, slot >> 10);
-  rw_log("%s backend, 1 worker, %u connections, memory budget %.1f MiB "
-         "(recv %u KiB, %s, %u send chunks x %u KiB)",
-         w->driver->name, n, (double)s->budget / (1 << 20), cfg->recv_size >> 10, slots_desc,
-         chunks, cfg->send_chunk >> 10);
-  return 0;
+  s->budget += w->budget;
+  if (w->id == 0) {
+    char slots_desc[64] = "no accumulator slots (unframed)";
+    if (slots)
+      snprintf(slots_desc, sizeof slots_desc, "%u accumulator slots x %zu KiB", slots, slot >> 10);
+    rw_log("per worker: %u connections, recv %u KiB, %s, %u send chunks x %u KiB", n,
+           cfg->recv_size >> 10, slots_desc, chunks, cfg->send_chunk >> 10);
+  }
+  return worker_sockets(s, w);
 }
 
 static void worker_fini(rw_server *s, struct rw_worker *w)
 {
-  uint32_t n = s->cfg.max_conns;
+  uint32_t n = w->max_conns;
+  /* Worker 0's sockets are the server's own: rw_server_destroy() closes those. */
+  for (unsigned i = 0; i < s->nlisteners && w->id != 0; i++)
+    if (w->lfd[i] >= 0)
+      close(w->lfd[i]);
+  for (unsigned i = 0; i < s->nudp && w->id != 0; i++)
+    if (w->udp[i].fd >= 0)
+      close(w->udp[i].fd);
+  if (w->wakefd >= 0)
+    close(w->wakefd);
   rw_region_free(w->conns, (size_t)n * sizeof *w->conns);
   rw_region_free(w->conn_free, (size_t)n * sizeof *w->conn_free);
   rw_region_free(w->parsers, (size_t)n * w->parser_stride);
@@ -154,28 +209,123 @@ static void worker_fini(rw_server *s, struct rw_worker *w)
   rw_region_free(w->rxbuf, s->cfg.recv_size + 1);
   rw_pool_fini(&w->acc_pool);
   rw_pool_fini(&w->send_pool);
-  memset(w, 0, sizeof *w);
 }
 
+static void pin_to_cpu(struct rw_worker *w)
+{
+  cpu_set_t online, set;
+  if (sched_getaffinity(0, sizeof online, &online) < 0)
+    return;
+  /* Worker i takes the i-th CPU this process may run on. */
+  int count = CPU_COUNT(&online), want = (int)(w->id % (unsigned)count), seen = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE; cpu++) {
+    if (CPU_ISSET(cpu, &online) && seen++ == want) {
+      CPU_ZERO(&set);
+      CPU_SET(cpu, &set);
+      pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+      return;
+    }
+  }
+}
+
+static void *worker_main(void *arg)
+{
+  struct rw_worker *w = arg;
+  rw_server *s = w->srv;
+  if (s->cfg.pin)
+    pin_to_cpu(w);
+  w->rc = w->driver->init(w);
+  if (!w->rc && s->cfg.on_worker_start)
+    s->cfg.on_worker_start(w, s->cfg.data);
+  if (!w->rc)
+    w->rc = w->driver->run(w);
+  w->driver->fini(w);
+  if (w->rc) {
+    rw_log("worker %u failed: %s", w->id, strerror(-w->rc));
+    rw_server_stop(s); /* one worker down takes the server down cleanly, not half of it */
+  }
+  return NULL;
+}
+
+static const struct rw_driver *choose_driver(const rw_config *cfg)
+{
+  char why[160] = "";
+  if (cfg->backend == RW_BACKEND_EPOLL)
+    return &rw_driver_epoll;
+  int rc = rw_driver_uring.probe(why, sizeof why);
+  if (rc == 0)
+    return &rw_driver_uring;
+  if (cfg->backend == RW_BACKEND_URING) {
+    rw_log("io_uring backend unavailable: %s", why);
+    return NULL;
+  }
+  rw_log("io_uring unavailable (%s): falling back to epoll", why);
+  return &rw_driver_epoll;
+}
+
+static unsigned worker_count(const rw_config *cfg)
+{
+  if (cfg->workers)
+    return cfg->workers;
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (unsigned)n : 1;
+}
+
+/* SIGINT/SIGTERM are blocked in every thread (the mask is inherited) and read by worker 0
+ * through its signalfd, so a signal is an ordinary event in one loop, never an interruption. */
 int rw_server_run(rw_server *s)
 {
-  struct rw_worker *w = &s->worker;
-  if (!s->nlisteners)
+  if (!s->nlisteners && !s->nudp)
     return -EINVAL;
-  w->driver = &rw_driver_epoll;
-  int rc = worker_init(s, w);
-  if (!rc)
-    rc = w->driver->init(w);
-  if (!rc)
-    rc = w->driver->run(w);
-  w->driver->fini(w);
-  worker_fini(s, w);
+  s->driver = choose_driver(&s->cfg);
+  if (!s->driver)
+    return -ENOSYS;
+  s->nworkers = worker_count(&s->cfg);
+  s->workers = calloc(s->nworkers, sizeof *s->workers);
+  if (!s->workers)
+    return -ENOMEM;
+  int rc = 0;
+  for (unsigned i = 0; i < s->nworkers && !rc; i++) {
+    s->workers[i].id = i;
+    rc = worker_init(s, &s->workers[i]);
+  }
+  if (!rc) {
+    rw_log("%s backend, %u worker%s, memory budget %.1f MiB", s->driver->name, s->nworkers,
+           s->nworkers == 1 ? "" : "s", (double)s->budget / (1 << 20));
+  }
+  sigset_t mask, old;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &mask, &old);
+  unsigned started = 1;
+  for (; !rc && started < s->nworkers; started++) {
+    rc = -pthread_create(&s->workers[started].thread, NULL, worker_main, &s->workers[started]);
+    if (rc)
+      rw_server_stop(s);
+  }
+  if (!rc || started > 1) {
+    worker_main(&s->workers[0]);
+    for (unsigned i = 1; i < started; i++)
+      pthread_join(s->workers[i].thread, NULL);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  for (unsigned i = 0; i < s->nworkers; i++) {
+    if (!rc)
+      rc = s->workers[i].rc;
+    worker_fini(s, &s->workers[i]);
+  }
+  free(s->workers);
+  s->workers = NULL;
   return rc;
 }
 
 void rw_server_stop(rw_server *s)
 {
-  s->stop = 1;
+  atomic_store(&s->stop, 1);
+  for (unsigned i = 0; s->workers && i < s->nworkers; i++)
+    if (s->workers[i].wakefd >= 0)
+      rw_worker_wake(&s->workers[i]);
 }
 
 size_t rw_server_budget(const rw_server *s)
@@ -183,12 +333,20 @@ size_t rw_server_budget(const rw_server *s)
   return s->budget;
 }
 
+const char *rw_server_backend(const rw_server *s)
+{
+  return s->driver ? s->driver->name : "none";
+}
+
 void rw_server_destroy(rw_server *s)
 {
   if (!s)
     return;
   for (unsigned i = 0; i < s->nlisteners; i++)
-    if (s->listeners[i].fd >= 0)
-      close(s->listeners[i].fd);
+    if (s->listeners[i].fd0 >= 0)
+      close(s->listeners[i].fd0);
+  for (unsigned i = 0; i < s->nudp; i++)
+    if (s->udps[i].fd0 >= 0)
+      close(s->udps[i].fd0);
   free(s);
 }

@@ -18,14 +18,12 @@
 #define ACCEPTS_PER_TURN 64
 #define IOV_PER_SEND 64
 
-enum { TAG_CONN, TAG_LISTENER, TAG_SIGNAL };
+enum { TAG_CONN, TAG_LISTENER, TAG_SIGNAL, TAG_WAKE, TAG_UDP };
 
 struct epoll_state {
   int epfd;
-  int sigfd;
+  int sigfd;    /* worker 0 only */
   int spare_fd; /* released to accept-and-close when the fd table is full */
-  sigset_t oldmask;
-  struct rw_ratelimit accept_log;
   struct epoll_event events[MAX_EVENTS];
 };
 
@@ -40,28 +38,37 @@ static int ep_add(int epfd, int fd, uint32_t events, uint64_t data)
   return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
+static int epoll_probe(char *why, size_t whylen)
+{
+  (void)why;
+  (void)whylen;
+  return 0;
+}
+
 static int epoll_init(struct rw_worker *w)
 {
   struct epoll_state *st = calloc(1, sizeof *st);
   if (!st)
     return -ENOMEM;
   w->drv = st;
-  st->sigfd = st->spare_fd = -1;
+  st->sigfd = -1;
   st->epfd = epoll_create1(EPOLL_CLOEXEC);
+  st->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (st->epfd < 0)
     return -errno;
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGTERM);
-  sigprocmask(SIG_BLOCK, &mask, &st->oldmask);
-  st->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-  st->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (st->sigfd < 0)
-    return -errno;
-  int rc = ep_add(st->epfd, st->sigfd, EPOLLIN, tag(TAG_SIGNAL, 0));
+  int rc = ep_add(st->epfd, w->wakefd, EPOLLIN, tag(TAG_WAKE, 0));
+  if (!rc && w->id == 0) {
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    st->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    rc = st->sigfd < 0 ? -errno : ep_add(st->epfd, st->sigfd, EPOLLIN, tag(TAG_SIGNAL, 0));
+  }
   for (unsigned i = 0; !rc && i < w->srv->nlisteners; i++)
-    rc = ep_add(st->epfd, w->srv->listeners[i].fd, EPOLLIN, tag(TAG_LISTENER, i));
+    rc = ep_add(st->epfd, w->lfd[i], EPOLLIN, tag(TAG_LISTENER, i));
+  for (unsigned i = 0; !rc && i < w->srv->nudp; i++)
+    rc = ep_add(st->epfd, w->udp[i].fd, EPOLLIN, tag(TAG_UDP, i));
   return rc;
 }
 
@@ -72,10 +79,8 @@ static void epoll_fini(struct rw_worker *w)
     return;
   if (st->epfd >= 0)
     close(st->epfd);
-  if (st->sigfd >= 0) {
+  if (st->sigfd >= 0)
     close(st->sigfd);
-    sigprocmask(SIG_SETMASK, &st->oldmask, NULL);
-  }
   if (st->spare_fd >= 0)
     close(st->spare_fd);
   free(st);
@@ -94,37 +99,32 @@ static void refuse_one(struct epoll_state *st, int lfd)
   st->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-static void on_accept(struct rw_worker *w, struct rw_listener *ln, uint32_t idx)
+static void on_accept(struct rw_worker *w, unsigned li)
 {
   struct epoll_state *st = w->drv;
+  int lfd = w->lfd[li];
   for (int i = 0; i < ACCEPTS_PER_TURN; i++) {
-    int fd = accept4(ln->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED)
         continue;
       if (errno == EMFILE || errno == ENFILE) {
-        rw_log_limited(&st->accept_log, "accept on %s: %s: connection refused", ln->addr,
-                       strerror(errno));
-        refuse_one(st, ln->fd);
+        rw_log_limited(&w->accept_log, "accept: %s: connection refused", strerror(errno));
+        refuse_one(st, lfd);
       } else if (errno != EAGAIN) {
-        rw_log_limited(&st->accept_log, "accept on %s: %s", ln->addr, strerror(errno));
+        rw_log_limited(&w->accept_log, "accept: %s", strerror(errno));
       }
       return;
     }
-    struct rw_conn *c = rw_conn_open(w, ln, fd);
-    if (!c) {
-      close(fd);
-      rw_log_limited(&w->refuse_log, "connection refused: %u connections open (--max-conns)",
-                     w->nlive);
+    struct rw_conn *c = rw_worker_accepted(w, li, fd);
+    if (!c)
       continue;
-    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->events = EPOLLIN;
     if (ep_add(st->epfd, fd, EPOLLIN, tag(TAG_CONN, c->idx)) < 0)
       rw_conn_abort(c, -errno);
   }
-  (void)idx;
 }
 
 static void on_readable(struct rw_conn *c)
@@ -175,6 +175,7 @@ static int epoll_send(struct rw_worker *w, struct rw_conn *c)
       return -errno;
     }
     rw_sendq_consume(w, c, (size_t)sent);
+    c->last_active_ms = w->now_ms;
     if ((size_t)sent < total) {
       /* The socket buffer is full: the next sendmsg would only say EAGAIN. */
       c->flags |= RW_CONN_WANT_WRITE;
@@ -192,7 +193,7 @@ static void epoll_close(struct rw_worker *w, struct rw_conn *c)
 {
   if (c->fd < 0)
     return;
-  if (!(c->flags & RW_CONN_ABORT)) {
+  if (!(c->flags & (RW_CONN_ABORT | RW_CONN_CONNECTING))) {
     shutdown(c->fd, SHUT_WR);
     size_t drained = 0;
     ssize_t n;
@@ -203,92 +204,101 @@ static void epoll_close(struct rw_worker *w, struct rw_conn *c)
   close(c->fd); /* also leaves the epoll set: the fd was never duplicated */
 }
 
-static void begin_stop(struct rw_worker *w)
+static int epoll_connect(struct rw_worker *w, struct rw_conn *c, const struct sockaddr *sa,
+                         socklen_t len)
 {
   struct epoll_state *st = w->drv;
-  rw_server *s = w->srv;
-  s->stopping = true;
-  s->deadline_ms = rw_now_ms() + s->cfg.shutdown_ms;
-  for (unsigned i = 0; i < s->nlisteners; i++) {
-    epoll_ctl(st->epfd, EPOLL_CTL_DEL, s->listeners[i].fd, NULL);
-    close(s->listeners[i].fd);
-    s->listeners[i].fd = -1;
-  }
-  rw_log("stopping: no longer accepting, flushing %u connection%s", w->nlive,
-         w->nlive == 1 ? "" : "s");
-  rw_worker_close_all(w, false);
+  int one = 1;
+  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (connect(c->fd, sa, len) < 0 && errno != EINPROGRESS)
+    return -errno;
+  /* Even an immediate success is reported from the loop, never from inside rw_connect(). */
+  c->events = EPOLLOUT;
+  return ep_add(st->epfd, c->fd, EPOLLOUT, tag(TAG_CONN, c->idx));
+}
+
+static void epoll_stop_accepting(struct rw_worker *w)
+{
+  struct epoll_state *st = w->drv;
+  for (unsigned i = 0; i < w->srv->nlisteners; i++)
+    if (w->lfd[i] >= 0)
+      epoll_ctl(st->epfd, EPOLL_CTL_DEL, w->lfd[i], NULL);
+  rw_worker_close_listeners(w);
 }
 
 static void on_signal(struct rw_worker *w)
 {
   struct epoll_state *st = w->drv;
   struct signalfd_siginfo si;
+  bool got = false;
   while (read(st->sigfd, &si, sizeof si) == sizeof si)
-    w->srv->stop = 1;
+    got = true;
+  if (got)
+    rw_server_stop(w->srv);
+}
+
+static void on_conn_event(struct rw_worker *w, struct rw_conn *c, uint32_t events)
+{
+  (void)w;
+  if (c->flags & RW_CONN_CONNECTING) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    rw_conn_connected(c, -err);
+    return;
+  }
+  if (events & EPOLLERR) {
+    rw_conn_abort(c, -EPIPE);
+    return;
+  }
+  if (events & EPOLLOUT)
+    rw_conn_writable(c);
+  if (events & EPOLLIN)
+    on_readable(c);
+  else if (events & EPOLLHUP)
+    rw_conn_abort(c, -ECONNRESET); /* reported even when not asked for: do not spin on it */
 }
 
 static void on_event(struct rw_worker *w, const struct epoll_event *ev)
 {
   uint32_t idx = (uint32_t)ev->data.u64;
+  uint64_t counter;
   switch ((int)(ev->data.u64 >> 32)) {
   case TAG_SIGNAL:
     on_signal(w);
     return;
+  case TAG_WAKE:
+    if (read(w->wakefd, &counter, sizeof counter) < 0)
+      return;
+    return;
   case TAG_LISTENER:
-    if (!w->srv->stopping)
-      on_accept(w, &w->srv->listeners[idx], idx);
+    if (!w->stopping)
+      on_accept(w, idx);
+    return;
+  case TAG_UDP:
+    rw_worker_udp_input(&w->udp[idx]);
     return;
   default:
     break;
   }
   struct rw_conn *c = &w->conns[idx];
-  if (!(c->flags & RW_CONN_LIVE))
-    return;
-  if (ev->events & EPOLLERR) {
-    rw_conn_abort(c, -EPIPE);
-    return;
-  }
-  if (ev->events & EPOLLOUT)
-    rw_conn_writable(c);
-  if (ev->events & EPOLLIN)
-    on_readable(c);
-  else if (ev->events & EPOLLHUP)
-    rw_conn_abort(c, -ECONNRESET); /* reported even when not asked for: do not spin on it */
-}
-
-static int next_timeout(const struct rw_worker *w)
-{
-  if (w->dirty)
-    return 0;
-  if (!w->srv->stopping)
-    return -1;
-  int64_t left = w->srv->deadline_ms - rw_now_ms();
-  return left < 0 ? 0 : left > 100 ? 100 : (int)left;
+  if (c->flags & RW_CONN_LIVE)
+    on_conn_event(w, c, ev->events);
 }
 
 static int epoll_run(struct rw_worker *w)
 {
   struct epoll_state *st = w->drv;
-  rw_server *s = w->srv;
   for (;;) {
-    int n = epoll_wait(st->epfd, st->events, MAX_EVENTS, next_timeout(w));
+    int n = epoll_wait(st->epfd, st->events, MAX_EVENTS, rw_worker_timeout(w));
     if (n < 0 && errno != EINTR)
       return -errno;
+    rw_worker_tick(w);
     for (int i = 0; i < n; i++)
       on_event(w, &st->events[i]);
     rw_worker_flush(w);
-    if (s->stop && !s->stopping)
-      begin_stop(w);
-    if (s->stopping) {
-      if (rw_now_ms() >= s->deadline_ms && w->nlive) {
-        rw_log("stop deadline passed: closing %u connection%s with unsent data", w->nlive,
-               w->nlive == 1 ? "" : "s");
-        rw_worker_close_all(w, true);
-      }
-      rw_worker_flush(w);
-      if (!w->nlive)
-        return 0;
-    }
+    if (rw_worker_done(w))
+      return 0;
   }
 }
 
@@ -300,4 +310,7 @@ const struct rw_driver rw_driver_epoll = {
     .update = epoll_update,
     .send = epoll_send,
     .close = epoll_close,
+    .connect = epoll_connect,
+    .stop_accepting = epoll_stop_accepting,
+    .probe = epoll_probe,
 };

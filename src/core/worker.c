@@ -1,0 +1,184 @@
+/* A worker: one thread, one reactor, its own pools and connections. This file holds what every
+ * driver's loop does the same way around its own waiting and I/O: the clock and timers, the
+ * end-of-turn flush, stopping, and handing accepted sockets and datagrams to the core. */
+#include <errno.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core.h"
+
+static void begin_stop(struct rw_worker *w)
+{
+  w->stopping = true;
+  w->deadline_ms = w->now_ms + w->srv->cfg.shutdown_ms;
+  w->driver->stop_accepting(w);
+  if (w->id == 0)
+    rw_log("stopping: no longer accepting, flushing connections");
+  rw_worker_close_all(w, false);
+}
+
+void rw_worker_tick(struct rw_worker *w)
+{
+  w->now_ms = rw_now_ms();
+  rw_wheel_advance(&w->wheel, w->now_ms);
+  if (!w->stopping && atomic_load_explicit(&w->srv->stop, memory_order_relaxed))
+    begin_stop(w);
+}
+
+bool rw_worker_done(struct rw_worker *w)
+{
+  if (!w->stopping)
+    return false;
+  if (w->nlive && w->now_ms >= w->deadline_ms) {
+    rw_log("worker %u: stop deadline passed: closing %u connection%s with unsent data", w->id,
+           w->nlive, w->nlive == 1 ? "" : "s");
+    rw_worker_close_all(w, true);
+    rw_worker_flush(w);
+  }
+  return w->nlive == 0;
+}
+
+int rw_worker_timeout(struct rw_worker *w)
+{
+  if (w->dirty)
+    return 0;
+  int t = rw_wheel_timeout(&w->wheel, w->now_ms);
+  if (w->stopping) {
+    int64_t left = w->deadline_ms - w->now_ms;
+    int d = left < 0 ? 0 : left > 100 ? 100 : (int)left;
+    if (t < 0 || d < t)
+      t = d;
+  }
+  return t;
+}
+
+void rw_worker_wake(struct rw_worker *w)
+{
+  uint64_t one = 1;
+  ssize_t rc = write(w->wakefd, &one, sizeof one);
+  (void)rc; /* a full counter means a wake-up is already pending */
+}
+
+struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd)
+{
+  const struct rw_listener *ln = &w->srv->listeners[li];
+  struct rw_conn *c = w->stopping ? NULL : rw_conn_open(w, ln->proto, ln->handlers, fd);
+  if (!c) {
+    close(fd);
+    if (!w->stopping)
+      rw_log_limited(&w->refuse_log,
+                     "connection refused: %u connections open on worker %u (--max-conns)",
+                     w->nlive, w->id);
+  }
+  return c;
+}
+
+static void flush_one(struct rw_worker *w, struct rw_conn *c)
+{
+  if (c->flags & RW_CONN_SENDING)
+    return; /* its completion marks it dirty again; the kernel still owns its chunks */
+  if (!(c->flags & (RW_CONN_ABORT | RW_CONN_WANT_WRITE | RW_CONN_CONNECTING)) && c->queued) {
+    int rc = w->driver->send(w, c);
+    if (rc < 0)
+      c->flags |= RW_CONN_ABORT;
+    if (c->flags & RW_CONN_SENDING)
+      return;
+  }
+  if ((c->flags & RW_CONN_ABORT) || ((c->flags & RW_CONN_CLOSING) && !c->queued)) {
+    rw_conn_free(c);
+    return;
+  }
+  w->driver->update(w, c);
+}
+
+void rw_worker_flush(struct rw_worker *w)
+{
+  for (int round = 0; w->dirty && round < 4; round++) {
+    struct rw_conn *c = w->dirty;
+    w->dirty = NULL;
+    while (c) {
+      struct rw_conn *next = c->dirty_next;
+      c->flags &= ~RW_CONN_DIRTY;
+      if (c->flags & RW_CONN_LIVE)
+        flush_one(w, c);
+      c = next;
+    }
+    /* Freed chunks or slots may let paused connections go on; what they write is flushed in
+     * the next round (or the next turn: the loop does not wait while anything is dirty). */
+    if (w->freed_resources) {
+      w->freed_resources = false;
+      for (struct rw_conn *p = w->paused, *pn; p; p = pn) {
+        pn = p->paused_next;
+        rw_conn_try_resume(p);
+      }
+    }
+  }
+}
+
+void rw_worker_close_all(struct rw_worker *w, bool abort)
+{
+  for (uint32_t i = 0; i < w->max_conns; i++) {
+    struct rw_conn *c = &w->conns[i];
+    if (!(c->flags & RW_CONN_LIVE))
+      continue;
+    if (abort)
+      rw_conn_abort(c, -ETIMEDOUT);
+    else if (c->flags & RW_CONN_CONNECTING)
+      rw_conn_connected(c, -ECANCELED);
+    else
+      rw_conn_close(c);
+  }
+}
+
+/* Reads what datagrams are waiting (bounded, so one busy socket cannot starve the loop). */
+void rw_worker_udp_input(struct rw_udp *u)
+{
+  struct rw_worker *w = u->w;
+  for (int i = 0; i < 64; i++) {
+    struct sockaddr_storage from;
+    socklen_t fromlen = sizeof from;
+    ssize_t n = recvfrom(u->fd, w->rxbuf, w->srv->cfg.recv_size, MSG_DONTWAIT,
+                         (struct sockaddr *)&from, &fromlen);
+    if (n < 0)
+      return;
+    u->fn(u, (struct sockaddr *)&from, fromlen, (rw_span){w->rxbuf, (size_t)n}, u->data);
+  }
+}
+
+int rw_udp_send(rw_udp *u, const struct sockaddr *to, socklen_t tolen, const void *p, size_t len)
+{
+  ssize_t n = sendto(u->fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL, to, tolen);
+  if (n < 0)
+    return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+  return 0;
+}
+
+rw_worker *rw_udp_worker(const rw_udp *u)
+{
+  return u->w;
+}
+
+rw_server *rw_worker_server(const rw_worker *w)
+{
+  return w->srv;
+}
+
+unsigned rw_worker_id(const rw_worker *w)
+{
+  return w->id;
+}
+
+/* Drivers call this once they stopped watching the listeners. */
+void rw_worker_close_listeners(struct rw_worker *w)
+{
+  rw_server *s = w->srv;
+  for (unsigned i = 0; i < s->nlisteners; i++) {
+    if (w->lfd[i] >= 0)
+      close(w->lfd[i]);
+    w->lfd[i] = -1;
+    if (w->id == 0)
+      s->listeners[i].fd0 = -1;
+  }
+}

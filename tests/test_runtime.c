@@ -1,0 +1,236 @@
+/* The runtime through its public API, in-process: timers, outbound connections, handles and
+ * stops, each on a real server with one worker. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <ringwright/ringwright.h>
+
+#include "echo.gen.h"
+
+static int echo_back(rw_conn *c, const struct echo_data *m)
+{
+  return rw_conn_write(c, m->data.p, m->data.len);
+}
+
+static const struct echo_handlers echo_server = {.data = echo_back};
+
+static rw_server *new_server(void (*start)(rw_worker *, void *), void *data, uint32_t idle_ms)
+{
+  rw_config cfg;
+  rw_config_default(&cfg);
+  cfg.name = "test";
+  cfg.workers = 1;
+  cfg.max_conns = 64;
+  cfg.idle_timeout_ms = idle_ms;
+  cfg.on_worker_start = start;
+  cfg.data = data;
+  const char *backend = getenv("RW_BACKEND");
+  if (backend && !strcmp(backend, "epoll"))
+    cfg.backend = RW_BACKEND_EPOLL;
+  else if (backend && !strcmp(backend, "uring"))
+    cfg.backend = RW_BACKEND_URING;
+  rw_server *s;
+  cr_assert_eq(rw_server_create(&cfg, &s), 0);
+  return s;
+}
+
+/* A port on which nothing listens. */
+static int closed_port(void)
+{
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+  socklen_t len = sizeof sa;
+  bind(fd, (struct sockaddr *)&sa, len);
+  getsockname(fd, (struct sockaddr *)&sa, &len);
+  close(fd);
+  return ntohs(sa.sin_port);
+}
+
+/* ---- timers ---- */
+
+struct timer_test {
+  rw_server *srv;
+  rw_worker *w;
+  rw_timer t[5], cancelled, stopper;
+  int64_t armed_at;
+  int order[5], nfired;
+  int64_t fired_after[5];
+  bool cancelled_fired;
+};
+
+static void on_timer(rw_timer *t)
+{
+  struct timer_test *tt = t->data;
+  int i = (int)(t - tt->t);
+  tt->order[tt->nfired++] = i;
+  tt->fired_after[i] = rw_worker_now_ms(tt->w) - tt->armed_at;
+}
+
+static void on_cancelled(rw_timer *t)
+{
+  ((struct timer_test *)t->data)->cancelled_fired = true;
+}
+
+static void on_stop(rw_timer *t)
+{
+  rw_server_stop(((struct timer_test *)t->data)->srv);
+}
+
+static const uint64_t delays[5] = {250, 30, 120, 0, 1500};
+
+static void timers_start(rw_worker *w, void *data)
+{
+  struct timer_test *tt = data;
+  tt->w = w;
+  tt->armed_at = rw_worker_now_ms(w);
+  for (int i = 0; i < 5; i++) {
+    rw_timer_init(&tt->t[i], on_timer, tt);
+    rw_timer_arm(w, &tt->t[i], delays[i]);
+  }
+  rw_timer_init(&tt->cancelled, on_cancelled, tt);
+  rw_timer_arm(w, &tt->cancelled, 100);
+  rw_timer_cancel(&tt->cancelled);
+  cr_assert(!rw_timer_armed(&tt->cancelled));
+  rw_timer_arm(w, &tt->t[4], 400); /* re-arming moves it */
+  rw_timer_init(&tt->stopper, on_stop, tt);
+  rw_timer_arm(w, &tt->stopper, 700);
+}
+
+Test(timer, fire_in_order_never_early_cancel_and_rearm)
+{
+  static struct timer_test tt;
+  tt.srv = new_server(timers_start, &tt, 0);
+  cr_assert_eq(rw_server_udp(tt.srv, "127.0.0.1:0", NULL, NULL), 0); /* something to serve */
+  cr_assert_eq(rw_server_run(tt.srv), 0);
+  rw_server_destroy(tt.srv);
+  cr_assert_eq(tt.nfired, 5);
+  const int expect[5] = {3, 1, 2, 0, 4};
+  for (int i = 0; i < 5; i++)
+    cr_expect_eq(tt.order[i], expect[i], "position %d", i);
+  const uint64_t effective[5] = {250, 30, 120, 0, 400};
+  for (int i = 0; i < 5; i++) {
+    cr_expect_geq(tt.fired_after[i], (int64_t)effective[i], "timer %d fired early", i);
+    cr_expect_lt(tt.fired_after[i], (int64_t)effective[i] + 200, "timer %d fired late", i);
+  }
+  cr_expect(!tt.cancelled_fired);
+}
+
+/* ---- outbound connections ---- */
+
+struct client_test {
+  rw_server *srv;
+  int port, refused_port, blackhole_port;
+  char got[64];
+  size_t gotlen;
+  int done_ok, refused_err, timeout_err;
+  rw_handle h;
+  bool stale_checked;
+  int pending;
+};
+
+static struct client_test ct;
+
+static void maybe_stop(void)
+{
+  if (--ct.pending == 0)
+    rw_server_stop(ct.srv);
+}
+
+static int client_data(rw_conn *c, const struct echo_data *m)
+{
+  memcpy(ct.got + ct.gotlen, m->data.p, m->data.len);
+  ct.gotlen += m->data.len;
+  if (ct.gotlen == 5) {
+    cr_expect(rw_conn_from_handle(rw_conn_worker(c), ct.h) == c);
+    rw_conn_close(c);
+    maybe_stop();
+  }
+  return 0;
+}
+
+static const struct echo_handlers client_side = {.data = client_data};
+
+static void connected(rw_conn *c, int err, void *data)
+{
+  (void)data;
+  cr_assert_eq(err, 0, "connect: %s", strerror(-err));
+  ct.done_ok++;
+  ct.h = rw_conn_handle(c);
+  cr_expect_eq(rw_conn_write(c, "hello", 5), 0);
+}
+
+static void refused(rw_conn *c, int err, void *data)
+{
+  (void)data;
+  cr_expect_null(c);
+  ct.refused_err = err;
+  maybe_stop();
+}
+
+static void timed_out(rw_conn *c, int err, void *data)
+{
+  (void)data;
+  cr_expect_null(c);
+  ct.timeout_err = err;
+  maybe_stop();
+}
+
+static void clients_start(rw_worker *w, void *data)
+{
+  (void)data;
+  char addr[64];
+  ct.pending = 3;
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", ct.port);
+  cr_assert_eq(rw_connect(w, addr, &echo_proto, &client_side, 2000, connected, NULL), 0);
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", ct.refused_port);
+  cr_assert_eq(rw_connect(w, addr, &echo_proto, &client_side, 2000, refused, NULL), 0);
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", ct.blackhole_port);
+  cr_assert_eq(rw_connect(w, addr, &echo_proto, &client_side, 300, timed_out, NULL), 0);
+  cr_expect_eq(rw_connect(w, "localhost:80", &echo_proto, &client_side, 300, timed_out, NULL),
+               -EADDRNOTAVAIL, "host names need the resolver: refused without blocking");
+}
+
+/* A listener whose backlog is full and never accepts: SYNs to it are dropped, so a connect
+ * hangs until its timeout. */
+static int blackhole(int *out_fds)
+{
+  int l = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+  socklen_t len = sizeof sa;
+  bind(l, (struct sockaddr *)&sa, len);
+  listen(l, 0);
+  getsockname(l, (struct sockaddr *)&sa, &len);
+  out_fds[0] = l;
+  for (int i = 1; i < 4; i++) {
+    out_fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    connect(out_fds[i], (struct sockaddr *)&sa, len);
+  }
+  usleep(50000);
+  return ntohs(sa.sin_port);
+}
+
+Test(connect, established_refused_and_timed_out)
+{
+  int holes[4];
+  ct.blackhole_port = blackhole(holes);
+  ct.refused_port = closed_port();
+  ct.srv = new_server(clients_start, NULL, 0);
+  cr_assert_eq(rw_server_listen(ct.srv, "127.0.0.1:0", &echo_proto, &echo_server), 0);
+  ct.port = rw_server_port(ct.srv, 0);
+  cr_assert_gt(ct.port, 0);
+  cr_assert_eq(rw_server_run(ct.srv), 0);
+  rw_server_destroy(ct.srv);
+  for (int i = 0; i < 4; i++)
+    close(holes[i]);
+  cr_expect_eq(ct.done_ok, 1);
+  cr_expect_eq(ct.gotlen, 5);
+  cr_expect_eq(memcmp(ct.got, "hello", 5), 0);
+  cr_expect_eq(ct.refused_err, -ECONNREFUSED);
+  cr_expect_eq(ct.timeout_err, -ETIMEDOUT);
+}
