@@ -46,10 +46,15 @@ void server_start(struct server *s, const char *prog, const char *const *args)
 }
 
 void server_start_bin(struct server *s, const char *path, const char *const *args,
-                      const char *preload)
+                      const struct start_opts *opts)
 {
-  const char *argv[40] = {path, "--listen", "127.0.0.1:0"};
-  int argc = 3;
+  const char *argv[42];
+  int argc = 0;
+  if (opts && opts->deny_io_uring)
+    argv[argc++] = "build/tests/deny_uring";
+  argv[argc++] = path;
+  argv[argc++] = "--listen";
+  argv[argc++] = "127.0.0.1:0";
   const char *backend = getenv("RW_BACKEND");
   if (backend && *backend) {
     argv[argc++] = "--backend";
@@ -65,9 +70,9 @@ void server_start_bin(struct server *s, const char *path, const char *const *arg
   cr_assert(s->pid >= 0);
   if (s->pid == 0) {
     dup2(pipefd[1], 2);
-    if (preload)
-      setenv("LD_PRELOAD", preload, 1);
-    execv(path, (char *const *)argv);
+    if (opts && opts->preload)
+      setenv("LD_PRELOAD", opts->preload, 1);
+    execv(argv[0], (char *const *)argv);
     fprintf(stderr, "exec %s: %s\n", path, strerror(errno));
     _exit(127);
   }

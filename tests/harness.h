@@ -3,6 +3,7 @@
 #ifndef RW_TEST_HARNESS_H
 #define RW_TEST_HARNESS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -17,10 +18,15 @@ struct server {
 /* Starts $RW_BIN/<prog> (default build/asan/bin) with "--listen 127.0.0.1:0" and `args`
  * (NULL-terminated), and waits for its "listening on" line. */
 void server_start(struct server *s, const char *prog, const char *const *args);
-/* The same for a binary at `path`, optionally with LD_PRELOAD=`preload`. $RW_BACKEND, when set,
- * is passed as --backend to every server the tests start. */
+struct start_opts {
+  const char *preload; /* LD_PRELOAD for the server */
+  bool deny_io_uring;  /* a seccomp filter makes io_uring_setup fail with EPERM */
+};
+
+/* The same for a binary at `path`. $RW_BACKEND, when set, is passed as --backend to every
+ * server the tests start (before `args`, which may override it). */
 void server_start_bin(struct server *s, const char *path, const char *const *args,
-                      const char *preload);
+                      const struct start_opts *opts);
 /* Waits until the server's log contains `needle` (and the rest of that line); returns it. */
 const char *server_wait_log(struct server *s, const char *needle, int ms);
 /* Sends `sig`, waits for exit; returns the exit status (128+N if killed by signal N). */

@@ -420,7 +420,7 @@ Test(zero_malloc, pingd_after_warm_up, .timeout = 180)
   snprintf(path, sizeof path, "%s/pingd", rel_bin());
   struct server srv;
   server_start_bin(&srv, path, (const char *const[]){"--workers", "2", NULL},
-                   "build/tests/malloc_count.so");
+                   &(struct start_opts){.preload = "build/tests/malloc_count.so"});
   uint64_t rng = seed();
   pipelined(srv.port, 8, 2000, &rng); /* warm-up: pages of every pool in use get touched */
   reconnects(srv.port, 200, "PING\r\n", 6, 7);
@@ -440,7 +440,7 @@ Test(zero_malloc, echod_after_warm_up, .timeout = 180)
   snprintf(path, sizeof path, "%s/echod", rel_bin());
   struct server srv;
   server_start_bin(&srv, path, (const char *const[]){"--workers", "2", NULL},
-                   "build/tests/malloc_count.so");
+                   &(struct start_opts){.preload = "build/tests/malloc_count.so"});
   uint64_t rng = seed();
   enum { N = 16, LEN = 1 << 20 };
   uint8_t *data = malloc(LEN);
@@ -464,4 +464,34 @@ Test(zero_malloc, echod_after_warm_up, .timeout = 180)
   }
   free(data);
   cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
+}
+
+/* ---- backend choice ---- */
+
+Test(backend, auto_falls_back_to_epoll_when_io_uring_is_denied)
+{
+  struct server srv;
+  server_start_bin(&srv, "build/asan/bin/pingd", (const char *const[]){"--backend", "auto", NULL},
+                   &(struct start_opts){.deny_io_uring = true});
+  cr_expect(strstr(srv.log, "io_uring unavailable (io_uring_setup: Operation not permitted "
+                            "(io_uring_disabled or a seccomp filter)): falling back to epoll"),
+            "%s", srv.log);
+  cr_expect(strstr(srv.log, "epoll backend"), "%s", srv.log);
+  int fd = tcp_connect(srv.port);
+  char buf[8];
+  write_all(fd, "PING\r\n", 6);
+  cr_expect_eq(read_n(fd, buf, 7, 5000), 7);
+  close(fd);
+  cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
+}
+
+Test(backend, uring_demanded_but_denied_is_a_clear_error)
+{
+  cr_expect_eq(run_status("build/tests/deny_uring build/asan/bin/pingd --listen 127.0.0.1:0 "
+                          "--backend uring 2>&1 | grep -q 'io_uring backend unavailable: "
+                          "io_uring_setup: Operation not permitted'"),
+               0);
+  cr_expect_eq(run_status("build/tests/deny_uring build/asan/bin/pingd --listen 127.0.0.1:0 "
+                          "--backend uring 2>/dev/null"),
+               1);
 }

@@ -2,6 +2,8 @@
  * IPv4 interfaces). Resolved once at start-up, never on the hot path. */
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +76,9 @@ int rw_socket_bind(const struct sockaddr_storage *ss, socklen_t len, int type)
     return -errno;
   int one = 1, rc = 0;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  /* Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt per connection. */
+  if (type == SOCK_STREAM)
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
       bind(fd, (const struct sockaddr *)ss, len) < 0 ||
       (type == SOCK_STREAM && listen(fd, 4096) < 0))

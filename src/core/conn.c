@@ -123,10 +123,20 @@ void rw_conn_free(struct rw_conn *c)
 {
   struct rw_worker *w = c->w;
   rw_timer_cancel(&c->timer);
-  w->driver->close(w, c);
+  bool released = w->driver->close(w, c);
   rw_sendq_drop(w, c);
   acc_release(c);
   paused_unlink(c);
+  /* Until the driver releases it the slot is neither live nor free: late completions for it
+   * are recognised and dropped, and its index is not reused. */
+  c->flags = RW_CONN_ZOMBIE;
+  if (released)
+    rw_conn_release(c);
+}
+
+void rw_conn_release(struct rw_conn *c)
+{
+  struct rw_worker *w = c->w;
   c->flags = 0;
   c->fd = -1;
   c->gen++;

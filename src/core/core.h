@@ -90,6 +90,7 @@ enum {
   RW_CONN_WANT_WRITE = 1 << 6, /* the kernel refused bytes; wait for writability */
   RW_CONN_CONNECTING = 1 << 7, /* outbound, not yet established */
   RW_CONN_SENDING = 1 << 8,    /* a send is in flight (completion-based drivers) */
+  RW_CONN_ZOMBIE = 1 << 9,     /* closed, waiting for the driver to release the slot */
 };
 
 struct rw_listener {
@@ -203,14 +204,17 @@ struct rw_driver {
   /* Hands the queued bytes to the kernel (rw_sendq_iov/rw_sendq_consume); sets
    * RW_CONN_WANT_WRITE when the kernel takes no more. 0 or -errno (the connection aborts). */
   int (*send)(struct rw_worker *w, struct rw_conn *c);
-  /* The connection is finished: release its socket. */
-  void (*close)(struct rw_worker *w, struct rw_conn *c);
+  /* The connection is finished: close its socket. Returns true if the slot may be reused now;
+   * false if the driver calls rw_conn_release() once the kernel is done with it. */
+  bool (*close)(struct rw_worker *w, struct rw_conn *c);
   /* Starts an outbound connection on c->fd (a new non-blocking socket). 0 or -errno. */
   int (*connect)(struct rw_worker *w, struct rw_conn *c, const struct sockaddr *sa, socklen_t len);
   /* Closes the worker's listening sockets: the first step of a graceful stop. */
   void (*stop_accepting)(struct rw_worker *w);
   /* 0 if this backend can run here, else -errno with a reason in `why`. */
   int (*probe)(char *why, size_t whylen);
+  /* Bytes the driver itself reserves per worker (buffer rings, per-connection state). */
+  size_t (*budget)(const struct rw_worker *w);
 };
 
 extern const struct rw_driver rw_driver_epoll;
@@ -226,7 +230,7 @@ bool rw_worker_done(struct rw_worker *w);
 /* How long the driver may wait for events: 0 with work pending, else until the next timer. */
 int rw_worker_timeout(struct rw_worker *w);
 void rw_worker_wake(struct rw_worker *w);
-/* An accepted connection on listener `li`; the driver already has `fd` non-blocking. */
+/* An accepted connection on listener `li`; NULL when refused (the driver then closes `fd`). */
 struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd);
 void rw_worker_udp_input(struct rw_udp *u);
 void rw_worker_close_listeners(struct rw_worker *w);
@@ -248,6 +252,7 @@ void rw_conn_abort(struct rw_conn *c, int err);
 /* An outbound connection finished connecting with `err` (0: established). */
 void rw_conn_connected(struct rw_conn *c, int err);
 void rw_conn_free(struct rw_conn *c);
+void rw_conn_release(struct rw_conn *c);
 /* (Re)starts the idle timeout when the config has one. */
 void rw_conn_arm_idle(struct rw_conn *c);
 void rw_conn_mark_dirty(struct rw_conn *c);

@@ -178,7 +178,8 @@ static int worker_init(rw_server *s, struct rw_worker *w)
     return -errno;
   w->budget = (size_t)n * (sizeof *w->conns + sizeof *w->conn_free + w->parser_stride) +
               (size_t)chunks * sizeof *w->chunk_next + cfg->recv_size + 1 +
-              rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool);
+              rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool) +
+              (w->driver->budget ? w->driver->budget(w) : 0);
   s->budget += w->budget;
   if (w->id == 0) {
     char slots_desc[64] = "no accumulator slots (unframed)";

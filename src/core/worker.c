@@ -66,7 +66,6 @@ struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd)
   const struct rw_listener *ln = &w->srv->listeners[li];
   struct rw_conn *c = w->stopping ? NULL : rw_conn_open(w, ln->proto, ln->handlers, fd);
   if (!c) {
-    close(fd);
     if (!w->stopping)
       rw_log_limited(&w->refuse_log,
                      "connection refused: %u connections open on worker %u (--max-conns)",

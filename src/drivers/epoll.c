@@ -117,10 +117,10 @@ static void on_accept(struct rw_worker *w, unsigned li)
       return;
     }
     struct rw_conn *c = rw_worker_accepted(w, li, fd);
-    if (!c)
+    if (!c) {
+      close(fd);
       continue;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
     c->events = EPOLLIN;
     if (ep_add(st->epfd, fd, EPOLLIN, tag(TAG_CONN, c->idx)) < 0)
       rw_conn_abort(c, -errno);
@@ -189,10 +189,10 @@ static int epoll_send(struct rw_worker *w, struct rw_conn *c)
  * So a graceful close sends FIN first and discards what input already arrived. */
 #define LINGER_DRAIN_MAX (1 << 20)
 
-static void epoll_close(struct rw_worker *w, struct rw_conn *c)
+static bool epoll_close(struct rw_worker *w, struct rw_conn *c)
 {
   if (c->fd < 0)
-    return;
+    return true;
   if (!(c->flags & (RW_CONN_ABORT | RW_CONN_CONNECTING))) {
     shutdown(c->fd, SHUT_WR);
     size_t drained = 0;
@@ -202,6 +202,7 @@ static void epoll_close(struct rw_worker *w, struct rw_conn *c)
       drained += (size_t)n;
   }
   close(c->fd); /* also leaves the epoll set: the fd was never duplicated */
+  return true;
 }
 
 static int epoll_connect(struct rw_worker *w, struct rw_conn *c, const struct sockaddr *sa,
