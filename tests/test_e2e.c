@@ -109,6 +109,30 @@ Test(echo, fifty_connections_of_256k_cut_at_random_boundaries, .timeout = 120)
   cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
 }
 
+/* Large replies through the zero-copy send path (io_uring; epoll ignores the flag): chunks stay
+ * the kernel's until the notification, and nothing may be reordered or lost meanwhile. */
+Test(echo, zero_copy_sends_keep_every_byte, .timeout = 120)
+{
+  struct server srv;
+  server_start(&srv, "echod", (const char *const[]){"--send-zc-min", "4096", NULL});
+  uint64_t rng = seed();
+  enum { N = 8, LEN = 1 << 20 };
+  static struct stream st[N];
+  uint8_t *data = malloc((size_t)N * LEN);
+  for (size_t i = 0; i < (size_t)N * LEN; i++)
+    data[i] = (uint8_t)rng_next(&rng);
+  for (int i = 0; i < N; i++) {
+    const uint8_t *d = data + (size_t)i * LEN;
+    st[i] = (struct stream){.fd = tcp_connect_nb(srv.port), .out = d, .out_len = LEN, .expect = d,
+                            .expect_len = LEN, .max_write = 65536};
+  }
+  drive(st, N, &rng, 90000);
+  for (int i = 0; i < N; i++)
+    close(st[i].fd);
+  free(data);
+  cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
+}
+
 /* Many pipelined requests of every shape, each connection's bytes cut into 1..7-byte writes. */
 Test(ping, thousands_of_pipelined_pings_in_tiny_writes, .timeout = 120)
 {

@@ -34,7 +34,6 @@
 #define CQ_ENTRIES 16384
 #define BUF_GROUP 0
 #define IOV_PER_SEND 16
-#define ZC_MIN_BYTES (64 * 1024) /* see README: measured crossover of send_zc on loopback */
 
 enum op {
   OP_ACCEPT = 1,
@@ -360,9 +359,12 @@ static int uring_send(struct rw_worker *w, struct rw_conn *c)
     total += u->iov[i].iov_len;
   u->mh = (struct msghdr){.msg_iov = u->iov, .msg_iovlen = (size_t)n};
   struct io_uring_sqe *sqe = get_sqe(st);
-  u->zc = total >= ZC_MIN_BYTES;
+  uint32_t zc_min = w->srv->cfg.send_zc_min;
+  u->zc = zc_min && total >= zc_min;
   if (u->zc)
     io_uring_prep_sendmsg_zc(sqe, c->fd, &u->mh, MSG_NOSIGNAL);
+  else if (n == 1) /* the common small reply: no msghdr to copy in and check */
+    io_uring_prep_send(sqe, c->fd, u->iov[0].iov_base, u->iov[0].iov_len, MSG_NOSIGNAL);
   else
     io_uring_prep_sendmsg(sqe, c->fd, &u->mh, MSG_NOSIGNAL);
   set_fd(sqe, u);
@@ -622,6 +624,34 @@ static void rearm_starved(struct rw_worker *w)
   }
 }
 
+/* A multishot accept holds a reference to its listening socket until its last CQE is reaped;
+ * with DEFER_TASKRUN that happens only when this thread asks. Left alone, the socket would
+ * outlive the process (ring teardown is asynchronous) and, sharing the port by SO_REUSEPORT,
+ * take connections from the next server on it. So a stopping worker reaps those CQEs. */
+static int drain_accepts(struct rw_worker *w)
+{
+  struct uring_state *st = w->drv;
+  for (int tries = 0; tries < 100; tries++) {
+    bool any = false;
+    for (unsigned i = 0; i < w->srv->nlisteners; i++)
+      any |= st->accepting[i];
+    if (!any)
+      break;
+    struct __kernel_timespec ts = {.tv_nsec = 10 * 1000000};
+    struct io_uring_cqe *cqe;
+    io_uring_submit_and_wait_timeout(&st->ring, &cqe, 1, &ts, NULL);
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&st->ring, head, cqe)
+    {
+      on_cqe(w, cqe);
+      n++;
+    }
+    io_uring_cq_advance(&st->ring, n);
+  }
+  io_uring_submit(&st->ring);
+  return 0;
+}
+
 static int uring_run(struct rw_worker *w)
 {
   struct uring_state *st = w->drv;
@@ -643,10 +673,8 @@ static int uring_run(struct rw_worker *w)
     rw_worker_flush(w);
     rearm_starved(w);
     buffers_publish(st);
-    if (rw_worker_done(w)) {
-      io_uring_submit(&st->ring); /* the last closes */
-      return 0;
-    }
+    if (rw_worker_done(w))
+      return drain_accepts(w);
   }
 }
 
@@ -661,6 +689,8 @@ static int uring_init(struct rw_worker *w)
   if (rc < 0)
     return rc;
   st->ring_ok = true;
+  /* Every enter then skips the ring fd lookup. Not fatal where unsupported. */
+  io_uring_register_ring_fd(&st->ring);
   rc = io_uring_register_files_sparse(&st->ring, w->max_conns + 64);
   if (!rc)
     rc = buffers_init(w, st);
