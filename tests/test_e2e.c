@@ -519,3 +519,18 @@ Test(backend, uring_demanded_but_denied_is_a_clear_error)
                           "--backend uring 2>/dev/null"),
                1);
 }
+
+Test(server, pin_puts_each_worker_on_its_own_cpu)
+{
+  if (sysconf(_SC_NPROCESSORS_ONLN) < 2)
+    cr_skip_test("needs 2 CPUs");
+  struct server srv;
+  server_start(&srv, "pingd", (const char *const[]){"--workers", "2", "--pin", NULL});
+  char cmd[256];
+  snprintf(cmd, sizeof cmd,
+           "cat /proc/%d/task/*/status | grep Cpus_allowed_list | awk '{print $2}' | sort | "
+           "tr '\\n' ' ' | grep -q '^0 1 $'",
+           (int)srv.pid);
+  cr_expect_eq(run_status(cmd), 0, "threads should be pinned to CPUs 0 and 1");
+  cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
+}

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,4 +234,86 @@ Test(connect, established_refused_and_timed_out)
   cr_expect_eq(memcmp(ct.got, "hello", 5), 0);
   cr_expect_eq(ct.refused_err, -ECONNREFUSED);
   cr_expect_eq(ct.timeout_err, -ETIMEDOUT);
+}
+
+/* ---- cross-worker messages ---- */
+
+struct pingpong {
+  rw_server *srv;
+  rw_msg m;
+  int hops;
+  int wrong_worker;
+  pthread_t threads[2];
+  bool thread_known[2];
+  int from_outside;
+  rw_msg outside;
+};
+
+static struct pingpong pp;
+
+static void hop(rw_worker *to, rw_msg *m)
+{
+  unsigned id = rw_worker_id(to);
+  if ((int)id != pp.hops % 2)
+    pp.wrong_worker++;
+  if (!pp.thread_known[id]) {
+    pp.threads[id] = pthread_self();
+    pp.thread_known[id] = true;
+  } else if (!pthread_equal(pp.threads[id], pthread_self())) {
+    pp.wrong_worker++;
+  }
+  if (++pp.hops == 2000) {
+    /* The last hop runs on worker 1, like the outsider's message: no race on these. */
+    if (pp.from_outside)
+      rw_server_stop(pp.srv);
+    return;
+  }
+  cr_assert_eq(rw_worker_post(to, pp.srv, id ^ 1, m), 0);
+}
+
+static void outside_msg(rw_worker *to, rw_msg *m)
+{
+  (void)m;
+  pp.from_outside = (int)rw_worker_id(to) + 100;
+  if (pp.hops == 2000)
+    rw_server_stop(pp.srv);
+}
+
+static void *outsider(void *arg)
+{
+  (void)arg;
+  rw_worker_post(NULL, pp.srv, 1, &pp.outside);
+  return NULL;
+}
+
+static void pingpong_start(rw_worker *w, void *data)
+{
+  (void)data;
+  if (rw_worker_id(w) != 0)
+    return;
+  pp.outside.fn = outside_msg;
+  pthread_t t;
+  pthread_create(&t, NULL, outsider, NULL);
+  pthread_detach(t);
+  pp.m.fn = hop;
+  hop(w, &pp.m); /* hop 0 runs here, on worker 0 */
+}
+
+Test(msg, ping_pong_between_workers_and_from_outside)
+{
+  rw_config cfg;
+  rw_config_default(&cfg);
+  cfg.name = "test";
+  cfg.workers = 2;
+  cfg.max_conns = 64;
+  cfg.on_worker_start = pingpong_start;
+  const char *backend = getenv("RW_BACKEND");
+  cfg.backend = backend && !strcmp(backend, "epoll") ? RW_BACKEND_EPOLL : RW_BACKEND_AUTO;
+  cr_assert_eq(rw_server_create(&cfg, &pp.srv), 0);
+  cr_assert_eq(rw_server_udp(pp.srv, "127.0.0.1:0", NULL, NULL), 0);
+  cr_assert_eq(rw_server_run(pp.srv), 0);
+  rw_server_destroy(pp.srv);
+  cr_expect_eq(pp.hops, 2000);
+  cr_expect_eq(pp.wrong_worker, 0, "every message runs on its target's thread");
+  cr_expect_eq(pp.from_outside, 101, "a message from a non-worker thread reaches worker 1");
 }

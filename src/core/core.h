@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 
 #include <ringwright/conn.h>
+#include <ringwright/msg.h>
 #include <ringwright/server.h>
 
 #define RW_NONE UINT32_MAX
@@ -156,6 +157,7 @@ struct rw_worker {
   int lfd[RW_MAX_LISTENERS];
   struct rw_udp udp[RW_MAX_UDP];
   int wakefd; /* eventfd: other threads wake this worker */
+  _Atomic(rw_msg *) inbox; /* messages posted without MSG_RING, newest first */
   uint32_t max_conns;
   struct rw_conn *conns;
   uint32_t *conn_free;
@@ -215,6 +217,9 @@ struct rw_driver {
   int (*probe)(char *why, size_t whylen);
   /* Bytes the driver itself reserves per worker (buffer rings, per-connection state). */
   size_t (*budget)(const struct rw_worker *w);
+  /* Delivers `m` to worker `to` from worker `from` (both on this driver) without the inbox;
+   * 0, or -errno to fall back to the inbox. NULL: always the inbox. */
+  int (*post)(struct rw_worker *from, struct rw_worker *to, rw_msg *m);
 };
 
 extern const struct rw_driver rw_driver_epoll;
@@ -234,6 +239,8 @@ void rw_worker_wake(struct rw_worker *w);
 struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd);
 void rw_worker_udp_input(struct rw_udp *u);
 void rw_worker_close_listeners(struct rw_worker *w);
+/* Runs every message in the worker's inbox, oldest first (drivers call it when woken). */
+void rw_worker_run_inbox(struct rw_worker *w);
 
 /* ---- conn.c: what every driver calls ---- */
 struct rw_conn *rw_conn_open(struct rw_worker *w, const rw_proto *proto, const void *handlers,

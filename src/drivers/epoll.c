@@ -269,8 +269,9 @@ static void on_event(struct rw_worker *w, const struct epoll_event *ev)
     on_signal(w);
     return;
   case TAG_WAKE:
-    if (read(w->wakefd, &counter, sizeof counter) < 0)
-      return;
+    if (read(w->wakefd, &counter, sizeof counter) < 0 && errno != EAGAIN)
+      rw_log("wake: %s", strerror(errno));
+    rw_worker_run_inbox(w);
     return;
   case TAG_LISTENER:
     if (!w->stopping)

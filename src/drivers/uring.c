@@ -45,6 +45,7 @@ enum op {
   OP_SIGNAL,
   OP_UDP,
   OP_IGNORE,
+  OP_MSG, /* a cross-worker message: the low 56 bits are its address */
 };
 
 /* user_data: op in the top byte, then the slot's generation (24 bits), then the index. */
@@ -503,6 +504,7 @@ static void on_wake(struct rw_worker *w, struct io_uring_cqe *cqe)
   uint64_t v;
   if (read(w->wakefd, &v, sizeof v) < 0 && errno != EAGAIN)
     rw_log("wake: %s", strerror(errno));
+  rw_worker_run_inbox(w);
   if (!(cqe->flags & IORING_CQE_F_MORE))
     arm_poll(w, w->wakefd, OP_WAKE, 0);
 }
@@ -576,6 +578,11 @@ static void on_cqe(struct rw_worker *w, struct io_uring_cqe *cqe)
     return;
   case OP_IGNORE:
     return;
+  case OP_MSG: {
+    rw_msg *m = (rw_msg *)(uintptr_t)(data & ((1ULL << 56) - 1));
+    m->fn(w, m);
+    return;
+  }
   default:
     break;
   }
@@ -736,6 +743,20 @@ static void uring_fini(struct rw_worker *w)
   w->drv = NULL;
 }
 
+/* MSG_RING posts a CQE carrying the message's address into the target ring: no syscall on the
+ * target's side, no shared queue. The sender's SQE goes out with its next enter. */
+static int uring_post(struct rw_worker *from, struct rw_worker *to, rw_msg *m)
+{
+  struct uring_state *st = from->drv, *dst = to->drv;
+  if (!st || !dst || ((uintptr_t)m >> 56))
+    return -EINVAL;
+  struct io_uring_sqe *sqe = get_sqe(st);
+  io_uring_prep_msg_ring(sqe, dst->ring.ring_fd, 0, (uint64_t)OP_MSG << 56 | (uintptr_t)m, 0);
+  io_uring_sqe_set_data64(sqe, ud(OP_IGNORE, 0, 0));
+  sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  return 0;
+}
+
 static size_t uring_budget(const struct rw_worker *w)
 {
   return (size_t)buffer_count(w) * (buffer_stride(w) + sizeof(struct io_uring_buf) + 8) +
@@ -754,4 +775,5 @@ const struct rw_driver rw_driver_uring = {
     .stop_accepting = uring_stop_accepting,
     .probe = uring_probe,
     .budget = uring_budget,
+    .post = uring_post,
 };

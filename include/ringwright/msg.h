@@ -1,0 +1,26 @@
+/* Cross-worker messages: run a function on another worker's thread. The message is a struct
+ * you own (embed it in your own state), so posting never allocates; it must stay valid until
+ * its function has run. io_uring workers deliver it with IORING_OP_MSG_RING straight into the
+ * target's completion queue; otherwise it goes on the target's lock-free inbox and the target is
+ * woken through its eventfd. */
+#ifndef RINGWRIGHT_MSG_H
+#define RINGWRIGHT_MSG_H
+
+typedef struct rw_worker rw_worker;
+typedef struct rw_server rw_server;
+typedef struct rw_msg rw_msg;
+typedef void (*rw_msg_fn)(rw_worker *to, rw_msg *m);
+
+struct rw_msg {
+  rw_msg *next; /* private: the inbox link */
+  rw_msg_fn fn;
+  void *data; /* yours */
+};
+
+/* Runs m->fn(worker `to`, m) on worker `to`'s thread, soon. `from` is the calling worker, or
+ * NULL from a thread that is no worker. 0, or -EINVAL for an unknown worker. */
+int rw_worker_post(rw_worker *from, rw_server *s, unsigned to, rw_msg *m);
+/* How many workers the server runs (valid once running). */
+unsigned rw_server_workers(const rw_server *s);
+
+#endif
