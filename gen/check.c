@@ -60,25 +60,35 @@ struct rx_ctx {
   int repeat_depth;
 };
 
-static int add_field(struct rx_ctx *cx, struct rx *r)
+static int add_field(struct rx_ctx *cx, const char *name, struct pos at, enum field_kind kind,
+                     enum num_type num)
 {
   struct command_decl *c = cx->cmd;
   for (size_t i = 0; i < c->nfields; i++) {
-    if (!strcmp(c->fields[i], r->text)) {
-      diag_error(cx->spec->src, r->pos, "field '%s' captured twice in command '%s'", r->text,
-                 c->name);
+    if (!strcmp(c->fields[i].name, name)) {
+      diag_error(cx->spec->src, at, "field '%s' captured twice in command '%s'", name, c->name);
       return -1;
     }
   }
-  char **f = realloc(c->fields, (c->nfields + 1) * sizeof *f);
-  char *name = strdup(r->text);
-  if (!f || !name) {
+  struct field *f = realloc(c->fields, (c->nfields + 1) * sizeof *f);
+  char *copy = strdup(name);
+  if (!f || !copy) {
     perror("rwgen");
     exit(1);
   }
   c->fields = f;
-  c->fields[c->nfields++] = name;
+  c->fields[c->nfields++] = (struct field){.name = copy, .kind = kind, .num = num, .slot = -1};
   return 0;
+}
+
+/* A capture of a numeric token yields a number, anything else a span. */
+static enum num_type capture_num(const struct spec *s, const struct rx *cap)
+{
+  const struct rx *kid = cap->kids[0];
+  if (kid->kind != RX_REF)
+    return NUM_NONE;
+  const struct token_decl *t = spec_find_token(s, kid->text);
+  return t ? t->num : NUM_NONE;
 }
 
 static int check_rx(struct rx_ctx *cx, struct rx *r)
@@ -104,9 +114,17 @@ static int check_rx(struct rx_ctx *cx, struct rx *r)
       diag_error(src, r->pos, "capture '%s' inside a repetition is not supported", r->text);
       return -1;
     }
-    if (check_name(src, "field", r->text, r->pos) < 0 || add_field(cx, r) < 0)
+    if (check_name(src, "field", r->text, r->pos) < 0)
       return -1;
+    {
+      enum num_type num = capture_num(cx->spec, r);
+      if (add_field(cx, r->text, r->pos, num ? FIELD_NUM : FIELD_SPAN, num) < 0)
+        return -1;
+    }
     break;
+  case RX_BYTES:
+    diag_error(src, r->pos, "a data block belongs at the top level of a command, after its first line");
+    return -1;
   case RX_REPEAT:
     cx->repeat_depth++;
     break;
@@ -122,8 +140,15 @@ static int check_rx(struct rx_ctx *cx, struct rx *r)
 
 static int check_action(struct spec *s, const struct action *a)
 {
-  if (a->present && a->reply_name && !spec_find_reply(s, a->reply_name)) {
+  if (!a->present || !a->reply_name)
+    return 0;
+  const struct reply_decl *r = spec_find_reply(s, a->reply_name);
+  if (!r) {
     diag_error(s->src, a->reply_pos, "unknown reply '%s'", a->reply_name);
+    return -1;
+  }
+  if (r->nparams) {
+    diag_error(s->src, a->reply_pos, "reply '%s' takes parameters: call it from a handler", r->name);
     return -1;
   }
   return 0;
@@ -181,6 +206,147 @@ static int check_framing(struct spec *s)
   return 0;
 }
 
+static const struct field *find_field(const struct command_decl *c, const char *name, int *out_i)
+{
+  for (size_t i = 0; i < c->nfields; i++) {
+    if (!strcmp(c->fields[i].name, name)) {
+      *out_i = (int)i;
+      return &c->fields[i];
+    }
+  }
+  return NULL;
+}
+
+static void add_step(struct command_decl *c, struct step st)
+{
+  struct step *steps = realloc(c->steps, (c->nsteps + 1) * sizeof *steps);
+  if (!steps) {
+    perror("rwgen");
+    exit(1);
+  }
+  c->steps = steps;
+  c->steps[c->nsteps++] = st;
+}
+
+/* Moves what follows the first data block of a command out of its pattern and into steps:
+ * data blocks, and the literal strings around them. */
+static int split_continuation(struct spec *s, struct command_decl *c)
+{
+  struct rx *alt = c->rx;
+  size_t first = SIZE_MAX;
+  for (size_t a = 0; a < alt->nkids; a++) {
+    struct rx *seq = alt->kids[a];
+    for (size_t i = 0; i < seq->nkids; i++) {
+      if (seq->kids[i]->kind != RX_BYTES)
+        continue;
+      if (alt->nkids > 1) {
+        diag_error(s->src, seq->kids[i]->pos, "a command with a data block cannot have alternatives "
+                                              "at its top level: group them in parentheses");
+        return -1;
+      }
+      if (first == SIZE_MAX)
+        first = i;
+    }
+  }
+  if (first == SIZE_MAX)
+    return 0;
+  struct rx *seq = alt->kids[0];
+  if (first == 0) {
+    diag_error(s->src, seq->kids[0]->pos, "a data block must follow the line that gives its length");
+    return -1;
+  }
+  for (size_t i = first; i < seq->nkids; i++) {
+    struct rx *r = seq->kids[i];
+    if (r->kind == RX_BYTES) {
+      int len_i = -1;
+      const struct field *lf = find_field(c, r->arg, &len_i);
+      if (!lf || lf->kind != FIELD_NUM || lf->num == NUM_I64) {
+        diag_error(s->src, r->pos, lf ? "the length of '%s' must be an unsigned number field"
+                                      : "unknown length field '%s' (capture it earlier in the command)",
+                   lf ? r->text : r->arg);
+        return -1;
+      }
+      struct rx_ctx cx = {.spec = s, .cmd = c};
+      if (check_name(s->src, "field", r->text, r->pos) < 0 ||
+          add_field(&cx, r->text, r->pos, FIELD_BYTES, NUM_NONE) < 0)
+        return -1;
+      add_step(c, (struct step){.kind = STEP_BYTES, .field = (int)c->nfields - 1, .len_field = len_i});
+    } else if (r->kind == RX_STR && r->text[0] == '"') {
+      struct token t = {.start = r->text, .len = strlen(r->text)};
+      uint8_t *b = malloc(t.len);
+      if (!b) {
+        perror("rwgen");
+        exit(1);
+      }
+      add_step(c, (struct step){.kind = STEP_LITERAL, .bytes = b, .len = lex_unescape(&t, b)});
+    } else {
+      diag_error(s->src, r->pos, "after a data block only \"literal\" strings and more data blocks may follow");
+      return -1;
+    }
+  }
+  /* Detach the continuation from the pattern; it is freed with the command. */
+  struct rx *rest = calloc(1, sizeof *rest);
+  if (!rest) {
+    perror("rwgen");
+    exit(1);
+  }
+  rest->kind = RX_SEQ;
+  rest->kids = malloc((seq->nkids - first) * sizeof *rest->kids);
+  if (!rest->kids) {
+    perror("rwgen");
+    exit(1);
+  }
+  memcpy(rest->kids, seq->kids + first, (seq->nkids - first) * sizeof *rest->kids);
+  rest->nkids = seq->nkids - first;
+  seq->nkids = first;
+  c->cont = rest;
+  return 0;
+}
+
+/* Saved offsets and numbers: a continuation keeps its first line's fields in the parser. */
+static void assign_slots(struct spec *s, struct command_decl *c)
+{
+  for (size_t i = 0; i < c->nfields; i++) {
+    struct field *f = &c->fields[i];
+    f->slot = f->kind == FIELD_NUM ? c->nnums++ : c->nspans++;
+  }
+  if (c->nsteps) {
+    s->max_spans = c->nspans > s->max_spans ? c->nspans : s->max_spans;
+    s->max_nums = c->nnums > s->max_nums ? c->nnums : s->max_nums;
+  }
+}
+
+static int check_reply(struct spec *s, const struct reply_decl *r)
+{
+  int rc = check_name(s->src, "reply", r->name, r->pos);
+  for (size_t i = 0; i < r->nparams; i++) {
+    rc |= check_name(s->src, "parameter", r->params[i].name, r->params[i].pos);
+    for (size_t j = 0; j < i; j++) {
+      if (!strcmp(r->params[i].name, r->params[j].name)) {
+        diag_error(s->src, r->params[i].pos, "parameter '%s' declared twice", r->params[i].name);
+        rc = -1;
+      }
+    }
+  }
+  for (size_t i = 0; i < r->nparts; i++) {
+    const struct reply_part *p = &r->parts[i];
+    if (p->kind == PART_BYTES)
+      continue;
+    const struct reply_param *found = NULL;
+    for (size_t j = 0; j < r->nparams; j++)
+      if (!strcmp(r->params[j].name, p->param))
+        found = &r->params[j];
+    if (!found) {
+      diag_error(s->src, p->pos, "unknown parameter '%s' in reply '%s'", p->param, r->name);
+      rc = -1;
+    } else if (p->kind == PART_LEN && found->type != PARAM_SPAN) {
+      diag_error(s->src, p->pos, "len() takes a span parameter, and '%s' is a number", p->param);
+      rc = -1;
+    }
+  }
+  return rc;
+}
+
 int spec_check(struct spec *s)
 {
   struct source *src = s->src;
@@ -202,12 +368,33 @@ int spec_check(struct spec *s)
     struct command_decl *c = &s->commands[i];
     struct rx_ctx cx = {.spec = s, .cmd = c, .ntokens_visible = s->ntokens};
     rc |= check_name(src, "command", c->name, c->pos);
+    /* Data blocks are taken out of the pattern first; what remains must be regular. */
+    for (size_t a = 0; a < c->rx->nkids; a++)
+      for (size_t k = 0; k < c->rx->kids[a]->nkids; k++)
+        if (c->rx->kids[a]->kids[k]->kind == RX_BYTES && c->rx->nkids == 1)
+          goto has_data;
     rc |= check_rx(&cx, c->rx);
+    goto checked;
+  has_data:
+    for (size_t k = 0; k < c->rx->kids[0]->nkids && c->rx->kids[0]->kids[k]->kind != RX_BYTES; k++)
+      rc |= check_rx(&cx, c->rx->kids[0]->kids[k]);
+    if (!rc)
+      rc |= split_continuation(s, c);
+    if (!rc && !s->limit_data) {
+      diag_error(src, c->pos, "command '%s' has a data block: declare 'limit data N;'", c->name);
+      rc = -1;
+    }
+  checked:
     rc |= check_action(s, &c->action);
+    if (!rc)
+      assign_slots(s, c);
   }
   for (size_t i = 0; i < s->nreplies; i++)
-    rc |= check_name(src, "reply", s->replies[i].name, s->replies[i].pos);
+    rc |= check_reply(s, &s->replies[i]);
   rc |= check_action(s, &s->otherwise);
   rc |= check_action(s, &s->overlong);
+  rc |= check_action(s, &s->too_large);
+  rc |= check_action(s, &s->bad_number);
+  rc |= check_action(s, &s->bad_data);
   return rc ? -1 : 0;
 }

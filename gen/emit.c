@@ -45,12 +45,12 @@ static size_t nhandlers(const struct spec *s)
 /* A raw protocol behaves as one command named by `raw`, with one field `data`. */
 struct cmd_view {
   const char *name;
-  char *const *fields;
+  const struct field *fields;
   size_t nfields;
   bool handler;
 };
 
-static char *const raw_fields[] = {"data"};
+static const struct field raw_fields[] = {{.name = "data", .kind = FIELD_BYTES}};
 
 static size_t commands(const struct spec *s, size_t i, struct cmd_view *v)
 {
@@ -63,6 +63,28 @@ static size_t commands(const struct spec *s, size_t i, struct cmd_view *v)
     *v = (struct cmd_view){c->name, c->fields, c->nfields, has_handler(s, c)};
   }
   return s->ncommands;
+}
+
+static const char *num_ctype(enum num_type t)
+{
+  return t == NUM_U32 ? "uint32_t" : t == NUM_I64 ? "int64_t" : "uint64_t";
+}
+
+static const char *field_ctype(const struct field *f)
+{
+  return f->kind == FIELD_NUM ? num_ctype(f->num) : "rw_span";
+}
+
+static void reply_signature(const struct spec *s, const struct reply_decl *r, FILE *out)
+{
+  fprintf(out, "int %s_reply_%s(rw_conn *c", s->protocol, r->name);
+  for (size_t i = 0; i < r->nparams; i++) {
+    const struct reply_param *p = &r->params[i];
+    fprintf(out, ", %s %s",
+            p->type == PARAM_SPAN ? "rw_span" : p->type == PARAM_I64 ? "int64_t" : "uint64_t",
+            p->name);
+  }
+  fputc(')', out);
 }
 
 #define FOR_COMMANDS(s, i, v) for (size_t i = 0; i < commands(s, i, &v); i++)
@@ -88,7 +110,7 @@ int emit_header(const struct spec *s, FILE *out)
   FOR_COMMANDS(s, i, v) {
     fprintf(out, "struct %s_%s {\n", p, v.name);
     for (size_t f = 0; f < v.nfields; f++)
-      fprintf(out, "  rw_span %s;\n", v.fields[f]);
+      fprintf(out, "  %s %s;\n", field_ctype(&v.fields[f]), v.fields[f].name);
     if (!v.nfields)
       fputs("  char unused_; /* no fields: C needs a member */\n", out);
     fputs("};\n\n", out);
@@ -109,9 +131,18 @@ int emit_header(const struct spec *s, FILE *out)
   fputs("};\n\n", out);
   for (size_t i = 0; i < s->nreplies; i++) {
     const struct reply_decl *r = &s->replies[i];
-    fputs("/* Writes ", out);
-    c_bytes(out, r->bytes, r->len);
-    fprintf(out, ". */\nint %s_reply_%s(rw_conn *c);\n", p, r->name);
+    fputs("/* Writes", out);
+    for (size_t k = 0; k < r->nparts; k++) {
+      const struct reply_part *part = &r->parts[k];
+      fputc(' ', out);
+      if (part->kind == PART_BYTES)
+        c_bytes(out, part->bytes, part->len);
+      else
+        fprintf(out, part->kind == PART_LEN ? "len(%s)" : "%s", part->param);
+    }
+    fputs(". */\n", out);
+    reply_signature(s, r, out);
+    fputs(";\n", out);
   }
   fprintf(out, "\nextern const rw_proto %s_proto;\n\n#endif\n", p);
   return ferror(out) ? -EIO : 0;
@@ -128,6 +159,8 @@ static void emit_rx(const struct spec *s, const char *cmd, const struct rx *r, F
     return;
   case RX_ANY:
     fputs("[^]", out);
+    return;
+  case RX_BYTES: /* split off into the continuation by the checks: never in a pattern */
     return;
   case RX_REF:
     fprintf(out, "tok_%s", r->text);
@@ -180,9 +213,11 @@ static void emit_user_tags(const struct spec *s, FILE *out, const char *fmt)
   for (size_t i = 0; i < s->ncommands; i++) {
     const struct command_decl *c = &s->commands[i];
     for (size_t f = 0; f < c->nfields; f++) {
+      if (c->fields[f].kind == FIELD_BYTES)
+        continue; /* not in the pattern: the continuation finds it */
       for (const char *e = "se"; *e; e++) {
         char tag[128];
-        snprintf(tag, sizeof tag, "f_%s_%s_%c", c->name, c->fields[f], *e);
+        snprintf(tag, sizeof tag, "f_%s_%s_%c", c->name, c->fields[f].name, *e);
         for (const char *q = fmt; *q; q++) {
           if (q[0] == '@' && q[1] == '@') {
             fputs(tag, out);
@@ -207,23 +242,94 @@ static void emit_action(const struct spec *s, const struct action *a, FILE *out)
   fputs("  return 0;\n", out);
 }
 
+static const struct reply_param *find_param(const struct reply_decl *r, const char *name)
+{
+  for (size_t j = 0; j < r->nparams; j++)
+    if (!strcmp(r->params[j].name, name))
+      return &r->params[j];
+  return NULL;
+}
+
+/* A reply is one rw_conn_writev() of its pieces: literals, spans, and numbers formatted into
+ * small stack buffers; nothing is allocated and a span's bytes are copied once, into the chain. */
+static void emit_reply_writer(const struct spec *s, const struct reply_decl *r, FILE *out)
+{
+  reply_signature(s, r, out);
+  fputs("\n{\n", out);
+  for (size_t k = 0; k < r->nparts; k++) {
+    const struct reply_part *part = &r->parts[k];
+    if (part->kind == PART_BYTES) {
+      fprintf(out, "  static const char lit%zu[] = ", k);
+      c_bytes(out, part->bytes, part->len);
+      fputs(";\n", out);
+    } else if (part->kind == PART_LEN || find_param(r, part->param)->type != PARAM_SPAN) {
+      fprintf(out, "  char num%zu[24];\n", k);
+    }
+  }
+  fprintf(out, "  const struct iovec iov[] = {\n");
+  for (size_t k = 0; k < r->nparts; k++) {
+    const struct reply_part *part = &r->parts[k];
+    const struct reply_param *prm = part->kind == PART_BYTES ? NULL : find_param(r, part->param);
+    if (part->kind == PART_BYTES)
+      fprintf(out, "      {(void *)lit%zu, sizeof lit%zu - 1},\n", k, k);
+    else if (part->kind == PART_LEN)
+      fprintf(out, "      {num%zu, rw_fmt_u64(num%zu, %s.len)},\n", k, k, part->param);
+    else if (prm->type == PARAM_SPAN)
+      fprintf(out, "      {(void *)%s.p, %s.len},\n", part->param, part->param);
+    else
+      fprintf(out, "      {num%zu, rw_fmt_%s(num%zu, %s)},\n", k,
+              prm->type == PARAM_I64 ? "i64" : "u64", k, part->param);
+  }
+  fputs("  };\n  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);\n}\n\n", out);
+}
+
+static bool uses_num(const struct spec *s, enum num_type t)
+{
+  for (size_t i = 0; i < s->ncommands; i++)
+    for (size_t f = 0; f < s->commands[i].nfields; f++)
+      if (s->commands[i].fields[f].kind == FIELD_NUM && s->commands[i].fields[f].num == t)
+        return true;
+  return false;
+}
+
+/* Numbers are parsed where they lie; the pattern already guaranteed the digits. */
+static void emit_number_parsers(const struct spec *s, FILE *out)
+{
+  bool u32 = uses_num(s, NUM_U32), u64 = uses_num(s, NUM_U64), i64 = uses_num(s, NUM_I64);
+  if (u32 || u64 || i64)
+    fputs("static int parse_u64(const uint8_t *p, const uint8_t *e, uint64_t max, uint64_t *out)\n"
+          "{\n  uint64_t v = 0;\n  if (p == e)\n    return -1;\n  for (; p < e; p++) {\n"
+          "    unsigned d = (unsigned)(*p - '0');\n    if (d > 9 || v > (max - d) / 10)\n"
+          "      return -1;\n    v = v * 10 + d;\n  }\n  *out = v;\n  return 0;\n}\n\n",
+          out);
+  if (u32)
+    fputs("static int parse_u32(const uint8_t *p, const uint8_t *e, uint32_t *out)\n{\n"
+          "  uint64_t v;\n  if (parse_u64(p, e, UINT32_MAX, &v) < 0)\n    return -1;\n"
+          "  *out = (uint32_t)v;\n  return 0;\n}\n\n",
+          out);
+  if (i64)
+    fputs("static int parse_i64(const uint8_t *p, const uint8_t *e, int64_t *out)\n{\n"
+          "  bool neg = p < e && *p == '-';\n  uint64_t v;\n"
+          "  if (parse_u64(p + neg, e, neg ? (uint64_t)INT64_MAX + 1 : INT64_MAX, &v) < 0)\n"
+          "    return -1;\n  *out = neg ? (int64_t)(0 - v) : (int64_t)v;\n  return 0;\n}\n\n",
+          out);
+}
+
 static void emit_prologue(const struct spec *s, FILE *out)
 {
   const char *p = s->protocol;
   fprintf(out, "/* Generated by rwgen from %s: do not edit. Compile with re2c -f. */\n", s->src->path);
-  fprintf(out, "#include <errno.h>\n#include <stdint.h>\n\n#include \"%s.gen.h\"\n\n", s->src->stem);
+  fprintf(out, "#include <errno.h>\n#include <stdbool.h>\n#include <stdint.h>\n#include <string.h>\n"
+               "#include <sys/uio.h>\n\n#include \"%s.gen.h\"\n\n", s->src->stem);
   fprintf(out, "_Static_assert(sizeof(union %s_msg) <= RW_PROTO_MSG_MAX, \"message too large\");\n\n", p);
   fprintf(out, "static const char *const %s_command_names[] = {", p);
   struct cmd_view v;
   FOR_COMMANDS(s, i, v)
   fprintf(out, "%s\"%s\"", i ? ", " : "", v.name);
   fputs("};\n\n", out);
-  for (size_t i = 0; i < s->nreplies; i++) {
-    const struct reply_decl *r = &s->replies[i];
-    fprintf(out, "int %s_reply_%s(rw_conn *c)\n{\n  static const char bytes[] = ", p, r->name);
-    c_bytes(out, r->bytes, r->len);
-    fputs(";\n  return rw_conn_write(c, bytes, sizeof bytes - 1);\n}\n\n", out);
-  }
+  for (size_t i = 0; i < s->nreplies; i++)
+    emit_reply_writer(s, &s->replies[i], out);
+  emit_number_parsers(s, out);
 }
 
 static void emit_raw_parser(const struct spec *s, FILE *out)
@@ -240,9 +346,56 @@ static void emit_raw_parser(const struct spec *s, FILE *out)
           p, p, s->raw_name);
 }
 
+static void cmd_enum(const struct spec *s, const char *cmd, FILE *out)
+{
+  upper(out, s->protocol);
+  fputs("_CMD_", out);
+  upper(out, cmd);
+}
+
+/* A matched first line: spans and numbers go straight into the message, or, when the command
+ * continues with data, into the parser as offsets (the buffer may move before it completes). */
+static void emit_fields(const struct command_decl *c, FILE *out)
+{
+  for (size_t f = 0; f < c->nfields; f++) {
+    const struct field *fd = &c->fields[f];
+    const char *cn = c->name, *fn = fd->name;
+    if (fd->kind == FIELD_BYTES)
+      continue;
+    if (fd->kind == FIELD_SPAN && !c->nsteps) {
+      fprintf(out, "      m->%s.%s = (rw_span){f_%s_%s_s, (size_t)(f_%s_%s_e - f_%s_%s_s)};\n", cn,
+              fn, cn, fn, cn, fn, cn, fn);
+    } else if (fd->kind == FIELD_SPAN) {
+      fprintf(out, "      p->off[%d][0] = (uint32_t)(f_%s_%s_s - buf);\n"
+                   "      p->off[%d][1] = (uint32_t)(f_%s_%s_e - buf);\n",
+              fd->slot, cn, fn, fd->slot, cn, fn);
+    } else {
+      const char *fnname = fd->num == NUM_U32 ? "parse_u32" : fd->num == NUM_I64 ? "parse_i64" : NULL;
+      char dst[160];
+      if (c->nsteps)
+        snprintf(dst, sizeof dst, "p->num[%d]", fd->slot);
+      else
+        snprintf(dst, sizeof dst, "m->%s.%s", cn, fn);
+      if (!fnname && !c->nsteps) {
+        fprintf(out, "      if (parse_u64(f_%s_%s_s, f_%s_%s_e, UINT64_MAX, &%s) < 0)\n", cn, fn, cn, fn, dst);
+      } else if (!fnname) {
+        fprintf(out, "      if (parse_u64(f_%s_%s_s, f_%s_%s_e, UINT64_MAX, (uint64_t *)&%s) < 0)\n", cn,
+                fn, cn, fn, dst);
+      } else if (c->nsteps) {
+        fprintf(out, "      %s tmp_%s;\n      if (%s(f_%s_%s_s, f_%s_%s_e, &tmp_%s) < 0)\n",
+                num_ctype(fd->num), fn, fnname, cn, fn, cn, fn, fn);
+      } else {
+        fprintf(out, "      if (%s(f_%s_%s_s, f_%s_%s_e, &%s) < 0)\n", fnname, cn, fn, cn, fn, dst);
+      }
+      fputs("        return RW_PARSE_BAD_NUMBER;\n", out);
+      if (fnname && c->nsteps)
+        fprintf(out, "      %s = (uint64_t)tmp_%s;\n", dst, fn);
+    }
+  }
+}
+
 static void emit_re2c_rules(const struct spec *s, FILE *out)
 {
-  const char *p = s->protocol;
   fputs("  /*!re2c\n"
         "    re2c:api:style = free-form;\n"
         "    re2c:define:YYCTYPE = uint8_t;\n"
@@ -269,15 +422,15 @@ static void emit_re2c_rules(const struct spec *s, FILE *out)
     emit_rx(s, c->name, c->rx, out);
     fputs(" {\n      if (FRAME_TOO_LONG())\n        return RW_PARSE_OVERLONG;\n"
           "      *out_used = (size_t)(p->cur - buf);\n", out);
-    for (size_t f = 0; f < c->nfields; f++) {
-      fprintf(out, "      m->%s.%s = (rw_span){f_%s_%s_s, (size_t)(f_%s_%s_e - f_%s_%s_s)};\n",
-              c->name, c->fields[f], c->name, c->fields[f], c->name, c->fields[f], c->name,
-              c->fields[f]);
+    emit_fields(c, out);
+    if (c->nsteps) {
+      fputs("      p->cmd = ", out);
+      cmd_enum(s, c->name, out);
+      fputs(";\n      p->step = 0;\n      p->pos = (size_t)(p->cur - buf);\n      goto cont;\n    }\n", out);
+      continue;
     }
     fputs("      return ", out);
-    upper(out, p);
-    fputs("_CMD_", out);
-    upper(out, c->name);
+    cmd_enum(s, c->name, out);
     fputs(";\n    }\n", out);
   }
   fputs("    [^\\n]* \"\\n\" {\n      if (FRAME_TOO_LONG())\n        return RW_PARSE_OVERLONG;\n"
@@ -287,6 +440,16 @@ static void emit_re2c_rules(const struct spec *s, FILE *out)
         "  */\n",
         out);
 }
+
+static bool has_steps(const struct spec *s)
+{
+  for (size_t i = 0; i < s->ncommands; i++)
+    if (s->commands[i].nsteps)
+      return true;
+  return false;
+}
+
+static void emit_cont(const struct spec *s, FILE *out);
 
 static void emit_framed_parser(const struct spec *s, FILE *out)
 {
@@ -299,14 +462,27 @@ static void emit_framed_parser(const struct spec *s, FILE *out)
           "struct %s_parser {\n  const uint8_t *cur, *mar;\n  uintptr_t base;\n  int state;\n"
           "  unsigned yyaccept;\n",
           p);
+  if (has_steps(s)) {
+    fprintf(out, "  /* A command continuing after its first line: where it is, and its first line's\n"
+                 "   * fields as offsets from the frame's start and as numbers. */\n"
+                 "  int cmd;\n  unsigned step;\n  size_t pos;\n"
+                 "  uint64_t skip; /* bytes of a refused data block still to discard */\n"
+                 "  uint32_t off[%d][2];\n  uint64_t num[%d];\n",
+            s->max_spans ? s->max_spans : 1, s->max_nums ? s->max_nums : 1);
+  }
   fputs("  /*!stags:re2c format = \"  const uint8_t *@@;\\n\"; */\n};\n\n", out);
   fprintf(out, "static void %s_parser_init(void *vp)\n{\n  struct %s_parser *p = vp;\n"
-               "  *p = (struct %s_parser){.state = -1};\n}\n\n", p, p, p);
+               "  *p = (struct %s_parser){.state = -1%s};\n}\n\n", p, p, p,
+          has_steps(s) ? ", .cmd = -1" : "");
   fprintf(out, "#define SHIFT(ptr) ((ptr) = (const uint8_t *)((uintptr_t)(ptr) + delta))\n");
   /* A frame longer than the limit is refused however it was split: the same check runs when a
    * frame completes in one piece and when a partial frame is held. */
   fprintf(out, "#define FRAME_TOO_LONG() ((size_t)(p->cur - buf) > %lluu)\n\n",
           (unsigned long long)s->limit_line);
+  if (has_steps(s)) {
+    fprintf(out, "static int %s_cont(struct %s_parser *p, const uint8_t *buf, size_t len,\n"
+                 "                    size_t *out_used, union %s_msg *m);\n\n", p, p, p);
+  }
   fprintf(out, "static void %s_rebase(struct %s_parser *p, const uint8_t *buf)\n{\n"
                "  uintptr_t delta = (uintptr_t)buf - p->base;\n  SHIFT(p->cur);\n  SHIFT(p->mar);\n",
           p, p);
@@ -318,14 +494,106 @@ static void emit_framed_parser(const struct spec *s, FILE *out)
           p, p, p);
   /* Named tags are final positions re2c assigns when a rule matches: locals, never saved. */
   emit_user_tags(s, out, "  const uint8_t *@@;\n");
-  fprintf(out, "\n  (void)m;\n  if (p->state < 0)\n    p->cur = p->mar = buf;\n"
-          "  else\n    %s_rebase(p, buf);\n  /*!getstate:re2c*/\n",
+  fputs("\n  (void)m;\n", out);
+  if (has_steps(s)) {
+    fputs("  if (p->skip) { /* a refused data block: discarded as it arrives, never buffered */\n"
+          "    size_t n = len < p->skip ? len : (size_t)p->skip;\n    p->skip -= n;\n"
+          "    *out_used = n;\n    return RW_PARSE_SKIP;\n  }\n"
+          "  if (p->cmd >= 0)\n    goto cont;\n",
+          out);
+  }
+  fprintf(out, "  if (p->state < 0)\n    p->cur = p->mar = buf;\n"
+               "  else\n    %s_rebase(p, buf);\n  /*!getstate:re2c*/\n",
           p);
   emit_re2c_rules(s, out);
   fprintf(out,
           "need_more:\n  if (len > %lluu)\n    return RW_PARSE_OVERLONG;\n"
-          "  p->base = (uintptr_t)buf;\n  *out_used = 0;\n  return RW_PARSE_MORE;\n}\n\n",
+          "  p->base = (uintptr_t)buf;\n  *out_used = 0;\n  return RW_PARSE_MORE;\n",
           (unsigned long long)s->limit_line);
+  if (has_steps(s))
+    fprintf(out, "cont:\n  return %s_cont(p, buf, len, out_used, m);\n", p);
+  fputs("}\n\n", out);
+}
+
+/* What a refused data block and everything after it in the frame add up to (saturating). */
+static void emit_skip_total(const struct command_decl *c, size_t from, FILE *out)
+{
+  fputs("        uint64_t total = 0, add;\n", out);
+  for (size_t k = from; k < c->nsteps; k++) {
+    const struct step *st = &c->steps[k];
+    if (st->kind == STEP_BYTES)
+      fprintf(out, "        add = p->num[%d];\n", c->fields[st->len_field].slot);
+    else
+      fprintf(out, "        add = %zu;\n", st->len);
+    fputs("        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;\n", out);
+  }
+}
+
+static void emit_cont_command(const struct spec *s, const struct command_decl *c, FILE *out)
+{
+  fputs("  case ", out);
+  cmd_enum(s, c->name, out);
+  fputs(":\n    switch (p->step) {\n", out);
+  for (size_t k = 0; k < c->nsteps; k++) {
+    const struct step *st = &c->steps[k];
+    fprintf(out, "    case %zu: {\n", k);
+    if (k == 0) {
+      /* Every block's length is known from the first line: refuse before buffering any. */
+      for (size_t j = 0; j < c->nsteps; j++) {
+        if (c->steps[j].kind != STEP_BYTES)
+          continue;
+        fprintf(out, "      if (p->num[%d] > %lluu) {\n", c->fields[c->steps[j].len_field].slot,
+                (unsigned long long)s->limit_data);
+        emit_skip_total(c, 0, out);
+        fputs("        p->skip = total;\n        p->cmd = -1;\n        *out_used = p->pos;\n"
+              "        return RW_PARSE_TOO_LARGE;\n      }\n",
+              out);
+      }
+    }
+    if (st->kind == STEP_BYTES) {
+      int len_slot = c->fields[st->len_field].slot, slot = c->fields[st->field].slot;
+      fprintf(out, "      uint64_t n = p->num[%d];\n      if (len - p->pos < n)\n        goto more;\n"
+                   "      p->off[%d][0] = (uint32_t)p->pos;\n      p->off[%d][1] = (uint32_t)(p->pos + n);\n"
+                   "      p->pos += n;\n",
+              len_slot, slot, slot);
+    } else {
+      fputs("      static const uint8_t lit[] = ", out);
+      c_bytes(out, st->bytes, st->len);
+      fprintf(out, ";\n      if (len - p->pos < %zu)\n        goto more;\n"
+                   "      if (memcmp(buf + p->pos, lit, %zu) != 0) {\n"
+                   "        *out_used = p->pos + %zu;\n        p->cmd = -1;\n"
+                   "        return RW_PARSE_BAD_DATA;\n      }\n      p->pos += %zu;\n",
+              st->len, st->len, st->len, st->len);
+    }
+    fprintf(out, "      p->step = %zu;\n    }\n      /* fall through */\n", k + 1);
+  }
+  fputs("    default:\n      break;\n    }\n", out);
+  for (size_t f = 0; f < c->nfields; f++) {
+    const struct field *fd = &c->fields[f];
+    if (fd->kind == FIELD_NUM)
+      fprintf(out, "    m->%s.%s = (%s)p->num[%d];\n", c->name, fd->name, num_ctype(fd->num), fd->slot);
+    else
+      fprintf(out, "    m->%s.%s = (rw_span){buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]};\n",
+              c->name, fd->name, fd->slot, fd->slot, fd->slot);
+  }
+  fputs("    *out_used = p->pos;\n    p->cmd = -1;\n    return ", out);
+  cmd_enum(s, c->name, out);
+  fputs(";\n", out);
+}
+
+/* The continuations: data blocks and literals after a first line, tracked by offsets so the
+ * frame may be moved (into an accumulator slot) between calls. */
+static void emit_cont(const struct spec *s, FILE *out)
+{
+  const char *p = s->protocol;
+  fprintf(out, "static int %s_cont(struct %s_parser *p, const uint8_t *buf, size_t len, size_t *out_used,\n"
+               "                    union %s_msg *m)\n{\n  switch (p->cmd) {\n", p, p, p);
+  for (size_t i = 0; i < s->ncommands; i++)
+    if (s->commands[i].nsteps)
+      emit_cont_command(s, &s->commands[i], out);
+  fputs("  default:\n    break;\n  }\n  p->cmd = -1;\n  *out_used = len;\n  return RW_PARSE_INVALID;\n"
+        "more:\n  *out_used = 0;\n  return RW_PARSE_MORE;\n}\n\n",
+        out);
 }
 
 static void emit_dispatch(const struct spec *s, FILE *out)
@@ -362,6 +630,19 @@ static void emit_dispatch(const struct spec *s, FILE *out)
     fputs("  }\n  if (status == RW_PARSE_OVERLONG) {\n", out);
     emit_action(s, &s->overlong, out);
     fputs("  }\n", out);
+    const struct {
+      const char *status;
+      const struct action *a;
+    } more[] = {{"RW_PARSE_TOO_LARGE", &s->too_large},
+                {"RW_PARSE_BAD_NUMBER", &s->bad_number},
+                {"RW_PARSE_BAD_DATA", &s->bad_data}};
+    for (size_t k = 0; k < sizeof more / sizeof more[0]; k++) {
+      if (!more[k].a->present)
+        continue; /* undeclared: the default below closes */
+      fprintf(out, "  if (status == %s) {\n", more[k].status);
+      emit_action(s, more[k].a, out);
+      fputs("  }\n", out);
+    }
   }
   fputs("  (void)status;\n  rw_conn_close(c);\n  return 0;\n}\n\n", out);
   fprintf(out, "static int %s_check_handlers(const void *vh)\n{\n", p);
@@ -377,19 +658,38 @@ static void emit_dispatch(const struct spec *s, FILE *out)
   fputs("  return 0;\n}\n\n", out);
 }
 
+/* The longest frame a connection may have to hold: the first line plus, for a command that
+ * continues, its data blocks at their limit and its literals. */
+static unsigned long long max_frame(const struct spec *s)
+{
+  unsigned long long most = 0;
+  for (size_t i = 0; i < s->ncommands; i++) {
+    unsigned long long n = 0;
+    for (size_t k = 0; k < s->commands[i].nsteps; k++) {
+      const struct step *st = &s->commands[i].steps[k];
+      n += st->kind == STEP_BYTES ? s->limit_data : st->len;
+    }
+    most = n > most ? n : most;
+  }
+  return s->limit_line + most;
+}
+
 int emit_re(const struct spec *s, FILE *out)
 {
   const char *p = s->protocol;
   emit_prologue(s, out);
-  if (s->raw_name)
+  if (s->raw_name) {
     emit_raw_parser(s, out);
-  else
+  } else {
     emit_framed_parser(s, out);
+    if (has_steps(s))
+      emit_cont(s, out);
+  }
   emit_dispatch(s, out);
   fprintf(out,
           "const rw_proto %s_proto = {\n  .name = \"%s\",\n  .parser_size = sizeof(struct %s_parser),\n"
           "  .max_frame = %lluu,\n  .ncommands = ",
-          p, p, p, (unsigned long long)s->limit_line);
+          p, p, p, s->raw_name ? 0ULL : max_frame(s));
   upper(out, p);
   fprintf(out,
           "_CMD__COUNT,\n  .command_names = %s_command_names,\n  .parser_init = %s_parser_init,\n"

@@ -6,16 +6,21 @@
  *   decl    := 'protocol' IDENT ';'
  *            | 'limit' 'line' NUMBER ';'
  *            | 'raw' IDENT ';'
+ *            | 'limit' 'data' NUMBER ';'
  *            | 'token' IDENT '=' alt ';'
+ *            | 'number' TYPE IDENT '=' alt ';'          TYPE := u32 | u64 | i64
  *            | 'command' IDENT '=' alt action? ';'
- *            | 'reply' IDENT '=' STRING ';'
+ *            | 'reply' IDENT params? '=' part+ ';'
  *            | 'otherwise' action ';'
- *            | 'on' 'overlong' action ';'
+ *            | 'on' EVENT action ';'     EVENT := overlong | too_large | bad_number | bad_data
+ *   params  := '(' IDENT (':' TYPE)? (',' IDENT (':' TYPE)?)* ')'
+ *   part    := STRING | IDENT | 'len' '(' IDENT ')'
  *   action  := '->' ( 'reply' IDENT (',' 'close')? | 'close' )
  *   alt     := seq ('|' seq)*
  *   seq     := item+
  *   item    := atom quant*
  *   atom    := STRING | ISTRING | CLASS | '.' | IDENT (':' atom)? | '(' alt ')'
+ *            | IDENT ':' 'bytes' '(' IDENT ')'
  *   quant   := '*' | '+' | '?' | '{' NUMBER (',' NUMBER?)? '}'
  */
 #include <stdlib.h>
@@ -135,6 +140,7 @@ static void rx_free(struct rx *r)
     rx_free(r->kids[i]);
   free(r->kids);
   free(r->text);
+  free(r->arg);
   free(r);
 }
 
@@ -162,6 +168,17 @@ static struct rx *parse_atom(struct parser *ps)
     }
     if (next(ps) < 0)
       return NULL;
+    if (is_word(ps, "bytes")) {
+      r = rx_new(RX_BYTES, t.pos);
+      r->text = tok_str(&t);
+      struct pos at;
+      if (next(ps) < 0 || expect_punct(ps, '(') < 0 || expect_ident(ps, &r->arg, &at) < 0 ||
+          expect_punct(ps, ')') < 0) {
+        rx_free(r);
+        return NULL;
+      }
+      return r;
+    }
     r = rx_new(RX_CAPTURE, t.pos);
     r->text = tok_str(&t);
     struct rx *kid = parse_atom(ps);
@@ -344,19 +361,21 @@ static int parse_protocol(struct parser *ps)
 static int parse_limit(struct parser *ps)
 {
   struct spec *s = ps->spec;
-  if (!is_word(ps, "line"))
-    return expected(ps, "a limit name ('line')");
+  bool line = is_word(ps, "line");
+  if (!line && !is_word(ps, "data"))
+    return expected(ps, "a limit name ('line' or 'data')");
   struct pos at = ps->tok.pos;
   if (next(ps) < 0)
     return -1;
   if (ps->tok.kind != T_NUMBER)
     return expected(ps, "a size such as 2048 or 64KiB");
-  if (s->limit_line) {
-    diag_error(s->src, at, "limit line declared twice");
+  uint64_t *value = line ? &s->limit_line : &s->limit_data;
+  if (*value) {
+    diag_error(s->src, at, "limit %s declared twice", line ? "line" : "data");
     return -1;
   }
-  s->limit_line = ps->tok.value;
-  s->limit_pos = ps->tok.pos;
+  *value = ps->tok.value;
+  *(line ? &s->limit_pos : &s->limit_data_pos) = ps->tok.pos;
   return next(ps);
 }
 
@@ -381,6 +400,30 @@ static int parse_token(struct parser *ps)
   return d->rx ? 0 : -1;
 }
 
+static int parse_type(struct parser *ps, enum num_type *out)
+{
+  static const struct {
+    const char *name;
+    enum num_type t;
+  } types[] = {{"u32", NUM_U32}, {"u64", NUM_U64}, {"i64", NUM_I64}};
+  for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+    if (is_word(ps, types[i].name)) {
+      *out = types[i].t;
+      return next(ps);
+    }
+  }
+  return expected(ps, "a number type (u32, u64 or i64)");
+}
+
+static int parse_number(struct parser *ps)
+{
+  enum num_type t;
+  if (parse_type(ps, &t) < 0 || parse_token(ps) < 0)
+    return -1;
+  ps->spec->tokens[ps->spec->ntokens - 1].num = t;
+  return 0;
+}
+
 static int parse_command(struct parser *ps)
 {
   struct spec *s = ps->spec;
@@ -394,18 +437,75 @@ static int parse_command(struct parser *ps)
   return ps->tok.kind == T_ARROW ? parse_action(ps, &d->action) : 0;
 }
 
+static int parse_param(struct parser *ps, struct reply_decl *d)
+{
+  d->params = xgrow(d->params, d->nparams, sizeof *d->params);
+  struct reply_param *p = &d->params[d->nparams++];
+  if (expect_ident(ps, &p->name, &p->pos) < 0)
+    return -1;
+  if (!is_punct(ps, ':'))
+    return 0;
+  if (next(ps) < 0)
+    return -1;
+  enum num_type t;
+  if (is_word(ps, "span")) {
+    p->type = PARAM_SPAN;
+    return next(ps);
+  }
+  if (parse_type(ps, &t) < 0)
+    return -1;
+  p->type = t == NUM_I64 ? PARAM_I64 : PARAM_U64;
+  return 0;
+}
+
+static struct reply_part *add_part(struct reply_decl *d, enum part_kind kind, struct pos at)
+{
+  d->parts = xgrow(d->parts, d->nparts, sizeof *d->parts);
+  struct reply_part *p = &d->parts[d->nparts++];
+  p->kind = kind;
+  p->pos = at;
+  return p;
+}
+
 static int parse_reply(struct parser *ps)
 {
   struct spec *s = ps->spec;
   s->replies = xgrow(s->replies, s->nreplies, sizeof *s->replies);
   struct reply_decl *d = &s->replies[s->nreplies++];
-  if (expect_ident(ps, &d->name, &d->pos) < 0 || expect_punct(ps, '=') < 0)
+  if (expect_ident(ps, &d->name, &d->pos) < 0)
     return -1;
-  if (ps->tok.kind != T_STRING)
-    return expected(ps, "a \"string\" (reply bytes)");
-  d->bytes = xcalloc(ps->tok.len, 1);
-  d->len = lex_unescape(&ps->tok, d->bytes);
-  return next(ps);
+  if (is_punct(ps, '(')) {
+    do {
+      if (next(ps) < 0 || parse_param(ps, d) < 0)
+        return -1;
+    } while (is_punct(ps, ','));
+    if (expect_punct(ps, ')') < 0)
+      return -1;
+  }
+  if (expect_punct(ps, '=') < 0)
+    return -1;
+  do {
+    struct pos at = ps->tok.pos;
+    if (ps->tok.kind == T_STRING) {
+      struct reply_part *p = add_part(d, PART_BYTES, at);
+      p->bytes = xcalloc(ps->tok.len, 1);
+      p->len = lex_unescape(&ps->tok, p->bytes);
+      if (next(ps) < 0)
+        return -1;
+    } else if (is_word(ps, "len")) {
+      struct reply_part *p = add_part(d, PART_LEN, at);
+      if (next(ps) < 0 || expect_punct(ps, '(') < 0 || expect_ident(ps, &p->param, &at) < 0 ||
+          expect_punct(ps, ')') < 0)
+        return -1;
+    } else if (ps->tok.kind == T_IDENT) {
+      struct reply_part *p = add_part(d, PART_PARAM, at);
+      if (expect_ident(ps, &p->param, &at) < 0)
+        return -1;
+    } else {
+      return expected(ps, "a \"string\", a parameter or len(parameter)");
+    }
+  } while (!is_punct(ps, ';') && ps->tok.kind != T_EOF);
+  return 0;
 }
 
 static int parse_handler(struct parser *ps, struct action *a, const char *what)
@@ -419,11 +519,24 @@ static int parse_handler(struct parser *ps, struct action *a, const char *what)
 
 static int parse_on(struct parser *ps)
 {
-  if (!is_word(ps, "overlong"))
-    return expected(ps, "an event name ('overlong')");
-  if (next(ps) < 0)
-    return -1;
-  return parse_handler(ps, &ps->spec->overlong, "on overlong");
+  struct spec *s = ps->spec;
+  const struct {
+    const char *name;
+    struct action *a;
+  } events[] = {{"overlong", &s->overlong},
+                {"too_large", &s->too_large},
+                {"bad_number", &s->bad_number},
+                {"bad_data", &s->bad_data}};
+  for (size_t i = 0; i < sizeof events / sizeof events[0]; i++) {
+    if (is_word(ps, events[i].name)) {
+      char what[32];
+      snprintf(what, sizeof what, "on %s", events[i].name);
+      if (next(ps) < 0)
+        return -1;
+      return parse_handler(ps, events[i].a, what);
+    }
+  }
+  return expected(ps, "an event name (overlong, too_large, bad_number, bad_data)");
 }
 
 static int parse_otherwise(struct parser *ps)
@@ -436,7 +549,8 @@ static const struct {
   int (*parse)(struct parser *ps);
 } decls[] = {
     {"protocol", parse_protocol}, {"limit", parse_limit},     {"raw", parse_raw},
-    {"token", parse_token},       {"command", parse_command}, {"reply", parse_reply},
+    {"token", parse_token},       {"number", parse_number},   {"command", parse_command},
+    {"reply", parse_reply},
     {"otherwise", parse_otherwise}, {"on", parse_on},
 };
 
@@ -449,7 +563,8 @@ static int parse_decl(struct parser *ps)
       return expect_punct(ps, ';');
     }
   }
-  return expected(ps, "a declaration (protocol, limit, raw, token, command, reply, otherwise, on)");
+  return expected(ps, "a declaration (protocol, limit, raw, token, number, command, reply, "
+                      "otherwise, on)");
 }
 
 /* After an error: skip past the next ';' so the following declaration parses afresh. */
@@ -488,20 +603,35 @@ void spec_free(struct spec *s)
     struct command_decl *c = &s->commands[i];
     free(c->name);
     rx_free(c->rx);
+    rx_free(c->cont);
     free(c->action.reply_name);
     for (size_t j = 0; j < c->nfields; j++)
-      free(c->fields[j]);
+      free(c->fields[j].name);
     free(c->fields);
+    for (size_t j = 0; j < c->nsteps; j++)
+      free(c->steps[j].bytes);
+    free(c->steps);
   }
   for (size_t i = 0; i < s->nreplies; i++) {
-    free(s->replies[i].name);
-    free(s->replies[i].bytes);
+    struct reply_decl *r = &s->replies[i];
+    free(r->name);
+    for (size_t j = 0; j < r->nparams; j++)
+      free(r->params[j].name);
+    for (size_t j = 0; j < r->nparts; j++) {
+      free(r->parts[j].bytes);
+      free(r->parts[j].param);
+    }
+    free(r->params);
+    free(r->parts);
   }
   free(s->tokens);
   free(s->commands);
   free(s->replies);
   free(s->otherwise.reply_name);
   free(s->overlong.reply_name);
+  free(s->too_large.reply_name);
+  free(s->bad_number.reply_name);
+  free(s->bad_data.reply_name);
   free(s->protocol);
   free(s->raw_name);
   memset(s, 0, sizeof *s);

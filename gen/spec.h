@@ -60,12 +60,18 @@ int lex_next(struct lexer *lx, struct token *out_tok);
 size_t lex_unescape(const struct token *tok, uint8_t *out);
 
 /* Regular expressions (re2c syntax, validated and re-emitted). */
-enum rx_kind { RX_STR, RX_CLASS, RX_ANY, RX_REF, RX_ALT, RX_SEQ, RX_REPEAT, RX_CAPTURE };
+/* RX_BYTES is not a regular expression: `name:bytes(field)` is a data block whose length is
+ * the numeric field captured earlier; it and what follows it form a command's continuation. */
+enum rx_kind { RX_STR, RX_CLASS, RX_ANY, RX_REF, RX_ALT, RX_SEQ, RX_REPEAT, RX_CAPTURE, RX_BYTES };
+
+/* Numeric tokens: captures of them are parsed in place, with overflow checks. */
+enum num_type { NUM_NONE, NUM_U32, NUM_U64, NUM_I64 };
 
 struct rx {
   enum rx_kind kind;
   struct pos pos;
-  char *text; /* STR/CLASS: as written; REF: token name; CAPTURE: field name */
+  char *text; /* STR/CLASS: as written; REF: token name; CAPTURE/BYTES: field name */
+  char *arg;  /* BYTES: the length field */
   struct rx **kids;
   size_t nkids;
   int min, max; /* REPEAT: max < 0 means unbounded */
@@ -75,12 +81,55 @@ struct token_decl {
   char *name;
   struct pos pos;
   struct rx *rx;
+  enum num_type num;
+};
+
+enum param_type { PARAM_SPAN, PARAM_U64, PARAM_I64 };
+
+struct reply_param {
+  char *name;
+  struct pos pos;
+  enum param_type type;
+};
+
+/* A reply template is a sequence of literal bytes, parameters and len(parameter). */
+enum part_kind { PART_BYTES, PART_PARAM, PART_LEN };
+
+struct reply_part {
+  enum part_kind kind;
+  struct pos pos;
+  uint8_t *bytes; /* PART_BYTES */
+  size_t len;
+  char *param; /* PART_PARAM, PART_LEN */
 };
 
 struct reply_decl {
   char *name;
   struct pos pos;
-  uint8_t *bytes;
+  struct reply_param *params;
+  size_t nparams;
+  struct reply_part *parts;
+  size_t nparts;
+};
+
+/* A field of a command's message, in order of appearance. */
+enum field_kind { FIELD_SPAN, FIELD_NUM, FIELD_BYTES };
+
+struct field {
+  char *name;
+  enum field_kind kind;
+  enum num_type num; /* FIELD_NUM */
+  int slot;          /* index in the parser's saved offsets (spans) or numbers */
+};
+
+/* After the first line, a command may continue with data blocks and literals. */
+enum step_kind { STEP_BYTES, STEP_LITERAL };
+
+struct step {
+  enum step_kind kind;
+  int field;      /* STEP_BYTES: the field receiving the data */
+  int len_field;  /* STEP_BYTES: the numeric field giving its length */
+  uint8_t *bytes; /* STEP_LITERAL */
   size_t len;
 };
 
@@ -98,8 +147,12 @@ struct command_decl {
   struct pos pos;
   struct rx *rx;
   struct action action; /* when present the command needs no handler */
-  char **fields;        /* capture names, in order of appearance */
+  struct field *fields;
   size_t nfields;
+  struct step *steps; /* the continuation after the first line (data blocks, literals) */
+  size_t nsteps;
+  int nspans, nnums; /* saved-offset and number slots its continuation needs */
+  struct rx *cont;    /* the continuation's items, detached from rx */
 };
 
 struct spec {
@@ -116,8 +169,14 @@ struct spec {
   size_t ncommands;
   struct reply_decl *replies;
   size_t nreplies;
-  struct action otherwise; /* a complete line no command matched */
-  struct action overlong;  /* a frame past `limit line` */
+  uint64_t limit_data; /* the largest data block; 0: no data blocks allowed */
+  struct pos limit_data_pos;
+  struct action otherwise;  /* a complete line no command matched */
+  struct action overlong;   /* a frame past `limit line` */
+  struct action too_large;  /* a data block past `limit data` (it is skipped, unbuffered) */
+  struct action bad_number; /* a numeric field that overflows its type */
+  struct action bad_data;   /* a data block not followed by what the command expects */
+  int max_spans, max_nums;  /* over all commands' continuations */
 };
 
 /* Parses the whole source; returns 0, or -1 with diagnostics printed (src->nerrors > 0). */

@@ -58,8 +58,9 @@ Test(spec, shipped_ping_shape)
   cr_expect_eq(r.spec.ntokens, 1);
   cr_expect_eq(r.spec.ncommands, 1);
   cr_expect_eq(r.spec.nreplies, 1);
-  cr_expect_eq(r.spec.replies[0].len, 7);
-  cr_expect_eq(memcmp(r.spec.replies[0].bytes, "+PONG\r\n", 7), 0);
+  cr_assert_eq(r.spec.replies[0].nparts, 1);
+  cr_expect_eq(r.spec.replies[0].parts[0].len, 7);
+  cr_expect_eq(memcmp(r.spec.replies[0].parts[0].bytes, "+PONG\r\n", 7), 0);
   cr_expect(r.spec.commands[0].action.present);
   cr_expect(!r.spec.commands[0].action.close);
   cr_expect(r.spec.overlong.close);
@@ -73,8 +74,8 @@ Test(spec, sizes_and_captures)
   cr_assert_eq(r.rc, 0, "%s", r.err);
   cr_expect_eq(r.spec.limit_line, 1 << 20);
   cr_assert_eq(r.spec.commands[0].nfields, 2);
-  cr_expect_str_eq(r.spec.commands[0].fields[0], "k");
-  cr_expect_str_eq(r.spec.commands[0].fields[1], "v");
+  cr_expect_str_eq(r.spec.commands[0].fields[0].name, "k");
+  cr_expect_str_eq(r.spec.commands[0].fields[1].name, "v");
   done(&r);
 }
 
@@ -115,7 +116,7 @@ Test(spec_errors, syntax)
   expect_error(PING_LIKE "command c = \"a\" -> shout;\n", "t.rw:4:20: error: expected 'reply' or 'close'");
   expect_error(PING_LIKE "limit page 5;\n", "t.rw:4:7: error: expected a limit name");
   expect_error(PING_LIKE "on timeout -> close;\n", "t.rw:4:4: error: expected an event name");
-  expect_error(PING_LIKE "reply y = 'ci';\n", "t.rw:4:11: error: expected a \"string\" (reply bytes)");
+  expect_error(PING_LIKE "reply y = 'ci';\n", "t.rw:4:11: error: expected a \"string\", a parameter or len(parameter)");
 }
 
 Test(spec_errors, every_independent_error_is_reported)

@@ -21,6 +21,22 @@ static int echo_back(rw_conn *c, const struct echo_data *m)
 
 static const struct echo_handlers echo_server = {.data = echo_back};
 
+/* Criterion's own timeout is unreliable: each test stops its server after 20 s and fails. */
+static rw_timer watchdog;
+static bool watchdog_fired;
+
+static void watchdog_bark(rw_timer *t)
+{
+  watchdog_fired = true;
+  rw_server_stop(t->data);
+}
+
+static void arm_watchdog(rw_worker *w)
+{
+  rw_timer_init(&watchdog, watchdog_bark, rw_worker_server(w));
+  rw_timer_arm(w, &watchdog, 20000);
+}
+
 static rw_server *new_server(void (*start)(rw_worker *, void *), void *data, uint32_t idle_ms)
 {
   rw_config cfg;
@@ -88,6 +104,7 @@ static const uint64_t delays[5] = {250, 30, 120, 0, 1500};
 static void timers_start(rw_worker *w, void *data)
 {
   struct timer_test *tt = data;
+  arm_watchdog(w);
   tt->w = w;
   tt->armed_at = rw_worker_now_ms(w);
   for (int i = 0; i < 5; i++) {
@@ -110,6 +127,7 @@ Test(timer, fire_in_order_never_early_cancel_and_rearm)
   cr_assert_eq(rw_server_udp(tt.srv, "127.0.0.1:0", NULL, NULL), 0); /* something to serve */
   cr_assert_eq(rw_server_run(tt.srv), 0);
   rw_server_destroy(tt.srv);
+  cr_assert(!watchdog_fired, "the test did not finish within 20 s");
   cr_assert_eq(tt.nfired, 5);
   const int expect[5] = {3, 1, 2, 0, 4};
   for (int i = 0; i < 5; i++)
@@ -186,6 +204,7 @@ static void clients_start(rw_worker *w, void *data)
 {
   (void)data;
   char addr[64];
+  arm_watchdog(w);
   ct.pending = 3;
   snprintf(addr, sizeof addr, "127.0.0.1:%d", ct.port);
   cr_assert_eq(rw_connect(w, addr, &echo_proto, &client_side, 2000, connected, NULL), 0);
@@ -229,6 +248,7 @@ Test(connect, established_refused_and_timed_out)
   rw_server_destroy(ct.srv);
   for (int i = 0; i < 4; i++)
     close(holes[i]);
+  cr_assert(!watchdog_fired, "the test did not finish within 20 s: %d callbacks pending", ct.pending);
   cr_expect_eq(ct.done_ok, 1);
   cr_expect_eq(ct.gotlen, 5);
   cr_expect_eq(memcmp(ct.got, "hello", 5), 0);
@@ -291,6 +311,7 @@ static void pingpong_start(rw_worker *w, void *data)
   (void)data;
   if (rw_worker_id(w) != 0)
     return;
+  arm_watchdog(w);
   pp.outside.fn = outside_msg;
   pthread_t t;
   pthread_create(&t, NULL, outsider, NULL);
@@ -313,6 +334,7 @@ Test(msg, ping_pong_between_workers_and_from_outside)
   cr_assert_eq(rw_server_udp(pp.srv, "127.0.0.1:0", NULL, NULL), 0);
   cr_assert_eq(rw_server_run(pp.srv), 0);
   rw_server_destroy(pp.srv);
+  cr_assert(!watchdog_fired, "no stop within 20 s: %d hops, outsider %d", pp.hops, pp.from_outside);
   cr_expect_eq(pp.hops, 2000);
   cr_expect_eq(pp.wrong_worker, 0, "every message runs on its target's thread");
   cr_expect_eq(pp.from_outside, 101, "a message from a non-worker thread reaches worker 1");

@@ -21,6 +21,11 @@ typedef struct rw_handle {
  * or -ENOBUFS when the send slab is exhausted (the connection is then closed). */
 int rw_conn_write(rw_conn *c, const void *data, size_t len);
 
+struct iovec;
+
+/* The same for several pieces, appended in order as one reply. */
+int rw_conn_writev(rw_conn *c, const struct iovec *iov, int n);
+
 /* Closes gracefully: stops reading, sends what is queued, then closes the socket. */
 void rw_conn_close(rw_conn *c);
 

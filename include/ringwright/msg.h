@@ -12,7 +12,8 @@ typedef struct rw_msg rw_msg;
 typedef void (*rw_msg_fn)(rw_worker *to, rw_msg *m);
 
 struct rw_msg {
-  rw_msg *next; /* private: the inbox link */
+  rw_msg *next;  /* private: the inbox link */
+  rw_worker *to; /* private: the target, for a delivery that must be retried */
   rw_msg_fn fn;
   void *data; /* yours */
 };

@@ -7,6 +7,7 @@
  * connection's send chain is full) moves to a slot: the only copy on the receive path. */
 #include <errno.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "core.h"
 
@@ -212,6 +213,8 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
     if (rc == RW_PARSE_MORE)
       break;
     off += used;
+    if (rc == RW_PARSE_SKIP)
+      continue;
     if (rc >= 0)
       rc = proto->dispatch(c, c->handlers, rc, msg);
     else
@@ -306,6 +309,18 @@ int rw_conn_write(rw_conn *c, const void *data, size_t len)
     return rc;
   }
   rw_conn_mark_dirty(c);
+  return 0;
+}
+
+int rw_conn_writev(rw_conn *c, const struct iovec *iov, int n)
+{
+  for (int i = 0; i < n; i++) {
+    if (!iov[i].iov_len)
+      continue;
+    int rc = rw_conn_write(c, iov[i].iov_base, iov[i].iov_len);
+    if (rc < 0)
+      return rc;
+  }
   return 0;
 }
 

@@ -158,6 +158,7 @@ struct rw_worker {
   struct rw_udp udp[RW_MAX_UDP];
   int wakefd; /* eventfd: other threads wake this worker */
   _Atomic(rw_msg *) inbox; /* messages posted without MSG_RING, newest first */
+  atomic_bool ready;        /* the driver is set up: others may deliver straight to it */
   uint32_t max_conns;
   struct rw_conn *conns;
   uint32_t *conn_free;

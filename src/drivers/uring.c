@@ -21,6 +21,7 @@
 #include <liburing.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +46,8 @@ enum op {
   OP_SIGNAL,
   OP_UDP,
   OP_IGNORE,
-  OP_MSG, /* a cross-worker message: the low 56 bits are its address */
+  OP_MSG,      /* a cross-worker message: the low 56 bits are its address */
+  OP_MSG_SENT, /* our MSG_RING failed (its success is skipped): deliver through the inbox */
 };
 
 /* user_data: op in the top byte, then the slot's generation (24 bits), then the index. */
@@ -583,6 +585,12 @@ static void on_cqe(struct rw_worker *w, struct io_uring_cqe *cqe)
     m->fn(w, m);
     return;
   }
+  case OP_MSG_SENT: { /* only failures come here: the target ring is gone or full */
+    rw_msg *m = (rw_msg *)(uintptr_t)(data & ((1ULL << 56) - 1));
+    struct rw_worker *to = m->to;
+    rw_worker_post(NULL, w->srv, to->id, m);
+    return;
+  }
   default:
     break;
   }
@@ -721,6 +729,7 @@ static int uring_init(struct rw_worker *w)
     arm_accept(w, i);
   for (unsigned i = 0; i < w->srv->nudp; i++)
     arm_poll(w, w->udp[i].fd, OP_UDP, i);
+  atomic_store_explicit(&w->ready, true, memory_order_release);
   return 0;
 }
 
@@ -729,6 +738,7 @@ static void uring_fini(struct rw_worker *w)
   struct uring_state *st = w->drv;
   if (!st)
     return;
+  atomic_store_explicit(&w->ready, false, memory_order_release);
   if (st->ring_ok)
     io_uring_queue_exit(&st->ring); /* also drops the fixed files and the buffer ring */
   if (st->br)
@@ -747,12 +757,15 @@ static void uring_fini(struct rw_worker *w)
  * target's side, no shared queue. The sender's SQE goes out with its next enter. */
 static int uring_post(struct rw_worker *from, struct rw_worker *to, rw_msg *m)
 {
-  struct uring_state *st = from->drv, *dst = to->drv;
-  if (!st || !dst || ((uintptr_t)m >> 56))
-    return -EINVAL;
+  struct uring_state *st = from->drv;
+  /* A target still setting up (or gone) takes the inbox instead. */
+  if (!st || !atomic_load_explicit(&to->ready, memory_order_acquire) || ((uintptr_t)m >> 56))
+    return -EAGAIN;
+  m->to = to;
+  struct uring_state *dst = to->drv;
   struct io_uring_sqe *sqe = get_sqe(st);
   io_uring_prep_msg_ring(sqe, dst->ring.ring_fd, 0, (uint64_t)OP_MSG << 56 | (uintptr_t)m, 0);
-  io_uring_sqe_set_data64(sqe, ud(OP_IGNORE, 0, 0));
+  io_uring_sqe_set_data64(sqe, (uint64_t)OP_MSG_SENT << 56 | (uintptr_t)m);
   sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
   return 0;
 }
