@@ -527,9 +527,11 @@ Test(server, pin_puts_each_worker_on_its_own_cpu)
   struct server srv;
   server_start(&srv, "pingd", (const char *const[]){"--workers", "2", "--pin", NULL});
   char cmd[256];
+  /* Threads pin themselves as they start, a moment after the start-up lines. */
   snprintf(cmd, sizeof cmd,
-           "cat /proc/%d/task/*/status | grep Cpus_allowed_list | awk '{print $2}' | sort | "
-           "tr '\\n' ' ' | grep -q '^0 1 $'",
+           "for i in $(seq 50); do cat /proc/%d/task/*/status | grep Cpus_allowed_list | "
+           "awk '{print $2}' | sort | tr '\\n' ' ' | grep -q '^0 1 $' && exit 0; sleep 0.05; done; "
+           "exit 1",
            (int)srv.pid);
   cr_expect_eq(run_status(cmd), 0, "threads should be pinned to CPUs 0 and 1");
   cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);

@@ -19,17 +19,21 @@ static struct result compile(const char *text)
   struct result r = {0};
   size_t errlen;
   FILE *err = open_memstream(&r.err, &errlen);
-  struct source src = {.path = "t.rw", .stem = "t", .text = text, .len = strlen(text), .err = err};
-  r.rc = spec_parse(&src, &r.spec);
+  /* The spec keeps a pointer to its source: it must outlive this function. */
+  struct source *src = malloc(sizeof *src);
+  *src = (struct source){.path = "t.rw", .stem = "t", .text = text, .len = strlen(text), .err = err};
+  r.rc = spec_parse(src, &r.spec);
   if (r.rc == 0)
     r.rc = spec_check(&r.spec);
   fclose(err);
-  r.nerrors = src.nerrors;
+  r.spec.src->err = NULL;
+  r.nerrors = src->nerrors;
   return r;
 }
 
 static void done(struct result *r)
 {
+  free(r->spec.src);
   spec_free(&r->spec);
   free(r->err);
 }
