@@ -61,7 +61,7 @@ struct rx_ctx {
 };
 
 static int add_field(struct rx_ctx *cx, const char *name, struct pos at, enum field_kind kind,
-                     enum num_type num)
+                     enum num_type num, int token)
 {
   struct command_decl *c = cx->cmd;
   for (size_t i = 0; i < c->nfields; i++) {
@@ -77,18 +77,20 @@ static int add_field(struct rx_ctx *cx, const char *name, struct pos at, enum fi
     exit(1);
   }
   c->fields = f;
-  c->fields[c->nfields++] = (struct field){.name = copy, .kind = kind, .num = num, .slot = -1};
+  c->fields[c->nfields++] =
+      (struct field){.name = copy, .kind = kind, .num = num, .token = token, .slot = -1};
   return 0;
 }
 
-/* A capture of a numeric token yields a number, anything else a span. */
-static enum num_type capture_num(const struct spec *s, const struct rx *cap)
+/* The token a capture names (its index), or -1 for a pattern. A capture of a numeric token
+ * yields a number, anything else a span. */
+static int capture_token(const struct spec *s, const struct rx *cap)
 {
   const struct rx *kid = cap->kids[0];
   if (kid->kind != RX_REF)
-    return NUM_NONE;
+    return -1;
   const struct token_decl *t = spec_find_token(s, kid->text);
-  return t ? t->num : NUM_NONE;
+  return t ? (int)(t - s->tokens) : -1;
 }
 
 static int check_rx(struct rx_ctx *cx, struct rx *r)
@@ -117,8 +119,9 @@ static int check_rx(struct rx_ctx *cx, struct rx *r)
     if (check_name(src, "field", r->text, r->pos) < 0)
       return -1;
     {
-      enum num_type num = capture_num(cx->spec, r);
-      if (add_field(cx, r->text, r->pos, num ? FIELD_NUM : FIELD_SPAN, num) < 0)
+      int tok = capture_token(cx->spec, r);
+      enum num_type num = tok >= 0 ? cx->spec->tokens[tok].num : NUM_NONE;
+      if (add_field(cx, r->text, r->pos, num ? FIELD_NUM : FIELD_SPAN, num, tok) < 0)
         return -1;
     }
     break;
@@ -268,7 +271,7 @@ static int split_continuation(struct spec *s, struct command_decl *c)
       }
       struct rx_ctx cx = {.spec = s, .cmd = c};
       if (check_name(s->src, "field", r->text, r->pos) < 0 ||
-          add_field(&cx, r->text, r->pos, FIELD_BYTES, NUM_NONE) < 0)
+          add_field(&cx, r->text, r->pos, FIELD_BYTES, NUM_NONE, -1) < 0)
         return -1;
       add_step(c, (struct step){.kind = STEP_BYTES, .field = (int)c->nfields - 1, .len_field = len_i});
     } else if (r->kind == RX_STR && r->text[0] == '"') {
@@ -364,6 +367,7 @@ int spec_check(struct spec *s)
     rc |= check_name(src, "token", s->tokens[i].name, s->tokens[i].pos);
     rc |= check_rx(&cx, s->tokens[i].rx);
   }
+  /* Replies are checked before the actions that name them. */
   for (size_t i = 0; i < s->ncommands; i++) {
     struct command_decl *c = &s->commands[i];
     struct rx_ctx cx = {.spec = s, .cmd = c, .ntokens_visible = s->ntokens};
@@ -396,5 +400,7 @@ int spec_check(struct spec *s)
   rc |= check_action(s, &s->too_large);
   rc |= check_action(s, &s->bad_number);
   rc |= check_action(s, &s->bad_data);
+  for (size_t i = 0; i < s->ntokens; i++)
+    rc |= check_action(s, &s->tokens[i].overflow);
   return rc ? -1 : 0;
 }

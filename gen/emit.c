@@ -355,13 +355,21 @@ static void cmd_enum(const struct spec *s, const char *cmd, FILE *out)
 
 /* A matched first line: spans and numbers go straight into the message, or, when the command
  * continues with data, into the parser as offsets (the buffer may move before it completes). */
-static void emit_fields(const struct command_decl *c, FILE *out)
+static void emit_fields(const struct spec *s, const struct command_decl *c, FILE *out)
 {
   for (size_t f = 0; f < c->nfields; f++) {
     const struct field *fd = &c->fields[f];
     const char *cn = c->name, *fn = fd->name;
     if (fd->kind == FIELD_BYTES)
       continue;
+    if (fd->kind == FIELD_SPAN && fd->token >= 0 && s->tokens[fd->token].max_len) {
+      fprintf(out, "      if ((size_t)(f_%s_%s_e - f_%s_%s_s) > %lluu)\n", cn, fn, cn, fn,
+              (unsigned long long)s->tokens[fd->token].max_len);
+      if (s->tokens[fd->token].overflow.present)
+        fprintf(out, "        return RW_PARSE_SPEC_ERROR(%d);\n", fd->token);
+      else
+        fputs("        return RW_PARSE_UNKNOWN;\n", out);
+    }
     if (fd->kind == FIELD_SPAN && !c->nsteps) {
       fprintf(out, "      m->%s.%s = (rw_span){f_%s_%s_s, (size_t)(f_%s_%s_e - f_%s_%s_s)};\n", cn,
               fn, cn, fn, cn, fn, cn, fn);
@@ -387,7 +395,10 @@ static void emit_fields(const struct command_decl *c, FILE *out)
       } else {
         fprintf(out, "      if (%s(f_%s_%s_s, f_%s_%s_e, &%s) < 0)\n", fnname, cn, fn, cn, fn, dst);
       }
-      fputs("        return RW_PARSE_BAD_NUMBER;\n", out);
+      if (s->tokens[fd->token].overflow.present)
+        fprintf(out, "        return RW_PARSE_SPEC_ERROR(%d);\n", fd->token);
+      else
+        fputs("        return RW_PARSE_BAD_NUMBER;\n", out);
       if (fnname && c->nsteps)
         fprintf(out, "      %s = (uint64_t)tmp_%s;\n", dst, fn);
     }
@@ -422,7 +433,7 @@ static void emit_re2c_rules(const struct spec *s, FILE *out)
     emit_rx(s, c->name, c->rx, out);
     fputs(" {\n      if (FRAME_TOO_LONG())\n        return RW_PARSE_OVERLONG;\n"
           "      *out_used = (size_t)(p->cur - buf);\n", out);
-    emit_fields(c, out);
+    emit_fields(s, c, out);
     if (c->nsteps) {
       fputs("      p->cmd = ", out);
       cmd_enum(s, c->name, out);
@@ -641,6 +652,14 @@ static void emit_dispatch(const struct spec *s, FILE *out)
         continue; /* undeclared: the default below closes */
       fprintf(out, "  if (status == %s) {\n", more[k].status);
       emit_action(s, more[k].a, out);
+      fputs("  }\n", out);
+    }
+    for (size_t k = 0; k < s->ntokens; k++) {
+      if (!s->tokens[k].overflow.present)
+        continue;
+      fprintf(out, "  if (status == RW_PARSE_SPEC_ERROR(%zu)) { /* %s out of range or too long */\n", k,
+              s->tokens[k].name);
+      emit_action(s, &s->tokens[k].overflow, out);
       fputs("  }\n", out);
     }
   }

@@ -7,8 +7,8 @@
  *            | 'limit' 'line' NUMBER ';'
  *            | 'raw' IDENT ';'
  *            | 'limit' 'data' NUMBER ';'
- *            | 'token' IDENT '=' alt ';'
- *            | 'number' TYPE IDENT '=' alt ';'          TYPE := u32 | u64 | i64
+ *            | 'token' IDENT '=' alt ('max' NUMBER)? action? ';'
+ *            | 'number' TYPE IDENT '=' alt action? ';'  TYPE := u32 | u64 | i64
  *            | 'command' IDENT '=' alt action? ';'
  *            | 'reply' IDENT params? '=' part+ ';'
  *            | 'otherwise' action ';'
@@ -279,8 +279,9 @@ static bool starts_atom(const struct parser *ps)
   case T_STRING:
   case T_ISTRING:
   case T_CLASS:
-  case T_IDENT:
     return true;
+  case T_IDENT:
+    return !is_word(ps, "max"); /* `token t = ... max N`: a keyword there, never a token */
   case T_PUNCT:
     return ps->tok.start[0] == '(' || ps->tok.start[0] == '.';
   default:
@@ -389,7 +390,9 @@ static int parse_raw(struct parser *ps)
   return expect_ident(ps, &s->raw_name, &s->raw_pos);
 }
 
-static int parse_token(struct parser *ps)
+static int parse_action(struct parser *ps, struct action *a);
+
+static int parse_token_body(struct parser *ps)
 {
   struct spec *s = ps->spec;
   s->tokens = xgrow(s->tokens, s->ntokens, sizeof *s->tokens);
@@ -398,6 +401,23 @@ static int parse_token(struct parser *ps)
     return -1;
   d->rx = parse_alt(ps);
   return d->rx ? 0 : -1;
+}
+
+static int parse_token(struct parser *ps)
+{
+  if (parse_token_body(ps) < 0)
+    return -1;
+  struct token_decl *d = &ps->spec->tokens[ps->spec->ntokens - 1];
+  if (is_word(ps, "max")) {
+    if (next(ps) < 0)
+      return -1;
+    if (ps->tok.kind != T_NUMBER || !ps->tok.value)
+      return expected(ps, "a maximum length");
+    d->max_len = ps->tok.value;
+    if (next(ps) < 0)
+      return -1;
+  }
+  return ps->tok.kind == T_ARROW ? parse_action(ps, &d->overflow) : 0;
 }
 
 static int parse_type(struct parser *ps, enum num_type *out)
@@ -418,10 +438,11 @@ static int parse_type(struct parser *ps, enum num_type *out)
 static int parse_number(struct parser *ps)
 {
   enum num_type t;
-  if (parse_type(ps, &t) < 0 || parse_token(ps) < 0)
+  if (parse_type(ps, &t) < 0 || parse_token_body(ps) < 0)
     return -1;
-  ps->spec->tokens[ps->spec->ntokens - 1].num = t;
-  return 0;
+  struct token_decl *d = &ps->spec->tokens[ps->spec->ntokens - 1];
+  d->num = t;
+  return ps->tok.kind == T_ARROW ? parse_action(ps, &d->overflow) : 0;
 }
 
 static int parse_command(struct parser *ps)
@@ -597,6 +618,7 @@ void spec_free(struct spec *s)
 {
   for (size_t i = 0; i < s->ntokens; i++) {
     free(s->tokens[i].name);
+    free(s->tokens[i].overflow.reply_name);
     rx_free(s->tokens[i].rx);
   }
   for (size_t i = 0; i < s->ncommands; i++) {

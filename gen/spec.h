@@ -77,11 +77,21 @@ struct rx {
   int min, max; /* REPEAT: max < 0 means unbounded */
 };
 
+struct action {
+  bool present;
+  struct pos pos;
+  char *reply_name;
+  struct pos reply_pos;
+  bool close;
+};
+
 struct token_decl {
   char *name;
   struct pos pos;
   struct rx *rx;
   enum num_type num;
+  uint64_t max_len;       /* `max N`: longer captures are refused (0: no limit) */
+  struct action overflow; /* a number out of range or a capture past max_len gets this */
 };
 
 enum param_type { PARAM_SPAN, PARAM_U64, PARAM_I64 };
@@ -119,6 +129,7 @@ struct field {
   char *name;
   enum field_kind kind;
   enum num_type num; /* FIELD_NUM */
+  int token;         /* the captured token's index, or -1 (a pattern) */
   int slot;          /* index in the parser's saved offsets (spans) or numbers */
 };
 
@@ -133,14 +144,7 @@ struct step {
   size_t len;
 };
 
-/* What the spec itself does for a message: write a reply, then maybe close. */
-struct action {
-  bool present;
-  struct pos pos;
-  char *reply_name;
-  struct pos reply_pos;
-  bool close;
-};
+/* struct action (above): what the spec itself does for a message: a reply, then maybe close. */
 
 struct command_decl {
   char *name;

@@ -159,6 +159,51 @@ Test(spec_errors, semantics)
   expect_error(PING_LIKE "otherwise -> close;\notherwise -> close;\n", "t.rw:5:11: error: otherwise declared twice");
 }
 
+Test(spec_errors, data_blocks_numbers_and_reply_templates)
+{
+#define DATA_LIKE "protocol p;\nlimit line 1KiB;\nlimit data 1MiB;\nnumber u32 n = [0-9]+;\n"
+  expect_error(DATA_LIKE "command c = \"c \" len:n \"\\r\\n\" d:bytes(nope) \"\\r\\n\";\n",
+               "t.rw:5:31: error: unknown length field 'nope' (capture it earlier in the command)");
+  expect_error(DATA_LIKE "command c = \"c \" k:([a-z]+) \"\\r\\n\" d:bytes(k) \"\\r\\n\";\n",
+               "t.rw:5:36: error: the length of 'd' must be an unsigned number field");
+  expect_error(DATA_LIKE "command c = \"c \" len:n (\"\\r\\n\" d:bytes(len));\n",
+               "t.rw:5:32: error: a data block belongs at the top level of a command");
+  expect_error(DATA_LIKE "command c = d:bytes(len) \"\\r\\n\";\n",
+               "t.rw:5:13: error: a data block must follow the line that gives its length");
+  expect_error(DATA_LIKE "command c = \"c \" len:n \"\\r\\n\" d:bytes(len) [\\r\\n]+;\n",
+               "t.rw:5:50: error: after a data block only \"literal\" strings");
+  expect_error("protocol p;\nlimit line 1KiB;\nnumber u32 n = [0-9]+;\n"
+               "command c = \"c \" len:n \"\\r\\n\" d:bytes(len) \"\\r\\n\";\n",
+               "t.rw:4:9: error: command 'c' has a data block: declare 'limit data N;'");
+  expect_error(DATA_LIKE "number u16 m = [0-9]+;\n", "t.rw:5:8: error: expected a number type (u32, u64 or i64)");
+  expect_error(DATA_LIKE "command c = \"c\";\nreply r(a) = \"x\" b;\n",
+               "t.rw:6:18: error: unknown parameter 'b' in reply 'r'");
+  expect_error(DATA_LIKE "command c = \"c\";\nreply r(a: u64) = len(a);\n",
+               "t.rw:6:19: error: len() takes a span parameter, and 'a' is a number");
+  expect_error(DATA_LIKE "command c = \"c\";\nreply r(a, a) = a;\n", "t.rw:6:12: error: parameter 'a' declared twice");
+  expect_error(DATA_LIKE "command c = \"c\" -> reply r;\nreply r(a) = a;\n",
+               "t.rw:5:26: error: reply 'r' takes parameters: call it from a handler");
+  expect_error(DATA_LIKE "token t = [a-z]+ max 0;\n", "t.rw:5:22: error: expected a maximum length");
+  expect_error(DATA_LIKE "on timeout -> close;\n", "t.rw:5:4: error: expected an event name");
+}
+
+Test(spec, data_block_continuation_is_split_off)
+{
+  struct result r = compile(DATA_LIKE "command c = \"c \" len:n \"\\r\\n\" d:bytes(len) \"\\r\\n\";\n");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  const struct command_decl *c = &r.spec.commands[0];
+  cr_assert_eq(c->nfields, 2);
+  cr_expect_eq(c->fields[0].kind, FIELD_NUM);
+  cr_expect_eq(c->fields[1].kind, FIELD_BYTES);
+  cr_assert_eq(c->nsteps, 2);
+  cr_expect_eq(c->steps[0].kind, STEP_BYTES);
+  cr_expect_eq(c->steps[0].len_field, 0);
+  cr_expect_eq(c->steps[1].kind, STEP_LITERAL);
+  cr_expect_eq(c->steps[1].len, 2);
+  cr_expect_eq(c->rx->kids[0]->nkids, 3, "the pattern keeps only the first line");
+  done(&r);
+}
+
 static char *emit_to_string(const char *text, int (*emit)(const struct spec *, FILE *))
 {
   struct result r = compile(text);

@@ -10,6 +10,7 @@
 
 #include "echo.gen.h"
 #include "kvt.gen.h"
+#include "memcache.gen.h"
 #include "ping.gen.h"
 
 typedef void (*describe_fn)(int cmd, const void *msg, char *out, size_t outlen);
@@ -72,6 +73,11 @@ static void feed(struct feeder *f, const uint8_t *data, size_t n)
     int rc = f->proto->next(f->parser, dst + off, len - off, &used, msg);
     if (rc == RW_PARSE_MORE)
       break;
+    if (rc == RW_PARSE_SKIP) { /* discarded bytes of a refused block, as the runtime does */
+      cr_assert(used > 0 && used <= len - off);
+      off += used;
+      continue;
+    }
     char line[1024];
     if (rc >= 0)
       f->describe(rc, msg, line, sizeof line);
@@ -248,4 +254,109 @@ Test(proto, descriptors)
   struct kvt_handlers h = {0};
   cr_expect_eq(kvt_proto.check_handlers(&h), -EINVAL, "unset handlers are refused at start");
   cr_expect_eq(ping_proto.check_handlers(NULL), 0, "ping needs no handlers");
+}
+
+/* ---- memcache: numbers, data blocks, lists, refused blocks ---- */
+
+#define SPAN(s) (int)(s).len, (const char *)(s).p
+
+static void mc_describe(int cmd, const void *vmsg, char *out, size_t outlen)
+{
+  const union memcache_msg *m = vmsg;
+  const char *name = memcache_proto.command_names[cmd];
+  switch (cmd) {
+  case MEMCACHE_CMD_GET:
+  case MEMCACHE_CMD_GETS: {
+    size_t n = (size_t)snprintf(out, outlen, "%s", name);
+    rw_span rest = cmd == MEMCACHE_CMD_GET ? m->get.keys : m->gets.keys, k;
+    while (rw_span_next(&rest, ' ', &k) == 0 && n < outlen)
+      n += (size_t)snprintf(out + n, outlen - n, " [%.*s]", SPAN(k));
+    break;
+  }
+  case MEMCACHE_CMD_SET:
+  case MEMCACHE_CMD_ADD:
+  case MEMCACHE_CMD_APPEND: {
+    const struct memcache_set *s = (const void *)&m->set; /* same layout for the storage family */
+    snprintf(out, outlen, "%s [%.*s] %u %lld %u [%.*s]%s", name, SPAN(s->key), s->flags,
+             (long long)s->exptime, s->bytes, SPAN(s->data), s->noreply.len ? " noreply" : "");
+    break;
+  }
+  case MEMCACHE_CMD_CAS:
+    snprintf(out, outlen, "cas [%.*s] %u %u %llu [%.*s]", SPAN(m->cas.key), m->cas.flags,
+             m->cas.bytes, (unsigned long long)m->cas.unique, SPAN(m->cas.data));
+    break;
+  case MEMCACHE_CMD_DELETE:
+    snprintf(out, outlen, "delete [%.*s]%s", SPAN(m->delete.key), m->delete.noreply.len ? " noreply" : "");
+    break;
+  case MEMCACHE_CMD_INCR:
+    snprintf(out, outlen, "incr [%.*s] %llu", SPAN(m->incr.key), (unsigned long long)m->incr.delta);
+    break;
+  case MEMCACHE_CMD_TOUCH:
+    snprintf(out, outlen, "touch [%.*s] %lld", SPAN(m->touch.key), (long long)m->touch.exptime);
+    break;
+  case MEMCACHE_CMD_STATS:
+    snprintf(out, outlen, "stats [%.*s]", SPAN(m->stats.args));
+    break;
+  default:
+    snprintf(out, outlen, "%s", name);
+  }
+}
+
+Test(memcache, corpus_at_every_split)
+{
+  CHECK(&memcache_proto, mc_describe,
+        "set foo 5 0 3\r\nbar\r\n"
+        "get foo\r\nget a b  c\n"
+        "add k 4294967295 -1 0 noreply\r\n\r\n"
+        "append k 0 100 4\r\n\r\n\001x\r\n"
+        "cas k 1 2 1 18446744073709551615\r\nz\r\n"
+        "delete k noreply\r\n"
+        "incr n 18446744073709551615\r\n"
+        "touch k -5\r\nstats\r\nstats items\r\nversion\r\nflush_all\r\nbogus\r\n",
+        "set [foo] 5 0 3 [bar]\nget [foo]\nget [a] [b] [c]\nadd [k] 4294967295 -1 0 [] noreply\n"
+        "append [k] 0 100 4 [\r\n\001x]\ncas [k] 1 1 18446744073709551615 [z]\ndelete [k] noreply\n"
+        "incr [n] 18446744073709551615\ntouch [k] -5\nstats []\nstats [ items]\nversion\nflush_all\n"
+        "error -2\n");
+}
+
+Test(memcache, errors_are_memcacheds)
+{
+  /* flags past 32 bits and a delta past 64 are refused with their own replies, the line
+   * consumed and the connection kept; a data block not followed by \r\n is a bad chunk. */
+  char expect[256];
+  /* Token indexes in spec/memcache.rw: key 0, flags 3, delta 7. After a bad chunk memcached
+   * has consumed <bytes>+2 and reads the leftover "\r\n" as an empty, unknown command. */
+  snprintf(expect, sizeof expect, "error %d\nerror %d\nerror %d\nerror -2\nget [x]\nerror %d\n",
+           RW_PARSE_SPEC_ERROR(3), RW_PARSE_SPEC_ERROR(7), RW_PARSE_BAD_DATA, RW_PARSE_SPEC_ERROR(0));
+  CHECK(&memcache_proto, mc_describe,
+        "set k 4294967296 0 1\r\n"
+        "incr k 18446744073709551616\r\n"
+        "set k 0 0 1\r\nabc\r\n"
+        "get x\r\n"
+        "delete kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\r\n",
+        expect);
+}
+
+/* A value past `limit data` is refused and then discarded as it arrives: the parser never asks
+ * to hold it, and the next command parses. */
+Test(memcache, oversized_value_is_skipped_without_buffering)
+{
+  size_t big = (1 << 20) + 1;
+  char head[64];
+  int hn = snprintf(head, sizeof head, "set k 0 0 %zu\r\n", big);
+  size_t n = (size_t)hn + big + 9;
+  char *in = malloc(n);
+  memcpy(in, head, (size_t)hn);
+  memset(in + hn, 'v', big);
+  memcpy(in + hn + big, "\r\nget x\r\n", 9);
+  char expect[64];
+  snprintf(expect, sizeof expect, "error %d\nget [x]\n", RW_PARSE_TOO_LARGE);
+  struct feeder f;
+  feeder_init(&f, &memcache_proto, mc_describe, 70000);
+  for (size_t off = 0; off < n; off += 4096) /* never more than 64 KiB held */
+    feed(&f, (const uint8_t *)in + off, off + 4096 < n ? 4096 : n - off);
+  cr_expect_str_eq(f.log, expect);
+  cr_expect_eq(f.pending, 0);
+  feeder_fini(&f);
+  free(in);
 }

@@ -26,6 +26,9 @@ enum rw_parse_status {
   RW_PARSE_SKIP = -8,      /* *out_used bytes of a refused data block were discarded: no message */
 };
 
+/* Statuses from -64 down are errors the spec itself declares (a number token's own reply). */
+#define RW_PARSE_SPEC_ERROR(i) (-64 - (i))
+
 typedef struct rw_proto {
   const char *name;
   size_t parser_size;
