@@ -126,8 +126,24 @@ static int check_rx(struct rx_ctx *cx, struct rx *r)
     }
     break;
   case RX_BYTES:
+  case RX_ARRAY:
     diag_error(src, r->pos, "a data block belongs at the top level of a command, after its first line");
     return -1;
+  case RX_WORDS: {
+    if (!cx->cmd || cx->repeat_depth) {
+      diag_error(src, r->pos, "words() is a command's capture, outside repetitions");
+      return -1;
+    }
+    const struct token_decl *t = spec_find_token(cx->spec, r->arg);
+    if (!t || t - cx->spec->tokens >= (ptrdiff_t)cx->ntokens_visible) {
+      diag_error(src, r->pos, "unknown token '%s'", r->arg);
+      return -1;
+    }
+    if (check_name(src, "field", r->text, r->pos) < 0 ||
+        add_field(cx, r->text, r->pos, FIELD_LIST, NUM_NONE, (int)(t - cx->spec->tokens)) < 0)
+      return -1;
+    break;
+  }
   case RX_REPEAT:
     cx->repeat_depth++;
     break;
@@ -240,7 +256,7 @@ static int split_continuation(struct spec *s, struct command_decl *c)
   for (size_t a = 0; a < alt->nkids; a++) {
     struct rx *seq = alt->kids[a];
     for (size_t i = 0; i < seq->nkids; i++) {
-      if (seq->kids[i]->kind != RX_BYTES)
+      if (seq->kids[i]->kind != RX_BYTES && seq->kids[i]->kind != RX_ARRAY)
         continue;
       if (alt->nkids > 1) {
         diag_error(s->src, seq->kids[i]->pos, "a command with a data block cannot have alternatives "
@@ -260,7 +276,32 @@ static int split_continuation(struct spec *s, struct command_decl *c)
   }
   for (size_t i = first; i < seq->nkids; i++) {
     struct rx *r = seq->kids[i];
-    if (r->kind == RX_BYTES) {
+    if (r->kind == RX_ARRAY) {
+      int cnt_i = -1;
+      const struct field *cf = find_field(c, r->arg, &cnt_i);
+      if (!cf || cf->kind != FIELD_NUM || cf->num == NUM_I64) {
+        diag_error(s->src, r->pos, "the count of array '%s' must be an unsigned number field", r->text);
+        return -1;
+      }
+      struct rx_ctx cx = {.spec = s, .cmd = c};
+      if (check_name(s->src, "field", r->text, r->pos) < 0 ||
+          add_field(&cx, r->text, r->pos, FIELD_LIST, NUM_NONE, -1) < 0)
+        return -1;
+      uint8_t *b = malloc(r->litlen[0] + r->litlen[1] + 1);
+      if (!b) {
+        perror("rwgen");
+        exit(1);
+      }
+      memcpy(b, r->lit[0], r->litlen[0]);
+      memcpy(b + r->litlen[0], r->lit[1], r->litlen[1]);
+      if (!r->litlen[1] || r->litlen[1] > 4 || r->litlen[0] > 4) {
+        diag_error(s->src, r->pos, "an array's prefix and separator are 0..4 and 1..4 bytes");
+        free(b);
+        return -1;
+      }
+      add_step(c, (struct step){.kind = STEP_ARRAY, .field = (int)c->nfields - 1, .len_field = cnt_i,
+                                .bytes = b, .len = r->litlen[0], .seplen = r->litlen[1]});
+    } else if (r->kind == RX_BYTES) {
       int len_i = -1;
       const struct field *lf = find_field(c, r->arg, &len_i);
       if (!lf || lf->kind != FIELD_NUM || lf->num == NUM_I64) {
@@ -350,6 +391,54 @@ static int check_reply(struct spec *s, const struct reply_decl *r)
   return rc;
 }
 
+static int check_dispatch(struct spec *s, const struct command_decl *c)
+{
+  if (!c->dispatch_field)
+    return 0;
+  int i;
+  const struct field *f = find_field(c, c->dispatch_field, &i);
+  if (!f || f->kind != FIELD_LIST) {
+    diag_error(s->src, c->dispatch_pos, "dispatch needs a list field of '%s' (words() or array())", c->name);
+    return -1;
+  }
+  if (!s->ntable) {
+    diag_error(s->src, c->dispatch_pos, "dispatch needs a 'table { ... };'");
+    return -1;
+  }
+  return 0;
+}
+
+static int check_table(struct spec *s)
+{
+  int rc = 0;
+  for (size_t i = 0; i < s->ntable; i++) {
+    rc |= check_name(s->src, "table command", s->table[i].name, s->table[i].pos);
+    for (size_t j = 0; j < i; j++) {
+      if (!strcmp(s->table[i].name, s->table[j].name)) {
+        diag_error(s->src, s->table[i].pos, "table command '%s' declared twice", s->table[i].name);
+        rc = -1;
+      }
+    }
+    for (size_t j = 0; j < s->ncommands; j++) {
+      if (!strcmp(s->table[i].name, s->commands[j].name)) {
+        diag_error(s->src, s->table[i].pos, "'%s' names both a command and a table command", s->table[i].name);
+        rc = -1;
+      }
+    }
+  }
+  if (s->arity.present && s->arity.reply_name) {
+    const struct reply_decl *r = spec_find_reply(s, s->arity.reply_name);
+    if (!r) {
+      diag_error(s->src, s->arity.reply_pos, "unknown reply '%s'", s->arity.reply_name);
+      rc = -1;
+    } else if (r->nparams != 1 || r->params[0].type != PARAM_SPAN) {
+      diag_error(s->src, s->arity.reply_pos, "the arity reply takes one span: the command's name");
+      rc = -1;
+    }
+  }
+  return rc;
+}
+
 int spec_check(struct spec *s)
 {
   struct source *src = s->src;
@@ -375,12 +464,15 @@ int spec_check(struct spec *s)
     /* Data blocks are taken out of the pattern first; what remains must be regular. */
     for (size_t a = 0; a < c->rx->nkids; a++)
       for (size_t k = 0; k < c->rx->kids[a]->nkids; k++)
-        if (c->rx->kids[a]->kids[k]->kind == RX_BYTES && c->rx->nkids == 1)
+        if ((c->rx->kids[a]->kids[k]->kind == RX_BYTES || c->rx->kids[a]->kids[k]->kind == RX_ARRAY) &&
+            c->rx->nkids == 1)
           goto has_data;
     rc |= check_rx(&cx, c->rx);
     goto checked;
   has_data:
-    for (size_t k = 0; k < c->rx->kids[0]->nkids && c->rx->kids[0]->kids[k]->kind != RX_BYTES; k++)
+    for (size_t k = 0; k < c->rx->kids[0]->nkids && c->rx->kids[0]->kids[k]->kind != RX_BYTES &&
+                       c->rx->kids[0]->kids[k]->kind != RX_ARRAY;
+         k++)
       rc |= check_rx(&cx, c->rx->kids[0]->kids[k]);
     if (!rc)
       rc |= split_continuation(s, c);
@@ -388,8 +480,15 @@ int spec_check(struct spec *s)
       diag_error(src, c->pos, "command '%s' has a data block: declare 'limit data N;'", c->name);
       rc = -1;
     }
+    for (size_t k = 0; !rc && k < c->nsteps; k++) {
+      if (c->steps[k].kind == STEP_ARRAY && !s->limit_items) {
+        diag_error(src, c->pos, "command '%s' has an array: declare 'limit items N;'", c->name);
+        rc = -1;
+      }
+    }
   checked:
     rc |= check_action(s, &c->action);
+    rc |= check_dispatch(s, c);
     if (!rc)
       assign_slots(s, c);
   }
@@ -400,6 +499,7 @@ int spec_check(struct spec *s)
   rc |= check_action(s, &s->too_large);
   rc |= check_action(s, &s->bad_number);
   rc |= check_action(s, &s->bad_data);
+  rc |= check_table(s);
   for (size_t i = 0; i < s->ntokens; i++)
     rc |= check_action(s, &s->tokens[i].overflow);
   return rc ? -1 : 0;

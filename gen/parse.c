@@ -141,6 +141,8 @@ static void rx_free(struct rx *r)
   free(r->kids);
   free(r->text);
   free(r->arg);
+  free(r->lit[0]);
+  free(r->lit[1]);
   free(r);
 }
 
@@ -168,6 +170,32 @@ static struct rx *parse_atom(struct parser *ps)
     }
     if (next(ps) < 0)
       return NULL;
+    if (is_word(ps, "words") || is_word(ps, "array")) {
+      bool array = is_word(ps, "array");
+      r = rx_new(array ? RX_ARRAY : RX_WORDS, t.pos);
+      r->text = tok_str(&t);
+      struct pos at;
+      if (next(ps) < 0 || expect_punct(ps, '(') < 0 || expect_ident(ps, &r->arg, &at) < 0)
+        goto bad_list;
+      for (int k = 0; array && k < 2; k++) {
+        if (expect_punct(ps, ',') < 0)
+          goto bad_list;
+        if (ps->tok.kind != T_STRING) {
+          expected(ps, "a \"literal\"");
+          goto bad_list;
+        }
+        r->lit[k] = xcalloc(ps->tok.len, 1);
+        r->litlen[k] = lex_unescape(&ps->tok, r->lit[k]);
+        if (next(ps) < 0)
+          goto bad_list;
+      }
+      if (expect_punct(ps, ')') < 0)
+        goto bad_list;
+      return r;
+    bad_list:
+      rx_free(r);
+      return NULL;
+    }
     if (is_word(ps, "bytes")) {
       r = rx_new(RX_BYTES, t.pos);
       r->text = tok_str(&t);
@@ -322,20 +350,30 @@ static struct rx *parse_alt(struct parser *ps)
   }
 }
 
+static int parse_action_body(struct parser *ps, struct action *a);
+
 static int parse_action(struct parser *ps, struct action *a)
 {
   if (ps->tok.kind != T_ARROW)
     return expected(ps, "'->'");
-  a->present = true;
-  a->pos = ps->tok.pos;
   if (next(ps) < 0)
     return -1;
+  return parse_action_body(ps, a);
+}
+
+/* What follows '->'. */
+static int parse_action_body(struct parser *ps, struct action *a)
+{
+  a->present = true;
+  a->pos = ps->tok.pos;
   if (is_word(ps, "close")) {
     a->close = true;
     return next(ps);
   }
+  if (is_word(ps, "ignore"))
+    return next(ps);
   if (!is_word(ps, "reply"))
-    return expected(ps, "'reply' or 'close'");
+    return expected(ps, "'reply', 'close' or 'ignore'");
   if (next(ps) < 0 || expect_ident(ps, &a->reply_name, &a->reply_pos) < 0)
     return -1;
   if (!is_punct(ps, ','))
@@ -362,21 +400,22 @@ static int parse_protocol(struct parser *ps)
 static int parse_limit(struct parser *ps)
 {
   struct spec *s = ps->spec;
-  bool line = is_word(ps, "line");
-  if (!line && !is_word(ps, "data"))
-    return expected(ps, "a limit name ('line' or 'data')");
+  bool line = is_word(ps, "line"), items = is_word(ps, "items");
+  if (!line && !items && !is_word(ps, "data"))
+    return expected(ps, "a limit name ('line', 'data' or 'items')");
   struct pos at = ps->tok.pos;
   if (next(ps) < 0)
     return -1;
   if (ps->tok.kind != T_NUMBER)
     return expected(ps, "a size such as 2048 or 64KiB");
-  uint64_t *value = line ? &s->limit_line : &s->limit_data;
+  uint64_t *value = line ? &s->limit_line : items ? &s->limit_items : &s->limit_data;
   if (*value) {
-    diag_error(s->src, at, "limit %s declared twice", line ? "line" : "data");
+    diag_error(s->src, at, "limit %s declared twice", line ? "line" : items ? "items" : "data");
     return -1;
   }
   *value = ps->tok.value;
-  *(line ? &s->limit_pos : &s->limit_data_pos) = ps->tok.pos;
+  if (!items)
+    *(line ? &s->limit_pos : &s->limit_data_pos) = ps->tok.pos;
   return next(ps);
 }
 
@@ -455,7 +494,16 @@ static int parse_command(struct parser *ps)
   d->rx = parse_alt(ps);
   if (!d->rx)
     return -1;
-  return ps->tok.kind == T_ARROW ? parse_action(ps, &d->action) : 0;
+  if (ps->tok.kind != T_ARROW)
+    return 0;
+  if (next(ps) < 0)
+    return -1;
+  if (is_word(ps, "dispatch")) {
+    if (next(ps) < 0)
+      return -1;
+    return expect_ident(ps, &d->dispatch_field, &d->dispatch_pos);
+  }
+  return parse_action_body(ps, &d->action);
 }
 
 static int parse_param(struct parser *ps, struct reply_decl *d)
@@ -547,7 +595,8 @@ static int parse_on(struct parser *ps)
   } events[] = {{"overlong", &s->overlong},
                 {"too_large", &s->too_large},
                 {"bad_number", &s->bad_number},
-                {"bad_data", &s->bad_data}};
+                {"bad_data", &s->bad_data},
+                {"arity", &s->arity}};
   for (size_t i = 0; i < sizeof events / sizeof events[0]; i++) {
     if (is_word(ps, events[i].name)) {
       char what[32];
@@ -557,7 +606,39 @@ static int parse_on(struct parser *ps)
       return parse_handler(ps, events[i].a, what);
     }
   }
-  return expected(ps, "an event name (overlong, too_large, bad_number, bad_data)");
+  return expected(ps, "an event name (overlong, too_large, bad_number, bad_data, arity)");
+}
+
+/* table { NAME ARITY ('+')? ; ... } */
+static int parse_table(struct parser *ps)
+{
+  struct spec *s = ps->spec;
+  if (s->ntable) {
+    diag_error(s->src, ps->tok.pos, "table declared twice");
+    return -1;
+  }
+  s->table_pos = ps->tok.pos;
+  if (expect_punct(ps, '{') < 0)
+    return -1;
+  while (!is_punct(ps, '}')) {
+    s->table = xgrow(s->table, s->ntable, sizeof *s->table);
+    struct table_entry *e = &s->table[s->ntable++];
+    if (expect_ident(ps, &e->name, &e->pos) < 0)
+      return -1;
+    if (ps->tok.kind != T_NUMBER || ps->tok.value < 1 || ps->tok.value > 1000)
+      return expected(ps, "an arity (items with the name: 1..1000, '+' for at least)");
+    e->arity = (unsigned)ps->tok.value;
+    if (next(ps) < 0)
+      return -1;
+    if (is_punct(ps, '+')) {
+      e->at_least = true;
+      if (next(ps) < 0)
+        return -1;
+    }
+    if (expect_punct(ps, ';') < 0)
+      return -1;
+  }
+  return next(ps);
 }
 
 static int parse_otherwise(struct parser *ps)
@@ -571,7 +652,7 @@ static const struct {
 } decls[] = {
     {"protocol", parse_protocol}, {"limit", parse_limit},     {"raw", parse_raw},
     {"token", parse_token},       {"number", parse_number},   {"command", parse_command},
-    {"reply", parse_reply},
+    {"reply", parse_reply},       {"table", parse_table},
     {"otherwise", parse_otherwise}, {"on", parse_on},
 };
 
@@ -624,6 +705,7 @@ void spec_free(struct spec *s)
   for (size_t i = 0; i < s->ncommands; i++) {
     struct command_decl *c = &s->commands[i];
     free(c->name);
+    free(c->dispatch_field);
     rx_free(c->rx);
     rx_free(c->cont);
     free(c->action.reply_name);
@@ -654,6 +736,10 @@ void spec_free(struct spec *s)
   free(s->too_large.reply_name);
   free(s->bad_number.reply_name);
   free(s->bad_data.reply_name);
+  free(s->arity.reply_name);
+  for (size_t i = 0; i < s->ntable; i++)
+    free(s->table[i].name);
+  free(s->table);
   free(s->protocol);
   free(s->raw_name);
   memset(s, 0, sizeof *s);

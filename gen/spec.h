@@ -62,7 +62,11 @@ size_t lex_unescape(const struct token *tok, uint8_t *out);
 /* Regular expressions (re2c syntax, validated and re-emitted). */
 /* RX_BYTES is not a regular expression: `name:bytes(field)` is a data block whose length is
  * the numeric field captured earlier; it and what follows it form a command's continuation. */
-enum rx_kind { RX_STR, RX_CLASS, RX_ANY, RX_REF, RX_ALT, RX_SEQ, RX_REPEAT, RX_CAPTURE, RX_BYTES };
+enum rx_kind {
+  RX_STR, RX_CLASS, RX_ANY, RX_REF, RX_ALT, RX_SEQ, RX_REPEAT, RX_CAPTURE, RX_BYTES,
+  RX_WORDS, /* name:words(token): blank-separated tokens, captured as a list */
+  RX_ARRAY, /* name:array(count, "prefix", "sep"): length-prefixed items (continuation only) */
+};
 
 /* Numeric tokens: captures of them are parsed in place, with overflow checks. */
 enum num_type { NUM_NONE, NUM_U32, NUM_U64, NUM_I64 };
@@ -71,7 +75,9 @@ struct rx {
   enum rx_kind kind;
   struct pos pos;
   char *text; /* STR/CLASS: as written; REF: token name; CAPTURE/BYTES: field name */
-  char *arg;  /* BYTES: the length field */
+  char *arg;  /* BYTES: the length field; WORDS: the token; ARRAY: the count field */
+  uint8_t *lit[2]; /* ARRAY: prefix and separator bytes */
+  size_t litlen[2];
   struct rx **kids;
   size_t nkids;
   int min, max; /* REPEAT: max < 0 means unbounded */
@@ -123,7 +129,7 @@ struct reply_decl {
 };
 
 /* A field of a command's message, in order of appearance. */
-enum field_kind { FIELD_SPAN, FIELD_NUM, FIELD_BYTES };
+enum field_kind { FIELD_SPAN, FIELD_NUM, FIELD_BYTES, FIELD_LIST };
 
 struct field {
   char *name;
@@ -134,14 +140,23 @@ struct field {
 };
 
 /* After the first line, a command may continue with data blocks and literals. */
-enum step_kind { STEP_BYTES, STEP_LITERAL };
+enum step_kind { STEP_BYTES, STEP_LITERAL, STEP_ARRAY };
 
 struct step {
   enum step_kind kind;
-  int field;      /* STEP_BYTES: the field receiving the data */
-  int len_field;  /* STEP_BYTES: the numeric field giving its length */
-  uint8_t *bytes; /* STEP_LITERAL */
-  size_t len;
+  int field;      /* STEP_BYTES/ARRAY: the field receiving the data */
+  int len_field;  /* STEP_BYTES: the numeric field giving its length; ARRAY: the count */
+  uint8_t *bytes; /* STEP_LITERAL; ARRAY: prefix then separator */
+  size_t len;     /* STEP_LITERAL; ARRAY: prefix length (the separator follows it in bytes) */
+  size_t seplen;  /* ARRAY */
+};
+
+/* A dispatch table: commands named by the first item of a list, case-insensitively. */
+struct table_entry {
+  char *name;
+  struct pos pos;
+  unsigned arity;
+  bool at_least; /* `3+`: at least arity items, the name included */
 };
 
 /* struct action (above): what the spec itself does for a message: a reply, then maybe close. */
@@ -151,6 +166,8 @@ struct command_decl {
   struct pos pos;
   struct rx *rx;
   struct action action; /* when present the command needs no handler */
+  char *dispatch_field;  /* `-> dispatch FIELD`: the table picks the handler by this list */
+  struct pos dispatch_pos;
   struct field *fields;
   size_t nfields;
   struct step *steps; /* the continuation after the first line (data blocks, literals) */
@@ -181,6 +198,11 @@ struct spec {
   struct action bad_number; /* a numeric field that overflows its type */
   struct action bad_data;   /* a data block not followed by what the command expects */
   int max_spans, max_nums;  /* over all commands' continuations */
+  uint64_t limit_items;     /* the longest array (count field) a frame may announce */
+  struct table_entry *table; /* `table { ... }` */
+  size_t ntable;
+  struct pos table_pos;
+  struct action arity;      /* a table command with the wrong number of items */
 };
 
 /* Parses the whole source; returns 0, or -1 with diagnostics printed (src->nerrors > 0). */

@@ -11,6 +11,7 @@
 #include "echo.gen.h"
 #include "kvt.gen.h"
 #include "memcache.gen.h"
+#include "resp.gen.h"
 #include "ping.gen.h"
 
 typedef void (*describe_fn)(int cmd, const void *msg, char *out, size_t outlen);
@@ -25,7 +26,10 @@ struct feeder {
   char log[1 << 16];
   size_t loglen;
   bool closed;
+  int also_closes; /* a status the spec answers with close (besides OVERLONG and INVALID) */
 };
+
+static int closing_status; /* check_splits() hands it to every feeder it makes */
 
 static void feeder_init(struct feeder *f, const rw_proto *proto, describe_fn describe, size_t cap)
 {
@@ -36,6 +40,7 @@ static void feeder_init(struct feeder *f, const rw_proto *proto, describe_fn des
   f->cap = cap;
   f->bufs[0] = malloc(cap + 1);
   f->bufs[1] = malloc(cap + 1);
+  f->also_closes = closing_status;
   proto->parser_init(f->parser);
 }
 
@@ -84,7 +89,7 @@ static void feed(struct feeder *f, const uint8_t *data, size_t n)
     else
       snprintf(line, sizeof line, "error %d", rc);
     logf_(f, line);
-    if (rc == RW_PARSE_OVERLONG || rc == RW_PARSE_INVALID) {
+    if (rc == RW_PARSE_OVERLONG || rc == RW_PARSE_INVALID || (rc < 0 && rc == f->also_closes)) {
       f->closed = true;
       return;
     }
@@ -359,4 +364,107 @@ Test(memcache, oversized_value_is_skipped_without_buffering)
   cr_expect_eq(f.pending, 0);
   feeder_fini(&f);
   free(in);
+}
+
+/* ---- resp: arrays of bulk strings, inline words, table dispatch ---- */
+
+static void list_describe(const rw_list *l, char *out, size_t outlen)
+{
+  size_t n = (size_t)snprintf(out, outlen, "%u:", l->count);
+  rw_list_iter it;
+  rw_span item;
+  rw_list_iter_init(l, &it);
+  while (rw_list_next(l, &it, &item) == 0 && n < outlen)
+    n += (size_t)snprintf(out + n, outlen - n, " [%.*s]", SPAN(item));
+  /* The first items are also there directly, and must agree with the walk. */
+  for (uint32_t i = 0; i < l->count && i < RW_LIST_INLINE; i++) {
+    rw_span a = rw_list_at(l, i);
+    cr_assert(a.len == l->item[i].len && a.p == l->item[i].p);
+  }
+}
+
+static void resp_describe(int cmd, const void *vmsg, char *out, size_t outlen)
+{
+  const union resp_msg *m = vmsg;
+  size_t n = (size_t)snprintf(out, outlen, "%s ", resp_proto.command_names[cmd]);
+  if (cmd == RESP_CMD_MULTIBULK)
+    list_describe(&m->multibulk.args, out + n, outlen - n);
+  else if (cmd == RESP_CMD_INLINE_CMD)
+    list_describe(&m->inline_cmd.args, out + n, outlen - n);
+}
+
+Test(resp, arrays_and_inline_at_every_split)
+{
+  CHECK(&resp_proto, resp_describe,
+        "*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nva\r\nl\r\n"
+        "*1\r\n$4\r\nPING\r\n"
+        "*2\r\n$3\r\nget\r\n$0\r\n\r\n"
+        "PING\r\n  set  a   b \n\r\n"
+        "*0\r\n",
+        "multibulk 3: [SET] [key] [va\r\nl]\nmultibulk 1: [PING]\nmultibulk 2: [get] []\n"
+        "inline_cmd 1: [PING]\ninline_cmd 3: [set] [a] [b]\nempty \nmultibulk 0:\n");
+}
+
+Test(resp, protocol_errors_close)
+{
+  closing_status = RW_PARSE_BAD_DATA; /* spec/resp.rw: on bad_data -> ..., close */
+  char expect[64];
+  snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_BAD_DATA);
+  CHECK(&resp_proto, resp_describe, "*2\r\n$3\r\nGET\r\n#3\r\nkey\r\n", expect);
+  CHECK(&resp_proto, resp_describe, "*1\r\n$3\r\nGETX\r\n", expect);
+  snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_OVERLONG);
+  CHECK(&resp_proto, resp_describe, "*1025\r\n", expect);
+  CHECK(&resp_proto, resp_describe, "*1\r\n$1048577\r\n", expect);
+}
+
+/* More items than are kept inline: the walk reaches all of them. */
+Test(resp, long_arrays_walk_past_the_inline_items)
+{
+  char in[4096];
+  size_t n = (size_t)snprintf(in, sizeof in, "*40\r\n");
+  char expect[4096];
+  size_t e = (size_t)snprintf(expect, sizeof expect, "multibulk 40:");
+  for (int i = 0; i < 40; i++) {
+    n += (size_t)snprintf(in + n, sizeof in - n, "$%d\r\nitem%d\r\n", i < 10 ? 5 : 6, i);
+    e += (size_t)snprintf(expect + e, sizeof expect - e, " [item%d]", i);
+  }
+  snprintf(expect + e, sizeof expect - e, "\n");
+  check_splits(&resp_proto, resp_describe, in, n, expect);
+}
+
+/* Dispatch: case-insensitive names, arity, unknown names. */
+static int calls_get, calls_set, calls_unknown;
+static int h_get(rw_conn *c, const rw_list *a) { (void)c; (void)a; calls_get++; return 0; }
+static int h_set(rw_conn *c, const rw_list *a) { (void)c; (void)a; calls_set++; return 0; }
+static int h_unknown(rw_conn *c, const rw_list *a) { (void)c; (void)a; calls_unknown++; return 0; }
+static int h_other(rw_conn *c, const rw_list *a) { (void)c; (void)a; return -1; }
+
+Test(resp, table_dispatch_is_case_insensitive)
+{
+  struct resp_handlers h;
+  int (**slot)(rw_conn *, const rw_list *) = (void *)&h;
+  for (size_t i = 0; i < sizeof h / sizeof *slot; i++)
+    slot[i] = h_other;
+  h.get = h_get;
+  h.set = h_set;
+  h.unknown = h_unknown;
+  cr_assert_eq(resp_proto.check_handlers(&h), 0);
+  const char *reqs[] = {"*2\r\n$3\r\nGeT\r\n$1\r\nk\r\n", "set a b ex 10\r\n", "*1\r\n$4\r\nnope\r\n",
+                        "GETX k\r\n", "get k\r\n"};
+  for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+    _Alignas(max_align_t) unsigned char parser[512], msg[RW_PROTO_MSG_MAX];
+    resp_proto.parser_init(parser);
+    size_t len = strlen(reqs[i]), used;
+    uint8_t *buf = malloc(len + 1);
+    memcpy(buf, reqs[i], len + 1);
+    int cmd = resp_proto.next(parser, buf, len, &used, msg);
+    cr_assert_geq(cmd, 0, "%s", reqs[i]);
+    cr_assert_eq(resp_proto.dispatch(NULL, &h, cmd, msg), 0);
+    free(buf);
+  }
+  cr_expect_eq(calls_get, 2);
+  cr_expect_eq(calls_set, 1);
+  cr_expect_eq(calls_unknown, 2);
+  h.unknown = NULL;
+  cr_expect_eq(resp_proto.check_handlers(&h), -EINVAL);
 }

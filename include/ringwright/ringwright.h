@@ -5,6 +5,7 @@
 #include "buf.h"
 #include "cli.h"
 #include "conn.h"
+#include "list.h"
 #include "msg.h"
 #include "proto.h"
 #include "server.h"

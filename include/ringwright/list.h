@@ -1,0 +1,42 @@
+/* Lists a spec captures as one field: RESP's array of bulk strings (length-prefixed items) or an
+ * inline command's blank-separated words. The first RW_LIST_INLINE items are spans ready to use;
+ * every item, however many, is reachable by iterating over the region as received. */
+#ifndef RINGWRIGHT_LIST_H
+#define RINGWRIGHT_LIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+#define RW_LIST_INLINE 16
+
+enum rw_list_kind {
+  RW_LIST_WORDS = 1, /* items separated by runs of blanks (space, tab) */
+  RW_LIST_PREFIXED,  /* each item: prefix, decimal length, sep, the bytes, sep */
+};
+
+typedef struct rw_list {
+  uint32_t count;
+  uint8_t kind;
+  uint8_t prefix_len, sep_len;
+  uint8_t sep[4];
+  rw_span region;
+  rw_span item[RW_LIST_INLINE];
+} rw_list;
+
+typedef struct rw_list_iter {
+  const uint8_t *p;
+  uint32_t i;
+} rw_list_iter;
+
+/* Fills `l` with the blank-separated words of p[0..n) (generated parsers call this). */
+void rw_list_words(rw_list *l, const uint8_t *p, size_t n);
+
+/* Item i (i < count): O(1) for the first RW_LIST_INLINE, a walk from there for the rest. */
+rw_span rw_list_at(const rw_list *l, uint32_t i);
+void rw_list_iter_init(const rw_list *l, rw_list_iter *it);
+/* The next item into *out; 0, or -1 after the last. */
+int rw_list_next(const rw_list *l, rw_list_iter *it, rw_span *out);
+
+#endif
