@@ -897,3 +897,89 @@ int emit_re(const struct spec *s, FILE *out)
           p, p, p, p, p, p);
   return ferror(out) ? -EIO : 0;
 }
+
+/* ---- the Graphviz picture: frames, commands, continuations, dispatch, errors ---- */
+
+static void dot_action(FILE *out, const char *from, const struct action *a, const char *edge)
+{
+  char label[256];
+  if (!a->present)
+    snprintf(label, sizeof label, "close");
+  else if (a->reply_name)
+    snprintf(label, sizeof label, "reply %s%s", a->reply_name, a->close ? ", close" : "");
+  else
+    snprintf(label, sizeof label, a->close ? "close" : "ignore");
+  fprintf(out, "  \"%s:%s\" [shape=note, label=\"%s\"];\n  %s -> \"%s:%s\" [label=\"%s\"];\n", from,
+          edge, label, from, from, edge, edge);
+}
+
+int emit_dot(const struct spec *s, FILE *out)
+{
+  const char *p = s->protocol;
+  fprintf(out, "digraph %s {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n", p);
+  fputs("  start [shape=circle, label=\"frame\"];\n", out);
+  if (s->raw_name) {
+    fprintf(out, "  start -> handler_%s [label=\"every chunk\"];\n  handler_%s -> start;\n}\n",
+            s->raw_name, s->raw_name);
+    return ferror(out) ? -EIO : 0;
+  }
+  fprintf(out, "  line [label=\"first line\\n(re2c DFA, resumable)\\nlimit line %llu\"];\n"
+               "  start -> line;\n", (unsigned long long)s->limit_line);
+  for (size_t i = 0; i < s->ncommands; i++) {
+    const struct command_decl *c = &s->commands[i];
+    fprintf(out, "  cmd_%s [shape=ellipse, label=\"%s\"];\n  line -> cmd_%s;\n", c->name, c->name, c->name);
+    char prev[160];
+    snprintf(prev, sizeof prev, "cmd_%s", c->name);
+    for (size_t k = 0; k < c->nsteps; k++) {
+      const struct step *st = &c->steps[k];
+      char node[160];
+      snprintf(node, sizeof node, "%s_step%zu", c->name, k);
+      if (st->kind == STEP_LITERAL) {
+        /* The C spelling of the bytes, with its quotes and backslashes escaped for dot. */
+        char *lit;
+        size_t litlen;
+        FILE *m = open_memstream(&lit, &litlen);
+        if (!m)
+          return -ENOMEM;
+        c_bytes(m, st->bytes, st->len);
+        fclose(m);
+        fprintf(out, "  %s [label=\"literal ", node);
+        for (size_t j = 0; j < litlen; j++) {
+          if (lit[j] == '"' || lit[j] == '\\')
+            fputc('\\', out);
+          fputc(lit[j], out);
+        }
+        fputs("\"];\n", out);
+        free(lit);
+      } else {
+        fprintf(out, "  %s [label=\"%s %s(%s)\"];\n", node, st->kind == STEP_ARRAY ? "array" : "bytes",
+                c->fields[st->field].name, c->fields[st->len_field].name);
+      }
+      fprintf(out, "  %s -> %s;\n", prev, node);
+      snprintf(prev, sizeof prev, "%s", node);
+    }
+    if (c->dispatch_field)
+      fprintf(out, "  %s -> table [label=\"by %s\"];\n", prev, c->dispatch_field);
+    else if (c->action.present)
+      dot_action(out, prev, &c->action, "done");
+    else
+      fprintf(out, "  %s -> handler_%s;\n  handler_%s -> start;\n", prev, c->name, c->name);
+  }
+  if (s->ntable) {
+    fputs("  table [shape=diamond, label=\"table\\n(case-insensitive)\"];\n", out);
+    for (size_t i = 0; i < s->ntable; i++)
+      fprintf(out, "  table -> handler_%s [label=\"%s %u%s\"];\n  handler_%s -> start;\n",
+              s->table[i].name, s->table[i].name, s->table[i].arity, s->table[i].at_least ? "+" : "",
+              s->table[i].name);
+    fputs("  table -> handler_unknown [label=\"other\"];\n", out);
+    dot_action(out, "table", &s->arity, "arity");
+  }
+  dot_action(out, "line", &s->otherwise, "otherwise");
+  dot_action(out, "line", &s->overlong, "overlong");
+  if (s->limit_data) {
+    dot_action(out, "line", &s->too_large, "too_large");
+    dot_action(out, "line", &s->bad_data, "bad_data");
+  }
+  fputs("}\n", out);
+  return ferror(out) ? -EIO : 0;
+}

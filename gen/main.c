@@ -10,6 +10,7 @@
 
 static const char usage[] =
     "usage: rwgen [-o OUTDIR] SPEC.rw\n"
+    "       rwgen --dot SPEC.rw > machine.dot\n"
     "\n"
     "Compiles a ringwright protocol spec into C. For SPEC named NAME.rw it writes\n"
     "  OUTDIR/NAME.gen.h   commands, message structs, handler table, reply writers, NAME_proto\n"
@@ -18,6 +19,7 @@ static const char usage[] =
     "\n"
     "options:\n"
     "  -o OUTDIR   where to write (default: the current directory)\n"
+    "  --dot       print a Graphviz digraph of the protocol's machine instead\n"
     "  --help      this text\n"
     "\n"
     "The spec language is described in README.md (\"Writing a spec\").\n";
@@ -84,10 +86,13 @@ static char *stem_of(const char *path)
 int main(int argc, char **argv)
 {
   const char *outdir = ".", *path = NULL;
+  bool dot = false;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       fputs(usage, stdout);
       return 0;
+    } else if (!strcmp(argv[i], "--dot")) {
+      dot = true;
     } else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
       outdir = argv[++i];
     } else if (argv[i][0] == '-' || path) {
@@ -115,7 +120,9 @@ int main(int argc, char **argv)
   rc = stem ? 0 : -ENOMEM;
   if (!rc)
     rc = spec_parse(&src, &spec) < 0 || spec_check(&spec) < 0 ? 1 : 0;
-  if (!rc) {
+  if (!rc && dot) {
+    rc = emit_dot(&spec, stdout) ? 1 : 0;
+  } else if (!rc) {
     rc = write_output(outdir, stem, ".gen.h", &spec, emit_header) ||
          write_output(outdir, stem, ".gen.re", &spec, emit_re);
   }

@@ -214,6 +214,8 @@ void spec_free(struct spec *spec);
 /* Emitters: the public header and the re2c input of the generated protocol; 0 or -errno. */
 int emit_header(const struct spec *spec, FILE *out);
 int emit_re(const struct spec *spec, FILE *out);
+/* A Graphviz digraph of the protocol's machine (rwgen --dot). */
+int emit_dot(const struct spec *spec, FILE *out);
 
 const struct token_decl *spec_find_token(const struct spec *spec, const char *name);
 const struct reply_decl *spec_find_reply(const struct spec *spec, const char *name);

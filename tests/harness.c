@@ -2,6 +2,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <sys/prctl.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -69,6 +70,8 @@ void server_start_bin(struct server *s, const char *path, const char *const *arg
   s->pid = fork();
   cr_assert(s->pid >= 0);
   if (s->pid == 0) {
+    /* A test that fails mid-way must not leave its server running (and holding pipes). */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     dup2(pipefd[1], 2);
     if (opts && opts->preload)
       setenv("LD_PRELOAD", opts->preload, 1);

@@ -258,3 +258,19 @@ Test(cli, rwgen_help_usage_and_errors)
                    "gcc -std=c11 -Wall -Wextra -Werror -Iinclude -c $d/ping.gen.c -o $d/ping.o"),
                0);
 }
+
+/* The generator's output is deterministic and reviewed: any change to it shows up here, and
+ * tests/golden/update (after reading the diff) accepts it. */
+Test(golden, shipped_specs_generate_exactly_the_reviewed_output)
+{
+  static const char *const specs[] = {"ping", "echo", "memcache", "resp"};
+  for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "d=$(mktemp -d) && build/bin/rwgen -o $d spec/%s.rw && build/bin/rwgen --dot spec/%s.rw > $d/%s.dot && "
+             "diff -u tests/golden/%s.gen.h $d/%s.gen.h && diff -u tests/golden/%s.gen.re $d/%s.gen.re && "
+             "diff -u tests/golden/%s.dot $d/%s.dot",
+             specs[i], specs[i], specs[i], specs[i], specs[i], specs[i], specs[i], specs[i], specs[i]);
+    cr_expect_eq(run(cmd), 0, "%s: generated output differs from tests/golden (see the diff above)", specs[i]);
+  }
+}

@@ -8,96 +8,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "feed.h"
 #include "echo.gen.h"
 #include "kvt.gen.h"
 #include "memcache.gen.h"
 #include "resp.gen.h"
 #include "ping.gen.h"
 
-typedef void (*describe_fn)(int cmd, const void *msg, char *out, size_t outlen);
-
-struct feeder {
-  const rw_proto *proto;
-  describe_fn describe;
-  _Alignas(max_align_t) unsigned char parser[512];
-  uint8_t *bufs[2]; /* pending bytes alternate between two buffers, so their address changes */
-  int cur;
-  size_t pending, cap;
-  char log[1 << 16];
-  size_t loglen;
-  bool closed;
-  int also_closes; /* a status the spec answers with close (besides OVERLONG and INVALID) */
-};
-
 static int closing_status; /* check_splits() hands it to every feeder it makes */
 
-static void feeder_init(struct feeder *f, const rw_proto *proto, describe_fn describe, size_t cap)
+static void feeder_init_t(struct feeder *f, const rw_proto *proto, describe_fn describe, size_t cap)
 {
-  memset(f, 0, sizeof *f);
-  cr_assert(proto->parser_size <= sizeof f->parser);
-  f->proto = proto;
-  f->describe = describe;
-  f->cap = cap;
-  f->bufs[0] = malloc(cap + 1);
-  f->bufs[1] = malloc(cap + 1);
+  cr_assert_eq(feeder_init(f, proto, describe, cap), 0);
   f->also_closes = closing_status;
-  proto->parser_init(f->parser);
 }
 
-static void feeder_fini(struct feeder *f)
+static void feed_t(struct feeder *f, const uint8_t *data, size_t n)
 {
-  free(f->bufs[0]);
-  free(f->bufs[1]);
-}
-
-static void logf_(struct feeder *f, const char *s)
-{
-  size_t n = strlen(s);
-  cr_assert(f->loglen + n + 2 < sizeof f->log);
-  memcpy(f->log + f->loglen, s, n);
-  f->loglen += n;
-  f->log[f->loglen++] = '\n';
-  f->log[f->loglen] = 0;
-}
-
-static void feed(struct feeder *f, const uint8_t *data, size_t n)
-{
-  if (f->closed)
-    return;
-  uint8_t *src = f->bufs[f->cur], *dst = f->bufs[f->cur ^ 1];
-  cr_assert(f->pending + n <= f->cap, "test buffer too small");
-  memcpy(dst, src, f->pending);
-  memcpy(dst + f->pending, data, n);
-  memset(src, 0xAA, f->cap + 1); /* poison the old address: a stale pointer reads garbage */
-  f->cur ^= 1;
-  size_t len = f->pending + n, off = 0;
-  dst[len] = 0;
-  _Alignas(max_align_t) unsigned char msg[RW_PROTO_MSG_MAX];
-  while (off < len) {
-    size_t used = 0;
-    int rc = f->proto->next(f->parser, dst + off, len - off, &used, msg);
-    if (rc == RW_PARSE_MORE)
-      break;
-    if (rc == RW_PARSE_SKIP) { /* discarded bytes of a refused block, as the runtime does */
-      cr_assert(used > 0 && used <= len - off);
-      off += used;
-      continue;
-    }
-    char line[1024];
-    if (rc >= 0)
-      f->describe(rc, msg, line, sizeof line);
-    else
-      snprintf(line, sizeof line, "error %d", rc);
-    logf_(f, line);
-    if (rc == RW_PARSE_OVERLONG || rc == RW_PARSE_INVALID || (rc < 0 && rc == f->also_closes)) {
-      f->closed = true;
-      return;
-    }
-    cr_assert(used > 0 && used <= len - off);
-    off += used;
-  }
-  memmove(dst, dst + off, len - off);
-  f->pending = len - off;
+  cr_assert(feed(f, data, n), "%s", f->fault);
 }
 
 /* Parses `in` whole, at every split point, and byte by byte; all logs must match. */
@@ -105,72 +33,50 @@ static void check_splits(const rw_proto *proto, describe_fn describe, const char
                          const char *expect)
 {
   struct feeder whole;
-  feeder_init(&whole, proto, describe, n + 1);
-  feed(&whole, (const uint8_t *)in, n);
+  feeder_init_t(&whole, proto, describe, n + 1);
+  feed_t(&whole, (const uint8_t *)in, n);
   cr_assert_str_eq(whole.log, expect);
   for (size_t cut = 1; cut < n; cut++) {
     struct feeder f;
-    feeder_init(&f, proto, describe, n + 1);
-    feed(&f, (const uint8_t *)in, cut);
-    feed(&f, (const uint8_t *)in + cut, n - cut);
+    feeder_init_t(&f, proto, describe, n + 1);
+    feed_t(&f, (const uint8_t *)in, cut);
+    feed_t(&f, (const uint8_t *)in + cut, n - cut);
     cr_assert_str_eq(f.log, expect, "split at %zu", cut);
     feeder_fini(&f);
   }
   struct feeder bytes;
-  feeder_init(&bytes, proto, describe, n + 1);
+  feeder_init_t(&bytes, proto, describe, n + 1);
   for (size_t i = 0; i < n; i++)
-    feed(&bytes, (const uint8_t *)in + i, 1);
+    feed_t(&bytes, (const uint8_t *)in + i, 1);
   cr_assert_str_eq(bytes.log, expect, "byte by byte");
   feeder_fini(&bytes);
   feeder_fini(&whole);
-}
-
-static void ping_describe(int cmd, const void *msg, char *out, size_t outlen)
-{
-  (void)msg;
-  snprintf(out, outlen, "%s", ping_proto.command_names[cmd]);
-}
-
-static void kvt_describe(int cmd, const void *vmsg, char *out, size_t outlen)
-{
-  const union kvt_msg *m = vmsg;
-  switch (cmd) {
-  case KVT_CMD_GET:
-    snprintf(out, outlen, "get [%.*s]", (int)m->get.key.len, m->get.key.p);
-    break;
-  case KVT_CMD_SET:
-    snprintf(out, outlen, "set [%.*s] [%.*s]", (int)m->set.key.len, m->set.key.p,
-             (int)m->set.flags.len, m->set.flags.p);
-    break;
-  default:
-    snprintf(out, outlen, "%s", kvt_proto.command_names[cmd]);
-  }
 }
 
 #define CHECK(proto, describe, lit, expect) check_splits(proto, describe, lit, sizeof lit - 1, expect)
 
 Test(ping, corpus_at_every_split)
 {
-  CHECK(&ping_proto, ping_describe,
+  CHECK(&ping_proto, describe_ping,
         "PING\r\nping\r\n \t PING\t \r\nPING\nfoo\r\nPINGPING\r\n\r\nPiNg\r\nPING\r\n",
         "ping\nping\nping\nping\nerror -2\nerror -2\nerror -2\nerror -2\nping\n");
 }
 
 Test(ping, binary_junk_is_an_unknown_line_not_a_crash)
 {
-  CHECK(&ping_proto, ping_describe, "\x00\x01\xff\x80PING\r\nPING\r\n\x00\n", "error -2\nping\nerror -2\n");
+  CHECK(&ping_proto, describe_ping, "\x00\x01\xff\x80PING\r\nPING\r\n\x00\n", "error -2\nping\nerror -2\n");
 }
 
 Test(ping, incomplete_frames_consume_nothing)
 {
   struct feeder f;
-  feeder_init(&f, &ping_proto, ping_describe, 64);
-  feed(&f, (const uint8_t *)"PIN", 3);
+  feeder_init_t(&f, &ping_proto, describe_ping, 64);
+  feed_t(&f, (const uint8_t *)"PIN", 3);
   cr_expect_eq(f.pending, 3);
   cr_expect_str_eq(f.log, "");
-  feed(&f, (const uint8_t *)"G\r", 2);
+  feed_t(&f, (const uint8_t *)"G\r", 2);
   cr_expect_eq(f.pending, 5);
-  feed(&f, (const uint8_t *)"\n", 1);
+  feed_t(&f, (const uint8_t *)"\n", 1);
   cr_expect_eq(f.pending, 0);
   cr_expect_str_eq(f.log, "ping\n");
   feeder_fini(&f);
@@ -192,15 +98,15 @@ Test(ping, line_limit_is_exact_and_split_independent)
     char *s = long_line(n);
     const char *expect = n <= 65536 ? "ping\n" : "error -3\n";
     struct feeder f;
-    feeder_init(&f, &ping_proto, ping_describe, n + 1);
-    feed(&f, (const uint8_t *)s, n);
+    feeder_init_t(&f, &ping_proto, describe_ping, n + 1);
+    feed_t(&f, (const uint8_t *)s, n);
     cr_expect_str_eq(f.log, expect, "whole, n=%zu", n);
     feeder_fini(&f);
     const size_t cuts[] = {1, 4096, 65530, 65536, n - 1};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0] && cuts[i] < n; i++) {
-      feeder_init(&f, &ping_proto, ping_describe, n + 1);
-      feed(&f, (const uint8_t *)s, cuts[i]);
-      feed(&f, (const uint8_t *)s + cuts[i], n - cuts[i]);
+      feeder_init_t(&f, &ping_proto, describe_ping, n + 1);
+      feed_t(&f, (const uint8_t *)s, cuts[i]);
+      feed_t(&f, (const uint8_t *)s + cuts[i], n - cuts[i]);
       cr_expect_str_eq(f.log, expect, "n=%zu cut=%zu", n, cuts[i]);
       feeder_fini(&f);
     }
@@ -210,7 +116,7 @@ Test(ping, line_limit_is_exact_and_split_independent)
 
 Test(kvt, captures_survive_every_split)
 {
-  CHECK(&kvt_proto, kvt_describe,
+  CHECK(&kvt_proto, describe_kvt,
         "get foo\r\nset k1 42\r\nset some:key 7 noreply\r\nget\r\nQUIT\r\nget after\r\n",
         "get [foo]\nset [k1] [42]\nset [some:key] [7]\nerror -2\nquit\nget [after]\n");
 }
@@ -221,7 +127,7 @@ Test(kvt, token_bounds_are_enforced)
   int n = snprintf(in, sizeof in, "get %0250d\r\nget %0251d\r\nset k 123456789012345678901\r\n", 0, 0);
   char expect[600];
   snprintf(expect, sizeof expect, "get [%0250d]\nerror -2\nerror -2\n", 0);
-  check_splits(&kvt_proto, kvt_describe, in, (size_t)n, expect);
+  check_splits(&kvt_proto, describe_kvt, in, (size_t)n, expect);
 }
 
 Test(kvt, overlong_closes)
@@ -229,21 +135,15 @@ Test(kvt, overlong_closes)
   char in[400];
   memset(in, 'x', sizeof in);
   memcpy(in, "get ok\r\n", 8);
-  check_splits(&kvt_proto, kvt_describe, in, sizeof in, "get [ok]\nerror -3\n");
-}
-
-static void echo_describe(int cmd, const void *vmsg, char *out, size_t outlen)
-{
-  const union echo_msg *m = vmsg;
-  snprintf(out, outlen, "%s %zu", echo_proto.command_names[cmd], m->data.data.len);
+  check_splits(&kvt_proto, describe_kvt, in, sizeof in, "get [ok]\nerror -3\n");
 }
 
 Test(echo, raw_takes_every_chunk_whole)
 {
   struct feeder f;
-  feeder_init(&f, &echo_proto, echo_describe, 64);
-  feed(&f, (const uint8_t *)"abc", 3);
-  feed(&f, (const uint8_t *)"\0\r\n", 3);
+  feeder_init_t(&f, &echo_proto, describe_echo, 64);
+  feed_t(&f, (const uint8_t *)"abc", 3);
+  feed_t(&f, (const uint8_t *)"\0\r\n", 3);
   cr_expect_str_eq(f.log, "data 3\ndata 3\n");
   cr_expect_eq(f.pending, 0);
   feeder_fini(&f);
@@ -263,53 +163,9 @@ Test(proto, descriptors)
 
 /* ---- memcache: numbers, data blocks, lists, refused blocks ---- */
 
-#define SPAN(s) (int)(s).len, (const char *)(s).p
-
-static void mc_describe(int cmd, const void *vmsg, char *out, size_t outlen)
-{
-  const union memcache_msg *m = vmsg;
-  const char *name = memcache_proto.command_names[cmd];
-  switch (cmd) {
-  case MEMCACHE_CMD_GET:
-  case MEMCACHE_CMD_GETS: {
-    size_t n = (size_t)snprintf(out, outlen, "%s", name);
-    rw_span rest = cmd == MEMCACHE_CMD_GET ? m->get.keys : m->gets.keys, k;
-    while (rw_span_next(&rest, ' ', &k) == 0 && n < outlen)
-      n += (size_t)snprintf(out + n, outlen - n, " [%.*s]", SPAN(k));
-    break;
-  }
-  case MEMCACHE_CMD_SET:
-  case MEMCACHE_CMD_ADD:
-  case MEMCACHE_CMD_APPEND: {
-    const struct memcache_set *s = (const void *)&m->set; /* same layout for the storage family */
-    snprintf(out, outlen, "%s [%.*s] %u %lld %u [%.*s]%s", name, SPAN(s->key), s->flags,
-             (long long)s->exptime, s->bytes, SPAN(s->data), s->noreply.len ? " noreply" : "");
-    break;
-  }
-  case MEMCACHE_CMD_CAS:
-    snprintf(out, outlen, "cas [%.*s] %u %u %llu [%.*s]", SPAN(m->cas.key), m->cas.flags,
-             m->cas.bytes, (unsigned long long)m->cas.unique, SPAN(m->cas.data));
-    break;
-  case MEMCACHE_CMD_DELETE:
-    snprintf(out, outlen, "delete [%.*s]%s", SPAN(m->delete.key), m->delete.noreply.len ? " noreply" : "");
-    break;
-  case MEMCACHE_CMD_INCR:
-    snprintf(out, outlen, "incr [%.*s] %llu", SPAN(m->incr.key), (unsigned long long)m->incr.delta);
-    break;
-  case MEMCACHE_CMD_TOUCH:
-    snprintf(out, outlen, "touch [%.*s] %lld", SPAN(m->touch.key), (long long)m->touch.exptime);
-    break;
-  case MEMCACHE_CMD_STATS:
-    snprintf(out, outlen, "stats [%.*s]", SPAN(m->stats.args));
-    break;
-  default:
-    snprintf(out, outlen, "%s", name);
-  }
-}
-
 Test(memcache, corpus_at_every_split)
 {
-  CHECK(&memcache_proto, mc_describe,
+  CHECK(&memcache_proto, describe_memcache,
         "set foo 5 0 3\r\nbar\r\n"
         "get foo\r\nget a b  c\n"
         "add k 4294967295 -1 0 noreply\r\n\r\n"
@@ -333,7 +189,7 @@ Test(memcache, errors_are_memcacheds)
    * has consumed <bytes>+2 and reads the leftover "\r\n" as an empty, unknown command. */
   snprintf(expect, sizeof expect, "error %d\nerror %d\nerror %d\nerror -2\nget [x]\nerror %d\n",
            RW_PARSE_SPEC_ERROR(3), RW_PARSE_SPEC_ERROR(7), RW_PARSE_BAD_DATA, RW_PARSE_SPEC_ERROR(0));
-  CHECK(&memcache_proto, mc_describe,
+  CHECK(&memcache_proto, describe_memcache,
         "set k 4294967296 0 1\r\n"
         "incr k 18446744073709551616\r\n"
         "set k 0 0 1\r\nabc\r\n"
@@ -357,9 +213,9 @@ Test(memcache, oversized_value_is_skipped_without_buffering)
   char expect[64];
   snprintf(expect, sizeof expect, "error %d\nget [x]\n", RW_PARSE_TOO_LARGE);
   struct feeder f;
-  feeder_init(&f, &memcache_proto, mc_describe, 70000);
+  feeder_init_t(&f, &memcache_proto, describe_memcache, 70000);
   for (size_t off = 0; off < n; off += 4096) /* never more than 64 KiB held */
-    feed(&f, (const uint8_t *)in + off, off + 4096 < n ? 4096 : n - off);
+    feed_t(&f, (const uint8_t *)in + off, off + 4096 < n ? 4096 : n - off);
   cr_expect_str_eq(f.log, expect);
   cr_expect_eq(f.pending, 0);
   feeder_fini(&f);
@@ -368,34 +224,9 @@ Test(memcache, oversized_value_is_skipped_without_buffering)
 
 /* ---- resp: arrays of bulk strings, inline words, table dispatch ---- */
 
-static void list_describe(const rw_list *l, char *out, size_t outlen)
-{
-  size_t n = (size_t)snprintf(out, outlen, "%u:", l->count);
-  rw_list_iter it;
-  rw_span item;
-  rw_list_iter_init(l, &it);
-  while (rw_list_next(l, &it, &item) == 0 && n < outlen)
-    n += (size_t)snprintf(out + n, outlen - n, " [%.*s]", SPAN(item));
-  /* The first items are also there directly, and must agree with the walk. */
-  for (uint32_t i = 0; i < l->count && i < RW_LIST_INLINE; i++) {
-    rw_span a = rw_list_at(l, i);
-    cr_assert(a.len == l->item[i].len && a.p == l->item[i].p);
-  }
-}
-
-static void resp_describe(int cmd, const void *vmsg, char *out, size_t outlen)
-{
-  const union resp_msg *m = vmsg;
-  size_t n = (size_t)snprintf(out, outlen, "%s ", resp_proto.command_names[cmd]);
-  if (cmd == RESP_CMD_MULTIBULK)
-    list_describe(&m->multibulk.args, out + n, outlen - n);
-  else if (cmd == RESP_CMD_INLINE_CMD)
-    list_describe(&m->inline_cmd.args, out + n, outlen - n);
-}
-
 Test(resp, arrays_and_inline_at_every_split)
 {
-  CHECK(&resp_proto, resp_describe,
+  CHECK(&resp_proto, describe_resp,
         "*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nva\r\nl\r\n"
         "*1\r\n$4\r\nPING\r\n"
         "*2\r\n$3\r\nget\r\n$0\r\n\r\n"
@@ -410,11 +241,11 @@ Test(resp, protocol_errors_close)
   closing_status = RW_PARSE_BAD_DATA; /* spec/resp.rw: on bad_data -> ..., close */
   char expect[64];
   snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_BAD_DATA);
-  CHECK(&resp_proto, resp_describe, "*2\r\n$3\r\nGET\r\n#3\r\nkey\r\n", expect);
-  CHECK(&resp_proto, resp_describe, "*1\r\n$3\r\nGETX\r\n", expect);
+  CHECK(&resp_proto, describe_resp, "*2\r\n$3\r\nGET\r\n#3\r\nkey\r\n", expect);
+  CHECK(&resp_proto, describe_resp, "*1\r\n$3\r\nGETX\r\n", expect);
   snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_OVERLONG);
-  CHECK(&resp_proto, resp_describe, "*1025\r\n", expect);
-  CHECK(&resp_proto, resp_describe, "*1\r\n$1048577\r\n", expect);
+  CHECK(&resp_proto, describe_resp, "*1025\r\n", expect);
+  CHECK(&resp_proto, describe_resp, "*1\r\n$1048577\r\n", expect);
 }
 
 /* More items than are kept inline: the walk reaches all of them. */
@@ -429,7 +260,7 @@ Test(resp, long_arrays_walk_past_the_inline_items)
     e += (size_t)snprintf(expect + e, sizeof expect - e, " [item%d]", i);
   }
   snprintf(expect + e, sizeof expect - e, "\n");
-  check_splits(&resp_proto, resp_describe, in, n, expect);
+  check_splits(&resp_proto, describe_resp, in, n, expect);
 }
 
 /* Dispatch: case-insensitive names, arity, unknown names. */

@@ -1,0 +1,214 @@
+#include "feed.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "echo.gen.h"
+#include "kvt.gen.h"
+#include "memcache.gen.h"
+#include "ping.gen.h"
+#include "resp.gen.h"
+
+int feeder_init(struct feeder *f, const rw_proto *proto, describe_fn describe, size_t cap)
+{
+  memset(f, 0, sizeof *f);
+  if (proto->parser_size > sizeof f->parser)
+    return -EINVAL;
+  f->proto = proto;
+  f->describe = describe;
+  f->cap = cap;
+  f->bufs[0] = malloc(cap + 1);
+  f->bufs[1] = malloc(cap + 1);
+  f->logcap = 1 << 16;
+  f->log = calloc(1, f->logcap);
+  if (!f->bufs[0] || !f->bufs[1] || !f->log) {
+    feeder_fini(f);
+    return -ENOMEM;
+  }
+  proto->parser_init(f->parser);
+  return 0;
+}
+
+void feeder_fini(struct feeder *f)
+{
+  free(f->bufs[0]);
+  free(f->bufs[1]);
+  free(f->log);
+  f->bufs[0] = f->bufs[1] = NULL;
+  f->log = NULL;
+}
+
+static bool log_line(struct feeder *f, const char *s)
+{
+  size_t n = strlen(s);
+  if (f->loglen + n + 2 > f->logcap) {
+    size_t cap = (f->logcap + n + 2) * 2;
+    char *log = realloc(f->log, cap);
+    if (!log)
+      return false;
+    f->log = log;
+    f->logcap = cap;
+  }
+  memcpy(f->log + f->loglen, s, n);
+  f->loglen += n;
+  f->log[f->loglen++] = '\n';
+  f->log[f->loglen] = 0;
+  return true;
+}
+
+static bool fault(struct feeder *f, const char *why)
+{
+  f->fault = why;
+  return false;
+}
+
+bool feed(struct feeder *f, const uint8_t *data, size_t n)
+{
+  if (f->closed || f->fault)
+    return !f->fault;
+  uint8_t *src = f->bufs[f->cur], *dst = f->bufs[f->cur ^ 1];
+  if (f->pending + n > f->cap)
+    return fault(f, "the parser held more than the frame limit allows");
+  memcpy(dst, src, f->pending);
+  memcpy(dst + f->pending, data, n);
+  memset(src, 0xAA, f->cap + 1); /* poison the old address: a stale pointer reads garbage */
+  f->cur ^= 1;
+  size_t len = f->pending + n, off = 0;
+  dst[len] = 0;
+  _Alignas(16) unsigned char msg[RW_PROTO_MSG_MAX];
+  while (off < len) {
+    size_t used = 0;
+    int rc = f->proto->next(f->parser, dst + off, len - off, &used, msg);
+    if (rc == RW_PARSE_MORE)
+      break;
+    if (used > len - off)
+      return fault(f, "the parser consumed more than it was given");
+    if (rc == RW_PARSE_SKIP) { /* discarded bytes of a refused block, as the runtime does */
+      if (!used)
+        return fault(f, "a skip that consumed nothing");
+      off += used;
+      continue;
+    }
+    char line[2048];
+    if (rc >= 0)
+      f->describe(rc, msg, line, sizeof line);
+    else
+      snprintf(line, sizeof line, "error %d", rc);
+    if (!log_line(f, line))
+      return fault(f, "out of memory");
+    if (rc == RW_PARSE_OVERLONG || rc == RW_PARSE_INVALID || (rc < 0 && rc == f->also_closes)) {
+      f->closed = true;
+      return true;
+    }
+    if (!used)
+      return fault(f, "a message that consumed nothing");
+    off += used;
+  }
+  memmove(dst, dst + off, len - off);
+  f->pending = len - off;
+  return true;
+}
+
+/* ---- describers ---- */
+
+#define SPAN(s) (int)(s).len, (const char *)(s).p
+
+void describe_ping(int cmd, const void *msg, char *out, size_t outlen)
+{
+  (void)msg;
+  snprintf(out, outlen, "%s", ping_proto.command_names[cmd]);
+}
+
+void describe_echo(int cmd, const void *vmsg, char *out, size_t outlen)
+{
+  const union echo_msg *m = vmsg;
+  snprintf(out, outlen, "%s %zu", echo_proto.command_names[cmd], m->data.data.len);
+}
+
+void describe_kvt(int cmd, const void *vmsg, char *out, size_t outlen)
+{
+  const union kvt_msg *m = vmsg;
+  switch (cmd) {
+  case KVT_CMD_GET:
+    snprintf(out, outlen, "get [%.*s]", SPAN(m->get.key));
+    break;
+  case KVT_CMD_SET:
+    snprintf(out, outlen, "set [%.*s] [%.*s]", SPAN(m->set.key), SPAN(m->set.flags));
+    break;
+  default:
+    snprintf(out, outlen, "%s", kvt_proto.command_names[cmd]);
+  }
+}
+
+void describe_memcache(int cmd, const void *vmsg, char *out, size_t outlen)
+{
+  const union memcache_msg *m = vmsg;
+  const char *name = memcache_proto.command_names[cmd];
+  switch (cmd) {
+  case MEMCACHE_CMD_GET:
+  case MEMCACHE_CMD_GETS: {
+    size_t n = (size_t)snprintf(out, outlen, "%s", name);
+    rw_span rest = cmd == MEMCACHE_CMD_GET ? m->get.keys : m->gets.keys, k;
+    while (rw_span_next(&rest, ' ', &k) == 0 && n < outlen)
+      n += (size_t)snprintf(out + n, outlen - n, " [%.*s]", SPAN(k));
+    break;
+  }
+  case MEMCACHE_CMD_SET:
+  case MEMCACHE_CMD_ADD:
+  case MEMCACHE_CMD_REPLACE:
+  case MEMCACHE_CMD_APPEND:
+  case MEMCACHE_CMD_PREPEND: {
+    const struct memcache_set *s = (const void *)&m->set; /* same layout for the storage family */
+    snprintf(out, outlen, "%s [%.*s] %u %lld %u [%.*s]%s", name, SPAN(s->key), s->flags,
+             (long long)s->exptime, s->bytes, SPAN(s->data), s->noreply.len ? " noreply" : "");
+    break;
+  }
+  case MEMCACHE_CMD_CAS:
+    snprintf(out, outlen, "cas [%.*s] %u %u %llu [%.*s]", SPAN(m->cas.key), m->cas.flags,
+             m->cas.bytes, (unsigned long long)m->cas.unique, SPAN(m->cas.data));
+    break;
+  case MEMCACHE_CMD_DELETE:
+    snprintf(out, outlen, "delete [%.*s]%s", SPAN(m->delete.key), m->delete.noreply.len ? " noreply" : "");
+    break;
+  case MEMCACHE_CMD_INCR:
+  case MEMCACHE_CMD_DECR:
+    snprintf(out, outlen, "%s [%.*s] %llu", name, SPAN(m->incr.key), (unsigned long long)m->incr.delta);
+    break;
+  case MEMCACHE_CMD_TOUCH:
+    snprintf(out, outlen, "touch [%.*s] %lld", SPAN(m->touch.key), (long long)m->touch.exptime);
+    break;
+  case MEMCACHE_CMD_STATS:
+    snprintf(out, outlen, "stats [%.*s]", SPAN(m->stats.args));
+    break;
+  default:
+    snprintf(out, outlen, "%s", name);
+  }
+}
+
+static void describe_list(const rw_list *l, char *out, size_t outlen)
+{
+  size_t n = (size_t)snprintf(out, outlen, "%u:", l->count);
+  rw_list_iter it;
+  rw_span item;
+  rw_list_iter_init(l, &it);
+  while (rw_list_next(l, &it, &item) == 0 && n < outlen)
+    n += (size_t)snprintf(out + n, outlen - n, " [%.*s]", SPAN(item));
+  /* The first items are also there directly, and must agree with the walk. */
+  for (uint32_t i = 0; i < l->count && i < RW_LIST_INLINE; i++) {
+    rw_span a = rw_list_at(l, i);
+    if (a.len != l->item[i].len || a.p != l->item[i].p)
+      abort();
+  }
+}
+
+void describe_resp(int cmd, const void *vmsg, char *out, size_t outlen)
+{
+  const union resp_msg *m = vmsg;
+  size_t n = (size_t)snprintf(out, outlen, "%s ", resp_proto.command_names[cmd]);
+  if (cmd == RESP_CMD_MULTIBULK)
+    describe_list(&m->multibulk.args, out + n, outlen - n);
+  else if (cmd == RESP_CMD_INLINE_CMD)
+    describe_list(&m->inline_cmd.args, out + n, outlen - n);
+}

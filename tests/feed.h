@@ -1,0 +1,43 @@
+/* Feeding a generated parser the way the runtime does: unconsumed bytes are kept and moved to
+ * a new address before the next bytes are appended, and every message or error is written to
+ * a log through the protocol's describer. Used by test_parse and by the fuzz targets. */
+#ifndef RW_TEST_FEED_H
+#define RW_TEST_FEED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ringwright/proto.h>
+
+typedef void (*describe_fn)(int cmd, const void *msg, char *out, size_t outlen);
+
+struct feeder {
+  const rw_proto *proto;
+  describe_fn describe;
+  _Alignas(16) unsigned char parser[512];
+  uint8_t *bufs[2]; /* pending bytes alternate between two buffers, so their address changes */
+  int cur;
+  size_t pending, cap;
+  char *log;
+  size_t loglen, logcap;
+  bool closed;
+  int also_closes; /* a status the spec answers with close (besides OVERLONG and INVALID) */
+  const char *fault; /* set when the parser broke an invariant */
+};
+
+/* `cap`: the most bytes the feeder may have to hold (the runtime's slot). 0 or -ENOMEM. */
+int feeder_init(struct feeder *f, const rw_proto *proto, describe_fn describe, size_t cap);
+void feeder_fini(struct feeder *f);
+/* Appends n bytes and parses what it can; false once an invariant broke (see f->fault). */
+bool feed(struct feeder *f, const uint8_t *data, size_t n);
+
+/* Describers: a message as one line of text, every field's bytes read (so a span that points
+ * outside the buffer is caught by the sanitizers). */
+void describe_ping(int cmd, const void *msg, char *out, size_t outlen);
+void describe_echo(int cmd, const void *msg, char *out, size_t outlen);
+void describe_kvt(int cmd, const void *msg, char *out, size_t outlen);
+void describe_memcache(int cmd, const void *msg, char *out, size_t outlen);
+void describe_resp(int cmd, const void *msg, char *out, size_t outlen);
+
+#endif
