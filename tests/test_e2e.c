@@ -87,25 +87,32 @@ static void drive(struct stream *st, int n, uint64_t *rng, int timeout_ms)
   }
 }
 
+/* n connections each echo `len` random bytes of their own, written in pieces of 1..max_write
+ * bytes (odd connections: 1..odd_max_write); every byte must come back, in order. */
+static void echo_streams(int port, int n, size_t len, int max_write, int odd_max_write)
+{
+  uint64_t rng = seed();
+  static struct stream st[64];
+  cr_assert(n <= 64);
+  uint8_t *data = malloc((size_t)n * len);
+  for (size_t i = 0; i < (size_t)n * len; i++)
+    data[i] = (uint8_t)rng_next(&rng);
+  for (int i = 0; i < n; i++) {
+    const uint8_t *d = data + (size_t)i * len;
+    st[i] = (struct stream){.fd = tcp_connect_nb(port), .out = d, .out_len = len, .expect = d,
+                            .expect_len = len, .max_write = i % 2 ? odd_max_write : max_write};
+  }
+  drive(st, n, &rng, 90000);
+  for (int i = 0; i < n; i++)
+    close(st[i].fd);
+  free(data);
+}
+
 Test(echo, fifty_connections_of_256k_cut_at_random_boundaries, .timeout = 120)
 {
   struct server srv;
   server_start(&srv, "echod", NULL);
-  uint64_t rng = seed();
-  enum { N = 50, LEN = 256 * 1024 };
-  static struct stream st[N];
-  uint8_t *data = malloc((size_t)N * LEN);
-  for (size_t i = 0; i < (size_t)N * LEN; i++)
-    data[i] = (uint8_t)rng_next(&rng);
-  for (int i = 0; i < N; i++) {
-    const uint8_t *d = data + (size_t)i * LEN;
-    st[i] = (struct stream){.fd = tcp_connect_nb(srv.port), .out = d, .out_len = LEN, .expect = d,
-                            .expect_len = LEN, .max_write = i % 2 ? 7 : 16384};
-  }
-  drive(st, N, &rng, 90000);
-  for (int i = 0; i < N; i++)
-    close(st[i].fd);
-  free(data);
+  echo_streams(srv.port, 50, 256 * 1024, 16384, 7);
   cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
 }
 
@@ -115,21 +122,7 @@ Test(echo, zero_copy_sends_keep_every_byte, .timeout = 120)
 {
   struct server srv;
   server_start(&srv, "echod", (const char *const[]){"--send-zc-min", "4096", NULL});
-  uint64_t rng = seed();
-  enum { N = 8, LEN = 1 << 20 };
-  static struct stream st[N];
-  uint8_t *data = malloc((size_t)N * LEN);
-  for (size_t i = 0; i < (size_t)N * LEN; i++)
-    data[i] = (uint8_t)rng_next(&rng);
-  for (int i = 0; i < N; i++) {
-    const uint8_t *d = data + (size_t)i * LEN;
-    st[i] = (struct stream){.fd = tcp_connect_nb(srv.port), .out = d, .out_len = LEN, .expect = d,
-                            .expect_len = LEN, .max_write = 65536};
-  }
-  drive(st, N, &rng, 90000);
-  for (int i = 0; i < N; i++)
-    close(st[i].fd);
-  free(data);
+  echo_streams(srv.port, 8, 1 << 20, 65536, 65536);
   cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
 }
 

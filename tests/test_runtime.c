@@ -37,6 +37,15 @@ static void arm_watchdog(rw_worker *w)
   rw_timer_arm(w, &watchdog, 20000);
 }
 
+/* $RW_BACKEND picks the backend every test server runs, as for the end-to-end suite. */
+static enum rw_backend test_backend(void)
+{
+  const char *b = getenv("RW_BACKEND");
+  return b && !strcmp(b, "epoll") ? RW_BACKEND_EPOLL
+         : b && !strcmp(b, "uring") ? RW_BACKEND_URING
+                                    : RW_BACKEND_AUTO;
+}
+
 static rw_server *new_server(void (*start)(rw_worker *, void *), void *data, uint32_t idle_ms)
 {
   rw_config cfg;
@@ -47,11 +56,7 @@ static rw_server *new_server(void (*start)(rw_worker *, void *), void *data, uin
   cfg.idle_timeout_ms = idle_ms;
   cfg.on_worker_start = start;
   cfg.data = data;
-  const char *backend = getenv("RW_BACKEND");
-  if (backend && !strcmp(backend, "epoll"))
-    cfg.backend = RW_BACKEND_EPOLL;
-  else if (backend && !strcmp(backend, "uring"))
-    cfg.backend = RW_BACKEND_URING;
+  cfg.backend = test_backend();
   rw_server *s;
   cr_assert_eq(rw_server_create(&cfg, &s), 0);
   return s;
@@ -328,8 +333,7 @@ Test(msg, ping_pong_between_workers_and_from_outside)
   cfg.workers = 2;
   cfg.max_conns = 64;
   cfg.on_worker_start = pingpong_start;
-  const char *backend = getenv("RW_BACKEND");
-  cfg.backend = backend && !strcmp(backend, "epoll") ? RW_BACKEND_EPOLL : RW_BACKEND_AUTO;
+  cfg.backend = test_backend();
   cr_assert_eq(rw_server_create(&cfg, &pp.srv), 0);
   cr_assert_eq(rw_server_udp(pp.srv, "127.0.0.1:0", NULL, NULL), 0);
   cr_assert_eq(rw_server_run(pp.srv), 0);

@@ -3,7 +3,9 @@
  * end-of-turn flush, stopping, and handing accepted sockets and datagrams to the core. */
 #include <errno.h>
 #include <stdint.h>
+#include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -180,4 +182,27 @@ void rw_worker_close_listeners(struct rw_worker *w)
     if (w->id == 0)
       s->listeners[i].fd0 = -1;
   }
+}
+
+/* Worker 0's way to hear SIGINT/SIGTERM (blocked in every thread): a signalfd its driver
+ * watches; -errno on failure. */
+int rw_worker_signalfd(void)
+{
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGTERM);
+  int fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  return fd < 0 ? -errno : fd;
+}
+
+/* Reads every pending signal; asks the server to stop if there was one. */
+void rw_worker_on_signalfd(struct rw_worker *w, int fd)
+{
+  struct signalfd_siginfo si;
+  bool got = false;
+  while (read(fd, &si, sizeof si) == sizeof si)
+    got = true;
+  if (got)
+    rw_server_stop(w->srv);
 }

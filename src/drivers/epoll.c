@@ -58,12 +58,8 @@ static int epoll_init(struct rw_worker *w)
     return -errno;
   int rc = ep_add(st->epfd, w->wakefd, EPOLLIN, tag(TAG_WAKE, 0));
   if (!rc && w->id == 0) {
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    st->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    rc = st->sigfd < 0 ? -errno : ep_add(st->epfd, st->sigfd, EPOLLIN, tag(TAG_SIGNAL, 0));
+    st->sigfd = rw_worker_signalfd();
+    rc = st->sigfd < 0 ? st->sigfd : ep_add(st->epfd, st->sigfd, EPOLLIN, tag(TAG_SIGNAL, 0));
   }
   for (unsigned i = 0; !rc && i < w->srv->nlisteners; i++)
     rc = ep_add(st->epfd, w->lfd[i], EPOLLIN, tag(TAG_LISTENER, i));
@@ -227,16 +223,6 @@ static void epoll_stop_accepting(struct rw_worker *w)
   rw_worker_close_listeners(w);
 }
 
-static void on_signal(struct rw_worker *w)
-{
-  struct epoll_state *st = w->drv;
-  struct signalfd_siginfo si;
-  bool got = false;
-  while (read(st->sigfd, &si, sizeof si) == sizeof si)
-    got = true;
-  if (got)
-    rw_server_stop(w->srv);
-}
 
 static void on_conn_event(struct rw_worker *w, struct rw_conn *c, uint32_t events)
 {
@@ -266,7 +252,7 @@ static void on_event(struct rw_worker *w, const struct epoll_event *ev)
   uint64_t counter;
   switch ((int)(ev->data.u64 >> 32)) {
   case TAG_SIGNAL:
-    on_signal(w);
+    rw_worker_on_signalfd(w, ((struct epoll_state *)w->drv)->sigfd);
     return;
   case TAG_WAKE:
     if (read(w->wakefd, &counter, sizeof counter) < 0 && errno != EAGAIN)

@@ -514,12 +514,7 @@ static void on_wake(struct rw_worker *w, struct io_uring_cqe *cqe)
 static void on_signal(struct rw_worker *w, struct io_uring_cqe *cqe)
 {
   struct uring_state *st = w->drv;
-  struct signalfd_siginfo si;
-  bool got = false;
-  while (read(st->sigfd, &si, sizeof si) == sizeof si)
-    got = true;
-  if (got)
-    rw_server_stop(w->srv);
+  rw_worker_on_signalfd(w, st->sigfd);
   if (!(cqe->flags & IORING_CQE_F_MORE))
     arm_poll(w, st->sigfd, OP_SIGNAL, 0);
 }
@@ -716,13 +711,9 @@ static int uring_init(struct rw_worker *w)
     return rc;
   arm_poll(w, w->wakefd, OP_WAKE, 0);
   if (w->id == 0) {
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    st->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    st->sigfd = rw_worker_signalfd();
     if (st->sigfd < 0)
-      return -errno;
+      return st->sigfd;
     arm_poll(w, st->sigfd, OP_SIGNAL, 0);
   }
   for (unsigned i = 0; i < w->srv->nlisteners; i++)
