@@ -426,6 +426,26 @@ static void pipelined(int port, int conns, int per_conn, uint64_t *rng)
   free(expect);
 }
 
+/* The process stays within the memory budget it announced (plus code, libraries and stacks). */
+static void expect_within_budget(struct server *s)
+{
+  const char *at = strstr(s->log, "memory budget ");
+  cr_assert(at, "%s", s->log);
+  double budget_mib = strtod(at + strlen("memory budget "), NULL);
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/status", (int)s->pid);
+  FILE *f = fopen(path, "r");
+  cr_assert(f);
+  long rss_kib = -1;
+  while (fgets(line, sizeof line, f))
+    if (!strncmp(line, "VmRSS:", 6))
+      rss_kib = strtol(line + 6, NULL, 10);
+  fclose(f);
+  cr_log_info("RSS %.1f MiB, budget %.1f MiB", rss_kib / 1024.0, budget_mib);
+  cr_expect(rss_kib > 0 && rss_kib / 1024.0 < budget_mib + 32, "RSS %ld KiB past the budget of %.1f MiB",
+            rss_kib, budget_mib);
+}
+
 static const char *rel_bin(void)
 {
   return getenv("RW_REL_BIN") ? getenv("RW_REL_BIN") : "build/bin";
@@ -447,6 +467,7 @@ Test(zero_malloc, pingd_after_warm_up, .timeout = 180)
   unsigned long after = malloc_count(&srv);
   cr_expect_eq(after, before, "%lu malloc-family calls during 202,000 requests and 2,000 reconnects",
                after - before);
+  expect_within_budget(&srv);
   cr_log_info("pingd: %lu malloc-family calls before warm-up ended, %lu after", before, after - before);
   cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
 }
@@ -477,6 +498,7 @@ Test(zero_malloc, echod_after_warm_up, .timeout = 180)
       unsigned long after = malloc_count(&srv);
       cr_expect_eq(after, before, "%lu malloc-family calls during 16 MiB of echo and 2,000 reconnects",
                    after - before);
+      expect_within_budget(&srv);
     }
   }
   free(data);
