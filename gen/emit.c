@@ -403,7 +403,7 @@ static void emit_fields(const struct spec *s, const struct command_decl *c, FILE
     if (fd->kind == FIELD_SPAN && !c->nsteps) {
       fprintf(out, "      m->%s.%s = (rw_span){f_%s_%s_s, (size_t)(f_%s_%s_e - f_%s_%s_s)};\n", cn,
               fn, cn, fn, cn, fn, cn, fn);
-    } else if (fd->kind == FIELD_SPAN) {
+    } else if (fd->kind == FIELD_SPAN || fd->kind == FIELD_LIST) { /* words: built at completion */
       fprintf(out, "      p->off[%d][0] = (uint32_t)(f_%s_%s_s - buf);\n"
                    "      p->off[%d][1] = (uint32_t)(f_%s_%s_e - buf);\n",
               fd->slot, cn, fn, fd->slot, cn, fn);
@@ -675,6 +675,8 @@ static void emit_cont_command(const struct spec *s, const struct command_decl *c
       for (size_t k = 0; k < c->nsteps; k++)
         if (c->steps[k].kind == STEP_ARRAY && c->steps[k].field == (int)f)
           st = &c->steps[k];
+      if (!st)
+        continue; /* every array list has its step: the checks made it */
       fprintf(out, "    {\n      rw_list *l = &m->%s.%s;\n      static const uint8_t sep[] = ", c->name, fd->name);
       c_bytes(out, st->bytes + st->len, st->seplen);
       fprintf(out, ";\n      *l = (rw_list){.count = p->arr_n, .kind = RW_LIST_PREFIXED, .prefix_len = %zu,\n"

@@ -137,6 +137,14 @@ void describe_kvt(int cmd, const void *vmsg, char *out, size_t outlen)
   case KVT_CMD_SET:
     snprintf(out, outlen, "set [%.*s] [%.*s]", SPAN(m->set.key), SPAN(m->set.flags));
     break;
+  case KVT_CMD_PUT: {
+    size_t n = (size_t)snprintf(out, outlen, "put %u [%.*s]", m->put.names.count, SPAN(m->put.data));
+    for (uint32_t i = 0; i < m->put.names.count && n < outlen; i++) {
+      rw_span w = rw_list_at(&m->put.names, i);
+      n += (size_t)snprintf(out + n, outlen - n, " [%.*s]", SPAN(w));
+    }
+    break;
+  }
   default:
     snprintf(out, outlen, "%s", kvt_proto.command_names[cmd]);
   }

@@ -121,6 +121,12 @@ Test(kvt, captures_survive_every_split)
         "get [foo]\nset [k1] [42]\nset [some:key] [7]\nerror -2\nquit\nget [after]\n");
 }
 
+Test(kvt, word_lists_survive_a_continuation)
+{
+  CHECK(&kvt_proto, describe_kvt, "put a bb  ccc 3\r\nxyz\r\nget k\r\n",
+        "put 3 [xyz] [a] [bb] [ccc]\nget [k]\n");
+}
+
 Test(kvt, token_bounds_are_enforced)
 {
   char in[600];
@@ -154,7 +160,7 @@ Test(proto, descriptors)
   cr_expect_str_eq(ping_proto.name, "ping");
   cr_expect_eq(ping_proto.max_frame, 65536);
   cr_expect_eq(echo_proto.max_frame, 0);
-  cr_expect_eq(kvt_proto.ncommands, 3);
+  cr_expect_eq(kvt_proto.ncommands, 4);
   cr_expect_eq(kvt_proto.check_handlers(NULL), -EINVAL);
   struct kvt_handlers h = {0};
   cr_expect_eq(kvt_proto.check_handlers(&h), -EINVAL, "unset handlers are refused at start");
