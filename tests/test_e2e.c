@@ -116,6 +116,27 @@ Test(echo, fifty_connections_of_256k_cut_at_random_boundaries, .timeout = 120)
   cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
 }
 
+static void pipelined(int port, int conns, int per_conn, uint64_t *rng);
+
+/* A starved buffer ring (io_uring; epoll ignores the flag): 8 buffers for 50 connections, so
+ * receives keep ending with ENOBUFS and re-arming; nothing may be lost or reordered. */
+Test(echo, a_starved_buffer_ring_loses_nothing, .timeout = 120)
+{
+  struct server srv;
+  server_start(&srv, "echod", (const char *const[]){"--recv-buffers", "8", "--workers", "1", NULL});
+  echo_streams(srv.port, 50, 64 * 1024, 16384, 7);
+  cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
+}
+
+Test(ping, a_starved_buffer_ring_keeps_pipelines_in_order, .timeout = 120)
+{
+  struct server srv;
+  server_start(&srv, "pingd", (const char *const[]){"--recv-buffers", "4", "--workers", "1", NULL});
+  uint64_t rng = seed();
+  pipelined(srv.port, 16, 3000, &rng);
+  cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
+}
+
 /* Large replies through the zero-copy send path (io_uring; epoll ignores the flag): chunks stay
  * the kernel's until the notification, and nothing may be reordered or lost meanwhile. */
 Test(echo, zero_copy_sends_keep_every_byte, .timeout = 120)

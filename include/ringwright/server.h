@@ -23,6 +23,7 @@ typedef struct rw_config {
   uint32_t max_conns;       /* connections in all (split evenly across workers); more are refused */
   uint32_t idle_timeout_ms; /* close connections silent this long (0: never) */
   uint32_t recv_size;       /* bytes per receive */
+  uint32_t recv_buffers;    /* io_uring: provided buffers per worker (0: half a connection's worth, 64..4096) */
   uint32_t accum_slots;     /* per worker, for frames that cross receives (0: a quarter of its conns, >= 16) */
   uint32_t send_chunk;      /* bytes per send-slab chunk */
   uint32_t send_chunks;     /* per worker (0: 4 per connection) */

@@ -15,6 +15,7 @@ static const char common_usage[] =
     "  --max-conns N          connections in all, split across workers; more are refused (default 1024)\n"
     "  --idle-timeout SECONDS close connections silent this long (default 0: never)\n"
     "  --send-zc-min BYTES    io_uring: zero-copy sends from this size (default 0: never)\n"
+    "  --recv-buffers N       io_uring: provided receive buffers per worker (default: by connections)\n"
     "  --help                 this text\n";
 
 static void usage(FILE *out, const char *prog, const char *about, const char *default_listen,
@@ -90,6 +91,12 @@ static int parse_valued(rw_cli *out, const char *prog, const char *flag, const c
     fprintf(stderr, "%s: --send-zc-min needs a byte count, not '%s'\n", prog, val);
     return -EINVAL;
   }
+  if (!strcmp(flag, "--recv-buffers")) {
+    if (parse_u32(val, 1, 32768, &cfg->recv_buffers) == 0)
+      return 0;
+    fprintf(stderr, "%s: --recv-buffers needs a number from 1 to 32768, not '%s'\n", prog, val);
+    return -EINVAL;
+  }
   if (!strcmp(flag, "--max-conns")) {
     if (parse_u32(val, 1, 1u << 22, &cfg->max_conns) == 0)
       return 0;
@@ -107,8 +114,9 @@ static int parse_valued(rw_cli *out, const char *prog, const char *flag, const c
 
 static bool takes_value(const char *flag)
 {
-  static const char *const valued[] = {"--listen",    "--backend",      "--workers",
-                                       "--max-conns", "--idle-timeout", "--send-zc-min"};
+  static const char *const valued[] = {"--listen",       "--backend",     "--workers",
+                                       "--max-conns",    "--idle-timeout", "--send-zc-min",
+                                       "--recv-buffers"};
   for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++)
     if (!strcmp(flag, valued[i]))
       return true;
