@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "httphead.gen.h"
+#include "http1.gen.h"
 #include "memcache.gen.h"
 #include "resp.gen.h"
 
@@ -106,7 +106,7 @@ static size_t rw_parse_all(const rw_proto *proto, const uint8_t *buf, size_t len
 
 static size_t rw_resp(const uint8_t *b, size_t n) { return rw_parse_all(&resp_proto, b, n); }
 static size_t rw_memcache(const uint8_t *b, size_t n) { return rw_parse_all(&memcache_proto, b, n); }
-static size_t rw_httphead(const uint8_t *b, size_t n) { return rw_parse_all(&httphead_proto, b, n); }
+static size_t rw_http1(const uint8_t *b, size_t n) { return rw_parse_all(&http1_proto, b, n); }
 
 #ifdef WITH_PEERS
 static size_t pico_all(const uint8_t *buf, size_t len)
@@ -163,9 +163,8 @@ int main(void)
   report("ringwright", "resp_set_1k", set1k, (size_t)n, rw_resp);
   report("ringwright", "memcache_get", mc_get, sizeof mc_get - 1, rw_memcache);
   report("ringwright", "memcache_set_1k", mcset, (size_t)m, rw_memcache);
-  /* tests/specs/httphead.rw: request line and headers only (see its header comment). */
-  report("ringwright-head", "browser", browser, sizeof browser - 1, rw_httphead);
-  report("ringwright-head", "small", small_http, sizeof small_http - 1, rw_httphead);
+  report("ringwright", "browser", browser, sizeof browser - 1, rw_http1);
+  report("ringwright", "small", small_http, sizeof small_http - 1, rw_http1);
 #ifdef WITH_PEERS
   if (sizeof browser - 1 != 703)
     printf("# warning: the browser request is %zu bytes, not 703\n", sizeof browser - 1);

@@ -127,6 +127,8 @@ static int check_rx(struct rx_ctx *cx, struct rx *r)
     break;
   case RX_BYTES:
   case RX_ARRAY:
+  case RX_FIELDS:
+  case RX_BODY:
     diag_error(src, r->pos, "a data block belongs at the top level of a command, after its first line");
     return -1;
   case RX_WORDS: {
@@ -225,6 +227,76 @@ static int check_framing(struct spec *s)
   return 0;
 }
 
+static bool is_continuation(const struct rx *r)
+{
+  return r->kind == RX_BYTES || r->kind == RX_ARRAY || r->kind == RX_FIELDS || r->kind == RX_BODY;
+}
+
+static int hexdig(char c)
+{
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* One byte of a class, at *p (an escape or a plain byte); advances *p. */
+static int class_byte(const char **p)
+{
+  const char *s = *p;
+  if (*s != '\\') {
+    *p = s + 1;
+    return (unsigned char)*s;
+  }
+  *p = s + 2;
+  switch (s[1]) {
+  case 'n': return '\n';
+  case 'r': return '\r';
+  case 't': return '\t';
+  case 'x':
+    *p = s + 4;
+    return hexdig(s[2]) * 16 + hexdig(s[3]);
+  default: return (unsigned char)s[1];
+  }
+}
+
+/* The bytes a class `[...]` (as written; escapes validated by the lexer) stands for. */
+static void class_bitmap(const char *text, uint8_t out[32])
+{
+  const char *p = text + 1;
+  bool neg = *p == '^';
+  memset(out, 0, 32);
+  if (neg)
+    p++;
+  while (*p && *p != ']') {
+    int lo = class_byte(&p), hi = lo;
+    if (*p == '-' && p[1] != ']' && p[1]) {
+      p++;
+      hi = class_byte(&p);
+    }
+    for (int ch = lo; ch <= hi && ch < 256; ch++)
+      out[ch >> 3] |= (uint8_t)(1u << (ch & 7));
+  }
+  for (int i = 0; neg && i < 32; i++)
+    out[i] = (uint8_t)~out[i];
+}
+
+/* fields(token): the token must be one class repeated (`[...]+`), so that the generated scan can
+ * test each byte with a table. */
+static int fields_class(struct spec *s, const struct rx *r, uint8_t out[32])
+{
+  const struct token_decl *t = spec_find_token(s, r->arg);
+  const struct rx *x = t ? t->rx : NULL;
+  if (x && x->kind == RX_ALT && x->nkids == 1)
+    x = x->kids[0];
+  if (x && x->kind == RX_SEQ && x->nkids == 1)
+    x = x->kids[0];
+  if (!x || x->kind != RX_REPEAT || x->min != 1 || x->max >= 0 || x->kids[0]->kind != RX_CLASS) {
+    diag_error(s->src, r->pos, t ? "fields() needs a token of the form [class]+" : "unknown token '%s'",
+               r->arg);
+    return -1;
+  }
+  class_bitmap(x->kids[0]->text, out);
+  return 0;
+}
+
 static const struct field *find_field(const struct command_decl *c, const char *name, int *out_i)
 {
   for (size_t i = 0; i < c->nfields; i++) {
@@ -234,6 +306,14 @@ static const struct field *find_field(const struct command_decl *c, const char *
     }
   }
   return NULL;
+}
+
+static bool has_fields_step(const struct command_decl *c, int field)
+{
+  for (size_t k = 0; k < c->nsteps; k++)
+    if (c->steps[k].kind == STEP_FIELDS && c->steps[k].field == field)
+      return true;
+  return false;
 }
 
 static void add_step(struct command_decl *c, struct step st)
@@ -256,7 +336,8 @@ static int split_continuation(struct spec *s, struct command_decl *c)
   for (size_t a = 0; a < alt->nkids; a++) {
     struct rx *seq = alt->kids[a];
     for (size_t i = 0; i < seq->nkids; i++) {
-      if (seq->kids[i]->kind != RX_BYTES && seq->kids[i]->kind != RX_ARRAY)
+      enum rx_kind k = seq->kids[i]->kind;
+      if (k != RX_BYTES && k != RX_ARRAY && k != RX_FIELDS && k != RX_BODY)
         continue;
       if (alt->nkids > 1) {
         diag_error(s->src, seq->kids[i]->pos, "a command with a data block cannot have alternatives "
@@ -276,7 +357,37 @@ static int split_continuation(struct spec *s, struct command_decl *c)
   }
   for (size_t i = first; i < seq->nkids; i++) {
     struct rx *r = seq->kids[i];
-    if (r->kind == RX_ARRAY) {
+    if (r->kind == RX_FIELDS || r->kind == RX_BODY) {
+      struct step st = {.kind = r->kind == RX_FIELDS ? STEP_FIELDS : STEP_BODY};
+      if (r->kind == RX_FIELDS && fields_class(s, r, st.name_class) < 0)
+        return -1;
+      if (r->kind == RX_BODY) {
+        int fi = -1;
+        const struct field *ff = find_field(c, r->arg, &fi);
+        if (!ff || ff->kind != FIELD_LIST || !has_fields_step(c, fi)) {
+          diag_error(s->src, r->pos, "body() needs a fields() list of this command, not '%s'", r->arg);
+          return -1;
+        }
+        st.len_field = fi;
+        st.bytes = malloc(r->litlen[0] + r->litlen[1] + 1);
+        if (!st.bytes) {
+          perror("rwgen");
+          exit(1);
+        }
+        memcpy(st.bytes, r->lit[0], r->litlen[0]);
+        memcpy(st.bytes + r->litlen[0], r->lit[1], r->litlen[1]);
+        st.len = r->litlen[0];
+        st.seplen = r->litlen[1];
+      }
+      struct rx_ctx cx = {.spec = s, .cmd = c};
+      if (check_name(s->src, "field", r->text, r->pos) < 0 ||
+          add_field(&cx, r->text, r->pos, FIELD_LIST, NUM_NONE, -1) < 0) {
+        free(st.bytes);
+        return -1;
+      }
+      st.field = (int)c->nfields - 1;
+      add_step(c, st);
+    } else if (r->kind == RX_ARRAY) {
       int cnt_i = -1;
       const struct field *cf = find_field(c, r->arg, &cnt_i);
       if (!cf || cf->kind != FIELD_NUM || cf->num == NUM_I64) {
@@ -464,15 +575,12 @@ int spec_check(struct spec *s)
     /* Data blocks are taken out of the pattern first; what remains must be regular. */
     for (size_t a = 0; a < c->rx->nkids; a++)
       for (size_t k = 0; k < c->rx->kids[a]->nkids; k++)
-        if ((c->rx->kids[a]->kids[k]->kind == RX_BYTES || c->rx->kids[a]->kids[k]->kind == RX_ARRAY) &&
-            c->rx->nkids == 1)
+        if (is_continuation(c->rx->kids[a]->kids[k]) && c->rx->nkids == 1)
           goto has_data;
     rc |= check_rx(&cx, c->rx);
     goto checked;
   has_data:
-    for (size_t k = 0; k < c->rx->kids[0]->nkids && c->rx->kids[0]->kids[k]->kind != RX_BYTES &&
-                       c->rx->kids[0]->kids[k]->kind != RX_ARRAY;
-         k++)
+    for (size_t k = 0; k < c->rx->kids[0]->nkids && !is_continuation(c->rx->kids[0]->kids[k]); k++)
       rc |= check_rx(&cx, c->rx->kids[0]->kids[k]);
     if (!rc)
       rc |= split_continuation(s, c);
@@ -483,6 +591,10 @@ int spec_check(struct spec *s)
     for (size_t k = 0; !rc && k < c->nsteps; k++) {
       if (c->steps[k].kind == STEP_ARRAY && !s->limit_items) {
         diag_error(src, c->pos, "command '%s' has an array: declare 'limit items N;'", c->name);
+        rc = -1;
+      }
+      if (c->steps[k].kind == STEP_FIELDS && !s->limit_fields) {
+        diag_error(src, c->pos, "command '%s' has fields: declare 'limit fields N;'", c->name);
         rc = -1;
       }
     }
@@ -500,6 +612,7 @@ int spec_check(struct spec *s)
   rc |= check_action(s, &s->bad_number);
   rc |= check_action(s, &s->bad_data);
   rc |= check_table(s);
+  rc |= check_action(s, &s->fields_too_large);
   for (size_t i = 0; i < s->ntokens; i++)
     rc |= check_action(s, &s->tokens[i].overflow);
   return rc ? -1 : 0;

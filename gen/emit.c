@@ -77,13 +77,23 @@ static const char *field_ctype(const struct field *f)
   return f->kind == FIELD_NUM ? num_ctype(f->num) : f->kind == FIELD_LIST ? "rw_list" : "rw_span";
 }
 
-static bool has_array(const struct spec *s)
+static bool has_step(const struct spec *s, enum step_kind kind)
 {
   for (size_t i = 0; i < s->ncommands; i++)
     for (size_t k = 0; k < s->commands[i].nsteps; k++)
-      if (s->commands[i].steps[k].kind == STEP_ARRAY)
+      if (s->commands[i].steps[k].kind == kind)
         return true;
   return false;
+}
+
+static bool has_array(const struct spec *s)
+{
+  return has_step(s, STEP_ARRAY);
+}
+
+static bool has_fields(const struct spec *s)
+{
+  return has_step(s, STEP_FIELDS);
 }
 
 static void reply_signature(const struct spec *s, const struct reply_decl *r, FILE *out)
@@ -178,6 +188,8 @@ static void emit_rx(const struct spec *s, const char *cmd, const struct rx *r, F
     return;
   case RX_BYTES: /* split off into the continuation by the checks: never in a pattern */
   case RX_ARRAY:
+  case RX_FIELDS:
+  case RX_BODY:
     return;
   case RX_WORDS:
     fprintf(out, "@f_%s_%s_s tok_%s ([ \\t]+ tok_%s)* @f_%s_%s_e", cmd, r->text, r->arg, r->arg, cmd,
@@ -321,7 +333,7 @@ static bool uses_num(const struct spec *s, enum num_type t)
 static void emit_number_parsers(const struct spec *s, FILE *out)
 {
   bool u32 = uses_num(s, NUM_U32), u64 = uses_num(s, NUM_U64), i64 = uses_num(s, NUM_I64);
-  if (u32 || u64 || i64)
+  if (u32 || u64 || i64 || has_step(s, STEP_BODY))
     fputs("static int parse_u64(const uint8_t *p, const uint8_t *e, uint64_t max, uint64_t *out)\n"
           "{\n  uint64_t v = 0;\n  if (p == e)\n    return -1;\n  for (; p < e; p++) {\n"
           "    unsigned d = (unsigned)(*p - '0');\n    if (d > 9 || v > (max - d) / 10)\n"
@@ -468,8 +480,10 @@ static void emit_re2c_rules(const struct spec *s, FILE *out)
       fputs("      p->cmd = ", out);
       cmd_enum(s, c->name, out);
       fputs(";\n      p->step = 0;\n      p->pos = (size_t)(p->cur - buf);\n", out);
-      if (has_array(s))
+      if (has_array(s) || has_fields(s))
         fputs("      p->arr_started = false;\n", out);
+      if (has_fields(s))
+        fputs("      p->f_started = p->b_started = false;\n      p->c_state = 0;\n", out);
       fputs("      goto cont;\n    }\n", out);
       continue;
     }
@@ -514,12 +528,19 @@ static void emit_framed_parser(const struct spec *s, FILE *out)
                  "  uint32_t off[%d][2];\n  uint64_t num[%d];\n",
             s->max_spans ? s->max_spans : 1, s->max_nums ? s->max_nums : 1);
   }
-  if (has_array(s))
-    fputs("  /* An array in progress: items left, items seen, where each begins, the current\n"
-          "   * item's length and whether its header was read. */\n"
+  if (has_array(s) || has_fields(s))
+    fputs("  /* An array or chunked body in progress: items left, items seen, where each begins, the\n"
+          "   * current item's length and whether its header was read. */\n"
           "  uint64_t arr_left, el_len;\n  uint32_t arr_n, arr_start;\n  bool arr_started, in_item;\n"
           "  uint32_t items[RW_LIST_INLINE][2];\n",
           out);
+  if (has_fields(s))
+    fprintf(out, "  /* A field section, then a body: how far lines were scanned, where the section\n"
+                 "   * began and ended, how many fields; the body's framing and progress. */\n"
+                 "  size_t scan, f_start, f_end;\n  uint32_t f_count, lcount[%d];\n"
+                 "  bool f_started, b_started, b_chunked;\n  int c_state;\n"
+                 "  uint64_t b_len, b_total;\n  uint32_t b_start;\n",
+            s->max_spans ? s->max_spans : 1);
   fputs("  /*!stags:re2c format = \"  const uint8_t *@@;\\n\"; */\n};\n\n", out);
   fprintf(out, "static void %s_parser_init(void *vp)\n{\n  struct %s_parser *p = vp;\n"
                "  *p = (struct %s_parser){.state = -1%s};\n}\n\n", p, p, p,
@@ -577,6 +598,52 @@ static void emit_skip_total(const struct command_decl *c, size_t from, FILE *out
       fprintf(out, "        add = %zu;\n", st->len);
     fputs("        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;\n", out);
   }
+}
+
+static const struct step *list_step(const struct command_decl *c, size_t f, enum step_kind kind)
+{
+  for (size_t k = 0; k < c->nsteps; k++)
+    if (c->steps[k].kind == kind && c->steps[k].field == (int)f)
+      return &c->steps[k];
+  return NULL;
+}
+
+/* A message body after a field section (RFC 9112 6.3): chunked when the coding field says so,
+ * else the length field's bytes, else none. Both fields, a repeated or malformed length, a
+ * coding other than chunked: bad_data. The framing is decided once, from the fields as
+ * received; a body past `limit data` is refused (a sized one is skipped as it arrives). */
+static void emit_body_step(const struct spec *s, const struct command_decl *c, const struct step *st,
+                           FILE *out)
+{
+  int fslot = c->fields[st->len_field].slot, slot = c->fields[st->field].slot;
+  fputs("      static const char len_name[] = ", out);
+  c_bytes(out, st->bytes, st->len);
+  fputs(", coding_name[] = ", out);
+  c_bytes(out, st->bytes + st->len, st->seplen);
+  fprintf(out, ";\n      if (!p->b_started) {\n"
+               "        rw_list fl = {.count = p->lcount[%d], .kind = RW_LIST_FIELDS,\n"
+               "                      .region = {buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]}};\n"
+               "        rw_span lv, cv;\n        unsigned nl = rw_list_field(&fl, len_name, &lv);\n"
+               "        unsigned nc = rw_list_field(&fl, coding_name, &cv);\n"
+               "        if ((nl && nc) || nl > 1 || nc > 1 || (nc && !span_is_ci(cv, \"chunked\")))\n"
+               "          goto bad_body;\n        p->b_len = 0;\n"
+               "        if (nl && parse_u64(lv.p, lv.p + lv.len, UINT64_MAX, &p->b_len) < 0)\n"
+               "          goto bad_body;\n"
+               "        p->b_chunked = nc > 0;\n        p->b_start = (uint32_t)p->pos;\n"
+               "        p->scan = p->pos;\n        p->arr_n = 0;\n        p->b_total = 0;\n        p->c_state = 0;\n"
+               "        p->b_started = true;\n"
+               "        if (!p->b_chunked && p->b_len > %lluu) {\n"
+               "          p->skip = p->b_len;\n          p->cmd = -1;\n          *out_used = p->pos;\n"
+               "          return RW_PARSE_TOO_LARGE;\n        }\n      }\n",
+          fslot, fslot, fslot, fslot, (unsigned long long)s->limit_data);
+  fprintf(out, "      if (!p->b_chunked) {\n        if (len - p->pos < p->b_len)\n          goto more;\n"
+               "        p->pos += p->b_len;\n      } else {\n"
+               "        int r = scan_chunks(p, buf, len, %lluu, %lluu, name_class_%s);\n"
+               "        if (r == 0)\n          goto more;\n"
+               "        if (r < 0) {\n          p->cmd = -1;\n          *out_used = len;\n          return r;\n"
+               "        }\n      }\n"
+               "      p->off[%d][0] = p->b_start;\n      p->off[%d][1] = (uint32_t)p->pos;\n",
+          (unsigned long long)s->limit_data, (unsigned long long)s->limit_fields, c->name, slot, slot);
 }
 
 /* A length-prefixed array: per item, PREFIX DIGITS SEP, that many bytes, SEP. The item header
@@ -645,6 +712,18 @@ static void emit_cont_command(const struct spec *s, const struct command_decl *c
     }
     if (st->kind == STEP_ARRAY) {
       emit_array_step(s, c, st, out);
+    } else if (st->kind == STEP_FIELDS) {
+      int slot = c->fields[st->field].slot;
+      fprintf(out, "      if (!p->f_started) {\n        p->f_start = p->scan = p->pos;\n"
+                   "        p->f_count = 0;\n        p->f_started = true;\n      }\n"
+                   "      int r = scan_fields(p, buf, len, %lluu, name_class_%s);\n"
+                   "      if (r == 0)\n        goto more;\n"
+                   "      if (r < 0) {\n        p->cmd = -1;\n        *out_used = len;\n        return r;\n      }\n"
+                   "      p->off[%d][0] = (uint32_t)p->f_start;\n      p->off[%d][1] = (uint32_t)p->f_end;\n"
+                   "      p->lcount[%d] = p->f_count;\n",
+              (unsigned long long)s->limit_fields, c->name, slot, slot, slot);
+    } else if (st->kind == STEP_BODY) {
+      emit_body_step(s, c, st, out);
     } else if (st->kind == STEP_BYTES) {
       int len_slot = c->fields[st->len_field].slot, slot = c->fields[st->field].slot;
       fprintf(out, "      uint64_t n = p->num[%d];\n      if (len - p->pos < n)\n        goto more;\n"
@@ -670,11 +749,21 @@ static void emit_cont_command(const struct spec *s, const struct command_decl *c
     } else if (fd->kind == FIELD_LIST && fd->token >= 0) {
       fprintf(out, "    rw_list_words(&m->%s.%s, buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]);\n",
               c->name, fd->name, fd->slot, fd->slot, fd->slot);
+    } else if (fd->kind == FIELD_LIST && list_step(c, f, STEP_FIELDS)) {
+      fprintf(out, "    m->%s.%s = (rw_list){.count = p->lcount[%d], .kind = RW_LIST_FIELDS,\n"
+                   "                       .region = {buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]}};\n",
+              c->name, fd->name, fd->slot, fd->slot, fd->slot, fd->slot);
+    } else if (fd->kind == FIELD_LIST && list_step(c, f, STEP_BODY)) {
+      fprintf(out, "    {\n      rw_list *l = &m->%s.%s;\n"
+                   "      *l = (rw_list){.region = {buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]}};\n"
+                   "      if (p->b_chunked) {\n        l->kind = RW_LIST_CHUNKED;\n        l->count = p->arr_n;\n"
+                   "        for (uint32_t i = 0; i < p->arr_n && i < RW_LIST_INLINE; i++)\n"
+                   "          l->item[i] = (rw_span){buf + p->items[i][0], p->items[i][1] - p->items[i][0]};\n"
+                   "      } else {\n        l->kind = RW_LIST_SINGLE;\n        l->count = p->b_len ? 1 : 0;\n"
+                   "        l->item[0] = l->region;\n      }\n    }\n",
+              c->name, fd->name, fd->slot, fd->slot, fd->slot);
     } else if (fd->kind == FIELD_LIST) {
-      const struct step *st = NULL;
-      for (size_t k = 0; k < c->nsteps; k++)
-        if (c->steps[k].kind == STEP_ARRAY && c->steps[k].field == (int)f)
-          st = &c->steps[k];
+      const struct step *st = list_step(c, f, STEP_ARRAY);
       if (!st)
         continue; /* every array list has its step: the checks made it */
       fprintf(out, "    {\n      rw_list *l = &m->%s.%s;\n      static const uint8_t sep[] = ", c->name, fd->name);
@@ -698,9 +787,93 @@ static void emit_cont_command(const struct spec *s, const struct command_decl *c
 
 /* The continuations: data blocks and literals after a first line, tracked by offsets so the
  * frame may be moved (into an accumulator slot) between calls. */
+static const char fields_helpers[] =
+    "#define IN_CLASS(cls, ch) ((cls)[(ch) >> 3] & (1u << ((ch) & 7)))\n\n"
+    "static bool span_is_ci(rw_span v, const char *word)\n{\n"
+    "  size_t n = strlen(word);\n  if (v.len != n)\n    return false;\n"
+    "  for (size_t i = 0; i < n; i++)\n"
+    "    if ((v.p[i] >= 'A' && v.p[i] <= 'Z' ? v.p[i] | 0x20 : v.p[i]) != (uint8_t)word[i])\n"
+    "      return false;\n  return true;\n}\n\n"
+    "/* Scans \"name: value\\r\\n\" lines from p->pos up to the empty line: 1 when done (p->f_end\n"
+    " * before the empty line, p->pos after it), 0 for more bytes, or the error status. Lines are\n"
+    " * scanned once, however the input was split (p->scan). A blank before the colon, a folded\n"
+    " * line, a bare \\n or a control byte in a value is malformed. */\n"
+    "static int scan_fields(struct PROTO_parser *p, const uint8_t *buf, size_t len, uint64_t limit,\n"
+    "                       const uint8_t cls[32])\n{\n  for (;;) {\n"
+    "    const uint8_t *nl = memchr(buf + p->scan, '\\n', len - p->scan);\n"
+    "    if (!nl) {\n      p->scan = len;\n"
+    "      return len - p->f_start > limit ? RW_PARSE_FIELDS_TOO_LARGE : 0;\n    }\n"
+    "    size_t e = (size_t)(nl - buf), q = p->pos, i = q;\n"
+    "    if (e + 1 - p->f_start > limit)\n      return RW_PARSE_FIELDS_TOO_LARGE;\n"
+    "    if (e == q || buf[e - 1] != '\\r')\n      return RW_PARSE_BAD_DATA;\n"
+    "    if (e - 1 == q) {\n      p->f_end = q;\n      p->pos = p->scan = e + 1;\n      return 1;\n    }\n"
+    "    while (i < e - 1 && IN_CLASS(cls, buf[i]))\n      i++;\n"
+    "    if (i == q || buf[i] != ':')\n      return RW_PARSE_BAD_DATA;\n"
+    "    for (i++; i < e - 1; i++)\n"
+    "      if (buf[i] != '\\t' && (buf[i] < 0x20 || buf[i] == 0x7f))\n        return RW_PARSE_BAD_DATA;\n"
+    "    p->f_count++;\n    p->pos = p->scan = e + 1;\n  }\n}\n\n"
+    "static int hexval(uint8_t c)\n{\n"
+    "  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;\n}\n\n"
+    "/* A chunked body: size lines (hex, optional ;extensions), data, CRLF, up to size 0 and the\n"
+    " * trailer fields. 1 when done, 0 for more bytes, or the error status. */\n"
+    "static int scan_chunks(struct PROTO_parser *p, const uint8_t *buf, size_t len, uint64_t limit_data,\n"
+    "                       uint64_t limit_fields, const uint8_t cls[32])\n{\n  for (;;) {\n"
+    "    if (p->c_state == 0) {\n"
+    "      const uint8_t *nl = memchr(buf + p->scan, '\\n', len - p->scan);\n"
+    "      if (!nl) {\n        p->scan = len;\n        return len - p->pos > 4096 ? RW_PARSE_BAD_DATA : 0;\n      }\n"
+    "      size_t e = (size_t)(nl - buf), i = p->pos;\n      uint64_t n = 0;\n      int d, digits = 0;\n"
+    "      if (e - p->pos > 4096 || e == p->pos || buf[e - 1] != '\\r')\n        return RW_PARSE_BAD_DATA;\n"
+    "      while ((d = hexval(buf[i])) >= 0) {\n        if (++digits > 15)\n          return RW_PARSE_BAD_DATA;\n"
+    "        n = n * 16 + (uint64_t)d;\n        i++;\n      }\n"
+    "      if (!digits || (i != e - 1 && buf[i] != ';' && buf[i] != ' ' && buf[i] != '\\t'))\n"
+    "        return RW_PARSE_BAD_DATA;\n"
+    "      for (; i < e - 1; i++)\n        if (buf[i] != '\\t' && (buf[i] < 0x20 || buf[i] == 0x7f))\n"
+    "          return RW_PARSE_BAD_DATA;\n"
+    "      p->pos = p->scan = e + 1;\n"
+    "      if (n == 0) {\n        p->c_state = 2;\n        p->f_start = p->pos;\n        p->f_count = 0;\n"
+    "        continue;\n      }\n"
+    "      p->b_total += n;\n"
+    "      if (p->b_total > limit_data || p->pos - p->b_start > 2 * limit_data + limit_fields)\n"
+    "        return RW_PARSE_TOO_LARGE;\n"
+    "      p->el_len = n;\n      p->c_state = 1;\n    }\n"
+    "    if (p->c_state == 1) {\n      if (len - p->pos < p->el_len + 2)\n        return 0;\n"
+    "      if (buf[p->pos + p->el_len] != '\\r' || buf[p->pos + p->el_len + 1] != '\\n')\n"
+    "        return RW_PARSE_BAD_DATA;\n"
+    "      if (p->arr_n < RW_LIST_INLINE) {\n        p->items[p->arr_n][0] = (uint32_t)p->pos;\n"
+    "        p->items[p->arr_n][1] = (uint32_t)(p->pos + p->el_len);\n      }\n"
+    "      p->arr_n++;\n      p->pos = p->scan = p->pos + p->el_len + 2;\n      p->c_state = 0;\n"
+    "      continue;\n    }\n"
+    "    return scan_fields(p, buf, len, limit_fields, cls); /* the trailers */\n  }\n}\n\n";
+
+static void emit_fields_helpers(const struct spec *s, FILE *out)
+{
+  for (const char *q = fields_helpers; *q; q++) {
+    if (!strncmp(q, "PROTO", 5)) {
+      fputs(s->protocol, out);
+      q += 4;
+    } else {
+      fputc(*q, out);
+    }
+  }
+  for (size_t i = 0; i < s->ncommands; i++) {
+    const struct command_decl *c = &s->commands[i];
+    for (size_t k = 0; k < c->nsteps; k++) {
+      if (c->steps[k].kind != STEP_FIELDS)
+        continue;
+      fprintf(out, "/* the bytes a field name of '%s' may hold */\nstatic const uint8_t name_class_%s[32] = {",
+              c->name, c->name);
+      for (int b = 0; b < 32; b++)
+        fprintf(out, "%s%u", b ? ", " : "", c->steps[k].name_class[b]);
+      fputs("};\n\n", out);
+    }
+  }
+}
+
 static void emit_cont(const struct spec *s, FILE *out)
 {
   const char *p = s->protocol;
+  if (has_fields(s))
+    emit_fields_helpers(s, out);
   fprintf(out, "static int %s_cont(struct %s_parser *p, const uint8_t *buf, size_t len, size_t *out_used,\n"
                "                    union %s_msg *m)\n{\n  switch (p->cmd) {\n", p, p, p);
   for (size_t i = 0; i < s->ncommands; i++)
@@ -710,6 +883,9 @@ static void emit_cont(const struct spec *s, FILE *out)
         "more:\n  *out_used = 0;\n  return RW_PARSE_MORE;\n", out);
   if (has_array(s))
     fputs("bad_array: /* the frame cannot be resynchronised: the spec's bad_data, then close */\n"
+          "  p->cmd = -1;\n  *out_used = len;\n  return RW_PARSE_BAD_DATA;\n", out);
+  if (has_step(s, STEP_BODY))
+    fputs("bad_body: /* a body whose framing cannot be trusted: bad_data, and the spec closes */\n"
           "  p->cmd = -1;\n  *out_used = len;\n  return RW_PARSE_BAD_DATA;\n", out);
   fputs("}\n\n", out);
 }
@@ -819,7 +995,8 @@ static void emit_dispatch(const struct spec *s, FILE *out)
       const struct action *a;
     } more[] = {{"RW_PARSE_TOO_LARGE", &s->too_large},
                 {"RW_PARSE_BAD_NUMBER", &s->bad_number},
-                {"RW_PARSE_BAD_DATA", &s->bad_data}};
+                {"RW_PARSE_BAD_DATA", &s->bad_data},
+                {"RW_PARSE_FIELDS_TOO_LARGE", &s->fields_too_large}};
     for (size_t k = 0; k < sizeof more / sizeof more[0]; k++) {
       if (!more[k].a->present)
         continue; /* undeclared: the default below closes */
@@ -867,6 +1044,10 @@ static unsigned long long max_frame(const struct spec *s)
         n += s->limit_data;
       else if (st->kind == STEP_LITERAL)
         n += st->len;
+      else if (st->kind == STEP_FIELDS)
+        n += s->limit_fields;
+      else if (st->kind == STEP_BODY) /* chunk framing is held to no more than the data again */
+        n += 2 * s->limit_data + 2 * s->limit_fields;
       else /* an array's data in all is bounded by `limit data`, plus each item's header */
         n += s->limit_data + s->limit_items * (st->len + 19 + 2 * st->seplen);
     }

@@ -170,6 +170,32 @@ static struct rx *parse_atom(struct parser *ps)
     }
     if (next(ps) < 0)
       return NULL;
+    if (is_word(ps, "fields") || is_word(ps, "body")) {
+      bool body = is_word(ps, "body");
+      r = rx_new(body ? RX_BODY : RX_FIELDS, t.pos);
+      r->text = tok_str(&t);
+      struct pos at;
+      if (next(ps) < 0 || expect_punct(ps, '(') < 0 || expect_ident(ps, &r->arg, &at) < 0)
+        goto bad_fields;
+      for (int k = 0; body && k < 2; k++) {
+        if (expect_punct(ps, ',') < 0)
+          goto bad_fields;
+        if (ps->tok.kind != T_STRING) {
+          expected(ps, "a \"field name\"");
+          goto bad_fields;
+        }
+        r->lit[k] = xcalloc(ps->tok.len, 1);
+        r->litlen[k] = lex_unescape(&ps->tok, r->lit[k]);
+        if (next(ps) < 0)
+          goto bad_fields;
+      }
+      if (expect_punct(ps, ')') < 0)
+        goto bad_fields;
+      return r;
+    bad_fields:
+      rx_free(r);
+      return NULL;
+    }
     if (is_word(ps, "words") || is_word(ps, "array")) {
       bool array = is_word(ps, "array");
       r = rx_new(array ? RX_ARRAY : RX_WORDS, t.pos);
@@ -400,21 +426,22 @@ static int parse_protocol(struct parser *ps)
 static int parse_limit(struct parser *ps)
 {
   struct spec *s = ps->spec;
-  bool line = is_word(ps, "line"), items = is_word(ps, "items");
-  if (!line && !items && !is_word(ps, "data"))
-    return expected(ps, "a limit name ('line', 'data' or 'items')");
+  bool line = is_word(ps, "line"), items = is_word(ps, "items"), fields = is_word(ps, "fields");
+  if (!line && !items && !fields && !is_word(ps, "data"))
+    return expected(ps, "a limit name ('line', 'data', 'items' or 'fields')");
   struct pos at = ps->tok.pos;
   if (next(ps) < 0)
     return -1;
   if (ps->tok.kind != T_NUMBER)
     return expected(ps, "a size such as 2048 or 64KiB");
-  uint64_t *value = line ? &s->limit_line : items ? &s->limit_items : &s->limit_data;
+  uint64_t *value = line ? &s->limit_line : items ? &s->limit_items : fields ? &s->limit_fields : &s->limit_data;
   if (*value) {
-    diag_error(s->src, at, "limit %s declared twice", line ? "line" : items ? "items" : "data");
+    diag_error(s->src, at, "limit %s declared twice",
+               line ? "line" : items ? "items" : fields ? "fields" : "data");
     return -1;
   }
   *value = ps->tok.value;
-  if (!items)
+  if (!items && !fields)
     *(line ? &s->limit_pos : &s->limit_data_pos) = ps->tok.pos;
   return next(ps);
 }
@@ -596,7 +623,8 @@ static int parse_on(struct parser *ps)
                 {"too_large", &s->too_large},
                 {"bad_number", &s->bad_number},
                 {"bad_data", &s->bad_data},
-                {"arity", &s->arity}};
+                {"arity", &s->arity},
+                {"fields_too_large", &s->fields_too_large}};
   for (size_t i = 0; i < sizeof events / sizeof events[0]; i++) {
     if (is_word(ps, events[i].name)) {
       char what[32];
@@ -606,7 +634,8 @@ static int parse_on(struct parser *ps)
       return parse_handler(ps, events[i].a, what);
     }
   }
-  return expected(ps, "an event name (overlong, too_large, bad_number, bad_data, arity)");
+  return expected(ps, "an event name (overlong, too_large, bad_number, bad_data, arity, "
+                      "fields_too_large)");
 }
 
 /* table { NAME ARITY ('+')? ; ... } */
@@ -737,6 +766,7 @@ void spec_free(struct spec *s)
   free(s->bad_number.reply_name);
   free(s->bad_data.reply_name);
   free(s->arity.reply_name);
+  free(s->fields_too_large.reply_name);
   for (size_t i = 0; i < s->ntable; i++)
     free(s->table[i].name);
   free(s->table);

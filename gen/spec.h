@@ -66,6 +66,8 @@ enum rx_kind {
   RX_STR, RX_CLASS, RX_ANY, RX_REF, RX_ALT, RX_SEQ, RX_REPEAT, RX_CAPTURE, RX_BYTES,
   RX_WORDS, /* name:words(token): blank-separated tokens, captured as a list */
   RX_ARRAY, /* name:array(count, "prefix", "sep"): length-prefixed items (continuation only) */
+  RX_FIELDS, /* name:fields(token): "name: value" lines up to an empty line (continuation only) */
+  RX_BODY,   /* name:body(fields, "length-field", "coding-field"): a message body (continuation) */
 };
 
 /* Numeric tokens: captures of them are parsed in place, with overflow checks. */
@@ -140,7 +142,7 @@ struct field {
 };
 
 /* After the first line, a command may continue with data blocks and literals. */
-enum step_kind { STEP_BYTES, STEP_LITERAL, STEP_ARRAY };
+enum step_kind { STEP_BYTES, STEP_LITERAL, STEP_ARRAY, STEP_FIELDS, STEP_BODY };
 
 struct step {
   enum step_kind kind;
@@ -148,7 +150,8 @@ struct step {
   int len_field;  /* STEP_BYTES: the numeric field giving its length; ARRAY: the count */
   uint8_t *bytes; /* STEP_LITERAL; ARRAY: prefix then separator */
   size_t len;     /* STEP_LITERAL; ARRAY: prefix length (the separator follows it in bytes) */
-  size_t seplen;  /* ARRAY */
+  size_t seplen;  /* ARRAY; BODY: length of the coding field's name (after the length field's) */
+  uint8_t name_class[32]; /* FIELDS: the bytes a field name may hold */
 };
 
 /* A dispatch table: commands named by the first item of a list, case-insensitively. */
@@ -199,6 +202,8 @@ struct spec {
   struct action bad_data;   /* a data block not followed by what the command expects */
   int max_spans, max_nums;  /* over all commands' continuations */
   uint64_t limit_items;     /* the longest array (count field) a frame may announce */
+  uint64_t limit_fields;    /* the largest field section (headers, trailers) */
+  struct action fields_too_large;
   struct table_entry *table; /* `table { ... }` */
   size_t ntable;
   struct pos table_pos;

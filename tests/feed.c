@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "echo.gen.h"
+#include "http1.gen.h"
 #include "kvt.gen.h"
 #include "memcache.gen.h"
 #include "ping.gen.h"
@@ -219,4 +220,16 @@ void describe_resp(int cmd, const void *vmsg, char *out, size_t outlen)
     describe_list(&m->multibulk.args, out + n, outlen - n);
   else if (cmd == RESP_CMD_INLINE_CMD)
     describe_list(&m->inline_cmd.args, out + n, outlen - n);
+}
+
+void describe_http1(int cmd, const void *vmsg, char *out, size_t outlen)
+{
+  const struct http1_request *r = &((const union http1_msg *)vmsg)->request;
+  (void)cmd;
+  size_t n = (size_t)snprintf(out, outlen, "%.*s %.*s 1.%.*s fields", SPAN(r->method), SPAN(r->target),
+                              SPAN(r->minor));
+  describe_list(&r->headers, out + n, outlen - n);
+  n = strlen(out);
+  n += (size_t)snprintf(out + n, outlen - n, " body");
+  describe_list(&r->body, out + n, outlen - n);
 }

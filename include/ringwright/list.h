@@ -14,6 +14,9 @@
 enum rw_list_kind {
   RW_LIST_WORDS = 1, /* items separated by runs of blanks (space, tab) */
   RW_LIST_PREFIXED,  /* each item: prefix, decimal length, sep, the bytes, sep */
+  RW_LIST_FIELDS,    /* "name: value" lines, each ending in \r\n (the header section) */
+  RW_LIST_CHUNKED,   /* chunked coding: hex size [;ext] \r\n, the bytes, \r\n; ends at size 0 */
+  RW_LIST_SINGLE,    /* one item: the whole region (a body of known length) */
 };
 
 typedef struct rw_list {
@@ -38,5 +41,10 @@ rw_span rw_list_at(const rw_list *l, uint32_t i);
 void rw_list_iter_init(const rw_list *l, rw_list_iter *it);
 /* The next item into *out; 0, or -1 after the last. */
 int rw_list_next(const rw_list *l, rw_list_iter *it, rw_span *out);
+
+/* Looks up a "name: value" field (RW_LIST_FIELDS), the name compared case-insensitively; stores
+ * the value without surrounding blanks in *out (the first occurrence) and returns how many
+ * fields have that name. */
+unsigned rw_list_field(const rw_list *l, const char *name, rw_span *out);
 
 #endif

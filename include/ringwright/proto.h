@@ -24,6 +24,7 @@ enum rw_parse_status {
   RW_PARSE_BAD_NUMBER = -6, /* a numeric field out of its type's range; *out_used covers the line */
   RW_PARSE_BAD_DATA = -7,  /* a data block not followed by what the spec expects */
   RW_PARSE_SKIP = -8,      /* *out_used bytes of a refused data block were discarded: no message */
+  RW_PARSE_FIELDS_TOO_LARGE = -9, /* a field section (headers, trailers) past the spec's limit */
 };
 
 /* Statuses from -64 down are errors the spec itself declares (a number token's own reply). */

@@ -166,8 +166,8 @@ struct resp_parser {
   uint64_t skip; /* bytes of a refused data block still to discard */
   uint32_t off[1][2];
   uint64_t num[1];
-  /* An array in progress: items left, items seen, where each begins, the current
-   * item's length and whether its header was read. */
+  /* An array or chunked body in progress: items left, items seen, where each begins, the
+   * current item's length and whether its header was read. */
   uint64_t arr_left, el_len;
   uint32_t arr_n, arr_start;
   bool arr_started, in_item;
