@@ -539,6 +539,7 @@ static void emit_framed_parser(const struct spec *s, FILE *out)
                  "   * began and ended, how many fields; the body's framing and progress. */\n"
                  "  size_t scan, f_start, f_end;\n  uint32_t f_count, lcount[%d];\n"
                  "  bool f_started, b_started, b_chunked;\n  int c_state;\n"
+                 "  uint32_t note_n[2], note_off[2][2]; /* the body's framing fields: how many, the first */\n"
                  "  uint64_t b_len, b_total;\n  uint32_t b_start;\n",
             s->max_spans ? s->max_spans : 1);
   fputs("  /*!stags:re2c format = \"  const uint8_t *@@;\\n\"; */\n};\n\n", out);
@@ -600,6 +601,15 @@ static void emit_skip_total(const struct command_decl *c, size_t from, FILE *out
   }
 }
 
+/* The body step framed by fields list `f`, if any: its field names are noted during the scan. */
+static const struct step *body_notes(const struct command_decl *c, int f)
+{
+  for (size_t k = 0; k < c->nsteps; k++)
+    if (c->steps[k].kind == STEP_BODY && c->steps[k].len_field == f)
+      return &c->steps[k];
+  return NULL;
+}
+
 static const struct step *list_step(const struct command_decl *c, size_t f, enum step_kind kind)
 {
   for (size_t k = 0; k < c->nsteps; k++)
@@ -615,16 +625,16 @@ static const struct step *list_step(const struct command_decl *c, size_t f, enum
 static void emit_body_step(const struct spec *s, const struct command_decl *c, const struct step *st,
                            FILE *out)
 {
-  int fslot = c->fields[st->len_field].slot, slot = c->fields[st->field].slot;
+  int slot = c->fields[st->field].slot;
   fputs("      static const char len_name[] = ", out);
   c_bytes(out, st->bytes, st->len);
   fputs(", coding_name[] = ", out);
   c_bytes(out, st->bytes + st->len, st->seplen);
-  fprintf(out, ";\n      if (!p->b_started) {\n"
-               "        rw_list fl = {.count = p->lcount[%d], .kind = RW_LIST_FIELDS,\n"
-               "                      .region = {buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]}};\n"
-               "        rw_span lv, cv;\n        unsigned nl = rw_list_field(&fl, len_name, &lv);\n"
-               "        unsigned nc = rw_list_field(&fl, coding_name, &cv);\n"
+  fprintf(out, ";\n      (void)len_name;\n      (void)coding_name;\n      if (!p->b_started) {\n"
+               "        unsigned nl = p->note_n[0], nc = p->note_n[1];\n"
+               "        rw_span lv = {0}, cv = {0};\n"
+               "        if (nl)\n          lv = trim(buf, p->note_off[0]);\n"
+               "        if (nc)\n          cv = trim(buf, p->note_off[1]);\n"
                "        if ((nl && nc) || nl > 1 || nc > 1 || (nc && !span_is_ci(cv, \"chunked\")))\n"
                "          goto bad_body;\n        p->b_len = 0;\n"
                "        if (nl && parse_u64(lv.p, lv.p + lv.len, UINT64_MAX, &p->b_len) < 0)\n"
@@ -635,7 +645,7 @@ static void emit_body_step(const struct spec *s, const struct command_decl *c, c
                "        if (!p->b_chunked && p->b_len > %lluu) {\n"
                "          p->skip = p->b_len;\n          p->cmd = -1;\n          *out_used = p->pos;\n"
                "          return RW_PARSE_TOO_LARGE;\n        }\n      }\n",
-          fslot, fslot, fslot, fslot, (unsigned long long)s->limit_data);
+          (unsigned long long)s->limit_data);
   fprintf(out, "      if (!p->b_chunked) {\n        if (len - p->pos < p->b_len)\n          goto more;\n"
                "        p->pos += p->b_len;\n      } else {\n"
                "        int r = scan_chunks(p, buf, len, %lluu, %lluu, name_class_%s);\n"
@@ -714,14 +724,23 @@ static void emit_cont_command(const struct spec *s, const struct command_decl *c
       emit_array_step(s, c, st, out);
     } else if (st->kind == STEP_FIELDS) {
       int slot = c->fields[st->field].slot;
+      const struct step *bs = body_notes(c, st->field);
+      if (bs) {
+        fputs("      static const struct field_note notes[2] = {{", out);
+        c_bytes(out, bs->bytes, bs->len);
+        fprintf(out, ", %zu}, {", bs->len);
+        c_bytes(out, bs->bytes + bs->len, bs->seplen);
+        fprintf(out, ", %zu}};\n", bs->seplen);
+      }
       fprintf(out, "      if (!p->f_started) {\n        p->f_start = p->scan = p->pos;\n"
-                   "        p->f_count = 0;\n        p->f_started = true;\n      }\n"
-                   "      int r = scan_fields(p, buf, len, %lluu, name_class_%s);\n"
+                   "        p->f_count = 0;\n        p->note_n[0] = p->note_n[1] = 0;\n        p->f_started = true;\n      }\n"
+                   "      int r = scan_fields(p, buf, len, %lluu, name_class_%s, %s);\n"
                    "      if (r == 0)\n        goto more;\n"
                    "      if (r < 0) {\n        p->cmd = -1;\n        *out_used = len;\n        return r;\n      }\n"
                    "      p->off[%d][0] = (uint32_t)p->f_start;\n      p->off[%d][1] = (uint32_t)p->f_end;\n"
                    "      p->lcount[%d] = p->f_count;\n",
-              (unsigned long long)s->limit_fields, c->name, slot, slot, slot);
+              (unsigned long long)s->limit_fields, c->name, body_notes(c, st->field) ? "notes" : "NULL",
+              slot, slot, slot);
     } else if (st->kind == STEP_BODY) {
       emit_body_step(s, c, st, out);
     } else if (st->kind == STEP_BYTES) {
@@ -789,6 +808,27 @@ static void emit_cont_command(const struct spec *s, const struct command_decl *c
  * frame may be moved (into an accumulator slot) between calls. */
 static const char fields_helpers[] =
     "#define IN_CLASS(cls, ch) ((cls)[(ch) >> 3] & (1u << ((ch) & 7)))\n\n"
+    "struct field_note {\n  const char *name;\n  size_t len;\n};\n\n"
+    "static bool same_ci(const uint8_t *a, const char *lower, size_t n)\n{\n"
+    "  for (size_t i = 0; i < n; i++)\n"
+    "    if ((a[i] >= 'A' && a[i] <= 'Z' ? a[i] | 0x20 : a[i]) != (uint8_t)lower[i])\n      return false;\n"
+    "  return true;\n}\n\n"
+    "/* A field value: visible bytes, obs-text, SP and HTAB. Eight bytes at a time: a word with no\n"
+    " * byte below 0x20 and none equal to 0x7f passes at once (the test may flag a good word, never\n"
+    " * miss a bad one); flagged words are checked byte by byte. */\n"
+    "static bool value_ok(const uint8_t *v, size_t n)\n{\n"
+    "  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;\n  size_t i = 0;\n"
+    "  for (; i + 8 <= n; i += 8) {\n    uint64_t x, y;\n    memcpy(&x, v + i, 8);\n"
+    "    y = x ^ (ones * 0x7f);\n"
+    "    if ((((x - ones * 0x20) & ~x) | ((y - ones) & ~y)) & highs)\n      break;\n  }\n"
+    "  for (; i < n; i++)\n    if (v[i] != '\\t' && (v[i] < 0x20 || v[i] == 0x7f))\n      return false;\n"
+    "  return true;\n}\n\n"
+    "/* A noted field's value without its surrounding blanks. */\n"
+    "static rw_span trim(const uint8_t *buf, const uint32_t off[2])\n{\n"
+    "  const uint8_t *v = buf + off[0], *e = buf + off[1];\n"
+    "  while (v < e && (*v == ' ' || *v == '\\t'))\n    v++;\n"
+    "  while (e > v && (e[-1] == ' ' || e[-1] == '\\t'))\n    e--;\n"
+    "  return (rw_span){v, (size_t)(e - v)};\n}\n\n"
     "static bool span_is_ci(rw_span v, const char *word)\n{\n"
     "  size_t n = strlen(word);\n  if (v.len != n)\n    return false;\n"
     "  for (size_t i = 0; i < n; i++)\n"
@@ -799,7 +839,7 @@ static const char fields_helpers[] =
     " * scanned once, however the input was split (p->scan). A blank before the colon, a folded\n"
     " * line, a bare \\n or a control byte in a value is malformed. */\n"
     "static int scan_fields(struct PROTO_parser *p, const uint8_t *buf, size_t len, uint64_t limit,\n"
-    "                       const uint8_t cls[32])\n{\n  for (;;) {\n"
+    "                       const uint8_t cls[32], const struct field_note *note)\n{\n  for (;;) {\n"
     "    const uint8_t *nl = memchr(buf + p->scan, '\\n', len - p->scan);\n"
     "    if (!nl) {\n      p->scan = len;\n"
     "      return len - p->f_start > limit ? RW_PARSE_FIELDS_TOO_LARGE : 0;\n    }\n"
@@ -808,9 +848,10 @@ static const char fields_helpers[] =
     "    if (e == q || buf[e - 1] != '\\r')\n      return RW_PARSE_BAD_DATA;\n"
     "    if (e - 1 == q) {\n      p->f_end = q;\n      p->pos = p->scan = e + 1;\n      return 1;\n    }\n"
     "    while (i < e - 1 && IN_CLASS(cls, buf[i]))\n      i++;\n"
-    "    if (i == q || buf[i] != ':')\n      return RW_PARSE_BAD_DATA;\n"
-    "    for (i++; i < e - 1; i++)\n"
-    "      if (buf[i] != '\\t' && (buf[i] < 0x20 || buf[i] == 0x7f))\n        return RW_PARSE_BAD_DATA;\n"
+    "    if (i == q || buf[i] != ':' || !value_ok(buf + i + 1, e - 2 - i))\n      return RW_PARSE_BAD_DATA;\n"
+    "    for (int k = 0; k < 2 && note; k++) /* the body's framing fields, noted on the way */\n"
+    "      if (note[k].len == i - q && same_ci(buf + q, note[k].name, i - q) && p->note_n[k]++ == 0) {\n"
+    "        p->note_off[k][0] = (uint32_t)(i + 1);\n        p->note_off[k][1] = (uint32_t)(e - 1);\n      }\n"
     "    p->f_count++;\n    p->pos = p->scan = e + 1;\n  }\n}\n\n"
     "static int hexval(uint8_t c)\n{\n"
     "  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;\n}\n\n"
@@ -843,7 +884,7 @@ static const char fields_helpers[] =
     "        p->items[p->arr_n][1] = (uint32_t)(p->pos + p->el_len);\n      }\n"
     "      p->arr_n++;\n      p->pos = p->scan = p->pos + p->el_len + 2;\n      p->c_state = 0;\n"
     "      continue;\n    }\n"
-    "    return scan_fields(p, buf, len, limit_fields, cls); /* the trailers */\n  }\n}\n\n";
+    "    return scan_fields(p, buf, len, limit_fields, cls, NULL); /* the trailers */\n  }\n}\n\n";
 
 static void emit_fields_helpers(const struct spec *s, FILE *out)
 {

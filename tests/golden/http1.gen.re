@@ -91,6 +91,7 @@ struct http1_parser {
   uint32_t f_count, lcount[5];
   bool f_started, b_started, b_chunked;
   int c_state;
+  uint32_t note_n[2], note_off[2][2]; /* the body's framing fields: how many, the first */
   uint64_t b_len, b_total;
   uint32_t b_start;
   /*!stags:re2c format = "  const uint8_t *@@;\n"; */
@@ -199,6 +200,50 @@ cont:
 
 #define IN_CLASS(cls, ch) ((cls)[(ch) >> 3] & (1u << ((ch) & 7)))
 
+struct field_note {
+  const char *name;
+  size_t len;
+};
+
+static bool same_ci(const uint8_t *a, const char *lower, size_t n)
+{
+  for (size_t i = 0; i < n; i++)
+    if ((a[i] >= 'A' && a[i] <= 'Z' ? a[i] | 0x20 : a[i]) != (uint8_t)lower[i])
+      return false;
+  return true;
+}
+
+/* A field value: visible bytes, obs-text, SP and HTAB. Eight bytes at a time: a word with no
+ * byte below 0x20 and none equal to 0x7f passes at once (the test may flag a good word, never
+ * miss a bad one); flagged words are checked byte by byte. */
+static bool value_ok(const uint8_t *v, size_t n)
+{
+  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x, y;
+    memcpy(&x, v + i, 8);
+    y = x ^ (ones * 0x7f);
+    if ((((x - ones * 0x20) & ~x) | ((y - ones) & ~y)) & highs)
+      break;
+  }
+  for (; i < n; i++)
+    if (v[i] != '\t' && (v[i] < 0x20 || v[i] == 0x7f))
+      return false;
+  return true;
+}
+
+/* A noted field's value without its surrounding blanks. */
+static rw_span trim(const uint8_t *buf, const uint32_t off[2])
+{
+  const uint8_t *v = buf + off[0], *e = buf + off[1];
+  while (v < e && (*v == ' ' || *v == '\t'))
+    v++;
+  while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
+    e--;
+  return (rw_span){v, (size_t)(e - v)};
+}
+
 static bool span_is_ci(rw_span v, const char *word)
 {
   size_t n = strlen(word);
@@ -215,7 +260,7 @@ static bool span_is_ci(rw_span v, const char *word)
  * scanned once, however the input was split (p->scan). A blank before the colon, a folded
  * line, a bare \n or a control byte in a value is malformed. */
 static int scan_fields(struct http1_parser *p, const uint8_t *buf, size_t len, uint64_t limit,
-                       const uint8_t cls[32])
+                       const uint8_t cls[32], const struct field_note *note)
 {
   for (;;) {
     const uint8_t *nl = memchr(buf + p->scan, '\n', len - p->scan);
@@ -235,11 +280,13 @@ static int scan_fields(struct http1_parser *p, const uint8_t *buf, size_t len, u
     }
     while (i < e - 1 && IN_CLASS(cls, buf[i]))
       i++;
-    if (i == q || buf[i] != ':')
+    if (i == q || buf[i] != ':' || !value_ok(buf + i + 1, e - 2 - i))
       return RW_PARSE_BAD_DATA;
-    for (i++; i < e - 1; i++)
-      if (buf[i] != '\t' && (buf[i] < 0x20 || buf[i] == 0x7f))
-        return RW_PARSE_BAD_DATA;
+    for (int k = 0; k < 2 && note; k++) /* the body's framing fields, noted on the way */
+      if (note[k].len == i - q && same_ci(buf + q, note[k].name, i - q) && p->note_n[k]++ == 0) {
+        p->note_off[k][0] = (uint32_t)(i + 1);
+        p->note_off[k][1] = (uint32_t)(e - 1);
+      }
     p->f_count++;
     p->pos = p->scan = e + 1;
   }
@@ -305,7 +352,7 @@ static int scan_chunks(struct http1_parser *p, const uint8_t *buf, size_t len, u
       p->c_state = 0;
       continue;
     }
-    return scan_fields(p, buf, len, limit_fields, cls); /* the trailers */
+    return scan_fields(p, buf, len, limit_fields, cls, NULL); /* the trailers */
   }
 }
 
@@ -319,12 +366,14 @@ static int http1_cont(struct http1_parser *p, const uint8_t *buf, size_t len, si
   case HTTP1_CMD_REQUEST:
     switch (p->step) {
     case 0: {
+      static const struct field_note notes[2] = {{"content-length", 14}, {"transfer-encoding", 17}};
       if (!p->f_started) {
         p->f_start = p->scan = p->pos;
         p->f_count = 0;
+        p->note_n[0] = p->note_n[1] = 0;
         p->f_started = true;
       }
-      int r = scan_fields(p, buf, len, 65536u, name_class_request);
+      int r = scan_fields(p, buf, len, 65536u, name_class_request, notes);
       if (r == 0)
         goto more;
       if (r < 0) {
@@ -340,12 +389,15 @@ static int http1_cont(struct http1_parser *p, const uint8_t *buf, size_t len, si
       /* fall through */
     case 1: {
       static const char len_name[] = "content-length", coding_name[] = "transfer-encoding";
+      (void)len_name;
+      (void)coding_name;
       if (!p->b_started) {
-        rw_list fl = {.count = p->lcount[3], .kind = RW_LIST_FIELDS,
-                      .region = {buf + p->off[3][0], p->off[3][1] - p->off[3][0]}};
-        rw_span lv, cv;
-        unsigned nl = rw_list_field(&fl, len_name, &lv);
-        unsigned nc = rw_list_field(&fl, coding_name, &cv);
+        unsigned nl = p->note_n[0], nc = p->note_n[1];
+        rw_span lv = {0}, cv = {0};
+        if (nl)
+          lv = trim(buf, p->note_off[0]);
+        if (nc)
+          cv = trim(buf, p->note_off[1]);
         if ((nl && nc) || nl > 1 || nc > 1 || (nc && !span_is_ci(cv, "chunked")))
           goto bad_body;
         p->b_len = 0;
