@@ -807,7 +807,7 @@ static void emit_cont_command(const struct spec *s, const struct command_decl *c
 /* The continuations: data blocks and literals after a first line, tracked by offsets so the
  * frame may be moved (into an accumulator slot) between calls. */
 static const char fields_helpers[] =
-    "#define IN_CLASS(cls, ch) ((cls)[(ch) >> 3] & (1u << ((ch) & 7)))\n\n"
+
     "struct field_note {\n  const char *name;\n  size_t len;\n};\n\n"
     "static bool same_ci(const uint8_t *a, const char *lower, size_t n)\n{\n"
     "  for (size_t i = 0; i < n; i++)\n"
@@ -839,7 +839,7 @@ static const char fields_helpers[] =
     " * scanned once, however the input was split (p->scan). A blank before the colon, a folded\n"
     " * line, a bare \\n or a control byte in a value is malformed. */\n"
     "static int scan_fields(struct PROTO_parser *p, const uint8_t *buf, size_t len, uint64_t limit,\n"
-    "                       const uint8_t cls[32], const struct field_note *note)\n{\n  for (;;) {\n"
+    "                       const uint8_t cls[256], const struct field_note *note)\n{\n  for (;;) {\n"
     "    const uint8_t *nl = memchr(buf + p->scan, '\\n', len - p->scan);\n"
     "    if (!nl) {\n      p->scan = len;\n"
     "      return len - p->f_start > limit ? RW_PARSE_FIELDS_TOO_LARGE : 0;\n    }\n"
@@ -847,7 +847,7 @@ static const char fields_helpers[] =
     "    if (e + 1 - p->f_start > limit)\n      return RW_PARSE_FIELDS_TOO_LARGE;\n"
     "    if (e == q || buf[e - 1] != '\\r')\n      return RW_PARSE_BAD_DATA;\n"
     "    if (e - 1 == q) {\n      p->f_end = q;\n      p->pos = p->scan = e + 1;\n      return 1;\n    }\n"
-    "    while (i < e - 1 && IN_CLASS(cls, buf[i]))\n      i++;\n"
+    "    while (i < e - 1 && cls[buf[i]])\n      i++;\n"
     "    if (i == q || buf[i] != ':' || !value_ok(buf + i + 1, e - 2 - i))\n      return RW_PARSE_BAD_DATA;\n"
     "    for (int k = 0; k < 2 && note; k++) /* the body's framing fields, noted on the way */\n"
     "      if (note[k].len == i - q && same_ci(buf + q, note[k].name, i - q) && p->note_n[k]++ == 0) {\n"
@@ -858,7 +858,7 @@ static const char fields_helpers[] =
     "/* A chunked body: size lines (hex, optional ;extensions), data, CRLF, up to size 0 and the\n"
     " * trailer fields. 1 when done, 0 for more bytes, or the error status. */\n"
     "static int scan_chunks(struct PROTO_parser *p, const uint8_t *buf, size_t len, uint64_t limit_data,\n"
-    "                       uint64_t limit_fields, const uint8_t cls[32])\n{\n  for (;;) {\n"
+    "                       uint64_t limit_fields, const uint8_t cls[256])\n{\n  for (;;) {\n"
     "    if (p->c_state == 0) {\n"
     "      const uint8_t *nl = memchr(buf + p->scan, '\\n', len - p->scan);\n"
     "      if (!nl) {\n        p->scan = len;\n        return len - p->pos > 4096 ? RW_PARSE_BAD_DATA : 0;\n      }\n"
@@ -901,10 +901,12 @@ static void emit_fields_helpers(const struct spec *s, FILE *out)
     for (size_t k = 0; k < c->nsteps; k++) {
       if (c->steps[k].kind != STEP_FIELDS)
         continue;
-      fprintf(out, "/* the bytes a field name of '%s' may hold */\nstatic const uint8_t name_class_%s[32] = {",
+      /* A byte per entry, not a bit: one load per name byte on the hot path. */
+      fprintf(out, "/* the bytes a field name of '%s' may hold */\nstatic const uint8_t name_class_%s[256] = {",
               c->name, c->name);
-      for (int b = 0; b < 32; b++)
-        fprintf(out, "%s%u", b ? ", " : "", c->steps[k].name_class[b]);
+      for (int b = 0; b < 256; b++)
+        fprintf(out, "%s%s%d", b ? "," : "", b % 32 ? "" : "\n    ",
+                (c->steps[k].name_class[b >> 3] >> (b & 7)) & 1);
       fputs("};\n\n", out);
     }
   }

@@ -198,8 +198,6 @@ cont:
   return http1_cont(p, buf, len, out_used, m);
 }
 
-#define IN_CLASS(cls, ch) ((cls)[(ch) >> 3] & (1u << ((ch) & 7)))
-
 struct field_note {
   const char *name;
   size_t len;
@@ -260,7 +258,7 @@ static bool span_is_ci(rw_span v, const char *word)
  * scanned once, however the input was split (p->scan). A blank before the colon, a folded
  * line, a bare \n or a control byte in a value is malformed. */
 static int scan_fields(struct http1_parser *p, const uint8_t *buf, size_t len, uint64_t limit,
-                       const uint8_t cls[32], const struct field_note *note)
+                       const uint8_t cls[256], const struct field_note *note)
 {
   for (;;) {
     const uint8_t *nl = memchr(buf + p->scan, '\n', len - p->scan);
@@ -278,7 +276,7 @@ static int scan_fields(struct http1_parser *p, const uint8_t *buf, size_t len, u
       p->pos = p->scan = e + 1;
       return 1;
     }
-    while (i < e - 1 && IN_CLASS(cls, buf[i]))
+    while (i < e - 1 && cls[buf[i]])
       i++;
     if (i == q || buf[i] != ':' || !value_ok(buf + i + 1, e - 2 - i))
       return RW_PARSE_BAD_DATA;
@@ -300,7 +298,7 @@ static int hexval(uint8_t c)
 /* A chunked body: size lines (hex, optional ;extensions), data, CRLF, up to size 0 and the
  * trailer fields. 1 when done, 0 for more bytes, or the error status. */
 static int scan_chunks(struct http1_parser *p, const uint8_t *buf, size_t len, uint64_t limit_data,
-                       uint64_t limit_fields, const uint8_t cls[32])
+                       uint64_t limit_fields, const uint8_t cls[256])
 {
   for (;;) {
     if (p->c_state == 0) {
@@ -357,7 +355,15 @@ static int scan_chunks(struct http1_parser *p, const uint8_t *buf, size_t len, u
 }
 
 /* the bytes a field name of 'request' may hold */
-static const uint8_t name_class_request[32] = {0, 0, 0, 0, 250, 108, 255, 3, 254, 255, 255, 199, 255, 255, 255, 87, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+static const uint8_t name_class_request[256] = {
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,1,0,1,1,1,1,1,0,0,1,1,0,1,1,0,1,1,1,1,1,1,1,1,1,1,0,0,0,0,0,0,
+    0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,0,0,0,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,0,1,0,1,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0};
 
 static int http1_cont(struct http1_parser *p, const uint8_t *buf, size_t len, size_t *out_used,
                     union http1_msg *m)
