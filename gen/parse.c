@@ -148,6 +148,42 @@ static void rx_free(struct rx *r)
 
 static struct rx *parse_alt(struct parser *ps);
 
+/* Captures that are not patterns: `field:KIND(IDENT)`, or with string arguments after it. */
+static const struct {
+  const char *name;
+  enum rx_kind kind;
+  int nlits;
+} capture_fns[] = {{"bytes", RX_BYTES, 0},  {"words", RX_WORDS, 0}, {"array", RX_ARRAY, 2},
+                   {"fields", RX_FIELDS, 0}, {"body", RX_BODY, 2}};
+
+/* `name:KIND(IDENT, "s1", ...)` with KIND current and `name` in *t. */
+static struct rx *parse_capture_fn(struct parser *ps, const struct token *t, enum rx_kind kind,
+                                   int nlits)
+{
+  struct rx *r = rx_new(kind, t->pos);
+  r->text = tok_str(t);
+  struct pos at;
+  if (next(ps) < 0 || expect_punct(ps, '(') < 0 || expect_ident(ps, &r->arg, &at) < 0)
+    goto bad;
+  for (int k = 0; k < nlits; k++) {
+    if (expect_punct(ps, ',') < 0)
+      goto bad;
+    if (ps->tok.kind != T_STRING) {
+      expected(ps, "a \"string\"");
+      goto bad;
+    }
+    r->lit[k] = xcalloc(ps->tok.len, 1);
+    r->litlen[k] = lex_unescape(&ps->tok, r->lit[k]);
+    if (next(ps) < 0)
+      goto bad;
+  }
+  if (expect_punct(ps, ')') == 0)
+    return r;
+bad:
+  rx_free(r);
+  return NULL;
+}
+
 static struct rx *parse_atom(struct parser *ps)
 {
   struct token t = ps->tok;
@@ -170,69 +206,9 @@ static struct rx *parse_atom(struct parser *ps)
     }
     if (next(ps) < 0)
       return NULL;
-    if (is_word(ps, "fields") || is_word(ps, "body")) {
-      bool body = is_word(ps, "body");
-      r = rx_new(body ? RX_BODY : RX_FIELDS, t.pos);
-      r->text = tok_str(&t);
-      struct pos at;
-      if (next(ps) < 0 || expect_punct(ps, '(') < 0 || expect_ident(ps, &r->arg, &at) < 0)
-        goto bad_fields;
-      for (int k = 0; body && k < 2; k++) {
-        if (expect_punct(ps, ',') < 0)
-          goto bad_fields;
-        if (ps->tok.kind != T_STRING) {
-          expected(ps, "a \"field name\"");
-          goto bad_fields;
-        }
-        r->lit[k] = xcalloc(ps->tok.len, 1);
-        r->litlen[k] = lex_unescape(&ps->tok, r->lit[k]);
-        if (next(ps) < 0)
-          goto bad_fields;
-      }
-      if (expect_punct(ps, ')') < 0)
-        goto bad_fields;
-      return r;
-    bad_fields:
-      rx_free(r);
-      return NULL;
-    }
-    if (is_word(ps, "words") || is_word(ps, "array")) {
-      bool array = is_word(ps, "array");
-      r = rx_new(array ? RX_ARRAY : RX_WORDS, t.pos);
-      r->text = tok_str(&t);
-      struct pos at;
-      if (next(ps) < 0 || expect_punct(ps, '(') < 0 || expect_ident(ps, &r->arg, &at) < 0)
-        goto bad_list;
-      for (int k = 0; array && k < 2; k++) {
-        if (expect_punct(ps, ',') < 0)
-          goto bad_list;
-        if (ps->tok.kind != T_STRING) {
-          expected(ps, "a \"literal\"");
-          goto bad_list;
-        }
-        r->lit[k] = xcalloc(ps->tok.len, 1);
-        r->litlen[k] = lex_unescape(&ps->tok, r->lit[k]);
-        if (next(ps) < 0)
-          goto bad_list;
-      }
-      if (expect_punct(ps, ')') < 0)
-        goto bad_list;
-      return r;
-    bad_list:
-      rx_free(r);
-      return NULL;
-    }
-    if (is_word(ps, "bytes")) {
-      r = rx_new(RX_BYTES, t.pos);
-      r->text = tok_str(&t);
-      struct pos at;
-      if (next(ps) < 0 || expect_punct(ps, '(') < 0 || expect_ident(ps, &r->arg, &at) < 0 ||
-          expect_punct(ps, ')') < 0) {
-        rx_free(r);
-        return NULL;
-      }
-      return r;
-    }
+    for (size_t i = 0; i < sizeof capture_fns / sizeof capture_fns[0]; i++)
+      if (is_word(ps, capture_fns[i].name))
+        return parse_capture_fn(ps, &t, capture_fns[i].kind, capture_fns[i].nlits);
     r = rx_new(RX_CAPTURE, t.pos);
     r->text = tok_str(&t);
     struct rx *kid = parse_atom(ps);
