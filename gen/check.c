@@ -308,6 +308,19 @@ static const struct field *find_field(const struct command_decl *c, const char *
   return NULL;
 }
 
+/* A step keeps its two string arguments back to back: the first's length is st.len. */
+static uint8_t *join_lits(const struct rx *r)
+{
+  uint8_t *b = malloc(r->litlen[0] + r->litlen[1] + 1);
+  if (!b) {
+    perror("rwgen");
+    exit(1);
+  }
+  memcpy(b, r->lit[0], r->litlen[0]);
+  memcpy(b + r->litlen[0], r->lit[1], r->litlen[1]);
+  return b;
+}
+
 static bool has_fields_step(const struct command_decl *c, int field)
 {
   for (size_t k = 0; k < c->nsteps; k++)
@@ -369,13 +382,7 @@ static int split_continuation(struct spec *s, struct command_decl *c)
           return -1;
         }
         st.len_field = fi;
-        st.bytes = malloc(r->litlen[0] + r->litlen[1] + 1);
-        if (!st.bytes) {
-          perror("rwgen");
-          exit(1);
-        }
-        memcpy(st.bytes, r->lit[0], r->litlen[0]);
-        memcpy(st.bytes + r->litlen[0], r->lit[1], r->litlen[1]);
+        st.bytes = join_lits(r);
         st.len = r->litlen[0];
         st.seplen = r->litlen[1];
       }
@@ -398,13 +405,7 @@ static int split_continuation(struct spec *s, struct command_decl *c)
       if (check_name(s->src, "field", r->text, r->pos) < 0 ||
           add_field(&cx, r->text, r->pos, FIELD_LIST, NUM_NONE, -1) < 0)
         return -1;
-      uint8_t *b = malloc(r->litlen[0] + r->litlen[1] + 1);
-      if (!b) {
-        perror("rwgen");
-        exit(1);
-      }
-      memcpy(b, r->lit[0], r->litlen[0]);
-      memcpy(b + r->litlen[0], r->lit[1], r->litlen[1]);
+      uint8_t *b = join_lits(r);
       if (!r->litlen[1] || r->litlen[1] > 4 || r->litlen[0] > 4) {
         diag_error(s->src, r->pos, "an array's prefix and separator are 0..4 and 1..4 bytes");
         free(b);
