@@ -452,8 +452,8 @@ static void emit_re2c_rules(const struct spec *s, FILE *out)
   fputs("  /*!re2c\n"
         "    re2c:api:style = free-form;\n"
         "    re2c:define:YYCTYPE = uint8_t;\n"
-        "    re2c:define:YYCURSOR = \"p->cur\";\n"
-        "    re2c:define:YYMARKER = \"p->mar\";\n"
+        "    re2c:define:YYCURSOR = cur;\n"
+        "    re2c:define:YYMARKER = mar;\n"
         "    re2c:define:YYLIMIT = lim;\n"
         "    re2c:define:YYGETSTATE = \"p->state\";\n"
         "    re2c:define:YYSETSTATE = \"p->state = @@;\";\n"
@@ -474,12 +474,12 @@ static void emit_re2c_rules(const struct spec *s, FILE *out)
     fputs("    ", out);
     emit_rx(s, c->name, c->rx, out);
     fputs(" {\n      if (FRAME_TOO_LONG())\n        return RW_PARSE_OVERLONG;\n"
-          "      *out_used = (size_t)(p->cur - buf);\n", out);
+          "      *out_used = (size_t)(cur - buf);\n", out);
     emit_fields(s, c, out);
     if (c->nsteps) {
       fputs("      p->cmd = ", out);
       cmd_enum(s, c->name, out);
-      fputs(";\n      p->step = 0;\n      p->pos = (size_t)(p->cur - buf);\n", out);
+      fputs(";\n      p->step = 0;\n      p->pos = (size_t)(cur - buf);\n", out);
       if (has_array(s) || has_fields(s))
         fputs("      p->arr_started = false;\n", out);
       if (has_fields(s))
@@ -492,8 +492,8 @@ static void emit_re2c_rules(const struct spec *s, FILE *out)
     fputs(";\n    }\n", out);
   }
   fputs("    [^\\n]* \"\\n\" {\n      if (FRAME_TOO_LONG())\n        return RW_PARSE_OVERLONG;\n"
-        "      *out_used = (size_t)(p->cur - buf);\n      return RW_PARSE_UNKNOWN;\n    }\n"
-        "    * { *out_used = (size_t)(p->cur - buf); return RW_PARSE_INVALID; }\n"
+        "      *out_used = (size_t)(cur - buf);\n      return RW_PARSE_UNKNOWN;\n    }\n"
+        "    * { *out_used = (size_t)(cur - buf); return RW_PARSE_INVALID; }\n"
         "    $ { *out_used = 0; return RW_PARSE_MORE; }\n"
         "  */\n",
         out);
@@ -549,7 +549,7 @@ static void emit_framed_parser(const struct spec *s, FILE *out)
   fprintf(out, "#define SHIFT(ptr) ((ptr) = (const uint8_t *)((uintptr_t)(ptr) + delta))\n");
   /* A frame longer than the limit is refused however it was split: the same check runs when a
    * frame completes in one piece and when a partial frame is held. */
-  fprintf(out, "#define FRAME_TOO_LONG() ((size_t)(p->cur - buf) > %lluu)\n\n",
+  fprintf(out, "#define FRAME_TOO_LONG() ((size_t)(cur - buf) > %lluu)\n\n",
           (unsigned long long)s->limit_line);
   if (has_steps(s)) {
     fprintf(out, "static int %s_cont(struct %s_parser *p, const uint8_t *buf, size_t len,\n"
@@ -574,12 +574,16 @@ static void emit_framed_parser(const struct spec *s, FILE *out)
           "  if (p->cmd >= 0)\n    goto cont;\n",
           out);
   }
-  fprintf(out, "  if (p->state < 0)\n    p->cur = p->mar = buf;\n"
-               "  else\n    %s_rebase(p, buf);\n  /*!getstate:re2c*/\n",
+  /* The cursor and marker live in locals (registers) while the machine runs, and in the
+   * parser only across calls: a store per byte into the parser would cost more than the DFA. */
+  fprintf(out, "  const uint8_t *cur = buf, *mar = buf;\n"
+               "  if (p->state >= 0) {\n    %s_rebase(p, buf);\n    cur = p->cur;\n    mar = p->mar;\n  }\n"
+               "  /*!getstate:re2c*/\n",
           p);
   emit_re2c_rules(s, out);
   fprintf(out,
           "need_more:\n  if (len > %lluu)\n    return RW_PARSE_OVERLONG;\n"
+          "  p->cur = cur;\n  p->mar = mar;\n"
           "  p->base = (uintptr_t)buf;\n  *out_used = 0;\n  return RW_PARSE_MORE;\n",
           (unsigned long long)s->limit_line);
   if (has_steps(s))

@@ -104,7 +104,7 @@ static void http1_parser_init(void *vp)
 }
 
 #define SHIFT(ptr) ((ptr) = (const uint8_t *)((uintptr_t)(ptr) + delta))
-#define FRAME_TOO_LONG() ((size_t)(p->cur - buf) > 8192u)
+#define FRAME_TOO_LONG() ((size_t)(cur - buf) > 8192u)
 
 static int http1_cont(struct http1_parser *p, const uint8_t *buf, size_t len,
                     size_t *out_used, union http1_msg *m);
@@ -139,16 +139,18 @@ static int http1_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used
   }
   if (p->cmd >= 0)
     goto cont;
-  if (p->state < 0)
-    p->cur = p->mar = buf;
-  else
+  const uint8_t *cur = buf, *mar = buf;
+  if (p->state >= 0) {
     http1_rebase(p, buf);
+    cur = p->cur;
+    mar = p->mar;
+  }
   /*!getstate:re2c*/
   /*!re2c
     re2c:api:style = free-form;
     re2c:define:YYCTYPE = uint8_t;
-    re2c:define:YYCURSOR = "p->cur";
-    re2c:define:YYMARKER = "p->mar";
+    re2c:define:YYCURSOR = cur;
+    re2c:define:YYMARKER = mar;
     re2c:define:YYLIMIT = lim;
     re2c:define:YYGETSTATE = "p->state";
     re2c:define:YYSETSTATE = "p->state = @@;";
@@ -164,7 +166,7 @@ static int http1_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used
     @f_request_method_s tok_tchar @f_request_method_e " " @f_request_target_s tok_target @f_request_target_e " HTTP/1." @f_request_minor_s [01] @f_request_minor_e "\r\n" {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       p->off[0][0] = (uint32_t)(f_request_method_s - buf);
       p->off[0][1] = (uint32_t)(f_request_method_e - buf);
       p->off[1][0] = (uint32_t)(f_request_target_s - buf);
@@ -173,7 +175,7 @@ static int http1_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used
       p->off[2][1] = (uint32_t)(f_request_minor_e - buf);
       p->cmd = HTTP1_CMD_REQUEST;
       p->step = 0;
-      p->pos = (size_t)(p->cur - buf);
+      p->pos = (size_t)(cur - buf);
       p->arr_started = false;
       p->f_started = p->b_started = false;
       p->c_state = 0;
@@ -182,15 +184,17 @@ static int http1_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used
     [^\n]* "\n" {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       return RW_PARSE_UNKNOWN;
     }
-    * { *out_used = (size_t)(p->cur - buf); return RW_PARSE_INVALID; }
+    * { *out_used = (size_t)(cur - buf); return RW_PARSE_INVALID; }
     $ { *out_used = 0; return RW_PARSE_MORE; }
   */
 need_more:
   if (len > 8192u)
     return RW_PARSE_OVERLONG;
+  p->cur = cur;
+  p->mar = mar;
   p->base = (uintptr_t)buf;
   *out_used = 0;
   return RW_PARSE_MORE;

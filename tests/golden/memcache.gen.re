@@ -317,7 +317,7 @@ static void memcache_parser_init(void *vp)
 }
 
 #define SHIFT(ptr) ((ptr) = (const uint8_t *)((uintptr_t)(ptr) + delta))
-#define FRAME_TOO_LONG() ((size_t)(p->cur - buf) > 65536u)
+#define FRAME_TOO_LONG() ((size_t)(cur - buf) > 65536u)
 
 static int memcache_cont(struct memcache_parser *p, const uint8_t *buf, size_t len,
                     size_t *out_used, union memcache_msg *m);
@@ -446,16 +446,18 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
   }
   if (p->cmd >= 0)
     goto cont;
-  if (p->state < 0)
-    p->cur = p->mar = buf;
-  else
+  const uint8_t *cur = buf, *mar = buf;
+  if (p->state >= 0) {
     memcache_rebase(p, buf);
+    cur = p->cur;
+    mar = p->mar;
+  }
   /*!getstate:re2c*/
   /*!re2c
     re2c:api:style = free-form;
     re2c:define:YYCTYPE = uint8_t;
-    re2c:define:YYCURSOR = "p->cur";
-    re2c:define:YYMARKER = "p->mar";
+    re2c:define:YYCURSOR = cur;
+    re2c:define:YYMARKER = mar;
     re2c:define:YYLIMIT = lim;
     re2c:define:YYGETSTATE = "p->state";
     re2c:define:YYSETSTATE = "p->state = @@;";
@@ -478,21 +480,21 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
     "get" @f_get_keys_s (([ ])+ tok_key)+ @f_get_keys_e ([ ])* tok_nl {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       m->get.keys = (rw_span){f_get_keys_s, (size_t)(f_get_keys_e - f_get_keys_s)};
       return MEMCACHE_CMD_GET;
     }
     "gets" @f_gets_keys_s (([ ])+ tok_key)+ @f_gets_keys_e ([ ])* tok_nl {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       m->gets.keys = (rw_span){f_gets_keys_s, (size_t)(f_gets_keys_e - f_gets_keys_s)};
       return MEMCACHE_CMD_GETS;
     }
     "set " @f_set_key_s tok_key @f_set_key_e " " @f_set_flags_s tok_flags @f_set_flags_e " " @f_set_exptime_s tok_exptime @f_set_exptime_e " " @f_set_bytes_s tok_length @f_set_bytes_e @f_set_noreply_s tok_opt_noreply @f_set_noreply_e "\r\n" {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       if ((size_t)(f_set_key_e - f_set_key_s) > 250u)
         return RW_PARSE_SPEC_ERROR(0);
       p->off[0][0] = (uint32_t)(f_set_key_s - buf);
@@ -513,13 +515,13 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       p->off[1][1] = (uint32_t)(f_set_noreply_e - buf);
       p->cmd = MEMCACHE_CMD_SET;
       p->step = 0;
-      p->pos = (size_t)(p->cur - buf);
+      p->pos = (size_t)(cur - buf);
       goto cont;
     }
     "add " @f_add_key_s tok_key @f_add_key_e " " @f_add_flags_s tok_flags @f_add_flags_e " " @f_add_exptime_s tok_exptime @f_add_exptime_e " " @f_add_bytes_s tok_length @f_add_bytes_e @f_add_noreply_s tok_opt_noreply @f_add_noreply_e "\r\n" {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       if ((size_t)(f_add_key_e - f_add_key_s) > 250u)
         return RW_PARSE_SPEC_ERROR(0);
       p->off[0][0] = (uint32_t)(f_add_key_s - buf);
@@ -540,13 +542,13 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       p->off[1][1] = (uint32_t)(f_add_noreply_e - buf);
       p->cmd = MEMCACHE_CMD_ADD;
       p->step = 0;
-      p->pos = (size_t)(p->cur - buf);
+      p->pos = (size_t)(cur - buf);
       goto cont;
     }
     "replace " @f_replace_key_s tok_key @f_replace_key_e " " @f_replace_flags_s tok_flags @f_replace_flags_e " " @f_replace_exptime_s tok_exptime @f_replace_exptime_e " " @f_replace_bytes_s tok_length @f_replace_bytes_e @f_replace_noreply_s tok_opt_noreply @f_replace_noreply_e "\r\n" {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       if ((size_t)(f_replace_key_e - f_replace_key_s) > 250u)
         return RW_PARSE_SPEC_ERROR(0);
       p->off[0][0] = (uint32_t)(f_replace_key_s - buf);
@@ -567,13 +569,13 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       p->off[1][1] = (uint32_t)(f_replace_noreply_e - buf);
       p->cmd = MEMCACHE_CMD_REPLACE;
       p->step = 0;
-      p->pos = (size_t)(p->cur - buf);
+      p->pos = (size_t)(cur - buf);
       goto cont;
     }
     "append " @f_append_key_s tok_key @f_append_key_e " " @f_append_flags_s tok_flags @f_append_flags_e " " @f_append_exptime_s tok_exptime @f_append_exptime_e " " @f_append_bytes_s tok_length @f_append_bytes_e @f_append_noreply_s tok_opt_noreply @f_append_noreply_e "\r\n" {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       if ((size_t)(f_append_key_e - f_append_key_s) > 250u)
         return RW_PARSE_SPEC_ERROR(0);
       p->off[0][0] = (uint32_t)(f_append_key_s - buf);
@@ -594,13 +596,13 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       p->off[1][1] = (uint32_t)(f_append_noreply_e - buf);
       p->cmd = MEMCACHE_CMD_APPEND;
       p->step = 0;
-      p->pos = (size_t)(p->cur - buf);
+      p->pos = (size_t)(cur - buf);
       goto cont;
     }
     "prepend " @f_prepend_key_s tok_key @f_prepend_key_e " " @f_prepend_flags_s tok_flags @f_prepend_flags_e " " @f_prepend_exptime_s tok_exptime @f_prepend_exptime_e " " @f_prepend_bytes_s tok_length @f_prepend_bytes_e @f_prepend_noreply_s tok_opt_noreply @f_prepend_noreply_e "\r\n" {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       if ((size_t)(f_prepend_key_e - f_prepend_key_s) > 250u)
         return RW_PARSE_SPEC_ERROR(0);
       p->off[0][0] = (uint32_t)(f_prepend_key_s - buf);
@@ -621,13 +623,13 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       p->off[1][1] = (uint32_t)(f_prepend_noreply_e - buf);
       p->cmd = MEMCACHE_CMD_PREPEND;
       p->step = 0;
-      p->pos = (size_t)(p->cur - buf);
+      p->pos = (size_t)(cur - buf);
       goto cont;
     }
     "cas " @f_cas_key_s tok_key @f_cas_key_e " " @f_cas_flags_s tok_flags @f_cas_flags_e " " @f_cas_exptime_s tok_exptime @f_cas_exptime_e " " @f_cas_bytes_s tok_length @f_cas_bytes_e " " @f_cas_unique_s tok_unique @f_cas_unique_e @f_cas_noreply_s tok_opt_noreply @f_cas_noreply_e "\r\n" {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       if ((size_t)(f_cas_key_e - f_cas_key_s) > 250u)
         return RW_PARSE_SPEC_ERROR(0);
       p->off[0][0] = (uint32_t)(f_cas_key_s - buf);
@@ -650,13 +652,13 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       p->off[1][1] = (uint32_t)(f_cas_noreply_e - buf);
       p->cmd = MEMCACHE_CMD_CAS;
       p->step = 0;
-      p->pos = (size_t)(p->cur - buf);
+      p->pos = (size_t)(cur - buf);
       goto cont;
     }
     "delete " @f_delete_key_s tok_key @f_delete_key_e @f_delete_noreply_s tok_opt_noreply @f_delete_noreply_e tok_nl {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       if ((size_t)(f_delete_key_e - f_delete_key_s) > 250u)
         return RW_PARSE_SPEC_ERROR(0);
       m->delete.key = (rw_span){f_delete_key_s, (size_t)(f_delete_key_e - f_delete_key_s)};
@@ -666,7 +668,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
     "incr " @f_incr_key_s tok_key @f_incr_key_e " " @f_incr_delta_s tok_delta @f_incr_delta_e @f_incr_noreply_s tok_opt_noreply @f_incr_noreply_e tok_nl {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       if ((size_t)(f_incr_key_e - f_incr_key_s) > 250u)
         return RW_PARSE_SPEC_ERROR(0);
       m->incr.key = (rw_span){f_incr_key_s, (size_t)(f_incr_key_e - f_incr_key_s)};
@@ -678,7 +680,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
     "decr " @f_decr_key_s tok_key @f_decr_key_e " " @f_decr_delta_s tok_delta @f_decr_delta_e @f_decr_noreply_s tok_opt_noreply @f_decr_noreply_e tok_nl {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       if ((size_t)(f_decr_key_e - f_decr_key_s) > 250u)
         return RW_PARSE_SPEC_ERROR(0);
       m->decr.key = (rw_span){f_decr_key_s, (size_t)(f_decr_key_e - f_decr_key_s)};
@@ -690,7 +692,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
     "touch " @f_touch_key_s tok_key @f_touch_key_e " " @f_touch_exptime_s tok_exptime @f_touch_exptime_e @f_touch_noreply_s tok_opt_noreply @f_touch_noreply_e tok_nl {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       if ((size_t)(f_touch_key_e - f_touch_key_s) > 250u)
         return RW_PARSE_SPEC_ERROR(0);
       m->touch.key = (rw_span){f_touch_key_s, (size_t)(f_touch_key_e - f_touch_key_s)};
@@ -702,14 +704,14 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
     "flush_all" @f_flush_all_noreply_s tok_opt_noreply @f_flush_all_noreply_e tok_nl {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       m->flush_all.noreply = (rw_span){f_flush_all_noreply_s, (size_t)(f_flush_all_noreply_e - f_flush_all_noreply_s)};
       return MEMCACHE_CMD_FLUSH_ALL;
     }
     "flush_all " @f_flush_all_in_delay_s tok_exptime @f_flush_all_in_delay_e @f_flush_all_in_noreply_s tok_opt_noreply @f_flush_all_in_noreply_e tok_nl {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       if (parse_i64(f_flush_all_in_delay_s, f_flush_all_in_delay_e, &m->flush_all_in.delay) < 0)
         return RW_PARSE_SPEC_ERROR(4);
       m->flush_all_in.noreply = (rw_span){f_flush_all_in_noreply_s, (size_t)(f_flush_all_in_noreply_e - f_flush_all_in_noreply_s)};
@@ -718,7 +720,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
     "verbosity " @f_verbosity_level_s tok_level @f_verbosity_level_e @f_verbosity_noreply_s tok_opt_noreply @f_verbosity_noreply_e tok_nl {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       if (parse_u32(f_verbosity_level_s, f_verbosity_level_e, &m->verbosity.level) < 0)
         return RW_PARSE_SPEC_ERROR(8);
       m->verbosity.noreply = (rw_span){f_verbosity_noreply_s, (size_t)(f_verbosity_noreply_e - f_verbosity_noreply_s)};
@@ -727,40 +729,42 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
     "stats" @f_stats_args_s ([ ] ([^\r\n])*)? @f_stats_args_e tok_nl {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       m->stats.args = (rw_span){f_stats_args_s, (size_t)(f_stats_args_e - f_stats_args_s)};
       return MEMCACHE_CMD_STATS;
     }
     "version" tok_nl {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       return MEMCACHE_CMD_VERSION;
     }
     "quit" tok_nl {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       return MEMCACHE_CMD_QUIT;
     }
     ("get" | "gets" | "set" | "add" | "replace" | "append" | "prepend" | "cas" | "delete" | "incr" | "decr" | "touch" | "flush_all" | "verbosity") ([ ] ([^\n])*)? "\n" {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       return MEMCACHE_CMD_MALFORMED;
     }
     [^\n]* "\n" {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       return RW_PARSE_UNKNOWN;
     }
-    * { *out_used = (size_t)(p->cur - buf); return RW_PARSE_INVALID; }
+    * { *out_used = (size_t)(cur - buf); return RW_PARSE_INVALID; }
     $ { *out_used = 0; return RW_PARSE_MORE; }
   */
 need_more:
   if (len > 65536u)
     return RW_PARSE_OVERLONG;
+  p->cur = cur;
+  p->mar = mar;
   p->base = (uintptr_t)buf;
   *out_used = 0;
   return RW_PARSE_MORE;

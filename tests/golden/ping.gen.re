@@ -57,7 +57,7 @@ static void ping_parser_init(void *vp)
 }
 
 #define SHIFT(ptr) ((ptr) = (const uint8_t *)((uintptr_t)(ptr) + delta))
-#define FRAME_TOO_LONG() ((size_t)(p->cur - buf) > 65536u)
+#define FRAME_TOO_LONG() ((size_t)(cur - buf) > 65536u)
 
 static void ping_rebase(struct ping_parser *p, const uint8_t *buf)
 {
@@ -75,16 +75,18 @@ static int ping_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used,
   uint8_t yych;
 
   (void)m;
-  if (p->state < 0)
-    p->cur = p->mar = buf;
-  else
+  const uint8_t *cur = buf, *mar = buf;
+  if (p->state >= 0) {
     ping_rebase(p, buf);
+    cur = p->cur;
+    mar = p->mar;
+  }
   /*!getstate:re2c*/
   /*!re2c
     re2c:api:style = free-form;
     re2c:define:YYCTYPE = uint8_t;
-    re2c:define:YYCURSOR = "p->cur";
-    re2c:define:YYMARKER = "p->mar";
+    re2c:define:YYCURSOR = cur;
+    re2c:define:YYMARKER = mar;
     re2c:define:YYLIMIT = lim;
     re2c:define:YYGETSTATE = "p->state";
     re2c:define:YYSETSTATE = "p->state = @@;";
@@ -99,21 +101,23 @@ static int ping_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used,
     tok_blank ("PING" | "ping") tok_blank ("\r")? "\n" {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       return PING_CMD_PING;
     }
     [^\n]* "\n" {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       return RW_PARSE_UNKNOWN;
     }
-    * { *out_used = (size_t)(p->cur - buf); return RW_PARSE_INVALID; }
+    * { *out_used = (size_t)(cur - buf); return RW_PARSE_INVALID; }
     $ { *out_used = 0; return RW_PARSE_MORE; }
   */
 need_more:
   if (len > 65536u)
     return RW_PARSE_OVERLONG;
+  p->cur = cur;
+  p->mar = mar;
   p->base = (uintptr_t)buf;
   *out_used = 0;
   return RW_PARSE_MORE;

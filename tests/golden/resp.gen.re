@@ -182,7 +182,7 @@ static void resp_parser_init(void *vp)
 }
 
 #define SHIFT(ptr) ((ptr) = (const uint8_t *)((uintptr_t)(ptr) + delta))
-#define FRAME_TOO_LONG() ((size_t)(p->cur - buf) > 65536u)
+#define FRAME_TOO_LONG() ((size_t)(cur - buf) > 65536u)
 
 static int resp_cont(struct resp_parser *p, const uint8_t *buf, size_t len,
                     size_t *out_used, union resp_msg *m);
@@ -215,16 +215,18 @@ static int resp_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used,
   }
   if (p->cmd >= 0)
     goto cont;
-  if (p->state < 0)
-    p->cur = p->mar = buf;
-  else
+  const uint8_t *cur = buf, *mar = buf;
+  if (p->state >= 0) {
     resp_rebase(p, buf);
+    cur = p->cur;
+    mar = p->mar;
+  }
   /*!getstate:re2c*/
   /*!re2c
     re2c:api:style = free-form;
     re2c:define:YYCTYPE = uint8_t;
-    re2c:define:YYCURSOR = "p->cur";
-    re2c:define:YYMARKER = "p->mar";
+    re2c:define:YYCURSOR = cur;
+    re2c:define:YYMARKER = mar;
     re2c:define:YYLIMIT = lim;
     re2c:define:YYGETSTATE = "p->state";
     re2c:define:YYSETSTATE = "p->state = @@;";
@@ -240,40 +242,42 @@ static int resp_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used,
     "*" @f_multibulk_n_s tok_count @f_multibulk_n_e "\r\n" {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       if (parse_u64(f_multibulk_n_s, f_multibulk_n_e, UINT64_MAX, (uint64_t *)&p->num[0]) < 0)
         return RW_PARSE_BAD_NUMBER;
       p->cmd = RESP_CMD_MULTIBULK;
       p->step = 0;
-      p->pos = (size_t)(p->cur - buf);
+      p->pos = (size_t)(cur - buf);
       p->arr_started = false;
       goto cont;
     }
     ([ \t])* @f_inline_cmd_args_s tok_word ([ \t]+ tok_word)* @f_inline_cmd_args_e ([ \t])* ("\r")? "\n" {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       rw_list_words(&m->inline_cmd.args, f_inline_cmd_args_s, (size_t)(f_inline_cmd_args_e - f_inline_cmd_args_s));
       return RESP_CMD_INLINE_CMD;
     }
     ([ \t])* ("\r")? "\n" {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       return RESP_CMD_EMPTY;
     }
     [^\n]* "\n" {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(p->cur - buf);
+      *out_used = (size_t)(cur - buf);
       return RW_PARSE_UNKNOWN;
     }
-    * { *out_used = (size_t)(p->cur - buf); return RW_PARSE_INVALID; }
+    * { *out_used = (size_t)(cur - buf); return RW_PARSE_INVALID; }
     $ { *out_used = 0; return RW_PARSE_MORE; }
   */
 need_more:
   if (len > 65536u)
     return RW_PARSE_OVERLONG;
+  p->cur = cur;
+  p->mar = mar;
   p->base = (uintptr_t)buf;
   *out_used = 0;
   return RW_PARSE_MORE;
