@@ -299,28 +299,25 @@ void rw_conn_abort(struct rw_conn *c, int err)
 
 int rw_conn_write(rw_conn *c, const void *data, size_t len)
 {
-  if (c->flags & (RW_CONN_ABORT | RW_CONN_CLOSING))
-    return -EPIPE;
-  int rc = rw_sendq_append(c->w, c, data, len);
-  if (rc < 0) {
-    rw_log_limited(&c->w->slab_log, "send slab exhausted: closing a connection "
-                                   "(raise --max-conns or the send slab)");
-    rw_conn_abort(c, rc);
-    return rc;
-  }
-  rw_conn_mark_dirty(c);
-  return 0;
+  const struct iovec iov = {(void *)data, len};
+  return rw_conn_writev(c, &iov, 1);
 }
 
+/* A reply's pieces are checked and marked once, then appended back to back. */
 int rw_conn_writev(rw_conn *c, const struct iovec *iov, int n)
 {
+  if (c->flags & (RW_CONN_ABORT | RW_CONN_CLOSING))
+    return -EPIPE;
   for (int i = 0; i < n; i++) {
-    if (!iov[i].iov_len)
-      continue;
-    int rc = rw_conn_write(c, iov[i].iov_base, iov[i].iov_len);
-    if (rc < 0)
+    int rc = rw_sendq_append(c->w, c, iov[i].iov_base, iov[i].iov_len);
+    if (rc < 0) {
+      rw_log_limited(&c->w->slab_log, "send slab exhausted: closing a connection "
+                                     "(raise --max-conns or the send slab)");
+      rw_conn_abort(c, rc);
       return rc;
+    }
   }
+  rw_conn_mark_dirty(c);
   return 0;
 }
 
