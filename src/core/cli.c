@@ -1,6 +1,8 @@
 /* The flags every appliance takes, parsed in one place so that they mean the same everywhere. */
 #include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,10 +62,22 @@ static int parse_backend(const char *v, enum rw_backend *out)
   return -EINVAL;
 }
 
+/* The numeric flags: each a uint32_t field of rw_config, given in its unit times `scale`. */
+static const struct {
+  const char *flag, *what;
+  uint32_t min, max, scale;
+  size_t offset;
+} numeric[] = {
+    {"--workers", "a number", 1, 1024, 1, offsetof(rw_config, workers)},
+    {"--max-conns", "a number", 1, 1u << 22, 1, offsetof(rw_config, max_conns)},
+    {"--idle-timeout", "seconds", 0, 86400 * 7, 1000, offsetof(rw_config, idle_timeout_ms)},
+    {"--send-zc-min", "a byte count", 0, UINT32_MAX, 1, offsetof(rw_config, send_zc_min)},
+    {"--recv-buffers", "a number", 1, 32768, 1, offsetof(rw_config, recv_buffers)},
+};
+
 /* One flag with a value; returns 0, or -EINVAL after printing what is wrong with it. */
 static int parse_valued(rw_cli *out, const char *prog, const char *flag, const char *val)
 {
-  uint32_t secs;
   rw_config *cfg = &out->cfg;
   if (!strcmp(flag, "--listen")) {
     if (out->nlisten == RW_CLI_MAX_LISTEN) {
@@ -79,46 +93,27 @@ static int parse_valued(rw_cli *out, const char *prog, const char *flag, const c
     fprintf(stderr, "%s: --backend takes auto, uring or epoll, not '%s'\n", prog, val);
     return -EINVAL;
   }
-  if (!strcmp(flag, "--workers")) {
-    if (parse_u32(val, 1, 1024, &cfg->workers) == 0)
-      return 0;
-    fprintf(stderr, "%s: --workers needs a number from 1 to 1024, not '%s'\n", prog, val);
-    return -EINVAL;
-  }
-  if (!strcmp(flag, "--send-zc-min")) {
-    if (parse_u32(val, 0, UINT32_MAX, &cfg->send_zc_min) == 0)
-      return 0;
-    fprintf(stderr, "%s: --send-zc-min needs a byte count, not '%s'\n", prog, val);
-    return -EINVAL;
-  }
-  if (!strcmp(flag, "--recv-buffers")) {
-    if (parse_u32(val, 1, 32768, &cfg->recv_buffers) == 0)
-      return 0;
-    fprintf(stderr, "%s: --recv-buffers needs a number from 1 to 32768, not '%s'\n", prog, val);
-    return -EINVAL;
-  }
-  if (!strcmp(flag, "--max-conns")) {
-    if (parse_u32(val, 1, 1u << 22, &cfg->max_conns) == 0)
-      return 0;
-    fprintf(stderr, "%s: --max-conns needs a number from 1 to %u, not '%s'\n", prog, 1u << 22, val);
-    return -EINVAL;
-  }
-  /* --idle-timeout */
-  if (parse_u32(val, 0, 86400 * 7, &secs) == 0) {
-    cfg->idle_timeout_ms = secs * 1000;
+  for (size_t i = 0; i < sizeof numeric / sizeof numeric[0]; i++) {
+    if (strcmp(flag, numeric[i].flag))
+      continue;
+    uint32_t v;
+    if (parse_u32(val, numeric[i].min, numeric[i].max, &v) < 0) {
+      fprintf(stderr, "%s: %s needs %s from %u to %u, not '%s'\n", prog, flag, numeric[i].what,
+              numeric[i].min, numeric[i].max, val);
+      return -EINVAL;
+    }
+    *(uint32_t *)((char *)cfg + numeric[i].offset) = v * numeric[i].scale;
     return 0;
   }
-  fprintf(stderr, "%s: --idle-timeout needs seconds from 0 to 604800, not '%s'\n", prog, val);
-  return -EINVAL;
+  return -EINVAL; /* not reached: takes_value() admitted only known flags */
 }
 
 static bool takes_value(const char *flag)
 {
-  static const char *const valued[] = {"--listen",       "--backend",     "--workers",
-                                       "--max-conns",    "--idle-timeout", "--send-zc-min",
-                                       "--recv-buffers"};
-  for (size_t i = 0; i < sizeof valued / sizeof valued[0]; i++)
-    if (!strcmp(flag, valued[i]))
+  if (!strcmp(flag, "--listen") || !strcmp(flag, "--backend"))
+    return true;
+  for (size_t i = 0; i < sizeof numeric / sizeof numeric[0]; i++)
+    if (!strcmp(flag, numeric[i].flag))
       return true;
   return false;
 }
