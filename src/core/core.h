@@ -142,7 +142,6 @@ struct rw_conn {
   void *connect_data;
   struct rw_conn *dirty_next;
   struct rw_conn *paused_prev, *paused_next;
-  uint32_t drv; /* the driver's per-connection word (io_uring: fixed-file slot, buffers held) */
 };
 
 struct rw_driver;

@@ -86,8 +86,6 @@ struct uring_state {
   struct uconn *uc;
   uint32_t nstarved;
   int sigfd;
-  uint64_t wake_val;
-  uint64_t udp_seen;
   bool accepting[RW_MAX_LISTENERS];
 };
 
