@@ -56,14 +56,13 @@ static void ignore_datagram(rw_udp *u, const struct sockaddr *from, socklen_t fr
   (void)data;
 }
 
-static rw_server *new_server(void (*start)(rw_worker *, void *), void *data, uint32_t idle_ms)
+static rw_server *new_server(void (*start)(rw_worker *, void *), void *data, uint32_t workers)
 {
   rw_config cfg;
   rw_config_default(&cfg);
   cfg.name = "test";
-  cfg.workers = 1;
+  cfg.workers = workers;
   cfg.max_conns = 64;
-  cfg.idle_timeout_ms = idle_ms;
   cfg.on_worker_start = start;
   cfg.data = data;
   cfg.backend = test_backend();
@@ -138,7 +137,7 @@ static void timers_start(rw_worker *w, void *data)
 Test(timer, fire_in_order_never_early_cancel_and_rearm)
 {
   static struct timer_test tt;
-  tt.srv = new_server(timers_start, &tt, 0);
+  tt.srv = new_server(timers_start, &tt, 1);
   cr_assert_eq(rw_server_udp(tt.srv, "127.0.0.1:0", ignore_datagram, NULL), 0); /* something to serve */
   cr_assert_eq(rw_server_run(tt.srv), 0);
   rw_server_destroy(tt.srv);
@@ -255,7 +254,7 @@ Test(connect, established_refused_and_timed_out)
   int holes[4];
   ct.blackhole_port = blackhole(holes);
   ct.refused_port = closed_port();
-  ct.srv = new_server(clients_start, NULL, 0);
+  ct.srv = new_server(clients_start, NULL, 1);
   cr_assert_eq(rw_server_listen(ct.srv, "127.0.0.1:0", &echo_proto, &echo_server), 0);
   ct.port = rw_server_port(ct.srv, 0);
   cr_assert_gt(ct.port, 0);
@@ -337,14 +336,7 @@ static void pingpong_start(rw_worker *w, void *data)
 
 Test(msg, ping_pong_between_workers_and_from_outside)
 {
-  rw_config cfg;
-  rw_config_default(&cfg);
-  cfg.name = "test";
-  cfg.workers = 2;
-  cfg.max_conns = 64;
-  cfg.on_worker_start = pingpong_start;
-  cfg.backend = test_backend();
-  cr_assert_eq(rw_server_create(&cfg, &pp.srv), 0);
+  pp.srv = new_server(pingpong_start, NULL, 2);
   cr_assert_eq(rw_server_udp(pp.srv, "127.0.0.1:0", ignore_datagram, NULL), 0);
   cr_assert_eq(rw_server_run(pp.srv), 0);
   rw_server_destroy(pp.srv);
