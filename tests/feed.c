@@ -1,6 +1,7 @@
 #include "feed.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,7 +100,7 @@ bool feed(struct feeder *f, const uint8_t *data, size_t n)
       snprintf(line, sizeof line, "error %d", rc);
     if (!log_line(f, line))
       return fault(f, "out of memory");
-    if (rc == RW_PARSE_OVERLONG || rc == RW_PARSE_INVALID || (rc < 0 && rc == f->also_closes)) {
+    if (rc == RW_PARSE_OVERLONG || rc == RW_PARSE_INVALID || (rc < 0 && f->errors_close)) {
       f->closed = true;
       return true;
     }
@@ -113,6 +114,22 @@ bool feed(struct feeder *f, const uint8_t *data, size_t n)
 }
 
 /* ---- describers ---- */
+
+/* Appends to out[0..outlen) at *n, truncating (never past the end, however long the input). */
+static void append(char *out, size_t outlen, size_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void append(char *out, size_t outlen, size_t *n, const char *fmt, ...)
+{
+  if (*n + 1 >= outlen)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(out + *n, outlen - *n, fmt, ap);
+  va_end(ap);
+  if (k > 0)
+    *n = *n + (size_t)k < outlen ? *n + (size_t)k : outlen - 1;
+}
+
 
 #define SPAN(s) (int)(s).len, (const char *)(s).p
 
@@ -139,10 +156,11 @@ void describe_kvt(int cmd, const void *vmsg, char *out, size_t outlen)
     snprintf(out, outlen, "set [%.*s] [%.*s]", SPAN(m->set.key), SPAN(m->set.flags));
     break;
   case KVT_CMD_PUT: {
-    size_t n = (size_t)snprintf(out, outlen, "put %u [%.*s]", m->put.names.count, SPAN(m->put.data));
-    for (uint32_t i = 0; i < m->put.names.count && n < outlen; i++) {
+    size_t n = 0;
+    append(out, outlen, &n, "put %u [%.*s]", m->put.names.count, SPAN(m->put.data));
+    for (uint32_t i = 0; i < m->put.names.count; i++) {
       rw_span w = rw_list_at(&m->put.names, i);
-      n += (size_t)snprintf(out + n, outlen - n, " [%.*s]", SPAN(w));
+      append(out, outlen, &n, " [%.*s]", SPAN(w));
     }
     break;
   }
@@ -158,10 +176,11 @@ void describe_memcache(int cmd, const void *vmsg, char *out, size_t outlen)
   switch (cmd) {
   case MEMCACHE_CMD_GET:
   case MEMCACHE_CMD_GETS: {
-    size_t n = (size_t)snprintf(out, outlen, "%s", name);
+    size_t n = 0;
+    append(out, outlen, &n, "%s", name);
     rw_span rest = cmd == MEMCACHE_CMD_GET ? m->get.keys : m->gets.keys, k;
-    while (rw_span_next(&rest, ' ', &k) == 0 && n < outlen)
-      n += (size_t)snprintf(out + n, outlen - n, " [%.*s]", SPAN(k));
+    while (rw_span_next(&rest, ' ', &k) == 0)
+      append(out, outlen, &n, " [%.*s]", SPAN(k));
     break;
   }
   case MEMCACHE_CMD_SET:
@@ -198,12 +217,13 @@ void describe_memcache(int cmd, const void *vmsg, char *out, size_t outlen)
 
 static void describe_list(const rw_list *l, char *out, size_t outlen)
 {
-  size_t n = (size_t)snprintf(out, outlen, "%u:", l->count);
+  size_t n = 0;
+  append(out, outlen, &n, "%u:", l->count);
   rw_list_iter it;
   rw_span item;
   rw_list_iter_init(l, &it);
-  while (rw_list_next(l, &it, &item) == 0 && n < outlen)
-    n += (size_t)snprintf(out + n, outlen - n, " [%.*s]", SPAN(item));
+  while (rw_list_next(l, &it, &item) == 0)
+    append(out, outlen, &n, " [%.*s]", SPAN(item));
   /* The first items are also there directly, and must agree with the walk. */
   for (uint32_t i = 0; i < l->count && i < RW_LIST_INLINE; i++) {
     rw_span a = rw_list_at(l, i);
@@ -215,7 +235,8 @@ static void describe_list(const rw_list *l, char *out, size_t outlen)
 void describe_resp(int cmd, const void *vmsg, char *out, size_t outlen)
 {
   const union resp_msg *m = vmsg;
-  size_t n = (size_t)snprintf(out, outlen, "%s ", resp_proto.command_names[cmd]);
+  size_t n = 0;
+  append(out, outlen, &n, "%s ", resp_proto.command_names[cmd]);
   if (cmd == RESP_CMD_MULTIBULK)
     describe_list(&m->multibulk.args, out + n, outlen - n);
   else if (cmd == RESP_CMD_INLINE_CMD)
@@ -226,10 +247,10 @@ void describe_http1(int cmd, const void *vmsg, char *out, size_t outlen)
 {
   const struct http1_request *r = &((const union http1_msg *)vmsg)->request;
   (void)cmd;
-  size_t n = (size_t)snprintf(out, outlen, "%.*s %.*s 1.%.*s fields", SPAN(r->method), SPAN(r->target),
-                              SPAN(r->minor));
+  size_t n = 0;
+  append(out, outlen, &n, "%.*s %.*s 1.%.*s fields", SPAN(r->method), SPAN(r->target), SPAN(r->minor));
   describe_list(&r->headers, out + n, outlen - n);
   n = strlen(out);
-  n += (size_t)snprintf(out + n, outlen - n, " body");
+  append(out, outlen, &n, " body");
   describe_list(&r->body, out + n, outlen - n);
 }
