@@ -22,7 +22,7 @@ struct feeder {
   char *log;
   size_t loglen, logcap;
   bool closed;
-  int also_closes; /* a status the spec answers with close (besides OVERLONG and INVALID) */
+  bool errors_close; /* the spec closes on every error (resp, http1), not only OVERLONG/INVALID */
   const char *fault; /* set when the parser broke an invariant */
 };
 

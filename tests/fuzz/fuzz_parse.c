@@ -1,6 +1,6 @@
-/* libFuzzer target for one generated parser (chosen at build time: FUZZ_PROTO, FUZZ_DESCRIBE,
- * FUZZ_CLOSES). Each input is parsed twice: whole, and cut into pieces whose sizes come from its
- * first byte; both runs must report the same messages, every field's bytes are read (so a span
+/* libFuzzer target for one generated parser, chosen at build time: FUZZ_PROTO, FUZZ_DESCRIBE,
+ * and FUZZ_ERRORS_CLOSE (whether the spec closes on every error). Each input is parsed twice:
+ * whole, and cut into pieces whose sizes come from its first byte; both runs must report the same messages, every field's bytes are read (so a span
  * outside the buffer is a sanitizer report), and the feeder's invariants must hold. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   if (feeder_init(&whole, &FUZZ_PROTO, FUZZ_DESCRIBE, size + 1) ||
       feeder_init(&split, &FUZZ_PROTO, FUZZ_DESCRIBE, size + 1))
     abort();
-  whole.also_closes = split.also_closes = FUZZ_CLOSES;
+  whole.errors_close = split.errors_close = FUZZ_ERRORS_CLOSE;
   if (!feed(&whole, data, size)) {
     fprintf(stderr, "whole: %s\n", whole.fault);
     abort();
