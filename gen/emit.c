@@ -155,6 +155,9 @@ int emit_header(const struct spec *s, FILE *out)
   if (!nhandlers(s))
     fputs("  char unused_; /* every command is handled by the spec */\n", out);
   fputs("};\n\n", out);
+  if (s->ntable)
+    fprintf(out, "/* The table, sorted by (length, name): see rw_command. */\n"
+                 "extern const rw_command %s_commands[];\nextern const size_t %s_ncommands;\n\n", p, p);
   for (size_t i = 0; i < s->nreplies; i++) {
     const struct reply_decl *r = &s->replies[i];
     fputs("/* Writes", out);
@@ -956,9 +959,7 @@ static void emit_table(const struct spec *s, FILE *out)
   }
   memcpy(sorted, s->table, s->ntable * sizeof *sorted);
   qsort(sorted, s->ntable, sizeof *sorted, cmp_entries);
-  fprintf(out, "struct %s_entry {\n  const char *name;\n  uint8_t len;\n  bool at_least;\n"
-               "  uint16_t arity, idx;\n};\n\n", p);
-  fprintf(out, "static const struct %s_entry %s_entries[] = {\n", p, p);
+  fprintf(out, "const rw_command %s_commands[] = {\n", p);
   for (size_t i = 0; i < s->ntable; i++) {
     size_t idx = 0;
     for (; idx < s->ntable && strcmp(s->table[idx].name, sorted[i].name); idx++)
@@ -966,24 +967,24 @@ static void emit_table(const struct spec *s, FILE *out)
     fprintf(out, "    {\"%s\", %zu, %s, %u, %zu},\n", sorted[i].name, strlen(sorted[i].name),
             sorted[i].at_least ? "true" : "false", sorted[i].arity, idx);
   }
-  fputs("};\n\n", out);
+  fprintf(out, "};\n\nconst size_t %s_ncommands = %zu;\n\n", p, s->ntable);
   free(sorted);
   fprintf(out,
-          "static int %s_lookup(rw_span name)\n{\n  size_t lo = 0, hi = sizeof %s_entries / sizeof %s_entries[0];\n"
-          "  while (lo < hi) {\n    size_t mid = (lo + hi) / 2;\n    const struct %s_entry *e = &%s_entries[mid];\n"
+          "static int %s_lookup(rw_span name)\n{\n  size_t lo = 0, hi = sizeof %s_commands / sizeof %s_commands[0];\n"
+          "  while (lo < hi) {\n    size_t mid = (lo + hi) / 2;\n    const rw_command *e = &%s_commands[mid];\n"
           "    int d = name.len < e->len ? -1 : name.len > e->len ? 1 : 0;\n"
           "    for (size_t i = 0; !d && i < name.len; i++) {\n"
           "      uint8_t ch = name.p[i] >= 'A' && name.p[i] <= 'Z' ? (uint8_t)(name.p[i] | 0x20) : name.p[i];\n"
           "      d = ch < (uint8_t)e->name[i] ? -1 : ch > (uint8_t)e->name[i] ? 1 : 0;\n    }\n"
           "    if (!d)\n      return (int)mid;\n    if (d < 0)\n      hi = mid;\n    else\n      lo = mid + 1;\n"
           "  }\n  return -1;\n}\n\n",
-          p, p, p, p, p);
+          p, p, p, p);
   fprintf(out, "static int %s_table_dispatch(rw_conn *c, const struct %s_handlers *h, const rw_list *args)\n{\n"
                "  if (!args->count)\n    return 0; /* an empty command: nothing to do */\n"
                "  int i = %s_lookup(args->item[0]);\n  if (i < 0)\n    return h->unknown(c, args);\n"
-               "  const struct %s_entry *e = &%s_entries[i];\n"
+               "  const rw_command *e = &%s_commands[i];\n"
                "  if (e->at_least ? args->count < e->arity : args->count != e->arity) {\n",
-          p, p, p, p, p);
+          p, p, p, p);
   if (s->arity.present && s->arity.reply_name)
     fprintf(out, "    int rc = %s_reply_%s(c, (rw_span){(const uint8_t *)e->name, e->len});\n"
                  "    if (rc < 0)\n      return rc;\n%s    return 0;\n",

@@ -5,6 +5,7 @@
 #ifndef RINGWRIGHT_PROTO_H
 #define RINGWRIGHT_PROTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,17 @@ enum rw_parse_status {
 
 /* Statuses from -64 down are errors the spec itself declares (a number token's own reply). */
 #define RW_PARSE_SPEC_ERROR(i) (-64 - (i))
+
+/* One entry of a spec's `table`: a command name (lowercase), its item count (the name included;
+ * at least that many when at_least) and its position in the table as written. Generated code
+ * exports the table as NAME_commands[NAME_ncommands], sorted by (length, name), so that an
+ * appliance can describe its commands (RESP's COMMAND) from the spec itself. */
+typedef struct rw_command {
+  const char *name;
+  uint8_t len;
+  bool at_least;
+  uint16_t arity, idx;
+} rw_command;
 
 typedef struct rw_proto {
   const char *name;

@@ -66,6 +66,10 @@ struct resp_handlers {
   int (*unknown)(rw_conn *c, const rw_list *args); /* a name not in the table */
 };
 
+/* The table, sorted by (length, name): see rw_command. */
+extern const rw_command resp_commands[];
+extern const size_t resp_ncommands;
+
 /* Writes "+OK\r\n". */
 int resp_reply_ok(rw_conn *c);
 /* Writes "+PONG\r\n". */

@@ -388,14 +388,7 @@ bad_array: /* the frame cannot be resynchronised: the spec's bad_data, then clos
   return RW_PARSE_BAD_DATA;
 }
 
-struct resp_entry {
-  const char *name;
-  uint8_t len;
-  bool at_least;
-  uint16_t arity, idx;
-};
-
-static const struct resp_entry resp_entries[] = {
+const rw_command resp_commands[] = {
     {"del", 3, true, 2, 9},
     {"get", 3, false, 2, 2},
     {"set", 3, true, 3, 3},
@@ -427,12 +420,14 @@ static const struct resp_entry resp_entries[] = {
     {"flushall", 8, true, 1, 23},
 };
 
+const size_t resp_ncommands = 29;
+
 static int resp_lookup(rw_span name)
 {
-  size_t lo = 0, hi = sizeof resp_entries / sizeof resp_entries[0];
+  size_t lo = 0, hi = sizeof resp_commands / sizeof resp_commands[0];
   while (lo < hi) {
     size_t mid = (lo + hi) / 2;
-    const struct resp_entry *e = &resp_entries[mid];
+    const rw_command *e = &resp_commands[mid];
     int d = name.len < e->len ? -1 : name.len > e->len ? 1 : 0;
     for (size_t i = 0; !d && i < name.len; i++) {
       uint8_t ch = name.p[i] >= 'A' && name.p[i] <= 'Z' ? (uint8_t)(name.p[i] | 0x20) : name.p[i];
@@ -455,7 +450,7 @@ static int resp_table_dispatch(rw_conn *c, const struct resp_handlers *h, const 
   int i = resp_lookup(args->item[0]);
   if (i < 0)
     return h->unknown(c, args);
-  const struct resp_entry *e = &resp_entries[i];
+  const rw_command *e = &resp_commands[i];
   if (e->at_least ? args->count < e->arity : args->count != e->arity) {
     int rc = resp_reply_wrong_args(c, (rw_span){(const uint8_t *)e->name, e->len});
     if (rc < 0)
