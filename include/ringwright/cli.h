@@ -3,6 +3,7 @@
 #define RINGWRIGHT_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "server.h"
 
@@ -33,6 +34,10 @@ int rw_cli_parse(int argc, char **argv, const char *about, const char *default_l
 /* The same with an appliance's own flags. */
 int rw_cli_parse_ext(int argc, char **argv, const char *about, const char *default_listen,
                      const rw_cli_extra *extra, rw_cli *out_cli);
+
+/* A byte count as flags take it: digits, optionally followed by k, m, g or t (powers of 1024,
+ * "64m", "64MiB", "64MB" alike). 0, -EINVAL or -ERANGE. */
+int rw_cli_parse_size(const char *s, uint64_t *out_bytes);
 
 /* Serves `proto` with `handlers` on every --listen address until SIGINT/SIGTERM; returns the
  * process exit status (0 after a graceful stop, 1 if it could not start or the loop failed).

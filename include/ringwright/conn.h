@@ -39,6 +39,9 @@ rw_worker *rw_conn_worker(const rw_conn *c);
 void *rw_conn_data(const rw_conn *c);
 void rw_conn_set_data(rw_conn *c, void *data);
 
+/* The connection's own rw_config.conn_user_size bytes, zeroed when it opens (NULL if none):
+ * per-connection application state that needs no allocation. */
+void *rw_conn_user(const rw_conn *c);
 rw_handle rw_conn_handle(const rw_conn *c);
 /* The live connection `h` names on worker `w`, or NULL if it has closed since. */
 rw_conn *rw_conn_from_handle(rw_worker *w, rw_handle h);

@@ -21,7 +21,7 @@ struct rw_msg {
 /* Runs m->fn(worker `to`, m) on worker `to`'s thread, soon. `from` is the calling worker, or
  * NULL from a thread that is no worker. 0, or -EINVAL for an unknown worker. */
 int rw_worker_post(rw_worker *from, rw_server *s, unsigned to, rw_msg *m);
-/* How many workers the server runs (valid once running). */
+/* How many workers the server runs (known from rw_server_create() on). */
 unsigned rw_server_workers(const rw_server *s);
 
 #endif

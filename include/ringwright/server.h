@@ -30,6 +30,7 @@ typedef struct rw_config {
   uint32_t send_high_water; /* queued bytes above which a connection is no longer read */
   uint32_t shutdown_ms;     /* how long a graceful stop may flush before it closes regardless */
   uint32_t send_zc_min;     /* io_uring: sends of at least this many bytes use send_zc (0: never) */
+  uint32_t conn_user_size;  /* bytes of zeroed per-connection state for the application (rw_conn_user) */
   /* Runs on each worker's thread before its loop starts: set up timers, dial out. */
   void (*on_worker_start)(rw_worker *w, void *data);
   void *data;

@@ -40,6 +40,34 @@ static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
   return 0;
 }
 
+int rw_cli_parse_size(const char *s, uint64_t *out_bytes)
+{
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s || s[0] == '-')
+    return -EINVAL;
+  unsigned shift = 0;
+  if (*end) {
+    const char *units = "kmgt";
+    const char *u = strchr(units, *end | 0x20);
+    if (!u || !*u)
+      return -EINVAL;
+    shift = 10 * (unsigned)(u - units + 1);
+    end++;
+    if ((*end | 0x20) == 'i')
+      end++;
+    if ((*end | 0x20) == 'b')
+      end++;
+    if (*end)
+      return -EINVAL;
+  }
+  if (shift && v > (UINT64_MAX >> shift))
+    return -ERANGE;
+  *out_bytes = (uint64_t)v << shift;
+  return 0;
+}
+
 static const char *prog_name(const char *argv0)
 {
   const char *slash = strrchr(argv0, '/');

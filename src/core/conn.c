@@ -79,6 +79,7 @@ struct rw_conn *rw_conn_open(struct rw_worker *w, const rw_proto *proto, const v
                         .handlers = handlers, .w = w, .parser = parser, .acc = RW_NONE,
                         .sq_head = RW_NONE, .sq_tail = RW_NONE, .last_active_ms = w->now_ms};
   proto->parser_init(parser);
+  memset((uint8_t *)parser + w->user_off, 0, w->user_size);
   rw_conn_arm_idle(c);
   w->nlive++;
   return c;
@@ -358,6 +359,11 @@ void *rw_conn_data(const rw_conn *c)
 void rw_conn_set_data(rw_conn *c, void *data)
 {
   c->data = data;
+}
+
+void *rw_conn_user(const rw_conn *c)
+{
+  return c->w->user_size ? (uint8_t *)c->parser + c->w->user_off : NULL;
 }
 
 rw_handle rw_conn_handle(const rw_conn *c)

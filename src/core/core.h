@@ -165,6 +165,7 @@ struct rw_worker {
   uint32_t nlive;
   uint8_t *parsers;
   size_t parser_stride;
+  size_t user_off, user_size; /* rw_conn_user(): offset from the parser state, bytes */
   uint8_t *rxbuf;
   struct rw_pool acc_pool;
   struct rw_pool send_pool;

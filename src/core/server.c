@@ -38,6 +38,14 @@ static int check_config(const rw_config *cfg)
   return 0;
 }
 
+static unsigned worker_count(const rw_config *cfg)
+{
+  if (cfg->workers)
+    return cfg->workers;
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (unsigned)n : 1;
+}
+
 int rw_server_create(const rw_config *cfg, rw_server **out_srv)
 {
   int rc = check_config(cfg);
@@ -47,6 +55,7 @@ int rw_server_create(const rw_config *cfg, rw_server **out_srv)
   if (!s)
     return -ENOMEM;
   s->cfg = *cfg;
+  s->nworkers = worker_count(cfg);
   rw_log_init(cfg->name);
   *out_srv = s;
   return 0;
@@ -152,7 +161,10 @@ static int worker_init(rw_server *s, struct rw_worker *w)
   w->max_conns = n;
   w->driver = s->driver;
   w->wakefd = -1;
-  w->parser_stride = ROUND_UP(parser, 64);
+  /* The application's per-connection bytes live right after the parser's state. */
+  w->user_off = ROUND_UP(parser, 64);
+  w->user_size = cfg->conn_user_size;
+  w->parser_stride = w->user_off + ROUND_UP(cfg->conn_user_size, 64);
   /* A slot holds the longest frame plus one receive, and the parser's sentinel. */
   size_t slot = ROUND_UP((frame > cfg->recv_size ? frame : cfg->recv_size) + 1, 64);
   w->send_reserve = (uint32_t)((cfg->recv_size + cfg->send_chunk - 1) / cfg->send_chunk) + 1;
@@ -264,14 +276,6 @@ static const struct rw_driver *choose_driver(const rw_config *cfg)
   return &rw_driver_epoll;
 }
 
-static unsigned worker_count(const rw_config *cfg)
-{
-  if (cfg->workers)
-    return cfg->workers;
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n > 0 ? (unsigned)n : 1;
-}
-
 /* SIGINT/SIGTERM are blocked in every thread (the mask is inherited) and read by worker 0
  * through its signalfd, so a signal is an ordinary event in one loop, never an interruption. */
 int rw_server_run(rw_server *s)
@@ -281,7 +285,6 @@ int rw_server_run(rw_server *s)
   s->driver = choose_driver(&s->cfg);
   if (!s->driver)
     return -ENOSYS;
-  s->nworkers = worker_count(&s->cfg);
   s->workers = calloc(s->nworkers, sizeof *s->workers);
   if (!s->workers)
     return -ENOMEM;

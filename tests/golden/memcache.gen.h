@@ -24,6 +24,7 @@ enum memcache_cmd {
   MEMCACHE_CMD_STATS,
   MEMCACHE_CMD_VERSION,
   MEMCACHE_CMD_QUIT,
+  MEMCACHE_CMD_BAD_DELTA,
   MEMCACHE_CMD_MALFORMED,
   MEMCACHE_CMD__COUNT
 };
@@ -140,6 +141,10 @@ struct memcache_quit {
   char unused_; /* no fields: C needs a member */
 };
 
+struct memcache_bad_delta {
+  char unused_; /* no fields: C needs a member */
+};
+
 struct memcache_malformed {
   char unused_; /* no fields: C needs a member */
 };
@@ -163,6 +168,7 @@ union memcache_msg {
   struct memcache_stats stats;
   struct memcache_version version;
   struct memcache_quit quit;
+  struct memcache_bad_delta bad_delta;
   struct memcache_malformed malformed;
 };
 
@@ -215,6 +221,8 @@ int memcache_reply_stat(rw_conn *c, rw_span name, rw_span value);
 int memcache_reply_stat_num(rw_conn *c, rw_span name, uint64_t value);
 /* Writes "VERSION 1.6.18-ringwright\r\n". */
 int memcache_reply_version(rw_conn *c);
+/* Writes "RESET\r\n". */
+int memcache_reply_reset(rw_conn *c);
 /* Writes "ERROR\r\n". */
 int memcache_reply_error(rw_conn *c);
 /* Writes "CLIENT_ERROR bad command line format\r\n". */

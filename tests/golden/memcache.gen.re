@@ -9,7 +9,7 @@
 
 _Static_assert(sizeof(union memcache_msg) <= RW_PROTO_MSG_MAX, "message too large");
 
-static const char *const memcache_command_names[] = {"get", "gets", "set", "add", "replace", "append", "prepend", "cas", "delete", "incr", "decr", "touch", "flush_all", "flush_all_in", "verbosity", "stats", "version", "quit", "malformed"};
+static const char *const memcache_command_names[] = {"get", "gets", "set", "add", "replace", "append", "prepend", "cas", "delete", "incr", "decr", "touch", "flush_all", "flush_all_in", "verbosity", "stats", "version", "quit", "bad_delta", "malformed"};
 
 int memcache_reply_stored(rw_conn *c)
 {
@@ -178,6 +178,15 @@ int memcache_reply_stat_num(rw_conn *c, rw_span name, uint64_t value)
 int memcache_reply_version(rw_conn *c)
 {
   static const char lit0[] = "VERSION 1.6.18-ringwright\r\n";
+  const struct iovec iov[] = {
+      {(void *)lit0, sizeof lit0 - 1},
+  };
+  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
+}
+
+int memcache_reply_reset(rw_conn *c)
+{
+  static const char lit0[] = "RESET\r\n";
   const struct iovec iov[] = {
       {(void *)lit0, sizeof lit0 - 1},
   };
@@ -745,7 +754,13 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       *out_used = (size_t)(cur - buf);
       return MEMCACHE_CMD_QUIT;
     }
-    ("get" | "gets" | "set" | "add" | "replace" | "append" | "prepend" | "cas" | "delete" | "incr" | "decr" | "touch" | "flush_all" | "verbosity") ([ ] ([^\n])*)? "\n" {
+    ("incr" | "decr") " " tok_key " " ([^ \r\n])+ tok_opt_noreply tok_nl {
+      if (FRAME_TOO_LONG())
+        return RW_PARSE_OVERLONG;
+      *out_used = (size_t)(cur - buf);
+      return MEMCACHE_CMD_BAD_DELTA;
+    }
+    (("set" | "add" | "replace" | "append" | "prepend") ([ ] ([^ \r\n])+){4,5} | "cas" ([ ] ([^ \r\n])+){5,6} | ("incr" | "decr" | "touch") ([ ] ([^ \r\n])+){2,3} | "delete" ([ ] ([^ \r\n])+){1,3} | ("flush_all" | "verbosity") ([ ] ([^ \r\n])+){1,2} | ("get" | "gets") ([ ] ([^\r\n])*)?) ([ ])* ("\r")? "\n" {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
@@ -1174,6 +1189,16 @@ static int memcache_do_quit(rw_conn *c, const struct memcache_handlers *h, const
   return 0;
 }
 
+static int memcache_do_bad_delta(rw_conn *c, const struct memcache_handlers *h, const union memcache_msg *m)
+{
+  (void)h;
+  (void)m;
+  int rc = memcache_reply_bad_delta(c);
+  if (rc < 0)
+    return rc;
+  return 0;
+}
+
 static int memcache_do_malformed(rw_conn *c, const struct memcache_handlers *h, const union memcache_msg *m)
 {
   (void)h;
@@ -1204,6 +1229,7 @@ static int (*const memcache_table[])(rw_conn *, const struct memcache_handlers *
   [MEMCACHE_CMD_STATS] = memcache_do_stats,
   [MEMCACHE_CMD_VERSION] = memcache_do_version,
   [MEMCACHE_CMD_QUIT] = memcache_do_quit,
+  [MEMCACHE_CMD_BAD_DELTA] = memcache_do_bad_delta,
   [MEMCACHE_CMD_MALFORMED] = memcache_do_malformed,
 };
 

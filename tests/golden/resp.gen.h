@@ -7,6 +7,8 @@
 
 enum resp_cmd {
   RESP_CMD_MULTIBULK,
+  RESP_CMD_EMPTY_ARRAY,
+  RESP_CMD_BAD_MULTIBULK,
   RESP_CMD_INLINE_CMD,
   RESP_CMD_EMPTY,
   RESP_CMD__COUNT
@@ -15,6 +17,14 @@ enum resp_cmd {
 struct resp_multibulk {
   uint64_t n;
   rw_list args;
+};
+
+struct resp_empty_array {
+  char unused_; /* no fields: C needs a member */
+};
+
+struct resp_bad_multibulk {
+  char unused_; /* no fields: C needs a member */
 };
 
 struct resp_inline_cmd {
@@ -27,6 +37,8 @@ struct resp_empty {
 
 union resp_msg {
   struct resp_multibulk multibulk;
+  struct resp_empty_array empty_array;
+  struct resp_bad_multibulk bad_multibulk;
   struct resp_inline_cmd inline_cmd;
   struct resp_empty empty;
 };
@@ -88,6 +100,8 @@ int resp_reply_null(rw_conn *c);
 int resp_reply_array(rw_conn *c, uint64_t n);
 /* Writes "-ERR wrong number of arguments for '" name "' command\r\n". */
 int resp_reply_wrong_args(rw_conn *c, rw_span name);
+/* Writes "-ERR Protocol error: invalid multibulk length\r\n". */
+int resp_reply_bad_multibulk(rw_conn *c);
 /* Writes "-ERR Protocol error: invalid request\r\n". */
 int resp_reply_bad_request(rw_conn *c);
 /* Writes "-ERR Protocol error: too big request\r\n". */

@@ -9,7 +9,7 @@
 
 _Static_assert(sizeof(union resp_msg) <= RW_PROTO_MSG_MAX, "message too large");
 
-static const char *const resp_command_names[] = {"multibulk", "inline_cmd", "empty"};
+static const char *const resp_command_names[] = {"multibulk", "empty_array", "bad_multibulk", "inline_cmd", "empty"};
 
 int resp_reply_ok(rw_conn *c)
 {
@@ -112,6 +112,15 @@ int resp_reply_wrong_args(rw_conn *c, rw_span name)
       {(void *)lit0, sizeof lit0 - 1},
       {(void *)name.p, name.len},
       {(void *)lit2, sizeof lit2 - 1},
+  };
+  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
+}
+
+int resp_reply_bad_multibulk(rw_conn *c)
+{
+  static const char lit0[] = "-ERR Protocol error: invalid multibulk length\r\n";
+  const struct iovec iov[] = {
+      {(void *)lit0, sizeof lit0 - 1},
   };
   return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
 }
@@ -250,6 +259,18 @@ static int resp_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used,
       p->pos = (size_t)(cur - buf);
       p->arr_started = false;
       goto cont;
+    }
+    "*" ("0" | "-" ([0-9])+) "\r\n" {
+      if (FRAME_TOO_LONG())
+        return RW_PARSE_OVERLONG;
+      *out_used = (size_t)(cur - buf);
+      return RESP_CMD_EMPTY_ARRAY;
+    }
+    "*" ([^\r\n])* ("\r")? "\n" {
+      if (FRAME_TOO_LONG())
+        return RW_PARSE_OVERLONG;
+      *out_used = (size_t)(cur - buf);
+      return RESP_CMD_BAD_MULTIBULK;
     }
     ([ \t])* @f_inline_cmd_args_s tok_word ([ \t]+ tok_word)* @f_inline_cmd_args_e ([ \t])* ("\r")? "\n" {
       if (FRAME_TOO_LONG())
@@ -526,6 +547,25 @@ static int resp_do_multibulk(rw_conn *c, const struct resp_handlers *h, const un
   return resp_table_dispatch(c, h, &m->multibulk.args);
 }
 
+static int resp_do_empty_array(rw_conn *c, const struct resp_handlers *h, const union resp_msg *m)
+{
+  (void)h;
+  (void)m;
+  (void)c; /* ignored */
+  return 0;
+}
+
+static int resp_do_bad_multibulk(rw_conn *c, const struct resp_handlers *h, const union resp_msg *m)
+{
+  (void)h;
+  (void)m;
+  int rc = resp_reply_bad_multibulk(c);
+  if (rc < 0)
+    return rc;
+  rw_conn_close(c);
+  return 0;
+}
+
 static int resp_do_inline_cmd(rw_conn *c, const struct resp_handlers *h, const union resp_msg *m)
 {
   return resp_table_dispatch(c, h, &m->inline_cmd.args);
@@ -542,6 +582,8 @@ static int resp_do_empty(rw_conn *c, const struct resp_handlers *h, const union 
 static int (*const resp_table[])(rw_conn *, const struct resp_handlers *,
                                 const union resp_msg *) = {
   [RESP_CMD_MULTIBULK] = resp_do_multibulk,
+  [RESP_CMD_EMPTY_ARRAY] = resp_do_empty_array,
+  [RESP_CMD_BAD_MULTIBULK] = resp_do_bad_multibulk,
   [RESP_CMD_INLINE_CMD] = resp_do_inline_cmd,
   [RESP_CMD_EMPTY] = resp_do_empty,
 };

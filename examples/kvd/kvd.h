@@ -1,0 +1,72 @@
+/* kvd: what its RESP and memcache handlers share: the store, the clock, the counters. */
+#ifndef KVD_H
+#define KVD_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <ringwright/ringwright.h>
+
+#include "memcache.gen.h"
+#include "resp.gen.h"
+#include "store.h"
+
+#define KVD_VERSION "0.1.0"
+#define KVD_NAME_MAX 128 /* bytes of a CLIENT SETNAME name kept per connection */
+
+/* Per-worker counters: each written only by its worker, read by anyone (relaxed atomics, so
+ * plain loads and stores on x86). Padded to a cache line pair so workers never share one. */
+struct kvd_stats {
+  _Atomic uint64_t cmd_get, cmd_set, cmd_flush, cmd_touch, get_hits, get_misses;
+  _Atomic uint64_t delete_hits, delete_misses, incr_hits, incr_misses, decr_hits, decr_misses;
+  _Atomic uint64_t cas_hits, cas_misses, cas_badval, touch_hits, touch_misses, total_items;
+  _Atomic uint64_t commands;
+} __attribute__((aligned(128)));
+
+/* Per connection (rw_conn_user): the RESP client's name and id. */
+struct kvd_conn {
+  uint64_t id;
+  uint32_t name_len;
+  char name[KVD_NAME_MAX];
+};
+
+struct kvd {
+  kv_store store;
+  unsigned workers;
+  int64_t start_ms; /* CLOCK_MONOTONIC, for uptime */
+  int resp_port, memcache_port;
+  struct kvd_stats *stats; /* [workers] */
+  _Atomic uint64_t next_client_id;
+};
+
+extern struct kvd kvd;
+
+#define KVD_STAT(c, field) kvd_stat_add(&kvd_stats_of(c)->field, 1)
+
+static inline struct kvd_stats *kvd_stats_of(const rw_conn *c)
+{
+  return &kvd.stats[rw_worker_id(rw_conn_worker(c))];
+}
+
+static inline void kvd_stat_add(_Atomic uint64_t *v, uint64_t n)
+{
+  atomic_store_explicit(v, atomic_load_explicit(v, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
+/* Sum of one counter over every worker. */
+uint64_t kvd_stat_sum(size_t offset);
+#define KVD_STAT_SUM(field) kvd_stat_sum(offsetof(struct kvd_stats, field))
+
+static inline int64_t kvd_now_ms(const rw_conn *c)
+{
+  return rw_worker_now_ms(rw_conn_worker(c));
+}
+
+/* CLOCK_REALTIME in ms, for expiry given as a Unix time. */
+int64_t kvd_unix_ms(void);
+
+/* Handlers for the two protocols. */
+extern const struct resp_handlers kvd_resp_handlers;
+extern const struct memcache_handlers kvd_memcache_handlers;
+
+#endif

@@ -1,0 +1,161 @@
+/* kvd: a key-value appliance. One store (store.h), two generated protocols over it: RESP
+ * (spec/resp.rw, handlers in resp.c) and the memcache text protocol (spec/memcache.rw,
+ * handlers in memcache.c). Everything is allocated here, before the workers start. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kvd.h"
+
+#define DEFAULT_RESP "127.0.0.1:7379"
+#define DEFAULT_MEMCACHE "127.0.0.1:7211"
+#define SWEEP_EVERY_MS 100
+#define SWEEP_BUCKETS 4096 /* per tick and shard: a bounded pause, a full pass every few seconds */
+
+struct kvd kvd;
+
+struct opts {
+  const char *resp, *memcache;
+  uint64_t memory;
+  enum kv_policy policy;
+};
+
+static const char usage[] =
+    "  --resp HOST:PORT       serve RESP (redis clients) here (default " DEFAULT_RESP " when neither is given)\n"
+    "  --memcache HOST:PORT   serve the memcache text protocol here (default " DEFAULT_MEMCACHE ")\n"
+    "  --memory BYTES         the store's fixed budget, taken at start (default 64m; k, m, g suffixes)\n"
+    "  --evict lru|off        when full: evict least recently used items (default), or refuse writes\n"
+    "                         with redis's OOM error / memcached's SERVER_ERROR out of memory\n";
+
+static int parse_opt(const char *flag, const char *val, void *data)
+{
+  struct opts *o = data;
+  if (strcmp(flag, "--resp") && strcmp(flag, "--memcache") && strcmp(flag, "--memory") &&
+      strcmp(flag, "--evict"))
+    return 0;
+  if (!val) {
+    fprintf(stderr, "kvd: %s needs a value\n", flag);
+    return -1;
+  }
+  if (!strcmp(flag, "--resp")) {
+    o->resp = val;
+  } else if (!strcmp(flag, "--memcache")) {
+    o->memcache = val;
+  } else if (!strcmp(flag, "--memory")) {
+    if (rw_cli_parse_size(val, &o->memory) < 0) {
+      fprintf(stderr, "kvd: --memory takes a byte count (64m, 1g, ...), not '%s'\n", val);
+      return -1;
+    }
+  } else if (!strcmp(val, "lru") || !strcmp(val, "off")) {
+    o->policy = val[0] == 'l' ? KV_EVICT_LRU : KV_EVICT_NONE;
+  } else {
+    fprintf(stderr, "kvd: --evict takes lru or off, not '%s'\n", val);
+    return -1;
+  }
+  return 2;
+}
+
+int64_t kvd_unix_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t kvd_stat_sum(size_t offset)
+{
+  uint64_t sum = 0;
+  for (unsigned w = 0; w < kvd.workers; w++)
+    sum += atomic_load_explicit((_Atomic uint64_t *)((char *)&kvd.stats[w] + offset), memory_order_relaxed);
+  return sum;
+}
+
+/* Each worker sweeps the shard with its own number for expired items, a slice per tick. */
+static rw_timer *sweepers;
+
+static void sweep(rw_timer *t)
+{
+  rw_worker *w = t->data;
+  int64_t now = rw_worker_now_ms(w);
+  kv_shard *sh = &kvd.store.shards[rw_worker_id(w)];
+  if (sh->locking)
+    pthread_mutex_lock(&sh->lock);
+  kv_sweep(&kvd.store, sh, SWEEP_BUCKETS, now);
+  kv_unlock(sh);
+  rw_timer_arm(w, t, SWEEP_EVERY_MS);
+}
+
+static void worker_start(rw_worker *w, void *data)
+{
+  (void)data;
+  rw_timer *t = &sweepers[rw_worker_id(w)];
+  rw_timer_init(t, sweep, w);
+  rw_timer_arm(w, t, SWEEP_EVERY_MS);
+}
+
+static int setup(rw_server *srv, const struct opts *o)
+{
+  int rc = 0;
+  unsigned i = 0;
+  if (o->resp && !(rc = rw_server_listen(srv, o->resp, &resp_proto, &kvd_resp_handlers)))
+    kvd.resp_port = rw_server_port(srv, i++);
+  if (!rc && o->memcache && !(rc = rw_server_listen(srv, o->memcache, &memcache_proto, &kvd_memcache_handlers)))
+    kvd.memcache_port = rw_server_port(srv, i++);
+  if (rc < 0)
+    return rc;
+  kvd.workers = rw_server_workers(srv);
+  rc = kv_store_create(o->memory, kvd.workers, o->policy, &kvd.store);
+  if (rc < 0) {
+    fprintf(stderr, "kvd: cannot take --memory %llu for %u workers (at least 4 MiB each): %s\n",
+            (unsigned long long)o->memory, kvd.workers, strerror(-rc));
+    return rc;
+  }
+  kvd.stats = aligned_alloc(128, kvd.workers * sizeof *kvd.stats);
+  sweepers = calloc(kvd.workers, sizeof *sweepers);
+  if (!kvd.stats || !sweepers)
+    return -ENOMEM;
+  memset(kvd.stats, 0, kvd.workers * sizeof *kvd.stats);
+  fprintf(stderr, "kvd: store %.1f MiB in %u shard%s, eviction %s\n", (double)kvd.store.memory / (1 << 20),
+          kvd.workers, kvd.workers == 1 ? "" : "s", o->policy == KV_EVICT_LRU ? "lru" : "off");
+  return 0;
+}
+
+int main(int argc, char **argv)
+{
+  struct opts o = {.memory = 64u << 20, .policy = KV_EVICT_LRU};
+  const rw_cli_extra extra = {.usage = usage, .parse = parse_opt, .data = &o, .no_default_listen = true};
+  rw_cli cli;
+  int rc = rw_cli_parse_ext(argc, argv, "A key-value store speaking RESP and memcache over one keyspace.",
+                            DEFAULT_RESP, &extra, &cli);
+  if (rc)
+    return rc > 0 ? 0 : 2;
+  if (cli.nlisten) {
+    fprintf(stderr, "kvd: use --resp and --memcache to say which protocol an address serves\n");
+    return 2;
+  }
+  if (!o.resp && !o.memcache) {
+    o.resp = DEFAULT_RESP;
+    o.memcache = DEFAULT_MEMCACHE;
+  }
+  cli.cfg.conn_user_size = sizeof(struct kvd_conn);
+  cli.cfg.on_worker_start = worker_start;
+  rw_server *srv;
+  if (rw_server_create(&cli.cfg, &srv) < 0) {
+    fprintf(stderr, "kvd: invalid configuration\n");
+    return 1;
+  }
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  kvd.start_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  if (setup(srv, &o) < 0) {
+    rw_server_destroy(srv);
+    return 1;
+  }
+  rc = rw_cli_run(srv);
+  kv_store_destroy(&kvd.store);
+  free(sweepers);
+  free(kvd.stats);
+  return rc;
+}

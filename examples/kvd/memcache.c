@@ -1,0 +1,350 @@
+/* kvd's memcache handlers: memcached 1.6's answers over the shared store. The spec
+ * (spec/memcache.rw) has parsed the line, the numbers and the data block; error lines for
+ * malformed input are the spec's too. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvd.h"
+
+#define S(lit) ((rw_span){(const uint8_t *)(lit), sizeof(lit) - 1})
+#define KEY_MAX 250
+#define REALTIME_MAXDELTA (60 * 60 * 24 * 30) /* larger exptimes are Unix times */
+
+/* The five storage commands share one layout in the spec; this is it. */
+struct store_msg {
+  rw_span key;
+  uint32_t flags;
+  int64_t exptime;
+  uint32_t bytes;
+  rw_span noreply;
+  rw_span data;
+};
+
+enum store_mode { SET, ADD, REPLACE, APPEND, PREPEND, CAS };
+
+/* memcached's exptime: 0 never; negative already expired; up to 30 days relative seconds;
+ * beyond that a Unix time. Returns a monotonic deadline (1: already past). */
+static int64_t deadline(rw_conn *c, int64_t exptime)
+{
+  if (exptime == 0)
+    return 0;
+  if (exptime < 0)
+    return 1;
+  int64_t now = kvd_now_ms(c);
+  int64_t ms = exptime > REALTIME_MAXDELTA ? exptime * 1000 - (kvd_unix_ms() - now) : now + exptime * 1000;
+  return ms > 1 ? ms : 1;
+}
+
+static int reply_err(rw_conn *c, int err, bool quiet)
+{
+  if (quiet)
+    return 0;
+  return err == -E2BIG ? memcache_reply_too_large(c) : memcache_reply_no_memory(c);
+}
+
+static int do_store(rw_conn *c, const struct store_msg *m, enum store_mode mode, uint64_t unique)
+{
+  bool quiet = m->noreply.len;
+  uint32_t h = kv_hash(m->key);
+  kv_shard *sh = kv_lock(&kvd.store, h);
+  int64_t now = kvd_now_ms(c);
+  kv_item *old = kv_find(&kvd.store, sh, m->key, h, now);
+  KVD_STAT(c, cmd_set);
+  int (*answer)(rw_conn *) = memcache_reply_stored;
+  int err = 0;
+  if ((mode == ADD && old) || ((mode == REPLACE || mode == APPEND || mode == PREPEND) && !old)) {
+    answer = memcache_reply_not_stored;
+  } else if (mode == CAS && !old) {
+    answer = memcache_reply_not_found;
+    KVD_STAT(c, cas_misses);
+  } else if (mode == CAS && old->cas != unique) {
+    answer = memcache_reply_exists;
+    KVD_STAT(c, cas_badval);
+  } else if (mode == APPEND || mode == PREPEND) {
+    /* The item keeps its flags and expiry; only the bytes grow. */
+    rw_span cur = {kv_value(old), old->vlen};
+    rw_span a = mode == APPEND ? cur : m->data, b = mode == APPEND ? m->data : cur;
+    err = kv_put(&kvd.store, sh, m->key, h, a, b, old->flags, old->expire_ms, old, now);
+  } else {
+    if (mode == CAS)
+      KVD_STAT(c, cas_hits);
+    err = kv_put(&kvd.store, sh, m->key, h, m->data, (rw_span){0}, m->flags, deadline(c, m->exptime), NULL, now);
+  }
+  if (!err && answer == memcache_reply_stored)
+    KVD_STAT(c, total_items);
+  kv_unlock(sh);
+  if (err < 0)
+    return reply_err(c, err, quiet);
+  return quiet ? 0 : answer(c);
+}
+
+static int on_set(rw_conn *c, const struct memcache_set *m)
+{
+  return do_store(c, (const struct store_msg *)m, SET, 0);
+}
+
+static int on_add(rw_conn *c, const struct memcache_add *m)
+{
+  return do_store(c, (const struct store_msg *)m, ADD, 0);
+}
+
+static int on_replace(rw_conn *c, const struct memcache_replace *m)
+{
+  return do_store(c, (const struct store_msg *)m, REPLACE, 0);
+}
+
+static int on_append(rw_conn *c, const struct memcache_append *m)
+{
+  return do_store(c, (const struct store_msg *)m, APPEND, 0);
+}
+
+static int on_prepend(rw_conn *c, const struct memcache_prepend *m)
+{
+  return do_store(c, (const struct store_msg *)m, PREPEND, 0);
+}
+
+static int on_cas(rw_conn *c, const struct memcache_cas *m)
+{
+  struct store_msg s = {m->key, m->flags, m->exptime, m->bytes, m->noreply, m->data};
+  return do_store(c, &s, CAS, m->unique);
+}
+
+/* get and gets: every key checked first (the spec leaves the list's key lengths to us), then
+ * one VALUE per hit, then END. */
+static int retrieve(rw_conn *c, rw_span keys, bool with_cas)
+{
+  rw_span rest = keys, key;
+  while (!rw_span_next(&rest, ' ', &key))
+    if (key.len > KEY_MAX)
+      return memcache_reply_bad_format(c);
+  int rc = 0;
+  int64_t now = kvd_now_ms(c);
+  rest = keys;
+  while (rc >= 0 && !rw_span_next(&rest, ' ', &key)) {
+    uint32_t h = kv_hash(key);
+    kv_shard *sh = kv_lock(&kvd.store, h);
+    kv_item *it = kv_find(&kvd.store, sh, key, h, now);
+    KVD_STAT(c, cmd_get);
+    if (it) {
+      KVD_STAT(c, get_hits);
+      rw_span v = {kv_value(it), it->vlen};
+      rc = with_cas ? memcache_reply_value_cas(c, key, it->flags, v, it->cas)
+                    : memcache_reply_value(c, key, it->flags, v);
+    } else {
+      KVD_STAT(c, get_misses);
+    }
+    kv_unlock(sh);
+  }
+  return rc < 0 ? rc : memcache_reply_end(c);
+}
+
+static int on_get(rw_conn *c, const struct memcache_get *m)
+{
+  return retrieve(c, m->keys, false);
+}
+
+static int on_gets(rw_conn *c, const struct memcache_gets *m)
+{
+  return retrieve(c, m->keys, true);
+}
+
+static int on_delete(rw_conn *c, const struct memcache_delete *m)
+{
+  uint32_t h = kv_hash(m->key);
+  kv_shard *sh = kv_lock(&kvd.store, h);
+  kv_item *it = kv_find(&kvd.store, sh, m->key, h, kvd_now_ms(c));
+  if (it)
+    kv_delete(sh, it);
+  kv_unlock(sh);
+  if (it)
+    KVD_STAT(c, delete_hits);
+  else
+    KVD_STAT(c, delete_misses);
+  if (m->noreply.len)
+    return 0;
+  return it ? memcache_reply_deleted(c) : memcache_reply_not_found(c);
+}
+
+/* memcached's number: decimal digits (trailing blanks allowed, as its own padding leaves) that
+ * fit 64 bits. */
+static bool parse_counter(rw_span v, uint64_t *out_v)
+{
+  size_t n = v.len;
+  while (n && v.p[n - 1] == ' ')
+    n--;
+  if (!n || n > 20)
+    return false;
+  uint64_t x = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (v.p[i] < '0' || v.p[i] > '9' || __builtin_mul_overflow(x, 10, &x) ||
+        __builtin_add_overflow(x, (uint64_t)(v.p[i] - '0'), &x))
+      return false;
+  }
+  *out_v = x;
+  return true;
+}
+
+static int add_delta(rw_conn *c, rw_span key, uint64_t delta, bool incr, rw_span noreply)
+{
+  uint32_t h = kv_hash(key);
+  kv_shard *sh = kv_lock(&kvd.store, h);
+  int64_t now = kvd_now_ms(c);
+  kv_item *it = kv_find(&kvd.store, sh, key, h, now);
+  struct kvd_stats *st = kvd_stats_of(c);
+  kvd_stat_add(incr ? (it ? &st->incr_hits : &st->incr_misses) : (it ? &st->decr_hits : &st->decr_misses), 1);
+  uint64_t v = 0;
+  int err = 0;
+  bool numeric = it && parse_counter((rw_span){kv_value(it), it->vlen}, &v);
+  if (numeric) {
+    /* incr wraps at 2^64; decr stops at 0: memcached's arithmetic. */
+    v = incr ? v + delta : delta > v ? 0 : v - delta;
+    char buf[24];
+    size_t n = rw_fmt_u64(buf, v);
+    err = kv_put(&kvd.store, sh, key, h, (rw_span){(const uint8_t *)buf, n}, (rw_span){0}, it->flags, it->expire_ms, it, now);
+  }
+  kv_unlock(sh);
+  if (noreply.len)
+    return 0;
+  if (!it)
+    return memcache_reply_not_found(c);
+  if (!numeric)
+    return memcache_reply_non_numeric(c);
+  return err < 0 ? reply_err(c, err, false) : memcache_reply_number(c, v);
+}
+
+static int on_incr(rw_conn *c, const struct memcache_incr *m)
+{
+  return add_delta(c, m->key, m->delta, true, m->noreply);
+}
+
+static int on_decr(rw_conn *c, const struct memcache_decr *m)
+{
+  return add_delta(c, m->key, m->delta, false, m->noreply);
+}
+
+static int on_touch(rw_conn *c, const struct memcache_touch *m)
+{
+  uint32_t h = kv_hash(m->key);
+  kv_shard *sh = kv_lock(&kvd.store, h);
+  kv_item *it = kv_find(&kvd.store, sh, m->key, h, kvd_now_ms(c));
+  if (it)
+    kv_set_expire(sh, it, deadline(c, m->exptime));
+  kv_unlock(sh);
+  KVD_STAT(c, cmd_touch);
+  if (it)
+    KVD_STAT(c, touch_hits);
+  else
+    KVD_STAT(c, touch_misses);
+  if (m->noreply.len)
+    return 0;
+  return it ? memcache_reply_touched(c) : memcache_reply_not_found(c);
+}
+
+/* flush_all [delay]: at once, every shard is emptied; with a delay, items stored before the
+ * deadline disappear when it passes (checked lazily and by the sweep). */
+static int flush(rw_conn *c, int64_t delay, rw_span noreply)
+{
+  KVD_STAT(c, cmd_flush);
+  if (delay > 0) {
+    atomic_store(&kvd.store.flush_at_ms, deadline(c, delay));
+  } else {
+    kv_flush(&kvd.store);
+  }
+  return noreply.len ? 0 : memcache_reply_ok(c);
+}
+
+static int on_flush_all(rw_conn *c, const struct memcache_flush_all *m)
+{
+  return flush(c, 0, m->noreply);
+}
+
+static int on_flush_all_in(rw_conn *c, const struct memcache_flush_all_in *m)
+{
+  return flush(c, m->delay, m->noreply);
+}
+
+static int on_verbosity(rw_conn *c, const struct memcache_verbosity *m)
+{
+  return m->noreply.len ? 0 : memcache_reply_ok(c);
+}
+
+static int stat_num(rw_conn *c, const char *name, uint64_t v)
+{
+  return memcache_reply_stat_num(c, (rw_span){(const uint8_t *)name, strlen(name)}, v);
+}
+
+static int general_stats(rw_conn *c)
+{
+  struct kv_totals t;
+  kv_totals(&kvd.store, &t);
+  int64_t up = (kvd_now_ms(c) - kvd.start_ms) / 1000;
+  const struct {
+    const char *name;
+    uint64_t v;
+  } stats[] = {
+      {"pid", (uint64_t)getpid()},
+      {"uptime", (uint64_t)up},
+      {"time", (uint64_t)(kvd_unix_ms() / 1000)},
+      {"pointer_size", 64},
+      {"threads", kvd.workers},
+      {"cmd_get", KVD_STAT_SUM(cmd_get)},
+      {"cmd_set", KVD_STAT_SUM(cmd_set)},
+      {"cmd_flush", KVD_STAT_SUM(cmd_flush)},
+      {"cmd_touch", KVD_STAT_SUM(cmd_touch)},
+      {"get_hits", KVD_STAT_SUM(get_hits)},
+      {"get_misses", KVD_STAT_SUM(get_misses)},
+      {"get_expired", t.expired},
+      {"delete_misses", KVD_STAT_SUM(delete_misses)},
+      {"delete_hits", KVD_STAT_SUM(delete_hits)},
+      {"incr_misses", KVD_STAT_SUM(incr_misses)},
+      {"incr_hits", KVD_STAT_SUM(incr_hits)},
+      {"decr_misses", KVD_STAT_SUM(decr_misses)},
+      {"decr_hits", KVD_STAT_SUM(decr_hits)},
+      {"cas_misses", KVD_STAT_SUM(cas_misses)},
+      {"cas_hits", KVD_STAT_SUM(cas_hits)},
+      {"cas_badval", KVD_STAT_SUM(cas_badval)},
+      {"touch_hits", KVD_STAT_SUM(touch_hits)},
+      {"touch_misses", KVD_STAT_SUM(touch_misses)},
+      {"limit_maxbytes", kvd.store.memory},
+      {"bytes", t.bytes},
+      {"curr_items", t.items},
+      {"total_items", KVD_STAT_SUM(total_items)},
+      {"expired_unfetched", t.expired},
+      {"evictions", t.evictions},
+      {"reclaimed", t.reclaimed_pages},
+  };
+  int rc = memcache_reply_stat(c, S("version"), S("1.6.18-ringwright"));
+  for (size_t i = 0; i < sizeof stats / sizeof *stats && rc >= 0; i++)
+    rc = stat_num(c, stats[i].name, stats[i].v);
+  return rc < 0 ? rc : memcache_reply_end(c);
+}
+
+static int on_stats(rw_conn *c, const struct memcache_stats *m)
+{
+  rw_span rest = m->args, sub;
+  if (rw_span_next(&rest, ' ', &sub))
+    return general_stats(c);
+  if (sub.len == 5 && !memcmp(sub.p, "reset", 5)) {
+    /* Counters belong to their workers: zeroing another's races with its next increment, and
+     * loses at most that one, as memcached's own reset may. */
+    for (unsigned w = 0; w < kvd.workers; w++)
+      for (_Atomic uint64_t *f = &kvd.stats[w].cmd_get; f <= &kvd.stats[w].commands; f++)
+        atomic_store_explicit(f, 0, memory_order_relaxed);
+    return memcache_reply_reset(c);
+  }
+  static const char *const empty[] = {"settings", "items", "slabs", "sizes", "conns"};
+  for (size_t i = 0; i < sizeof empty / sizeof *empty; i++)
+    if (sub.len == strlen(empty[i]) && !memcmp(sub.p, empty[i], sub.len))
+      return memcache_reply_end(c);
+  return memcache_reply_error(c);
+}
+
+const struct memcache_handlers kvd_memcache_handlers = {
+    .get = on_get, .gets = on_gets, .set = on_set, .add = on_add, .replace = on_replace,
+    .append = on_append, .prepend = on_prepend, .cas = on_cas, .delete = on_delete,
+    .incr = on_incr, .decr = on_decr, .touch = on_touch, .flush_all = on_flush_all,
+    .flush_all_in = on_flush_all_in, .verbosity = on_verbosity, .stats = on_stats,
+};

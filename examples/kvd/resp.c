@@ -1,0 +1,647 @@
+/* kvd's RESP handlers: redis-server's string commands, replies and error texts (redis 7.0).
+ * The spec (spec/resp.rw) has already split the request into items, checked the arity and
+ * dispatched on the name; what is left is semantics. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kvd.h"
+
+#define S(lit) ((rw_span){(const uint8_t *)(lit), sizeof(lit) - 1})
+
+static const rw_span NOT_INT = S("ERR value is not an integer or out of range");
+static const rw_span SYNTAX = S("ERR syntax error");
+static const rw_span OOM = S("OOM command not allowed when used memory > 'maxmemory'.");
+static const rw_span TOO_BIG = S("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+
+/* A whole span as a signed 64-bit decimal, as redis's string2ll reads it: no sign but '-', no
+ * leading zeros, no blanks. 0 or -EINVAL. */
+static int parse_i64(rw_span s, int64_t *out_v)
+{
+  if (!s.len || s.len > 20)
+    return -EINVAL;
+  if (s.len == 1 && s.p[0] == '0') {
+    *out_v = 0;
+    return 0;
+  }
+  bool neg = s.p[0] == '-';
+  size_t i = neg;
+  if (i == s.len || s.p[i] < '1' || s.p[i] > '9')
+    return -EINVAL;
+  uint64_t v = 0;
+  for (; i < s.len; i++) {
+    if (s.p[i] < '0' || s.p[i] > '9' || __builtin_mul_overflow(v, 10, &v) ||
+        __builtin_add_overflow(v, (uint64_t)(s.p[i] - '0'), &v))
+      return -EINVAL;
+  }
+  if (v > (uint64_t)INT64_MAX + neg)
+    return -EINVAL;
+  *out_v = neg ? (int64_t)(0 - v) : (int64_t)v;
+  return 0;
+}
+
+static bool eq(rw_span s, const char *lit)
+{
+  size_t n = strlen(lit);
+  return s.len == n && !strncasecmp((const char *)s.p, lit, n);
+}
+
+static int reply_store_error(rw_conn *c, int err)
+{
+  return resp_reply_error(c, err == -E2BIG ? TOO_BIG : OOM);
+}
+
+/* The shard of `key`, locked, and the live item there (or NULL). */
+struct locked {
+  kv_shard *sh;
+  kv_item *it;
+  uint32_t hash;
+};
+
+static struct locked lookup(rw_conn *c, rw_span key)
+{
+  struct locked l = {.hash = kv_hash(key)};
+  l.sh = kv_lock(&kvd.store, l.hash);
+  l.it = kv_find(&kvd.store, l.sh, key, l.hash, kvd_now_ms(c));
+  return l;
+}
+
+static int reply_value(rw_conn *c, kv_item *it)
+{
+  return it ? resp_reply_bulk(c, (rw_span){kv_value(it), it->vlen}) : resp_reply_null(c);
+}
+
+static int on_ping(rw_conn *c, const rw_list *a)
+{
+  if (a->count > 2)
+    return resp_reply_wrong_args(c, S("ping"));
+  return a->count == 2 ? resp_reply_bulk(c, a->item[1]) : resp_reply_pong(c);
+}
+
+static int on_echo(rw_conn *c, const rw_list *a)
+{
+  return resp_reply_bulk(c, a->item[1]);
+}
+
+static void count_get(rw_conn *c, bool hit)
+{
+  KVD_STAT(c, cmd_get);
+  if (hit)
+    KVD_STAT(c, get_hits);
+  else
+    KVD_STAT(c, get_misses);
+}
+
+static int on_get(rw_conn *c, const rw_list *a)
+{
+  struct locked l = lookup(c, a->item[1]);
+  count_get(c, l.it);
+  int rc = reply_value(c, l.it);
+  kv_unlock(l.sh);
+  return rc;
+}
+
+/* SET's options, as redis 7.0 parses them. */
+struct set_opts {
+  bool nx, xx, get, keepttl;
+  int64_t expire_ms; /* 0: none */
+};
+
+static int parse_expire(rw_conn *c, rw_span v, int64_t unit_ms, bool absolute, const char *cmd,
+                        int64_t *out_ms)
+{
+  int64_t n;
+  if (parse_i64(v, &n) < 0)
+    return resp_reply_error(c, NOT_INT) < 0 ? -EIO : 1;
+  int64_t ms;
+  if (n <= 0 || __builtin_mul_overflow(n, unit_ms, &ms)) {
+    char msg[64];
+    int len = snprintf(msg, sizeof msg, "ERR invalid expire time in '%s' command", cmd);
+    return resp_reply_error(c, (rw_span){(const uint8_t *)msg, (size_t)len}) < 0 ? -EIO : 1;
+  }
+  int64_t now = kvd_now_ms(c);
+  *out_ms = absolute ? ms - (kvd_unix_ms() - now) : ms + now;
+  if (*out_ms <= 0) /* already past: expire at once */
+    *out_ms = 1;
+  return 0;
+}
+
+/* 0 with the options parsed; 1 after replying with an error; -EIO when the reply failed. */
+static int parse_set_opts(rw_conn *c, const rw_list *a, struct set_opts *o)
+{
+  bool ex = false;
+  for (uint32_t j = 3; j < a->count; j++) {
+    rw_span opt = rw_list_at(a, j);
+    bool has_next = j + 1 < a->count;
+    if (eq(opt, "nx") && !o->xx) {
+      o->nx = true;
+    } else if (eq(opt, "xx") && !o->nx) {
+      o->xx = true;
+    } else if (eq(opt, "get")) {
+      o->get = true;
+    } else if (eq(opt, "keepttl") && !ex) {
+      o->keepttl = true;
+    } else if ((eq(opt, "ex") || eq(opt, "px") || eq(opt, "exat") || eq(opt, "pxat")) && !ex &&
+               !o->keepttl && has_next) {
+      ex = true;
+      bool ms = opt.p[0] == 'p' || opt.p[0] == 'P';
+      int rc = parse_expire(c, rw_list_at(a, ++j), ms ? 1 : 1000, opt.len == 4, "set", &o->expire_ms);
+      if (rc)
+        return rc;
+    } else {
+      return resp_reply_error(c, SYNTAX) < 0 ? -EIO : 1;
+    }
+  }
+  return 0;
+}
+
+static int on_set(rw_conn *c, const rw_list *a)
+{
+  struct set_opts o = {0};
+  int rc = parse_set_opts(c, a, &o);
+  if (rc)
+    return rc < 0 ? rc : 0;
+  rw_span key = a->item[1], val = a->item[2];
+  struct locked l = lookup(c, key);
+  KVD_STAT(c, cmd_set);
+  if (o.get)
+    rc = reply_value(c, l.it);
+  if (rc >= 0 && ((o.nx && l.it) || (o.xx && !l.it))) {
+    if (!o.get)
+      rc = resp_reply_null(c);
+    kv_unlock(l.sh);
+    return rc;
+  }
+  int64_t expire = o.keepttl && l.it ? l.it->expire_ms : o.expire_ms;
+  int err = kv_put(&kvd.store, l.sh, key, l.hash, val, (rw_span){0}, 0, expire, NULL, kvd_now_ms(c));
+  kv_unlock(l.sh);
+  if (rc < 0)
+    return rc;
+  if (err < 0)
+    return o.get ? 0 : reply_store_error(c, err); /* the old value went out already */
+  return o.get ? 0 : resp_reply_ok(c);
+}
+
+static int on_setnx(rw_conn *c, const rw_list *a)
+{
+  struct locked l = lookup(c, a->item[1]);
+  int err = 0;
+  KVD_STAT(c, cmd_set);
+  if (!l.it)
+    err = kv_put(&kvd.store, l.sh, a->item[1], l.hash, a->item[2], (rw_span){0}, 0, 0, NULL, kvd_now_ms(c));
+  bool existed = l.it != NULL;
+  kv_unlock(l.sh);
+  if (err < 0)
+    return reply_store_error(c, err);
+  return resp_reply_integer(c, existed ? 0 : 1);
+}
+
+static int on_setex(rw_conn *c, const rw_list *a)
+{
+  int64_t expire;
+  int rc = parse_expire(c, a->item[2], 1000, false, "setex", &expire);
+  if (rc)
+    return rc < 0 ? rc : 0;
+  uint32_t h = kv_hash(a->item[1]);
+  kv_shard *sh = kv_lock(&kvd.store, h);
+  KVD_STAT(c, cmd_set);
+  int err = kv_put(&kvd.store, sh, a->item[1], h, a->item[3], (rw_span){0}, 0, expire, NULL, kvd_now_ms(c));
+  kv_unlock(sh);
+  return err < 0 ? reply_store_error(c, err) : resp_reply_ok(c);
+}
+
+static int on_getset(rw_conn *c, const rw_list *a)
+{
+  struct locked l = lookup(c, a->item[1]);
+  KVD_STAT(c, cmd_set);
+  int rc = reply_value(c, l.it);
+  int err = kv_put(&kvd.store, l.sh, a->item[1], l.hash, a->item[2], (rw_span){0}, 0, 0, NULL, kvd_now_ms(c));
+  kv_unlock(l.sh);
+  (void)err; /* the reply (the old value) is already out; like redis, a failed write loses it */
+  return rc;
+}
+
+static int on_mget(rw_conn *c, const rw_list *a)
+{
+  int rc = resp_reply_array(c, a->count - 1);
+  rw_list_iter it;
+  rw_span key;
+  rw_list_iter_init(a, &it);
+  rw_list_next(a, &it, &key); /* the name */
+  while (rc >= 0 && !rw_list_next(a, &it, &key)) {
+    struct locked l = lookup(c, key);
+    count_get(c, l.it);
+    rc = reply_value(c, l.it);
+    kv_unlock(l.sh);
+  }
+  return rc;
+}
+
+static int on_mset(rw_conn *c, const rw_list *a)
+{
+  if (a->count % 2 == 0)
+    return resp_reply_wrong_args(c, S("mset"));
+  rw_list_iter it;
+  rw_span key, val;
+  rw_list_iter_init(a, &it);
+  rw_list_next(a, &it, &key);
+  int64_t now = kvd_now_ms(c);
+  while (!rw_list_next(a, &it, &key) && !rw_list_next(a, &it, &val)) {
+    uint32_t h = kv_hash(key);
+    kv_shard *sh = kv_lock(&kvd.store, h);
+    KVD_STAT(c, cmd_set);
+    int err = kv_put(&kvd.store, sh, key, h, val, (rw_span){0}, 0, 0, NULL, now);
+    kv_unlock(sh);
+    if (err < 0)
+      return reply_store_error(c, err);
+  }
+  return resp_reply_ok(c);
+}
+
+/* DEL and EXISTS: how many of the keys exist (deleting them for DEL). */
+static int count_keys(rw_conn *c, const rw_list *a, bool del)
+{
+  rw_list_iter it;
+  rw_span key;
+  int64_t n = 0;
+  rw_list_iter_init(a, &it);
+  rw_list_next(a, &it, &key);
+  while (!rw_list_next(a, &it, &key)) {
+    struct locked l = lookup(c, key);
+    if (l.it) {
+      n++;
+      if (del)
+        kv_delete(l.sh, l.it);
+    }
+    kv_unlock(l.sh);
+  }
+  return resp_reply_integer(c, n);
+}
+
+static int on_del(rw_conn *c, const rw_list *a)
+{
+  return count_keys(c, a, true);
+}
+
+static int on_exists(rw_conn *c, const rw_list *a)
+{
+  return count_keys(c, a, false);
+}
+
+/* INCR, DECR, INCRBY, DECRBY: the value as a redis integer, plus `by`; keeps the TTL. */
+static int add_by(rw_conn *c, rw_span key, int64_t by)
+{
+  struct locked l = lookup(c, key);
+  int64_t v = 0;
+  if (l.it && parse_i64((rw_span){kv_value(l.it), l.it->vlen}, &v) < 0) {
+    kv_unlock(l.sh);
+    return resp_reply_error(c, NOT_INT);
+  }
+  if (__builtin_add_overflow(v, by, &v)) {
+    kv_unlock(l.sh);
+    return resp_reply_error(c, S("ERR increment or decrement would overflow"));
+  }
+  char buf[24];
+  size_t n = rw_fmt_i64(buf, v);
+  int err = kv_put(&kvd.store, l.sh, key, l.hash, (rw_span){(const uint8_t *)buf, n}, (rw_span){0},
+                    l.it ? l.it->flags : 0, l.it ? l.it->expire_ms : 0, l.it, kvd_now_ms(c));
+  kv_unlock(l.sh);
+  return err < 0 ? reply_store_error(c, err) : resp_reply_integer(c, v);
+}
+
+static int on_incr(rw_conn *c, const rw_list *a)
+{
+  return add_by(c, a->item[1], 1);
+}
+
+static int on_decr(rw_conn *c, const rw_list *a)
+{
+  return add_by(c, a->item[1], -1);
+}
+
+static int by_arg(rw_conn *c, const rw_list *a, bool negate)
+{
+  int64_t by;
+  if (parse_i64(a->item[2], &by) < 0)
+    return resp_reply_error(c, NOT_INT);
+  if (negate && by == INT64_MIN)
+    return resp_reply_error(c, S("ERR decrement would overflow"));
+  return add_by(c, a->item[1], negate ? -by : by);
+}
+
+static int on_incrby(rw_conn *c, const rw_list *a)
+{
+  return by_arg(c, a, false);
+}
+
+static int on_decrby(rw_conn *c, const rw_list *a)
+{
+  return by_arg(c, a, true);
+}
+
+static int on_append(rw_conn *c, const rw_list *a)
+{
+  struct locked l = lookup(c, a->item[1]);
+  rw_span old = l.it ? (rw_span){kv_value(l.it), l.it->vlen} : (rw_span){0};
+  int64_t len = (int64_t)(old.len + a->item[2].len);
+  int err = kv_put(&kvd.store, l.sh, a->item[1], l.hash, old, a->item[2], l.it ? l.it->flags : 0,
+                    l.it ? l.it->expire_ms : 0, l.it, kvd_now_ms(c));
+  kv_unlock(l.sh);
+  return err < 0 ? reply_store_error(c, err) : resp_reply_integer(c, len);
+}
+
+static int on_strlen(rw_conn *c, const rw_list *a)
+{
+  struct locked l = lookup(c, a->item[1]);
+  int64_t n = l.it ? l.it->vlen : 0;
+  kv_unlock(l.sh);
+  return resp_reply_integer(c, n);
+}
+
+/* EXPIRE and PEXPIRE: a TTL from now; zero or negative deletes the key, as redis does. */
+static int set_ttl(rw_conn *c, const rw_list *a, int64_t unit_ms, const char *cmd)
+{
+  int64_t n, ms;
+  if (parse_i64(a->item[2], &n) < 0)
+    return resp_reply_error(c, NOT_INT);
+  int64_t now = kvd_now_ms(c);
+  if (__builtin_mul_overflow(n, unit_ms, &ms) || __builtin_add_overflow(ms, now, &ms)) {
+    char msg[64];
+    int len = snprintf(msg, sizeof msg, "ERR invalid expire time in '%s' command", cmd);
+    return resp_reply_error(c, (rw_span){(const uint8_t *)msg, (size_t)len});
+  }
+  struct locked l = lookup(c, a->item[1]);
+  bool found = l.it != NULL;
+  if (found && ms <= now)
+    kv_delete(l.sh, l.it);
+  else if (found)
+    kv_set_expire(l.sh, l.it, ms);
+  kv_unlock(l.sh);
+  return resp_reply_integer(c, found);
+}
+
+static int on_expire(rw_conn *c, const rw_list *a)
+{
+  return set_ttl(c, a, 1000, "expire");
+}
+
+static int on_pexpire(rw_conn *c, const rw_list *a)
+{
+  return set_ttl(c, a, 1, "pexpire");
+}
+
+static int get_ttl(rw_conn *c, const rw_list *a, bool ms)
+{
+  struct locked l = lookup(c, a->item[1]);
+  int64_t v = !l.it ? -2 : !l.it->expire_ms ? -1 : l.it->expire_ms - kvd_now_ms(c);
+  kv_unlock(l.sh);
+  if (v >= 0 && !ms)
+    v = (v + 500) / 1000;
+  return resp_reply_integer(c, v);
+}
+
+static int on_ttl(rw_conn *c, const rw_list *a)
+{
+  return get_ttl(c, a, false);
+}
+
+static int on_pttl(rw_conn *c, const rw_list *a)
+{
+  return get_ttl(c, a, true);
+}
+
+static int on_persist(rw_conn *c, const rw_list *a)
+{
+  struct locked l = lookup(c, a->item[1]);
+  bool had = l.it && l.it->expire_ms;
+  if (had)
+    kv_set_expire(l.sh, l.it, 0);
+  kv_unlock(l.sh);
+  return resp_reply_integer(c, had);
+}
+
+static int on_dbsize(rw_conn *c, const rw_list *a)
+{
+  (void)a;
+  struct kv_totals t;
+  kv_totals(&kvd.store, &t);
+  return resp_reply_integer(c, (int64_t)t.items);
+}
+
+static int on_flushall(rw_conn *c, const rw_list *a)
+{
+  if (a->count > 2 || (a->count == 2 && !eq(a->item[1], "async") && !eq(a->item[1], "sync")))
+    return resp_reply_error(c, SYNTAX);
+  kv_flush(&kvd.store);
+  KVD_STAT(c, cmd_flush);
+  return resp_reply_ok(c);
+}
+
+static int on_select(rw_conn *c, const rw_list *a)
+{
+  int64_t db;
+  if (parse_i64(a->item[1], &db) < 0)
+    return resp_reply_error(c, NOT_INT);
+  return db ? resp_reply_error(c, S("ERR DB index is out of range")) : resp_reply_ok(c);
+}
+
+static bool want_section(const rw_list *a, const char *name)
+{
+  if (a->count < 2)
+    return true;
+  for (uint32_t i = 1; i < a->count; i++) {
+    rw_span s = rw_list_at(a, i);
+    if (eq(s, name) || eq(s, "all") || eq(s, "everything") || eq(s, "default"))
+      return true;
+  }
+  return false;
+}
+
+static int on_info(rw_conn *c, const rw_list *a)
+{
+  char buf[2048];
+  size_t n = 0;
+  int64_t up = (kvd_now_ms(c) - kvd.start_ms) / 1000;
+  if (want_section(a, "server"))
+    n += (size_t)snprintf(buf + n, sizeof buf - n,
+                          "# Server\r\nredis_version:7.0.15\r\nkvd_version:" KVD_VERSION "\r\n"
+                          "redis_mode:standalone\r\nos:Linux\r\narch_bits:64\r\nmultiplexing_api:%s\r\n"
+                          "process_id:%d\r\ntcp_port:%d\r\nuptime_in_seconds:%lld\r\n"
+                          "uptime_in_days:%lld\r\nexecutable:kvd\r\n\r\n",
+                          rw_server_backend(rw_worker_server(rw_conn_worker(c))), (int)getpid(),
+                          kvd.resp_port, (long long)up, (long long)(up / 86400));
+  struct kv_totals t;
+  kv_totals(&kvd.store, &t);
+  if (want_section(a, "memory"))
+    n += (size_t)snprintf(buf + n, sizeof buf - n,
+                          "# Memory\r\nused_memory:%llu\r\nmaxmemory:%zu\r\nmaxmemory_policy:%s\r\n\r\n",
+                          (unsigned long long)t.bytes, kvd.store.memory,
+                          kvd.store.policy == KV_EVICT_LRU ? "allkeys-lru" : "noeviction");
+  if (want_section(a, "stats"))
+    n += (size_t)snprintf(buf + n, sizeof buf - n,
+                          "# Stats\r\nexpired_keys:%llu\r\nevicted_keys:%llu\r\nkeyspace_hits:%llu\r\n"
+                          "keyspace_misses:%llu\r\n\r\n",
+                          (unsigned long long)t.expired, (unsigned long long)t.evictions,
+                          (unsigned long long)KVD_STAT_SUM(get_hits),
+                          (unsigned long long)KVD_STAT_SUM(get_misses));
+  if (want_section(a, "keyspace")) {
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "# Keyspace\r\n");
+    if (t.items)
+      n += (size_t)snprintf(buf + n, sizeof buf - n, "db0:keys=%llu,expires=%llu,avg_ttl=0\r\n",
+                            (unsigned long long)t.items, (unsigned long long)t.expires);
+  }
+  /* Like redis: no blank line after the last section. */
+  while (n >= 2 && buf[n - 1] == '\n' && buf[n - 3] == '\n')
+    n -= 2;
+  return resp_reply_bulk(c, (rw_span){(const uint8_t *)buf, n});
+}
+
+/* COMMAND: described from the spec's own table; key positions are kvd's knowledge. */
+static void key_spec(const char *name, int64_t out[3])
+{
+  static const char *const keyless[] = {"ping", "echo", "dbsize", "flushall", "select",
+                                        "info", "command", "client", "quit"};
+  out[0] = out[1] = out[2] = 1;
+  for (size_t i = 0; i < sizeof keyless / sizeof *keyless; i++)
+    if (!strcmp(name, keyless[i]))
+      out[0] = out[1] = out[2] = 0;
+  if (!strcmp(name, "mget") || !strcmp(name, "del") || !strcmp(name, "exists"))
+    out[1] = -1;
+  if (!strcmp(name, "mset"))
+    out[1] = -1, out[2] = 2;
+}
+
+static int reply_command(rw_conn *c, const rw_command *e)
+{
+  int64_t keys[3];
+  key_spec(e->name, keys);
+  int rc = resp_reply_array(c, 6);
+  if (rc >= 0)
+    rc = resp_reply_bulk(c, (rw_span){(const uint8_t *)e->name, e->len});
+  if (rc >= 0)
+    rc = resp_reply_integer(c, e->at_least ? -(int64_t)e->arity : e->arity);
+  if (rc >= 0)
+    rc = resp_reply_array(c, 0);
+  for (int i = 0; i < 3 && rc >= 0; i++)
+    rc = resp_reply_integer(c, keys[i]);
+  return rc;
+}
+
+static const rw_command *find_command(rw_span name)
+{
+  for (size_t i = 0; i < resp_ncommands; i++)
+    if (name.len == resp_commands[i].len && !strncasecmp((const char *)name.p, resp_commands[i].name, name.len))
+      return &resp_commands[i];
+  return NULL;
+}
+
+static int on_command(rw_conn *c, const rw_list *a)
+{
+  int rc = 0;
+  if (a->count == 1) {
+    rc = resp_reply_array(c, resp_ncommands);
+    for (size_t i = 0; i < resp_ncommands && rc >= 0; i++)
+      rc = reply_command(c, &resp_commands[i]);
+    return rc;
+  }
+  rw_span sub = a->item[1];
+  if (eq(sub, "count") && a->count == 2)
+    return resp_reply_integer(c, (int64_t)resp_ncommands);
+  if (eq(sub, "docs")) /* no documentation to offer: an empty map */
+    return resp_reply_array(c, 0);
+  if (eq(sub, "list") && a->count == 2) {
+    rc = resp_reply_array(c, resp_ncommands);
+    for (size_t i = 0; i < resp_ncommands && rc >= 0; i++)
+      rc = resp_reply_bulk(c, (rw_span){(const uint8_t *)resp_commands[i].name, resp_commands[i].len});
+    return rc;
+  }
+  if (eq(sub, "info")) {
+    rc = resp_reply_array(c, a->count - 2);
+    for (uint32_t i = 2; i < a->count && rc >= 0; i++) {
+      const rw_command *e = find_command(rw_list_at(a, i));
+      rc = e ? reply_command(c, e) : resp_reply_null(c); /* redis too: a null bulk */
+    }
+    return rc;
+  }
+  char msg[96];
+  int len = snprintf(msg, sizeof msg, "ERR unknown subcommand '%.*s'. Try COMMAND HELP.",
+                     (int)(sub.len > 40 ? 40 : sub.len), (const char *)sub.p);
+  return resp_reply_error(c, (rw_span){(const uint8_t *)msg, (size_t)len});
+}
+
+static int client_setname(rw_conn *c, struct kvd_conn *kc, rw_span name)
+{
+  for (size_t i = 0; i < name.len; i++)
+    if (name.p[i] < '!' || name.p[i] > '~')
+      return resp_reply_error(c, S("ERR Client names cannot contain spaces, newlines or special characters."));
+  if (name.len > KVD_NAME_MAX)
+    return resp_reply_error(c, S("ERR Client name too long (kvd keeps 128 bytes)"));
+  memcpy(kc->name, name.p, name.len);
+  kc->name_len = (uint32_t)name.len;
+  return resp_reply_ok(c);
+}
+
+static int on_client(rw_conn *c, const rw_list *a)
+{
+  struct kvd_conn *kc = rw_conn_user(c);
+  rw_span sub = a->item[1];
+  if (eq(sub, "setname"))
+    return a->count == 3 ? client_setname(c, kc, a->item[2]) : resp_reply_wrong_args(c, S("client|setname"));
+  if (eq(sub, "getname")) {
+    if (a->count != 2)
+      return resp_reply_wrong_args(c, S("client|getname"));
+    return kc->name_len ? resp_reply_bulk(c, (rw_span){(const uint8_t *)kc->name, kc->name_len})
+                        : resp_reply_null(c);
+  }
+  if (eq(sub, "id") && a->count == 2) {
+    if (!kc->id)
+      kc->id = atomic_fetch_add_explicit(&kvd.next_client_id, 1, memory_order_relaxed) + 1;
+    return resp_reply_integer(c, (int64_t)kc->id);
+  }
+  char msg[96];
+  int len = snprintf(msg, sizeof msg, "ERR unknown subcommand '%.*s'. Try CLIENT HELP.",
+                     (int)(sub.len > 40 ? 40 : sub.len), (const char *)sub.p);
+  return resp_reply_error(c, (rw_span){(const uint8_t *)msg, (size_t)len});
+}
+
+static int on_quit(rw_conn *c, const rw_list *a)
+{
+  (void)a;
+  int rc = resp_reply_ok(c);
+  rw_conn_close(c);
+  return rc;
+}
+
+/* redis 7.0's text: the name and the first arguments, quoted, at most 128 bytes of each. */
+static int on_unknown(rw_conn *c, const rw_list *a)
+{
+  char msg[512];
+  rw_span name = a->item[0];
+  size_t n = (size_t)snprintf(msg, sizeof msg, "ERR unknown command '%.*s', with args beginning with: ",
+                              (int)(name.len > 128 ? 128 : name.len), (const char *)name.p);
+  size_t args = 0;
+  for (uint32_t i = 1; i < a->count && args < 128; i++) {
+    rw_span s = rw_list_at(a, i);
+    size_t take = s.len < 128 - args ? s.len : 128 - args;
+    int w = snprintf(msg + n, sizeof msg - n, "'%.*s' ", (int)take, (const char *)s.p);
+    n += (size_t)w;
+    args += (size_t)w;
+  }
+  /* An error line cannot hold line breaks: redis turns them into spaces. */
+  for (size_t i = 0; i < n; i++)
+    if (msg[i] == '\r' || msg[i] == '\n')
+      msg[i] = ' ';
+  return resp_reply_error(c, (rw_span){(const uint8_t *)msg, n});
+}
+
+const struct resp_handlers kvd_resp_handlers = {
+    .ping = on_ping, .echo = on_echo, .get = on_get, .set = on_set, .setnx = on_setnx,
+    .setex = on_setex, .getset = on_getset, .mget = on_mget, .mset = on_mset, .del = on_del,
+    .exists = on_exists, .incr = on_incr, .decr = on_decr, .incrby = on_incrby,
+    .decrby = on_decrby, .append = on_append, .strlen = on_strlen, .expire = on_expire,
+    .pexpire = on_pexpire, .ttl = on_ttl, .pttl = on_pttl, .persist = on_persist,
+    .dbsize = on_dbsize, .flushall = on_flushall, .select = on_select, .info = on_info,
+    .command = on_command, .client = on_client, .quit = on_quit, .unknown = on_unknown,
+};

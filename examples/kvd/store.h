@@ -1,0 +1,127 @@
+/* The kvd store: one keyspace that RESP and memcache share, in a fixed budget taken at start.
+ *
+ * Memory is split into shards (one per worker); a key's hash picks its shard, and each shard
+ * has its own lock, hash table, slab pages and LRU lists, so workers only meet on the same
+ * shard. Within a shard, items live in slab classes (chunk sizes growing by 1.25x) carved from
+ * 1 MiB pages; a full shard evicts the least recently used item of the class it needs, or, when
+ * that class owns no page yet, takes a page with no live item from another class, or else empties
+ * the page holding the oldest item of the richest class and hands it over (so the budget never
+ * calcifies into one size). With eviction off, only empty pages move, and a full shard answers
+ * -ENOMEM. Expiry is lazy (every lookup checks) plus a bounded sweep per tick.
+ *
+ * Calls take the shard lock through kv_lock() and release it with kv_unlock(); an item pointer
+ * is valid only while its shard is locked. Nothing here allocates after kv_store_create(). */
+#ifndef KVD_STORE_H
+#define KVD_STORE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ringwright/buf.h>
+
+/* A page holds the largest item: 1 MiB of value, a key, the header. */
+#define KV_PAGE_SIZE ((1u << 20) + 4096)
+#define KV_MAX_CLASSES 48
+
+typedef struct kv_item {
+  struct kv_item *hnext;       /* hash chain */
+  struct kv_item *prev, *next; /* LRU (most recent first), or the free list (next only) */
+  uint64_t cas;
+  int64_t expire_ms; /* CLOCK_MONOTONIC ms; 0: never */
+  int64_t stored_ms; /* for a delayed flush_all */
+  uint32_t hash, klen, vlen, flags;
+  uint8_t cls, live;
+  uint8_t data[]; /* key, then value */
+} kv_item;
+
+struct kv_class {
+  uint32_t size;   /* chunk bytes */
+  uint32_t pages;  /* pages this class owns */
+  uint64_t items;  /* live items */
+  kv_item *free;   /* free chunks */
+  kv_item *head, *tail;
+};
+
+typedef struct kv_shard {
+  pthread_mutex_t lock;
+  bool locking; /* false with one worker: nobody to exclude */
+  unsigned id, nshards;
+  uint8_t *pages;
+  uint32_t npages, pages_used;
+  uint32_t *page_live; /* live items per page: an empty page can change class */
+  uint8_t *page_cls;   /* the class each carved page serves */
+  kv_item **buckets;
+  uint32_t bucket_mask;
+  uint32_t sweep_pos;
+  uint64_t cas_next;
+  uint64_t items, bytes, expires; /* live items, their key+value bytes, those with a TTL */
+  uint64_t evictions, expired, reclaimed_pages;
+  struct kv_class cls[KV_MAX_CLASSES];
+  unsigned ncls;
+} kv_shard;
+
+enum kv_policy { KV_EVICT_LRU, KV_EVICT_NONE };
+
+typedef struct kv_store {
+  kv_shard *shards;
+  unsigned nshards;
+  enum kv_policy policy;
+  size_t memory;
+  _Atomic int64_t flush_at_ms; /* items stored before this are gone once it passes (0: none) */
+} kv_store;
+
+/* Takes `memory` bytes (at least 4 MiB per shard) for `nshards` shards. 0 or -errno. */
+int kv_store_create(size_t memory, unsigned nshards, enum kv_policy policy, kv_store *out_st);
+void kv_store_destroy(kv_store *st);
+
+uint32_t kv_hash(rw_span key);
+kv_shard *kv_lock(kv_store *st, uint32_t hash);
+void kv_unlock(kv_shard *sh);
+
+static inline rw_span kv_key(const kv_item *it)
+{
+  return (rw_span){it->data, it->klen};
+}
+static inline uint8_t *kv_value(kv_item *it)
+{
+  return it->data + it->klen;
+}
+
+/* The live item for `key`, or NULL (an expired or flushed one is removed on the way); a hit
+ * moves to the front of its LRU. */
+kv_item *kv_find(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, int64_t now_ms);
+/* A fresh, unlinked item with room for `vlen` value bytes, the key copied in; the caller fills
+ * the value and fields, then kv_link()s it. `keep` (may be NULL) is never evicted to make room.
+ * -E2BIG: larger than a page; -ENOMEM: no room (eviction off, or nothing evictable). */
+int kv_alloc(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, size_t vlen, const kv_item *keep,
+             kv_item **out_it);
+/* Links `it`, replacing (and freeing) any item with its key; assigns it a new CAS value. */
+void kv_link(kv_shard *sh, kv_item *it, int64_t now_ms);
+/* Gives back an item from kv_alloc() that was not linked. */
+void kv_discard(kv_shard *sh, kv_item *it);
+/* Unlinks and frees a linked item. */
+void kv_delete(kv_shard *sh, kv_item *it);
+/* Changes an item's expiry, keeping the count of items with a TTL right. */
+void kv_set_expire(kv_shard *sh, kv_item *it, int64_t expire_ms);
+/* Stores key = a ++ b with `flags` and `expire_ms` (0: none), replacing any item with the key:
+ * kv_alloc() and kv_link() in one. `keep` is an item that must survive the allocation (the one
+ * a or b points into). 0, -ENOMEM or -E2BIG. */
+int kv_put(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b,
+           uint32_t flags, int64_t expire_ms, const kv_item *keep, int64_t now_ms);
+/* Frees every item of the shard. */
+void kv_clear(kv_shard *sh);
+/* Removes expired items from the next `buckets` buckets; returns how many it removed. */
+unsigned kv_sweep(kv_store *st, kv_shard *sh, unsigned buckets, int64_t now_ms);
+
+/* Empties every shard (each under its lock). */
+void kv_flush(kv_store *st);
+
+/* Totals over all shards, each read under its lock. */
+struct kv_totals {
+  uint64_t items, bytes, expires, evictions, expired, reclaimed_pages;
+};
+void kv_totals(kv_store *st, struct kv_totals *out);
+
+#endif

@@ -1,0 +1,547 @@
+#!/usr/bin/python3
+"""kvd end to end, with real clients and real peers.
+
+Differential tests send the same command streams to kvd and to a local redis-server or memcached
+(started here on free ports) and compare the raw replies byte for byte. Client tests use
+python3-redis, python3-pymemcache, redis-cli and redis-benchmark. Run from the repository root:
+    /usr/bin/python3 tests/kvd/test_kvd.py [-v]   (Debian's python3, which has the clients)
+$RW_BIN picks the build (default build/asan/bin), $RW_BACKEND the backend.
+"""
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import pymemcache.client.base
+import redis
+
+BIN = os.environ.get("RW_BIN", "build/asan/bin")
+BACKEND = os.environ.get("RW_BACKEND", "")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, what, secs=10):
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port}")
+
+
+class Kvd:
+    """A kvd process on ephemeral ports; its stderr is kept for the log assertions."""
+
+    def __init__(self, *args, preload=None, binary=None):
+        cmd = [binary or os.path.join(BIN, "kvd"), "--resp", "127.0.0.1:0", "--memcache", "127.0.0.1:0"]
+        if BACKEND:
+            cmd += ["--backend", BACKEND]
+        cmd += list(args)
+        env = dict(os.environ)
+        if preload:
+            env["LD_PRELOAD"] = preload
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, stderr=self.log, env=env)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            text = self.text()
+            ports = re.findall(r"listening on 127\.0\.0\.1:(\d+) \((\w+)\)", text)
+            if len(ports) == 2 and "memory budget" in text:
+                got = {proto: int(port) for port, proto in ports}
+                self.resp, self.memcache = got["resp"], got["memcache"]
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.proc.kill()
+        raise RuntimeError("kvd did not start: " + self.text())
+
+    def text(self):
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return -9
+
+
+def start_redis():
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, proc, "redis-server")
+    return proc, port
+
+
+def start_memcached():
+    port = free_port()
+    user = ["-u", "nobody"] if os.geteuid() == 0 else []
+    proc = subprocess.Popen(["memcached", "-p", str(port), "-U", "0", "-l", "127.0.0.1", "-t", "1"] + user,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, proc, "memcached")
+    return proc, port
+
+
+# ---- RESP on the wire ----
+
+def resp_cmd(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class Reader:
+    def __init__(self, sock):
+        self.sock, self.buf = sock, b""
+
+    def fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("connection closed")
+        self.buf += chunk
+
+    def line(self):
+        while b"\r\n" not in self.buf:
+            self.fill()
+        i = self.buf.index(b"\r\n") + 2
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out
+
+    def exact(self, n):
+        while len(self.buf) < n:
+            self.fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def reply(self):
+        """One whole RESP reply, raw."""
+        head = self.line()
+        kind, rest = head[:1], head[1:-2]
+        if kind == b"$" and int(rest) >= 0:
+            return head + self.exact(int(rest) + 2)
+        if kind == b"*" and int(rest) > 0:
+            return head + b"".join(self.reply() for _ in range(int(rest)))
+        return head
+
+
+def resp_session(port, commands):
+    """Sends each command in turn and returns the raw replies."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        r = Reader(s)
+        out = []
+        for c in commands:
+            s.sendall(c if isinstance(c, bytes) else resp_cmd(*c))
+            out.append(r.reply())
+        return out
+
+
+RESP_SCRIPT = [
+    ("FLUSHALL",), ("PING",), ("PING", "hello"), ("PING", "a", "b"), ("ECHO", "x y"), ("ECHO",),
+    ("GET", "missing"), ("SET", "k", "v"), ("GET", "k"), ("gEt", "k"), ("SET", "k", "v2", "NX"),
+    ("SET", "k", "v3", "XX"), ("GET", "k"), ("SET", "k", "v4", "GET"), ("SET", "new", "v", "NX", "GET"),
+    ("SET", "x", "v", "XX"), ("SET", "k", "v", "EX", "0"), ("SET", "k", "v", "EX", "abc"),
+    ("SET", "k", "v", "PX", "100", "EX", "10"), ("SET", "k", "v", "KEEPTTL", "EX", "10"),
+    ("SET", "k", "v", "foo"), ("SET", "k", "v", "NX", "XX"), ("SET", "k", "v", "EX"),
+    ("SET", "k", "v", "EX", "1000"), ("TTL", "k"), ("SET", "k", "w", "KEEPTTL"), ("TTL", "k"),
+    ("SET", "k", "w"), ("TTL", "k"), ("SET", "k"), ("GET",), ("GET", "a", "b"),
+    ("SETNX", "k", "x"), ("SETNX", "k2", "x"), ("GET", "k2"), ("SETEX", "k3", "100", "v"),
+    ("TTL", "k3"), ("SETEX", "k3", "-1", "v"), ("SETEX", "k3", "0", "v"), ("SETEX", "k3", "x", "v"),
+    ("TTL", "nokey"), ("GETSET", "k3", "new"), ("TTL", "k3"), ("GETSET", "nokey2", "v"),
+    ("MGET", "k", "nokey", "k2"), ("MSET", "a", "1", "b", "2"), ("MGET", "a", "b"), ("MSET", "a"),
+    ("MSET", "a", "1", "b"), ("DEL", "a", "b", "c"), ("DEL", "a"), ("EXISTS", "k", "k", "nope"),
+    ("INCR", "cnt"), ("INCR", "cnt"), ("INCRBY", "cnt", "10"), ("DECRBY", "cnt", "3"), ("DECR", "cnt"),
+    ("GET", "cnt"), ("INCR", "k"), ("INCRBY", "cnt", "abc"), ("INCRBY", "cnt", "1.5"),
+    ("SET", "big", "9223372036854775807"), ("INCR", "big"), ("SET", "small", "-9223372036854775808"),
+    ("DECR", "small"), ("DECRBY", "cnt", "-9223372036854775808"), ("SET", "neg", "-5"), ("INCR", "neg"),
+    ("SET", "lead", "007"), ("INCR", "lead"), ("SET", "plus", "+1"), ("INCR", "plus"),
+    ("SET", "sp", " 1"), ("INCR", "sp"), ("SET", "z", "-0"), ("INCR", "z"),
+    ("SET", "long", "1" * 25), ("INCR", "long"), ("INCRBY", "cnt", "99999999999999999999"),
+    ("APPEND", "ap", "hello"), ("APPEND", "ap", " world"), ("GET", "ap"), ("STRLEN", "ap"),
+    ("STRLEN", "nokey"), ("EXPIRE", "ap", "100"), ("TTL", "ap"), ("PERSIST", "ap"), ("TTL", "ap"),
+    ("PERSIST", "ap"), ("PERSIST", "nokey"), ("EXPIRE", "nokey", "10"), ("EXPIRE", "ap", "abc"),
+    ("EXPIRE", "ap", "9223372036854775807"), ("PEXPIRE", "ap", "100000"), ("TTL", "ap"),
+    ("EXPIRE", "ap", "-1"), ("EXISTS", "ap"), ("GET", "ap"), ("SET", "bin", b"a\x00b\r\nc\xff"),
+    ("GET", "bin"), ("STRLEN", "bin"), ("APPEND", "bin", b"\x00"), ("GET", "bin"),
+    ("SELECT", "0"), ("SELECT", "x"), ("SELECT", "-1"), ("DBSIZE",), ("FLUSHALL", "x"),
+    ("FLUSHALL", "ASYNC"), ("DBSIZE",), ("FLUSHALL", "SYNC"), ("FOO",), ("FOO", "a", "b"),
+    ("foo", "x" * 200), ("CLIENT", "GETNAME"), ("CLIENT", "SETNAME", "conn-1"), ("CLIENT", "GETNAME"),
+    ("CLIENT", "SETNAME", "a b"), ("CLIENT", "SETNAME", "a\nb"), ("CLIENT", "GETNAME"),
+    ("CLIENT", "SETNAME"), ("CLIENT", "NOPE"), ("CLIENT", "SETNAME", ""), ("CLIENT", "GETNAME"),
+    ("COMMAND", "INFO", "nosuchcommand"), ("COMMAND", "NOPE"),
+    b"SET inline value\r\n", b"GET inline\r\n", b"  get   inline  \r\n", b"MGET inline nokey\n",
+    b"PING\r\n", ("QUIT",),
+]
+
+
+class RespDifferential(unittest.TestCase):
+    """The same RESP stream to redis-server and kvd: byte-identical replies."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis, cls.redis_port = start_redis()
+        cls.kvd = Kvd("--workers", "2")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.redis.terminate()
+        cls.redis.wait()
+        assert cls.kvd.stop() == 0, cls.kvd.text()
+
+    def test_script(self):
+        want = resp_session(self.redis_port, RESP_SCRIPT)
+        got = resp_session(self.kvd.resp, RESP_SCRIPT)
+        for cmd, w, g in zip(RESP_SCRIPT, want, got):
+            self.assertEqual(g, w, f"for {cmd!r}")
+
+    def test_split_and_pipelined(self):
+        """The whole script at once, and byte by byte: the same replies as one at a time."""
+        script = [c for c in RESP_SCRIPT if c != ("QUIT",)]
+        want = b"".join(resp_session(self.redis_port, script))
+        raw = b"".join(c if isinstance(c, bytes) else resp_cmd(*c) for c in script)
+        for chunk in (len(raw), 1, 7):
+            with socket.create_connection(("127.0.0.1", self.kvd.resp), timeout=10) as s:
+                r = Reader(s)
+                for i in range(0, len(raw), chunk):
+                    s.sendall(raw[i:i + chunk])
+                got = b"".join(r.reply() for _ in script)
+            self.assertEqual(got, want, f"chunks of {chunk}")
+
+    def test_protocol_errors_close(self):
+        # (The texts after "Protocol error" differ: redis names each fault, kvd's spec has one.)
+        for bad in (b"*2\r\n$3\r\nGET\r\n:1\r\n", b"*1\r\n$x\r\n", b"*1\r\n$-7\r\n",
+                    b"*1\r\n$99999999999\r\n", b"*1x\r\n"):
+            for port in (self.redis_port, self.kvd.resp):
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                    s.sendall(bad)
+                    r = Reader(s)
+                    self.assertTrue(r.line().startswith(b"-ERR Protocol error"), bad)
+                    with self.assertRaises(EOFError):
+                        r.line()
+
+    def test_expiry_lazy_and_swept(self):
+        r = redis.Redis(port=self.kvd.resp)
+        r.flushall()
+        with r.pipeline(transaction=False) as p:
+            for i in range(2000):
+                p.set(f"t{i}", "v", px=50)
+            p.set("keep", "v")
+            p.execute()
+        self.assertEqual(r.dbsize(), 2001)
+        time.sleep(0.2)
+        self.assertIsNone(r.get("t0"))  # lazily
+        # The sweep removes the rest without anyone asking for them.
+        deadline = time.time() + 10
+        while r.dbsize() > 1 and time.time() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(r.dbsize(), 1)
+        self.assertEqual(r.get("keep"), b"v")
+
+
+MC_SCRIPT = [
+    b"flush_all\r\n", b"get k\r\n", b"set k 5 0 3\r\nabc\r\n", b"get k\r\n", b"add k 0 0 1\r\nx\r\n",
+    b"add n 0 0 1\r\nx\r\n", b"replace nokey 0 0 1\r\nx\r\n", b"replace k 7 0 2\r\nzz\r\n", b"get k\r\n",
+    b"append k 0 0 2\r\n12\r\n", b"prepend k 0 0 2\r\nab\r\n", b"get k\r\n", b"append nokey 0 0 1\r\nx\r\n",
+    b"incr k 1\r\n", b"set c 0 0 2\r\n10\r\n", b"incr c 5\r\n", b"decr c 100\r\n",
+    b"incr c 18446744073709551615\r\n", b"incr c 1\r\n", b"incr nokey 1\r\n", b"incr c abc\r\n",
+    b"incr c -1\r\n", b"delete k\r\n", b"delete k\r\n", b"delete c noreply\r\n", b"get c\r\n",
+    b"touch n 100\r\n", b"touch nokey 1\r\n", b"set q 0 0 1 noreply\r\nx\r\n", b"get q\r\n",
+    b"set e 0 -1 1\r\nx\r\n", b"get e\r\n", b"get n q nokey n\r\n", b"bogus\r\n", b"set k 0 0 abc\r\n",
+    b"set k 0 0\r\n", b"get " + b"k" * 251 + b"\r\n", b"get " + b"k" * 250 + b"\r\n",
+    b"set " + b"k" * 251 + b" 0 0 1\r\nx\r\n", b"verbosity 1\r\n", b"verbosity 1 noreply\r\n",
+    b"set data 0 0 5\r\na\r\nb\r\r\n", b"get data\r\n", b"set big 0 0 500000\r\n" + b"x" * 500000 + b"\r\n",
+    b"get big\r\n", b"cas nokey 0 0 1 1\r\nx\r\n", b"cas n 0 0 1 1\r\ny\r\n", b"gets nokey\r\n",
+    b"flush_all noreply\r\n", b"get n\r\n", b"flush_all 0\r\n",
+]
+
+
+def mc_reply(r, cmd):
+    """One memcache reply, raw: lines up to END for retrievals and stats, else one line."""
+    verb = cmd.split(b" ", 1)[0].split(b"\r", 1)[0]
+    if cmd.rstrip().endswith(b"noreply") or b" noreply\r\n" in cmd:
+        return b""
+    if verb in (b"get", b"gets") and not cmd.startswith(b"get " + b"k" * 251):
+        out = b""
+        while True:
+            line = r.line()
+            out += line
+            if line in (b"END\r\n",) or line.startswith(b"CLIENT_ERROR") or line.startswith(b"SERVER_ERROR"):
+                return out
+            if line.startswith(b"VALUE"):
+                out += r.exact(int(line.split()[3]) + 2)
+    return r.line()
+
+
+def mc_session(port, script):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        r = Reader(s)
+        out = []
+        for c in script:
+            s.sendall(c)
+            out.append(mc_reply(r, c))
+        # Anything left over (a reply the script did not expect) would show here.
+        s.sendall(b"version\r\n")
+        out.append(re.sub(rb"VERSION .*", b"VERSION", r.line()))
+        return out
+
+
+class MemcacheDifferential(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.mc, cls.mc_port = start_memcached()
+        cls.kvd = Kvd("--workers", "2")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.mc.terminate()
+        cls.mc.wait()
+        assert cls.kvd.stop() == 0, cls.kvd.text()
+
+    def test_script(self):
+        want = mc_session(self.mc_port, MC_SCRIPT)
+        got = mc_session(self.kvd.memcache, MC_SCRIPT)
+        for cmd, w, g in zip(MC_SCRIPT + [b"version"], want, got):
+            self.assertEqual(g, w, f"for {cmd[:80]!r}")
+
+    def test_cas(self):
+        """gets then cas with the right and a stale unique, on both servers."""
+        for port in (self.mc_port, self.kvd.memcache):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                r = Reader(s)
+                s.sendall(b"set c 3 0 1\r\na\r\ngets c\r\n")
+                self.assertEqual(r.line(), b"STORED\r\n")
+                head = r.line().split()
+                unique = int(head[4])
+                self.assertEqual(head[:4], [b"VALUE", b"c", b"3", b"1"])
+                self.assertEqual(r.exact(3) + r.line(), b"a\r\nEND\r\n")
+                s.sendall(b"cas c 4 0 1 %d\r\nb\r\n" % unique)
+                self.assertEqual(r.line(), b"STORED\r\n")
+                s.sendall(b"cas c 4 0 1 %d\r\nc\r\n" % unique)
+                self.assertEqual(r.line(), b"EXISTS\r\n")
+
+    def test_too_large(self):
+        for port in (self.mc_port, self.kvd.memcache):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                r = Reader(s)
+                s.sendall(b"set huge 0 0 2000000\r\n" + b"x" * 2000000 + b"\r\nget huge\r\n")
+                self.assertEqual(r.line(), b"SERVER_ERROR object too large for cache\r\n")
+                self.assertEqual(r.line(), b"END\r\n")
+
+
+class Clients(unittest.TestCase):
+    """Real clients against kvd; one store behind both protocols."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.kvd = Kvd("--workers", "2")
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.kvd.stop() == 0, cls.kvd.text()
+
+    def test_cross_protocol(self):
+        r = redis.Redis(port=self.kvd.resp)
+        m = pymemcache.client.base.Client(("127.0.0.1", self.kvd.memcache), default_noreply=False)
+        # (acknowledged writes: with noreply the RESP reads below could overtake them)
+        r.set("from-resp", b"bytes\x00here")
+        self.assertEqual(m.get("from-resp"), b"bytes\x00here")
+        m.set("from-mc", b"value", expire=100)
+        self.assertEqual(r.get("from-mc"), b"value")
+        self.assertTrue(0 < r.ttl("from-mc") <= 100)
+        # memcache flags survive a RESP read; a RESP write resets them, as a new item would.
+        with socket.create_connection(("127.0.0.1", self.kvd.memcache), timeout=10) as s:
+            rd = Reader(s)
+            s.sendall(b"set flagged 42 0 1\r\nx\r\n")
+            self.assertEqual(rd.line(), b"STORED\r\n")
+            self.assertEqual(r.append("flagged", "y"), 2)
+            s.sendall(b"get flagged\r\n")
+            self.assertEqual(rd.line() + rd.line() + rd.line(), b"VALUE flagged 42 2\r\nxy\r\nEND\r\n")
+        r.incr("counter", 5)
+        self.assertEqual(m.incr("counter", 10), 15)
+        self.assertEqual(int(r.get("counter")), 15)
+        value, cas = m.gets("counter")
+        self.assertTrue(m.cas("counter", b"100", cas))
+        self.assertEqual(r.get("counter"), b"100")
+        m.close()
+
+    def test_redis_py(self):
+        r = redis.Redis(port=self.kvd.resp, client_name="pytest")
+        self.assertTrue(r.ping())
+        self.assertEqual(r.client_getname(), "pytest")
+        self.assertTrue(r.set("a", "1", ex=10))
+        self.assertIsNone(r.set("a", "2", nx=True))
+        self.assertEqual(r.mget("a", "b"), [b"1", None])
+        self.assertTrue(r.mset({"b": "2", "c": "3"}))
+        self.assertEqual(r.delete("a", "b", "c", "d"), 3)
+        info = r.info()
+        self.assertEqual(info["redis_version"], "7.0.15")
+        self.assertIn("uptime_in_seconds", info)
+        self.assertEqual(r.execute_command("COMMAND COUNT"), 29)
+        # Entries in redis 6's shape (name, arity, flags, first key, last key, step).
+        self.assertEqual(r.execute_command("COMMAND INFO", "mset")[0][:2], [b"mset", -3])
+        # One database: redis has 16, kvd answers the others as redis does past its last.
+        with self.assertRaisesRegex(redis.ResponseError, "DB index is out of range"):
+            r.execute_command("SELECT", "1")
+
+    def test_pymemcache(self):
+        m = pymemcache.client.base.Client(("127.0.0.1", self.kvd.memcache), default_noreply=False)
+        m.set("k", b"v")
+        self.assertEqual(m.get_many(["k", "nope"]), {"k": b"v"})
+        self.assertTrue(m.add("k2", b"x"))
+        self.assertFalse(m.add("k2", b"y"))
+        self.assertTrue(m.delete("k2"))
+        self.assertTrue(m.touch("k", 100))
+        self.assertEqual(m.decr("n", 1), None)
+        stats = m.stats()
+        self.assertGreaterEqual(stats[b"get_hits"], 1)
+        self.assertEqual(stats[b"threads"], 2)
+        m.close()
+
+    def test_redis_cli(self):
+        p = ["redis-cli", "-p", str(self.kvd.resp)]
+        self.assertEqual(subprocess.run(p + ["set", "cli", "hello world"], capture_output=True,
+                                        timeout=20).stdout, b"OK\n")
+        self.assertEqual(subprocess.run(p + ["get", "cli"], capture_output=True, timeout=20).stdout,
+                         b"hello world\n")
+        out = subprocess.run(p + ["--no-raw", "ttl", "cli"], capture_output=True, timeout=20).stdout
+        self.assertEqual(out, b"(integer) -1\n")
+        piped = b"".join(resp_cmd("SET", f"pipe{i}", i) for i in range(1000))
+        out = subprocess.run(p + ["--pipe"], input=piped, capture_output=True, timeout=60).stdout
+        self.assertIn(b"errors: 0, replies: 1000", out)
+        self.assertEqual(redis.Redis(port=self.kvd.resp).get("pipe999"), b"999")
+
+    def test_redis_benchmark_smoke(self):
+        out = subprocess.run(["redis-benchmark", "-p", str(self.kvd.resp), "-t", "set,get,incr,mset",
+                              "-n", "20000", "-c", "20", "-P", "8", "-q"], capture_output=True,
+                             timeout=120).stdout.decode()
+        for test in ("SET", "GET", "INCR", "MSET"):
+            self.assertRegex(out, test + r".*: [\d.]+ requests per second")
+        r = redis.Redis(port=self.kvd.resp)
+        self.assertEqual(r.get("key:__rand_int__"), b"VXK")
+        self.assertEqual(int(r.get("counter:__rand_int__")), 20000)
+
+    def test_concurrent_counters(self):
+        """8 threads x 500 INCRs over 2 workers and 2 shards: nothing lost."""
+        redis.Redis(port=self.kvd.resp).delete("shared")
+
+        def work():
+            r = redis.Redis(port=self.kvd.resp)
+            for _ in range(500):
+                r.incr("shared")
+            r.close()
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(int(redis.Redis(port=self.kvd.resp).get("shared")), 4000)
+
+
+class Memory(unittest.TestCase):
+    def fill(self, port, n, size):
+        """Writes n values of `size` bytes, pipelined 500 at a time; returns the reply lines."""
+        replies = []
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            r = Reader(s)
+            for base in range(0, n, 500):
+                batch = range(base, min(n, base + 500))
+                s.sendall(b"".join(resp_cmd("SET", f"fill{i}", b"x" * size) for i in batch))
+                replies += [r.line() for _ in batch]
+        return replies
+
+    def test_evicts_lru_within_budget(self):
+        k = Kvd("--workers", "1", "--memory", "8m")
+        try:
+            replies = self.fill(k.resp, 40000, 1000)  # 40 MB into 8 MiB
+            self.assertEqual(set(replies), {b"+OK\r\n"})
+            r = redis.Redis(port=k.resp)
+            keys = r.dbsize()
+            self.assertLess(keys, 8 * 1024)
+            self.assertGreater(keys, 2000)
+            self.assertEqual(r.get("fill39999"), b"x" * 1000)  # the newest stay
+            self.assertIsNone(r.get("fill0"))  # the oldest went
+            self.assertGreater(int(r.info("stats")["evicted_keys"]), 30000)
+            # Other sizes still find room: pages move between size classes.
+            self.assertTrue(r.set("large", b"y" * 300000))
+            self.assertEqual(len(r.get("large")), 300000)
+            self.assertTrue(r.set("small", b"z"))
+        finally:
+            self.assertEqual(k.stop(), 0)
+
+    def test_refuses_when_eviction_is_off(self):
+        k = Kvd("--workers", "1", "--memory", "8m", "--evict", "off")
+        try:
+            replies = self.fill(k.resp, 20000, 1000)
+            errors = [x for x in replies if x != b"+OK\r\n"]
+            self.assertTrue(errors)
+            self.assertEqual(set(errors), {b"-OOM command not allowed when used memory > 'maxmemory'.\r\n"})
+            with socket.create_connection(("127.0.0.1", k.memcache), timeout=10) as s:
+                s.sendall(b"set more 0 0 1000\r\n" + b"x" * 1000 + b"\r\n")
+                self.assertEqual(Reader(s).line(), b"SERVER_ERROR out of memory storing object\r\n")
+            r = redis.Redis(port=k.resp)
+            self.assertEqual(r.get("fill0"), b"x" * 1000)  # nothing written was lost
+            r.flushall()
+            self.assertTrue(r.set("again", "fits"))
+        finally:
+            self.assertEqual(k.stop(), 0)
+
+    def test_no_malloc_after_warm_up(self):
+        """The optimised kvd under the malloc-counting interposer: none after warm-up."""
+        k = Kvd("--workers", "2", "--memory", "16m", binary="build/bin/kvd",
+                preload=os.path.abspath("build/tests/malloc_count.so"))
+
+        def count():
+            before = k.text()
+            k.proc.send_signal(signal.SIGUSR2)
+            for _ in range(200):
+                found = re.findall(r"malloc-count (\d+)\n", k.text()[len(before):])
+                if found:
+                    return int(found[0])
+                time.sleep(0.01)
+            self.fail("no malloc-count: " + k.text())
+
+        try:
+            work = ["redis-benchmark", "-p", str(k.resp), "-t", "set,get,incr,mset", "-n", "20000",
+                    "-c", "50", "-P", "4", "-r", "100000", "-d", "100", "-q"]
+            subprocess.run(work, capture_output=True, timeout=120)
+            m = pymemcache.client.base.Client(("127.0.0.1", k.memcache), no_delay=True)
+            for i in range(500):
+                m.set(f"m{i}", b"v" * 500)
+            m.close()
+            before = count()
+            subprocess.run(work, capture_output=True, timeout=120)  # includes 50 new connections
+            m = pymemcache.client.base.Client(("127.0.0.1", k.memcache), no_delay=True)
+            for i in range(2000):
+                m.set(f"m{i}", b"v" * (i % 3000))
+                m.get_many([f"m{i}", f"m{i // 2}"])
+            m.close()
+            self.assertEqual(count(), before)
+        finally:
+            self.assertEqual(k.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
