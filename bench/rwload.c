@@ -3,7 +3,11 @@
  * requests per second and latency percentiles. One thread, epoll; run it pinned to a core the
  * server does not use.
  *
- *   rwload -p PORT [-c CONNS] [-d SECONDS] [-P DEPTH] [--ping | --echo BYTES]
+ *   rwload -p PORT [-c CONNS] [-d SECONDS] [-P DEPTH] [--ping | --echo BYTES | --mc-set BYTES |
+ *          --mc-get BYTES]
+ *
+ * --mc-set stores a value of BYTES under one key ("STORED" back); --mc-get reads it (stored
+ * first): memcache text protocol, for kvd against memcached.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -39,7 +43,8 @@ static int cmp_u32(const void *a, const void *b)
 int main(int argc, char **argv)
 {
   int port = 0, conns = 50, secs = 5, depth = 1;
-  size_t echo = 0;
+  size_t echo = 0, mc = 0;
+  int mc_get = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "-p") && i + 1 < argc) port = atoi(argv[++i]);
     else if (!strcmp(argv[i], "-c") && i + 1 < argc) conns = atoi(argv[++i]);
@@ -47,15 +52,29 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[i], "-P") && i + 1 < argc) depth = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--echo") && i + 1 < argc) echo = (size_t)atol(argv[++i]);
     else if (!strcmp(argv[i], "--ping")) echo = 0;
+    else if (!strcmp(argv[i], "--mc-set") && i + 1 < argc) mc = (size_t)atol(argv[++i]), mc_get = 0;
+    else if (!strcmp(argv[i], "--mc-get") && i + 1 < argc) mc = (size_t)atol(argv[++i]), mc_get = 1;
     else {
-      fprintf(stderr, "usage: rwload -p PORT [-c CONNS] [-d SECONDS] [-P DEPTH] [--ping | --echo BYTES]\n");
+      fprintf(stderr, "usage: rwload -p PORT [-c CONNS] [-d SECONDS] [-P DEPTH] [--ping | --echo BYTES | "
+                      "--mc-set BYTES | --mc-get BYTES]\n");
       return 2;
     }
   }
   if (!port || conns < 1 || depth < 1)
     return 2;
   /* One batch = `depth` requests written at once; the reply is read in full before the next. */
-  size_t req_len = echo ? echo : 6, rep_len = echo ? echo : 7;
+  char *set = NULL, get[64], value_head[64];
+  if (mc) { /* the one request, and the length of its one reply */
+    set = malloc(mc + 64);
+    int n = snprintf(set, 64, "set rwload-key 0 0 %zu\r\n", mc);
+    memset(set + n, 'v', mc);
+    memcpy(set + n + mc, "\r\n", 3);
+    snprintf(get, sizeof get, "get rwload-key\r\n");
+    snprintf(value_head, sizeof value_head, "VALUE rwload-key 0 %zu\r\n", mc);
+  }
+  const char *req = mc ? (mc_get ? get : set) : "PING\r\n";
+  size_t req_len = echo ? echo : strlen(req);
+  size_t rep_len = echo ? echo : !mc ? 7 : !mc_get ? 8 : strlen(value_head) + mc + 2 + 5;
   size_t out_len = req_len * (size_t)depth, in_len = rep_len * (size_t)depth;
   uint8_t *out = malloc(out_len), *in = malloc(in_len > 65536 ? in_len : 65536);
   for (int k = 0; k < depth; k++) {
@@ -63,7 +82,7 @@ int main(int argc, char **argv)
       for (size_t j = 0; j < echo; j++)
         out[k * echo + j] = (uint8_t)('a' + j % 26);
     else
-      memcpy(out + k * 6, "PING\r\n", 6);
+      memcpy(out + k * req_len, req, req_len);
   }
   struct conn *cs = calloc((size_t)conns, sizeof *cs);
   int ep = epoll_create1(0);
@@ -79,6 +98,13 @@ int main(int argc, char **argv)
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
     epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev);
+  }
+  if (mc_get) { /* the value the gets will read */
+    size_t n = strlen(set);
+    if (write(cs[0].fd, set, n) != (ssize_t)n || read(cs[0].fd, in, 8) != 8 || memcmp(in, "STORED\r\n", 8)) {
+      fprintf(stderr, "rwload: could not store the value to get\n");
+      return 1;
+    }
   }
   size_t lat_cap = 1 << 22, nlat = 0;
   uint32_t *lat = malloc(lat_cap * sizeof *lat);

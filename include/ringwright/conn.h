@@ -26,6 +26,22 @@ struct iovec;
 /* The same for several pieces, appended in order as one reply. */
 int rw_conn_writev(rw_conn *c, const struct iovec *iov, int n);
 
+/* Appends `len` bytes of the file `fd` from offset `off`, read (pread) straight into the send
+ * chain: no buffer of yours, one copy. The read runs on the worker's thread: a page-cache hit
+ * costs a copy, a miss waits for the disk. 0, -ENOBUFS as above, -ENODATA if the file ends
+ * early, or the read's -errno (the connection is then closed). */
+int rw_conn_write_file(rw_conn *c, int fd, int64_t off, size_t len);
+
+/* A reply too long to queue at once (a file): after writing its start, a handler hands the
+ * rest to `fn`, which the runtime calls whenever the connection has room again, with `room`
+ * the bytes it may append now (at least one send chunk). `fn` returns 1 while more remains, 0
+ * when done, or -errno when it failed (having released what it held; the connection closes).
+ * `room` 0 means the connection is closing before the reply was done: release what you hold.
+ * Until `fn` is done nothing more is dispatched on the connection, so pipelined replies keep
+ * their order. */
+typedef int (*rw_stream_fn)(rw_conn *c, void *data, size_t room);
+void rw_conn_stream(rw_conn *c, rw_stream_fn fn, void *data);
+
 /* Closes gracefully: stops reading, sends what is queued, then closes the socket. */
 void rw_conn_close(rw_conn *c);
 

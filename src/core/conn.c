@@ -139,6 +139,11 @@ void rw_conn_free(struct rw_conn *c)
 void rw_conn_release(struct rw_conn *c)
 {
   struct rw_worker *w = c->w;
+  if (c->stream) {
+    rw_stream_fn fn = c->stream;
+    c->stream = NULL;
+    fn(c, c->stream_data, 0);
+  }
   c->flags = 0;
   c->fd = -1;
   c->gen++;
@@ -205,7 +210,7 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
   size_t off = 0;
   buf[len] = 0;
   while (off < len && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))) {
-    if (!can_dispatch(c)) {
+    if (!can_dispatch(c) || c->stream) {
       pause_conn(c);
       break;
     }
@@ -322,6 +327,32 @@ int rw_conn_writev(rw_conn *c, const struct iovec *iov, int n)
   return 0;
 }
 
+int rw_conn_write_file(rw_conn *c, int fd, int64_t off, size_t len)
+{
+  if (c->flags & (RW_CONN_ABORT | RW_CONN_CLOSING))
+    return -EPIPE;
+  int rc = rw_sendq_append_fd(c->w, c, fd, (off_t)off, len);
+  if (rc < 0) {
+    if (rc == -ENOBUFS)
+      rw_log_limited(&c->w->slab_log, "send slab exhausted: closing a connection "
+                                     "(raise --max-conns or the send slab)");
+    rw_conn_abort(c, rc);
+    return rc;
+  }
+  rw_conn_mark_dirty(c);
+  return 0;
+}
+
+void rw_conn_stream(rw_conn *c, rw_stream_fn fn, void *data)
+{
+  c->stream = fn;
+  c->stream_data = data;
+  pause_conn(c);
+  /* The flush loop offers paused connections room when resources were freed: say so, so that
+   * the stream starts this turn. */
+  c->w->freed_resources = true;
+}
+
 void rw_conn_close(rw_conn *c)
 {
   c->flags |= RW_CONN_CLOSING;
@@ -333,11 +364,38 @@ size_t rw_conn_queued(const rw_conn *c)
   return c->queued;
 }
 
-/* Held frames are parsed before the socket is read again, so order is kept. */
+/* What a stream may append now: up to the high water mark, and leaving the reserve of chunks
+ * that other connections' dispatches count on. */
+static size_t stream_room(const struct rw_conn *c)
+{
+  const struct rw_worker *w = c->w;
+  size_t by_mark = w->srv->cfg.send_high_water - c->queued;
+  size_t by_slab = (size_t)(w->send_pool.nfree - w->send_reserve + 1) * w->send_pool.item_size;
+  return by_mark < by_slab ? by_mark : by_slab;
+}
+
+/* A stream in progress gets the room first; held frames are parsed before the socket is read
+ * again, so order is kept. */
 void rw_conn_try_resume(struct rw_conn *c)
 {
   struct rw_worker *w = c->w;
-  if (!can_dispatch(c) || (c->proto->max_frame && c->acc == RW_NONE && !w->acc_pool.nfree))
+  if (!can_dispatch(c))
+    return;
+  if (c->stream && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))) {
+    int rc = c->stream(c, c->stream_data, stream_room(c));
+    if (rc > 0) {
+      rw_conn_mark_dirty(c);
+      return;
+    }
+    c->stream = NULL;
+    if (rc < 0) {
+      rw_conn_close(c);
+      return;
+    }
+    if (!can_dispatch(c))
+      return;
+  }
+  if (c->proto->max_frame && c->acc == RW_NONE && !w->acc_pool.nfree)
     return;
   paused_unlink(c);
   c->flags &= ~RW_CONN_PAUSED;

@@ -138,6 +138,8 @@ struct rw_conn {
   size_t queued;
   int64_t last_active_ms;
   rw_timer timer; /* idle timeout, or connect timeout while connecting */
+  rw_stream_fn stream; /* a long reply in progress: no dispatch until it is done */
+  void *stream_data;
   rw_connect_fn connect_done;
   void *connect_data;
   struct rw_conn *dirty_next;
@@ -275,6 +277,8 @@ void rw_conn_try_resume(struct rw_conn *c);
 
 /* ---- sendq.c ---- */
 int rw_sendq_append(struct rw_worker *w, struct rw_conn *c, const void *data, size_t len);
+/* The same with `len` bytes read from `fd` at `off` straight into the chain. 0 or -errno. */
+int rw_sendq_append_fd(struct rw_worker *w, struct rw_conn *c, int fd, off_t off, size_t len);
 /* Fills up to `max` iovecs with the queued bytes, oldest first; returns how many. */
 int rw_sendq_iov(const struct rw_worker *w, const struct rw_conn *c, struct iovec *iov, int max);
 /* n bytes were accepted by the kernel: release what they covered. */

@@ -3,6 +3,7 @@
  * one sendmsg (or one send SQE) per connection. Nothing here allocates. */
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core.h"
 
@@ -14,25 +15,34 @@ static uint32_t chunk_get(struct rw_worker *w)
   return i;
 }
 
+/* Room at the end of the chain: a fresh chunk when the tail is full. Returns the bytes free
+ * there (0: the slab is exhausted). */
+static size_t tail_room(struct rw_worker *w, struct rw_conn *c)
+{
+  size_t csize = w->send_pool.item_size;
+  if (c->sq_tail == RW_NONE || c->sq_tail_len == csize) {
+    uint32_t i = chunk_get(w);
+    if (i == RW_NONE)
+      return 0;
+    if (c->sq_tail == RW_NONE) {
+      c->sq_head = i;
+      c->sq_head_off = 0;
+    } else {
+      w->chunk_next[c->sq_tail] = i;
+    }
+    c->sq_tail = i;
+    c->sq_tail_len = 0;
+  }
+  return csize - c->sq_tail_len;
+}
+
 int rw_sendq_append(struct rw_worker *w, struct rw_conn *c, const void *data, size_t len)
 {
   const uint8_t *src = data;
-  size_t csize = w->send_pool.item_size;
   while (len) {
-    if (c->sq_tail == RW_NONE || c->sq_tail_len == csize) {
-      uint32_t i = chunk_get(w);
-      if (i == RW_NONE)
-        return -ENOBUFS;
-      if (c->sq_tail == RW_NONE) {
-        c->sq_head = i;
-        c->sq_head_off = 0;
-      } else {
-        w->chunk_next[c->sq_tail] = i;
-      }
-      c->sq_tail = i;
-      c->sq_tail_len = 0;
-    }
-    size_t n = csize - c->sq_tail_len;
+    size_t n = tail_room(w, c);
+    if (!n)
+      return -ENOBUFS;
     if (n > len)
       n = len;
     memcpy(rw_pool_at(&w->send_pool, c->sq_tail) + c->sq_tail_len, src, n);
@@ -40,6 +50,25 @@ int rw_sendq_append(struct rw_worker *w, struct rw_conn *c, const void *data, si
     c->queued += n;
     src += n;
     len -= n;
+  }
+  return 0;
+}
+
+int rw_sendq_append_fd(struct rw_worker *w, struct rw_conn *c, int fd, off_t off, size_t len)
+{
+  while (len) {
+    size_t n = tail_room(w, c);
+    if (!n)
+      return -ENOBUFS;
+    if (n > len)
+      n = len;
+    ssize_t r = pread(fd, rw_pool_at(&w->send_pool, c->sq_tail) + c->sq_tail_len, n, off);
+    if (r <= 0)
+      return r < 0 ? -errno : -ENODATA; /* ENODATA: the file is shorter than promised */
+    c->sq_tail_len += (uint32_t)r;
+    c->queued += (size_t)r;
+    off += r;
+    len -= (size_t)r;
   }
   return 0;
 }

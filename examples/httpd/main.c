@@ -1,0 +1,89 @@
+/* httpd: serves the files under --root over HTTP/1.1 (spec/http1.rw; the one handler is in
+ * request.c). Everything is allocated here, before the workers start. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "httpd.h"
+
+struct httpd_config httpd;
+
+struct opts {
+  const char *root;
+  uint64_t max_body, cache, cache_file_max;
+};
+
+static const char usage[] =
+    "  --root DIR             serve the files under DIR (default: the current directory)\n"
+    "  --max-body BYTES       largest request body accepted, read and discarded (default 1m, at most 1m)\n"
+    "  --cache BYTES          per worker, bytes of small files kept in memory (default 16m; 0: none)\n"
+    "  --cache-file-max BYTES larger files are read from disk as they are sent (default 256k)\n";
+
+static int parse_opt(const char *flag, const char *val, void *data)
+{
+  struct opts *o = data;
+  uint64_t *size = !strcmp(flag, "--max-body") ? &o->max_body
+                   : !strcmp(flag, "--cache") ? &o->cache
+                   : !strcmp(flag, "--cache-file-max") ? &o->cache_file_max
+                                                       : NULL;
+  if (!size && strcmp(flag, "--root"))
+    return 0;
+  if (!val) {
+    fprintf(stderr, "httpd: %s needs a value\n", flag);
+    return -1;
+  }
+  if (!size) {
+    o->root = val;
+  } else if (rw_cli_parse_size(val, size) < 0) {
+    fprintf(stderr, "httpd: %s takes a byte count (64k, 16m, ...), not '%s'\n", flag, val);
+    return -1;
+  }
+  return 2;
+}
+
+int main(int argc, char **argv)
+{
+  struct opts o = {.root = ".", .max_body = 1u << 20, .cache = 16u << 20, .cache_file_max = 256u << 10};
+  const rw_cli_extra extra = {.usage = usage, .parse = parse_opt, .data = &o};
+  rw_cli cli;
+  int rc = rw_cli_parse_ext(argc, argv, "Serves the files under --root over HTTP/1.1 (spec/http1.rw).",
+                            "127.0.0.1:8080", &extra, &cli);
+  if (rc)
+    return rc > 0 ? 0 : 2;
+  if (o.max_body > HTTP1_LIMIT_DATA) {
+    fprintf(stderr, "httpd: --max-body is at most 1m (spec/http1.rw's limit data)\n");
+    return 2;
+  }
+  httpd.root_fd = open(o.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (httpd.root_fd < 0) {
+    fprintf(stderr, "httpd: --root %s: %s\n", o.root, strerror(errno));
+    return 1;
+  }
+  httpd.max_body = o.max_body;
+  httpd.cache_bytes = o.cache;
+  httpd.cache_file_max = o.cache_file_max < o.cache ? o.cache_file_max : o.cache;
+  cli.cfg.conn_user_size = (uint32_t)httpd_conn_size;
+  rw_server *srv;
+  if (rw_cli_server(&cli, &http1_proto, &httpd_handlers, &srv) < 0)
+    return 1;
+  httpd.workers = rw_server_workers(srv);
+  struct httpd_cache **caches = calloc(httpd.workers, sizeof *caches);
+  for (unsigned i = 0; caches && i < httpd.workers; i++)
+    if (httpd_cache_create(httpd.cache_bytes, &caches[i]) < 0) {
+      free(caches);
+      caches = NULL;
+    }
+  if (!caches) {
+    fprintf(stderr, "httpd: cannot allocate %u file caches of %llu bytes\n", httpd.workers,
+            (unsigned long long)httpd.cache_bytes);
+    rw_server_destroy(srv);
+    return 1;
+  }
+  httpd_worker_init(httpd.workers, caches);
+  fprintf(stderr, "httpd: serving %s; file cache %.1f MiB per worker, files up to %llu KiB\n", o.root,
+          (double)httpd.cache_bytes / (1 << 20), (unsigned long long)httpd.cache_file_max >> 10);
+  return rw_cli_run(srv);
+}

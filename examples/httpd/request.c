@@ -1,0 +1,210 @@
+/* httpd's one handler: a parsed request (spec/http1.rw has framed it, body included, and
+ * refused the malformed and the smuggling shapes) becomes a file, a 304, or an error status. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "httpd.h"
+
+static struct httpd_cache **caches; /* [worker] */
+
+void httpd_worker_init(unsigned nworkers, struct httpd_cache **per_worker)
+{
+  (void)nworkers;
+  caches = per_worker;
+}
+
+/* Per connection (rw_conn_user): the file being streamed. */
+struct stream {
+  int fd;
+  uint64_t off, left;
+  bool close_after;
+};
+
+static bool span_eq(rw_span s, const char *lit)
+{
+  size_t n = strlen(lit);
+  return s.len == n && !memcmp(s.p, lit, n);
+}
+
+/* Does a Connection header list `token` (case-insensitively, among comma-separated tokens)? */
+static bool connection_has(const rw_list *headers, const char *token)
+{
+  rw_span v;
+  if (!rw_list_field(headers, "connection", &v))
+    return false;
+  size_t n = strlen(token);
+  for (size_t i = 0; i < v.len;) {
+    while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ','))
+      i++;
+    size_t start = i;
+    while (i < v.len && v.p[i] != ',' && v.p[i] != ' ' && v.p[i] != '\t')
+      i++;
+    if (i - start == n && !strncasecmp((const char *)v.p + start, token, n))
+      return true;
+  }
+  return false;
+}
+
+struct response {
+  int status;
+  const char *reason;
+  const char *type;    /* NULL: no Content-Type */
+  uint64_t length;     /* Content-Length */
+  const char *extra;   /* more header lines, each ending in \r\n */
+  time_t mtime;        /* 0: no Last-Modified */
+  bool keep_alive, http10;
+};
+
+/* The status line and headers into `out` (at least 512 bytes); returns their length. */
+static size_t format_head(const struct response *r, char *out, size_t cap)
+{
+  char date[30], modified[30];
+  httpd_format_date(time(NULL), date);
+  int n = snprintf(out, cap, "HTTP/1.1 %d %s\r\nServer: ringwright-httpd\r\nDate: %s\r\n", r->status,
+                   r->reason, date);
+  if (r->type)
+    n += snprintf(out + n, cap - (size_t)n, "Content-Type: %s\r\n", r->type);
+  if (r->status != 304)
+    n += snprintf(out + n, cap - (size_t)n, "Content-Length: %llu\r\n", (unsigned long long)r->length);
+  if (r->mtime) {
+    httpd_format_date(r->mtime, modified);
+    n += snprintf(out + n, cap - (size_t)n, "Last-Modified: %s\r\n", modified);
+  }
+  if (!r->keep_alive)
+    n += snprintf(out + n, cap - (size_t)n, "Connection: close\r\n");
+  else if (r->http10)
+    n += snprintf(out + n, cap - (size_t)n, "Connection: keep-alive\r\n");
+  n += snprintf(out + n, cap - (size_t)n, "%s\r\n", r->extra ? r->extra : "");
+  return (size_t)n;
+}
+
+/* An error or bodiless status: a short text body says what happened (none for HEAD). */
+static int reply_status(rw_conn *c, struct response *r, bool head)
+{
+  char body[64];
+  int blen = r->status == 304 ? 0 : snprintf(body, sizeof body, "%d %s\n", r->status, r->reason);
+  r->type = blen ? "text/plain; charset=utf-8" : NULL;
+  r->length = (uint64_t)blen;
+  char buf[768];
+  size_t n = format_head(r, buf, sizeof buf);
+  struct iovec iov[2] = {{buf, n}, {body, head ? 0 : (size_t)blen}};
+  int rc = rw_conn_writev(c, iov, 2);
+  if (!r->keep_alive)
+    rw_conn_close(c);
+  return rc;
+}
+
+/* Sends the next piece of a streamed file; see rw_conn_stream. */
+static int stream_file(rw_conn *c, void *data, size_t room)
+{
+  (void)data;
+  struct stream *s = rw_conn_user(c);
+  if (!room || !s->left) {
+    close(s->fd);
+    s->fd = -1;
+    return 0;
+  }
+  size_t n = s->left < room ? (size_t)s->left : room;
+  int rc = rw_conn_write_file(c, s->fd, (int64_t)s->off, n);
+  if (rc < 0) {
+    close(s->fd);
+    s->fd = -1;
+    return rc;
+  }
+  s->off += n;
+  s->left -= n;
+  if (s->left)
+    return 1;
+  close(s->fd);
+  s->fd = -1;
+  if (s->close_after)
+    rw_conn_close(c);
+  return 0;
+}
+
+static int serve_file(rw_conn *c, struct response *r, const char *path, const rw_list *headers, bool head)
+{
+  struct httpd_file f;
+  int rc = httpd_open(caches[rw_worker_id(rw_conn_worker(c))], path, rw_worker_now_ms(rw_conn_worker(c)), &f);
+  if (rc < 0) {
+    r->status = rc == -EACCES ? 403 : 404;
+    r->reason = rc == -EACCES ? "Forbidden" : "Not Found";
+    return reply_status(c, r, head);
+  }
+  rw_span ims;
+  time_t since;
+  if (rw_list_field(headers, "if-modified-since", &ims) && (since = httpd_parse_date(ims)) >= 0 &&
+      f.mtime <= since) {
+    if (f.fd >= 0)
+      close(f.fd);
+    r->status = 304;
+    r->reason = "Not Modified";
+    r->mtime = f.mtime;
+    return reply_status(c, r, true);
+  }
+  r->status = 200;
+  r->reason = "OK";
+  r->type = httpd_mime(path);
+  r->length = f.size;
+  r->mtime = f.mtime;
+  char buf[768];
+  size_t n = format_head(r, buf, sizeof buf);
+  if (head || f.fd < 0) {
+    if (f.fd >= 0)
+      close(f.fd);
+    struct iovec iov[2] = {{buf, n}, {(void *)f.data, head ? 0 : f.size}};
+    rc = rw_conn_writev(c, iov, 2);
+    if (!r->keep_alive)
+      rw_conn_close(c);
+    return rc;
+  }
+  /* Large: the head now, the bytes as the connection drains. */
+  rc = rw_conn_write(c, buf, n);
+  if (rc < 0) {
+    close(f.fd);
+    return rc;
+  }
+  struct stream *s = rw_conn_user(c);
+  *s = (struct stream){.fd = f.fd, .off = 0, .left = f.size, .close_after = !r->keep_alive};
+  rw_conn_stream(c, stream_file, NULL);
+  return 0;
+}
+
+static int on_request(rw_conn *c, const struct http1_request *m)
+{
+  bool http10 = m->minor.p[0] == '0';
+  struct response r = {.http10 = http10};
+  r.keep_alive = http10 ? connection_has(&m->headers, "keep-alive") : !connection_has(&m->headers, "close");
+  bool head = span_eq(m->method, "HEAD");
+  uint64_t body = 0;
+  for (uint32_t i = 0; i < m->body.count; i++)
+    body += rw_list_at(&m->body, i).len;
+  if (body > httpd.max_body) {
+    r.status = 413, r.reason = "Content Too Large", r.keep_alive = false;
+    return reply_status(c, &r, head);
+  }
+  if (!head && !span_eq(m->method, "GET")) {
+    r.status = 405, r.reason = "Method Not Allowed", r.extra = "Allow: GET, HEAD\r\n";
+    return reply_status(c, &r, false);
+  }
+  /* HTTP/1.1 requires Host; a request without one is refused (RFC 9112 3.2). */
+  rw_span host;
+  unsigned hosts = rw_list_field(&m->headers, "host", &host);
+  if ((!http10 && hosts == 0) || hosts > 1) {
+    r.status = 400, r.reason = "Bad Request", r.keep_alive = false;
+    return reply_status(c, &r, head);
+  }
+  char path[HTTPD_PATH_MAX];
+  if (httpd_normalise(m->target, path) < 0) {
+    r.status = 400, r.reason = "Bad Request", r.keep_alive = false;
+    return reply_status(c, &r, head);
+  }
+  return serve_file(c, &r, path, &m->headers, head);
+}
+
+const struct http1_handlers httpd_handlers = {.request = on_request};
+const size_t httpd_conn_size = sizeof(struct stream);
