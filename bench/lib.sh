@@ -4,7 +4,12 @@
 tck=$(getconf CLK_TCK)
 port=${port:-7400}
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# utime+stime of a process (all its threads) and its children (nginx's workers), in ticks.
+cpu_ticks() {
+  local pids
+  pids=$(echo "$1"; pgrep -P "$1" || true)
+  for p in $pids; do cat "/proc/$p/stat" 2>/dev/null; done | awk '{ t += $14 + $15 } END { print t + 0 }'
+}
 
 # start_server CMD...: starts it pinned to CPU 0, waits for $port, sets $spid. Callers bump
 # $port for each server so that no run meets the last one's socket.
@@ -19,8 +24,12 @@ start_server() {
 }
 stop_server() { kill -TERM "$spid" 2>/dev/null; wait "$spid" 2>/dev/null || true; }
 
-# Peak resident memory of the server so far, KiB.
-server_hwm() { awk '/^VmHWM/ { print $2 }' "/proc/$spid/status"; }
+# Peak resident memory of the server so far (with its children), KiB.
+server_hwm() {
+  local pids
+  pids=$(echo "$spid"; pgrep -P "$spid" || true)
+  for p in $pids; do cat "/proc/$p/status" 2>/dev/null; done | awk '/^VmHWM/ { t += $2 } END { print t + 0 }'
+}
 
 # measure LOADCMD...: runs rwload (or a function printing its "key value" pairs, which pins
 # itself) pinned to CPU 1;

@@ -47,7 +47,8 @@ static int parse_opt(const char *flag, const char *val, void *data)
 int main(int argc, char **argv)
 {
   struct opts o = {.root = ".", .max_body = 1u << 20, .cache = 16u << 20, .cache_file_max = 256u << 10};
-  const rw_cli_extra extra = {.usage = usage, .parse = parse_opt, .data = &o};
+  /* Like nginx's client_header_timeout: a connection silent for a minute is closed. */
+  const rw_cli_extra extra = {.usage = usage, .parse = parse_opt, .data = &o, .idle_timeout_ms = 60000};
   rw_cli cli;
   int rc = rw_cli_parse_ext(argc, argv, "Serves the files under --root over HTTP/1.1 (spec/http1.rw).",
                             "127.0.0.1:8080", &extra, &cli);

@@ -23,6 +23,7 @@ typedef struct rw_cli_extra {
   int (*parse)(const char *flag, const char *val, void *data);
   void *data;
   bool no_default_listen; /* the appliance has its own listen flags (kvd --resp, --memcache) */
+  uint32_t idle_timeout_ms; /* the appliance's default for --idle-timeout (0: the library's, none) */
 } rw_cli_extra;
 
 /* Parses the common flags (--listen, --backend, --workers, --pin, --max-conns, --idle-timeout,

@@ -154,6 +154,8 @@ int rw_cli_parse_ext(int argc, char **argv, const char *about, const char *defau
   memset(out, 0, sizeof *out);
   rw_config_default(&out->cfg);
   out->cfg.name = prog;
+  if (extra && extra->idle_timeout_ms)
+    out->cfg.idle_timeout_ms = extra->idle_timeout_ms;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
