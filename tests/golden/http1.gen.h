@@ -5,6 +5,11 @@
 #include <ringwright/list.h>
 #include <ringwright/proto.h>
 
+/* The spec's limits, in bytes (items: a count). */
+#define HTTP1_LIMIT_LINE 8192u
+#define HTTP1_LIMIT_DATA 1048576u
+#define HTTP1_LIMIT_FIELDS 65536u
+
 enum http1_cmd {
   HTTP1_CMD_REQUEST,
   HTTP1_CMD__COUNT

@@ -5,6 +5,10 @@
 #include <ringwright/list.h>
 #include <ringwright/proto.h>
 
+/* The spec's limits, in bytes (items: a count). */
+#define MEMCACHE_LIMIT_LINE 65536u
+#define MEMCACHE_LIMIT_DATA 1048576u
+
 enum memcache_cmd {
   MEMCACHE_CMD_GET,
   MEMCACHE_CMD_GETS,

@@ -5,6 +5,9 @@
 #include <ringwright/list.h>
 #include <ringwright/proto.h>
 
+/* The spec's limits, in bytes (items: a count). */
+#define PING_LIMIT_LINE 65536u
+
 enum ping_cmd {
   PING_CMD_PING,
   PING_CMD__COUNT

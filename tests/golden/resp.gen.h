@@ -5,6 +5,11 @@
 #include <ringwright/list.h>
 #include <ringwright/proto.h>
 
+/* The spec's limits, in bytes (items: a count). */
+#define RESP_LIMIT_LINE 65536u
+#define RESP_LIMIT_DATA 1048576u
+#define RESP_LIMIT_ITEMS 1024u
+
 enum resp_cmd {
   RESP_CMD_MULTIBULK,
   RESP_CMD_EMPTY_ARRAY,
