@@ -270,6 +270,105 @@ Test(connect, established_refused_and_timed_out)
   cr_expect_eq(ct.timeout_err, -ETIMEDOUT);
 }
 
+/* ---- TLS client: verified against a CA, SNI, echoed through a TLS listener ---- */
+
+struct tls_test {
+  rw_server *srv;
+  rw_tls *client;
+  int port;
+  char got[64];
+  size_t gotlen;
+  int ok, wrong_name_err, pending;
+  char alpn[32];
+};
+
+static struct tls_test tt2;
+
+static void tls_maybe_stop(void)
+{
+  if (--tt2.pending == 0)
+    rw_server_stop(tt2.srv);
+}
+
+static int tls_client_data(rw_conn *c, const struct echo_data *m)
+{
+  memcpy(tt2.got + tt2.gotlen, m->data.p, m->data.len);
+  tt2.gotlen += m->data.len;
+  if (tt2.gotlen == 9) {
+    rw_conn_close(c);
+    tls_maybe_stop();
+  }
+  return 0;
+}
+
+static const struct echo_handlers tls_client_side = {.data = tls_client_data};
+
+static void tls_connected(rw_conn *c, int err, void *data)
+{
+  (void)data;
+  cr_assert_eq(err, 0, "TLS connect: %s", strerror(-err));
+  tt2.ok++;
+  snprintf(tt2.alpn, sizeof tt2.alpn, "%s", rw_conn_alpn(c));
+  cr_expect_eq(rw_conn_write(c, "encrypted", 9), 0);
+}
+
+static void tls_wrong_name(rw_conn *c, int err, void *data)
+{
+  (void)data;
+  cr_expect_null(c);
+  tt2.wrong_name_err = err;
+  tls_maybe_stop();
+}
+
+static void tls_clients_start(rw_worker *w, void *data)
+{
+  (void)data;
+  char addr[64];
+  arm_watchdog(w);
+  tt2.pending = 2;
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", tt2.port);
+  cr_assert_eq(rw_connect_tls(w, addr, "localhost", tt2.client, &echo_proto, &tls_client_side, 2000,
+                              tls_connected, NULL), 0);
+  cr_assert_eq(rw_connect_tls(w, addr, "not-this-name.test", tt2.client, &echo_proto, &tls_client_side,
+                              2000, tls_wrong_name, NULL), 0);
+}
+
+Test(tls, client_verifies_server_and_echoes)
+{
+  char dir[] = "/tmp/rw-tls-XXXXXX", cmd[1024], cert[128], key[128], ca[128];
+  cr_assert_not_null(mkdtemp(dir));
+  snprintf(cmd, sizeof cmd,
+           "cd %s && exec 2>/dev/null && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=ca && "
+           "openssl req -newkey rsa:2048 -nodes -keyout s.key -out s.csr -subj /CN=localhost && "
+           "printf 'subjectAltName=DNS:localhost\\n' > s.ext && "
+           "openssl x509 -req -in s.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out s.crt -days 1 -extfile s.ext",
+           dir);
+  cr_assert_eq(system(cmd), 0, "openssl could not make the certificates");
+  snprintf(cert, sizeof cert, "%s/s.crt", dir);
+  snprintf(key, sizeof key, "%s/s.key", dir);
+  snprintf(ca, sizeof ca, "%s/ca.crt", dir);
+  static const char *const alpn[] = {"echo/1", NULL};
+  rw_tls *server;
+  cr_assert_eq(rw_tls_server_new(&(rw_tls_cert){cert, key}, 1, alpn, &server), 0);
+  cr_assert_eq(rw_tls_client_new(ca, alpn, &tt2.client), 0);
+  cr_expect_eq(rw_tls_server_new(&(rw_tls_cert){"/nonexistent.crt", key}, 1, NULL, &(rw_tls *){0}), -EINVAL);
+  tt2.srv = new_server(tls_clients_start, NULL, 1);
+  cr_assert_eq(rw_server_listen_tls(tt2.srv, "127.0.0.1:0", &echo_proto, &echo_server, server), 0);
+  tt2.port = rw_server_port(tt2.srv, 0);
+  cr_assert_eq(rw_server_run(tt2.srv), 0);
+  rw_server_destroy(tt2.srv);
+  rw_tls_free(server);
+  rw_tls_free(tt2.client);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  cr_expect_eq(system(cmd), 0);
+  cr_assert(!watchdog_fired, "the test did not finish within 20 s: %d callbacks pending", tt2.pending);
+  cr_expect_eq(tt2.ok, 1);
+  cr_expect_eq(tt2.gotlen, 9);
+  cr_expect_eq(memcmp(tt2.got, "encrypted", 9), 0);
+  cr_expect_str_eq(tt2.alpn, "echo/1");
+  cr_expect_eq(tt2.wrong_name_err, -ECONNABORTED, "a certificate for another name is refused");
+}
+
 /* ---- cross-worker messages ---- */
 
 struct pingpong {

@@ -12,7 +12,8 @@
 struct httpd_config httpd;
 
 struct opts {
-  const char *root;
+  const char *root, *tls_listen[4];
+  unsigned ntls;
   uint64_t max_body, cache, cache_file_max;
 };
 
@@ -20,7 +21,8 @@ static const char usage[] =
     "  --root DIR             serve the files under DIR (default: the current directory)\n"
     "  --max-body BYTES       largest request body accepted, read and discarded (default 1m, at most 1m)\n"
     "  --cache BYTES          per worker, bytes of small files kept in memory (default 16m; 0: none)\n"
-    "  --cache-file-max BYTES larger files are read from disk as they are sent (default 256k)\n";
+    "  --cache-file-max BYTES larger files are read from disk as they are sent (default 256k)\n"
+    "  --tls-listen HOST:PORT serve HTTPS here too (repeatable; needs --tls-cert, --tls-key; ALPN http/1.1)\n";
 
 static int parse_opt(const char *flag, const char *val, void *data)
 {
@@ -29,13 +31,19 @@ static int parse_opt(const char *flag, const char *val, void *data)
                    : !strcmp(flag, "--cache") ? &o->cache
                    : !strcmp(flag, "--cache-file-max") ? &o->cache_file_max
                                                        : NULL;
-  if (!size && strcmp(flag, "--root"))
+  if (!size && strcmp(flag, "--root") && strcmp(flag, "--tls-listen"))
     return 0;
   if (!val) {
     fprintf(stderr, "httpd: %s needs a value\n", flag);
     return -1;
   }
-  if (!size) {
+  if (!strcmp(flag, "--tls-listen")) {
+    if (o->ntls == sizeof o->tls_listen / sizeof *o->tls_listen) {
+      fprintf(stderr, "httpd: at most 4 --tls-listen addresses\n");
+      return -1;
+    }
+    o->tls_listen[o->ntls++] = val;
+  } else if (!size) {
     o->root = val;
   } else if (rw_cli_parse_size(val, size) < 0) {
     fprintf(stderr, "httpd: %s takes a byte count (64k, 16m, ...), not '%s'\n", flag, val);
@@ -67,9 +75,18 @@ int main(int argc, char **argv)
   httpd.cache_bytes = o.cache;
   httpd.cache_file_max = o.cache_file_max < o.cache ? o.cache_file_max : o.cache;
   cli.cfg.conn_user_size = (uint32_t)httpd_conn_size;
+  static const char *const alpn[] = {"http/1.1", NULL};
+  rw_tls *tls = NULL;
+  if (o.ntls && rw_cli_tls(&cli, alpn, &tls) < 0)
+    return 1;
   rw_server *srv;
   if (rw_cli_server(&cli, &http1_proto, &httpd_handlers, &srv) < 0)
     return 1;
+  for (unsigned i = 0; i < o.ntls; i++)
+    if (rw_server_listen_tls(srv, o.tls_listen[i], &http1_proto, &httpd_handlers, tls) < 0) {
+      rw_server_destroy(srv);
+      return 1;
+    }
   httpd.workers = rw_server_workers(srv);
   struct httpd_cache **caches = calloc(httpd.workers, sizeof *caches);
   for (unsigned i = 0; caches && i < httpd.workers; i++)
@@ -86,5 +103,7 @@ int main(int argc, char **argv)
   httpd_worker_init(httpd.workers, caches);
   fprintf(stderr, "httpd: serving %s; file cache %.1f MiB per worker, files up to %llu KiB\n", o.root,
           (double)httpd.cache_bytes / (1 << 20), (unsigned long long)httpd.cache_file_max >> 10);
-  return rw_cli_run(srv);
+  rc = rw_cli_run(srv);
+  rw_tls_free(tls);
+  return rc;
 }

@@ -17,7 +17,7 @@
 struct kvd kvd;
 
 struct opts {
-  const char *resp, *memcache;
+  const char *resp, *memcache, *resp_tls, *memcache_tls;
   uint64_t memory;
   enum kv_policy policy;
 };
@@ -25,6 +25,8 @@ struct opts {
 static const char usage[] =
     "  --resp HOST:PORT       serve RESP (redis clients) here (default " DEFAULT_RESP " when neither is given)\n"
     "  --memcache HOST:PORT   serve the memcache text protocol here (default " DEFAULT_MEMCACHE ")\n"
+    "  --resp-tls HOST:PORT   serve RESP over TLS here (needs --tls-cert, --tls-key; ALPN redis)\n"
+    "  --memcache-tls HOST:PORT  serve memcache over TLS here\n"
     "  --memory BYTES         the store's fixed budget, taken at start (default 64m; k, m, g suffixes)\n"
     "  --evict lru|off        when full: evict least recently used items (default), or refuse writes\n"
     "                         with redis's OOM error / memcached's SERVER_ERROR out of memory\n";
@@ -32,17 +34,19 @@ static const char usage[] =
 static int parse_opt(const char *flag, const char *val, void *data)
 {
   struct opts *o = data;
-  if (strcmp(flag, "--resp") && strcmp(flag, "--memcache") && strcmp(flag, "--memory") &&
-      strcmp(flag, "--evict"))
+  const char **addr = !strcmp(flag, "--resp")           ? &o->resp
+                      : !strcmp(flag, "--memcache")     ? &o->memcache
+                      : !strcmp(flag, "--resp-tls")     ? &o->resp_tls
+                      : !strcmp(flag, "--memcache-tls") ? &o->memcache_tls
+                                                        : NULL;
+  if (!addr && strcmp(flag, "--memory") && strcmp(flag, "--evict"))
     return 0;
   if (!val) {
     fprintf(stderr, "kvd: %s needs a value\n", flag);
     return -1;
   }
-  if (!strcmp(flag, "--resp")) {
-    o->resp = val;
-  } else if (!strcmp(flag, "--memcache")) {
-    o->memcache = val;
+  if (addr) {
+    *addr = val;
   } else if (!strcmp(flag, "--memory")) {
     if (rw_cli_parse_size(val, &o->memory) < 0) {
       fprintf(stderr, "kvd: --memory takes a byte count (64m, 1g, ...), not '%s'\n", val);
@@ -95,7 +99,7 @@ static void worker_start(rw_worker *w, void *data)
   rw_timer_arm(w, t, SWEEP_EVERY_MS);
 }
 
-static int setup(rw_server *srv, const struct opts *o)
+static int setup(rw_server *srv, const struct opts *o, rw_tls *tls)
 {
   int rc = 0;
   unsigned i = 0;
@@ -103,6 +107,10 @@ static int setup(rw_server *srv, const struct opts *o)
     kvd.resp_port = rw_server_port(srv, i++);
   if (!rc && o->memcache && !(rc = rw_server_listen(srv, o->memcache, &memcache_proto, &kvd_memcache_handlers)))
     kvd.memcache_port = rw_server_port(srv, i++);
+  if (!rc && o->resp_tls)
+    rc = rw_server_listen_tls(srv, o->resp_tls, &resp_proto, &kvd_resp_handlers, tls);
+  if (!rc && o->memcache_tls)
+    rc = rw_server_listen_tls(srv, o->memcache_tls, &memcache_proto, &kvd_memcache_handlers, tls);
   if (rc < 0)
     return rc;
   kvd.workers = rw_server_workers(srv);
@@ -135,7 +143,11 @@ int main(int argc, char **argv)
     fprintf(stderr, "kvd: use --resp and --memcache to say which protocol an address serves\n");
     return 2;
   }
-  if (!o.resp && !o.memcache) {
+  rw_tls *tls = NULL;
+  static const char *const alpn[] = {"redis", NULL};
+  if ((o.resp_tls || o.memcache_tls) && rw_cli_tls(&cli, alpn, &tls) < 0)
+    return 1;
+  if (!o.resp && !o.memcache && !o.resp_tls && !o.memcache_tls) {
     o.resp = DEFAULT_RESP;
     o.memcache = DEFAULT_MEMCACHE;
   }
@@ -149,11 +161,12 @@ int main(int argc, char **argv)
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   kvd.start_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-  if (setup(srv, &o) < 0) {
+  if (setup(srv, &o, tls) < 0) {
     rw_server_destroy(srv);
     return 1;
   }
   rc = rw_cli_run(srv);
+  rw_tls_free(tls);
   kv_store_destroy(&kvd.store);
   free(sweepers);
   free(kvd.stats);

@@ -8,10 +8,15 @@
 #include "server.h"
 
 #define RW_CLI_MAX_LISTEN 8
+#define RW_CLI_MAX_CERTS 8
+
+struct rw_tls;
 
 typedef struct rw_cli {
   const char *listen[RW_CLI_MAX_LISTEN]; /* --listen HOST:PORT, in order given */
   unsigned nlisten;
+  const char *tls_cert[RW_CLI_MAX_CERTS], *tls_key[RW_CLI_MAX_CERTS]; /* --tls-cert/--tls-key pairs */
+  unsigned ntls_cert, ntls_key;
   rw_config cfg;
 } rw_cli;
 
@@ -35,6 +40,11 @@ int rw_cli_parse(int argc, char **argv, const char *about, const char *default_l
 /* The same with an appliance's own flags. */
 int rw_cli_parse_ext(int argc, char **argv, const char *about, const char *default_listen,
                      const rw_cli_extra *extra, rw_cli *out_cli);
+
+/* The server TLS context from --tls-cert/--tls-key (pairs in order; the first is the default,
+ * the others chosen by SNI) offering `alpn` (NULL-terminated, may be NULL). 0, or -EINVAL after
+ * printing why (no certificate given, unpaired flags, a file that does not load). */
+int rw_cli_tls(const rw_cli *cli, const char *const *alpn, struct rw_tls **out_tls);
 
 /* A byte count as flags take it: digits, optionally followed by k, m, g or t (powers of 1024,
  * "64m", "64MiB", "64MB" alike). 0, -EINVAL or -ERANGE. */

@@ -10,6 +10,7 @@
 #include "proto.h"
 #include "server.h"
 #include "timer.h"
+#include "tls.h"
 #include "udp.h"
 
 #endif

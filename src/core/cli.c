@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <ringwright/cli.h>
+#include <ringwright/tls.h>
 
 static const char common_usage[] =
     "  --listen HOST:PORT     address to serve on (repeatable; port 0 picks a free port)\n"
@@ -18,6 +19,8 @@ static const char common_usage[] =
     "  --idle-timeout SECONDS close connections silent this long (default 0: never)\n"
     "  --send-zc-min BYTES    io_uring: zero-copy sends from this size (default 0: never)\n"
     "  --recv-buffers N       io_uring: provided receive buffers per worker (default: by connections)\n"
+    "  --tls-cert FILE        certificate chain (PEM) for TLS listeners; repeat with --tls-key for SNI\n"
+    "  --tls-key FILE         its private key (PEM)\n"
     "  --help                 this text\n";
 
 static void usage(FILE *out, const char *prog, const char *about, const char *default_listen,
@@ -115,6 +118,16 @@ static int parse_valued(rw_cli *out, const char *prog, const char *flag, const c
     out->listen[out->nlisten++] = val;
     return 0;
   }
+  if (!strcmp(flag, "--tls-cert") || !strcmp(flag, "--tls-key")) {
+    bool cert = flag[6] == 'c';
+    unsigned *n = cert ? &out->ntls_cert : &out->ntls_key;
+    if (*n == RW_CLI_MAX_CERTS) {
+      fprintf(stderr, "%s: at most %d certificates\n", prog, RW_CLI_MAX_CERTS);
+      return -EINVAL;
+    }
+    (cert ? out->tls_cert : out->tls_key)[(*n)++] = val;
+    return 0;
+  }
   if (!strcmp(flag, "--backend")) {
     if (parse_backend(val, &cfg->backend) == 0)
       return 0;
@@ -138,7 +151,8 @@ static int parse_valued(rw_cli *out, const char *prog, const char *flag, const c
 
 static bool takes_value(const char *flag)
 {
-  if (!strcmp(flag, "--listen") || !strcmp(flag, "--backend"))
+  if (!strcmp(flag, "--listen") || !strcmp(flag, "--backend") || !strcmp(flag, "--tls-cert") ||
+      !strcmp(flag, "--tls-key"))
     return true;
   for (size_t i = 0; i < sizeof numeric / sizeof numeric[0]; i++)
     if (!strcmp(flag, numeric[i].flag))
@@ -197,6 +211,21 @@ int rw_cli_parse_ext(int argc, char **argv, const char *about, const char *defau
 int rw_cli_parse(int argc, char **argv, const char *about, const char *default_listen, rw_cli *out)
 {
   return rw_cli_parse_ext(argc, argv, about, default_listen, NULL, out);
+}
+
+int rw_cli_tls(const rw_cli *cli, const char *const *alpn, struct rw_tls **out_tls)
+{
+  if (!cli->ntls_cert || cli->ntls_cert != cli->ntls_key) {
+    fprintf(stderr, "%s: a TLS listener needs --tls-cert and --tls-key, in pairs\n", cli->cfg.name);
+    return -EINVAL;
+  }
+  rw_tls_cert certs[RW_CLI_MAX_CERTS];
+  for (unsigned i = 0; i < cli->ntls_cert; i++)
+    certs[i] = (rw_tls_cert){cli->tls_cert[i], cli->tls_key[i]};
+  int rc = rw_tls_server_new(certs, cli->ntls_cert, alpn, out_tls);
+  if (rc < 0)
+    fprintf(stderr, "%s: cannot set up TLS (see the log line above)\n", cli->cfg.name);
+  return rc;
 }
 
 int rw_cli_server(const rw_cli *cli, const rw_proto *proto, const void *handlers,

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "core.h"
 
@@ -144,6 +145,7 @@ void rw_conn_release(struct rw_conn *c)
     c->stream = NULL;
     fn(c, c->stream_data, 0);
   }
+  rw_tls_conn_free(c);
   c->flags = 0;
   c->fd = -1;
   c->gen++;
@@ -162,7 +164,7 @@ uint8_t *rw_conn_rx_window(struct rw_conn *c, size_t *out_cap)
     pause_conn(c);
     return NULL;
   }
-  if (c->acc != RW_NONE) {
+  if (c->acc != RW_NONE && !c->tls) { /* (ciphertext never lands among plaintext) */
     /* One byte stays free for the parser's sentinel. */
     size_t cap = w->acc_pool.item_size - 1 - c->acc_len;
     *out_cap = cap;
@@ -257,6 +259,15 @@ static size_t acc_append(struct rw_conn *c, const uint8_t *at, size_t n)
 
 size_t rw_conn_received(struct rw_conn *c, uint8_t *at, size_t n)
 {
+  if (c->tls) {
+    c->last_active_ms = c->w->now_ms;
+    return rw_tls_received(c, at, n);
+  }
+  return rw_conn_received_plain(c, at, n);
+}
+
+size_t rw_conn_received_plain(struct rw_conn *c, uint8_t *at, size_t n)
+{
   struct rw_worker *w = c->w;
   size_t taken = n;
   c->last_active_ms = w->now_ms;
@@ -314,16 +325,35 @@ int rw_conn_writev(rw_conn *c, const struct iovec *iov, int n)
 {
   if (c->flags & (RW_CONN_ABORT | RW_CONN_CLOSING))
     return -EPIPE;
-  for (int i = 0; i < n; i++) {
-    int rc = rw_sendq_append(c->w, c, iov[i].iov_base, iov[i].iov_len);
-    if (rc < 0) {
-      rw_log_limited(&c->w->slab_log, "send slab exhausted: closing a connection "
-                                     "(raise --max-conns or the send slab)");
-      rw_conn_abort(c, rc);
-      return rc;
-    }
+  int rc = c->tls ? rw_tls_write(c, iov, n) : 0; /* over TLS: records into the chain */
+  for (int i = 0; !c->tls && !rc && i < n; i++)
+    rc = rw_sendq_append(c->w, c, iov[i].iov_base, iov[i].iov_len);
+  if (rc < 0) {
+    rw_log_limited(&c->w->slab_log, "send slab exhausted: closing a connection "
+                                   "(raise --max-conns or the send slab)");
+    rw_conn_abort(c, rc);
+    return rc;
   }
   rw_conn_mark_dirty(c);
+  return 0;
+}
+
+/* A file over TLS: read a record's worth at a time and encrypt it into the chain. */
+static int tls_write_file(struct rw_conn *c, int fd, off_t off, size_t len)
+{
+  uint8_t buf[16384];
+  while (len) {
+    size_t n = len < sizeof buf ? len : sizeof buf;
+    ssize_t r = pread(fd, buf, n, off);
+    if (r <= 0)
+      return r < 0 ? -errno : -ENODATA;
+    struct iovec iov = {buf, (size_t)r};
+    int rc = rw_tls_write(c, &iov, 1);
+    if (rc < 0)
+      return rc;
+    off += r;
+    len -= (size_t)r;
+  }
   return 0;
 }
 
@@ -331,7 +361,7 @@ int rw_conn_write_file(rw_conn *c, int fd, int64_t off, size_t len)
 {
   if (c->flags & (RW_CONN_ABORT | RW_CONN_CLOSING))
     return -EPIPE;
-  int rc = rw_sendq_append_fd(c->w, c, fd, (off_t)off, len);
+  int rc = c->tls ? tls_write_file(c, fd, (off_t)off, len) : rw_sendq_append_fd(c->w, c, fd, (off_t)off, len);
   if (rc < 0) {
     if (rc == -ENOBUFS)
       rw_log_limited(&c->w->slab_log, "send slab exhausted: closing a connection "
@@ -355,6 +385,8 @@ void rw_conn_stream(rw_conn *c, rw_stream_fn fn, void *data)
 
 void rw_conn_close(rw_conn *c)
 {
+  if (c->tls && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)))
+    rw_tls_close_notify(c);
   c->flags |= RW_CONN_CLOSING;
   rw_conn_mark_dirty(c);
 }

@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <ringwright/tls.h>
+
 #include "core.h"
 
 static void connect_timed_out(rw_timer *t)
@@ -13,8 +15,9 @@ static void connect_timed_out(rw_timer *t)
   rw_conn_connected(t->data, -ETIMEDOUT);
 }
 
-int rw_connect(rw_worker *w, const char *hostport, const rw_proto *proto, const void *handlers,
-               uint32_t timeout_ms, rw_connect_fn done, void *data)
+static int connect_to(rw_worker *w, const char *hostport, const char *server_name, struct rw_tls *tls,
+                      const rw_proto *proto, const void *handlers, uint32_t timeout_ms,
+                      rw_connect_fn done, void *data)
 {
   struct sockaddr_storage ss;
   socklen_t len;
@@ -32,6 +35,10 @@ int rw_connect(rw_worker *w, const char *hostport, const rw_proto *proto, const 
     return -ENOSPC;
   }
   c->flags |= RW_CONN_CONNECTING;
+  if (tls && rw_tls_conn_start(c, tls, server_name) < 0) {
+    rw_conn_abort(c, -ENOMEM);
+    return -ENOMEM;
+  }
   c->connect_done = done;
   c->connect_data = data;
   rw_timer_init(&c->timer, connect_timed_out, c);
@@ -44,6 +51,19 @@ int rw_connect(rw_worker *w, const char *hostport, const rw_proto *proto, const 
     return rc;
   }
   return 0;
+}
+
+int rw_connect(rw_worker *w, const char *hostport, const rw_proto *proto, const void *handlers,
+               uint32_t timeout_ms, rw_connect_fn done, void *data)
+{
+  return connect_to(w, hostport, NULL, NULL, proto, handlers, timeout_ms, done, data);
+}
+
+int rw_connect_tls(rw_worker *w, const char *hostport, const char *server_name, struct rw_tls *tls,
+                   const rw_proto *proto, const void *handlers, uint32_t timeout_ms,
+                   rw_connect_fn done, void *data)
+{
+  return connect_to(w, hostport, server_name, tls, proto, handlers, timeout_ms, done, data);
 }
 
 void rw_conn_connected(struct rw_conn *c, int err)
@@ -64,6 +84,12 @@ void rw_conn_connected(struct rw_conn *c, int err)
   c->last_active_ms = w->now_ms;
   rw_conn_arm_idle(c);
   rw_conn_mark_dirty(c);
+  if (c->tls) {
+    /* The owner hears of it once the handshake is through: start it (the ClientHello). */
+    c->connect_done = done;
+    rw_tls_received(c, NULL, 0);
+    return;
+  }
   if (done)
     done(c, 0, c->connect_data);
 }

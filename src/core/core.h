@@ -96,6 +96,7 @@ enum {
 
 struct rw_listener {
   const rw_proto *proto;
+  struct rw_tls *tls; /* NULL: plain */
   const void *handlers;
   struct sockaddr_storage ss; /* the bound address (port resolved) */
   socklen_t sslen;
@@ -138,6 +139,7 @@ struct rw_conn {
   size_t queued;
   int64_t last_active_ms;
   rw_timer timer; /* idle timeout, or connect timeout while connecting */
+  void *tls; /* struct rw_tls_conn (src/tls/tls.c), NULL on a plain connection */
   rw_stream_fn stream; /* a long reply in progress: no dispatch until it is done */
   void *stream_data;
   rw_connect_fn connect_done;
@@ -181,7 +183,7 @@ struct rw_worker {
   int64_t deadline_ms;
   struct rw_wheel wheel;
   size_t budget;
-  struct rw_ratelimit refuse_log, slab_log, accept_log;
+  struct rw_ratelimit refuse_log, slab_log, accept_log, tls_log;
 };
 
 struct rw_server {
@@ -258,6 +260,17 @@ uint8_t *rw_conn_rx_window(struct rw_conn *c, size_t *out_cap);
  * driver's; at[n] must be writable (the parser's sentinel goes there). Returns how many were
  * taken; the driver keeps the rest and offers it again once the connection wants to read. */
 size_t rw_conn_received(struct rw_conn *c, uint8_t *at, size_t n);
+/* The same for plaintext a TLS connection decrypted (at[n] must be writable: the sentinel). */
+size_t rw_conn_received_plain(struct rw_conn *c, uint8_t *at, size_t n);
+
+/* TLS (src/tls/tls.c), for the core: a connection's session, its ciphertext in, its plaintext
+ * out, close_notify, and the end. */
+struct rw_tls;
+int rw_tls_conn_start(struct rw_conn *c, struct rw_tls *t, const char *server_name);
+size_t rw_tls_received(struct rw_conn *c, uint8_t *at, size_t n);
+int rw_tls_write(struct rw_conn *c, const struct iovec *iov, int n);
+void rw_tls_close_notify(struct rw_conn *c);
+void rw_tls_conn_free(struct rw_conn *c);
 void rw_conn_eof(struct rw_conn *c);
 /* The socket takes bytes again after RW_CONN_WANT_WRITE. */
 void rw_conn_writable(struct rw_conn *c);

@@ -12,6 +12,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <ringwright/tls.h>
+
 #include "core.h"
 
 #define ROUND_UP(x, a) (((x) + (a) - 1) / (a) * (a))
@@ -86,6 +88,15 @@ int rw_server_listen(rw_server *s, const char *hostport, const rw_proto *proto, 
   s->nlisteners++;
   rw_log("listening on %s (%s)", ln->addr, proto->name);
   return 0;
+}
+
+int rw_server_listen_tls(rw_server *s, const char *hostport, const rw_proto *proto,
+                         const void *handlers, struct rw_tls *tls)
+{
+  int rc = rw_server_listen(s, hostport, proto, handlers);
+  if (rc == 0)
+    s->listeners[s->nlisteners - 1].tls = tls;
+  return rc;
 }
 
 int rw_server_port(const rw_server *s, unsigned i)

@@ -67,6 +67,10 @@ struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd)
 {
   const struct rw_listener *ln = &w->srv->listeners[li];
   struct rw_conn *c = w->stopping ? NULL : rw_conn_open(w, ln->proto, ln->handlers, fd);
+  if (c && ln->tls && rw_tls_conn_start(c, ln->tls, NULL) < 0) {
+    rw_log_limited(&w->tls_log, "tls: no memory for a session: connection refused");
+    rw_conn_abort(c, -ENOMEM);
+  }
   if (!c) {
     if (!w->stopping)
       rw_log_limited(&w->refuse_log,

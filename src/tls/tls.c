@@ -1,0 +1,376 @@
+/* TLS over BoringSSL, shared by both drivers: the core hands a TLS connection's ciphertext here
+ * (rw_tls_received) instead of to the parser, and its plaintext writes come here
+ * (rw_tls_write) instead of to the send chain. A BIO of our own reads ciphertext from the
+ * driver's buffer in place and writes records straight into the send chain, so records cost no
+ * allocation of ours. BoringSSL itself allocates per connection (the SSL object, the BIO, the
+ * handshake state) and, in Debian's build, takes and drops its record buffers with malloc for
+ * every record (see README for the measured counts). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <ringwright/tls.h>
+
+#include "../core/core.h"
+
+#define MAX_CERTS 8
+
+struct rw_tls {
+  SSL_CTX *ctx[MAX_CERTS]; /* [0]: the default; the rest chosen by SNI */
+  unsigned nctx;
+  uint8_t alpn[256]; /* wire format: length-prefixed names */
+  size_t alpn_len;
+  bool server;
+};
+
+enum { TLS_HANDSHAKEN = 1, TLS_SHUTDOWN_SENT = 2 };
+
+struct rw_tls_conn {
+  SSL *ssl;
+  const uint8_t *in; /* ciphertext not yet taken by BoringSSL */
+  size_t in_len;
+  uint8_t flags;
+};
+
+/* ---- the BIO: ciphertext in from the driver's buffer, out into the send chain ---- */
+
+static BIO_METHOD *bio_method;
+
+static int bio_read(BIO *b, char *out, int len)
+{
+  struct rw_conn *c = BIO_get_data(b);
+  struct rw_tls_conn *t = c->tls;
+  BIO_clear_retry_flags(b);
+  if (!t->in_len) {
+    BIO_set_retry_read(b);
+    return -1;
+  }
+  size_t n = t->in_len < (size_t)len ? t->in_len : (size_t)len;
+  memcpy(out, t->in, n);
+  t->in += n;
+  t->in_len -= n;
+  return (int)n;
+}
+
+static int bio_write(BIO *b, const char *data, int len)
+{
+  struct rw_conn *c = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (rw_sendq_append(c->w, c, data, (size_t)len) < 0)
+    return -1;
+  rw_conn_mark_dirty(c);
+  return len;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+  (void)b, (void)num, (void)ptr;
+  return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int bio_setup(void)
+{
+  if (bio_method)
+    return 0;
+  BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ringwright");
+  if (!m || !BIO_meth_set_read(m, bio_read) || !BIO_meth_set_write(m, bio_write) ||
+      !BIO_meth_set_ctrl(m, bio_ctrl))
+    return -ENOMEM;
+  bio_method = m;
+  return 0;
+}
+
+/* ---- contexts ---- */
+
+static int set_alpn(rw_tls *t, const char *const *alpn)
+{
+  for (; alpn && *alpn; alpn++) {
+    size_t n = strlen(*alpn);
+    if (!n || n > 255 || t->alpn_len + 1 + n > sizeof t->alpn)
+      return -EINVAL;
+    t->alpn[t->alpn_len++] = (uint8_t)n;
+    memcpy(t->alpn + t->alpn_len, *alpn, n);
+    t->alpn_len += n;
+  }
+  return 0;
+}
+
+/* Our first preference the client also offers. */
+static int alpn_select(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in,
+                       unsigned in_len, void *arg)
+{
+  (void)ssl;
+  const rw_tls *t = arg;
+  for (size_t i = 0; i < t->alpn_len; i += 1 + t->alpn[i])
+    for (unsigned j = 0; j < in_len; j += 1u + in[j])
+      if (in[j] == t->alpn[i] && j + 1u + in[j] <= in_len && !memcmp(in + j + 1, t->alpn + i + 1, in[j])) {
+        *out = in + j + 1;
+        *out_len = in[j];
+        return SSL_TLSEXT_ERR_OK;
+      }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
+/* SNI: the first certificate that covers the name the client asked for. */
+static int servername(SSL *ssl, int *alert, void *arg)
+{
+  (void)alert;
+  const rw_tls *t = arg;
+  const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (!name)
+    return SSL_TLSEXT_ERR_OK;
+  for (unsigned i = 1; i < t->nctx; i++)
+    if (X509_check_host(SSL_CTX_get0_certificate(t->ctx[i]), name, strlen(name), 0, NULL) == 1) {
+      SSL_set_SSL_CTX(ssl, t->ctx[i]);
+      break;
+    }
+  return SSL_TLSEXT_ERR_OK;
+}
+
+static SSL_CTX *ctx_new(void)
+{
+  SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+  if (ctx)
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  return ctx;
+}
+
+int rw_tls_server_new(const rw_tls_cert *certs, unsigned ncerts, const char *const *alpn,
+                      rw_tls **out_tls)
+{
+  if (!ncerts || ncerts > MAX_CERTS || bio_setup() < 0)
+    return -EINVAL;
+  rw_tls *t = calloc(1, sizeof *t);
+  if (!t)
+    return -ENOMEM;
+  t->server = true;
+  int rc = set_alpn(t, alpn);
+  for (unsigned i = 0; !rc && i < ncerts; i++) {
+    SSL_CTX *ctx = t->ctx[t->nctx++] = ctx_new();
+    if (!ctx || SSL_CTX_use_certificate_chain_file(ctx, certs[i].cert_file) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, certs[i].key_file, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+      rw_log("tls: cannot use certificate %s with key %s: %s", certs[i].cert_file, certs[i].key_file,
+             ERR_reason_error_string(ERR_peek_last_error()));
+      ERR_clear_error();
+      rc = -EINVAL;
+      break;
+    }
+    if (t->alpn_len)
+      SSL_CTX_set_alpn_select_cb(ctx, alpn_select, t);
+  }
+  if (!rc) {
+    SSL_CTX_set_tlsext_servername_callback(t->ctx[0], servername);
+    SSL_CTX_set_tlsext_servername_arg(t->ctx[0], t);
+    *out_tls = t;
+    return 0;
+  }
+  rw_tls_free(t);
+  return rc;
+}
+
+int rw_tls_client_new(const char *ca_file, const char *const *alpn, rw_tls **out_tls)
+{
+  if (bio_setup() < 0)
+    return -ENOMEM;
+  rw_tls *t = calloc(1, sizeof *t);
+  if (!t)
+    return -ENOMEM;
+  SSL_CTX *ctx = t->ctx[t->nctx++] = ctx_new();
+  int rc = set_alpn(t, alpn);
+  if (!rc && (!ctx || SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1)) {
+    rw_log("tls: cannot load CA file %s: %s", ca_file, ERR_reason_error_string(ERR_peek_last_error()));
+    ERR_clear_error();
+    rc = -EINVAL;
+  }
+  if (!rc && t->alpn_len && SSL_CTX_set_alpn_protos(ctx, t->alpn, t->alpn_len) != 0)
+    rc = -ENOMEM;
+  if (rc) {
+    rw_tls_free(t);
+    return rc;
+  }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+  *out_tls = t;
+  return 0;
+}
+
+void rw_tls_free(rw_tls *t)
+{
+  if (!t)
+    return;
+  for (unsigned i = 0; i < t->nctx; i++)
+    SSL_CTX_free(t->ctx[i]);
+  free(t);
+}
+
+/* ---- connections ---- */
+
+int rw_tls_conn_start(struct rw_conn *c, rw_tls *t, const char *server_name)
+{
+  struct rw_tls_conn *tc = calloc(1, sizeof *tc);
+  SSL *ssl = tc ? SSL_new(t->ctx[0]) : NULL;
+  BIO *bio = ssl ? BIO_new(bio_method) : NULL;
+  if (!bio) {
+    SSL_free(ssl);
+    free(tc);
+    return -ENOMEM;
+  }
+  BIO_set_data(bio, c);
+  BIO_set_init(bio, 1);
+  SSL_set_bio(ssl, bio, bio);
+  tc->ssl = ssl;
+  c->tls = tc;
+  if (t->server) {
+    SSL_set_accept_state(ssl);
+    return 0;
+  }
+  SSL_set_connect_state(ssl);
+  if (server_name && (!SSL_set_tlsext_host_name(ssl, server_name) || !SSL_set1_host(ssl, server_name)))
+    return -ENOMEM;
+  return 0;
+}
+
+void rw_tls_conn_free(struct rw_conn *c)
+{
+  struct rw_tls_conn *t = c->tls;
+  if (!t)
+    return;
+  SSL_free(t->ssl);
+  free(t);
+  c->tls = NULL;
+}
+
+static void tls_failed(struct rw_conn *c, const char *what)
+{
+  unsigned long e = ERR_peek_last_error();
+  const char *why = e ? ERR_reason_error_string(e) : "connection closed";
+  rw_log_limited(&c->w->tls_log, "tls: %s failed: %s", what, why ? why : "unknown");
+  ERR_clear_error();
+  /* What BoringSSL queued (an alert) still goes out; then the connection closes. */
+  rw_conn_close(c);
+}
+
+/* Called with the handshake complete: an outbound connection's owner hears of it now. */
+static void handshaken(struct rw_conn *c)
+{
+  struct rw_tls_conn *t = c->tls;
+  t->flags |= TLS_HANDSHAKEN;
+  rw_connect_fn done = c->connect_done;
+  if (done) {
+    c->connect_done = NULL;
+    done(c, 0, c->connect_data);
+  }
+}
+
+size_t rw_tls_received(struct rw_conn *c, uint8_t *at, size_t n)
+{
+  /* Plaintext goes through a per-thread buffer: a record at most, plus the parser's sentinel. */
+  static _Thread_local uint8_t plain[16384 + 1];
+  struct rw_tls_conn *t = c->tls;
+  t->in = at;
+  t->in_len = n;
+  if (!(t->flags & TLS_HANDSHAKEN)) {
+    int r = SSL_do_handshake(t->ssl);
+    if (r != 1) {
+      int err = SSL_get_error(t->ssl, r);
+      if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+        rw_connect_fn done = c->connect_done;
+        c->connect_done = NULL;
+        tls_failed(c, "handshake");
+        if (done)
+          done(NULL, -ECONNABORTED, c->connect_data);
+      }
+      rw_conn_mark_dirty(c);
+      return n;
+    }
+    handshaken(c);
+  }
+  while (!(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))) {
+    int r = SSL_read(t->ssl, plain, sizeof plain - 1);
+    if (r <= 0) {
+      int err = SSL_get_error(t->ssl, r);
+      if (err == SSL_ERROR_ZERO_RETURN)
+        rw_conn_close(c); /* close_notify: the peer is done */
+      else if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
+        tls_failed(c, "read");
+      break;
+    }
+    if (rw_conn_received_plain(c, plain, (size_t)r) < (size_t)r) {
+      /* The connection could not hold what it was sent while paused: bounded memory wins. */
+      rw_log_limited(&c->w->tls_log, "tls: a paused connection sent more than a slot holds: closing it");
+      rw_conn_abort(c, -ENOBUFS);
+      break;
+    }
+  }
+  t->in_len = 0;
+  rw_conn_mark_dirty(c);
+  return n;
+}
+
+int rw_tls_write(struct rw_conn *c, const struct iovec *iov, int n)
+{
+  struct rw_tls_conn *t = c->tls;
+  /* Small replies are gathered into one record; large pieces go record by record. */
+  uint8_t buf[4096];
+  size_t total = 0;
+  for (int i = 0; i < n; i++)
+    total += iov[i].iov_len;
+  if (total <= sizeof buf && n > 1) {
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+      memcpy(buf + off, iov[i].iov_base, iov[i].iov_len);
+      off += iov[i].iov_len;
+    }
+    struct iovec one = {buf, total};
+    return rw_tls_write(c, &one, 1);
+  }
+  for (int i = 0; i < n; i++) {
+    const uint8_t *p = iov[i].iov_base;
+    size_t left = iov[i].iov_len;
+    while (left) {
+      int chunk = left > (1u << 30) ? 1 << 30 : (int)left;
+      int r = SSL_write(t->ssl, p, chunk);
+      if (r <= 0) {
+        ERR_clear_error();
+        return -ENOBUFS;
+      }
+      p += r;
+      left -= (size_t)r;
+    }
+  }
+  return 0;
+}
+
+void rw_tls_close_notify(struct rw_conn *c)
+{
+  struct rw_tls_conn *t = c->tls;
+  if (!(t->flags & TLS_HANDSHAKEN) || (t->flags & TLS_SHUTDOWN_SENT))
+    return;
+  t->flags |= TLS_SHUTDOWN_SENT;
+  SSL_shutdown(t->ssl); /* queues close_notify in the send chain; we do not wait for the peer's */
+  ERR_clear_error();
+}
+
+bool rw_tls_handshaken(const struct rw_conn *c)
+{
+  return c->tls && (((const struct rw_tls_conn *)c->tls)->flags & TLS_HANDSHAKEN);
+}
+
+const char *rw_conn_alpn(const rw_conn *c)
+{
+  static _Thread_local char name[256];
+  if (!c->tls)
+    return NULL;
+  const uint8_t *p;
+  unsigned len;
+  SSL_get0_alpn_selected(((const struct rw_tls_conn *)c->tls)->ssl, &p, &len);
+  memcpy(name, p, len);
+  name[len] = 0;
+  return name;
+}
