@@ -293,6 +293,7 @@ int rw_server_run(rw_server *s)
 {
   if (!s->nlisteners && !s->nudp)
     return -EINVAL;
+  rw_fault_init();
   s->driver = choose_driver(&s->cfg);
   if (!s->driver)
     return -ENOSYS;

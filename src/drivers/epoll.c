@@ -101,6 +101,12 @@ static void on_accept(struct rw_worker *w, unsigned li)
   int lfd = w->lfd[li];
   for (int i = 0; i < ACCEPTS_PER_TURN; i++) {
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fault = rw_fault(RW_FAULT_ACCEPT, fd);
+    if (fault < 0 && fd >= 0) { /* injected: as if the descriptor could not be had */
+      close(fd);
+      fd = -1;
+      errno = -fault;
+    }
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED)
         continue;
@@ -130,6 +136,11 @@ static void on_readable(struct rw_conn *c)
   if (!buf)
     return;
   ssize_t n = recv(c->fd, buf, cap, 0);
+  int fault = n > 0 ? rw_fault(RW_FAULT_RECV, 0) : 0;
+  if (fault < 0) {
+    n = -1;
+    errno = -fault;
+  }
   if (n > 0)
     rw_conn_received(c, buf, (size_t)n);
   else if (n == 0)
@@ -149,6 +160,19 @@ static void epoll_update(struct rw_worker *w, struct rw_conn *c)
     c->events = want;
 }
 
+/* Cuts iov[0..n) to `len` bytes in all; returns how many entries remain. */
+static int trim_iov(struct iovec *iov, int n, size_t len)
+{
+  for (int i = 0; i < n; i++) {
+    if (iov[i].iov_len >= len) {
+      iov[i].iov_len = len;
+      return len ? i + 1 : i;
+    }
+    len -= iov[i].iov_len;
+  }
+  return n;
+}
+
 static int epoll_send(struct rw_worker *w, struct rw_conn *c)
 {
   struct iovec iov[IOV_PER_SEND];
@@ -159,8 +183,10 @@ static int epoll_send(struct rw_worker *w, struct rw_conn *c)
     size_t total = 0;
     for (int i = 0; i < n; i++)
       total += iov[i].iov_len;
+    n = trim_iov(iov, n, rw_fault_short(total));
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-    ssize_t sent = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+    int fault = rw_fault(RW_FAULT_SEND, 0);
+    ssize_t sent = fault < 0 ? (errno = -fault, -1) : sendmsg(c->fd, &mh, MSG_NOSIGNAL);
     if (sent < 0) {
       if (errno == EINTR)
         continue;

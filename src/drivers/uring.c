@@ -107,7 +107,11 @@ static int ring_setup(struct io_uring *ring)
                IORING_SETUP_SUBMIT_ALL,
       .cq_entries = CQ_ENTRIES,
   };
-  return io_uring_queue_init_params(RING_ENTRIES, ring, &p);
+  /* Tests force a tiny ring (RW_FAULTS=cq=N) so that the completion queue overflows. */
+  uint32_t forced = rw_fault_cq_entries();
+  if (forced)
+    p.cq_entries = forced;
+  return io_uring_queue_init_params(forced ? forced : RING_ENTRIES, ring, &p);
 }
 
 static int uring_probe(char *why, size_t whylen)
@@ -296,6 +300,9 @@ static void on_recv(struct rw_worker *w, struct rw_conn *c, struct io_uring_cqe 
     uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
     uint8_t *p = st->bufs + (size_t)bid * st->buf_stride;
     st->in_ring--;
+    int fault = rw_fault(RW_FAULT_RECV, 0);
+    if (fault < 0 && (c->flags & RW_CONN_LIVE))
+      rw_conn_abort(c, fault); /* injected: the bytes are dropped with the connection */
     if (!(c->flags & RW_CONN_LIVE) || (c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))) {
       buffer_recycle(st, bid); /* nothing more is parsed on a closing connection */
     } else if (u->held_head != RW_NONE || !rw_conn_wants_read(c)) {
@@ -359,6 +366,15 @@ static int uring_send(struct rw_worker *w, struct rw_conn *c)
   size_t total = 0;
   for (int i = 0; i < n; i++)
     total += u->iov[i].iov_len;
+  size_t cut = rw_fault_short(total); /* injected: a short send, as a full socket makes */
+  for (int i = 0; cut < total && i < n; i++) {
+    if (u->iov[i].iov_len >= cut) {
+      u->iov[i].iov_len = cut;
+      n = i + 1;
+      break;
+    }
+    cut -= u->iov[i].iov_len;
+  }
   u->mh = (struct msghdr){.msg_iov = u->iov, .msg_iovlen = (size_t)n};
   struct io_uring_sqe *sqe = get_sqe(st);
   uint32_t zc_min = w->srv->cfg.send_zc_min;
@@ -378,6 +394,9 @@ static int uring_send(struct rw_worker *w, struct rw_conn *c)
 static void send_done(struct rw_worker *w, struct rw_conn *c, int res)
 {
   c->flags &= ~RW_CONN_SENDING;
+  int fault = rw_fault(RW_FAULT_SEND, res);
+  if (fault < 0 && fault != -EAGAIN) /* (io_uring sends never say EAGAIN: not injected) */
+    res = fault;
   if (res > 0) {
     rw_sendq_consume(w, c, (size_t)res);
     c->last_active_ms = w->now_ms;
@@ -491,6 +510,12 @@ static void on_accept(struct rw_worker *w, unsigned li, struct io_uring_cqe *cqe
   }
   if (cqe->res < 0)
     return;
+  int fault = rw_fault(RW_FAULT_ACCEPT, cqe->res);
+  if (fault < 0) { /* injected: as if the descriptor could not be had */
+    rw_log_limited(&w->accept_log, "accept: %s: connection refused", strerror(-fault));
+    close_direct_ignored(st, cqe->res);
+    return;
+  }
   struct rw_conn *c = rw_worker_accepted(w, li, cqe->res);
   if (!c) {
     close_direct_ignored(st, cqe->res);
