@@ -8,54 +8,24 @@ import email.utils
 import hashlib
 import http.client
 import os
-import re
-import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
 
-BIN = os.environ.get("RW_BIN", "build/asan/bin")
-BACKEND = os.environ.get("RW_BACKEND", "")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from rwtest import MALLOC_COUNT, Server  # noqa: E402
 
 
-class Httpd:
+class Httpd(Server):
+    """httpd serving `root` on an ephemeral port (self.port)."""
+
     def __init__(self, root, *args, binary=None, preload=None):
-        cmd = [binary or os.path.join(BIN, "httpd"), "--listen", "127.0.0.1:0", "--root", root]
-        if BACKEND:
-            cmd += ["--backend", BACKEND]
-        cmd += list(args)
-        env = dict(os.environ)
-        if preload:
-            env["LD_PRELOAD"] = preload
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, stderr=self.log, env=env)
-        deadline = time.time() + 15
-        while time.time() < deadline:
-            text = self.text()
-            m = re.search(r"listening on 127\.0\.0\.1:(\d+)", text)
-            if m and "memory budget" in text:
-                self.port = int(m.group(1))
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.proc.kill()
-        raise RuntimeError("httpd did not start: " + self.text())
-
-    def text(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return -9
+        super().__init__(["httpd", "--listen", "127.0.0.1:0", "--root", root] + list(args), 1,
+                         binary=binary, preload=preload)
+        self.port = self.ports[0]
 
 
 def read_response(sock, buf=b""):
@@ -332,17 +302,7 @@ class Memory(unittest.TestCase):
             with open(os.path.join(root, "big.bin"), "wb") as f:
                 f.write(os.urandom(2 * 1024 * 1024))
             k = Httpd(root, "--workers", "2", binary="build/bin/httpd",
-                      preload=os.path.abspath("build/tests/malloc_count.so"))
-
-            def count():
-                before = k.text()
-                k.proc.send_signal(signal.SIGUSR2)
-                for _ in range(200):
-                    found = re.findall(r"malloc-count (\d+)\n", k.text()[len(before):])
-                    if found:
-                        return int(found[0])
-                    time.sleep(0.01)
-                self.fail("no malloc-count: " + k.text())
+                      preload=MALLOC_COUNT)
 
             def load():
                 subprocess.run(["h2load", "--h1", "-n", "4000", "-c", "20", "-m", "4",
@@ -357,9 +317,9 @@ class Memory(unittest.TestCase):
 
             try:
                 load()
-                before = count()
+                before = k.malloc_count()
                 load()
-                self.assertEqual(count(), before)
+                self.assertEqual(k.malloc_count(), before)
             finally:
                 self.assertEqual(k.stop(), 0)
 

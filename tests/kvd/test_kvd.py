@@ -9,11 +9,9 @@ $RW_BIN picks the build (default build/asan/bin), $RW_BACKEND the backend.
 """
 import os
 import re
-import shutil
-import signal
 import socket
+import sys
 import subprocess
-import tempfile
 import threading
 import time
 import unittest
@@ -21,8 +19,8 @@ import unittest
 import pymemcache.client.base
 import redis
 
-BIN = os.environ.get("RW_BIN", "build/asan/bin")
-BACKEND = os.environ.get("RW_BACKEND", "")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from rwtest import MALLOC_COUNT, Server  # noqa: E402
 
 
 def free_port():
@@ -44,45 +42,14 @@ def wait_port(port, proc, what, secs=10):
     raise RuntimeError(f"{what} did not listen on {port}")
 
 
-class Kvd:
-    """A kvd process on ephemeral ports; its stderr is kept for the log assertions."""
+class Kvd(Server):
+    """kvd with RESP and memcache on ephemeral ports (self.resp, self.memcache)."""
 
     def __init__(self, *args, preload=None, binary=None):
-        cmd = [binary or os.path.join(BIN, "kvd"), "--resp", "127.0.0.1:0", "--memcache", "127.0.0.1:0"]
-        if BACKEND:
-            cmd += ["--backend", BACKEND]
-        cmd += list(args)
-        env = dict(os.environ)
-        if preload:
-            env["LD_PRELOAD"] = preload
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, stderr=self.log, env=env)
-        deadline = time.time() + 15
-        while time.time() < deadline:
-            text = self.text()
-            ports = re.findall(r"listening on 127\.0\.0\.1:(\d+) \((\w+)\)", text)
-            if len(ports) == 2 and "memory budget" in text:
-                got = {proto: int(port) for port, proto in ports}
-                self.resp, self.memcache = got["resp"], got["memcache"]
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.proc.kill()
-        raise RuntimeError("kvd did not start: " + self.text())
-
-    def text(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return -9
+        super().__init__(["kvd", "--resp", "127.0.0.1:0", "--memcache", "127.0.0.1:0"] + list(args), 2,
+                         binary=binary, preload=preload)
+        got = dict(zip(self.protos, self.ports))
+        self.resp, self.memcache = got["resp"], got["memcache"]
 
 
 def start_redis():
@@ -511,17 +478,7 @@ class Memory(unittest.TestCase):
     def test_no_malloc_after_warm_up(self):
         """The optimised kvd under the malloc-counting interposer: none after warm-up."""
         k = Kvd("--workers", "2", "--memory", "16m", binary="build/bin/kvd",
-                preload=os.path.abspath("build/tests/malloc_count.so"))
-
-        def count():
-            before = k.text()
-            k.proc.send_signal(signal.SIGUSR2)
-            for _ in range(200):
-                found = re.findall(r"malloc-count (\d+)\n", k.text()[len(before):])
-                if found:
-                    return int(found[0])
-                time.sleep(0.01)
-            self.fail("no malloc-count: " + k.text())
+                preload=MALLOC_COUNT)
 
         try:
             work = ["redis-benchmark", "-p", str(k.resp), "-t", "set,get,incr,mset", "-n", "20000",
@@ -531,14 +488,14 @@ class Memory(unittest.TestCase):
             for i in range(500):
                 m.set(f"m{i}", b"v" * 500)
             m.close()
-            before = count()
+            before = k.malloc_count()
             subprocess.run(work, capture_output=True, timeout=120)  # includes 50 new connections
             m = pymemcache.client.base.Client(("127.0.0.1", k.memcache), no_delay=True)
             for i in range(2000):
                 m.set(f"m{i}", b"v" * (i % 3000))
                 m.get_many([f"m{i}", f"m{i // 2}"])
             m.close()
-            self.assertEqual(count(), before)
+            self.assertEqual(k.malloc_count(), before)
         finally:
             self.assertEqual(k.stop(), 0)
 

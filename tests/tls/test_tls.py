@@ -6,7 +6,6 @@ $RW_BIN picks the build (default build/asan/bin), $RW_BACKEND the backend.
 """
 import os
 import re
-import signal
 import socket
 import ssl
 import subprocess
@@ -15,11 +14,10 @@ import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "kvd"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kvd"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from rwtest import MALLOC_COUNT, Server  # noqa: E402
 from test_kvd import Reader, resp_cmd  # noqa: E402
-
-BIN = os.environ.get("RW_BIN", "build/asan/bin")
-BACKEND = os.environ.get("RW_BACKEND", "")
 CERTS = tempfile.TemporaryDirectory()
 
 
@@ -41,42 +39,6 @@ def cert_args():
     d = CERTS.name
     return ["--tls-cert", f"{d}/localhost.crt", "--tls-key", f"{d}/localhost.key",
             "--tls-cert", f"{d}/other.test.crt", "--tls-key", f"{d}/other.test.key"]
-
-
-class Server:
-    def __init__(self, argv, want, binary=None, preload=None):
-        cmd = [binary or os.path.join(BIN, argv[0])] + argv[1:]
-        if BACKEND:
-            cmd += ["--backend", BACKEND]
-        env = dict(os.environ)
-        if preload:
-            env["LD_PRELOAD"] = preload
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(cmd, stderr=self.log, env=env)
-        deadline = time.time() + 15
-        while time.time() < deadline:
-            ports = [int(p) for p in re.findall(r"listening on 127\.0\.0\.1:(\d+)", self.text())]
-            if len(ports) == want and "memory budget" in self.text():
-                self.ports = ports
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.proc.kill()
-        raise RuntimeError("server did not start: " + self.text())
-
-    def text(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return -9
 
 
 def client_ctx(alpn=None):
@@ -244,18 +206,8 @@ class Allocation(unittest.TestCase):
                 f.write("y" * 2000)
             srv = Server(["httpd", "--tls-listen", "127.0.0.1:0", "--root", root, "--workers", "1"] + cert_args()
                          + ["--listen", "127.0.0.1:0"], 2, binary="build/bin/httpd",
-                         preload=os.path.abspath("build/tests/malloc_count.so"))
+                         preload=MALLOC_COUNT)
             port = srv.ports[1]
-
-            def count():
-                before = srv.text()
-                srv.proc.send_signal(signal.SIGUSR2)
-                for _ in range(200):
-                    found = re.findall(r"malloc-count (\d+)\n", srv.text()[len(before):])
-                    if found:
-                        return int(found[0])
-                    time.sleep(0.01)
-                self.fail("no malloc-count")
 
             try:
                 ctx = client_ctx()
@@ -263,24 +215,24 @@ class Allocation(unittest.TestCase):
                 s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="localhost")
                 s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
                 s.recv(65536)
-                a = count()
+                a = srv.malloc_count()
                 for _ in range(500):
                     s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
                     got = b""
                     while len(got) < 2000 or not got.endswith(b"y"):
                         got += s.recv(65536)
-                b = count()
+                b = srv.malloc_count()
                 s.close()
                 hs = []
                 for _ in range(20):
-                    c0 = count()
+                    c0 = srv.malloc_count()
                     t = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="localhost")
                     t.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                     while t.recv(65536):
                         pass
                     t.close()
                     time.sleep(0.01)
-                    hs.append(count() - c0)
+                    hs.append(srv.malloc_count() - c0)
                 per_request = (b - a) / 500
                 print(f"\nTLS 1.3 on httpd: {per_request:.2f} malloc-family calls per request after the handshake, "
                       f"median {sorted(hs)[len(hs) // 2]} per connection (handshake, request, close)", file=sys.stderr)

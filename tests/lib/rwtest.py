@@ -1,0 +1,65 @@
+"""What the Python end-to-end tests share: starting a built server on ephemeral ports and
+reading its log, stopping it, and asking the malloc-counting interposer for its count."""
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+
+BIN = os.environ.get("RW_BIN", "build/asan/bin")
+BACKEND = os.environ.get("RW_BACKEND", "")
+MALLOC_COUNT = os.path.abspath("build/tests/malloc_count.so")
+
+
+class Server:
+    """argv[0] is a program in $RW_BIN (or `binary`); waits for `want` "listening on" lines and
+    the memory budget line. $RW_BACKEND, when set, is passed as --backend."""
+
+    def __init__(self, argv, want=1, binary=None, preload=None):
+        cmd = [binary or os.path.join(BIN, argv[0])] + list(argv[1:])
+        if BACKEND:
+            cmd += ["--backend", BACKEND]
+        env = dict(os.environ)
+        if preload:
+            env["LD_PRELOAD"] = preload
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, stderr=self.log, env=env)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            text = self.text()
+            found = re.findall(r"listening on 127\.0\.0\.1:(\d+) \((\w+)\)", text)
+            if len(found) >= want and "memory budget" in text:
+                self.ports = [int(p) for p, _ in found]
+                self.protos = [proto for _, proto in found]
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.proc.kill()
+        raise RuntimeError(f"{argv[0]} did not start: " + self.text())
+
+    def text(self):
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def stop(self):
+        """SIGTERM, and the exit status (-9 if it had to be killed)."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return -9
+
+    def malloc_count(self):
+        """The process's malloc-family calls so far (started with preload=MALLOC_COUNT)."""
+        before = self.text()
+        self.proc.send_signal(signal.SIGUSR2)
+        for _ in range(300):
+            found = re.findall(r"malloc-count (\d+)\n", self.text()[len(before):])
+            if found:
+                return int(found[0])
+            time.sleep(0.01)
+        raise AssertionError("no malloc-count from the server: " + self.text())
