@@ -126,6 +126,17 @@ static int stream_file(rw_conn *c, void *data, size_t room)
   return 0;
 }
 
+/* rw_conn_send_file() is done (or the connection went first). */
+static void file_sent(rw_conn *c, int err, void *data)
+{
+  (void)data;
+  struct stream *s = rw_conn_user(c);
+  close(s->fd);
+  s->fd = -1;
+  if (!err && s->close_after)
+    rw_conn_close(c);
+}
+
 static int serve_file(rw_conn *c, struct response *r, const char *path, const rw_list *headers, bool head)
 {
   struct httpd_file f;
@@ -170,6 +181,10 @@ static int serve_file(rw_conn *c, struct response *r, const char *path, const rw
   }
   struct stream *s = rw_conn_user(c);
   *s = (struct stream){.fd = f.fd, .off = 0, .left = f.size, .close_after = !r->keep_alive};
+  /* Read off the loop (io_uring reads, or the file pool under epoll); over TLS the records
+   * need the plaintext first, so the stream reads on the loop instead. */
+  if (rw_conn_send_file(c, f.fd, 0, f.size, file_sent, NULL) == 0)
+    return 0;
   rw_conn_stream(c, stream_file, NULL);
   return 0;
 }

@@ -40,6 +40,16 @@ int rw_conn_write_file(rw_conn *c, int fd, int64_t off, size_t len);
  * Until `fn` is done nothing more is dispatched on the connection, so pipelined replies keep
  * their order. */
 typedef int (*rw_stream_fn)(rw_conn *c, void *data, size_t room);
+
+/* Sends `len` bytes of file `fd` from `off` after what is queued, read off the loop (io_uring:
+ * reads on the worker's ring; epoll: a small thread pool) straight into send chunks, one chunk
+ * ahead of the socket and only below the high water mark. Nothing more is dispatched on the
+ * connection until it is done; then `done(c, 0, data)` runs (or `done(c, -errno, data)` when the
+ * read failed or the connection closed first; c is then closing). The caller keeps `fd` open
+ * until `done`. Plain connections only: -EBUSY over TLS (use rw_conn_write_file) or when a
+ * long reply is already in progress. */
+typedef void (*rw_file_done_fn)(rw_conn *c, int err, void *data);
+int rw_conn_send_file(rw_conn *c, int fd, uint64_t off, uint64_t len, rw_file_done_fn done, void *data);
 void rw_conn_stream(rw_conn *c, rw_stream_fn fn, void *data);
 
 /* Closes gracefully: stops reading, sends what is queued, then closes the socket. */

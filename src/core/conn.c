@@ -78,7 +78,8 @@ struct rw_conn *rw_conn_open(struct rw_worker *w, const rw_proto *proto, const v
   void *parser = c->parser;
   *c = (struct rw_conn){.fd = fd, .flags = RW_CONN_LIVE, .gen = gen, .idx = idx, .proto = proto,
                         .handlers = handlers, .w = w, .parser = parser, .acc = RW_NONE,
-                        .sq_head = RW_NONE, .sq_tail = RW_NONE, .last_active_ms = w->now_ms};
+                        .sq_head = RW_NONE, .sq_tail = RW_NONE, .last_active_ms = w->now_ms,
+                        .file = {.req = RW_NONE}};
   proto->parser_init(parser);
   memset((uint8_t *)parser + w->user_off, 0, w->user_size);
   rw_conn_arm_idle(c);
@@ -146,6 +147,7 @@ void rw_conn_release(struct rw_conn *c)
     fn(c, c->stream_data, 0);
   }
   rw_tls_conn_free(c);
+  rw_file_conn_closing(c);
   c->flags = 0;
   c->fd = -1;
   c->gen++;
@@ -212,7 +214,7 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
   size_t off = 0;
   buf[len] = 0;
   while (off < len && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))) {
-    if (!can_dispatch(c) || c->stream) {
+    if (!can_dispatch(c) || c->stream || c->file.done) {
       pause_conn(c);
       break;
     }
@@ -375,6 +377,7 @@ int rw_conn_write_file(rw_conn *c, int fd, int64_t off, size_t len)
 
 void rw_conn_stream(rw_conn *c, rw_stream_fn fn, void *data)
 {
+  /* (rw_conn_send_file() comes here with fn NULL: only the pause.) */
   c->stream = fn;
   c->stream_data = data;
   pause_conn(c);
@@ -413,6 +416,10 @@ void rw_conn_try_resume(struct rw_conn *c)
   struct rw_worker *w = c->w;
   if (!can_dispatch(c))
     return;
+  if (c->file.done || c->file.req != RW_NONE) {
+    if ((c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)) || rw_file_pump(c))
+      return;
+  }
   if (c->stream && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))) {
     int rc = c->stream(c, c->stream_data, stream_room(c));
     if (rc > 0) {

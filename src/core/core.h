@@ -140,6 +140,13 @@ struct rw_conn {
   int64_t last_active_ms;
   rw_timer timer; /* idle timeout, or connect timeout while connecting */
   void *tls; /* struct rw_tls_conn (src/tls/tls.c), NULL on a plain connection */
+  struct rw_conn_file { /* rw_conn_send_file() in progress (src/core/file.c) */
+    int fd;
+    uint64_t off, left;
+    uint32_t req; /* the read in flight, or RW_NONE */
+    rw_file_done_fn done;
+    void *data;
+  } file;
   rw_stream_fn stream; /* a long reply in progress: no dispatch until it is done */
   void *stream_data;
   rw_connect_fn connect_done;
@@ -170,6 +177,8 @@ struct rw_worker {
   uint8_t *parsers;
   size_t parser_stride;
   size_t user_off, user_size; /* rw_conn_user(): offset from the parser state, bytes */
+  struct rw_file_req *file_reqs; /* rw_conn_send_file() reads, one per connection at most */
+  uint32_t *file_free, nfile_free;
   uint8_t *rxbuf;
   struct rw_pool acc_pool;
   struct rw_pool send_pool;
@@ -200,6 +209,25 @@ struct rw_server {
 };
 
 /* ---- the driver interface: one per backend ---- */
+/* A file read in flight for rw_conn_send_file(): into `buf` (a send chunk), for `conn`. */
+struct rw_file_req {
+  rw_msg msg; /* epoll: the pool's completion, posted back to the worker */
+  struct rw_file_req *next;
+  struct rw_worker *w;
+  rw_handle conn;
+  uint32_t idx, chunk;
+  int fd, res;
+  uint64_t off;
+  size_t len;
+  uint8_t *buf;
+};
+
+bool rw_file_pump(struct rw_conn *c);
+void rw_file_read_done(struct rw_worker *w, struct rw_file_req *r, int res);
+void rw_file_conn_closing(struct rw_conn *c);
+int rw_file_pool_start(void);
+void rw_file_pool_stop(void);
+
 struct rw_driver {
   const char *name;
   /* Runs on the worker's thread: ring or epoll set, listeners, wake fd. 0 or -errno. */
@@ -220,6 +248,9 @@ struct rw_driver {
   void (*stop_accepting)(struct rw_worker *w);
   /* 0 if this backend can run here, else -errno with a reason in `why`. */
   int (*probe)(char *why, size_t whylen);
+  /* Starts reading r->len bytes of r->fd at r->off into r->buf; rw_file_read_done() follows.
+   * NULL: the file pool reads (src/core/file.c). 0 or -errno. */
+  int (*read_file)(struct rw_worker *w, struct rw_file_req *r);
   /* Bytes the driver itself reserves per worker (buffer rings, per-connection state). */
   size_t (*budget)(const struct rw_worker *w);
   /* Delivers `m` to worker `to` from worker `from` (both on this driver) without the inbox;
@@ -315,6 +346,9 @@ void rw_conn_try_resume(struct rw_conn *c);
 
 /* ---- sendq.c ---- */
 int rw_sendq_append(struct rw_worker *w, struct rw_conn *c, const void *data, size_t len);
+/* Links a whole chunk holding `len` bytes at the end of the chain (copied behind a partly
+ * filled tail instead). */
+void rw_sendq_append_chunk(struct rw_worker *w, struct rw_conn *c, uint32_t chunk, size_t len);
 /* The same with `len` bytes read from `fd` at `off` straight into the chain. 0 or -errno. */
 int rw_sendq_append_fd(struct rw_worker *w, struct rw_conn *c, int fd, off_t off, size_t len);
 /* Fills up to `max` iovecs with the queued bytes, oldest first; returns how many. */

@@ -73,6 +73,31 @@ int rw_sendq_append_fd(struct rw_worker *w, struct rw_conn *c, int fd, off_t off
   return 0;
 }
 
+void rw_sendq_append_chunk(struct rw_worker *w, struct rw_conn *c, uint32_t chunk, size_t len)
+{
+  if (c->sq_tail != RW_NONE && c->sq_tail_len < w->send_pool.item_size) {
+    /* Only the tail may be partly filled: copy behind it instead (rare: a head before a file
+     * leaves one such chunk), and give the chunk back. */
+    int rc = rw_sendq_append(w, c, rw_pool_at(&w->send_pool, chunk), len);
+    rw_pool_put(&w->send_pool, chunk);
+    w->freed_resources = true;
+    if (rc == 0)
+      return;
+    rw_conn_abort(c, rc); /* no chunk for the copy: cannot happen, one was just freed */
+    return;
+  }
+  w->chunk_next[chunk] = RW_NONE;
+  if (c->sq_tail == RW_NONE) {
+    c->sq_head = chunk;
+    c->sq_head_off = 0;
+  } else {
+    w->chunk_next[c->sq_tail] = chunk;
+  }
+  c->sq_tail = chunk;
+  c->sq_tail_len = (uint32_t)len;
+  c->queued += len;
+}
+
 int rw_sendq_iov(const struct rw_worker *w, const struct rw_conn *c, struct iovec *iov, int max)
 {
   int n = 0;

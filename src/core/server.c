@@ -181,25 +181,30 @@ static int worker_init(rw_server *s, struct rw_worker *w)
   w->send_reserve = (uint32_t)((cfg->recv_size + cfg->send_chunk - 1) / cfg->send_chunk) + 1;
   if (chunks < w->send_reserve * 2)
     chunks = w->send_reserve * 2;
+  w->file_reqs = rw_region_alloc((size_t)n * sizeof *w->file_reqs);
+  w->file_free = rw_region_alloc((size_t)n * sizeof *w->file_free);
   w->conns = rw_region_alloc((size_t)n * sizeof *w->conns);
   w->conn_free = rw_region_alloc((size_t)n * sizeof *w->conn_free);
   w->parsers = rw_region_alloc((size_t)n * w->parser_stride);
   w->chunk_next = rw_region_alloc((size_t)chunks * sizeof *w->chunk_next);
   w->rxbuf = rw_region_alloc(cfg->recv_size + 1);
-  if (!w->conns || !w->conn_free || !w->parsers || !w->chunk_next || !w->rxbuf ||
+  if (!w->conns || !w->conn_free || !w->parsers || !w->chunk_next || !w->rxbuf || !w->file_reqs || !w->file_free ||
       rw_pool_init(&w->acc_pool, slots, slot) < 0 || rw_pool_init(&w->send_pool, chunks, cfg->send_chunk) < 0)
     return -ENOMEM;
   for (uint32_t i = 0; i < n; i++) {
     w->conns[i] = (struct rw_conn){.fd = -1, .idx = i, .w = w, .parser = w->parsers + (size_t)i * w->parser_stride};
     w->conn_free[i] = n - 1 - i;
+    w->file_free[i] = i;
   }
+  w->nfile_free = n;
   w->nconn_free = n;
   w->now_ms = rw_now_ms();
   rw_wheel_init(&w->wheel, w->now_ms);
   w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (w->wakefd < 0)
     return -errno;
-  w->budget = (size_t)n * (sizeof *w->conns + sizeof *w->conn_free + w->parser_stride) +
+  w->budget = (size_t)n * (sizeof *w->conns + sizeof *w->conn_free + w->parser_stride +
+                           sizeof *w->file_reqs + sizeof *w->file_free) +
               (size_t)chunks * sizeof *w->chunk_next + cfg->recv_size + 1 +
               rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool) +
               (w->driver->budget ? w->driver->budget(w) : 0);
@@ -229,6 +234,8 @@ static void worker_fini(rw_server *s, struct rw_worker *w)
   rw_region_free(w->conns, (size_t)n * sizeof *w->conns);
   rw_region_free(w->conn_free, (size_t)n * sizeof *w->conn_free);
   rw_region_free(w->parsers, (size_t)n * w->parser_stride);
+  rw_region_free(w->file_reqs, (size_t)n * sizeof *w->file_reqs);
+  rw_region_free(w->file_free, (size_t)n * sizeof *w->file_free);
   rw_region_free(w->chunk_next, (size_t)w->send_pool.count * sizeof *w->chunk_next);
   rw_region_free(w->rxbuf, s->cfg.recv_size + 1);
   rw_pool_fini(&w->acc_pool);
@@ -314,6 +321,10 @@ int rw_server_run(rw_server *s)
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &mask, &old);
+  /* Backends without file reads of their own get the pool (threads with signals blocked). */
+  bool pool = !rc && !s->driver->read_file;
+  if (pool)
+    rc = rw_file_pool_start();
   unsigned started = 1;
   for (; !rc && started < s->nworkers; started++) {
     rc = -pthread_create(&s->workers[started].thread, NULL, worker_main, &s->workers[started]);
@@ -325,6 +336,8 @@ int rw_server_run(rw_server *s)
     for (unsigned i = 1; i < started; i++)
       pthread_join(s->workers[i].thread, NULL);
   }
+  if (pool)
+    rw_file_pool_stop();
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   for (unsigned i = 0; i < s->nworkers; i++) {
     if (!rc)

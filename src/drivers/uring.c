@@ -48,6 +48,7 @@ enum op {
   OP_IGNORE,
   OP_MSG,      /* a cross-worker message: the low 56 bits are its address */
   OP_MSG_SENT, /* our MSG_RING failed (its success is skipped): deliver through the inbox */
+  OP_FILE,     /* a read for rw_conn_send_file(): the index is the request's */
 };
 
 /* user_data: op in the top byte, then the slot's generation (24 bits), then the index. */
@@ -599,6 +600,9 @@ static void on_cqe(struct rw_worker *w, struct io_uring_cqe *cqe)
     return;
   case OP_IGNORE:
     return;
+  case OP_FILE:
+    rw_file_read_done(w, &w->file_reqs[idx], cqe->res);
+    return;
   case OP_MSG: {
     rw_msg *m = (rw_msg *)(uintptr_t)(data & ((1ULL << 56) - 1));
     m->fn(w, m);
@@ -791,6 +795,17 @@ static size_t uring_budget(const struct rw_worker *w)
          (size_t)w->max_conns * sizeof(struct uconn);
 }
 
+static int uring_read_file(struct rw_worker *w, struct rw_file_req *r)
+{
+  struct uring_state *st = w->drv;
+  struct io_uring_sqe *sqe = get_sqe(st);
+  if (!sqe)
+    return -EBUSY;
+  io_uring_prep_read(sqe, r->fd, r->buf, (unsigned)r->len, r->off);
+  io_uring_sqe_set_data64(sqe, ud(OP_FILE, 0, r->idx));
+  return 0;
+}
+
 const struct rw_driver rw_driver_uring = {
     .name = "io_uring",
     .init = uring_init,
@@ -802,6 +817,7 @@ const struct rw_driver rw_driver_uring = {
     .connect = uring_connect,
     .stop_accepting = uring_stop_accepting,
     .probe = uring_probe,
+    .read_file = uring_read_file,
     .budget = uring_budget,
     .post = uring_post,
 };
