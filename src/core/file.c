@@ -28,6 +28,7 @@ static struct {
 static void *pool_main(void *arg)
 {
   (void)arg;
+  pthread_setname_np(pthread_self(), "rw-file"); /* not a worker: not pinned */
   pthread_mutex_lock(&pool.lock);
   for (;;) {
     while (!pool.head && !pool.stop)
