@@ -322,6 +322,16 @@ int rw_conn_write(rw_conn *c, const void *data, size_t len)
   return rw_conn_writev(c, &iov, 1);
 }
 
+/* A write that could not be queued closes the connection, saying why when it is the slab. */
+static int write_failed(struct rw_conn *c, int rc)
+{
+  if (rc == -ENOBUFS)
+    rw_log_limited(&c->w->slab_log, "send slab exhausted: closing a connection "
+                                   "(raise --max-conns or the send slab)");
+  rw_conn_abort(c, rc);
+  return rc;
+}
+
 /* A reply's pieces are checked and marked once, then appended back to back. */
 int rw_conn_writev(rw_conn *c, const struct iovec *iov, int n)
 {
@@ -330,12 +340,8 @@ int rw_conn_writev(rw_conn *c, const struct iovec *iov, int n)
   int rc = c->tls ? rw_tls_write(c, iov, n) : 0; /* over TLS: records into the chain */
   for (int i = 0; !c->tls && !rc && i < n; i++)
     rc = rw_sendq_append(c->w, c, iov[i].iov_base, iov[i].iov_len);
-  if (rc < 0) {
-    rw_log_limited(&c->w->slab_log, "send slab exhausted: closing a connection "
-                                   "(raise --max-conns or the send slab)");
-    rw_conn_abort(c, rc);
-    return rc;
-  }
+  if (rc < 0)
+    return write_failed(c, rc);
   rw_conn_mark_dirty(c);
   return 0;
 }
@@ -364,13 +370,8 @@ int rw_conn_write_file(rw_conn *c, int fd, int64_t off, size_t len)
   if (c->flags & (RW_CONN_ABORT | RW_CONN_CLOSING))
     return -EPIPE;
   int rc = c->tls ? tls_write_file(c, fd, (off_t)off, len) : rw_sendq_append_fd(c->w, c, fd, (off_t)off, len);
-  if (rc < 0) {
-    if (rc == -ENOBUFS)
-      rw_log_limited(&c->w->slab_log, "send slab exhausted: closing a connection "
-                                     "(raise --max-conns or the send slab)");
-    rw_conn_abort(c, rc);
-    return rc;
-  }
+  if (rc < 0)
+    return write_failed(c, rc);
   rw_conn_mark_dirty(c);
   return 0;
 }

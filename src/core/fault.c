@@ -1,15 +1,17 @@
 /* Fault injection for the drivers, compiled into the sanitizer (test) builds only
  * (-DRW_FAULT_INJECTION): the optimised build has none of this, not even a branch.
  *
- * $RW_FAULTS lists what to inject, "SITE=WHAT/N,...": one call in N at that site gets WHAT.
+ * $RW_FAULTS lists what to inject, "SITE=WHAT/N,...": every N-th call at that site gets WHAT
+ * (short sends: one in N at random, cut at a random length).
  *   accept=EMFILE/N   accept=ENFILE/N      an accepted connection is dropped as if out of files
  *   recv=ECONNRESET/N                      a receive fails as if the peer reset
  *   send=EPIPE/N      send=ECONNRESET/N    a send fails mid-stream
  *   send=short/N                           a send is cut to a random shorter length
  *   send=EAGAIN/N                          epoll: the socket says "try later" (io_uring never does)
  *   cq=ENTRIES                             io_uring: a completion queue this small (overflows)
- * Choices come from a per-thread generator seeded from $RW_FAULTS_SEED (default 1). */
+ * Random choices come from a per-thread generator seeded from $RW_FAULTS_SEED (default 1). */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@ struct rule {
   int site;
   int err; /* -errno, or 1 for "short" */
   uint32_t one_in;
+  _Atomic uint32_t calls; /* errors hit every one_in-th call: the same count on every run */
 };
 
 static struct rule rules[16];
@@ -59,7 +62,7 @@ void rw_fault_init(void)
                : !strcmp(tok, "send") ? RW_FAULT_SEND : -1;
     for (size_t i = 0; site >= 0 && i < sizeof errs / sizeof *errs; i++)
       if (!strcmp(eq + 1, errs[i].name))
-        rules[nrules++] = (struct rule){site, errs[i].err, (uint32_t)atoi(slash + 1)};
+        rules[nrules++] = (struct rule){site, errs[i].err, (uint32_t)atoi(slash + 1), 0};
   }
   rw_log("fault injection: %s", spec);
 }
@@ -82,7 +85,8 @@ int rw_fault(enum rw_fault_site site, int res)
   if (res < 0)
     return res;
   for (unsigned i = 0; i < nrules; i++)
-    if (rules[i].site == (int)site && rules[i].err < 0 && rules[i].one_in && draw() % rules[i].one_in == 0)
+    if (rules[i].site == (int)site && rules[i].err < 0 && rules[i].one_in &&
+        (atomic_fetch_add_explicit(&rules[i].calls, 1, memory_order_relaxed) + 1) % rules[i].one_in == 0)
       return rules[i].err;
   return res;
 }

@@ -17,6 +17,20 @@ static uint32_t chunk_get(struct rw_worker *w)
 
 /* Room at the end of the chain: a fresh chunk when the tail is full. Returns the bytes free
  * there (0: the slab is exhausted). */
+/* Makes chunk `i` (holding `len` bytes) the new tail of the chain. */
+static void link_tail(struct rw_worker *w, struct rw_conn *c, uint32_t i, size_t len)
+{
+  w->chunk_next[i] = RW_NONE;
+  if (c->sq_tail == RW_NONE) {
+    c->sq_head = i;
+    c->sq_head_off = 0;
+  } else {
+    w->chunk_next[c->sq_tail] = i;
+  }
+  c->sq_tail = i;
+  c->sq_tail_len = (uint32_t)len;
+}
+
 static size_t tail_room(struct rw_worker *w, struct rw_conn *c)
 {
   size_t csize = w->send_pool.item_size;
@@ -24,14 +38,7 @@ static size_t tail_room(struct rw_worker *w, struct rw_conn *c)
     uint32_t i = chunk_get(w);
     if (i == RW_NONE)
       return 0;
-    if (c->sq_tail == RW_NONE) {
-      c->sq_head = i;
-      c->sq_head_off = 0;
-    } else {
-      w->chunk_next[c->sq_tail] = i;
-    }
-    c->sq_tail = i;
-    c->sq_tail_len = 0;
+    link_tail(w, c, i, 0);
   }
   return csize - c->sq_tail_len;
 }
@@ -86,15 +93,7 @@ void rw_sendq_append_chunk(struct rw_worker *w, struct rw_conn *c, uint32_t chun
     rw_conn_abort(c, rc); /* no chunk for the copy: cannot happen, one was just freed */
     return;
   }
-  w->chunk_next[chunk] = RW_NONE;
-  if (c->sq_tail == RW_NONE) {
-    c->sq_head = chunk;
-    c->sq_head_off = 0;
-  } else {
-    w->chunk_next[c->sq_tail] = chunk;
-  }
-  c->sq_tail = chunk;
-  c->sq_tail_len = (uint32_t)len;
+  link_tail(w, c, chunk, len);
   c->queued += len;
 }
 
