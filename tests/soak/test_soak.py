@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """A bounded soak: the optimised kvd and httpd side by side under a mixed load with connection
-churn for $RW_SOAK_SECONDS (default 60) after a warm-up, loopback only. Checks that resident
+churn for $RW_SOAK_SECONDS (default 120) after a warm-up, loopback only. Checks that resident
 memory stays flat and that neither process calls malloc after the warm-up. Prints what it did.
 Run from the repository root: /usr/bin/python3 tests/soak/test_soak.py
 """
@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "httpd"))
 from test_httpd import Httpd  # noqa: E402
 from rwtest import MALLOC_COUNT  # noqa: E402
 
-SECONDS = int(os.environ.get("RW_SOAK_SECONDS", "60"))
+SECONDS = int(os.environ.get("RW_SOAK_SECONDS", "120"))
 
 
 def rss_kib(pid):
