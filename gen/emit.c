@@ -175,7 +175,9 @@ int emit_header(const struct spec *s, FILE *out)
   fputs("};\n\n", out);
   if (s->ntable)
     fprintf(out, "/* The table, sorted by (length, name): see rw_command. */\n"
-                 "extern const rw_command %s_commands[];\nextern const size_t %s_ncommands;\n\n", p, p);
+                 "extern const rw_command %s_commands[];\nextern const size_t %s_ncommands;\n"
+                 "/* The entry for a name (any case), or NULL: the dispatcher's own lookup. */\n"
+                 "const rw_command *%s_command(rw_span name);\n\n", p, p, p);
   for (size_t i = 0; i < s->nreplies; i++) {
     const struct reply_decl *r = &s->replies[i];
     fputs("/* Writes", out);
@@ -997,6 +999,8 @@ static void emit_table(const struct spec *s, FILE *out)
           "    if (!d)\n      return (int)mid;\n    if (d < 0)\n      hi = mid;\n    else\n      lo = mid + 1;\n"
           "  }\n  return -1;\n}\n\n",
           p, p, p, p);
+  fprintf(out, "const rw_command *%s_command(rw_span name)\n{\n  int i = %s_lookup(name);\n"
+               "  return i < 0 ? NULL : &%s_commands[i];\n}\n\n", p, p, p);
   fprintf(out, "static int %s_table_dispatch(rw_conn *c, const struct %s_handlers *h, const rw_list *args)\n{\n"
                "  if (!args->count)\n    return 0; /* an empty command: nothing to do */\n"
                "  int i = %s_lookup(args->item[0]);\n  if (i < 0)\n    return h->unknown(c, args);\n"

@@ -13,7 +13,7 @@
 #define KEY_MAX 250
 #define REALTIME_MAXDELTA (60 * 60 * 24 * 30) /* larger exptimes are Unix times */
 
-/* The five storage commands share one layout in the spec; this is it. */
+/* What the six storage commands carry (each its own generated struct): copied out by field. */
 struct store_msg {
   rw_span key;
   uint32_t flags;
@@ -22,6 +22,8 @@ struct store_msg {
   rw_span noreply;
   rw_span data;
 };
+
+#define STORE_MSG(m) ((struct store_msg){(m)->key, (m)->flags, (m)->exptime, (m)->bytes, (m)->noreply, (m)->data})
 
 enum store_mode { SET, ADD, REPLACE, APPEND, PREPEND, CAS };
 
@@ -83,33 +85,32 @@ static int do_store(rw_conn *c, const struct store_msg *m, enum store_mode mode,
 
 static int on_set(rw_conn *c, const struct memcache_set *m)
 {
-  return do_store(c, (const struct store_msg *)m, SET, 0);
+  return do_store(c, &STORE_MSG(m), SET, 0);
 }
 
 static int on_add(rw_conn *c, const struct memcache_add *m)
 {
-  return do_store(c, (const struct store_msg *)m, ADD, 0);
+  return do_store(c, &STORE_MSG(m), ADD, 0);
 }
 
 static int on_replace(rw_conn *c, const struct memcache_replace *m)
 {
-  return do_store(c, (const struct store_msg *)m, REPLACE, 0);
+  return do_store(c, &STORE_MSG(m), REPLACE, 0);
 }
 
 static int on_append(rw_conn *c, const struct memcache_append *m)
 {
-  return do_store(c, (const struct store_msg *)m, APPEND, 0);
+  return do_store(c, &STORE_MSG(m), APPEND, 0);
 }
 
 static int on_prepend(rw_conn *c, const struct memcache_prepend *m)
 {
-  return do_store(c, (const struct store_msg *)m, PREPEND, 0);
+  return do_store(c, &STORE_MSG(m), PREPEND, 0);
 }
 
 static int on_cas(rw_conn *c, const struct memcache_cas *m)
 {
-  struct store_msg s = {m->key, m->flags, m->exptime, m->bytes, m->noreply, m->data};
-  return do_store(c, &s, CAS, m->unique);
+  return do_store(c, &STORE_MSG(m), CAS, m->unique);
 }
 
 /* get and gets: every key checked first (the spec leaves the list's key lengths to us), then

@@ -529,14 +529,6 @@ static int reply_command(rw_conn *c, const rw_command *e)
   return rc;
 }
 
-static const rw_command *find_command(rw_span name)
-{
-  for (size_t i = 0; i < resp_ncommands; i++)
-    if (name.len == resp_commands[i].len && !strncasecmp((const char *)name.p, resp_commands[i].name, name.len))
-      return &resp_commands[i];
-  return NULL;
-}
-
 static int on_command(rw_conn *c, const rw_list *a)
 {
   int rc = 0;
@@ -560,7 +552,7 @@ static int on_command(rw_conn *c, const rw_list *a)
   if (eq(sub, "info")) {
     rc = resp_reply_array(c, a->count - 2);
     for (uint32_t i = 2; i < a->count && rc >= 0; i++) {
-      const rw_command *e = find_command(rw_list_at(a, i));
+      const rw_command *e = resp_command(rw_list_at(a, i));
       rc = e ? reply_command(c, e) : resp_reply_null(c); /* redis too: a null bulk */
     }
     return rc;

@@ -26,10 +26,11 @@ struct iovec;
 /* The same for several pieces, appended in order as one reply. */
 int rw_conn_writev(rw_conn *c, const struct iovec *iov, int n);
 
-/* Appends `len` bytes of the file `fd` from offset `off`, read (pread) straight into the send
- * chain: no buffer of yours, one copy. The read runs on the worker's thread: a page-cache hit
- * costs a copy, a miss waits for the disk. 0, -ENOBUFS as above, -ENODATA if the file ends
- * early, or the read's -errno (the connection is then closed). */
+/* Appends `len` bytes of the file `fd` from offset `off`, read on the worker's thread (pread
+ * through a 16 KiB buffer: a page-cache miss waits for the disk), as rw_conn_write() would. For
+ * TLS connections, whose records need the plaintext; plain ones have rw_conn_send_file(). 0,
+ * -ENOBUFS as above, -ENODATA if the file ends early, or the read's -errno (the connection is
+ * then closed). */
 int rw_conn_write_file(rw_conn *c, int fd, int64_t off, size_t len);
 
 /* A reply too long to queue at once (a file): after writing its start, a handler hands the

@@ -346,17 +346,18 @@ int rw_conn_writev(rw_conn *c, const struct iovec *iov, int n)
   return 0;
 }
 
-/* A file over TLS: read a record's worth at a time and encrypt it into the chain. */
-static int tls_write_file(struct rw_conn *c, int fd, off_t off, size_t len)
+/* Through a buffer on the loop's stack, a record's worth at a time: TLS needs the plaintext
+ * (rw_conn_send_file() is the off-loop path for plain connections). */
+int rw_conn_write_file(rw_conn *c, int fd, int64_t off, size_t len)
 {
+  if (c->flags & (RW_CONN_ABORT | RW_CONN_CLOSING))
+    return -EPIPE;
   uint8_t buf[16384];
   while (len) {
-    size_t n = len < sizeof buf ? len : sizeof buf;
-    ssize_t r = pread(fd, buf, n, off);
+    ssize_t r = pread(fd, buf, len < sizeof buf ? len : sizeof buf, (off_t)off);
     if (r <= 0)
-      return r < 0 ? -errno : -ENODATA;
-    struct iovec iov = {buf, (size_t)r};
-    int rc = rw_tls_write(c, &iov, 1);
+      return write_failed(c, r < 0 ? -errno : -ENODATA);
+    int rc = rw_conn_write(c, buf, (size_t)r);
     if (rc < 0)
       return rc;
     off += r;
@@ -365,26 +366,19 @@ static int tls_write_file(struct rw_conn *c, int fd, off_t off, size_t len)
   return 0;
 }
 
-int rw_conn_write_file(rw_conn *c, int fd, int64_t off, size_t len)
+void rw_conn_hold(struct rw_conn *c)
 {
-  if (c->flags & (RW_CONN_ABORT | RW_CONN_CLOSING))
-    return -EPIPE;
-  int rc = c->tls ? tls_write_file(c, fd, (off_t)off, len) : rw_sendq_append_fd(c->w, c, fd, (off_t)off, len);
-  if (rc < 0)
-    return write_failed(c, rc);
-  rw_conn_mark_dirty(c);
-  return 0;
+  pause_conn(c);
+  /* The flush loop offers paused connections room when resources were freed: say so, so that
+   * the long reply starts this turn. */
+  c->w->freed_resources = true;
 }
 
 void rw_conn_stream(rw_conn *c, rw_stream_fn fn, void *data)
 {
-  /* (rw_conn_send_file() comes here with fn NULL: only the pause.) */
   c->stream = fn;
   c->stream_data = data;
-  pause_conn(c);
-  /* The flush loop offers paused connections room when resources were freed: say so, so that
-   * the stream starts this turn. */
-  c->w->freed_resources = true;
+  rw_conn_hold(c);
 }
 
 void rw_conn_close(rw_conn *c)

@@ -291,6 +291,9 @@ uint8_t *rw_conn_rx_window(struct rw_conn *c, size_t *out_cap);
  * driver's; at[n] must be writable (the parser's sentinel goes there). Returns how many were
  * taken; the driver keeps the rest and offers it again once the connection wants to read. */
 size_t rw_conn_received(struct rw_conn *c, uint8_t *at, size_t n);
+/* Holds dispatch on the connection while a long reply (a stream, a file) is in progress; the
+ * flush loop offers it room this turn. */
+void rw_conn_hold(struct rw_conn *c);
 /* The same for plaintext a TLS connection decrypted (at[n] must be writable: the sentinel). */
 size_t rw_conn_received_plain(struct rw_conn *c, uint8_t *at, size_t n);
 
@@ -349,8 +352,6 @@ int rw_sendq_append(struct rw_worker *w, struct rw_conn *c, const void *data, si
 /* Links a whole chunk holding `len` bytes at the end of the chain (copied behind a partly
  * filled tail instead). */
 void rw_sendq_append_chunk(struct rw_worker *w, struct rw_conn *c, uint32_t chunk, size_t len);
-/* The same with `len` bytes read from `fd` at `off` straight into the chain. 0 or -errno. */
-int rw_sendq_append_fd(struct rw_worker *w, struct rw_conn *c, int fd, off_t off, size_t len);
 /* Fills up to `max` iovecs with the queued bytes, oldest first; returns how many. */
 int rw_sendq_iov(const struct rw_worker *w, const struct rw_conn *c, struct iovec *iov, int max);
 /* n bytes were accepted by the kernel: release what they covered. */

@@ -3,7 +3,6 @@
  * one sendmsg (or one send SQE) per connection. Nothing here allocates. */
 #include <errno.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core.h"
 
@@ -57,25 +56,6 @@ int rw_sendq_append(struct rw_worker *w, struct rw_conn *c, const void *data, si
     c->queued += n;
     src += n;
     len -= n;
-  }
-  return 0;
-}
-
-int rw_sendq_append_fd(struct rw_worker *w, struct rw_conn *c, int fd, off_t off, size_t len)
-{
-  while (len) {
-    size_t n = tail_room(w, c);
-    if (!n)
-      return -ENOBUFS;
-    if (n > len)
-      n = len;
-    ssize_t r = pread(fd, rw_pool_at(&w->send_pool, c->sq_tail) + c->sq_tail_len, n, off);
-    if (r <= 0)
-      return r < 0 ? -errno : -ENODATA; /* ENODATA: the file is shorter than promised */
-    c->sq_tail_len += (uint32_t)r;
-    c->queued += (size_t)r;
-    off += r;
-    len -= (size_t)r;
   }
   return 0;
 }

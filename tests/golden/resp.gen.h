@@ -86,6 +86,8 @@ struct resp_handlers {
 /* The table, sorted by (length, name): see rw_command. */
 extern const rw_command resp_commands[];
 extern const size_t resp_ncommands;
+/* The entry for a name (any case), or NULL: the dispatcher's own lookup. */
+const rw_command *resp_command(rw_span name);
 
 /* Writes "+OK\r\n". */
 int resp_reply_ok(rw_conn *c);

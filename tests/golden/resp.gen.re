@@ -464,6 +464,12 @@ static int resp_lookup(rw_span name)
   return -1;
 }
 
+const rw_command *resp_command(rw_span name)
+{
+  int i = resp_lookup(name);
+  return i < 0 ? NULL : &resp_commands[i];
+}
+
 static int resp_table_dispatch(rw_conn *c, const struct resp_handlers *h, const rw_list *args)
 {
   if (!args->count)
