@@ -573,10 +573,10 @@ Test(server, pin_puts_each_worker_on_its_own_cpu)
   struct server srv;
   server_start(&srv, "pingd", (const char *const[]){"--workers", "2", "--pin", NULL});
   char cmd[256];
-  /* Threads pin themselves as they start, a moment after the start-up lines. (The file pool's
-   * threads, under epoll, are not workers and stay unpinned.) */
+  /* Threads pin themselves as they start, a moment after the start-up lines. (The thread pool's
+   * threads are not workers and stay unpinned.) */
   snprintf(cmd, sizeof cmd,
-           "for i in $(seq 50); do for t in /proc/%d/task/*; do grep -qx rw-file $t/comm || "
+           "for i in $(seq 50); do for t in /proc/%d/task/*; do grep -qx rw-pool $t/comm || "
            "grep Cpus_allowed_list $t/status; done | "
            "awk '{print $2}' | sort | tr '\\n' ' ' | grep -q '^0 1 $' && exit 0; sleep 0.05; done; "
            "exit 1",

@@ -56,6 +56,18 @@ void rw_conn_stream(rw_conn *c, rw_stream_fn fn, void *data);
 /* Closes gracefully: stops reading, sends what is queued, then closes the socket. */
 void rw_conn_close(rw_conn *c);
 
+/* Holds the connection's queued replies back (they are not sent) until rw_conn_uncork(): for
+ * replies that may go out only once something else is done, such as an fsync. Parsing and
+ * dispatch go on meanwhile. */
+void rw_conn_cork(rw_conn *c);
+void rw_conn_uncork(rw_conn *c);
+
+/* A handler that cannot take its frame now (a resource of the application's is full) returns
+ * -EAGAIN: the frame stays unconsumed and the connection stops reading and dispatching until
+ * rw_conn_resume(), when the same frame is dispatched again. For framed protocols (a raw
+ * protocol's -EAGAIN closes the connection like any other error). */
+void rw_conn_resume(rw_conn *c);
+
 /* Bytes queued and not yet accepted by the kernel. */
 size_t rw_conn_queued(const rw_conn *c);
 

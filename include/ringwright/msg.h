@@ -18,6 +18,17 @@ struct rw_msg {
   void *data; /* yours */
 };
 
+/* Work for the server's thread pool (file operations on epoll, tasks, name resolution): private
+ * to the structs that embed it (rw_fileop, rw_task, rw_dns). run() runs on a pool thread, then
+ * msg.fn on worker `w`. */
+typedef struct rw_job rw_job;
+struct rw_job {
+  rw_msg msg;
+  rw_job *next;
+  rw_worker *w;
+  void (*run)(rw_job *j);
+};
+
 /* Runs m->fn(worker `to`, m) on worker `to`'s thread, soon. `from` is the calling worker, or
  * NULL from a thread that is no worker. 0, or -EINVAL for an unknown worker. */
 int rw_worker_post(rw_worker *from, rw_server *s, unsigned to, rw_msg *m);

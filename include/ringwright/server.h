@@ -31,6 +31,11 @@ typedef struct rw_config {
   uint32_t shutdown_ms;     /* how long a graceful stop may flush before it closes regardless */
   uint32_t send_zc_min;     /* io_uring: sends of at least this many bytes use send_zc (0: never) */
   uint32_t conn_user_size;  /* bytes of zeroed per-connection state for the application (rw_conn_user) */
+  uint32_t pool_threads;    /* the thread pool for blocking work: tasks, lookups, epoll's files */
+  uint32_t task_queue;      /* rw_task_submit() jobs that may wait, all workers together */
+  uint32_t dns_slots;       /* per worker: rw_resolve() lookups in flight */
+  uint32_t dio_buffers;     /* per worker: O_DIRECT buffers (rw_file_dio_get) */
+  uint32_t dio_buffer_size; /* bytes each, a multiple of 4096 */
   /* Runs on each worker's thread before its loop starts: set up timers, dial out. */
   void (*on_worker_start)(rw_worker *w, void *data);
   void *data;

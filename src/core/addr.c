@@ -11,7 +11,7 @@
 
 #include "core.h"
 
-static int split(const char *hostport, char *host, size_t hostlen, const char **out_port)
+int rw_addr_split(const char *hostport, char *host, size_t hostlen, const char **out_port)
 {
   const char *colon;
   if (hostport[0] == '[') {
@@ -44,7 +44,7 @@ int rw_addr_parse(const char *hostport, bool numeric, struct sockaddr_storage *o
 {
   char host[256];
   const char *port;
-  int rc = split(hostport, host, sizeof host, &port);
+  int rc = rw_addr_split(hostport, host, sizeof host, &port);
   if (rc)
     return rc;
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,

@@ -225,10 +225,19 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
     off += used;
     if (rc == RW_PARSE_SKIP)
       continue;
-    if (rc >= 0)
+    if (rc >= 0) {
       rc = proto->dispatch(c, c->handlers, rc, msg);
-    else
+      /* The handler cannot take it now: keep the frame and wait (framed protocols only: a raw
+       * protocol has no slot to keep a chunk in, so there it is an error like any other). */
+      if (rc == -EAGAIN && proto->max_frame) {
+        off -= used;
+        c->flags |= RW_CONN_WAITING;
+        pause_conn(c);
+        break;
+      }
+    } else {
       rc = proto->on_error(c, rc);
+    }
     if (rc < 0)
       rw_conn_close(c);
     if (!used)
@@ -366,6 +375,29 @@ int rw_conn_write_file(rw_conn *c, int fd, int64_t off, size_t len)
   return 0;
 }
 
+void rw_conn_cork(rw_conn *c)
+{
+  c->flags |= RW_CONN_CORKED;
+}
+
+void rw_conn_uncork(rw_conn *c)
+{
+  if (c->flags & RW_CONN_CORKED) {
+    c->flags &= ~RW_CONN_CORKED;
+    rw_conn_mark_dirty(c);
+  }
+}
+
+/* The flush loop resumes it (never from inside another connection's handler). */
+void rw_conn_resume(rw_conn *c)
+{
+  if (c->flags & RW_CONN_WAITING) {
+    c->flags &= ~RW_CONN_WAITING;
+    c->w->freed_resources = true;
+    rw_conn_mark_dirty(c);
+  }
+}
+
 void rw_conn_hold(struct rw_conn *c)
 {
   pause_conn(c);
@@ -409,7 +441,7 @@ static size_t stream_room(const struct rw_conn *c)
 void rw_conn_try_resume(struct rw_conn *c)
 {
   struct rw_worker *w = c->w;
-  if (!can_dispatch(c))
+  if (!can_dispatch(c) || (c->flags & RW_CONN_WAITING))
     return;
   if (c->file.done || c->file.req != RW_NONE) {
     if ((c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)) || rw_file_pump(c))

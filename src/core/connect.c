@@ -2,6 +2,7 @@
  * once established, run a protocol's machine the same way; until then the connection's timer
  * is the connect timeout. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,18 +16,13 @@ static void connect_timed_out(rw_timer *t)
   rw_conn_connected(t->data, -ETIMEDOUT);
 }
 
-static int connect_to(rw_worker *w, const char *hostport, const char *server_name, struct rw_tls *tls,
-                      const rw_proto *proto, const void *handlers, uint32_t timeout_ms,
-                      rw_connect_fn done, void *data)
+static int connect_addr(rw_worker *w, const struct sockaddr_storage *ss, socklen_t len,
+                        const char *server_name, struct rw_tls *tls, const rw_proto *proto,
+                        const void *handlers, uint32_t timeout_ms, rw_connect_fn done, void *data)
 {
-  struct sockaddr_storage ss;
-  socklen_t len;
-  int rc = rw_addr_parse(hostport, true, &ss, &len);
-  if (rc)
-    return rc;
   if (w->stopping)
     return -ESHUTDOWN;
-  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return -errno;
   struct rw_conn *c = rw_conn_open(w, proto, handlers, fd);
@@ -43,7 +39,7 @@ static int connect_to(rw_worker *w, const char *hostport, const char *server_nam
   c->connect_data = data;
   rw_timer_init(&c->timer, connect_timed_out, c);
   rw_timer_arm(w, &c->timer, timeout_ms);
-  rc = w->driver->connect(w, c, (struct sockaddr *)&ss, len);
+  int rc = w->driver->connect(w, c, (const struct sockaddr *)ss, len);
   if (rc) {
     /* Nothing was started: the caller hears it from the return value, not the callback. */
     c->connect_done = NULL;
@@ -51,6 +47,86 @@ static int connect_to(rw_worker *w, const char *hostport, const char *server_nam
     return rc;
   }
   return 0;
+}
+
+/* ---- host names: resolve first, then connect within what is left of the timeout ---- */
+
+struct rw_dial {
+  rw_dns q;
+  bool busy;
+  const rw_proto *proto;
+  const void *handlers;
+  struct rw_tls *tls;
+  rw_connect_fn done;
+  void *data;
+  int64_t deadline_ms;
+  char server_name[256];
+};
+
+int rw_dial_init(struct rw_worker *w)
+{
+  w->dials = rw_region_alloc((size_t)w->srv->cfg.dns_slots * sizeof *w->dials);
+  return w->dials ? 0 : -ENOMEM;
+}
+
+void rw_dial_fini(struct rw_worker *w)
+{
+  rw_region_free(w->dials, (size_t)w->srv->cfg.dns_slots * sizeof *w->dials);
+  w->dials = NULL;
+}
+
+static void resolved(rw_dns *q, int err)
+{
+  struct rw_dial *d = (struct rw_dial *)q;
+  rw_worker *w = q->w;
+  d->busy = false;
+  int64_t left = d->deadline_ms - w->now_ms;
+  if (!err && left <= 0)
+    err = -ETIMEDOUT;
+  if (!err)
+    err = connect_addr(w, &q->addr, q->addrlen, d->server_name[0] ? d->server_name : NULL, d->tls,
+                       d->proto, d->handlers, (uint32_t)left, d->done, d->data);
+  if (err && d->done)
+    d->done(NULL, err, d->data);
+}
+
+static int dial(rw_worker *w, const char *host, uint16_t port, const char *server_name,
+                struct rw_tls *tls, const rw_proto *proto, const void *handlers,
+                uint32_t timeout_ms, rw_connect_fn done, void *data)
+{
+  struct rw_dial *d = NULL;
+  for (uint32_t i = 0; i < w->srv->cfg.dns_slots && !d; i++)
+    if (!w->dials[i].busy)
+      d = &w->dials[i];
+  if (!d)
+    return -EAGAIN;
+  if (server_name && strlen(server_name) >= sizeof d->server_name)
+    return -ENAMETOOLONG;
+  *d = (struct rw_dial){.proto = proto, .handlers = handlers, .tls = tls, .done = done,
+                        .data = data, .deadline_ms = w->now_ms + timeout_ms};
+  if (server_name)
+    strcpy(d->server_name, server_name);
+  int rc = rw_resolve(w, &d->q, host, port, timeout_ms, resolved);
+  if (!rc)
+    d->busy = true;
+  return rc;
+}
+
+static int connect_to(rw_worker *w, const char *hostport, const char *server_name, struct rw_tls *tls,
+                      const rw_proto *proto, const void *handlers, uint32_t timeout_ms,
+                      rw_connect_fn done, void *data)
+{
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int rc = rw_addr_parse(hostport, true, &ss, &len);
+  if (!rc)
+    return connect_addr(w, &ss, len, server_name, tls, proto, handlers, timeout_ms, done, data);
+  char host[256];
+  const char *port;
+  if (rw_addr_split(hostport, host, sizeof host, &port) || !host[0])
+    return -EINVAL;
+  return dial(w, host, (uint16_t)atoi(port), server_name ? server_name : host, tls, proto, handlers,
+              timeout_ms, done, data);
 }
 
 int rw_connect(rw_worker *w, const char *hostport, const rw_proto *proto, const void *handlers,

@@ -12,12 +12,15 @@
 #include <sys/uio.h>
 
 #include <ringwright/conn.h>
+#include <ringwright/dns.h>
+#include <ringwright/file.h>
 #include <ringwright/msg.h>
 #include <ringwright/server.h>
 
 #define RW_NONE UINT32_MAX
 #define RW_MAX_LISTENERS 8
 #define RW_MAX_UDP 8
+#define RW_POOL_MAX_THREADS 64
 
 /* ---- log.c ---- */
 void rw_log_init(const char *name);
@@ -33,6 +36,8 @@ void rw_log_limited(struct rw_ratelimit *rl, const char *fmt, ...)
 int64_t rw_now_ms(void);
 
 /* ---- addr.c ---- */
+/* HOST:PORT into `host` (brackets of an IPv6 address removed) and the port's digits. */
+int rw_addr_split(const char *hostport, char *host, size_t hostlen, const char **out_port);
 /* `numeric`: refuse host names (no resolver may run on a worker thread). */
 int rw_addr_parse(const char *hostport, bool numeric, struct sockaddr_storage *out_addr,
                   socklen_t *out_len);
@@ -80,6 +85,22 @@ void rw_wheel_advance(struct rw_wheel *wh, int64_t now_ms);
 /* Milliseconds until the next tick that may hold a due timer; -1 when none is armed. */
 int rw_wheel_timeout(const struct rw_wheel *wh, int64_t now_ms);
 
+/* ---- offload.c: the server's thread pool, for what would block a loop ---- */
+struct rw_offload {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  rw_job *head, *tail;
+  uint32_t waiting, limit; /* jobs queued (not yet running); `limit` for bounded submits */
+  pthread_t thread[RW_POOL_MAX_THREADS];
+  unsigned nthreads;
+  bool stop;
+};
+int rw_offload_start(rw_server *s);
+void rw_offload_stop(rw_server *s);
+/* Queues j->run for a pool thread; j->msg.fn then runs on `w`. `bounded`: refuse with -EAGAIN
+ * when the queue holds `limit` jobs. */
+int rw_offload_submit(struct rw_worker *w, rw_job *j, bool bounded);
+
 /* ---- the connection ---- */
 enum {
   RW_CONN_LIVE = 1 << 0,
@@ -92,6 +113,8 @@ enum {
   RW_CONN_CONNECTING = 1 << 7, /* outbound, not yet established */
   RW_CONN_SENDING = 1 << 8,    /* a send is in flight (completion-based drivers) */
   RW_CONN_ZOMBIE = 1 << 9,     /* closed, waiting for the driver to release the slot */
+  RW_CONN_CORKED = 1 << 10,    /* rw_conn_cork(): queued bytes wait for rw_conn_uncork() */
+  RW_CONN_WAITING = 1 << 11,   /* a handler said -EAGAIN: paused until rw_conn_resume() */
 };
 
 struct rw_listener {
@@ -179,6 +202,11 @@ struct rw_worker {
   size_t user_off, user_size; /* rw_conn_user(): offset from the parser state, bytes */
   struct rw_file_req *file_reqs; /* rw_conn_send_file() reads, one per connection at most */
   uint32_t *file_free, nfile_free;
+  uint32_t ops_inflight; /* file operations, tasks and lookups not yet completed */
+  struct rw_pool dio_pool;
+  struct rw_dns_slot *dns;
+  uint32_t *dns_free, ndns_free;
+  struct rw_dial *dials; /* as many as dns slots */
   uint8_t *rxbuf;
   struct rw_pool acc_pool;
   struct rw_pool send_pool;
@@ -206,28 +234,39 @@ struct rw_server {
   const struct rw_driver *driver;
   size_t budget;
   atomic_int stop;
+  struct rw_offload pool;
 };
 
-/* ---- the driver interface: one per backend ---- */
-/* A file read in flight for rw_conn_send_file(): into `buf` (a send chunk), for `conn`. */
+/* ---- fileop.c ---- */
+enum rw_fileop_kind {
+  RW_FOP_OPEN = 1, RW_FOP_CLOSE, RW_FOP_READ, RW_FOP_WRITE, RW_FOP_FSYNC, RW_FOP_FDATASYNC,
+  RW_FOP_STAT, RW_FOP_RENAME, RW_FOP_UNLINK, RW_FOP_MKDIR,
+};
+/* The driver finished `op` (io_uring) with `res`. */
+void rw_fileop_complete(rw_fileop *op, int64_t res);
+
+/* ---- file.c: rw_conn_send_file(), one read at a time into a send chunk ---- */
 struct rw_file_req {
-  rw_msg msg; /* epoll: the pool's completion, posted back to the worker */
-  struct rw_file_req *next;
-  struct rw_worker *w;
+  rw_fileop op;
   rw_handle conn;
   uint32_t idx, chunk;
-  int fd, res;
-  uint64_t off;
-  size_t len;
-  uint8_t *buf;
 };
-
 bool rw_file_pump(struct rw_conn *c);
-void rw_file_read_done(struct rw_worker *w, struct rw_file_req *r, int res);
 void rw_file_conn_closing(struct rw_conn *c);
-int rw_file_pool_start(void);
-void rw_file_pool_stop(void);
 
+/* ---- dns.c ---- */
+struct rw_dns_slot;
+int rw_dns_init(struct rw_worker *w);
+void rw_dns_fini(struct rw_worker *w);
+size_t rw_dns_budget(const struct rw_worker *w);
+void rw_dns_stop(struct rw_worker *w); /* a stopping worker fails its lookups with -ECANCELED */
+
+/* ---- connect.c: outbound connections to a host name wait for its lookup in a dial ---- */
+struct rw_dial;
+int rw_dial_init(struct rw_worker *w);
+void rw_dial_fini(struct rw_worker *w);
+
+/* ---- the driver interface: one per backend ---- */
 struct rw_driver {
   const char *name;
   /* Runs on the worker's thread: ring or epoll set, listeners, wake fd. 0 or -errno. */
@@ -248,9 +287,9 @@ struct rw_driver {
   void (*stop_accepting)(struct rw_worker *w);
   /* 0 if this backend can run here, else -errno with a reason in `why`. */
   int (*probe)(char *why, size_t whylen);
-  /* Starts reading r->len bytes of r->fd at r->off into r->buf; rw_file_read_done() follows.
-   * NULL: the file pool reads (src/core/file.c). 0 or -errno. */
-  int (*read_file)(struct rw_worker *w, struct rw_file_req *r);
+  /* Starts a file operation; rw_fileop_complete() follows. NULL: the thread pool runs it.
+   * 0 or -errno. */
+  int (*file_op)(struct rw_worker *w, rw_fileop *op);
   /* Bytes the driver itself reserves per worker (buffer rings, per-connection state). */
   size_t (*budget)(const struct rw_worker *w);
   /* Delivers `m` to worker `to` from worker `from` (both on this driver) without the inbox;

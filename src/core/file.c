@@ -1,99 +1,15 @@
-/* Files sent on a connection (rw_conn_send_file): read off the loop, a send chunk at a time,
- * straight into the chunk that then joins the send chain. io_uring reads with IORING_OP_READ on
- * the worker's own ring; epoll hands the read to a small thread pool whose completions come
- * back through the worker's message inbox. One read in flight per connection, and only while
- * the connection is under its high water mark: a client that stops reading stops the disk too.
- * Requests come from a fixed per-worker table; nothing here allocates after start. */
+/* Files sent on a connection (rw_conn_send_file): read off the loop with rw_file_read(), a send
+ * chunk at a time, straight into the chunk that then joins the send chain (io_uring: READ on
+ * the worker's own ring; epoll: the thread pool, completing through the worker's inbox). One
+ * read in flight per connection, and only while the connection is under its high water mark:
+ * a client that stops reading stops the disk too. Requests come from a fixed per-worker table;
+ * nothing here allocates after start. */
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core.h"
-
-/* ---- the epoll backend's pool: a few threads doing pread ---- */
-
-#define POOL_THREADS 2
-
-static struct {
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  struct rw_file_req *head, *tail;
-  pthread_t thread[POOL_THREADS];
-  unsigned nthreads;
-  bool stop;
-} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-
-static void *pool_main(void *arg)
-{
-  (void)arg;
-  pthread_setname_np(pthread_self(), "rw-file"); /* not a worker: not pinned */
-  pthread_mutex_lock(&pool.lock);
-  for (;;) {
-    while (!pool.head && !pool.stop)
-      pthread_cond_wait(&pool.cond, &pool.lock);
-    if (!pool.head)
-      break;
-    struct rw_file_req *r = pool.head;
-    pool.head = r->next;
-    if (!pool.head)
-      pool.tail = NULL;
-    pthread_mutex_unlock(&pool.lock);
-    ssize_t n = pread(r->fd, r->buf, r->len, (off_t)r->off);
-    r->res = n < 0 ? -errno : (int)n;
-    rw_worker_post(NULL, r->w->srv, r->w->id, &r->msg);
-    pthread_mutex_lock(&pool.lock);
-  }
-  pthread_mutex_unlock(&pool.lock);
-  return NULL;
-}
-
-int rw_file_pool_start(void)
-{
-  pool.stop = false;
-  for (; pool.nthreads < POOL_THREADS; pool.nthreads++)
-    if (pthread_create(&pool.thread[pool.nthreads], NULL, pool_main, NULL))
-      return -EAGAIN;
-  return 0;
-}
-
-/* Lets the threads finish the reads they hold (their chunks live until the server is
- * destroyed) and joins them. */
-void rw_file_pool_stop(void)
-{
-  pthread_mutex_lock(&pool.lock);
-  pool.stop = true;
-  pool.head = pool.tail = NULL; /* queued reads are dropped: their workers have stopped */
-  pthread_cond_broadcast(&pool.cond);
-  pthread_mutex_unlock(&pool.lock);
-  for (unsigned i = 0; i < pool.nthreads; i++)
-    pthread_join(pool.thread[i], NULL);
-  pool.nthreads = 0;
-}
-
-static void pool_done(rw_worker *w, rw_msg *m)
-{
-  rw_file_read_done(w, m->data, ((struct rw_file_req *)m->data)->res);
-}
-
-static int pool_submit(struct rw_file_req *r)
-{
-  r->next = NULL;
-  r->msg.fn = pool_done;
-  r->msg.data = r;
-  pthread_mutex_lock(&pool.lock);
-  if (pool.tail)
-    pool.tail->next = r;
-  else
-    pool.head = r;
-  pool.tail = r;
-  pthread_cond_signal(&pool.cond);
-  pthread_mutex_unlock(&pool.lock);
-  return 0;
-}
-
-/* ---- per connection ---- */
 
 int rw_conn_send_file(rw_conn *c, int fd, uint64_t off, uint64_t len, rw_file_done_fn done, void *data)
 {
@@ -122,6 +38,8 @@ static void finish(struct rw_conn *c, int err)
     done(c, err, data);
 }
 
+static void read_done(rw_fileop *op, int64_t res);
+
 /* Starts the next read if there is room and none in flight. Returns true while the file is
  * not done (dispatch stays paused). */
 bool rw_file_pump(struct rw_conn *c)
@@ -139,11 +57,12 @@ bool rw_file_pump(struct rw_conn *c)
   uint32_t ri = w->file_free[--w->nfile_free];
   struct rw_file_req *r = &w->file_reqs[ri];
   size_t n = w->send_pool.item_size < c->file.left ? w->send_pool.item_size : (size_t)c->file.left;
-  *r = (struct rw_file_req){.w = w, .conn = rw_conn_handle(c), .idx = ri, .chunk = chunk,
-                            .fd = c->file.fd, .off = c->file.off, .len = n,
-                            .buf = rw_pool_at(&w->send_pool, chunk)};
+  r->conn = rw_conn_handle(c);
+  r->idx = ri;
+  r->chunk = chunk;
   c->file.req = ri;
-  int rc = w->driver->read_file ? w->driver->read_file(w, r) : pool_submit(r);
+  int rc = rw_file_read(w, &r->op, c->file.fd, rw_pool_at(&w->send_pool, chunk), n, c->file.off,
+                        read_done);
   if (rc < 0) {
     c->file.req = RW_NONE;
     rw_pool_put(&w->send_pool, chunk);
@@ -155,8 +74,10 @@ bool rw_file_pump(struct rw_conn *c)
   return true;
 }
 
-void rw_file_read_done(struct rw_worker *w, struct rw_file_req *r, int res)
+static void read_done(rw_fileop *op, int64_t res)
 {
+  struct rw_file_req *r = (struct rw_file_req *)op;
+  struct rw_worker *w = op->job.w;
   struct rw_conn *c = rw_conn_from_handle(w, r->conn);
   uint32_t chunk = r->chunk;
   w->file_free[w->nfile_free++] = r->idx;
@@ -168,8 +89,8 @@ void rw_file_read_done(struct rw_worker *w, struct rw_file_req *r, int res)
   c->file.req = RW_NONE;
   if (res <= 0) {
     rw_pool_put(&w->send_pool, chunk);
-    finish(c, res < 0 ? res : -ENODATA); /* ENODATA: the file is shorter than promised */
-    rw_conn_abort(c, res < 0 ? res : -ENODATA);
+    finish(c, res < 0 ? (int)res : -ENODATA); /* ENODATA: the file is shorter than promised */
+    rw_conn_abort(c, res < 0 ? (int)res : -ENODATA);
     return;
   }
   rw_sendq_append_chunk(w, c, chunk, (size_t)res);

@@ -28,6 +28,10 @@ void rw_config_default(rw_config *cfg)
       .send_chunk = 16 * 1024,
       .send_high_water = 256 * 1024,
       .shutdown_ms = 5000,
+      .pool_threads = 2,
+      .task_queue = 1024,
+      .dns_slots = 16,
+      .dio_buffer_size = 64 * 1024,
   };
 }
 
@@ -35,7 +39,9 @@ static int check_config(const rw_config *cfg)
 {
   if (cfg->max_conns < 1 || cfg->max_conns > (1u << 22) || cfg->recv_size < 512 ||
       cfg->recv_size > (64u << 20) || cfg->send_chunk < 512 || cfg->send_chunk > (64u << 20) ||
-      cfg->send_high_water < cfg->send_chunk || cfg->workers > 1024)
+      cfg->send_high_water < cfg->send_chunk || cfg->workers > 1024 || cfg->pool_threads < 1 ||
+      cfg->pool_threads > RW_POOL_MAX_THREADS || cfg->dio_buffer_size % 4096 ||
+      (cfg->dio_buffers && !cfg->dio_buffer_size))
     return -EINVAL;
   return 0;
 }
@@ -189,7 +195,9 @@ static int worker_init(rw_server *s, struct rw_worker *w)
   w->chunk_next = rw_region_alloc((size_t)chunks * sizeof *w->chunk_next);
   w->rxbuf = rw_region_alloc(cfg->recv_size + 1);
   if (!w->conns || !w->conn_free || !w->parsers || !w->chunk_next || !w->rxbuf || !w->file_reqs || !w->file_free ||
-      rw_pool_init(&w->acc_pool, slots, slot) < 0 || rw_pool_init(&w->send_pool, chunks, cfg->send_chunk) < 0)
+      rw_pool_init(&w->acc_pool, slots, slot) < 0 || rw_pool_init(&w->send_pool, chunks, cfg->send_chunk) < 0 ||
+      rw_pool_init(&w->dio_pool, cfg->dio_buffers, cfg->dio_buffer_size) < 0 || rw_dns_init(w) < 0 ||
+      rw_dial_init(w) < 0)
     return -ENOMEM;
   for (uint32_t i = 0; i < n; i++) {
     w->conns[i] = (struct rw_conn){.fd = -1, .idx = i, .w = w, .parser = w->parsers + (size_t)i * w->parser_stride};
@@ -207,6 +215,7 @@ static int worker_init(rw_server *s, struct rw_worker *w)
                            sizeof *w->file_reqs + sizeof *w->file_free) +
               (size_t)chunks * sizeof *w->chunk_next + cfg->recv_size + 1 +
               rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool) +
+              rw_pool_bytes(&w->dio_pool) + rw_dns_budget(w) +
               (w->driver->budget ? w->driver->budget(w) : 0);
   s->budget += w->budget;
   if (w->id == 0) {
@@ -240,6 +249,9 @@ static void worker_fini(rw_server *s, struct rw_worker *w)
   rw_region_free(w->rxbuf, s->cfg.recv_size + 1);
   rw_pool_fini(&w->acc_pool);
   rw_pool_fini(&w->send_pool);
+  rw_pool_fini(&w->dio_pool);
+  rw_dns_fini(w);
+  rw_dial_fini(w);
 }
 
 static void pin_to_cpu(struct rw_worker *w)
@@ -321,10 +333,10 @@ int rw_server_run(rw_server *s)
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &mask, &old);
-  /* Backends without file reads of their own get the pool (threads with signals blocked). */
-  bool pool = !rc && !s->driver->read_file;
+  /* The thread pool starts with signals blocked, like the workers. */
+  bool pool = !rc;
   if (pool)
-    rc = rw_file_pool_start();
+    rc = rw_offload_start(s);
   unsigned started = 1;
   for (; !rc && started < s->nworkers; started++) {
     rc = -pthread_create(&s->workers[started].thread, NULL, worker_main, &s->workers[started]);
@@ -337,7 +349,7 @@ int rw_server_run(rw_server *s)
       pthread_join(s->workers[i].thread, NULL);
   }
   if (pool)
-    rw_file_pool_stop();
+    rw_offload_stop(s);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   for (unsigned i = 0; i < s->nworkers; i++) {
     if (!rc)

@@ -19,6 +19,7 @@ static void begin_stop(struct rw_worker *w)
   if (w->id == 0)
     rw_log("stopping: no longer accepting, flushing connections");
   rw_worker_close_all(w, false);
+  rw_dns_stop(w);
 }
 
 void rw_worker_tick(struct rw_worker *w)
@@ -39,7 +40,9 @@ bool rw_worker_done(struct rw_worker *w)
     rw_worker_close_all(w, true);
     rw_worker_flush(w);
   }
-  return w->nlive == 0;
+  /* File operations and tasks in flight finish first: their owners' buffers and callbacks
+   * belong to this loop (the deadline still bounds the wait). */
+  return w->nlive == 0 && (w->ops_inflight == 0 || w->now_ms >= w->deadline_ms);
 }
 
 int rw_worker_timeout(struct rw_worker *w)
@@ -84,7 +87,8 @@ static void flush_one(struct rw_worker *w, struct rw_conn *c)
 {
   if (c->flags & RW_CONN_SENDING)
     return; /* its completion marks it dirty again; the kernel still owns its chunks */
-  if (!(c->flags & (RW_CONN_ABORT | RW_CONN_WANT_WRITE | RW_CONN_CONNECTING)) && c->queued) {
+  if (!(c->flags & (RW_CONN_ABORT | RW_CONN_WANT_WRITE | RW_CONN_CONNECTING | RW_CONN_CORKED)) &&
+      c->queued) {
     int rc = w->driver->send(w, c);
     if (rc < 0)
       c->flags |= RW_CONN_ABORT;

@@ -18,6 +18,7 @@
  * liburing 2.3 (Debian bookworm) has no io_uring_setup_buf_ring: the buffer ring is mapped and
  * registered here by hand. */
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
 #include <signal.h>
@@ -48,7 +49,7 @@ enum op {
   OP_IGNORE,
   OP_MSG,      /* a cross-worker message: the low 56 bits are its address */
   OP_MSG_SENT, /* our MSG_RING failed (its success is skipped): deliver through the inbox */
-  OP_FILE,     /* a read for rw_conn_send_file(): the index is the request's */
+  OP_FILE,     /* a file operation: the low 56 bits are its rw_fileop's address */
 };
 
 /* user_data: op in the top byte, then the slot's generation (24 bits), then the index. */
@@ -601,7 +602,7 @@ static void on_cqe(struct rw_worker *w, struct io_uring_cqe *cqe)
   case OP_IGNORE:
     return;
   case OP_FILE:
-    rw_file_read_done(w, &w->file_reqs[idx], cqe->res);
+    rw_fileop_complete((rw_fileop *)(uintptr_t)(data & ((1ULL << 56) - 1)), cqe->res);
     return;
   case OP_MSG: {
     rw_msg *m = (rw_msg *)(uintptr_t)(data & ((1ULL << 56) - 1));
@@ -795,14 +796,49 @@ static size_t uring_budget(const struct rw_worker *w)
          (size_t)w->max_conns * sizeof(struct uconn);
 }
 
-static int uring_read_file(struct rw_worker *w, struct rw_file_req *r)
+static int uring_file_op(struct rw_worker *w, rw_fileop *op)
 {
   struct uring_state *st = w->drv;
+  if ((uintptr_t)op >> 56)
+    return -EINVAL;
   struct io_uring_sqe *sqe = get_sqe(st);
   if (!sqe)
     return -EBUSY;
-  io_uring_prep_read(sqe, r->fd, r->buf, (unsigned)r->len, r->off);
-  io_uring_sqe_set_data64(sqe, ud(OP_FILE, 0, r->idx));
+  switch (op->kind) {
+  case RW_FOP_OPEN:
+    io_uring_prep_openat(sqe, AT_FDCWD, op->path, op->flags | O_CLOEXEC, op->mode);
+    break;
+  case RW_FOP_CLOSE:
+    io_uring_prep_close(sqe, op->fd);
+    break;
+  case RW_FOP_READ:
+    io_uring_prep_read(sqe, op->fd, op->buf, (unsigned)op->len, op->off);
+    break;
+  case RW_FOP_WRITE: /* offset -1: the file position, as write(2) */
+    io_uring_prep_write(sqe, op->fd, op->buf, (unsigned)op->len, op->off);
+    break;
+  case RW_FOP_FSYNC:
+  case RW_FOP_FDATASYNC:
+    io_uring_prep_fsync(sqe, op->fd, op->kind == RW_FOP_FDATASYNC ? IORING_FSYNC_DATASYNC : 0);
+    break;
+  case RW_FOP_STAT:
+    io_uring_prep_statx(sqe, AT_FDCWD, op->path, 0, STATX_BASIC_STATS, op->buf);
+    break;
+  case RW_FOP_RENAME:
+    io_uring_prep_renameat(sqe, AT_FDCWD, op->path, AT_FDCWD, op->path2, 0);
+    break;
+  case RW_FOP_UNLINK:
+    io_uring_prep_unlinkat(sqe, AT_FDCWD, op->path, 0);
+    break;
+  case RW_FOP_MKDIR:
+    io_uring_prep_mkdirat(sqe, AT_FDCWD, op->path, op->mode);
+    break;
+  default:
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, ud(OP_IGNORE, 0, 0));
+    return -EINVAL;
+  }
+  io_uring_sqe_set_data64(sqe, (uint64_t)OP_FILE << 56 | (uintptr_t)op);
   return 0;
 }
 
@@ -817,7 +853,7 @@ const struct rw_driver rw_driver_uring = {
     .connect = uring_connect,
     .stop_accepting = uring_stop_accepting,
     .probe = uring_probe,
-    .read_file = uring_read_file,
+    .file_op = uring_file_op,
     .budget = uring_budget,
     .post = uring_post,
 };
