@@ -3,6 +3,7 @@
 #define KVD_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <ringwright/ringwright.h>
@@ -26,6 +27,8 @@ struct kvd_stats {
 /* Per connection (rw_conn_user): the RESP client's name and id. */
 struct kvd_conn {
   uint64_t id;
+  uint64_t aof_wait; /* --fsync always: replies wait until the log is durable to here */
+  bool aof_corked, aof_waiting;
   uint32_t name_len;
   char name[KVD_NAME_MAX];
 };
@@ -64,6 +67,27 @@ static inline int64_t kvd_now_ms(const rw_conn *c)
 
 /* CLOCK_REALTIME in ms, for expiry given as a Unix time. */
 int64_t kvd_unix_ms(void);
+
+/* ---- aof.c: the append-only file ---- */
+enum kvd_fsync { KVD_FSYNC_ALWAYS, KVD_FSYNC_EVERYSEC, KVD_FSYNC_NO };
+/* Opens (creating) and replays `path` into the store; 0 or -errno after saying why. */
+int kvd_aof_open(const char *path, enum kvd_fsync policy, bool truncate_ok);
+/* Takes the buffers once the server (its worker count) exists. 0 or -ENOMEM. */
+int kvd_aof_start(rw_server *srv, uint32_t max_conns);
+void kvd_aof_worker_start(rw_worker *w);
+void kvd_aof_turn_end(rw_worker *w, void *data);
+void kvd_aof_close(void);
+bool kvd_aof_on(void);
+/* Before a write command changes anything: 0; -EAGAIN (the handler returns it: the command is
+ * retried once the log has room); or the log's error (-errno: writes are refused). */
+int kvd_aof_admit(rw_conn *c);
+/* The store's write operations, each journaled (call with the shard locked). */
+int kvd_put(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b,
+            uint32_t flags, int64_t expire_ms, const kv_item *keep, int64_t now_ms);
+void kvd_delete(rw_conn *c, kv_shard *sh, kv_item *it);
+void kvd_set_expire(rw_conn *c, kv_shard *sh, kv_item *it, int64_t expire_ms);
+void kvd_flush(rw_conn *c); /* every shard, now */
+void kvd_aof_flush(rw_conn *c, int64_t at_ms); /* a delayed flush_all's record */
 
 /* Handlers for the two protocols. */
 extern const struct resp_handlers kvd_resp_handlers;

@@ -17,9 +17,11 @@
 struct kvd kvd;
 
 struct opts {
-  const char *resp, *memcache, *resp_tls, *memcache_tls;
+  const char *resp, *memcache, *resp_tls, *memcache_tls, *aof;
   uint64_t memory;
   enum kv_policy policy;
+  enum kvd_fsync fsync;
+  bool aof_truncate;
 };
 
 static const char usage[] =
@@ -29,7 +31,12 @@ static const char usage[] =
     "  --memcache-tls HOST:PORT  serve memcache over TLS here\n"
     "  --memory BYTES         the store's fixed budget, taken at start (default 64m; k, m, g suffixes)\n"
     "  --evict lru|off        when full: evict least recently used items (default), or refuse writes\n"
-    "                         with redis's OOM error / memcached's SERVER_ERROR out of memory\n";
+    "                         with redis's OOM error / memcached's SERVER_ERROR out of memory\n"
+    "  --aof FILE             log every write to FILE (RESP commands) and replay it at start\n"
+    "  --fsync always|everysec|no  when the log reaches the disk: before the reply (always),\n"
+    "                         once a second (default), or when the kernel decides\n"
+    "  --aof-truncated refuse|truncate  a log ending inside a record: refuse to start (default),\n"
+    "                         or cut the partial record off with a log line\n";
 
 static int parse_opt(const char *flag, const char *val, void *data)
 {
@@ -39,7 +46,8 @@ static int parse_opt(const char *flag, const char *val, void *data)
                       : !strcmp(flag, "--resp-tls")     ? &o->resp_tls
                       : !strcmp(flag, "--memcache-tls") ? &o->memcache_tls
                                                         : NULL;
-  if (!addr && strcmp(flag, "--memory") && strcmp(flag, "--evict"))
+  if (!addr && strcmp(flag, "--memory") && strcmp(flag, "--evict") && strcmp(flag, "--aof") &&
+      strcmp(flag, "--fsync") && strcmp(flag, "--aof-truncated"))
     return 0;
   if (!val) {
     fprintf(stderr, "kvd: %s needs a value\n", flag);
@@ -47,6 +55,20 @@ static int parse_opt(const char *flag, const char *val, void *data)
   }
   if (addr) {
     *addr = val;
+  } else if (!strcmp(flag, "--aof")) {
+    o->aof = val;
+  } else if (!strcmp(flag, "--fsync")) {
+    if (strcmp(val, "always") && strcmp(val, "everysec") && strcmp(val, "no")) {
+      fprintf(stderr, "kvd: --fsync takes always, everysec or no, not '%s'\n", val);
+      return -1;
+    }
+    o->fsync = val[0] == 'a' ? KVD_FSYNC_ALWAYS : val[0] == 'e' ? KVD_FSYNC_EVERYSEC : KVD_FSYNC_NO;
+  } else if (!strcmp(flag, "--aof-truncated")) {
+    if (strcmp(val, "refuse") && strcmp(val, "truncate")) {
+      fprintf(stderr, "kvd: --aof-truncated takes refuse or truncate, not '%s'\n", val);
+      return -1;
+    }
+    o->aof_truncate = val[0] == 't';
   } else if (!strcmp(flag, "--memory")) {
     if (rw_cli_parse_size(val, &o->memory) < 0) {
       fprintf(stderr, "kvd: --memory takes a byte count (64m, 1g, ...), not '%s'\n", val);
@@ -97,9 +119,10 @@ static void worker_start(rw_worker *w, void *data)
   rw_timer *t = &sweepers[rw_worker_id(w)];
   rw_timer_init(t, sweep, w);
   rw_timer_arm(w, t, SWEEP_EVERY_MS);
+  kvd_aof_worker_start(w);
 }
 
-static int setup(rw_server *srv, const struct opts *o, rw_tls *tls)
+static int setup(rw_server *srv, uint32_t srv_max_conns, const struct opts *o, rw_tls *tls)
 {
   int rc = 0;
   unsigned i = 0;
@@ -125,6 +148,10 @@ static int setup(rw_server *srv, const struct opts *o, rw_tls *tls)
   if (!kvd.stats || !sweepers)
     return -ENOMEM;
   memset(kvd.stats, 0, kvd.workers * sizeof *kvd.stats);
+  /* The log is replayed into the store before anything is served. */
+  if (o->aof && ((rc = kvd_aof_open(o->aof, o->fsync, o->aof_truncate)) < 0 ||
+                 (rc = kvd_aof_start(srv, srv_max_conns)) < 0))
+    return rc;
   fprintf(stderr, "kvd: store %.1f MiB in %u shard%s, eviction %s\n", (double)kvd.store.memory / (1 << 20),
           kvd.workers, kvd.workers == 1 ? "" : "s", o->policy == KV_EVICT_LRU ? "lru" : "off");
   return 0;
@@ -132,7 +159,7 @@ static int setup(rw_server *srv, const struct opts *o, rw_tls *tls)
 
 int main(int argc, char **argv)
 {
-  struct opts o = {.memory = 64u << 20, .policy = KV_EVICT_LRU};
+  struct opts o = {.memory = 64u << 20, .policy = KV_EVICT_LRU, .fsync = KVD_FSYNC_EVERYSEC};
   const rw_cli_extra extra = {.usage = usage, .parse = parse_opt, .data = &o, .no_default_listen = true};
   rw_cli cli;
   int rc = rw_cli_parse_ext(argc, argv, "A key-value store speaking RESP and memcache over one keyspace.",
@@ -153,6 +180,7 @@ int main(int argc, char **argv)
   }
   cli.cfg.conn_user_size = sizeof(struct kvd_conn);
   cli.cfg.on_worker_start = worker_start;
+  cli.cfg.on_turn_end = kvd_aof_turn_end;
   rw_server *srv;
   if (rw_server_create(&cli.cfg, &srv) < 0) {
     fprintf(stderr, "kvd: invalid configuration\n");
@@ -161,11 +189,13 @@ int main(int argc, char **argv)
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   kvd.start_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-  if (setup(srv, &o, tls) < 0) {
+  if (setup(srv, cli.cfg.max_conns, &o, tls) < 0) {
+    kvd_aof_close();
     rw_server_destroy(srv);
     return 1;
   }
   rc = rw_cli_run(srv);
+  kvd_aof_close();
   rw_tls_free(tls);
   kv_store_destroy(&kvd.store);
   free(sweepers);

@@ -40,6 +40,18 @@ static int64_t deadline(rw_conn *c, int64_t exptime)
   return ms > 1 ? ms : 1;
 }
 
+/* A write command's first step: -EAGAIN makes the runtime retry the frame once the append-only
+ * file has room; a log that failed refuses writes. */
+#define ADMIT(c)                                                                                  \
+  do {                                                                                            \
+    int admit_ = kvd_aof_admit(c);                                                                \
+    if (admit_ == -EAGAIN)                                                                        \
+      return admit_;                                                                              \
+    if (admit_ < 0)                                                                               \
+      return rw_conn_write(c, AOF_ERROR, sizeof AOF_ERROR - 1);                                   \
+  } while (0)
+static const char AOF_ERROR[] = "SERVER_ERROR AOF write error: writes refused\r\n";
+
 static int reply_err(rw_conn *c, int err, bool quiet)
 {
   if (quiet)
@@ -49,6 +61,7 @@ static int reply_err(rw_conn *c, int err, bool quiet)
 
 static int do_store(rw_conn *c, const struct store_msg *m, enum store_mode mode, uint64_t unique)
 {
+  ADMIT(c);
   bool quiet = m->noreply.len;
   uint32_t h = kv_hash(m->key);
   kv_shard *sh = kv_lock(&kvd.store, h);
@@ -69,11 +82,11 @@ static int do_store(rw_conn *c, const struct store_msg *m, enum store_mode mode,
     /* The item keeps its flags and expiry; only the bytes grow. */
     rw_span cur = {kv_value(old), old->vlen};
     rw_span a = mode == APPEND ? cur : m->data, b = mode == APPEND ? m->data : cur;
-    err = kv_put(&kvd.store, sh, m->key, h, a, b, old->flags, old->expire_ms, old, now);
+    err = kvd_put(c, sh, m->key, h, a, b, old->flags, old->expire_ms, old, now);
   } else {
     if (mode == CAS)
       KVD_STAT(c, cas_hits);
-    err = kv_put(&kvd.store, sh, m->key, h, m->data, (rw_span){0}, m->flags, deadline(c, m->exptime), NULL, now);
+    err = kvd_put(c, sh, m->key, h, m->data, (rw_span){0}, m->flags, deadline(c, m->exptime), NULL, now);
   }
   if (!err && answer == memcache_reply_stored)
     KVD_STAT(c, total_items);
@@ -154,11 +167,12 @@ static int on_gets(rw_conn *c, const struct memcache_gets *m)
 
 static int on_delete(rw_conn *c, const struct memcache_delete *m)
 {
+  ADMIT(c);
   uint32_t h = kv_hash(m->key);
   kv_shard *sh = kv_lock(&kvd.store, h);
   kv_item *it = kv_find(&kvd.store, sh, m->key, h, kvd_now_ms(c));
   if (it)
-    kv_delete(sh, it);
+    kvd_delete(c, sh, it);
   kv_unlock(sh);
   if (it)
     KVD_STAT(c, delete_hits);
@@ -190,6 +204,7 @@ static bool parse_counter(rw_span v, uint64_t *out_v)
 
 static int add_delta(rw_conn *c, rw_span key, uint64_t delta, bool incr, rw_span noreply)
 {
+  ADMIT(c);
   uint32_t h = kv_hash(key);
   kv_shard *sh = kv_lock(&kvd.store, h);
   int64_t now = kvd_now_ms(c);
@@ -204,7 +219,7 @@ static int add_delta(rw_conn *c, rw_span key, uint64_t delta, bool incr, rw_span
     v = incr ? v + delta : delta > v ? 0 : v - delta;
     char buf[24];
     size_t n = rw_fmt_u64(buf, v);
-    err = kv_put(&kvd.store, sh, key, h, (rw_span){(const uint8_t *)buf, n}, (rw_span){0}, it->flags, it->expire_ms, it, now);
+    err = kvd_put(c, sh, key, h, (rw_span){(const uint8_t *)buf, n}, (rw_span){0}, it->flags, it->expire_ms, it, now);
   }
   kv_unlock(sh);
   if (noreply.len)
@@ -228,11 +243,12 @@ static int on_decr(rw_conn *c, const struct memcache_decr *m)
 
 static int on_touch(rw_conn *c, const struct memcache_touch *m)
 {
+  ADMIT(c);
   uint32_t h = kv_hash(m->key);
   kv_shard *sh = kv_lock(&kvd.store, h);
   kv_item *it = kv_find(&kvd.store, sh, m->key, h, kvd_now_ms(c));
   if (it)
-    kv_set_expire(sh, it, deadline(c, m->exptime));
+    kvd_set_expire(c, sh, it, deadline(c, m->exptime));
   kv_unlock(sh);
   KVD_STAT(c, cmd_touch);
   if (it)
@@ -248,11 +264,13 @@ static int on_touch(rw_conn *c, const struct memcache_touch *m)
  * deadline disappear when it passes (checked lazily and by the sweep). */
 static int flush(rw_conn *c, int64_t delay, rw_span noreply)
 {
+  ADMIT(c);
   KVD_STAT(c, cmd_flush);
   if (delay > 0) {
     atomic_store(&kvd.store.flush_at_ms, deadline(c, delay));
+    kvd_aof_flush(c, deadline(c, delay));
   } else {
-    kv_flush(&kvd.store);
+    kvd_flush(c);
   }
   return noreply.len ? 0 : memcache_reply_ok(c);
 }

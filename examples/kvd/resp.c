@@ -14,6 +14,7 @@
 static const rw_span NOT_INT = S("ERR value is not an integer or out of range");
 static const rw_span SYNTAX = S("ERR syntax error");
 static const rw_span OOM = S("OOM command not allowed when used memory > 'maxmemory'.");
+static const rw_span MISCONF = S("MISCONF Errors writing to the AOF file: writes are refused (see the server's log)");
 static const rw_span TOO_BIG = S("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
 
 /* A whole span as a signed 64-bit decimal, as redis's string2ll reads it: no sign but '-', no
@@ -47,6 +48,17 @@ static bool eq(rw_span s, const char *lit)
   size_t n = strlen(lit);
   return s.len == n && !strncasecmp((const char *)s.p, lit, n);
 }
+
+/* A write command's first step: -EAGAIN makes the runtime retry the frame once the append-only
+ * file has room; a log that failed refuses writes as redis does. */
+#define ADMIT(c)                                                                                  \
+  do {                                                                                            \
+    int admit_ = kvd_aof_admit(c);                                                                \
+    if (admit_ == -EAGAIN)                                                                        \
+      return admit_;                                                                              \
+    if (admit_ < 0)                                                                               \
+      return resp_reply_error(c, MISCONF);                                                        \
+  } while (0)
 
 static int reply_store_error(rw_conn *c, int err)
 {
@@ -164,6 +176,7 @@ static int on_set(rw_conn *c, const rw_list *a)
   if (rc)
     return rc < 0 ? rc : 0;
   rw_span key = a->item[1], val = a->item[2];
+  ADMIT(c);
   struct locked l = lookup(c, key);
   KVD_STAT(c, cmd_set);
   if (o.get)
@@ -175,7 +188,7 @@ static int on_set(rw_conn *c, const rw_list *a)
     return rc;
   }
   int64_t expire = o.keepttl && l.it ? l.it->expire_ms : o.expire_ms;
-  int err = kv_put(&kvd.store, l.sh, key, l.hash, val, (rw_span){0}, 0, expire, NULL, kvd_now_ms(c));
+  int err = kvd_put(c, l.sh, key, l.hash, val, (rw_span){0}, 0, expire, NULL, kvd_now_ms(c));
   kv_unlock(l.sh);
   if (rc < 0)
     return rc;
@@ -186,11 +199,12 @@ static int on_set(rw_conn *c, const rw_list *a)
 
 static int on_setnx(rw_conn *c, const rw_list *a)
 {
+  ADMIT(c);
   struct locked l = lookup(c, a->item[1]);
   int err = 0;
   KVD_STAT(c, cmd_set);
   if (!l.it)
-    err = kv_put(&kvd.store, l.sh, a->item[1], l.hash, a->item[2], (rw_span){0}, 0, 0, NULL, kvd_now_ms(c));
+    err = kvd_put(c, l.sh, a->item[1], l.hash, a->item[2], (rw_span){0}, 0, 0, NULL, kvd_now_ms(c));
   bool existed = l.it != NULL;
   kv_unlock(l.sh);
   if (err < 0)
@@ -204,20 +218,22 @@ static int on_setex(rw_conn *c, const rw_list *a)
   int rc = parse_expire(c, a->item[2], 1000, false, "setex", &expire);
   if (rc)
     return rc < 0 ? rc : 0;
+  ADMIT(c);
   uint32_t h = kv_hash(a->item[1]);
   kv_shard *sh = kv_lock(&kvd.store, h);
   KVD_STAT(c, cmd_set);
-  int err = kv_put(&kvd.store, sh, a->item[1], h, a->item[3], (rw_span){0}, 0, expire, NULL, kvd_now_ms(c));
+  int err = kvd_put(c, sh, a->item[1], h, a->item[3], (rw_span){0}, 0, expire, NULL, kvd_now_ms(c));
   kv_unlock(sh);
   return err < 0 ? reply_store_error(c, err) : resp_reply_ok(c);
 }
 
 static int on_getset(rw_conn *c, const rw_list *a)
 {
+  ADMIT(c);
   struct locked l = lookup(c, a->item[1]);
   KVD_STAT(c, cmd_set);
   int rc = reply_value(c, l.it);
-  int err = kv_put(&kvd.store, l.sh, a->item[1], l.hash, a->item[2], (rw_span){0}, 0, 0, NULL, kvd_now_ms(c));
+  int err = kvd_put(c, l.sh, a->item[1], l.hash, a->item[2], (rw_span){0}, 0, 0, NULL, kvd_now_ms(c));
   kv_unlock(l.sh);
   (void)err; /* the reply (the old value) is already out; like redis, a failed write loses it */
   return rc;
@@ -243,6 +259,7 @@ static int on_mset(rw_conn *c, const rw_list *a)
 {
   if (a->count % 2 == 0)
     return resp_reply_wrong_args(c, S("mset"));
+  ADMIT(c);
   rw_list_iter it;
   rw_span key, val;
   rw_list_iter_init(a, &it);
@@ -252,7 +269,7 @@ static int on_mset(rw_conn *c, const rw_list *a)
     uint32_t h = kv_hash(key);
     kv_shard *sh = kv_lock(&kvd.store, h);
     KVD_STAT(c, cmd_set);
-    int err = kv_put(&kvd.store, sh, key, h, val, (rw_span){0}, 0, 0, NULL, now);
+    int err = kvd_put(c, sh, key, h, val, (rw_span){0}, 0, 0, NULL, now);
     kv_unlock(sh);
     if (err < 0)
       return reply_store_error(c, err);
@@ -273,7 +290,7 @@ static int count_keys(rw_conn *c, const rw_list *a, bool del)
     if (l.it) {
       n++;
       if (del)
-        kv_delete(l.sh, l.it);
+        kvd_delete(c, l.sh, l.it);
     }
     kv_unlock(l.sh);
   }
@@ -282,6 +299,7 @@ static int count_keys(rw_conn *c, const rw_list *a, bool del)
 
 static int on_del(rw_conn *c, const rw_list *a)
 {
+  ADMIT(c);
   return count_keys(c, a, true);
 }
 
@@ -293,6 +311,7 @@ static int on_exists(rw_conn *c, const rw_list *a)
 /* INCR, DECR, INCRBY, DECRBY: the value as a redis integer, plus `by`; keeps the TTL. */
 static int add_by(rw_conn *c, rw_span key, int64_t by)
 {
+  ADMIT(c);
   struct locked l = lookup(c, key);
   int64_t v = 0;
   if (l.it && parse_i64((rw_span){kv_value(l.it), l.it->vlen}, &v) < 0) {
@@ -305,7 +324,7 @@ static int add_by(rw_conn *c, rw_span key, int64_t by)
   }
   char buf[24];
   size_t n = rw_fmt_i64(buf, v);
-  int err = kv_put(&kvd.store, l.sh, key, l.hash, (rw_span){(const uint8_t *)buf, n}, (rw_span){0},
+  int err = kvd_put(c, l.sh, key, l.hash, (rw_span){(const uint8_t *)buf, n}, (rw_span){0},
                     l.it ? l.it->flags : 0, l.it ? l.it->expire_ms : 0, l.it, kvd_now_ms(c));
   kv_unlock(l.sh);
   return err < 0 ? reply_store_error(c, err) : resp_reply_integer(c, v);
@@ -343,10 +362,11 @@ static int on_decrby(rw_conn *c, const rw_list *a)
 
 static int on_append(rw_conn *c, const rw_list *a)
 {
+  ADMIT(c);
   struct locked l = lookup(c, a->item[1]);
   rw_span old = l.it ? (rw_span){kv_value(l.it), l.it->vlen} : (rw_span){0};
   int64_t len = (int64_t)(old.len + a->item[2].len);
-  int err = kv_put(&kvd.store, l.sh, a->item[1], l.hash, old, a->item[2], l.it ? l.it->flags : 0,
+  int err = kvd_put(c, l.sh, a->item[1], l.hash, old, a->item[2], l.it ? l.it->flags : 0,
                     l.it ? l.it->expire_ms : 0, l.it, kvd_now_ms(c));
   kv_unlock(l.sh);
   return err < 0 ? reply_store_error(c, err) : resp_reply_integer(c, len);
@@ -372,12 +392,13 @@ static int set_ttl(rw_conn *c, const rw_list *a, int64_t unit_ms, const char *cm
     int len = snprintf(msg, sizeof msg, "ERR invalid expire time in '%s' command", cmd);
     return resp_reply_error(c, (rw_span){(const uint8_t *)msg, (size_t)len});
   }
+  ADMIT(c);
   struct locked l = lookup(c, a->item[1]);
   bool found = l.it != NULL;
   if (found && ms <= now)
-    kv_delete(l.sh, l.it);
+    kvd_delete(c, l.sh, l.it);
   else if (found)
-    kv_set_expire(l.sh, l.it, ms);
+    kvd_set_expire(c, l.sh, l.it, ms);
   kv_unlock(l.sh);
   return resp_reply_integer(c, found);
 }
@@ -414,10 +435,11 @@ static int on_pttl(rw_conn *c, const rw_list *a)
 
 static int on_persist(rw_conn *c, const rw_list *a)
 {
+  ADMIT(c);
   struct locked l = lookup(c, a->item[1]);
   bool had = l.it && l.it->expire_ms;
   if (had)
-    kv_set_expire(l.sh, l.it, 0);
+    kvd_set_expire(c, l.sh, l.it, 0);
   kv_unlock(l.sh);
   return resp_reply_integer(c, had);
 }
@@ -434,7 +456,8 @@ static int on_flushall(rw_conn *c, const rw_list *a)
 {
   if (a->count > 2 || (a->count == 2 && !eq(a->item[1], "async") && !eq(a->item[1], "sync")))
     return resp_reply_error(c, SYNTAX);
-  kv_flush(&kvd.store);
+  ADMIT(c);
+  kvd_flush(c);
   KVD_STAT(c, cmd_flush);
   return resp_reply_ok(c);
 }

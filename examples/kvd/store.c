@@ -355,7 +355,7 @@ void kv_link(kv_shard *sh, kv_item *it, int64_t now_ms)
 }
 
 int kv_put(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b,
-           uint32_t flags, int64_t expire_ms, const kv_item *keep, int64_t now_ms)
+           uint32_t flags, int64_t expire_ms, const kv_item *keep, int64_t now_ms, kv_item **out_it)
 {
   kv_item *it;
   int rc = kv_alloc(st, sh, key, hash, a.len + b.len, keep, &it);
@@ -368,6 +368,8 @@ int kv_put(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw
   it->flags = flags;
   it->expire_ms = expire_ms;
   kv_link(sh, it, now_ms);
+  if (out_it)
+    *out_it = it;
   return 0;
 }
 

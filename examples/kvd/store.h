@@ -107,9 +107,9 @@ void kv_delete(kv_shard *sh, kv_item *it);
 void kv_set_expire(kv_shard *sh, kv_item *it, int64_t expire_ms);
 /* Stores key = a ++ b with `flags` and `expire_ms` (0: none), replacing any item with the key:
  * kv_alloc() and kv_link() in one. `keep` is an item that must survive the allocation (the one
- * a or b points into). 0, -ENOMEM or -E2BIG. */
+ * a or b points into); the new item in *out_it when that is not NULL. 0, -ENOMEM or -E2BIG. */
 int kv_put(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b,
-           uint32_t flags, int64_t expire_ms, const kv_item *keep, int64_t now_ms);
+           uint32_t flags, int64_t expire_ms, const kv_item *keep, int64_t now_ms, kv_item **out_it);
 /* Frees every item of the shard. */
 void kv_clear(kv_shard *sh);
 /* Removes expired items from the next `buckets` buckets; returns how many it removed. */

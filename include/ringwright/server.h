@@ -38,6 +38,9 @@ typedef struct rw_config {
   uint32_t dio_buffer_size; /* bytes each, a multiple of 4096 */
   /* Runs on each worker's thread before its loop starts: set up timers, dial out. */
   void (*on_worker_start)(rw_worker *w, void *data);
+  /* Runs on each worker once per loop turn, after the turn's events were handled and before its
+   * replies go to the kernel: the place to batch work the turn produced (a log write). */
+  void (*on_turn_end)(rw_worker *w, void *data);
   void *data;
 } rw_config;
 

@@ -104,6 +104,8 @@ static void flush_one(struct rw_worker *w, struct rw_conn *c)
 
 void rw_worker_flush(struct rw_worker *w)
 {
+  if (w->srv->cfg.on_turn_end)
+    w->srv->cfg.on_turn_end(w, w->srv->cfg.data);
   for (int round = 0; w->dirty && round < 4; round++) {
     struct rw_conn *c = w->dirty;
     w->dirty = NULL;

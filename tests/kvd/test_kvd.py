@@ -9,9 +9,11 @@ $RW_BIN picks the build (default build/asan/bin), $RW_BACKEND the backend.
 """
 import os
 import re
+import shutil
 import socket
 import sys
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -20,7 +22,7 @@ import pymemcache.client.base
 import redis
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from rwtest import MALLOC_COUNT, Server  # noqa: E402
+from rwtest import BACKEND, BIN, MALLOC_COUNT, Server  # noqa: E402
 
 
 def free_port():
@@ -477,8 +479,11 @@ class Memory(unittest.TestCase):
 
     def test_no_malloc_after_warm_up(self):
         """The optimised kvd under the malloc-counting interposer: none after warm-up."""
-        k = Kvd("--workers", "2", "--memory", "16m", binary="build/bin/kvd",
-                preload=MALLOC_COUNT)
+        aof_dir = tempfile.mkdtemp(prefix="kvd-aof.", dir=os.path.abspath("build"))
+        self.addCleanup(shutil.rmtree, aof_dir, True)
+        # With the append-only file on (fsync always: corked replies, group commits).
+        k = Kvd("--workers", "2", "--memory", "16m", "--aof", os.path.join(aof_dir, "a.aof"),
+                "--fsync", "always", binary="build/bin/kvd", preload=MALLOC_COUNT)
 
         try:
             work = ["redis-benchmark", "-p", str(k.resp), "-t", "set,get,incr,mset", "-n", "20000",
@@ -498,6 +503,189 @@ class Memory(unittest.TestCase):
             self.assertEqual(k.malloc_count(), before)
         finally:
             self.assertEqual(k.stop(), 0)
+
+
+class Persistence(unittest.TestCase):
+    """--aof: every write logged through the runtime's file path, replayed at start."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="kvd-aof.", dir=os.path.abspath("build"))
+        self.aof = os.path.join(self.dir, "kvd.aof")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def start(self, *args):
+        return Kvd("--aof", self.aof, *args)
+
+    def test_fsync_always_keeps_every_acknowledged_write_through_sigkill(self):
+        k = self.start("--fsync", "always", "--workers", "2")
+        acked = {}  # key -> value, as acknowledged
+        acked_lock = threading.Lock()
+        counter = [0]
+        stop = threading.Event()
+
+        def resp_writer(n):
+            try:
+                with socket.create_connection(("127.0.0.1", k.resp), timeout=10) as s:
+                    r = Reader(s)
+                    for base in range(0, 100000, 50):
+                        if stop.is_set():
+                            return
+                        batch = [(f"w{n}:{i}", f"v{i}:" + "x" * (i % 300)) for i in range(base, base + 50)]
+                        s.sendall(b"".join(resp_cmd("SET", key, val) for key, val in batch) + resp_cmd("INCR", f"ctr{n}"))
+                        for key, val in batch:
+                            self.assertEqual(r.line(), b"+OK\r\n")
+                            with acked_lock:
+                                acked[key] = val.encode()
+                        counter_line = r.line()
+                        with acked_lock:
+                            acked[f"ctr{n}"] = int(counter_line[1:])
+            except (OSError, ConnectionError, AssertionError, EOFError):
+                return  # the server was killed mid-stream
+
+        def mc_writer():
+            try:
+                with socket.create_connection(("127.0.0.1", k.memcache), timeout=10) as s:
+                    r = Reader(s)
+                    for i in range(100000):
+                        if stop.is_set():
+                            return
+                        val = b"m%d" % i
+                        s.sendall(b"set mc%d %d 0 %d\r\n%s\r\n" % (i, i % 65536, len(val), val))
+                        if r.line() != b"STORED\r\n":
+                            return
+                        with acked_lock:
+                            acked[f"mc{i}"] = (val, i % 65536)
+            except (OSError, ConnectionError, EOFError):
+                return
+
+        threads = [threading.Thread(target=resp_writer, args=(n,)) for n in range(3)]
+        threads.append(threading.Thread(target=mc_writer))
+        for t in threads:
+            t.start()
+        deadline = time.time() + 20
+        while time.time() < deadline:  # thousands of acknowledged writes, then the kill
+            with acked_lock:
+                if len(acked) >= 5000:
+                    break
+            time.sleep(0.05)
+        k.proc.kill()  # SIGKILL while the writers are still going
+        k.proc.wait()
+        stop.set()
+        for t in threads:
+            t.join(timeout=20)
+        with acked_lock:
+            snapshot = dict(acked)
+        self.assertGreaterEqual(len(snapshot), 5000)
+        # A write in flight at the kill may have left a partial record: dropped, as asked.
+        k2 = self.start("--aof-truncated", "truncate")
+        try:
+            r = redis.Redis(port=k2.resp)
+            lost = []
+            for key, want in snapshot.items():
+                if key.startswith("ctr"):
+                    if int(r.get(key)) < want:
+                        lost.append(key)
+                elif key.startswith("mc"):
+                    flags = None
+                    raw = None
+                    with socket.create_connection(("127.0.0.1", k2.memcache), timeout=10) as s:
+                        s.sendall(b"get %s\r\n" % key.encode())
+                        rd = Reader(s)
+                        head = rd.line().split()
+                        if head[0] == b"VALUE":
+                            flags = int(head[2])
+                            raw = rd.line()[:-2]
+                    if (raw, flags) != want:
+                        lost.append(key)
+                elif r.get(key) != want:
+                    lost.append(key)
+            self.assertEqual(lost[:10], [], f"{len(lost)} acknowledged writes lost of {len(snapshot)}")
+            self.assertIn("records replayed", k2.text())
+        finally:
+            self.assertEqual(k2.stop(), 0)
+
+    def test_graceful_stop_keeps_everything_with_each_policy(self):
+        for policy in ("everysec", "no", "always"):
+            if os.path.exists(self.aof):
+                os.unlink(self.aof)
+            k = self.start("--fsync", policy)
+            r = redis.Redis(port=k.resp)
+            for i in range(2000):
+                r.set(f"k{i}", i)
+            r.incrby("n", 5)
+            r.append("n", "0")  # "50"
+            r.set("ttl", "v", px=100000)
+            r.set("gone", "v", px=150)
+            r.set("persisted", "v", px=100000)
+            r.persist("persisted")
+            r.delete("k0")
+            r.expire("k1", -1)
+            m = pymemcache.client.base.Client(("127.0.0.1", k.memcache))
+            m.set("mc", b"value", expire=0, noreply=False)
+            m.append("mc", b"+", noreply=False)
+            m.incr("k2", 40)
+            m.close()
+            self.assertEqual(k.stop(), 0)
+            time.sleep(0.2)  # "gone" expires while the server is down
+            k = self.start("--fsync", policy)
+            try:
+                r = redis.Redis(port=k.resp)
+                self.assertEqual(r.get("k1999"), b"1999", policy)
+                self.assertIsNone(r.get("k0"))
+                self.assertIsNone(r.get("k1"))
+                self.assertEqual(r.get("k2"), b"42")
+                self.assertEqual(r.get("n"), b"50")
+                self.assertIsNone(r.get("gone"))
+                self.assertTrue(90000 < r.pttl("ttl") <= 100000, r.pttl("ttl"))
+                self.assertEqual(r.ttl("persisted"), -1)
+                self.assertEqual(r.get("mc"), b"value+")
+                self.assertEqual(r.dbsize(), 2000 - 2 + 4)
+                r.flushall()
+            finally:
+                self.assertEqual(k.stop(), 0)
+            k = self.start("--fsync", policy)
+            try:
+                self.assertEqual(redis.Redis(port=k.resp).dbsize(), 0, "FLUSHALL is logged too")
+            finally:
+                self.assertEqual(k.stop(), 0)
+
+    def run_kvd(self, *args):
+        cmd = [os.path.join(BIN, "kvd"), "--resp", "127.0.0.1:0", "--aof", self.aof] + list(args)
+        if BACKEND:
+            cmd += ["--backend", BACKEND]
+        return subprocess.run(cmd, capture_output=True, timeout=20, text=True)
+
+    def test_truncated_or_corrupt_log_is_refused_or_cut_when_asked(self):
+        k = self.start()
+        r = redis.Redis(port=k.resp)
+        for i in range(100):
+            r.set(f"k{i}", i)
+        self.assertEqual(k.stop(), 0)
+        good = os.path.getsize(self.aof)
+        partial = b"*3\r\n$3\r\nSET\r\n$1\r\nz\r\n$5\r\nab"  # a record cut short
+        with open(self.aof, "ab") as f:
+            f.write(partial)
+        refused = self.run_kvd()
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn(f"ends inside a record at byte {good}", refused.stderr)
+        self.assertEqual(os.path.getsize(self.aof), good + len(partial), "refusing leaves the file alone")
+        k = self.start("--aof-truncated", "truncate")
+        try:
+            self.assertIn(f"truncated from {good + len(partial)} to {good} bytes (100 records kept)", k.text())
+            r = redis.Redis(port=k.resp)
+            self.assertEqual(r.dbsize(), 100)
+            self.assertIsNone(r.get("z"))
+            r.set("after", "1")
+        finally:
+            self.assertEqual(k.stop(), 0)
+        self.assertGreater(os.path.getsize(self.aof), good, "appends continue after the cut")
+        with open(self.aof, "ab") as f:
+            f.write(b"*2\r\n$4\r\nPING\r\n$1\r\nx\r\n")  # complete, but not a record kvd writes
+        corrupt = self.run_kvd("--aof-truncated", "truncate")
+        self.assertEqual(corrupt.returncode, 1)
+        self.assertIn("not a record kvd writes", corrupt.stderr)
 
 
 if __name__ == "__main__":

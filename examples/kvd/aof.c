@@ -1,0 +1,706 @@
+/* kvd's append-only file: every change to the store, as a RESP command, appended through the
+ * runtime's file path (rw_file_write / rw_file_fsync: SQEs on io_uring, the pool on epoll) and
+ * replayed at start with the generated RESP parser.
+ *
+ * Records describe effects, not requests, so that replay is deterministic: an item as it now is
+ * ("SET key value [PXAT unix-ms] [FLAGS n]", whatever command made it: SET, INCR, APPEND,
+ * memcache's cas...), "DEL key", "PEXPIREAT key unix-ms", "PERSIST key", "FLUSHALL [PXAT ms]".
+ * A record is appended while its shard is locked, so records for one key are in store order.
+ *
+ * Batching: records go into a fill buffer (two fixed buffers, taken at start); at the end of a
+ * worker's loop turn, if no write is in flight, the buffers swap and one write (plus, with
+ * --fsync always, one fsync) covers everything the turn produced: group commit. With --fsync
+ * always a reply that acknowledges a write is corked (rw_conn_cork) until the fsync covering its
+ * record completes, so nothing acknowledged is lost to a crash. A write command that finds the
+ * fill buffer too full returns -EAGAIN: its connection waits (rw_conn_resume) for the swap. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvd.h"
+
+/* Room a write command may need: its records are bounded by the largest item plus keys. */
+#define ROOM_PER_WORKER (2u << 20)
+#define EVERYSEC_MS 1000
+
+struct aof_worker {
+  rw_msg msg; /* "durable moved / room freed": posted by the worker that completed a write */
+  atomic_bool pending;
+  rw_handle *corked, *waiting;
+  uint32_t ncorked, nwaiting;
+  rw_timer everysec;
+  rw_fileop sync_op;
+  bool sync_inflight;
+} __attribute__((aligned(64)));
+
+static struct {
+  bool on;
+  enum kvd_fsync policy;
+  int fd;
+  const char *path;
+  pthread_mutex_t lock;
+  bool locking;
+  uint8_t *buf[2];
+  size_t cap, fill_len, room;
+  int fill;
+  uint64_t appended, durable; /* byte offsets in the log since start (under lock) */
+  bool inflight;
+  uint64_t inflight_end;
+  const uint8_t *wp;
+  size_t wleft;
+  rw_fileop op;
+  int error;
+  rw_server *srv;
+  unsigned workers;
+  uint32_t max_conns;
+  struct aof_worker *aw;
+  uint64_t writes, fsyncs;
+} aof = {.fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void lock(void)
+{
+  if (aof.locking)
+    pthread_mutex_lock(&aof.lock);
+}
+
+static void unlock(void)
+{
+  if (aof.locking)
+    pthread_mutex_unlock(&aof.lock);
+}
+
+bool kvd_aof_on(void)
+{
+  return aof.on;
+}
+
+/* ---- records ---- */
+
+static void put(const void *p, size_t n)
+{
+  if (aof.fill_len + n > aof.cap) { /* admission keeps room: this is a bug, not load */
+    aof.error = -ENOBUFS;
+    return;
+  }
+  memcpy(aof.buf[aof.fill] + aof.fill_len, p, n);
+  aof.fill_len += n;
+  aof.appended += n;
+}
+
+static void put_len(char lead, uint64_t n)
+{
+  char b[24];
+  b[0] = lead;
+  size_t k = 1 + rw_fmt_u64(b + 1, n);
+  b[k++] = '\r';
+  b[k++] = '\n';
+  put(b, k);
+}
+
+static void put_arg(rw_span s)
+{
+  put_len('$', s.len);
+  put(s.p, s.len);
+  put("\r\n", 2);
+}
+
+static void put_str(const char *s)
+{
+  put_arg((rw_span){(const uint8_t *)s, strlen(s)});
+}
+
+static void put_num(int64_t v)
+{
+  char b[24];
+  put_arg((rw_span){(const uint8_t *)b, rw_fmt_i64(b, v)});
+}
+
+/* A monotonic deadline as the Unix time it stands for. */
+static int64_t to_unix(rw_conn *c, int64_t mono_ms)
+{
+  return mono_ms + (kvd_unix_ms() - kvd_now_ms(c));
+}
+
+/* Appends `h` to a per-worker list of handles, first dropping those of connections that have
+ * closed if it is full (live connections never exceed its size). */
+static void list_add(rw_worker *w, rw_handle *list, uint32_t *n, rw_handle h)
+{
+  if (*n == aof.max_conns) {
+    uint32_t keep = 0;
+    for (uint32_t i = 0; i < *n; i++)
+      if (rw_conn_from_handle(w, list[i]))
+        list[keep++] = list[i];
+    *n = keep;
+  }
+  list[(*n)++] = h;
+}
+
+/* With --fsync always, the connection's replies so far wait for the fsync that covers them. */
+static void note(rw_conn *c)
+{
+  if (aof.policy != KVD_FSYNC_ALWAYS)
+    return;
+  struct kvd_conn *kc = rw_conn_user(c);
+  kc->aof_wait = aof.appended;
+  rw_conn_cork(c);
+  if (!kc->aof_corked) {
+    rw_worker *w = rw_conn_worker(c);
+    struct aof_worker *aw = &aof.aw[rw_worker_id(w)];
+    kc->aof_corked = true;
+    list_add(w, aw->corked, &aw->ncorked, rw_conn_handle(c));
+  }
+}
+
+void kvd_aof_item(rw_conn *c, const kv_item *it)
+{
+  if (!aof.on)
+    return;
+  lock();
+  put_len('*', 3 + (it->expire_ms ? 2 : 0) + (it->flags ? 2 : 0));
+  put_str("SET");
+  put_arg(kv_key(it));
+  put_arg((rw_span){kv_value((kv_item *)it), it->vlen});
+  if (it->expire_ms) {
+    put_str("PXAT");
+    put_num(to_unix(c, it->expire_ms));
+  }
+  if (it->flags) {
+    put_str("FLAGS");
+    put_num(it->flags);
+  }
+  note(c);
+  unlock();
+}
+
+void kvd_aof_del(rw_conn *c, rw_span key)
+{
+  if (!aof.on)
+    return;
+  lock();
+  put_len('*', 2);
+  put_str("DEL");
+  put_arg(key);
+  note(c);
+  unlock();
+}
+
+void kvd_aof_expire(rw_conn *c, const kv_item *it)
+{
+  if (!aof.on)
+    return;
+  lock();
+  put_len('*', it->expire_ms ? 3 : 2);
+  put_str(it->expire_ms ? "PEXPIREAT" : "PERSIST");
+  put_arg(kv_key(it));
+  if (it->expire_ms)
+    put_num(to_unix(c, it->expire_ms));
+  note(c);
+  unlock();
+}
+
+void kvd_aof_flush(rw_conn *c, int64_t at_ms)
+{
+  if (!aof.on)
+    return;
+  lock();
+  put_len('*', at_ms ? 3 : 1);
+  put_str("FLUSHALL");
+  if (at_ms) {
+    put_str("PXAT");
+    put_num(to_unix(c, at_ms));
+  }
+  note(c);
+  unlock();
+}
+
+/* ---- the store's write operations, journaled ---- */
+
+int kvd_put(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b,
+            uint32_t flags, int64_t expire_ms, const kv_item *keep, int64_t now_ms)
+{
+  kv_item *it;
+  int rc = kv_put(&kvd.store, sh, key, hash, a, b, flags, expire_ms, keep, now_ms, &it);
+  if (!rc)
+    kvd_aof_item(c, it);
+  return rc;
+}
+
+void kvd_delete(rw_conn *c, kv_shard *sh, kv_item *it)
+{
+  kvd_aof_del(c, kv_key(it));
+  kv_delete(sh, it);
+}
+
+void kvd_set_expire(rw_conn *c, kv_shard *sh, kv_item *it, int64_t expire_ms)
+{
+  kv_set_expire(sh, it, expire_ms);
+  kvd_aof_expire(c, it);
+}
+
+/* Every shard locked while the record is appended: no write of another worker can fall between
+ * the record and the flush. */
+void kvd_flush(rw_conn *c)
+{
+  kv_store *st = &kvd.store;
+  for (unsigned i = 0; i < st->nshards; i++)
+    if (st->shards[i].locking)
+      pthread_mutex_lock(&st->shards[i].lock);
+  kvd_aof_flush(c, 0);
+  for (unsigned i = 0; i < st->nshards; i++) {
+    kv_clear(&st->shards[i]);
+    kv_unlock(&st->shards[i]);
+  }
+}
+
+/* ---- admission: a write command starts only with room for its records ---- */
+
+int kvd_aof_admit(rw_conn *c)
+{
+  if (!aof.on)
+    return 0;
+  lock();
+  int err = aof.error;
+  bool room = aof.cap - aof.fill_len >= aof.room;
+  unlock();
+  if (err)
+    return err;
+  if (room)
+    return 0;
+  struct kvd_conn *kc = rw_conn_user(c);
+  if (!kc->aof_waiting) {
+    rw_worker *w = rw_conn_worker(c);
+    struct aof_worker *aw = &aof.aw[rw_worker_id(w)];
+    kc->aof_waiting = true;
+    list_add(w, aw->waiting, &aw->nwaiting, rw_conn_handle(c));
+  }
+  return -EAGAIN;
+}
+
+int kvd_aof_error(void)
+{
+  return aof.error;
+}
+
+/* ---- the write path ---- */
+
+static void submit_write(rw_worker *w);
+
+/* On worker `w`: releases what the durable offset now covers and lets waiting writers retry. */
+static void release(rw_worker *w)
+{
+  struct aof_worker *aw = &aof.aw[rw_worker_id(w)];
+  lock();
+  uint64_t durable = aof.durable;
+  unlock();
+  uint32_t keep = 0;
+  for (uint32_t i = 0; i < aw->ncorked; i++) {
+    rw_conn *c = rw_conn_from_handle(w, aw->corked[i]);
+    if (!c)
+      continue; /* closed meanwhile */
+    struct kvd_conn *kc = rw_conn_user(c);
+    if (kc->aof_wait <= durable) {
+      kc->aof_corked = false;
+      rw_conn_uncork(c);
+    } else {
+      aw->corked[keep++] = aw->corked[i];
+    }
+  }
+  aw->ncorked = keep;
+  for (uint32_t i = 0; i < aw->nwaiting; i++) {
+    rw_conn *c = rw_conn_from_handle(w, aw->waiting[i]);
+    if (c) {
+      ((struct kvd_conn *)rw_conn_user(c))->aof_waiting = false;
+      rw_conn_resume(c);
+    }
+  }
+  aw->nwaiting = 0;
+}
+
+static void on_notify(rw_worker *w, rw_msg *m)
+{
+  (void)m;
+  atomic_store(&aof.aw[rw_worker_id(w)].pending, false);
+  release(w);
+}
+
+static void notify_all(rw_worker *self)
+{
+  for (unsigned i = 0; i < aof.workers; i++) {
+    if (i == rw_worker_id(self))
+      release(self);
+    else if (!atomic_exchange(&aof.aw[i].pending, true))
+      rw_worker_post(self, aof.srv, i, &aof.aw[i].msg);
+  }
+}
+
+/* A write or fsync failed: with --fsync always nothing corked may ever be acknowledged, so the
+ * process exits as redis does; otherwise writes are refused from now on (MISCONF). */
+static void failed(int err)
+{
+  fprintf(stderr, "kvd: AOF %s: %s\n", aof.path, strerror(-err));
+  if (aof.policy == KVD_FSYNC_ALWAYS) {
+    fprintf(stderr, "kvd: cannot recover from an AOF error with --fsync always: exiting\n");
+    _exit(1);
+  }
+  lock();
+  aof.error = err;
+  aof.inflight = false;
+  unlock();
+}
+
+static void batch_done(rw_worker *w)
+{
+  lock();
+  aof.durable = aof.inflight_end;
+  aof.inflight = false;
+  unlock();
+  submit_write(w); /* what other workers appended meanwhile */
+  notify_all(w);
+}
+
+static void fsync_done(rw_fileop *op, int64_t res)
+{
+  if (res < 0) {
+    failed((int)res);
+    return;
+  }
+  aof.fsyncs++;
+  batch_done(op->job.w);
+}
+
+static void write_done(rw_fileop *op, int64_t res)
+{
+  rw_worker *w = op->job.w;
+  if (res <= 0) {
+    failed(res < 0 ? (int)res : -EIO);
+    return;
+  }
+  aof.wp += res;
+  aof.wleft -= (size_t)res;
+  int rc = 0;
+  if (aof.wleft) /* a short write: continue where it stopped */
+    rc = rw_file_write(w, &aof.op, aof.fd, aof.wp, aof.wleft, RW_FILE_POS, write_done);
+  else if (aof.policy == KVD_FSYNC_ALWAYS)
+    rc = rw_file_fsync(w, &aof.op, aof.fd, true, fsync_done);
+  else
+    batch_done(w);
+  if (rc < 0)
+    failed(rc);
+}
+
+/* Swaps the buffers and writes what was filled, unless a write is in flight (its completion
+ * comes back here). */
+static void submit_write(rw_worker *w)
+{
+  lock();
+  if (aof.inflight || !aof.fill_len || aof.error) {
+    unlock();
+    return;
+  }
+  aof.inflight = true;
+  aof.inflight_end = aof.appended;
+  aof.wp = aof.buf[aof.fill];
+  aof.wleft = aof.fill_len;
+  aof.fill ^= 1;
+  aof.fill_len = 0;
+  unlock();
+  aof.writes++;
+  int rc = rw_file_write(w, &aof.op, aof.fd, aof.wp, aof.wleft, RW_FILE_POS, write_done);
+  if (rc < 0)
+    failed(rc);
+  notify_all(w); /* the fill buffer is empty again: waiting writers may go on */
+}
+
+void kvd_aof_turn_end(rw_worker *w, void *data)
+{
+  (void)data;
+  if (aof.on)
+    submit_write(w);
+}
+
+static void everysec_done(rw_fileop *op, int64_t res)
+{
+  struct aof_worker *aw = op->data;
+  aw->sync_inflight = false;
+  if (res < 0)
+    failed((int)res);
+  else
+    aof.fsyncs++;
+}
+
+static void everysec(rw_timer *t)
+{
+  rw_worker *w = t->data;
+  struct aof_worker *aw = &aof.aw[rw_worker_id(w)];
+  if (!aw->sync_inflight && !aof.error) {
+    aw->sync_op.data = aw;
+    if (rw_file_fsync(w, &aw->sync_op, aof.fd, true, everysec_done) == 0)
+      aw->sync_inflight = true;
+  }
+  rw_timer_arm(w, t, EVERYSEC_MS);
+}
+
+void kvd_aof_worker_start(rw_worker *w)
+{
+  if (!aof.on || aof.policy != KVD_FSYNC_EVERYSEC || rw_worker_id(w) != 0)
+    return;
+  rw_timer *t = &aof.aw[0].everysec;
+  rw_timer_init(t, everysec, w);
+  rw_timer_arm(w, t, EVERYSEC_MS);
+}
+
+/* ---- replay ---- */
+
+static int64_t parse_num(rw_span s, bool *ok)
+{
+  int64_t v = 0;
+  bool neg = s.len && s.p[0] == '-';
+  *ok = s.len > (size_t)neg && s.len < 20;
+  for (size_t i = neg; *ok && i < s.len; i++) {
+    *ok = s.p[i] >= '0' && s.p[i] <= '9';
+    v = v * 10 + (s.p[i] - '0');
+  }
+  return neg ? -v : v;
+}
+
+static bool is(rw_span s, const char *lit)
+{
+  return s.len == strlen(lit) && !memcmp(s.p, lit, s.len);
+}
+
+/* A Unix-ms deadline as a monotonic one (1: already past). */
+static int64_t to_mono(int64_t unix_ms, int64_t now_mono, int64_t now_unix)
+{
+  int64_t m = unix_ms - now_unix + now_mono;
+  return m > now_mono ? m : 1;
+}
+
+/* Applies one record; false if it is not one kvd writes. */
+static bool apply(const rw_list *l, int64_t now_mono, int64_t now_unix)
+{
+  rw_span a[7];
+  if (!l->count || l->count > 7)
+    return false;
+  rw_list_iter it;
+  rw_list_iter_init(l, &it);
+  for (uint32_t i = 0; i < l->count; i++)
+    rw_list_next(l, &it, &a[i]);
+  bool ok = true;
+  if (is(a[0], "FLUSHALL")) {
+    if (l->count == 3 && is(a[1], "PXAT")) {
+      int64_t at = to_mono(parse_num(a[2], &ok), now_mono, now_unix);
+      if (at <= now_mono + 1)
+        kv_flush(&kvd.store);
+      else
+        atomic_store(&kvd.store.flush_at_ms, at);
+      return ok;
+    }
+    kv_flush(&kvd.store);
+    return l->count == 1;
+  }
+  if (l->count < 2)
+    return false;
+  uint32_t h = kv_hash(a[1]);
+  kv_shard *sh = kv_lock(&kvd.store, h);
+  kv_item *cur = kv_find(&kvd.store, sh, a[1], h, now_mono);
+  if (is(a[0], "SET") && l->count >= 3 && l->count % 2 == 1) {
+    int64_t expire = 0, flags = 0;
+    for (uint32_t i = 3; ok && i + 1 < l->count; i += 2) {
+      if (is(a[i], "PXAT"))
+        expire = to_mono(parse_num(a[i + 1], &ok), now_mono, now_unix);
+      else if (is(a[i], "FLAGS"))
+        flags = parse_num(a[i + 1], &ok);
+      else
+        ok = false;
+    }
+    if (ok && kv_put(&kvd.store, sh, a[1], h, a[2], (rw_span){0}, (uint32_t)flags, expire, NULL, now_mono, NULL) < 0)
+      fprintf(stderr, "kvd: AOF replay: no memory for a key (--memory smaller than before?)\n");
+  } else if (is(a[0], "DEL") && l->count == 2) {
+    if (cur)
+      kv_delete(sh, cur);
+  } else if (is(a[0], "PEXPIREAT") && l->count == 3) {
+    int64_t at = to_mono(parse_num(a[2], &ok), now_mono, now_unix);
+    if (ok && cur)
+      kv_set_expire(sh, cur, at);
+  } else if (is(a[0], "PERSIST") && l->count == 2) {
+    if (cur)
+      kv_set_expire(sh, cur, 0);
+  } else {
+    ok = false;
+  }
+  kv_unlock(sh);
+  return ok;
+}
+
+/* Replays the file; returns the length of its valid prefix in *out_good. 0, -EBADMSG (a record
+ * kvd does not write: corrupt) or -ENODATA (the file ends inside a record). */
+static int replay(int fd, uint64_t *out_good, uint64_t *out_records)
+{
+  size_t cap = 2 * resp_proto.max_frame + 65536, len = 0;
+  uint8_t *buf = malloc(cap + 1);
+  void *parser = malloc(resp_proto.parser_size);
+  _Alignas(max_align_t) unsigned char msg[RW_PROTO_MSG_MAX];
+  if (!buf || !parser) {
+    free(buf);
+    free(parser);
+    return -ENOMEM;
+  }
+  resp_proto.parser_init(parser);
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  int64_t now_mono = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, now_unix = kvd_unix_ms();
+  uint64_t good = 0, records = 0;
+  int rc = 0;
+  bool eof = false;
+  while (!rc) {
+    ssize_t n = eof ? 0 : read(fd, buf + len, cap - len);
+    if (n < 0) {
+      rc = -errno;
+      break;
+    }
+    eof = n == 0;
+    len += (size_t)n;
+    size_t off = 0;
+    while (off < len) {
+      buf[len] = 0;
+      size_t used = 0;
+      int cmd = resp_proto.next(parser, buf + off, len - off, &used, msg);
+      if (cmd == RW_PARSE_MORE)
+        break;
+      if (cmd != RESP_CMD_MULTIBULK || !apply(&((union resp_msg *)msg)->multibulk.args, now_mono, now_unix)) {
+        rc = -EBADMSG;
+        break;
+      }
+      off += used;
+      good += used;
+      records++;
+    }
+    memmove(buf, buf + off, len - off);
+    len -= off;
+    if (!rc && eof) {
+      rc = len ? -ENODATA : 0;
+      break;
+    }
+  }
+  free(buf);
+  free(parser);
+  *out_good = good;
+  *out_records = records;
+  return rc;
+}
+
+/* ---- start and stop ---- */
+
+int kvd_aof_open(const char *path, enum kvd_fsync policy, bool truncate_ok)
+{
+  int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    fprintf(stderr, "kvd: --aof %s: %s\n", path, strerror(errno));
+    return -errno;
+  }
+  struct stat st;
+  fstat(fd, &st);
+  uint64_t good = 0, records = 0;
+  int rc = replay(fd, &good, &records);
+  if (rc == -ENODATA && truncate_ok) {
+    fprintf(stderr, "kvd: AOF %s ends inside a record: truncated from %lld to %llu bytes "
+            "(%llu records kept)\n", path, (long long)st.st_size, (unsigned long long)good,
+            (unsigned long long)records);
+    if (ftruncate(fd, (off_t)good) < 0 || fsync(fd) < 0) {
+      rc = -errno;
+      fprintf(stderr, "kvd: truncating %s: %s\n", path, strerror(errno));
+    } else {
+      rc = 0;
+    }
+  } else if (rc == -ENODATA) {
+    fprintf(stderr, "kvd: AOF %s ends inside a record at byte %llu of %lld: refusing to start "
+            "(--aof-truncated truncate drops the partial record)\n", path,
+            (unsigned long long)good, (long long)st.st_size);
+  } else if (rc == -EBADMSG) {
+    fprintf(stderr, "kvd: AOF %s: not a record kvd writes at byte %llu: refusing to start\n",
+            path, (unsigned long long)good);
+  } else if (rc < 0) {
+    fprintf(stderr, "kvd: reading %s: %s\n", path, strerror(-rc));
+  }
+  if (rc < 0) {
+    close(fd);
+    return rc;
+  }
+  fprintf(stderr, "kvd: AOF %s: %llu records replayed, fsync %s\n", path,
+          (unsigned long long)records,
+          policy == KVD_FSYNC_ALWAYS ? "always" : policy == KVD_FSYNC_EVERYSEC ? "everysec" : "no");
+  aof.fd = fd;
+  aof.path = path;
+  aof.policy = policy;
+  return 0;
+}
+
+/* Once the worker count is known: the buffers and per-worker lists, all taken here. */
+int kvd_aof_start(rw_server *srv, uint32_t max_conns)
+{
+  if (aof.fd < 0)
+    return 0;
+  aof.srv = srv;
+  aof.workers = rw_server_workers(srv);
+  aof.locking = aof.workers > 1;
+  aof.max_conns = max_conns;
+  aof.room = (size_t)ROOM_PER_WORKER * aof.workers;
+  aof.cap = aof.room * 4 > (16u << 20) ? aof.room * 4 : (16u << 20);
+  aof.buf[0] = malloc(aof.cap);
+  aof.buf[1] = malloc(aof.cap);
+  aof.aw = aligned_alloc(64, aof.workers * sizeof *aof.aw);
+  if (!aof.buf[0] || !aof.buf[1] || !aof.aw)
+    return -ENOMEM;
+  memset(aof.aw, 0, aof.workers * sizeof *aof.aw);
+  for (unsigned i = 0; i < aof.workers; i++) {
+    aof.aw[i].msg.fn = on_notify;
+    aof.aw[i].corked = calloc(max_conns, sizeof(rw_handle));
+    aof.aw[i].waiting = calloc(max_conns, sizeof(rw_handle));
+    if (!aof.aw[i].corked || !aof.aw[i].waiting)
+      return -ENOMEM;
+  }
+  /* Resident now, not on the first write. */
+  memset(aof.buf[0], 0, aof.cap);
+  memset(aof.buf[1], 0, aof.cap);
+  aof.on = true;
+  return 0;
+}
+
+/* After the workers stopped: what is still buffered goes out synchronously, then fsync. */
+void kvd_aof_close(void)
+{
+  if (aof.fd < 0)
+    return;
+  if (aof.on && !aof.error) {
+    const uint8_t *p = aof.buf[aof.fill];
+    size_t n = aof.fill_len;
+    while (n) {
+      ssize_t k = write(aof.fd, p, n);
+      if (k <= 0) {
+        fprintf(stderr, "kvd: AOF %s: final write: %s\n", aof.path, strerror(errno));
+        break;
+      }
+      p += k;
+      n -= (size_t)k;
+    }
+    fsync(aof.fd);
+  }
+  if (aof.on)
+    fprintf(stderr, "kvd: AOF %s: %llu batch writes, %llu fsyncs\n", aof.path,
+            (unsigned long long)aof.writes, (unsigned long long)aof.fsyncs);
+  close(aof.fd);
+  aof.fd = -1;
+  free(aof.buf[0]);
+  free(aof.buf[1]);
+  for (unsigned i = 0; aof.aw && i < aof.workers; i++) {
+    free(aof.aw[i].corked);
+    free(aof.aw[i].waiting);
+  }
+  free(aof.aw);
+  aof.on = false;
+}
