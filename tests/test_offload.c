@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -603,4 +605,85 @@ Test(conn, cork_holds_replies_and_eagain_redelivers_the_frame)
   cr_expect_str_eq(hb.seen[0], "waited");
   cr_expect_str_eq(hb.seen[1], "waited", "the same frame is dispatched again");
   cr_expect_str_eq(hb.seen[2], "after", "the next frame waits its turn");
+}
+
+/* ---- child processes: stdio as connections, exit status as an event ---- */
+
+static struct {
+  rw_server *srv;
+  rw_worker *w;
+  rw_proc talker, sleeper;
+  char out[64], err[64];
+  size_t outlen, errlen;
+  int talker_status, sleeper_status, exits;
+  int missing_rc, kill_rc;
+} sp;
+
+static void spawn_maybe_stop(void)
+{
+  if (sp.exits == 2 && strstr(sp.out, "got hello\n") && strstr(sp.err, "err\n"))
+    rw_server_stop(sp.srv);
+}
+
+static int child_output(rw_conn *c, const struct echo_data *m)
+{
+  rw_handle h = rw_conn_handle(c);
+  bool is_err = h.idx == sp.talker.err.idx && h.gen == sp.talker.err.gen;
+  char *buf = is_err ? sp.err : sp.out;
+  size_t *len = is_err ? &sp.errlen : &sp.outlen;
+  size_t n = m->data.len < 63 - *len ? m->data.len : 63 - *len;
+  memcpy(buf + *len, m->data.p, n);
+  *len += n;
+  buf[*len] = 0;
+  spawn_maybe_stop();
+  return 0;
+}
+static const struct echo_handlers child_side = {.data = child_output};
+
+static void on_child_exit(rw_proc *p, int status)
+{
+  if (p == &sp.talker)
+    sp.talker_status = status;
+  else
+    sp.sleeper_status = status;
+  sp.exits++;
+  spawn_maybe_stop();
+}
+
+static void spawn_start(rw_worker *w, void *data)
+{
+  (void)data;
+  arm_watchdog(w);
+  sp.w = w;
+  sp.srv = rw_worker_server(w);
+  char *talker[] = {"sh", "-c", "echo out; echo err >&2; read x; echo \"got $x\"; exit 3", NULL};
+  cr_assert_eq(rw_spawn(w, &sp.talker, talker, &echo_proto, &child_side, on_child_exit), 0);
+  rw_conn *in = rw_conn_from_handle(w, sp.talker.io);
+  cr_assert_not_null(in);
+  cr_expect_eq(rw_conn_write(in, "hello\n", 6), 0, "its stdin is the same connection");
+  char *sleeper[] = {"sleep", "30", NULL};
+  cr_assert_eq(rw_spawn(w, &sp.sleeper, sleeper, &echo_proto, &child_side, on_child_exit), 0);
+  sp.kill_rc = rw_proc_kill(&sp.sleeper, SIGTERM);
+  char *missing[] = {"rw-no-such-program", NULL};
+  rw_proc nope;
+  sp.missing_rc = rw_spawn(w, &nope, missing, &echo_proto, &child_side, on_child_exit);
+}
+
+Test(spawn, stdio_as_connections_and_exit_status_as_an_event)
+{
+  rw_config cfg;
+  config(&cfg, spawn_start);
+  rw_server *s;
+  run_server(&cfg, "127.0.0.1:0", &echo_server, &s);
+  cr_assert_eq(rw_server_run(s), 0);
+  rw_server_destroy(s);
+  cr_assert(!watchdog_fired, "exits %d, out '%s', err '%s'", sp.exits, sp.out, sp.err);
+  cr_expect_str_eq(sp.out, "out\ngot hello\n");
+  cr_expect_str_eq(sp.err, "err\n");
+  cr_expect(WIFEXITED(sp.talker_status) && WEXITSTATUS(sp.talker_status) == 3, "status %#x",
+            sp.talker_status);
+  cr_expect_eq(sp.kill_rc, 0);
+  cr_expect(WIFSIGNALED(sp.sleeper_status) && WTERMSIG(sp.sleeper_status) == SIGTERM, "status %#x",
+            sp.sleeper_status);
+  cr_expect_eq(sp.missing_rc, -ENOENT);
 }

@@ -11,6 +11,7 @@
 #include "msg.h"
 #include "proto.h"
 #include "server.h"
+#include "spawn.h"
 #include "task.h"
 #include "timer.h"
 #include "tls.h"

@@ -15,6 +15,7 @@
 #include <ringwright/dns.h>
 #include <ringwright/file.h>
 #include <ringwright/msg.h>
+#include <ringwright/spawn.h>
 #include <ringwright/server.h>
 
 #define RW_NONE UINT32_MAX
@@ -290,6 +291,10 @@ struct rw_driver {
   /* Starts a file operation; rw_fileop_complete() follows. NULL: the thread pool runs it.
    * 0 or -errno. */
   int (*file_op)(struct rw_worker *w, rw_fileop *op);
+  /* Takes a connected socket the core opened (rw_conn_open) and starts reading it. 0 or -errno. */
+  int (*adopt)(struct rw_worker *w, struct rw_conn *c);
+  /* Calls wt->fn(wt, res) once `fd` is readable (res > 0) or the watch failed (-errno). */
+  int (*watch)(struct rw_worker *w, int fd, struct rw_proc_watch *wt);
   /* Bytes the driver itself reserves per worker (buffer rings, per-connection state). */
   size_t (*budget)(const struct rw_worker *w);
   /* Delivers `m` to worker `to` from worker `from` (both on this driver) without the inbox;

@@ -272,8 +272,29 @@ static void on_conn_event(struct rw_worker *w, struct rw_conn *c, uint32_t event
     rw_conn_abort(c, -ECONNRESET); /* reported even when not asked for: do not spin on it */
 }
 
+/* A watch's data is its address with the top bit set (tags never set it). */
+#define WATCH_BIT (1ULL << 63)
+
+static int epoll_watch(struct rw_worker *w, int fd, struct rw_proc_watch *wt)
+{
+  struct epoll_state *st = w->drv;
+  return ep_add(st->epfd, fd, EPOLLIN | EPOLLONESHOT, WATCH_BIT | (uintptr_t)wt);
+}
+
+static int epoll_adopt(struct rw_worker *w, struct rw_conn *c)
+{
+  struct epoll_state *st = w->drv;
+  c->events = EPOLLIN;
+  return ep_add(st->epfd, c->fd, EPOLLIN, tag(TAG_CONN, c->idx));
+}
+
 static void on_event(struct rw_worker *w, const struct epoll_event *ev)
 {
+  if (ev->data.u64 & WATCH_BIT) {
+    struct rw_proc_watch *wt = (struct rw_proc_watch *)(uintptr_t)(ev->data.u64 & ~WATCH_BIT);
+    wt->fn(wt, 1); /* one-shot: the owner closes the fd, which leaves the set */
+    return;
+  }
   uint32_t idx = (uint32_t)ev->data.u64;
   uint64_t counter;
   switch ((int)(ev->data.u64 >> 32)) {
@@ -327,4 +348,6 @@ const struct rw_driver rw_driver_epoll = {
     .connect = epoll_connect,
     .stop_accepting = epoll_stop_accepting,
     .probe = epoll_probe,
+    .adopt = epoll_adopt,
+    .watch = epoll_watch,
 };

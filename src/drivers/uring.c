@@ -50,6 +50,7 @@ enum op {
   OP_MSG,      /* a cross-worker message: the low 56 bits are its address */
   OP_MSG_SENT, /* our MSG_RING failed (its success is skipped): deliver through the inbox */
   OP_FILE,     /* a file operation: the low 56 bits are its rw_fileop's address */
+  OP_WATCH,    /* a one-shot readability watch: the low 56 bits are its address */
 };
 
 /* user_data: op in the top byte, then the slot's generation (24 bits), then the index. */
@@ -604,6 +605,11 @@ static void on_cqe(struct rw_worker *w, struct io_uring_cqe *cqe)
   case OP_FILE:
     rw_fileop_complete((rw_fileop *)(uintptr_t)(data & ((1ULL << 56) - 1)), cqe->res);
     return;
+  case OP_WATCH: {
+    struct rw_proc_watch *wt = (struct rw_proc_watch *)(uintptr_t)(data & ((1ULL << 56) - 1));
+    wt->fn(wt, cqe->res);
+    return;
+  }
   case OP_MSG: {
     rw_msg *m = (rw_msg *)(uintptr_t)(data & ((1ULL << 56) - 1));
     m->fn(w, m);
@@ -842,6 +848,27 @@ static int uring_file_op(struct rw_worker *w, rw_fileop *op)
   return 0;
 }
 
+static int uring_adopt(struct rw_worker *w, struct rw_conn *c)
+{
+  struct uring_state *st = w->drv;
+  uconn_init(&st->uc[c->idx], false);
+  arm_recv(w, c);
+  return 0;
+}
+
+static int uring_watch(struct rw_worker *w, int fd, struct rw_proc_watch *wt)
+{
+  struct uring_state *st = w->drv;
+  if ((uintptr_t)wt >> 56)
+    return -EINVAL;
+  struct io_uring_sqe *sqe = get_sqe(st);
+  if (!sqe)
+    return -EBUSY;
+  io_uring_prep_poll_add(sqe, fd, POLLIN);
+  io_uring_sqe_set_data64(sqe, (uint64_t)OP_WATCH << 56 | (uintptr_t)wt);
+  return 0;
+}
+
 const struct rw_driver rw_driver_uring = {
     .name = "io_uring",
     .init = uring_init,
@@ -854,6 +881,8 @@ const struct rw_driver rw_driver_uring = {
     .stop_accepting = uring_stop_accepting,
     .probe = uring_probe,
     .file_op = uring_file_op,
+    .adopt = uring_adopt,
+    .watch = uring_watch,
     .budget = uring_budget,
     .post = uring_post,
 };
