@@ -20,7 +20,6 @@ void httpd_worker_init(unsigned nworkers, struct httpd_cache **per_worker)
 /* Per connection (rw_conn_user): the file being streamed. */
 struct stream {
   int fd;
-  uint64_t off, left;
   bool close_after;
 };
 
@@ -98,34 +97,6 @@ static int reply_status(rw_conn *c, struct response *r, bool head)
   return rc;
 }
 
-/* Sends the next piece of a streamed file; see rw_conn_stream. */
-static int stream_file(rw_conn *c, void *data, size_t room)
-{
-  (void)data;
-  struct stream *s = rw_conn_user(c);
-  if (!room || !s->left) {
-    close(s->fd);
-    s->fd = -1;
-    return 0;
-  }
-  size_t n = s->left < room ? (size_t)s->left : room;
-  int rc = rw_conn_write_file(c, s->fd, (int64_t)s->off, n);
-  if (rc < 0) {
-    close(s->fd);
-    s->fd = -1;
-    return rc;
-  }
-  s->off += n;
-  s->left -= n;
-  if (s->left)
-    return 1;
-  close(s->fd);
-  s->fd = -1;
-  if (s->close_after)
-    rw_conn_close(c);
-  return 0;
-}
-
 /* rw_conn_send_file() is done (or the connection went first). */
 static void file_sent(rw_conn *c, int err, void *data)
 {
@@ -180,13 +151,14 @@ static int serve_file(rw_conn *c, struct response *r, const char *path, const rw
     return rc;
   }
   struct stream *s = rw_conn_user(c);
-  *s = (struct stream){.fd = f.fd, .off = 0, .left = f.size, .close_after = !r->keep_alive};
-  /* Read off the loop (io_uring reads, or the file pool under epoll); over TLS the records
-   * need the plaintext first, so the stream reads on the loop instead. */
-  if (rw_conn_send_file(c, f.fd, 0, f.size, file_sent, NULL) == 0)
-    return 0;
-  rw_conn_stream(c, stream_file, NULL);
-  return 0;
+  *s = (struct stream){.fd = f.fd, .close_after = !r->keep_alive};
+  /* Read off the loop (io_uring reads, or the thread pool under epoll), plain or TLS. */
+  rc = rw_conn_send_file(c, f.fd, 0, f.size, file_sent, NULL);
+  if (rc < 0) {
+    close(f.fd);
+    s->fd = -1;
+  }
+  return rc;
 }
 
 static int on_request(rw_conn *c, const struct http1_request *m)

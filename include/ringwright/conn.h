@@ -26,13 +26,6 @@ struct iovec;
 /* The same for several pieces, appended in order as one reply. */
 int rw_conn_writev(rw_conn *c, const struct iovec *iov, int n);
 
-/* Appends `len` bytes of the file `fd` from offset `off`, read on the worker's thread (pread
- * through a 16 KiB buffer: a page-cache miss waits for the disk), as rw_conn_write() would. For
- * TLS connections, whose records need the plaintext; plain ones have rw_conn_send_file(). 0,
- * -ENOBUFS as above, -ENODATA if the file ends early, or the read's -errno (the connection is
- * then closed). */
-int rw_conn_write_file(rw_conn *c, int fd, int64_t off, size_t len);
-
 /* A reply too long to queue at once (a file): after writing its start, a handler hands the
  * rest to `fn`, which the runtime calls whenever the connection has room again, with `room`
  * the bytes it may append now (at least one send chunk). `fn` returns 1 while more remains, 0
@@ -47,8 +40,8 @@ typedef int (*rw_stream_fn)(rw_conn *c, void *data, size_t room);
  * ahead of the socket and only below the high water mark. Nothing more is dispatched on the
  * connection until it is done; then `done(c, 0, data)` runs (or `done(c, -errno, data)` when the
  * read failed or the connection closed first; c is then closing). The caller keeps `fd` open
- * until `done`. Plain connections only: -EBUSY over TLS (use rw_conn_write_file) or when a
- * long reply is already in progress. */
+ * until `done`. Over TLS each chunk read is sealed into records. -EBUSY when a long reply is
+ * already in progress. */
 typedef void (*rw_file_done_fn)(rw_conn *c, int err, void *data);
 int rw_conn_send_file(rw_conn *c, int fd, uint64_t off, uint64_t len, rw_file_done_fn done, void *data);
 void rw_conn_stream(rw_conn *c, rw_stream_fn fn, void *data);

@@ -355,26 +355,6 @@ int rw_conn_writev(rw_conn *c, const struct iovec *iov, int n)
   return 0;
 }
 
-/* Through a buffer on the loop's stack, a record's worth at a time: TLS needs the plaintext
- * (rw_conn_send_file() is the off-loop path for plain connections). */
-int rw_conn_write_file(rw_conn *c, int fd, int64_t off, size_t len)
-{
-  if (c->flags & (RW_CONN_ABORT | RW_CONN_CLOSING))
-    return -EPIPE;
-  uint8_t buf[16384];
-  while (len) {
-    ssize_t r = pread(fd, buf, len < sizeof buf ? len : sizeof buf, (off_t)off);
-    if (r <= 0)
-      return write_failed(c, r < 0 ? -errno : -ENODATA);
-    int rc = rw_conn_write(c, buf, (size_t)r);
-    if (rc < 0)
-      return rc;
-    off += r;
-    len -= (size_t)r;
-  }
-  return 0;
-}
-
 void rw_conn_cork(rw_conn *c)
 {
   c->flags |= RW_CONN_CORKED;

@@ -1,5 +1,6 @@
 /* Files sent on a connection (rw_conn_send_file): read off the loop with rw_file_read(), a send
- * chunk at a time, straight into the chunk that then joins the send chain (io_uring: READ on
+ * chunk at a time, straight into the chunk that then joins the send chain (over TLS the chunk
+ * is sealed into records instead) (io_uring: READ on
  * the worker's own ring; epoll: the thread pool, completing through the worker's inbox). One
  * read in flight per connection, and only while the connection is under its high water mark:
  * a client that stops reading stops the disk too. Requests come from a fixed per-worker table;
@@ -17,7 +18,7 @@ int rw_conn_send_file(rw_conn *c, int fd, uint64_t off, uint64_t len, rw_file_do
     return -EPIPE;
   if (!done)
     return -EINVAL;
-  if (c->file.done || c->file.req != RW_NONE || c->stream || c->tls)
+  if (c->file.done || c->file.req != RW_NONE || c->stream)
     return -EBUSY;
   if (!len) {
     done(c, 0, data);
@@ -93,7 +94,19 @@ static void read_done(rw_fileop *op, int64_t res)
     rw_conn_abort(c, res < 0 ? (int)res : -ENODATA);
     return;
   }
-  rw_sendq_append_chunk(w, c, chunk, (size_t)res);
+  if (c->tls) {
+    /* The records need the plaintext: sealed from the chunk into the chain, then it goes back. */
+    const struct iovec iov = {rw_pool_at(&w->send_pool, chunk), (size_t)res};
+    int rc = rw_tls_write(c, &iov, 1);
+    rw_pool_put(&w->send_pool, chunk);
+    if (rc < 0) {
+      finish(c, rc);
+      rw_conn_abort(c, rc);
+      return;
+    }
+  } else {
+    rw_sendq_append_chunk(w, c, chunk, (size_t)res);
+  }
   c->file.off += (uint64_t)res;
   c->file.left -= (uint64_t)res;
   if (!c->file.left)
