@@ -61,9 +61,13 @@ static uint8_t *repeat(const char *msg, size_t len, size_t *out_len, size_t *out
 
 typedef size_t (*parse_all_fn)(const uint8_t *buf, size_t len); /* returns messages parsed */
 
+static const char *only;
+
 static void report(const char *parser, const char *workload, const char *msg, size_t msglen,
                    parse_all_fn fn)
 {
+  if (only && strcmp(only, workload))
+    return;
   size_t len, count;
   uint8_t *buf = repeat(msg, msglen, &len, &count);
   double best = 1e9;
@@ -149,8 +153,10 @@ static size_t llhttp_all(const uint8_t *buf, size_t len)
 }
 #endif
 
-int main(void)
+/* rwbench-parse [WORKLOAD]: every workload, or only the one named (for profiling). */
+int main(int argc, char **argv)
 {
+  only = argc > 1 ? argv[1] : NULL;
   char set1k[1200];
   int n = snprintf(set1k, sizeof set1k, "*3\r\n$3\r\nSET\r\n$8\r\nkey:1234\r\n$1024\r\n%01024d\r\n", 0);
   char mcset[1200];

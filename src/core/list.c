@@ -78,7 +78,7 @@ rw_span rw_list_at(const rw_list *l, uint32_t i)
 void rw_list_words(rw_list *l, const uint8_t *p, size_t n)
 {
   const uint8_t *end = p + n;
-  *l = (rw_list){.kind = RW_LIST_WORDS, .region = {p, n}};
+  rw_list_set(l, RW_LIST_WORDS, 0, (rw_span){p, n});
   while (p < end) {
     while (p < end && is_blank(*p))
       p++;

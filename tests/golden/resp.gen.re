@@ -4,6 +4,9 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/uio.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "resp.gen.h"
 
@@ -384,9 +387,10 @@ static int resp_cont(struct resp_parser *p, const uint8_t *buf, size_t len, size
     {
       rw_list *l = &m->multibulk.args;
       static const uint8_t sep[] = "\r\n";
-      *l = (rw_list){.count = p->arr_n, .kind = RW_LIST_PREFIXED, .prefix_len = 1,
-                     .sep_len = 2,
-                     .region = {buf + p->off[0][0], p->off[0][1] - p->off[0][0]}};
+      rw_list_set(l, RW_LIST_PREFIXED, p->arr_n,
+                  (rw_span){buf + p->off[0][0], p->off[0][1] - p->off[0][0]});
+      l->prefix_len = 1;
+      l->sep_len = 2;
       memcpy(l->sep, sep, 2);
       for (uint32_t i = 0; i < p->arr_n && i < RW_LIST_INLINE; i++)
         l->item[i] = (rw_span){buf + p->items[i][0], p->items[i][1] - p->items[i][0]};
