@@ -81,6 +81,16 @@ bool kvd_aof_on(void);
 /* Before a write command changes anything: 0; -EAGAIN (the handler returns it: the command is
  * retried once the log has room); or the log's error (-errno: writes are refused). */
 int kvd_aof_admit(rw_conn *c);
+/* A write command's first step: -EAGAIN to the runtime (the frame is retried once the log has
+ * room); a log that failed refuses the write with `refused`, the protocol's error reply. */
+#define KVD_ADMIT(c, refused)                                                                     \
+  do {                                                                                            \
+    int admit_ = kvd_aof_admit(c);                                                                \
+    if (admit_ == -EAGAIN)                                                                        \
+      return admit_;                                                                              \
+    if (admit_ < 0)                                                                               \
+      return (refused);                                                                           \
+  } while (0)
 /* The store's write operations, each journaled (call with the shard locked). */
 int kvd_put(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b,
             uint32_t flags, int64_t expire_ms, const kv_item *keep, int64_t now_ms);

@@ -40,16 +40,7 @@ static int64_t deadline(rw_conn *c, int64_t exptime)
   return ms > 1 ? ms : 1;
 }
 
-/* A write command's first step: -EAGAIN makes the runtime retry the frame once the append-only
- * file has room; a log that failed refuses writes. */
-#define ADMIT(c)                                                                                  \
-  do {                                                                                            \
-    int admit_ = kvd_aof_admit(c);                                                                \
-    if (admit_ == -EAGAIN)                                                                        \
-      return admit_;                                                                              \
-    if (admit_ < 0)                                                                               \
-      return rw_conn_write(c, AOF_ERROR, sizeof AOF_ERROR - 1);                                   \
-  } while (0)
+#define ADMIT(c) KVD_ADMIT(c, rw_conn_write(c, AOF_ERROR, sizeof AOF_ERROR - 1))
 static const char AOF_ERROR[] = "SERVER_ERROR AOF write error: writes refused\r\n";
 
 static int reply_err(rw_conn *c, int err, bool quiet)

@@ -49,16 +49,7 @@ static bool eq(rw_span s, const char *lit)
   return s.len == n && !strncasecmp((const char *)s.p, lit, n);
 }
 
-/* A write command's first step: -EAGAIN makes the runtime retry the frame once the append-only
- * file has room; a log that failed refuses writes as redis does. */
-#define ADMIT(c)                                                                                  \
-  do {                                                                                            \
-    int admit_ = kvd_aof_admit(c);                                                                \
-    if (admit_ == -EAGAIN)                                                                        \
-      return admit_;                                                                              \
-    if (admit_ < 0)                                                                               \
-      return resp_reply_error(c, MISCONF);                                                        \
-  } while (0)
+#define ADMIT(c) KVD_ADMIT(c, resp_reply_error(c, MISCONF))
 
 static int reply_store_error(rw_conn *c, int err)
 {
