@@ -47,8 +47,13 @@ static struct {
   bool locking;
   uint8_t *buf[2];
   size_t cap, fill_len, room;
+  bool overflow;
   int fill;
-  uint64_t appended, durable; /* byte offsets in the log since start (under lock) */
+  /* Byte offsets in the log since start: written under the lock, read without it by readers
+   * that only need a bound (a stale `durable` only corks longer). */
+  _Atomic uint64_t appended, durable;
+  uint64_t base; /* the file's size at start: the log since start begins there */
+  size_t batch_len; /* the batch in flight: its bytes, at file offset base + inflight_end - batch_len */
   bool inflight;
   uint64_t inflight_end;
   const uint8_t *wp;
@@ -81,15 +86,40 @@ bool kvd_aof_on(void)
 
 /* ---- records ---- */
 
+/* A record is written between begin() and end(), under the lock. */
+static size_t begin(void)
+{
+  lock();
+  return aof.fill_len;
+}
+
 static void put(const void *p, size_t n)
 {
   if (aof.fill_len + n > aof.cap) { /* admission keeps room: this is a bug, not load */
-    aof.error = -ENOBUFS;
+    aof.overflow = true;
     return;
   }
   memcpy(aof.buf[aof.fill] + aof.fill_len, p, n);
   aof.fill_len += n;
-  aof.appended += n;
+}
+
+static void note(rw_conn *c);
+
+/* Publishes the record (or drops it whole if it did not fit); `c`, when given, is the
+ * connection whose reply depends on it. */
+static void end(size_t start, rw_conn *c)
+{
+  if (aof.overflow) {
+    aof.fill_len = start;
+    aof.overflow = false;
+    aof.error = -ENOBUFS;
+  } else {
+    atomic_store_explicit(&aof.appended, atomic_load_explicit(&aof.appended, memory_order_relaxed) +
+                                             (aof.fill_len - start), memory_order_relaxed);
+    if (c)
+      note(c);
+  }
+  unlock();
 }
 
 static void put_len(char lead, uint64_t n)
@@ -140,13 +170,11 @@ static void list_add(rw_worker *w, rw_handle *list, uint32_t *n, rw_handle h)
   list[(*n)++] = h;
 }
 
-/* With --fsync always, the connection's replies so far wait for the fsync that covers them. */
-static void note(rw_conn *c)
+/* With --fsync always, the connection's replies so far wait until the log is durable to `upto`. */
+static void wait_durable(rw_conn *c, uint64_t upto)
 {
-  if (aof.policy != KVD_FSYNC_ALWAYS)
-    return;
   struct kvd_conn *kc = rw_conn_user(c);
-  kc->aof_wait = aof.appended;
+  kc->aof_wait = upto > kc->aof_wait ? upto : kc->aof_wait;
   rw_conn_cork(c);
   if (!kc->aof_corked) {
     rw_worker *w = rw_conn_worker(c);
@@ -156,11 +184,41 @@ static void note(rw_conn *c)
   }
 }
 
+/* After a record for `c`'s command was appended (lock held). */
+static void note(rw_conn *c)
+{
+  if (aof.policy == KVD_FSYNC_ALWAYS)
+    wait_durable(c, aof.appended);
+}
+
+/* A read: with --fsync always its reply may show a write whose fsync is still in flight, so it
+ * waits for that fsync too (redis holds every reply of the turn for the same reason). Called
+ * with the key's shard locked: every record for what the read sees is counted in `appended`. */
+void kvd_aof_read(rw_conn *c)
+{
+  if (!aof.on || aof.policy != KVD_FSYNC_ALWAYS)
+    return;
+  uint64_t appended = atomic_load_explicit(&aof.appended, memory_order_relaxed);
+  if (appended > atomic_load_explicit(&aof.durable, memory_order_relaxed))
+    wait_durable(c, appended);
+}
+
+/* The store evicted an item to make room (shard locked): without a record, replay would bring
+ * it back. No reply waits on it: the write that caused it has its own record. */
+static void evicted(const kv_item *it)
+{
+  size_t start = begin();
+  put_len('*', 2);
+  put_str("DEL");
+  put_arg(kv_key(it));
+  end(start, NULL);
+}
+
 void kvd_aof_item(rw_conn *c, const kv_item *it)
 {
   if (!aof.on)
     return;
-  lock();
+  size_t start = begin();
   put_len('*', 3 + (it->expire_ms ? 2 : 0) + (it->flags ? 2 : 0));
   put_str("SET");
   put_arg(kv_key(it));
@@ -173,56 +231,62 @@ void kvd_aof_item(rw_conn *c, const kv_item *it)
     put_str("FLAGS");
     put_num(it->flags);
   }
-  note(c);
-  unlock();
+  end(start, c);
 }
 
 void kvd_aof_del(rw_conn *c, rw_span key)
 {
   if (!aof.on)
     return;
-  lock();
+  size_t start = begin();
   put_len('*', 2);
   put_str("DEL");
   put_arg(key);
-  note(c);
-  unlock();
+  end(start, c);
 }
 
 void kvd_aof_expire(rw_conn *c, const kv_item *it)
 {
   if (!aof.on)
     return;
-  lock();
+  size_t start = begin();
   put_len('*', it->expire_ms ? 3 : 2);
   put_str(it->expire_ms ? "PEXPIREAT" : "PERSIST");
   put_arg(kv_key(it));
   if (it->expire_ms)
     put_num(to_unix(c, it->expire_ms));
-  note(c);
-  unlock();
+  end(start, c);
 }
 
 void kvd_aof_flush(rw_conn *c, int64_t at_ms)
 {
   if (!aof.on)
     return;
-  lock();
+  size_t start = begin();
   put_len('*', at_ms ? 3 : 1);
   put_str("FLUSHALL");
   if (at_ms) {
     put_str("PXAT");
     put_num(to_unix(c, at_ms));
   }
-  note(c);
-  unlock();
+  end(start, c);
 }
 
 /* ---- the store's write operations, journaled ---- */
 
+kv_item *kvd_find(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, int64_t now_ms)
+{
+  kv_item *it = kv_find(&kvd.store, sh, key, hash, now_ms);
+  kvd_aof_read(c);
+  return it;
+}
+
 int kvd_put(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b,
             uint32_t flags, int64_t expire_ms, const kv_item *keep, int64_t now_ms)
 {
+  /* Nothing larger than a request may carry (APPEND could build one): the log replays it. */
+  if (a.len + b.len > KVD_VALUE_MAX)
+    return -E2BIG;
   kv_item *it;
   int rc = kv_put(&kvd.store, sh, key, hash, a, b, flags, expire_ms, keep, now_ms, &it);
   if (!rc)
@@ -340,7 +404,7 @@ static void notify_all(rw_worker *self)
 
 /* A write or fsync failed: with --fsync always nothing corked may ever be acknowledged, so the
  * process exits as redis does; otherwise writes are refused from now on (MISCONF). */
-static void failed(int err)
+static void failed(rw_worker *w, int err)
 {
   fprintf(stderr, "kvd: AOF %s: %s\n", aof.path, strerror(-err));
   if (aof.policy == KVD_FSYNC_ALWAYS) {
@@ -351,6 +415,7 @@ static void failed(int err)
   aof.error = err;
   aof.inflight = false;
   unlock();
+  notify_all(w); /* writers waiting for room retry, and are refused */
 }
 
 static void batch_done(rw_worker *w)
@@ -366,7 +431,7 @@ static void batch_done(rw_worker *w)
 static void fsync_done(rw_fileop *op, int64_t res)
 {
   if (res < 0) {
-    failed((int)res);
+    failed(op->job.w, (int)res);
     return;
   }
   aof.fsyncs++;
@@ -377,7 +442,7 @@ static void write_done(rw_fileop *op, int64_t res)
 {
   rw_worker *w = op->job.w;
   if (res <= 0) {
-    failed(res < 0 ? (int)res : -EIO);
+    failed(w, res < 0 ? (int)res : -EIO);
     return;
   }
   aof.wp += res;
@@ -390,7 +455,7 @@ static void write_done(rw_fileop *op, int64_t res)
   else
     batch_done(w);
   if (rc < 0)
-    failed(rc);
+    failed(w, rc);
 }
 
 /* Swaps the buffers and writes what was filled, unless a write is in flight (its completion
@@ -405,14 +470,14 @@ static void submit_write(rw_worker *w)
   aof.inflight = true;
   aof.inflight_end = aof.appended;
   aof.wp = aof.buf[aof.fill];
-  aof.wleft = aof.fill_len;
+  aof.wleft = aof.batch_len = aof.fill_len;
   aof.fill ^= 1;
   aof.fill_len = 0;
   unlock();
   aof.writes++;
   int rc = rw_file_write(w, &aof.op, aof.fd, aof.wp, aof.wleft, RW_FILE_POS, write_done);
   if (rc < 0)
-    failed(rc);
+    failed(w, rc);
   notify_all(w); /* the fill buffer is empty again: waiting writers may go on */
 }
 
@@ -428,7 +493,7 @@ static void everysec_done(rw_fileop *op, int64_t res)
   struct aof_worker *aw = op->data;
   aw->sync_inflight = false;
   if (res < 0)
-    failed((int)res);
+    failed(op->job.w, (int)res);
   else
     aof.fsyncs++;
 }
@@ -637,6 +702,7 @@ int kvd_aof_open(const char *path, enum kvd_fsync policy, bool truncate_ok)
   aof.fd = fd;
   aof.path = path;
   aof.policy = policy;
+  aof.base = rc == 0 && truncate_ok && good < (uint64_t)st.st_size ? good : (uint64_t)st.st_size;
   return 0;
 }
 
@@ -667,8 +733,22 @@ int kvd_aof_start(rw_server *srv, uint32_t max_conns)
   /* Resident now, not on the first write. */
   memset(aof.buf[0], 0, aof.cap);
   memset(aof.buf[1], 0, aof.cap);
+  kvd.store.on_evict = evicted; /* after replay: its own evictions are not news */
   aof.on = true;
   return 0;
+}
+
+static void write_all(const uint8_t *p, size_t n)
+{
+  while (n) {
+    ssize_t k = write(aof.fd, p, n);
+    if (k <= 0) {
+      fprintf(stderr, "kvd: AOF %s: final write: %s\n", aof.path, strerror(errno));
+      return;
+    }
+    p += k;
+    n -= (size_t)k;
+  }
 }
 
 /* After the workers stopped: what is still buffered goes out synchronously, then fsync. */
@@ -676,18 +756,20 @@ void kvd_aof_close(void)
 {
   if (aof.fd < 0)
     return;
+  bool inflight = aof.on && aof.inflight;
+  if (inflight) {
+    /* The stop deadline passed with a batch in flight: how much of it reached the file is read
+     * from the file's size, and the rest written here, so no record is torn or doubled. */
+    struct stat st;
+    uint64_t start = aof.base + aof.inflight_end - aof.batch_len, done = 0;
+    if (fstat(aof.fd, &st) == 0 && (uint64_t)st.st_size > start)
+      done = (uint64_t)st.st_size - start < aof.batch_len ? (uint64_t)st.st_size - start : aof.batch_len;
+    fprintf(stderr, "kvd: AOF %s: a write was in flight at the stop deadline (%llu of %zu bytes "
+            "written): finishing it\n", aof.path, (unsigned long long)done, aof.batch_len);
+    write_all(aof.buf[aof.fill ^ 1] + done, aof.batch_len - done);
+  }
   if (aof.on && !aof.error) {
-    const uint8_t *p = aof.buf[aof.fill];
-    size_t n = aof.fill_len;
-    while (n) {
-      ssize_t k = write(aof.fd, p, n);
-      if (k <= 0) {
-        fprintf(stderr, "kvd: AOF %s: final write: %s\n", aof.path, strerror(errno));
-        break;
-      }
-      p += k;
-      n -= (size_t)k;
-    }
+    write_all(aof.buf[aof.fill], aof.fill_len);
     fsync(aof.fd);
   }
   if (aof.on)
@@ -695,8 +777,10 @@ void kvd_aof_close(void)
             (unsigned long long)aof.writes, (unsigned long long)aof.fsyncs);
   close(aof.fd);
   aof.fd = -1;
-  free(aof.buf[0]);
-  free(aof.buf[1]);
+  if (!inflight) { /* else the kernel may still hold a buffer: left to the exit */
+    free(aof.buf[0]);
+    free(aof.buf[1]);
+  }
   for (unsigned i = 0; aof.aw && i < aof.workers; i++) {
     free(aof.aw[i].corked);
     free(aof.aw[i].waiting);

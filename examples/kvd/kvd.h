@@ -68,6 +68,10 @@ static inline int64_t kvd_now_ms(const rw_conn *c)
 /* CLOCK_REALTIME in ms, for expiry given as a Unix time. */
 int64_t kvd_unix_ms(void);
 
+/* The largest value: what one request may carry (both specs' `limit data`). */
+#define KVD_VALUE_MAX RESP_LIMIT_DATA
+_Static_assert(RESP_LIMIT_DATA == MEMCACHE_LIMIT_DATA, "one value limit for both protocols");
+
 /* ---- aof.c: the append-only file ---- */
 enum kvd_fsync { KVD_FSYNC_ALWAYS, KVD_FSYNC_EVERYSEC, KVD_FSYNC_NO };
 /* Opens (creating) and replays `path` into the store; 0 or -errno after saying why. */
@@ -91,13 +95,17 @@ int kvd_aof_admit(rw_conn *c);
     if (admit_ < 0)                                                                               \
       return (refused);                                                                           \
   } while (0)
-/* The store's write operations, each journaled (call with the shard locked). */
+/* The store's operations for handlers (call with the shard locked): a lookup whose reply, with
+ * --fsync always, waits for what it may see to be durable; writes, each journaled. */
+kv_item *kvd_find(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, int64_t now_ms);
 int kvd_put(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b,
             uint32_t flags, int64_t expire_ms, const kv_item *keep, int64_t now_ms);
 void kvd_delete(rw_conn *c, kv_shard *sh, kv_item *it);
 void kvd_set_expire(rw_conn *c, kv_shard *sh, kv_item *it, int64_t expire_ms);
 void kvd_flush(rw_conn *c); /* every shard, now */
 void kvd_aof_flush(rw_conn *c, int64_t at_ms); /* a delayed flush_all's record */
+/* A read's reply waits, with --fsync always, for writes it may see (call with its shard locked). */
+void kvd_aof_read(rw_conn *c);
 
 /* Handlers for the two protocols. */
 extern const struct resp_handlers kvd_resp_handlers;

@@ -57,7 +57,7 @@ static int do_store(rw_conn *c, const struct store_msg *m, enum store_mode mode,
   uint32_t h = kv_hash(m->key);
   kv_shard *sh = kv_lock(&kvd.store, h);
   int64_t now = kvd_now_ms(c);
-  kv_item *old = kv_find(&kvd.store, sh, m->key, h, now);
+  kv_item *old = kvd_find(c, sh, m->key, h, now);
   KVD_STAT(c, cmd_set);
   int (*answer)(rw_conn *) = memcache_reply_stored;
   int err = 0;
@@ -131,7 +131,7 @@ static int retrieve(rw_conn *c, rw_span keys, bool with_cas)
   while (rc >= 0 && !rw_span_next(&rest, ' ', &key)) {
     uint32_t h = kv_hash(key);
     kv_shard *sh = kv_lock(&kvd.store, h);
-    kv_item *it = kv_find(&kvd.store, sh, key, h, now);
+    kv_item *it = kvd_find(c, sh, key, h, now);
     KVD_STAT(c, cmd_get);
     if (it) {
       KVD_STAT(c, get_hits);
@@ -161,7 +161,7 @@ static int on_delete(rw_conn *c, const struct memcache_delete *m)
   ADMIT(c);
   uint32_t h = kv_hash(m->key);
   kv_shard *sh = kv_lock(&kvd.store, h);
-  kv_item *it = kv_find(&kvd.store, sh, m->key, h, kvd_now_ms(c));
+  kv_item *it = kvd_find(c, sh, m->key, h, kvd_now_ms(c));
   if (it)
     kvd_delete(c, sh, it);
   kv_unlock(sh);
@@ -199,7 +199,7 @@ static int add_delta(rw_conn *c, rw_span key, uint64_t delta, bool incr, rw_span
   uint32_t h = kv_hash(key);
   kv_shard *sh = kv_lock(&kvd.store, h);
   int64_t now = kvd_now_ms(c);
-  kv_item *it = kv_find(&kvd.store, sh, key, h, now);
+  kv_item *it = kvd_find(c, sh, key, h, now);
   struct kvd_stats *st = kvd_stats_of(c);
   kvd_stat_add(incr ? (it ? &st->incr_hits : &st->incr_misses) : (it ? &st->decr_hits : &st->decr_misses), 1);
   uint64_t v = 0;
@@ -237,7 +237,7 @@ static int on_touch(rw_conn *c, const struct memcache_touch *m)
   ADMIT(c);
   uint32_t h = kv_hash(m->key);
   kv_shard *sh = kv_lock(&kvd.store, h);
-  kv_item *it = kv_find(&kvd.store, sh, m->key, h, kvd_now_ms(c));
+  kv_item *it = kvd_find(c, sh, m->key, h, kvd_now_ms(c));
   if (it)
     kvd_set_expire(c, sh, it, deadline(c, m->exptime));
   kv_unlock(sh);

@@ -67,7 +67,7 @@ static struct locked lookup(rw_conn *c, rw_span key)
 {
   struct locked l = {.hash = kv_hash(key)};
   l.sh = kv_lock(&kvd.store, l.hash);
-  l.it = kv_find(&kvd.store, l.sh, key, l.hash, kvd_now_ms(c));
+  l.it = kvd_find(c, l.sh, key, l.hash, kvd_now_ms(c));
   return l;
 }
 

@@ -247,6 +247,15 @@ static void page_move(kv_shard *sh, uint32_t page, unsigned to)
   page_carve(sh, page, to);
 }
 
+/* An item pushed out to make room: counted, told to the owner (kvd logs it), deleted. */
+static void evict(kv_store *st, kv_shard *sh, kv_item *it)
+{
+  sh->evictions++;
+  if (st->on_evict)
+    st->on_evict(it);
+  kv_delete(sh, it);
+}
+
 /* A page for class `to` from another class: one with no live item if there is one; else (when
  * eviction is on) the page holding the oldest item of the class with the most pages, its live
  * items evicted (never `keep`: then this fails). */
@@ -272,10 +281,8 @@ static bool page_reclaim(kv_store *st, kv_shard *sh, unsigned to, const kv_item 
   uint8_t *base = sh->pages + (size_t)page * KV_PAGE_SIZE;
   for (uint32_t i = 0; i < KV_PAGE_SIZE / c->size; i++) {
     kv_item *it = (kv_item *)(base + (size_t)i * c->size);
-    if (it->live) {
-      sh->evictions++;
-      kv_delete(sh, it);
-    }
+    if (it->live)
+      evict(st, sh, it);
   }
   page_move(sh, page, to);
   return true;
@@ -299,8 +306,7 @@ static kv_item *chunk_get(kv_store *st, kv_shard *sh, unsigned cls, const kv_ite
     if (victim && victim == keep)
       victim = victim->prev;
     if (victim && st->policy == KV_EVICT_LRU) {
-      sh->evictions++;
-      kv_delete(sh, victim);
+      evict(st, sh, victim);
       continue;
     }
     if (!page_reclaim(st, sh, cls, keep))

@@ -70,6 +70,7 @@ typedef struct kv_store {
   enum kv_policy policy;
   size_t memory;
   _Atomic int64_t flush_at_ms; /* items stored before this are gone once it passes (0: none) */
+  void (*on_evict)(const kv_item *it); /* called (shard locked) before an item is evicted */
 } kv_store;
 
 /* Takes `memory` bytes (at least 4 MiB per shard) for `nshards` shards. 0 or -errno. */

@@ -52,6 +52,10 @@ bool rw_file_pump(struct rw_conn *c)
     return false;
   if (!w->nfile_free)
     return true; /* every request busy: a completion will call again */
+  /* Over TLS the read's chunk is sealed into records afterwards: two more chunks must be there
+   * then, beyond the reserve other connections' dispatches count on. */
+  if (c->tls && w->send_pool.nfree < w->send_reserve + 3)
+    return true; /* a chunk coming back resumes paused connections */
   uint32_t chunk = rw_pool_get(&w->send_pool);
   if (chunk == RW_NONE)
     return true;

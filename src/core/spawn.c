@@ -20,7 +20,9 @@ static void exited(struct rw_proc_watch *wt, int res)
   rw_proc *p = (rw_proc *)wt;
   siginfo_t si = {0};
   int status = 0;
-  if (res < 0 || waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED) < 0) {
+  if (res < 0) /* the watch failed: the child is ended so that its status can be had */
+    pidfd_send_signal(p->pidfd, SIGKILL, NULL, 0);
+  if (waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED) < 0) {
     status = 0xff << 8; /* cannot be learnt: reported as exit status 255 */
   } else if (si.si_code == CLD_EXITED) {
     status = (si.si_status & 0xff) << 8;
@@ -116,7 +118,12 @@ int rw_spawn(rw_worker *w, rw_proc *p, char *const argv[], const rw_proto *proto
   adopt(w, err[0], proto, handlers, &p->err);
   rc = w->driver->watch(w, p->pidfd, &p->watch);
   if (rc < 0) {
-    /* Without a watch the exit would never be heard: stop the child and reap it now. */
+    /* Without a watch the exit would never be heard: stop the child, reap it, drop its pipes. */
+    struct rw_conn *c;
+    if ((c = rw_conn_from_handle(w, p->io)))
+      rw_conn_abort(c, rc);
+    if ((c = rw_conn_from_handle(w, p->err)))
+      rw_conn_abort(c, rc);
     pidfd_send_signal(p->pidfd, SIGKILL, NULL, 0);
     waitpid(p->pid, NULL, 0);
     close(p->pidfd);

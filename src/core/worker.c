@@ -104,9 +104,13 @@ static void flush_one(struct rw_worker *w, struct rw_conn *c)
 
 void rw_worker_flush(struct rw_worker *w)
 {
-  if (w->srv->cfg.on_turn_end)
-    w->srv->cfg.on_turn_end(w, w->srv->cfg.data);
-  for (int round = 0; w->dirty && round < 4; round++) {
+  for (int round = 0; round < 4; round++) {
+    /* Each round: first the application's end-of-turn work (a log write covering what the
+     * handlers of the last round produced), then the sends. */
+    if (w->srv->cfg.on_turn_end)
+      w->srv->cfg.on_turn_end(w, w->srv->cfg.data);
+    if (!w->dirty)
+      break;
     struct rw_conn *c = w->dirty;
     w->dirty = NULL;
     while (c) {

@@ -651,6 +651,31 @@ class Persistence(unittest.TestCase):
             finally:
                 self.assertEqual(k.stop(), 0)
 
+    def test_evictions_are_logged_and_values_stay_replayable(self):
+        k = self.start("--memory", "4m", "--workers", "1")
+        try:
+            r = redis.Redis(port=k.resp)
+            for i in range(6000):
+                r.set(f"e{i}", b"x" * 1000)  # ~6 MB into 4 MiB: the oldest are evicted
+            before = r.dbsize()
+            self.assertLess(before, 6000)
+            r.set("big", b"b" * 1048000)
+            with self.assertRaises(redis.exceptions.ResponseError) as e:
+                r.append("big", b"y" * 1000)  # past what one request may carry, and so the log
+            self.assertIn("string exceeds maximum allowed size", str(e.exception))
+            before = r.dbsize()
+            present = [i for i in range(6000) if r.exists(f"e{i}")]
+        finally:
+            self.assertEqual(k.stop(), 0)
+        k = self.start("--memory", "16m", "--workers", "1")  # room for all: replay must not evict
+        try:
+            r = redis.Redis(port=k.resp)
+            self.assertEqual(r.dbsize(), before, "evicted keys stay gone after replay")
+            self.assertEqual([i for i in range(6000) if r.exists(f"e{i}")], present)
+            self.assertEqual(len(r.get("big")), 1048000)
+        finally:
+            self.assertEqual(k.stop(), 0)
+
     def run_kvd(self, *args):
         cmd = [os.path.join(BIN, "kvd"), "--resp", "127.0.0.1:0", "--aof", self.aof] + list(args)
         if BACKEND:
