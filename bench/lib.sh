@@ -39,6 +39,13 @@ measure() {
   t0=$(cpu_ticks "$spid")
   if declare -F "$1" >/dev/null; then line=$("$@"); else line=$(taskset -c 1 "$@"); fi
   t1=$(cpu_ticks "$spid")
+  # A load that saw errors (non-2xx replies, socket errors) measured something else: stop the
+  # whole run rather than print a number for it.
+  if [[ " $line " == *" errors 1 "* ]]; then
+    echo "bench: '$*' against the server on port ${port:-?} reported errors: results would be invalid" >&2
+    kill -TERM $$
+    exit 1
+  fi
   awk -v l="$line" -v d="$((t1 - t0))" -v tck="$tck" 'BEGIN {
     split(l, f, " "); for (i = 1; i < length(f); i += 2) v[f[i]] = f[i + 1];
     cpu = d / tck; printf "%.0f %.0f %s %s\n", v["rps"], (cpu > 0 ? v["requests"] / cpu : 0), v["p50_us"], v["p99_us"] }'

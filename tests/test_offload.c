@@ -87,6 +87,7 @@ static struct {
   bool wrong_thread;
   struct statx stx;
   char buf[64];
+  struct iovec iov[2];
 } ft;
 
 static void file_step(rw_fileop *op, int64_t res);
@@ -108,7 +109,11 @@ static void file_next(void)
   case 8: rc = rw_file_rename(w, op, ft.f, ft.g, file_step); break;
   case 9: rc = rw_file_open(w, op, ft.g, O_RDONLY, 0, file_step); break;
   case 10: rc = rw_file_read(w, op, ft.fd, ft.buf, sizeof ft.buf, 0, file_step); break;
-  case 11: rc = rw_file_read(w, op, ft.fd, ft.buf + 32, 5, 6, file_step); break;
+  case 11: /* "world" at offset 6, scattered over two buffers */
+    ft.iov[0] = (struct iovec){ft.buf + 32, 3};
+    ft.iov[1] = (struct iovec){ft.buf + 48, 8};
+    rc = rw_file_readv(w, op, ft.fd, ft.iov, 2, 6, file_step);
+    break;
   case 12: rc = rw_file_close(w, op, ft.fd, file_step); break;
   case 13: rc = rw_file_unlink(w, op, ft.g, file_step); break;
   case 14: rc = rw_file_stat(w, op, ft.g, &ft.stx, file_step); break;
@@ -172,8 +177,9 @@ Test(file, operations_complete_on_the_worker_in_order)
   cr_expect_eq(ft.res[8], 0, "rename");
   cr_expect_eq(ft.res[10], 11, "read");
   cr_expect_eq(memcmp(ft.buf, "hello world", 11), 0);
-  cr_expect_eq(ft.res[11], 5, "read at an offset");
-  cr_expect_eq(memcmp(ft.buf + 32, "world", 5), 0);
+  cr_expect_eq(ft.res[11], 5, "readv at an offset");
+  cr_expect_eq(memcmp(ft.buf + 32, "wor", 3), 0);
+  cr_expect_eq(memcmp(ft.buf + 48, "ld", 2), 0);
   cr_expect_eq(ft.res[13], 0, "unlink");
   cr_expect_eq(ft.res[14], -ENOENT, "stat after unlink");
   rmdir(ft.sub);

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 #include "msg.h"
 
@@ -53,6 +54,9 @@ int rw_file_close(rw_worker *w, rw_fileop *op, int fd, rw_fileop_fn done);
 /* Reads up to `len` bytes at `off` into `out` (res: bytes read, 0 at the end). */
 int rw_file_read(rw_worker *w, rw_fileop *op, int fd, void *out, size_t len, uint64_t off,
                  rw_fileop_fn done);
+/* The same into iov[0..iovcnt) (READV; preadv on the pool); the array must stay valid too. */
+int rw_file_readv(rw_worker *w, rw_fileop *op, int fd, const struct iovec *iov, int iovcnt,
+                  uint64_t off, rw_fileop_fn done);
 /* Writes up to `len` bytes at `off` (or RW_FILE_POS); res is how many: a short write is yours to
  * continue. */
 int rw_file_write(rw_worker *w, rw_fileop *op, int fd, const void *data, size_t len, uint64_t off,

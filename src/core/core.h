@@ -240,17 +240,20 @@ struct rw_server {
 
 /* ---- fileop.c ---- */
 enum rw_fileop_kind {
-  RW_FOP_OPEN = 1, RW_FOP_CLOSE, RW_FOP_READ, RW_FOP_WRITE, RW_FOP_FSYNC, RW_FOP_FDATASYNC,
+  RW_FOP_OPEN = 1, RW_FOP_CLOSE, RW_FOP_READ, RW_FOP_READV, RW_FOP_WRITE, RW_FOP_FSYNC, RW_FOP_FDATASYNC,
   RW_FOP_STAT, RW_FOP_RENAME, RW_FOP_UNLINK, RW_FOP_MKDIR,
 };
 /* The driver finished `op` (io_uring) with `res`. */
 void rw_fileop_complete(rw_fileop *op, int64_t res);
 
 /* ---- file.c: rw_conn_send_file(), one read at a time into a send chunk ---- */
+#define RW_FILE_IOV 16 /* send chunks one read may fill (16 x 16 KiB: the high water mark) */
 struct rw_file_req {
   rw_fileop op;
   rw_handle conn;
-  uint32_t idx, chunk;
+  uint32_t idx, nchunks;
+  uint32_t chunks[RW_FILE_IOV];
+  struct iovec iov[RW_FILE_IOV];
 };
 bool rw_file_pump(struct rw_conn *c);
 void rw_file_conn_closing(struct rw_conn *c);

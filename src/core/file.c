@@ -41,6 +41,30 @@ static void finish(struct rw_conn *c, int err)
 
 static void read_done(rw_fileop *op, int64_t res);
 
+/* How many chunks the next read fills: the rest of the file, up to what the connection may
+ * queue (its high water mark) and what the slab can spare beyond the dispatch reserve. Over
+ * TLS each chunk read is sealed into about as many chunks again afterwards, so half of that. */
+static uint32_t read_chunks(const struct rw_conn *c)
+{
+  const struct rw_worker *w = c->w;
+  size_t chunk = w->send_pool.item_size;
+  uint64_t want = (c->file.left + chunk - 1) / chunk;
+  size_t room = w->srv->cfg.send_high_water > c->queued ? w->srv->cfg.send_high_water - c->queued : 0;
+  uint64_t by_mark = room / chunk ? room / chunk : 1;
+  uint32_t spare = w->send_pool.nfree > w->send_reserve ? w->send_pool.nfree - w->send_reserve : 0;
+  if (c->tls)
+    spare = spare > 2 ? (spare - 2) / 2 : 0;
+  uint64_t n = want < by_mark ? want : by_mark;
+  n = n < spare ? n : spare;
+  return (uint32_t)(n < RW_FILE_IOV ? n : RW_FILE_IOV);
+}
+
+static void put_chunks(struct rw_worker *w, const struct rw_file_req *r, uint32_t from)
+{
+  for (uint32_t i = from; i < r->nchunks; i++)
+    rw_pool_put(&w->send_pool, r->chunks[i]);
+}
+
 /* Starts the next read if there is room and none in flight. Returns true while the file is
  * not done (dispatch stays paused). */
 bool rw_file_pump(struct rw_conn *c)
@@ -52,25 +76,26 @@ bool rw_file_pump(struct rw_conn *c)
     return false;
   if (!w->nfile_free)
     return true; /* every request busy: a completion will call again */
-  /* Over TLS the read's chunk is sealed into records afterwards: two more chunks must be there
-   * then, beyond the reserve other connections' dispatches count on. */
-  if (c->tls && w->send_pool.nfree < w->send_reserve + 3)
+  uint32_t n = read_chunks(c);
+  if (!n)
     return true; /* a chunk coming back resumes paused connections */
-  uint32_t chunk = rw_pool_get(&w->send_pool);
-  if (chunk == RW_NONE)
-    return true;
   uint32_t ri = w->file_free[--w->nfile_free];
   struct rw_file_req *r = &w->file_reqs[ri];
-  size_t n = w->send_pool.item_size < c->file.left ? w->send_pool.item_size : (size_t)c->file.left;
+  size_t chunk = w->send_pool.item_size;
+  uint64_t left = c->file.left;
   r->conn = rw_conn_handle(c);
   r->idx = ri;
-  r->chunk = chunk;
+  r->nchunks = n;
+  for (uint32_t i = 0; i < n; i++) {
+    r->chunks[i] = rw_pool_get(&w->send_pool); /* read_chunks() counted them free */
+    r->iov[i] = (struct iovec){rw_pool_at(&w->send_pool, r->chunks[i]), left < chunk ? (size_t)left : chunk};
+    left -= r->iov[i].iov_len;
+  }
   c->file.req = ri;
-  int rc = rw_file_read(w, &r->op, c->file.fd, rw_pool_at(&w->send_pool, chunk), n, c->file.off,
-                        read_done);
+  int rc = rw_file_readv(w, &r->op, c->file.fd, r->iov, (int)n, c->file.off, read_done);
   if (rc < 0) {
     c->file.req = RW_NONE;
-    rw_pool_put(&w->send_pool, chunk);
+    put_chunks(w, r, 0);
     w->file_free[w->nfile_free++] = ri;
     finish(c, rc);
     rw_conn_abort(c, rc);
@@ -79,37 +104,49 @@ bool rw_file_pump(struct rw_conn *c)
   return true;
 }
 
+/* The bytes read, chunk by chunk, onto the chain (over TLS: sealed into records from each
+ * chunk, which then goes back). */
+static int deliver(struct rw_conn *c, const struct rw_file_req *r, size_t res)
+{
+  struct rw_worker *w = c->w;
+  uint32_t i = 0;
+  int rc = 0;
+  for (; i < r->nchunks && res && !rc; i++) {
+    size_t k = res < r->iov[i].iov_len ? res : r->iov[i].iov_len;
+    res -= k;
+    if (c->tls) {
+      const struct iovec iov = {r->iov[i].iov_base, k};
+      rc = rw_tls_write(c, &iov, 1);
+      rw_pool_put(&w->send_pool, r->chunks[i]);
+    } else {
+      rw_sendq_append_chunk(w, c, r->chunks[i], k);
+    }
+  }
+  put_chunks(w, r, i); /* those a short read left empty */
+  return rc;
+}
+
 static void read_done(rw_fileop *op, int64_t res)
 {
   struct rw_file_req *r = (struct rw_file_req *)op;
   struct rw_worker *w = op->job.w;
   struct rw_conn *c = rw_conn_from_handle(w, r->conn);
-  uint32_t chunk = r->chunk;
   w->file_free[w->nfile_free++] = r->idx;
   w->freed_resources = true; /* paused connections may go on: a request is free again */
   if (!c || c->file.req != r->idx) {
-    rw_pool_put(&w->send_pool, chunk); /* the connection went away meanwhile */
+    put_chunks(w, r, 0); /* the connection went away meanwhile */
     return;
   }
   c->file.req = RW_NONE;
-  if (res <= 0) {
-    rw_pool_put(&w->send_pool, chunk);
-    finish(c, res < 0 ? (int)res : -ENODATA); /* ENODATA: the file is shorter than promised */
-    rw_conn_abort(c, res < 0 ? (int)res : -ENODATA);
+  int rc = res < 0 ? (int)res : res == 0 ? -ENODATA : 0; /* ENODATA: shorter than promised */
+  if (rc)
+    put_chunks(w, r, 0);
+  else
+    rc = deliver(c, r, (size_t)res);
+  if (rc) {
+    finish(c, rc);
+    rw_conn_abort(c, rc);
     return;
-  }
-  if (c->tls) {
-    /* The records need the plaintext: sealed from the chunk into the chain, then it goes back. */
-    const struct iovec iov = {rw_pool_at(&w->send_pool, chunk), (size_t)res};
-    int rc = rw_tls_write(c, &iov, 1);
-    rw_pool_put(&w->send_pool, chunk);
-    if (rc < 0) {
-      finish(c, rc);
-      rw_conn_abort(c, rc);
-      return;
-    }
-  } else {
-    rw_sendq_append_chunk(w, c, chunk, (size_t)res);
   }
   c->file.off += (uint64_t)res;
   c->file.left -= (uint64_t)res;

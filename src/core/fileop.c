@@ -3,6 +3,8 @@
  * in rw_fileop_complete() on the worker's thread. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <sys/uio.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -23,6 +25,9 @@ static void run_blocking(rw_job *j)
     break;
   case RW_FOP_READ:
     r = pread(op->fd, op->buf, op->len, (off_t)op->off);
+    break;
+  case RW_FOP_READV:
+    r = preadv(op->fd, op->buf, (int)op->len, (off_t)op->off);
     break;
   case RW_FOP_WRITE:
     r = op->off == RW_FILE_POS ? write(op->fd, op->buf, op->len)
@@ -108,6 +113,18 @@ int rw_file_read(rw_worker *w, rw_fileop *op, int fd, void *out, size_t len, uin
   op->len = len;
   op->off = off;
   return start(w, op, RW_FOP_READ, done);
+}
+
+int rw_file_readv(rw_worker *w, rw_fileop *op, int fd, const struct iovec *iov, int iovcnt,
+                  uint64_t off, rw_fileop_fn done)
+{
+  if (!iov || iovcnt < 1 || iovcnt > IOV_MAX)
+    return -EINVAL;
+  op->fd = fd;
+  op->buf = (void *)iov;
+  op->len = (size_t)iovcnt;
+  op->off = off;
+  return start(w, op, RW_FOP_READV, done);
 }
 
 int rw_file_write(rw_worker *w, rw_fileop *op, int fd, const void *data, size_t len, uint64_t off,

@@ -820,6 +820,9 @@ static int uring_file_op(struct rw_worker *w, rw_fileop *op)
   case RW_FOP_READ:
     io_uring_prep_read(sqe, op->fd, op->buf, (unsigned)op->len, op->off);
     break;
+  case RW_FOP_READV:
+    io_uring_prep_readv(sqe, op->fd, op->buf, (unsigned)op->len, op->off);
+    break;
   case RW_FOP_WRITE: /* offset -1: the file position, as write(2) */
     io_uring_prep_write(sqe, op->fd, op->buf, (unsigned)op->len, op->off);
     break;
