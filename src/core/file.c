@@ -1,10 +1,10 @@
-/* Files sent on a connection (rw_conn_send_file): read off the loop with rw_file_read(), a send
- * chunk at a time, straight into the chunk that then joins the send chain (over TLS the chunk
- * is sealed into records instead) (io_uring: READ on
- * the worker's own ring; epoll: the thread pool, completing through the worker's inbox). One
- * read in flight per connection, and only while the connection is under its high water mark:
- * a client that stops reading stops the disk too. Requests come from a fixed per-worker table;
- * nothing here allocates after start. */
+/* Files sent on a connection (rw_conn_send_file): read off the loop with rw_file_readv() (io_uring:
+ * READV on the worker's own ring; epoll: the thread pool, completing through the worker's
+ * inbox) straight into send chunks that then join the send chain (over TLS each chunk is sealed
+ * into records instead). One read in flight per connection, filling up to RW_FILE_IOV chunks
+ * but only what the connection's high water mark and the slab's spare allow: a client that stops
+ * reading stops the disk too. Requests come from a fixed per-worker table; nothing here
+ * allocates after start. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
