@@ -346,7 +346,7 @@ size_t rw_conn_received_plain(struct rw_conn *c, uint8_t *at, size_t n);
 
 /* Fault injection (src/core/fault.c): in test builds only, the drivers ask at each site whether
  * to fail; in the optimised build these are no-ops the compiler removes. */
-enum rw_fault_site { RW_FAULT_ACCEPT, RW_FAULT_RECV, RW_FAULT_SEND };
+enum rw_fault_site { RW_FAULT_ACCEPT, RW_FAULT_RECV, RW_FAULT_SEND, RW_FAULT_FILE };
 #ifdef RW_FAULT_INJECTION
 void rw_fault_init(void);
 int rw_fault(enum rw_fault_site site, int res); /* res, or the injected -errno */

@@ -68,6 +68,9 @@ static void pool_done(rw_worker *w, rw_msg *m)
 void rw_fileop_complete(rw_fileop *op, int64_t res)
 {
   op->job.w->ops_inflight--;
+  int fault = res >= 0 ? rw_fault(RW_FAULT_FILE, 0) : 0; /* test builds: RW_FAULTS=file=... */
+  if (fault < 0)
+    res = fault;
   op->done(op, res);
 }
 

@@ -47,9 +47,9 @@ def wait_port(port, proc, what, secs=10):
 class Kvd(Server):
     """kvd with RESP and memcache on ephemeral ports (self.resp, self.memcache)."""
 
-    def __init__(self, *args, preload=None, binary=None):
+    def __init__(self, *args, preload=None, binary=None, env=None):
         super().__init__(["kvd", "--resp", "127.0.0.1:0", "--memcache", "127.0.0.1:0"] + list(args), 2,
-                         binary=binary, preload=preload)
+                         binary=binary, preload=preload, env=env)
         got = dict(zip(self.protos, self.ports))
         self.resp, self.memcache = got["resp"], got["memcache"]
 
@@ -515,8 +515,8 @@ class Persistence(unittest.TestCase):
     def tearDown(self):
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def start(self, *args):
-        return Kvd("--aof", self.aof, *args)
+    def start(self, *args, env=None):
+        return Kvd("--aof", self.aof, *args, env=env)
 
     def test_fsync_always_keeps_every_acknowledged_write_through_sigkill(self):
         k = self.start("--fsync", "always", "--workers", "2")
@@ -673,6 +673,55 @@ class Persistence(unittest.TestCase):
             self.assertEqual(r.dbsize(), before, "evicted keys stay gone after replay")
             self.assertEqual([i for i in range(6000) if r.exists(f"e{i}")], present)
             self.assertEqual(len(r.get("big")), 1048000)
+        finally:
+            self.assertEqual(k.stop(), 0)
+
+    def test_a_failing_disk_refuses_writes_or_stops_before_acknowledging(self):
+        # everysec: the log's first failed write (every 7th file operation fails) turns writes
+        # into MISCONF errors; reads go on; the server stops cleanly.
+        k = self.start("--fsync", "everysec", env={"RW_FAULTS": "file=ENOSPC/7"})
+        try:
+            refused = None
+            with socket.create_connection(("127.0.0.1", k.resp), timeout=10) as s:
+                r = Reader(s)
+                for i in range(2000):
+                    s.sendall(resp_cmd("SET", f"k{i}", "v"))
+                    line = r.line()
+                    if line.startswith(b"-"):
+                        refused = line
+                        break
+                    time.sleep(0.001)
+                self.assertIsNotNone(refused, "no write was refused")
+                self.assertTrue(refused.startswith(b"-MISCONF Errors writing to the AOF file"), refused)
+                s.sendall(resp_cmd("GET", "k0"))
+                self.assertEqual(r.line(), b"$1\r\n")
+                self.assertEqual(r.line(), b"v\r\n")
+            self.assertIn("No space left on device", k.text())
+        finally:
+            self.assertEqual(k.stop(), 0)
+        # always: a failed write or fsync ends the process (as redis does) before any reply it
+        # covers is sent: every write acknowledged before that is in the log.
+        os.unlink(self.aof)
+        k = self.start("--fsync", "always", env={"RW_FAULTS": "file=EIO/25"})
+        acked = []
+        try:
+            with socket.create_connection(("127.0.0.1", k.resp), timeout=10) as s:
+                r = Reader(s)
+                for i in range(10000):
+                    s.sendall(resp_cmd("SET", f"a{i}", i))
+                    if r.line() != b"+OK\r\n":
+                        break
+                    acked.append(i)
+        except (OSError, EOFError):
+            pass
+        self.assertEqual(k.proc.wait(timeout=20), 1)
+        self.assertIn("cannot recover from an AOF error with --fsync always", k.text())
+        self.assertGreater(len(acked), 0)
+        k = self.start("--aof-truncated", "truncate")
+        try:
+            r = redis.Redis(port=k.resp)
+            missing = [i for i in acked if r.get(f"a{i}") != str(i).encode()]
+            self.assertEqual(missing, [], f"{len(missing)} of {len(acked)} acknowledged writes lost")
         finally:
             self.assertEqual(k.stop(), 0)
 

@@ -16,11 +16,11 @@ class Server:
     """argv[0] is a program in $RW_BIN (or `binary`); waits for `want` "listening on" lines and
     the memory budget line. $RW_BACKEND, when set, is passed as --backend."""
 
-    def __init__(self, argv, want=1, binary=None, preload=None):
+    def __init__(self, argv, want=1, binary=None, preload=None, env=None):
         cmd = [binary or os.path.join(BIN, argv[0])] + list(argv[1:])
         if BACKEND:
             cmd += ["--backend", BACKEND]
-        env = dict(os.environ)
+        env = dict(os.environ, **(env or {}))
         if preload:
             env["LD_PRELOAD"] = preload
         self.log = tempfile.TemporaryFile()
