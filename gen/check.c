@@ -258,7 +258,7 @@ static int class_byte(const char **p)
 }
 
 /* The bytes a class `[...]` (as written; escapes validated by the lexer) stands for. */
-static void class_bitmap(const char *text, uint8_t out[32])
+void class_bitmap(const char *text, uint8_t out[32])
 {
   const char *p = text + 1;
   bool neg = *p == '^';

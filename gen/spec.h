@@ -223,6 +223,8 @@ int emit_re(const struct spec *spec, FILE *out);
 int emit_dot(const struct spec *spec, FILE *out);
 
 const struct token_decl *spec_find_token(const struct spec *spec, const char *name);
+/* The bytes a class `[...]` (as written) stands for, one bit each. */
+void class_bitmap(const char *text, uint8_t out[32]);
 const struct reply_decl *spec_find_reply(const struct spec *spec, const char *name);
 
 #endif

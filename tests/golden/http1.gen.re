@@ -65,6 +65,24 @@ static int parse_u64(const uint8_t *p, const uint8_t *e, uint64_t max, uint64_t 
   return 0;
 }
 
+/* The first byte at or after q (before end) that is a control byte, a space or DEL. */
+static const uint8_t *wide_run(const uint8_t *q, const uint8_t *end)
+{
+#ifdef __SSE2__
+  const __m128i sp = _mm_set1_epi8(0x20), del = _mm_set1_epi8(0x7f);
+  for (; end - q >= 16; q += 16) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)q);
+    __m128i stop = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, sp), v), _mm_cmpeq_epi8(v, del));
+    unsigned m = (unsigned)_mm_movemask_epi8(stop);
+    if (m)
+      return q + __builtin_ctz(m);
+  }
+#endif
+  while (q < end && *q > 0x20 && *q != 0x7f)
+    q++;
+  return q;
+}
+
 /* Parser state survives between calls (re2c storable state): a frame split across
  * reads is resumed, not rescanned. Positions are pointers into the caller's buffer;
  * when the runtime moves the unconsumed bytes it hands the new address and every
@@ -148,6 +166,81 @@ static int http1_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used
     cur = p->cur;
     mar = p->mar;
   }
+  if (p->state < 0) { /* a new frame: the linear first line, matched greedily */
+  static const uint8_t lin_cls0[256] = {
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,1,0,1,1,1,1,1,0,0,1,1,0,1,1,0,1,1,1,1,1,1,1,1,1,1,0,0,0,0,0,0,
+    0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,0,0,0,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,0,1,0,1,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0};
+  static const uint8_t lin_cls2[256] = {
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,0,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,
+    1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1};
+  static const uint8_t lin_cls4[256] = {
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0};
+    const uint8_t *q = buf, *end = buf + len;
+    f_request_method_s = q;
+    {
+      const uint8_t *run = q;
+      while (q < end && lin_cls0[*q])
+        q++;
+      if (q == run || q == end)
+        goto dfa;
+    }
+    f_request_method_e = q;
+    {
+      static const uint8_t lit[] = " ";
+      if (end - q < 1 || memcmp(q, lit, 1) != 0)
+        goto dfa;
+      q += 1;
+    }
+    f_request_target_s = q;
+    {
+      const uint8_t *run = q;
+      q = wide_run(q, end);
+      while (q < end && lin_cls2[*q])
+        q++;
+      if (q == run || q == end)
+        goto dfa;
+    }
+    f_request_target_e = q;
+    {
+      static const uint8_t lit[] = " HTTP/1.";
+      if (end - q < 8 || memcmp(q, lit, 8) != 0)
+        goto dfa;
+      q += 8;
+    }
+    f_request_minor_s = q;
+    if (q == end || !lin_cls4[*q])
+      goto dfa;
+    q++;
+    f_request_minor_e = q;
+    {
+      static const uint8_t lit[] = "\r\n";
+      if (end - q < 2 || memcmp(q, lit, 2) != 0)
+        goto dfa;
+      q += 2;
+    }
+    cur = q;
+    goto fast_request;
+  }
+dfa:
   /*!getstate:re2c*/
   /*!re2c
     re2c:api:style = free-form;
@@ -167,6 +260,7 @@ static int http1_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used
     tok_target = ([\x21-\x7e\x80-\xff])+;
 
     @f_request_method_s tok_tchar @f_request_method_e " " @f_request_target_s tok_target @f_request_target_e " HTTP/1." @f_request_minor_s [01] @f_request_minor_e "\r\n" {
+    fast_request:
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
@@ -283,7 +377,9 @@ static int scan_fields(struct http1_parser *p, const uint8_t *buf, size_t len, u
   size_t i = p->scan;
   for (;;) {
     size_t q = p->pos;
-    if (!p->f_colon) {
+    if (!p->f_colon) { /* four bytes a step (one branch), then byte by byte */
+      while (i + 4 <= len && (cls[buf[i]] & cls[buf[i + 1]] & cls[buf[i + 2]] & cls[buf[i + 3]]))
+        i += 4;
       while (i < len && cls[buf[i]])
         i++;
       if (i == len)
