@@ -36,6 +36,9 @@ struct rw_proc {
  * connection slots, -ENOENT and others from posix_spawn. */
 int rw_spawn(rw_worker *w, rw_proc *p, char *const argv[], const rw_proto *proto,
              const void *handlers, rw_proc_exit_fn on_exit);
+/* A child is an operation in flight: a stopping worker waits for its exit (up to the stop
+ * deadline) and does not signal it; send it a signal yourself when the server stops. */
+
 /* Sends `sig` to the child (through its pidfd: never to a recycled pid). 0 or -errno. */
 int rw_proc_kill(rw_proc *p, int sig);
 
