@@ -278,16 +278,19 @@ void class_bitmap(const char *text, uint8_t out[32])
     out[i] = (uint8_t)~out[i];
 }
 
+const struct rx *rx_unwrap(const struct rx *r)
+{
+  while (r && (r->kind == RX_ALT || r->kind == RX_SEQ) && r->nkids == 1)
+    r = r->kids[0];
+  return r;
+}
+
 /* fields(token): the token must be one class repeated (`[...]+`), so that the generated scan can
  * test each byte with a table. */
 static int fields_class(struct spec *s, const struct rx *r, uint8_t out[32])
 {
   const struct token_decl *t = spec_find_token(s, r->arg);
-  const struct rx *x = t ? t->rx : NULL;
-  if (x && x->kind == RX_ALT && x->nkids == 1)
-    x = x->kids[0];
-  if (x && x->kind == RX_SEQ && x->nkids == 1)
-    x = x->kids[0];
+  const struct rx *x = t ? rx_unwrap(t->rx) : NULL;
   if (!x || x->kind != RX_REPEAT || x->min != 1 || x->max >= 0 || x->kids[0]->kind != RX_CLASS) {
     diag_error(s->src, r->pos, t ? "fields() needs a token of the form [class]+" : "unknown token '%s'",
                r->arg);

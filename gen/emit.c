@@ -30,6 +30,20 @@ static void c_bytes(FILE *out, const uint8_t *b, size_t n)
   fputc('"', out);
 }
 
+static bool in_cls(const uint8_t cls[32], unsigned b)
+{
+  return cls[b >> 3] >> (b & 7) & 1;
+}
+
+/* A class bitmap as the initializer of a byte-per-entry table: one load per byte tested. */
+static void emit_cls_table(const uint8_t cls[32], FILE *out)
+{
+  fputc('{', out);
+  for (unsigned b = 0; b < 256; b++)
+    fprintf(out, "%s%s%d", b ? "," : "", b % 32 ? "" : "\n    ", in_cls(cls, b));
+  fputc('}', out);
+}
+
 static bool has_handler(const struct spec *s, const struct command_decl *c)
 {
   return s->raw_name || (!c->action.present && !c->dispatch_field);
@@ -495,22 +509,10 @@ struct lin {
 
 #define LIN_MAX 16
 
-static bool in_cls(const uint8_t cls[32], unsigned b)
-{
-  return cls[b >> 3] >> (b & 7) & 1;
-}
-
-static const struct rx *unwrap(const struct rx *r)
-{
-  while (r && (r->kind == RX_ALT || r->kind == RX_SEQ) && r->nkids == 1)
-    r = r->kids[0];
-  return r;
-}
-
 /* One element from `r` (a literal, a class, a token reference, a capture of one of those). */
 static bool lin_elem(const struct spec *s, const struct rx *r, const char *cap, struct lin *out)
 {
-  r = unwrap(r);
+  r = rx_unwrap(r);
   if (r->kind == RX_CAPTURE && !cap)
     return lin_elem(s, r->kids[0], r->text, out);
   if (r->kind == RX_REF) {
@@ -529,7 +531,7 @@ static bool lin_elem(const struct spec *s, const struct rx *r, const char *cap, 
     class_bitmap(r->text, out->cls);
     return true;
   }
-  const struct rx *k = r->kind == RX_REPEAT ? unwrap(r->kids[0]) : NULL;
+  const struct rx *k = r->kind == RX_REPEAT ? rx_unwrap(r->kids[0]) : NULL;
   if (k && k->kind == RX_CLASS && r->min == 1 && r->max < 0) {
     out->kind = LIN_RUN;
     class_bitmap(k->text, out->cls);
@@ -549,7 +551,7 @@ static bool lin_first(const struct lin *e, unsigned b)
 /* The command's first line as elements, if it is linear in the sense above. */
 static size_t lin_rule(const struct spec *s, const struct command_decl *c, struct lin out[LIN_MAX])
 {
-  const struct rx *r = unwrap(c->rx);
+  const struct rx *r = rx_unwrap(c->rx);
   size_t n = 0, nk = r->kind == RX_SEQ ? r->nkids : 1;
   for (size_t i = 0; i < nk; i++) {
     const struct rx *k = r->kind == RX_SEQ ? r->kids[i] : r;
@@ -576,13 +578,6 @@ static size_t lin_rule(const struct spec *s, const struct command_decl *c, struc
   return n;
 }
 
-static void emit_cls_table(const char *name, const uint8_t cls[32], FILE *out)
-{
-  fprintf(out, "  static const uint8_t %s[256] = {", name);
-  for (unsigned b = 0; b < 256; b++)
-    fprintf(out, "%s%s%d", b ? "," : "", b % 32 ? "" : "\n    ", in_cls(cls, b));
-  fputs("};\n", out);
-}
 
 static const char lin_helpers[] =
     "/* The first byte at or after q (before end) that is a control byte, a space or DEL. */\n"
@@ -610,8 +605,11 @@ static void emit_lin_fast(const struct spec *s, FILE *out)
   for (size_t i = 0; i < n; i++) {
     char name[32];
     snprintf(name, sizeof name, "lin_cls%zu", i);
-    if (e[i].kind != LIN_LIT)
-      emit_cls_table(name, e[i].cls, out);
+    if (e[i].kind != LIN_LIT) {
+      fprintf(out, "  static const uint8_t %s[256] = ", name);
+      emit_cls_table(e[i].cls, out);
+      fputs(";\n", out);
+    }
   }
   fputs("    const uint8_t *q = buf, *end = buf + len;\n", out);
   for (size_t i = 0; i < n; i++) {
@@ -1128,12 +1126,10 @@ static void emit_fields_helpers(const struct spec *s, FILE *out)
       if (c->steps[k].kind != STEP_FIELDS)
         continue;
       /* A byte per entry, not a bit: one load per name byte on the hot path. */
-      fprintf(out, "/* the bytes a field name of '%s' may hold */\nstatic const uint8_t name_class_%s[256] = {",
+      fprintf(out, "/* the bytes a field name of '%s' may hold */\nstatic const uint8_t name_class_%s[256] = ",
               c->name, c->name);
-      for (int b = 0; b < 256; b++)
-        fprintf(out, "%s%s%d", b ? "," : "", b % 32 ? "" : "\n    ",
-                (c->steps[k].name_class[b >> 3] >> (b & 7)) & 1);
-      fputs("};\n\n", out);
+      emit_cls_table(c->steps[k].name_class, out);
+      fputs(";\n\n", out);
     }
   }
 }

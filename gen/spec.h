@@ -225,6 +225,8 @@ int emit_dot(const struct spec *spec, FILE *out);
 const struct token_decl *spec_find_token(const struct spec *spec, const char *name);
 /* The bytes a class `[...]` (as written) stands for, one bit each. */
 void class_bitmap(const char *text, uint8_t out[32]);
+/* `r` without the one-child groups and sequences that parentheses leave around it. */
+const struct rx *rx_unwrap(const struct rx *r);
 const struct reply_decl *spec_find_reply(const struct spec *spec, const char *name);
 
 #endif

@@ -79,11 +79,6 @@ static void unlock(void)
     pthread_mutex_unlock(&aof.lock);
 }
 
-bool kvd_aof_on(void)
-{
-  return aof.on;
-}
-
 /* ---- records ---- */
 
 /* A record is written between begin() and end(), under the lock. */
@@ -345,22 +340,15 @@ int kvd_aof_admit(rw_conn *c)
   return -EAGAIN;
 }
 
-int kvd_aof_error(void)
-{
-  return aof.error;
-}
-
 /* ---- the write path ---- */
 
-static void submit_write(rw_worker *w);
+static bool submit_write(rw_worker *w);
 
 /* On worker `w`: releases what the durable offset now covers and lets waiting writers retry. */
 static void release(rw_worker *w)
 {
   struct aof_worker *aw = &aof.aw[rw_worker_id(w)];
-  lock();
-  uint64_t durable = aof.durable;
-  unlock();
+  uint64_t durable = atomic_load(&aof.durable);
   uint32_t keep = 0;
   for (uint32_t i = 0; i < aw->ncorked; i++) {
     rw_conn *c = rw_conn_from_handle(w, aw->corked[i]);
@@ -424,8 +412,9 @@ static void batch_done(rw_worker *w)
   aof.durable = aof.inflight_end;
   aof.inflight = false;
   unlock();
-  submit_write(w); /* what other workers appended meanwhile */
-  notify_all(w);
+  /* What other workers appended meanwhile goes next; either way every worker hears of it. */
+  if (!submit_write(w))
+    notify_all(w);
 }
 
 static void fsync_done(rw_fileop *op, int64_t res)
@@ -459,13 +448,14 @@ static void write_done(rw_fileop *op, int64_t res)
 }
 
 /* Swaps the buffers and writes what was filled, unless a write is in flight (its completion
- * comes back here). */
-static void submit_write(rw_worker *w)
+ * comes back here). True when it did, having told every worker (the fill buffer is free again,
+ * and the durable offset they read is current). */
+static bool submit_write(rw_worker *w)
 {
   lock();
   if (aof.inflight || !aof.fill_len || aof.error) {
     unlock();
-    return;
+    return false;
   }
   aof.inflight = true;
   aof.inflight_end = aof.appended;
@@ -479,6 +469,7 @@ static void submit_write(rw_worker *w)
   if (rc < 0)
     failed(w, rc);
   notify_all(w); /* the fill buffer is empty again: waiting writers may go on */
+  return true;
 }
 
 void kvd_aof_turn_end(rw_worker *w, void *data)

@@ -81,7 +81,6 @@ int kvd_aof_start(rw_server *srv, uint32_t max_conns);
 void kvd_aof_worker_start(rw_worker *w);
 void kvd_aof_turn_end(rw_worker *w, void *data);
 void kvd_aof_close(void);
-bool kvd_aof_on(void);
 /* Before a write command changes anything: 0; -EAGAIN (the handler returns it: the command is
  * retried once the log has room); or the log's error (-errno: writes are refused). */
 int kvd_aof_admit(rw_conn *c);
