@@ -362,8 +362,8 @@ static struct {
   rw_server *srv;
   rw_worker *w;
   rw_task blocker;
-  rw_dns q1, q2;
-  int q1_calls, q1_err, q2_err, late_calls;
+  rw_dns q1, q2, q3;
+  int q1_calls, q1_err, q2_err, q3_calls;
   struct sockaddr_storage q2_addr;
   char hostport[64];
   int connected_err;
@@ -415,6 +415,13 @@ static void q2_done(rw_dns *q, int err)
   cr_assert_eq(rc, 0, "rw_connect by name: %s", strerror(-rc));
 }
 
+static void q3_done(rw_dns *q, int err)
+{
+  (void)q;
+  (void)err;
+  dn.q3_calls++;
+}
+
 static void q1_done(rw_dns *q, int err)
 {
   (void)q;
@@ -439,6 +446,9 @@ static void dns_start(rw_worker *w, void *data)
   /* The only pool thread is busy: the lookup cannot finish before its deadline. */
   cr_assert_eq(rw_task_submit(w, &dn.blocker, blocker_run, blocker_done), 0);
   cr_assert_eq(rw_resolve(w, &dn.q1, "localhost", 80, 100, q1_done), 0);
+  /* A cancelled lookup never calls back, neither by its deadline nor by its answer. */
+  cr_assert_eq(rw_resolve(w, &dn.q3, "localhost", 80, 50, q3_done), 0);
+  rw_resolve_cancel(&dn.q3);
 }
 
 Test(dns, answers_times_out_and_connects_by_name)
@@ -467,6 +477,7 @@ Test(dns, answers_times_out_and_connects_by_name)
   cr_assert(!watchdog_fired);
   cr_expect_eq(dn.q1_calls, 1, "a timed-out lookup calls back once");
   cr_expect_eq(dn.q1_err, -ETIMEDOUT);
+  cr_expect_eq(dn.q3_calls, 0, "a cancelled lookup called back");
   cr_expect_eq(dn.q2_err, 0, "localhost: %s", strerror(-dn.q2_err));
   int fam = dn.q2_addr.ss_family;
   cr_expect(fam == AF_INET || fam == AF_INET6);
