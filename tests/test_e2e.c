@@ -287,13 +287,20 @@ Test(server, graceful_stop_flushes_refuses_new_and_exits_zero, .timeout = 60)
   }
   usleep(100000);
   kill(srv.pid, SIGTERM);
-  usleep(100000);
-  /* No longer accepting. */
-  int probe = socket(AF_INET, SOCK_STREAM, 0);
+  /* No longer accepting: every worker closes its listener within a turn (polled: a loaded
+   * machine may take a while to run them). */
+  server_wait_log(&srv, "stopping: no longer accepting", 10000);
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port),
                            .sin_addr.s_addr = htonl(0x7f000001)};
-  cr_expect_neq(connect(probe, (struct sockaddr *)&sa, sizeof sa), 0, "listener must be closed");
-  close(probe);
+  bool refused = false;
+  for (int tries = 0; tries < 250 && !refused; tries++) {
+    int probe = socket(AF_INET, SOCK_STREAM, 0);
+    refused = connect(probe, (struct sockaddr *)&sa, sizeof sa) != 0;
+    close(probe);
+    if (!refused)
+      usleep(20000);
+  }
+  cr_expect(refused, "listener must be closed");
   /* What the server had read is echoed in full before it closes. */
   size_t got = read_n(fd, back, LEN, 20000);
   cr_expect_gt(got, 0);
@@ -611,7 +618,10 @@ Test(faults, short_writes_and_eagain_lose_nothing, .timeout = 120)
 }
 
 /* Every 100th receive fails with ECONNRESET and every 100th send with EPIPE: those connections
- * end, having received only correct bytes; the others get everything; the server goes on. */
+ * end, having received only correct bytes; the others get everything; the server goes on.
+ * A loaded server reads 64 KiB at a time and may make fewer than 100 calls in a round, so rounds
+ * of 50 connections repeat (the fault counters run on) until one was cut, ten at most; at one
+ * fault in 100 calls a round cannot cut all 50. */
 Test(faults, resets_mid_stream_end_only_their_connections, .timeout = 120)
 {
   signal(SIGPIPE, SIG_IGN);
@@ -621,21 +631,24 @@ Test(faults, resets_mid_stream_end_only_their_connections, .timeout = 120)
   static struct stream st[50];
   size_t len = 64 * 1024;
   uint8_t *data = malloc(50 * len);
-  for (size_t i = 0; i < 50 * len; i++)
-    data[i] = (uint8_t)rng_next(&rng);
-  for (int i = 0; i < 50; i++)
-    st[i] = (struct stream){.fd = tcp_connect_nb(srv.port), .out = data + i * len, .out_len = len,
-                            .expect = data + i * len, .expect_len = len, .max_write = 4096, .tolerant = true};
-  drive(st, 50, &rng, 90000);
   int cut = 0;
-  for (int i = 0; i < 50; i++) {
-    cut += st[i].cut;
-    close(st[i].fd);
+  for (int round = 0; round < 10 && !cut; round++) {
+    for (size_t i = 0; i < 50 * len; i++)
+      data[i] = (uint8_t)rng_next(&rng);
+    for (int i = 0; i < 50; i++)
+      st[i] = (struct stream){.fd = tcp_connect_nb(srv.port), .out = data + i * len, .out_len = len,
+                              .expect = data + i * len, .expect_len = len, .max_write = 4096,
+                              .tolerant = true};
+    drive(st, 50, &rng, 90000);
+    for (int i = 0; i < 50; i++) {
+      cut += st[i].cut;
+      close(st[i].fd);
+    }
+    cr_log_info("round %d: %d of 50 connections cut by injected faults, the rest complete", round, cut);
+    cr_expect_lt(cut, 50, "every connection was cut");
   }
   free(data);
-  cr_log_info("%d of 50 connections cut by injected faults, the rest complete", cut);
-  cr_expect_gt(cut, 0, "no fault was injected");
-  cr_expect_lt(cut, 50, "every connection was cut");
+  cr_expect_gt(cut, 0, "no fault was injected in ten rounds");
   /* Still serving: a short echo goes through (retried: it may itself meet a fault). */
   bool served = false;
   for (int attempt = 0; attempt < 10 && !served; attempt++) {
