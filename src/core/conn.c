@@ -33,7 +33,7 @@ static void paused_unlink(struct rw_conn *c)
   c->paused_prev = c->paused_next = NULL;
 }
 
-static void pause_conn(struct rw_conn *c)
+void rw_conn_pause(struct rw_conn *c)
 {
   struct rw_worker *w = c->w;
   if (c->flags & RW_CONN_PAUSED)
@@ -163,7 +163,12 @@ uint8_t *rw_conn_rx_window(struct rw_conn *c, size_t *out_cap)
     return NULL;
   /* Checked before reading, so that a raw protocol's chunk never needs holding back. */
   if (!can_dispatch(c)) {
-    pause_conn(c);
+    rw_conn_pause(c);
+    return NULL;
+  }
+  /* A record that ends past this receive must find a slot to wait in. */
+  if (c->tls && !rw_tls_can_receive(c)) {
+    rw_conn_pause(c);
     return NULL;
   }
   if (c->acc != RW_NONE && !c->tls) { /* (ciphertext never lands among plaintext) */
@@ -174,7 +179,7 @@ uint8_t *rw_conn_rx_window(struct rw_conn *c, size_t *out_cap)
   }
   /* A framed protocol may leave a partial frame behind: make sure a slot will be there. */
   if (c->proto->max_frame && !w->acc_pool.nfree) {
-    pause_conn(c);
+    rw_conn_pause(c);
     return NULL;
   }
   *out_cap = w->srv->cfg.recv_size;
@@ -215,7 +220,7 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
   buf[len] = 0;
   while (off < len && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))) {
     if (!can_dispatch(c) || c->stream || c->file.done) {
-      pause_conn(c);
+      rw_conn_pause(c);
       break;
     }
     size_t used = 0;
@@ -232,7 +237,7 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
       if (rc == -EAGAIN && proto->max_frame) {
         off -= used;
         c->flags |= RW_CONN_WAITING;
-        pause_conn(c);
+        rw_conn_pause(c);
         break;
       }
     } else {
@@ -247,7 +252,7 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
     off = len; /* nothing more will be parsed: drop the rest */
   if (keep_remainder(c, buf, off, len))
     return len;
-  pause_conn(c);
+  rw_conn_pause(c);
   return off;
 }
 
@@ -380,7 +385,7 @@ void rw_conn_resume(rw_conn *c)
 
 void rw_conn_hold(struct rw_conn *c)
 {
-  pause_conn(c);
+  rw_conn_pause(c);
   /* The flush loop offers paused connections room when resources were freed: say so, so that
    * the long reply starts this turn. */
   c->w->freed_resources = true;
@@ -442,6 +447,8 @@ void rw_conn_try_resume(struct rw_conn *c)
       return;
   }
   if (c->proto->max_frame && c->acc == RW_NONE && !w->acc_pool.nfree)
+    return;
+  if (c->tls && !rw_tls_can_receive(c))
     return;
   paused_unlink(c);
   c->flags &= ~RW_CONN_PAUSED;

@@ -60,6 +60,20 @@ int rw_sendq_append(struct rw_worker *w, struct rw_conn *c, const void *data, si
   return 0;
 }
 
+uint8_t *rw_sendq_reserve(struct rw_worker *w, struct rw_conn *c, size_t *out_room)
+{
+  size_t n = tail_room(w, c);
+  *out_room = n;
+  return n ? rw_pool_at(&w->send_pool, c->sq_tail) + c->sq_tail_len : NULL;
+}
+
+void rw_sendq_commit(struct rw_worker *w, struct rw_conn *c, size_t n)
+{
+  (void)w;
+  c->sq_tail_len += (uint32_t)n;
+  c->queued += n;
+}
+
 void rw_sendq_append_chunk(struct rw_worker *w, struct rw_conn *c, uint32_t chunk, size_t len)
 {
   if (c->sq_tail != RW_NONE && c->sq_tail_len < w->send_pool.item_size) {

@@ -174,6 +174,11 @@ static int worker_init(rw_server *s, struct rw_worker *w)
   /* Unframed protocols never hold bytes back: they need no slots. */
   uint32_t slots = !frame ? 0 : cfg->accum_slots ? cfg->accum_slots : (n / 4 > 16 ? n / 4 : 16);
   uint32_t chunks = cfg->send_chunks ? cfg->send_chunks : n * 4;
+  bool tls = false;
+  for (unsigned i = 0; i < s->nlisteners; i++)
+    tls |= s->listeners[i].tls != NULL;
+  /* Outbound TLS connections need slots too: a few are always there. */
+  uint32_t tls_slots = cfg->tls_slots ? cfg->tls_slots : tls && n / 8 > 16 ? n / 8 : 16;
   w->srv = s;
   w->max_conns = n;
   w->driver = s->driver;
@@ -196,6 +201,7 @@ static int worker_init(rw_server *s, struct rw_worker *w)
   w->rxbuf = rw_region_alloc(cfg->recv_size + 1);
   if (!w->conns || !w->conn_free || !w->parsers || !w->chunk_next || !w->rxbuf || !w->file_reqs || !w->file_free ||
       rw_pool_init(&w->acc_pool, slots, slot) < 0 || rw_pool_init(&w->send_pool, chunks, cfg->send_chunk) < 0 ||
+      rw_pool_init(&w->tls_pool, tls_slots, RW_TLS_SLOT) < 0 ||
       rw_pool_init(&w->dio_pool, cfg->dio_buffers, cfg->dio_buffer_size) < 0 || rw_dns_init(w) < 0 ||
       rw_dial_init(w) < 0)
     return -ENOMEM;
@@ -214,7 +220,7 @@ static int worker_init(rw_server *s, struct rw_worker *w)
   w->budget = (size_t)n * (sizeof *w->conns + sizeof *w->conn_free + w->parser_stride +
                            sizeof *w->file_reqs + sizeof *w->file_free) +
               (size_t)chunks * sizeof *w->chunk_next + cfg->recv_size + 1 +
-              rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool) +
+              rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool) + rw_pool_bytes(&w->tls_pool) +
               rw_pool_bytes(&w->dio_pool) + rw_dns_budget(w) +
               (w->driver->budget ? w->driver->budget(w) : 0);
   s->budget += w->budget;
@@ -249,6 +255,7 @@ static void worker_fini(rw_server *s, struct rw_worker *w)
   rw_region_free(w->rxbuf, s->cfg.recv_size + 1);
   rw_pool_fini(&w->acc_pool);
   rw_pool_fini(&w->send_pool);
+  rw_pool_fini(&w->tls_pool);
   rw_pool_fini(&w->dio_pool);
   rw_dns_fini(w);
   rw_dial_fini(w);

@@ -1,10 +1,12 @@
 /* TLS over BoringSSL, shared by both drivers: the core hands a TLS connection's ciphertext here
  * (rw_tls_received) instead of to the parser, and its plaintext writes come here
- * (rw_tls_write) instead of to the send chain. A BIO of our own reads ciphertext from the
- * driver's buffer in place and writes records straight into the send chain, so records cost no
- * allocation of ours. BoringSSL itself allocates per connection (the SSL object, the BIO, the
- * handshake state) and, in Debian's build, takes and drops its record buffers with malloc for
- * every record (see README for the measured counts). */
+ * (rw_tls_write) instead of to the send chain. BoringSSL runs the handshake through a BIO of
+ * our own that reads ciphertext from the driver's buffer, one record at a time, and writes
+ * records straight into the send chain; once the handshake is complete our record layer
+ * (record.c) takes the keys and handles every later record without BoringSSL, so records cost
+ * no allocation (Debian's libssl would take and drop a buffer with malloc for each). What
+ * BoringSSL allocates per connection (the SSL object, the BIO, the handshake state) is counted
+ * in the README. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 #include <ringwright/tls.h>
 
 #include "../core/core.h"
+#include "tls_conn.h"
 
 #define MAX_CERTS 8
 
@@ -29,19 +32,13 @@ struct rw_tls {
   bool server;
 };
 
-enum { TLS_HANDSHAKEN = 1, TLS_SHUTDOWN_SENT = 2 };
-
-struct rw_tls_conn {
-  SSL *ssl;
-  const uint8_t *in; /* ciphertext not yet taken by BoringSSL */
-  size_t in_len;
-  uint8_t flags;
-};
-
 /* ---- the BIO: ciphertext in from the driver's buffer, out into the send chain ---- */
 
 static BIO_METHOD *bio_method;
 
+/* Hands BoringSSL at most the rest of the current record: it never holds bytes past a record
+ * boundary, so whatever follows the handshake's last record stays with us for the record
+ * layer. */
 static int bio_read(BIO *b, char *out, int len)
 {
   struct rw_conn *c = BIO_get_data(b);
@@ -51,10 +48,31 @@ static int bio_read(BIO *b, char *out, int len)
     BIO_set_retry_read(b);
     return -1;
   }
-  size_t n = t->in_len < (size_t)len ? t->in_len : (size_t)len;
-  memcpy(out, t->in, n);
-  t->in += n;
-  t->in_len -= n;
+  size_t n = 0;
+  while (n < (size_t)len && t->in_len) {
+    size_t k;
+    if (!t->hs_rec_left) { /* in a record's header */
+      k = TLS_HEADER - t->hs_hdr_have;
+      k = k < t->in_len ? k : t->in_len;
+      k = k < (size_t)len - n ? k : (size_t)len - n;
+      memcpy(t->hs_hdr + t->hs_hdr_have, t->in, k);
+      t->hs_hdr_have += (uint8_t)k;
+      if (t->hs_hdr_have == TLS_HEADER) {
+        t->hs_hdr_have = 0;
+        t->hs_rec_left = (uint32_t)t->hs_hdr[3] << 8 | t->hs_hdr[4];
+      }
+    } else {
+      k = t->hs_rec_left < t->in_len ? t->hs_rec_left : t->in_len;
+      k = k < (size_t)len - n ? k : (size_t)len - n;
+      t->hs_rec_left -= (uint32_t)k;
+    }
+    memcpy(out + n, t->in, k);
+    t->in += k;
+    t->in_len -= k;
+    n += k;
+    if (!t->hs_rec_left && !t->hs_hdr_have)
+      break; /* a record boundary */
+  }
   return (int)n;
 }
 
@@ -136,8 +154,17 @@ static int servername(SSL *ssl, int *alert, void *arg)
 static SSL_CTX *ctx_new(void)
 {
   SSL_CTX *ctx = SSL_CTX_new(TLS_method());
-  if (ctx)
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  if (!ctx)
+    return NULL;
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  /* TLS 1.2 with AEAD suites only (TLS 1.3's are all AEAD): our record layer speaks those. */
+  if (!SSL_CTX_set_strict_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                           "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                           "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")) {
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  SSL_CTX_set_keylog_callback(ctx, rw_tls_rec_keylog); /* the TLS 1.3 traffic secrets */
   return ctx;
 }
 
@@ -224,7 +251,9 @@ int rw_tls_conn_start(struct rw_conn *c, rw_tls *t, const char *server_name)
   BIO_set_data(bio, c);
   BIO_set_init(bio, 1);
   SSL_set_bio(ssl, bio, bio);
+  SSL_set_app_data(ssl, c);
   tc->ssl = ssl;
+  tc->part = RW_NONE;
   c->tls = tc;
   if (t->server) {
     SSL_set_accept_state(ssl);
@@ -241,6 +270,7 @@ void rw_tls_conn_free(struct rw_conn *c)
   struct rw_tls_conn *t = c->tls;
   if (!t)
     return;
+  rw_tls_rec_free(c);
   SSL_free(t->ssl);
   free(t);
   c->tls = NULL;
@@ -256,105 +286,68 @@ static void tls_failed(struct rw_conn *c, const char *what)
   rw_conn_close(c);
 }
 
-/* Called with the handshake complete: an outbound connection's owner hears of it now. */
-static void handshaken(struct rw_conn *c)
+/* Called with the handshake complete: the record layer takes over, and an outbound
+ * connection's owner hears of it now. */
+static bool handshaken(struct rw_conn *c)
 {
   struct rw_tls_conn *t = c->tls;
+  int rc = rw_tls_rec_start(c);
   t->flags |= TLS_HANDSHAKEN;
   rw_connect_fn done = c->connect_done;
-  if (done) {
-    c->connect_done = NULL;
-    done(c, 0, c->connect_data);
+  c->connect_done = NULL;
+  if (rc < 0) {
+    rw_log_limited(&c->w->tls_log, "tls: cannot take over the negotiated connection (%s, %s): %s",
+                   SSL_get_version(t->ssl), SSL_get_cipher_name(t->ssl), strerror(-rc));
+    t->flags |= TLS_FAILED | TLS_SHUTDOWN_SENT; /* no keys to seal an alert with */
+    rw_conn_close(c);
+    if (done)
+      done(NULL, -ECONNABORTED, c->connect_data);
+    return false;
   }
+  if (done)
+    done(c, 0, c->connect_data);
+  return true;
 }
 
 size_t rw_tls_received(struct rw_conn *c, uint8_t *at, size_t n)
 {
-  /* Plaintext goes through a per-thread buffer: a record at most, plus the parser's sentinel. */
-  static _Thread_local uint8_t plain[16384 + 1];
   struct rw_tls_conn *t = c->tls;
+  rw_conn_mark_dirty(c);
+  if (t->flags & TLS_HANDSHAKEN)
+    return rw_tls_rec_received(c, at, n);
   t->in = at;
   t->in_len = n;
-  if (!(t->flags & TLS_HANDSHAKEN)) {
-    int r = SSL_do_handshake(t->ssl);
-    if (r != 1) {
-      int err = SSL_get_error(t->ssl, r);
-      if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
-        rw_connect_fn done = c->connect_done;
-        c->connect_done = NULL;
-        tls_failed(c, "handshake");
-        if (done)
-          done(NULL, -ECONNABORTED, c->connect_data);
-      }
-      rw_conn_mark_dirty(c);
-      return n;
+  int r = SSL_do_handshake(t->ssl);
+  if (r != 1) {
+    int err = SSL_get_error(t->ssl, r);
+    if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+      rw_connect_fn done = c->connect_done;
+      c->connect_done = NULL;
+      tls_failed(c, "handshake");
+      if (done)
+        done(NULL, -ECONNABORTED, c->connect_data);
     }
-    handshaken(c);
+    t->in_len = 0;
+    return n;
   }
-  while (!(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))) {
-    int r = SSL_read(t->ssl, plain, sizeof plain - 1);
-    if (r <= 0) {
-      int err = SSL_get_error(t->ssl, r);
-      if (err == SSL_ERROR_ZERO_RETURN)
-        rw_conn_close(c); /* close_notify: the peer is done */
-      else if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
-        tls_failed(c, "read");
-      break;
-    }
-    if (rw_conn_received_plain(c, plain, (size_t)r) < (size_t)r) {
-      /* The connection could not hold what it was sent while paused: bounded memory wins. */
-      rw_log_limited(&c->w->tls_log, "tls: a paused connection sent more than a slot holds: closing it");
-      rw_conn_abort(c, -ENOBUFS);
-      break;
-    }
-  }
+  if (!handshaken(c) || !t->in_len || (c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)))
+    return n;
+  /* What followed the handshake's last record (a request sent right behind the Finished). */
+  size_t rest = t->in_len;
   t->in_len = 0;
-  rw_conn_mark_dirty(c);
-  return n;
+  return n - rest + rw_tls_rec_received(c, at + (n - rest), rest);
 }
 
 int rw_tls_write(struct rw_conn *c, const struct iovec *iov, int n)
 {
-  struct rw_tls_conn *t = c->tls;
-  /* Small replies are gathered into one record; large pieces go record by record. */
-  uint8_t buf[4096];
-  size_t total = 0;
-  for (int i = 0; i < n; i++)
-    total += iov[i].iov_len;
-  if (total <= sizeof buf && n > 1) {
-    size_t off = 0;
-    for (int i = 0; i < n; i++) {
-      memcpy(buf + off, iov[i].iov_base, iov[i].iov_len);
-      off += iov[i].iov_len;
-    }
-    struct iovec one = {buf, total};
-    return rw_tls_write(c, &one, 1);
-  }
-  for (int i = 0; i < n; i++) {
-    const uint8_t *p = iov[i].iov_base;
-    size_t left = iov[i].iov_len;
-    while (left) {
-      int chunk = left > (1u << 30) ? 1 << 30 : (int)left;
-      int r = SSL_write(t->ssl, p, chunk);
-      if (r <= 0) {
-        ERR_clear_error();
-        return -ENOBUFS;
-      }
-      p += r;
-      left -= (size_t)r;
-    }
-  }
-  return 0;
+  return rw_tls_rec_write(c, iov, n);
 }
 
 void rw_tls_close_notify(struct rw_conn *c)
 {
   struct rw_tls_conn *t = c->tls;
-  if (!(t->flags & TLS_HANDSHAKEN) || (t->flags & TLS_SHUTDOWN_SENT))
-    return;
-  t->flags |= TLS_SHUTDOWN_SENT;
-  SSL_shutdown(t->ssl); /* queues close_notify in the send chain; we do not wait for the peer's */
-  ERR_clear_error();
+  if (t->flags & TLS_HANDSHAKEN)
+    rw_tls_rec_alert(c, 1, 0); /* close_notify; we do not wait for the peer's */
 }
 
 bool rw_tls_handshaken(const struct rw_conn *c)
