@@ -270,12 +270,14 @@ static int seal(struct rw_tls_conn *t, uint8_t type, const uint8_t *in, size_t l
   if (!v13(t))
     ad12(ad, k->seq, type, len);
   size_t tag_len;
-  /* TLS 1.3's inner content type is sealed as "extra input", behind the content. */
-  if (!EVP_AEAD_CTX_seal_scatter(&k->aead, ct, ct + len, &tag_len, TAG_LEN + 1, nonce, sizeof nonce, in,
+  /* TLS 1.3's inner content type is sealed as "extra input", behind the content. The tag's
+   * room is exact: BoringSSL refuses a tag buffer that reaches into the input, which may be the
+   * chunk right after this one. */
+  if (!EVP_AEAD_CTX_seal_scatter(&k->aead, ct, ct + len, &tag_len, TAG_LEN + v13(t), nonce, sizeof nonce, in,
                                  len, v13(t) ? &type : NULL, v13(t) ? 1 : 0, v13(t) ? out : ad,
                                  v13(t) ? TLS_HEADER : sizeof ad)) {
     ERR_clear_error();
-    return -EPROTO;
+    return -EPROTO; /* (the caller's connection is aborted; logged by rw_tls_rec_write) */
   }
   k->seq++;
   return 0;
@@ -351,6 +353,8 @@ int rw_tls_rec_write(struct rw_conn *c, const struct iovec *iov, int n)
   }
   if (!rc && v13(t) && t->wr.seq >= KEY_UPDATE_AT)
     rc = send_key_update(c, false);
+  if (rc && rc != -ENOBUFS)
+    rw_log_limited(&c->w->tls_log, "tls: write failed: cannot seal a record: %s", strerror(-rc));
   return rc;
 }
 
