@@ -331,9 +331,10 @@ static void tls_clients_start(rw_worker *w, void *data)
                               2000, tls_wrong_name, NULL), 0);
 }
 
-Test(tls, client_verifies_server_and_echoes)
+/* A CA and a certificate for "localhost" it signed, made by the openssl command in `dir`. */
+static void make_certs(char *dir)
 {
-  char dir[] = "/tmp/rw-tls-XXXXXX", cmd[1024], cert[128], key[128], ca[128];
+  char cmd[1024];
   cr_assert_not_null(mkdtemp(dir));
   snprintf(cmd, sizeof cmd,
            "cd %s && exec 2>/dev/null && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=ca && "
@@ -342,6 +343,12 @@ Test(tls, client_verifies_server_and_echoes)
            "openssl x509 -req -in s.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out s.crt -days 1 -extfile s.ext",
            dir);
   cr_assert_eq(system(cmd), 0, "openssl could not make the certificates");
+}
+
+Test(tls, client_verifies_server_and_echoes)
+{
+  char dir[] = "/tmp/rw-tls-XXXXXX", cmd[1024], cert[128], key[128], ca[128];
+  make_certs(dir);
   snprintf(cert, sizeof cert, "%s/s.crt", dir);
   snprintf(key, sizeof key, "%s/s.key", dir);
   snprintf(ca, sizeof ca, "%s/ca.crt", dir);
@@ -365,6 +372,86 @@ Test(tls, client_verifies_server_and_echoes)
   cr_expect_eq(memcmp(tt2.got, "encrypted", 9), 0);
   cr_expect_str_eq(tt2.alpn, "echo/1");
   cr_expect_eq(tt2.wrong_name_err, -ECONNABORTED, "a certificate for another name is refused");
+}
+
+/* Our client against OpenSSL's s_server (-rev: each line comes back reversed), on TLS 1.3 (its
+ * NewSessionTickets arrive after our handshake and are passed over) and TLS 1.2. */
+struct ossl_test {
+  rw_server *srv;
+  rw_tls *client;
+  int port, err;
+  char got[64];
+  size_t gotlen;
+};
+
+static struct ossl_test ot;
+
+static int ossl_data(rw_conn *c, const struct echo_data *m)
+{
+  size_t n = m->data.len < sizeof ot.got - ot.gotlen ? m->data.len : sizeof ot.got - ot.gotlen;
+  memcpy(ot.got + ot.gotlen, m->data.p, n);
+  ot.gotlen += n;
+  if (memchr(ot.got, '\n', ot.gotlen)) {
+    rw_conn_close(c);
+    rw_server_stop(ot.srv);
+  }
+  return 0;
+}
+
+static const struct echo_handlers ossl_side = {.data = ossl_data};
+
+static void ossl_connected(rw_conn *c, int err, void *data)
+{
+  (void)data;
+  ot.err = err;
+  if (!c)
+    rw_server_stop(ot.srv);
+  else
+    cr_expect_eq(rw_conn_write(c, "encrypted\n", 10), 0);
+}
+
+static void ossl_start(rw_worker *w, void *data)
+{
+  (void)data;
+  char addr[64];
+  arm_watchdog(w);
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", ot.port);
+  cr_assert_eq(rw_connect_tls(w, addr, "localhost", ot.client, &echo_proto, &ossl_side, 5000,
+                              ossl_connected, NULL), 0);
+}
+
+Test(tls, client_against_openssl_s_server)
+{
+  char dir[] = "/tmp/rw-tls-XXXXXX", cmd[1024], ca[128], line[256];
+  make_certs(dir);
+  snprintf(ca, sizeof ca, "%s/ca.crt", dir);
+  cr_assert_eq(rw_tls_client_new(ca, NULL, &ot.client), 0);
+  static const char *const versions[] = {"-tls1_3", "-tls1_2"};
+  for (int v = 0; v < 2; v++) {
+    ot.port = closed_port();
+    ot.gotlen = 0;
+    ot.err = 1;
+    snprintf(cmd, sizeof cmd, "exec openssl s_server -accept 127.0.0.1:%d -cert %s/s.crt -key %s/s.key -rev -naccept 1 %s 2>&1",
+             ot.port, dir, dir, versions[v]);
+    FILE *srv = popen(cmd, "r");
+    cr_assert_not_null(srv);
+    bool ready = false;
+    while (!ready && fgets(line, sizeof line, srv))
+      ready = !strncmp(line, "ACCEPT", 6);
+    cr_assert(ready, "s_server did not start");
+    ot.srv = new_server(ossl_start, NULL, 1);
+    cr_assert_eq(rw_server_udp(ot.srv, "127.0.0.1:0", ignore_datagram, NULL), 0); /* something to serve */
+    cr_assert_eq(rw_server_run(ot.srv), 0);
+    rw_server_destroy(ot.srv);
+    pclose(srv); /* (it exits after its one connection) */
+    cr_assert(!watchdog_fired, "%s: the test did not finish within 20 s", versions[v]);
+    cr_expect_eq(ot.err, 0, "%s: %s", versions[v], strerror(-ot.err));
+    cr_expect_eq(ot.gotlen, 10, "%s", versions[v]);
+    cr_expect_eq(memcmp(ot.got, "detpyrcne\n", 10), 0, "%s: %.*s", versions[v], (int)ot.gotlen, ot.got);
+  }
+  rw_tls_free(ot.client);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  cr_expect_eq(system(cmd), 0);
 }
 
 /* ---- cross-worker messages ---- */
