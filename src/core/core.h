@@ -214,6 +214,7 @@ struct rw_worker {
   struct rw_pool tls_pool; /* TLS records that cross receives (src/tls/record.c) */
 #define RW_TLS_SLOT (5 + 16384 + 256 + 59) /* a record's header and largest body, 64-aligned */
   uint32_t *chunk_next;
+  uint32_t *chunk_len; /* bytes in a chain's chunk once it is no longer the tail */
   uint32_t send_reserve; /* chunks that must stay free to start a dispatch */
   struct rw_conn *dirty;
   struct rw_conn *paused;
@@ -378,6 +379,8 @@ int rw_tls_conn_start(struct rw_conn *c, struct rw_tls *t, const char *server_na
 size_t rw_tls_received(struct rw_conn *c, uint8_t *at, size_t n);
 int rw_tls_write(struct rw_conn *c, const struct iovec *iov, int n);
 void rw_tls_close_notify(struct rw_conn *c);
+/* The plaintext one record carries when sealed into a fresh send chunk. */
+size_t rw_tls_record_room(const struct rw_conn *c);
 /* False when a handshaken connection could not keep a partial record (no slot free). */
 bool rw_tls_can_receive(const struct rw_conn *c);
 void rw_tls_conn_free(struct rw_conn *c);
@@ -404,9 +407,10 @@ void rw_conn_try_resume(struct rw_conn *c);
 int rw_sendq_append(struct rw_worker *w, struct rw_conn *c, const void *data, size_t len);
 /* Links a whole chunk holding `len` bytes at the end of the chain (copied behind a partly
  * filled tail instead). */
-/* The free bytes at the chain's tail (a fresh chunk if the tail is full; NULL if the slab is
- * exhausted), to be filled in place and then counted with rw_sendq_commit. */
-uint8_t *rw_sendq_reserve(struct rw_worker *w, struct rw_conn *c, size_t *out_room);
+/* The free bytes at the chain's tail, at least `want` (<= a chunk) of them: a fresh chunk when
+ * the tail has less (it keeps what it holds). NULL if the slab is exhausted. To be filled in
+ * place and then counted with rw_sendq_commit. */
+uint8_t *rw_sendq_reserve(struct rw_worker *w, struct rw_conn *c, size_t want, size_t *out_room);
 void rw_sendq_commit(struct rw_worker *w, struct rw_conn *c, size_t n);
 void rw_sendq_append_chunk(struct rw_worker *w, struct rw_conn *c, uint32_t chunk, size_t len);
 /* Fills up to `max` iovecs with the queued bytes, oldest first; returns how many. */

@@ -41,13 +41,20 @@ static void finish(struct rw_conn *c, int err)
 
 static void read_done(rw_fileop *op, int64_t res);
 
+/* The bytes read into each chunk: all of it, or over TLS what one record sealed into a fresh
+ * chunk carries (one record per chunk read, none split across chunks). */
+static size_t piece_size(const struct rw_conn *c)
+{
+  return c->tls ? rw_tls_record_room(c) : c->w->send_pool.item_size;
+}
+
 /* How many chunks the next read fills: the rest of the file, up to what the connection may
  * queue (its high water mark) and what the slab can spare beyond the dispatch reserve. Over
- * TLS each chunk read is sealed into about as many chunks again afterwards, so half of that. */
+ * TLS each chunk read is sealed into another chunk afterwards, so half of that. */
 static uint32_t read_chunks(const struct rw_conn *c)
 {
   const struct rw_worker *w = c->w;
-  size_t chunk = w->send_pool.item_size;
+  size_t chunk = piece_size(c);
   uint64_t want = (c->file.left + chunk - 1) / chunk;
   size_t room = w->srv->cfg.send_high_water > c->queued ? w->srv->cfg.send_high_water - c->queued : 0;
   uint64_t by_mark = room / chunk ? room / chunk : 1;
@@ -81,7 +88,7 @@ bool rw_file_pump(struct rw_conn *c)
     return true; /* a chunk coming back resumes paused connections */
   uint32_t ri = w->file_free[--w->nfile_free];
   struct rw_file_req *r = &w->file_reqs[ri];
-  size_t chunk = w->send_pool.item_size;
+  size_t chunk = piece_size(c);
   uint64_t left = c->file.left;
   r->conn = rw_conn_handle(c);
   r->idx = ri;

@@ -1,6 +1,8 @@
 /* Send chains: each connection's queued output is a list of chunks from the worker's slab.
  * Replies written during a loop turn are appended back to back, so a turn's replies leave in
- * one sendmsg (or one send SQE) per connection. Nothing here allocates. */
+ * one sendmsg (or one send SQE) per connection. A chunk need not be full when the next one is
+ * linked behind it (a file's chunk as read, a TLS record that did not fit): each keeps its
+ * length. Nothing here allocates. */
 #include <errno.h>
 #include <string.h>
 
@@ -14,8 +16,6 @@ static uint32_t chunk_get(struct rw_worker *w)
   return i;
 }
 
-/* Room at the end of the chain: a fresh chunk when the tail is full. Returns the bytes free
- * there (0: the slab is exhausted). */
 /* Makes chunk `i` (holding `len` bytes) the new tail of the chain. */
 static void link_tail(struct rw_worker *w, struct rw_conn *c, uint32_t i, size_t len)
 {
@@ -24,12 +24,15 @@ static void link_tail(struct rw_worker *w, struct rw_conn *c, uint32_t i, size_t
     c->sq_head = i;
     c->sq_head_off = 0;
   } else {
+    w->chunk_len[c->sq_tail] = c->sq_tail_len;
     w->chunk_next[c->sq_tail] = i;
   }
   c->sq_tail = i;
   c->sq_tail_len = (uint32_t)len;
 }
 
+/* Room at the end of the chain: a fresh chunk when the tail is full. Returns the bytes free
+ * there (0: the slab is exhausted). */
 static size_t tail_room(struct rw_worker *w, struct rw_conn *c)
 {
   size_t csize = w->send_pool.item_size;
@@ -60,8 +63,15 @@ int rw_sendq_append(struct rw_worker *w, struct rw_conn *c, const void *data, si
   return 0;
 }
 
-uint8_t *rw_sendq_reserve(struct rw_worker *w, struct rw_conn *c, size_t *out_room)
+uint8_t *rw_sendq_reserve(struct rw_worker *w, struct rw_conn *c, size_t want, size_t *out_room)
 {
+  size_t csize = w->send_pool.item_size;
+  if (c->sq_tail != RW_NONE && c->sq_tail_len && csize - c->sq_tail_len < want) {
+    uint32_t i = chunk_get(w); /* the tail stays as filled as it is */
+    if (i == RW_NONE)
+      return NULL;
+    link_tail(w, c, i, 0);
+  }
   size_t n = tail_room(w, c);
   *out_room = n;
   return n ? rw_pool_at(&w->send_pool, c->sq_tail) + c->sq_tail_len : NULL;
@@ -76,17 +86,6 @@ void rw_sendq_commit(struct rw_worker *w, struct rw_conn *c, size_t n)
 
 void rw_sendq_append_chunk(struct rw_worker *w, struct rw_conn *c, uint32_t chunk, size_t len)
 {
-  if (c->sq_tail != RW_NONE && c->sq_tail_len < w->send_pool.item_size) {
-    /* Only the tail may be partly filled: copy behind it instead (rare: a head before a file
-     * leaves one such chunk), and give the chunk back. */
-    int rc = rw_sendq_append(w, c, rw_pool_at(&w->send_pool, chunk), len);
-    rw_pool_put(&w->send_pool, chunk);
-    w->freed_resources = true;
-    if (rc == 0)
-      return;
-    rw_conn_abort(c, rc); /* no chunk for the copy: cannot happen, one was just freed */
-    return;
-  }
   link_tail(w, c, chunk, len);
   c->queued += len;
 }
@@ -96,7 +95,7 @@ int rw_sendq_iov(const struct rw_worker *w, const struct rw_conn *c, struct iove
   int n = 0;
   for (uint32_t i = c->sq_head; i != RW_NONE && n < max; i = w->chunk_next[i]) {
     size_t start = i == c->sq_head ? c->sq_head_off : 0;
-    size_t end = i == c->sq_tail ? c->sq_tail_len : w->send_pool.item_size;
+    size_t end = i == c->sq_tail ? c->sq_tail_len : w->chunk_len[i];
     iov[n].iov_base = rw_pool_at(&w->send_pool, i) + start;
     iov[n].iov_len = end - start;
     n++;
@@ -109,7 +108,7 @@ void rw_sendq_consume(struct rw_worker *w, struct rw_conn *c, size_t n)
   c->queued -= n;
   while (n) {
     uint32_t i = c->sq_head;
-    size_t end = i == c->sq_tail ? c->sq_tail_len : w->send_pool.item_size;
+    size_t end = i == c->sq_tail ? c->sq_tail_len : w->chunk_len[i];
     size_t avail = end - c->sq_head_off;
     if (n < avail) {
       c->sq_head_off += (uint32_t)n;

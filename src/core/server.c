@@ -198,8 +198,9 @@ static int worker_init(rw_server *s, struct rw_worker *w)
   w->conn_free = rw_region_alloc((size_t)n * sizeof *w->conn_free);
   w->parsers = rw_region_alloc((size_t)n * w->parser_stride);
   w->chunk_next = rw_region_alloc((size_t)chunks * sizeof *w->chunk_next);
+  w->chunk_len = rw_region_alloc((size_t)chunks * sizeof *w->chunk_len);
   w->rxbuf = rw_region_alloc(cfg->recv_size + 1);
-  if (!w->conns || !w->conn_free || !w->parsers || !w->chunk_next || !w->rxbuf || !w->file_reqs || !w->file_free ||
+  if (!w->conns || !w->conn_free || !w->parsers || !w->chunk_next || !w->chunk_len || !w->rxbuf || !w->file_reqs || !w->file_free ||
       rw_pool_init(&w->acc_pool, slots, slot) < 0 || rw_pool_init(&w->send_pool, chunks, cfg->send_chunk) < 0 ||
       rw_pool_init(&w->tls_pool, tls_slots, RW_TLS_SLOT) < 0 ||
       rw_pool_init(&w->dio_pool, cfg->dio_buffers, cfg->dio_buffer_size) < 0 || rw_dns_init(w) < 0 ||
@@ -219,7 +220,7 @@ static int worker_init(rw_server *s, struct rw_worker *w)
     return -errno;
   w->budget = (size_t)n * (sizeof *w->conns + sizeof *w->conn_free + w->parser_stride +
                            sizeof *w->file_reqs + sizeof *w->file_free) +
-              (size_t)chunks * sizeof *w->chunk_next + cfg->recv_size + 1 +
+              (size_t)chunks * (sizeof *w->chunk_next + sizeof *w->chunk_len) + cfg->recv_size + 1 +
               rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool) + rw_pool_bytes(&w->tls_pool) +
               rw_pool_bytes(&w->dio_pool) + rw_dns_budget(w) +
               (w->driver->budget ? w->driver->budget(w) : 0);
@@ -252,6 +253,7 @@ static void worker_fini(rw_server *s, struct rw_worker *w)
   rw_region_free(w->file_reqs, (size_t)n * sizeof *w->file_reqs);
   rw_region_free(w->file_free, (size_t)n * sizeof *w->file_free);
   rw_region_free(w->chunk_next, (size_t)w->send_pool.count * sizeof *w->chunk_next);
+  rw_region_free(w->chunk_len, (size_t)w->send_pool.count * sizeof *w->chunk_len);
   rw_region_free(w->rxbuf, s->cfg.recv_size + 1);
   rw_pool_fini(&w->acc_pool);
   rw_pool_fini(&w->send_pool);

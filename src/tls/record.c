@@ -283,39 +283,35 @@ static int seal(struct rw_tls_conn *t, uint8_t type, const uint8_t *in, size_t l
   return 0;
 }
 
-/* Seals content into the send chain, records sized to the room at its tail (a fresh chunk
- * takes one record that fills it): sealed where it will be sent from. When the tail has too
- * little room for a worthwhile record, the record is sealed aside and copied across chunks. */
+/* Seals content into the send chain, each record in place in one chunk: at the tail when it
+ * fits there, else in a fresh chunk (the tail keeps what it holds). Records carry as much as a
+ * chunk takes, so a file read in pieces of rw_tls_record_room() goes out one record a piece. */
 static int seal_into_chain(struct rw_conn *c, uint8_t type, const uint8_t *p, size_t len)
 {
-  static _Thread_local uint8_t aside[TLS_HEADER + MAX_PLAIN + 32];
   struct rw_tls_conn *t = c->tls;
   struct rw_worker *w = c->w;
-  size_t oh = overhead(t);
+  size_t oh = overhead(t), most = w->send_pool.item_size - oh;
+  most = most < MAX_PLAIN ? most : MAX_PLAIN;
   do {
-    size_t room, k = len < MAX_PLAIN ? len : MAX_PLAIN;
-    uint8_t *out = rw_sendq_reserve(w, c, &room);
+    size_t room, k = len < most ? len : most;
+    uint8_t *out = rw_sendq_reserve(w, c, k + oh, &room);
     if (!out)
       return -ENOBUFS;
-    int rc;
-    if (room >= oh + (k < 1024 ? k : 1024)) {
-      if (k > room - oh)
-        k = room - oh;
-      rc = seal(t, type, p, k, out);
-      if (!rc)
-        rw_sendq_commit(w, c, k + oh);
-    } else {
-      rc = seal(t, type, p, k, aside);
-      if (!rc)
-        rc = rw_sendq_append(w, c, aside, k + oh);
-    }
+    int rc = seal(t, type, p, k, out);
     if (rc)
       return rc;
+    rw_sendq_commit(w, c, k + oh);
     p += k;
     len -= k;
   } while (len);
   rw_conn_mark_dirty(c);
   return 0;
+}
+
+size_t rw_tls_record_room(const struct rw_conn *c)
+{
+  size_t most = c->w->send_pool.item_size - overhead(c->tls);
+  return most < MAX_PLAIN ? most : MAX_PLAIN;
 }
 
 static int send_key_update(struct rw_conn *c, bool request)
