@@ -1,7 +1,8 @@
-/* TLS (BoringSSL) for any connection, on either driver: server listeners and outbound
- * connections. Records move through a BIO over the connection's own buffers: ciphertext is
- * read from the driver's receive buffer and written straight into the send chain. Handlers see
- * plaintext and write plaintext, as on a plain connection. */
+/* TLS for any connection, on either driver: server listeners and outbound connections.
+ * BoringSSL runs the handshake over the connection's own buffers; after it, records are opened
+ * in place in the driver's receive buffer and sealed straight into the send chain by the
+ * runtime's own record layer (TLS 1.3, and TLS 1.2 with AEAD suites): nothing is allocated per
+ * record. Handlers see plaintext and write plaintext, as on a plain connection. */
 #ifndef RINGWRIGHT_TLS_H
 #define RINGWRIGHT_TLS_H
 

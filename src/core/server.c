@@ -229,8 +229,11 @@ static int worker_init(rw_server *s, struct rw_worker *w)
     char slots_desc[64] = "no accumulator slots (unframed)";
     if (slots)
       snprintf(slots_desc, sizeof slots_desc, "%u accumulator slots x %zu KiB", slots, slot >> 10);
-    rw_log("per worker: %u connections, recv %u KiB, %s, %u send chunks x %u KiB", n,
-           cfg->recv_size >> 10, slots_desc, chunks, cfg->send_chunk >> 10);
+    char tls_desc[48] = "";
+    if (tls)
+      snprintf(tls_desc, sizeof tls_desc, ", %u TLS record slots", tls_slots);
+    rw_log("per worker: %u connections, recv %u KiB, %s, %u send chunks x %u KiB%s", n,
+           cfg->recv_size >> 10, slots_desc, chunks, cfg->send_chunk >> 10, tls_desc);
   }
   return worker_sockets(s, w);
 }

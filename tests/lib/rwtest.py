@@ -23,7 +23,13 @@ class Server:
         env = dict(os.environ, **(env or {}))
         if preload:
             env["LD_PRELOAD"] = preload
-        self.log = tempfile.TemporaryFile()
+        # O_APPEND: the server's writes always land at the end. (A plain temporary file shares
+        # its offset with our reads: a line written just after text() seeks to 0 overwrote the
+        # start of the log, and malloc_count() then missed its line.)
+        fd, path = tempfile.mkstemp(prefix="rw-log-")
+        os.close(fd)
+        self.log = open(path, "a+b")
+        os.unlink(path)
         self.proc = subprocess.Popen(cmd, stderr=self.log, env=env)
         deadline = time.time() + 15
         while time.time() < deadline:
