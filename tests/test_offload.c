@@ -624,6 +624,72 @@ Test(conn, cork_holds_replies_and_eagain_redelivers_the_frame)
   cr_expect_str_eq(hb.seen[2], "after", "the next frame waits its turn");
 }
 
+/* ---- rw_server_peek: a pipeline's messages seen before any is dispatched ---- */
+
+static struct {
+  char log[512];
+  rw_server *srv;
+  int port;
+} pk;
+
+static void pk_note(const char *what, rw_span key)
+{
+  size_t n = strlen(pk.log);
+  snprintf(pk.log + n, sizeof pk.log - n, "%s%.*s ", what, (int)key.len, (const char *)key.p);
+}
+
+static void pk_peek(rw_conn *c, int cmd, const void *msg)
+{
+  (void)c;
+  if (cmd < 0)
+    pk_note("end", (rw_span){0});
+  else if (cmd == KVT_CMD_GET)
+    pk_note("p:", ((const struct kvt_get *)msg)->key);
+  else
+    pk_note("other", (rw_span){0});
+}
+
+static int pk_get(rw_conn *c, const struct kvt_get *m)
+{
+  pk_note("d:", m->key);
+  const struct iovec iov[2] = {{(void *)m->key.p, m->key.len}, {"\r\n", 2}};
+  return rw_conn_writev(c, iov, 2);
+}
+static const struct kvt_handlers peeking = {.get = pk_get, .set = unused_set, .put = unused_put};
+
+static void *pk_client(void *arg)
+{
+  (void)arg;
+  char out[64];
+  double wait;
+  /* Three in one write (one receive), then one alone, then a pipeline cut mid-frame. */
+  exchange(pk.port, "get a\r\nget b\r\nget c\r\n", 9, out, &wait);
+  exchange(pk.port, "get d\r\n", 3, out, &wait);
+  exchange(pk.port, "get e\r\nget f\r\nget g", 6, out, &wait); /* g never completes */
+  rw_server_stop(pk.srv);
+  return NULL;
+}
+
+Test(conn, peek_sees_a_pipeline_before_it_is_dispatched)
+{
+  rw_config cfg;
+  config(&cfg, NULL);
+  rw_server *s;
+  cr_assert_eq(rw_server_create(&cfg, &s), 0);
+  cr_assert_eq(rw_server_listen(s, "127.0.0.1:0", &kvt_proto, &peeking), 0);
+  cr_assert_eq(rw_server_peek(s, &kvt_proto, pk_peek), 0);
+  pk.port = rw_server_port(s, 0);
+  pk.srv = s;
+  pthread_t th;
+  pthread_create(&th, NULL, pk_client, NULL);
+  cr_assert_eq(rw_server_run(s), 0);
+  pthread_join(th, NULL);
+  rw_server_destroy(s);
+  /* Each whole message ahead, in order, then the end mark, then the dispatches; a lone message
+   * is not looked ahead; an incomplete frame is neither. */
+  cr_expect_str_eq(pk.log, "p:a p:b p:c end d:a d:b d:c d:d p:e p:f end d:e d:f ");
+}
+
 /* ---- child processes: stdio as connections, exit status as an event ---- */
 
 static struct {

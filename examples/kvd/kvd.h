@@ -106,6 +106,13 @@ void kvd_aof_flush(rw_conn *c, int64_t at_ms); /* a delayed flush_all's record *
 /* A read's reply waits, with --fsync always, for writes it may see (call with its shard locked). */
 void kvd_aof_read(rw_conn *c);
 
+/* Lookahead (rw_server_peek): a key the next commands of a pipeline will look up is noted and
+ * its bucket prefetched; at the end of the lookahead each noted bucket's first item is. */
+void kvd_peek_key(rw_span key);
+void kvd_peek_end(void);
+void kvd_resp_peek(rw_conn *c, int cmd, const void *msg);
+void kvd_memcache_peek(rw_conn *c, int cmd, const void *msg);
+
 /* Handlers for the two protocols. */
 extern const struct resp_handlers kvd_resp_handlers;
 extern const struct memcache_handlers kvd_memcache_handlers;

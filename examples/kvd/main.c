@@ -122,6 +122,27 @@ static void worker_start(rw_worker *w, void *data)
   kvd_aof_worker_start(w);
 }
 
+/* ---- lookahead: prefetching a pipeline's keys (rw_server_peek) ---- */
+
+static _Thread_local uint32_t peeked[RW_PEEK_MAX];
+static _Thread_local unsigned npeeked;
+
+void kvd_peek_key(rw_span key)
+{
+  if (npeeked == RW_PEEK_MAX)
+    return;
+  uint32_t h = kv_hash(key);
+  kv_prefetch_bucket(&kvd.store, h);
+  peeked[npeeked++] = h;
+}
+
+void kvd_peek_end(void)
+{
+  for (unsigned i = 0; i < npeeked; i++)
+    kv_prefetch_item(&kvd.store, peeked[i]);
+  npeeked = 0;
+}
+
 static int setup(rw_server *srv, uint32_t srv_max_conns, const struct opts *o, rw_tls *tls)
 {
   int rc = 0;
@@ -134,6 +155,10 @@ static int setup(rw_server *srv, uint32_t srv_max_conns, const struct opts *o, r
     rc = rw_server_listen_tls(srv, o->resp_tls, &resp_proto, &kvd_resp_handlers, tls);
   if (!rc && o->memcache_tls)
     rc = rw_server_listen_tls(srv, o->memcache_tls, &memcache_proto, &kvd_memcache_handlers, tls);
+  if (!rc)
+    rc = rw_server_peek(srv, &resp_proto, kvd_resp_peek);
+  if (!rc)
+    rc = rw_server_peek(srv, &memcache_proto, kvd_memcache_peek);
   if (rc < 0)
     return rc;
   kvd.workers = rw_server_workers(srv);

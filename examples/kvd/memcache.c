@@ -352,6 +352,22 @@ static int on_stats(rw_conn *c, const struct memcache_stats *m)
   return memcache_reply_error(c);
 }
 
+/* The lookahead: get and gets (their first key) and set, the commands a pipeline repeats. */
+void kvd_memcache_peek(rw_conn *c, int cmd, const void *msg)
+{
+  (void)c;
+  if (cmd < 0) {
+    kvd_peek_end();
+  } else if (cmd == MEMCACHE_CMD_GET || cmd == MEMCACHE_CMD_GETS) {
+    rw_span keys = cmd == MEMCACHE_CMD_GET ? ((const struct memcache_get *)msg)->keys
+                                           : ((const struct memcache_gets *)msg)->keys;
+    const uint8_t *sp = memchr(keys.p, ' ', keys.len);
+    kvd_peek_key((rw_span){keys.p, sp ? (size_t)(sp - keys.p) : keys.len});
+  } else if (cmd == MEMCACHE_CMD_SET) {
+    kvd_peek_key(((const struct memcache_set *)msg)->key);
+  }
+}
+
 const struct memcache_handlers kvd_memcache_handlers = {
     .get = on_get, .gets = on_gets, .set = on_set, .add = on_add, .replace = on_replace,
     .append = on_append, .prepend = on_prepend, .cas = on_cas, .delete = on_delete,

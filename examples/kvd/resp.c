@@ -642,6 +642,18 @@ static int on_unknown(rw_conn *c, const rw_list *a)
   return resp_reply_error(c, (rw_span){(const uint8_t *)msg, n});
 }
 
+/* The key of a pipelined command, for the lookahead: the first argument, which is the key of
+ * every keyed command kvd serves (MGET/MSET/DEL/EXISTS: their first key). */
+void kvd_resp_peek(rw_conn *c, int cmd, const void *msg)
+{
+  (void)c;
+  const struct resp_multibulk *m = msg;
+  if (cmd < 0)
+    kvd_peek_end();
+  else if (cmd == RESP_CMD_MULTIBULK && m->args.count >= 2)
+    kvd_peek_key(m->args.item[1]);
+}
+
 const struct resp_handlers kvd_resp_handlers = {
     .ping = on_ping, .echo = on_echo, .get = on_get, .set = on_set, .setnx = on_setnx,
     .setex = on_setex, .getset = on_getset, .mget = on_mget, .mset = on_mset, .del = on_del,

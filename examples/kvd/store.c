@@ -90,10 +90,29 @@ void kv_store_destroy(kv_store *st)
   st->shards = NULL;
 }
 
+/* The high bits pick the shard; the low bits pick the bucket within it. */
+static kv_shard *shard_of(const kv_store *st, uint32_t hash)
+{
+  return &st->shards[(uint64_t)(hash >> 16) * st->nshards >> 16];
+}
+
+void kv_prefetch_bucket(const kv_store *st, uint32_t hash)
+{
+  const kv_shard *sh = shard_of(st, hash);
+  __builtin_prefetch(&sh->buckets[hash & sh->bucket_mask]);
+}
+
+void kv_prefetch_item(const kv_store *st, uint32_t hash)
+{
+  const kv_shard *sh = shard_of(st, hash);
+  kv_item *it = __atomic_load_n(&sh->buckets[hash & sh->bucket_mask], __ATOMIC_RELAXED);
+  if (it)
+    __builtin_prefetch(it);
+}
+
 kv_shard *kv_lock(kv_store *st, uint32_t hash)
 {
-  /* The high bits pick the shard; the low bits pick the bucket within it. */
-  kv_shard *sh = &st->shards[(uint64_t)(hash >> 16) * st->nshards >> 16];
+  kv_shard *sh = shard_of(st, hash);
   if (sh->locking)
     pthread_mutex_lock(&sh->lock);
   return sh;

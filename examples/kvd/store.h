@@ -90,6 +90,12 @@ static inline uint8_t *kv_value(kv_item *it)
   return it->data + it->klen;
 }
 
+/* Hints for a key about to be looked up: its bucket, then (once that has had time to arrive)
+ * the first item in it. No lock is taken: a stale pointer costs a useless prefetch, never a
+ * fault (a prefetch does not fault, and items live in the store's own mapping). */
+void kv_prefetch_bucket(const kv_store *st, uint32_t hash);
+void kv_prefetch_item(const kv_store *st, uint32_t hash);
+
 /* The live item for `key`, or NULL (an expired or flushed one is removed on the way); a hit
  * moves to the front of its LRU. */
 kv_item *kv_find(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, int64_t now_ms);

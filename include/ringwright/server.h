@@ -57,6 +57,19 @@ int rw_server_create(const rw_config *cfg, rw_server **out_srv);
 int rw_server_listen(rw_server *s, const char *hostport, const rw_proto *proto,
                      const void *handlers);
 
+/* Lookahead for the connections speaking `proto` (accepted or dialled): when a receive holds
+ * two or more whole messages, `fn` sees up to RW_PEEK_MAX of them (the command and message
+ * the handlers will get) before any is dispatched, then once more with cmd -1 and msg NULL. It
+ * is the place to prefetch what the handlers will touch (kvd: each key's hash bucket, then the
+ * items): a pipeline's cache misses overlap instead of following one another. `fn` may not
+ * write to the connection or keep the message; every message is dispatched afterwards as
+ * always. Parsers with more than RW_PEEK_STATE bytes of state are not looked ahead. Call
+ * before rw_server_run(); 0 or -errno. */
+#define RW_PEEK_MAX 16
+#define RW_PEEK_STATE 2048
+typedef void (*rw_peek_fn)(rw_conn *c, int cmd, const void *msg);
+int rw_server_peek(rw_server *s, const rw_proto *proto, rw_peek_fn fn);
+
 /* The port listener `i` (in rw_server_listen() order) is bound to, or -EINVAL. */
 int rw_server_port(const rw_server *s, unsigned i);
 

@@ -80,6 +80,9 @@ struct rw_conn *rw_conn_open(struct rw_worker *w, const rw_proto *proto, const v
                         .handlers = handlers, .w = w, .parser = parser, .acc = RW_NONE,
                         .sq_head = RW_NONE, .sq_tail = RW_NONE, .last_active_ms = w->now_ms,
                         .file = {.req = RW_NONE}};
+  for (unsigned i = 0; i < w->srv->npeeks; i++)
+    if (w->srv->peeks[i].proto == proto)
+      c->peek = w->srv->peeks[i].fn;
   proto->parser_init(parser);
   memset((uint8_t *)parser + w->user_off, 0, w->user_size);
   rw_conn_arm_idle(c);
@@ -209,6 +212,28 @@ static bool keep_remainder(struct rw_conn *c, uint8_t *buf, size_t off, size_t l
   return true;
 }
 
+/* rw_server_peek(): the messages in buf[0..len) parsed ahead with a copy of the parser's state
+ * and shown to the hook, when at least two are there (one alone gains nothing from it). */
+static void peek_ahead(struct rw_conn *c, const uint8_t *buf, size_t len)
+{
+  const rw_proto *proto = c->proto;
+  _Alignas(max_align_t) unsigned char state[RW_PEEK_STATE], msg[RW_PROTO_MSG_MAX];
+  memcpy(state, c->parser, proto->parser_size);
+  size_t pos = 0;
+  int shown = 0;
+  for (int k = 0; k < RW_PEEK_MAX && pos < len; k++) {
+    size_t used = 0;
+    int rc = proto->next(state, buf + pos, len - pos, &used, msg);
+    if (rc < 0 || !used || (k == 0 && pos + used == len))
+      break;
+    pos += used;
+    c->peek(c, rc, msg);
+    shown++;
+  }
+  if (shown)
+    c->peek(c, -1, NULL);
+}
+
 /* Parses and dispatches buf[0..len); buf[len] must be writable (it takes the sentinel).
  * Returns how many bytes were consumed or kept: fewer than len only when the rest could not be
  * kept, and the connection is then paused with the rest left to the caller. */
@@ -218,6 +243,8 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
   _Alignas(max_align_t) unsigned char msg[RW_PROTO_MSG_MAX];
   size_t off = 0;
   buf[len] = 0;
+  if (c->peek)
+    peek_ahead(c, buf, len);
   while (off < len && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))) {
     if (!can_dispatch(c) || c->stream || c->file.done) {
       rw_conn_pause(c);

@@ -151,6 +151,7 @@ struct rw_conn {
   uint32_t events; /* the driver's current interest set */
   const rw_proto *proto;
   const void *handlers;
+  rw_peek_fn peek; /* rw_server_peek(), NULL: none */
   struct rw_worker *w;
   void *parser;
   void *data;
@@ -239,6 +240,11 @@ struct rw_server {
   size_t budget;
   atomic_int stop;
   struct rw_offload pool;
+  struct {
+    const rw_proto *proto;
+    rw_peek_fn fn;
+  } peeks[RW_MAX_LISTENERS];
+  unsigned npeeks;
 };
 
 /* ---- fileop.c ---- */

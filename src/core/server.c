@@ -69,6 +69,15 @@ int rw_server_create(const rw_config *cfg, rw_server **out_srv)
   return 0;
 }
 
+int rw_server_peek(rw_server *s, const rw_proto *proto, rw_peek_fn fn)
+{
+  if (s->npeeks == RW_MAX_LISTENERS || proto->parser_size > RW_PEEK_STATE)
+    return -EINVAL;
+  s->peeks[s->npeeks].proto = proto;
+  s->peeks[s->npeeks++].fn = fn;
+  return 0;
+}
+
 int rw_server_listen(rw_server *s, const char *hostport, const rw_proto *proto, const void *handlers)
 {
   if (s->nlisteners == RW_MAX_LISTENERS)
