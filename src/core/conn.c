@@ -133,6 +133,8 @@ void rw_conn_free(struct rw_conn *c)
   bool released = w->driver->close(w, c);
   rw_sendq_drop(w, c);
   acc_release(c);
+  if (c->tls)
+    rw_tls_release_slot(c); /* now, not when the driver lets go of the socket */
   paused_unlink(c);
   /* Until the driver releases it the slot is neither live nor free: late completions for it
    * are recognised and dropped, and its index is not reused. */
@@ -444,7 +446,11 @@ static size_t stream_room(const struct rw_conn *c)
 {
   const struct rw_worker *w = c->w;
   size_t by_mark = w->srv->cfg.send_high_water - c->queued;
-  size_t by_slab = (size_t)(w->send_pool.nfree - w->send_reserve + 1) * w->send_pool.item_size;
+  size_t chunks = w->send_pool.nfree - w->send_reserve + 1;
+  size_t by_slab = chunks * w->send_pool.item_size;
+  /* Over TLS a record never straddles chunks: pieces just over half a chunk fill one each. */
+  if (c->tls)
+    by_slab = chunks > 1 ? chunks / 2 * rw_tls_record_room(c) : rw_tls_record_room(c);
   return by_mark < by_slab ? by_mark : by_slab;
 }
 

@@ -387,8 +387,10 @@ int rw_tls_write(struct rw_conn *c, const struct iovec *iov, int n);
 void rw_tls_close_notify(struct rw_conn *c);
 /* The plaintext one record carries when sealed into a fresh send chunk. */
 size_t rw_tls_record_room(const struct rw_conn *c);
-/* False when a handshaken connection could not keep a partial record (no slot free). */
+/* False when the connection could not keep a partial record (no slot free). */
 bool rw_tls_can_receive(const struct rw_conn *c);
+/* Gives back the connection's partial-record slot, if it holds one. */
+void rw_tls_release_slot(struct rw_conn *c);
 void rw_tls_conn_free(struct rw_conn *c);
 void rw_conn_eof(struct rw_conn *c);
 /* The socket takes bytes again after RW_CONN_WANT_WRITE. */

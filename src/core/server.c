@@ -186,8 +186,10 @@ static int worker_init(rw_server *s, struct rw_worker *w)
   bool tls = false;
   for (unsigned i = 0; i < s->nlisteners; i++)
     tls |= s->listeners[i].tls != NULL;
-  /* Outbound TLS connections need slots too: a few are always there. */
-  uint32_t tls_slots = cfg->tls_slots ? cfg->tls_slots : tls && n / 8 > 16 ? n / 8 : 16;
+  /* One per connection with a TLS listener: peers that leave a record half-sent (and hold a
+   * slot until they finish or time out) can never starve the others. Outbound TLS connections
+   * need slots too: a few are always there. Pages are touched only as slots are used. */
+  uint32_t tls_slots = cfg->tls_slots ? cfg->tls_slots : tls ? n : 16;
   w->srv = s;
   w->max_conns = n;
   w->driver = s->driver;
@@ -199,6 +201,8 @@ static int worker_init(rw_server *s, struct rw_worker *w)
   /* A slot holds the longest frame plus one receive, and the parser's sentinel. */
   size_t slot = ROUND_UP((frame > cfg->recv_size ? frame : cfg->recv_size) + 1, 64);
   w->send_reserve = (uint32_t)((cfg->recv_size + cfg->send_chunk - 1) / cfg->send_chunk) + 1;
+  if (tls) /* records never straddle chunks: as many again in the worst case */
+    w->send_reserve *= 2;
   if (chunks < w->send_reserve * 2)
     chunks = w->send_reserve * 2;
   w->file_reqs = rw_region_alloc((size_t)n * sizeof *w->file_reqs);

@@ -109,7 +109,8 @@ void rw_worker_flush(struct rw_worker *w)
      * handlers of the last round produced), then the sends. */
     if (w->srv->cfg.on_turn_end)
       w->srv->cfg.on_turn_end(w, w->srv->cfg.data);
-    if (!w->dirty)
+    /* (Resources freed outside a flush, by a driver's completion, still wake paused ones.) */
+    if (!w->dirty && !w->freed_resources)
       break;
     struct rw_conn *c = w->dirty;
     w->dirty = NULL;

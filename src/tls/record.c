@@ -90,17 +90,24 @@ static int keys_init(struct tls_keys *k, const EVP_AEAD *aead, const uint8_t *ke
   return EVP_AEAD_CTX_init(&k->aead, aead, key, key_len, TAG_LEN, NULL) ? 0 : -EPROTO;
 }
 
-/* TLS 1.3: a direction's key and IV from its traffic secret (RFC 8446 7.3). */
-static int keys_from_secret(struct rw_tls_conn *t, struct tls_keys *k)
+/* TLS 1.3: a direction's keys from traffic secret `secret` (RFC 8446 7.3), derived aside and
+ * committed (secret, key, IV, sequence 0) only when every step worked. Only the AEAD's own
+ * initialisation could fail after the old key is gone: its callers then stop sealing. */
+static int keys_from_secret(struct rw_tls_conn *t, struct tls_keys *k, const uint8_t *secret)
 {
-  uint8_t key[EVP_AEAD_MAX_KEY_LENGTH];
+  uint8_t key[EVP_AEAD_MAX_KEY_LENGTH], iv[sizeof k->iv];
   size_t key_len = EVP_AEAD_key_length(t->aead);
-  int rc = expand_label(t, k->secret, "key", key, key_len);
+  int rc = expand_label(t, secret, "key", key, key_len);
   if (!rc)
-    rc = expand_label(t, k->secret, "iv", k->iv, sizeof k->iv);
+    rc = expand_label(t, secret, "iv", iv, sizeof iv);
   if (!rc)
     rc = keys_init(k, t->aead, key, key_len);
+  if (!rc) {
+    memmove(k->secret, secret, t->secret_len);
+    memcpy(k->iv, iv, sizeof iv);
+  }
   OPENSSL_cleanse(key, sizeof key);
+  OPENSSL_cleanse(iv, sizeof iv);
   return rc;
 }
 
@@ -109,10 +116,12 @@ static int keys_update(struct rw_tls_conn *t, struct tls_keys *k)
 {
   uint8_t next[EVP_MAX_MD_SIZE];
   int rc = expand_label(t, k->secret, "traffic upd", next, t->secret_len);
-  memcpy(k->secret, next, t->secret_len);
+  if (!rc)
+    rc = keys_from_secret(t, k, next);
+  if (!rc)
+    k->seq = 0;
   OPENSSL_cleanse(next, sizeof next);
-  k->seq = 0;
-  return rc ? rc : keys_from_secret(t, k);
+  return rc;
 }
 
 static int hexval(char ch)
@@ -196,18 +205,25 @@ int rw_tls_rec_start(struct rw_conn *c)
                     (TLS_HAVE_READ_SECRET | TLS_HAVE_WRITE_SECRET) ||
       t->secret_len != EVP_MD_size(t->md))
     return -EPROTO;
-  int rc = keys_from_secret(t, &t->rd);
-  return rc ? rc : keys_from_secret(t, &t->wr);
+  int rc = keys_from_secret(t, &t->rd, t->rd.secret);
+  return rc ? rc : keys_from_secret(t, &t->wr, t->wr.secret);
+}
+
+void rw_tls_release_slot(struct rw_conn *c)
+{
+  struct rw_tls_conn *t = c->tls;
+  if (t->part == RW_NONE)
+    return;
+  rw_pool_put(&c->w->tls_pool, t->part);
+  t->part = RW_NONE;
+  t->part_len = 0;
+  c->w->freed_resources = true;
 }
 
 void rw_tls_rec_free(struct rw_conn *c)
 {
   struct rw_tls_conn *t = c->tls;
-  if (t->part != RW_NONE && (t->flags & TLS_HANDSHAKEN)) {
-    rw_pool_put(&c->w->tls_pool, t->part);
-    c->w->freed_resources = true;
-  }
-  t->part = RW_NONE;
+  rw_tls_release_slot(c);
   EVP_AEAD_CTX_cleanup(&t->rd.aead);
   EVP_AEAD_CTX_cleanup(&t->wr.aead);
   OPENSSL_cleanse(&t->rd, sizeof t->rd);
@@ -314,12 +330,18 @@ size_t rw_tls_record_room(const struct rw_conn *c)
   return most < MAX_PLAIN ? most : MAX_PLAIN;
 }
 
+/* Ours goes out under the old key; then the key changes. If the change fails nothing more may
+ * be sealed (the sequence numbers of the old key would run on after the peer switched). */
 static int send_key_update(struct rw_conn *c, bool request)
 {
   struct rw_tls_conn *t = c->tls;
   const uint8_t msg[5] = {HS_KEY_UPDATE, 0, 0, 1, request};
   int rc = seal_into_chain(c, CT_HANDSHAKE, msg, sizeof msg);
-  return rc ? rc : keys_update(t, &t->wr);
+  if (!rc)
+    rc = keys_update(t, &t->wr);
+  if (rc)
+    t->flags |= TLS_SHUTDOWN_SENT;
+  return rc;
 }
 
 int rw_tls_rec_write(struct rw_conn *c, const struct iovec *iov, int n)
@@ -433,50 +455,78 @@ static void on_alert(struct rw_conn *c, const uint8_t *p, size_t len)
   } /* a warning (TLS 1.2) or user_canceled: nothing to do */
 }
 
+/* The peer's KeyUpdate: its key changes for the next record. A request is answered once per
+ * receive (one KeyUpdate of ours covers every request that came before it), so a peer cannot
+ * make us queue a reply per record. */
 static void on_key_update(struct rw_conn *c, uint8_t request)
 {
   struct rw_tls_conn *t = c->tls;
-  if (keys_update(t, &t->rd) < 0 || (request && !(t->flags & TLS_SHUTDOWN_SENT) &&
-                                     send_key_update(c, false) < 0))
+  if (keys_update(t, &t->rd) < 0) {
+    t->flags |= TLS_SHUTDOWN_SENT;
     fail(c, AL_INTERNAL_ERROR, "key update");
+    return;
+  }
+  if (request && !t->key_update_answered && !(t->flags & TLS_SHUTDOWN_SENT)) {
+    t->key_update_answered = true;
+    if (send_key_update(c, false) < 0)
+      fail(c, AL_INTERNAL_ERROR, "key update");
+  }
 }
 
-/* Post-handshake messages: a header may straddle records, a ticket's body may span several. */
+/* Post-handshake messages (RFC 8446 4.6, 5.1): several in a record or one across several. A
+ * client passes over NewSessionTicket; KeyUpdate is acted on once its one byte is there, which
+ * must end its record (keys change at record boundaries). Anything else is refused. */
 static void on_handshake(struct rw_conn *c, const uint8_t *p, size_t len)
 {
   struct rw_tls_conn *t = c->tls;
+  if (!len) {
+    fail(c, AL_UNEXPECTED_MESSAGE, "empty handshake record");
+    return;
+  }
   while (len && !stopped(c)) {
-    if (t->msg_skip) {
-      size_t k = len < t->msg_skip ? len : t->msg_skip;
-      t->msg_skip -= (uint32_t)k;
+    if (t->msg_hdr_have < 4) {
+      size_t k = 4u - t->msg_hdr_have < len ? 4u - t->msg_hdr_have : len;
+      memcpy(t->msg_hdr + t->msg_hdr_have, p, k);
+      t->msg_hdr_have += (uint8_t)k;
       p += k;
       len -= k;
-      continue;
+      if (t->msg_hdr_have < 4)
+        return;
+      t->msg_type = t->msg_hdr[0];
+      t->msg_left = (uint32_t)t->msg_hdr[1] << 16 | (uint32_t)t->msg_hdr[2] << 8 | t->msg_hdr[3];
+      bool ticket = v13(t) && t->msg_type == HS_NEW_SESSION_TICKET && !SSL_is_server(t->ssl);
+      bool key_update = v13(t) && t->msg_type == HS_KEY_UPDATE;
+      if (key_update && t->msg_left != 1) {
+        fail(c, AL_DECODE_ERROR, "malformed KeyUpdate");
+        return;
+      }
+      if (!ticket && !key_update) {
+        bool renegotiation = !v13(t) && t->msg_type == HS_CLIENT_HELLO && SSL_is_server(t->ssl);
+        fail(c, renegotiation ? AL_NO_RENEGOTIATION : AL_UNEXPECTED_MESSAGE,
+             renegotiation ? "renegotiation refused" : "unexpected handshake message after the handshake");
+        return;
+      }
     }
-    size_t k = 4u - t->msg_hdr_have < len ? 4u - t->msg_hdr_have : len;
-    memcpy(t->msg_hdr + t->msg_hdr_have, p, k);
-    t->msg_hdr_have += (uint8_t)k;
+    if (t->msg_type == HS_KEY_UPDATE) {
+      if (!len)
+        return; /* its byte comes in the next record */
+      uint8_t request = p[0];
+      t->msg_hdr_have = 0;
+      t->msg_left = 0;
+      if (request > 1)
+        fail(c, AL_DECODE_ERROR, "malformed KeyUpdate");
+      else if (len != 1)
+        fail(c, AL_UNEXPECTED_MESSAGE, "KeyUpdate not at the end of its record");
+      else
+        on_key_update(c, request);
+      return;
+    }
+    size_t k = len < t->msg_left ? len : t->msg_left; /* a ticket's body, passed over */
+    t->msg_left -= (uint32_t)k;
     p += k;
     len -= k;
-    if (t->msg_hdr_have < 4)
-      return;
-    t->msg_hdr_have = 0;
-    uint32_t mlen = (uint32_t)t->msg_hdr[1] << 16 | (uint32_t)t->msg_hdr[2] << 8 | t->msg_hdr[3];
-    uint8_t type = t->msg_hdr[0];
-    if (v13(t) && type == HS_NEW_SESSION_TICKET && !SSL_is_server(t->ssl)) {
-      t->msg_skip = mlen;
-    } else if (v13(t) && type == HS_KEY_UPDATE) {
-      /* Its one byte, and the end of the record: keys change at record boundaries only. */
-      if (mlen != 1 || len != 1 || p[0] > 1)
-        fail(c, mlen != 1 || p[0] > 1 ? AL_DECODE_ERROR : AL_UNEXPECTED_MESSAGE, "malformed KeyUpdate");
-      else
-        on_key_update(c, p[0]);
-      return;
-    } else if (!v13(t) && type == HS_CLIENT_HELLO && SSL_is_server(t->ssl)) {
-      fail(c, AL_NO_RENEGOTIATION, "renegotiation refused");
-    } else {
-      fail(c, AL_UNEXPECTED_MESSAGE, "unexpected handshake message after the handshake");
-    }
+    if (!t->msg_left)
+      t->msg_hdr_have = 0;
   }
 }
 
@@ -489,6 +539,10 @@ static void record(struct rw_conn *c, uint8_t *rec, size_t total)
   int alert = open_record(t, rec, total, &type, &p, &len);
   if (alert) {
     fail(c, (uint8_t)alert, alert == AL_BAD_RECORD_MAC ? "bad record MAC" : "bad record");
+    return;
+  }
+  if (type != CT_HANDSHAKE && t->msg_hdr_have) {
+    fail(c, AL_UNEXPECTED_MESSAGE, "a handshake message interrupted");
     return;
   }
   if (type == CT_APPDATA && len) {
@@ -545,27 +599,19 @@ static size_t part_fill(struct rw_conn *c, const uint8_t *at, size_t n, bool *ou
   return taken;
 }
 
-static void part_release(struct rw_conn *c)
-{
-  struct rw_tls_conn *t = c->tls;
-  rw_pool_put(&c->w->tls_pool, t->part);
-  t->part = RW_NONE;
-  t->part_len = 0;
-  c->w->freed_resources = true;
-}
-
 size_t rw_tls_rec_received(struct rw_conn *c, uint8_t *at, size_t n)
 {
   struct rw_tls_conn *t = c->tls;
   struct rw_worker *w = c->w;
   size_t off = 0;
+  t->key_update_answered = false;
   if (t->part != RW_NONE) {
     bool done;
     off = part_fill(c, at, n, &done);
     if (!done || stopped(c))
       return n;
     record(c, rw_pool_at(&w->tls_pool, t->part), t->part_len);
-    part_release(c);
+    rw_tls_release_slot(c);
   }
   while (!stopped(c) && n - off >= TLS_HEADER) {
     size_t total = record_total(at + off);
@@ -592,8 +638,10 @@ size_t rw_tls_rec_received(struct rw_conn *c, uint8_t *at, size_t n)
   return n;
 }
 
+/* Asked before reading (epoll), during the handshake too: the bytes that follow its last
+ * record may end in a partial record, and a receive on epoll cannot be handed back. */
 bool rw_tls_can_receive(const struct rw_conn *c)
 {
   const struct rw_tls_conn *t = c->tls;
-  return !(t->flags & TLS_HANDSHAKEN) || t->part != RW_NONE || c->w->tls_pool.nfree;
+  return t->part != RW_NONE || c->w->tls_pool.nfree;
 }

@@ -291,7 +291,14 @@ static void tls_failed(struct rw_conn *c, const char *what)
 static bool handshaken(struct rw_conn *c)
 {
   struct rw_tls_conn *t = c->tls;
+  /* A TLS 1.3 server's session tickets wait in BoringSSL for the first write: a zero-byte
+   * write sends them now, under sequence numbers the record layer then continues from. */
+  if (SSL_is_server(t->ssl) && SSL_version(t->ssl) == TLS1_3_VERSION && SSL_write(t->ssl, "", 0) < 0)
+    ERR_clear_error();
   int rc = rw_tls_rec_start(c);
+  /* From here on BoringSSL must never seal or open a record itself (it would reuse our
+   * sequence numbers): it loses its BIO. */
+  SSL_set_bio(t->ssl, NULL, NULL);
   t->flags |= TLS_HANDSHAKEN;
   rw_connect_fn done = c->connect_done;
   c->connect_done = NULL;

@@ -55,9 +55,13 @@ struct rw_tls_conn {
   uint8_t secret_len;
   struct tls_keys rd, wr;
   uint32_t part, part_len;    /* a record that crossed receives: a slot of the worker's pool */
-  uint8_t msg_hdr[4], msg_hdr_have; /* a post-handshake message's header across records */
-  uint32_t msg_skip;          /* bytes of a NewSessionTicket still to pass over */
+  /* A post-handshake message in progress across records: its header so far, then (once the
+   * header is whole) its type and the body bytes still to come. */
+  uint8_t msg_hdr[4], msg_hdr_have;
+  uint8_t msg_type;
+  uint32_t msg_left;
   uint8_t empty;              /* records in a row that carried no application data */
+  bool key_update_answered;   /* this receive already answered a KeyUpdate request */
 };
 
 /* record.c */

@@ -9,6 +9,7 @@ import random
 import re
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from rwtest import MALLOC_COUNT, Server  # noqa: E402
 from test_kvd import Reader, resp_cmd  # noqa: E402
+from cryptography.hazmat.primitives import hashes  # noqa: E402  (python3-cryptography)
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305  # noqa: E402
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand  # noqa: E402
 CERTS = tempfile.TemporaryDirectory()
 
 
@@ -117,17 +121,20 @@ class Https(unittest.TestCase):
         self.assertIn(b"Verify return code: 0 (ok)", out)
 
     def test_session_resumption(self):
-        ctx = client_ctx()
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_2  # a ticket available right after the handshake
-        session = None
-        for attempt in range(2):
-            with socket.create_connection(("127.0.0.1", self.port), timeout=10) as raw:
-                with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
-                    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                    self.assertIn(b"200 OK", s.recv(65536))
-                    if attempt:
-                        self.assertTrue(s.session_reused)
-                    session = s.session
+        # TLS 1.2: the ticket comes in the handshake; TLS 1.3: after it, sealed by BoringSSL
+        # before the record layer takes over (at the sequence numbers it then continues from).
+        for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+            ctx = client_ctx()
+            ctx.minimum_version = ctx.maximum_version = version
+            session = None
+            for attempt in range(2):
+                with socket.create_connection(("127.0.0.1", self.port), timeout=10) as raw:
+                    with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+                        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                        self.assertIn(b"200 OK", s.recv(65536))
+                        self.assertTrue(s.session.has_ticket, version)
+                        self.assertEqual(s.session_reused, attempt == 1, version)
+                        session = s.session
 
     # ---- our record layer (src/tls/record.c): after the handshake every record is ours ----
 
@@ -293,6 +300,168 @@ class Https(unittest.TestCase):
             s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             self.assertIn(b"200 OK", s.recv(65536))
         self.assertEqual(hello.returncode in (0, 1), True)
+
+
+class Tls13Peer:
+    """A TLS 1.3 client whose records after the handshake are made here: Python's ssl runs the
+    handshake and logs the traffic secrets; from then on this class seals and opens records
+    itself (RFC 8446 5.2, 7.3), so that a test can send what no TLS library would."""
+    SUITES = {"TLS_AES_128_GCM_SHA256": (AESGCM, 16, hashes.SHA256()),
+              "TLS_AES_256_GCM_SHA384": (AESGCM, 32, hashes.SHA384()),
+              "TLS_CHACHA20_POLY1305_SHA256": (ChaCha20Poly1305, 32, hashes.SHA256())}
+
+    def __init__(self, port):
+        keylog = tempfile.NamedTemporaryFile(suffix=".keys")
+        ctx = client_ctx(["http/1.1"])
+        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
+        ctx.keylog_filename = keylog.name
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.sock.sendall(out.read())
+                inc.write(self.sock.recv(65536))
+        self.sock.sendall(out.read())
+        self.aead, self.key_len, self.hash = self.SUITES[obj.cipher()[0]]
+        with open(keylog.name) as f:  # "LABEL client-random secret" lines, after a comment
+            secrets = {f[0]: f[2] for f in (line.split() for line in f) if len(f) == 3}
+        self.w = self.keys(bytes.fromhex(secrets["CLIENT_TRAFFIC_SECRET_0"]))
+        self.r = self.keys(bytes.fromhex(secrets["SERVER_TRAFFIC_SECRET_0"]))
+        self.buf = b""
+        self.server_key_updates = 0
+
+    def label(self, secret, label, length):
+        info = struct.pack(">HB", length, 6 + len(label)) + b"tls13 " + label + b"\x00"
+        return HKDFExpand(algorithm=self.hash, length=length, info=info).derive(secret)
+
+    def keys(self, secret):
+        return {"secret": secret, "aead": self.aead(self.label(secret, b"key", self.key_len)),
+                "iv": self.label(secret, b"iv", 12), "seq": 0}
+
+    def update(self, k):
+        k.update(self.keys(self.label(k["secret"], b"traffic upd", self.hash.digest_size)))
+
+    @staticmethod
+    def nonce(k):
+        return bytes(a ^ b for a, b in zip(k["iv"], k["seq"].to_bytes(12, "big")))
+
+    def record(self, ctype, content, pad=0, inner=None):
+        inner = content + bytes([ctype]) + bytes(pad) if inner is None else inner
+        header = struct.pack(">BHH", 23, 0x0303, len(inner) + 16)
+        ct = self.w["aead"].encrypt(self.nonce(self.w), inner, header)
+        self.w["seq"] += 1
+        return header + ct
+
+    def read(self, until):
+        """Application data until `until(data)`; then (data, alert or None, eof)."""
+        data = b""
+        while not until(data):
+            while len(self.buf) >= 5 and len(self.buf) >= 5 + struct.unpack(">H", self.buf[3:5])[0]:
+                n = 5 + struct.unpack(">H", self.buf[3:5])[0]
+                header, body, self.buf = self.buf[:5], self.buf[5:n], self.buf[n:]
+                inner = self.r["aead"].decrypt(self.nonce(self.r), body, header).rstrip(b"\x00")
+                self.r["seq"] += 1
+                ctype, content = inner[-1], inner[:-1]
+                if ctype == 21:
+                    return data, content[1], False
+                if ctype == 22 and content[0] == 24:  # the server's KeyUpdate: its key changes
+                    self.server_key_updates += 1
+                    self.update(self.r)
+                if ctype == 23:
+                    data += content
+            if until(data):
+                break
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return data, None, True
+            self.buf += chunk
+        return data, None, False
+
+
+class RecordLayer(unittest.TestCase):
+    """What our record layer (src/tls/record.c) does with records no TLS library would send."""
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.exists(os.path.join(CERTS.name, "ca.crt")):
+            make_certs()
+        cls.dir = tempfile.TemporaryDirectory()
+        with open(os.path.join(cls.dir.name, "index.html"), "w") as f:
+            f.write("<h1>secure</h1>\n")
+        cls.srv = Server(["httpd", "--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0", "--root", cls.dir.name,
+                          "--workers", "1"] + cert_args(), 2)
+        cls.port = cls.srv.ports[1]
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.srv.stop() == 0, cls.srv.text()
+        cls.dir.cleanup()
+
+    GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    def served(self, data):
+        return data.endswith(b"<h1>secure</h1>\n")
+
+    def test_padding_and_a_key_update_split_across_records(self):
+        p = Tls13Peer(self.port)
+        with p.sock:
+            p.sock.sendall(p.record(23, self.GET, pad=300))  # padded: the type is found behind zeros
+            data, alert, _ = p.read(self.served)
+            self.assertIsNone(alert)
+            # KeyUpdate(update_requested): its header in one record, its byte in the next.
+            ku = p.record(22, bytes([24, 0, 0, 1]))
+            p.sock.sendall(ku + p.record(22, bytes([1])))
+            p.update(p.w)
+            p.sock.sendall(p.record(23, self.GET))  # under our new key...
+            data, alert, _ = p.read(self.served)  # ...answered under the server's new key
+            self.assertIsNone(alert)
+            self.assertTrue(self.served(data))
+            self.assertEqual(p.server_key_updates, 1)
+
+    def test_many_key_update_requests_get_one_answer_per_receive(self):
+        p = Tls13Peer(self.port)
+        with p.sock:
+            records = b""
+            for _ in range(20):
+                records += p.record(22, bytes([24, 0, 0, 1, 1]))
+                p.update(p.w)
+            p.sock.sendall(records + p.record(23, self.GET))
+            data, alert, _ = p.read(self.served)
+            self.assertIsNone(alert)
+            self.assertGreaterEqual(p.server_key_updates, 1)
+            self.assertLess(p.server_key_updates, 20)
+
+    def test_records_that_break_the_rules_get_the_matching_alert(self):
+        cases = [  # (what, records made by the peer, alert: 10 unexpected_message, 50 decode_error...)
+            ("a KeyUpdate not at the end of its record",
+             lambda p: p.record(22, bytes([24, 0, 0, 1, 0, 24])), 10),
+            ("a KeyUpdate of two bytes", lambda p: p.record(22, bytes([24, 0, 0, 2, 0, 0])), 50),
+            ("a KeyUpdate asking for something else", lambda p: p.record(22, bytes([24, 0, 0, 1, 7])), 50),
+            ("an empty handshake record", lambda p: p.record(22, b""), 10),
+            ("application data inside a handshake message",
+             lambda p: p.record(22, bytes([24, 0])) + p.record(23, self.GET), 10),
+            ("a message the server never takes", lambda p: p.record(22, bytes([4, 0, 0, 0])), 10),
+            ("a record with no content type", lambda p: p.record(23, b"", inner=bytes(40)), 10),
+            ("plaintext over 2^14 bytes", lambda p: p.record(23, b"x" * 16385), 22),
+            ("a record under a stale sequence number",
+             lambda p: (lambda r: (p.w.update(seq=p.w["seq"] - 1), r)[1])(p.record(23, self.GET)) * 2, 20),
+            ("more than 32 records without data", lambda p: b"".join(p.record(23, b"") for _ in range(40)), 10),
+        ]
+        for what, make, alert in cases:
+            p = Tls13Peer(self.port)
+            with p.sock:
+                p.sock.sendall(make(p))
+                data, got, eof = p.read(lambda d: False)
+                self.assertEqual(got, alert, f"{what}: alert {got}, eof {eof}, data {data[:60]!r}")
+        self.assertIn("tls: read failed: KeyUpdate not at the end of its record", self.srv.text())
+        p = Tls13Peer(self.port)  # and the server goes on
+        with p.sock:
+            p.sock.sendall(p.record(23, self.GET))
+            self.assertTrue(self.served(p.read(self.served)[0]))
 
 
 class RedisTls(unittest.TestCase):
