@@ -32,7 +32,9 @@ int rw_conn_writev(rw_conn *c, const struct iovec *iov, int n);
  * when done, or -errno when it failed (having released what it held; the connection closes).
  * `room` 0 means the connection is closing before the reply was done: release what you hold.
  * Until `fn` is done nothing more is dispatched on the connection, so pipelined replies keep
- * their order. */
+ * their order. Over TLS every write becomes at least one record and records never straddle
+ * send chunks: `room` counts on writes of a kilobyte or more (tiny writes may find the slab
+ * short and fail with -ENOBUFS). */
 typedef int (*rw_stream_fn)(rw_conn *c, void *data, size_t room);
 
 /* Sends `len` bytes of file `fd` from `off` after what is queued, read off the loop (io_uring:

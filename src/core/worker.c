@@ -47,7 +47,7 @@ bool rw_worker_done(struct rw_worker *w)
 
 int rw_worker_timeout(struct rw_worker *w)
 {
-  if (w->dirty)
+  if (w->dirty || w->freed_resources)
     return 0;
   int t = rw_wheel_timeout(&w->wheel, w->now_ms);
   if (w->stopping) {

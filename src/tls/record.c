@@ -337,8 +337,9 @@ static int send_key_update(struct rw_conn *c, bool request)
   struct rw_tls_conn *t = c->tls;
   const uint8_t msg[5] = {HS_KEY_UPDATE, 0, 0, 1, request};
   int rc = seal_into_chain(c, CT_HANDSHAKE, msg, sizeof msg);
-  if (!rc)
-    rc = keys_update(t, &t->wr);
+  if (rc)
+    return rc;
+  rc = keys_update(t, &t->wr);
   if (rc)
     t->flags |= TLS_SHUTDOWN_SENT;
   return rc;
@@ -357,6 +358,7 @@ int rw_tls_rec_write(struct rw_conn *c, const struct iovec *iov, int n)
   for (int i = 0; i < n; i++)
     total += iov[i].iov_len;
   int rc = 0;
+  t->key_update_answered = false; /* a request after this data needs its own answer */
   if (total <= sizeof buf && n > 1) {
     size_t off = 0;
     for (int i = 0; i < n; i++) {
@@ -455,15 +457,14 @@ static void on_alert(struct rw_conn *c, const uint8_t *p, size_t len)
   } /* a warning (TLS 1.2) or user_canceled: nothing to do */
 }
 
-/* The peer's KeyUpdate: its key changes for the next record. A request is answered once per
- * receive (one KeyUpdate of ours covers every request that came before it), so a peer cannot
- * make us queue a reply per record. */
+/* The peer's KeyUpdate: its key changes for the next record. A request is answered unless one
+ * of ours already went out since the last application data we sealed (one KeyUpdate covers
+ * every request before it, RFC 8446 4.6.3), so a peer cannot make us queue a reply per record. */
 static void on_key_update(struct rw_conn *c, uint8_t request)
 {
   struct rw_tls_conn *t = c->tls;
   if (keys_update(t, &t->rd) < 0) {
-    t->flags |= TLS_SHUTDOWN_SENT;
-    fail(c, AL_INTERNAL_ERROR, "key update");
+    fail(c, AL_INTERNAL_ERROR, "key update"); /* (the write key still seals the alert) */
     return;
   }
   if (request && !t->key_update_answered && !(t->flags & TLS_SHUTDOWN_SENT)) {
@@ -604,7 +605,6 @@ size_t rw_tls_rec_received(struct rw_conn *c, uint8_t *at, size_t n)
   struct rw_tls_conn *t = c->tls;
   struct rw_worker *w = c->w;
   size_t off = 0;
-  t->key_update_answered = false;
   if (t->part != RW_NONE) {
     bool done;
     off = part_fill(c, at, n, &done);

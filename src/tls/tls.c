@@ -292,10 +292,15 @@ static bool handshaken(struct rw_conn *c)
 {
   struct rw_tls_conn *t = c->tls;
   /* A TLS 1.3 server's session tickets wait in BoringSSL for the first write: a zero-byte
-   * write sends them now, under sequence numbers the record layer then continues from. */
+   * write sends them now (it returns 0), under sequence numbers the record layer then
+   * continues from. Had they not all reached the send chain (no chunk free), the sequence
+   * BoringSSL reports would not match the wire: the connection cannot go on. */
+  int rc = 0;
   if (SSL_is_server(t->ssl) && SSL_version(t->ssl) == TLS1_3_VERSION && SSL_write(t->ssl, "", 0) < 0)
-    ERR_clear_error();
-  int rc = rw_tls_rec_start(c);
+    rc = -ENOBUFS;
+  ERR_clear_error();
+  if (!rc)
+    rc = rw_tls_rec_start(c);
   /* From here on BoringSSL must never seal or open a record itself (it would reuse our
    * sequence numbers): it loses its BIO. */
   SSL_set_bio(t->ssl, NULL, NULL);
@@ -306,7 +311,7 @@ static bool handshaken(struct rw_conn *c)
     rw_log_limited(&c->w->tls_log, "tls: cannot take over the negotiated connection (%s, %s): %s",
                    SSL_get_version(t->ssl), SSL_get_cipher_name(t->ssl), strerror(-rc));
     t->flags |= TLS_FAILED | TLS_SHUTDOWN_SENT; /* no keys to seal an alert with */
-    rw_conn_close(c);
+    rw_conn_abort(c, rc); /* (what was queued may end in a torn record: dropped) */
     if (done)
       done(NULL, -ECONNABORTED, c->connect_data);
     return false;
@@ -370,7 +375,8 @@ const char *rw_conn_alpn(const rw_conn *c)
   const uint8_t *p;
   unsigned len;
   SSL_get0_alpn_selected(((const struct rw_tls_conn *)c->tls)->ssl, &p, &len);
-  memcpy(name, p, len);
+  if (len)
+    memcpy(name, p, len);
   name[len] = 0;
   return name;
 }

@@ -61,7 +61,7 @@ struct rw_tls_conn {
   uint8_t msg_type;
   uint32_t msg_left;
   uint8_t empty;              /* records in a row that carried no application data */
-  bool key_update_answered;   /* this receive already answered a KeyUpdate request */
+  bool key_update_answered;   /* a KeyUpdate of ours went out after our last application data */
 };
 
 /* record.c */

@@ -422,7 +422,7 @@ class RecordLayer(unittest.TestCase):
             self.assertTrue(self.served(data))
             self.assertEqual(p.server_key_updates, 1)
 
-    def test_many_key_update_requests_get_one_answer_per_receive(self):
+    def test_key_update_requests_in_a_row_get_one_answer(self):
         p = Tls13Peer(self.port)
         with p.sock:
             records = b""
