@@ -25,8 +25,9 @@ typedef struct rw_config {
   uint32_t recv_size;       /* bytes per receive */
   uint32_t recv_buffers;    /* io_uring: provided buffers per worker (0: half a connection's worth, 64..4096) */
   uint32_t accum_slots;     /* per worker, for frames that cross receives (0: a quarter of its conns, >= 16) */
-  uint32_t tls_slots;       /* per worker, for TLS records that cross receives, 16.3 KiB each
-                               (0: one per connection with a TLS listener, else 16) */
+  uint32_t tls_slots;       /* per worker, for TLS records that cross receives and replies not
+                               yet sealed, 16.3 KiB each (0: two per connection with a TLS
+                               listener, else 16) */
   uint32_t send_chunk;      /* bytes per send-slab chunk */
   uint32_t send_chunks;     /* per worker (0: 4 per connection) */
   uint32_t send_high_water; /* queued bytes above which a connection is no longer read */

@@ -131,10 +131,11 @@ void rw_conn_free(struct rw_conn *c)
   struct rw_worker *w = c->w;
   rw_timer_cancel(&c->timer);
   bool released = w->driver->close(w, c);
-  rw_sendq_drop(w, c);
-  acc_release(c);
+  /* (First the TLS slots: replies not yet sealed count as queued, but are not in the chain.) */
   if (c->tls)
     rw_tls_release_slot(c); /* now, not when the driver lets go of the socket */
+  rw_sendq_drop(w, c);
+  acc_release(c);
   paused_unlink(c);
   /* Until the driver releases it the slot is neither live nor free: late completions for it
    * are recognised and dropped, and its index is not reused. */

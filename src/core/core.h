@@ -389,8 +389,11 @@ void rw_tls_close_notify(struct rw_conn *c);
 size_t rw_tls_record_room(const struct rw_conn *c);
 /* False when the connection could not keep a partial record (no slot free). */
 bool rw_tls_can_receive(const struct rw_conn *c);
-/* Gives back the connection's partial-record slot, if it holds one. */
+/* Gives back the connection's slots (a partial record in, unsealed replies out). */
 void rw_tls_release_slot(struct rw_conn *c);
+/* Seals the replies a TLS connection wrote since the last flush into one record (or a few);
+ * 0, or -errno when the slab had no chunk for them (the connection must then be aborted). */
+int rw_tls_flush(struct rw_conn *c);
 void rw_tls_conn_free(struct rw_conn *c);
 void rw_conn_eof(struct rw_conn *c);
 /* The socket takes bytes again after RW_CONN_WANT_WRITE. */

@@ -186,10 +186,11 @@ static int worker_init(rw_server *s, struct rw_worker *w)
   bool tls = false;
   for (unsigned i = 0; i < s->nlisteners; i++)
     tls |= s->listeners[i].tls != NULL;
-  /* One per connection with a TLS listener: peers that leave a record half-sent (and hold a
-   * slot until they finish or time out) can never starve the others. Outbound TLS connections
-   * need slots too: a few are always there. Pages are touched only as slots are used. */
-  uint32_t tls_slots = cfg->tls_slots ? cfg->tls_slots : tls ? n : 16;
+  /* Two per connection with a TLS listener (a record half received, replies not yet sealed):
+   * peers that leave a record half-sent (and hold a slot until they finish or time out) can
+   * never starve the others. Outbound TLS connections need slots too: a few are always there.
+   * Pages are touched only as slots are used. */
+  uint32_t tls_slots = cfg->tls_slots ? cfg->tls_slots : tls ? 2 * n : 16;
   w->srv = s;
   w->max_conns = n;
   w->driver = s->driver;

@@ -85,6 +85,11 @@ struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd)
 
 static void flush_one(struct rw_worker *w, struct rw_conn *c)
 {
+  /* A TLS connection's replies of this turn become one record now, not one per write. */
+  if (c->tls && rw_tls_flush(c) < 0) {
+    rw_log_limited(&w->tls_log, "tls: no send chunk for a record: closing the connection");
+    c->flags |= RW_CONN_ABORT;
+  }
   if (c->flags & RW_CONN_SENDING)
     return; /* its completion marks it dirty again; the kernel still owns its chunks */
   if (!(c->flags & (RW_CONN_ABORT | RW_CONN_WANT_WRITE | RW_CONN_CONNECTING | RW_CONN_CORKED)) &&

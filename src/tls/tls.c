@@ -254,6 +254,7 @@ int rw_tls_conn_start(struct rw_conn *c, rw_tls *t, const char *server_name)
   SSL_set_app_data(ssl, c);
   tc->ssl = ssl;
   tc->part = RW_NONE;
+  tc->out = RW_NONE;
   c->tls = tc;
   if (t->server) {
     SSL_set_accept_state(ssl);

@@ -55,6 +55,7 @@ struct rw_tls_conn {
   uint8_t secret_len;
   struct tls_keys rd, wr;
   uint32_t part, part_len;    /* a record that crossed receives: a slot of the worker's pool */
+  uint32_t out, out_len;      /* replies of this turn not yet sealed: another slot */
   /* A post-handshake message in progress across records: its header so far, then (once the
    * header is whole) its type and the body bytes still to come. */
   uint8_t msg_hdr[4], msg_hdr_have;
