@@ -46,6 +46,27 @@ def cert_args():
             "--tls-cert", f"{d}/other.test.crt", "--tls-key", f"{d}/other.test.key"]
 
 
+def memory_handshake(ctx, port):
+    """A handshake over a socket through Python's memory BIOs; returns (socket, SSLObject,
+    incoming BIO, outgoing BIO) with the client's Finished sent and nothing read after it."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            sock.sendall(out.read())
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("the server closed during the handshake")
+            inc.write(data)
+    sock.sendall(out.read())  # the client's Finished
+    return sock, obj, inc, out
+
+
 def client_ctx(alpn=None):
     ctx = ssl.create_default_context(cafile=os.path.join(CERTS.name, "ca.crt"))
     if alpn:
@@ -139,25 +160,11 @@ class Https(unittest.TestCase):
     # ---- our record layer (src/tls/record.c): after the handshake every record is ours ----
 
     def raw(self, version):
-        """A client whose ciphertext the test holds: handshake over a socket, then records made
-        by Python's ssl in memory, to be cut, tampered with or forged before they are sent."""
+        """A client whose ciphertext the test holds: records made by Python's ssl in memory, to
+        be cut, tampered with or forged before they are sent."""
         ctx = client_ctx(["http/1.1"])
         ctx.minimum_version = ctx.maximum_version = version
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-        obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
-        while True:
-            try:
-                obj.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                sock.sendall(out.read())
-                data = sock.recv(65536)
-                self.assertTrue(data, "the server closed during the handshake")
-                inc.write(data)
-        sock.sendall(out.read())  # the client's Finished
-        return sock, obj, inc, out
+        return memory_handshake(ctx, self.port)
 
     def read_plain(self, sock, obj, inc, until):
         """Plaintext until `until(data)` holds or the server closes; the TLS error if one ends it."""
@@ -315,18 +322,7 @@ class Tls13Peer:
         ctx = client_ctx(["http/1.1"])
         ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
         ctx.keylog_filename = keylog.name
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-        obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
-        while True:
-            try:
-                obj.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                self.sock.sendall(out.read())
-                inc.write(self.sock.recv(65536))
-        self.sock.sendall(out.read())
+        self.sock, obj, _, _ = memory_handshake(ctx, port)
         self.aead, self.key_len, self.hash = self.SUITES[obj.cipher()[0]]
         with open(keylog.name) as f:  # "LABEL client-random secret" lines, after a comment
             secrets = {f[0]: f[2] for f in (line.split() for line in f) if len(f) == 3}
