@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 
 #define MIN_CHUNK 64
 #define GROWTH 1.25
@@ -15,14 +16,37 @@ static size_t item_bytes(size_t klen, size_t vlen)
   return sizeof(kv_item) + klen + vlen;
 }
 
-/* FNV-1a: keys are short and this is not exposed to hash flooding beyond one shard's chains,
- * which a fixed table bounds by memory anyway. */
+/* Chosen at random when the store is made: which keys share a bucket cannot be known from
+ * outside, so a client cannot pile its keys into one chain (hash flooding). */
+static uint64_t hash_seed = 0x9e3779b97f4a7c15ull;
+
+static uint64_t avalanche(uint64_t h)
+{
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  return h ^ (h >> 33);
+}
+
+/* Eight bytes a step (a 16-byte key is two multiplies, not sixteen), then murmur3's finaliser:
+ * the high bits pick the shard and the low bits the bucket, so both must mix well. */
 uint32_t kv_hash(rw_span key)
 {
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < key.len; i++)
-    h = (h ^ key.p[i]) * 16777619u;
-  return h;
+  const uint8_t *p = key.p;
+  size_t n = key.len;
+  uint64_t h = hash_seed ^ (n * 0x9e3779b97f4a7c15ull);
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    h = (h ^ v) * 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 31;
+  }
+  uint64_t tail = 0;
+  for (size_t i = 0; i < n; i++)
+    tail |= (uint64_t)p[i] << (8 * i);
+  h = avalanche(h ^ tail);
+  return (uint32_t)h;
 }
 
 static void init_classes(kv_shard *sh)
@@ -62,6 +86,9 @@ int kv_store_create(size_t memory, unsigned nshards, enum kv_policy policy, kv_s
   if (!nshards || memory / nshards < SHARD_MIN)
     return -EINVAL;
   size_t per = memory / nshards & ~(size_t)4095;
+  uint64_t seed;
+  if (getrandom(&seed, sizeof seed, 0) == sizeof seed)
+    hash_seed = seed;
   *out_st = (kv_store){.nshards = nshards, .policy = policy, .memory = per * nshards};
   /* One mapping for everything; the kernel backs it as items arrive, never past `memory`. */
   uint8_t *mem = mmap(NULL, per * nshards, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

@@ -381,9 +381,8 @@ int rw_conn_writev(rw_conn *c, const struct iovec *iov, int n)
 {
   if (c->flags & (RW_CONN_ABORT | RW_CONN_CLOSING))
     return -EPIPE;
-  int rc = c->tls ? rw_tls_write(c, iov, n) : 0; /* over TLS: records into the chain */
-  for (int i = 0; !c->tls && !rc && i < n; i++)
-    rc = rw_sendq_append(c->w, c, iov[i].iov_base, iov[i].iov_len);
+  /* Over TLS: gathered for a record; else straight into the chain. */
+  int rc = c->tls ? rw_tls_write(c, iov, n) : rw_sendq_appendv(c->w, c, iov, n);
   if (rc < 0)
     return write_failed(c, rc);
   rw_conn_mark_dirty(c);

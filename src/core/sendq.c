@@ -84,6 +84,30 @@ void rw_sendq_commit(struct rw_worker *w, struct rw_conn *c, size_t n)
   c->queued += n;
 }
 
+int rw_sendq_appendv(struct rw_worker *w, struct rw_conn *c, const struct iovec *iov, int n)
+{
+  size_t total = 0;
+  for (int i = 0; i < n; i++)
+    total += iov[i].iov_len;
+  /* The common case, a small reply behind others in the tail chunk: one check, plain copies. */
+  if (c->sq_tail != RW_NONE && w->send_pool.item_size - c->sq_tail_len >= total) {
+    uint8_t *at = rw_pool_at(&w->send_pool, c->sq_tail) + c->sq_tail_len;
+    for (int i = 0; i < n; i++) {
+      memcpy(at, iov[i].iov_base, iov[i].iov_len);
+      at += iov[i].iov_len;
+    }
+    c->sq_tail_len += (uint32_t)total;
+    c->queued += total;
+    return 0;
+  }
+  for (int i = 0; i < n; i++) {
+    int rc = rw_sendq_append(w, c, iov[i].iov_base, iov[i].iov_len);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
 void rw_sendq_append_chunk(struct rw_worker *w, struct rw_conn *c, uint32_t chunk, size_t len)
 {
   link_tail(w, c, chunk, len);
