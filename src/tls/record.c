@@ -385,10 +385,12 @@ int rw_tls_flush(struct rw_conn *c)
   return (t->flags & TLS_HANDSHAKEN) && !(t->flags & TLS_SHUTDOWN_SENT) ? rec_flush(c) : 0;
 }
 
-/* Replies are gathered in the connection's out slot and sealed at the end of the turn (or when
- * the slot fills): a pipeline's sixteen replies leave as one record, not sixteen, which spares
- * the AEAD's fixed cost here and a record's worth of reads in the client. Pieces too large to
- * gather (a file's chunk) are sealed at once, behind what was gathered. */
+/* Replies up to GATHER_MAX are gathered in the connection's out slot and sealed at the end of
+ * the turn (or when the slot fills): a pipeline's sixteen replies leave as one record, not
+ * sixteen, which spares the AEAD's fixed cost here and a record's worth of reads in the client.
+ * Larger pieces (a file's chunk) are sealed at once from where they are, behind what was
+ * gathered: copying them first would cost more than their records' overhead. */
+#define GATHER_MAX 4096
 int rw_tls_rec_write(struct rw_conn *c, const struct iovec *iov, int n)
 {
   struct rw_tls_conn *t = c->tls;
@@ -400,12 +402,13 @@ int rw_tls_rec_write(struct rw_conn *c, const struct iovec *iov, int n)
   size_t room = rw_tls_record_room(c), total = 0;
   for (int i = 0; i < n; i++)
     total += iov[i].iov_len;
+  bool gather = total <= GATHER_MAX && total <= room;
   int rc = 0;
-  if (t->out_len + total > room)
+  if (t->out_len && (!gather || t->out_len + total > room))
     rc = rec_flush(c);
-  if (!rc && total <= room && t->out == RW_NONE)
+  if (!rc && gather && t->out == RW_NONE)
     t->out = rw_pool_get(&c->w->tls_pool); /* (none free: sealed at once below) */
-  if (!rc && total <= room && t->out != RW_NONE) {
+  if (!rc && gather && t->out != RW_NONE) {
     uint8_t *at = rw_pool_at(&c->w->tls_pool, t->out) + t->out_len;
     for (int i = 0; i < n; i++) {
       memcpy(at, iov[i].iov_base, iov[i].iov_len);
