@@ -431,6 +431,62 @@ class RecordLayer(unittest.TestCase):
             self.assertGreaterEqual(p.server_key_updates, 1)
             self.assertLess(p.server_key_updates, 20)
 
+    def test_random_records_never_hurt_the_server(self):
+        """300 connections each send a random run of correctly encrypted records (any content
+        type, handshake messages cut anywhere, KeyUpdates, alerts, padding, now and then a
+        corrupted byte or a skipped sequence number), cut at random points. The sanitizer
+        build must survive every one and go on serving."""
+        rng = random.Random(1234)
+
+        def handshake_bytes():
+            kind = rng.choice([24, 24, 4, 1, 2, 20, rng.randrange(256)])
+            body = bytes([rng.randrange(3)]) if kind == 24 and rng.random() < 0.7 else rng.randbytes(rng.randrange(8))
+            msg = bytes([kind]) + len(body).to_bytes(3, "big") + body
+            if rng.random() < 0.3:
+                msg = msg[:rng.randrange(len(msg) + 1)]
+            return msg
+
+        for _ in range(300):
+            p = Tls13Peer(self.port)
+            with p.sock:
+                out = b""
+                for _ in range(rng.randrange(1, 8)):
+                    r = rng.random()
+                    if r < 0.3:
+                        content, ctype = self.GET if rng.random() < 0.5 else rng.randbytes(rng.randrange(200)), 23
+                    elif r < 0.7:
+                        content, ctype = handshake_bytes(), 22
+                    elif r < 0.85:
+                        content, ctype = rng.randbytes(rng.randrange(4)), 21
+                    else:
+                        content, ctype = rng.randbytes(rng.randrange(50)), rng.randrange(256)
+                    rec = p.record(ctype, content, pad=rng.choice([0, 0, 1, 100]))
+                    if ctype == 22 and content[:1] == b"\x18" and len(content) == 5:
+                        p.update(p.w)  # a whole KeyUpdate: the server reads on under our next key
+                    if rng.random() < 0.05:
+                        i = rng.randrange(len(rec))
+                        rec = rec[:i] + bytes([rec[i] ^ 1 << rng.randrange(8)]) + rec[i + 1:]
+                    if rng.random() < 0.03:
+                        p.w["seq"] += 1
+                    out += rec
+                at = 0
+                try:
+                    while at < len(out):
+                        n = rng.randrange(1, 600)
+                        p.sock.sendall(out[at:at + n])
+                        at += n
+                    p.sock.shutdown(socket.SHUT_WR)
+                    p.sock.settimeout(2)
+                    while p.sock.recv(65536):
+                        pass
+                except OSError:
+                    pass  # reset, already closed, or a server still waiting for the rest: all fine
+        self.assertIsNone(self.srv.proc.poll(), "the server died: " + self.srv.text()[-3000:])
+        p = Tls13Peer(self.port)
+        with p.sock:
+            p.sock.sendall(p.record(23, self.GET))
+            self.assertTrue(self.served(p.read(self.served)[0]))
+
     def test_records_that_break_the_rules_get_the_matching_alert(self):
         cases = [  # (what, records made by the peer, alert: 10 unexpected_message, 50 decode_error...)
             ("a KeyUpdate not at the end of its record",
