@@ -301,10 +301,16 @@ static int seal(struct rw_tls_conn *t, uint8_t type, const uint8_t *in, size_t l
                                  len, v13(t) ? &type : NULL, v13(t) ? 1 : 0, v13(t) ? out : ad,
                                  v13(t) ? TLS_HEADER : sizeof ad)) {
     ERR_clear_error();
-    return -EPROTO; /* (the caller's connection is aborted; logged by rw_tls_rec_write) */
+    return -EPROTO; /* (the caller's connection is aborted; logged by rw_tls_write) */
   }
   k->seq++;
   return 0;
+}
+
+size_t rw_tls_record_room(const struct rw_conn *c)
+{
+  size_t most = c->w->send_pool.item_size - overhead(c->tls);
+  return most < MAX_PLAIN ? most : MAX_PLAIN;
 }
 
 /* Seals content into the send chain, each record in place in one chunk: at the tail when it
@@ -314,8 +320,7 @@ static int seal_into_chain(struct rw_conn *c, uint8_t type, const uint8_t *p, si
 {
   struct rw_tls_conn *t = c->tls;
   struct rw_worker *w = c->w;
-  size_t oh = overhead(t), most = w->send_pool.item_size - oh;
-  most = most < MAX_PLAIN ? most : MAX_PLAIN;
+  size_t oh = overhead(t), most = rw_tls_record_room(c);
   do {
     size_t room, k = len < most ? len : most;
     uint8_t *out = rw_sendq_reserve(w, c, k + oh, &room);
@@ -330,12 +335,6 @@ static int seal_into_chain(struct rw_conn *c, uint8_t type, const uint8_t *p, si
   } while (len);
   rw_conn_mark_dirty(c);
   return 0;
-}
-
-size_t rw_tls_record_room(const struct rw_conn *c)
-{
-  size_t most = c->w->send_pool.item_size - overhead(c->tls);
-  return most < MAX_PLAIN ? most : MAX_PLAIN;
 }
 
 /* Seals what the connection's writes gathered since the last flush. Its bytes were counted as
@@ -370,13 +369,17 @@ static int send_key_update(struct rw_conn *c, bool request)
   return rc;
 }
 
-static int rec_flush(struct rw_conn *c)
+/* Our key rotates before AES-GCM's limit (TLS 1.2 has no KeyUpdate: its 2^64 bound stands). */
+static int rotate_if_due(struct rw_conn *c)
 {
   struct rw_tls_conn *t = c->tls;
+  return v13(t) && t->wr.seq >= KEY_UPDATE_AT ? send_key_update(c, false) : 0;
+}
+
+static int rec_flush(struct rw_conn *c)
+{
   int rc = seal_out(c);
-  if (!rc && v13(t) && t->wr.seq >= KEY_UPDATE_AT)
-    rc = send_key_update(c, false);
-  return rc;
+  return rc ? rc : rotate_if_due(c);
 }
 
 int rw_tls_flush(struct rw_conn *c)
@@ -391,7 +394,7 @@ int rw_tls_flush(struct rw_conn *c)
  * Larger pieces (a file's chunk) are sealed at once from where they are, behind what was
  * gathered: copying them first would cost more than their records' overhead. */
 #define GATHER_MAX 4096
-int rw_tls_rec_write(struct rw_conn *c, const struct iovec *iov, int n)
+int rw_tls_write(struct rw_conn *c, const struct iovec *iov, int n)
 {
   struct rw_tls_conn *t = c->tls;
   if (!(t->flags & TLS_HANDSHAKEN))
@@ -422,8 +425,8 @@ int rw_tls_rec_write(struct rw_conn *c, const struct iovec *iov, int n)
   for (int i = 0; i < n && !rc; i++)
     if (iov[i].iov_len)
       rc = seal_into_chain(c, CT_APPDATA, iov[i].iov_base, iov[i].iov_len);
-  if (!rc && v13(t) && t->wr.seq >= KEY_UPDATE_AT)
-    rc = send_key_update(c, false);
+  if (!rc)
+    rc = rotate_if_due(c);
   if (rc && rc != -ENOBUFS)
     rw_log_limited(&c->w->tls_log, "tls: write failed: cannot seal a record: %s", strerror(-rc));
   return rc;

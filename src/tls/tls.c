@@ -1,6 +1,6 @@
 /* TLS over BoringSSL, shared by both drivers: the core hands a TLS connection's ciphertext here
- * (rw_tls_received) instead of to the parser, and its plaintext writes come here
- * (rw_tls_write) instead of to the send chain. BoringSSL runs the handshake through a BIO of
+ * (rw_tls_received) instead of to the parser; its plaintext writes go to the record layer
+ * (rw_tls_write, record.c) instead of to the send chain. BoringSSL runs the handshake through a BIO of
  * our own that reads ciphertext from the driver's buffer, one record at a time, and writes
  * records straight into the send chain; once the handshake is complete our record layer
  * (record.c) takes the keys and handles every later record without BoringSSL, so records cost
@@ -349,11 +349,6 @@ size_t rw_tls_received(struct rw_conn *c, uint8_t *at, size_t n)
   size_t rest = t->in_len;
   t->in_len = 0;
   return n - rest + rw_tls_rec_received(c, at + (n - rest), rest);
-}
-
-int rw_tls_write(struct rw_conn *c, const struct iovec *iov, int n)
-{
-  return rw_tls_rec_write(c, iov, n);
 }
 
 void rw_tls_close_notify(struct rw_conn *c)

@@ -68,7 +68,6 @@ struct rw_tls_conn {
 /* record.c */
 int rw_tls_rec_start(struct rw_conn *c);
 size_t rw_tls_rec_received(struct rw_conn *c, uint8_t *at, size_t n);
-int rw_tls_rec_write(struct rw_conn *c, const struct iovec *iov, int n);
 void rw_tls_rec_alert(struct rw_conn *c, uint8_t level, uint8_t desc);
 void rw_tls_rec_free(struct rw_conn *c);
 void rw_tls_rec_keylog(const SSL *ssl, const char *line);
