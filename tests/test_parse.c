@@ -252,7 +252,7 @@ Test(resp, protocol_errors_close)
   CHECK(&resp_proto, describe_resp, "*1\r\n$3\r\nGETX\r\n", expect);
   snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_OVERLONG);
   CHECK(&resp_proto, describe_resp, "*1025\r\n", expect);
-  CHECK(&resp_proto, describe_resp, "*1\r\n$1048577\r\n", expect);
+  CHECK(&resp_proto, describe_resp, "*1\r\n$536870913\r\n", expect); /* past 512 MiB */
 }
 
 /* More items than are kept inline: the walk reaches all of them. */

@@ -9,24 +9,41 @@
  *
  * Batching: records go into a fill buffer (two fixed buffers, taken at start); at the end of a
  * worker's loop turn, if no write is in flight, the buffers swap and one write (plus, with
- * --fsync always, one fsync) covers everything the turn produced: group commit. With --fsync
+ * --fsync always, one fsync) covers everything the turn produced: group commit. A key or value
+ * of KVD_AOF_REF_MIN bytes or more is not copied: the record refers to the item, pinned until the
+ * batch is written, and the batch goes out as one gathered write (values up to 512 MiB cost no
+ * buffer, and every record's copied part stays small). With --fsync
  * always a reply that acknowledges a write is corked (rw_conn_cork) until the fsync covering its
  * record completes, so nothing acknowledged is lost to a crash. A write command that finds the
  * fill buffer too full returns -EAGAIN: its connection waits (rw_conn_resume) for the swap. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "kvd.h"
 
-/* Room a write command may need: its records are bounded by the largest item plus keys. */
-#define ROOM_PER_WORKER (2u << 20)
+/* Keys and values from this long are written from the item instead of copied. */
+#define KVD_AOF_REF_MIN 1024
+/* Room a write command may need: at most 1024 records (an array's items), each with its copied
+ * key and value under KVD_AOF_REF_MIN bytes, and two references. */
+#define ROOM_PER_WORKER (1024u * (2 * KVD_AOF_REF_MIN + 256))
+#define REFS_PER_WORKER 2048u
 #define EVERYSEC_MS 1000
+
+/* A key or value written from its item, at `at` in its fill buffer. */
+struct aof_ref {
+  size_t at;
+  const uint8_t *p;
+  size_t len;
+  kv_item *it;
+};
 
 struct aof_worker {
   rw_msg msg; /* "durable moved / room freed": posted by the worker that completed a write */
@@ -47,6 +64,11 @@ static struct {
   bool locking;
   uint8_t *buf[2];
   size_t cap, fill_len, room;
+  struct aof_ref *refs[2];
+  uint32_t ref_cap, fill_refs, ref_room, batch_refs;
+  uint64_t fill_bytes; /* the fill buffer's bytes and its references' */
+  struct iovec *iov; /* the batch in flight, gathered */
+  uint32_t iov_n, iov_i;
   bool overflow;
   int fill;
   /* Byte offsets in the log since start: written under the lock, read without it by readers
@@ -54,10 +76,9 @@ static struct {
   _Atomic uint64_t appended, durable;
   uint64_t base; /* the file's size at start: the log since start begins there */
   size_t batch_len; /* the batch in flight: its bytes, at file offset base + inflight_end - batch_len */
+  size_t batch_buf_len; /* those of them in its buffer */
   bool inflight;
   uint64_t inflight_end;
-  const uint8_t *wp;
-  size_t wleft;
   rw_fileop op;
   int error;
   rw_server *srv;
@@ -82,10 +103,16 @@ static void unlock(void)
 /* ---- records ---- */
 
 /* A record is written between begin() and end(), under the lock. */
-static size_t begin(void)
+struct mark {
+  size_t len;
+  uint32_t refs;
+  uint64_t bytes;
+};
+
+static struct mark begin(void)
 {
   lock();
-  return aof.fill_len;
+  return (struct mark){aof.fill_len, aof.fill_refs, aof.fill_bytes};
 }
 
 static void put(const void *p, size_t n)
@@ -96,21 +123,50 @@ static void put(const void *p, size_t n)
   }
   memcpy(aof.buf[aof.fill] + aof.fill_len, p, n);
   aof.fill_len += n;
+  aof.fill_bytes += n;
+}
+
+static void unpin(kv_item *it)
+{
+  kv_shard *sh = kv_lock(&kvd.store, it->hash);
+  kv_unpin(sh, it);
+  kv_unlock(sh);
+}
+
+/* `n` bytes at `p` inside item `it` (its shard locked): copied when short, else referred to. */
+static void put_ref(kv_item *it, const uint8_t *p, size_t n)
+{
+  if (n < KVD_AOF_REF_MIN) {
+    put(p, n);
+    return;
+  }
+  if (aof.fill_refs == aof.ref_cap) {
+    aof.overflow = true;
+    return;
+  }
+  kv_pin(kv_shard_of(&kvd.store, it->hash), it);
+  aof.refs[aof.fill][aof.fill_refs++] = (struct aof_ref){aof.fill_len, p, n, it};
+  aof.fill_bytes += n;
 }
 
 static void note(rw_conn *c);
 
 /* Publishes the record (or drops it whole if it did not fit); `c`, when given, is the
  * connection whose reply depends on it. */
-static void end(size_t start, rw_conn *c)
+static void end(struct mark start, rw_conn *c)
 {
   if (aof.overflow) {
-    aof.fill_len = start;
+    while (aof.fill_refs > start.refs) { /* (the record's items are locked: no unpin() here) */
+      kv_item *it = aof.refs[aof.fill][--aof.fill_refs].it;
+      kv_unpin(kv_shard_of(&kvd.store, it->hash), it);
+    }
+    aof.fill_len = start.len;
+    aof.fill_bytes = start.bytes;
     aof.overflow = false;
     aof.error = -ENOBUFS;
   } else {
     atomic_store_explicit(&aof.appended, atomic_load_explicit(&aof.appended, memory_order_relaxed) +
-                                             (aof.fill_len - start), memory_order_relaxed);
+                                             (aof.fill_bytes - start.bytes), memory_order_relaxed);
     if (c)
       note(c);
   }
@@ -131,6 +187,14 @@ static void put_arg(rw_span s)
 {
   put_len('$', s.len);
   put(s.p, s.len);
+  put("\r\n", 2);
+}
+
+/* An argument that lives in item `it`. */
+static void put_item_arg(kv_item *it, rw_span s)
+{
+  put_len('$', s.len);
+  put_ref(it, s.p, s.len);
   put("\r\n", 2);
 }
 
@@ -200,24 +264,34 @@ void kvd_aof_read(rw_conn *c)
 
 /* The store evicted an item to make room (shard locked): without a record, replay would bring
  * it back. No reply waits on it: the write that caused it has its own record. */
-static void evicted(const kv_item *it)
+static void evicted(kv_item *it)
 {
-  size_t start = begin();
+  struct mark start = begin();
   put_len('*', 2);
   put_str("DEL");
-  put_arg(kv_key(it));
+  put_arg(kv_key(it)); /* copied: the eviction is to free the item now (evict_room paid) */
   end(start, NULL);
 }
 
-void kvd_aof_item(rw_conn *c, const kv_item *it)
+/* Evictions the log can take now: what the fill buffer has beyond the room kept for admitted
+ * commands (KV_EVICT_COST is about a DEL record's bytes). */
+static size_t evict_room(void)
+{
+  lock();
+  size_t free = aof.cap - aof.fill_len;
+  unlock();
+  return free > aof.room ? free - aof.room : 0;
+}
+
+void kvd_aof_item(rw_conn *c, kv_item *it)
 {
   if (!aof.on)
     return;
-  size_t start = begin();
+  struct mark start = begin();
   put_len('*', 3 + (it->expire_ms ? 2 : 0) + (it->flags ? 2 : 0));
   put_str("SET");
-  put_arg(kv_key(it));
-  put_arg((rw_span){kv_value((kv_item *)it), it->vlen});
+  put_item_arg(it, kv_key(it));
+  put_item_arg(it, (rw_span){kv_value(it), it->vlen});
   if (it->expire_ms) {
     put_str("PXAT");
     put_num(to_unix(c, it->expire_ms));
@@ -229,25 +303,25 @@ void kvd_aof_item(rw_conn *c, const kv_item *it)
   end(start, c);
 }
 
-void kvd_aof_del(rw_conn *c, rw_span key)
+void kvd_aof_del(rw_conn *c, kv_item *it)
 {
   if (!aof.on)
     return;
-  size_t start = begin();
+  struct mark start = begin();
   put_len('*', 2);
   put_str("DEL");
-  put_arg(key);
+  put_item_arg(it, kv_key(it));
   end(start, c);
 }
 
-void kvd_aof_expire(rw_conn *c, const kv_item *it)
+void kvd_aof_expire(rw_conn *c, kv_item *it)
 {
   if (!aof.on)
     return;
-  size_t start = begin();
+  struct mark start = begin();
   put_len('*', it->expire_ms ? 3 : 2);
   put_str(it->expire_ms ? "PEXPIREAT" : "PERSIST");
-  put_arg(kv_key(it));
+  put_item_arg(it, kv_key(it));
   if (it->expire_ms)
     put_num(to_unix(c, it->expire_ms));
   end(start, c);
@@ -257,7 +331,7 @@ void kvd_aof_flush(rw_conn *c, int64_t at_ms)
 {
   if (!aof.on)
     return;
-  size_t start = begin();
+  struct mark start = begin();
   put_len('*', at_ms ? 3 : 1);
   put_str("FLUSHALL");
   if (at_ms) {
@@ -268,6 +342,8 @@ void kvd_aof_flush(rw_conn *c, int64_t at_ms)
 }
 
 /* ---- the store's write operations, journaled ---- */
+
+static int wait_room(rw_conn *c);
 
 kv_item *kvd_find(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, int64_t now_ms)
 {
@@ -284,6 +360,8 @@ int kvd_put(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_
     return -E2BIG;
   kv_item *it;
   int rc = kv_put(&kvd.store, sh, key, hash, a, b, flags, expire_ms, keep, now_ms, &it);
+  if (rc == -EAGAIN) /* the evictions it needs are more than the log can take before a swap */
+    return wait_room(c);
   if (!rc)
     kvd_aof_item(c, it);
   return rc;
@@ -291,7 +369,7 @@ int kvd_put(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_
 
 void kvd_delete(rw_conn *c, kv_shard *sh, kv_item *it)
 {
-  kvd_aof_del(c, kv_key(it));
+  kvd_aof_del(c, it); /* (pinned if the record refers to it: deleted, kept until written) */
   kv_delete(sh, it);
 }
 
@@ -318,18 +396,9 @@ void kvd_flush(rw_conn *c)
 
 /* ---- admission: a write command starts only with room for its records ---- */
 
-int kvd_aof_admit(rw_conn *c)
+/* The connection's command is dispatched again after the next batch swap: -EAGAIN. */
+static int wait_room(rw_conn *c)
 {
-  if (!aof.on)
-    return 0;
-  lock();
-  int err = aof.error;
-  bool room = aof.cap - aof.fill_len >= aof.room;
-  unlock();
-  if (err)
-    return err;
-  if (room)
-    return 0;
   struct kvd_conn *kc = rw_conn_user(c);
   if (!kc->aof_waiting) {
     rw_worker *w = rw_conn_worker(c);
@@ -340,9 +409,24 @@ int kvd_aof_admit(rw_conn *c)
   return -EAGAIN;
 }
 
+int kvd_aof_admit(rw_conn *c)
+{
+  if (!aof.on)
+    return 0;
+  lock();
+  int err = aof.error;
+  bool room = aof.cap - aof.fill_len >= aof.room && aof.ref_cap - aof.fill_refs >= aof.ref_room;
+  unlock();
+  if (err)
+    return err;
+  return room ? 0 : wait_room(c);
+}
+
 /* ---- the write path ---- */
 
 static bool submit_write(rw_worker *w);
+static void write_done(rw_fileop *op, int64_t res);
+static void unpin_batch(void);
 
 /* On worker `w`: releases what the durable offset now covers and lets waiting writers retry. */
 static void release(rw_worker *w)
@@ -402,6 +486,7 @@ static void failed(rw_worker *w, int err)
   lock();
   aof.error = err;
   aof.inflight = false;
+  unpin_batch();
   unlock();
   notify_all(w); /* writers waiting for room retry, and are refused */
 }
@@ -427,6 +512,48 @@ static void fsync_done(rw_fileop *op, int64_t res)
   batch_done(op->job.w);
 }
 
+/* The batch's pieces in file order: its buffer, with each reference's bytes at its place. */
+static uint32_t gather(int side, size_t len, uint32_t nrefs, struct iovec *iov)
+{
+  uint32_t n = 0;
+  size_t at = 0;
+  for (uint32_t i = 0; i < nrefs; i++) {
+    const struct aof_ref *r = &aof.refs[side][i];
+    if (r->at > at)
+      iov[n++] = (struct iovec){aof.buf[side] + at, r->at - at};
+    iov[n++] = (struct iovec){(void *)r->p, r->len};
+    at = r->at;
+  }
+  if (len > at)
+    iov[n++] = (struct iovec){aof.buf[side] + at, len - at};
+  return n;
+}
+
+/* Drops the first `done` bytes of iov[*i..n). */
+static void iov_advance(struct iovec *iov, uint32_t n, uint32_t *i, size_t done)
+{
+  while (*i < n && done >= iov[*i].iov_len)
+    done -= iov[(*i)++].iov_len;
+  if (*i < n && done) {
+    iov[*i].iov_base = (uint8_t *)iov[*i].iov_base + done;
+    iov[*i].iov_len -= done;
+  }
+}
+
+static int write_more(rw_worker *w)
+{
+  uint32_t k = aof.iov_n - aof.iov_i < IOV_MAX ? aof.iov_n - aof.iov_i : IOV_MAX;
+  return rw_file_writev(w, &aof.op, aof.fd, aof.iov + aof.iov_i, (int)k, RW_FILE_POS, write_done);
+}
+
+/* The batch is in the file: the items its references pinned may go. */
+static void unpin_batch(void)
+{
+  for (uint32_t i = 0; i < aof.batch_refs; i++)
+    unpin(aof.refs[aof.fill ^ 1][i].it);
+  aof.batch_refs = 0;
+}
+
 static void write_done(rw_fileop *op, int64_t res)
 {
   rw_worker *w = op->job.w;
@@ -434,15 +561,19 @@ static void write_done(rw_fileop *op, int64_t res)
     failed(w, res < 0 ? (int)res : -EIO);
     return;
   }
-  aof.wp += res;
-  aof.wleft -= (size_t)res;
+  iov_advance(aof.iov, aof.iov_n, &aof.iov_i, (size_t)res);
   int rc = 0;
-  if (aof.wleft) /* a short write: continue where it stopped */
-    rc = rw_file_write(w, &aof.op, aof.fd, aof.wp, aof.wleft, RW_FILE_POS, write_done);
-  else if (aof.policy == KVD_FSYNC_ALWAYS)
-    rc = rw_file_fsync(w, &aof.op, aof.fd, true, fsync_done);
-  else
-    batch_done(w);
+  if (aof.iov_i < aof.iov_n) { /* a short write, or more pieces than one call takes */
+    rc = write_more(w);
+  } else {
+    lock();
+    unpin_batch();
+    unlock();
+    if (aof.policy == KVD_FSYNC_ALWAYS)
+      rc = rw_file_fsync(w, &aof.op, aof.fd, true, fsync_done);
+    else
+      batch_done(w);
+  }
   if (rc < 0)
     failed(w, rc);
 }
@@ -453,19 +584,24 @@ static void write_done(rw_fileop *op, int64_t res)
 static bool submit_write(rw_worker *w)
 {
   lock();
-  if (aof.inflight || !aof.fill_len || aof.error) {
+  if (aof.inflight || !aof.fill_bytes || aof.error) {
     unlock();
     return false;
   }
   aof.inflight = true;
   aof.inflight_end = aof.appended;
-  aof.wp = aof.buf[aof.fill];
-  aof.wleft = aof.batch_len = aof.fill_len;
+  aof.batch_len = aof.fill_bytes;
+  aof.batch_buf_len = aof.fill_len;
+  aof.batch_refs = aof.fill_refs;
+  aof.iov_n = gather(aof.fill, aof.fill_len, aof.fill_refs, aof.iov);
+  aof.iov_i = 0;
   aof.fill ^= 1;
   aof.fill_len = 0;
+  aof.fill_refs = 0;
+  aof.fill_bytes = 0;
   unlock();
   aof.writes++;
-  int rc = rw_file_write(w, &aof.op, aof.fd, aof.wp, aof.wleft, RW_FILE_POS, write_done);
+  int rc = write_more(w);
   if (rc < 0)
     failed(w, rc);
   notify_all(w); /* the fill buffer is empty again: waiting writers may go on */
@@ -594,57 +730,52 @@ static bool apply(const rw_list *l, int64_t now_mono, int64_t now_unix)
 }
 
 /* Replays the file; returns the length of its valid prefix in *out_good. 0, -EBADMSG (a record
- * kvd does not write: corrupt) or -ENODATA (the file ends inside a record). */
+ * kvd does not write: corrupt) or -ENODATA (the file ends inside a record). The file is mapped,
+ * not read: a record of any size (a 512 MiB value) is parsed where it lies, and the page after
+ * the file's end (anonymous, zero) is the parser's sentinel. */
 static int replay(int fd, uint64_t *out_good, uint64_t *out_records)
 {
-  size_t cap = 2 * resp_proto.max_frame + 65536, len = 0;
-  uint8_t *buf = malloc(cap + 1);
+  struct stat st;
+  if (fstat(fd, &st) < 0)
+    return -errno;
+  *out_good = *out_records = 0;
+  size_t len = (size_t)st.st_size;
+  if (!len)
+    return 0;
+  size_t span = (len + 4096 + 4095) & ~(size_t)4095;
+  uint8_t *buf = mmap(NULL, span, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (buf == MAP_FAILED)
+    return -ENOMEM;
   void *parser = malloc(resp_proto.parser_size);
-  _Alignas(max_align_t) unsigned char msg[RW_PROTO_MSG_MAX];
-  if (!buf || !parser) {
-    free(buf);
+  if (!parser || mmap(buf, len, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0) == MAP_FAILED) {
     free(parser);
+    munmap(buf, span);
     return -ENOMEM;
   }
+  madvise(buf, len, MADV_SEQUENTIAL);
+  _Alignas(max_align_t) unsigned char msg[RW_PROTO_MSG_MAX];
   resp_proto.parser_init(parser);
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   int64_t now_mono = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, now_unix = kvd_unix_ms();
   uint64_t good = 0, records = 0;
   int rc = 0;
-  bool eof = false;
-  while (!rc) {
-    ssize_t n = eof ? 0 : read(fd, buf + len, cap - len);
-    if (n < 0) {
-      rc = -errno;
+  while (good < len) {
+    size_t used = 0;
+    int cmd = resp_proto.next(parser, buf + good, len - good, &used, msg);
+    if (cmd == RW_PARSE_MORE) {
+      rc = -ENODATA;
       break;
     }
-    eof = n == 0;
-    len += (size_t)n;
-    size_t off = 0;
-    while (off < len) {
-      buf[len] = 0;
-      size_t used = 0;
-      int cmd = resp_proto.next(parser, buf + off, len - off, &used, msg);
-      if (cmd == RW_PARSE_MORE)
-        break;
-      if (cmd != RESP_CMD_MULTIBULK || !apply(&((union resp_msg *)msg)->multibulk.args, now_mono, now_unix)) {
-        rc = -EBADMSG;
-        break;
-      }
-      off += used;
-      good += used;
-      records++;
-    }
-    memmove(buf, buf + off, len - off);
-    len -= off;
-    if (!rc && eof) {
-      rc = len ? -ENODATA : 0;
+    if (cmd != RESP_CMD_MULTIBULK || !apply(&((union resp_msg *)msg)->multibulk.args, now_mono, now_unix)) {
+      rc = -EBADMSG;
       break;
     }
+    good += used;
+    records++;
   }
-  free(buf);
   free(parser);
+  munmap(buf, span);
   *out_good = good;
   *out_records = records;
   return rc;
@@ -710,6 +841,13 @@ int kvd_aof_start(rw_server *srv, uint32_t max_conns)
   aof.cap = aof.room * 4 > (16u << 20) ? aof.room * 4 : (16u << 20);
   aof.buf[0] = malloc(aof.cap);
   aof.buf[1] = malloc(aof.cap);
+  aof.ref_room = REFS_PER_WORKER * aof.workers;
+  aof.ref_cap = aof.ref_room * 4;
+  aof.refs[0] = calloc(aof.ref_cap, sizeof(struct aof_ref));
+  aof.refs[1] = calloc(aof.ref_cap, sizeof(struct aof_ref));
+  aof.iov = calloc(2 * (size_t)aof.ref_cap + 1, sizeof(struct iovec));
+  if (!aof.refs[0] || !aof.refs[1] || !aof.iov)
+    return -ENOMEM;
   aof.aw = aligned_alloc(64, aof.workers * sizeof *aof.aw);
   if (!aof.buf[0] || !aof.buf[1] || !aof.aw)
     return -ENOMEM;
@@ -725,20 +863,21 @@ int kvd_aof_start(rw_server *srv, uint32_t max_conns)
   memset(aof.buf[0], 0, aof.cap);
   memset(aof.buf[1], 0, aof.cap);
   kvd.store.on_evict = evicted; /* after replay: its own evictions are not news */
+  kvd.store.evict_room = evict_room;
   aof.on = true;
   return 0;
 }
 
-static void write_all(const uint8_t *p, size_t n)
+/* Writes iov[i..n) synchronously (at the stop, the workers gone). */
+static void write_all(struct iovec *iov, uint32_t n, uint32_t i)
 {
-  while (n) {
-    ssize_t k = write(aof.fd, p, n);
+  while (i < n) {
+    ssize_t k = writev(aof.fd, iov + i, n - i < IOV_MAX ? (int)(n - i) : IOV_MAX);
     if (k <= 0) {
       fprintf(stderr, "kvd: AOF %s: final write: %s\n", aof.path, strerror(errno));
       return;
     }
-    p += k;
-    n -= (size_t)k;
+    iov_advance(iov, n, &i, (size_t)k);
   }
 }
 
@@ -757,10 +896,12 @@ void kvd_aof_close(void)
       done = (uint64_t)st.st_size - start < aof.batch_len ? (uint64_t)st.st_size - start : aof.batch_len;
     fprintf(stderr, "kvd: AOF %s: a write was in flight at the stop deadline (%llu of %zu bytes "
             "written): finishing it\n", aof.path, (unsigned long long)done, aof.batch_len);
-    write_all(aof.buf[aof.fill ^ 1] + done, aof.batch_len - done);
+    uint32_t n = gather(aof.fill ^ 1, aof.batch_buf_len, aof.batch_refs, aof.iov), i = 0;
+    iov_advance(aof.iov, n, &i, done);
+    write_all(aof.iov, n, i);
   }
   if (aof.on && !aof.error) {
-    write_all(aof.buf[aof.fill], aof.fill_len);
+    write_all(aof.iov, gather(aof.fill, aof.fill_len, aof.fill_refs, aof.iov), 0);
     fsync(aof.fd);
   }
   if (aof.on)
@@ -771,7 +912,10 @@ void kvd_aof_close(void)
   if (!inflight) { /* else the kernel may still hold a buffer: left to the exit */
     free(aof.buf[0]);
     free(aof.buf[1]);
+    free(aof.iov);
   }
+  free(aof.refs[0]);
+  free(aof.refs[1]);
   for (unsigned i = 0; aof.aw && i < aof.workers; i++) {
     free(aof.aw[i].corked);
     free(aof.aw[i].waiting);

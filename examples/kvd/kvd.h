@@ -27,6 +27,9 @@ struct kvd_stats {
 /* Per connection (rw_conn_user): the RESP client's name and id. */
 struct kvd_conn {
   uint64_t id;
+  kv_item *stream_it; /* a value going out from the store (stream.c), pinned */
+  uint32_t stream_off;
+  uint32_t next_key; /* a multi-key reply continued after a streamed value: keys done */
   uint64_t aof_wait; /* --fsync always: replies wait until the log is durable to here */
   bool aof_corked, aof_waiting;
   uint32_t name_len;
@@ -68,9 +71,19 @@ static inline int64_t kvd_now_ms(const rw_conn *c)
 /* CLOCK_REALTIME in ms, for expiry given as a Unix time. */
 int64_t kvd_unix_ms(void);
 
-/* The largest value: what one request may carry (both specs' `limit data`). */
+/* The largest value: what one RESP request may carry (512 MiB, as redis). memcache's set takes
+ * up to its own limit (1 MiB, memcached's default item size) but reads and appends to any. */
 #define KVD_VALUE_MAX RESP_LIMIT_DATA
-_Static_assert(RESP_LIMIT_DATA == MEMCACHE_LIMIT_DATA, "one value limit for both protocols");
+_Static_assert(MEMCACHE_LIMIT_DATA <= RESP_LIMIT_DATA, "memcache's values fit RESP's");
+
+/* ---- stream.c ---- */
+/* Values from this long go out from the item itself, over as many loop turns as it takes. */
+#define KVD_STREAM_MIN (64u << 10)
+/* Writes `it`'s value and its CRLF (after the caller wrote the reply's header; shard locked):
+ * 0 when written, 1 when it goes out as a stream (the item pinned until it has: nothing more may
+ * be written for this command; a multi-key reply returns -EAGAIN and is dispatched again when
+ * the stream is done, continuing after kvd_conn.next_key keys), or -errno. */
+int kvd_send_value(rw_conn *c, kv_shard *sh, kv_item *it);
 
 /* ---- aof.c: the append-only file ---- */
 enum kvd_fsync { KVD_FSYNC_ALWAYS, KVD_FSYNC_EVERYSEC, KVD_FSYNC_NO };
@@ -97,6 +110,8 @@ int kvd_aof_admit(rw_conn *c);
 /* The store's operations for handlers (call with the shard locked): a lookup whose reply, with
  * --fsync always, waits for what it may see to be durable; writes, each journaled. */
 kv_item *kvd_find(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, int64_t now_ms);
+/* kvd_put: 0, -E2BIG, -ENOMEM, or -EAGAIN when the store's evictions must wait for the log's
+ * next batch (the handler returns it before replying: the command is dispatched again). */
 int kvd_put(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b,
             uint32_t flags, int64_t expire_ms, const kv_item *keep, int64_t now_ms);
 void kvd_delete(rw_conn *c, kv_shard *sh, kv_item *it);

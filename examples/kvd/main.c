@@ -204,6 +204,10 @@ int main(int argc, char **argv)
     o.memcache = DEFAULT_MEMCACHE;
   }
   cli.cfg.conn_user_size = sizeof(struct kvd_conn);
+  /* Requests up to 1 MiB wait in accumulator slots; longer ones (values up to 512 MiB) move to
+   * the runtime's large slots, resident only while such a request is arriving. */
+  if (!cli.cfg.accum_size)
+    cli.cfg.accum_size = (1u << 20) + (64u << 10);
   cli.cfg.on_worker_start = worker_start;
   cli.cfg.on_turn_end = kvd_aof_turn_end;
   rw_server *srv;

@@ -43,10 +43,12 @@ static int64_t deadline(rw_conn *c, int64_t exptime)
 #define ADMIT(c) KVD_ADMIT(c, rw_conn_write(c, AOF_ERROR, sizeof AOF_ERROR - 1))
 static const char AOF_ERROR[] = "SERVER_ERROR AOF write error: writes refused\r\n";
 
+/* A write the store refused; -EAGAIN (it must wait for the log) goes back to the runtime, and
+ * the command is dispatched again. */
 static int reply_err(rw_conn *c, int err, bool quiet)
 {
-  if (quiet)
-    return 0;
+  if (err == -EAGAIN || quiet)
+    return err == -EAGAIN ? err : 0;
   return err == -E2BIG ? memcache_reply_too_large(c) : memcache_reply_no_memory(c);
 }
 
@@ -117,6 +119,30 @@ static int on_cas(rw_conn *c, const struct memcache_cas *m)
   return do_store(c, &STORE_MSG(m), CAS, m->unique);
 }
 
+/* One VALUE line and the value: 0, 1 when the value goes out as a stream, or -errno. */
+static int reply_item(rw_conn *c, kv_shard *sh, rw_span key, kv_item *it, bool with_cas)
+{
+  rw_span v = {kv_value(it), it->vlen};
+  if (it->vlen < KVD_STREAM_MIN)
+    return with_cas ? memcache_reply_value_cas(c, key, it->flags, v, it->cas)
+                    : memcache_reply_value(c, key, it->flags, v);
+  char nums[80];
+  size_t n = 0;
+  nums[n++] = ' ';
+  n += rw_fmt_u64(nums + n, it->flags);
+  nums[n++] = ' ';
+  n += rw_fmt_u64(nums + n, it->vlen);
+  if (with_cas) {
+    nums[n++] = ' ';
+    n += rw_fmt_u64(nums + n, it->cas);
+  }
+  nums[n++] = '\r';
+  nums[n++] = '\n';
+  struct iovec iov[3] = {{(void *)"VALUE ", 6}, {(void *)key.p, key.len}, {nums, n}};
+  int rc = rw_conn_writev(c, iov, 3);
+  return rc < 0 ? rc : kvd_send_value(c, sh, it);
+}
+
 /* get and gets: every key checked first (the spec leaves the list's key lengths to us), then
  * one VALUE per hit, then END. */
 static int retrieve(rw_conn *c, rw_span keys, bool with_cas)
@@ -127,22 +153,29 @@ static int retrieve(rw_conn *c, rw_span keys, bool with_cas)
       return memcache_reply_bad_format(c);
   int rc = 0;
   int64_t now = kvd_now_ms(c);
+  struct kvd_conn *kc = rw_conn_user(c);
+  uint32_t done = kc->next_key;
   rest = keys;
-  while (rc >= 0 && !rw_span_next(&rest, ' ', &key)) {
+  for (uint32_t i = 0; rc >= 0 && !rw_span_next(&rest, ' ', &key); i++) {
+    if (i < done)
+      continue; /* answered before a value that went out as a stream */
     uint32_t h = kv_hash(key);
     kv_shard *sh = kv_lock(&kvd.store, h);
     kv_item *it = kvd_find(c, sh, key, h, now);
     KVD_STAT(c, cmd_get);
     if (it) {
       KVD_STAT(c, get_hits);
-      rw_span v = {kv_value(it), it->vlen};
-      rc = with_cas ? memcache_reply_value_cas(c, key, it->flags, v, it->cas)
-                    : memcache_reply_value(c, key, it->flags, v);
+      rc = reply_item(c, sh, key, it, with_cas);
     } else {
       KVD_STAT(c, get_misses);
     }
     kv_unlock(sh);
+    if (rc == 1) { /* dispatched again when the stream is done, for the rest and END */
+      kc->next_key = i + 1;
+      return -EAGAIN;
+    }
   }
+  kc->next_key = 0;
   return rc < 0 ? rc : memcache_reply_end(c);
 }
 
@@ -213,13 +246,13 @@ static int add_delta(rw_conn *c, rw_span key, uint64_t delta, bool incr, rw_span
     err = kvd_put(c, sh, key, h, (rw_span){(const uint8_t *)buf, n}, (rw_span){0}, it->flags, it->expire_ms, it, now);
   }
   kv_unlock(sh);
-  if (noreply.len)
-    return 0;
+  if (err < 0 || noreply.len)
+    return err < 0 ? reply_err(c, err, noreply.len) : 0;
   if (!it)
     return memcache_reply_not_found(c);
   if (!numeric)
     return memcache_reply_non_numeric(c);
-  return err < 0 ? reply_err(c, err, false) : memcache_reply_number(c, v);
+  return memcache_reply_number(c, v);
 }
 
 static int on_incr(rw_conn *c, const struct memcache_incr *m)

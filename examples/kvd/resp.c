@@ -51,8 +51,12 @@ static bool eq(rw_span s, const char *lit)
 
 #define ADMIT(c) KVD_ADMIT(c, resp_reply_error(c, MISCONF))
 
+/* A write the store refused; -EAGAIN (it must wait for the log) goes back to the runtime, and
+ * the command is dispatched again. */
 static int reply_store_error(rw_conn *c, int err)
 {
+  if (err == -EAGAIN)
+    return err;
   return resp_reply_error(c, err == -E2BIG ? TOO_BIG : OOM);
 }
 
@@ -71,9 +75,19 @@ static struct locked lookup(rw_conn *c, rw_span key)
   return l;
 }
 
-static int reply_value(rw_conn *c, kv_item *it)
+/* A bulk reply with the item's value, or null: 0, 1 when the value goes out as a stream (see
+ * kvd_send_value), or -errno. Shard locked. */
+static int reply_value(rw_conn *c, kv_shard *sh, kv_item *it)
 {
-  return it ? resp_reply_bulk(c, (rw_span){kv_value(it), it->vlen}) : resp_reply_null(c);
+  if (!it)
+    return resp_reply_null(c);
+  if (it->vlen < KVD_STREAM_MIN)
+    return resp_reply_bulk(c, (rw_span){kv_value(it), it->vlen});
+  char head[24] = "$";
+  size_t n = 1 + rw_fmt_u64(head + 1, it->vlen);
+  memcpy(head + n, "\r\n", 2);
+  int rc = rw_conn_write(c, head, n + 2);
+  return rc < 0 ? rc : kvd_send_value(c, sh, it);
 }
 
 static int on_ping(rw_conn *c, const rw_list *a)
@@ -101,9 +115,9 @@ static int on_get(rw_conn *c, const rw_list *a)
 {
   struct locked l = lookup(c, a->item[1]);
   count_get(c, l.it);
-  int rc = reply_value(c, l.it);
+  int rc = reply_value(c, l.sh, l.it);
   kv_unlock(l.sh);
-  return rc;
+  return rc < 0 ? rc : 0;
 }
 
 /* SET's options, as redis 7.0 parses them. */
@@ -160,6 +174,29 @@ static int parse_set_opts(rw_conn *c, const rw_list *a, struct set_opts *o)
   return 0;
 }
 
+/* Stores key = val (shard locked, unlocked here), then replies OK, or with the old value
+ * (reply_old: SET ... GET, GETSET), which stays pinned while the new one replaces it. Nothing is
+ * replied before the store has taken it, so a write that must wait (-EAGAIN) is dispatched
+ * again as if new. */
+static int put_and_reply(rw_conn *c, struct locked *l, rw_span key, rw_span val, int64_t expire,
+                         bool reply_old)
+{
+  kv_item *old = reply_old ? l->it : NULL;
+  if (old)
+    kv_pin(l->sh, old);
+  int rc = 0, err = kvd_put(c, l->sh, key, l->hash, val, (rw_span){0}, 0, expire, NULL, kvd_now_ms(c));
+  if (!err && reply_old)
+    rc = reply_value(c, l->sh, old);
+  if (old)
+    kv_unpin(l->sh, old);
+  kv_unlock(l->sh);
+  if (err < 0)
+    return reply_store_error(c, err);
+  if (rc < 0)
+    return rc;
+  return reply_old ? 0 : resp_reply_ok(c);
+}
+
 static int on_set(rw_conn *c, const rw_list *a)
 {
   struct set_opts o = {0};
@@ -170,22 +207,13 @@ static int on_set(rw_conn *c, const rw_list *a)
   ADMIT(c);
   struct locked l = lookup(c, key);
   KVD_STAT(c, cmd_set);
-  if (o.get)
-    rc = reply_value(c, l.it);
-  if (rc >= 0 && ((o.nx && l.it) || (o.xx && !l.it))) {
-    if (!o.get)
-      rc = resp_reply_null(c);
+  if ((o.nx && l.it) || (o.xx && !l.it)) {
+    rc = o.get ? reply_value(c, l.sh, l.it) : resp_reply_null(c);
     kv_unlock(l.sh);
-    return rc;
+    return rc < 0 ? rc : 0;
   }
   int64_t expire = o.keepttl && l.it ? l.it->expire_ms : o.expire_ms;
-  int err = kvd_put(c, l.sh, key, l.hash, val, (rw_span){0}, 0, expire, NULL, kvd_now_ms(c));
-  kv_unlock(l.sh);
-  if (rc < 0)
-    return rc;
-  if (err < 0)
-    return o.get ? 0 : reply_store_error(c, err); /* the old value went out already */
-  return o.get ? 0 : resp_reply_ok(c);
+  return put_and_reply(c, &l, key, val, expire, o.get);
 }
 
 static int on_setnx(rw_conn *c, const rw_list *a)
@@ -223,27 +251,34 @@ static int on_getset(rw_conn *c, const rw_list *a)
   ADMIT(c);
   struct locked l = lookup(c, a->item[1]);
   KVD_STAT(c, cmd_set);
-  int rc = reply_value(c, l.it);
-  int err = kvd_put(c, l.sh, a->item[1], l.hash, a->item[2], (rw_span){0}, 0, 0, NULL, kvd_now_ms(c));
-  kv_unlock(l.sh);
-  (void)err; /* the reply (the old value) is already out; like redis, a failed write loses it */
-  return rc;
+  return put_and_reply(c, &l, a->item[1], a->item[2], 0, true);
 }
 
+/* A value that goes out as a stream ends this dispatch: MGET is dispatched again when it is
+ * done and goes on after the keys already answered. */
 static int on_mget(rw_conn *c, const rw_list *a)
 {
-  int rc = resp_reply_array(c, a->count - 1);
+  struct kvd_conn *kc = rw_conn_user(c);
+  uint32_t done = kc->next_key;
+  int rc = done ? 0 : resp_reply_array(c, a->count - 1);
   rw_list_iter it;
   rw_span key;
   rw_list_iter_init(a, &it);
   rw_list_next(a, &it, &key); /* the name */
-  while (rc >= 0 && !rw_list_next(a, &it, &key)) {
+  for (uint32_t i = 0; rc >= 0 && !rw_list_next(a, &it, &key); i++) {
+    if (i < done)
+      continue;
     struct locked l = lookup(c, key);
     count_get(c, l.it);
-    rc = reply_value(c, l.it);
+    rc = reply_value(c, l.sh, l.it);
     kv_unlock(l.sh);
+    if (rc == 1 && i + 2 < a->count) {
+      kc->next_key = i + 1;
+      return -EAGAIN;
+    }
   }
-  return rc;
+  kc->next_key = 0;
+  return rc < 0 ? rc : 0;
 }
 
 static int on_mset(rw_conn *c, const rw_list *a)
@@ -262,7 +297,7 @@ static int on_mset(rw_conn *c, const rw_list *a)
     KVD_STAT(c, cmd_set);
     int err = kvd_put(c, sh, key, h, val, (rw_span){0}, 0, 0, NULL, now);
     kv_unlock(sh);
-    if (err < 0)
+    if (err < 0) /* (-EAGAIN: dispatched again, the pairs stored so far stored again) */
       return reply_store_error(c, err);
   }
   return resp_reply_ok(c);

@@ -53,12 +53,12 @@ static void init_classes(kv_shard *sh)
 {
   double size = MIN_CHUNK;
   unsigned n = 0;
-  while (n < KV_MAX_CLASSES - 1 && size < KV_PAGE_SIZE / 2) {
+  while (n < KV_MAX_CLASSES - 2 && size < KV_PAGE_SIZE / 2) {
     sh->cls[n++].size = ((uint32_t)size + 7) & ~7u;
     size *= GROWTH;
   }
   sh->cls[n++].size = KV_PAGE_SIZE; /* the largest: one item per page */
-  sh->ncls = n;
+  sh->ncls = n; /* cls[n]: runs (size 0) */
 }
 
 static int shard_init(kv_shard *sh, unsigned id, unsigned nshards, uint8_t *mem, size_t bytes)
@@ -73,10 +73,15 @@ static int shard_init(kv_shard *sh, unsigned id, unsigned nshards, uint8_t *mem,
   /* Then the per-page tables (sized for as many pages as could fit), then the pages. */
   size_t maxpages = bytes / KV_PAGE_SIZE;
   sh->page_live = (uint32_t *)(mem + nb * sizeof(kv_item *));
-  sh->page_cls = (uint8_t *)(sh->page_live + maxpages);
-  size_t table = (nb * sizeof(kv_item *) + maxpages * 5 + 4095) & ~(size_t)4095;
+  sh->page_pins = sh->page_live + maxpages;
+  sh->page_head = sh->page_pins + maxpages;
+  sh->page_cost = sh->page_head + maxpages;
+  sh->page_cls = (uint8_t *)(sh->page_cost + maxpages);
+  size_t table = (nb * sizeof(kv_item *) + maxpages * 17 + 4095) & ~(size_t)4095;
   sh->pages = mem + table;
   sh->npages = (uint32_t)((bytes - table) / KV_PAGE_SIZE);
+  sh->free_pages = sh->npages;
+  memset(sh->page_cls, KV_PAGE_FREE, sh->npages);
   init_classes(sh);
   return pthread_mutex_init(&sh->lock, NULL) ? -ENOMEM : 0;
 }
@@ -118,10 +123,11 @@ void kv_store_destroy(kv_store *st)
 }
 
 /* The high bits pick the shard; the low bits pick the bucket within it. */
-static kv_shard *shard_of(const kv_store *st, uint32_t hash)
+kv_shard *kv_shard_of(const kv_store *st, uint32_t hash)
 {
   return &st->shards[(uint64_t)(hash >> 16) * st->nshards >> 16];
 }
+#define shard_of kv_shard_of
 
 void kv_prefetch_bucket(const kv_store *st, uint32_t hash)
 {
@@ -201,18 +207,72 @@ static void chunk_free(kv_shard *sh, kv_item *it)
   c->free = it;
 }
 
+static bool is_run(const kv_shard *sh, const kv_item *it)
+{
+  return it->cls == sh->ncls;
+}
+
+static uint32_t run_pages(const kv_item *it)
+{
+  return (uint32_t)((item_bytes(it->klen, it->vlen) + KV_PAGE_SIZE - 1) / KV_PAGE_SIZE);
+}
+
+/* A run's pages become free pages. */
+static void run_free(kv_shard *sh, kv_item *it)
+{
+  uint32_t first = page_of(sh, it), n = run_pages(it);
+  for (uint32_t p = first; p < first + n; p++)
+    sh->page_cls[p] = KV_PAGE_FREE;
+  sh->cls[sh->ncls].pages -= n;
+  sh->free_pages += n;
+  if (first < sh->free_hint)
+    sh->free_hint = first;
+}
+
+/* The memory of an item no longer in the keyspace (or never linked). */
+static void item_free(kv_shard *sh, kv_item *it)
+{
+  it->live = 0;
+  it->doomed = 0;
+  if (is_run(sh, it)) {
+    run_free(sh, it);
+  } else {
+    sh->page_live[page_of(sh, it)]--;
+    chunk_free(sh, it);
+  }
+}
+
 void kv_delete(kv_shard *sh, kv_item *it)
 {
   struct kv_class *c = &sh->cls[it->cls];
+  sh->page_cost[page_of(sh, it)] -= (uint32_t)KV_EVICT_COST(it->klen);
   hash_unlink(sh, it);
   lru_unlink(c, it);
   c->items--;
-  sh->page_live[page_of(sh, it)]--;
   sh->items--;
   sh->bytes -= it->klen + it->vlen;
   if (it->expire_ms)
     sh->expires--;
-  chunk_free(sh, it);
+  if (it->pins) { /* out of the keyspace now; the memory when the last pin goes */
+    it->live = 0;
+    it->doomed = 1;
+    return;
+  }
+  item_free(sh, it);
+}
+
+void kv_pin(kv_shard *sh, kv_item *it)
+{
+  it->pins++;
+  sh->page_pins[page_of(sh, it)]++;
+}
+
+void kv_unpin(kv_shard *sh, kv_item *it)
+{
+  it->pins--;
+  sh->page_pins[page_of(sh, it)]--;
+  if (!it->pins && it->doomed)
+    item_free(sh, it);
 }
 
 void kv_set_expire(kv_shard *sh, kv_item *it, int64_t expire_ms)
@@ -275,22 +335,46 @@ static void page_carve(kv_shard *sh, uint32_t page, unsigned cls)
   }
   sh->page_cls[page] = (uint8_t)cls;
   sh->page_live[page] = 0;
+  sh->page_cost[page] = 0;
   c->pages++;
+}
+
+/* Takes pages [first, first + n) out of class `cls`: their chunks (all free) leave its free
+ * list, in one pass whatever n is. */
+static void pages_leave(kv_shard *sh, unsigned cls, uint32_t first, uint32_t n)
+{
+  struct kv_class *c = &sh->cls[cls];
+  kv_item **pp = &c->free;
+  while (*pp) {
+    uint32_t p = page_of(sh, *pp);
+    if (p >= first && p < first + n)
+      *pp = (*pp)->next;
+    else
+      pp = &(*pp)->next;
+  }
 }
 
 /* Takes `page` (all its chunks free) from its class and gives it to class `to`. */
 static void page_move(kv_shard *sh, uint32_t page, unsigned to)
 {
-  struct kv_class *c = &sh->cls[sh->page_cls[page]];
-  kv_item **pp = &c->free;
-  while (*pp)
-    if (page_of(sh, *pp) == page)
-      *pp = (*pp)->next;
-    else
-      pp = &(*pp)->next;
-  c->pages--;
+  pages_leave(sh, sh->page_cls[page], page, 1);
+  sh->cls[sh->page_cls[page]].pages--;
   sh->reclaimed_pages++;
   page_carve(sh, page, to);
+}
+
+/* A page no class or run holds, or RW_NONE. */
+static uint32_t page_take_free(kv_shard *sh)
+{
+  if (!sh->free_pages)
+    return UINT32_MAX;
+  for (uint32_t p = sh->free_hint; p < sh->npages; p++)
+    if (sh->page_cls[p] == KV_PAGE_FREE) {
+      sh->free_hint = p + 1;
+      sh->free_pages--;
+      return p;
+    }
+  return UINT32_MAX; /* (the hint only moves past taken pages: not reached) */
 }
 
 /* An item pushed out to make room: counted, told to the owner (kvd logs it), deleted. */
@@ -302,39 +386,92 @@ static void evict(kv_store *st, kv_shard *sh, kv_item *it)
   kv_delete(sh, it);
 }
 
-/* A page for class `to` from another class: one with no live item if there is one; else (when
- * eviction is on) the page holding the oldest item of the class with the most pages, its live
- * items evicted (never `keep`: then this fails). */
-static bool page_reclaim(kv_store *st, kv_shard *sh, unsigned to, const kv_item *keep)
+/* What one allocation may still evict (st->evict_room), and whether it ran short. */
+struct budget {
+  size_t left;
+  bool short_of;
+};
+
+static bool afford(struct budget *b, const kv_item *it)
 {
-  for (uint32_t p = 0; p < sh->pages_used; p++)
-    if (!sh->page_live[p] && sh->page_cls[p] != to) {
+  size_t cost = KV_EVICT_COST(it->klen);
+  if (cost > b->left) {
+    b->short_of = true;
+    return false;
+  }
+  b->left -= cost;
+  return true;
+}
+
+static bool is_carved(const kv_shard *sh, uint32_t p)
+{
+  return sh->page_cls[p] < KV_PAGE_RUN;
+}
+
+/* Evicts the live items of carved page `page` (none of them pinned) as far as the budget goes;
+ * true when the page is empty. */
+static bool page_empty(kv_store *st, kv_shard *sh, uint32_t page, struct budget *b)
+{
+  uint32_t size = sh->cls[sh->page_cls[page]].size;
+  uint8_t *base = sh->pages + (size_t)page * KV_PAGE_SIZE;
+  for (uint32_t i = 0; i < KV_PAGE_SIZE / size && sh->page_live[page]; i++) {
+    kv_item *it = (kv_item *)(base + (size_t)i * size);
+    if (it->live) {
+      if (!afford(b, it))
+        return false;
+      evict(st, sh, it);
+    }
+  }
+  return true;
+}
+
+/* Whether the page that `it` starts on may be emptied: nothing on it pinned, `keep` not on it. */
+static bool page_evictable(const kv_shard *sh, const kv_item *it, const kv_item *keep)
+{
+  uint32_t p = page_of(sh, it);
+  return !sh->page_pins[p] && !(keep && page_of(sh, keep) == p);
+}
+
+/* A page for class `to`: a free one; else one with no live item from another class; else (when
+ * eviction is on) the page holding the oldest item of the class with the most pages, its live
+ * items evicted (a run: evicted whole). Never a page with `keep` or a pinned item on it. */
+static bool page_reclaim(kv_store *st, kv_shard *sh, unsigned to, const kv_item *keep, struct budget *b)
+{
+  uint32_t p = page_take_free(sh);
+  if (p != UINT32_MAX) {
+    page_carve(sh, p, to);
+    return true;
+  }
+  for (p = 0; p < sh->npages; p++)
+    if (is_carved(sh, p) && !sh->page_live[p] && sh->page_cls[p] != to) {
       page_move(sh, p, to);
       return true;
     }
   if (st->policy == KV_EVICT_NONE)
     return false;
-  unsigned from = sh->ncls;
-  for (unsigned i = 0; i < sh->ncls; i++)
-    if (i != to && sh->cls[i].tail && (from == sh->ncls || sh->cls[i].pages > sh->cls[from].pages))
+  unsigned from = KV_MAX_CLASSES;
+  for (unsigned i = 0; i <= sh->ncls; i++)
+    if (i != to && sh->cls[i].tail && page_evictable(sh, sh->cls[i].tail, keep) &&
+        (from == KV_MAX_CLASSES || sh->cls[i].pages > sh->cls[from].pages))
       from = i;
-  if (from == sh->ncls)
+  if (from == KV_MAX_CLASSES)
     return false;
-  struct kv_class *c = &sh->cls[from];
-  uint32_t page = page_of(sh, c->tail);
-  if (keep && page_of(sh, keep) == page)
-    return false;
-  uint8_t *base = sh->pages + (size_t)page * KV_PAGE_SIZE;
-  for (uint32_t i = 0; i < KV_PAGE_SIZE / c->size; i++) {
-    kv_item *it = (kv_item *)(base + (size_t)i * c->size);
-    if (it->live)
-      evict(st, sh, it);
+  kv_item *tail = sh->cls[from].tail;
+  if (from == sh->ncls) { /* a run: evicted whole, its pages free */
+    if (!afford(b, tail))
+      return false;
+    evict(st, sh, tail);
+    page_carve(sh, page_take_free(sh), to);
+    return true;
   }
+  uint32_t page = page_of(sh, tail);
+  if (!page_empty(st, sh, page, b))
+    return false;
   page_move(sh, page, to);
   return true;
 }
 
-static kv_item *chunk_get(kv_store *st, kv_shard *sh, unsigned cls, const kv_item *keep)
+static kv_item *chunk_get(kv_store *st, kv_shard *sh, unsigned cls, const kv_item *keep, struct budget *b)
 {
   struct kv_class *c = &sh->cls[cls];
   for (int tries = 0; tries < 2; tries++) {
@@ -343,34 +480,120 @@ static kv_item *chunk_get(kv_store *st, kv_shard *sh, unsigned cls, const kv_ite
       c->free = it->next;
       return it;
     }
-    if (sh->pages_used < sh->npages) {
-      page_carve(sh, sh->pages_used++, cls);
+    uint32_t p = page_take_free(sh);
+    if (p != UINT32_MAX) {
+      page_carve(sh, p, cls);
       continue;
     }
-    /* The least recently used of this class, unless that is the item being kept. */
+    /* The least recently used of this class, unless that is the item being kept or pinned
+     * (evicting that would free nothing). */
     kv_item *victim = c->tail;
-    if (victim && victim == keep)
+    for (int k = 0; victim && (victim == keep || victim->pins) && k < 8; k++)
       victim = victim->prev;
+    if (victim && (victim == keep || victim->pins))
+      victim = NULL;
     if (victim && st->policy == KV_EVICT_LRU) {
+      if (!afford(b, victim))
+        return NULL;
       evict(st, sh, victim);
       continue;
     }
-    if (!page_reclaim(st, sh, cls, keep))
+    if (!page_reclaim(st, sh, cls, keep, b))
       return NULL;
   }
   return NULL;
+}
+
+/* What emptying page p for a run would cost (a run's whole cost on each of its pages: a guide
+ * for choosing, the budget counts exactly); UINT32_MAX: it cannot be emptied. */
+static uint32_t window_cost(const kv_shard *sh, uint32_t p, const kv_item *keep, enum kv_policy policy)
+{
+  uint8_t cls = sh->page_cls[p];
+  if (cls == KV_PAGE_FREE)
+    return 0;
+  uint32_t head = cls == KV_PAGE_RUN ? sh->page_head[p] : p;
+  if (sh->page_pins[head] || (keep && page_of(sh, keep) == head))
+    return UINT32_MAX;
+  uint32_t cost = sh->page_cost[head];
+  return cost && policy == KV_EVICT_NONE ? UINT32_MAX : cost;
+}
+
+/* The window of n adjacent pages that costs the least to empty, or UINT32_MAX. */
+static uint32_t run_window(const kv_shard *sh, uint32_t n, const kv_item *keep, enum kv_policy policy)
+{
+  uint64_t sum = 0, best_sum = UINT64_MAX;
+  uint32_t blocked = 0, best = UINT32_MAX;
+  for (uint32_t p = 0; p < sh->npages; p++) {
+    uint32_t c = window_cost(sh, p, keep, policy);
+    c == UINT32_MAX ? blocked++ : (sum += c);
+    if (p >= n) {
+      uint32_t o = window_cost(sh, p - n, keep, policy);
+      o == UINT32_MAX ? blocked-- : (sum -= o);
+    }
+    if (p + 1 >= n && !blocked && sum < best_sum) {
+      best_sum = sum;
+      best = p + 1 - n;
+      if (!sum)
+        break;
+    }
+  }
+  return best;
+}
+
+/* A run of n pages for one item: the cheapest window emptied (its items evicted, its free
+ * chunks taken out of their classes), or NULL (b->short_of: part of it was emptied). */
+static kv_item *run_get(kv_store *st, kv_shard *sh, uint32_t n, const kv_item *keep, struct budget *b)
+{
+  uint32_t first = n <= sh->npages ? run_window(sh, n, keep, st->policy) : UINT32_MAX;
+  if (first == UINT32_MAX)
+    return NULL;
+  for (uint32_t p = first; p < first + n; p++) {
+    if (sh->page_cls[p] == KV_PAGE_RUN) {
+      kv_item *run = (kv_item *)(sh->pages + (size_t)sh->page_head[p] * KV_PAGE_SIZE);
+      if (!afford(b, run))
+        return NULL;
+      evict(st, sh, run);
+    } else if (is_carved(sh, p) && !page_empty(st, sh, p, b)) {
+      return NULL;
+    }
+  }
+  bool left[KV_MAX_CLASSES] = {0};
+  for (uint32_t p = first; p < first + n; p++) {
+    if (is_carved(sh, p)) {
+      left[sh->page_cls[p]] = true;
+      sh->cls[sh->page_cls[p]].pages--;
+      sh->reclaimed_pages++;
+    } else { /* free (an evicted run's pages are free by now) */
+      sh->free_pages--;
+    }
+    sh->page_cls[p] = KV_PAGE_RUN;
+    sh->page_head[p] = first;
+    sh->page_live[p] = 0;
+    sh->page_cost[p] = 0;
+  }
+  for (unsigned i = 0; i < sh->ncls; i++)
+    if (left[i])
+      pages_leave(sh, i, first, n);
+  sh->cls[sh->ncls].pages += n;
+  return (kv_item *)(sh->pages + (size_t)first * KV_PAGE_SIZE);
 }
 
 int kv_alloc(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, size_t vlen, const kv_item *keep,
              kv_item **out_it)
 {
   size_t need = item_bytes(key.len, vlen);
-  if (need > KV_PAGE_SIZE)
-    return -E2BIG;
-  unsigned cls = class_for(sh, need);
-  kv_item *it = chunk_get(st, sh, cls, keep);
+  struct budget b = {st->evict_room ? st->evict_room() : SIZE_MAX, false};
+  unsigned cls;
+  kv_item *it;
+  if (need > KV_PAGE_SIZE) {
+    cls = sh->ncls;
+    it = run_get(st, sh, (uint32_t)((need + KV_PAGE_SIZE - 1) / KV_PAGE_SIZE), keep, &b);
+  } else {
+    cls = class_for(sh, need);
+    it = chunk_get(st, sh, cls, keep, &b);
+  }
   if (!it)
-    return -ENOMEM;
+    return b.short_of ? -EAGAIN : -ENOMEM;
   *it = (kv_item){.hash = hash, .klen = (uint32_t)key.len, .vlen = (uint32_t)vlen, .cls = (uint8_t)cls};
   memcpy(it->data, key.p, key.len);
   *out_it = it;
@@ -379,7 +602,10 @@ int kv_alloc(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, size_t vlen
 
 void kv_discard(kv_shard *sh, kv_item *it)
 {
-  chunk_free(sh, it);
+  if (is_run(sh, it))
+    run_free(sh, it);
+  else
+    chunk_free(sh, it);
 }
 
 void kv_link(kv_shard *sh, kv_item *it, int64_t now_ms)
@@ -399,7 +625,9 @@ void kv_link(kv_shard *sh, kv_item *it, int64_t now_ms)
   struct kv_class *c = &sh->cls[it->cls];
   lru_push(c, it);
   c->items++;
-  sh->page_live[page_of(sh, it)]++;
+  if (!is_run(sh, it))
+    sh->page_live[page_of(sh, it)]++;
+  sh->page_cost[page_of(sh, it)] += (uint32_t)KV_EVICT_COST(it->klen);
   sh->items++;
   sh->bytes += it->klen + it->vlen;
   if (it->expire_ms)

@@ -9,8 +9,19 @@
  * calcifies into one size). With eviction off, only empty pages move, and a full shard answers
  * -ENOMEM. Expiry is lazy (every lookup checks) plus a bounded sweep per tick.
  *
+ * An item larger than a page (values up to 512 MiB) takes a run of adjacent pages, so its value
+ * stays one span. The run is the window of pages that costs the fewest evictions (with eviction
+ * off: a window of empty pages, else -ENOMEM); its items are evicted and its free chunks leave
+ * their classes. Runs have an LRU list of their own and are evicted whole.
+ *
+ * Pins: a reply that outlives its handler (a value streamed out over many loop turns, a log
+ * record written from the item) pins the item. A pinned item that is deleted or replaced leaves
+ * the keyspace at once but keeps its memory until the last pin goes; pages holding pinned items
+ * are never reclaimed or evicted into.
+ *
  * Calls take the shard lock through kv_lock() and release it with kv_unlock(); an item pointer
- * is valid only while its shard is locked. Nothing here allocates after kv_store_create(). */
+ * is valid only while its shard is locked, or while pinned. Nothing here allocates after
+ * kv_store_create(). */
 #ifndef KVD_STORE_H
 #define KVD_STORE_H
 
@@ -24,6 +35,8 @@
 /* A page holds the largest item: 1 MiB of value, a key, the header. */
 #define KV_PAGE_SIZE ((1u << 20) + 4096)
 #define KV_MAX_CLASSES 48
+#define KV_PAGE_FREE 0xff
+#define KV_PAGE_RUN 0xfe
 
 typedef struct kv_item {
   struct kv_item *hnext;       /* hash chain */
@@ -33,6 +46,8 @@ typedef struct kv_item {
   int64_t stored_ms; /* for a delayed flush_all */
   uint32_t hash, klen, vlen, flags;
   uint8_t cls, live;
+  uint8_t doomed; /* deleted while pinned: freed by the last kv_unpin() */
+  uint32_t pins;
   uint8_t data[]; /* key, then value */
 } kv_item;
 
@@ -49,9 +64,12 @@ typedef struct kv_shard {
   bool locking; /* false with one worker: nobody to exclude */
   unsigned id, nshards;
   uint8_t *pages;
-  uint32_t npages, pages_used;
-  uint32_t *page_live; /* live items per page: an empty page can change class */
-  uint8_t *page_cls;   /* the class each carved page serves */
+  uint32_t npages, free_pages, free_hint;
+  uint32_t *page_live; /* items per page, pinned dead ones included: an empty page can move */
+  uint32_t *page_pins; /* pins on the page's items (a run's: on its first page) */
+  uint32_t *page_head; /* a run's pages: the run's first page */
+  uint32_t *page_cost; /* what evicting the page's live items costs the owner (KV_EVICT_COST) */
+  uint8_t *page_cls;   /* the class each carved page serves, or KV_PAGE_FREE / KV_PAGE_RUN */
   kv_item **buckets;
   uint32_t bucket_mask;
   uint32_t sweep_pos;
@@ -59,7 +77,7 @@ typedef struct kv_shard {
   uint64_t items, bytes, expires; /* live items, their key+value bytes, those with a TTL */
   uint64_t evictions, expired, reclaimed_pages;
   struct kv_class cls[KV_MAX_CLASSES];
-  unsigned ncls;
+  unsigned ncls; /* slab classes; cls[ncls] is the class of runs (its LRU and page count) */
 } kv_shard;
 
 enum kv_policy { KV_EVICT_LRU, KV_EVICT_NONE };
@@ -70,8 +88,15 @@ typedef struct kv_store {
   enum kv_policy policy;
   size_t memory;
   _Atomic int64_t flush_at_ms; /* items stored before this are gone once it passes (0: none) */
-  void (*on_evict)(const kv_item *it); /* called (shard locked) before an item is evicted */
+  void (*on_evict)(kv_item *it); /* called (shard locked) before an item is evicted */
+  /* What evictions the owner can take now, in KV_EVICT_COST units (NULL: no limit): kvd's log
+   * must have room for a record per evicted item. An allocation that would need more evicts what
+   * it may and fails with -EAGAIN, to be retried once the owner has room again. */
+  size_t (*evict_room)(void);
 } kv_store;
+
+/* An eviction's cost to the owner: about the bytes of the record that says so. */
+#define KV_EVICT_COST(klen) (32 + (size_t)(klen))
 
 /* Takes `memory` bytes (at least 4 MiB per shard) for `nshards` shards. 0 or -errno. */
 int kv_store_create(size_t memory, unsigned nshards, enum kv_policy policy, kv_store *out_st);
@@ -79,6 +104,7 @@ void kv_store_destroy(kv_store *st);
 
 uint32_t kv_hash(rw_span key);
 kv_shard *kv_lock(kv_store *st, uint32_t hash);
+kv_shard *kv_shard_of(const kv_store *st, uint32_t hash); /* without locking it */
 void kv_unlock(kv_shard *sh);
 
 static inline rw_span kv_key(const kv_item *it)
@@ -101,11 +127,15 @@ void kv_prefetch_item(const kv_store *st, uint32_t hash);
 kv_item *kv_find(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, int64_t now_ms);
 /* A fresh, unlinked item with room for `vlen` value bytes, the key copied in; the caller fills
  * the value and fields, then kv_link()s it. `keep` (may be NULL) is never evicted to make room.
- * -E2BIG: larger than a page; -ENOMEM: no room (eviction off, or nothing evictable). */
+ * -ENOMEM: no room (eviction off, or nothing evictable, or larger than the shard); -EAGAIN: the
+ * evictions it needs are more than evict_room() allows now (some were done: try again later). */
 int kv_alloc(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, size_t vlen, const kv_item *keep,
              kv_item **out_it);
 /* Links `it`, replacing (and freeing) any item with its key; assigns it a new CAS value. */
 void kv_link(kv_shard *sh, kv_item *it, int64_t now_ms);
+/* Keeps `it`'s memory (not its place in the keyspace) until kv_unpin(); shard locked for both. */
+void kv_pin(kv_shard *sh, kv_item *it);
+void kv_unpin(kv_shard *sh, kv_item *it);
 /* Gives back an item from kv_alloc() that was not linked. */
 void kv_discard(kv_shard *sh, kv_item *it);
 /* Unlinks and frees a linked item. */
@@ -114,7 +144,7 @@ void kv_delete(kv_shard *sh, kv_item *it);
 void kv_set_expire(kv_shard *sh, kv_item *it, int64_t expire_ms);
 /* Stores key = a ++ b with `flags` and `expire_ms` (0: none), replacing any item with the key:
  * kv_alloc() and kv_link() in one. `keep` is an item that must survive the allocation (the one
- * a or b points into); the new item in *out_it when that is not NULL. 0, -ENOMEM or -E2BIG. */
+ * a or b points into); the new item in *out_it when that is not NULL. 0, -ENOMEM or -EAGAIN. */
 int kv_put(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b,
            uint32_t flags, int64_t expire_ms, const kv_item *keep, int64_t now_ms, kv_item **out_it);
 /* Frees every item of the shard. */

@@ -60,7 +60,10 @@ void rw_conn_uncork(rw_conn *c);
 /* A handler that cannot take its frame now (a resource of the application's is full) returns
  * -EAGAIN: the frame stays unconsumed and the connection stops reading and dispatching until
  * rw_conn_resume(), when the same frame is dispatched again. For framed protocols (a raw
- * protocol's -EAGAIN closes the connection like any other error). */
+ * protocol's -EAGAIN closes the connection like any other error).
+ * A handler that started a stream (rw_conn_stream) and returns -EAGAIN is dispatched again with
+ * the same frame as soon as the stream is done, without rw_conn_resume(): a reply of several
+ * long parts (MGET's values) continues where the application noted it stopped. */
 void rw_conn_resume(rw_conn *c);
 
 /* Bytes queued and not yet accepted by the kernel. */

@@ -61,6 +61,10 @@ int rw_file_readv(rw_worker *w, rw_fileop *op, int fd, const struct iovec *iov, 
  * continue. */
 int rw_file_write(rw_worker *w, rw_fileop *op, int fd, const void *data, size_t len, uint64_t off,
                   rw_fileop_fn done);
+/* The same from iov[0..iovcnt) (WRITEV; pwritev/writev on the pool); the array must stay valid
+ * until `done`. */
+int rw_file_writev(rw_worker *w, rw_fileop *op, int fd, const struct iovec *iov, int iovcnt,
+                   uint64_t off, rw_fileop_fn done);
 /* fsync, or fdatasync with `datasync`. */
 int rw_file_fsync(rw_worker *w, rw_fileop *op, int fd, bool datasync, rw_fileop_fn done);
 /* statx(AT_FDCWD, path, 0, STATX_BASIC_STATS) into *out_stx. */

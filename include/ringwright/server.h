@@ -25,6 +25,11 @@ typedef struct rw_config {
   uint32_t recv_size;       /* bytes per receive */
   uint32_t recv_buffers;    /* io_uring: provided buffers per worker (0: half a connection's worth, 64..4096) */
   uint32_t accum_slots;     /* per worker, for frames that cross receives (0: a quarter of its conns, >= 16) */
+  uint32_t accum_size;      /* frame bytes a slot holds, plus one receive (0: the protocol's
+                               longest frame, at most 4 MiB) */
+  uint32_t large_slots;     /* per worker, for frames longer than a slot, each as long as the
+                               longest frame: resident only while used (0: 2 when a listener's
+                               frames can outgrow a slot) */
   uint32_t tls_slots;       /* per worker, for TLS records that cross receives and replies not
                                yet sealed, 16.3 KiB each (0: two per connection with a TLS
                                listener, else 16) */

@@ -116,14 +116,67 @@ static void idle_fired(rw_timer *t)
     rw_conn_close(c);
 }
 
+/* The connection's slot: an accumulator slot, or a large one for a frame that outgrew it. */
+static struct rw_pool *acc_pool_of(const struct rw_conn *c)
+{
+  return c->acc_large ? &c->w->large_pool : &c->w->acc_pool;
+}
+
+static uint8_t *acc_buf(const struct rw_conn *c)
+{
+  return rw_pool_at(acc_pool_of(c), c->acc);
+}
+
+/* Bytes the slot can still take (one stays free for the parser's sentinel). */
+static size_t acc_room(const struct rw_conn *c)
+{
+  return acc_pool_of(c)->item_size - 1 - c->acc_len;
+}
+
+static void acc_put(struct rw_conn *c)
+{
+  if (c->acc_large) /* its pages go back to the kernel: resident only while used */
+    rw_pool_discard(&c->w->large_pool, c->acc, c->w->large_pool.item_size);
+  rw_pool_put(acc_pool_of(c), c->acc);
+  c->acc_large = false;
+  c->w->freed_resources = true;
+}
+
 static void acc_release(struct rw_conn *c)
 {
   if (c->acc != RW_NONE) {
-    rw_pool_put(&c->w->acc_pool, c->acc);
+    acc_put(c);
     c->acc = RW_NONE;
     c->acc_len = 0;
-    c->w->freed_resources = true;
   }
+}
+
+/* A full accumulator slot whose frame is still unfinished moves to a large slot (one copy of
+ * at most a slot, once per such frame); false when none is free (the connection waits). */
+static bool acc_grow(struct rw_conn *c)
+{
+  struct rw_worker *w = c->w;
+  if (c->acc_large || !w->large_pool.nfree)
+    return false;
+  uint32_t big = rw_pool_get(&w->large_pool);
+  memcpy(rw_pool_at(&w->large_pool, big), acc_buf(c), c->acc_len);
+  acc_put(c);
+  c->acc = big;
+  c->acc_large = true;
+  return true;
+}
+
+/* A large slot left holding only the start of the next frames moves back to an accumulator
+ * slot when one is free, so that large slots stay free for long frames. */
+static void acc_shrink(struct rw_conn *c)
+{
+  struct rw_worker *w = c->w;
+  if (!c->acc_large || c->acc_len >= w->acc_pool.item_size || !w->acc_pool.nfree)
+    return;
+  uint32_t small = rw_pool_get(&w->acc_pool);
+  memcpy(rw_pool_at(&w->acc_pool, small), acc_buf(c), c->acc_len);
+  acc_put(c);
+  c->acc = small;
 }
 
 void rw_conn_free(struct rw_conn *c)
@@ -178,10 +231,12 @@ uint8_t *rw_conn_rx_window(struct rw_conn *c, size_t *out_cap)
     return NULL;
   }
   if (c->acc != RW_NONE && !c->tls) { /* (ciphertext never lands among plaintext) */
-    /* One byte stays free for the parser's sentinel. */
-    size_t cap = w->acc_pool.item_size - 1 - c->acc_len;
-    *out_cap = cap;
-    return rw_pool_at(&w->acc_pool, c->acc) + c->acc_len;
+    if (!acc_room(c) && !acc_grow(c)) {
+      rw_conn_pause(c);
+      return NULL;
+    }
+    *out_cap = acc_room(c);
+    return acc_buf(c) + c->acc_len;
   }
   /* A framed protocol may leave a partial frame behind: make sure a slot will be there. */
   if (c->proto->max_frame && !w->acc_pool.nfree) {
@@ -197,12 +252,14 @@ static bool keep_remainder(struct rw_conn *c, uint8_t *buf, size_t off, size_t l
 {
   struct rw_worker *w = c->w;
   size_t rest = len - off;
-  if (c->acc != RW_NONE && buf == rw_pool_at(&w->acc_pool, c->acc)) {
+  if (c->acc != RW_NONE && buf == acc_buf(c)) {
     if (!rest)
       acc_release(c);
     else if (off)
       memmove(buf, buf + off, rest);
     c->acc_len = (uint32_t)rest;
+    if (off)
+      acc_shrink(c);
     return true;
   }
   if (!rest)
@@ -266,7 +323,9 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
        * protocol has no slot to keep a chunk in, so there it is an error like any other). */
       if (rc == -EAGAIN && proto->max_frame) {
         off -= used;
-        c->flags |= RW_CONN_WAITING;
+        /* (A handler that started a stream is dispatched again once the stream is done.) */
+        if (!c->stream)
+          c->flags |= RW_CONN_WAITING;
         rw_conn_pause(c);
         break;
       }
@@ -295,10 +354,14 @@ static size_t acc_append(struct rw_conn *c, const uint8_t *at, size_t n)
     if (c->acc == RW_NONE)
       return 0;
   }
-  size_t room = w->acc_pool.item_size - 1 - c->acc_len;
+  if (!acc_room(c) && !acc_grow(c)) {
+    rw_conn_pause(c); /* until a large slot is free */
+    return 0;
+  }
+  size_t room = acc_room(c);
   if (n > room)
     n = room;
-  memcpy(rw_pool_at(&w->acc_pool, c->acc) + c->acc_len, at, n);
+  memcpy(acc_buf(c) + c->acc_len, at, n);
   c->acc_len += (uint32_t)n;
   return n;
 }
@@ -317,9 +380,9 @@ size_t rw_conn_received_plain(struct rw_conn *c, uint8_t *at, size_t n)
   struct rw_worker *w = c->w;
   size_t taken = n;
   c->last_active_ms = w->now_ms;
-  if (c->acc != RW_NONE && at == rw_pool_at(&w->acc_pool, c->acc) + c->acc_len) {
+  if (c->acc != RW_NONE && at == acc_buf(c) + c->acc_len) {
     c->acc_len += (uint32_t)n; /* received in place, behind the held bytes */
-    conn_parse(c, rw_pool_at(&w->acc_pool, c->acc), c->acc_len);
+    conn_parse(c, acc_buf(c), c->acc_len);
   } else if (c->acc != RW_NONE || (c->flags & RW_CONN_PAUSED)) {
     /* A driver buffer while bytes are held: order demands they go behind them. */
     taken = 0;
@@ -328,7 +391,7 @@ size_t rw_conn_received_plain(struct rw_conn *c, uint8_t *at, size_t n)
       if (!k)
         break;
       taken += k;
-      conn_parse(c, rw_pool_at(&w->acc_pool, c->acc), c->acc_len);
+      conn_parse(c, acc_buf(c), c->acc_len);
     }
     if (c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))
       taken = n;
@@ -486,7 +549,7 @@ void rw_conn_try_resume(struct rw_conn *c)
   paused_unlink(c);
   c->flags &= ~RW_CONN_PAUSED;
   if (c->acc != RW_NONE)
-    conn_parse(c, rw_pool_at(&w->acc_pool, c->acc), c->acc_len);
+    conn_parse(c, acc_buf(c), c->acc_len);
   rw_conn_mark_dirty(c);
 }
 

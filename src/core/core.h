@@ -55,6 +55,10 @@ struct rw_pool {
   size_t item_size;
 };
 int rw_pool_init(struct rw_pool *p, uint32_t count, size_t item_size);
+/* The same without reserving memory for the items (MAP_NORESERVE): for large items that are
+ * made resident only while used and given back with rw_pool_discard(). */
+int rw_pool_init_sparse(struct rw_pool *p, uint32_t count, size_t item_size);
+void rw_pool_discard(struct rw_pool *p, uint32_t i, size_t bytes);
 void rw_pool_fini(struct rw_pool *p);
 static inline uint32_t rw_pool_get(struct rw_pool *p)
 {
@@ -158,6 +162,7 @@ struct rw_conn {
   /* input: bytes of an unfinished frame (or of frames held while paused) */
   uint32_t acc;
   uint32_t acc_len;
+  bool acc_large; /* acc is in the worker's large pool: a frame longer than a slot */
   /* output: a chain of slab chunks */
   uint32_t sq_head, sq_tail;
   uint32_t sq_head_off, sq_tail_len;
@@ -211,6 +216,7 @@ struct rw_worker {
   struct rw_dial *dials; /* as many as dns slots */
   uint8_t *rxbuf;
   struct rw_pool acc_pool;
+  struct rw_pool large_pool; /* frames longer than an accumulator slot (sparse) */
   struct rw_pool send_pool;
   struct rw_pool tls_pool; /* TLS records that cross receives (src/tls/record.c) */
 #define RW_TLS_SLOT (5 + 16384 + 256 + 59) /* a record's header and largest body, 64-aligned */
@@ -249,7 +255,7 @@ struct rw_server {
 
 /* ---- fileop.c ---- */
 enum rw_fileop_kind {
-  RW_FOP_OPEN = 1, RW_FOP_CLOSE, RW_FOP_READ, RW_FOP_READV, RW_FOP_WRITE, RW_FOP_FSYNC, RW_FOP_FDATASYNC,
+  RW_FOP_OPEN = 1, RW_FOP_CLOSE, RW_FOP_READ, RW_FOP_READV, RW_FOP_WRITE, RW_FOP_WRITEV, RW_FOP_FSYNC, RW_FOP_FDATASYNC,
   RW_FOP_STAT, RW_FOP_RENAME, RW_FOP_UNLINK, RW_FOP_MKDIR,
 };
 /* The driver finished `op` (io_uring) with `res`. */

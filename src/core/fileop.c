@@ -33,6 +33,10 @@ static void run_blocking(rw_job *j)
     r = op->off == RW_FILE_POS ? write(op->fd, op->buf, op->len)
                                : pwrite(op->fd, op->buf, op->len, (off_t)op->off);
     break;
+  case RW_FOP_WRITEV:
+    r = op->off == RW_FILE_POS ? writev(op->fd, op->buf, (int)op->len)
+                               : pwritev(op->fd, op->buf, (int)op->len, (off_t)op->off);
+    break;
   case RW_FOP_FSYNC:
     r = fsync(op->fd);
     break;
@@ -140,6 +144,18 @@ int rw_file_write(rw_worker *w, rw_fileop *op, int fd, const void *data, size_t 
   op->len = len;
   op->off = off;
   return start(w, op, RW_FOP_WRITE, done);
+}
+
+int rw_file_writev(rw_worker *w, rw_fileop *op, int fd, const struct iovec *iov, int iovcnt,
+                   uint64_t off, rw_fileop_fn done)
+{
+  if (!iov || iovcnt < 1 || iovcnt > IOV_MAX)
+    return -EINVAL;
+  op->fd = fd;
+  op->buf = (void *)iov;
+  op->len = (size_t)iovcnt;
+  op->off = off;
+  return start(w, op, RW_FOP_WRITEV, done);
 }
 
 int rw_file_fsync(rw_worker *w, rw_fileop *op, int fd, bool datasync, rw_fileop_fn done)

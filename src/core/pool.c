@@ -19,11 +19,15 @@ void rw_region_free(void *p, size_t size)
     munmap(p, size ? size : 1);
 }
 
-int rw_pool_init(struct rw_pool *p, uint32_t count, size_t item_size)
+static int pool_init(struct rw_pool *p, uint32_t count, size_t item_size, int flags)
 {
   p->count = count;
   p->item_size = item_size;
-  p->mem = rw_region_alloc((size_t)count * item_size);
+  size_t bytes = (size_t)count * item_size;
+  p->mem = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
+  if (p->mem == MAP_FAILED)
+    p->mem = NULL;
   p->free = rw_region_alloc((size_t)count * sizeof *p->free);
   if (!p->mem || !p->free) {
     rw_pool_fini(p);
@@ -34,6 +38,23 @@ int rw_pool_init(struct rw_pool *p, uint32_t count, size_t item_size)
     p->free[i] = count - 1 - i;
   p->nfree = count;
   return 0;
+}
+
+int rw_pool_init(struct rw_pool *p, uint32_t count, size_t item_size)
+{
+  return pool_init(p, count, item_size, 0);
+}
+
+int rw_pool_init_sparse(struct rw_pool *p, uint32_t count, size_t item_size)
+{
+  return pool_init(p, count, item_size, MAP_NORESERVE);
+}
+
+/* The item's first `bytes` go back to the kernel; it reads as zeros when touched again. */
+void rw_pool_discard(struct rw_pool *p, uint32_t i, size_t bytes)
+{
+  size_t n = (bytes + 4095) & ~(size_t)4095;
+  madvise(rw_pool_at(p, i), n < p->item_size ? n : p->item_size, MADV_DONTNEED);
 }
 
 void rw_pool_fini(struct rw_pool *p)

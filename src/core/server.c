@@ -199,8 +199,15 @@ static int worker_init(rw_server *s, struct rw_worker *w)
   w->user_off = ROUND_UP(parser, 64);
   w->user_size = cfg->conn_user_size;
   w->parser_stride = w->user_off + ROUND_UP(cfg->conn_user_size, 64);
-  /* A slot holds the longest frame plus one receive, and the parser's sentinel. */
-  size_t slot = ROUND_UP((frame > cfg->recv_size ? frame : cfg->recv_size) + 1, 64);
+  /* A slot holds the longest frame plus one receive, and the parser's sentinel; a protocol
+   * whose frames may be longer than that (a 512 MiB RESP value) moves such a frame to one of a
+   * few large slots, resident only while one is being received. */
+  size_t slot_frame = cfg->accum_size ? cfg->accum_size : frame < (4u << 20) ? frame : (4u << 20);
+  if (slot_frame > frame)
+    slot_frame = frame;
+  size_t slot = ROUND_UP(slot_frame + cfg->recv_size + 1, 64);
+  size_t large = ROUND_UP(frame + cfg->recv_size + 1, 4096);
+  uint32_t large_slots = !frame || slot_frame >= frame ? 0 : cfg->large_slots ? cfg->large_slots : 2;
   w->send_reserve = (uint32_t)((cfg->recv_size + cfg->send_chunk - 1) / cfg->send_chunk) + 1;
   if (tls) /* records never straddle chunks: as many again in the worst case */
     w->send_reserve *= 2;
@@ -215,7 +222,7 @@ static int worker_init(rw_server *s, struct rw_worker *w)
   w->chunk_len = rw_region_alloc((size_t)chunks * sizeof *w->chunk_len);
   w->rxbuf = rw_region_alloc(cfg->recv_size + 1);
   if (!w->conns || !w->conn_free || !w->parsers || !w->chunk_next || !w->chunk_len || !w->rxbuf || !w->file_reqs || !w->file_free ||
-      rw_pool_init(&w->acc_pool, slots, slot) < 0 || rw_pool_init(&w->send_pool, chunks, cfg->send_chunk) < 0 ||
+      rw_pool_init(&w->acc_pool, slots, slot) < 0 || rw_pool_init_sparse(&w->large_pool, large_slots, large) < 0 || rw_pool_init(&w->send_pool, chunks, cfg->send_chunk) < 0 ||
       rw_pool_init(&w->tls_pool, tls_slots, RW_TLS_SLOT) < 0 ||
       rw_pool_init(&w->dio_pool, cfg->dio_buffers, cfg->dio_buffer_size) < 0 || rw_dns_init(w) < 0 ||
       rw_dial_init(w) < 0)
@@ -235,14 +242,17 @@ static int worker_init(rw_server *s, struct rw_worker *w)
   w->budget = (size_t)n * (sizeof *w->conns + sizeof *w->conn_free + w->parser_stride +
                            sizeof *w->file_reqs + sizeof *w->file_free) +
               (size_t)chunks * (sizeof *w->chunk_next + sizeof *w->chunk_len) + cfg->recv_size + 1 +
-              rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool) + rw_pool_bytes(&w->tls_pool) +
+              rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->large_pool) + rw_pool_bytes(&w->send_pool) + rw_pool_bytes(&w->tls_pool) +
               rw_pool_bytes(&w->dio_pool) + rw_dns_budget(w) +
               (w->driver->budget ? w->driver->budget(w) : 0);
   s->budget += w->budget;
   if (w->id == 0) {
-    char slots_desc[64] = "no accumulator slots (unframed)";
+    char slots_desc[128] = "no accumulator slots (unframed)";
     if (slots)
       snprintf(slots_desc, sizeof slots_desc, "%u accumulator slots x %zu KiB", slots, slot >> 10);
+    if (large_slots)
+      snprintf(slots_desc + strlen(slots_desc), sizeof slots_desc - strlen(slots_desc),
+               " + %u large x %zu MiB (resident while used)", large_slots, large >> 20);
     char tls_desc[48] = "";
     if (tls)
       snprintf(tls_desc, sizeof tls_desc, ", %u TLS record slots", tls_slots);
@@ -273,6 +283,7 @@ static void worker_fini(rw_server *s, struct rw_worker *w)
   rw_region_free(w->chunk_len, (size_t)w->send_pool.count * sizeof *w->chunk_len);
   rw_region_free(w->rxbuf, s->cfg.recv_size + 1);
   rw_pool_fini(&w->acc_pool);
+  rw_pool_fini(&w->large_pool);
   rw_pool_fini(&w->send_pool);
   rw_pool_fini(&w->tls_pool);
   rw_pool_fini(&w->dio_pool);

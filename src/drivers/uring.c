@@ -826,6 +826,9 @@ static int uring_file_op(struct rw_worker *w, rw_fileop *op)
   case RW_FOP_WRITE: /* offset -1: the file position, as write(2) */
     io_uring_prep_write(sqe, op->fd, op->buf, (unsigned)op->len, op->off);
     break;
+  case RW_FOP_WRITEV:
+    io_uring_prep_writev(sqe, op->fd, op->buf, (unsigned)op->len, op->off);
+    break;
   case RW_FOP_FSYNC:
   case RW_FOP_FDATASYNC:
     io_uring_prep_fsync(sqe, op->fd, op->kind == RW_FOP_FDATASYNC ? IORING_FSYNC_DATASYNC : 0);

@@ -7,7 +7,7 @@
 
 /* The spec's limits, in bytes (items: a count). */
 #define RESP_LIMIT_LINE 65536u
-#define RESP_LIMIT_DATA 1048576u
+#define RESP_LIMIT_DATA 536870912u
 #define RESP_LIMIT_ITEMS 1024u
 
 enum resp_cmd {

@@ -348,12 +348,12 @@ static int resp_cont(struct resp_parser *p, const uint8_t *buf, size_t len, size
             goto more;
           if (!d || memcmp(buf + q, sep, slen) != 0)
             goto bad_array;
-          if (n > 1048576u) {
+          if (n > 536870912u) {
             *out_used = p->pos;
             p->cmd = -1;
             return RW_PARSE_OVERLONG;
           }
-          if (q - p->arr_start + n > 1073152u) { /* the array's data in all */
+          if (q - p->arr_start + n > 536895488u) { /* the array's data in all */
             *out_used = p->pos;
             p->cmd = -1;
             return RW_PARSE_OVERLONG;
@@ -709,7 +709,7 @@ static int resp_check_handlers(const void *vh)
 const rw_proto resp_proto = {
   .name = "resp",
   .parser_size = sizeof(struct resp_parser),
-  .max_frame = 1138688u,
+  .max_frame = 536961024u,
   .ncommands = RESP_CMD__COUNT,
   .command_names = resp_command_names,
   .parser_init = resp_parser_init,

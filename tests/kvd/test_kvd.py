@@ -482,7 +482,7 @@ class Memory(unittest.TestCase):
         aof_dir = tempfile.mkdtemp(prefix="kvd-aof.", dir=os.path.abspath("build"))
         self.addCleanup(shutil.rmtree, aof_dir, True)
         # With the append-only file on (fsync always: corked replies, group commits).
-        k = Kvd("--workers", "2", "--memory", "16m", "--aof", os.path.join(aof_dir, "a.aof"),
+        k = Kvd("--workers", "2", "--memory", "64m", "--aof", os.path.join(aof_dir, "a.aof"),
                 "--fsync", "always", binary="build/bin/kvd", preload=MALLOC_COUNT)
 
         try:
@@ -493,7 +493,18 @@ class Memory(unittest.TestCase):
             for i in range(500):
                 m.set(f"m{i}", b"v" * 500)
             m.close()
+            r = redis.Redis(port=k.resp)
+
+            def large():  # a large slot, a run of pages, streamed replies, log records by reference
+                for n in (3_000_000, 5_000_000):
+                    r.set("L", b"L" * n)
+                    assert r.get("L") == b"L" * n
+                    r.mget("L", "m1", "L")
+                    r.append("L", b"x" * 2000)
+                    r.getset("L", b"y" * n)
+            large()
             before = k.malloc_count()
+            large()
             subprocess.run(work, capture_output=True, timeout=120)  # includes 50 new connections
             m = pymemcache.client.base.Client(("127.0.0.1", k.memcache), no_delay=True)
             for i in range(2000):
@@ -501,6 +512,144 @@ class Memory(unittest.TestCase):
                 m.get_many([f"m{i}", f"m{i // 2}"])
             m.close()
             self.assertEqual(k.malloc_count(), before)
+        finally:
+            self.assertEqual(k.stop(), 0)
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+class LargeValues(unittest.TestCase):
+    """Values past 1 MiB, up to redis's 512 MiB: requests in the runtime's large slots, items in
+    runs of pages, replies streamed from pinned items."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis, cls.redis_port = start_redis()
+        cls.kvd = Kvd("--workers", "2", "--memory", "1200m")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.redis.terminate()
+        cls.redis.wait()
+        assert cls.kvd.stop() == 0, cls.kvd.text()
+
+    def raw(self, port, payload, nreplies, piece=None):
+        """Sends `payload` (in pieces of `piece` bytes) while reading nreplies raw replies: kvd
+        stops reading a client that does not read its replies (bounded memory), so a client that
+        sends 30 MB of requests before reading anything would wait forever."""
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+            def send():
+                for i in range(0, len(payload), piece or len(payload)):
+                    s.sendall(payload[i:i + (piece or len(payload))])
+            t = threading.Thread(target=send)
+            t.start()
+            r = Reader(s)
+            out = [r.reply() for _ in range(nreplies)]
+            t.join()
+            return out
+
+    def test_differential_pipelined(self):
+        a, b = os.urandom(3_000_001), os.urandom(1 << 20) * 20 + b"tail"
+        cmds = [("FLUSHALL",), ("SET", "a", a), ("SET", "b", b), ("SET", "s", "small"), ("GET", "a"),
+                ("PING",), ("MGET", "a", "nokey", "s", "b", "s"), ("STRLEN", "b"),
+                ("APPEND", "a", b"+" * 2_000_000), ("GET", "a"), ("SET", "s", b, "GET"),
+                ("GETSET", "b", "short"), ("SET", "b", a, "GET"), ("APPEND", "s", "x"), ("GET", "s"),
+                ("MGET", "s", "s"), ("DEL", "a"), ("GET", "a"), ("DBSIZE",)]
+        payload = b"".join(resp_cmd(*c) for c in cmds)
+        want = self.raw(self.redis_port, payload, len(cmds))
+        got = self.raw(self.kvd.resp, payload, len(cmds))
+        for c, w, g in zip(cmds, want, got):
+            self.assertEqual(g, w, f"{c[0]}: {g[:40]!r}... vs redis {w[:40]!r}...")
+        # The same bytes in pieces that end anywhere (64 KiB and 13 bytes each).
+        self.assertEqual(self.raw(self.kvd.resp, payload, len(cmds), 65536 + 13), want)
+
+    def test_memcache_reads_what_resp_wrote(self):
+        r = redis.Redis(port=self.kvd.resp)
+        v = os.urandom(7_000_000)
+        r.set("mb", v)
+        r.set("ms", "x")
+        with socket.create_connection(("127.0.0.1", self.kvd.memcache), timeout=30) as s:
+            s.sendall(b"get ms mb nokey ms\r\ngets mb\r\n")
+            rd = Reader(s)
+            self.assertEqual(rd.line(), b"VALUE ms 0 1\r\n")
+            self.assertEqual(rd.exact(3), b"x\r\n")
+            self.assertEqual(rd.line(), b"VALUE mb 0 7000000\r\n")
+            self.assertEqual(rd.exact(7_000_002), v + b"\r\n")
+            self.assertEqual(rd.line() + rd.exact(3) + rd.line(), b"VALUE ms 0 1\r\nx\r\nEND\r\n")
+            head = rd.line().split()
+            self.assertEqual(head[:4], [b"VALUE", b"mb", b"0", b"7000000"])
+            self.assertEqual(rd.exact(7_000_002) + rd.line(), v + b"\r\nEND\r\n")
+        m = pymemcache.client.base.Client(("127.0.0.1", self.kvd.memcache), default_noreply=False)
+        self.assertEqual(m.get_many(["ms", "mb"]), {"ms": b"x", "mb": v})
+        self.assertTrue(m.append("mb", b"!"))  # memcache's own set stops at 1 MiB, append does not
+        self.assertEqual(r.strlen("mb"), 7_000_001)
+
+    def test_a_streaming_reply_keeps_its_value_while_it_changes(self):
+        """A client that reads slowly gets the value it asked for, whole, though the key is
+        overwritten and deleted meanwhile; then the memory comes back to the store."""
+        r = redis.Redis(port=self.kvd.resp)
+        old = os.urandom(1 << 20) * 30
+        r.set("pin", old)
+        with socket.create_connection(("127.0.0.1", self.kvd.resp), timeout=60) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            s.sendall(resp_cmd("GET", "pin") + resp_cmd("GET", "pin"))
+            time.sleep(0.3)  # kvd has sent what the socket takes; the rest waits, pinned
+            r.set("pin", b"new")
+            r.delete("pin")
+            r.set("pin", b"newer" * 1000000)
+            rd = Reader(s)
+            self.assertEqual(rd.reply(), b"$%d\r\n" % len(old) + old + b"\r\n")
+            # The pipelined second GET is dispatched once the first reply is out: it sees the
+            # key as it is then.
+            self.assertEqual(rd.reply(), b"$5000000\r\n" + b"newer" * 1000000 + b"\r\n")
+        for i in range(30):  # the freed pages serve new runs
+            r.set(f"again{i}", b"a" * 30_000_000)
+        r.delete(*[f"again{i}" for i in range(30)])
+
+    def test_largest_value_and_one_past_it(self):
+        r = redis.Redis(port=self.kvd.resp, socket_timeout=120)
+        v = b"z" * (512 << 20)
+        before = rss_kib(self.kvd.proc.pid)
+        self.assertTrue(r.set("max", v))
+        self.assertEqual(r.strlen("max"), 512 << 20)
+        self.assertEqual(r.get("max") == v, True)
+        grown = rss_kib(self.kvd.proc.pid) - before
+        # The store holds the value; the large slot it arrived in went back to the kernel.
+        self.assertLess(grown, 512 * 1024 * 1.4, f"RSS grew by {grown} KiB")
+        with self.assertRaises(redis.exceptions.ResponseError) as e:
+            r.append("max", "1")
+        self.assertIn("string exceeds maximum allowed size", str(e.exception))
+        r.delete("max")
+        with socket.create_connection(("127.0.0.1", self.kvd.resp), timeout=10) as s:
+            s.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$536870913\r\n")
+            rd = Reader(s)
+            self.assertEqual(rd.line(), b"-ERR Protocol error: too big request\r\n")
+            self.assertRaises(EOFError, rd.fill)
+
+    def test_more_long_requests_than_large_slots(self):
+        """Two large slots per worker; five clients send long values at once, in pieces: the
+        others wait for a slot, none is refused."""
+        k = Kvd("--workers", "1", "--memory", "256m")
+        try:
+            vals = [os.urandom(4_000_000) for _ in range(5)]
+            socks = [socket.create_connection(("127.0.0.1", k.resp), timeout=60) for _ in vals]
+            reqs = [resp_cmd("SET", f"v{i}", v) for i, v in enumerate(vals)]
+            for s, q in zip(socks, reqs):
+                s.sendall(q[:2_000_000])
+            time.sleep(0.2)
+            for s, q in zip(socks, reqs):
+                threading.Thread(target=s.sendall, args=(q[2_000_000:],)).start()
+            for s in socks:
+                self.assertEqual(Reader(s).line(), b"+OK\r\n")
+                s.close()
+            r = redis.Redis(port=k.resp)
+            self.assertEqual([r.get(f"v{i}") for i in range(5)], vals)
         finally:
             self.assertEqual(k.stop(), 0)
 
@@ -660,9 +809,8 @@ class Persistence(unittest.TestCase):
             before = r.dbsize()
             self.assertLess(before, 6000)
             r.set("big", b"b" * 1048000)
-            with self.assertRaises(redis.exceptions.ResponseError) as e:
-                r.append("big", b"y" * 1000)  # past what one request may carry, and so the log
-            self.assertIn("string exceeds maximum allowed size", str(e.exception))
+            # Past a page: the item moves to a run of two pages, evicting what was there.
+            self.assertEqual(r.append("big", b"y" * 20000), 1068000)
             before = r.dbsize()
             present = [i for i in range(6000) if r.exists(f"e{i}")]
         finally:
@@ -672,7 +820,38 @@ class Persistence(unittest.TestCase):
             r = redis.Redis(port=k.resp)
             self.assertEqual(r.dbsize(), before, "evicted keys stay gone after replay")
             self.assertEqual([i for i in range(6000) if r.exists(f"e{i}")], present)
-            self.assertEqual(len(r.get("big")), 1048000)
+            self.assertEqual(r.get("big"), b"b" * 1048000 + b"y" * 20000)
+        finally:
+            self.assertEqual(k.stop(), 0)
+
+    def test_a_long_value_that_evicts_many_small_ones_is_logged_and_replayed(self):
+        """A 64 MB value into a store full of 100-byte items: its run of pages evicts some 400,000
+        of them, more DEL records than the log takes at once (the write waits for the next batch
+        and goes on evicting), and replay rebuilds exactly the same keyspace."""
+        k = self.start("--memory", "96m", "--workers", "1")
+        try:
+            with socket.create_connection(("127.0.0.1", k.resp), timeout=60) as s:
+                rd = Reader(s)
+                for base in range(0, 800_000, 5000):
+                    s.sendall(b"".join(resp_cmd("SET", f"s{i}", b"v" * 60) for i in range(base, base + 5000)))
+                    for _ in range(5000):
+                        rd.line()
+            r = redis.Redis(port=k.resp, socket_timeout=60)
+            big = os.urandom(1 << 20) * 64
+            self.assertTrue(r.set("big", big))
+            self.assertTrue(r.set("after", "x"))
+            keys = r.dbsize()
+            self.assertLess(keys, 300_000)
+            sample = [i for i in range(0, 800_000, 997) if r.exists(f"s{i}")]
+            self.assertTrue(sample)
+        finally:
+            self.assertEqual(k.stop(), 0)
+        k = self.start("--memory", "96m", "--workers", "1")
+        try:
+            r = redis.Redis(port=k.resp, socket_timeout=60)
+            self.assertEqual(r.dbsize(), keys)
+            self.assertEqual(r.get("big"), big)
+            self.assertEqual([i for i in range(0, 800_000, 997) if r.exists(f"s{i}")], sample)
         finally:
             self.assertEqual(k.stop(), 0)
 

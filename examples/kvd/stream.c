@@ -1,0 +1,47 @@
+/* kvd: values too long to copy into the send chain at once (up to 512 MiB) go out from the
+ * item itself, pinned, as much per loop turn as the connection has room for. The item stays
+ * readable however the keyspace changes meanwhile (a pinned item that is overwritten or deleted
+ * keeps its memory until the last pin goes), and its bytes never change: kvd replaces values,
+ * it never edits them in place. */
+#include <string.h>
+
+#include "kvd.h"
+
+static int stream_more(rw_conn *c, void *data, size_t room)
+{
+  struct kvd_conn *kc = data;
+  kv_item *it = kc->stream_it;
+  int rc = 0;
+  if (room) {
+    size_t left = it->vlen - kc->stream_off;
+    if (left + 2 > room) { /* the value's end and its CRLF next time */
+      size_t n = left < room ? left : room;
+      rc = rw_conn_write(c, kv_value(it) + kc->stream_off, n);
+      kc->stream_off += (uint32_t)n;
+      if (!rc)
+        return 1;
+    } else {
+      struct iovec iov[2] = {{kv_value(it) + kc->stream_off, left}, {(void *)"\r\n", 2}};
+      rc = rw_conn_writev(c, iov, 2);
+    }
+  }
+  kv_shard *sh = kv_lock(&kvd.store, it->hash);
+  kv_unpin(sh, it);
+  kv_unlock(sh);
+  kc->stream_it = NULL;
+  return rc;
+}
+
+int kvd_send_value(rw_conn *c, kv_shard *sh, kv_item *it)
+{
+  if (it->vlen < KVD_STREAM_MIN) {
+    struct iovec iov[2] = {{kv_value(it), it->vlen}, {(void *)"\r\n", 2}};
+    return rw_conn_writev(c, iov, 2);
+  }
+  struct kvd_conn *kc = rw_conn_user(c);
+  kv_pin(sh, it);
+  kc->stream_it = it;
+  kc->stream_off = 0;
+  rw_conn_stream(c, stream_more, kc);
+  return 1;
+}
