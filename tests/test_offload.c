@@ -101,7 +101,11 @@ static void file_next(void)
   case 0: rc = rw_file_mkdir(w, op, ft.sub, 0755, file_step); break;
   case 1: rc = rw_file_open(w, op, ft.f, O_CREAT | O_WRONLY | O_APPEND | O_TRUNC, 0644, file_step); break;
   case 2: rc = rw_file_write(w, op, ft.fd, "hello ", 6, RW_FILE_POS, file_step); break;
-  case 3: rc = rw_file_write(w, op, ft.fd, "world", 5, RW_FILE_POS, file_step); break;
+  case 3: /* "world", gathered from two pieces, at the end (O_APPEND) */
+    ft.iov[0] = (struct iovec){(void *)"wo", 2};
+    ft.iov[1] = (struct iovec){(void *)"rld", 3};
+    rc = rw_file_writev(w, op, ft.fd, ft.iov, 2, RW_FILE_POS, file_step);
+    break;
   case 4: rc = rw_file_fsync(w, op, ft.fd, false, file_step); break;
   case 5: rc = rw_file_fsync(w, op, ft.fd, true, file_step); break;
   case 6: rc = rw_file_close(w, op, ft.fd, file_step); break;
@@ -169,7 +173,7 @@ Test(file, operations_complete_on_the_worker_in_order)
   cr_expect_eq(ft.res[0], 0, "mkdir");
   cr_expect_geq(ft.res[1], 0, "open");
   cr_expect_eq(ft.res[2], 6);
-  cr_expect_eq(ft.res[3], 5);
+  cr_expect_eq(ft.res[3], 5, "writev");
   cr_expect_eq(ft.res[4], 0, "fsync");
   cr_expect_eq(ft.res[5], 0, "fdatasync");
   cr_expect_eq(ft.res[6], 0, "close");
@@ -622,6 +626,80 @@ Test(conn, cork_holds_replies_and_eagain_redelivers_the_frame)
   cr_expect_str_eq(hb.seen[0], "waited");
   cr_expect_str_eq(hb.seen[1], "waited", "the same frame is dispatched again");
   cr_expect_str_eq(hb.seen[2], "after", "the next frame waits its turn");
+}
+
+/* ---- a handler that started a stream and returns -EAGAIN: dispatched again after it ---- */
+
+#define ST_LEN 300000
+static struct {
+  int dispatches;
+  size_t sent;
+  bool continued;
+  rw_server *srv;
+  int port;
+} st;
+
+static int st_more(rw_conn *c, void *data, size_t room)
+{
+  (void)data;
+  if (!room)
+    return 0;
+  static char xs[65536];
+  memset(xs, 'x', sizeof xs);
+  size_t n = ST_LEN - st.sent < room ? ST_LEN - st.sent : room;
+  n = n < sizeof xs ? n : sizeof xs;
+  int rc = rw_conn_write(c, xs, n);
+  st.sent += n;
+  return rc < 0 ? rc : st.sent < ST_LEN;
+}
+
+static int st_get(rw_conn *c, const struct kvt_get *m)
+{
+  st.dispatches++;
+  if (m->key.len == 5 && !memcmp(m->key.p, "multi", 5)) {
+    if (st.continued)
+      return rw_conn_write(c, ":B\r\n", 4);
+    st.continued = true;
+    int rc = rw_conn_write(c, "A:", 2);
+    rw_conn_stream(c, st_more, NULL);
+    return rc < 0 ? rc : -EAGAIN; /* the rest of the reply after the stream */
+  }
+  const struct iovec iov[2] = {{(void *)m->key.p, m->key.len}, {"\r\n", 2}};
+  return rw_conn_writev(c, iov, 2);
+}
+static const struct kvt_handlers streaming = {.get = st_get, .set = unused_set, .put = unused_put};
+
+static void *st_client(void *arg)
+{
+  (void)arg;
+  static char out[ST_LEN + 64];
+  double wait;
+  exchange(st.port, "get multi\r\nget after\r\n", ST_LEN + 2 + 4 + 7, out, &wait);
+  bool ok = !memcmp(out, "A:", 2) && !memcmp(out + 2 + ST_LEN, ":B\r\nafter\r\n", 11);
+  for (size_t i = 2; ok && i < 2 + ST_LEN; i++)
+    ok = out[i] == 'x';
+  st.continued = ok; /* (read by the test after the server stopped) */
+  rw_server_stop(st.srv);
+  return NULL;
+}
+
+Test(conn, a_stream_then_eagain_dispatches_the_frame_again_when_it_is_done)
+{
+  rw_config cfg;
+  config(&cfg, NULL);
+  rw_server *s;
+  cr_assert_eq(rw_server_create(&cfg, &s), 0);
+  cr_assert_eq(rw_server_listen(s, "127.0.0.1:0", &kvt_proto, &streaming), 0);
+  st.port = rw_server_port(s, 0);
+  st.srv = s;
+  pthread_t th;
+  pthread_create(&th, NULL, st_client, NULL);
+  cr_assert_eq(rw_server_run(s), 0);
+  pthread_join(th, NULL);
+  rw_server_destroy(s);
+  cr_expect(st.continued, "A:, the streamed bytes, :B, then the next reply, in that order");
+  cr_expect_eq(st.dispatches, 3, "multi twice (the second after the stream), then after: %d",
+               st.dispatches);
 }
 
 /* ---- rw_server_peek: a pipeline's messages seen before any is dispatched ---- */
