@@ -778,6 +778,7 @@ static struct {
   size_t outlen, errlen;
   int talker_status, sleeper_status, exits;
   int missing_rc, kill_rc;
+  bool pidfds; /* the children are watched through pidfds (else a pool thread waits) */
 } sp;
 
 static void spawn_maybe_stop(void)
@@ -824,13 +825,14 @@ static void spawn_start(rw_worker *w, void *data)
   cr_expect_eq(rw_conn_write(in, "hello\n", 6), 0, "its stdin is the same connection");
   char *sleeper[] = {"sleep", "30", NULL};
   cr_assert_eq(rw_spawn(w, &sp.sleeper, sleeper, &echo_proto, &child_side, on_child_exit), 0);
+  sp.pidfds = sp.talker.pidfd >= 0 && sp.sleeper.pidfd >= 0;
   sp.kill_rc = rw_proc_kill(&sp.sleeper, SIGTERM);
   char *missing[] = {"rw-no-such-program", NULL};
   rw_proc nope;
   sp.missing_rc = rw_spawn(w, &nope, missing, &echo_proto, &child_side, on_child_exit);
 }
 
-Test(spawn, stdio_as_connections_and_exit_status_as_an_event)
+static void spawn_test(void)
 {
   rw_config cfg;
   config(&cfg, spawn_start);
@@ -847,4 +849,19 @@ Test(spawn, stdio_as_connections_and_exit_status_as_an_event)
   cr_expect(WIFSIGNALED(sp.sleeper_status) && WTERMSIG(sp.sleeper_status) == SIGTERM, "status %#x",
             sp.sleeper_status);
   cr_expect_eq(sp.missing_rc, -ENOENT);
+}
+
+Test(spawn, stdio_as_connections_and_exit_status_as_an_event)
+{
+  spawn_test();
+  cr_expect(sp.pidfds);
+}
+
+/* A kernel before pidfds (pidfd_open failing with ENOSYS, injected): a pool thread waits for
+ * each child, the worker reaps it; the same events, the same statuses. */
+Test(spawn, without_pidfds_a_pool_thread_waits)
+{
+  setenv("RW_FAULTS", "pidfd=ENOSYS/1", 1);
+  spawn_test();
+  cr_expect(!sp.pidfds);
 }

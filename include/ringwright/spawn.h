@@ -1,13 +1,16 @@
 /* Child processes: posix_spawn with the child's stdin+stdout on one connection and its stderr
  * on another (AF_UNIX socket pairs, so both drivers read them like any socket, running the
  * protocol you give), and its exit status delivered as an event on the worker that spawned it
- * (a pidfd watched by the loop: no SIGCHLD handler, no waitpid polling). */
+ * (a pidfd watched by the loop: no SIGCHLD handler, no waitpid polling). On a kernel without
+ * pidfds (before Linux 5.3) a thread of the server's pool waits for the child instead (it holds
+ * that thread until the child exits), and the worker reaps it. */
 #ifndef RINGWRIGHT_SPAWN_H
 #define RINGWRIGHT_SPAWN_H
 
 #include <sys/types.h>
 
 #include "conn.h"
+#include "task.h"
 
 typedef struct rw_proc rw_proc;
 /* `status` as waitpid(2) reports it: WIFEXITED/WEXITSTATUS, WIFSIGNALED/WTERMSIG apply. */
@@ -19,7 +22,8 @@ struct rw_proc {
     void (*fn)(struct rw_proc_watch *wt, int res);
   } watch;
   rw_worker *w;
-  int pidfd;
+  int pidfd; /* -1 without pidfds: `wait` then waits on the pool */
+  rw_task wait;
   rw_proc_exit_fn on_exit;
   /* the child */
   pid_t pid;
@@ -39,7 +43,8 @@ int rw_spawn(rw_worker *w, rw_proc *p, char *const argv[], const rw_proto *proto
 /* A child is an operation in flight: a stopping worker waits for its exit (up to the stop
  * deadline) and does not signal it; send it a signal yourself when the server stops. */
 
-/* Sends `sig` to the child (through its pidfd: never to a recycled pid). 0 or -errno. */
+/* Sends `sig` to the child (through its pidfd: never to a recycled pid; without pidfds, by pid,
+ * which is safe from the worker's thread: only it reaps the child). 0 or -errno. */
 int rw_proc_kill(rw_proc *p, int sig);
 
 #endif

@@ -133,13 +133,42 @@ static size_t acc_room(const struct rw_conn *c)
   return acc_pool_of(c)->item_size - 1 - c->acc_len;
 }
 
+/* A large slot's pages go back to the kernel a second after it was last used: resident while
+ * long frames keep arriving (a fault per page for every 512 MiB request would cost more than
+ * the copy), bounded in time when they stop. */
+#define LARGE_LINGER_MS 1000
+
+static void large_idle(rw_timer *t)
+{
+  struct rw_worker *w = t->data;
+  bool left = false;
+  for (uint32_t i = 0; i < w->large_pool.count; i++) {
+    if (!w->large_idle_ms[i])
+      continue;
+    if (w->now_ms - w->large_idle_ms[i] >= LARGE_LINGER_MS) {
+      rw_pool_discard(&w->large_pool, i, w->large_pool.item_size);
+      w->large_idle_ms[i] = 0;
+    } else {
+      left = true;
+    }
+  }
+  if (left)
+    rw_timer_arm(w, t, LARGE_LINGER_MS);
+}
+
 static void acc_put(struct rw_conn *c)
 {
-  if (c->acc_large) /* its pages go back to the kernel: resident only while used */
-    rw_pool_discard(&c->w->large_pool, c->acc, c->w->large_pool.item_size);
+  struct rw_worker *w = c->w;
+  if (c->acc_large) {
+    w->large_idle_ms[c->acc] = w->now_ms ? w->now_ms : 1;
+    if (!rw_timer_armed(&w->large_timer)) {
+      rw_timer_init(&w->large_timer, large_idle, w);
+      rw_timer_arm(w, &w->large_timer, LARGE_LINGER_MS);
+    }
+  }
   rw_pool_put(acc_pool_of(c), c->acc);
   c->acc_large = false;
-  c->w->freed_resources = true;
+  w->freed_resources = true;
 }
 
 static void acc_release(struct rw_conn *c)
@@ -159,6 +188,7 @@ static bool acc_grow(struct rw_conn *c)
   if (c->acc_large || !w->large_pool.nfree)
     return false;
   uint32_t big = rw_pool_get(&w->large_pool);
+  w->large_idle_ms[big] = 0; /* in use (its pages may still be resident: so much the better) */
   memcpy(rw_pool_at(&w->large_pool, big), acc_buf(c), c->acc_len);
   acc_put(c);
   c->acc = big;

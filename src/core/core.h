@@ -217,6 +217,9 @@ struct rw_worker {
   uint8_t *rxbuf;
   struct rw_pool acc_pool;
   struct rw_pool large_pool; /* frames longer than an accumulator slot (sparse) */
+  int64_t *large_idle_ms;    /* per large slot: when it came back still resident (0: in use, or
+                                given back to the kernel) */
+  rw_timer large_timer;      /* gives back the pages of large slots idle for a second */
   struct rw_pool send_pool;
   struct rw_pool tls_pool; /* TLS records that cross receives (src/tls/record.c) */
 #define RW_TLS_SLOT (5 + 16384 + 256 + 59) /* a record's header and largest body, 64-aligned */
@@ -361,7 +364,7 @@ size_t rw_conn_received_plain(struct rw_conn *c, uint8_t *at, size_t n);
 
 /* Fault injection (src/core/fault.c): in test builds only, the drivers ask at each site whether
  * to fail; in the optimised build these are no-ops the compiler removes. */
-enum rw_fault_site { RW_FAULT_ACCEPT, RW_FAULT_RECV, RW_FAULT_SEND, RW_FAULT_FILE };
+enum rw_fault_site { RW_FAULT_ACCEPT, RW_FAULT_RECV, RW_FAULT_SEND, RW_FAULT_FILE, RW_FAULT_PIDFD };
 #ifdef RW_FAULT_INJECTION
 void rw_fault_init(void);
 int rw_fault(enum rw_fault_site site, int res); /* res, or the injected -errno */

@@ -9,6 +9,7 @@
  *   send=short/N                           a send is cut to a random shorter length
  *   send=EAGAIN/N                          epoll: the socket says "try later" (io_uring never does)
  *   file=EIO/N        file=ENOSPC/N        a file operation (rw_file_*) completes with that error
+ *   pidfd=ENOSYS/N                         rw_spawn: pidfd_open fails as on a kernel before 5.3
  *   cq=ENTRIES                             io_uring: a completion queue this small (overflows)
  * Random choices come from a per-thread generator seeded from $RW_FAULTS_SEED (default 1). */
 #include <errno.h>
@@ -38,7 +39,7 @@ static const struct {
   const char *name;
   int err;
 } errs[] = {{"EMFILE", -EMFILE}, {"ENFILE", -ENFILE}, {"ECONNRESET", -ECONNRESET},
-            {"EPIPE", -EPIPE}, {"EAGAIN", -EAGAIN}, {"EIO", -EIO}, {"ENOSPC", -ENOSPC},
+            {"EPIPE", -EPIPE}, {"EAGAIN", -EAGAIN}, {"EIO", -EIO}, {"ENOSPC", -ENOSPC}, {"ENOSYS", -ENOSYS},
             {"short", 1}};
 
 void rw_fault_init(void)
@@ -61,7 +62,8 @@ void rw_fault_init(void)
       continue;
     *eq = *slash = 0;
     int site = !strcmp(tok, "accept") ? RW_FAULT_ACCEPT : !strcmp(tok, "recv") ? RW_FAULT_RECV
-               : !strcmp(tok, "send") ? RW_FAULT_SEND : !strcmp(tok, "file") ? RW_FAULT_FILE : -1;
+               : !strcmp(tok, "send") ? RW_FAULT_SEND : !strcmp(tok, "file") ? RW_FAULT_FILE
+               : !strcmp(tok, "pidfd") ? RW_FAULT_PIDFD : -1;
     for (size_t i = 0; site >= 0 && i < sizeof errs / sizeof *errs; i++)
       if (!strcmp(eq + 1, errs[i].name))
         rules[nrules++] = (struct rule){site, errs[i].err, (uint32_t)atoi(slash + 1), 0};

@@ -222,7 +222,8 @@ static int worker_init(rw_server *s, struct rw_worker *w)
   w->chunk_len = rw_region_alloc((size_t)chunks * sizeof *w->chunk_len);
   w->rxbuf = rw_region_alloc(cfg->recv_size + 1);
   if (!w->conns || !w->conn_free || !w->parsers || !w->chunk_next || !w->chunk_len || !w->rxbuf || !w->file_reqs || !w->file_free ||
-      rw_pool_init(&w->acc_pool, slots, slot) < 0 || rw_pool_init_sparse(&w->large_pool, large_slots, large) < 0 || rw_pool_init(&w->send_pool, chunks, cfg->send_chunk) < 0 ||
+      rw_pool_init(&w->acc_pool, slots, slot) < 0 || rw_pool_init_sparse(&w->large_pool, large_slots, large) < 0 ||
+      !(w->large_idle_ms = rw_region_alloc(large_slots * sizeof *w->large_idle_ms)) || rw_pool_init(&w->send_pool, chunks, cfg->send_chunk) < 0 ||
       rw_pool_init(&w->tls_pool, tls_slots, RW_TLS_SLOT) < 0 ||
       rw_pool_init(&w->dio_pool, cfg->dio_buffers, cfg->dio_buffer_size) < 0 || rw_dns_init(w) < 0 ||
       rw_dial_init(w) < 0)
@@ -284,6 +285,7 @@ static void worker_fini(rw_server *s, struct rw_worker *w)
   rw_region_free(w->rxbuf, s->cfg.recv_size + 1);
   rw_pool_fini(&w->acc_pool);
   rw_pool_fini(&w->large_pool);
+  rw_region_free(w->large_idle_ms, w->large_pool.count * sizeof *w->large_idle_ms);
   rw_pool_fini(&w->send_pool);
   rw_pool_fini(&w->tls_pool);
   rw_pool_fini(&w->dio_pool);

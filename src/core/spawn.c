@@ -1,7 +1,9 @@
 /* Child processes (include/ringwright/spawn.h). The child's stdio are AF_UNIX stream sockets,
  * blocking on its side (programs expect that), non-blocking connections on ours; its exit comes
- * from a pidfd the driver watches, then waitid(P_PIDFD) reaps it. posix_spawn's file actions
- * allocate a little inside libc: spawning is not a hot path. */
+ * from a pidfd the driver watches, then waitid(P_PIDFD) reaps it. Without pidfds (ENOSYS), a
+ * pool thread waits with WNOWAIT (the child stays a zombie, so its pid cannot be reused) and the
+ * worker reaps it. posix_spawn's file actions allocate a little inside libc: spawning is not a
+ * hot path. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -15,24 +17,47 @@
 
 extern char **environ;
 
-static void exited(struct rw_proc_watch *wt, int res)
+/* Reaps the child (it has exited) and reports its status in waitpid's encoding. */
+static void reap(rw_proc *p, idtype_t type, id_t id)
 {
-  rw_proc *p = (rw_proc *)wt;
   siginfo_t si = {0};
   int status = 0;
-  if (res < 0) /* the watch failed: the child is ended so that its status can be had */
-    pidfd_send_signal(p->pidfd, SIGKILL, NULL, 0);
-  if (waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED) < 0) {
+  if (waitid(type, id, &si, WEXITED) < 0) {
     status = 0xff << 8; /* cannot be learnt: reported as exit status 255 */
   } else if (si.si_code == CLD_EXITED) {
     status = (si.si_status & 0xff) << 8;
   } else {
     status = (si.si_status & 0x7f) | (si.si_code == CLD_DUMPED ? 0x80 : 0);
   }
-  close(p->pidfd);
+  p->pid = 0;
+  p->on_exit(p, status);
+}
+
+static void exited(struct rw_proc_watch *wt, int res)
+{
+  rw_proc *p = (rw_proc *)wt;
+  if (res < 0) /* the watch failed: the child is ended so that its status can be had */
+    pidfd_send_signal(p->pidfd, SIGKILL, NULL, 0);
+  int pidfd = p->pidfd;
   p->pidfd = -1;
   p->w->ops_inflight--;
-  p->on_exit(p, status);
+  reap(p, P_PIDFD, (id_t)pidfd);
+  close(pidfd);
+}
+
+/* Without pidfds: on a pool thread, until the child has exited (not reaping it). */
+static void wait_exit(rw_task *t)
+{
+  rw_proc *p = t->data;
+  siginfo_t si;
+  while (waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOWAIT) < 0 && errno == EINTR)
+    ;
+}
+
+static void waited(rw_task *t)
+{
+  rw_proc *p = t->data;
+  reap(p, P_PID, (id_t)p->pid);
 }
 
 /* Our end of a pair becomes a connection; -ENOSPC if no slot. */
@@ -99,11 +124,19 @@ int rw_spawn(rw_worker *w, rw_proc *p, char *const argv[], const rw_proto *proto
   int rc = start_child(p, argv, io[1], err[1]);
   close(io[1]);
   close(err[1]);
-  p->pidfd = rc ? -1 : pidfd_open(p->pid, 0);
-  if (!rc && p->pidfd < 0) {
-    rc = -errno;
-    kill(p->pid, SIGKILL);
-    waitpid(p->pid, NULL, 0);
+  p->pidfd = -1;
+  if (!rc) {
+    int injected = rw_fault(RW_FAULT_PIDFD, 0);
+    p->pidfd = injected ? -1 : pidfd_open(p->pid, 0);
+    rc = injected ? injected : p->pidfd < 0 ? -errno : 0;
+    if (rc == -ENOSYS) { /* an older kernel: a pool thread waits for the exit */
+      p->wait.data = p;
+      rc = rw_task_submit(w, &p->wait, wait_exit, waited);
+    }
+    if (rc) {
+      kill(p->pid, SIGKILL);
+      waitpid(p->pid, NULL, 0);
+    }
   }
   if (rc) {
     close(io[0]);
@@ -116,6 +149,8 @@ int rw_spawn(rw_worker *w, rw_proc *p, char *const argv[], const rw_proto *proto
   /* Slots were counted above: these cannot fail for want of one. */
   adopt(w, io[0], proto, handlers, &p->io);
   adopt(w, err[0], proto, handlers, &p->err);
+  if (p->pidfd < 0)
+    return 0; /* the pool's wait is under way (and counted as an operation in flight) */
   rc = w->driver->watch(w, p->pidfd, &p->watch);
   if (rc < 0) {
     /* Without a watch the exit would never be heard: stop the child, reap it, drop its pipes. */
@@ -136,7 +171,9 @@ int rw_spawn(rw_worker *w, rw_proc *p, char *const argv[], const rw_proto *proto
 
 int rw_proc_kill(rw_proc *p, int sig)
 {
-  if (p->pidfd < 0)
-    return -ESRCH;
-  return pidfd_send_signal(p->pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+  if (p->pidfd >= 0)
+    return pidfd_send_signal(p->pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+  if (p->pid > 0) /* no pidfd: the child is reaped only on this thread, its pid is still its own */
+    return kill(p->pid, sig) < 0 ? -errno : 0;
+  return -ESRCH;
 }
