@@ -483,10 +483,10 @@ static void failed(rw_worker *w, int err)
     fprintf(stderr, "kvd: cannot recover from an AOF error with --fsync always: exiting\n");
     _exit(1);
   }
+  unpin_batch(); /* (before `inflight` drops: nothing else touches the batch until then) */
   lock();
   aof.error = err;
   aof.inflight = false;
-  unpin_batch();
   unlock();
   notify_all(w); /* writers waiting for room retry, and are refused */
 }
@@ -546,7 +546,9 @@ static int write_more(rw_worker *w)
   return rw_file_writev(w, &aof.op, aof.fd, aof.iov + aof.iov_i, (int)k, RW_FILE_POS, write_done);
 }
 
-/* The batch is in the file: the items its references pinned may go. */
+/* The batch is in the file: the items its references pinned may go. Called without the log's
+ * lock (the order is shard, then log: records are appended under their shard's lock), while
+ * the batch is still in flight, so that nothing else touches its side. */
 static void unpin_batch(void)
 {
   for (uint32_t i = 0; i < aof.batch_refs; i++)
@@ -566,9 +568,7 @@ static void write_done(rw_fileop *op, int64_t res)
   if (aof.iov_i < aof.iov_n) { /* a short write, or more pieces than one call takes */
     rc = write_more(w);
   } else {
-    lock();
     unpin_batch();
-    unlock();
     if (aof.policy == KVD_FSYNC_ALWAYS)
       rc = rw_file_fsync(w, &aof.op, aof.fd, true, fsync_done);
     else
