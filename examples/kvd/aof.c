@@ -64,6 +64,7 @@ static struct {
   bool locking;
   uint8_t *buf[2];
   size_t cap, fill_len, room;
+  size_t evict_granted; /* budgets granted to allocations under way (evict_room) */
   struct aof_ref *refs[2];
   uint32_t ref_cap, fill_refs, ref_room, batch_refs;
   uint64_t fill_bytes; /* the fill buffer's bytes and its references' */
@@ -273,14 +274,30 @@ static void evicted(kv_item *it)
   end(start, NULL);
 }
 
+/* The fill buffer's bytes nobody has claimed: neither filled nor granted to an allocation's
+ * evictions (lock held). */
+static size_t unclaimed(void)
+{
+  return aof.cap - aof.fill_len - aof.evict_granted;
+}
+
 /* Evictions the log can take now: what the fill buffer has beyond the room kept for admitted
- * commands (KV_EVICT_COST is about a DEL record's bytes). */
+ * commands, reserved for this allocation until evict_done() (KV_EVICT_COST is about a DEL
+ * record's bytes; a grant counted twice while its records are in the buffer only errs safe). */
 static size_t evict_room(void)
 {
   lock();
-  size_t free = aof.cap - aof.fill_len;
+  size_t free = unclaimed(), grant = free > aof.room ? free - aof.room : 0;
+  aof.evict_granted += grant;
   unlock();
-  return free > aof.room ? free - aof.room : 0;
+  return grant;
+}
+
+static void evict_done(size_t granted)
+{
+  lock();
+  aof.evict_granted -= granted;
+  unlock();
 }
 
 void kvd_aof_item(rw_conn *c, kv_item *it)
@@ -355,8 +372,11 @@ kv_item *kvd_find(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, int64_t 
 int kvd_put(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b,
             uint32_t flags, int64_t expire_ms, const kv_item *keep, int64_t now_ms)
 {
-  /* Nothing larger than a request may carry (APPEND could build one): the log replays it. */
-  if (a.len + b.len > KVD_VALUE_MAX)
+  /* Nothing larger than a request may carry (APPEND could build one), so that the log can
+   * replay it: a SET record's key and value fit the RESP spec's limit for one request (its data,
+   * plus the framing it allows for every item: a few short arguments' worth kept spare). */
+  if (a.len + b.len > KVD_VALUE_MAX || key.len > KVD_KEY_MAX ||
+      key.len + a.len + b.len > (size_t)KVD_VALUE_MAX + 16384)
     return -E2BIG;
   kv_item *it;
   int rc = kv_put(&kvd.store, sh, key, hash, a, b, flags, expire_ms, keep, now_ms, &it);
@@ -415,7 +435,7 @@ int kvd_aof_admit(rw_conn *c)
     return 0;
   lock();
   int err = aof.error;
-  bool room = aof.cap - aof.fill_len >= aof.room && aof.ref_cap - aof.fill_refs >= aof.ref_room;
+  bool room = unclaimed() >= aof.room && aof.ref_cap - aof.fill_refs >= aof.ref_room;
   unlock();
   if (err)
     return err;
@@ -475,18 +495,22 @@ static void notify_all(rw_worker *self)
 }
 
 /* A write or fsync failed: with --fsync always nothing corked may ever be acknowledged, so the
- * process exits as redis does; otherwise writes are refused from now on (MISCONF). */
-static void failed(rw_worker *w, int err)
+ * process exits as redis does; otherwise writes are refused from now on (MISCONF). `ends_batch`:
+ * the failure is the batch's own (its write, or its submission), which is then over; a failed
+ * background fsync leaves a batch in flight alone (the kernel may still be reading its items). */
+static void failed(rw_worker *w, int err, bool ends_batch)
 {
   fprintf(stderr, "kvd: AOF %s: %s\n", aof.path, strerror(-err));
   if (aof.policy == KVD_FSYNC_ALWAYS) {
     fprintf(stderr, "kvd: cannot recover from an AOF error with --fsync always: exiting\n");
     _exit(1);
   }
-  unpin_batch(); /* (before `inflight` drops: nothing else touches the batch until then) */
+  if (ends_batch)
+    unpin_batch(); /* (before `inflight` drops: nothing else touches the batch until then) */
   lock();
   aof.error = err;
-  aof.inflight = false;
+  if (ends_batch)
+    aof.inflight = false;
   unlock();
   notify_all(w); /* writers waiting for room retry, and are refused */
 }
@@ -505,7 +529,7 @@ static void batch_done(rw_worker *w)
 static void fsync_done(rw_fileop *op, int64_t res)
 {
   if (res < 0) {
-    failed(op->job.w, (int)res);
+    failed(op->job.w, (int)res, true);
     return;
   }
   aof.fsyncs++;
@@ -560,7 +584,7 @@ static void write_done(rw_fileop *op, int64_t res)
 {
   rw_worker *w = op->job.w;
   if (res <= 0) {
-    failed(w, res < 0 ? (int)res : -EIO);
+    failed(w, res < 0 ? (int)res : -EIO, true);
     return;
   }
   iov_advance(aof.iov, aof.iov_n, &aof.iov_i, (size_t)res);
@@ -575,7 +599,7 @@ static void write_done(rw_fileop *op, int64_t res)
       batch_done(w);
   }
   if (rc < 0)
-    failed(w, rc);
+    failed(w, rc, true);
 }
 
 /* Swaps the buffers and writes what was filled, unless a write is in flight (its completion
@@ -603,7 +627,7 @@ static bool submit_write(rw_worker *w)
   aof.writes++;
   int rc = write_more(w);
   if (rc < 0)
-    failed(w, rc);
+    failed(w, rc, true);
   notify_all(w); /* the fill buffer is empty again: waiting writers may go on */
   return true;
 }
@@ -620,7 +644,7 @@ static void everysec_done(rw_fileop *op, int64_t res)
   struct aof_worker *aw = op->data;
   aw->sync_inflight = false;
   if (res < 0)
-    failed(op->job.w, (int)res);
+    failed(op->job.w, (int)res, false);
   else
     aof.fsyncs++;
 }
@@ -864,6 +888,8 @@ int kvd_aof_start(rw_server *srv, uint32_t max_conns)
   memset(aof.buf[1], 0, aof.cap);
   kvd.store.on_evict = evicted; /* after replay: its own evictions are not news */
   kvd.store.evict_room = evict_room;
+  kvd.store.evict_done = evict_done;
+  kvd.store.evict_room_max = aof.cap - aof.room;
   aof.on = true;
   return 0;
 }

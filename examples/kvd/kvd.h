@@ -74,6 +74,9 @@ int64_t kvd_unix_ms(void);
 /* The largest value: what one RESP request may carry (512 MiB, as redis). memcache's set takes
  * up to its own limit (1 MiB, memcached's default item size) but reads and appends to any. */
 #define KVD_VALUE_MAX RESP_LIMIT_DATA
+/* The longest key a write may store: an eviction's record copies the key, and must fit what the
+ * log grants one allocation. */
+#define KVD_KEY_MAX (1u << 20)
 _Static_assert(MEMCACHE_LIMIT_DATA <= RESP_LIMIT_DATA, "memcache's values fit RESP's");
 
 /* ---- stream.c ---- */
@@ -104,8 +107,10 @@ int kvd_aof_admit(rw_conn *c);
     int admit_ = kvd_aof_admit(c);                                                                \
     if (admit_ == -EAGAIN)                                                                        \
       return admit_;                                                                              \
-    if (admit_ < 0)                                                                               \
+    if (admit_ < 0) {                                                                             \
+      ((struct kvd_conn *)rw_conn_user(c))->next_key = 0; /* (a continued MSET ends here) */      \
       return (refused);                                                                           \
+    }                                                                                             \
   } while (0)
 /* The store's operations for handlers (call with the shard locked): a lookup whose reply, with
  * --fsync always, waits for what it may see to be durable; writes, each journaled. */

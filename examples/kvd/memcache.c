@@ -60,7 +60,6 @@ static int do_store(rw_conn *c, const struct store_msg *m, enum store_mode mode,
   kv_shard *sh = kv_lock(&kvd.store, h);
   int64_t now = kvd_now_ms(c);
   kv_item *old = kvd_find(c, sh, m->key, h, now);
-  KVD_STAT(c, cmd_set);
   int (*answer)(rw_conn *) = memcache_reply_stored;
   int err = 0;
   if ((mode == ADD && old) || ((mode == REPLACE || mode == APPEND || mode == PREPEND) && !old)) {
@@ -77,13 +76,18 @@ static int do_store(rw_conn *c, const struct store_msg *m, enum store_mode mode,
     rw_span a = mode == APPEND ? cur : m->data, b = mode == APPEND ? m->data : cur;
     err = kvd_put(c, sh, m->key, h, a, b, old->flags, old->expire_ms, old, now);
   } else {
-    if (mode == CAS)
-      KVD_STAT(c, cas_hits);
-    err = kvd_put(c, sh, m->key, h, m->data, (rw_span){0}, m->flags, deadline(c, m->exptime), NULL, now);
+    /* (`old`, when there is one, is kept from eviction: a write that must wait and comes
+     * back finds it, and cas or replace answers the same.) */
+    err = kvd_put(c, sh, m->key, h, m->data, (rw_span){0}, m->flags, deadline(c, m->exptime), old, now);
   }
+  kv_unlock(sh);
+  if (err == -EAGAIN) /* dispatched again: counted then */
+    return err;
+  KVD_STAT(c, cmd_set);
+  if (mode == CAS && answer == memcache_reply_stored)
+    KVD_STAT(c, cas_hits);
   if (!err && answer == memcache_reply_stored)
     KVD_STAT(c, total_items);
-  kv_unlock(sh);
   if (err < 0)
     return reply_err(c, err, quiet);
   return quiet ? 0 : answer(c);
@@ -233,8 +237,6 @@ static int add_delta(rw_conn *c, rw_span key, uint64_t delta, bool incr, rw_span
   kv_shard *sh = kv_lock(&kvd.store, h);
   int64_t now = kvd_now_ms(c);
   kv_item *it = kvd_find(c, sh, key, h, now);
-  struct kvd_stats *st = kvd_stats_of(c);
-  kvd_stat_add(incr ? (it ? &st->incr_hits : &st->incr_misses) : (it ? &st->decr_hits : &st->decr_misses), 1);
   uint64_t v = 0;
   int err = 0;
   bool numeric = it && parse_counter((rw_span){kv_value(it), it->vlen}, &v);
@@ -246,6 +248,10 @@ static int add_delta(rw_conn *c, rw_span key, uint64_t delta, bool incr, rw_span
     err = kvd_put(c, sh, key, h, (rw_span){(const uint8_t *)buf, n}, (rw_span){0}, it->flags, it->expire_ms, it, now);
   }
   kv_unlock(sh);
+  if (err == -EAGAIN) /* dispatched again: counted then */
+    return err;
+  struct kvd_stats *st = kvd_stats_of(c);
+  kvd_stat_add(incr ? (it ? &st->incr_hits : &st->incr_misses) : (it ? &st->decr_hits : &st->decr_misses), 1);
   if (err < 0 || noreply.len)
     return err < 0 ? reply_err(c, err, noreply.len) : 0;
   if (!it)

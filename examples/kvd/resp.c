@@ -184,7 +184,8 @@ static int put_and_reply(rw_conn *c, struct locked *l, rw_span key, rw_span val,
   kv_item *old = reply_old ? l->it : NULL;
   if (old)
     kv_pin(l->sh, old);
-  int rc = 0, err = kvd_put(c, l->sh, key, l->hash, val, (rw_span){0}, 0, expire, NULL, kvd_now_ms(c));
+  /* (The old item is kept from eviction: a write that must wait comes back to find it.) */
+  int rc = 0, err = kvd_put(c, l->sh, key, l->hash, val, (rw_span){0}, 0, expire, l->it, kvd_now_ms(c));
   if (!err && reply_old)
     rc = reply_value(c, l->sh, old);
   if (old)
@@ -281,25 +282,34 @@ static int on_mget(rw_conn *c, const rw_list *a)
   return rc < 0 ? rc : 0;
 }
 
+/* Pair by pair, each under its own shard's lock (with several workers MSET is not atomic). A
+ * pair that must wait for the log (-EAGAIN) is where the command resumes when dispatched again:
+ * the pairs before it are not stored twice. */
 static int on_mset(rw_conn *c, const rw_list *a)
 {
   if (a->count % 2 == 0)
     return resp_reply_wrong_args(c, S("mset"));
   ADMIT(c);
+  struct kvd_conn *kc = rw_conn_user(c);
   rw_list_iter it;
   rw_span key, val;
   rw_list_iter_init(a, &it);
   rw_list_next(a, &it, &key);
   int64_t now = kvd_now_ms(c);
-  while (!rw_list_next(a, &it, &key) && !rw_list_next(a, &it, &val)) {
+  for (uint32_t i = 0; !rw_list_next(a, &it, &key) && !rw_list_next(a, &it, &val); i++) {
+    if (i < kc->next_key)
+      continue;
     uint32_t h = kv_hash(key);
     kv_shard *sh = kv_lock(&kvd.store, h);
     KVD_STAT(c, cmd_set);
     int err = kvd_put(c, sh, key, h, val, (rw_span){0}, 0, 0, NULL, now);
     kv_unlock(sh);
-    if (err < 0) /* (-EAGAIN: dispatched again, the pairs stored so far stored again) */
+    if (err < 0) {
+      kc->next_key = err == -EAGAIN ? i : 0;
       return reply_store_error(c, err);
+    }
   }
+  kc->next_key = 0;
   return resp_reply_ok(c);
 }
 

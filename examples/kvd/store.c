@@ -388,7 +388,7 @@ static void evict(kv_store *st, kv_shard *sh, kv_item *it)
 
 /* What one allocation may still evict (st->evict_room), and whether it ran short. */
 struct budget {
-  size_t left;
+  size_t granted, left;
   bool short_of;
 };
 
@@ -582,7 +582,8 @@ int kv_alloc(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, size_t vlen
              kv_item **out_it)
 {
   size_t need = item_bytes(key.len, vlen);
-  struct budget b = {st->evict_room ? st->evict_room() : SIZE_MAX, false};
+  size_t granted = st->evict_room ? st->evict_room() : SIZE_MAX;
+  struct budget b = {granted, granted, false};
   unsigned cls;
   kv_item *it;
   if (need > KV_PAGE_SIZE) {
@@ -592,8 +593,12 @@ int kv_alloc(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, size_t vlen
     cls = class_for(sh, need);
     it = chunk_get(st, sh, cls, keep, &b);
   }
+  if (st->evict_done)
+    st->evict_done(granted);
+  /* Short of budget: worth waiting for only if it made progress (its records will go out and
+   * the next budget is fresh) or a fuller budget may come. */
   if (!it)
-    return b.short_of ? -EAGAIN : -ENOMEM;
+    return b.short_of && (b.left < granted || granted < st->evict_room_max) ? -EAGAIN : -ENOMEM;
   *it = (kv_item){.hash = hash, .klen = (uint32_t)key.len, .vlen = (uint32_t)vlen, .cls = (uint8_t)cls};
   memcpy(it->data, key.p, key.len);
   *out_it = it;

@@ -90,9 +90,14 @@ typedef struct kv_store {
   _Atomic int64_t flush_at_ms; /* items stored before this are gone once it passes (0: none) */
   void (*on_evict)(kv_item *it); /* called (shard locked) before an item is evicted */
   /* What evictions the owner can take now, in KV_EVICT_COST units (NULL: no limit): kvd's log
-   * must have room for a record per evicted item. An allocation that would need more evicts what
-   * it may and fails with -EAGAIN, to be retried once the owner has room again. */
+   * must have room for a record per evicted item. evict_room() grants (and reserves) a budget
+   * for one allocation, evict_done() gives back the reservation when it is over. An allocation
+   * that would need more evicts what it may and fails with -EAGAIN, to be retried once the owner
+   * has room again; -ENOMEM when it evicted nothing and a whole budget (evict_room_max, what an
+   * idle owner grants) would not have been enough either. */
   size_t (*evict_room)(void);
+  void (*evict_done)(size_t granted);
+  size_t evict_room_max;
 } kv_store;
 
 /* An eviction's cost to the owner: about the bytes of the record that says so. */

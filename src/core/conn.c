@@ -196,6 +196,17 @@ static bool acc_grow(struct rw_conn *c)
   return true;
 }
 
+/* A TLS connection decrypts a receive before its plaintext reaches the slot, and cannot keep
+ * what the slot refuses: when its frame nears the end of an accumulator slot and no large slot
+ * is free to grow into, it reads nothing more until one is (a plain connection's bytes simply
+ * stay where the driver put them). */
+static bool tls_must_wait(const struct rw_conn *c)
+{
+  const struct rw_worker *w = c->w;
+  return c->tls && c->acc != RW_NONE && !c->acc_large && w->large_pool.count && !w->large_pool.nfree &&
+         acc_room(c) < w->srv->cfg.recv_size + RW_TLS_SLOT;
+}
+
 /* A large slot left holding only the start of the next frames moves back to an accumulator
  * slot when one is free, so that large slots stay free for long frames. */
 static void acc_shrink(struct rw_conn *c)
@@ -256,7 +267,7 @@ uint8_t *rw_conn_rx_window(struct rw_conn *c, size_t *out_cap)
     return NULL;
   }
   /* A record that ends past this receive must find a slot to wait in. */
-  if (c->tls && !rw_tls_can_receive(c)) {
+  if (c->tls && (!rw_tls_can_receive(c) || tls_must_wait(c))) {
     rw_conn_pause(c);
     return NULL;
   }
@@ -414,20 +425,27 @@ size_t rw_conn_received_plain(struct rw_conn *c, uint8_t *at, size_t n)
     c->acc_len += (uint32_t)n; /* received in place, behind the held bytes */
     conn_parse(c, acc_buf(c), c->acc_len);
   } else if (c->acc != RW_NONE || (c->flags & RW_CONN_PAUSED)) {
-    /* A driver buffer while bytes are held: order demands they go behind them. */
+    /* A driver buffer while bytes are held: order demands they go behind them. A paused
+     * connection leaves them to the driver, except over TLS: the plaintext of the records that
+     * followed in the same receive has nowhere else to go, so it joins the slot (which
+     * tls_must_wait keeps roomy enough) and is parsed on resume. */
     taken = 0;
-    while (taken < n && !(c->flags & (RW_CONN_PAUSED | RW_CONN_CLOSING | RW_CONN_ABORT))) {
+    while (taken < n && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)) &&
+           (c->tls || !(c->flags & RW_CONN_PAUSED))) {
       size_t k = acc_append(c, at + taken, n - taken);
       if (!k)
         break;
       taken += k;
-      conn_parse(c, acc_buf(c), c->acc_len);
+      if (!(c->flags & RW_CONN_PAUSED))
+        conn_parse(c, acc_buf(c), c->acc_len);
     }
     if (c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))
       taken = n;
   } else {
     taken = conn_parse(c, at, n);
   }
+  if (tls_must_wait(c))
+    rw_conn_pause(c); /* (io_uring: what arrives meanwhile is held, still ciphertext) */
   rw_conn_mark_dirty(c);
   return taken;
 }
@@ -574,7 +592,7 @@ void rw_conn_try_resume(struct rw_conn *c)
   }
   if (c->proto->max_frame && c->acc == RW_NONE && !w->acc_pool.nfree)
     return;
-  if (c->tls && !rw_tls_can_receive(c))
+  if (c->tls && (!rw_tls_can_receive(c) || tls_must_wait(c)))
     return;
   paused_unlink(c);
   c->flags &= ~RW_CONN_PAUSED;

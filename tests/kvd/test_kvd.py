@@ -628,6 +628,11 @@ class LargeValues(unittest.TestCase):
             r.append("max", "1")
         self.assertIn("string exceeds maximum allowed size", str(e.exception))
         r.delete("max")
+        # Keys stop at 1 MiB (an eviction's log record copies the key).
+        self.assertTrue(r.set(b"k" * (1 << 20), "fits"))
+        with self.assertRaises(redis.exceptions.ResponseError) as e:
+            r.set(b"k" * ((1 << 20) + 1), "v")
+        self.assertIn("string exceeds maximum allowed size", str(e.exception))
         with socket.create_connection(("127.0.0.1", self.kvd.resp), timeout=10) as s:
             s.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$536870913\r\n")
             rd = Reader(s)

@@ -13,8 +13,11 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
+
+import redis
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kvd"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -553,6 +556,43 @@ class RedisTls(unittest.TestCase):
             s.sendall(b"get k5\r\n")
             r = Reader(s)
             self.assertEqual(r.line() + r.line() + r.line(), b"VALUE k5 0 5\r\nxxxxx\r\nEND\r\n")
+
+
+class RedisTlsLargeValues(unittest.TestCase):
+    def test_long_values_over_tls_wait_for_a_large_slot(self):
+        """One worker, two large slots, both held by plain clients halfway through 30 MB values:
+        a TLS client's 3 MB value waits (its plaintext has nowhere to go) and is stored once a
+        slot is free, instead of being cut off; then a long value streams back over TLS."""
+        if not os.path.exists(os.path.join(CERTS.name, "ca.crt")):
+            make_certs()
+        srv = Server(["kvd", "--resp", "127.0.0.1:0", "--resp-tls", "127.0.0.1:0", "--workers", "1",
+                      "--memory", "256m"] + cert_args(), 2)
+        try:
+            plain, tls = srv.ports
+            big = [os.urandom(30_000_000) for _ in range(2)]
+            holders = [socket.create_connection(("127.0.0.1", plain), timeout=30) for _ in big]
+            reqs = [resp_cmd("SET", f"p{i}", v) for i, v in enumerate(big)]
+            for h, q in zip(holders, reqs):
+                h.sendall(q[:15_000_000])
+            time.sleep(0.3)
+            v = os.urandom(3_000_000)
+            with client_ctx(["redis"]).wrap_socket(socket.create_connection(("127.0.0.1", tls), timeout=30),
+                                                   server_hostname="localhost") as s:
+                sender = threading.Thread(target=s.sendall, args=(resp_cmd("SET", "t", v),))
+                sender.start()
+                time.sleep(0.5)  # it waits: both large slots are taken
+                for h, q in zip(holders, reqs):
+                    h.sendall(q[15_000_000:])
+                    self.assertEqual(Reader(h).line(), b"+OK\r\n")
+                    h.close()
+                sender.join()
+                r = Reader(s)
+                self.assertEqual(r.line(), b"+OK\r\n")
+                s.sendall(resp_cmd("GET", "p0"))
+                self.assertEqual(r.reply(), b"$30000000\r\n" + big[0] + b"\r\n")
+            self.assertEqual(redis.Redis(port=plain).get("t"), v)
+        finally:
+            self.assertEqual(srv.stop(), 0)
 
 
 class Allocation(unittest.TestCase):
