@@ -8,6 +8,7 @@
 #include <sys/random.h>
 
 #define MIN_CHUNK 64
+#define KV_BUMP_MS 1000
 #define GROWTH 1.25
 #define SHARD_MIN (4u << 20)
 
@@ -300,10 +301,14 @@ kv_item *kv_find(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, int64_t
       kv_delete(sh, it);
       return NULL;
     }
+    /* A hit moves the item to the front at most once a second (memcached: once a minute):
+     * moving touches its two neighbours and the list head, cache misses a hot key need not
+     * pay on every hit; the order is approximate to the second. */
     struct kv_class *c = &sh->cls[it->cls];
-    if (c->head != it) {
+    if (c->head != it && (uint32_t)now_ms - it->bumped_ms >= KV_BUMP_MS) {
       lru_unlink(c, it);
       lru_push(c, it);
+      it->bumped_ms = (uint32_t)now_ms;
     }
     return it;
   }
@@ -625,6 +630,7 @@ void kv_link(kv_shard *sh, kv_item *it, int64_t now_ms)
   *pp = it;
   it->live = 1;
   it->stored_ms = now_ms;
+  it->bumped_ms = (uint32_t)now_ms;
   /* Unique across shards: the shard's counter, interleaved by shard number. */
   it->cas = ++sh->cas_next * sh->nshards + sh->id;
   struct kv_class *c = &sh->cls[it->cls];

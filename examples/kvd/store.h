@@ -48,6 +48,7 @@ typedef struct kv_item {
   uint8_t cls, live;
   uint8_t doomed; /* deleted while pinned: freed by the last kv_unpin() */
   uint32_t pins;
+  uint32_t bumped_ms; /* (low bits of) when a hit last moved it to the front of its LRU */
   uint8_t data[]; /* key, then value */
 } kv_item;
 
