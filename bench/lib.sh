@@ -48,7 +48,10 @@ measure() {
   fi
   awk -v l="$line" -v d="$((t1 - t0))" -v tck="$tck" 'BEGIN {
     split(l, f, " "); for (i = 1; i < length(f); i += 2) v[f[i]] = f[i + 1];
-    cpu = d / tck; printf "%.0f %.0f %s %s\n", v["rps"], (cpu > 0 ? v["requests"] / cpu : 0), v["p50_us"], v["p99_us"] }'
+    cpu = d / tck; r = (cpu > 0 ? v["requests"] / cpu : 0)
+    # (Rates under a thousand, long values per second, keep their decimals.)
+    printf "%s %s %s %s\n", fmt(v["rps"]), fmt(r), v["p50_us"], v["p99_us"] }
+    function fmt(x) { return x >= 1000 ? sprintf("%.0f", x) : sprintf("%.3f", x) }'
 }
 
 # redis_bench ARGS...: one redis-benchmark test (-t X -n N ...) pinned to CPU 1, printed in
