@@ -683,14 +683,22 @@ static void *st_client(void *arg)
   return NULL;
 }
 
-Test(conn, a_stream_then_eagain_dispatches_the_frame_again_when_it_is_done)
+/* A server of the kvt test protocol with `h`, `peek` (may be NULL) looking ahead; its port. */
+static int kvt_server(const struct kvt_handlers *h, rw_peek_fn peek, rw_server **out_srv)
 {
   rw_config cfg;
   config(&cfg, NULL);
+  cr_assert_eq(rw_server_create(&cfg, out_srv), 0);
+  cr_assert_eq(rw_server_listen(*out_srv, "127.0.0.1:0", &kvt_proto, h), 0);
+  if (peek)
+    cr_assert_eq(rw_server_peek(*out_srv, &kvt_proto, peek), 0);
+  return rw_server_port(*out_srv, 0);
+}
+
+Test(conn, a_stream_then_eagain_dispatches_the_frame_again_when_it_is_done)
+{
   rw_server *s;
-  cr_assert_eq(rw_server_create(&cfg, &s), 0);
-  cr_assert_eq(rw_server_listen(s, "127.0.0.1:0", &kvt_proto, &streaming), 0);
-  st.port = rw_server_port(s, 0);
+  st.port = kvt_server(&streaming, NULL, &s);
   st.srv = s;
   pthread_t th;
   pthread_create(&th, NULL, st_client, NULL);
@@ -750,13 +758,8 @@ static void *pk_client(void *arg)
 
 Test(conn, peek_sees_a_pipeline_before_it_is_dispatched)
 {
-  rw_config cfg;
-  config(&cfg, NULL);
   rw_server *s;
-  cr_assert_eq(rw_server_create(&cfg, &s), 0);
-  cr_assert_eq(rw_server_listen(s, "127.0.0.1:0", &kvt_proto, &peeking), 0);
-  cr_assert_eq(rw_server_peek(s, &kvt_proto, pk_peek), 0);
-  pk.port = rw_server_port(s, 0);
+  pk.port = kvt_server(&peeking, pk_peek, &s);
   pk.srv = s;
   pthread_t th;
   pthread_create(&th, NULL, pk_client, NULL);

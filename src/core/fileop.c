@@ -122,8 +122,9 @@ int rw_file_read(rw_worker *w, rw_fileop *op, int fd, void *out, size_t len, uin
   return start(w, op, RW_FOP_READ, done);
 }
 
-int rw_file_readv(rw_worker *w, rw_fileop *op, int fd, const struct iovec *iov, int iovcnt,
-                  uint64_t off, rw_fileop_fn done)
+/* READV and WRITEV: the array travels in buf, its length in len. */
+static int vector_op(rw_worker *w, rw_fileop *op, int kind, int fd, const struct iovec *iov,
+                     int iovcnt, uint64_t off, rw_fileop_fn done)
 {
   if (!iov || iovcnt < 1 || iovcnt > IOV_MAX)
     return -EINVAL;
@@ -131,7 +132,13 @@ int rw_file_readv(rw_worker *w, rw_fileop *op, int fd, const struct iovec *iov, 
   op->buf = (void *)iov;
   op->len = (size_t)iovcnt;
   op->off = off;
-  return start(w, op, RW_FOP_READV, done);
+  return start(w, op, kind, done);
+}
+
+int rw_file_readv(rw_worker *w, rw_fileop *op, int fd, const struct iovec *iov, int iovcnt,
+                  uint64_t off, rw_fileop_fn done)
+{
+  return vector_op(w, op, RW_FOP_READV, fd, iov, iovcnt, off, done);
 }
 
 int rw_file_write(rw_worker *w, rw_fileop *op, int fd, const void *data, size_t len, uint64_t off,
@@ -149,13 +156,7 @@ int rw_file_write(rw_worker *w, rw_fileop *op, int fd, const void *data, size_t 
 int rw_file_writev(rw_worker *w, rw_fileop *op, int fd, const struct iovec *iov, int iovcnt,
                    uint64_t off, rw_fileop_fn done)
 {
-  if (!iov || iovcnt < 1 || iovcnt > IOV_MAX)
-    return -EINVAL;
-  op->fd = fd;
-  op->buf = (void *)iov;
-  op->len = (size_t)iovcnt;
-  op->off = off;
-  return start(w, op, RW_FOP_WRITEV, done);
+  return vector_op(w, op, RW_FOP_WRITEV, fd, iov, iovcnt, off, done);
 }
 
 int rw_file_fsync(rw_worker *w, rw_fileop *op, int fd, bool datasync, rw_fileop_fn done)
