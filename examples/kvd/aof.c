@@ -268,6 +268,10 @@ void kvd_aof_read(rw_conn *c)
 static void evicted(kv_item *it)
 {
   struct mark start = begin();
+  /* The record takes the place of what its allocation was granted for it (the cost is at least
+   * the record's bytes): granted and filled never count the same bytes twice. */
+  size_t cost = KV_EVICT_COST(it->klen);
+  aof.evict_granted -= cost < aof.evict_granted ? cost : aof.evict_granted;
   put_len('*', 2);
   put_str("DEL");
   put_arg(kv_key(it)); /* copied: the eviction is to free the item now (evict_room paid) */
@@ -278,7 +282,8 @@ static void evicted(kv_item *it)
  * evictions (lock held). */
 static size_t unclaimed(void)
 {
-  return aof.cap - aof.fill_len - aof.evict_granted;
+  size_t claimed = aof.fill_len + aof.evict_granted;
+  return claimed < aof.cap ? aof.cap - claimed : 0;
 }
 
 /* Evictions the log can take now: what the fill buffer has beyond the room kept for admitted
@@ -293,10 +298,10 @@ static size_t evict_room(void)
   return grant;
 }
 
-static void evict_done(size_t granted)
+static void evict_done(size_t left)
 {
   lock();
-  aof.evict_granted -= granted;
+  aof.evict_granted -= left < aof.evict_granted ? left : aof.evict_granted;
   unlock();
 }
 
@@ -362,6 +367,17 @@ void kvd_aof_flush(rw_conn *c, int64_t at_ms)
 
 static int wait_room(rw_conn *c);
 
+/* Whether records waiting to be written hold items pinned (they go once the batch is out). */
+static bool log_pins(void)
+{
+  if (!aof.on)
+    return false;
+  lock();
+  bool pins = aof.fill_refs || aof.inflight;
+  unlock();
+  return pins;
+}
+
 kv_item *kvd_find(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, int64_t now_ms)
 {
   kv_item *it = kv_find(&kvd.store, sh, key, hash, now_ms);
@@ -382,6 +398,8 @@ int kvd_put(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_
   int rc = kv_put(&kvd.store, sh, key, hash, a, b, flags, expire_ms, keep, now_ms, &it);
   if (rc == -EAGAIN) /* the evictions it needs are more than the log can take before a swap */
     return wait_room(c);
+  if (rc == -EBUSY) /* pinned items are in the way: worth waiting for if the log holds pins */
+    return log_pins() ? wait_room(c) : -ENOMEM;
   if (!rc)
     kvd_aof_item(c, it);
   return rc;

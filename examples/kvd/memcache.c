@@ -76,9 +76,10 @@ static int do_store(rw_conn *c, const struct store_msg *m, enum store_mode mode,
     rw_span a = mode == APPEND ? cur : m->data, b = mode == APPEND ? m->data : cur;
     err = kvd_put(c, sh, m->key, h, a, b, old->flags, old->expire_ms, old, now);
   } else {
-    /* (`old`, when there is one, is kept from eviction: a write that must wait and comes
-     * back finds it, and cas or replace answers the same.) */
-    err = kvd_put(c, sh, m->key, h, m->data, (rw_span){0}, m->flags, deadline(c, m->exptime), old, now);
+    /* (cas and replace depend on `old`: it is kept from eviction, so that a write that must
+     * wait and comes back finds it. set and add need not: a value may replace itself.) */
+    const kv_item *keep = mode == CAS || mode == REPLACE ? old : NULL;
+    err = kvd_put(c, sh, m->key, h, m->data, (rw_span){0}, m->flags, deadline(c, m->exptime), keep, now);
   }
   kv_unlock(sh);
   if (err == -EAGAIN) /* dispatched again: counted then */

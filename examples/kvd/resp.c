@@ -177,15 +177,19 @@ static int parse_set_opts(rw_conn *c, const rw_list *a, struct set_opts *o)
 /* Stores key = val (shard locked, unlocked here), then replies OK, or with the old value
  * (reply_old: SET ... GET, GETSET), which stays pinned while the new one replaces it. Nothing is
  * replied before the store has taken it, so a write that must wait (-EAGAIN) is dispatched
- * again as if new. */
+ * again as if new; `keep_old` when the command depends on the old item (GET, XX, KEEPTTL): it is
+ * then not evicted to make room, so the command finds it again (else the old item may go, as a
+ * value larger than half the shard must be able to replace itself). */
 static int put_and_reply(rw_conn *c, struct locked *l, rw_span key, rw_span val, int64_t expire,
-                         bool reply_old)
+                         bool reply_old, bool keep_old)
 {
   kv_item *old = reply_old ? l->it : NULL;
   if (old)
     kv_pin(l->sh, old);
-  /* (The old item is kept from eviction: a write that must wait comes back to find it.) */
-  int rc = 0, err = kvd_put(c, l->sh, key, l->hash, val, (rw_span){0}, 0, expire, l->it, kvd_now_ms(c));
+  int rc = 0, err = kvd_put(c, l->sh, key, l->hash, val, (rw_span){0}, 0, expire,
+                            keep_old ? l->it : NULL, kvd_now_ms(c));
+  if (err != -EAGAIN) /* (dispatched again: counted then) */
+    KVD_STAT(c, cmd_set);
   if (!err && reply_old)
     rc = reply_value(c, l->sh, old);
   if (old)
@@ -207,14 +211,14 @@ static int on_set(rw_conn *c, const rw_list *a)
   rw_span key = a->item[1], val = a->item[2];
   ADMIT(c);
   struct locked l = lookup(c, key);
-  KVD_STAT(c, cmd_set);
   if ((o.nx && l.it) || (o.xx && !l.it)) {
+    KVD_STAT(c, cmd_set);
     rc = o.get ? reply_value(c, l.sh, l.it) : resp_reply_null(c);
     kv_unlock(l.sh);
     return rc < 0 ? rc : 0;
   }
   int64_t expire = o.keepttl && l.it ? l.it->expire_ms : o.expire_ms;
-  return put_and_reply(c, &l, key, val, expire, o.get);
+  return put_and_reply(c, &l, key, val, expire, o.get, o.get || o.xx || o.keepttl);
 }
 
 static int on_setnx(rw_conn *c, const rw_list *a)
@@ -222,9 +226,10 @@ static int on_setnx(rw_conn *c, const rw_list *a)
   ADMIT(c);
   struct locked l = lookup(c, a->item[1]);
   int err = 0;
-  KVD_STAT(c, cmd_set);
   if (!l.it)
     err = kvd_put(c, l.sh, a->item[1], l.hash, a->item[2], (rw_span){0}, 0, 0, NULL, kvd_now_ms(c));
+  if (err != -EAGAIN)
+    KVD_STAT(c, cmd_set);
   bool existed = l.it != NULL;
   kv_unlock(l.sh);
   if (err < 0)
@@ -241,8 +246,9 @@ static int on_setex(rw_conn *c, const rw_list *a)
   ADMIT(c);
   uint32_t h = kv_hash(a->item[1]);
   kv_shard *sh = kv_lock(&kvd.store, h);
-  KVD_STAT(c, cmd_set);
   int err = kvd_put(c, sh, a->item[1], h, a->item[3], (rw_span){0}, 0, expire, NULL, kvd_now_ms(c));
+  if (err != -EAGAIN)
+    KVD_STAT(c, cmd_set);
   kv_unlock(sh);
   return err < 0 ? reply_store_error(c, err) : resp_reply_ok(c);
 }
@@ -251,8 +257,7 @@ static int on_getset(rw_conn *c, const rw_list *a)
 {
   ADMIT(c);
   struct locked l = lookup(c, a->item[1]);
-  KVD_STAT(c, cmd_set);
-  return put_and_reply(c, &l, a->item[1], a->item[2], 0, true);
+  return put_and_reply(c, &l, a->item[1], a->item[2], 0, true, true);
 }
 
 /* A value that goes out as a stream ends this dispatch: MGET is dispatched again when it is
@@ -301,8 +306,9 @@ static int on_mset(rw_conn *c, const rw_list *a)
       continue;
     uint32_t h = kv_hash(key);
     kv_shard *sh = kv_lock(&kvd.store, h);
-    KVD_STAT(c, cmd_set);
     int err = kvd_put(c, sh, key, h, val, (rw_span){0}, 0, 0, NULL, now);
+    if (err != -EAGAIN)
+      KVD_STAT(c, cmd_set);
     kv_unlock(sh);
     if (err < 0) {
       kc->next_key = err == -EAGAIN ? i : 0;

@@ -395,6 +395,7 @@ static void evict(kv_store *st, kv_shard *sh, kv_item *it)
 struct budget {
   size_t granted, left;
   bool short_of;
+  bool pinned; /* a run found no window only because pinned items were in the way */
 };
 
 static bool afford(struct budget *b, const kv_item *it)
@@ -511,28 +512,30 @@ static kv_item *chunk_get(kv_store *st, kv_shard *sh, unsigned cls, const kv_ite
 
 /* What emptying page p for a run would cost (a run's whole cost on each of its pages: a guide
  * for choosing, the budget counts exactly); UINT32_MAX: it cannot be emptied. */
-static uint32_t window_cost(const kv_shard *sh, uint32_t p, const kv_item *keep, enum kv_policy policy)
+static uint32_t window_cost(const kv_shard *sh, uint32_t p, const kv_item *keep, enum kv_policy policy,
+                            bool ignore_pins)
 {
   uint8_t cls = sh->page_cls[p];
   if (cls == KV_PAGE_FREE)
     return 0;
   uint32_t head = cls == KV_PAGE_RUN ? sh->page_head[p] : p;
-  if (sh->page_pins[head] || (keep && page_of(sh, keep) == head))
+  if ((sh->page_pins[head] && !ignore_pins) || (keep && page_of(sh, keep) == head))
     return UINT32_MAX;
   uint32_t cost = sh->page_cost[head];
   return cost && policy == KV_EVICT_NONE ? UINT32_MAX : cost;
 }
 
 /* The window of n adjacent pages that costs the least to empty, or UINT32_MAX. */
-static uint32_t run_window(const kv_shard *sh, uint32_t n, const kv_item *keep, enum kv_policy policy)
+static uint32_t run_window(const kv_shard *sh, uint32_t n, const kv_item *keep, enum kv_policy policy,
+                           bool ignore_pins)
 {
   uint64_t sum = 0, best_sum = UINT64_MAX;
   uint32_t blocked = 0, best = UINT32_MAX;
   for (uint32_t p = 0; p < sh->npages; p++) {
-    uint32_t c = window_cost(sh, p, keep, policy);
+    uint32_t c = window_cost(sh, p, keep, policy, ignore_pins);
     c == UINT32_MAX ? blocked++ : (sum += c);
     if (p >= n) {
-      uint32_t o = window_cost(sh, p - n, keep, policy);
+      uint32_t o = window_cost(sh, p - n, keep, policy, ignore_pins);
       o == UINT32_MAX ? blocked-- : (sum -= o);
     }
     if (p + 1 >= n && !blocked && sum < best_sum) {
@@ -549,9 +552,11 @@ static uint32_t run_window(const kv_shard *sh, uint32_t n, const kv_item *keep, 
  * chunks taken out of their classes), or NULL (b->short_of: part of it was emptied). */
 static kv_item *run_get(kv_store *st, kv_shard *sh, uint32_t n, const kv_item *keep, struct budget *b)
 {
-  uint32_t first = n <= sh->npages ? run_window(sh, n, keep, st->policy) : UINT32_MAX;
-  if (first == UINT32_MAX)
+  uint32_t first = n <= sh->npages ? run_window(sh, n, keep, st->policy, false) : UINT32_MAX;
+  if (first == UINT32_MAX) {
+    b->pinned = n <= sh->npages && run_window(sh, n, keep, st->policy, true) != UINT32_MAX;
     return NULL;
+  }
   for (uint32_t p = first; p < first + n; p++) {
     if (sh->page_cls[p] == KV_PAGE_RUN) {
       kv_item *run = (kv_item *)(sh->pages + (size_t)sh->page_head[p] * KV_PAGE_SIZE);
@@ -588,7 +593,7 @@ int kv_alloc(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, size_t vlen
 {
   size_t need = item_bytes(key.len, vlen);
   size_t granted = st->evict_room ? st->evict_room() : SIZE_MAX;
-  struct budget b = {granted, granted, false};
+  struct budget b = {granted, granted, false, false};
   unsigned cls;
   kv_item *it;
   if (need > KV_PAGE_SIZE) {
@@ -599,11 +604,13 @@ int kv_alloc(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, size_t vlen
     it = chunk_get(st, sh, cls, keep, &b);
   }
   if (st->evict_done)
-    st->evict_done(granted);
+    st->evict_done(b.left);
   /* Short of budget: worth waiting for only if it made progress (its records will go out and
    * the next budget is fresh) or a fuller budget may come. */
   if (!it)
-    return b.short_of && (b.left < granted || granted < st->evict_room_max) ? -EAGAIN : -ENOMEM;
+    return b.short_of && (b.left < granted || granted < st->evict_room_max) ? -EAGAIN
+           : b.pinned                                                        ? -EBUSY
+                                                                             : -ENOMEM;
   *it = (kv_item){.hash = hash, .klen = (uint32_t)key.len, .vlen = (uint32_t)vlen, .cls = (uint8_t)cls};
   memcpy(it->data, key.p, key.len);
   *out_it = it;

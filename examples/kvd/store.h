@@ -92,12 +92,13 @@ typedef struct kv_store {
   void (*on_evict)(kv_item *it); /* called (shard locked) before an item is evicted */
   /* What evictions the owner can take now, in KV_EVICT_COST units (NULL: no limit): kvd's log
    * must have room for a record per evicted item. evict_room() grants (and reserves) a budget
-   * for one allocation, evict_done() gives back the reservation when it is over. An allocation
+   * for one allocation; each eviction spends KV_EVICT_COST of it (on_evict is told), and
+   * evict_done() gives back what is left when the allocation is over. An allocation
    * that would need more evicts what it may and fails with -EAGAIN, to be retried once the owner
    * has room again; -ENOMEM when it evicted nothing and a whole budget (evict_room_max, what an
    * idle owner grants) would not have been enough either. */
   size_t (*evict_room)(void);
-  void (*evict_done)(size_t granted);
+  void (*evict_done)(size_t left);
   size_t evict_room_max;
 } kv_store;
 
@@ -134,7 +135,8 @@ kv_item *kv_find(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, int64_t
 /* A fresh, unlinked item with room for `vlen` value bytes, the key copied in; the caller fills
  * the value and fields, then kv_link()s it. `keep` (may be NULL) is never evicted to make room.
  * -ENOMEM: no room (eviction off, or nothing evictable, or larger than the shard); -EAGAIN: the
- * evictions it needs are more than evict_room() allows now (some were done: try again later). */
+ * evictions it needs are more than evict_room() allows now (some were done: try again later);
+ * -EBUSY: a run of pages could be had but for pinned items (try again once they are unpinned). */
 int kv_alloc(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, size_t vlen, const kv_item *keep,
              kv_item **out_it);
 /* Links `it`, replacing (and freeing) any item with its key; assigns it a new CAS value. */

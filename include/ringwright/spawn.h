@@ -2,15 +2,15 @@
  * on another (AF_UNIX socket pairs, so both drivers read them like any socket, running the
  * protocol you give), and its exit status delivered as an event on the worker that spawned it
  * (a pidfd watched by the loop: no SIGCHLD handler, no waitpid polling). On a kernel without
- * pidfds (before Linux 5.3) a thread of the server's pool waits for the child instead (it holds
- * that thread until the child exits), and the worker reaps it. */
+ * pidfds (before Linux 5.3) the worker looks every 50 ms instead (waitid with WNOHANG, on a
+ * timer of its own) and reaps the child once it has exited. */
 #ifndef RINGWRIGHT_SPAWN_H
 #define RINGWRIGHT_SPAWN_H
 
 #include <sys/types.h>
 
 #include "conn.h"
-#include "task.h"
+#include "timer.h"
 
 typedef struct rw_proc rw_proc;
 /* `status` as waitpid(2) reports it: WIFEXITED/WEXITSTATUS, WIFSIGNALED/WTERMSIG apply. */
@@ -22,8 +22,8 @@ struct rw_proc {
     void (*fn)(struct rw_proc_watch *wt, int res);
   } watch;
   rw_worker *w;
-  int pidfd; /* -1 without pidfds: `wait` then waits on the pool */
-  rw_task wait;
+  int pidfd; /* -1 without pidfds: `poll` then looks for the exit */
+  rw_timer poll;
   rw_proc_exit_fn on_exit;
   /* the child */
   pid_t pid;

@@ -197,14 +197,18 @@ static bool acc_grow(struct rw_conn *c)
 }
 
 /* A TLS connection decrypts a receive before its plaintext reaches the slot, and cannot keep
- * what the slot refuses: when its frame nears the end of an accumulator slot and no large slot
- * is free to grow into, it reads nothing more until one is (a plain connection's bytes simply
- * stay where the driver put them). */
-static bool tls_must_wait(const struct rw_conn *c)
+ * what the slot refuses: when its frame nears the end of an accumulator slot it moves to a large
+ * slot at once, while it still has room for a receive's plaintext, not when that no longer fits
+ * (another connection may have taken the last large slot by then); with none free it reads
+ * nothing more until one is (a plain connection's bytes simply stay where the driver put them).
+ * True when it must wait. */
+static bool tls_must_wait(struct rw_conn *c)
 {
   const struct rw_worker *w = c->w;
-  return c->tls && c->acc != RW_NONE && !c->acc_large && w->large_pool.count && !w->large_pool.nfree &&
-         acc_room(c) < w->srv->cfg.recv_size + RW_TLS_SLOT;
+  if (!c->tls || c->acc == RW_NONE || c->acc_large || !w->large_pool.count ||
+      acc_room(c) >= w->srv->cfg.recv_size + RW_TLS_SLOT)
+    return false;
+  return !acc_grow(c);
 }
 
 /* A large slot left holding only the start of the next frames moves back to an accumulator

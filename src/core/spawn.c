@@ -1,9 +1,10 @@
 /* Child processes (include/ringwright/spawn.h). The child's stdio are AF_UNIX stream sockets,
  * blocking on its side (programs expect that), non-blocking connections on ours; its exit comes
  * from a pidfd the driver watches, then waitid(P_PIDFD) reaps it. Without pidfds (ENOSYS), a
- * pool thread waits with WNOWAIT (the child stays a zombie, so its pid cannot be reused) and the
- * worker reaps it. posix_spawn's file actions allocate a little inside libc: spawning is not a
- * hot path. */
+ * timer of the worker's polls waitid(WNOHANG) every 50 ms: no thread is held, a stopping
+ * worker is never kept waiting past its deadline, and only this thread reaps, so the pid stays
+ * the child's until then. posix_spawn's file actions allocate a little inside libc: spawning is
+ * not a hot path. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -45,18 +46,18 @@ static void exited(struct rw_proc_watch *wt, int res)
   close(pidfd);
 }
 
-/* Without pidfds: on a pool thread, until the child has exited (not reaping it). */
-static void wait_exit(rw_task *t)
-{
-  rw_proc *p = t->data;
-  siginfo_t si;
-  while (waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOWAIT) < 0 && errno == EINTR)
-    ;
-}
+#define POLL_MS 50
 
-static void waited(rw_task *t)
+/* Without pidfds: has the child exited? (WNOWAIT: reap() collects it.) */
+static void poll_exit(rw_timer *t)
 {
   rw_proc *p = t->data;
+  siginfo_t si = {0};
+  if (waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && !si.si_pid) {
+    rw_timer_arm(p->w, t, POLL_MS);
+    return;
+  }
+  p->w->ops_inflight--;
   reap(p, P_PID, (id_t)p->pid);
 }
 
@@ -106,8 +107,10 @@ static int start_child(rw_proc *p, char *const argv[], int io, int err)
 int rw_spawn(rw_worker *w, rw_proc *p, char *const argv[], const rw_proto *proto,
              const void *handlers, rw_proc_exit_fn on_exit)
 {
-  if (!argv || !argv[0] || !on_exit || !w->driver->adopt || !w->driver->watch)
+  if (!p || !argv || !argv[0] || !on_exit || !w->driver->adopt || !w->driver->watch)
     return -EINVAL;
+  p->pid = 0; /* no child until there is one (rw_proc_kill) */
+  p->pidfd = -1;
   if (w->stopping)
     return -ESHUTDOWN;
   if (w->nconn_free < 2)
@@ -129,16 +132,15 @@ int rw_spawn(rw_worker *w, rw_proc *p, char *const argv[], const rw_proto *proto
     int injected = rw_fault(RW_FAULT_PIDFD, 0);
     p->pidfd = injected ? -1 : pidfd_open(p->pid, 0);
     rc = injected ? injected : p->pidfd < 0 ? -errno : 0;
-    if (rc == -ENOSYS) { /* an older kernel: a pool thread waits for the exit */
-      p->wait.data = p;
-      rc = rw_task_submit(w, &p->wait, wait_exit, waited);
-    }
-    if (rc) {
+    if (rc == -ENOSYS) /* an older kernel: the worker polls for the exit (below) */
+      rc = 0;
+    else if (rc) {
       kill(p->pid, SIGKILL);
       waitpid(p->pid, NULL, 0);
     }
   }
   if (rc) {
+    p->pid = 0; /* (rw_proc_kill: no child) */
     close(io[0]);
     close(err[0]);
     return rc;
@@ -149,8 +151,12 @@ int rw_spawn(rw_worker *w, rw_proc *p, char *const argv[], const rw_proto *proto
   /* Slots were counted above: these cannot fail for want of one. */
   adopt(w, io[0], proto, handlers, &p->io);
   adopt(w, err[0], proto, handlers, &p->err);
-  if (p->pidfd < 0)
-    return 0; /* the pool's wait is under way (and counted as an operation in flight) */
+  if (p->pidfd < 0) {
+    rw_timer_init(&p->poll, poll_exit, p);
+    rw_timer_arm(w, &p->poll, POLL_MS);
+    w->ops_inflight++; /* (a stopping worker waits for it, up to its deadline) */
+    return 0;
+  }
   rc = w->driver->watch(w, p->pidfd, &p->watch);
   if (rc < 0) {
     /* Without a watch the exit would never be heard: stop the child, reap it, drop its pipes. */
@@ -163,6 +169,7 @@ int rw_spawn(rw_worker *w, rw_proc *p, char *const argv[], const rw_proto *proto
     waitpid(p->pid, NULL, 0);
     close(p->pidfd);
     p->pidfd = -1;
+    p->pid = 0;
     return rc;
   }
   w->ops_inflight++;

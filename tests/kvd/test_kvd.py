@@ -862,6 +862,30 @@ class Persistence(unittest.TestCase):
         finally:
             self.assertEqual(k.stop(), 0)
 
+    def test_long_values_replace_themselves_and_wait_for_the_log(self):
+        """In a 64 MiB store, a 40 MB value replaces itself (the old item may be evicted for the
+        new one), and a second pipelined 40 MB value waits until the log has written the first
+        (its record pins the item) instead of failing with OOM."""
+        k = self.start("--memory", "64m", "--workers", "1", "--fsync", "always")
+        try:
+            r = redis.Redis(port=k.resp, socket_timeout=60)
+            v1, v2 = os.urandom(40_000_000), os.urandom(40_000_000)
+            self.assertTrue(r.set("k", v1))
+            self.assertTrue(r.set("k", v2))
+            self.assertEqual(r.get("k"), v2)
+            p = r.pipeline(transaction=False)
+            p.set("a", v1)
+            p.set("b", v2)
+            self.assertEqual(p.execute(), [True, True])
+            self.assertEqual(r.get("b"), v2)
+        finally:
+            self.assertEqual(k.stop(), 0)
+        k = self.start("--memory", "64m", "--workers", "1")
+        try:
+            self.assertEqual(redis.Redis(port=k.resp, socket_timeout=60).get("b"), v2)
+        finally:
+            self.assertEqual(k.stop(), 0)
+
     def test_a_failing_disk_refuses_writes_or_stops_before_acknowledging(self):
         # everysec: the log's first failed write (every 7th file operation fails) turns writes
         # into MISCONF errors; reads go on; the server stops cleanly.
