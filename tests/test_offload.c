@@ -781,7 +781,7 @@ static struct {
   size_t outlen, errlen;
   int talker_status, sleeper_status, exits;
   int missing_rc, kill_rc;
-  bool pidfds; /* the children are watched through pidfds (else a pool thread waits) */
+  bool pidfds; /* the children are watched through pidfds (else the worker polls for exits) */
 } sp;
 
 static void spawn_maybe_stop(void)
@@ -860,9 +860,9 @@ Test(spawn, stdio_as_connections_and_exit_status_as_an_event)
   cr_expect(sp.pidfds);
 }
 
-/* A kernel before pidfds (pidfd_open failing with ENOSYS, injected): a pool thread waits for
- * each child, the worker reaps it; the same events, the same statuses. */
-Test(spawn, without_pidfds_a_pool_thread_waits)
+/* A kernel before pidfds (pidfd_open failing with ENOSYS, injected): the worker polls for each
+ * child's exit and reaps it; the same events, the same statuses. */
+Test(spawn, without_pidfds_the_worker_polls_for_the_exit)
 {
   setenv("RW_FAULTS", "pidfd=ENOSYS/1", 1);
   spawn_test();

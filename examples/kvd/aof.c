@@ -127,13 +127,6 @@ static void put(const void *p, size_t n)
   aof.fill_bytes += n;
 }
 
-static void unpin(kv_item *it)
-{
-  kv_shard *sh = kv_lock(&kvd.store, it->hash);
-  kv_unpin(sh, it);
-  kv_unlock(sh);
-}
-
 /* `n` bytes at `p` inside item `it` (its shard locked): copied when short, else referred to. */
 static void put_ref(kv_item *it, const uint8_t *p, size_t n)
 {
@@ -287,8 +280,8 @@ static size_t unclaimed(void)
 }
 
 /* Evictions the log can take now: what the fill buffer has beyond the room kept for admitted
- * commands, reserved for this allocation until evict_done() (KV_EVICT_COST is about a DEL
- * record's bytes; a grant counted twice while its records are in the buffer only errs safe). */
+ * commands, reserved for this allocation (each record takes its cost out as it is written, see
+ * evicted(); evict_done() returns the rest). KV_EVICT_COST is at least a DEL record's bytes. */
 static size_t evict_room(void)
 {
   lock();
@@ -594,7 +587,7 @@ static int write_more(rw_worker *w)
 static void unpin_batch(void)
 {
   for (uint32_t i = 0; i < aof.batch_refs; i++)
-    unpin(aof.refs[aof.fill ^ 1][i].it);
+    kv_release(&kvd.store, aof.refs[aof.fill ^ 1][i].it);
   aof.batch_refs = 0;
 }
 
@@ -888,11 +881,9 @@ int kvd_aof_start(rw_server *srv, uint32_t max_conns)
   aof.refs[0] = calloc(aof.ref_cap, sizeof(struct aof_ref));
   aof.refs[1] = calloc(aof.ref_cap, sizeof(struct aof_ref));
   aof.iov = calloc(2 * (size_t)aof.ref_cap + 1, sizeof(struct iovec));
-  if (!aof.refs[0] || !aof.refs[1] || !aof.iov)
-    return -ENOMEM;
   aof.aw = aligned_alloc(64, aof.workers * sizeof *aof.aw);
-  if (!aof.buf[0] || !aof.buf[1] || !aof.aw)
-    return -ENOMEM;
+  if (!aof.buf[0] || !aof.buf[1] || !aof.refs[0] || !aof.refs[1] || !aof.iov || !aof.aw)
+    return -ENOMEM; /* (the process exits: kvd_aof_close() frees what was taken) */
   memset(aof.aw, 0, aof.workers * sizeof *aof.aw);
   for (unsigned i = 0; i < aof.workers; i++) {
     aof.aw[i].msg.fn = on_notify;

@@ -82,11 +82,11 @@ _Static_assert(MEMCACHE_LIMIT_DATA <= RESP_LIMIT_DATA, "memcache's values fit RE
 /* ---- stream.c ---- */
 /* Values from this long go out from the item itself, over as many loop turns as it takes. */
 #define KVD_STREAM_MIN (64u << 10)
-/* Writes `it`'s value and its CRLF (after the caller wrote the reply's header; shard locked):
- * 0 when written, 1 when it goes out as a stream (the item pinned until it has: nothing more may
- * be written for this command; a multi-key reply returns -EAGAIN and is dispatched again when
- * the stream is done, continuing after kvd_conn.next_key keys), or -errno. */
-int kvd_send_value(rw_conn *c, kv_shard *sh, kv_item *it);
+/* Sends `it`'s value (KVD_STREAM_MIN bytes or more) and its CRLF as a stream, after the caller
+ * wrote the reply's header (shard locked); the item stays pinned until it has gone out. Returns
+ * 1: nothing more may be written for this command (a multi-key reply returns -EAGAIN and is
+ * dispatched again when the stream is done, continuing after kvd_conn.next_key keys). */
+int kvd_stream_value(rw_conn *c, kv_shard *sh, kv_item *it);
 
 /* ---- aof.c: the append-only file ---- */
 enum kvd_fsync { KVD_FSYNC_ALWAYS, KVD_FSYNC_EVERYSEC, KVD_FSYNC_NO };

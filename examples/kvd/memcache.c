@@ -43,12 +43,11 @@ static int64_t deadline(rw_conn *c, int64_t exptime)
 #define ADMIT(c) KVD_ADMIT(c, rw_conn_write(c, AOF_ERROR, sizeof AOF_ERROR - 1))
 static const char AOF_ERROR[] = "SERVER_ERROR AOF write error: writes refused\r\n";
 
-/* A write the store refused; -EAGAIN (it must wait for the log) goes back to the runtime, and
- * the command is dispatched again. */
+/* A write the store refused (the callers return -EAGAIN, a write that must wait, themselves). */
 static int reply_err(rw_conn *c, int err, bool quiet)
 {
-  if (err == -EAGAIN || quiet)
-    return err == -EAGAIN ? err : 0;
+  if (quiet)
+    return 0;
   return err == -E2BIG ? memcache_reply_too_large(c) : memcache_reply_no_memory(c);
 }
 
@@ -131,21 +130,9 @@ static int reply_item(rw_conn *c, kv_shard *sh, rw_span key, kv_item *it, bool w
   if (it->vlen < KVD_STREAM_MIN)
     return with_cas ? memcache_reply_value_cas(c, key, it->flags, v, it->cas)
                     : memcache_reply_value(c, key, it->flags, v);
-  char nums[80];
-  size_t n = 0;
-  nums[n++] = ' ';
-  n += rw_fmt_u64(nums + n, it->flags);
-  nums[n++] = ' ';
-  n += rw_fmt_u64(nums + n, it->vlen);
-  if (with_cas) {
-    nums[n++] = ' ';
-    n += rw_fmt_u64(nums + n, it->cas);
-  }
-  nums[n++] = '\r';
-  nums[n++] = '\n';
-  struct iovec iov[3] = {{(void *)"VALUE ", 6}, {(void *)key.p, key.len}, {nums, n}};
-  int rc = rw_conn_writev(c, iov, 3);
-  return rc < 0 ? rc : kvd_send_value(c, sh, it);
+  int rc = with_cas ? memcache_reply_value_cas_head(c, key, it->flags, it->vlen, it->cas)
+                    : memcache_reply_value_head(c, key, it->flags, it->vlen);
+  return rc < 0 ? rc : kvd_stream_value(c, sh, it);
 }
 
 /* get and gets: every key checked first (the spec leaves the list's key lengths to us), then

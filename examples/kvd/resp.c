@@ -76,18 +76,15 @@ static struct locked lookup(rw_conn *c, rw_span key)
 }
 
 /* A bulk reply with the item's value, or null: 0, 1 when the value goes out as a stream (see
- * kvd_send_value), or -errno. Shard locked. */
+ * kvd_stream_value), or -errno. Shard locked. */
 static int reply_value(rw_conn *c, kv_shard *sh, kv_item *it)
 {
   if (!it)
     return resp_reply_null(c);
   if (it->vlen < KVD_STREAM_MIN)
     return resp_reply_bulk(c, (rw_span){kv_value(it), it->vlen});
-  char head[24] = "$";
-  size_t n = 1 + rw_fmt_u64(head + 1, it->vlen);
-  memcpy(head + n, "\r\n", 2);
-  int rc = rw_conn_write(c, head, n + 2);
-  return rc < 0 ? rc : kvd_send_value(c, sh, it);
+  int rc = resp_reply_bulk_head(c, it->vlen);
+  return rc < 0 ? rc : kvd_stream_value(c, sh, it);
 }
 
 static int on_ping(rw_conn *c, const rw_list *a)

@@ -128,17 +128,16 @@ kv_shard *kv_shard_of(const kv_store *st, uint32_t hash)
 {
   return &st->shards[(uint64_t)(hash >> 16) * st->nshards >> 16];
 }
-#define shard_of kv_shard_of
 
 void kv_prefetch_bucket(const kv_store *st, uint32_t hash)
 {
-  const kv_shard *sh = shard_of(st, hash);
+  const kv_shard *sh = kv_shard_of(st, hash);
   __builtin_prefetch(&sh->buckets[hash & sh->bucket_mask]);
 }
 
 void kv_prefetch_item(const kv_store *st, uint32_t hash)
 {
-  const kv_shard *sh = shard_of(st, hash);
+  const kv_shard *sh = kv_shard_of(st, hash);
   kv_item *it = __atomic_load_n(&sh->buckets[hash & sh->bucket_mask], __ATOMIC_RELAXED);
   if (it)
     __builtin_prefetch(it);
@@ -146,7 +145,7 @@ void kv_prefetch_item(const kv_store *st, uint32_t hash)
 
 kv_shard *kv_lock(kv_store *st, uint32_t hash)
 {
-  kv_shard *sh = shard_of(st, hash);
+  kv_shard *sh = kv_shard_of(st, hash);
   if (sh->locking)
     pthread_mutex_lock(&sh->lock);
   return sh;
@@ -276,6 +275,13 @@ void kv_unpin(kv_shard *sh, kv_item *it)
     item_free(sh, it);
 }
 
+void kv_release(kv_store *st, kv_item *it)
+{
+  kv_shard *sh = kv_lock(st, it->hash);
+  kv_unpin(sh, it);
+  kv_unlock(sh);
+}
+
 void kv_set_expire(kv_shard *sh, kv_item *it, int64_t expire_ms)
 {
   if (it->live)
@@ -368,7 +374,7 @@ static void page_move(kv_shard *sh, uint32_t page, unsigned to)
   page_carve(sh, page, to);
 }
 
-/* A page no class or run holds, or RW_NONE. */
+/* A page no class or run holds, or UINT32_MAX. */
 static uint32_t page_take_free(kv_shard *sh)
 {
   if (!sh->free_pages)
@@ -391,16 +397,22 @@ static void evict(kv_store *st, kv_shard *sh, kv_item *it)
   kv_delete(sh, it);
 }
 
-/* What one allocation may still evict (st->evict_room), and whether it ran short. */
+/* What one allocation may still evict, asked of the owner (st->evict_room) at its first
+ * eviction only, and whether it ran short. */
 struct budget {
+  const kv_store *st;
   size_t granted, left;
-  bool short_of;
+  bool asked, short_of;
   bool pinned; /* a run found no window only because pinned items were in the way */
 };
 
 static bool afford(struct budget *b, const kv_item *it)
 {
   size_t cost = KV_EVICT_COST(it->klen);
+  if (!b->asked) {
+    b->asked = true;
+    b->granted = b->left = b->st->evict_room ? b->st->evict_room() : SIZE_MAX;
+  }
   if (cost > b->left) {
     b->short_of = true;
     return false;
@@ -438,17 +450,12 @@ static bool page_evictable(const kv_shard *sh, const kv_item *it, const kv_item 
   return !sh->page_pins[p] && !(keep && page_of(sh, keep) == p);
 }
 
-/* A page for class `to`: a free one; else one with no live item from another class; else (when
- * eviction is on) the page holding the oldest item of the class with the most pages, its live
+/* A page for class `to` when no free page is left (chunk_get took those): one with no live item
+ * from another class; else (when eviction is on) the page holding the oldest item of the class with the most pages, its live
  * items evicted (a run: evicted whole). Never a page with `keep` or a pinned item on it. */
 static bool page_reclaim(kv_store *st, kv_shard *sh, unsigned to, const kv_item *keep, struct budget *b)
 {
-  uint32_t p = page_take_free(sh);
-  if (p != UINT32_MAX) {
-    page_carve(sh, p, to);
-    return true;
-  }
-  for (p = 0; p < sh->npages; p++)
+  for (uint32_t p = 0; p < sh->npages; p++)
     if (is_carved(sh, p) && !sh->page_live[p] && sh->page_cls[p] != to) {
       page_move(sh, p, to);
       return true;
@@ -592,8 +599,7 @@ int kv_alloc(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, size_t vlen
              kv_item **out_it)
 {
   size_t need = item_bytes(key.len, vlen);
-  size_t granted = st->evict_room ? st->evict_room() : SIZE_MAX;
-  struct budget b = {granted, granted, false, false};
+  struct budget b = {.st = st};
   unsigned cls;
   kv_item *it;
   if (need > KV_PAGE_SIZE) {
@@ -603,12 +609,12 @@ int kv_alloc(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, size_t vlen
     cls = class_for(sh, need);
     it = chunk_get(st, sh, cls, keep, &b);
   }
-  if (st->evict_done)
+  if (b.asked && st->evict_done)
     st->evict_done(b.left);
   /* Short of budget: worth waiting for only if it made progress (its records will go out and
    * the next budget is fresh) or a fuller budget may come. */
   if (!it)
-    return b.short_of && (b.left < granted || granted < st->evict_room_max) ? -EAGAIN
+    return b.short_of && (b.left < b.granted || b.granted < st->evict_room_max) ? -EAGAIN
            : b.pinned                                                        ? -EBUSY
                                                                              : -ENOMEM;
   *it = (kv_item){.hash = hash, .klen = (uint32_t)key.len, .vlen = (uint32_t)vlen, .cls = (uint8_t)cls};

@@ -144,6 +144,8 @@ void kv_link(kv_shard *sh, kv_item *it, int64_t now_ms);
 /* Keeps `it`'s memory (not its place in the keyspace) until kv_unpin(); shard locked for both. */
 void kv_pin(kv_shard *sh, kv_item *it);
 void kv_unpin(kv_shard *sh, kv_item *it);
+/* kv_unpin() taking the item's shard lock (the caller holds none). */
+void kv_release(kv_store *st, kv_item *it);
 /* Gives back an item from kv_alloc() that was not linked. */
 void kv_discard(kv_shard *sh, kv_item *it);
 /* Unlinks and frees a linked item. */
@@ -152,7 +154,7 @@ void kv_delete(kv_shard *sh, kv_item *it);
 void kv_set_expire(kv_shard *sh, kv_item *it, int64_t expire_ms);
 /* Stores key = a ++ b with `flags` and `expire_ms` (0: none), replacing any item with the key:
  * kv_alloc() and kv_link() in one. `keep` is an item that must survive the allocation (the one
- * a or b points into); the new item in *out_it when that is not NULL. 0, -ENOMEM or -EAGAIN. */
+ * a or b points into); the new item in *out_it when that is not NULL. 0, or kv_alloc()'s error. */
 int kv_put(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b,
            uint32_t flags, int64_t expire_ms, const kv_item *keep, int64_t now_ms, kv_item **out_it);
 /* Frees every item of the shard. */

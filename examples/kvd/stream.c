@@ -25,19 +25,13 @@ static int stream_more(rw_conn *c, void *data, size_t room)
       rc = rw_conn_writev(c, iov, 2);
     }
   }
-  kv_shard *sh = kv_lock(&kvd.store, it->hash);
-  kv_unpin(sh, it);
-  kv_unlock(sh);
+  kv_release(&kvd.store, it);
   kc->stream_it = NULL;
   return rc;
 }
 
-int kvd_send_value(rw_conn *c, kv_shard *sh, kv_item *it)
+int kvd_stream_value(rw_conn *c, kv_shard *sh, kv_item *it)
 {
-  if (it->vlen < KVD_STREAM_MIN) {
-    struct iovec iov[2] = {{kv_value(it), it->vlen}, {(void *)"\r\n", 2}};
-    return rw_conn_writev(c, iov, 2);
-  }
   struct kvd_conn *kc = rw_conn_user(c);
   kv_pin(sh, it);
   kc->stream_it = it;

@@ -146,7 +146,7 @@ static void large_idle(rw_timer *t)
     if (!w->large_idle_ms[i])
       continue;
     if (w->now_ms - w->large_idle_ms[i] >= LARGE_LINGER_MS) {
-      rw_pool_discard(&w->large_pool, i, w->large_pool.item_size);
+      rw_pool_discard(&w->large_pool, i);
       w->large_idle_ms[i] = 0;
     } else {
       left = true;
@@ -162,7 +162,8 @@ static void acc_put(struct rw_conn *c)
   if (c->acc_large) {
     w->large_idle_ms[c->acc] = w->now_ms ? w->now_ms : 1;
     if (!rw_timer_armed(&w->large_timer)) {
-      rw_timer_init(&w->large_timer, large_idle, w);
+      if (!w->large_timer.fn)
+        rw_timer_init(&w->large_timer, large_idle, w);
       rw_timer_arm(w, &w->large_timer, LARGE_LINGER_MS);
     }
   }
@@ -209,6 +210,22 @@ static bool tls_must_wait(struct rw_conn *c)
       acc_room(c) >= w->srv->cfg.recv_size + RW_TLS_SLOT)
     return false;
   return !acc_grow(c);
+}
+
+/* Over TLS, whether ciphertext may be read now: a record that ends past the receive must find a
+ * slot to wait in, and the plaintext a room in the connection's slot. */
+static bool tls_can_read(struct rw_conn *c)
+{
+  return rw_tls_can_receive(c) && !tls_must_wait(c);
+}
+
+/* Room in a full slot: a large slot to grow into (false, the connection paused: none free). */
+static bool acc_make_room(struct rw_conn *c)
+{
+  if (acc_room(c) || acc_grow(c))
+    return true;
+  rw_conn_pause(c);
+  return false;
 }
 
 /* A large slot left holding only the start of the next frames moves back to an accumulator
@@ -270,16 +287,13 @@ uint8_t *rw_conn_rx_window(struct rw_conn *c, size_t *out_cap)
     rw_conn_pause(c);
     return NULL;
   }
-  /* A record that ends past this receive must find a slot to wait in. */
-  if (c->tls && (!rw_tls_can_receive(c) || tls_must_wait(c))) {
+  if (c->tls && !tls_can_read(c)) {
     rw_conn_pause(c);
     return NULL;
   }
   if (c->acc != RW_NONE && !c->tls) { /* (ciphertext never lands among plaintext) */
-    if (!acc_room(c) && !acc_grow(c)) {
-      rw_conn_pause(c);
+    if (!acc_make_room(c))
       return NULL;
-    }
     *out_cap = acc_room(c);
     return acc_buf(c) + c->acc_len;
   }
@@ -399,10 +413,8 @@ static size_t acc_append(struct rw_conn *c, const uint8_t *at, size_t n)
     if (c->acc == RW_NONE)
       return 0;
   }
-  if (!acc_room(c) && !acc_grow(c)) {
-    rw_conn_pause(c); /* until a large slot is free */
-    return 0;
-  }
+  if (!acc_make_room(c))
+    return 0; /* (paused until a large slot is free) */
   size_t room = acc_room(c);
   if (n > room)
     n = room;
@@ -596,7 +608,7 @@ void rw_conn_try_resume(struct rw_conn *c)
   }
   if (c->proto->max_frame && c->acc == RW_NONE && !w->acc_pool.nfree)
     return;
-  if (c->tls && (!rw_tls_can_receive(c) || tls_must_wait(c)))
+  if (c->tls && !tls_can_read(c))
     return;
   paused_unlink(c);
   c->flags &= ~RW_CONN_PAUSED;

@@ -58,7 +58,7 @@ int rw_pool_init(struct rw_pool *p, uint32_t count, size_t item_size);
 /* The same without reserving memory for the items (MAP_NORESERVE): for large items that are
  * made resident only while used and given back with rw_pool_discard(). */
 int rw_pool_init_sparse(struct rw_pool *p, uint32_t count, size_t item_size);
-void rw_pool_discard(struct rw_pool *p, uint32_t i, size_t bytes);
+void rw_pool_discard(struct rw_pool *p, uint32_t i);
 void rw_pool_fini(struct rw_pool *p);
 static inline uint32_t rw_pool_get(struct rw_pool *p)
 {

@@ -50,11 +50,10 @@ int rw_pool_init_sparse(struct rw_pool *p, uint32_t count, size_t item_size)
   return pool_init(p, count, item_size, MAP_NORESERVE);
 }
 
-/* The item's first `bytes` go back to the kernel; it reads as zeros when touched again. */
-void rw_pool_discard(struct rw_pool *p, uint32_t i, size_t bytes)
+/* The item's pages go back to the kernel; it reads as zeros when touched again. */
+void rw_pool_discard(struct rw_pool *p, uint32_t i)
 {
-  size_t n = (bytes + 4095) & ~(size_t)4095;
-  madvise(rw_pool_at(p, i), n < p->item_size ? n : p->item_size, MADV_DONTNEED);
+  madvise(rw_pool_at(p, i), p->item_size, MADV_DONTNEED);
 }
 
 void rw_pool_fini(struct rw_pool *p)

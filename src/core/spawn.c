@@ -31,6 +31,7 @@ static void reap(rw_proc *p, idtype_t type, id_t id)
     status = (si.si_status & 0x7f) | (si.si_code == CLD_DUMPED ? 0x80 : 0);
   }
   p->pid = 0;
+  p->w->ops_inflight--;
   p->on_exit(p, status);
 }
 
@@ -41,7 +42,6 @@ static void exited(struct rw_proc_watch *wt, int res)
     pidfd_send_signal(p->pidfd, SIGKILL, NULL, 0);
   int pidfd = p->pidfd;
   p->pidfd = -1;
-  p->w->ops_inflight--;
   reap(p, P_PIDFD, (id_t)pidfd);
   close(pidfd);
 }
@@ -57,7 +57,6 @@ static void poll_exit(rw_timer *t)
     rw_timer_arm(p->w, t, POLL_MS);
     return;
   }
-  p->w->ops_inflight--;
   reap(p, P_PID, (id_t)p->pid);
 }
 
@@ -127,7 +126,6 @@ int rw_spawn(rw_worker *w, rw_proc *p, char *const argv[], const rw_proto *proto
   int rc = start_child(p, argv, io[1], err[1]);
   close(io[1]);
   close(err[1]);
-  p->pidfd = -1;
   if (!rc) {
     int injected = rw_fault(RW_FAULT_PIDFD, 0);
     p->pidfd = injected ? -1 : pidfd_open(p->pid, 0);

@@ -217,6 +217,10 @@ int memcache_reply_end(rw_conn *c);
 int memcache_reply_value(rw_conn *c, rw_span key, uint64_t flags, rw_span data);
 /* Writes "VALUE " key " " flags " " len(data) " " unique "\r\n" data "\r\n". */
 int memcache_reply_value_cas(rw_conn *c, rw_span key, uint64_t flags, rw_span data, uint64_t unique);
+/* Writes "VALUE " key " " flags " " bytes "\r\n". */
+int memcache_reply_value_head(rw_conn *c, rw_span key, uint64_t flags, uint64_t bytes);
+/* Writes "VALUE " key " " flags " " bytes " " unique "\r\n". */
+int memcache_reply_value_cas_head(rw_conn *c, rw_span key, uint64_t flags, uint64_t bytes, uint64_t unique);
 /* Writes n "\r\n". */
 int memcache_reply_number(rw_conn *c, uint64_t n);
 /* Writes "STAT " name " " value "\r\n". */

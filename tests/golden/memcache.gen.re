@@ -136,6 +136,50 @@ int memcache_reply_value_cas(rw_conn *c, rw_span key, uint64_t flags, rw_span da
   return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
 }
 
+int memcache_reply_value_head(rw_conn *c, rw_span key, uint64_t flags, uint64_t bytes)
+{
+  static const char lit0[] = "VALUE ";
+  static const char lit2[] = " ";
+  char num3[24];
+  static const char lit4[] = " ";
+  char num5[24];
+  static const char lit6[] = "\r\n";
+  const struct iovec iov[] = {
+      {(void *)lit0, sizeof lit0 - 1},
+      {(void *)key.p, key.len},
+      {(void *)lit2, sizeof lit2 - 1},
+      {num3, rw_fmt_u64(num3, flags)},
+      {(void *)lit4, sizeof lit4 - 1},
+      {num5, rw_fmt_u64(num5, bytes)},
+      {(void *)lit6, sizeof lit6 - 1},
+  };
+  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
+}
+
+int memcache_reply_value_cas_head(rw_conn *c, rw_span key, uint64_t flags, uint64_t bytes, uint64_t unique)
+{
+  static const char lit0[] = "VALUE ";
+  static const char lit2[] = " ";
+  char num3[24];
+  static const char lit4[] = " ";
+  char num5[24];
+  static const char lit6[] = " ";
+  char num7[24];
+  static const char lit8[] = "\r\n";
+  const struct iovec iov[] = {
+      {(void *)lit0, sizeof lit0 - 1},
+      {(void *)key.p, key.len},
+      {(void *)lit2, sizeof lit2 - 1},
+      {num3, rw_fmt_u64(num3, flags)},
+      {(void *)lit4, sizeof lit4 - 1},
+      {num5, rw_fmt_u64(num5, bytes)},
+      {(void *)lit6, sizeof lit6 - 1},
+      {num7, rw_fmt_u64(num7, unique)},
+      {(void *)lit8, sizeof lit8 - 1},
+  };
+  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
+}
+
 int memcache_reply_number(rw_conn *c, uint64_t n)
 {
   char num0[24];

@@ -101,6 +101,8 @@ int resp_reply_error(rw_conn *c, rw_span message);
 int resp_reply_integer(rw_conn *c, int64_t n);
 /* Writes "$" len(data) "\r\n" data "\r\n". */
 int resp_reply_bulk(rw_conn *c, rw_span data);
+/* Writes "$" n "\r\n". */
+int resp_reply_bulk_head(rw_conn *c, uint64_t n);
 /* Writes "$-1\r\n". */
 int resp_reply_null(rw_conn *c);
 /* Writes "*" n "\r\n". */

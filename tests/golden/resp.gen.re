@@ -85,6 +85,19 @@ int resp_reply_bulk(rw_conn *c, rw_span data)
   return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
 }
 
+int resp_reply_bulk_head(rw_conn *c, uint64_t n)
+{
+  static const char lit0[] = "$";
+  char num1[24];
+  static const char lit2[] = "\r\n";
+  const struct iovec iov[] = {
+      {(void *)lit0, sizeof lit0 - 1},
+      {num1, rw_fmt_u64(num1, n)},
+      {(void *)lit2, sizeof lit2 - 1},
+  };
+  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
+}
+
 int resp_reply_null(rw_conn *c)
 {
   static const char lit0[] = "$-1\r\n";

@@ -22,7 +22,7 @@ import pymemcache.client.base
 import redis
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from rwtest import BACKEND, BIN, MALLOC_COUNT, Server  # noqa: E402
+from rwtest import BACKEND, BIN, MALLOC_COUNT, Server, rss_kib  # noqa: E402
 
 
 def free_port():
@@ -514,14 +514,6 @@ class Memory(unittest.TestCase):
             self.assertEqual(k.malloc_count(), before)
         finally:
             self.assertEqual(k.stop(), 0)
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 class LargeValues(unittest.TestCase):

@@ -12,6 +12,12 @@ BACKEND = os.environ.get("RW_BACKEND", "")
 MALLOC_COUNT = os.path.abspath("build/tests/malloc_count.so")
 
 
+def rss_kib(pid):
+    """A process's resident memory now, KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
 class Server:
     """argv[0] is a program in $RW_BIN (or `binary`); waits for `want` "listening on" lines and
     the memory budget line. $RW_BACKEND, when set, is passed as --backend."""

@@ -5,7 +5,6 @@ memory stays flat and that neither process calls malloc after the warm-up. Print
 Run from the repository root: /usr/bin/python3 tests/soak/test_soak.py
 """
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -19,14 +18,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "kvd"))
 from test_kvd import Kvd  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "httpd"))
 from test_httpd import Httpd  # noqa: E402
-from rwtest import MALLOC_COUNT  # noqa: E402
+from rwtest import MALLOC_COUNT, rss_kib  # noqa: E402
 
 SECONDS = int(os.environ.get("RW_SOAK_SECONDS", "120"))
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
 
 
 class Soak(unittest.TestCase):
