@@ -856,6 +856,15 @@ int kvd_aof_open(const char *path, enum kvd_fsync policy, bool truncate_ok)
   fprintf(stderr, "kvd: AOF %s: %llu records replayed, fsync %s\n", path,
           (unsigned long long)records,
           policy == KVD_FSYNC_ALWAYS ? "always" : policy == KVD_FSYNC_EVERYSEC ? "everysec" : "no");
+  /* The store's layout is history's (and, with several workers, keys land in shards by a hash
+   * seeded at start): replaying into the same --memory can need room the running server had, and
+   * evict keys it still held. Never silently. */
+  struct kv_totals t;
+  kv_totals(&kvd.store, &t);
+  if (t.evictions)
+    fprintf(stderr, "kvd: AOF replay had to evict %llu times to fit --memory (the slab layout "
+            "and each key's shard differ from the last run's): keys the last run still held may be "
+            "missing; a larger --memory keeps them\n", (unsigned long long)t.evictions);
   aof.fd = fd;
   aof.path = path;
   aof.policy = policy;

@@ -851,6 +851,14 @@ class Persistence(unittest.TestCase):
             self.assertEqual(r.dbsize(), keys)
             self.assertEqual(r.get("big"), big)
             self.assertEqual([i for i in range(0, 800_000, 997) if r.exists(f"s{i}")], sample)
+            self.assertNotIn("replay had to evict", k.text())
+        finally:
+            self.assertEqual(k.stop(), 0)
+        # Into less memory than the log's history needs: replay evicts, and says so.
+        k = self.start("--memory", "32m", "--workers", "1")
+        try:
+            self.assertIn("replay had to evict", k.text())
+            self.assertLess(redis.Redis(port=k.resp, socket_timeout=60).dbsize(), keys)
         finally:
             self.assertEqual(k.stop(), 0)
 
