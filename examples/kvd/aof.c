@@ -707,8 +707,8 @@ static int64_t to_mono(int64_t unix_ms, int64_t now_mono, int64_t now_unix)
   return m > now_mono ? m : 1;
 }
 
-/* Applies one record; false if it is not one kvd writes. */
-static bool apply(const rw_list *l, int64_t now_mono, int64_t now_unix)
+/* Applies one record (`first`: the file's first); false if it is not one kvd writes. */
+static bool apply(const rw_list *l, bool first, int64_t now_mono, int64_t now_unix)
 {
   rw_span a[7];
   if (!l->count || l->count > 7)
@@ -718,6 +718,16 @@ static bool apply(const rw_list *l, int64_t now_mono, int64_t now_unix)
   for (uint32_t i = 0; i < l->count; i++)
     rw_list_next(l, &it, &a[i]);
   bool ok = true;
+  if (is(a[0], "KVDSEED")) { /* the hash seed the log was written with (see seed_log) */
+    uint64_t seed = 0;
+    for (size_t i = 0; l->count == 2 && i < a[1].len && ok; i++) {
+      ok = a[1].p[i] >= '0' && a[1].p[i] <= '9' && i < 20;
+      seed = seed * 10 + (uint64_t)(a[1].p[i] - '0');
+    }
+    if (first && l->count == 2 && a[1].len && ok)
+      kv_set_hash_seed(seed);
+    return first && l->count == 2 && a[1].len && ok;
+  }
   if (is(a[0], "FLUSHALL")) {
     if (l->count == 3 && is(a[1], "PXAT")) {
       int64_t at = to_mono(parse_num(a[2], &ok), now_mono, now_unix);
@@ -802,7 +812,8 @@ static int replay(int fd, uint64_t *out_good, uint64_t *out_records)
       rc = -ENODATA;
       break;
     }
-    if (cmd != RESP_CMD_MULTIBULK || !apply(&((union resp_msg *)msg)->multibulk.args, now_mono, now_unix)) {
+    if (cmd != RESP_CMD_MULTIBULK ||
+        !apply(&((union resp_msg *)msg)->multibulk.args, good == 0, now_mono, now_unix)) {
       rc = -EBADMSG;
       break;
     }
@@ -817,6 +828,20 @@ static int replay(int fd, uint64_t *out_good, uint64_t *out_records)
 }
 
 /* ---- start and stop ---- */
+
+/* A new log starts with the store's hash seed ("KVDSEED n"), so that a replay puts every key in
+ * the shard it was in: with a fresh seed the keys would spread over the shards differently, and a
+ * shard that was full could not take its new share (a full store without eviction lost
+ * acknowledged keys at restart). Written before anything else, synchronously. 0 or -errno. */
+static int seed_log(int fd)
+{
+  char num[24], rec[64];
+  size_t n = rw_fmt_u64(num, kv_hash_seed());
+  int len = snprintf(rec, sizeof rec, "*2\r\n$7\r\nKVDSEED\r\n$%zu\r\n%.*s\r\n", n, (int)n, num);
+  if (write(fd, rec, (size_t)len) != len || fsync(fd) < 0)
+    return -(errno ? errno : EIO);
+  return 0;
+}
 
 int kvd_aof_open(const char *path, enum kvd_fsync policy, bool truncate_ok)
 {
@@ -849,22 +874,28 @@ int kvd_aof_open(const char *path, enum kvd_fsync policy, bool truncate_ok)
   } else if (rc < 0) {
     fprintf(stderr, "kvd: reading %s: %s\n", path, strerror(-rc));
   }
+  if (!rc && !good && (rc = seed_log(fd)) < 0)
+    fprintf(stderr, "kvd: writing %s: %s\n", path, strerror(-rc));
   if (rc < 0) {
     close(fd);
     return rc;
   }
+  if (!good) { /* a new log: it holds the seed record now */
+    fstat(fd, &st);
+    good = (uint64_t)st.st_size;
+  }
   fprintf(stderr, "kvd: AOF %s: %llu records replayed, fsync %s\n", path,
           (unsigned long long)records,
           policy == KVD_FSYNC_ALWAYS ? "always" : policy == KVD_FSYNC_EVERYSEC ? "everysec" : "no");
-  /* The store's layout is history's (and, with several workers, keys land in shards by a hash
-   * seeded at start): replaying into the same --memory can need room the running server had, and
-   * evict keys it still held. Never silently. */
+  /* The store's layout is history's (pins and reads' LRU order are not in the log; a log older
+   * than its seed record also spreads keys over shards anew): replaying into the same --memory
+   * can need room the running server had, and evict keys it still held. Never silently. */
   struct kv_totals t;
   kv_totals(&kvd.store, &t);
   if (t.evictions)
     fprintf(stderr, "kvd: AOF replay had to evict %llu times to fit --memory (the slab layout "
-            "and each key's shard differ from the last run's): keys the last run still held may be "
-            "missing; a larger --memory keeps them\n", (unsigned long long)t.evictions);
+            "differs from the last run's): keys the last run still held may be missing; a larger "
+            "--memory keeps them\n", (unsigned long long)t.evictions);
   aof.fd = fd;
   aof.path = path;
   aof.policy = policy;

@@ -30,6 +30,16 @@ static uint64_t avalanche(uint64_t h)
   return h ^ (h >> 33);
 }
 
+uint64_t kv_hash_seed(void)
+{
+  return hash_seed;
+}
+
+void kv_set_hash_seed(uint64_t seed)
+{
+  hash_seed = seed;
+}
+
 /* Eight bytes a step (a 16-byte key is two multiplies, not sixteen), then murmur3's finaliser:
  * the high bits pick the shard and the low bits the bucket, so both must mix well. */
 uint32_t kv_hash(rw_span key)

@@ -110,6 +110,11 @@ int kv_store_create(size_t memory, unsigned nshards, enum kv_policy policy, kv_s
 void kv_store_destroy(kv_store *st);
 
 uint32_t kv_hash(rw_span key);
+/* The seed of kv_hash() (drawn at random by kv_store_create()); it picks each key's shard, so a
+ * store rebuilt from a log must use the seed the log was written with. Set it only while the
+ * store is empty. */
+uint64_t kv_hash_seed(void);
+void kv_set_hash_seed(uint64_t seed);
 kv_shard *kv_lock(kv_store *st, uint32_t hash);
 kv_shard *kv_shard_of(const kv_store *st, uint32_t hash); /* without locking it */
 void kv_unlock(kv_shard *sh);

@@ -886,6 +886,33 @@ class Persistence(unittest.TestCase):
         finally:
             self.assertEqual(k.stop(), 0)
 
+    def test_a_full_store_without_eviction_comes_back_whole(self):
+        """Two shards, eviction off, filled until writes are refused: a restart with the same
+        flags finds every key it acknowledged. Keys are spread over shards by a seeded hash: the
+        log keeps the seed, so each key lands in the same shard as before (with a fresh seed one
+        shard would overflow and replay would lose keys)."""
+        k = self.start("--memory", "8m", "--workers", "2", "--evict", "off", "--fsync", "always")
+        try:
+            stored = []
+            with socket.create_connection(("127.0.0.1", k.resp), timeout=30) as s:
+                rd = Reader(s)
+                for i in range(12000):
+                    s.sendall(resp_cmd("SET", f"f{i}", b"v" * 500))
+                    if rd.line() == b"+OK\r\n":
+                        stored.append(i)
+            self.assertLess(len(stored), 12000, "the store filled up")
+            keys = redis.Redis(port=k.resp).dbsize()
+            self.assertEqual(keys, len(stored))
+        finally:
+            self.assertEqual(k.stop(), 0)
+        k = self.start("--memory", "8m", "--workers", "2", "--evict", "off")
+        try:
+            r = redis.Redis(port=k.resp)
+            self.assertEqual(r.dbsize(), keys, k.text())
+            self.assertNotIn("no memory for a key", k.text())
+        finally:
+            self.assertEqual(k.stop(), 0)
+
     def test_a_failing_disk_refuses_writes_or_stops_before_acknowledging(self):
         # everysec: the log's first failed write (every 7th file operation fails) turns writes
         # into MISCONF errors; reads go on; the server stops cleanly.
@@ -957,7 +984,8 @@ class Persistence(unittest.TestCase):
         self.assertEqual(os.path.getsize(self.aof), good + len(partial), "refusing leaves the file alone")
         k = self.start("--aof-truncated", "truncate")
         try:
-            self.assertIn(f"truncated from {good + len(partial)} to {good} bytes (100 records kept)", k.text())
+            # (the log's first record is its hash seed, then the 100 SETs)
+            self.assertIn(f"truncated from {good + len(partial)} to {good} bytes (101 records kept)", k.text())
             r = redis.Redis(port=k.resp)
             self.assertEqual(r.dbsize(), 100)
             self.assertIsNone(r.get("z"))
