@@ -573,6 +573,16 @@ struct hold_client {
   rw_server *srv;
 };
 
+/* Runs `s` until `client` (on a thread of its own, with `arg`) stops it, then destroys it. */
+static void serve_client(rw_server *s, void *(*client)(void *), void *arg)
+{
+  pthread_t th;
+  pthread_create(&th, NULL, client, arg);
+  cr_assert_eq(rw_server_run(s), 0);
+  pthread_join(th, NULL);
+  rw_server_destroy(s);
+}
+
 static void exchange(int port, const char *msg, size_t want, char *out, double *out_wait)
 {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -613,11 +623,7 @@ Test(conn, cork_holds_replies_and_eagain_redelivers_the_frame)
   cr_assert_eq(rw_server_listen(s, "127.0.0.1:0", &kvt_proto, &waiting), 0);
   hc.kvt_port = rw_server_port(s, 1);
   hc.srv = s;
-  pthread_t th;
-  pthread_create(&th, NULL, hold_client_main, &hc);
-  cr_assert_eq(rw_server_run(s), 0);
-  pthread_join(th, NULL);
-  rw_server_destroy(s);
+  serve_client(s, hold_client_main, &hc);
   cr_expect_str_eq(hc.cork_got, "corked");
   cr_expect_geq(hc.cork_wait, 0.19, "the corked reply left after %.3f s", hc.cork_wait);
   cr_expect_str_eq(hc.again_got, "waited\r\nafter\r\n", "replies in order: %s", hc.again_got);
@@ -700,11 +706,7 @@ Test(conn, a_stream_then_eagain_dispatches_the_frame_again_when_it_is_done)
   rw_server *s;
   st.port = kvt_server(&streaming, NULL, &s);
   st.srv = s;
-  pthread_t th;
-  pthread_create(&th, NULL, st_client, NULL);
-  cr_assert_eq(rw_server_run(s), 0);
-  pthread_join(th, NULL);
-  rw_server_destroy(s);
+  serve_client(s, st_client, NULL);
   cr_expect(st.continued, "A:, the streamed bytes, :B, then the next reply, in that order");
   cr_expect_eq(st.dispatches, 3, "multi twice (the second after the stream), then after: %d",
                st.dispatches);
@@ -761,11 +763,7 @@ Test(conn, peek_sees_a_pipeline_before_it_is_dispatched)
   rw_server *s;
   pk.port = kvt_server(&peeking, pk_peek, &s);
   pk.srv = s;
-  pthread_t th;
-  pthread_create(&th, NULL, pk_client, NULL);
-  cr_assert_eq(rw_server_run(s), 0);
-  pthread_join(th, NULL);
-  rw_server_destroy(s);
+  serve_client(s, pk_client, NULL);
   /* Each whole message ahead, in order, then the end mark, then the dispatches; a lone message
    * is not looked ahead; an incomplete frame is neither. */
   cr_expect_str_eq(pk.log, "p:a p:b p:c end d:a d:b d:c d:d p:e p:f end d:e d:f ");
