@@ -523,6 +523,28 @@ static int check_dispatch(struct spec *s, const struct command_decl *c)
   return 0;
 }
 
+/* `quiet FIELD`: a span of the first line, on a command whose spec action does not close (a
+ * quiet frame still closes when the spec says so, but then there is nothing to keep quiet). */
+static int check_quiet(struct spec *s, struct command_decl *c)
+{
+  c->quiet_field = -1;
+  if (!c->quiet)
+    return 0;
+  int i;
+  const struct field *f = find_field(c, c->quiet, &i);
+  if (!f || f->kind != FIELD_SPAN) {
+    diag_error(s->src, c->quiet_pos, "quiet needs a span field of '%s''s first line, not '%s'", c->name,
+               c->quiet);
+    return -1;
+  }
+  if (c->action.close) {
+    diag_error(s->src, c->quiet_pos, "a command that closes cannot be quiet");
+    return -1;
+  }
+  c->quiet_field = i;
+  return 0;
+}
+
 static int check_table(struct spec *s)
 {
   int rc = 0;
@@ -588,6 +610,13 @@ int spec_check(struct spec *s)
       rc |= check_rx(&cx, c->rx->kids[0]->kids[k]);
     if (!rc)
       rc |= split_continuation(s, c);
+    for (size_t k = 0; !rc && c->action.present && k < c->nsteps; k++) {
+      if (c->steps[k].kind != STEP_BYTES && c->steps[k].kind != STEP_LITERAL) {
+        diag_error(src, c->action.pos, "command '%s' is answered by the spec, so its data is skipped: "
+                   "only data blocks and literals can be", c->name);
+        rc = -1;
+      }
+    }
     if (!rc && !s->limit_data) {
       diag_error(src, c->pos, "command '%s' has a data block: declare 'limit data N;'", c->name);
       rc = -1;
@@ -605,6 +634,8 @@ int spec_check(struct spec *s)
   checked:
     rc |= check_action(s, &c->action);
     rc |= check_dispatch(s, c);
+    if (!rc)
+      rc |= check_quiet(s, c);
     if (!rc)
       assign_slots(s, c);
   }

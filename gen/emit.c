@@ -357,19 +357,32 @@ static void emit_reply_writer(const struct spec *s, const struct reply_decl *r, 
   fputs("  };\n  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);\n}\n\n", out);
 }
 
+/* Whether a field reads numbers of type t with that type's own parser (a wrapping u32 reads 64). */
 static bool uses_num(const struct spec *s, enum num_type t)
 {
   for (size_t i = 0; i < s->ncommands; i++)
-    for (size_t f = 0; f < s->commands[i].nfields; f++)
-      if (s->commands[i].fields[f].kind == FIELD_NUM && s->commands[i].fields[f].num == t)
+    for (size_t f = 0; f < s->commands[i].nfields; f++) {
+      const struct field *fd = &s->commands[i].fields[f];
+      if (fd->kind == FIELD_NUM && fd->num == t && !(t == NUM_U32 && s->tokens[fd->token].wrap))
         return true;
+    }
   return false;
 }
 
-/* Numbers are parsed where they lie; the pattern already guaranteed the digits. */
+static bool uses_wrap(const struct spec *s)
+{
+  for (size_t i = 0; i < s->ntokens; i++)
+    if (s->tokens[i].wrap)
+      return true;
+  return false;
+}
+
+/* Numbers are parsed where they lie: anything but decimal digits (after one '-' for i64) is
+ * refused here, so a pattern may be looser than its number (memcached reads `0x` as a token and
+ * refuses it as a number, not as a line). */
 static void emit_number_parsers(const struct spec *s, FILE *out)
 {
-  bool u32 = uses_num(s, NUM_U32), u64 = uses_num(s, NUM_U64), i64 = uses_num(s, NUM_I64);
+  bool u32 = uses_num(s, NUM_U32), u64 = uses_num(s, NUM_U64) || uses_wrap(s), i64 = uses_num(s, NUM_I64);
   if (u32 || u64 || i64 || has_step(s, STEP_BODY))
     fputs("static int parse_u64(const uint8_t *p, const uint8_t *e, uint64_t max, uint64_t *out)\n"
           "{\n  uint64_t v = 0;\n  if (p == e)\n    return -1;\n  for (; p < e; p++) {\n"
@@ -428,61 +441,149 @@ static void cmd_enum(const struct spec *s, const char *cmd, FILE *out)
   upper(out, cmd);
 }
 
+/* A command whose continuation is only data blocks and literals: its total length is known once
+ * the first line's length fields are read, so a refusal can skip it (arrays and bodies cannot). */
+static bool skippable(const struct command_decl *c)
+{
+  for (size_t k = 0; k < c->nsteps; k++)
+    if (c->steps[k].kind != STEP_BYTES && c->steps[k].kind != STEP_LITERAL)
+      return false;
+  return c->nsteps > 0;
+}
+
+static bool is_len_field(const struct command_decl *c, size_t f)
+{
+  for (size_t k = 0; k < c->nsteps; k++)
+    if (c->steps[k].kind == STEP_BYTES && c->steps[k].len_field == (int)f)
+      return true;
+  return false;
+}
+
+static void emit_skip_total(const struct command_decl *c, size_t from, FILE *out);
+
+/* A refused first line returns `status`. When the frame declared data blocks and their lengths
+ * were read, they are skipped as they arrive: a refused line never lets its data be parsed as
+ * frames (memcached's `set <bad key> 0 0 9` followed by `flush_all` as data). A quiet frame
+ * sends nothing: its bytes are consumed as a skip. */
+static void emit_refusal(const struct command_decl *c, const char *status, bool skip, FILE *out)
+{
+  if (skip) {
+    fputs("      {\n", out);
+    emit_skip_total(c, 0, out);
+    fputs("        p->skip = total;\n", out);
+  }
+  if (c->quiet_field >= 0)
+    fprintf(out, "        return quiet ? RW_PARSE_SKIP : %s;\n", status);
+  else
+    fprintf(out, "        return %s;\n", status);
+  if (skip)
+    fputs("      }\n", out);
+}
+
+static void emit_span_field(const struct spec *s, const struct command_decl *c, const struct field *fd,
+                            bool skip, FILE *out)
+{
+  const char *cn = c->name, *fn = fd->name;
+  if (fd->kind == FIELD_LIST && !c->nsteps) {
+    fprintf(out, "      rw_list_words(&m->%s.%s, f_%s_%s_s, (size_t)(f_%s_%s_e - f_%s_%s_s));\n", cn, fn,
+            cn, fn, cn, fn, cn, fn);
+    return;
+  }
+  if (fd->kind == FIELD_SPAN && fd->token >= 0 && s->tokens[fd->token].max_len) {
+    char status[64];
+    if (s->tokens[fd->token].overflow.present)
+      snprintf(status, sizeof status, "RW_PARSE_SPEC_ERROR(%d)", fd->token);
+    else
+      snprintf(status, sizeof status, "RW_PARSE_UNKNOWN");
+    fprintf(out, "      if ((size_t)(f_%s_%s_e - f_%s_%s_s) > %lluu)\n", cn, fn, cn, fn,
+            (unsigned long long)s->tokens[fd->token].max_len);
+    emit_refusal(c, status, skip, out);
+  }
+  if (fd->kind == FIELD_SPAN && !c->nsteps) {
+    fprintf(out, "      m->%s.%s = (rw_span){f_%s_%s_s, (size_t)(f_%s_%s_e - f_%s_%s_s)};\n", cn, fn, cn,
+            fn, cn, fn, cn, fn);
+  } else { /* spans, and words built at completion */
+    fprintf(out, "      p->off[%d][0] = (uint32_t)(f_%s_%s_s - buf);\n"
+                 "      p->off[%d][1] = (uint32_t)(f_%s_%s_e - buf);\n",
+            fd->slot, cn, fn, fd->slot, cn, fn);
+  }
+}
+
+/* A number is parsed into a local of its type (or of 64 bits when it wraps), then stored in the
+ * message, or in the parser when the command continues. */
+static void emit_num_field(const struct spec *s, const struct command_decl *c, const struct field *fd,
+                           bool skip, FILE *out)
+{
+  const char *cn = c->name, *fn = fd->name;
+  bool wrap = s->tokens[fd->token].wrap && fd->num == NUM_U32;
+  const char *ctype = wrap ? "uint64_t" : num_ctype(fd->num);
+  fprintf(out, "      %s tmp_%s;\n", ctype, fn);
+  if (fd->num == NUM_I64)
+    fprintf(out, "      if (parse_i64(f_%s_%s_s, f_%s_%s_e, &tmp_%s) < 0)\n", cn, fn, cn, fn, fn);
+  else if (fd->num == NUM_U32 && !wrap)
+    fprintf(out, "      if (parse_u32(f_%s_%s_s, f_%s_%s_e, &tmp_%s) < 0)\n", cn, fn, cn, fn, fn);
+  else
+    fprintf(out, "      if (parse_u64(f_%s_%s_s, f_%s_%s_e, UINT64_MAX, &tmp_%s) < 0)\n", cn, fn, cn, fn, fn);
+  char status[64];
+  if (s->tokens[fd->token].overflow.present)
+    snprintf(status, sizeof status, "RW_PARSE_SPEC_ERROR(%d)", fd->token);
+  else
+    snprintf(status, sizeof status, "RW_PARSE_BAD_NUMBER");
+  emit_refusal(c, status, skip, out);
+  /* A wrapping number is cut to its type; an i64 keeps its bits in the parser's u64 slot. */
+  const char *cast = wrap ? "(uint32_t)" : (c->nsteps && fd->num == NUM_I64) ? "(uint64_t)" : "";
+  if (c->nsteps)
+    fprintf(out, "      p->num[%d] = %stmp_%s;\n", fd->slot, cast, fn);
+  else
+    fprintf(out, "      m->%s.%s = %stmp_%s;\n", cn, fn, cast, fn);
+}
+
+static void emit_field(const struct spec *s, const struct command_decl *c, const struct field *fd, bool skip,
+                       FILE *out)
+{
+  if (fd->kind == FIELD_BYTES || (fd->kind == FIELD_LIST && fd->token < 0))
+    return;
+  if (fd->kind == FIELD_NUM)
+    emit_num_field(s, c, fd, skip, out);
+  else
+    emit_span_field(s, c, fd, skip, out);
+}
+
 /* A matched first line: spans and numbers go straight into the message, or, when the command
- * continues with data, into the parser as offsets (the buffer may move before it completes). */
+ * continues with data, into the parser as offsets (the buffer may move before it completes).
+ * The lengths of data blocks are read first, so that any other refusal can skip the blocks. */
+/* Whether capture `name` sits in one branch of an alternation under r (so may not take part). */
+static bool in_branch(const struct rx *r, const char *name, bool branch)
+{
+  if (r->kind == RX_CAPTURE && !strcmp(r->text, name))
+    return branch;
+  for (size_t i = 0; i < r->nkids; i++)
+    if (in_branch(r->kids[i], name, branch || (r->kind == RX_ALT && r->nkids > 1)))
+      return true;
+  return false;
+}
+
 static void emit_fields(const struct spec *s, const struct command_decl *c, FILE *out)
 {
+  /* re2c leaves the tags of a branch not taken NULL: such a span is empty, at the line's end. */
   for (size_t f = 0; f < c->nfields; f++) {
-    const struct field *fd = &c->fields[f];
-    const char *cn = c->name, *fn = fd->name;
-    if (fd->kind == FIELD_BYTES || (fd->kind == FIELD_LIST && fd->token < 0))
-      continue;
-    if (fd->kind == FIELD_LIST && !c->nsteps) {
-      fprintf(out, "      rw_list_words(&m->%s.%s, f_%s_%s_s, (size_t)(f_%s_%s_e - f_%s_%s_s));\n", cn, fn,
-              cn, fn, cn, fn, cn, fn);
-      continue;
-    }
-    if (fd->kind == FIELD_SPAN && fd->token >= 0 && s->tokens[fd->token].max_len) {
-      fprintf(out, "      if ((size_t)(f_%s_%s_e - f_%s_%s_s) > %lluu)\n", cn, fn, cn, fn,
-              (unsigned long long)s->tokens[fd->token].max_len);
-      if (s->tokens[fd->token].overflow.present)
-        fprintf(out, "        return RW_PARSE_SPEC_ERROR(%d);\n", fd->token);
-      else
-        fputs("        return RW_PARSE_UNKNOWN;\n", out);
-    }
-    if (fd->kind == FIELD_SPAN && !c->nsteps) {
-      fprintf(out, "      m->%s.%s = (rw_span){f_%s_%s_s, (size_t)(f_%s_%s_e - f_%s_%s_s)};\n", cn,
-              fn, cn, fn, cn, fn, cn, fn);
-    } else if (fd->kind == FIELD_SPAN || fd->kind == FIELD_LIST) { /* words: built at completion */
-      fprintf(out, "      p->off[%d][0] = (uint32_t)(f_%s_%s_s - buf);\n"
-                   "      p->off[%d][1] = (uint32_t)(f_%s_%s_e - buf);\n",
-              fd->slot, cn, fn, fd->slot, cn, fn);
-    } else {
-      const char *fnname = fd->num == NUM_U32 ? "parse_u32" : fd->num == NUM_I64 ? "parse_i64" : NULL;
-      char dst[160];
-      if (c->nsteps)
-        snprintf(dst, sizeof dst, "p->num[%d]", fd->slot);
-      else
-        snprintf(dst, sizeof dst, "m->%s.%s", cn, fn);
-      if (!fnname && !c->nsteps) {
-        fprintf(out, "      if (parse_u64(f_%s_%s_s, f_%s_%s_e, UINT64_MAX, &%s) < 0)\n", cn, fn, cn, fn, dst);
-      } else if (!fnname) {
-        fprintf(out, "      if (parse_u64(f_%s_%s_s, f_%s_%s_e, UINT64_MAX, (uint64_t *)&%s) < 0)\n", cn,
-                fn, cn, fn, dst);
-      } else if (c->nsteps) {
-        fprintf(out, "      %s tmp_%s;\n      if (%s(f_%s_%s_s, f_%s_%s_e, &tmp_%s) < 0)\n",
-                num_ctype(fd->num), fn, fnname, cn, fn, cn, fn, fn);
-      } else {
-        fprintf(out, "      if (%s(f_%s_%s_s, f_%s_%s_e, &%s) < 0)\n", fnname, cn, fn, cn, fn, dst);
-      }
-      if (s->tokens[fd->token].overflow.present)
-        fprintf(out, "        return RW_PARSE_SPEC_ERROR(%d);\n", fd->token);
-      else
-        fputs("        return RW_PARSE_BAD_NUMBER;\n", out);
-      if (fnname && c->nsteps)
-        fprintf(out, "      %s = (uint64_t)tmp_%s;\n", dst, fn);
-    }
+    const char *fn = c->fields[f].name;
+    if (c->fields[f].kind == FIELD_SPAN && in_branch(c->rx, fn, false))
+      fprintf(out, "      if (!f_%s_%s_s)\n        f_%s_%s_s = f_%s_%s_e = cur;\n", c->name, fn, c->name, fn,
+              c->name, fn);
   }
+  if (c->quiet_field >= 0) {
+    const char *q = c->fields[c->quiet_field].name;
+    fprintf(out, "      const bool quiet = f_%s_%s_e != f_%s_%s_s;\n      (void)quiet;\n", c->name, q,
+            c->name, q);
+  }
+  bool skip = skippable(c);
+  for (size_t f = 0; skip && f < c->nfields; f++)
+    if (is_len_field(c, f))
+      emit_field(s, c, &c->fields[f], false, out);
+  for (size_t f = 0; f < c->nfields; f++)
+    if (!skip || !is_len_field(c, f))
+      emit_field(s, c, &c->fields[f], skip, out);
 }
 
 /* --- a fast path for a linear first line ---------------------------------------------------
@@ -673,7 +774,13 @@ static void emit_re2c_rules(const struct spec *s, FILE *out)
     fputs("      if (FRAME_TOO_LONG())\n        return RW_PARSE_OVERLONG;\n"
           "      *out_used = (size_t)(cur - buf);\n", out);
     emit_fields(s, c, out);
-    if (c->nsteps) {
+    if (c->action.present && c->nsteps) {
+      /* Answered by the spec: its data is never needed, so it is skipped as it arrives. */
+      fputs("      {\n", out);
+      emit_skip_total(c, 0, out);
+      fputs("        p->skip = total;\n      }\n", out);
+    }
+    if (c->nsteps && !c->action.present) {
       fputs("      p->cmd = ", out);
       cmd_enum(s, c->name, out);
       fputs(";\n      p->step = 0;\n      p->pos = (size_t)(cur - buf);\n", out);
@@ -684,7 +791,7 @@ static void emit_re2c_rules(const struct spec *s, FILE *out)
       fputs("      goto cont;\n    }\n", out);
       continue;
     }
-    fputs("      return ", out);
+    fputs(c->quiet_field >= 0 && c->action.present ? "      return quiet ? RW_PARSE_SKIP : " : "      return ", out);
     cmd_enum(s, c->name, out);
     fputs(";\n    }\n", out);
   }
@@ -901,6 +1008,17 @@ static void emit_array_step(const struct spec *s, const struct command_decl *c, 
   fprintf(out, "      p->off[%d][0] = p->arr_start;\n      p->off[%d][1] = (uint32_t)p->pos;\n", slot, slot);
 }
 
+/* A refusal after the first line: a quiet frame (its quiet field captured bytes) sends nothing. */
+static void emit_cont_status(const struct command_decl *c, const char *status, FILE *out)
+{
+  if (c->quiet_field >= 0) {
+    int q = c->fields[c->quiet_field].slot;
+    fprintf(out, "        return p->off[%d][1] != p->off[%d][0] ? RW_PARSE_SKIP : %s;\n", q, q, status);
+  } else {
+    fprintf(out, "        return %s;\n", status);
+  }
+}
+
 static void emit_cont_command(const struct spec *s, const struct command_decl *c, FILE *out)
 {
   fputs("  case ", out);
@@ -917,9 +1035,9 @@ static void emit_cont_command(const struct spec *s, const struct command_decl *c
         fprintf(out, "      if (p->num[%d] > %lluu) {\n", c->fields[c->steps[j].len_field].slot,
                 (unsigned long long)s->limit_data);
         emit_skip_total(c, 0, out);
-        fputs("        p->skip = total;\n        p->cmd = -1;\n        *out_used = p->pos;\n"
-              "        return RW_PARSE_TOO_LARGE;\n      }\n",
-              out);
+        fputs("        p->skip = total;\n        p->cmd = -1;\n        *out_used = p->pos;\n", out);
+        emit_cont_status(c, "RW_PARSE_TOO_LARGE", out);
+        fputs("      }\n", out);
       }
     }
     if (st->kind == STEP_ARRAY) {
@@ -956,9 +1074,10 @@ static void emit_cont_command(const struct spec *s, const struct command_decl *c
       c_bytes(out, st->bytes, st->len);
       fprintf(out, ";\n      if (len - p->pos < %zu)\n        goto more;\n"
                    "      if (memcmp(buf + p->pos, lit, %zu) != 0) {\n"
-                   "        *out_used = p->pos + %zu;\n        p->cmd = -1;\n"
-                   "        return RW_PARSE_BAD_DATA;\n      }\n      p->pos += %zu;\n",
-              st->len, st->len, st->len, st->len);
+                   "        *out_used = p->pos + %zu;\n        p->cmd = -1;\n",
+              st->len, st->len, st->len);
+      emit_cont_status(c, "RW_PARSE_BAD_DATA", out);
+      fprintf(out, "      }\n      p->pos += %zu;\n", st->len);
     }
     fprintf(out, "      p->step = %zu;\n    }\n      /* fall through */\n", k + 1);
   }
@@ -1142,7 +1261,7 @@ static void emit_cont(const struct spec *s, FILE *out)
   fprintf(out, "static int %s_cont(struct %s_parser *p, const uint8_t *buf, size_t len, size_t *out_used,\n"
                "                    union %s_msg *m)\n{\n  switch (p->cmd) {\n", p, p, p);
   for (size_t i = 0; i < s->ncommands; i++)
-    if (s->commands[i].nsteps)
+    if (s->commands[i].nsteps && !s->commands[i].action.present) /* (those skip their data) */
       emit_cont_command(s, &s->commands[i], out);
   fputs("  default:\n    break;\n  }\n  p->cmd = -1;\n  *out_used = len;\n  return RW_PARSE_INVALID;\n"
         "more:\n  *out_used = 0;\n  return RW_PARSE_MORE;\n", out);

@@ -8,8 +8,8 @@
  *            | 'raw' IDENT ';'
  *            | 'limit' 'data' NUMBER ';'
  *            | 'token' IDENT '=' alt ('max' NUMBER)? action? ';'
- *            | 'number' TYPE IDENT '=' alt action? ';'  TYPE := u32 | u64 | i64
- *            | 'command' IDENT '=' alt action? ';'
+ *            | 'number' TYPE IDENT '=' alt 'wrap'? action? ';'  TYPE := u32 | u64 | i64
+ *            | 'command' IDENT '=' alt ('quiet' IDENT)? action? ';'
  *            | 'reply' IDENT params? '=' part+ ';'
  *            | 'otherwise' action ';'
  *            | 'on' EVENT action ';'     EVENT := overlong | too_large | bad_number | bad_data
@@ -311,7 +311,8 @@ static bool starts_atom(const struct parser *ps)
   case T_CLASS:
     return true;
   case T_IDENT:
-    return !is_word(ps, "max"); /* `token t = ... max N`: a keyword there, never a token */
+    /* Keywords after a pattern (`max N`, `wrap`, `quiet FIELD`), never token references. */
+    return !is_word(ps, "max") && !is_word(ps, "wrap") && !is_word(ps, "quiet");
   case T_PUNCT:
     return ps->tok.start[0] == '(' || ps->tok.start[0] == '.';
   default:
@@ -484,6 +485,11 @@ static int parse_number(struct parser *ps)
     return -1;
   struct token_decl *d = &ps->spec->tokens[ps->spec->ntokens - 1];
   d->num = t;
+  if (is_word(ps, "wrap")) {
+    d->wrap = true;
+    if (next(ps) < 0)
+      return -1;
+  }
   return ps->tok.kind == T_ARROW ? parse_action(ps, &d->overflow) : 0;
 }
 
@@ -497,6 +503,10 @@ static int parse_command(struct parser *ps)
   d->rx = parse_alt(ps);
   if (!d->rx)
     return -1;
+  if (is_word(ps, "quiet")) {
+    if (next(ps) < 0 || expect_ident(ps, &d->quiet, &d->quiet_pos) < 0)
+      return -1;
+  }
   if (ps->tok.kind != T_ARROW)
     return 0;
   if (next(ps) < 0)
@@ -711,6 +721,7 @@ void spec_free(struct spec *s)
     struct command_decl *c = &s->commands[i];
     free(c->name);
     free(c->dispatch_field);
+    free(c->quiet);
     rx_free(c->rx);
     rx_free(c->cont);
     free(c->action.reply_name);

@@ -99,6 +99,7 @@ struct token_decl {
   struct rx *rx;
   enum num_type num;
   uint64_t max_len;       /* `max N`: longer captures are refused (0: no limit) */
+  bool wrap;              /* `wrap`: read as 64 bits, then cut to the type (as C's casts do) */
   struct action overflow; /* a number out of range or a capture past max_len gets this */
 };
 
@@ -170,6 +171,10 @@ struct command_decl {
   struct rx *rx;
   struct action action; /* when present the command needs no handler */
   char *dispatch_field;  /* `-> dispatch FIELD`: the table picks the handler by this list */
+  char *quiet;           /* `quiet FIELD`: when FIELD captured bytes, the spec's own replies to
+                          * this frame (its refusals included) are not sent */
+  struct pos quiet_pos;
+  int quiet_field;       /* its index in fields, or -1 */
   struct pos dispatch_pos;
   struct field *fields;
   size_t nfields;

@@ -91,8 +91,11 @@ bool feed(struct feeder *f, const uint8_t *data, size_t n)
       if (!used)
         return fault(f, "a skip that consumed nothing");
       off += used;
+      f->done += used;
       continue;
     }
+    if (f->frame_ends && used && !f->frame_ends[f->done + used])
+      return fault(f, "a message or error made from bytes inside a declared data block");
     char line[2048];
     if (rc >= 0)
       f->describe(rc, msg, line, sizeof line);
@@ -107,10 +110,75 @@ bool feed(struct feeder *f, const uint8_t *data, size_t n)
     if (!used)
       return fault(f, "a message that consumed nothing");
     off += used;
+    f->done += used;
   }
   memmove(dst, dst + off, len - off);
   f->pending = len - off;
   return true;
+}
+
+/* ---- an oracle's framing ---- */
+
+/* One token of a line: the run of non-space bytes at *p, or false at the line's end. */
+static bool next_token(const uint8_t **p, const uint8_t *e, const uint8_t **out_s, size_t *out_n)
+{
+  while (*p < e && **p == ' ')
+    (*p)++;
+  if (*p == e)
+    return false;
+  *out_s = *p;
+  while (*p < e && **p != ' ')
+    (*p)++;
+  *out_n = (size_t)(*p - *out_s);
+  return true;
+}
+
+static bool token_is(const uint8_t *s, size_t n, const char *word)
+{
+  return n == strlen(word) && memcmp(s, word, n) == 0;
+}
+
+/* The block a memcache line declares (0: none), including its CRLF. */
+static uint64_t declared_block(const uint8_t *line, const uint8_t *e)
+{
+  static const char *const verbs[] = {"set", "add", "replace", "append", "prepend", "cas"};
+  const uint8_t *tok[5];
+  size_t len[5], k = 0;
+  if (e > line && e[-1] == '\r')
+    e--;
+  while (k < 5 && next_token(&line, e, &tok[k], &len[k]))
+    k++;
+  if (k < 5)
+    return 0;
+  bool storage = false;
+  for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
+    storage |= token_is(tok[0], len[0], verbs[i]);
+  uint64_t v = 0;
+  for (size_t i = 0; storage && i < len[4]; i++) {
+    unsigned d = (unsigned)(tok[4][i] - '0');
+    if (d > 9 || v > (UINT64_MAX - d) / 10)
+      return 0;
+    v = v * 10 + d;
+  }
+  return storage ? (uint64_t)(uint32_t)v + 2 : 0;
+}
+
+void memcache_frames(const uint8_t *data, size_t n, uint8_t *out)
+{
+  memset(out, 0, n + 1);
+  size_t pos = 0;
+  while (pos < n) {
+    const uint8_t *nl = memchr(data + pos, '\n', n - pos);
+    if (!nl)
+      break;
+    size_t end = (size_t)(nl - data) + 1;
+    out[end] = 1;
+    uint64_t block = declared_block(data + pos, nl);
+    if (block > n - end)
+      break;
+    pos = end + block;
+    out[pos] = 1;
+  }
 }
 
 /* ---- describers ---- */

@@ -24,6 +24,11 @@ struct feeder {
   bool closed;
   bool errors_close; /* the spec closes on every error (resp, http1), not only OVERLONG/INVALID */
   const char *fault; /* set when the parser broke an invariant */
+  size_t done;       /* bytes of the stream consumed so far */
+  /* When set: frame_ends[i] says a frame of the stream may end after its first i bytes (an
+   * oracle's framing, e.g. memcache_frames). A message or error ending elsewhere is a fault:
+   * it was made from bytes inside a declared data block. */
+  const uint8_t *frame_ends;
 };
 
 /* `cap`: the most bytes the feeder may have to hold (the runtime's slot). 0 or -ENOMEM. */
@@ -31,6 +36,13 @@ int feeder_init(struct feeder *f, const rw_proto *proto, describe_fn describe, s
 void feeder_fini(struct feeder *f);
 /* Appends n bytes and parses what it can; false once an invariant broke (see f->fault). */
 bool feed(struct feeder *f, const uint8_t *data, size_t n);
+
+/* memcached's framing of data[0..n), written apart from the generated parser: lines end at LF;
+ * a storage line (set, add, replace, append, prepend, cas; leading spaces allowed) with at least
+ * four tokens after its verb whose fifth token is decimal digits that fit 64 bits declares a
+ * block of that many bytes (cut to 32 bits) plus CRLF, whatever else is wrong with the line.
+ * Sets out[i] = 1 where a frame may end (out holds n + 1 bytes). */
+void memcache_frames(const uint8_t *data, size_t n, uint8_t *out);
 
 /* Describers: a message as one line of text, every field's bytes read (so a span that points
  * outside the buffer is caught by the sanitizers). */

@@ -204,6 +204,32 @@ Test(spec, data_block_continuation_is_split_off)
   done(&r);
 }
 
+Test(spec, quiet_wrap_and_answered_data)
+{
+  struct result r = compile(DATA_LIKE "number u32 w = [0-9]+ wrap;\ntoken q = (\" q\")?;\n"
+                            "command c = \"c \" len:w hush:q \"\\r\\n\" d:bytes(len) \"\\r\\n\" quiet hush;\n"
+                            "command no = \"no \" len:n \"\\r\\n\" d:bytes(len) \"\\r\\n\" -> ignore;\n");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  cr_expect(r.spec.tokens[1].wrap);
+  cr_expect(!r.spec.tokens[0].wrap);
+  cr_expect_eq(r.spec.commands[0].quiet_field, 1, "the quiet field is the second");
+  cr_expect_eq(r.spec.commands[1].quiet_field, -1);
+  cr_expect_eq(r.spec.commands[1].nsteps, 2, "an answered command keeps its blocks, to skip them");
+  done(&r);
+}
+
+Test(spec_errors, quiet_and_answered_data)
+{
+  expect_error(DATA_LIKE "command c = \"c \" len:n \"\\r\\n\" quiet len;\n",
+               "t.rw:5:37: error: quiet needs a span field of 'c''s first line, not 'len'");
+  expect_error(DATA_LIKE "command c = \"c\" q:(\"q\"?) \"\\n\" quiet nope;\n",
+               "error: quiet needs a span field of 'c''s first line, not 'nope'");
+  expect_error(DATA_LIKE "reply r = \"r\";\ncommand c = \"c\" q:\"q\" \"\\n\" quiet q -> reply r, close;\n",
+               "error: a command that closes cannot be quiet");
+  expect_error(DATA_LIKE "limit items 8;\ncommand c = \"*\" k:n \"\\r\\n\" a:array(k, \"$\", \"\\r\\n\") -> ignore;\n",
+               "error: command 'c' is answered by the spec, so its data is skipped");
+}
+
 static char *emit_to_string(const char *text, int (*emit)(const struct spec *, FILE *))
 {
   struct result r = compile(text);

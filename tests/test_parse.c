@@ -189,20 +189,56 @@ Test(memcache, corpus_at_every_split)
 
 Test(memcache, errors_are_memcacheds)
 {
-  /* flags past 32 bits and a delta past 64 are refused with their own replies, the line
-   * consumed and the connection kept; a data block not followed by \r\n is a bad chunk. */
+  /* A number that is no number, a delta past 64 bits and a key past 250 bytes are refused with
+   * their own replies, the line consumed and the connection kept; a data block not followed by
+   * \r\n is a bad chunk. Flags past 32 bits wrap, as memcached reads them. */
   char expect[256];
-  /* Token indexes in spec/memcache.rw: key 0, flags 3, delta 7. After a bad chunk memcached
+  /* Token indexes in spec/memcache.rw: key 4, flags 6, delta 11. After a bad chunk memcached
    * has consumed <bytes>+2 and reads the leftover "\r\n" as an empty, unknown command. */
-  snprintf(expect, sizeof expect, "error %d\nerror %d\nerror %d\nerror -2\nget [x]\nerror %d\n",
-           RW_PARSE_SPEC_ERROR(3), RW_PARSE_SPEC_ERROR(7), RW_PARSE_BAD_DATA, RW_PARSE_SPEC_ERROR(0));
+  snprintf(expect, sizeof expect,
+           "set [k] 0 0 1 [A]\nerror %d\nerror %d\nerror %d\nerror -2\nget [x]\nerror %d\n",
+           RW_PARSE_SPEC_ERROR(6), RW_PARSE_SPEC_ERROR(11), RW_PARSE_BAD_DATA, RW_PARSE_SPEC_ERROR(4));
   CHECK(&memcache_proto, describe_memcache,
-        "set k 4294967296 0 1\r\n"
+        "set k 4294967296 0 1\r\nA\r\n"
+        "set k 0x 0 1\r\nB\r\n"
         "incr k 18446744073709551616\r\n"
         "set k 0 0 1\r\nabc\r\n"
         "get x\r\n"
         "delete kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\r\n",
         expect);
+}
+
+/* The smuggling shapes: whenever a storage line is refused after its length could be read, its
+ * block is skipped, never parsed as commands; lines are split as memcached splits them. */
+Test(memcache, refused_lines_skip_their_data)
+{
+  static const char in[] =
+      "set \001ctl 0 0 9\r\nflush_all\r\n"          /* a control byte in a key: taken */
+      "set a\rb 0 0 11\r\nflush_all\r\n\r\n"        /* CR in a key: refused, block skipped */
+      "set k 0 0 15 junk\r\nget insidekey\r\n\r\n"  /* a fifth token: ignored */
+      "set k 0 0 15 a b\r\nget insidekey\r\n\r\n"   /* too many tokens: ERROR, skipped */
+      "set k 0x 0 11\r\nflush_all\r\n\r\n"          /* bad flags: refused, skipped */
+      "set  k  0  0  3  \nabc\r\n"                  /* spaces, LF alone */
+      "cas k 0 0 11\r\nflush_all\r\n\r\n"           /* cas without its unique: ERROR, skipped */
+      "set k 0 0 9 noreply\r\nflush_all\n\n"         /* quiet, bad chunk: nothing at all */
+      "set k 0 x 11 noreply\r\nflush_all\r\n\r\n"   /* quiet, refused: nothing, skipped */
+      "set k 0 0 x\r\n"                              /* no length: refused, nothing to skip */
+      "verbosity noreply\r\nversion a b\r\n";
+  char expect[512];
+  snprintf(expect, sizeof expect,
+           "set [\001ctl] 0 0 9 [flush_all]\nbad_store\nset [k] 0 0 15 [get insidekey\r\n]\n"
+           "store_args\nerror %d\nset [k] 0 0 3 [abc]\ncas_args\nerror %d\nverbosity_quiet\nversion\n",
+           RW_PARSE_SPEC_ERROR(6), RW_PARSE_SPEC_ERROR(9));
+  check_splits(&memcache_proto, describe_memcache, in, sizeof in - 1, expect);
+  /* And the oracle agrees on where frames end. */
+  struct feeder f;
+  uint8_t ends[sizeof in];
+  memcache_frames((const uint8_t *)in, sizeof in - 1, ends);
+  feeder_init_t(&f, &memcache_proto, describe_memcache, sizeof in);
+  f.frame_ends = ends;
+  feed_t(&f, (const uint8_t *)in, sizeof in - 1);
+  cr_expect_str_eq(f.log, expect);
+  feeder_fini(&f);
 }
 
 /* A value past `limit data` is refused and then discarded as it arrives: the parser never asks

@@ -28,9 +28,12 @@ struct store_msg {
 enum store_mode { SET, ADD, REPLACE, APPEND, PREPEND, CAS };
 
 /* memcached's exptime: 0 never; negative already expired; up to 30 days relative seconds;
- * beyond that a Unix time. Returns a monotonic deadline (1: already past). */
+ * beyond that a Unix time. memcached keeps 32 bits of it (a value past them wraps, as its
+ * conversion from long to int32_t does), and so does kvd: the same line expires the same way,
+ * and no product overflows. Returns a monotonic deadline (1: already past). */
 static int64_t deadline(rw_conn *c, int64_t exptime)
 {
+  exptime = (int32_t)(uint32_t)(uint64_t)exptime;
   if (exptime == 0)
     return 0;
   if (exptime < 0)

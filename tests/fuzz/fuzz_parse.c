@@ -1,5 +1,6 @@
 /* libFuzzer target for one generated parser, chosen at build time: FUZZ_PROTO, FUZZ_DESCRIBE,
- * and FUZZ_ERRORS_CLOSE (whether the spec closes on every error). Each input is parsed twice:
+ * FUZZ_ERRORS_CLOSE (whether the spec closes on every error) and, for a protocol whose refusals
+ * keep the connection, FUZZ_FRAMES (an oracle of where its frames may end). Each input is parsed twice:
  * whole, and cut into pieces whose sizes come from its first byte; both runs must report the same messages, every field's bytes are read (so a span
  * outside the buffer is a sanitizer report), and the feeder's invariants must hold. */
 #include <stdio.h>
@@ -24,6 +25,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       feeder_init(&split, &FUZZ_PROTO, FUZZ_DESCRIBE, size + 1))
     abort();
   whole.errors_close = split.errors_close = FUZZ_ERRORS_CLOSE;
+#ifdef FUZZ_FRAMES
+  /* The smuggling check: no message or error may come from bytes inside a data block that a
+   * line declared, refused or not (an oracle written apart from the parser says where). */
+  uint8_t *ends = malloc(size + 1);
+  if (!ends)
+    abort();
+  FUZZ_FRAMES(data, size, ends);
+  whole.frame_ends = split.frame_ends = ends;
+#endif
   if (!feed(&whole, data, size)) {
     fprintf(stderr, "whole: %s\n", whole.fault);
     abort();
@@ -47,5 +57,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   }
   feeder_fini(&whole);
   feeder_fini(&split);
+#ifdef FUZZ_FRAMES
+  free(ends);
+#endif
   return 0;
 }

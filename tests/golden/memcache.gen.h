@@ -18,17 +18,23 @@ enum memcache_cmd {
   MEMCACHE_CMD_APPEND,
   MEMCACHE_CMD_PREPEND,
   MEMCACHE_CMD_CAS,
+  MEMCACHE_CMD_BAD_STORE,
+  MEMCACHE_CMD_BAD_CAS,
+  MEMCACHE_CMD_STORE_ARGS,
+  MEMCACHE_CMD_CAS_ARGS,
   MEMCACHE_CMD_DELETE,
   MEMCACHE_CMD_INCR,
   MEMCACHE_CMD_DECR,
   MEMCACHE_CMD_TOUCH,
   MEMCACHE_CMD_FLUSH_ALL,
   MEMCACHE_CMD_FLUSH_ALL_IN,
+  MEMCACHE_CMD_VERBOSITY_QUIET,
   MEMCACHE_CMD_VERBOSITY,
   MEMCACHE_CMD_STATS,
   MEMCACHE_CMD_VERSION,
   MEMCACHE_CMD_QUIT,
-  MEMCACHE_CMD_BAD_DELTA,
+  MEMCACHE_CMD_BAD_DELETE_QUIET,
+  MEMCACHE_CMD_BAD_DELETE,
   MEMCACHE_CMD_MALFORMED,
   MEMCACHE_CMD__COUNT
 };
@@ -96,6 +102,28 @@ struct memcache_cas {
   rw_span data;
 };
 
+struct memcache_bad_store {
+  uint32_t n;
+  rw_span q;
+  rw_span data;
+};
+
+struct memcache_bad_cas {
+  uint32_t n;
+  rw_span q;
+  rw_span data;
+};
+
+struct memcache_store_args {
+  uint32_t n;
+  rw_span data;
+};
+
+struct memcache_cas_args {
+  uint32_t n;
+  rw_span data;
+};
+
 struct memcache_delete {
   rw_span key;
   rw_span noreply;
@@ -128,6 +156,10 @@ struct memcache_flush_all_in {
   rw_span noreply;
 };
 
+struct memcache_verbosity_quiet {
+  char unused_; /* no fields: C needs a member */
+};
+
 struct memcache_verbosity {
   uint32_t level;
   rw_span noreply;
@@ -145,7 +177,11 @@ struct memcache_quit {
   char unused_; /* no fields: C needs a member */
 };
 
-struct memcache_bad_delta {
+struct memcache_bad_delete_quiet {
+  rw_span q;
+};
+
+struct memcache_bad_delete {
   char unused_; /* no fields: C needs a member */
 };
 
@@ -162,17 +198,23 @@ union memcache_msg {
   struct memcache_append append;
   struct memcache_prepend prepend;
   struct memcache_cas cas;
+  struct memcache_bad_store bad_store;
+  struct memcache_bad_cas bad_cas;
+  struct memcache_store_args store_args;
+  struct memcache_cas_args cas_args;
   struct memcache_delete delete;
   struct memcache_incr incr;
   struct memcache_decr decr;
   struct memcache_touch touch;
   struct memcache_flush_all flush_all;
   struct memcache_flush_all_in flush_all_in;
+  struct memcache_verbosity_quiet verbosity_quiet;
   struct memcache_verbosity verbosity;
   struct memcache_stats stats;
   struct memcache_version version;
   struct memcache_quit quit;
-  struct memcache_bad_delta bad_delta;
+  struct memcache_bad_delete_quiet bad_delete_quiet;
+  struct memcache_bad_delete bad_delete;
   struct memcache_malformed malformed;
 };
 
@@ -237,6 +279,10 @@ int memcache_reply_error(rw_conn *c);
 int memcache_reply_bad_format(rw_conn *c);
 /* Writes "CLIENT_ERROR invalid numeric delta argument\r\n". */
 int memcache_reply_bad_delta(rw_conn *c);
+/* Writes "CLIENT_ERROR invalid exptime argument\r\n". */
+int memcache_reply_bad_exptime(rw_conn *c);
+/* Writes "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n". */
+int memcache_reply_delete_usage(rw_conn *c);
 /* Writes "CLIENT_ERROR bad data chunk\r\n". */
 int memcache_reply_bad_chunk(rw_conn *c);
 /* Writes "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n". */

@@ -12,7 +12,7 @@
 
 _Static_assert(sizeof(union memcache_msg) <= RW_PROTO_MSG_MAX, "message too large");
 
-static const char *const memcache_command_names[] = {"get", "gets", "set", "add", "replace", "append", "prepend", "cas", "delete", "incr", "decr", "touch", "flush_all", "flush_all_in", "verbosity", "stats", "version", "quit", "bad_delta", "malformed"};
+static const char *const memcache_command_names[] = {"get", "gets", "set", "add", "replace", "append", "prepend", "cas", "bad_store", "bad_cas", "store_args", "cas_args", "delete", "incr", "decr", "touch", "flush_all", "flush_all_in", "verbosity_quiet", "verbosity", "stats", "version", "quit", "bad_delete_quiet", "bad_delete", "malformed"};
 
 int memcache_reply_stored(rw_conn *c)
 {
@@ -267,6 +267,24 @@ int memcache_reply_bad_delta(rw_conn *c)
   return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
 }
 
+int memcache_reply_bad_exptime(rw_conn *c)
+{
+  static const char lit0[] = "CLIENT_ERROR invalid exptime argument\r\n";
+  const struct iovec iov[] = {
+      {(void *)lit0, sizeof lit0 - 1},
+  };
+  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
+}
+
+int memcache_reply_delete_usage(rw_conn *c)
+{
+  static const char lit0[] = "CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]\r\n";
+  const struct iovec iov[] = {
+      {(void *)lit0, sizeof lit0 - 1},
+  };
+  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
+}
+
 int memcache_reply_bad_chunk(rw_conn *c)
 {
   static const char lit0[] = "CLIENT_ERROR bad data chunk\r\n";
@@ -324,15 +342,6 @@ static int parse_u64(const uint8_t *p, const uint8_t *e, uint64_t max, uint64_t 
     v = v * 10 + d;
   }
   *out = v;
-  return 0;
-}
-
-static int parse_u32(const uint8_t *p, const uint8_t *e, uint32_t *out)
-{
-  uint64_t v;
-  if (parse_u64(p, e, UINT32_MAX, &v) < 0)
-    return -1;
-  *out = (uint32_t)v;
   return 0;
 }
 
@@ -458,6 +467,18 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
   const uint8_t *f_cas_unique_e;
   const uint8_t *f_cas_noreply_s;
   const uint8_t *f_cas_noreply_e;
+  const uint8_t *f_bad_store_n_s;
+  const uint8_t *f_bad_store_n_e;
+  const uint8_t *f_bad_store_q_s;
+  const uint8_t *f_bad_store_q_e;
+  const uint8_t *f_bad_cas_n_s;
+  const uint8_t *f_bad_cas_n_e;
+  const uint8_t *f_bad_cas_q_s;
+  const uint8_t *f_bad_cas_q_e;
+  const uint8_t *f_store_args_n_s;
+  const uint8_t *f_store_args_n_e;
+  const uint8_t *f_cas_args_n_s;
+  const uint8_t *f_cas_args_n_e;
   const uint8_t *f_delete_key_s;
   const uint8_t *f_delete_key_e;
   const uint8_t *f_delete_noreply_s;
@@ -492,6 +513,8 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
   const uint8_t *f_verbosity_noreply_e;
   const uint8_t *f_stats_args_s;
   const uint8_t *f_stats_args_e;
+  const uint8_t *f_bad_delete_quiet_q_s;
+  const uint8_t *f_bad_delete_quiet_q_e;
 
   (void)m;
   if (p->skip) { /* a refused data block: discarded as it arrives, never buffered */
@@ -523,50 +546,82 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
     re2c:tags = 1;
     re2c:tags:expression = "p->@@";
 
-    tok_key = ([^\x00-\x20\x7f])+;
-    tok_nl = ("\r")? "\n";
-    tok_opt_noreply = (" noreply")?;
-    tok_flags = ([0-9])+;
-    tok_exptime = ("-")? ([0-9])+;
-    tok_length = ([0-9])+;
-    tok_unique = ([0-9])+;
-    tok_delta = ([0-9])+;
-    tok_level = ([0-9])+;
+    tok_sp = ([ ])+;
+    tok_end = ([ ])* ("\r")? "\n";
+    tok_arg = ([^\x00 \r\n])+;
+    tok_any = ([^ \n])+;
+    tok_key = ([^\x00 \r\n])+;
+    tok_opt_noreply = (tok_sp "noreply")?;
+    tok_flags = tok_arg;
+    tok_exptime = tok_arg;
+    tok_texptime = tok_arg;
+    tok_length = tok_arg;
+    tok_unique = tok_arg;
+    tok_delta = tok_arg;
+    tok_level = tok_arg;
 
-    "get" @f_get_keys_s (([ ])+ tok_key)+ @f_get_keys_e ([ ])* tok_nl {
+    ([ ])* "get" @f_get_keys_s (tok_sp tok_arg)+ @f_get_keys_e tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
       m->get.keys = (rw_span){f_get_keys_s, (size_t)(f_get_keys_e - f_get_keys_s)};
       return MEMCACHE_CMD_GET;
     }
-    "gets" @f_gets_keys_s (([ ])+ tok_key)+ @f_gets_keys_e ([ ])* tok_nl {
+    ([ ])* "gets" @f_gets_keys_s (tok_sp tok_arg)+ @f_gets_keys_e tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
       m->gets.keys = (rw_span){f_gets_keys_s, (size_t)(f_gets_keys_e - f_gets_keys_s)};
       return MEMCACHE_CMD_GETS;
     }
-    "set " @f_set_key_s tok_key @f_set_key_e " " @f_set_flags_s tok_flags @f_set_flags_e " " @f_set_exptime_s tok_exptime @f_set_exptime_e " " @f_set_bytes_s tok_length @f_set_bytes_e @f_set_noreply_s tok_opt_noreply @f_set_noreply_e "\r\n" {
+    ([ ])* "set" tok_sp @f_set_key_s tok_key @f_set_key_e tok_sp @f_set_flags_s tok_flags @f_set_flags_e tok_sp @f_set_exptime_s tok_exptime @f_set_exptime_e tok_sp @f_set_bytes_s tok_length @f_set_bytes_e (@f_set_noreply_s tok_opt_noreply @f_set_noreply_e | tok_sp tok_arg) tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
+      if (!f_set_noreply_s)
+        f_set_noreply_s = f_set_noreply_e = cur;
+      const bool quiet = f_set_noreply_e != f_set_noreply_s;
+      (void)quiet;
+      uint64_t tmp_bytes;
+      if (parse_u64(f_set_bytes_s, f_set_bytes_e, UINT64_MAX, &tmp_bytes) < 0)
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(9);
+      p->num[2] = (uint32_t)tmp_bytes;
       if ((size_t)(f_set_key_e - f_set_key_s) > 250u)
-        return RW_PARSE_SPEC_ERROR(0);
+      {
+        uint64_t total = 0, add;
+        add = p->num[2];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(4);
+      }
       p->off[0][0] = (uint32_t)(f_set_key_s - buf);
       p->off[0][1] = (uint32_t)(f_set_key_e - buf);
-      uint32_t tmp_flags;
-      if (parse_u32(f_set_flags_s, f_set_flags_e, &tmp_flags) < 0)
-        return RW_PARSE_SPEC_ERROR(3);
-      p->num[0] = (uint64_t)tmp_flags;
+      uint64_t tmp_flags;
+      if (parse_u64(f_set_flags_s, f_set_flags_e, UINT64_MAX, &tmp_flags) < 0)
+      {
+        uint64_t total = 0, add;
+        add = p->num[2];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(6);
+      }
+      p->num[0] = (uint32_t)tmp_flags;
       int64_t tmp_exptime;
       if (parse_i64(f_set_exptime_s, f_set_exptime_e, &tmp_exptime) < 0)
-        return RW_PARSE_SPEC_ERROR(4);
+      {
+        uint64_t total = 0, add;
+        add = p->num[2];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(7);
+      }
       p->num[1] = (uint64_t)tmp_exptime;
-      uint32_t tmp_bytes;
-      if (parse_u32(f_set_bytes_s, f_set_bytes_e, &tmp_bytes) < 0)
-        return RW_PARSE_SPEC_ERROR(5);
-      p->num[2] = (uint64_t)tmp_bytes;
       p->off[1][0] = (uint32_t)(f_set_noreply_s - buf);
       p->off[1][1] = (uint32_t)(f_set_noreply_e - buf);
       p->cmd = MEMCACHE_CMD_SET;
@@ -574,26 +629,54 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       p->pos = (size_t)(cur - buf);
       goto cont;
     }
-    "add " @f_add_key_s tok_key @f_add_key_e " " @f_add_flags_s tok_flags @f_add_flags_e " " @f_add_exptime_s tok_exptime @f_add_exptime_e " " @f_add_bytes_s tok_length @f_add_bytes_e @f_add_noreply_s tok_opt_noreply @f_add_noreply_e "\r\n" {
+    ([ ])* "add" tok_sp @f_add_key_s tok_key @f_add_key_e tok_sp @f_add_flags_s tok_flags @f_add_flags_e tok_sp @f_add_exptime_s tok_exptime @f_add_exptime_e tok_sp @f_add_bytes_s tok_length @f_add_bytes_e (@f_add_noreply_s tok_opt_noreply @f_add_noreply_e | tok_sp tok_arg) tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
+      if (!f_add_noreply_s)
+        f_add_noreply_s = f_add_noreply_e = cur;
+      const bool quiet = f_add_noreply_e != f_add_noreply_s;
+      (void)quiet;
+      uint64_t tmp_bytes;
+      if (parse_u64(f_add_bytes_s, f_add_bytes_e, UINT64_MAX, &tmp_bytes) < 0)
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(9);
+      p->num[2] = (uint32_t)tmp_bytes;
       if ((size_t)(f_add_key_e - f_add_key_s) > 250u)
-        return RW_PARSE_SPEC_ERROR(0);
+      {
+        uint64_t total = 0, add;
+        add = p->num[2];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(4);
+      }
       p->off[0][0] = (uint32_t)(f_add_key_s - buf);
       p->off[0][1] = (uint32_t)(f_add_key_e - buf);
-      uint32_t tmp_flags;
-      if (parse_u32(f_add_flags_s, f_add_flags_e, &tmp_flags) < 0)
-        return RW_PARSE_SPEC_ERROR(3);
-      p->num[0] = (uint64_t)tmp_flags;
+      uint64_t tmp_flags;
+      if (parse_u64(f_add_flags_s, f_add_flags_e, UINT64_MAX, &tmp_flags) < 0)
+      {
+        uint64_t total = 0, add;
+        add = p->num[2];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(6);
+      }
+      p->num[0] = (uint32_t)tmp_flags;
       int64_t tmp_exptime;
       if (parse_i64(f_add_exptime_s, f_add_exptime_e, &tmp_exptime) < 0)
-        return RW_PARSE_SPEC_ERROR(4);
+      {
+        uint64_t total = 0, add;
+        add = p->num[2];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(7);
+      }
       p->num[1] = (uint64_t)tmp_exptime;
-      uint32_t tmp_bytes;
-      if (parse_u32(f_add_bytes_s, f_add_bytes_e, &tmp_bytes) < 0)
-        return RW_PARSE_SPEC_ERROR(5);
-      p->num[2] = (uint64_t)tmp_bytes;
       p->off[1][0] = (uint32_t)(f_add_noreply_s - buf);
       p->off[1][1] = (uint32_t)(f_add_noreply_e - buf);
       p->cmd = MEMCACHE_CMD_ADD;
@@ -601,26 +684,54 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       p->pos = (size_t)(cur - buf);
       goto cont;
     }
-    "replace " @f_replace_key_s tok_key @f_replace_key_e " " @f_replace_flags_s tok_flags @f_replace_flags_e " " @f_replace_exptime_s tok_exptime @f_replace_exptime_e " " @f_replace_bytes_s tok_length @f_replace_bytes_e @f_replace_noreply_s tok_opt_noreply @f_replace_noreply_e "\r\n" {
+    ([ ])* "replace" tok_sp @f_replace_key_s tok_key @f_replace_key_e tok_sp @f_replace_flags_s tok_flags @f_replace_flags_e tok_sp @f_replace_exptime_s tok_exptime @f_replace_exptime_e tok_sp @f_replace_bytes_s tok_length @f_replace_bytes_e (@f_replace_noreply_s tok_opt_noreply @f_replace_noreply_e | tok_sp tok_arg) tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
+      if (!f_replace_noreply_s)
+        f_replace_noreply_s = f_replace_noreply_e = cur;
+      const bool quiet = f_replace_noreply_e != f_replace_noreply_s;
+      (void)quiet;
+      uint64_t tmp_bytes;
+      if (parse_u64(f_replace_bytes_s, f_replace_bytes_e, UINT64_MAX, &tmp_bytes) < 0)
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(9);
+      p->num[2] = (uint32_t)tmp_bytes;
       if ((size_t)(f_replace_key_e - f_replace_key_s) > 250u)
-        return RW_PARSE_SPEC_ERROR(0);
+      {
+        uint64_t total = 0, add;
+        add = p->num[2];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(4);
+      }
       p->off[0][0] = (uint32_t)(f_replace_key_s - buf);
       p->off[0][1] = (uint32_t)(f_replace_key_e - buf);
-      uint32_t tmp_flags;
-      if (parse_u32(f_replace_flags_s, f_replace_flags_e, &tmp_flags) < 0)
-        return RW_PARSE_SPEC_ERROR(3);
-      p->num[0] = (uint64_t)tmp_flags;
+      uint64_t tmp_flags;
+      if (parse_u64(f_replace_flags_s, f_replace_flags_e, UINT64_MAX, &tmp_flags) < 0)
+      {
+        uint64_t total = 0, add;
+        add = p->num[2];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(6);
+      }
+      p->num[0] = (uint32_t)tmp_flags;
       int64_t tmp_exptime;
       if (parse_i64(f_replace_exptime_s, f_replace_exptime_e, &tmp_exptime) < 0)
-        return RW_PARSE_SPEC_ERROR(4);
+      {
+        uint64_t total = 0, add;
+        add = p->num[2];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(7);
+      }
       p->num[1] = (uint64_t)tmp_exptime;
-      uint32_t tmp_bytes;
-      if (parse_u32(f_replace_bytes_s, f_replace_bytes_e, &tmp_bytes) < 0)
-        return RW_PARSE_SPEC_ERROR(5);
-      p->num[2] = (uint64_t)tmp_bytes;
       p->off[1][0] = (uint32_t)(f_replace_noreply_s - buf);
       p->off[1][1] = (uint32_t)(f_replace_noreply_e - buf);
       p->cmd = MEMCACHE_CMD_REPLACE;
@@ -628,26 +739,54 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       p->pos = (size_t)(cur - buf);
       goto cont;
     }
-    "append " @f_append_key_s tok_key @f_append_key_e " " @f_append_flags_s tok_flags @f_append_flags_e " " @f_append_exptime_s tok_exptime @f_append_exptime_e " " @f_append_bytes_s tok_length @f_append_bytes_e @f_append_noreply_s tok_opt_noreply @f_append_noreply_e "\r\n" {
+    ([ ])* "append" tok_sp @f_append_key_s tok_key @f_append_key_e tok_sp @f_append_flags_s tok_flags @f_append_flags_e tok_sp @f_append_exptime_s tok_exptime @f_append_exptime_e tok_sp @f_append_bytes_s tok_length @f_append_bytes_e (@f_append_noreply_s tok_opt_noreply @f_append_noreply_e | tok_sp tok_arg) tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
+      if (!f_append_noreply_s)
+        f_append_noreply_s = f_append_noreply_e = cur;
+      const bool quiet = f_append_noreply_e != f_append_noreply_s;
+      (void)quiet;
+      uint64_t tmp_bytes;
+      if (parse_u64(f_append_bytes_s, f_append_bytes_e, UINT64_MAX, &tmp_bytes) < 0)
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(9);
+      p->num[2] = (uint32_t)tmp_bytes;
       if ((size_t)(f_append_key_e - f_append_key_s) > 250u)
-        return RW_PARSE_SPEC_ERROR(0);
+      {
+        uint64_t total = 0, add;
+        add = p->num[2];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(4);
+      }
       p->off[0][0] = (uint32_t)(f_append_key_s - buf);
       p->off[0][1] = (uint32_t)(f_append_key_e - buf);
-      uint32_t tmp_flags;
-      if (parse_u32(f_append_flags_s, f_append_flags_e, &tmp_flags) < 0)
-        return RW_PARSE_SPEC_ERROR(3);
-      p->num[0] = (uint64_t)tmp_flags;
+      uint64_t tmp_flags;
+      if (parse_u64(f_append_flags_s, f_append_flags_e, UINT64_MAX, &tmp_flags) < 0)
+      {
+        uint64_t total = 0, add;
+        add = p->num[2];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(6);
+      }
+      p->num[0] = (uint32_t)tmp_flags;
       int64_t tmp_exptime;
       if (parse_i64(f_append_exptime_s, f_append_exptime_e, &tmp_exptime) < 0)
-        return RW_PARSE_SPEC_ERROR(4);
+      {
+        uint64_t total = 0, add;
+        add = p->num[2];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(7);
+      }
       p->num[1] = (uint64_t)tmp_exptime;
-      uint32_t tmp_bytes;
-      if (parse_u32(f_append_bytes_s, f_append_bytes_e, &tmp_bytes) < 0)
-        return RW_PARSE_SPEC_ERROR(5);
-      p->num[2] = (uint64_t)tmp_bytes;
       p->off[1][0] = (uint32_t)(f_append_noreply_s - buf);
       p->off[1][1] = (uint32_t)(f_append_noreply_e - buf);
       p->cmd = MEMCACHE_CMD_APPEND;
@@ -655,26 +794,54 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       p->pos = (size_t)(cur - buf);
       goto cont;
     }
-    "prepend " @f_prepend_key_s tok_key @f_prepend_key_e " " @f_prepend_flags_s tok_flags @f_prepend_flags_e " " @f_prepend_exptime_s tok_exptime @f_prepend_exptime_e " " @f_prepend_bytes_s tok_length @f_prepend_bytes_e @f_prepend_noreply_s tok_opt_noreply @f_prepend_noreply_e "\r\n" {
+    ([ ])* "prepend" tok_sp @f_prepend_key_s tok_key @f_prepend_key_e tok_sp @f_prepend_flags_s tok_flags @f_prepend_flags_e tok_sp @f_prepend_exptime_s tok_exptime @f_prepend_exptime_e tok_sp @f_prepend_bytes_s tok_length @f_prepend_bytes_e (@f_prepend_noreply_s tok_opt_noreply @f_prepend_noreply_e | tok_sp tok_arg) tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
+      if (!f_prepend_noreply_s)
+        f_prepend_noreply_s = f_prepend_noreply_e = cur;
+      const bool quiet = f_prepend_noreply_e != f_prepend_noreply_s;
+      (void)quiet;
+      uint64_t tmp_bytes;
+      if (parse_u64(f_prepend_bytes_s, f_prepend_bytes_e, UINT64_MAX, &tmp_bytes) < 0)
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(9);
+      p->num[2] = (uint32_t)tmp_bytes;
       if ((size_t)(f_prepend_key_e - f_prepend_key_s) > 250u)
-        return RW_PARSE_SPEC_ERROR(0);
+      {
+        uint64_t total = 0, add;
+        add = p->num[2];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(4);
+      }
       p->off[0][0] = (uint32_t)(f_prepend_key_s - buf);
       p->off[0][1] = (uint32_t)(f_prepend_key_e - buf);
-      uint32_t tmp_flags;
-      if (parse_u32(f_prepend_flags_s, f_prepend_flags_e, &tmp_flags) < 0)
-        return RW_PARSE_SPEC_ERROR(3);
-      p->num[0] = (uint64_t)tmp_flags;
+      uint64_t tmp_flags;
+      if (parse_u64(f_prepend_flags_s, f_prepend_flags_e, UINT64_MAX, &tmp_flags) < 0)
+      {
+        uint64_t total = 0, add;
+        add = p->num[2];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(6);
+      }
+      p->num[0] = (uint32_t)tmp_flags;
       int64_t tmp_exptime;
       if (parse_i64(f_prepend_exptime_s, f_prepend_exptime_e, &tmp_exptime) < 0)
-        return RW_PARSE_SPEC_ERROR(4);
+      {
+        uint64_t total = 0, add;
+        add = p->num[2];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(7);
+      }
       p->num[1] = (uint64_t)tmp_exptime;
-      uint32_t tmp_bytes;
-      if (parse_u32(f_prepend_bytes_s, f_prepend_bytes_e, &tmp_bytes) < 0)
-        return RW_PARSE_SPEC_ERROR(5);
-      p->num[2] = (uint64_t)tmp_bytes;
       p->off[1][0] = (uint32_t)(f_prepend_noreply_s - buf);
       p->off[1][1] = (uint32_t)(f_prepend_noreply_e - buf);
       p->cmd = MEMCACHE_CMD_PREPEND;
@@ -682,28 +849,66 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       p->pos = (size_t)(cur - buf);
       goto cont;
     }
-    "cas " @f_cas_key_s tok_key @f_cas_key_e " " @f_cas_flags_s tok_flags @f_cas_flags_e " " @f_cas_exptime_s tok_exptime @f_cas_exptime_e " " @f_cas_bytes_s tok_length @f_cas_bytes_e " " @f_cas_unique_s tok_unique @f_cas_unique_e @f_cas_noreply_s tok_opt_noreply @f_cas_noreply_e "\r\n" {
+    ([ ])* "cas" tok_sp @f_cas_key_s tok_key @f_cas_key_e tok_sp @f_cas_flags_s tok_flags @f_cas_flags_e tok_sp @f_cas_exptime_s tok_exptime @f_cas_exptime_e tok_sp @f_cas_bytes_s tok_length @f_cas_bytes_e tok_sp @f_cas_unique_s tok_unique @f_cas_unique_e (@f_cas_noreply_s tok_opt_noreply @f_cas_noreply_e | tok_sp tok_arg) tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
+      if (!f_cas_noreply_s)
+        f_cas_noreply_s = f_cas_noreply_e = cur;
+      const bool quiet = f_cas_noreply_e != f_cas_noreply_s;
+      (void)quiet;
+      uint64_t tmp_bytes;
+      if (parse_u64(f_cas_bytes_s, f_cas_bytes_e, UINT64_MAX, &tmp_bytes) < 0)
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(9);
+      p->num[2] = (uint32_t)tmp_bytes;
       if ((size_t)(f_cas_key_e - f_cas_key_s) > 250u)
-        return RW_PARSE_SPEC_ERROR(0);
+      {
+        uint64_t total = 0, add;
+        add = p->num[2];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(4);
+      }
       p->off[0][0] = (uint32_t)(f_cas_key_s - buf);
       p->off[0][1] = (uint32_t)(f_cas_key_e - buf);
-      uint32_t tmp_flags;
-      if (parse_u32(f_cas_flags_s, f_cas_flags_e, &tmp_flags) < 0)
-        return RW_PARSE_SPEC_ERROR(3);
-      p->num[0] = (uint64_t)tmp_flags;
+      uint64_t tmp_flags;
+      if (parse_u64(f_cas_flags_s, f_cas_flags_e, UINT64_MAX, &tmp_flags) < 0)
+      {
+        uint64_t total = 0, add;
+        add = p->num[2];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(6);
+      }
+      p->num[0] = (uint32_t)tmp_flags;
       int64_t tmp_exptime;
       if (parse_i64(f_cas_exptime_s, f_cas_exptime_e, &tmp_exptime) < 0)
-        return RW_PARSE_SPEC_ERROR(4);
+      {
+        uint64_t total = 0, add;
+        add = p->num[2];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(7);
+      }
       p->num[1] = (uint64_t)tmp_exptime;
-      uint32_t tmp_bytes;
-      if (parse_u32(f_cas_bytes_s, f_cas_bytes_e, &tmp_bytes) < 0)
-        return RW_PARSE_SPEC_ERROR(5);
-      p->num[2] = (uint64_t)tmp_bytes;
-      if (parse_u64(f_cas_unique_s, f_cas_unique_e, UINT64_MAX, (uint64_t *)&p->num[3]) < 0)
-        return RW_PARSE_SPEC_ERROR(6);
+      uint64_t tmp_unique;
+      if (parse_u64(f_cas_unique_s, f_cas_unique_e, UINT64_MAX, &tmp_unique) < 0)
+      {
+        uint64_t total = 0, add;
+        add = p->num[2];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(10);
+      }
+      p->num[3] = tmp_unique;
       p->off[1][0] = (uint32_t)(f_cas_noreply_s - buf);
       p->off[1][1] = (uint32_t)(f_cas_noreply_e - buf);
       p->cmd = MEMCACHE_CMD_CAS;
@@ -711,103 +916,236 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       p->pos = (size_t)(cur - buf);
       goto cont;
     }
-    "delete " @f_delete_key_s tok_key @f_delete_key_e @f_delete_noreply_s tok_opt_noreply @f_delete_noreply_e tok_nl {
+    ([ ])* ("set" | "add" | "replace" | "append" | "prepend") tok_sp tok_any tok_sp tok_any tok_sp tok_any tok_sp @f_bad_store_n_s tok_length @f_bad_store_n_e (@f_bad_store_q_s tok_opt_noreply @f_bad_store_q_e | tok_sp tok_any) tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
+      if (!f_bad_store_q_s)
+        f_bad_store_q_s = f_bad_store_q_e = cur;
+      const bool quiet = f_bad_store_q_e != f_bad_store_q_s;
+      (void)quiet;
+      uint64_t tmp_n;
+      if (parse_u64(f_bad_store_n_s, f_bad_store_n_e, UINT64_MAX, &tmp_n) < 0)
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(9);
+      p->num[0] = (uint32_t)tmp_n;
+      p->off[0][0] = (uint32_t)(f_bad_store_q_s - buf);
+      p->off[0][1] = (uint32_t)(f_bad_store_q_e - buf);
+      {
+        uint64_t total = 0, add;
+        add = p->num[0];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+      }
+      return quiet ? RW_PARSE_SKIP : MEMCACHE_CMD_BAD_STORE;
+    }
+    ([ ])* "cas" tok_sp tok_any tok_sp tok_any tok_sp tok_any tok_sp @f_bad_cas_n_s tok_length @f_bad_cas_n_e tok_sp tok_any (@f_bad_cas_q_s tok_opt_noreply @f_bad_cas_q_e | tok_sp tok_any) tok_end {
+      if (FRAME_TOO_LONG())
+        return RW_PARSE_OVERLONG;
+      *out_used = (size_t)(cur - buf);
+      if (!f_bad_cas_q_s)
+        f_bad_cas_q_s = f_bad_cas_q_e = cur;
+      const bool quiet = f_bad_cas_q_e != f_bad_cas_q_s;
+      (void)quiet;
+      uint64_t tmp_n;
+      if (parse_u64(f_bad_cas_n_s, f_bad_cas_n_e, UINT64_MAX, &tmp_n) < 0)
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(9);
+      p->num[0] = (uint32_t)tmp_n;
+      p->off[0][0] = (uint32_t)(f_bad_cas_q_s - buf);
+      p->off[0][1] = (uint32_t)(f_bad_cas_q_e - buf);
+      {
+        uint64_t total = 0, add;
+        add = p->num[0];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+      }
+      return quiet ? RW_PARSE_SKIP : MEMCACHE_CMD_BAD_CAS;
+    }
+    ([ ])* ("set" | "add" | "replace" | "append" | "prepend") tok_sp tok_any tok_sp tok_any tok_sp tok_any tok_sp @f_store_args_n_s tok_length @f_store_args_n_e tok_sp tok_any (tok_sp tok_any)+ tok_end {
+      if (FRAME_TOO_LONG())
+        return RW_PARSE_OVERLONG;
+      *out_used = (size_t)(cur - buf);
+      uint64_t tmp_n;
+      if (parse_u64(f_store_args_n_s, f_store_args_n_e, UINT64_MAX, &tmp_n) < 0)
+        return RW_PARSE_SPEC_ERROR(9);
+      p->num[0] = (uint32_t)tmp_n;
+      {
+        uint64_t total = 0, add;
+        add = p->num[0];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+      }
+      return MEMCACHE_CMD_STORE_ARGS;
+    }
+    ([ ])* "cas" tok_sp tok_any tok_sp tok_any tok_sp tok_any tok_sp @f_cas_args_n_s tok_length @f_cas_args_n_e (tok_sp tok_any tok_sp tok_any (tok_sp tok_any)+)? tok_end {
+      if (FRAME_TOO_LONG())
+        return RW_PARSE_OVERLONG;
+      *out_used = (size_t)(cur - buf);
+      uint64_t tmp_n;
+      if (parse_u64(f_cas_args_n_s, f_cas_args_n_e, UINT64_MAX, &tmp_n) < 0)
+        return RW_PARSE_SPEC_ERROR(9);
+      p->num[0] = (uint32_t)tmp_n;
+      {
+        uint64_t total = 0, add;
+        add = p->num[0];
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        add = 2;
+        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;
+        p->skip = total;
+      }
+      return MEMCACHE_CMD_CAS_ARGS;
+    }
+    ([ ])* "delete" tok_sp @f_delete_key_s tok_key @f_delete_key_e (tok_sp "0")? @f_delete_noreply_s tok_opt_noreply @f_delete_noreply_e tok_end {
+      if (FRAME_TOO_LONG())
+        return RW_PARSE_OVERLONG;
+      *out_used = (size_t)(cur - buf);
+      const bool quiet = f_delete_noreply_e != f_delete_noreply_s;
+      (void)quiet;
       if ((size_t)(f_delete_key_e - f_delete_key_s) > 250u)
-        return RW_PARSE_SPEC_ERROR(0);
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(4);
       m->delete.key = (rw_span){f_delete_key_s, (size_t)(f_delete_key_e - f_delete_key_s)};
       m->delete.noreply = (rw_span){f_delete_noreply_s, (size_t)(f_delete_noreply_e - f_delete_noreply_s)};
       return MEMCACHE_CMD_DELETE;
     }
-    "incr " @f_incr_key_s tok_key @f_incr_key_e " " @f_incr_delta_s tok_delta @f_incr_delta_e @f_incr_noreply_s tok_opt_noreply @f_incr_noreply_e tok_nl {
+    ([ ])* "incr" tok_sp @f_incr_key_s tok_key @f_incr_key_e tok_sp @f_incr_delta_s tok_delta @f_incr_delta_e (@f_incr_noreply_s tok_opt_noreply @f_incr_noreply_e | tok_sp tok_arg) tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
+      if (!f_incr_noreply_s)
+        f_incr_noreply_s = f_incr_noreply_e = cur;
+      const bool quiet = f_incr_noreply_e != f_incr_noreply_s;
+      (void)quiet;
       if ((size_t)(f_incr_key_e - f_incr_key_s) > 250u)
-        return RW_PARSE_SPEC_ERROR(0);
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(4);
       m->incr.key = (rw_span){f_incr_key_s, (size_t)(f_incr_key_e - f_incr_key_s)};
-      if (parse_u64(f_incr_delta_s, f_incr_delta_e, UINT64_MAX, &m->incr.delta) < 0)
-        return RW_PARSE_SPEC_ERROR(7);
+      uint64_t tmp_delta;
+      if (parse_u64(f_incr_delta_s, f_incr_delta_e, UINT64_MAX, &tmp_delta) < 0)
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(11);
+      m->incr.delta = tmp_delta;
       m->incr.noreply = (rw_span){f_incr_noreply_s, (size_t)(f_incr_noreply_e - f_incr_noreply_s)};
       return MEMCACHE_CMD_INCR;
     }
-    "decr " @f_decr_key_s tok_key @f_decr_key_e " " @f_decr_delta_s tok_delta @f_decr_delta_e @f_decr_noreply_s tok_opt_noreply @f_decr_noreply_e tok_nl {
+    ([ ])* "decr" tok_sp @f_decr_key_s tok_key @f_decr_key_e tok_sp @f_decr_delta_s tok_delta @f_decr_delta_e (@f_decr_noreply_s tok_opt_noreply @f_decr_noreply_e | tok_sp tok_arg) tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
+      if (!f_decr_noreply_s)
+        f_decr_noreply_s = f_decr_noreply_e = cur;
+      const bool quiet = f_decr_noreply_e != f_decr_noreply_s;
+      (void)quiet;
       if ((size_t)(f_decr_key_e - f_decr_key_s) > 250u)
-        return RW_PARSE_SPEC_ERROR(0);
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(4);
       m->decr.key = (rw_span){f_decr_key_s, (size_t)(f_decr_key_e - f_decr_key_s)};
-      if (parse_u64(f_decr_delta_s, f_decr_delta_e, UINT64_MAX, &m->decr.delta) < 0)
-        return RW_PARSE_SPEC_ERROR(7);
+      uint64_t tmp_delta;
+      if (parse_u64(f_decr_delta_s, f_decr_delta_e, UINT64_MAX, &tmp_delta) < 0)
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(11);
+      m->decr.delta = tmp_delta;
       m->decr.noreply = (rw_span){f_decr_noreply_s, (size_t)(f_decr_noreply_e - f_decr_noreply_s)};
       return MEMCACHE_CMD_DECR;
     }
-    "touch " @f_touch_key_s tok_key @f_touch_key_e " " @f_touch_exptime_s tok_exptime @f_touch_exptime_e @f_touch_noreply_s tok_opt_noreply @f_touch_noreply_e tok_nl {
+    ([ ])* "touch" tok_sp @f_touch_key_s tok_key @f_touch_key_e tok_sp @f_touch_exptime_s tok_texptime @f_touch_exptime_e (@f_touch_noreply_s tok_opt_noreply @f_touch_noreply_e | tok_sp tok_arg) tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
+      if (!f_touch_noreply_s)
+        f_touch_noreply_s = f_touch_noreply_e = cur;
+      const bool quiet = f_touch_noreply_e != f_touch_noreply_s;
+      (void)quiet;
       if ((size_t)(f_touch_key_e - f_touch_key_s) > 250u)
-        return RW_PARSE_SPEC_ERROR(0);
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(4);
       m->touch.key = (rw_span){f_touch_key_s, (size_t)(f_touch_key_e - f_touch_key_s)};
-      if (parse_i64(f_touch_exptime_s, f_touch_exptime_e, &m->touch.exptime) < 0)
-        return RW_PARSE_SPEC_ERROR(4);
+      int64_t tmp_exptime;
+      if (parse_i64(f_touch_exptime_s, f_touch_exptime_e, &tmp_exptime) < 0)
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(8);
+      m->touch.exptime = tmp_exptime;
       m->touch.noreply = (rw_span){f_touch_noreply_s, (size_t)(f_touch_noreply_e - f_touch_noreply_s)};
       return MEMCACHE_CMD_TOUCH;
     }
-    "flush_all" @f_flush_all_noreply_s tok_opt_noreply @f_flush_all_noreply_e tok_nl {
+    ([ ])* "flush_all" @f_flush_all_noreply_s tok_opt_noreply @f_flush_all_noreply_e tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
+      const bool quiet = f_flush_all_noreply_e != f_flush_all_noreply_s;
+      (void)quiet;
       m->flush_all.noreply = (rw_span){f_flush_all_noreply_s, (size_t)(f_flush_all_noreply_e - f_flush_all_noreply_s)};
       return MEMCACHE_CMD_FLUSH_ALL;
     }
-    "flush_all " @f_flush_all_in_delay_s tok_exptime @f_flush_all_in_delay_e @f_flush_all_in_noreply_s tok_opt_noreply @f_flush_all_in_noreply_e tok_nl {
+    ([ ])* "flush_all" tok_sp @f_flush_all_in_delay_s tok_texptime @f_flush_all_in_delay_e (@f_flush_all_in_noreply_s tok_opt_noreply @f_flush_all_in_noreply_e | tok_sp tok_arg) tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
-      if (parse_i64(f_flush_all_in_delay_s, f_flush_all_in_delay_e, &m->flush_all_in.delay) < 0)
-        return RW_PARSE_SPEC_ERROR(4);
+      if (!f_flush_all_in_noreply_s)
+        f_flush_all_in_noreply_s = f_flush_all_in_noreply_e = cur;
+      const bool quiet = f_flush_all_in_noreply_e != f_flush_all_in_noreply_s;
+      (void)quiet;
+      int64_t tmp_delay;
+      if (parse_i64(f_flush_all_in_delay_s, f_flush_all_in_delay_e, &tmp_delay) < 0)
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(8);
+      m->flush_all_in.delay = tmp_delay;
       m->flush_all_in.noreply = (rw_span){f_flush_all_in_noreply_s, (size_t)(f_flush_all_in_noreply_e - f_flush_all_in_noreply_s)};
       return MEMCACHE_CMD_FLUSH_ALL_IN;
     }
-    "verbosity " @f_verbosity_level_s tok_level @f_verbosity_level_e @f_verbosity_noreply_s tok_opt_noreply @f_verbosity_noreply_e tok_nl {
+    ([ ])* "verbosity" tok_sp "noreply" tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
-      if (parse_u32(f_verbosity_level_s, f_verbosity_level_e, &m->verbosity.level) < 0)
-        return RW_PARSE_SPEC_ERROR(8);
+      return MEMCACHE_CMD_VERBOSITY_QUIET;
+    }
+    ([ ])* "verbosity" tok_sp @f_verbosity_level_s tok_level @f_verbosity_level_e (@f_verbosity_noreply_s tok_opt_noreply @f_verbosity_noreply_e | tok_sp tok_arg) tok_end {
+      if (FRAME_TOO_LONG())
+        return RW_PARSE_OVERLONG;
+      *out_used = (size_t)(cur - buf);
+      if (!f_verbosity_noreply_s)
+        f_verbosity_noreply_s = f_verbosity_noreply_e = cur;
+      const bool quiet = f_verbosity_noreply_e != f_verbosity_noreply_s;
+      (void)quiet;
+      uint64_t tmp_level;
+      if (parse_u64(f_verbosity_level_s, f_verbosity_level_e, UINT64_MAX, &tmp_level) < 0)
+        return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(12);
+      m->verbosity.level = (uint32_t)tmp_level;
       m->verbosity.noreply = (rw_span){f_verbosity_noreply_s, (size_t)(f_verbosity_noreply_e - f_verbosity_noreply_s)};
       return MEMCACHE_CMD_VERBOSITY;
     }
-    "stats" @f_stats_args_s ([ ] ([^\r\n])*)? @f_stats_args_e tok_nl {
+    ([ ])* "stats" @f_stats_args_s (tok_sp ([^\r\n])*)? @f_stats_args_e tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
       m->stats.args = (rw_span){f_stats_args_s, (size_t)(f_stats_args_e - f_stats_args_s)};
       return MEMCACHE_CMD_STATS;
     }
-    "version" tok_nl {
+    ([ ])* "version" (tok_sp tok_any)* tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
       return MEMCACHE_CMD_VERSION;
     }
-    "quit" tok_nl {
+    ([ ])* "quit" (tok_sp tok_any)* tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
       return MEMCACHE_CMD_QUIT;
     }
-    ("incr" | "decr") " " tok_key " " ([^ \r\n])+ tok_opt_noreply tok_nl {
+    ([ ])* "delete" tok_sp tok_any (tok_sp tok_any)? tok_sp @f_bad_delete_quiet_q_s "noreply" @f_bad_delete_quiet_q_e tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
-      return MEMCACHE_CMD_BAD_DELTA;
+      const bool quiet = f_bad_delete_quiet_q_e != f_bad_delete_quiet_q_s;
+      (void)quiet;
+      m->bad_delete_quiet.q = (rw_span){f_bad_delete_quiet_q_s, (size_t)(f_bad_delete_quiet_q_e - f_bad_delete_quiet_q_s)};
+      return quiet ? RW_PARSE_SKIP : MEMCACHE_CMD_BAD_DELETE_QUIET;
     }
-    (("set" | "add" | "replace" | "append" | "prepend") ([ ] ([^ \r\n])+){4,5} | "cas" ([ ] ([^ \r\n])+){5,6} | ("incr" | "decr" | "touch") ([ ] ([^ \r\n])+){2,3} | "delete" ([ ] ([^ \r\n])+){1,3} | ("flush_all" | "verbosity") ([ ] ([^ \r\n])+){1,2} | ("get" | "gets") ([ ] ([^\r\n])*)?) ([ ])* ("\r")? "\n" {
+    ([ ])* "delete" tok_sp tok_any (tok_sp tok_any){1,2} tok_end {
+      if (FRAME_TOO_LONG())
+        return RW_PARSE_OVERLONG;
+      *out_used = (size_t)(cur - buf);
+      return MEMCACHE_CMD_BAD_DELETE;
+    }
+    ([ ])* (("incr" | "decr" | "touch") tok_sp tok_any tok_sp tok_any (tok_sp tok_any)? | "delete" tok_sp tok_any | ("flush_all" | "verbosity") tok_sp tok_any (tok_sp tok_any)? | ("get" | "gets") (tok_sp tok_any)+) tok_end {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
@@ -850,7 +1188,7 @@ static int memcache_cont(struct memcache_parser *p, const uint8_t *buf, size_t l
         p->skip = total;
         p->cmd = -1;
         *out_used = p->pos;
-        return RW_PARSE_TOO_LARGE;
+        return p->off[1][1] != p->off[1][0] ? RW_PARSE_SKIP : RW_PARSE_TOO_LARGE;
       }
       uint64_t n = p->num[2];
       if (len - p->pos < n)
@@ -868,7 +1206,7 @@ static int memcache_cont(struct memcache_parser *p, const uint8_t *buf, size_t l
       if (memcmp(buf + p->pos, lit, 2) != 0) {
         *out_used = p->pos + 2;
         p->cmd = -1;
-        return RW_PARSE_BAD_DATA;
+        return p->off[1][1] != p->off[1][0] ? RW_PARSE_SKIP : RW_PARSE_BAD_DATA;
       }
       p->pos += 2;
       p->step = 2;
@@ -898,7 +1236,7 @@ static int memcache_cont(struct memcache_parser *p, const uint8_t *buf, size_t l
         p->skip = total;
         p->cmd = -1;
         *out_used = p->pos;
-        return RW_PARSE_TOO_LARGE;
+        return p->off[1][1] != p->off[1][0] ? RW_PARSE_SKIP : RW_PARSE_TOO_LARGE;
       }
       uint64_t n = p->num[2];
       if (len - p->pos < n)
@@ -916,7 +1254,7 @@ static int memcache_cont(struct memcache_parser *p, const uint8_t *buf, size_t l
       if (memcmp(buf + p->pos, lit, 2) != 0) {
         *out_used = p->pos + 2;
         p->cmd = -1;
-        return RW_PARSE_BAD_DATA;
+        return p->off[1][1] != p->off[1][0] ? RW_PARSE_SKIP : RW_PARSE_BAD_DATA;
       }
       p->pos += 2;
       p->step = 2;
@@ -946,7 +1284,7 @@ static int memcache_cont(struct memcache_parser *p, const uint8_t *buf, size_t l
         p->skip = total;
         p->cmd = -1;
         *out_used = p->pos;
-        return RW_PARSE_TOO_LARGE;
+        return p->off[1][1] != p->off[1][0] ? RW_PARSE_SKIP : RW_PARSE_TOO_LARGE;
       }
       uint64_t n = p->num[2];
       if (len - p->pos < n)
@@ -964,7 +1302,7 @@ static int memcache_cont(struct memcache_parser *p, const uint8_t *buf, size_t l
       if (memcmp(buf + p->pos, lit, 2) != 0) {
         *out_used = p->pos + 2;
         p->cmd = -1;
-        return RW_PARSE_BAD_DATA;
+        return p->off[1][1] != p->off[1][0] ? RW_PARSE_SKIP : RW_PARSE_BAD_DATA;
       }
       p->pos += 2;
       p->step = 2;
@@ -994,7 +1332,7 @@ static int memcache_cont(struct memcache_parser *p, const uint8_t *buf, size_t l
         p->skip = total;
         p->cmd = -1;
         *out_used = p->pos;
-        return RW_PARSE_TOO_LARGE;
+        return p->off[1][1] != p->off[1][0] ? RW_PARSE_SKIP : RW_PARSE_TOO_LARGE;
       }
       uint64_t n = p->num[2];
       if (len - p->pos < n)
@@ -1012,7 +1350,7 @@ static int memcache_cont(struct memcache_parser *p, const uint8_t *buf, size_t l
       if (memcmp(buf + p->pos, lit, 2) != 0) {
         *out_used = p->pos + 2;
         p->cmd = -1;
-        return RW_PARSE_BAD_DATA;
+        return p->off[1][1] != p->off[1][0] ? RW_PARSE_SKIP : RW_PARSE_BAD_DATA;
       }
       p->pos += 2;
       p->step = 2;
@@ -1042,7 +1380,7 @@ static int memcache_cont(struct memcache_parser *p, const uint8_t *buf, size_t l
         p->skip = total;
         p->cmd = -1;
         *out_used = p->pos;
-        return RW_PARSE_TOO_LARGE;
+        return p->off[1][1] != p->off[1][0] ? RW_PARSE_SKIP : RW_PARSE_TOO_LARGE;
       }
       uint64_t n = p->num[2];
       if (len - p->pos < n)
@@ -1060,7 +1398,7 @@ static int memcache_cont(struct memcache_parser *p, const uint8_t *buf, size_t l
       if (memcmp(buf + p->pos, lit, 2) != 0) {
         *out_used = p->pos + 2;
         p->cmd = -1;
-        return RW_PARSE_BAD_DATA;
+        return p->off[1][1] != p->off[1][0] ? RW_PARSE_SKIP : RW_PARSE_BAD_DATA;
       }
       p->pos += 2;
       p->step = 2;
@@ -1090,7 +1428,7 @@ static int memcache_cont(struct memcache_parser *p, const uint8_t *buf, size_t l
         p->skip = total;
         p->cmd = -1;
         *out_used = p->pos;
-        return RW_PARSE_TOO_LARGE;
+        return p->off[1][1] != p->off[1][0] ? RW_PARSE_SKIP : RW_PARSE_TOO_LARGE;
       }
       uint64_t n = p->num[2];
       if (len - p->pos < n)
@@ -1108,7 +1446,7 @@ static int memcache_cont(struct memcache_parser *p, const uint8_t *buf, size_t l
       if (memcmp(buf + p->pos, lit, 2) != 0) {
         *out_used = p->pos + 2;
         p->cmd = -1;
-        return RW_PARSE_BAD_DATA;
+        return p->off[1][1] != p->off[1][0] ? RW_PARSE_SKIP : RW_PARSE_BAD_DATA;
       }
       p->pos += 2;
       p->step = 2;
@@ -1178,6 +1516,46 @@ static int memcache_do_cas(rw_conn *c, const struct memcache_handlers *h, const 
   return h->cas(c, &m->cas);
 }
 
+static int memcache_do_bad_store(rw_conn *c, const struct memcache_handlers *h, const union memcache_msg *m)
+{
+  (void)h;
+  (void)m;
+  int rc = memcache_reply_bad_format(c);
+  if (rc < 0)
+    return rc;
+  return 0;
+}
+
+static int memcache_do_bad_cas(rw_conn *c, const struct memcache_handlers *h, const union memcache_msg *m)
+{
+  (void)h;
+  (void)m;
+  int rc = memcache_reply_bad_format(c);
+  if (rc < 0)
+    return rc;
+  return 0;
+}
+
+static int memcache_do_store_args(rw_conn *c, const struct memcache_handlers *h, const union memcache_msg *m)
+{
+  (void)h;
+  (void)m;
+  int rc = memcache_reply_error(c);
+  if (rc < 0)
+    return rc;
+  return 0;
+}
+
+static int memcache_do_cas_args(rw_conn *c, const struct memcache_handlers *h, const union memcache_msg *m)
+{
+  (void)h;
+  (void)m;
+  int rc = memcache_reply_error(c);
+  if (rc < 0)
+    return rc;
+  return 0;
+}
+
 static int memcache_do_delete(rw_conn *c, const struct memcache_handlers *h, const union memcache_msg *m)
 {
   return h->delete(c, &m->delete);
@@ -1208,6 +1586,14 @@ static int memcache_do_flush_all_in(rw_conn *c, const struct memcache_handlers *
   return h->flush_all_in(c, &m->flush_all_in);
 }
 
+static int memcache_do_verbosity_quiet(rw_conn *c, const struct memcache_handlers *h, const union memcache_msg *m)
+{
+  (void)h;
+  (void)m;
+  (void)c; /* ignored */
+  return 0;
+}
+
 static int memcache_do_verbosity(rw_conn *c, const struct memcache_handlers *h, const union memcache_msg *m)
 {
   return h->verbosity(c, &m->verbosity);
@@ -1236,11 +1622,21 @@ static int memcache_do_quit(rw_conn *c, const struct memcache_handlers *h, const
   return 0;
 }
 
-static int memcache_do_bad_delta(rw_conn *c, const struct memcache_handlers *h, const union memcache_msg *m)
+static int memcache_do_bad_delete_quiet(rw_conn *c, const struct memcache_handlers *h, const union memcache_msg *m)
 {
   (void)h;
   (void)m;
-  int rc = memcache_reply_bad_delta(c);
+  int rc = memcache_reply_delete_usage(c);
+  if (rc < 0)
+    return rc;
+  return 0;
+}
+
+static int memcache_do_bad_delete(rw_conn *c, const struct memcache_handlers *h, const union memcache_msg *m)
+{
+  (void)h;
+  (void)m;
+  int rc = memcache_reply_delete_usage(c);
   if (rc < 0)
     return rc;
   return 0;
@@ -1266,17 +1662,23 @@ static int (*const memcache_table[])(rw_conn *, const struct memcache_handlers *
   [MEMCACHE_CMD_APPEND] = memcache_do_append,
   [MEMCACHE_CMD_PREPEND] = memcache_do_prepend,
   [MEMCACHE_CMD_CAS] = memcache_do_cas,
+  [MEMCACHE_CMD_BAD_STORE] = memcache_do_bad_store,
+  [MEMCACHE_CMD_BAD_CAS] = memcache_do_bad_cas,
+  [MEMCACHE_CMD_STORE_ARGS] = memcache_do_store_args,
+  [MEMCACHE_CMD_CAS_ARGS] = memcache_do_cas_args,
   [MEMCACHE_CMD_DELETE] = memcache_do_delete,
   [MEMCACHE_CMD_INCR] = memcache_do_incr,
   [MEMCACHE_CMD_DECR] = memcache_do_decr,
   [MEMCACHE_CMD_TOUCH] = memcache_do_touch,
   [MEMCACHE_CMD_FLUSH_ALL] = memcache_do_flush_all,
   [MEMCACHE_CMD_FLUSH_ALL_IN] = memcache_do_flush_all_in,
+  [MEMCACHE_CMD_VERBOSITY_QUIET] = memcache_do_verbosity_quiet,
   [MEMCACHE_CMD_VERBOSITY] = memcache_do_verbosity,
   [MEMCACHE_CMD_STATS] = memcache_do_stats,
   [MEMCACHE_CMD_VERSION] = memcache_do_version,
   [MEMCACHE_CMD_QUIT] = memcache_do_quit,
-  [MEMCACHE_CMD_BAD_DELTA] = memcache_do_bad_delta,
+  [MEMCACHE_CMD_BAD_DELETE_QUIET] = memcache_do_bad_delete_quiet,
+  [MEMCACHE_CMD_BAD_DELETE] = memcache_do_bad_delete,
   [MEMCACHE_CMD_MALFORMED] = memcache_do_malformed,
 };
 
@@ -1318,43 +1720,49 @@ static int memcache_on_error(rw_conn *c, int status)
     return rc;
   return 0;
   }
-  if (status == RW_PARSE_SPEC_ERROR(0)) { /* key out of range or too long */
+  if (status == RW_PARSE_SPEC_ERROR(4)) { /* key out of range or too long */
   int rc = memcache_reply_bad_format(c);
   if (rc < 0)
     return rc;
   return 0;
   }
-  if (status == RW_PARSE_SPEC_ERROR(3)) { /* flags out of range or too long */
+  if (status == RW_PARSE_SPEC_ERROR(6)) { /* flags out of range or too long */
   int rc = memcache_reply_bad_format(c);
   if (rc < 0)
     return rc;
   return 0;
   }
-  if (status == RW_PARSE_SPEC_ERROR(4)) { /* exptime out of range or too long */
+  if (status == RW_PARSE_SPEC_ERROR(7)) { /* exptime out of range or too long */
   int rc = memcache_reply_bad_format(c);
   if (rc < 0)
     return rc;
   return 0;
   }
-  if (status == RW_PARSE_SPEC_ERROR(5)) { /* length out of range or too long */
+  if (status == RW_PARSE_SPEC_ERROR(8)) { /* texptime out of range or too long */
+  int rc = memcache_reply_bad_exptime(c);
+  if (rc < 0)
+    return rc;
+  return 0;
+  }
+  if (status == RW_PARSE_SPEC_ERROR(9)) { /* length out of range or too long */
   int rc = memcache_reply_bad_format(c);
   if (rc < 0)
     return rc;
   return 0;
   }
-  if (status == RW_PARSE_SPEC_ERROR(6)) { /* unique out of range or too long */
+  if (status == RW_PARSE_SPEC_ERROR(10)) { /* unique out of range or too long */
   int rc = memcache_reply_bad_format(c);
   if (rc < 0)
     return rc;
   return 0;
   }
-  if (status == RW_PARSE_SPEC_ERROR(7)) { /* delta out of range or too long */
+  if (status == RW_PARSE_SPEC_ERROR(11)) { /* delta out of range or too long */
   int rc = memcache_reply_bad_delta(c);
   if (rc < 0)
     return rc;
   return 0;
   }
-  if (status == RW_PARSE_SPEC_ERROR(8)) { /* level out of range or too long */
+  if (status == RW_PARSE_SPEC_ERROR(12)) { /* level out of range or too long */
   int rc = memcache_reply_bad_format(c);
   if (rc < 0)
     return rc;

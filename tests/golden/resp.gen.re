@@ -268,8 +268,10 @@ static int resp_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used,
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
-      if (parse_u64(f_multibulk_n_s, f_multibulk_n_e, UINT64_MAX, (uint64_t *)&p->num[0]) < 0)
+      uint64_t tmp_n;
+      if (parse_u64(f_multibulk_n_s, f_multibulk_n_e, UINT64_MAX, &tmp_n) < 0)
         return RW_PARSE_BAD_NUMBER;
+      p->num[0] = tmp_n;
       p->cmd = RESP_CMD_MULTIBULK;
       p->step = 0;
       p->pos = (size_t)(cur - buf);

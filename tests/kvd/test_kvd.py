@@ -239,7 +239,7 @@ MC_SCRIPT = [
     b"touch n 100\r\n", b"touch nokey 1\r\n", b"set q 0 0 1 noreply\r\nx\r\n", b"get q\r\n",
     b"set e 0 -1 1\r\nx\r\n", b"get e\r\n", b"get n q nokey n\r\n", b"bogus\r\n", b"set k 0 0 abc\r\n",
     b"set k 0 0\r\n", b"get " + b"k" * 251 + b"\r\n", b"get " + b"k" * 250 + b"\r\n",
-    b"set " + b"k" * 251 + b" 0 0 1\r\nx\r\n", b"verbosity 1\r\n", b"verbosity 1 noreply\r\n",
+    b"verbosity 1\r\n", b"verbosity 1 noreply\r\n",
     b"set data 0 0 5\r\na\r\nb\r\r\n", b"get data\r\n", b"set big 0 0 500000\r\n" + b"x" * 500000 + b"\r\n",
     b"get big\r\n", b"cas nokey 0 0 1 1\r\nx\r\n", b"cas n 0 0 1 1\r\ny\r\n", b"gets nokey\r\n",
     b"flush_all noreply\r\n", b"get n\r\n", b"flush_all 0\r\n",
@@ -276,6 +276,71 @@ def mc_session(port, script):
         return out
 
 
+# Lines as memcached reads them (spaces, LF alone, a fifth token, wrapping numbers, control bytes
+# in keys, noreply everywhere memcached takes it), each sent whole and answered identically.
+MC_SHAPES = [
+    b"set \x10ctl 0 0 9\r\nflush_all\r\nget \x10ctl\r\n",
+    b"set insidekey 0 0 11\r\nINSIDE-HIT!\r\nset k 0 0 15 junk\r\nget insidekey\r\n\r\nget k\r\n",
+    b"set k 0 0 15\nget insidekey\r\n\r\nget k\r\n", b"set k 0 0 3  \r\nabc\r\nget k\r\n",
+    b"set  k  0  0  3\r\nabc\r\nget k\r\n", b"  set k 0 0 3\r\nabc\r\n  get  k \r\n",
+    b"set k 4294967296 0 3\r\nabc\r\nget k\r\n", b"set k 4294967297 0 3\r\nabc\r\nget k\r\n",
+    b"set k 0 0 4294967296\r\n\r\nget k\r\n", b"set k 0 0 4294967299\r\nabc\r\nget k\r\n",
+    b"set k 0 0 3 noreply\r\nabc\r\nget k\r\n", b"set k 0 0 3 noreply\r\nabcde\r\nget k\r\n",
+    b"set k 0 0 3\r\nabcde\r\nget k\r\n",
+    b"set k 0 0 2000000 noreply\r\n" + b"x" * 2000000 + b"\r\nget k\r\n",
+b"set k 0 0 3x\r\nabc\r\nget k\r\n",
+    b"set k 0 0 -1\r\nabc\r\nget k\r\n", b"set k 0 -1 3\r\nabc\r\nget k\r\n",
+    b"cas k 0 0 3 1 noreply\r\nabc\r\nget k\r\n",
+    b"delete k\r\n", b"delete k 0\r\n", b"delete k noreply\r\nget k\r\n", b"delete k 0 noreply\r\nget k\r\n",
+    b"delete k 1\r\n", b"delete k 1 noreply\r\nget k\r\n", b"delete k 1 2\r\n", b"delete k 1 2 3\r\n",
+    b"set n 0 0 1\r\n5\r\nincr n 3 noreply\r\nget n\r\ndecr n 1 noreply\r\nincr n 1 junk\r\n",
+    b"incr k x\r\n", b"incr k x noreply\r\nget k\r\n", b"incr k\r\n", b"incr k 1 2 3\r\n",
+    b"touch k x\r\n", b"touch k 10\r\n", b"touch k 10 noreply\r\nget k\r\n",
+    b"flush_all noreply\r\n", b"flush_all x\r\n", b"flush_all x noreply\r\n", b"flush_all noreply junk\r\n",
+    b"flush_all 0 junk\r\n", b"flush_all 1 2 3\r\n",
+    b"verbosity foo bar my\r\n", b"verbosity noreply\r\n", b"verbosity 1 noreply\r\n", b"verbosity x\r\n",
+    b"verbosity x noreply\r\n", b"verbosity 1 2\r\n", b"version foo bar\r\n",
+    b"get\r\n", b"get a b c\r\n", b"gets  a  \r\n", b"quit now\r\n",
+    b"set k 0 9223372036854775807 1\r\nx\r\nget k\r\n", b"set k 0 4294967296 1\r\nx\r\nget k\r\n",
+    b"set k 0 -9223372036854775808 1\r\nx\r\nget k\r\n", b"set k 0 4294967297 1\r\nx\r\nget k\r\n",
+    b"set k 0 0 1\r\nx\r\ntouch k 9223372036854775807\r\nget k\r\n",
+]
+
+# Where memcached reads a refused request's data as commands, kvd skips the data block: these
+# are the answers kvd gives (memcached's differ by an ERROR or a command run from the data).
+MC_STRICTER = [
+    (b"set k 0 0 3 a b\r\nabc\r\nget k\r\n", b"ERROR\r\nEND\r\n"),
+    (b"set k 0x 0 9\r\nflush_all\r\nget k\r\n", b"CLIENT_ERROR bad command line format\r\nEND\r\n"),
+    (b"set k 0 x 9\r\nflush_all\r\nget k\r\n", b"CLIENT_ERROR bad command line format\r\nEND\r\n"),
+    (b"set k 18446744073709551616 0 3\r\nabc\r\nget k\r\n", b"CLIENT_ERROR bad command line format\r\nEND\r\n"),
+    (b"set " + b"k" * 251 + b" 0 0 9\r\nflush_all\r\nget k\r\n", b"CLIENT_ERROR bad command line format\r\nEND\r\n"),
+    (b"cas k 0 0 9\r\nflush_all\r\nget k\r\n", b"ERROR\r\nEND\r\n"),
+    (b"cas k 0 0 3 x\r\nabc\r\nget k\r\n", b"CLIENT_ERROR bad command line format\r\nEND\r\n"),
+    (b"cas k 0 0 3 1 2 3\r\nabc\r\nget k\r\n", b"ERROR\r\nEND\r\n"),
+    (b"set k 0 x 3 noreply\r\nabc\r\nget k\r\n", b"END\r\n"),
+    (b"set " + b"k" * 251 + b" 0 0 3 noreply\r\nabc\r\nget k\r\n", b"END\r\n"),
+    (b"set a\rb 0 0 9\r\nflush_all\r\nget k\r\n", b"CLIENT_ERROR bad command line format\r\nEND\r\n"),
+]
+
+
+def mc_stream(port, data):
+    """Sends data, then `version`; returns every reply before VERSION, CAS uniques masked."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(data + b"version\r\n")
+        r, out = Reader(s), b""
+        while True:
+            line = r.line()
+            if line.startswith(b"VERSION"):
+                return out
+            if line.startswith(b"VALUE"):
+                f = line[:-2].split(b" ")
+                if len(f) == 5:
+                    line = b" ".join(f[:4]) + b" CAS\r\n"
+                out += line + r.exact(int(f[3]) + 2)
+            else:
+                out += line
+
+
 class MemcacheDifferential(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -293,6 +358,64 @@ class MemcacheDifferential(unittest.TestCase):
         got = mc_session(self.kvd.memcache, MC_SCRIPT)
         for cmd, w, g in zip(MC_SCRIPT + [b"version"], want, got):
             self.assertEqual(g, w, f"for {cmd[:80]!r}")
+
+    def mc_flush(self):
+        for port in (self.mc_port, self.kvd.memcache):
+            self.assertEqual(mc_stream(port, b"flush_all\r\n"), b"OK\r\n")
+
+    def test_shapes_memcached_accepts(self):
+        for shape in MC_SHAPES:
+            self.mc_flush()
+            want = mc_stream(self.mc_port, shape) if not shape.startswith(b"quit") else b""
+            got = mc_stream(self.kvd.memcache, shape) if not shape.startswith(b"quit") else b""
+            self.assertEqual(got, want, f"for {shape[:80]!r}")
+        for port in (self.mc_port, self.kvd.memcache):  # quit with words after it still quits
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"quit now\r\nversion\r\n")
+                self.assertEqual(s.recv(100), b"")
+
+    def test_refused_data_is_never_run(self):
+        """The smuggling shapes: a refused storage line's data block is skipped, so the value
+        `flush_all` (or `get`) is never run; memcached runs it, kvd does not."""
+        for shape, answer in MC_STRICTER:
+            self.mc_flush()
+            self.assertEqual(mc_stream(self.kvd.memcache, b"set keep 0 0 1\r\nx\r\n"), b"STORED\r\n")
+            self.assertEqual(mc_stream(self.kvd.memcache, shape), answer, f"for {shape[:80]!r}")
+            self.assertEqual(mc_stream(self.kvd.memcache, b"get keep\r\n"), b"VALUE keep 0 1\r\nx\r\nEND\r\n")
+            self.assertNotEqual(mc_stream(self.mc_port, shape), answer, "memcached desynchronises here")
+
+    def test_random_keys_with_control_bytes(self):
+        """Keys of any byte memcached takes but space, CR, LF and NUL, up to 250 bytes."""
+        import random
+        rnd = random.Random(int(os.environ.get("RW_SEED", "26")))
+        allowed = bytes(b for b in range(1, 256) if b not in (0x20, 0x0d, 0x0a))
+        self.mc_flush()
+        stream = b""
+        for i in range(300):
+            key = bytes(rnd.choice(allowed) for _ in range(rnd.choice((1, 2, 8, 40, 250))))
+            value = bytes(rnd.randrange(256) for _ in range(rnd.randrange(20)))
+            stream += b"set %s %d 0 %d\r\n%s\r\n" % (key, rnd.randrange(1 << 32), len(value), value)
+            stream += rnd.choice([b"get %s\r\n", b"gets %s\r\n", b"append %s 0 0 1\r\nz\r\n",
+                                  b"delete %s\r\n", b"incr %s 1\r\n", b"touch %s 100\r\n"]) % key
+        want = mc_stream(self.mc_port, stream)
+        got = mc_stream(self.kvd.memcache, stream)
+        self.assertEqual(got, want)
+
+    def test_memccapable(self):
+        """libmemcached's conformance checker (ascii tests), as it passes against memcached."""
+        for port in (self.mc_port, self.kvd.memcache):
+            out = subprocess.run(["memccapable", "-h", "127.0.0.1", "-p", str(port), "-a"],
+                                 capture_output=True, text=True, timeout=60)
+            self.assertIn("All tests passed", out.stdout + out.stderr, out.stdout + out.stderr)
+
+    def test_memcaslap(self):
+        """libmemcached's load generator: its keys start with byte 0x10; every get must hit."""
+        out = subprocess.run(["memcaslap", "-s", f"127.0.0.1:{self.kvd.memcache}", "-t", "2s", "-T", "1",
+                              "-c", "4"], capture_output=True, text=True, timeout=60)
+        text = out.stdout + out.stderr
+        gets = re.search(r"cmd_get: (\d+)", text)
+        self.assertTrue(gets and int(gets.group(1)) > 1000, text)
+        self.assertIn("get_misses: 0\n", text)
 
     def test_cas(self):
         """gets then cas with the right and a stale unique, on both servers."""
