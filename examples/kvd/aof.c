@@ -203,10 +203,13 @@ static void put_num(int64_t v)
   put_arg((rw_span){(const uint8_t *)b, rw_fmt_i64(b, v)});
 }
 
-/* A monotonic deadline as the Unix time it stands for. */
+/* A monotonic deadline as the Unix time it stands for. The clocks are read apart from when the
+ * deadline was taken, so one at the end of the range (PXAT 9223372036854775807) may come out a
+ * few ms past it: saturated, never wrapped into the past. */
 static int64_t to_unix(rw_conn *c, int64_t mono_ms)
 {
-  return mono_ms + (kvd_unix_ms() - kvd_now_ms(c));
+  int64_t ms;
+  return __builtin_add_overflow(mono_ms, kvd_unix_ms() - kvd_now_ms(c), &ms) ? INT64_MAX : ms;
 }
 
 /* Appends `h` to a per-worker list of handles, first dropping those of connections that have

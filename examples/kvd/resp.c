@@ -117,58 +117,100 @@ static int on_get(rw_conn *c, const rw_list *a)
   return rc < 0 ? rc : 0;
 }
 
-/* SET's options, as redis 7.0 parses them. */
-struct set_opts {
-  bool nx, xx, get, keepttl;
-  int64_t expire_ms; /* 0: none */
-};
-
-static int parse_expire(rw_conn *c, rw_span v, int64_t unit_ms, bool absolute, const char *cmd,
-                        int64_t *out_ms)
+/* "ERR invalid expire time in '<cmd>' command": 0 or -errno from the reply. */
+static int reply_bad_expire(rw_conn *c, const char *cmd)
 {
-  int64_t n;
-  if (parse_i64(v, &n) < 0)
-    return resp_reply_error(c, NOT_INT) < 0 ? -EIO : 1;
-  int64_t ms;
-  if (n <= 0 || __builtin_mul_overflow(n, unit_ms, &ms)) {
-    char msg[64];
-    int len = snprintf(msg, sizeof msg, "ERR invalid expire time in '%s' command", cmd);
-    return resp_reply_error(c, (rw_span){(const uint8_t *)msg, (size_t)len}) < 0 ? -EIO : 1;
-  }
-  int64_t now = kvd_now_ms(c);
-  *out_ms = absolute ? ms - (kvd_unix_ms() - now) : ms + now;
-  if (*out_ms <= 0) /* already past: expire at once */
-    *out_ms = 1;
+  char msg[64];
+  int len = snprintf(msg, sizeof msg, "ERR invalid expire time in '%s' command", cmd);
+  return resp_reply_error(c, (rw_span){(const uint8_t *)msg, (size_t)len});
+}
+
+/* n units (unit_ms: 1000 or 1) from `unix_now`, or after the epoch when `absolute`, as a Unix-ms
+ * deadline in *out. -ERANGE when that does not fit 64 bits: redis refuses such a time, and kvd's
+ * log records every deadline as Unix ms. */
+static int unix_deadline(int64_t n, int64_t unit_ms, bool absolute, int64_t unix_now, int64_t *out)
+{
+  if (__builtin_mul_overflow(n, unit_ms, out) ||
+      (!absolute && __builtin_add_overflow(*out, unix_now, out)))
+    return -ERANGE;
   return 0;
 }
 
-/* 0 with the options parsed; 1 after replying with an error; -EIO when the reply failed. */
+/* A Unix-ms deadline after `unix_now` as one on the worker's clock, which the store keeps. That
+ * clock counts from boot, far behind Unix time, so any such deadline fits (saturated even so). */
+static int64_t worker_deadline(rw_conn *c, int64_t at, int64_t unix_now)
+{
+  int64_t ms;
+  return __builtin_add_overflow(at - unix_now, kvd_now_ms(c), &ms) ? INT64_MAX : ms;
+}
+
+/* SET's and SETEX's expiry, as redis 7.0 takes it: a positive integer whose deadline fits 64-bit
+ * Unix ms. 0 with the worker-clock deadline in *out_ms (1: already past, EXAT/PXAT in the past);
+ * 1 after replying with an error; -EIO when the reply failed. */
+static int parse_expire(rw_conn *c, rw_span v, int64_t unit_ms, bool absolute, const char *cmd,
+                        int64_t *out_ms)
+{
+  int64_t n, at, unix_now = kvd_unix_ms();
+  if (parse_i64(v, &n) < 0)
+    return resp_reply_error(c, NOT_INT) < 0 ? -EIO : 1;
+  if (n <= 0 || unix_deadline(n, unit_ms, absolute, unix_now, &at) < 0)
+    return reply_bad_expire(c, cmd) < 0 ? -EIO : 1;
+  *out_ms = at > unix_now ? worker_deadline(c, at, unix_now) : 1;
+  return 0;
+}
+
+/* SET's expiry options. */
+struct expiry_opt {
+  const char *name;
+  int64_t unit_ms;
+  bool absolute; /* a Unix time, else from now */
+};
+
+static const struct expiry_opt EXPIRY_OPTS[] = {
+    {"ex", 1000, false}, {"px", 1, false}, {"exat", 1000, true}, {"pxat", 1, true}};
+
+static const struct expiry_opt *expiry_opt(rw_span opt)
+{
+  for (size_t i = 0; i < sizeof EXPIRY_OPTS / sizeof EXPIRY_OPTS[0]; i++)
+    if (eq(opt, EXPIRY_OPTS[i].name))
+      return &EXPIRY_OPTS[i];
+  return NULL;
+}
+
+/* SET's options, as redis 7.0 parses them. */
+struct set_opts {
+  bool nx, xx, get, keepttl;
+  const struct expiry_opt *expiry; /* NULL: none */
+  rw_span ttl;                     /* the expiry's argument */
+  int64_t expire_ms;               /* 0: none */
+};
+
+/* 0 with the options parsed; 1 after replying with an error; -EIO when the reply failed. The
+ * expiry is checked once every option has parsed (a syntax error comes first) and may repeat
+ * ("EX 1 EX 2": the last), as in redis. */
 static int parse_set_opts(rw_conn *c, const rw_list *a, struct set_opts *o)
 {
-  bool ex = false;
   for (uint32_t j = 3; j < a->count; j++) {
     rw_span opt = rw_list_at(a, j);
-    bool has_next = j + 1 < a->count;
+    const struct expiry_opt *expiry = expiry_opt(opt);
     if (eq(opt, "nx") && !o->xx) {
       o->nx = true;
     } else if (eq(opt, "xx") && !o->nx) {
       o->xx = true;
     } else if (eq(opt, "get")) {
       o->get = true;
-    } else if (eq(opt, "keepttl") && !ex) {
+    } else if (eq(opt, "keepttl") && !o->expiry) {
       o->keepttl = true;
-    } else if ((eq(opt, "ex") || eq(opt, "px") || eq(opt, "exat") || eq(opt, "pxat")) && !ex &&
-               !o->keepttl && has_next) {
-      ex = true;
-      bool ms = opt.p[0] == 'p' || opt.p[0] == 'P';
-      int rc = parse_expire(c, rw_list_at(a, ++j), ms ? 1 : 1000, opt.len == 4, "set", &o->expire_ms);
-      if (rc)
-        return rc;
+    } else if (expiry && !o->keepttl && (!o->expiry || o->expiry == expiry) && j + 1 < a->count) {
+      o->expiry = expiry;
+      o->ttl = rw_list_at(a, ++j);
     } else {
       return resp_reply_error(c, SYNTAX) < 0 ? -EIO : 1;
     }
   }
-  return 0;
+  if (!o->expiry)
+    return 0;
+  return parse_expire(c, o->ttl, o->expiry->unit_ms, o->expiry->absolute, "set", &o->expire_ms);
 }
 
 /* Stores key = val (shard locked, unlocked here), then replies OK, or with the old value
@@ -419,25 +461,22 @@ static int on_strlen(rw_conn *c, const rw_list *a)
   return resp_reply_integer(c, n);
 }
 
-/* EXPIRE and PEXPIRE: a TTL from now; zero or negative deletes the key, as redis does. */
+/* EXPIRE and PEXPIRE: a TTL from now; zero or negative deletes the key, as redis does. A TTL
+ * whose deadline does not fit 64-bit Unix ms is refused, key or not. */
 static int set_ttl(rw_conn *c, const rw_list *a, int64_t unit_ms, const char *cmd)
 {
-  int64_t n, ms;
+  int64_t n, at, unix_now = kvd_unix_ms();
   if (parse_i64(a->item[2], &n) < 0)
     return resp_reply_error(c, NOT_INT);
-  int64_t now = kvd_now_ms(c);
-  if (__builtin_mul_overflow(n, unit_ms, &ms) || __builtin_add_overflow(ms, now, &ms)) {
-    char msg[64];
-    int len = snprintf(msg, sizeof msg, "ERR invalid expire time in '%s' command", cmd);
-    return resp_reply_error(c, (rw_span){(const uint8_t *)msg, (size_t)len});
-  }
+  if (unix_deadline(n, unit_ms, false, unix_now, &at) < 0)
+    return reply_bad_expire(c, cmd);
   ADMIT(c);
   struct locked l = lookup(c, a->item[1]);
   bool found = l.it != NULL;
-  if (found && ms <= now)
+  if (found && at <= unix_now)
     kvd_delete(c, l.sh, l.it);
   else if (found)
-    kvd_set_expire(c, l.sh, l.it, ms);
+    kvd_set_expire(c, l.sh, l.it, worker_deadline(c, at, unix_now));
   kv_unlock(l.sh);
   return resp_reply_integer(c, found);
 }

@@ -165,6 +165,46 @@ RESP_SCRIPT = [
 ]
 
 
+LLONG_MAX, LLONG_MIN, DAY_MS = 2 ** 63 - 1, -2 ** 63, 86400 * 1000
+NOT_INTEGERS = ["1.5", " 1", "+1", "01", "-0", "", "abc", str(LLONG_MAX + 1)]
+
+
+def expiry_script(now_ms):
+    """SET EX/PX/EXAT/PXAT, SETEX, EXPIRE and PEXPIRE at and past redis's bounds: the deadline, in
+    Unix ms, must fit 64 bits. Relative bounds move with the clock, so those values sit a day
+    either side of them. After each, GET and PERSIST show whether it changed the key and stored a
+    TTL (the TTL itself differs by the time between the two sessions)."""
+    rel_ms = LLONG_MAX - now_ms  # the largest TTL accepted now
+    rel_s = rel_ms // 1000
+    ttls = {  # unit -> TTLs from now
+        "s": [rel_s - DAY_MS // 1000, rel_s + DAY_MS // 1000, LLONG_MAX // 1000, LLONG_MAX // 1000 + 1,
+              LLONG_MAX, LLONG_MIN // 1000 + 1, LLONG_MIN // 1000, LLONG_MIN, 0, -1, 1000],
+        "ms": [rel_ms - DAY_MS, rel_ms + DAY_MS, LLONG_MAX, LLONG_MIN, 0, -1, 100000],
+    }
+    ats = {  # unit -> Unix times
+        "s": [LLONG_MAX // 1000, LLONG_MAX // 1000 + 1, now_ms // 1000 + 86400, 1, 0, -1],
+        "ms": [LLONG_MAX, now_ms + DAY_MS, 1, 0, -1],
+    }
+    shapes = []
+    for unit, opt, at in (("s", "EX", False), ("ms", "PX", False), ("s", "EXAT", True), ("ms", "PXAT", True)):
+        for n in (ats if at else ttls)[unit] + NOT_INTEGERS:
+            shapes.append(("SET", "e", "new", opt, n))
+    for n in ttls["s"] + NOT_INTEGERS:
+        shapes += [("SETEX", "e", n, "new"), ("EXPIRE", "e", n)]
+    for n in ttls["ms"] + NOT_INTEGERS:
+        shapes.append(("PEXPIRE", "e", n))
+    # SET's options parse first (a syntax error wins), one expiry may repeat and the last counts.
+    for opts in (("EX", "0", "foo"), ("EX", "abc", "NX", "XX"), ("EX", "0", "EX", "1"), ("EX", "1", "EX", "0"),
+                 ("PX", "1", "EXAT", "1"), ("PXAT", "1", "PXAT", str(LLONG_MAX)), ("KEEPTTL", "KEEPTTL"),
+                 ("EX", "1", "KEEPTTL"), ("KEEPTTL", "EX", "1"), ("GET", "EX", "0"), ("EX",)):
+        shapes.append(("SET", "e", "new") + opts)
+    script = [("FLUSHALL",)]
+    for cmd in shapes:
+        script += [("SET", "e", "old"), cmd, ("GET", "e"), ("PERSIST", "e")]
+    script += [("EXPIRE", "nokey", rel_s + 86400), ("PEXPIRE", "nokey", rel_ms + DAY_MS), ("EXISTS", "nokey")]
+    return script
+
+
 class RespDifferential(unittest.TestCase):
     """The same RESP stream to redis-server and kvd: byte-identical replies."""
 
@@ -183,6 +223,13 @@ class RespDifferential(unittest.TestCase):
         want = resp_session(self.redis_port, RESP_SCRIPT)
         got = resp_session(self.kvd.resp, RESP_SCRIPT)
         for cmd, w, g in zip(RESP_SCRIPT, want, got):
+            self.assertEqual(g, w, f"for {cmd!r}")
+
+    def test_expiry_bounds(self):
+        script = expiry_script(int(time.time() * 1000))
+        want = resp_session(self.redis_port, script)
+        got = resp_session(self.kvd.resp, script)
+        for cmd, w, g in zip(script, want, got):
             self.assertEqual(g, w, f"for {cmd!r}")
 
     def test_split_and_pipelined(self):
@@ -921,6 +968,48 @@ class Persistence(unittest.TestCase):
                 self.assertEqual(redis.Redis(port=k.resp).dbsize(), 0, "FLUSHALL is logged too")
             finally:
                 self.assertEqual(k.stop(), 0)
+
+    def test_expiry_at_the_bounds_is_logged_or_refused_whole(self):
+        """A write whose deadline does not fit 64-bit Unix ms is refused and never logged; one at
+        the very end of the range is logged as that deadline (not wrapped into the past) and
+        comes back after a restart."""
+        now_ms = int(time.time() * 1000)
+        rel_ms = LLONG_MAX - now_ms
+        past_s = rel_ms // 1000 + 86400
+        refused = [("SET", "refused", "v", "PX", rel_ms + DAY_MS), ("SET", "refused", "v", "EX", past_s),
+                   ("SET", "refused", "v", "EXAT", LLONG_MAX // 1000 + 1), ("SETEX", "refused", past_s, "v"),
+                   ("EXPIRE", "kept", past_s), ("PEXPIRE", "kept", rel_ms + DAY_MS)]
+        accepted = [  # (command, its deadline in Unix ms; relative ones from when they are sent)
+            (("SET", "pxat", "v", "PXAT", LLONG_MAX), LLONG_MAX),
+            (("SET", "exat", "v", "EXAT", LLONG_MAX // 1000), LLONG_MAX // 1000 * 1000),
+            (("SET", "px", "v", "PX", rel_ms - DAY_MS), LLONG_MAX - DAY_MS),
+            (("SETEX", "setex", rel_ms // 1000 - 86400, "v"), LLONG_MAX - DAY_MS),
+            (("EXPIRE", "kept2", rel_ms // 1000 - 86400), LLONG_MAX - DAY_MS),
+        ]
+        k = self.start("--workers", "1")
+        try:
+            replies = resp_session(k.resp, [("SET", "kept", "v"), ("SET", "kept2", "v")] + refused +
+                                   [cmd for cmd, _ in accepted])
+        finally:
+            self.assertEqual(k.stop(), 0)
+        self.assertEqual(replies[:2], [b"+OK\r\n"] * 2)
+        for cmd, reply in zip(refused, replies[2:]):
+            self.assertTrue(reply.startswith(b"-ERR invalid expire time"), (cmd, reply))
+        self.assertEqual(replies[2 + len(refused):], [b"+OK\r\n"] * 4 + [b":1\r\n"])
+        with open(self.aof, "rb") as f:
+            log = f.read()
+        self.assertNotIn(b"refused", log)
+        self.assertNotIn(b"-9", log, "no deadline wrapped into the past")
+        k = self.start("--workers", "1")
+        try:
+            r = redis.Redis(port=k.resp)
+            self.assertIsNone(r.get("refused"))
+            self.assertEqual(r.ttl("kept"), -1)
+            now_ms = int(time.time() * 1000)
+            for cmd, at in accepted:
+                self.assertLess(abs(r.pttl(cmd[1]) - (at - now_ms)), 60000, cmd)
+        finally:
+            self.assertEqual(k.stop(), 0)
 
     def test_evictions_are_logged_and_values_stay_replayable(self):
         k = self.start("--memory", "4m", "--workers", "1")
