@@ -124,6 +124,9 @@ class Https(unittest.TestCase):
             self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"))
             self.assertTrue(data.endswith(b"<h1>secure</h1>\n"))  # and a clean close_notify
 
+    def test_start_up_lines_tell_the_tls_listener(self):
+        self.assertEqual(self.srv.protos, ["http1", "http1, tls"])
+
     def test_sni_picks_the_certificate(self):
         for name in ("localhost", "other.test"):
             _, _, cert, _ = self.https(b"/", server_name=name)
