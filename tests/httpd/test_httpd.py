@@ -145,6 +145,23 @@ class Files(unittest.TestCase):
                 status, _, body, _ = read_response(s, buf)
                 self.assertEqual((status, body), (200, b"body{}\n"), method)
 
+    def test_head_of_any_size(self):
+        """HEAD of a streamed file (past --cache-file-max) and of a cached one: the file's length,
+        no body, first on a connection or pipelined behind other replies."""
+        reqs = [(b"HEAD", b"/big.bin"), (b"GET", b"/style.css"), (b"HEAD", b"/big.bin"), (b"HEAD", b"/style.css"),
+                (b"HEAD", b"/big.bin"), (b"GET", b"/style.css")]
+        with socket.create_connection(("127.0.0.1", self.srv.port), timeout=10) as s:
+            s.sendall(b"".join(b"%s %s HTTP/1.1\r\nHost: x\r\n\r\n" % r for r in reqs)
+                      + b"HEAD /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            buf = b""
+            for method, path in reqs + [(b"HEAD", b"/big.bin")]:
+                status, headers, body, buf = read_response(s, buf, to_head=method == b"HEAD")
+                size = len(self.big) if path == b"/big.bin" else 7
+                self.assertEqual((status, int(headers["content-length"])), (200, size), (method, path))
+                self.assertEqual(body, b"" if method == b"HEAD" else b"body{}\n", (method, path))
+            self.assertEqual(buf, b"")
+            self.assertTrue(closed(s))
+
     def test_nothing_outside_the_root(self):
         for path in ("/../secret.txt", "/%2e%2e/secret.txt", "/sub/../../secret.txt", "/%2E%2e/secret.txt",
                      "/sub/%2e%2e/%2e%2e/secret.txt", "/escape", "/sub/relescape", "/a%00b", "/a%2fb",
