@@ -1,5 +1,5 @@
-/* The runtime through its public API, in-process: timers, outbound connections, handles and
- * stops, each on a real server with one worker. */
+/* The runtime through its public API, in-process: timers, outbound connections, writes in
+ * pieces, handles and stops, each on a real server with one worker. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <ringwright/ringwright.h>
@@ -452,6 +453,132 @@ Test(tls, client_against_openssl_s_server)
   rw_tls_free(ot.client);
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   cr_expect_eq(system(cmd), 0);
+}
+
+/* ---- writes whose pieces include empty ones with a NULL base, plain and TLS ---- */
+
+#define PIECES_TOTAL (128 * 1024)
+
+struct pieces_test {
+  rw_server *srv;
+  rw_tls *client;
+  int port[2], pending, err[2];
+  uint32_t rng;
+  uint8_t sent[PIECES_TOTAL];
+  size_t got[2];
+  bool wrong[2];
+};
+
+static struct pieces_test pt;
+
+static uint32_t pieces_next(void)
+{
+  pt.rng ^= pt.rng << 13;
+  pt.rng ^= pt.rng >> 17;
+  pt.rng ^= pt.rng << 5;
+  return pt.rng;
+}
+
+/* Echoes each chunk in writes of up to six pieces, about a third of them {NULL, 0} (what httpd
+ * writes for a HEAD's body), after a write of nothing but such pieces. Writes reach past the
+ * TLS record layer's gather limit (4 KiB), so both its ways are taken, and the plain chain's
+ * copy into the tail as well as its chunk by chunk append. */
+static int pieces_back(rw_conn *c, const struct echo_data *m)
+{
+  const struct iovec none[2] = {{NULL, 0}, {NULL, 0}};
+  int rc = rw_conn_writev(c, none, 2);
+  const uint8_t *p = m->data.p;
+  size_t left = m->data.len;
+  while (!rc && left) {
+    struct iovec iov[6];
+    int n = 1 + (int)(pieces_next() % 6);
+    for (int i = 0; i < n; i++) {
+      size_t k = pieces_next() % 3 ? 1 + pieces_next() % 3000 : 0;
+      k = k < left ? k : left;
+      iov[i] = (struct iovec){k ? (void *)p : NULL, k};
+      p += k;
+      left -= k;
+    }
+    rc = rw_conn_writev(c, iov, n);
+  }
+  return rc;
+}
+
+static const struct echo_handlers pieces_server = {.data = pieces_back};
+
+static int pieces_client_data(rw_conn *c, const struct echo_data *m)
+{
+  int k = (int)(intptr_t)rw_conn_data(c);
+  if (pt.got[k] + m->data.len > PIECES_TOTAL || memcmp(pt.sent + pt.got[k], m->data.p, m->data.len))
+    pt.wrong[k] = true;
+  pt.got[k] += m->data.len;
+  if (pt.wrong[k] || pt.got[k] == PIECES_TOTAL) {
+    rw_conn_close(c);
+    if (--pt.pending == 0)
+      rw_server_stop(pt.srv);
+  }
+  return 0;
+}
+
+static const struct echo_handlers pieces_client = {.data = pieces_client_data};
+
+static void pieces_connected(rw_conn *c, int err, void *data)
+{
+  int k = (int)(intptr_t)data;
+  pt.err[k] = err;
+  if (!c) {
+    if (--pt.pending == 0)
+      rw_server_stop(pt.srv);
+    return;
+  }
+  rw_conn_set_data(c, data);
+  cr_expect_eq(rw_conn_write(c, pt.sent, PIECES_TOTAL), 0);
+}
+
+static void pieces_start(rw_worker *w, void *data)
+{
+  (void)data;
+  char addr[2][64];
+  arm_watchdog(w);
+  pt.pending = 2;
+  for (int k = 0; k < 2; k++)
+    snprintf(addr[k], sizeof addr[k], "127.0.0.1:%d", pt.port[k]);
+  cr_assert_eq(rw_connect(w, addr[0], &echo_proto, &pieces_client, 2000, pieces_connected, (void *)0), 0);
+  cr_assert_eq(rw_connect_tls(w, addr[1], "localhost", pt.client, &echo_proto, &pieces_client, 2000,
+                              pieces_connected, (void *)1), 0);
+}
+
+Test(conn, writev_skips_empty_pieces_with_a_null_base_plain_and_tls)
+{
+  char dir[] = "/tmp/rw-tls-XXXXXX", cmd[1024], cert[128], key[128], ca[128];
+  make_certs(dir);
+  snprintf(cert, sizeof cert, "%s/s.crt", dir);
+  snprintf(key, sizeof key, "%s/s.key", dir);
+  snprintf(ca, sizeof ca, "%s/ca.crt", dir);
+  rw_tls *server;
+  cr_assert_eq(rw_tls_server_new(&(rw_tls_cert){cert, key}, 1, NULL, &server), 0);
+  cr_assert_eq(rw_tls_client_new(ca, NULL, &pt.client), 0);
+  pt.rng = 2463534242u;
+  for (size_t i = 0; i < PIECES_TOTAL; i++)
+    pt.sent[i] = (uint8_t)pieces_next();
+  pt.srv = new_server(pieces_start, NULL, 1);
+  cr_assert_eq(rw_server_listen(pt.srv, "127.0.0.1:0", &echo_proto, &pieces_server), 0);
+  cr_assert_eq(rw_server_listen_tls(pt.srv, "127.0.0.1:0", &echo_proto, &pieces_server, server), 0);
+  for (int k = 0; k < 2; k++)
+    pt.port[k] = rw_server_port(pt.srv, (unsigned)k);
+  cr_assert_eq(rw_server_run(pt.srv), 0);
+  rw_server_destroy(pt.srv);
+  rw_tls_free(server);
+  rw_tls_free(pt.client);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  cr_expect_eq(system(cmd), 0);
+  cr_assert(!watchdog_fired, "the test did not finish within 20 s: %d connections pending", pt.pending);
+  for (int k = 0; k < 2; k++) {
+    const char *what = k ? "TLS" : "plain";
+    cr_expect_eq(pt.err[k], 0, "%s: connect: %s", what, strerror(-pt.err[k]));
+    cr_expect(!pt.wrong[k], "%s: the bytes echoed differ at or after offset %zu", what, pt.got[k]);
+    cr_expect_eq(pt.got[k], PIECES_TOTAL, "%s", what);
+  }
 }
 
 /* ---- cross-worker messages ---- */

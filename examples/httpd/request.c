@@ -167,6 +167,14 @@ static int on_request(rw_conn *c, const struct http1_request *m)
   struct response r = {.http10 = http10};
   r.keep_alive = http10 ? connection_has(&m->headers, "keep-alive") : !connection_has(&m->headers, "close");
   bool head = span_eq(m->method, "HEAD");
+  /* HTTP/1.1 requires one Host, whatever the method: a request without one, or with two, is
+   * refused (RFC 9112 3.2) before anything else is judged. */
+  rw_span host;
+  unsigned hosts = rw_list_field(&m->headers, "host", &host);
+  if ((!http10 && hosts == 0) || hosts > 1) {
+    r.status = 400, r.reason = "Bad Request", r.keep_alive = false;
+    return reply_status(c, &r, head);
+  }
   uint64_t body = 0;
   for (uint32_t i = 0; i < m->body.count; i++)
     body += rw_list_at(&m->body, i).len;
@@ -177,13 +185,6 @@ static int on_request(rw_conn *c, const struct http1_request *m)
   if (!head && !span_eq(m->method, "GET")) {
     r.status = 405, r.reason = "Method Not Allowed", r.extra = "Allow: GET, HEAD\r\n";
     return reply_status(c, &r, false);
-  }
-  /* HTTP/1.1 requires Host; a request without one is refused (RFC 9112 3.2). */
-  rw_span host;
-  unsigned hosts = rw_list_field(&m->headers, "host", &host);
-  if ((!http10 && hosts == 0) || hosts > 1) {
-    r.status = 400, r.reason = "Bad Request", r.keep_alive = false;
-    return reply_status(c, &r, head);
   }
   char path[HTTPD_PATH_MAX];
   if (httpd_normalise(m->target, path) < 0) {

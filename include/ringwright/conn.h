@@ -23,7 +23,8 @@ int rw_conn_write(rw_conn *c, const void *data, size_t len);
 
 struct iovec;
 
-/* The same for several pieces, appended in order as one reply. */
+/* The same for several pieces, appended in order as one reply. An empty piece may have a NULL
+ * base: it is passed over. */
 int rw_conn_writev(rw_conn *c, const struct iovec *iov, int n);
 
 /* A reply too long to queue at once (a file): after writing its start, a handler hands the

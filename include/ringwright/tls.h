@@ -30,7 +30,8 @@ int rw_tls_server_new(const rw_tls_cert *certs, unsigned ncerts, const char *con
 int rw_tls_client_new(const char *ca_file, const char *const *alpn, rw_tls **out_tls);
 void rw_tls_free(rw_tls *tls);
 
-/* rw_server_listen() with TLS on every accepted connection. */
+/* rw_server_listen() with TLS on every accepted connection; it logs "listening on ADDR (PROTO,
+ * tls)". */
 int rw_server_listen_tls(rw_server *s, const char *hostport, const rw_proto *proto,
                          const void *handlers, rw_tls *tls);
 

@@ -427,6 +427,9 @@ void rw_conn_try_resume(struct rw_conn *c);
 int rw_sendq_append(struct rw_worker *w, struct rw_conn *c, const void *data, size_t len);
 /* The same for several pieces, in order. */
 int rw_sendq_appendv(struct rw_worker *w, struct rw_conn *c, const struct iovec *iov, int n);
+/* Copies the pieces back to back from `at` on, passing over empty ones (whose base may be
+ * NULL). */
+void rw_iov_gather(uint8_t *at, const struct iovec *iov, int n);
 /* Links a whole chunk holding `len` bytes at the end of the chain (copied behind a partly
  * filled tail instead). */
 /* The free bytes at the chain's tail, at least `want` (<= a chunk) of them: a fresh chunk when

@@ -84,6 +84,18 @@ void rw_sendq_commit(struct rw_worker *w, struct rw_conn *c, size_t n)
   c->queued += n;
 }
 
+void rw_iov_gather(uint8_t *at, const struct iovec *iov, int n)
+{
+  for (int i = 0; i < n; i++) {
+    /* An empty piece may have no base at all (a HEAD's body), and memcpy may not be handed a
+     * NULL pointer even for no bytes. */
+    if (!iov[i].iov_len)
+      continue;
+    memcpy(at, iov[i].iov_base, iov[i].iov_len);
+    at += iov[i].iov_len;
+  }
+}
+
 int rw_sendq_appendv(struct rw_worker *w, struct rw_conn *c, const struct iovec *iov, int n)
 {
   size_t total = 0;
@@ -91,11 +103,7 @@ int rw_sendq_appendv(struct rw_worker *w, struct rw_conn *c, const struct iovec 
     total += iov[i].iov_len;
   /* The common case, a small reply behind others in the tail chunk: one check, plain copies. */
   if (c->sq_tail != RW_NONE && w->send_pool.item_size - c->sq_tail_len >= total) {
-    uint8_t *at = rw_pool_at(&w->send_pool, c->sq_tail) + c->sq_tail_len;
-    for (int i = 0; i < n; i++) {
-      memcpy(at, iov[i].iov_base, iov[i].iov_len);
-      at += iov[i].iov_len;
-    }
+    rw_iov_gather(rw_pool_at(&w->send_pool, c->sq_tail) + c->sq_tail_len, iov, n);
     c->sq_tail_len += (uint32_t)total;
     c->queued += total;
     return 0;

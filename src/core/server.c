@@ -78,7 +78,10 @@ int rw_server_peek(rw_server *s, const rw_proto *proto, rw_peek_fn fn)
   return 0;
 }
 
-int rw_server_listen(rw_server *s, const char *hostport, const rw_proto *proto, const void *handlers)
+/* The one place a stream listener is bound; its start-up line says whether it speaks TLS, so
+ * that a plain and a TLS listener of the same protocol can be told apart. */
+static int listen_on(rw_server *s, const char *hostport, const rw_proto *proto, const void *handlers,
+                     struct rw_tls *tls)
 {
   if (s->nlisteners == RW_MAX_LISTENERS)
     return -ENOSPC;
@@ -100,18 +103,21 @@ int rw_server_listen(rw_server *s, const char *hostport, const rw_proto *proto, 
   ln->fd0 = fd;
   ln->proto = proto;
   ln->handlers = handlers;
+  ln->tls = tls;
   s->nlisteners++;
-  rw_log("listening on %s (%s)", ln->addr, proto->name);
+  rw_log("listening on %s (%s%s)", ln->addr, proto->name, tls ? ", tls" : "");
   return 0;
+}
+
+int rw_server_listen(rw_server *s, const char *hostport, const rw_proto *proto, const void *handlers)
+{
+  return listen_on(s, hostport, proto, handlers, NULL);
 }
 
 int rw_server_listen_tls(rw_server *s, const char *hostport, const rw_proto *proto,
                          const void *handlers, struct rw_tls *tls)
 {
-  int rc = rw_server_listen(s, hostport, proto, handlers);
-  if (rc == 0)
-    s->listeners[s->nlisteners - 1].tls = tls;
-  return rc;
+  return listen_on(s, hostport, proto, handlers, tls);
 }
 
 int rw_server_port(const rw_server *s, unsigned i)

@@ -412,18 +412,14 @@ int rw_tls_write(struct rw_conn *c, const struct iovec *iov, int n)
   if (!rc && gather && t->out == RW_NONE)
     t->out = rw_pool_get(&c->w->tls_pool); /* (none free: sealed at once below) */
   if (!rc && gather && t->out != RW_NONE) {
-    uint8_t *at = rw_pool_at(&c->w->tls_pool, t->out) + t->out_len;
-    for (int i = 0; i < n; i++) {
-      memcpy(at, iov[i].iov_base, iov[i].iov_len);
-      at += iov[i].iov_len;
-    }
+    rw_iov_gather(rw_pool_at(&c->w->tls_pool, t->out) + t->out_len, iov, n);
     t->out_len += (uint32_t)total;
     c->queued += total;
     rw_conn_mark_dirty(c);
     return 0;
   }
   for (int i = 0; i < n && !rc; i++)
-    if (iov[i].iov_len)
+    if (iov[i].iov_len) /* (an empty piece may have a NULL base) */
       rc = seal_into_chain(c, CT_APPDATA, iov[i].iov_base, iov[i].iov_len);
   if (!rc)
     rc = rotate_if_due(c);

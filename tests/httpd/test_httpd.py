@@ -28,8 +28,9 @@ class Httpd(Server):
         self.port = self.ports[0]
 
 
-def read_response(sock, buf=b""):
-    """One HTTP response from a raw socket: (status, headers dict, body, rest of buffer)."""
+def read_response(sock, buf=b"", to_head=False):
+    """One HTTP response from a raw socket: (status, headers dict, body, rest of buffer). The
+    answer to a HEAD (`to_head`) has no body, whatever its Content-Length says."""
     while b"\r\n\r\n" not in buf:
         chunk = sock.recv(65536)
         if not chunk:
@@ -42,7 +43,7 @@ def read_response(sock, buf=b""):
     for line in lines[1:]:
         k, v = line.split(":", 1)
         headers[k.strip().lower()] = v.strip()
-    n = int(headers.get("content-length", 0))
+    n = 0 if to_head else int(headers.get("content-length", 0))
     while len(buf) < n:
         chunk = sock.recv(65536)
         if not chunk:
@@ -121,6 +122,45 @@ class Files(unittest.TestCase):
         self.assertEqual(self.get("/", "DELETE")[0].status, 405)
         self.assertEqual(self.get("/", "DELETE")[0].getheader("Allow"), "GET, HEAD")
         self.assertEqual(self.get("/", "POST")[0].status, 405)
+
+    def test_host_checked_for_every_method(self):
+        """No Host, or two, gets 400 and a close whatever the method (RFC 9112 3.2); with one,
+        the methods httpd does not serve get 405 and the connection goes on."""
+        for method in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"BREW"):
+            head = method == b"HEAD"
+            for hosts in (b"", b"Host: a\r\nHost: b\r\n"):
+                with socket.create_connection(("127.0.0.1", self.srv.port), timeout=10) as s:
+                    s.sendall(method + b" / HTTP/1.1\r\n" + hosts + b"Content-Length: 0\r\n\r\n")
+                    status, headers, _, rest = read_response(s, to_head=head)
+                    self.assertEqual((status, headers.get("connection")), (400, "close"), (method, hosts))
+                    self.assertEqual(rest, b"", (method, hosts))
+                    self.assertTrue(closed(s), (method, hosts))
+            with socket.create_connection(("127.0.0.1", self.srv.port), timeout=10) as s:
+                s.sendall(method + b" / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+                          b"GET /style.css HTTP/1.1\r\nHost: x\r\n\r\n")
+                status, headers, _, buf = read_response(s, to_head=head)
+                self.assertEqual(status, 200 if method in (b"GET", b"HEAD") else 405, method)
+                if status == 405:
+                    self.assertEqual(headers["allow"], "GET, HEAD")
+                status, _, body, _ = read_response(s, buf)
+                self.assertEqual((status, body), (200, b"body{}\n"), method)
+
+    def test_head_of_any_size(self):
+        """HEAD of a streamed file (past --cache-file-max) and of a cached one: the file's length,
+        no body, first on a connection or pipelined behind other replies."""
+        reqs = [(b"HEAD", b"/big.bin"), (b"GET", b"/style.css"), (b"HEAD", b"/big.bin"), (b"HEAD", b"/style.css"),
+                (b"HEAD", b"/big.bin"), (b"GET", b"/style.css")]
+        with socket.create_connection(("127.0.0.1", self.srv.port), timeout=10) as s:
+            s.sendall(b"".join(b"%s %s HTTP/1.1\r\nHost: x\r\n\r\n" % r for r in reqs)
+                      + b"HEAD /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            buf = b""
+            for method, path in reqs + [(b"HEAD", b"/big.bin")]:
+                status, headers, body, buf = read_response(s, buf, to_head=method == b"HEAD")
+                size = len(self.big) if path == b"/big.bin" else 7
+                self.assertEqual((status, int(headers["content-length"])), (200, size), (method, path))
+                self.assertEqual(body, b"" if method == b"HEAD" else b"body{}\n", (method, path))
+            self.assertEqual(buf, b"")
+            self.assertTrue(closed(s))
 
     def test_nothing_outside_the_root(self):
         for path in ("/../secret.txt", "/%2e%2e/secret.txt", "/sub/../../secret.txt", "/%2E%2e/secret.txt",

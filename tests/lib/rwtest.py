@@ -20,7 +20,8 @@ def rss_kib(pid):
 
 class Server:
     """argv[0] is a program in $RW_BIN (or `binary`); waits for `want` "listening on" lines and
-    the memory budget line. $RW_BACKEND, when set, is passed as --backend."""
+    the memory budget line; self.ports and self.protos ("resp", "http1, tls", ...) are in the
+    order the listeners were opened. $RW_BACKEND, when set, is passed as --backend."""
 
     def __init__(self, argv, want=1, binary=None, preload=None, env=None):
         cmd = [binary or os.path.join(BIN, argv[0])] + list(argv[1:])
@@ -40,7 +41,8 @@ class Server:
         deadline = time.time() + 15
         while time.time() < deadline:
             text = self.text()
-            found = re.findall(r"listening on 127\.0\.0\.1:(\d+) \((\w+)\)", text)
+            # "(PROTO)", or "(PROTO, tls)" for a TLS listener: self.protos keeps the whole label.
+            found = re.findall(r"listening on 127\.0\.0\.1:(\d+) \((\w+(?:, tls)?)\)", text)
             if len(found) >= want and "memory budget" in text:
                 self.ports = [int(p) for p, _ in found]
                 self.protos = [proto for _, proto in found]

@@ -21,7 +21,9 @@ import redis
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kvd"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "httpd"))
 from rwtest import MALLOC_COUNT, Server  # noqa: E402
+from test_httpd import closed, read_response  # noqa: E402
 from test_kvd import Reader, resp_cmd  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402  (python3-cryptography)
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305  # noqa: E402
@@ -123,6 +125,37 @@ class Https(unittest.TestCase):
             self.assertEqual(alpn, "http/1.1")
             self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"))
             self.assertTrue(data.endswith(b"<h1>secure</h1>\n"))  # and a clean close_notify
+
+    def test_start_up_lines_tell_the_tls_listener(self):
+        self.assertEqual(self.srv.protos, ["http1", "http1, tls"])
+
+    def test_head_of_any_size(self):
+        """HEAD of a streamed file (past --cache-file-max) and of a cached one over TLS 1.2 and
+        1.3: the file's length and no body, first on a connection or pipelined behind other
+        replies; then the same through openssl s_client -quiet."""
+        reqs = [(b"HEAD", b"/big.bin"), (b"GET", b"/index.html"), (b"HEAD", b"/big.bin"), (b"HEAD", b"/index.html"),
+                (b"HEAD", b"/big.bin")]
+        for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
+            ctx = client_ctx(["http/1.1"])
+            ctx.minimum_version = ctx.maximum_version = version
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.port), timeout=10),
+                                 server_hostname="localhost") as s:
+                s.sendall(b"".join(b"%s %s HTTP/1.1\r\nHost: x\r\n\r\n" % r for r in reqs)
+                          + b"HEAD /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                buf = b""
+                for method, path in reqs + [(b"HEAD", b"/big.bin")]:
+                    status, headers, body, buf = read_response(s, buf, to_head=method == b"HEAD")
+                    size = len(self.big) if path == b"/big.bin" else 16
+                    self.assertEqual((status, int(headers["content-length"])), (200, size), (version, method, path))
+                    self.assertEqual(body, b"" if method == b"HEAD" else b"<h1>secure</h1>\n", (version, method, path))
+                self.assertEqual(buf, b"", version)
+                self.assertTrue(closed(s), version)
+        out = subprocess.run(["openssl", "s_client", "-quiet", "-connect", f"127.0.0.1:{self.port}"],
+                             input=b"HEAD /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                             capture_output=True, timeout=30)
+        self.assertTrue(out.stdout.startswith(b"HTTP/1.1 200 OK\r\n"), out.stdout + out.stderr)
+        self.assertIn(b"Content-Length: %d\r\n" % len(self.big), out.stdout)
+        self.assertTrue(out.stdout.endswith(b"\r\n\r\n"), out.stdout)
 
     def test_sni_picks_the_certificate(self):
         for name in ("localhost", "other.test"):
@@ -391,6 +424,8 @@ class RecordLayer(unittest.TestCase):
         cls.dir = tempfile.TemporaryDirectory()
         with open(os.path.join(cls.dir.name, "index.html"), "w") as f:
             f.write("<h1>secure</h1>\n")
+        with open(os.path.join(cls.dir.name, "big.bin"), "wb") as f:
+            f.write(os.urandom(300 * 1024))  # past --cache-file-max: a HEAD writes an empty body with no base
         cls.srv = Server(["httpd", "--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0", "--root", cls.dir.name,
                           "--workers", "1"] + cert_args(), 2)
         cls.port = cls.srv.ports[1]
@@ -401,6 +436,9 @@ class RecordLayer(unittest.TestCase):
         cls.dir.cleanup()
 
     GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    # Replies whose bodies are empty pieces: a cached file's (a base, no bytes) and a streamed
+    # one's (no base at all).
+    HEADS = (b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", b"HEAD /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
 
     def served(self, data):
         return data.endswith(b"<h1>secure</h1>\n")
@@ -437,8 +475,9 @@ class RecordLayer(unittest.TestCase):
     def test_random_records_never_hurt_the_server(self):
         """300 connections each send a random run of correctly encrypted records (any content
         type, handshake messages cut anywhere, KeyUpdates, alerts, padding, now and then a
-        corrupted byte or a skipped sequence number), cut at random points. The sanitizer
-        build must survive every one and go on serving."""
+        corrupted byte or a skipped sequence number), cut at random points; the requests among
+        them include HEADs, whose replies write empty pieces. The sanitizer build must survive
+        every one and go on serving."""
         rng = random.Random(1234)
 
         def handshake_bytes():
@@ -456,7 +495,8 @@ class RecordLayer(unittest.TestCase):
                 for _ in range(rng.randrange(1, 8)):
                     r = rng.random()
                     if r < 0.3:
-                        content, ctype = self.GET if rng.random() < 0.5 else rng.randbytes(rng.randrange(200)), 23
+                        request = rng.choice((self.GET,) + self.HEADS)
+                        content, ctype = request if rng.random() < 0.5 else rng.randbytes(rng.randrange(200)), 23
                     elif r < 0.7:
                         content, ctype = handshake_bytes(), 22
                     elif r < 0.85:
