@@ -161,6 +161,10 @@ static int check_rx(struct rx_ctx *cx, struct rx *r)
 
 static int check_action(struct spec *s, const struct action *a)
 {
+  if (a->refuse && !s->binary) {
+    diag_error(s->src, a->pos, "refuse hands a binary frame's header to a handler: use 'reply' here");
+    return -1;
+  }
   if (!a->present || !a->reply_name)
     return 0;
   const struct reply_decl *r = spec_find_reply(s, a->reply_name);
@@ -491,6 +495,17 @@ static int check_reply(struct spec *s, const struct reply_decl *r)
     const struct reply_part *p = &r->parts[i];
     if (p->kind == PART_BYTES)
       continue;
+    for (size_t k = 0; k < sizeof p->more / sizeof p->more[0] && p->more[k]; k++) {
+      const struct reply_param *more = NULL;
+      for (size_t j = 0; j < r->nparams; j++)
+        if (!strcmp(r->params[j].name, p->more[k]))
+          more = &r->params[j];
+      if (!more || more->type != PARAM_SPAN) {
+        diag_error(s->src, p->pos, "len() sums span parameters of '%s', and '%s' is %s", r->name, p->more[k],
+                   more ? "a number" : "none");
+        rc = -1;
+      }
+    }
     const struct reply_param *found = NULL;
     for (size_t j = 0; j < r->nparams; j++)
       if (!strcmp(r->params[j].name, p->param))
@@ -498,8 +513,11 @@ static int check_reply(struct spec *s, const struct reply_decl *r)
     if (!found) {
       diag_error(s->src, p->pos, "unknown parameter '%s' in reply '%s'", p->param, r->name);
       rc = -1;
-    } else if (p->kind == PART_LEN && found->type != PARAM_SPAN) {
+    } else if ((p->kind == PART_LEN || (p->kind == PART_INT && p->of_len)) && found->type != PARAM_SPAN) {
       diag_error(s->src, p->pos, "len() takes a span parameter, and '%s' is a number", p->param);
+      rc = -1;
+    } else if (p->kind == PART_INT && !p->of_len && found->type == PARAM_SPAN) {
+      diag_error(s->src, p->pos, "an integer part takes a number parameter, and '%s' is a span", p->param);
       rc = -1;
     }
   }
@@ -584,7 +602,7 @@ int spec_check(struct spec *s)
     return -1;
   }
   int rc = check_name(src, "protocol", s->protocol, s->protocol_pos);
-  rc |= check_framing(s);
+  rc |= s->binary ? 0 : check_framing(s);
   rc |= UNIQUE(src, "token", s->tokens, s->ntokens, struct token_decl);
   rc |= UNIQUE(src, "command", s->commands, s->ncommands, struct command_decl);
   rc |= UNIQUE(src, "reply", s->replies, s->nreplies, struct reply_decl);
@@ -598,6 +616,10 @@ int spec_check(struct spec *s)
     struct command_decl *c = &s->commands[i];
     struct rx_ctx cx = {.spec = s, .cmd = c, .ntokens_visible = s->ntokens};
     rc |= check_name(src, "command", c->name, c->pos);
+    if (s->binary) { /* its frame is checked by binary_check, below */
+      rc |= check_action(s, &c->action);
+      continue;
+    }
     /* Data blocks are taken out of the pattern first; what remains must be regular. */
     for (size_t a = 0; a < c->rx->nkids; a++)
       for (size_t k = 0; k < c->rx->kids[a]->nkids; k++)
@@ -639,6 +661,8 @@ int spec_check(struct spec *s)
     if (!rc)
       assign_slots(s, c);
   }
+  if (s->binary && !rc)
+    rc |= binary_check(s);
   for (size_t i = 0; i < s->nreplies; i++)
     rc |= check_reply(s, &s->replies[i]);
   rc |= check_action(s, &s->otherwise);

@@ -49,13 +49,19 @@ static bool has_handler(const struct spec *s, const struct command_decl *c)
   return s->raw_name || (!c->action.present && !c->dispatch_field);
 }
 
+/* Whether an event hands a binary frame's header to the `refused` handler. */
+static bool uses_refuse(const struct spec *s)
+{
+  return s->too_large.refuse || s->bad_data.refuse || s->otherwise.refuse || s->overlong.refuse;
+}
+
 /* Table commands and `unknown` have handlers too. */
 static size_t nhandlers(const struct spec *s)
 {
   size_t n = 0;
   for (size_t i = 0; i < s->ncommands; i++)
     n += has_handler(s, &s->commands[i]);
-  return n + (s->raw_name != NULL) + (s->ntable ? s->ntable + 1 : 0);
+  return n + (s->raw_name != NULL) + (s->ntable ? s->ntable + 1 : 0) + uses_refuse(s);
 }
 
 /* A raw protocol behaves as one command named by `raw`, with one field `data`. */
@@ -83,7 +89,11 @@ static size_t commands(const struct spec *s, size_t i, struct cmd_view *v)
 
 static const char *num_ctype(enum num_type t)
 {
-  return t == NUM_U32 ? "uint32_t" : t == NUM_I64 ? "int64_t" : "uint64_t";
+  return t == NUM_U8    ? "uint8_t"
+         : t == NUM_U16 ? "uint16_t"
+         : t == NUM_U32 ? "uint32_t"
+         : t == NUM_I64 ? "int64_t"
+                        : "uint64_t";
 }
 
 static const char *field_ctype(const struct field *f)
@@ -179,15 +189,28 @@ int emit_header(const struct spec *s, FILE *out)
     if (v.handler)
       fprintf(out, "  int (*%s)(rw_conn *c, const struct %s_%s *msg);\n", v.name, p, v.name);
   }
-  for (size_t i = 0; i < s->ntable; i++)
-    fprintf(out, "  int (*%s)(rw_conn *c, const rw_list *args); /* %u%s items */\n", s->table[i].name,
-            s->table[i].arity, s->table[i].at_least ? " or more" : "");
-  if (s->ntable)
-    fputs("  int (*unknown)(rw_conn *c, const rw_list *args); /* a name not in the table */\n", out);
+  if (s->binary) {
+    const char *cn = s->commands[0].name;
+    for (size_t i = 0; i < s->ntable; i++)
+      fprintf(out, "  int (*%s)(rw_conn *c, const struct %s_%s *msg); /* %s %u */\n", s->table[i].name, p, cn,
+              s->commands[0].dispatch_field, s->table[i].arity);
+    if (s->ntable)
+      fprintf(out, "  int (*unknown)(rw_conn *c, const struct %s_%s *msg); /* a value not in the table */\n", p, cn);
+    if (uses_refuse(s))
+      fprintf(out, "  /* A refused frame (status: RW_PARSE_TOO_LARGE, RW_PARSE_BAD_DATA): its header's fields,\n"
+                   "   * its parts empty. */\n"
+                   "  int (*refused)(rw_conn *c, const struct %s_%s *msg, int status);\n", p, cn);
+  } else {
+    for (size_t i = 0; i < s->ntable; i++)
+      fprintf(out, "  int (*%s)(rw_conn *c, const rw_list *args); /* %u%s items */\n", s->table[i].name,
+              s->table[i].arity, s->table[i].at_least ? " or more" : "");
+    if (s->ntable)
+      fputs("  int (*unknown)(rw_conn *c, const rw_list *args); /* a name not in the table */\n", out);
+  }
   if (!nhandlers(s))
     fputs("  char unused_; /* every command is handled by the spec */\n", out);
   fputs("};\n\n", out);
-  if (s->ntable)
+  if (s->ntable && !s->binary)
     fprintf(out, "/* The table, sorted by (length, name): see rw_command. */\n"
                  "extern const rw_command %s_commands[];\nextern const size_t %s_ncommands;\n"
                  "/* The entry for a name (any case), or NULL: the dispatcher's own lookup. */\n"
@@ -200,6 +223,9 @@ int emit_header(const struct spec *s, FILE *out)
       fputc(' ', out);
       if (part->kind == PART_BYTES)
         c_bytes(out, part->bytes, part->len);
+      else if (part->kind == PART_INT)
+        fprintf(out, part->of_len ? "u%u%s(len(%s))" : "u%u%s(%s)", part->width * 8,
+                part->width == 1 ? "" : part->le ? "le" : "be", part->param);
       else
         fprintf(out, part->kind == PART_LEN ? "len(%s)" : "%s", part->param);
     }
@@ -303,6 +329,11 @@ static void emit_user_tags(const struct spec *s, FILE *out, const char *fmt)
 
 static void emit_action(const struct spec *s, const struct action *a, FILE *out)
 {
+  if (a->refuse) { /* (on_error of a binary spec: the header is in m) */
+    fprintf(out, "  int rc = h->refused(c, &m->%s, status);\n  if (rc < 0)\n    return rc;\n%s  return 0;\n",
+            s->commands[0].name, a->close ? "  rw_conn_close(c);\n" : "");
+    return;
+  }
   if (a->present && !a->reply_name && !a->close) {
     fputs("  (void)c; /* ignored */\n  return 0;\n", out);
     return;
@@ -336,6 +367,19 @@ static void emit_reply_writer(const struct spec *s, const struct reply_decl *r, 
       fprintf(out, "  static const char lit%zu[] = ", k);
       c_bytes(out, part->bytes, part->len);
       fputs(";\n", out);
+    } else if (part->kind == PART_INT) { /* the integer's bytes, in the part's order */
+      char shift[32];
+      if (part->le)
+        snprintf(shift, sizeof shift, "8 * i");
+      else
+        snprintf(shift, sizeof shift, "8 * (%u - 1 - i)", part->width);
+      char value[256];
+      int n = snprintf(value, sizeof value, "%s%s", part->param, part->of_len ? ".len" : "");
+      for (size_t j = 0; j < sizeof part->more / sizeof part->more[0] && part->more[j] && n > 0; j++)
+        n += snprintf(value + n, sizeof value - (size_t)n, " + %s.len", part->more[j]);
+      fprintf(out, "  uint8_t int%zu[%u];\n  for (unsigned i = 0; i < %uu; i++)\n"
+                   "    int%zu[i] = (uint8_t)((uint64_t)(%s) >> (%s));\n",
+              k, part->width, part->width, k, value, shift);
     } else if (part->kind == PART_LEN || find_param(r, part->param)->type != PARAM_SPAN) {
       fprintf(out, "  char num%zu[24];\n", k);
     }
@@ -346,6 +390,8 @@ static void emit_reply_writer(const struct spec *s, const struct reply_decl *r, 
     const struct reply_param *prm = part->kind == PART_BYTES ? NULL : find_param(r, part->param);
     if (part->kind == PART_BYTES)
       fprintf(out, "      {(void *)lit%zu, sizeof lit%zu - 1},\n", k, k);
+    else if (part->kind == PART_INT)
+      fprintf(out, "      {int%zu, sizeof int%zu},\n", k, k);
     else if (part->kind == PART_LEN)
       fprintf(out, "      {num%zu, rw_fmt_u64(num%zu, %s.len)},\n", k, k, part->param);
     else if (prm->type == PARAM_SPAN)
@@ -363,7 +409,8 @@ static bool uses_num(const struct spec *s, enum num_type t)
   for (size_t i = 0; i < s->ncommands; i++)
     for (size_t f = 0; f < s->commands[i].nfields; f++) {
       const struct field *fd = &s->commands[i].fields[f];
-      if (fd->kind == FIELD_NUM && fd->num == t && !(t == NUM_U32 && s->tokens[fd->token].wrap))
+      if (fd->kind == FIELD_NUM && fd->num == t && fd->token >= 0 && /* (binary ints are no text) */
+          !(t == NUM_U32 && s->tokens[fd->token].wrap))
         return true;
     }
   return false;
@@ -1337,14 +1384,19 @@ static void emit_dispatch(const struct spec *s, FILE *out)
 {
   const char *p = s->protocol;
   struct cmd_view v;
-  if (s->ntable)
+  if (s->ntable && s->binary)
+    emit_binary_table(s, out);
+  else if (s->ntable)
     emit_table(s, out);
   FOR_COMMANDS(s, i, v) {
     fprintf(out, "static int %s_do_%s(rw_conn *c, const struct %s_handlers *h, const union %s_msg *m)\n{\n",
             p, v.name, p, p);
     if (!s->raw_name && s->commands[i].dispatch_field) {
-      fprintf(out, "  return %s_table_dispatch(c, h, &m->%s.%s);\n}\n\n", p, v.name,
-              s->commands[i].dispatch_field);
+      if (s->binary)
+        fprintf(out, "  return %s_table_dispatch(c, h, &m->%s);\n}\n\n", p, v.name);
+      else
+        fprintf(out, "  return %s_table_dispatch(c, h, &m->%s.%s);\n}\n\n", p, v.name,
+                s->commands[i].dispatch_field);
       continue;
     }
     if (v.handler) {
@@ -1367,7 +1419,11 @@ static void emit_dispatch(const struct spec *s, FILE *out)
   fputs("};\n\n", out);
   fprintf(out, "static int %s_dispatch(rw_conn *c, const void *h, int cmd, const void *m)\n{\n"
                "  return %s_table[cmd](c, h, m);\n}\n\n", p, p);
-  fprintf(out, "static int %s_on_error(rw_conn *c, int status)\n{\n", p);
+  fprintf(out, "static int %s_on_error(rw_conn *c, const void *vh, int status, const void *vm)\n{\n", p);
+  if (uses_refuse(s))
+    fprintf(out, "  const struct %s_handlers *h = vh;\n  const union %s_msg *m = vm;\n", p, p);
+  else
+    fputs("  (void)vh;\n  (void)vm;\n", out);
   if (!s->raw_name) {
     fputs("  if (status == RW_PARSE_UNKNOWN) {\n", out);
     emit_action(s, &s->otherwise, out);
@@ -1409,6 +1465,8 @@ static void emit_dispatch(const struct spec *s, FILE *out)
       fprintf(out, "  if (!h->%s)\n    return -EINVAL;\n", s->table[i].name);
     if (s->ntable)
       fputs("  if (!h->unknown)\n    return -EINVAL;\n", out);
+    if (uses_refuse(s))
+      fputs("  if (!h->refused)\n    return -EINVAL;\n", out);
   } else {
     fputs("  (void)vh;\n", out);
   }
@@ -1419,6 +1477,8 @@ static void emit_dispatch(const struct spec *s, FILE *out)
  * continues, its data blocks at their limit and its literals. */
 static unsigned long long max_frame(const struct spec *s)
 {
+  if (s->binary) /* the header, then parts whose sum `limit data` bounds */
+    return s->commands[0].header + s->limit_data;
   unsigned long long most = 0;
   for (size_t i = 0; i < s->ncommands; i++) {
     unsigned long long n = 0;
@@ -1446,6 +1506,8 @@ int emit_re(const struct spec *s, FILE *out)
   emit_prologue(s, out);
   if (s->raw_name) {
     emit_raw_parser(s, out);
+  } else if (s->binary) {
+    emit_binary_parser(s, out);
   } else {
     if (has_lin_fast(s))
       fputs(lin_helpers, out);
@@ -1490,6 +1552,10 @@ int emit_dot(const struct spec *s, FILE *out)
   if (s->raw_name) {
     fprintf(out, "  start -> handler_%s [label=\"every chunk\"];\n  handler_%s -> start;\n}\n",
             s->raw_name, s->raw_name);
+    return ferror(out) ? -EIO : 0;
+  }
+  if (s->binary) {
+    emit_binary_dot(s, out);
     return ferror(out) ? -EIO : 0;
   }
   fprintf(out, "  line [label=\"first line\\n(re2c DFA, resumable)\\nlimit line %llu\"];\n"

@@ -104,9 +104,35 @@ static const struct {
 } suffixes[] = {{"", 1}, {"B", 1}, {"KiB", 1024}, {"MiB", 1024 * 1024},
                 {"GiB", 1024ULL * 1024 * 1024}};
 
+/* 0x followed by hex digits: a byte or an opcode in binary specs. */
+static int lex_hex(struct lexer *lx, struct token *t)
+{
+  uint64_t v = 0;
+  advance(lx);
+  advance(lx);
+  if (!isxdigit(peek(lx, 0))) {
+    diag_error(lx->src, t->pos, "expected hex digits after 0x");
+    return -1;
+  }
+  while (isxdigit(peek(lx, 0))) {
+    if (v >> 60) {
+      diag_error(lx->src, t->pos, "number too large");
+      return -1;
+    }
+    v = v * 16 + (uint64_t)hexval(peek(lx, 0));
+    advance(lx);
+  }
+  t->kind = T_NUMBER;
+  t->value = v;
+  t->len = (size_t)(lx->src->text + lx->off - t->start);
+  return 0;
+}
+
 static int lex_number(struct lexer *lx, struct token *t)
 {
   uint64_t v = 0;
+  if (peek(lx, 0) == '0' && (peek(lx, 1) == 'x' || peek(lx, 1) == 'X'))
+    return lex_hex(lx, t);
   while (isdigit(peek(lx, 0))) {
     unsigned d = (unsigned)(peek(lx, 0) - '0');
     if (v > (UINT64_MAX - d) / 10) {
@@ -177,7 +203,7 @@ int lex_next(struct lexer *lx, struct token *t)
     t->len = 2;
     return 0;
   }
-  if (strchr(";=()|*+?{},:.", c)) {
+  if (strchr(";=()|*+?{},:.-", c)) { /* '-' alone: a difference in a binary length */
     advance(lx);
     t->kind = T_PUNCT;
     t->len = 1;

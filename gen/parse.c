@@ -12,6 +12,11 @@
  *            | 'command' IDENT '=' alt ('quiet' IDENT)? action? ';'
  *            | 'reply' IDENT params? '=' part+ ';'
  *            | 'otherwise' action ';'
+ *            | 'frame' ('binary' | 'lines') ';'    before any command
+ *   binary command items (after `frame binary;`):
+ *            STRING | NUMBER (one byte) | IDENT ':' INT | IDENT ':' 'bytes' '(' term (('+'|'-') term)* ')'
+ *            INT := u8 | u16be | u16le | u24be | u24le | u32be | u32le | u64be | u64le
+ *   binary reply parts: INT '(' IDENT | 'len' '(' IDENT ')' ')' and NUMBER (one byte), too
  *            | 'on' EVENT action ';'     EVENT := overlong | too_large | bad_number | bad_data
  *   params  := '(' IDENT (':' TYPE)? (',' IDENT (':' TYPE)?)* ')'
  *   part    := STRING | IDENT | 'len' '(' IDENT ')'
@@ -375,8 +380,21 @@ static int parse_action_body(struct parser *ps, struct action *a)
   }
   if (is_word(ps, "ignore"))
     return next(ps);
+  if (is_word(ps, "refuse")) {
+    a->refuse = true;
+    if (next(ps) < 0)
+      return -1;
+    if (!is_punct(ps, ','))
+      return 0;
+    if (next(ps) < 0)
+      return -1;
+    if (!is_word(ps, "close"))
+      return expected(ps, "'close'");
+    a->close = true;
+    return next(ps);
+  }
   if (!is_word(ps, "reply"))
-    return expected(ps, "'reply', 'close' or 'ignore'");
+    return expected(ps, "'reply', 'close', 'ignore' or 'refuse'");
   if (next(ps) < 0 || expect_ident(ps, &a->reply_name, &a->reply_pos) < 0)
     return -1;
   if (!is_punct(ps, ','))
@@ -493,6 +511,117 @@ static int parse_number(struct parser *ps)
   return ps->tok.kind == T_ARROW ? parse_action(ps, &d->overflow) : 0;
 }
 
+/* An integer type of a binary frame: width in bytes and byte order; 0 if `name` is none. */
+static unsigned int_type(const char *name, size_t n, bool *out_le)
+{
+  static const struct {
+    const char *name;
+    unsigned width;
+    bool le;
+  } types[] = {{"u8", 1, false},    {"u16be", 2, false}, {"u16le", 2, true}, {"u24be", 3, false},
+               {"u24le", 3, true},  {"u32be", 4, false}, {"u32le", 4, true}, {"u64be", 8, false},
+               {"u64le", 8, true}};
+  for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+    if (strlen(types[i].name) == n && !memcmp(types[i].name, name, n)) {
+      *out_le = types[i].le;
+      return types[i].width;
+    }
+  }
+  return 0;
+}
+
+static struct bin_item *add_bin(struct command_decl *d, enum bin_kind kind, struct pos at)
+{
+  d->bin = xgrow(d->bin, d->nbin, sizeof *d->bin);
+  struct bin_item *b = &d->bin[d->nbin++];
+  b->kind = kind;
+  b->pos = at;
+  b->field = -1;
+  return b;
+}
+
+/* bytes(a + b - 3): the terms of a computed length. */
+static int parse_bin_length(struct parser *ps, struct bin_item *b)
+{
+  bool neg = false;
+  for (;;) {
+    if (b->nterms == BIN_TERMS) {
+      diag_error(ps->spec->src, ps->tok.pos, "a length has at most %d terms", BIN_TERMS);
+      return -1;
+    }
+    struct bin_term *t = &b->terms[b->nterms++];
+    t->neg = neg;
+    t->pos = ps->tok.pos;
+    t->item = -1;
+    if (ps->tok.kind == T_NUMBER) {
+      t->value = ps->tok.value;
+      if (next(ps) < 0)
+        return -1;
+    } else if (expect_ident(ps, &t->name, &t->pos) < 0) {
+      return -1;
+    }
+    if (is_punct(ps, ')'))
+      return next(ps);
+    if (!is_punct(ps, '+') && !is_punct(ps, '-'))
+      return expected(ps, "'+', '-' or ')'");
+    neg = is_punct(ps, '-');
+    if (next(ps) < 0)
+      return -1;
+  }
+}
+
+static int parse_bin_item(struct parser *ps, struct command_decl *d)
+{
+  struct pos at = ps->tok.pos;
+  if (ps->tok.kind == T_STRING || ps->tok.kind == T_NUMBER) {
+    struct bin_item *b = add_bin(d, BIN_LIT, at);
+    b->lit = xcalloc(ps->tok.len + 1, 1);
+    if (ps->tok.kind == T_STRING) {
+      b->len = lex_unescape(&ps->tok, b->lit);
+    } else if (ps->tok.value > 255) {
+      diag_error(ps->spec->src, at, "a byte is 0..255 (0x00..0xff): write wider magic as a string");
+      return -1;
+    } else {
+      b->lit[0] = (uint8_t)ps->tok.value;
+      b->len = 1;
+    }
+    return next(ps);
+  }
+  char *name;
+  if (expect_ident(ps, &name, &at) < 0)
+    return -1;
+  if (expect_punct(ps, ':') < 0) {
+    free(name);
+    return -1;
+  }
+  bool le = false;
+  unsigned width = ps->tok.kind == T_IDENT ? int_type(ps->tok.start, ps->tok.len, &le) : 0;
+  struct bin_item *b = add_bin(d, width ? BIN_INT : BIN_BYTES, at);
+  b->name = name;
+  if (width) {
+    b->len = width;
+    b->le = le;
+    return next(ps);
+  }
+  if (!is_word(ps, "bytes"))
+    return expected(ps, "an integer type (u8, u16be, u16le, u24be, u24le, u32be, u32le, u64be, "
+                        "u64le) or bytes(length)");
+  if (next(ps) < 0 || expect_punct(ps, '(') < 0)
+    return -1;
+  return parse_bin_length(ps, b);
+}
+
+/* A binary frame: its items up to the action or the dispatch. */
+static int parse_bin_command(struct parser *ps, struct command_decl *d)
+{
+  while (ps->tok.kind != T_ARROW && !is_punct(ps, ';') && ps->tok.kind != T_EOF)
+    if (parse_bin_item(ps, d) < 0)
+      return -1;
+  if (!d->nbin)
+    return expected(ps, "the frame's fields");
+  return 0;
+}
+
 static int parse_command(struct parser *ps)
 {
   struct spec *s = ps->spec;
@@ -500,9 +629,12 @@ static int parse_command(struct parser *ps)
   struct command_decl *d = &s->commands[s->ncommands++];
   if (expect_ident(ps, &d->name, &d->pos) < 0 || expect_punct(ps, '=') < 0)
     return -1;
-  d->rx = parse_alt(ps);
-  if (!d->rx)
+  if (s->binary) {
+    if (parse_bin_command(ps, d) < 0)
+      return -1;
+  } else if (!(d->rx = parse_alt(ps))) {
     return -1;
+  }
   if (is_word(ps, "quiet")) {
     if (next(ps) < 0 || expect_ident(ps, &d->quiet, &d->quiet_pos) < 0)
       return -1;
@@ -549,6 +681,44 @@ static struct reply_part *add_part(struct reply_decl *d, enum part_kind kind, st
   return p;
 }
 
+/* u16be(param) or u32be(len(param)); a parameter named like a type, alone, is a parameter. */
+static int parse_int_part(struct parser *ps, struct reply_decl *d, struct pos at)
+{
+  bool le;
+  unsigned width = int_type(ps->tok.start, ps->tok.len, &le);
+  char *word;
+  if (expect_ident(ps, &word, &at) < 0)
+    return -1;
+  if (!is_punct(ps, '(')) {
+    add_part(d, PART_PARAM, at)->param = word;
+    return 0;
+  }
+  free(word);
+  struct reply_part *p = add_part(d, PART_INT, at);
+  p->width = width;
+  p->le = le;
+  if (next(ps) < 0)
+    return -1;
+  if (is_word(ps, "len")) {
+    p->of_len = true;
+    if (next(ps) < 0 || expect_punct(ps, '(') < 0 || expect_ident(ps, &p->param, &at) < 0)
+      return -1;
+    for (size_t k = 0; is_punct(ps, ','); k++) {
+      if (k == sizeof p->more / sizeof p->more[0]) {
+        diag_error(ps->spec->src, ps->tok.pos, "len() sums at most %zu spans", k + 1);
+        return -1;
+      }
+      if (next(ps) < 0 || expect_ident(ps, &p->more[k], &at) < 0)
+        return -1;
+    }
+    if (expect_punct(ps, ')') < 0)
+      return -1;
+  } else if (expect_ident(ps, &p->param, &at) < 0) {
+    return -1;
+  }
+  return expect_punct(ps, ')');
+}
+
 static int parse_reply(struct parser *ps)
 {
   struct spec *s = ps->spec;
@@ -573,6 +743,20 @@ static int parse_reply(struct parser *ps)
       p->bytes = xcalloc(ps->tok.len, 1);
       p->len = lex_unescape(&ps->tok, p->bytes);
       if (next(ps) < 0)
+        return -1;
+    } else if (ps->tok.kind == T_NUMBER) {
+      if (ps->tok.value > 255) {
+        diag_error(ps->spec->src, at, "a byte is 0..255 (0x00..0xff)");
+        return -1;
+      }
+      struct reply_part *p = add_part(d, PART_BYTES, at);
+      p->bytes = xcalloc(1, 1);
+      p->bytes[0] = (uint8_t)ps->tok.value;
+      p->len = 1;
+      if (next(ps) < 0)
+        return -1;
+    } else if (ps->tok.kind == T_IDENT && int_type(ps->tok.start, ps->tok.len, &(bool){0})) {
+      if (parse_int_part(ps, d, at) < 0)
         return -1;
     } else if (is_word(ps, "len")) {
       struct reply_part *p = add_part(d, PART_LEN, at);
@@ -640,6 +824,14 @@ static int parse_table(struct parser *ps)
     struct table_entry *e = &s->table[s->ntable++];
     if (expect_ident(ps, &e->name, &e->pos) < 0)
       return -1;
+    if (s->binary) { /* NAME VALUE: the dispatch field's value */
+      if (ps->tok.kind != T_NUMBER || ps->tok.value > UINT32_MAX)
+        return expected(ps, "the value that picks this entry (0..0xffffffff)");
+      e->arity = (unsigned)ps->tok.value;
+      if (next(ps) < 0 || expect_punct(ps, ';') < 0)
+        return -1;
+      continue;
+    }
     if (ps->tok.kind != T_NUMBER || ps->tok.value < 1 || ps->tok.value > 1000)
       return expected(ps, "an arity (items with the name: 1..1000, '+' for at least)");
     e->arity = (unsigned)ps->tok.value;
@@ -656,6 +848,21 @@ static int parse_table(struct parser *ps)
   return next(ps);
 }
 
+static int parse_frame(struct parser *ps)
+{
+  struct spec *s = ps->spec;
+  if (s->ncommands) {
+    diag_error(s->src, ps->tok.pos, "frame must be declared before the commands");
+    return -1;
+  }
+  s->binary_pos = ps->tok.pos;
+  if (is_word(ps, "binary"))
+    s->binary = true;
+  else if (!is_word(ps, "lines"))
+    return expected(ps, "a frame kind ('binary' or 'lines')");
+  return next(ps);
+}
+
 static int parse_otherwise(struct parser *ps)
 {
   return parse_handler(ps, &ps->spec->otherwise, "otherwise");
@@ -668,7 +875,7 @@ static const struct {
     {"protocol", parse_protocol}, {"limit", parse_limit},     {"raw", parse_raw},
     {"token", parse_token},       {"number", parse_number},   {"command", parse_command},
     {"reply", parse_reply},       {"table", parse_table},
-    {"otherwise", parse_otherwise}, {"on", parse_on},
+    {"otherwise", parse_otherwise}, {"on", parse_on},           {"frame", parse_frame},
 };
 
 static int parse_decl(struct parser *ps)
@@ -680,7 +887,7 @@ static int parse_decl(struct parser *ps)
       return expect_punct(ps, ';');
     }
   }
-  return expected(ps, "a declaration (protocol, limit, raw, token, number, command, reply, "
+  return expected(ps, "a declaration (protocol, limit, raw, frame, token, number, command, reply, "
                       "otherwise, on)");
 }
 
@@ -731,6 +938,13 @@ void spec_free(struct spec *s)
     for (size_t j = 0; j < c->nsteps; j++)
       free(c->steps[j].bytes);
     free(c->steps);
+    for (size_t j = 0; j < c->nbin; j++) {
+      free(c->bin[j].name);
+      free(c->bin[j].lit);
+      for (size_t k = 0; k < c->bin[j].nterms; k++)
+        free(c->bin[j].terms[k].name);
+    }
+    free(c->bin);
   }
   for (size_t i = 0; i < s->nreplies; i++) {
     struct reply_decl *r = &s->replies[i];
@@ -740,6 +954,8 @@ void spec_free(struct spec *s)
     for (size_t j = 0; j < r->nparts; j++) {
       free(r->parts[j].bytes);
       free(r->parts[j].param);
+      for (size_t k = 0; k < sizeof r->parts[j].more / sizeof r->parts[j].more[0]; k++)
+        free(r->parts[j].more[k]);
     }
     free(r->params);
     free(r->parts);

@@ -34,7 +34,7 @@ enum tok_kind {
   T_ISTRING, /* '...' case-insensitive literal */
   T_CLASS,   /* [...] byte class */
   T_ARROW,   /* -> */
-  T_PUNCT,   /* one of ; = ( ) | * + ? { } , : . */
+  T_PUNCT,   /* one of ; = ( ) | * + ? { } , : . - */
 };
 
 struct token {
@@ -71,7 +71,7 @@ enum rx_kind {
 };
 
 /* Numeric tokens: captures of them are parsed in place, with overflow checks. */
-enum num_type { NUM_NONE, NUM_U32, NUM_U64, NUM_I64 };
+enum num_type { NUM_NONE, NUM_U32, NUM_U64, NUM_I64, NUM_U8, NUM_U16 };
 
 struct rx {
   enum rx_kind kind;
@@ -91,6 +91,7 @@ struct action {
   char *reply_name;
   struct pos reply_pos;
   bool close;
+  bool refuse; /* `-> refuse`: the spec's `refused` handler gets the frame's header (binary) */
 };
 
 struct token_decl {
@@ -112,14 +113,18 @@ struct reply_param {
 };
 
 /* A reply template is a sequence of literal bytes, parameters and len(parameter). */
-enum part_kind { PART_BYTES, PART_PARAM, PART_LEN };
+enum part_kind { PART_BYTES, PART_PARAM, PART_LEN, PART_INT };
 
 struct reply_part {
   enum part_kind kind;
   struct pos pos;
   uint8_t *bytes; /* PART_BYTES */
   size_t len;
-  char *param; /* PART_PARAM, PART_LEN */
+  char *param; /* PART_PARAM, PART_LEN, PART_INT */
+  unsigned width; /* PART_INT: u8(x), u16be(x), ...: bytes, and their order */
+  bool le;
+  bool of_len;    /* PART_INT of len(param) or of len(param, more...): the lengths' sum */
+  char *more[3];
 };
 
 struct reply_decl {
@@ -155,11 +160,38 @@ struct step {
   uint8_t name_class[32]; /* FIELDS: the bytes a field name may hold */
 };
 
+/* Binary frames (`frame binary;`): a command is a fixed-size header of literal bytes and
+ * integers, then parts whose sizes are sums and differences of those integers. */
+enum bin_kind { BIN_LIT, BIN_INT, BIN_BYTES };
+
+#define BIN_TERMS 8
+
+struct bin_term {
+  int item;       /* the integer item it reads, or -1: a constant */
+  uint64_t value; /* the constant */
+  bool neg;
+  struct pos pos;
+  char *name;     /* as written, until checked */
+};
+
+struct bin_item {
+  enum bin_kind kind;
+  struct pos pos;
+  char *name;      /* INT, BYTES: the field */
+  uint8_t *lit;    /* LIT */
+  size_t len;      /* LIT: bytes; INT: width (1, 2, 3, 4 or 8) */
+  bool le;         /* INT: little-endian */
+  size_t off;      /* LIT, INT: where in the header */
+  int field;       /* INT, BYTES: index in the command's fields */
+  struct bin_term terms[BIN_TERMS];
+  size_t nterms;   /* BYTES: the length is the sum of its terms */
+};
+
 /* A dispatch table: commands named by the first item of a list, case-insensitively. */
 struct table_entry {
   char *name;
   struct pos pos;
-  unsigned arity;
+  unsigned arity; /* binary specs: the dispatch field's value that picks this entry */
   bool at_least; /* `3+`: at least arity items, the name included */
 };
 
@@ -182,6 +214,9 @@ struct command_decl {
   size_t nsteps;
   int nspans, nnums; /* saved-offset and number slots its continuation needs */
   struct rx *cont;    /* the continuation's items, detached from rx */
+  struct bin_item *bin; /* binary specs: the frame, in order */
+  size_t nbin;
+  size_t header;        /* binary: bytes before the first part */
 };
 
 struct spec {
@@ -213,12 +248,16 @@ struct spec {
   size_t ntable;
   struct pos table_pos;
   struct action arity;      /* a table command with the wrong number of items */
+  bool binary;              /* `frame binary;`: header-first frames, no lines */
+  struct pos binary_pos;
 };
 
 /* Parses the whole source; returns 0, or -1 with diagnostics printed (src->nerrors > 0). */
 int spec_parse(struct source *src, struct spec *out_spec);
 /* Semantic checks (names, references, captures, limits); 0 or -1 with diagnostics. */
 int spec_check(struct spec *spec);
+/* The checks of a binary spec (gen/binary.c): fields, lengths, the integer table. */
+int binary_check(struct spec *spec);
 void spec_free(struct spec *spec);
 
 /* Emitters: the public header and the re2c input of the generated protocol; 0 or -errno. */
@@ -226,6 +265,12 @@ int emit_header(const struct spec *spec, FILE *out);
 int emit_re(const struct spec *spec, FILE *out);
 /* A Graphviz digraph of the protocol's machine (rwgen --dot). */
 int emit_dot(const struct spec *spec, FILE *out);
+/* gen/binary.c: the header-first parser and the dispatch by an integer field. */
+void emit_binary_parser(const struct spec *spec, FILE *out);
+void emit_binary_table(const struct spec *spec, FILE *out);
+void emit_binary_dot(const struct spec *spec, FILE *out); /* after emit_dot's first lines */
+/* The C type of an integer `width` bytes wide, and of a field. */
+const char *int_ctype(unsigned width);
 
 const struct token_decl *spec_find_token(const struct spec *spec, const char *name);
 /* The bytes a class `[...]` (as written) stands for, one bit each. */

@@ -8,6 +8,8 @@
 
 #include "echo.gen.h"
 #include "http1.gen.h"
+#include "lenpfx.gen.h"
+#include "memcache_binary.gen.h"
 #include "kvt.gen.h"
 #include "memcache.gen.h"
 #include "ping.gen.h"
@@ -321,4 +323,29 @@ void describe_http1(int cmd, const void *vmsg, char *out, size_t outlen)
   n = strlen(out);
   append(out, outlen, &n, " body");
   describe_list(&r->body, out + n, outlen - n);
+}
+
+void describe_lenpfx(int cmd, const void *vmsg, char *out, size_t outlen)
+{
+  const union lenpfx_msg *m = vmsg;
+  (void)cmd;
+  snprintf(out, outlen, "frame %u [%.*s]", m->frame.len, SPAN(m->frame.payload));
+}
+
+/* Binary bytes as hex, so a log line stays one line. */
+static void append_hex(char *out, size_t outlen, size_t *n, rw_span s)
+{
+  for (size_t i = 0; i < s.len; i++)
+    append(out, outlen, n, "%02x", s.p[i]);
+}
+
+void describe_memcache_binary(int cmd, const void *vmsg, char *out, size_t outlen)
+{
+  const struct memcache_binary_request *r = &((const union memcache_binary_msg *)vmsg)->request;
+  size_t n = 0;
+  (void)cmd;
+  append(out, outlen, &n, "op %02x dtype %u vb %u opaque %08x cas %llu extras ", r->opcode, r->dtype,
+         r->vbucket, r->opaque, (unsigned long long)r->cas);
+  append_hex(out, outlen, &n, r->extras);
+  append(out, outlen, &n, " key [%.*s] value [%.*s]", SPAN(r->key), SPAN(r->value));
 }

@@ -117,7 +117,7 @@ Test(spec_errors, syntax)
   expect_error(PING_LIKE "command c = ;\n", "t.rw:4:13: error: expected a pattern");
   expect_error(PING_LIKE "command c = (\"a\" ;\n", "t.rw:4:18: error: expected ')'");
   expect_error(PING_LIKE "command c = \"a\"{3,1};\n", "t.rw:4:16: error: repeat {3,1}: maximum below minimum");
-  expect_error(PING_LIKE "command c = \"a\" -> shout;\n", "t.rw:4:20: error: expected 'reply', 'close' or 'ignore'");
+  expect_error(PING_LIKE "command c = \"a\" -> shout;\n", "t.rw:4:20: error: expected 'reply', 'close', 'ignore' or 'refuse'");
   expect_error(PING_LIKE "limit page 5;\n", "t.rw:4:7: error: expected a limit name ('line', 'data', 'items' or 'fields')");
   expect_error(PING_LIKE "on timeout -> close;\n", "t.rw:4:4: error: expected an event name");
   expect_error(PING_LIKE "reply y = 'ci';\n", "t.rw:4:11: error: expected a \"string\", a parameter or len(parameter)");

@@ -12,6 +12,8 @@
 #include "echo.gen.h"
 #include "http1.gen.h"
 #include "kvt.gen.h"
+#include "lenpfx.gen.h"
+#include "memcache_binary.gen.h"
 #include "memcache.gen.h"
 #include "resp.gen.h"
 #include "ping.gen.h"
@@ -417,4 +419,80 @@ Test(http1, limits_give_414_431_413)
   /* A body past 1 MiB: 413, refused before any of it is held. */
   snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_TOO_LARGE);
   CHECK(&http1_proto, describe_http1, "POST / HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n", expect);
+}
+
+/* ---- binary frames: a header of integers, then parts sized by them ---- */
+
+Test(lenpfx, frames_survive_every_split)
+{
+  /* No newline anywhere: a length, then that many bytes (\n and \0 among them). */
+  CHECK(&lenpfx_proto, describe_lenpfx, "\0\0\0\5hello\0\0\0\0\0\0\0\3a\nb",
+        "frame 5 [hello]\nframe 0 []\nframe 3 [a\nb]\n");
+}
+
+Test(lenpfx, too_large_is_refused_before_it_is_held)
+{
+  /* 64 KiB + 1 announced: refused at the header (the spec closes), nothing buffered. */
+  struct feeder f;
+  feeder_init_t(&f, &lenpfx_proto, describe_lenpfx, 16);
+  feed_t(&f, (const uint8_t *)"\0\1\0\1abc", 7);
+  char expect[32];
+  snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_TOO_LARGE);
+  cr_expect_str_eq(f.log, expect);
+  feeder_fini(&f);
+}
+
+Test(lenpfx, reply_writes_a_big_endian_length)
+{
+  cr_expect_eq(lenpfx_proto.max_frame, 4 + 65536);
+  cr_expect_eq(lenpfx_proto.check_handlers(NULL), -EINVAL);
+}
+
+#define MCB_GET "\x80\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x03\xde\xad\xbe\xef\0\0\0\0\0\0\0\0foo"
+#define MCB_SET                                                                                    \
+  "\x80\x01\x00\x01\x08\x00\x00\x07\x00\x00\x00\x0c\x00\x00\x00\x01\0\0\0\0\0\0\0\x09"            \
+  "\x00\x00\x00\x05\x00\x00\x00\x00kval"
+
+Test(memcache_binary, requests_survive_every_split)
+{
+  CHECK(&memcache_binary_proto, describe_memcache_binary, MCB_GET MCB_SET,
+        "op 00 dtype 0 vb 0 opaque deadbeef cas 0 extras  key [foo] value []\n"
+        "op 01 dtype 0 vb 7 opaque 00000001 cas 9 extras 0000000500000000 key [k] value [val]\n");
+}
+
+Test(memcache_binary, contradicting_lengths_and_a_wrong_magic_are_refused)
+{
+  char expect[64];
+  errors_close = true; /* the spec closes on bad_data (and on a wrong magic) */
+  /* extras 8 + key 1 > body 4: bad_data (the spec then closes), never a wild read. */
+  snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_BAD_DATA);
+  CHECK(&memcache_binary_proto, describe_memcache_binary,
+        "\x80\x01\x00\x01\x08\x00\x00\x00\x00\x00\x00\x04\0\0\0\0\0\0\0\0\0\0\0\0abcd", expect);
+  /* A wrong magic is refused at its first byte, before the header is whole. */
+  struct feeder f;
+  feeder_init_t(&f, &memcache_binary_proto, describe_memcache_binary, 64);
+  feed_t(&f, (const uint8_t *)"\x81", 1);
+  snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_INVALID);
+  cr_expect_str_eq(f.log, expect);
+  feeder_fini(&f);
+}
+
+Test(memcache_binary, a_body_past_the_limit_is_skipped_as_it_arrives)
+{
+  /* body 1 MiB + 1: refused at the header, then skipped; the get after it parses. */
+  static const uint8_t head[24] = {0x80, 0x01, 0, 1, 0, 0, 0, 0, 0, 0x10, 0, 0x01};
+  size_t body = (1 << 20) + 1, n = 24 + body + sizeof MCB_GET - 1;
+  uint8_t *in = calloc(1, n);
+  memcpy(in, head, 24);
+  memcpy(in + 24 + body, MCB_GET, sizeof MCB_GET - 1);
+  struct feeder f;
+  feeder_init_t(&f, &memcache_binary_proto, describe_memcache_binary, 4096);
+  for (size_t off = 0; off < n; off += 4000)
+    feed_t(&f, in + off, n - off < 4000 ? n - off : 4000);
+  char expect[160];
+  snprintf(expect, sizeof expect, "error %d\nop 00 dtype 0 vb 0 opaque deadbeef cas 0 extras  key [foo] value []\n",
+           RW_PARSE_TOO_LARGE);
+  cr_expect_str_eq(f.log, expect);
+  feeder_fini(&f);
+  free(in);
 }

@@ -56,8 +56,9 @@ typedef struct rw_proto {
   /* Runs the spec's action or the user's handler for command `cmd`; 0 or a negative errno
    * (the connection is then closed). */
   int (*dispatch)(rw_conn *c, const void *handlers, int cmd, const void *msg);
-  /* Writes the spec's declared reply for a parse error and closes if the spec says so. */
-  int (*on_error)(rw_conn *c, int status);
+  /* Writes the spec's declared reply for a parse error and closes if the spec says so. `msg` is
+   * what next() filled (a binary frame's header, for the spec's `refused` handler). */
+  int (*on_error)(rw_conn *c, const void *handlers, int status, const void *msg);
   /* 0 if every handler the spec needs is set, else -EINVAL. */
   int (*check_handlers)(const void *handlers);
 } rw_proto;

@@ -389,7 +389,7 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
         break;
       }
     } else {
-      rc = proto->on_error(c, rc);
+      rc = proto->on_error(c, c->handlers, rc, msg);
     }
     if (rc < 0)
       rw_conn_close(c);

@@ -50,8 +50,10 @@ static int echo_dispatch(rw_conn *c, const void *h, int cmd, const void *m)
   return echo_table[cmd](c, h, m);
 }
 
-static int echo_on_error(rw_conn *c, int status)
+static int echo_on_error(rw_conn *c, const void *vh, int status, const void *vm)
 {
+  (void)vh;
+  (void)vm;
   (void)status;
   rw_conn_close(c);
   return 0;

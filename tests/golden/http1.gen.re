@@ -627,8 +627,10 @@ static int http1_dispatch(rw_conn *c, const void *h, int cmd, const void *m)
   return http1_table[cmd](c, h, m);
 }
 
-static int http1_on_error(rw_conn *c, int status)
+static int http1_on_error(rw_conn *c, const void *vh, int status, const void *vm)
 {
+  (void)vh;
+  (void)vm;
   if (status == RW_PARSE_UNKNOWN) {
   int rc = http1_reply_bad_request(c);
   if (rc < 0)

@@ -1687,8 +1687,10 @@ static int memcache_dispatch(rw_conn *c, const void *h, int cmd, const void *m)
   return memcache_table[cmd](c, h, m);
 }
 
-static int memcache_on_error(rw_conn *c, int status)
+static int memcache_on_error(rw_conn *c, const void *vh, int status, const void *vm)
 {
+  (void)vh;
+  (void)vm;
   if (status == RW_PARSE_UNKNOWN) {
   int rc = memcache_reply_error(c);
   if (rc < 0)

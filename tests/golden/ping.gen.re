@@ -146,8 +146,10 @@ static int ping_dispatch(rw_conn *c, const void *h, int cmd, const void *m)
   return ping_table[cmd](c, h, m);
 }
 
-static int ping_on_error(rw_conn *c, int status)
+static int ping_on_error(rw_conn *c, const void *vh, int status, const void *vm)
 {
+  (void)vh;
+  (void)vm;
   if (status == RW_PARSE_UNKNOWN) {
   int rc = ping_reply_unknown(c);
   if (rc < 0)

@@ -618,8 +618,10 @@ static int resp_dispatch(rw_conn *c, const void *h, int cmd, const void *m)
   return resp_table[cmd](c, h, m);
 }
 
-static int resp_on_error(rw_conn *c, int status)
+static int resp_on_error(rw_conn *c, const void *vh, int status, const void *vm)
 {
+  (void)vh;
+  (void)vm;
   if (status == RW_PARSE_UNKNOWN) {
   int rc = resp_reply_bad_request(c);
   if (rc < 0)

@@ -1,0 +1,333 @@
+/* Binary frames (`frame binary;`): checks and emitters for header-first protocols.
+ *
+ * A binary command is a fixed-size header of literal bytes and integers (u8 .. u64, big or
+ * little endian), then parts whose sizes are sums and differences of those integers:
+ *
+ *   command request = 0x80 opcode:u8 keylen:u16be extlen:u8 ... total:u32be ...
+ *                     extras:bytes(extlen) key:bytes(keylen) value:bytes(total - extlen - keylen)
+ *                     -> dispatch opcode;
+ *
+ * The generated parser waits for the header, checks its literals (as soon as they arrive: a
+ * wrong magic is refused at once), decodes the integers, computes every length in 64 bits (a
+ * difference that would go below zero is bad_data, never a wild read), bounds their sum by
+ * `limit data` before anything of the parts is held (past it: too_large, and the parts are
+ * skipped as they arrive), then waits for the whole frame. Nothing waits for a newline. Each
+ * call costs the header's few bytes, so a frame split anywhere parses in O(total bytes). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "spec.h"
+
+const char *int_ctype(unsigned width)
+{
+  return width == 1 ? "uint8_t" : width == 2 ? "uint16_t" : width <= 4 ? "uint32_t" : "uint64_t";
+}
+
+static enum num_type int_num(unsigned width)
+{
+  return width == 1 ? NUM_U8 : width == 2 ? NUM_U16 : width <= 4 ? NUM_U32 : NUM_U64;
+}
+
+static int add_bin_field(struct spec *s, struct command_decl *c, struct bin_item *b)
+{
+  for (size_t i = 0; i < c->nfields; i++) {
+    if (!strcmp(c->fields[i].name, b->name)) {
+      diag_error(s->src, b->pos, "field '%s' declared twice in command '%s'", b->name, c->name);
+      return -1;
+    }
+  }
+  struct field *f = realloc(c->fields, (c->nfields + 1) * sizeof *f);
+  char *copy = strdup(b->name);
+  if (!f || !copy) {
+    perror("rwgen");
+    exit(1);
+  }
+  c->fields = f;
+  b->field = (int)c->nfields;
+  c->fields[c->nfields++] = (struct field){.name = copy,
+                                           .kind = b->kind == BIN_INT ? FIELD_NUM : FIELD_BYTES,
+                                           .num = b->kind == BIN_INT ? int_num((unsigned)b->len) : NUM_NONE,
+                                           .token = -1,
+                                           .slot = -1};
+  return 0;
+}
+
+/* Each term of a length names an integer before it, or is a constant. */
+static int resolve_terms(struct spec *s, struct command_decl *c, struct bin_item *b)
+{
+  int rc = 0;
+  for (size_t t = 0; t < b->nterms; t++) {
+    struct bin_term *term = &b->terms[t];
+    if (!term->name)
+      continue;
+    for (size_t i = 0; i < c->nbin && &c->bin[i] != b; i++)
+      if (c->bin[i].kind == BIN_INT && !strcmp(c->bin[i].name, term->name))
+        term->item = (int)i;
+    if (term->item < 0) {
+      diag_error(s->src, term->pos, "unknown length field '%s' (an integer of the header)", term->name);
+      rc = -1;
+    }
+  }
+  return rc;
+}
+
+static int check_frame(struct spec *s, struct command_decl *c)
+{
+  int rc = 0;
+  size_t off = 0;
+  bool parts = false;
+  for (size_t i = 0; i < c->nbin; i++) {
+    struct bin_item *b = &c->bin[i];
+    if (b->kind != BIN_BYTES && parts) {
+      diag_error(s->src, b->pos, "the header's fields come first: after a bytes() part only parts follow");
+      rc = -1;
+    }
+    if (b->kind == BIN_BYTES) {
+      parts = true;
+      rc |= resolve_terms(s, c, b);
+    } else {
+      b->off = off;
+      off += b->len;
+    }
+    if (b->name && add_bin_field(s, c, b) < 0)
+      rc = -1;
+  }
+  c->header = off;
+  if (!off) {
+    diag_error(s->src, c->pos, "a binary frame starts with a header of fixed size");
+    rc = -1;
+  }
+  if (parts && !s->limit_data) {
+    diag_error(s->src, c->pos, "command '%s' has parts: declare 'limit data N;' (their sum's bound)", c->name);
+    rc = -1;
+  }
+  return rc;
+}
+
+static const struct bin_item *find_int(const struct command_decl *c, const char *name)
+{
+  for (size_t i = 0; i < c->nbin; i++)
+    if (c->bin[i].kind == BIN_INT && !strcmp(c->bin[i].name, name))
+      return &c->bin[i];
+  return NULL;
+}
+
+static int check_int_table(struct spec *s, struct command_decl *c)
+{
+  if (!c->dispatch_field)
+    return 0;
+  const struct bin_item *d = find_int(c, c->dispatch_field);
+  if (!d) {
+    diag_error(s->src, c->dispatch_pos, "dispatch needs an integer field of '%s'", c->name);
+    return -1;
+  }
+  if (!s->ntable) {
+    diag_error(s->src, c->dispatch_pos, "dispatch needs a 'table { NAME VALUE; ... };'");
+    return -1;
+  }
+  int rc = 0;
+  for (size_t i = 0; i < s->ntable; i++) {
+    if (d->len < 4 && s->table[i].arity >> (8 * d->len)) {
+      diag_error(s->src, s->table[i].pos, "%u does not fit '%s' (%zu bytes)", s->table[i].arity, d->name,
+                 d->len);
+      rc = -1;
+    }
+    for (size_t j = 0; j < i; j++) {
+      if (s->table[j].arity == s->table[i].arity) {
+        diag_error(s->src, s->table[i].pos, "'%s' and '%s' have the same value %u", s->table[j].name,
+                   s->table[i].name, s->table[i].arity);
+        rc = -1;
+      }
+    }
+  }
+  return rc;
+}
+
+int binary_check(struct spec *s)
+{
+  int rc = 0;
+  if (s->ncommands != 1) {
+    diag_error(s->src, s->ncommands ? s->commands[1].pos : s->binary_pos,
+               "a binary spec has one frame command (dispatch its kinds by a field and a table)");
+    return -1;
+  }
+  if (s->raw_name || s->ntokens) {
+    diag_error(s->src, s->binary_pos, "a binary spec has no tokens and is not raw");
+    rc = -1;
+  }
+  if (s->bad_data.present && !s->bad_data.close) {
+    /* A frame whose lengths contradict each other has no known end: nothing after it parses. */
+    diag_error(s->src, s->bad_data.pos, "on bad_data must close in a binary spec");
+    rc = -1;
+  }
+  struct command_decl *c = &s->commands[0];
+  if (c->quiet) {
+    diag_error(s->src, c->quiet_pos, "quiet is for line frames (a binary handler stays quiet itself)");
+    rc = -1;
+  }
+  c->quiet_field = -1;
+  if (!rc)
+    rc = check_frame(s, c);
+  if (!rc)
+    rc = check_int_table(s, c);
+  return rc;
+}
+
+/* --- the parser -------------------------------------------------------------------------- */
+
+static void emit_read_int(const struct spec *s, const struct command_decl *c, const struct bin_item *b,
+                          FILE *out)
+{
+  fprintf(out, "  f->%s = (%s)(", b->name, int_ctype((unsigned)b->len));
+  for (size_t k = 0; k < b->len; k++) {
+    size_t at = b->off + (b->le ? k : b->len - 1 - k); /* the byte worth 256^k */
+    fprintf(out, "%s(uint64_t)buf[%zu]", k ? " | " : "", at);
+    if (k)
+      fprintf(out, " << %zu", 8 * k);
+  }
+  fputs(");\n", out);
+  (void)s;
+  (void)c;
+}
+
+/* The part's length into n<i>; a difference below zero jumps to bad. */
+static void emit_length(const struct command_decl *c, const struct bin_item *b, size_t i, FILE *out)
+{
+  fprintf(out, "  uint64_t n%zu = 0;\n", i);
+  for (size_t t = 0; t < b->nterms; t++) {
+    const struct bin_term *term = &b->terms[t];
+    char v[96];
+    if (term->item >= 0)
+      snprintf(v, sizeof v, "(uint64_t)f->%s", c->bin[term->item].name);
+    else
+      snprintf(v, sizeof v, "%lluu", (unsigned long long)term->value);
+    if (term->neg)
+      fprintf(out, "  if (n%zu < %s)\n    goto bad;\n  n%zu -= %s;\n", i, v, i, v);
+    else
+      fprintf(out, "  n%zu = n%zu > UINT64_MAX - %s ? UINT64_MAX : n%zu + %s;\n", i, i, v, i, v);
+  }
+}
+
+void emit_binary_parser(const struct spec *s, FILE *out)
+{
+  const char *p = s->protocol;
+  const struct command_decl *c = &s->commands[0];
+  fprintf(out, "/* A header-first frame: the parser keeps only a count of bytes to skip; each call\n"
+               " * reads the %zu-byte header again (it is cheaper than saving it) and waits for the\n"
+               " * frame's end. */\n"
+               "struct %s_parser {\n  uint64_t skip; /* bytes of a refused frame's parts still to discard */\n};\n\n"
+               "static void %s_parser_init(void *vp)\n{\n  *(struct %s_parser *)vp = (struct %s_parser){0};\n}\n\n",
+          c->header, p, p, p, p);
+  fprintf(out, "static int %s_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used, void *vmsg)\n{\n"
+               "  struct %s_parser *p = vp;\n  struct %s_%s *f = &((union %s_msg *)vmsg)->%s;\n"
+               "  if (p->skip) {\n    size_t n = len < p->skip ? len : (size_t)p->skip;\n    p->skip -= n;\n"
+               "    *out_used = n;\n    return RW_PARSE_SKIP;\n  }\n",
+          p, p, p, c->name, p, c->name);
+  for (size_t i = 0; i < c->nbin; i++) {
+    const struct bin_item *b = &c->bin[i];
+    if (b->kind != BIN_LIT)
+      continue;
+    fprintf(out, "  static const uint8_t lit%zu[] = ", i);
+    fputc('{', out);
+    for (size_t k = 0; k < b->len; k++)
+      fprintf(out, "%s0x%02x", k ? ", " : "", b->lit[k]);
+    fprintf(out, "};\n  if (len > %zuu && memcmp(buf + %zu, lit%zu, len - %zu < %zu ? len - %zu : %zu) != 0) {\n"
+                 "    *out_used = len;\n    return RW_PARSE_INVALID;\n  }\n",
+            b->off, b->off, i, b->off, b->len, b->off, b->len);
+  }
+  fprintf(out, "  if (len < %zuu) {\n    *out_used = 0;\n    return RW_PARSE_MORE;\n  }\n", c->header);
+  for (size_t i = 0; i < c->nbin; i++)
+    if (c->bin[i].kind == BIN_INT)
+      emit_read_int(s, c, &c->bin[i], out);
+  /* Parts: empty until the frame is whole, so a refusal's handler sees the header only. */
+  fputs("  uint64_t total = 0;\n", out);
+  for (size_t i = 0; i < c->nbin; i++) {
+    const struct bin_item *b = &c->bin[i];
+    if (b->kind != BIN_BYTES)
+      continue;
+    fprintf(out, "  f->%s = (rw_span){buf + %zu, 0};\n", b->name, c->header);
+    emit_length(c, b, i, out);
+    fprintf(out, "  total = total > UINT64_MAX - n%zu ? UINT64_MAX : total + n%zu;\n", i, i);
+  }
+  fprintf(out, "  if (total > %lluu) {\n    p->skip = total;\n    *out_used = %zu;\n"
+               "    return RW_PARSE_TOO_LARGE;\n  }\n"
+               "  if (len - %zu < total) {\n    *out_used = 0;\n    return RW_PARSE_MORE;\n  }\n"
+               "  size_t at = %zu;\n",
+          (unsigned long long)s->limit_data, c->header, c->header, c->header);
+  for (size_t i = 0; i < c->nbin; i++) {
+    const struct bin_item *b = &c->bin[i];
+    if (b->kind == BIN_BYTES)
+      fprintf(out, "  f->%s = (rw_span){buf + at, (size_t)n%zu};\n  at += (size_t)n%zu;\n", b->name, i, i);
+  }
+  fputs("  *out_used = at;\n  return ", out);
+  for (const char *q = p; *q; q++)
+    fputc(*q >= 'a' && *q <= 'z' ? *q - 32 : *q, out);
+  fputs("_CMD_", out);
+  for (const char *q = c->name; *q; q++)
+    fputc(*q >= 'a' && *q <= 'z' ? *q - 32 : *q, out);
+  fputs(";\n", out);
+  bool any_diff = false;
+  for (size_t i = 0; i < c->nbin; i++)
+    for (size_t t = 0; t < c->bin[i].nterms; t++)
+      any_diff |= c->bin[i].terms[t].neg;
+  if (any_diff)
+    fprintf(out, "bad: /* lengths that contradict each other: the frame's end is unknown */\n"
+                 "  *out_used = len;\n  return RW_PARSE_BAD_DATA;\n");
+  fputs("}\n\n", out);
+}
+
+/* Dispatch by an integer field: a switch the compiler turns into a jump table. */
+void emit_binary_table(const struct spec *s, FILE *out)
+{
+  const char *p = s->protocol;
+  const struct command_decl *c = &s->commands[0];
+  fprintf(out, "static int %s_table_dispatch(rw_conn *c, const struct %s_handlers *h, const struct %s_%s *msg)\n{\n"
+               "  switch (msg->%s) {\n",
+          p, p, p, c->name, c->dispatch_field);
+  for (size_t i = 0; i < s->ntable; i++)
+    fprintf(out, "  case %uu:\n    return h->%s(c, msg);\n", s->table[i].arity, s->table[i].name);
+  fputs("  default:\n    return h->unknown(c, msg);\n  }\n}\n\n", out);
+}
+
+static const char *dot_event(const struct action *a)
+{
+  return !a->present ? "close" : a->refuse ? (a->close ? "refused, close" : "refused, skip") : a->close ? "close" : "reply";
+}
+
+void emit_binary_dot(const struct spec *s, FILE *out)
+{
+  const struct command_decl *c = &s->commands[0];
+  fprintf(out, "  header [label=\"header\\n%zu bytes\"];\n  start -> header;\n", c->header);
+  char prev[160] = "header";
+  for (size_t i = 0; i < c->nbin; i++) {
+    const struct bin_item *b = &c->bin[i];
+    if (b->kind != BIN_BYTES)
+      continue;
+    fprintf(out, "  part_%s [label=\"%s: bytes(", b->name, b->name);
+    for (size_t t = 0; t < b->nterms; t++) {
+      if (t)
+        fputs(b->terms[t].neg ? " - " : " + ", out);
+      if (b->terms[t].item >= 0)
+        fputs(c->bin[b->terms[t].item].name, out);
+      else
+        fprintf(out, "%llu", (unsigned long long)b->terms[t].value);
+    }
+    fprintf(out, ")\"];\n  %s -> part_%s;\n", prev, b->name);
+    snprintf(prev, sizeof prev, "part_%s", b->name);
+  }
+  fprintf(out, "  frame_end [shape=ellipse, label=\"%s\"];\n  %s -> frame_end;\n", c->name, prev);
+  if (c->dispatch_field) {
+    fprintf(out, "  frame_end -> table [label=\"by %s\"];\n  table [shape=diamond, label=\"table\"];\n",
+            c->dispatch_field);
+    for (size_t i = 0; i < s->ntable; i++)
+      fprintf(out, "  table -> handler_%s [label=\"0x%02x\"];\n  handler_%s -> start;\n", s->table[i].name,
+              s->table[i].arity, s->table[i].name);
+    fputs("  table -> handler_unknown [label=\"other\"];\n", out);
+  } else {
+    fprintf(out, "  frame_end -> handler_%s;\n  handler_%s -> start;\n", c->name, c->name);
+  }
+  fprintf(out, "  too_large [shape=note, label=\"too_large: %s\"];\n  header -> too_large;\n"
+               "  bad_data [shape=note, label=\"bad_data: %s\"];\n  header -> bad_data;\n"
+               "  invalid [shape=note, label=\"wrong literal: close\"];\n  header -> invalid;\n}\n",
+          dot_event(&s->too_large), dot_event(&s->bad_data));
+}
