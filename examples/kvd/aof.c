@@ -1,6 +1,6 @@
 /* kvd's append-only file: every change to the store, as a RESP command, appended through the
  * runtime's file path (rw_file_write / rw_file_fsync: SQEs on io_uring, the pool on epoll) and
- * replayed at start with the generated RESP parser.
+ * replayed at start (aof_replay.c).
  *
  * Records describe effects, not requests, so that replay is deterministic: an item as it now is
  * ("SET key value [PXAT unix-ms] [FLAGS n]", whatever command made it: SET, INCR, APPEND,
@@ -15,16 +15,22 @@
  * buffer, and every record's copied part stays small). With --fsync
  * always a reply that acknowledges a write is corked (rw_conn_cork) until the fsync covering its
  * record completes, so nothing acknowledged is lost to a crash. A write command that finds the
- * fill buffer too full returns -EAGAIN: its connection waits (rw_conn_resume) for the swap. */
+ * fill buffer too full returns -EAGAIN: its connection waits (rw_conn_resume) for the swap.
+ *
+ * Checksums: each batch ends with a record "KVDCRC <8 hex digits>", the CRC32C of every byte of
+ * the file before it, so replay finds damage inside a record (a flipped bit, zeroed bytes, a
+ * record gone) that the RESP framing cannot, and, as the sums chain, a batch gone whole. The sum
+ * is taken over the batch's pieces as they are gathered for the write, referred values included
+ * where they lie (no copy), outside the lock; the record has a fixed length, so its bytes are
+ * counted when the batch is swapped out, before the sum is known. The seed record is a batch of
+ * its own. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "kvd.h"
@@ -36,6 +42,8 @@
 #define ROOM_PER_WORKER (1024u * (2 * KVD_AOF_REF_MIN + 256))
 #define REFS_PER_WORKER 2048u
 #define EVERYSEC_MS 1000
+/* "*2\r\n$6\r\nKVDCRC\r\n$8\r\n" and 8 hex digits, CRLF: every batch's last record. */
+#define SUM_LEN 30
 
 /* A key or value written from its item, at `at` in its fill buffer. */
 struct aof_ref {
@@ -68,7 +76,9 @@ static struct {
   struct aof_ref *refs[2];
   uint32_t ref_cap, fill_refs, ref_room, batch_refs;
   uint64_t fill_bytes; /* the fill buffer's bytes and its references' */
-  struct iovec *iov; /* the batch in flight, gathered */
+  struct iovec *iov; /* the batch in flight, gathered, its checksum record last */
+  char sum[2][SUM_LEN]; /* each side's checksum record */
+  uint32_t crc; /* CRC32C of the file up to the batch in flight's end (its checksum included) */
   uint32_t iov_n, iov_i;
   bool overflow;
   int fill;
@@ -567,6 +577,29 @@ static uint32_t gather(int side, size_t len, uint32_t nrefs, struct iovec *iov)
   return n;
 }
 
+/* A checksum record holding `crc`: fixed length, whatever the sum. */
+static void sum_record(char out[SUM_LEN], uint32_t crc)
+{
+  static const char hex[] = "0123456789abcdef";
+  memcpy(out, "*2\r\n$6\r\nKVDCRC\r\n$8\r\n", SUM_LEN - 10);
+  for (int i = 0; i < 8; i++)
+    out[SUM_LEN - 10 + i] = hex[(crc >> (28 - 4 * i)) & 15];
+  memcpy(out + SUM_LEN - 2, "\r\n", 2);
+}
+
+/* Ends the batch gathered in iov[0..n) with its checksum record (side `side`'s), the CRC32C of
+ * the file up to it: taken over the pieces where they lie, referred values included. Call in
+ * file order, one batch at a time. Returns the count of pieces, the record's included. */
+static uint32_t seal(int side, struct iovec *iov, uint32_t n)
+{
+  for (uint32_t i = 0; i < n; i++)
+    aof.crc = kvd_crc32c(aof.crc, iov[i].iov_base, iov[i].iov_len);
+  sum_record(aof.sum[side], aof.crc);
+  aof.crc = kvd_crc32c(aof.crc, aof.sum[side], SUM_LEN);
+  iov[n] = (struct iovec){aof.sum[side], SUM_LEN};
+  return n + 1;
+}
+
 /* Drops the first `done` bytes of iov[*i..n). */
 static void iov_advance(struct iovec *iov, uint32_t n, uint32_t *i, size_t done)
 {
@@ -626,18 +659,21 @@ static bool submit_write(rw_worker *w)
     unlock();
     return false;
   }
+  int side = aof.fill;
   aof.inflight = true;
-  aof.inflight_end = aof.appended;
-  aof.batch_len = aof.fill_bytes;
+  aof.inflight_end = atomic_load_explicit(&aof.appended, memory_order_relaxed) + SUM_LEN;
+  atomic_store_explicit(&aof.appended, aof.inflight_end, memory_order_relaxed);
+  aof.batch_len = aof.fill_bytes + SUM_LEN;
   aof.batch_buf_len = aof.fill_len;
   aof.batch_refs = aof.fill_refs;
-  aof.iov_n = gather(aof.fill, aof.fill_len, aof.fill_refs, aof.iov);
+  aof.iov_n = gather(side, aof.fill_len, aof.fill_refs, aof.iov);
   aof.iov_i = 0;
   aof.fill ^= 1;
   aof.fill_len = 0;
   aof.fill_refs = 0;
   aof.fill_bytes = 0;
   unlock();
+  aof.iov_n = seal(side, aof.iov, aof.iov_n); /* (the side is this worker's until the write ends) */
   aof.writes++;
   int rc = write_more(w);
   if (rc < 0)
@@ -684,211 +720,39 @@ void kvd_aof_worker_start(rw_worker *w)
   rw_timer_arm(w, t, EVERYSEC_MS);
 }
 
-/* ---- replay ---- */
-
-static int64_t parse_num(rw_span s, bool *ok)
-{
-  int64_t v = 0;
-  bool neg = s.len && s.p[0] == '-';
-  *ok = s.len > (size_t)neg && s.len < 20;
-  for (size_t i = neg; *ok && i < s.len; i++) {
-    *ok = s.p[i] >= '0' && s.p[i] <= '9';
-    v = v * 10 + (s.p[i] - '0');
-  }
-  return neg ? -v : v;
-}
-
-static bool is(rw_span s, const char *lit)
-{
-  return s.len == strlen(lit) && !memcmp(s.p, lit, s.len);
-}
-
-/* A Unix-ms deadline as a monotonic one (1: already past). */
-static int64_t to_mono(int64_t unix_ms, int64_t now_mono, int64_t now_unix)
-{
-  int64_t m = unix_ms - now_unix + now_mono;
-  return m > now_mono ? m : 1;
-}
-
-/* Applies one record (`first`: the file's first); false if it is not one kvd writes. */
-static bool apply(const rw_list *l, bool first, int64_t now_mono, int64_t now_unix)
-{
-  rw_span a[7];
-  if (!l->count || l->count > 7)
-    return false;
-  rw_list_iter it;
-  rw_list_iter_init(l, &it);
-  for (uint32_t i = 0; i < l->count; i++)
-    rw_list_next(l, &it, &a[i]);
-  bool ok = true;
-  if (is(a[0], "KVDSEED")) { /* the hash seed the log was written with (see seed_log) */
-    uint64_t seed = 0;
-    for (size_t i = 0; l->count == 2 && i < a[1].len && ok; i++) {
-      ok = a[1].p[i] >= '0' && a[1].p[i] <= '9' && i < 20;
-      seed = seed * 10 + (uint64_t)(a[1].p[i] - '0');
-    }
-    if (first && l->count == 2 && a[1].len && ok)
-      kv_set_hash_seed(seed);
-    return first && l->count == 2 && a[1].len && ok;
-  }
-  if (is(a[0], "FLUSHALL")) {
-    if (l->count == 3 && is(a[1], "PXAT")) {
-      int64_t at = to_mono(parse_num(a[2], &ok), now_mono, now_unix);
-      if (at <= now_mono + 1)
-        kv_flush(&kvd.store);
-      else
-        atomic_store(&kvd.store.flush_at_ms, at);
-      return ok;
-    }
-    kv_flush(&kvd.store);
-    return l->count == 1;
-  }
-  if (l->count < 2)
-    return false;
-  uint32_t h = kv_hash(a[1]);
-  kv_shard *sh = kv_lock(&kvd.store, h);
-  kv_item *cur = kv_find(&kvd.store, sh, a[1], h, now_mono);
-  if (is(a[0], "SET") && l->count >= 3 && l->count % 2 == 1) {
-    int64_t expire = 0, flags = 0;
-    for (uint32_t i = 3; ok && i + 1 < l->count; i += 2) {
-      if (is(a[i], "PXAT"))
-        expire = to_mono(parse_num(a[i + 1], &ok), now_mono, now_unix);
-      else if (is(a[i], "FLAGS"))
-        flags = parse_num(a[i + 1], &ok);
-      else
-        ok = false;
-    }
-    if (ok && kv_put(&kvd.store, sh, a[1], h, a[2], (rw_span){0}, (uint32_t)flags, expire, NULL, now_mono, NULL) < 0)
-      fprintf(stderr, "kvd: AOF replay: no memory for a key (--memory smaller than before?)\n");
-  } else if (is(a[0], "DEL") && l->count == 2) {
-    if (cur)
-      kv_delete(sh, cur);
-  } else if (is(a[0], "PEXPIREAT") && l->count == 3) {
-    int64_t at = to_mono(parse_num(a[2], &ok), now_mono, now_unix);
-    if (ok && cur)
-      kv_set_expire(sh, cur, at);
-  } else if (is(a[0], "PERSIST") && l->count == 2) {
-    if (cur)
-      kv_set_expire(sh, cur, 0);
-  } else {
-    ok = false;
-  }
-  kv_unlock(sh);
-  return ok;
-}
-
-/* Replays the file; returns the length of its valid prefix in *out_good. 0, -EBADMSG (a record
- * kvd does not write: corrupt) or -ENODATA (the file ends inside a record). The file is mapped,
- * not read: a record of any size (a 512 MiB value) is parsed where it lies, and the page after
- * the file's end (anonymous, zero) is the parser's sentinel. */
-static int replay(int fd, uint64_t *out_good, uint64_t *out_records)
-{
-  struct stat st;
-  if (fstat(fd, &st) < 0)
-    return -errno;
-  *out_good = *out_records = 0;
-  size_t len = (size_t)st.st_size;
-  if (!len)
-    return 0;
-  size_t span = (len + 4096 + 4095) & ~(size_t)4095;
-  uint8_t *buf = mmap(NULL, span, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (buf == MAP_FAILED)
-    return -ENOMEM;
-  void *parser = malloc(resp_proto.parser_size);
-  if (!parser || mmap(buf, len, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0) == MAP_FAILED) {
-    free(parser);
-    munmap(buf, span);
-    return -ENOMEM;
-  }
-  madvise(buf, len, MADV_SEQUENTIAL);
-  _Alignas(max_align_t) unsigned char msg[RW_PROTO_MSG_MAX];
-  resp_proto.parser_init(parser);
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  int64_t now_mono = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, now_unix = kvd_unix_ms();
-  uint64_t good = 0, records = 0;
-  int rc = 0;
-  while (good < len) {
-    size_t used = 0;
-    int cmd = resp_proto.next(parser, buf + good, len - good, &used, msg);
-    if (cmd == RW_PARSE_MORE) {
-      rc = -ENODATA;
-      break;
-    }
-    if (cmd != RESP_CMD_MULTIBULK ||
-        !apply(&((union resp_msg *)msg)->multibulk.args, good == 0, now_mono, now_unix)) {
-      rc = -EBADMSG;
-      break;
-    }
-    good += used;
-    records++;
-  }
-  free(parser);
-  munmap(buf, span);
-  *out_good = good;
-  *out_records = records;
-  return rc;
-}
-
 /* ---- start and stop ---- */
 
 /* A new log starts with the store's hash seed ("KVDSEED n"), so that a replay puts every key in
  * the shard it was in: with a fresh seed the keys would spread over the shards differently, and a
  * shard that was full could not take its new share (a full store without eviction lost
- * acknowledged keys at restart). Written before anything else, synchronously. 0 or -errno. */
+ * acknowledged keys at restart). Written before anything else, synchronously, as a batch of its
+ * own (with its checksum record). 0 or -errno. */
 static int seed_log(int fd)
 {
-  char num[24], rec[64];
+  char num[24], rec[64 + SUM_LEN];
   size_t n = rw_fmt_u64(num, kv_hash_seed());
   int len = snprintf(rec, sizeof rec, "*2\r\n$7\r\nKVDSEED\r\n$%zu\r\n%.*s\r\n", n, (int)n, num);
+  struct iovec iov[2] = {{rec, (size_t)len}};
+  seal(0, iov, 1);
+  memcpy(rec + len, aof.sum[0], SUM_LEN);
+  len += SUM_LEN;
   if (write(fd, rec, (size_t)len) != len || fsync(fd) < 0)
     return -(errno ? errno : EIO);
   return 0;
 }
 
-int kvd_aof_open(const char *path, enum kvd_fsync policy, bool truncate_ok)
+static void say_replayed(const char *path, const struct kvd_aof_replayed *r, enum kvd_fsync policy)
 {
-  int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    fprintf(stderr, "kvd: --aof %s: %s\n", path, strerror(errno));
-    return -errno;
-  }
-  struct stat st;
-  fstat(fd, &st);
-  uint64_t good = 0, records = 0;
-  int rc = replay(fd, &good, &records);
-  if (rc == -ENODATA && truncate_ok) {
-    fprintf(stderr, "kvd: AOF %s ends inside a record: truncated from %lld to %llu bytes "
-            "(%llu records kept)\n", path, (long long)st.st_size, (unsigned long long)good,
-            (unsigned long long)records);
-    if (ftruncate(fd, (off_t)good) < 0 || fsync(fd) < 0) {
-      rc = -errno;
-      fprintf(stderr, "kvd: truncating %s: %s\n", path, strerror(errno));
-    } else {
-      rc = 0;
-    }
-  } else if (rc == -ENODATA) {
-    fprintf(stderr, "kvd: AOF %s ends inside a record at byte %llu of %lld: refusing to start "
-            "(--aof-truncated truncate drops the partial record)\n", path,
-            (unsigned long long)good, (long long)st.st_size);
-  } else if (rc == -EBADMSG) {
-    fprintf(stderr, "kvd: AOF %s: not a record kvd writes at byte %llu: refusing to start\n",
-            path, (unsigned long long)good);
-  } else if (rc < 0) {
-    fprintf(stderr, "kvd: reading %s: %s\n", path, strerror(-rc));
-  }
-  if (!rc && !good && (rc = seed_log(fd)) < 0)
-    fprintf(stderr, "kvd: writing %s: %s\n", path, strerror(-rc));
-  if (rc < 0) {
-    close(fd);
-    return rc;
-  }
-  if (!good) { /* a new log: it holds the seed record now */
-    fstat(fd, &st);
-    good = (uint64_t)st.st_size;
-  }
-  fprintf(stderr, "kvd: AOF %s: %llu records replayed, fsync %s\n", path,
-          (unsigned long long)records,
+  if (r->legacy)
+    fprintf(stderr, "kvd: AOF %s has no checksum records (written before kvd had them): replayed "
+            "unverified; the batches appended from now on carry them, the first one covering "
+            "the whole file before it\n", path);
+  char batches[48] = "";
+  if (!r->legacy)
+    snprintf(batches, sizeof batches, " in %llu checksummed batches",
+             (unsigned long long)r->batches);
+  fprintf(stderr, "kvd: AOF %s: %llu records replayed%s, fsync %s\n", path,
+          (unsigned long long)r->records, batches,
           policy == KVD_FSYNC_ALWAYS ? "always" : policy == KVD_FSYNC_EVERYSEC ? "everysec" : "no");
   /* The store's layout is history's (pins and reads' LRU order are not in the log; a log older
    * than its seed record also spreads keys over shards anew): replaying into the same --memory
@@ -899,10 +763,32 @@ int kvd_aof_open(const char *path, enum kvd_fsync policy, bool truncate_ok)
     fprintf(stderr, "kvd: AOF replay had to evict %llu times to fit --memory (the slab layout "
             "differs from the last run's): keys the last run still held may be missing; a larger "
             "--memory keeps them\n", (unsigned long long)t.evictions);
+}
+
+int kvd_aof_open(const char *path, enum kvd_fsync policy, bool truncate_ok)
+{
+  int fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    fprintf(stderr, "kvd: --aof %s: %s\n", path, strerror(errno));
+    return -errno;
+  }
+  struct kvd_aof_replayed r = {0};
+  int rc = kvd_aof_load(fd, path, truncate_ok, &r);
+  aof.crc = r.crc; /* (the file, cut or not, now ends with its valid prefix) */
+  if (!rc && !r.good && (rc = seed_log(fd)) < 0)
+    fprintf(stderr, "kvd: writing %s: %s\n", path, strerror(-rc));
+  struct stat st;
+  if (!rc && fstat(fd, &st) < 0)
+    rc = -errno;
+  if (rc < 0) {
+    close(fd);
+    return rc;
+  }
+  say_replayed(path, &r, policy);
   aof.fd = fd;
   aof.path = path;
   aof.policy = policy;
-  aof.base = rc == 0 && truncate_ok && good < (uint64_t)st.st_size ? good : (uint64_t)st.st_size;
+  aof.base = (uint64_t)st.st_size;
   return 0;
 }
 
@@ -923,7 +809,7 @@ int kvd_aof_start(rw_server *srv, uint32_t max_conns)
   aof.ref_cap = aof.ref_room * 4;
   aof.refs[0] = calloc(aof.ref_cap, sizeof(struct aof_ref));
   aof.refs[1] = calloc(aof.ref_cap, sizeof(struct aof_ref));
-  aof.iov = calloc(2 * (size_t)aof.ref_cap + 1, sizeof(struct iovec));
+  aof.iov = calloc(2 * (size_t)aof.ref_cap + 2, sizeof(struct iovec)); /* (gather, then seal) */
   aof.aw = aligned_alloc(64, aof.workers * sizeof *aof.aw);
   if (!aof.buf[0] || !aof.buf[1] || !aof.refs[0] || !aof.refs[1] || !aof.iov || !aof.aw)
     return -ENOMEM; /* (the process exits: kvd_aof_close() frees what was taken) */
@@ -975,11 +861,15 @@ void kvd_aof_close(void)
     fprintf(stderr, "kvd: AOF %s: a write was in flight at the stop deadline (%llu of %zu bytes "
             "written): finishing it\n", aof.path, (unsigned long long)done, aof.batch_len);
     uint32_t n = gather(aof.fill ^ 1, aof.batch_buf_len, aof.batch_refs, aof.iov), i = 0;
+    aof.iov[n++] = (struct iovec){aof.sum[aof.fill ^ 1], SUM_LEN}; /* (sealed at submission) */
     iov_advance(aof.iov, n, &i, done);
     write_all(aof.iov, n, i);
   }
   if (aof.on && !aof.error) {
-    write_all(aof.iov, gather(aof.fill, aof.fill_len, aof.fill_refs, aof.iov), 0);
+    if (aof.fill_bytes) {
+      uint32_t n = gather(aof.fill, aof.fill_len, aof.fill_refs, aof.iov);
+      write_all(aof.iov, seal(aof.fill, aof.iov, n), 0);
+    }
     fsync(aof.fd);
   }
   if (aof.on)

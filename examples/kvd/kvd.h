@@ -126,6 +126,27 @@ void kvd_aof_flush(rw_conn *c, int64_t at_ms); /* a delayed flush_all's record *
 /* A read's reply waits, with --fsync always, for writes it may see (call with its shard locked). */
 void kvd_aof_read(rw_conn *c);
 
+/* ---- aof_replay.c: the log read back at start ---- */
+/* What replay found: the log's valid prefix, and where it stopped. */
+struct kvd_aof_replayed {
+  uint64_t good;    /* the valid prefix's bytes: it ends after a batch's checksum record */
+  uint64_t records; /* records applied (checksum records not counted) */
+  uint64_t batches; /* batches whose checksum held */
+  uint64_t bad_at;  /* where replay stopped: the record, or the checksum that failed */
+  uint32_t crc;     /* CRC32C of the valid prefix: the next batch's checksum goes on from it */
+  bool legacy;      /* no checksum record at all (a log from before them): replayed unverified */
+};
+/* Replays the log open on `fd` into the store. Damage (the file ends inside a record or a
+ * batch, a batch fails its checksum) refuses to start, saying where, unless `truncate_ok`: then
+ * the file is cut after its valid prefix, saying so. A record kvd does not write is refused
+ * either way. 0 or -errno, having said why. */
+int kvd_aof_load(int fd, const char *path, bool truncate_ok, struct kvd_aof_replayed *r);
+
+/* ---- crc32c.c ---- */
+/* CRC32C (Castagnoli) of `n` bytes at `p`, going on from `crc` (0 to start): the CRC of a then
+ * b is kvd_crc32c(kvd_crc32c(0, a), b). */
+uint32_t kvd_crc32c(uint32_t crc, const void *p, size_t n);
+
 /* Lookahead (rw_server_peek): a key the next commands of a pipeline will look up is noted and
  * its bucket prefetched; at the end of the lookahead each noted bucket's first item is. */
 void kvd_peek_key(rw_span key);

@@ -35,8 +35,9 @@ static const char usage[] =
     "  --aof FILE             log every write to FILE (RESP commands) and replay it at start\n"
     "  --fsync always|everysec|no  when the log reaches the disk: before the reply (always),\n"
     "                         once a second (default), or when the kernel decides\n"
-    "  --aof-truncated refuse|truncate  a log ending inside a record: refuse to start (default),\n"
-    "                         or cut the partial record off with a log line\n";
+    "  --aof-truncated refuse|truncate  a log ending inside a record or a batch, or with a batch\n"
+    "                         failing its checksum: refuse to start (default), or keep the batches\n"
+    "                         before it and cut the file there, with a log line\n";
 
 static int parse_opt(const char *flag, const char *val, void *data)
 {

@@ -44,6 +44,40 @@ def wait_port(port, proc, what, secs=10):
     raise RuntimeError(f"{what} did not listen on {port}")
 
 
+# ---- the log's checksums, computed here independently ----
+
+def _crc32c_table():
+    table = []
+    for b in range(256):
+        c = b
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+CRC32C_TABLE = _crc32c_table()
+
+
+def crc32c(data, crc=0):
+    """CRC32C (Castagnoli), going on from `crc`, bit by bit from the definition's table."""
+    crc ^= 0xFFFFFFFF
+    for b in data:
+        crc = CRC32C_TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+assert crc32c(b"123456789") == 0xE3069283  # the standard check value
+
+SUM_RECORD = re.compile(rb"\*2\r\n\$6\r\nKVDCRC\r\n\$8\r\n([0-9a-f]{8})\r\n")
+
+
+def batch_of(data, at):
+    """The batch that byte `at` of a log falls in: (its first byte, its number from 1)."""
+    ends = [m.end() for m in SUM_RECORD.finditer(data) if m.end() <= at]
+    return (ends[-1] if ends else 0), len(ends) + 1
+
+
 class Kvd(Server):
     """kvd with RESP and memcache on ephemeral ports (self.resp, self.memcache)."""
 
@@ -1210,6 +1244,187 @@ class Persistence(unittest.TestCase):
         corrupt = self.run_kvd("--aof-truncated", "truncate")
         self.assertEqual(corrupt.returncode, 1)
         self.assertIn("not a record kvd writes", corrupt.stderr)
+
+    # ---- checksums: damage inside a record ----
+
+    LONG = bytes(range(256)) * 400  # 102,400 bytes: written from the item, not copied
+
+    def write_log(self):
+        """A log of single-record batches (a0-a9), one pipelined batch (p0-p29), a long value
+        written by reference, and single-record batches again (z0-z9). Returns the keys in the
+        order they were written, with their values."""
+        k = self.start("--workers", "1")
+        try:
+            r = redis.Redis(port=k.resp)
+            written = [(f"a{i}", f"va{i}".encode()) for i in range(10)]
+            for key, val in written:
+                r.set(key, val)
+            pipelined = [(f"p{i}", f"vp{i}".encode()) for i in range(30)]
+            resp_session(k.resp, [b"".join(resp_cmd("SET", key, val) for key, val in pipelined)])
+            self.assertEqual(r.get("p29"), b"vp29")
+            written += pipelined + [("long", self.LONG)]
+            r.set("long", self.LONG)
+            for i in range(10):
+                written.append((f"z{i}", f"vz{i}".encode()))
+                r.set(f"z{i}", f"vz{i}")
+        finally:
+            self.assertEqual(k.stop(), 0)
+        return written
+
+    @staticmethod
+    def record_at(data, key):
+        """Where the SET record of `key` starts in a log."""
+        head = b"*3\r\n$3\r\nSET\r\n"
+        arg = b"$%d\r\n%s\r\n" % (len(key), key.encode())
+        i = data.index(head + arg)
+        return i, i + len(head + arg)  # (the record, its value's length line)
+
+    def test_each_batch_ends_with_the_crc32c_of_the_file_before_it(self):
+        self.write_log()
+        with open(self.aof, "rb") as f:
+            data = f.read()
+        seed = re.match(rb"\*2\r\n\$7\r\nKVDSEED\r\n\$\d+\r\n\d+\r\n", data)
+        self.assertIsNotNone(seed, "the log starts with the hash seed")
+        sums = list(SUM_RECORD.finditer(data))
+        self.assertTrue(sums, "checksum records")
+        self.assertEqual(sums[0].start(), seed.end(), "the seed is a batch of its own")
+        self.assertEqual(sums[-1].end(), len(data), "the log ends with a checksum record")
+        crc, at = 0, 0
+        for m in sums:
+            crc = crc32c(data[at:m.start()], crc)
+            self.assertEqual(int(m.group(1), 16), crc, f"checksum at byte {m.start()}")
+            crc, at = crc32c(data[m.start():m.end()], crc), m.end()
+        starts = [m.start() for m in sums]
+        p0, p29 = self.record_at(data, "p0")[0], self.record_at(data, "p29")[0]
+        self.assertFalse([s for s in starts if p0 < s < p29], "the pipeline is one batch")
+        self.assertEqual(len(sums), 1 + 10 + 1 + 1 + 10)
+
+    def damage_shapes(self, data):
+        """(what, the damaged log, where the damage is in the original)."""
+        def flip(at):
+            return data[:at] + bytes([data[at] ^ 0x04]) + data[at + 1:]
+        key_at = self.record_at(data, "a5")[1] - 4  # the key's first byte ("a5\r\n" ends the arg)
+        _, vhead = self.record_at(data, "z3")
+        value_at = vhead + len(b"$3\r\n") + 1
+        _, lhead = self.record_at(data, "long")
+        zero_at = lhead + len(b"$102400\r\n") + 50000
+        p15, _ = self.record_at(data, "p15")
+        p16, _ = self.record_at(data, "p16")
+        a7, a7_value = self.record_at(data, "a7")
+        a7_end = a7_value + len(b"$3\r\nva7\r\n")
+        a7_sum = SUM_RECORD.match(data, a7_end)  # the batch's checksum record
+        a7_batch_end = a7_sum.end() if a7_sum else a7_end
+        return [
+            ("a bit flipped in a key", flip(key_at), key_at),
+            ("a bit flipped in a value", flip(value_at), value_at),
+            ("zeroed bytes in a value written by reference",
+             data[:zero_at] + bytes(64) + data[zero_at + 64:], zero_at),
+            ("a record deleted from the middle of a batch", data[:p15] + data[p16:], p15),
+            ("a whole batch deleted", data[:a7] + data[a7_batch_end:], a7),
+        ]
+
+    def test_damage_inside_a_batch_is_refused_or_cut_when_asked(self):
+        """Damage the RESP framing cannot see: a bit flipped in a key or a value, bytes zeroed in
+        a long value, a record deleted from a batch, a batch deleted whole (caught by the next
+        batch's sum, as the sums chain). kvd refuses to start and says where; with
+        --aof-truncated truncate it keeps the batches before the damaged one and cuts there."""
+        written = self.write_log()
+        with open(self.aof, "rb") as f:
+            original = f.read()
+        for what, damaged, at in self.damage_shapes(original):
+            with self.subTest(what):
+                with open(self.aof, "wb") as f:
+                    f.write(damaged)
+                start, n = batch_of(original, at)
+                refused = self.run_kvd()
+                self.assertEqual(refused.returncode, 1, refused.stderr)
+                self.assertIn(f"batch {n}, bytes {start} to ", refused.stderr)
+                self.assertIn("fails its checksum", refused.stderr)
+                with open(self.aof, "rb") as f:
+                    self.assertEqual(f.read(), damaged, "refusing leaves the file alone")
+                k = self.start("--aof-truncated", "truncate")
+                try:
+                    self.assertIn(f"truncated from {len(damaged)} to {start} bytes", k.text())
+                    self.assertIn(f"keeping the {n - 1} batches before it", k.text())
+                    r = redis.Redis(port=k.resp)
+                    kept = [(key, val) for key, val in written if self.record_at(original, key)[0] < start]
+                    self.assertEqual(r.dbsize(), len(kept))
+                    self.assertEqual(r.mget([key for key, _ in kept]), [val for _, val in kept])
+                    r.set("after", "1")
+                finally:
+                    self.assertEqual(k.stop(), 0)
+                k = self.start()  # the cut log goes on, its new batches checksummed after it
+                try:
+                    self.assertEqual(redis.Redis(port=k.resp).get("after"), b"1")
+                finally:
+                    self.assertEqual(k.stop(), 0)
+
+    def test_records_without_their_checksum_are_an_unfinished_batch(self):
+        """A crash between a batch's records and its checksum record: the file ends inside the
+        batch. Refused, or cut before it when asked, as a file ending inside a record is."""
+        self.write_log()
+        good = os.path.getsize(self.aof)
+        with open(self.aof, "rb") as f:
+            n = len(SUM_RECORD.findall(f.read())) + 1
+        whole = resp_cmd("SET", "torn", "v") + resp_cmd("DEL", "a0")
+        unfinished = (whole, f"ends inside batch {n}: its records from byte {good} have no checksum record")
+        cut_short = (whole + b"*3\r\n$3\r\nSET\r\n$1",
+                     f"ends inside a record at byte {good + len(whole)} (batch {n}, from byte {good}, unfinished)")
+        for tail, says in (unfinished, cut_short):
+            with self.subTest(says):
+                with open(self.aof, "r+b") as f:
+                    f.truncate(good)
+                    f.seek(good)
+                    f.write(tail)
+                refused = self.run_kvd()
+                self.assertEqual(refused.returncode, 1)
+                self.assertIn(says, refused.stderr)
+                k = self.start("--aof-truncated", "truncate")
+                try:
+                    self.assertIn(f"truncated from {good + len(tail)} to {good} bytes", k.text())
+                    r = redis.Redis(port=k.resp)
+                    self.assertIsNone(r.get("torn"))
+                    self.assertEqual(r.get("a0"), b"va0")
+                finally:
+                    self.assertEqual(k.stop(), 0)
+
+    def test_a_log_from_before_checksums_is_replayed_and_then_covered(self):
+        """A log without any checksum record was written before kvd had them: replayed as it is
+        (saying so), and the first batch appended carries the sum of the whole file, so from then
+        on damage anywhere in the old part is found too."""
+        legacy = (resp_cmd("KVDSEED", "12345") + resp_cmd("SET", "old1", "v1") +
+                  resp_cmd("SET", "old2", "v2", "PXAT", int(time.time() * 1000) + 100000) + resp_cmd("DEL", "old2") +
+                  resp_cmd("SET", "old3", "v3"))
+        with open(self.aof, "wb") as f:
+            f.write(legacy)
+        k = self.start()
+        try:
+            self.assertIn("has no checksum records (written before kvd had them): replayed unverified", k.text())
+            self.assertIn("5 records replayed,", k.text())
+            r = redis.Redis(port=k.resp)
+            self.assertEqual(r.mget("old1", "old2", "old3"), [b"v1", None, b"v3"])
+            r.set("new", "v4")
+        finally:
+            self.assertEqual(k.stop(), 0)
+        with open(self.aof, "rb") as f:
+            data = f.read()
+        self.assertTrue(data.startswith(legacy))
+        m = SUM_RECORD.search(data)
+        self.assertEqual(m.end(), len(data))
+        self.assertEqual(int(m.group(1), 16), crc32c(data[:m.start()]), "the first sum covers the old part")
+        k = self.start()
+        try:
+            self.assertIn("6 records replayed in 1 checksummed batches", k.text())
+            self.assertEqual(redis.Redis(port=k.resp).mget("old1", "new"), [b"v1", b"v4"])
+        finally:
+            self.assertEqual(k.stop(), 0)
+        at = legacy.index(b"v3")
+        with open(self.aof, "r+b") as f:
+            f.seek(at)
+            f.write(b"w")
+        refused = self.run_kvd()
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn(f"batch 1, bytes 0 to {m.start()}, fails its checksum", refused.stderr)
 
 
 if __name__ == "__main__":
