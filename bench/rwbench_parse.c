@@ -13,6 +13,7 @@
 
 #include "http1.gen.h"
 #include "memcache.gen.h"
+#include "memcache_binary.gen.h"
 #include "resp.gen.h"
 
 #ifdef WITH_PEERS
@@ -110,6 +111,7 @@ static size_t rw_parse_all(const rw_proto *proto, const uint8_t *buf, size_t len
 
 static size_t rw_resp(const uint8_t *b, size_t n) { return rw_parse_all(&resp_proto, b, n); }
 static size_t rw_memcache(const uint8_t *b, size_t n) { return rw_parse_all(&memcache_proto, b, n); }
+static size_t rw_mcbin(const uint8_t *b, size_t n) { return rw_parse_all(&memcache_binary_proto, b, n); }
 static size_t rw_http1(const uint8_t *b, size_t n) { return rw_parse_all(&http1_proto, b, n); }
 
 #ifdef WITH_PEERS
@@ -169,6 +171,14 @@ int main(int argc, char **argv)
   report("ringwright", "resp_set_1k", set1k, (size_t)n, rw_resp);
   report("ringwright", "memcache_get", mc_get, sizeof mc_get - 1, rw_memcache);
   report("ringwright", "memcache_set_1k", mcset, (size_t)m, rw_memcache);
+  /* The binary protocol: a 24-byte header, then extras, key, value (set: flags and expiry). */
+  static const char mcb_get[] = "\x80\x00\x00\x08\x00\x00\x00\x00\x00\x00\x00\x08"
+                                "\0\0\0\0\0\0\0\0\0\0\0\0key:1234";
+  char mcbset[1200] = "\x80\x01\x00\x08\x08\x00\x00\x00\x00\x00\x04\x10"; /* body 8 + 8 + 1024 */
+  memcpy(mcbset + 32, "key:1234", 8);
+  memset(mcbset + 40, '0', 1024);
+  report("ringwright", "memcache_binary_get", mcb_get, sizeof mcb_get - 1, rw_mcbin);
+  report("ringwright", "memcache_binary_set_1k", mcbset, 24 + 8 + 8 + 1024, rw_mcbin);
   report("ringwright", "browser", browser, sizeof browser - 1, rw_http1);
   report("ringwright", "small", small_http, sizeof small_http - 1, rw_http1);
 #ifdef WITH_PEERS

@@ -23,6 +23,7 @@ struct feeder {
   size_t loglen, logcap;
   bool closed;
   bool errors_close; /* the spec closes on every error (resp, http1), not only OVERLONG/INVALID */
+  int closes_on;     /* one more status on which the spec closes (memcache_binary: BAD_DATA), or 0 */
   const char *fault; /* set when the parser broke an invariant */
   size_t done;       /* bytes of the stream consumed so far */
   /* When set: frame_ends[i] says a frame of the stream may end after its first i bytes (an

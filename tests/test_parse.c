@@ -463,7 +463,7 @@ Test(memcache_binary, requests_survive_every_split)
 Test(memcache_binary, contradicting_lengths_and_a_wrong_magic_are_refused)
 {
   char expect[64];
-  errors_close = true; /* the spec closes on bad_data (and on a wrong magic) */
+  errors_close = true; /* the spec closes on bad_data (a wrong magic always closes) */
   /* extras 8 + key 1 > body 4: bad_data (the spec then closes), never a wild read. */
   snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_BAD_DATA);
   CHECK(&memcache_binary_proto, describe_memcache_binary,

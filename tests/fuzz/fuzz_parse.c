@@ -25,6 +25,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       feeder_init(&split, &FUZZ_PROTO, FUZZ_DESCRIBE, size + 1))
     abort();
   whole.errors_close = split.errors_close = FUZZ_ERRORS_CLOSE;
+#ifdef FUZZ_CLOSES_ON
+  whole.closes_on = split.closes_on = FUZZ_CLOSES_ON;
+#endif
 #ifdef FUZZ_FRAMES
   /* The smuggling check: no message or error may come from bytes inside a data block that a
    * line declared, refused or not (an oracle written apart from the parser says where). */
