@@ -541,6 +541,62 @@ static int check_dispatch(struct spec *s, const struct command_decl *c)
   return 0;
 }
 
+/* The bytes a pattern can match, one bit each (case-insensitive strings: both cases). */
+static void rx_bytes(const struct spec *s, const struct rx *r, uint8_t out[32], int depth)
+{
+  uint8_t cls[32];
+  switch (r->kind) {
+  case RX_STR:
+    for (const char *q = r->text + 1; *q && q[1]; q++) {
+      unsigned b = (unsigned char)*q;
+      if (*q == '\\') /* an escape: its byte, or \xHH */
+        b = q[1] == 'x' ? (unsigned)strtoul((char[3]){q[2], q[3], 0}, NULL, 16)
+            : q[1] == 'n' ? '\n' : q[1] == 'r' ? '\r' : q[1] == 't' ? '\t' : (unsigned char)q[1],
+        q += q[1] == 'x' ? 3 : 1;
+      out[b / 8] |= (uint8_t)(1u << (b % 8));
+      if (r->text[0] == '\'' && b < 128 && ((b | 0x20) >= 'a' && (b | 0x20) <= 'z'))
+        out[(b ^ 0x20) / 8] |= (uint8_t)(1u << ((b ^ 0x20) % 8));
+    }
+    return;
+  case RX_CLASS:
+    class_bitmap(r->text, cls);
+    for (int i = 0; i < 32; i++)
+      out[i] |= cls[i];
+    return;
+  case RX_ANY:
+    memset(out, 0xff, 32);
+    return;
+  case RX_REF: {
+    const struct token_decl *t = spec_find_token(s, r->text);
+    if (t && depth < 32)
+      rx_bytes(s, t->rx, out, depth + 1);
+    return;
+  }
+  default:
+    for (size_t i = 0; i < r->nkids; i++)
+      rx_bytes(s, r->kids[i], out, depth);
+  }
+}
+
+/* A number is decimal text: a pattern that can match NUL, a blank or a line end cannot be one
+ * (`number u32 len = [\x00-\xff]{4};` means a binary integer: that is `frame binary;`). A
+ * pattern looser than digits but still one token (memcache's `arg`) is fine: the number's own
+ * check refuses a field that is no number. */
+static int check_number_pattern(struct spec *s, const struct token_decl *t)
+{
+  uint8_t b[32] = {0};
+  rx_bytes(s, t->rx, b, 0);
+  static const unsigned bad[] = {0x00, '\n', '\r', ' '};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    if (b[bad[i] / 8] & (1u << (bad[i] % 8))) {
+      diag_error(s->src, t->rx->pos, "number '%s' matches byte 0x%02x, which no decimal number holds "
+                 "(a binary integer is a field of a 'frame binary;' spec, e.g. n:u32be)", t->name, bad[i]);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 /* `quiet FIELD`: a span of the first line, on a command whose spec action does not close (a
  * quiet frame still closes when the spec says so, but then there is nothing to keep quiet). */
 static int check_quiet(struct spec *s, struct command_decl *c)
@@ -610,6 +666,8 @@ int spec_check(struct spec *s)
     struct rx_ctx cx = {.spec = s, .ntokens_visible = i};
     rc |= check_name(src, "token", s->tokens[i].name, s->tokens[i].pos);
     rc |= check_rx(&cx, s->tokens[i].rx);
+    if (s->tokens[i].num && check_number_pattern(s, &s->tokens[i]) < 0)
+      rc = -1;
   }
   /* Replies are checked before the actions that name them. */
   for (size_t i = 0; i < s->ncommands; i++) {

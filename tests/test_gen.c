@@ -218,6 +218,50 @@ Test(spec, quiet_wrap_and_answered_data)
   done(&r);
 }
 
+Test(spec_errors, binary_frames)
+{
+  expect_error(DATA_LIKE "number u32 len = [\\x00-\\xff]{4};\n",
+               "t.rw:5:18: error: number 'len' matches byte 0x00, which no decimal number holds");
+#define BIN_LIKE "protocol b;\nframe binary;\nlimit data 1KiB;\n"
+  expect_error(BIN_LIKE "command c = 0x80 n:u32be d:bytes(m);\n",
+               "t.rw:4:34: error: unknown length field 'm' (an integer of the header)");
+  expect_error(BIN_LIKE "command c = n:u16be d:bytes(n) k:u8;\n",
+               "t.rw:4:32: error: the header's fields come first");
+  expect_error(BIN_LIKE "command c = n:u16 d:bytes(n);\n", "t.rw:4:15: error: expected an integer type");
+  expect_error(BIN_LIKE "command c = 0x100 n:u8;\n", "t.rw:4:13: error: a byte is 0..255");
+  expect_error(BIN_LIKE "command c = op:u8 -> dispatch op;\ntable { a 1; b 256; };\n",
+               "t.rw:5:14: error: 256 does not fit 'op' (1 bytes)");
+  expect_error(BIN_LIKE "command c = op:u8 -> dispatch op;\ntable { a 1; b 1; };\n",
+               "error: 'a' and 'b' have the same value 1");
+  expect_error(BIN_LIKE "command c = n:u8 d:bytes(n - 1);\non bad_data -> refuse;\n",
+               "t.rw:5:16: error: on bad_data must close in a binary spec");
+  expect_error(BIN_LIKE "command c = n:u8;\ncommand d = m:u8;\n", "t.rw:5:9: error: a binary spec has one frame command");
+  expect_error("protocol p;\nlimit line 1KiB;\ncommand c = \"c\\n\";\non overlong -> refuse;\n",
+               "error: refuse hands a binary frame's header to a handler");
+  expect_error("protocol p;\nlimit line 1KiB;\ncommand c = \"c\\n\";\nframe binary;\n",
+               "t.rw:4:7: error: frame must be declared before the commands");
+}
+
+Test(spec, binary_frame_offsets_and_fields)
+{
+  struct result r = compile(BIN_LIKE "command c = \"RW\" op:u8 n:u32le d:bytes(n - 2 + 1) e:bytes(2) -> dispatch op;\n"
+                            "table { a 0; b 0xff; };\nreply r(x: u64, d) = 0x81 u16be(x) u32le(len(d, d)) d;\n");
+  cr_assert_eq(r.rc, 0, "%s", r.err);
+  const struct command_decl *c = &r.spec.commands[0];
+  cr_expect_eq(c->header, 7, "two magic bytes, a u8, a u32");
+  cr_assert_eq(c->nfields, 4);
+  cr_expect_eq(c->fields[0].num, NUM_U8);
+  cr_expect_eq(c->fields[1].num, NUM_U32);
+  cr_expect_eq(c->fields[2].kind, FIELD_BYTES);
+  cr_expect_eq(c->bin[3].nterms, 3);
+  cr_expect(c->bin[3].terms[1].neg);
+  cr_expect_eq(r.spec.table[1].arity, 0xff);
+  cr_expect_eq(r.spec.replies[0].parts[1].kind, PART_INT);
+  cr_expect_eq(r.spec.replies[0].parts[2].width, 4);
+  cr_expect(r.spec.replies[0].parts[2].le);
+  done(&r);
+}
+
 Test(spec_errors, quiet_and_answered_data)
 {
   expect_error(DATA_LIKE "command c = \"c \" len:n \"\\r\\n\" quiet len;\n",

@@ -4,9 +4,6 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/uio.h>
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
 
 #include "resp.gen.h"
 
