@@ -384,19 +384,11 @@ static int parse_action_body(struct parser *ps, struct action *a)
     a->refuse = true;
     if (next(ps) < 0)
       return -1;
-    if (!is_punct(ps, ','))
-      return 0;
-    if (next(ps) < 0)
-      return -1;
-    if (!is_word(ps, "close"))
-      return expected(ps, "'close'");
-    a->close = true;
-    return next(ps);
-  }
-  if (!is_word(ps, "reply"))
+  } else if (!is_word(ps, "reply")) {
     return expected(ps, "'reply', 'close', 'ignore' or 'refuse'");
-  if (next(ps) < 0 || expect_ident(ps, &a->reply_name, &a->reply_pos) < 0)
+  } else if (next(ps) < 0 || expect_ident(ps, &a->reply_name, &a->reply_pos) < 0) {
     return -1;
+  }
   if (!is_punct(ps, ','))
     return 0;
   if (next(ps) < 0)
