@@ -15,10 +15,10 @@ static const char common_usage[] =
     "  --backend B            auto (default: io_uring, else epoll), uring or epoll\n"
     "  --workers N            worker threads, each with its own reactor (default: one per CPU)\n"
     "  --pin                  pin worker i to CPU i\n"
-    "  --max-conns N          connections in all, split across workers; more are refused (default 1024)\n"
+    "  --max-conns N          connections open at once, all workers together; more are refused (default 1024)\n"
     "  --idle-timeout SECONDS close connections silent this long (default 0: never)\n"
     "  --send-zc-min BYTES    io_uring: zero-copy sends from this size (default 0: never)\n"
-    "  --recv-buffers N       io_uring: provided receive buffers per worker (default: by connections)\n"
+    "  --recv-buffers N       io_uring: provided receive buffers per worker (default: by --max-conns)\n"
     "  --tls-cert FILE        certificate chain (PEM) for TLS listeners; repeat with --tls-key for SNI\n"
     "  --tls-key FILE         its private key (PEM)\n"
     "  --help                 this text\n";

@@ -144,11 +144,12 @@ static int uring_probe(char *why, size_t whylen)
 
 /* ---- provided buffers ---- */
 
-/* Half a buffer per connection (64 .. 4096, a power of two as the ring wants): connections
- * rarely all have unread data at once, and a shortage is backpressure, not an error. */
+/* Half a buffer per connection of the worker's share (64 .. 4096, a power of two as the ring
+ * wants): connections rarely all have unread data at once, and a shortage is backpressure, not
+ * an error. */
 static uint32_t buffer_count(const struct rw_worker *w)
 {
-  uint32_t n = w->srv->cfg.recv_buffers ? w->srv->cfg.recv_buffers : w->max_conns / 2;
+  uint32_t n = w->srv->cfg.recv_buffers ? w->srv->cfg.recv_buffers : w->share / 2;
   uint32_t pow2 = w->srv->cfg.recv_buffers ? 1 : 64;
   while (pow2 < n && pow2 < 4096)
     pow2 <<= 1;
