@@ -408,6 +408,23 @@ Test(cli, flags_usage_and_errors)
   cr_expect_eq(run_status(cmd), 1);
 }
 
+/* The shared usage shows each appliance's own defaults, and only the flags it takes. */
+Test(cli, usage_tells_each_appliance_s_own_defaults_and_flags)
+{
+  const char *bin = getenv("RW_BIN") ? getenv("RW_BIN") : "build/asan/bin";
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "%s/httpd --help | grep -q -- '--idle-timeout SECONDS .*(default 60)$'", bin);
+  cr_expect_eq(run_status(cmd), 0, "httpd closes silent connections after 60 s by default");
+  snprintf(cmd, sizeof cmd, "%s/pingd --help | grep -q -- '--idle-timeout SECONDS .*(default 0: never)$'", bin);
+  cr_expect_eq(run_status(cmd), 0);
+  snprintf(cmd, sizeof cmd, "%s/kvd --help | grep -q -- '--resp HOST:PORT'", bin);
+  cr_expect_eq(run_status(cmd), 0);
+  snprintf(cmd, sizeof cmd, "%s/kvd --help | grep -q -- '--listen'", bin);
+  cr_expect_eq(run_status(cmd), 1, "kvd refuses --listen: its usage must not offer it");
+  snprintf(cmd, sizeof cmd, "%s/kvd --listen 127.0.0.1:0 2>&1 | grep -q 'use --resp and --memcache'", bin);
+  cr_expect_eq(run_status(cmd), 0);
+}
+
 Test(server, idle_connections_are_closed_busy_ones_kept, .timeout = 30)
 {
   struct server srv;

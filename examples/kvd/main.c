@@ -190,7 +190,7 @@ static int setup(rw_server *srv, uint32_t srv_max_conns, const struct opts *o, r
 int main(int argc, char **argv)
 {
   struct opts o = {.memory = 64u << 20, .policy = KV_EVICT_LRU, .fsync = KVD_FSYNC_EVERYSEC};
-  const rw_cli_extra extra = {.usage = usage, .parse = parse_opt, .data = &o, .no_default_listen = true};
+  const rw_cli_extra extra = {.usage = usage, .parse = parse_opt, .data = &o, .own_listen_flags = true};
   rw_cli cli;
   int rc = rw_cli_parse_ext(argc, argv, "A key-value store speaking RESP and memcache over one keyspace.",
                             DEFAULT_RESP, &extra, &cli);
