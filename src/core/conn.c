@@ -221,7 +221,6 @@ void rw_conn_free(struct rw_conn *c)
   if (c->tls)
     rw_tls_release_slot(c); /* now, not when the driver lets go of the socket */
   rw_sendq_drop(w, c);
-  acc_release(c);
   paused_unlink(c);
   /* Until the driver releases it the slot is neither live nor free: late completions for it
    * are recognised and dropped, and its index is not reused. */
@@ -240,6 +239,8 @@ void rw_conn_release(struct rw_conn *c)
   }
   rw_tls_conn_free(c);
   rw_file_conn_closing(c);
+  /* Now, not at close: a driver may have a receive into the slot in flight until it lets go. */
+  acc_release(c);
   c->flags = 0;
   c->fd = -1;
   c->gen++;
