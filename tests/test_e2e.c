@@ -329,8 +329,63 @@ Test(server, max_conns_refuses_extra_connections_promptly)
   close(b);
   close(c);
   cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
-  cr_expect(strstr(srv.log, "connection refused: 2 connections open on worker 0 (--max-conns)"), "%s",
-            srv.log);
+  cr_expect(strstr(srv.log, "connection refused: 2 connections open (--max-conns 2)"), "%s", srv.log);
+}
+
+/* A PING on `fd`: true when PONG comes back, false when the server closed it unanswered. */
+static bool served(int fd)
+{
+  char buf[8];
+  send(fd, "PING\r\n", 6, MSG_NOSIGNAL); /* (refused: it may be closed already) */
+  return read_n(fd, buf, 7, 5000) == 7;
+}
+
+static int count_served(const int *fds, int n)
+{
+  int k = 0;
+  for (int i = 0; i < n; i++)
+    k += served(fds[i]);
+  return k;
+}
+
+/* The cap is one count for all workers, whichever worker the kernel hands each connection to
+ * (split evenly, 4 workers x 16 refused some of the first 64 and served some past them). */
+Test(server, max_conns_is_exact_across_workers, .timeout = 90)
+{
+  enum { CAP = 64, OVER = 20, AGAIN = 10 };
+  struct server srv;
+  server_start(&srv, "pingd", (const char *const[]){"--max-conns", "64", "--workers", "4", NULL});
+  int fds[CAP + OVER];
+  for (int i = 0; i < CAP; i++)
+    fds[i] = tcp_connect(srv.port);
+  cr_expect_eq(count_served(fds, CAP), CAP, "every one of the first %d must be served", CAP);
+  for (int i = CAP; i < CAP + OVER; i++)
+    fds[i] = tcp_connect(srv.port);
+  cr_expect_eq(count_served(fds + CAP, OVER), 0, "none past the cap may be served");
+  /* Some close: as many new ones are served (once the server has seen the closes), and no more. */
+  for (int i = 0; i < AGAIN; i++)
+    close(fds[i]);
+  int again = 0;
+  for (int tries = 0; again < AGAIN && tries < 500; tries++) {
+    int fd = tcp_connect(srv.port);
+    if (served(fd)) {
+      fds[again++] = fd;
+      continue;
+    }
+    close(fd);
+    usleep(20000);
+  }
+  cr_expect_eq(again, AGAIN, "closed connections must make room for as many new ones");
+  for (int i = CAP; i < CAP + OVER; i++) {
+    close(fds[i]);
+    fds[i] = tcp_connect(srv.port);
+  }
+  cr_expect_eq(count_served(fds + CAP, OVER), 0, "none past the cap may be served");
+  cr_expect_eq(count_served(fds, CAP), CAP, "the connections held are all still served");
+  for (int i = 0; i < CAP + OVER; i++)
+    close(fds[i]);
+  cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
+  cr_expect(strstr(srv.log, "connection refused: 64 connections open (--max-conns 64)"), "%s", srv.log);
 }
 
 Test(cli, flags_usage_and_errors)
@@ -351,6 +406,23 @@ Test(cli, flags_usage_and_errors)
   cr_expect_eq(run_status(cmd), 0);
   snprintf(cmd, sizeof cmd, "%s/pingd --listen 127.0.0.1:99999 2>/dev/null", bin);
   cr_expect_eq(run_status(cmd), 1);
+}
+
+/* The shared usage shows each appliance's own defaults, and only the flags it takes. */
+Test(cli, usage_tells_each_appliance_s_own_defaults_and_flags)
+{
+  const char *bin = getenv("RW_BIN") ? getenv("RW_BIN") : "build/asan/bin";
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "%s/httpd --help | grep -q -- '--idle-timeout SECONDS .*(default 60)$'", bin);
+  cr_expect_eq(run_status(cmd), 0, "httpd closes silent connections after 60 s by default");
+  snprintf(cmd, sizeof cmd, "%s/pingd --help | grep -q -- '--idle-timeout SECONDS .*(default 0: never)$'", bin);
+  cr_expect_eq(run_status(cmd), 0);
+  snprintf(cmd, sizeof cmd, "%s/kvd --help | grep -q -- '--resp HOST:PORT'", bin);
+  cr_expect_eq(run_status(cmd), 0);
+  snprintf(cmd, sizeof cmd, "%s/kvd --help | grep -q -- '--listen'", bin);
+  cr_expect_eq(run_status(cmd), 1, "kvd refuses --listen: its usage must not offer it");
+  snprintf(cmd, sizeof cmd, "%s/kvd --listen 127.0.0.1:0 2>&1 | grep -q 'use --resp and --memcache'", bin);
+  cr_expect_eq(run_status(cmd), 0);
 }
 
 Test(server, idle_connections_are_closed_busy_ones_kept, .timeout = 30)

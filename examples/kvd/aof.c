@@ -832,6 +832,15 @@ int kvd_aof_start(rw_server *srv, uint32_t max_conns)
   return 0;
 }
 
+size_t kvd_aof_bytes(void)
+{
+  if (!aof.on)
+    return 0;
+  return 2 * aof.cap + 2 * (size_t)aof.ref_cap * sizeof(struct aof_ref) +
+         (2 * (size_t)aof.ref_cap + 1) * sizeof(struct iovec) +
+         aof.workers * (sizeof *aof.aw + 2 * (size_t)aof.max_conns * sizeof(rw_handle));
+}
+
 /* Writes iov[i..n) synchronously (at the stop, the workers gone). */
 static void write_all(struct iovec *iov, uint32_t n, uint32_t i)
 {

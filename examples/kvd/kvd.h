@@ -94,6 +94,8 @@ enum kvd_fsync { KVD_FSYNC_ALWAYS, KVD_FSYNC_EVERYSEC, KVD_FSYNC_NO };
 int kvd_aof_open(const char *path, enum kvd_fsync policy, bool truncate_ok);
 /* Takes the buffers once the server (its worker count) exists. 0 or -ENOMEM. */
 int kvd_aof_start(rw_server *srv, uint32_t max_conns);
+/* What the log's buffers and lists took at start (resident from then on); 0 without --aof. */
+size_t kvd_aof_bytes(void);
 void kvd_aof_worker_start(rw_worker *w);
 void kvd_aof_turn_end(rw_worker *w, void *data);
 void kvd_aof_close(void);

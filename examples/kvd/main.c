@@ -178,15 +178,20 @@ static int setup(rw_server *srv, uint32_t srv_max_conns, const struct opts *o, r
   if (o->aof && ((rc = kvd_aof_open(o->aof, o->fsync, o->aof_truncate)) < 0 ||
                  (rc = kvd_aof_start(srv, srv_max_conns)) < 0))
     return rc;
-  fprintf(stderr, "kvd: store %.1f MiB in %u shard%s, eviction %s\n", (double)kvd.store.memory / (1 << 20),
-          kvd.workers, kvd.workers == 1 ? "" : "s", o->policy == KV_EVICT_LRU ? "lru" : "off");
+  /* With the runtime's budget line that follows, what the process can make resident. */
+  char log[48] = "";
+  if (kvd_aof_bytes())
+    snprintf(log, sizeof log, ", log buffers %.1f MiB", (double)kvd_aof_bytes() / (1 << 20));
+  fprintf(stderr, "kvd: store %.1f MiB in %u shard%s (resident as it fills), eviction %s%s\n",
+          (double)kvd.store.memory / (1 << 20), kvd.workers, kvd.workers == 1 ? "" : "s",
+          o->policy == KV_EVICT_LRU ? "lru" : "off", log);
   return 0;
 }
 
 int main(int argc, char **argv)
 {
   struct opts o = {.memory = 64u << 20, .policy = KV_EVICT_LRU, .fsync = KVD_FSYNC_EVERYSEC};
-  const rw_cli_extra extra = {.usage = usage, .parse = parse_opt, .data = &o, .no_default_listen = true};
+  const rw_cli_extra extra = {.usage = usage, .parse = parse_opt, .data = &o, .own_listen_flags = true};
   rw_cli cli;
   int rc = rw_cli_parse_ext(argc, argv, "A key-value store speaking RESP and memcache over one keyspace.",
                             DEFAULT_RESP, &extra, &cli);

@@ -27,8 +27,11 @@ typedef struct rw_cli_extra {
   const char *usage; /* lines for the options section, each "  --flag ...  meaning\n" */
   int (*parse)(const char *flag, const char *val, void *data);
   void *data;
-  bool no_default_listen; /* the appliance has its own listen flags (kvd --resp, --memcache) */
-  uint32_t idle_timeout_ms; /* the appliance's default for --idle-timeout (0: the library's, none) */
+  bool own_listen_flags; /* the appliance names its addresses with flags of its own (kvd --resp,
+                            --memcache): --listen is not in its usage and no default is added
+                            (given anyway, it is in nlisten for the appliance to refuse) */
+  uint32_t idle_timeout_ms; /* the appliance's default for --idle-timeout, shown in the usage (0:
+                               the library's, none) */
 } rw_cli_extra;
 
 /* Parses the common flags (--listen, --backend, --workers, --pin, --max-conns, --idle-timeout,

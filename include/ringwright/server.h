@@ -20,21 +20,25 @@ typedef struct rw_config {
   enum rw_backend backend;  /* auto: io_uring when it can be set up, else epoll */
   uint32_t workers;         /* threads, each with its own reactor (0: one per online CPU) */
   bool pin;                 /* pin worker i to CPU i */
-  uint32_t max_conns;       /* connections in all (split evenly across workers); more are refused */
+  uint32_t max_conns;       /* accepted connections open at once, all workers together; more are
+                               refused. Each worker has this many connection slots (also taken by
+                               its outbound connections and process pipes) */
   uint32_t idle_timeout_ms; /* close connections silent this long (0: never) */
   uint32_t recv_size;       /* bytes per receive */
-  uint32_t recv_buffers;    /* io_uring: provided buffers per worker (0: half a connection's worth, 64..4096) */
-  uint32_t accum_slots;     /* per worker, for frames that cross receives (0: a quarter of its conns, >= 16) */
+  uint32_t recv_buffers;    /* io_uring: provided buffers per worker (0: half its even share of
+                               max_conns, 64..4096) */
+  uint32_t accum_slots;     /* per worker, for frames that cross receives (0: a quarter of its even
+                               share of max_conns, >= 16) */
   uint32_t accum_size;      /* frame bytes a slot holds, plus one receive (0: the protocol's
                                longest frame, at most 4 MiB) */
-  uint32_t large_slots;     /* per worker, for frames longer than a slot, each as long as the
-                               longest frame: resident only while used (0: 2 when a listener's
-                               frames can outgrow a slot) */
+  uint32_t large_slots;     /* the server's, shared by every worker, for frames longer than a
+                               slot, each as long as the longest frame: resident only while used
+                               (0: 2 when a listener's frames can outgrow a slot) */
   uint32_t tls_slots;       /* per worker, for TLS records that cross receives and replies not
-                               yet sealed, 16.3 KiB each (0: two per connection with a TLS
-                               listener, else 16) */
+                               yet sealed, 16.3 KiB each (0: with a TLS listener, max_conns plus
+                               the worker's even share of it, else 16) */
   uint32_t send_chunk;      /* bytes per send-slab chunk */
-  uint32_t send_chunks;     /* per worker (0: 4 per connection) */
+  uint32_t send_chunks;     /* per worker (0: 4 per connection of its even share of max_conns) */
   uint32_t send_high_water; /* queued bytes above which a connection is no longer read */
   uint32_t shutdown_ms;     /* how long a graceful stop may flush before it closes regardless */
   uint32_t send_zc_min;     /* io_uring: sends of at least this many bytes use send_zc (0: never) */
@@ -82,9 +86,10 @@ int rw_server_port(const rw_server *s, unsigned i);
 /* Binds a UDP socket on HOST:PORT in every worker; `fn` gets each datagram. 0 or -errno. */
 int rw_server_udp(rw_server *s, const char *hostport, rw_udp_fn fn, void *data);
 
-/* Allocates every pool, logs the memory budget, starts the workers and serves until SIGINT,
- * SIGTERM or rw_server_stop(); then stops accepting, flushes what is queued (bounded by
- * shutdown_ms) and returns 0, or -errno if a loop could not start or failed. */
+/* Allocates every pool, logs the memory budget (resident at most, address space reserved),
+ * starts the workers and serves until SIGINT, SIGTERM or rw_server_stop(); then stops
+ * accepting, flushes what is queued (bounded by shutdown_ms) and returns 0, or -errno if a loop
+ * could not start or failed. */
 int rw_server_run(rw_server *s);
 
 /* Asks every worker to stop gracefully; callable from any worker's callbacks. */
@@ -96,8 +101,11 @@ unsigned rw_worker_id(const rw_worker *w);
 /* Closes every socket and releases every pool. */
 void rw_server_destroy(rw_server *s);
 
-/* Bytes reserved at start for all pools of all workers: the process does not grow past this. */
+/* Bytes the runtime's pools (every worker's and the server's large slots) can make resident at
+ * most, under any load: its memory does not grow past this. Valid once running. */
 size_t rw_server_budget(const rw_server *s);
+/* Address space those pools mapped at start; the runtime maps no more for them. */
+size_t rw_server_reserved(const rw_server *s);
 /* The backend the workers run ("epoll", "io_uring"); valid once running. */
 const char *rw_server_backend(const rw_server *s);
 

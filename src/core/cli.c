@@ -10,26 +10,38 @@
 #include <ringwright/cli.h>
 #include <ringwright/tls.h>
 
+/* The common flags' lines, in three parts: --listen is left out for an appliance with listen
+ * flags of its own, and --idle-timeout shows the appliance's own default. */
+static const char listen_usage[] =
+    "  --listen HOST:PORT     address to serve on (repeatable; port 0 picks a free port)\n";
 static const char common_usage[] =
-    "  --listen HOST:PORT     address to serve on (repeatable; port 0 picks a free port)\n"
     "  --backend B            auto (default: io_uring, else epoll), uring or epoll\n"
     "  --workers N            worker threads, each with its own reactor (default: one per CPU)\n"
     "  --pin                  pin worker i to CPU i\n"
-    "  --max-conns N          connections in all, split across workers; more are refused (default 1024)\n"
-    "  --idle-timeout SECONDS close connections silent this long (default 0: never)\n"
+    "  --max-conns N          connections open at once, all workers together; more are refused (default 1024)\n";
+static const char tail_usage[] =
     "  --send-zc-min BYTES    io_uring: zero-copy sends from this size (default 0: never)\n"
-    "  --recv-buffers N       io_uring: provided receive buffers per worker (default: by connections)\n"
+    "  --recv-buffers N       io_uring: provided receive buffers per worker (default: by --max-conns)\n"
     "  --tls-cert FILE        certificate chain (PEM) for TLS listeners; repeat with --tls-key for SNI\n"
     "  --tls-key FILE         its private key (PEM)\n"
     "  --help                 this text\n";
 
 static void usage(FILE *out, const char *prog, const char *about, const char *default_listen,
-                  const char *extra_usage)
+                  const rw_cli_extra *extra)
 {
-  fprintf(out, "usage: %s [options]\n\n%s\n\noptions:\n%s%s", prog, about,
-          extra_usage ? extra_usage : "", common_usage);
-  fprintf(out, "\nWith no --listen it serves on %s. SIGINT or SIGTERM stop it gracefully.\n",
-          default_listen);
+  bool own_listen = extra && extra->own_listen_flags;
+  char idle[16] = "0: never";
+  if (extra && extra->idle_timeout_ms)
+    snprintf(idle, sizeof idle, "%u", extra->idle_timeout_ms / 1000);
+  fprintf(out, "usage: %s [options]\n\n%s\n\noptions:\n%s%s%s", prog, about,
+          extra && extra->usage ? extra->usage : "", own_listen ? "" : listen_usage, common_usage);
+  fprintf(out, "  --idle-timeout SECONDS close connections silent this long (default %s)\n%s", idle,
+          tail_usage);
+  if (own_listen)
+    fputs("\nSIGINT or SIGTERM stop it gracefully.\n", out);
+  else
+    fprintf(out, "\nWith no --listen it serves on %s. SIGINT or SIGTERM stop it gracefully.\n",
+            default_listen);
 }
 
 static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
@@ -164,7 +176,6 @@ int rw_cli_parse_ext(int argc, char **argv, const char *about, const char *defau
                      const rw_cli_extra *extra, rw_cli *out)
 {
   const char *prog = prog_name(argc > 0 ? argv[0] : "ringwright");
-  const char *extra_usage = extra ? extra->usage : NULL;
   memset(out, 0, sizeof *out);
   rw_config_default(&out->cfg);
   out->cfg.name = prog;
@@ -173,7 +184,7 @@ int rw_cli_parse_ext(int argc, char **argv, const char *about, const char *defau
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage(stdout, prog, about, default_listen, extra_usage);
+      usage(stdout, prog, about, default_listen, extra);
       return 1;
     }
     if (!strcmp(a, "--pin")) {
@@ -182,7 +193,7 @@ int rw_cli_parse_ext(int argc, char **argv, const char *about, const char *defau
     }
     int used = extra && extra->parse ? extra->parse(a, val, extra->data) : 0;
     if (used < 0) {
-      usage(stderr, prog, about, default_listen, extra_usage);
+      usage(stderr, prog, about, default_listen, extra);
       return -EINVAL;
     }
     if (used > 0) {
@@ -191,19 +202,19 @@ int rw_cli_parse_ext(int argc, char **argv, const char *about, const char *defau
     }
     if (!takes_value(a)) {
       fprintf(stderr, "%s: unknown argument '%s'\n", prog, a);
-      usage(stderr, prog, about, default_listen, extra_usage);
+      usage(stderr, prog, about, default_listen, extra);
       return -EINVAL;
     }
     if (!val) {
       fprintf(stderr, "%s: %s needs a value\n", prog, a);
-      usage(stderr, prog, about, default_listen, extra_usage);
+      usage(stderr, prog, about, default_listen, extra);
       return -EINVAL;
     }
     if (parse_valued(out, prog, a, val) < 0)
       return -EINVAL;
     i++;
   }
-  if (!out->nlisten && default_listen && (!extra || !extra->no_default_listen))
+  if (!out->nlisten && default_listen && (!extra || !extra->own_listen_flags))
     out->listen[out->nlisten++] = default_listen;
   return 0;
 }

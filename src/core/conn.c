@@ -119,7 +119,7 @@ static void idle_fired(rw_timer *t)
 /* The connection's slot: an accumulator slot, or a large one for a frame that outgrew it. */
 static struct rw_pool *acc_pool_of(const struct rw_conn *c)
 {
-  return c->acc_large ? &c->w->large_pool : &c->w->acc_pool;
+  return c->acc_large ? &c->w->srv->large.pool : &c->w->acc_pool;
 }
 
 static uint8_t *acc_buf(const struct rw_conn *c)
@@ -133,41 +133,13 @@ static size_t acc_room(const struct rw_conn *c)
   return acc_pool_of(c)->item_size - 1 - c->acc_len;
 }
 
-/* A large slot's pages go back to the kernel a second after it was last used: resident while
- * long frames keep arriving (a fault per page for every 512 MiB request would cost more than
- * the copy), bounded in time when they stop. */
-#define LARGE_LINGER_MS 1000
-
-static void large_idle(rw_timer *t)
-{
-  struct rw_worker *w = t->data;
-  bool left = false;
-  for (uint32_t i = 0; i < w->large_pool.count; i++) {
-    if (!w->large_idle_ms[i])
-      continue;
-    if (w->now_ms - w->large_idle_ms[i] >= LARGE_LINGER_MS) {
-      rw_pool_discard(&w->large_pool, i);
-      w->large_idle_ms[i] = 0;
-    } else {
-      left = true;
-    }
-  }
-  if (left)
-    rw_timer_arm(w, t, LARGE_LINGER_MS);
-}
-
 static void acc_put(struct rw_conn *c)
 {
   struct rw_worker *w = c->w;
-  if (c->acc_large) {
-    w->large_idle_ms[c->acc] = w->now_ms ? w->now_ms : 1;
-    if (!rw_timer_armed(&w->large_timer)) {
-      if (!w->large_timer.fn)
-        rw_timer_init(&w->large_timer, large_idle, w);
-      rw_timer_arm(w, &w->large_timer, LARGE_LINGER_MS);
-    }
-  }
-  rw_pool_put(acc_pool_of(c), c->acc);
+  if (c->acc_large)
+    rw_large_put(w, c->acc);
+  else
+    rw_pool_put(&w->acc_pool, c->acc);
   c->acc_large = false;
   w->freed_resources = true;
 }
@@ -186,11 +158,10 @@ static void acc_release(struct rw_conn *c)
 static bool acc_grow(struct rw_conn *c)
 {
   struct rw_worker *w = c->w;
-  if (c->acc_large || !w->large_pool.nfree)
+  uint32_t big = c->acc_large ? RW_NONE : rw_large_get(w);
+  if (big == RW_NONE)
     return false;
-  uint32_t big = rw_pool_get(&w->large_pool);
-  w->large_idle_ms[big] = 0; /* in use (its pages may still be resident: so much the better) */
-  memcpy(rw_pool_at(&w->large_pool, big), acc_buf(c), c->acc_len);
+  memcpy(rw_pool_at(&w->srv->large.pool, big), acc_buf(c), c->acc_len);
   acc_put(c);
   c->acc = big;
   c->acc_large = true;
@@ -206,7 +177,7 @@ static bool acc_grow(struct rw_conn *c)
 static bool tls_must_wait(struct rw_conn *c)
 {
   const struct rw_worker *w = c->w;
-  if (!c->tls || c->acc == RW_NONE || c->acc_large || !w->large_pool.count ||
+  if (!c->tls || c->acc == RW_NONE || c->acc_large || !w->srv->large.pool.count ||
       acc_room(c) >= w->srv->cfg.recv_size + RW_TLS_SLOT)
     return false;
   return !acc_grow(c);
@@ -250,7 +221,6 @@ void rw_conn_free(struct rw_conn *c)
   if (c->tls)
     rw_tls_release_slot(c); /* now, not when the driver lets go of the socket */
   rw_sendq_drop(w, c);
-  acc_release(c);
   paused_unlink(c);
   /* Until the driver releases it the slot is neither live nor free: late completions for it
    * are recognised and dropped, and its index is not reused. */
@@ -269,12 +239,19 @@ void rw_conn_release(struct rw_conn *c)
   }
   rw_tls_conn_free(c);
   rw_file_conn_closing(c);
+  /* Now, not at close: a driver may have a receive into the slot in flight until it lets go. */
+  acc_release(c);
   c->flags = 0;
   c->fd = -1;
   c->gen++;
   c->data = NULL;
   w->conn_free[w->nconn_free++] = c->idx;
   w->nlive--;
+  /* At release, not at close: the accepted connections a worker holds, closing ones included,
+   * never outnumber its slots. */
+  if (c->counted)
+    atomic_fetch_sub_explicit(&w->srv->nconns, 1, memory_order_relaxed);
+  c->counted = false;
 }
 
 uint8_t *rw_conn_rx_window(struct rw_conn *c, size_t *out_cap)

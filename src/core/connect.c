@@ -69,6 +69,11 @@ int rw_dial_init(struct rw_worker *w)
   return w->dials ? 0 : -ENOMEM;
 }
 
+size_t rw_dial_budget(const struct rw_worker *w)
+{
+  return (size_t)w->srv->cfg.dns_slots * sizeof *w->dials;
+}
+
 void rw_dial_fini(struct rw_worker *w)
 {
   rw_region_free(w->dials, (size_t)w->srv->cfg.dns_slots * sizeof *w->dials);

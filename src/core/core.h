@@ -77,6 +77,25 @@ size_t rw_pool_bytes(const struct rw_pool *p);
 void *rw_region_alloc(size_t size);
 void rw_region_free(void *p, size_t size);
 
+/* ---- large.c: the server's large slots, shared by every worker ---- */
+struct rw_large {
+  pthread_mutex_t lock;
+  struct rw_pool pool; /* sparse: pages resident only while used */
+  int64_t *idle_ms;    /* per slot: when it came back still resident (0: in use, or given back) */
+  uint32_t waiters;    /* workers with a connection waiting for a slot */
+  bool ready;
+};
+struct rw_worker;
+int rw_large_init(rw_server *s, uint32_t count, size_t size);
+void rw_large_fini(rw_server *s);
+size_t rw_large_bytes(const rw_server *s);
+/* A free slot, or RW_NONE: the worker is then waiting, and rw_large_tick() says when to retry. */
+uint32_t rw_large_get(struct rw_worker *w);
+void rw_large_put(struct rw_worker *w, uint32_t i);
+/* Once per loop turn while the worker waits: once a slot is free, its paused connections try
+ * again. */
+void rw_large_tick(struct rw_worker *w);
+
 /* ---- timer.c: the wheel ---- */
 #define RW_WHEEL_SLOTS 1024
 struct rw_wheel {
@@ -162,7 +181,8 @@ struct rw_conn {
   /* input: bytes of an unfinished frame (or of frames held while paused) */
   uint32_t acc;
   uint32_t acc_len;
-  bool acc_large; /* acc is in the worker's large pool: a frame longer than a slot */
+  bool acc_large; /* acc is in the server's large pool: a frame longer than a slot */
+  bool counted;   /* accepted: one of the server's --max-conns until released */
   /* output: a chain of slab chunks */
   uint32_t sq_head, sq_tail;
   uint32_t sq_head_off, sq_tail_len;
@@ -199,7 +219,8 @@ struct rw_worker {
   int wakefd; /* eventfd: other threads wake this worker */
   _Atomic(rw_msg *) inbox; /* messages posted without MSG_RING, newest first */
   atomic_bool ready;        /* the driver is set up: others may deliver straight to it */
-  uint32_t max_conns;
+  uint32_t max_conns; /* connection slots: the whole cap (any worker may be sent every one) */
+  uint32_t share;     /* the cap split evenly: what pools with backpressure are sized by */
   struct rw_conn *conns;
   uint32_t *conn_free;
   uint32_t nconn_free;
@@ -216,10 +237,8 @@ struct rw_worker {
   struct rw_dial *dials; /* as many as dns slots */
   uint8_t *rxbuf;
   struct rw_pool acc_pool;
-  struct rw_pool large_pool; /* frames longer than an accumulator slot (sparse) */
-  int64_t *large_idle_ms;    /* per large slot: when it came back still resident (0: in use, or
-                                given back to the kernel) */
-  rw_timer large_timer;      /* gives back the pages of large slots idle for a second */
+  rw_timer large_timer; /* gives back the pages of large slots idle for a second (large.c) */
+  bool large_waiting;   /* a connection waits for a large slot: none was free */
   struct rw_pool send_pool;
   struct rw_pool tls_pool; /* TLS records that cross receives (src/tls/record.c) */
 #define RW_TLS_SLOT (5 + 16384 + 256 + 59) /* a record's header and largest body, 64-aligned */
@@ -246,7 +265,8 @@ struct rw_server {
   struct rw_worker *workers;
   unsigned nworkers;
   const struct rw_driver *driver;
-  size_t budget;
+  size_t resident; /* what every pool can make resident at most */
+  size_t reserved; /* address space the pools took at start */
   atomic_int stop;
   struct rw_offload pool;
   struct {
@@ -254,6 +274,10 @@ struct rw_server {
     rw_peek_fn fn;
   } peeks[RW_MAX_LISTENERS];
   unsigned npeeks;
+  /* Written when a connection is accepted or released, never per request: on a cache line of
+   * its own, away from `stop`, which every loop reads each turn. */
+  _Alignas(64) atomic_uint nconns; /* accepted connections not yet released: at most max_conns */
+  _Alignas(64) struct rw_large large;
 };
 
 /* ---- fileop.c ---- */
@@ -287,6 +311,7 @@ void rw_dns_stop(struct rw_worker *w); /* a stopping worker fails its lookups wi
 struct rw_dial;
 int rw_dial_init(struct rw_worker *w);
 void rw_dial_fini(struct rw_worker *w);
+size_t rw_dial_budget(const struct rw_worker *w);
 
 /* ---- the driver interface: one per backend ---- */
 struct rw_driver {

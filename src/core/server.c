@@ -59,9 +59,11 @@ int rw_server_create(const rw_config *cfg, rw_server **out_srv)
   int rc = check_config(cfg);
   if (rc)
     return rc;
-  rw_server *s = calloc(1, sizeof *s);
+  /* Aligned as it says: its counters have a cache line of their own. */
+  rw_server *s = aligned_alloc(_Alignof(rw_server), ROUND_UP(sizeof *s, _Alignof(rw_server)));
   if (!s)
     return -ENOMEM;
+  memset(s, 0, sizeof *s);
   s->cfg = *cfg;
   s->nworkers = worker_count(cfg);
   rw_log_init(cfg->name);
@@ -171,68 +173,130 @@ static int worker_sockets(rw_server *s, struct rw_worker *w)
   return 0;
 }
 
-/* Sizes every pool from the config and the listeners' protocols. */
-static int worker_init(rw_server *s, struct rw_worker *w)
+/* What every worker's pools hold. Connection slots: the whole cap, so that a worker can take
+ * every connection when the kernel's hash sends it all of them (--max-conns is one count for all
+ * workers; a slot is 1-2 KiB). The pools whose shortage is backpressure, not refusal
+ * (accumulator slots, send chunks, io_uring's receive buffers), take the cap's even split: a
+ * worker sent more than its share reads more slowly, and they do not grow with the worker count.
+ * Large slots are the server's, shared by every worker (large.c): their count bounds what long
+ * frames can make resident, whatever the worker count. */
+struct plan {
+  uint32_t share, slots, chunks, tls_slots, large_slots;
+  size_t parser, slot, large;
+  bool tls;
+};
+
+static void plan_pools(const rw_server *s, struct plan *p)
 {
   const rw_config *cfg = &s->cfg;
-  size_t frame = 0, parser = 16;
+  size_t frame = 0;
+  *p = (struct plan){.parser = 16};
   for (unsigned i = 0; i < s->nlisteners; i++) {
-    const rw_proto *p = s->listeners[i].proto;
-    frame = p->max_frame > frame ? p->max_frame : frame;
-    parser = p->parser_size > parser ? p->parser_size : parser;
+    const rw_proto *pr = s->listeners[i].proto;
+    frame = pr->max_frame > frame ? pr->max_frame : frame;
+    p->parser = pr->parser_size > p->parser ? pr->parser_size : p->parser;
+    p->tls |= s->listeners[i].tls != NULL;
   }
-  for (unsigned i = 0; i < RW_MAX_LISTENERS; i++)
-    w->lfd[i] = -1;
-  for (unsigned i = 0; i < RW_MAX_UDP; i++)
-    w->udp[i].fd = -1;
-  uint32_t n = (cfg->max_conns + s->nworkers - 1) / s->nworkers;
+  p->share = (cfg->max_conns + s->nworkers - 1) / s->nworkers;
   /* Unframed protocols never hold bytes back: they need no slots. */
-  uint32_t slots = !frame ? 0 : cfg->accum_slots ? cfg->accum_slots : (n / 4 > 16 ? n / 4 : 16);
-  uint32_t chunks = cfg->send_chunks ? cfg->send_chunks : n * 4;
-  bool tls = false;
-  for (unsigned i = 0; i < s->nlisteners; i++)
-    tls |= s->listeners[i].tls != NULL;
-  /* Two per connection with a TLS listener (a record half received, replies not yet sealed):
-   * peers that leave a record half-sent (and hold a slot until they finish or time out) can
-   * never starve the others. Outbound TLS connections need slots too: a few are always there.
-   * Pages are touched only as slots are used. */
-  uint32_t tls_slots = cfg->tls_slots ? cfg->tls_slots : tls ? 2 * n : 16;
-  w->srv = s;
-  w->max_conns = n;
-  w->driver = s->driver;
-  w->wakefd = -1;
-  /* The application's per-connection bytes live right after the parser's state. */
-  w->user_off = ROUND_UP(parser, 64);
-  w->user_size = cfg->conn_user_size;
-  w->parser_stride = w->user_off + ROUND_UP(cfg->conn_user_size, 64);
+  p->slots = !frame ? 0 : cfg->accum_slots ? cfg->accum_slots : p->share / 4 > 16 ? p->share / 4 : 16;
+  p->chunks = cfg->send_chunks ? cfg->send_chunks : p->share * 4;
+  /* With a TLS listener: one per connection the worker may hold (a record half received waits in
+   * one, so peers that leave records half-sent can never starve the others), and its share again
+   * for replies gathered until the turn ends (none free: sealed at once). Outbound TLS
+   * connections need slots too: a few are always there. Pages are touched only as slots are
+   * used. */
+  p->tls_slots = cfg->tls_slots ? cfg->tls_slots : p->tls ? cfg->max_conns + p->share : 16;
   /* A slot holds the longest frame plus one receive, and the parser's sentinel; a protocol
-   * whose frames may be longer than that (a 512 MiB RESP value) moves such a frame to one of a
-   * few large slots, resident only while one is being received. */
+   * whose frames may be longer than that (a 512 MiB RESP value) moves such a frame to a large
+   * slot, resident only while one is being received. */
   size_t slot_frame = cfg->accum_size ? cfg->accum_size : frame < (4u << 20) ? frame : (4u << 20);
   if (slot_frame > frame)
     slot_frame = frame;
-  size_t slot = ROUND_UP(slot_frame + cfg->recv_size + 1, 64);
-  size_t large = ROUND_UP(frame + cfg->recv_size + 1, 4096);
-  uint32_t large_slots = !frame || slot_frame >= frame ? 0 : cfg->large_slots ? cfg->large_slots : 2;
-  w->send_reserve = (uint32_t)((cfg->recv_size + cfg->send_chunk - 1) / cfg->send_chunk) + 1;
-  if (tls) /* records never straddle chunks: as many again in the worst case */
-    w->send_reserve *= 2;
-  if (chunks < w->send_reserve * 2)
-    chunks = w->send_reserve * 2;
+  p->slot = ROUND_UP(slot_frame + cfg->recv_size + 1, 64);
+  p->large = ROUND_UP(frame + cfg->recv_size + 1, 4096);
+  p->large_slots = !frame || slot_frame >= frame ? 0 : cfg->large_slots ? cfg->large_slots : 2;
+}
+
+static void log_plan(const rw_server *s, const struct plan *p)
+{
+  char slots[64] = "no accumulator slots (unframed)", tls[48] = "";
+  if (p->slots)
+    snprintf(slots, sizeof slots, "%u accumulator slots x %zu KiB", p->slots, p->slot >> 10);
+  if (p->tls)
+    snprintf(tls, sizeof tls, ", %u TLS record slots", p->tls_slots);
+  rw_log("per worker: %u connection slots, recv %u KiB, %s, %u send chunks x %u KiB%s",
+         s->cfg.max_conns, s->cfg.recv_size >> 10, slots, p->chunks, s->cfg.send_chunk >> 10, tls);
+  if (p->large_slots)
+    rw_log("longer frames: %u large slots x %zu MiB shared by all workers, resident only while frames "
+           "arrive in them", p->large_slots, p->large >> 20);
+}
+
+static int worker_alloc(rw_server *s, struct rw_worker *w, const struct plan *p)
+{
+  const rw_config *cfg = &s->cfg;
+  uint32_t n = w->max_conns;
   w->file_reqs = rw_region_alloc((size_t)n * sizeof *w->file_reqs);
   w->file_free = rw_region_alloc((size_t)n * sizeof *w->file_free);
   w->conns = rw_region_alloc((size_t)n * sizeof *w->conns);
   w->conn_free = rw_region_alloc((size_t)n * sizeof *w->conn_free);
   w->parsers = rw_region_alloc((size_t)n * w->parser_stride);
-  w->chunk_next = rw_region_alloc((size_t)chunks * sizeof *w->chunk_next);
-  w->chunk_len = rw_region_alloc((size_t)chunks * sizeof *w->chunk_len);
+  w->chunk_next = rw_region_alloc((size_t)p->chunks * sizeof *w->chunk_next);
+  w->chunk_len = rw_region_alloc((size_t)p->chunks * sizeof *w->chunk_len);
   w->rxbuf = rw_region_alloc(cfg->recv_size + 1);
-  if (!w->conns || !w->conn_free || !w->parsers || !w->chunk_next || !w->chunk_len || !w->rxbuf || !w->file_reqs || !w->file_free ||
-      rw_pool_init(&w->acc_pool, slots, slot) < 0 || rw_pool_init_sparse(&w->large_pool, large_slots, large) < 0 ||
-      !(w->large_idle_ms = rw_region_alloc(large_slots * sizeof *w->large_idle_ms)) || rw_pool_init(&w->send_pool, chunks, cfg->send_chunk) < 0 ||
-      rw_pool_init(&w->tls_pool, tls_slots, RW_TLS_SLOT) < 0 ||
+  if (!w->conns || !w->conn_free || !w->parsers || !w->chunk_next || !w->chunk_len || !w->rxbuf ||
+      !w->file_reqs || !w->file_free || rw_pool_init(&w->acc_pool, p->slots, p->slot) < 0 ||
+      rw_pool_init(&w->send_pool, p->chunks, cfg->send_chunk) < 0 ||
+      rw_pool_init(&w->tls_pool, p->tls_slots, RW_TLS_SLOT) < 0 ||
       rw_pool_init(&w->dio_pool, cfg->dio_buffers, cfg->dio_buffer_size) < 0 || rw_dns_init(w) < 0 ||
       rw_dial_init(w) < 0)
+    return -ENOMEM;
+  return 0;
+}
+
+/* Every byte the worker's pools took: all of it can become resident (pages touched once stay
+ * resident), so it counts in full towards both figures. */
+static size_t worker_bytes(const struct rw_worker *w)
+{
+  size_t n = w->max_conns;
+  return n * (sizeof *w->conns + sizeof *w->conn_free + w->parser_stride + sizeof *w->file_reqs +
+              sizeof *w->file_free) +
+         (size_t)w->send_pool.count * (sizeof *w->chunk_next + sizeof *w->chunk_len) +
+         w->srv->cfg.recv_size + 1 + rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool) +
+         rw_pool_bytes(&w->tls_pool) + rw_pool_bytes(&w->dio_pool) + rw_dns_budget(w) +
+         rw_dial_budget(w) + (w->driver->budget ? w->driver->budget(w) : 0);
+}
+
+/* No descriptor yet: what worker_fini() closes is only what worker_init() opened. */
+static void worker_reset(rw_server *s, struct rw_worker *w, unsigned id)
+{
+  w->srv = s;
+  w->id = id;
+  w->wakefd = -1;
+  for (unsigned i = 0; i < RW_MAX_LISTENERS; i++)
+    w->lfd[i] = -1;
+  for (unsigned i = 0; i < RW_MAX_UDP; i++)
+    w->udp[i].fd = -1;
+}
+
+static int worker_init(rw_server *s, struct rw_worker *w, const struct plan *p)
+{
+  const rw_config *cfg = &s->cfg;
+  uint32_t n = cfg->max_conns;
+  w->max_conns = n;
+  w->share = p->share;
+  w->driver = s->driver;
+  /* The application's per-connection bytes live right after the parser's state. */
+  w->user_off = ROUND_UP(p->parser, 64);
+  w->user_size = cfg->conn_user_size;
+  w->parser_stride = w->user_off + ROUND_UP(cfg->conn_user_size, 64);
+  w->send_reserve = (uint32_t)((cfg->recv_size + cfg->send_chunk - 1) / cfg->send_chunk) + 1;
+  if (p->tls) /* records never straddle chunks: as many again in the worst case */
+    w->send_reserve *= 2;
+  struct plan q = *p;
+  if (q.chunks < w->send_reserve * 2)
+    q.chunks = w->send_reserve * 2;
+  if (worker_alloc(s, w, &q) < 0)
     return -ENOMEM;
   for (uint32_t i = 0; i < n; i++) {
     w->conns[i] = (struct rw_conn){.fd = -1, .idx = i, .w = w, .parser = w->parsers + (size_t)i * w->parser_stride};
@@ -246,26 +310,11 @@ static int worker_init(rw_server *s, struct rw_worker *w)
   w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (w->wakefd < 0)
     return -errno;
-  w->budget = (size_t)n * (sizeof *w->conns + sizeof *w->conn_free + w->parser_stride +
-                           sizeof *w->file_reqs + sizeof *w->file_free) +
-              (size_t)chunks * (sizeof *w->chunk_next + sizeof *w->chunk_len) + cfg->recv_size + 1 +
-              rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->large_pool) + rw_pool_bytes(&w->send_pool) + rw_pool_bytes(&w->tls_pool) +
-              rw_pool_bytes(&w->dio_pool) + rw_dns_budget(w) +
-              (w->driver->budget ? w->driver->budget(w) : 0);
-  s->budget += w->budget;
-  if (w->id == 0) {
-    char slots_desc[128] = "no accumulator slots (unframed)";
-    if (slots)
-      snprintf(slots_desc, sizeof slots_desc, "%u accumulator slots x %zu KiB", slots, slot >> 10);
-    if (large_slots)
-      snprintf(slots_desc + strlen(slots_desc), sizeof slots_desc - strlen(slots_desc),
-               " + %u large x %zu MiB (resident while used)", large_slots, large >> 20);
-    char tls_desc[48] = "";
-    if (tls)
-      snprintf(tls_desc, sizeof tls_desc, ", %u TLS record slots", tls_slots);
-    rw_log("per worker: %u connections, recv %u KiB, %s, %u send chunks x %u KiB%s", n,
-           cfg->recv_size >> 10, slots_desc, chunks, cfg->send_chunk >> 10, tls_desc);
-  }
+  w->budget = worker_bytes(w);
+  s->resident += w->budget;
+  s->reserved += w->budget;
+  if (w->id == 0)
+    log_plan(s, &q);
   return worker_sockets(s, w);
 }
 
@@ -290,8 +339,6 @@ static void worker_fini(rw_server *s, struct rw_worker *w)
   rw_region_free(w->chunk_len, (size_t)w->send_pool.count * sizeof *w->chunk_len);
   rw_region_free(w->rxbuf, s->cfg.recv_size + 1);
   rw_pool_fini(&w->acc_pool);
-  rw_pool_fini(&w->large_pool);
-  rw_region_free(w->large_idle_ms, w->large_pool.count * sizeof *w->large_idle_ms);
   rw_pool_fini(&w->send_pool);
   rw_pool_fini(&w->tls_pool);
   rw_pool_fini(&w->dio_pool);
@@ -351,6 +398,21 @@ static const struct rw_driver *choose_driver(const rw_config *cfg)
   return &rw_driver_epoll;
 }
 
+/* What the pools can make resident at most, under any load, and the address space they took:
+ * each summed on its own, so that the line stays true should they ever differ. */
+static void log_budget(const rw_server *s, size_t large)
+{
+  char part[80] = "";
+  if (large)
+    snprintf(part, sizeof part, " (%.1f MiB of it only while long frames arrive)",
+             (double)large / (1 << 20));
+  rw_log("%s backend, %u worker%s, %u connections at most%s, memory budget %.1f MiB resident at "
+         "most%s, %.1f MiB address space reserved",
+         s->driver->name, s->nworkers, s->nworkers == 1 ? "" : "s", s->cfg.max_conns,
+         s->nworkers == 1 ? "" : " (all workers together)", (double)s->resident / (1 << 20), part,
+         (double)s->reserved / (1 << 20));
+}
+
 /* SIGINT/SIGTERM are blocked in every thread (the mask is inherited) and read by worker 0
  * through its signalfd, so a signal is an ordinary event in one loop, never an interruption. */
 int rw_server_run(rw_server *s)
@@ -364,15 +426,17 @@ int rw_server_run(rw_server *s)
   s->workers = calloc(s->nworkers, sizeof *s->workers);
   if (!s->workers)
     return -ENOMEM;
-  int rc = 0;
-  for (unsigned i = 0; i < s->nworkers && !rc; i++) {
-    s->workers[i].id = i;
-    rc = worker_init(s, &s->workers[i]);
-  }
-  if (!rc) {
-    rw_log("%s backend, %u worker%s, memory budget %.1f MiB", s->driver->name, s->nworkers,
-           s->nworkers == 1 ? "" : "s", (double)s->budget / (1 << 20));
-  }
+  struct plan plan;
+  plan_pools(s, &plan);
+  int rc = rw_large_init(s, plan.large_slots, plan.large);
+  size_t large = (size_t)plan.large_slots * plan.large;
+  s->resident = s->reserved = rw_large_bytes(s);
+  for (unsigned i = 0; i < s->nworkers; i++)
+    worker_reset(s, &s->workers[i], i);
+  for (unsigned i = 0; i < s->nworkers && !rc; i++)
+    rc = worker_init(s, &s->workers[i], &plan);
+  if (!rc)
+    log_budget(s, large);
   sigset_t mask, old;
   sigemptyset(&mask);
   sigaddset(&mask, SIGINT);
@@ -401,6 +465,7 @@ int rw_server_run(rw_server *s)
       rc = s->workers[i].rc;
     worker_fini(s, &s->workers[i]);
   }
+  rw_large_fini(s);
   free(s->workers);
   s->workers = NULL;
   return rc;
@@ -416,7 +481,12 @@ void rw_server_stop(rw_server *s)
 
 size_t rw_server_budget(const rw_server *s)
 {
-  return s->budget;
+  return s->resident;
+}
+
+size_t rw_server_reserved(const rw_server *s)
+{
+  return s->reserved;
 }
 
 const char *rw_server_backend(const rw_server *s)

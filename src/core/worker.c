@@ -26,6 +26,8 @@ void rw_worker_tick(struct rw_worker *w)
 {
   w->now_ms = rw_now_ms();
   rw_wheel_advance(&w->wheel, w->now_ms);
+  if (w->large_waiting)
+    rw_large_tick(w);
   if (!w->stopping && atomic_load_explicit(&w->srv->stop, memory_order_relaxed))
     begin_stop(w);
 }
@@ -66,19 +68,38 @@ void rw_worker_wake(struct rw_worker *w)
   (void)rc; /* a full counter means a wake-up is already pending */
 }
 
+/* One of the server's --max-conns for an accepted connection: false when all are taken. The
+ * count is shared by every worker, so that the cap is exact however the kernel spreads
+ * connections; it is touched on accept and release only. */
+static bool take_conn(rw_server *s)
+{
+  if (atomic_fetch_add_explicit(&s->nconns, 1, memory_order_relaxed) < s->cfg.max_conns)
+    return true;
+  atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
+  return false;
+}
+
 struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd)
 {
-  const struct rw_listener *ln = &w->srv->listeners[li];
-  struct rw_conn *c = w->stopping ? NULL : rw_conn_open(w, ln->proto, ln->handlers, fd);
-  if (c && ln->tls && rw_tls_conn_start(c, ln->tls, NULL) < 0) {
+  rw_server *s = w->srv;
+  const struct rw_listener *ln = &s->listeners[li];
+  if (w->stopping)
+    return NULL;
+  bool taken = take_conn(s);
+  struct rw_conn *c = taken ? rw_conn_open(w, ln->proto, ln->handlers, fd) : NULL;
+  if (!c) {
+    /* (A worker's slots cover the whole cap: only its own outbound connections and process
+     * pipes can leave it none while the count has room.) */
+    if (taken)
+      atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
+    rw_log_limited(&w->refuse_log, "connection refused: %u connections open (--max-conns %u)",
+                   atomic_load_explicit(&s->nconns, memory_order_relaxed), s->cfg.max_conns);
+    return NULL;
+  }
+  c->counted = true;
+  if (ln->tls && rw_tls_conn_start(c, ln->tls, NULL) < 0) {
     rw_log_limited(&w->tls_log, "tls: no memory for a session: connection refused");
     rw_conn_abort(c, -ENOMEM);
-  }
-  if (!c) {
-    if (!w->stopping)
-      rw_log_limited(&w->refuse_log,
-                     "connection refused: %u connections open on worker %u (--max-conns)",
-                     w->nlive, w->id);
   }
   return c;
 }

@@ -67,6 +67,8 @@ struct uconn {
   bool fixed;   /* fd is an index in the fixed-file table */
   bool cancel_sent; /* the multishot recv is being cancelled (backpressure) */
   bool eof_pending; /* EOF arrived behind held buffers: delivered once they are parsed */
+  bool closed;      /* the close completed before the direct recv: released when that does */
+  uint8_t *direct;  /* a recv straight into the connection's slot is in flight, landing here */
   bool zc;          /* the send in flight is zero-copy: its chunks are the kernel's until notified */
   uint32_t zc_sent;
   struct iovec iov[IOV_PER_SEND];
@@ -144,11 +146,12 @@ static int uring_probe(char *why, size_t whylen)
 
 /* ---- provided buffers ---- */
 
-/* Half a buffer per connection (64 .. 4096, a power of two as the ring wants): connections
- * rarely all have unread data at once, and a shortage is backpressure, not an error. */
+/* Half a buffer per connection of the worker's share (64 .. 4096, a power of two as the ring
+ * wants): connections rarely all have unread data at once, and a shortage is backpressure, not
+ * an error. */
 static uint32_t buffer_count(const struct rw_worker *w)
 {
-  uint32_t n = w->srv->cfg.recv_buffers ? w->srv->cfg.recv_buffers : w->max_conns / 2;
+  uint32_t n = w->srv->cfg.recv_buffers ? w->srv->cfg.recv_buffers : w->share / 2;
   uint32_t pow2 = w->srv->cfg.recv_buffers ? 1 : 64;
   while (pow2 < n && pow2 < 4096)
     pow2 <<= 1;
@@ -230,6 +233,27 @@ static void arm_recv(struct rw_worker *w, struct rw_conn *c)
   u->recv_armed = true;
 }
 
+/* Starved of buffers, a connection that keeps a frame in a slot of its own receives straight into
+ * it. The ring can be held empty by connections that wait for the very slot this one fills (long
+ * frames queued behind its own), and would then stay empty: nothing would move again. */
+static void arm_recv_direct(struct rw_worker *w, struct rw_conn *c)
+{
+  struct uring_state *st = w->drv;
+  struct uconn *u = &st->uc[c->idx];
+  size_t cap;
+  if (c->tls || c->acc == RW_NONE)
+    return; /* (ciphertext never lands among plaintext; no slot: it waits for buffers) */
+  uint8_t *at = rw_conn_rx_window(c, &cap);
+  if (!at || at == w->rxbuf)
+    return;
+  struct io_uring_sqe *sqe = get_sqe(st);
+  io_uring_prep_recv(sqe, c->fd, at, cap, 0);
+  set_fd(sqe, u);
+  io_uring_sqe_set_data64(sqe, ud(OP_RECV, c->gen, c->idx));
+  u->recv_armed = true;
+  u->direct = at;
+}
+
 static void cancel_recv(struct rw_worker *w, struct rw_conn *c)
 {
   struct uring_state *st = w->drv;
@@ -289,12 +313,43 @@ static void uconn_init(struct uconn *u, bool fixed)
   *u = (struct uconn){.held_head = RW_NONE, .held_tail = RW_NONE, .fixed = fixed};
 }
 
+/* The slot is the kernel's until this completes: a connection closed meanwhile is released now. */
+static void on_recv_direct(struct rw_worker *w, struct rw_conn *c, int res)
+{
+  struct uconn *u = &((struct uring_state *)w->drv)->uc[c->idx];
+  uint8_t *at = u->direct;
+  u->direct = NULL;
+  u->recv_armed = false;
+  u->cancel_sent = false;
+  if (u->closed) {
+    u->closed = false;
+    rw_conn_release(c);
+    return;
+  }
+  if (!(c->flags & RW_CONN_LIVE) || (c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)))
+    return;
+  int fault = res > 0 ? rw_fault(RW_FAULT_RECV, 0) : 0;
+  if (fault < 0)
+    rw_conn_abort(c, fault); /* injected: the bytes are dropped with the connection */
+  else if (res > 0)
+    rw_conn_received(c, at, (size_t)res); /* in place: all of it is taken */
+  else if (res == 0)
+    rw_conn_eof(c);
+  else if (res != -ECANCELED)
+    rw_conn_abort(c, res);
+  rw_conn_mark_dirty(c); /* update() decides how it reads next */
+}
+
 static void on_recv(struct rw_worker *w, struct rw_conn *c, struct io_uring_cqe *cqe)
 {
   struct uring_state *st = w->drv;
   struct uconn *u = &st->uc[c->idx];
   bool more = cqe->flags & IORING_CQE_F_MORE;
   int res = cqe->res;
+  if (u->direct) {
+    on_recv_direct(w, c, res);
+    return;
+  }
   if (!more) {
     u->recv_armed = false;
     u->cancel_sent = false;
@@ -357,6 +412,8 @@ static void uring_update(struct rw_worker *w, struct rw_conn *c)
   }
   if (!u->recv_armed && !u->starved)
     arm_recv(w, c);
+  else if (!u->recv_armed)
+    arm_recv_direct(w, c);
 }
 
 static int uring_send(struct rw_worker *w, struct rw_conn *c)
@@ -644,7 +701,10 @@ static void on_cqe(struct rw_worker *w, struct io_uring_cqe *cqe)
     rw_conn_connected(c, cqe->res);
     break;
   case OP_CLOSE:
-    rw_conn_release(c);
+    if (st->uc[c->idx].direct)
+      st->uc[c->idx].closed = true; /* released when the recv into its slot completes */
+    else
+      rw_conn_release(c);
     break;
   default:
     break;

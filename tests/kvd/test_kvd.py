@@ -9,6 +9,7 @@ $RW_BIN picks the build (default build/asan/bin), $RW_BACKEND the backend.
 """
 import os
 import re
+import select
 import shutil
 import socket
 import sys
@@ -836,9 +837,46 @@ class LargeValues(unittest.TestCase):
             self.assertRaises(EOFError, rd.fill)
 
     def test_more_long_requests_than_large_slots(self):
-        """Two large slots per worker; five clients send long values at once, in pieces: the
-        others wait for a slot, none is refused."""
-        k = Kvd("--workers", "1", "--memory", "256m")
+        """Two large slots, shared by the workers; five clients send long values at once, in
+        pieces: the others wait for a slot (on another worker too), none is refused."""
+        for workers in ("1", "2"):
+            with self.subTest(workers=workers):
+                self.long_requests_wait_for_a_slot(workers)
+
+    def test_many_long_requests_at_once(self):
+        """40 clients send 8 MB values at once: more than the large slots and the accumulator
+        slots (16 per worker) take, so most wait, holding what they received. On io_uring the
+        waiting ones could hold every receive buffer while those in the large slots starved for
+        one: nothing moved again. Every SET must be answered and stored."""
+        k = Kvd("--workers", "2", "--max-conns", "64", "--memory", "512m")
+        try:
+            n, value = 40, os.urandom(8 << 20)
+            socks = [socket.create_connection(("127.0.0.1", k.resp), timeout=30) for _ in range(n)]
+            replies = [None] * n
+            start = threading.Barrier(n)
+
+            def client(i):
+                start.wait()
+                socks[i].sendall(b"*3\r\n$3\r\nSET\r\n$6\r\nmany%02d\r\n$%d\r\n" % (i, len(value)))
+                socks[i].sendall(value)
+                socks[i].sendall(b"\r\n")
+                replies[i] = Reader(socks[i]).line()
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+            for s in socks:
+                s.close()
+            self.assertEqual(replies, [b"+OK\r\n"] * n)
+            r = redis.Redis(port=k.resp, socket_timeout=60)
+            for i in (0, 17, 39):
+                self.assertEqual(r.get("many%02d" % i), value)
+        finally:
+            self.assertEqual(k.stop(), 0)
+
+    def long_requests_wait_for_a_slot(self, workers):
+        k = Kvd("--workers", workers, "--memory", "256m")
         try:
             vals = [os.urandom(4_000_000) for _ in range(5)]
             socks = [socket.create_connection(("127.0.0.1", k.resp), timeout=60) for _ in vals]
@@ -854,6 +892,71 @@ class LargeValues(unittest.TestCase):
             r = redis.Redis(port=k.resp)
             self.assertEqual([r.get(f"v{i}") for i in range(5)], vals)
         finally:
+            self.assertEqual(k.stop(), 0)
+
+
+def hold_long_requests(port, n, size, part):
+    """n connections each start a SET of a `size`-byte value and send `part` bytes of it, as far
+    as the server reads them (non-blocking, until nothing moves for two seconds). Returns the
+    sockets, still open, and how many bytes each sent of its head and part."""
+    payload = memoryview(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n" % size + b"x" * part)
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
+        s.connect(("127.0.0.1", port))
+        s.setblocking(False)
+        socks.append(s)
+    sent = [0] * n
+    moved = time.time()
+    while time.time() - moved < 2:
+        want = [s for s, k in zip(socks, sent) if k < len(payload)]
+        if not want:
+            break
+        for s in select.select([], want, [], 0.5)[1]:
+            i = socks.index(s)
+            try:
+                k = s.send(payload[sent[i]:sent[i] + (256 << 10)])
+            except BlockingIOError:
+                continue
+            sent[i] += k
+            moved = time.time()
+    return socks, sent, len(payload)
+
+
+class StartupLines(unittest.TestCase):
+    """What kvd says at start about its memory, against what it uses under the load that makes
+    the most of it resident: long requests held half-sent on many connections."""
+
+    ALLOWANCE_MIB = 16  # code, libraries, heap (kvd's own small tables) and thread stacks
+
+    def test_resident_stays_under_the_printed_budget(self):
+        k = Kvd("--workers", "2", "--max-conns", "64", "--memory", "16m", binary="build/bin/kvd")
+        socks = []
+        try:
+            text = k.text()
+            resident, large, reserved = k.budget()
+            store = float(re.search(r"kvd: store ([\d.]+) MiB", text).group(1))
+            slots = int(re.search(r"longer frames: (\d+) large slots x", text).group(1))
+            self.assertEqual(slots, 2)
+            self.assertLessEqual(resident, reserved)
+            # 40 connections: every accumulator slot (16 per worker) fills, both large slots take
+            # 24 MiB of their 64 MiB values, the rest wait.
+            part = 24
+            socks, sent, total = hold_long_requests(k.resp, 40, 64 << 20, part << 20)
+            rss = rss_kib(k.proc.pid) / 1024
+            full = sum(1 for n in sent if n == total)
+            print(f"\nkvd: resident at most {resident} MiB ({large} of it in large slots), store "
+                  f"{store} MiB; RSS {rss:.1f} MiB with {full} requests at {part} MiB and "
+                  f"{len(socks) - full} waiting", file=sys.stderr)
+            self.assertEqual(full, slots, "both large slots take a request, the others wait")
+            self.assertLess(rss, resident + store + self.ALLOWANCE_MIB)
+            # Tighter: the large slots hold what was sent into them, no more (+1 MiB: the bytes
+            # that came from the accumulator slot and one receive).
+            self.assertLess(rss, resident - large + slots * (part + 1) + store + self.ALLOWANCE_MIB)
+        finally:
+            for s in socks:
+                s.close()
             self.assertEqual(k.stop(), 0)
 
 

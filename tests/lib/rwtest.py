@@ -53,6 +53,15 @@ class Server:
         self.proc.kill()
         raise RuntimeError(f"{argv[0]} did not start: " + self.text())
 
+    def budget(self):
+        """The runtime's start-up budget line, MiB: (resident at most, the part of it that only
+        long frames make resident, address space reserved)."""
+        m = re.search(r"memory budget ([\d.]+) MiB resident at most(?: \(([\d.]+) MiB of it only "
+                      r"while long frames arrive\))?, ([\d.]+) MiB address space reserved", self.text())
+        if not m:
+            raise AssertionError("no budget line: " + self.text())
+        return float(m.group(1)), float(m.group(2) or 0), float(m.group(3))
+
     def text(self):
         self.log.seek(0)
         return self.log.read().decode(errors="replace")
