@@ -7,6 +7,10 @@
 
 #include "server.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RW_CLI_MAX_LISTEN 8
 #define RW_CLI_MAX_CERTS 8
 
@@ -59,5 +63,9 @@ int rw_cli_server(const rw_cli *cli, const rw_proto *proto, const void *handlers
                   rw_server **out_srv);
 /* Runs and destroys `srv`; returns the process exit status. */
 int rw_cli_run(rw_server *srv);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

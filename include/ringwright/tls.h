@@ -13,6 +13,10 @@
 #include "proto.h"
 #include "server.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct rw_tls rw_tls;
 
 /* A certificate chain (PEM, leaf first) and its private key (PEM). */
@@ -43,5 +47,9 @@ int rw_connect_tls(rw_worker *w, const char *hostport, const char *server_name, 
 
 /* The protocol ALPN chose for the connection ("" if none, NULL on a plain connection). */
 const char *rw_conn_alpn(const rw_conn *c);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
