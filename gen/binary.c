@@ -178,7 +178,7 @@ int binary_check(struct spec *s)
 static void emit_read_int(const struct spec *s, const struct command_decl *c, const struct bin_item *b,
                           FILE *out)
 {
-  fprintf(out, "  f->%s = (%s)(", b->name, int_ctype((unsigned)b->len));
+  fprintf(out, "  f->%s = (%s)(", spec_member(b->name), int_ctype((unsigned)b->len));
   for (size_t k = 0; k < b->len; k++) {
     size_t at = b->off + (b->le ? k : b->len - 1 - k); /* the byte worth 256^k */
     fprintf(out, "%s(uint64_t)buf[%zu]", k ? " | " : "", at);
@@ -198,7 +198,7 @@ static void emit_length(const struct command_decl *c, const struct bin_item *b, 
     const struct bin_term *term = &b->terms[t];
     char v[96];
     if (term->item >= 0)
-      snprintf(v, sizeof v, "(uint64_t)f->%s", c->bin[term->item].name);
+      snprintf(v, sizeof v, "(uint64_t)f->%s", spec_member(c->bin[term->item].name));
     else
       snprintf(v, sizeof v, "%lluu", (unsigned long long)term->value);
     if (term->neg)
@@ -222,7 +222,7 @@ void emit_binary_parser(const struct spec *s, FILE *out)
                "  struct %s_parser *p = vp;\n  struct %s_%s *f = &((union %s_msg *)vmsg)->%s;\n"
                "  if (p->skip) {\n    size_t n = len < p->skip ? len : (size_t)p->skip;\n    p->skip -= n;\n"
                "    *out_used = n;\n    return RW_PARSE_SKIP;\n  }\n",
-          p, p, p, c->name, p, c->name);
+          p, p, p, c->name, p, spec_member(c->name));
   for (size_t i = 0; i < c->nbin; i++) {
     const struct bin_item *b = &c->bin[i];
     if (b->kind != BIN_LIT)
@@ -245,7 +245,7 @@ void emit_binary_parser(const struct spec *s, FILE *out)
     const struct bin_item *b = &c->bin[i];
     if (b->kind != BIN_BYTES)
       continue;
-    fprintf(out, "  f->%s = (rw_span){buf + %zu, 0};\n", b->name, c->header);
+    fprintf(out, "  f->%s = (rw_span){buf + %zu, 0};\n", spec_member(b->name), c->header);
     emit_length(c, b, i, out);
     fprintf(out, "  total = total > UINT64_MAX - n%zu ? UINT64_MAX : total + n%zu;\n", i, i);
   }
@@ -257,7 +257,7 @@ void emit_binary_parser(const struct spec *s, FILE *out)
   for (size_t i = 0; i < c->nbin; i++) {
     const struct bin_item *b = &c->bin[i];
     if (b->kind == BIN_BYTES)
-      fprintf(out, "  f->%s = (rw_span){buf + at, (size_t)n%zu};\n  at += (size_t)n%zu;\n", b->name, i, i);
+      fprintf(out, "  f->%s = (rw_span){buf + at, (size_t)n%zu};\n  at += (size_t)n%zu;\n", spec_member(b->name), i, i);
   }
   fputs("  *out_used = at;\n  return ", out);
   for (const char *q = p; *q; q++)
@@ -283,9 +283,9 @@ void emit_binary_table(const struct spec *s, FILE *out)
   const struct command_decl *c = &s->commands[0];
   fprintf(out, "static int %s_table_dispatch(rw_conn *c, const struct %s_handlers *h, const struct %s_%s *msg)\n{\n"
                "  switch (msg->%s) {\n",
-          p, p, p, c->name, c->dispatch_field);
+          p, p, p, c->name, spec_member(c->dispatch_field));
   for (size_t i = 0; i < s->ntable; i++)
-    fprintf(out, "  case %uu:\n    return h->%s(c, msg);\n", s->table[i].arity, s->table[i].name);
+    fprintf(out, "  case %uu:\n    return h->%s(c, msg);\n", s->table[i].arity, spec_member(s->table[i].name));
   fputs("  default:\n    return h->unknown(c, msg);\n  }\n}\n\n", out);
 }
 

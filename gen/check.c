@@ -2,6 +2,7 @@
  * generated code, so they are held to a small safe alphabet; every reference must resolve; the
  * memory a connection may buffer must be bounded by a declared limit. */
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,31 @@ static int check_name(struct source *src, const char *kind, const char *name, st
     }
   }
   return 0;
+}
+
+/* Legal spec names that C++ (to C++20) or C23 reserve as keywords, or that a C standard header
+ * may define as an object-like macro. The generated code spells them with a trailing '_'
+ * wherever they stand alone as identifiers (struct members, handlers, reply parameters), in C
+ * and C++ alike, so that the header declares the same thing to both: memcache's command
+ * `delete` is the member `delete_`. No spec name ends in '_', so the spelling is free. */
+static const char *const member_renamed[] = {
+    "alignas_", "alignof_", "and_", "and_eq_", "asm_", "bitand_", "bitor_", "catch_", "char8_t_",
+    "char16_t_", "char32_t_", "class_", "co_await_", "co_return_", "co_yield_", "compl_",
+    "complex_", "concept_", "const_cast_", "consteval_", "constexpr_", "constinit_", "decltype_",
+    "delete_", "dynamic_cast_", "errno_", "explicit_", "export_", "friend_", "imaginary_",
+    "math_errhandling_", "mutable_", "namespace_", "new_", "noexcept_", "noreturn_", "not_",
+    "not_eq_", "nullptr_", "operator_", "or_", "or_eq_", "private_", "protected_", "public_",
+    "reinterpret_cast_", "requires_", "static_assert_", "static_cast_", "template_", "this_",
+    "thread_local_", "throw_", "try_", "typeid_", "typename_", "typeof_", "typeof_unqual_",
+    "using_", "virtual_", "wchar_t_", "xor_", "xor_eq_"};
+
+const char *spec_member(const char *name)
+{
+  size_t n = strlen(name);
+  for (size_t i = 0; i < sizeof member_renamed / sizeof member_renamed[0]; i++)
+    if (!strncmp(member_renamed[i], name, n) && !strcmp(member_renamed[i] + n, "_"))
+      return member_renamed[i];
+  return name;
 }
 
 const struct token_decl *spec_find_token(const struct spec *s, const char *name)
@@ -650,6 +676,103 @@ static int check_table(struct spec *s)
   return rc;
 }
 
+/* Where field `name` is captured in r (true), for diagnostics. */
+static bool capture_pos(const struct rx *r, const char *name, struct pos *out)
+{
+  if (!r)
+    return false;
+  bool names_field = r->kind != RX_STR && r->kind != RX_CLASS && r->kind != RX_REF && r->text;
+  if (names_field && !strcmp(r->text, name)) {
+    *out = r->pos;
+    return true;
+  }
+  for (size_t i = 0; i < r->nkids; i++)
+    if (capture_pos(r->kids[i], name, out))
+      return true;
+  return false;
+}
+
+static bool is_word_digits(const char *name, const char *word)
+{
+  size_t n = strlen(word);
+  if (strncmp(name, word, n) || !name[n])
+    return false;
+  for (name += n; *name; name++)
+    if (*name < '0' || *name > '9')
+      return false;
+  return true;
+}
+
+/* Names that would collide with what rwgen generates: the header's own tags beside each
+ * command's struct P_NAME (enum P_cmd, union P_msg, struct P_handlers, struct P_parser); the
+ * table's `unknown` handler; a reply writer's own names (rw_conn *c, iov, litN, numN) and the
+ * runtime's (rw_...) and types (..._t), which a parameter would hide; and the parser's capture
+ * tags, named COMMAND_FIELD, which two commands must not spell alike. */
+static int check_generated_names(struct spec *s)
+{
+  static const char *const taken[] = {"cmd", "msg", "handlers", "parser"};
+  static const char unknown[] = "'unknown' is the handler rwgen generates for names not in the table";
+  int rc = 0;
+  for (size_t i = 0; i <= s->ncommands; i++) {
+    const char *name = i < s->ncommands ? s->commands[i].name : s->raw_name;
+    struct pos at = i < s->ncommands ? s->commands[i].pos : s->raw_pos;
+    for (size_t k = 0; name && k < sizeof taken / sizeof taken[0]; k++) {
+      if (!strcmp(name, taken[k])) {
+        diag_error(s->src, at, "'%s' would name struct %s_%s, which rwgen generates for itself",
+                   name, s->protocol, name);
+        rc = -1;
+      }
+    }
+    if (name && s->ntable && !strcmp(name, "unknown")) {
+      diag_error(s->src, at, "%s", unknown);
+      rc = -1;
+    }
+  }
+  for (size_t i = 0; i < s->ntable; i++) {
+    if (!strcmp(s->table[i].name, "unknown")) {
+      diag_error(s->src, s->table[i].pos, "%s", unknown);
+      rc = -1;
+    }
+  }
+  for (size_t i = 0; i < s->nreplies; i++) {
+    for (size_t k = 0; k < s->replies[i].nparams; k++) {
+      const struct reply_param *p = &s->replies[i].params[k];
+      size_t n = strlen(p->name);
+      if (!strcmp(p->name, "c") || !strcmp(p->name, "iov") || is_word_digits(p->name, "lit") ||
+          is_word_digits(p->name, "num") || !strncmp(p->name, "rw_", 3) ||
+          (n > 2 && !strcmp(p->name + n - 2, "_t"))) {
+        diag_error(s->src, p->pos, "parameter name '%s' is taken by the reply writer rwgen generates "
+                   "(c, iov, litN, numN, rw_..., ..._t)", p->name);
+        rc = -1;
+      }
+    }
+  }
+  for (size_t i = 0; i < s->ncommands; i++) {
+    const struct command_decl *c = &s->commands[i];
+    for (size_t f = 0; f < c->nfields; f++) {
+      char tag[128];
+      snprintf(tag, sizeof tag, "%s_%s", c->name, c->fields[f].name);
+      for (size_t j = 0; j < i; j++) {
+        const struct command_decl *d = &s->commands[j];
+        for (size_t g = 0; g < d->nfields; g++) {
+          char other[128];
+          snprintf(other, sizeof other, "%s_%s", d->name, d->fields[g].name);
+          struct pos at = c->pos;
+          if (strcmp(tag, other))
+            continue;
+          if (!capture_pos(c->rx, c->fields[f].name, &at))
+            capture_pos(c->cont, c->fields[f].name, &at);
+          diag_error(s->src, at, "field '%s' of command '%s' and field '%s' of command '%s' both "
+                     "name the parser's capture %s: rename one", c->fields[f].name, c->name,
+                     d->fields[g].name, d->name, tag);
+          rc = -1;
+        }
+      }
+    }
+  }
+  return rc;
+}
+
 int spec_check(struct spec *s)
 {
   struct source *src = s->src;
@@ -732,5 +855,6 @@ int spec_check(struct spec *s)
   rc |= check_action(s, &s->fields_too_large);
   for (size_t i = 0; i < s->ntokens; i++)
     rc |= check_action(s, &s->tokens[i].overflow);
+  rc |= check_generated_names(s);
   return rc ? -1 : 0;
 }

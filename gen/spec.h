@@ -278,5 +278,8 @@ void class_bitmap(const char *text, uint8_t out[32]);
 /* `r` without the one-child groups and sequences that parentheses leave around it. */
 const struct rx *rx_unwrap(const struct rx *r);
 const struct reply_decl *spec_find_reply(const struct spec *spec, const char *name);
+/* `name` as the generated code spells it where it stands alone as an identifier (a struct
+ * member, a handler, a reply parameter): with a trailing '_' when C++ or C23 reserve it. */
+const char *spec_member(const char *name);
 
 #endif

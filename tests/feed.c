@@ -269,7 +269,7 @@ void describe_memcache(int cmd, const void *vmsg, char *out, size_t outlen)
              m->cas.bytes, (unsigned long long)m->cas.unique, SPAN(m->cas.data));
     break;
   case MEMCACHE_CMD_DELETE:
-    snprintf(out, outlen, "delete [%.*s]%s", SPAN(m->delete.key), m->delete.noreply.len ? " noreply" : "");
+    snprintf(out, outlen, "delete [%.*s]%s", SPAN(m->delete_.key), m->delete_.noreply.len ? " noreply" : "");
     break;
   case MEMCACHE_CMD_INCR:
   case MEMCACHE_CMD_DECR:

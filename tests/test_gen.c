@@ -274,6 +274,38 @@ Test(spec_errors, quiet_and_answered_data)
                "error: command 'c' is answered by the spec, so its data is skipped");
 }
 
+Test(spec_errors, names_the_generated_code_already_uses)
+{
+  expect_error(PING_LIKE "command msg = \"m\";\n",
+               "t.rw:4:9: error: 'msg' would name struct p_msg, which rwgen generates for itself");
+  expect_error(PING_LIKE "command handlers = \"h\";\n", "t.rw:4:9: error: 'handlers' would name struct p_handlers");
+  expect_error(PING_LIKE "command parser = \"p\";\n", "t.rw:4:9: error: 'parser' would name struct p_parser");
+  expect_error(PING_LIKE "command cmd = \"c\";\n", "t.rw:4:9: error: 'cmd' would name struct p_cmd");
+  expect_error("protocol p;\nraw msg;\n", "t.rw:2:5: error: 'msg' would name struct p_msg");
+#define TABLE_LIKE                                                                               \
+  "protocol p;\nlimit line 1KiB;\nlimit data 1KiB;\nlimit items 8;\nnumber u32 n = [0-9]+;\n"       \
+  "command args = \"*\" k:n \"\\r\\n\" a:array(k, \"$\", \"\\r\\n\") -> dispatch a;\n"
+  expect_error(TABLE_LIKE "table { get 2; unknown 1; };\n",
+               "t.rw:7:16: error: 'unknown' is the handler rwgen generates for names not in the table");
+  expect_error(TABLE_LIKE "table { get 2; };\ncommand unknown = \"u\";\n",
+               "t.rw:8:9: error: 'unknown' is the handler rwgen generates for names not in the table");
+  static const char *const params[] = {"c", "iov", "lit0", "num3", "lit12", "rw_fmt_u64", "uint64_t"};
+  for (size_t i = 0; i < sizeof params / sizeof params[0]; i++) {
+    char text[256], want[256];
+    snprintf(text, sizeof text, PING_LIKE "reply r(a, %s) = a;\n", params[i]);
+    snprintf(want, sizeof want, "t.rw:4:12: error: parameter name '%s' is taken by the reply writer", params[i]);
+    expect_error(text, want);
+  }
+  expect_error(PING_LIKE "token w = [a-z]+;\ncommand a_b = \"x \" c:w \"\\n\";\ncommand a = \"y \" b_c:w \"\\n\";\n",
+               "t.rw:6:18: error: field 'b_c' of command 'a' and field 'c' of command 'a_b' both name the "
+               "parser's capture a_b_c: rename one");
+  /* Near misses are names like any other. */
+  struct result r = compile(PING_LIKE "reply r(lit, numx, cc, count, iovec, rw, t) = lit numx cc count;\n"
+                                      "command msgs = \"m\";\ncommand unknown = \"u\";\n");
+  cr_expect_eq(r.rc, 0, "%s", r.err);
+  done(&r);
+}
+
 static char *emit_to_string(const char *text, int (*emit)(const struct spec *, FILE *))
 {
   struct result r = compile(text);
@@ -307,6 +339,46 @@ Test(emit, header_has_commands_fields_handlers_and_writers)
   free(re);
 }
 
+/* Names C++ or C23 reserve stay legal in specs (memcache's `delete`) and are spelled with a
+ * trailing '_' wherever they stand alone in the generated code, in C and C++ alike. */
+#define KEYWORDS_SPEC                                                                            \
+  "protocol kw;\nlimit line 1KiB;\nlimit data 1KiB;\nlimit items 8;\n"                              \
+  "token word = [a-z]+;\nnumber u32 n = [0-9]+;\n"                                                  \
+  "command new = \"new \" class:word \" \" this:n \"\\r\\n\";\n"                                     \
+  "command delete = \"del \" try:word \" \" typeof:n \"\\r\\n\" export:bytes(typeof) \"\\r\\n\";\n"         \
+  "command args = \"*\" count:n \"\\r\\n\" namespace:array(count, \"$\", \"\\r\\n\") -> dispatch namespace;\n" \
+  "table { virtual 2; private 1+; };\n"                                                          \
+  "reply errno(template, operator: u64, xor: i64) = \"x\" template len(template) operator xor;\n"   \
+  "otherwise -> close;\n"
+
+Test(emit, cxx_and_c23_keywords_get_a_trailing_underscore)
+{
+  cr_expect_str_eq(spec_member("delete"), "delete_");
+  cr_expect_str_eq(spec_member("new"), "new_");
+  cr_expect_str_eq(spec_member("typeof_unqual"), "typeof_unqual_");
+  cr_expect_str_eq(spec_member("errno"), "errno_");
+  cr_expect_str_eq(spec_member("delet"), "delet");
+  cr_expect_str_eq(spec_member("deletes"), "deletes");
+  cr_expect_str_eq(spec_member("get"), "get");
+  char *h = emit_to_string(KEYWORDS_SPEC, emit_header);
+  cr_expect(strstr(h, "struct kw_new {\n  rw_span class_;\n  uint32_t this_;\n};"), "%s", h);
+  cr_expect(strstr(h, "struct kw_delete {\n  rw_span try_;\n  uint32_t typeof_;\n  rw_span export_;\n};"), "%s", h);
+  cr_expect(strstr(h, "  rw_list namespace_;\n"), "%s", h);
+  cr_expect(strstr(h, "  struct kw_delete delete_;\n"), "%s", h);
+  cr_expect(strstr(h, "  int (*delete_)(rw_conn *c, const struct kw_delete *msg);\n"), "%s", h);
+  cr_expect(strstr(h, "  int (*virtual_)(rw_conn *c, const rw_list *args);"), "%s", h);
+  cr_expect(strstr(h, "int kw_reply_errno(rw_conn *c, rw_span template_, uint64_t operator_, int64_t xor_);"), "%s", h);
+  cr_expect(strstr(h, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n"), "%s", h);
+  free(h);
+  char *re = emit_to_string(KEYWORDS_SPEC, emit_re);
+  cr_expect(strstr(re, "m->delete_.try_ = "), "%s", re);
+  cr_expect(strstr(re, "return h->delete_(c, &m->delete_);"), "%s", re);
+  cr_expect(strstr(re, "return h->private_(c, args);"), "%s", re);
+  cr_expect(strstr(re, "&m->args.namespace_"), "%s", re);
+  cr_expect(strstr(re, "{(void *)template_.p, template_.len},"), "%s", re);
+  free(re);
+}
+
 static int run(const char *cmd)
 {
   int st = system(cmd);
@@ -327,6 +399,16 @@ Test(cli, rwgen_help_usage_and_errors)
                    "re2c -W -f -o $d/ping.gen.c $d/ping.gen.re 2>&1 | (! grep -q .) && "
                    "gcc -std=c11 -Wall -Wextra -Werror -Iinclude -c $d/ping.gen.c -o $d/ping.o"),
                0);
+  /* Generated code compiles as C, and its header as C++ too, with keywords for names. */
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd,
+           "d=$(mktemp -d) && printf '%%s' '%s' > $d/kw.rw && build/bin/rwgen -o $d $d/kw.rw && "
+           "re2c -W -Wno-nondeterministic-tags -f -o $d/kw.gen.c $d/kw.gen.re && "
+           "gcc -std=c11 -pedantic -Wall -Wextra -Werror -Iinclude -c $d/kw.gen.c -o $d/kw.o && "
+           "printf '#include \"kw.gen.h\"\\n' > $d/kw.cc && "
+           "g++ -std=c++17 -pedantic -Wall -Wextra -Werror -Iinclude -I$d -fsyntax-only $d/kw.cc",
+           KEYWORDS_SPEC);
+  cr_expect_eq(run(cmd), 0, "%s", cmd);
 }
 
 /* The generator's output is deterministic and reviewed: any change to it shows up here, and

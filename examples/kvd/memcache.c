@@ -400,7 +400,7 @@ void kvd_memcache_peek(rw_conn *c, int cmd, const void *msg)
 
 const struct memcache_handlers kvd_memcache_handlers = {
     .get = on_get, .gets = on_gets, .set = on_set, .add = on_add, .replace = on_replace,
-    .append = on_append, .prepend = on_prepend, .cas = on_cas, .delete = on_delete,
+    .append = on_append, .prepend = on_prepend, .cas = on_cas, .delete_ = on_delete,
     .incr = on_incr, .decr = on_decr, .touch = on_touch, .flush_all = on_flush_all,
     .flush_all_in = on_flush_all_in, .verbosity = on_verbosity, .stats = on_stats,
 };

@@ -5,6 +5,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Valid only during the callback it is handed to: the bytes belong to the runtime. */
 typedef struct rw_span {
   const uint8_t *p;
@@ -18,5 +22,9 @@ size_t rw_fmt_i64(char *out, int64_t v);
 /* Splits the next `sep`-separated item off the front of `*rest` into `*out` (skipping runs of
  * `sep`); returns 0, or -1 when nothing is left. For lists a spec captures as one span. */
 int rw_span_next(rw_span *rest, uint8_t sep, rw_span *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -7,6 +7,10 @@
 
 #include "server.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RW_CLI_MAX_LISTEN 8
 #define RW_CLI_MAX_CERTS 8
 
@@ -46,7 +50,8 @@ int rw_cli_parse_ext(int argc, char **argv, const char *about, const char *defau
 
 /* The server TLS context from --tls-cert/--tls-key (pairs in order; the first is the default,
  * the others chosen by SNI) offering `alpn` (NULL-terminated, may be NULL). 0, or -EINVAL after
- * printing why (no certificate given, unpaired flags, a file that does not load). */
+ * printing why (no certificate given, unpaired flags, a file that does not load). Part of
+ * libringwright-tls (pkg-config ringwright-tls), like the contexts in tls.h. */
 int rw_cli_tls(const rw_cli *cli, const char *const *alpn, struct rw_tls **out_tls);
 
 /* A byte count as flags take it: digits, optionally followed by k, m, g or t (powers of 1024,
@@ -62,5 +67,9 @@ int rw_cli_server(const rw_cli *cli, const rw_proto *proto, const void *handlers
                   rw_server **out_srv);
 /* Runs and destroys `srv`; returns the process exit status. */
 int rw_cli_run(rw_server *srv);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -5,6 +5,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct rw_conn rw_conn;
 typedef struct rw_worker rw_worker;
 typedef struct rw_proto rw_proto;
@@ -91,5 +95,9 @@ rw_conn *rw_conn_from_handle(rw_worker *w, rw_handle h);
 typedef void (*rw_connect_fn)(rw_conn *c, int err, void *data);
 int rw_connect(rw_worker *w, const char *hostport, const rw_proto *proto, const void *handlers,
                uint32_t timeout_ms, rw_connect_fn done, void *data);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

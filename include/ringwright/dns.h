@@ -9,6 +9,10 @@
 
 #include "timer.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct rw_dns rw_dns;
 /* err: 0 (q->addr holds the first address, with the port), -ENOENT (no such name), -ETIMEDOUT,
  * -EAGAIN (a temporary failure), -ECANCELED (the worker is stopping). */
@@ -34,5 +38,9 @@ int rw_resolve(rw_worker *w, rw_dns *q, const char *host, uint16_t port, uint32_
                rw_dns_fn done);
 /* Forgets a lookup in flight: `done` will not run. */
 void rw_resolve_cancel(rw_dns *q);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

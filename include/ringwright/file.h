@@ -21,8 +21,15 @@
 
 #include "msg.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct rw_worker rw_worker;
 typedef struct rw_fileop rw_fileop;
+/* Defined by <sys/stat.h> with _GNU_SOURCE (or by <linux/stat.h>): declared here so that this
+ * header compiles without either; rw_file_stat()'s caller needs the definition. */
+struct statx;
 
 /* `res` is what the system call returns (a descriptor, a byte count, 0) or -errno. */
 typedef void (*rw_fileop_fn)(rw_fileop *op, int64_t res);
@@ -80,5 +87,9 @@ int rw_file_mkdir(rw_worker *w, rw_fileop *op, const char *path, unsigned mode, 
 void *rw_file_dio_get(rw_worker *w);
 void rw_file_dio_put(rw_worker *w, void *buf);
 size_t rw_file_dio_size(const rw_worker *w);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -9,6 +9,10 @@
 
 #include "buf.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define RW_LIST_INLINE 16
 
 enum rw_list_kind {
@@ -57,5 +61,9 @@ int rw_list_next(const rw_list *l, rw_list_iter *it, rw_span *out);
  * the value without surrounding blanks in *out (the first occurrence) and returns how many
  * fields have that name. */
 unsigned rw_list_field(const rw_list *l, const char *name, rw_span *out);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -6,6 +6,10 @@
 #ifndef RINGWRIGHT_MSG_H
 #define RINGWRIGHT_MSG_H
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct rw_worker rw_worker;
 typedef struct rw_server rw_server;
 typedef struct rw_msg rw_msg;
@@ -34,5 +38,9 @@ struct rw_job {
 int rw_worker_post(rw_worker *from, rw_server *s, unsigned to, rw_msg *m);
 /* How many workers the server runs (known from rw_server_create() on). */
 unsigned rw_server_workers(const rw_server *s);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

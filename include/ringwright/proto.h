@@ -12,6 +12,10 @@
 #include "buf.h"
 #include "conn.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Largest message struct any generated protocol may have (checked at compile time). */
 #define RW_PROTO_MSG_MAX 4096
 
@@ -62,5 +66,9 @@ typedef struct rw_proto {
   /* 0 if every handler the spec needs is set, else -EINVAL. */
   int (*check_handlers)(const void *handlers);
 } rw_proto;
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -11,6 +11,10 @@
 #include "timer.h"
 #include "udp.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct rw_server rw_server;
 
 enum rw_backend { RW_BACKEND_AUTO, RW_BACKEND_URING, RW_BACKEND_EPOLL };
@@ -108,5 +112,9 @@ size_t rw_server_budget(const rw_server *s);
 size_t rw_server_reserved(const rw_server *s);
 /* The backend the workers run ("epoll", "io_uring"); valid once running. */
 const char *rw_server_backend(const rw_server *s);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -12,6 +12,10 @@
 #include "conn.h"
 #include "timer.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct rw_proc rw_proc;
 /* `status` as waitpid(2) reports it: WIFEXITED/WEXITSTATUS, WIFSIGNALED/WTERMSIG apply. */
 typedef void (*rw_proc_exit_fn)(rw_proc *p, int status);
@@ -46,5 +50,9 @@ int rw_spawn(rw_worker *w, rw_proc *p, char *const argv[], const rw_proto *proto
 /* Sends `sig` to the child (through its pidfd: never to a recycled pid; without pidfds, by pid,
  * which is safe from the worker's thread: only it reaps the child). 0 or -errno. */
 int rw_proc_kill(rw_proc *p, int sig);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -7,6 +7,10 @@
 
 #include "msg.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct rw_task rw_task;
 typedef void (*rw_task_fn)(rw_task *t);
 
@@ -21,5 +25,9 @@ struct rw_task {
 /* 0, or -EAGAIN when the queue is full, -EINVAL without run/done, -ESHUTDOWN once the worker
  * is stopping. */
 int rw_task_submit(rw_worker *w, rw_task *t, rw_task_fn run, rw_task_fn done);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -7,6 +7,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct rw_worker rw_worker;
 typedef struct rw_timer rw_timer;
 typedef void (*rw_timer_fn)(rw_timer *t);
@@ -32,5 +36,9 @@ void rw_timer_cancel(rw_timer *t);
 bool rw_timer_armed(const rw_timer *t);
 /* The worker's clock (CLOCK_MONOTONIC, ms), read once per loop turn. */
 int64_t rw_worker_now_ms(const rw_worker *w);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

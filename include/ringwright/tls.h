@@ -2,7 +2,11 @@
  * BoringSSL runs the handshake over the connection's own buffers; after it, records are opened
  * in place in the driver's receive buffer and sealed straight into the send chain by the
  * runtime's own record layer (TLS 1.3, and TLS 1.2 with AEAD suites): nothing is allocated per
- * record. Handlers see plaintext and write plaintext, as on a plain connection. */
+ * record. Handlers see plaintext and write plaintext, as on a plain connection.
+ *
+ * Contexts (rw_tls_*), rw_conn_alpn() and rw_cli_tls() are in libringwright-tls (pkg-config
+ * ringwright-tls, which adds BoringSSL), apart from libringwright, so that a program without
+ * TLS links no BoringSSL; the listener and connect calls below take one of its contexts. */
 #ifndef RINGWRIGHT_TLS_H
 #define RINGWRIGHT_TLS_H
 
@@ -12,6 +16,10 @@
 #include "conn.h"
 #include "proto.h"
 #include "server.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 typedef struct rw_tls rw_tls;
 
@@ -43,5 +51,9 @@ int rw_connect_tls(rw_worker *w, const char *hostport, const char *server_name, 
 
 /* The protocol ALPN chose for the connection ("" if none, NULL on a plain connection). */
 const char *rw_conn_alpn(const rw_conn *c);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -9,6 +9,10 @@
 
 #include "buf.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct rw_udp rw_udp;
 typedef struct rw_worker rw_worker;
 
@@ -19,5 +23,9 @@ typedef void (*rw_udp_fn)(rw_udp *u, const struct sockaddr *from, socklen_t from
 /* Sends one datagram; 0, -EAGAIN (dropped: the socket buffer is full), or -errno. */
 int rw_udp_send(rw_udp *u, const struct sockaddr *to, socklen_t tolen, const void *p, size_t len);
 rw_worker *rw_udp_worker(const rw_udp *u);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

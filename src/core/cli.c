@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include <ringwright/cli.h>
-#include <ringwright/tls.h>
 
 /* The common flags' lines, in three parts: --listen is left out for an appliance with listen
  * flags of its own, and --idle-timeout shows the appliance's own default. */
@@ -222,21 +221,6 @@ int rw_cli_parse_ext(int argc, char **argv, const char *about, const char *defau
 int rw_cli_parse(int argc, char **argv, const char *about, const char *default_listen, rw_cli *out)
 {
   return rw_cli_parse_ext(argc, argv, about, default_listen, NULL, out);
-}
-
-int rw_cli_tls(const rw_cli *cli, const char *const *alpn, struct rw_tls **out_tls)
-{
-  if (!cli->ntls_cert || cli->ntls_cert != cli->ntls_key) {
-    fprintf(stderr, "%s: a TLS listener needs --tls-cert and --tls-key, in pairs\n", cli->cfg.name);
-    return -EINVAL;
-  }
-  rw_tls_cert certs[RW_CLI_MAX_CERTS];
-  for (unsigned i = 0; i < cli->ntls_cert; i++)
-    certs[i] = (rw_tls_cert){cli->tls_cert[i], cli->tls_key[i]};
-  int rc = rw_tls_server_new(certs, cli->ntls_cert, alpn, out_tls);
-  if (rc < 0)
-    fprintf(stderr, "%s: cannot set up TLS (see the log line above)\n", cli->cfg.name);
-  return rc;
 }
 
 int rw_cli_server(const rw_cli *cli, const rw_proto *proto, const void *handlers,

@@ -12,6 +12,9 @@
 
 #include "core.h"
 
+/* Set by the TLS library (src/tls/tls.c) whenever it makes a context; see core.h. */
+_Atomic(const struct rw_tls_ops *) rw_tls_table;
+
 void rw_conn_mark_dirty(struct rw_conn *c)
 {
   if (!(c->flags & RW_CONN_DIRTY)) {
@@ -187,7 +190,7 @@ static bool tls_must_wait(struct rw_conn *c)
  * slot to wait in, and the plaintext a room in the connection's slot. */
 static bool tls_can_read(struct rw_conn *c)
 {
-  return rw_tls_can_receive(c) && !tls_must_wait(c);
+  return rw_tls_calls()->can_receive(c) && !tls_must_wait(c);
 }
 
 /* Room in a full slot: a large slot to grow into (false, the connection paused: none free). */
@@ -219,7 +222,7 @@ void rw_conn_free(struct rw_conn *c)
   bool released = w->driver->close(w, c);
   /* (First the TLS slots: replies not yet sealed count as queued, but are not in the chain.) */
   if (c->tls)
-    rw_tls_release_slot(c); /* now, not when the driver lets go of the socket */
+    rw_tls_calls()->release_slot(c); /* now, not when the driver lets go of the socket */
   rw_sendq_drop(w, c);
   paused_unlink(c);
   /* Until the driver releases it the slot is neither live nor free: late completions for it
@@ -237,7 +240,8 @@ void rw_conn_release(struct rw_conn *c)
     c->stream = NULL;
     fn(c, c->stream_data, 0);
   }
-  rw_tls_conn_free(c);
+  if (c->tls)
+    rw_tls_calls()->conn_free(c);
   rw_file_conn_closing(c);
   /* Now, not at close: a driver may have a receive into the slot in flight until it lets go. */
   acc_release(c);
@@ -404,7 +408,7 @@ size_t rw_conn_received(struct rw_conn *c, uint8_t *at, size_t n)
 {
   if (c->tls) {
     c->last_active_ms = c->w->now_ms;
-    return rw_tls_received(c, at, n);
+    return rw_tls_calls()->received(c, at, n);
   }
   return rw_conn_received_plain(c, at, n);
 }
@@ -486,7 +490,7 @@ int rw_conn_writev(rw_conn *c, const struct iovec *iov, int n)
   if (c->flags & (RW_CONN_ABORT | RW_CONN_CLOSING))
     return -EPIPE;
   /* Over TLS: gathered for a record; else straight into the chain. */
-  int rc = c->tls ? rw_tls_write(c, iov, n) : rw_sendq_appendv(c->w, c, iov, n);
+  int rc = c->tls ? rw_tls_calls()->write(c, iov, n) : rw_sendq_appendv(c->w, c, iov, n);
   if (rc < 0)
     return write_failed(c, rc);
   rw_conn_mark_dirty(c);
@@ -534,7 +538,7 @@ void rw_conn_stream(rw_conn *c, rw_stream_fn fn, void *data)
 void rw_conn_close(rw_conn *c)
 {
   if (c->tls && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)))
-    rw_tls_close_notify(c);
+    rw_tls_calls()->close_notify(c);
   c->flags |= RW_CONN_CLOSING;
   rw_conn_mark_dirty(c);
 }
@@ -553,8 +557,10 @@ static size_t stream_room(const struct rw_conn *c)
   size_t chunks = w->send_pool.nfree - w->send_reserve + 1;
   size_t by_slab = chunks * w->send_pool.item_size;
   /* Over TLS a record never straddles chunks: pieces just over half a chunk fill one each. */
-  if (c->tls)
-    by_slab = chunks > 1 ? chunks / 2 * rw_tls_record_room(c) : rw_tls_record_room(c);
+  if (c->tls) {
+    size_t room = rw_tls_calls()->record_room(c);
+    by_slab = chunks > 1 ? chunks / 2 * room : room;
+  }
   return by_mark < by_slab ? by_mark : by_slab;
 }
 

@@ -31,7 +31,7 @@ static int connect_addr(rw_worker *w, const struct sockaddr_storage *ss, socklen
     return -ENOSPC;
   }
   c->flags |= RW_CONN_CONNECTING;
-  if (tls && rw_tls_conn_start(c, tls, server_name) < 0) {
+  if (tls && rw_tls_calls()->conn_start(c, tls, server_name) < 0) {
     rw_conn_abort(c, -ENOMEM);
     return -ENOMEM;
   }
@@ -168,7 +168,7 @@ void rw_conn_connected(struct rw_conn *c, int err)
   if (c->tls) {
     /* The owner hears of it once the handshake is through: start it (the ClientHello). */
     c->connect_done = done;
-    rw_tls_received(c, NULL, 0);
+    rw_tls_calls()->received(c, NULL, 0);
     return;
   }
   if (done)

@@ -412,23 +412,35 @@ static inline uint32_t rw_fault_cq_entries(void)
 }
 #endif
 
-/* TLS (src/tls/tls.c), for the core: a connection's session, its ciphertext in, its plaintext
- * out, close_notify, and the end. */
+/* TLS (src/tls/, libringwright-tls), for the core: a connection's session, its ciphertext in,
+ * its plaintext out, close_notify, and the end. The core reaches it only through this table,
+ * which rw_tls_server_new() and rw_tls_client_new() install: a connection is TLS only once a
+ * context of theirs started it, so the table is there whenever one is, and a program without
+ * TLS links the core alone, with no BoringSSL. */
 struct rw_tls;
-int rw_tls_conn_start(struct rw_conn *c, struct rw_tls *t, const char *server_name);
-size_t rw_tls_received(struct rw_conn *c, uint8_t *at, size_t n);
-int rw_tls_write(struct rw_conn *c, const struct iovec *iov, int n);
-void rw_tls_close_notify(struct rw_conn *c);
-/* The plaintext one record carries when sealed into a fresh send chunk. */
-size_t rw_tls_record_room(const struct rw_conn *c);
-/* False when the connection could not keep a partial record (no slot free). */
-bool rw_tls_can_receive(const struct rw_conn *c);
-/* Gives back the connection's slots (a partial record in, unsealed replies out). */
-void rw_tls_release_slot(struct rw_conn *c);
-/* Seals the replies a TLS connection wrote since the last flush into one record (or a few);
- * 0, or -errno when the slab had no chunk for them (the connection must then be aborted). */
-int rw_tls_flush(struct rw_conn *c);
-void rw_tls_conn_free(struct rw_conn *c);
+struct rw_tls_ops {
+  int (*conn_start)(struct rw_conn *c, struct rw_tls *t, const char *server_name);
+  size_t (*received)(struct rw_conn *c, uint8_t *at, size_t n);
+  int (*write)(struct rw_conn *c, const struct iovec *iov, int n);
+  void (*close_notify)(struct rw_conn *c);
+  /* The plaintext one record carries when sealed into a fresh send chunk. */
+  size_t (*record_room)(const struct rw_conn *c);
+  /* False when the connection could not keep a partial record (no slot free). */
+  bool (*can_receive)(const struct rw_conn *c);
+  /* Gives back the connection's slots (a partial record in, unsealed replies out). */
+  void (*release_slot)(struct rw_conn *c);
+  /* Seals the replies a TLS connection wrote since the last flush into one record (or a few);
+   * 0, or -errno when the slab had no chunk for them (the connection must then be aborted). */
+  int (*flush)(struct rw_conn *c);
+  void (*conn_free)(struct rw_conn *c);
+};
+/* Atomic: contexts may be made on several threads at once (each stores the same table). */
+extern _Atomic(const struct rw_tls_ops *) rw_tls_table;
+static inline const struct rw_tls_ops *rw_tls_calls(void)
+{
+  return atomic_load_explicit(&rw_tls_table, memory_order_acquire);
+}
+
 void rw_conn_eof(struct rw_conn *c);
 /* The socket takes bytes again after RW_CONN_WANT_WRITE. */
 void rw_conn_writable(struct rw_conn *c);

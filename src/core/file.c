@@ -45,7 +45,7 @@ static void read_done(rw_fileop *op, int64_t res);
  * chunk carries (one record per chunk read, none split across chunks). */
 static size_t piece_size(const struct rw_conn *c)
 {
-  return c->tls ? rw_tls_record_room(c) : c->w->send_pool.item_size;
+  return c->tls ? rw_tls_calls()->record_room(c) : c->w->send_pool.item_size;
 }
 
 /* How many chunks the next read fills: the rest of the file, up to what the connection may
@@ -123,7 +123,7 @@ static int deliver(struct rw_conn *c, const struct rw_file_req *r, size_t res)
     res -= k;
     if (c->tls) {
       const struct iovec iov = {r->iov[i].iov_base, k};
-      rc = rw_tls_write(c, &iov, 1);
+      rc = rw_tls_calls()->write(c, &iov, 1);
       rw_pool_put(&w->send_pool, r->chunks[i]);
     } else {
       rw_sendq_append_chunk(w, c, r->chunks[i], k);

@@ -97,7 +97,7 @@ struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd)
     return NULL;
   }
   c->counted = true;
-  if (ln->tls && rw_tls_conn_start(c, ln->tls, NULL) < 0) {
+  if (ln->tls && rw_tls_calls()->conn_start(c, ln->tls, NULL) < 0) {
     rw_log_limited(&w->tls_log, "tls: no memory for a session: connection refused");
     rw_conn_abort(c, -ENOMEM);
   }
@@ -107,7 +107,7 @@ struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd)
 static void flush_one(struct rw_worker *w, struct rw_conn *c)
 {
   /* A TLS connection's replies of this turn become one record now, not one per write. */
-  if (c->tls && rw_tls_flush(c) < 0) {
+  if (c->tls && rw_tls_calls()->flush(c) < 0) {
     rw_log_limited(&w->tls_log, "tls: no send chunk for a record: closing the connection");
     c->flags |= RW_CONN_ABORT;
   }

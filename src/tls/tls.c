@@ -8,6 +8,7 @@
  * BoringSSL allocates per connection (the SSL object, the BIO, the handshake state) is counted
  * in the README. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -17,6 +18,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include <ringwright/cli.h>
 #include <ringwright/tls.h>
 
 #include "../core/core.h"
@@ -168,6 +170,25 @@ static SSL_CTX *ctx_new(void)
   return ctx;
 }
 
+/* What the core calls for a TLS connection. Every context installs it: the core links without
+ * this library, so it has no other way to reach it, and needs it only once a context exists. */
+static const struct rw_tls_ops tls_ops = {
+    .conn_start = rw_tls_conn_start,
+    .received = rw_tls_received,
+    .write = rw_tls_write,
+    .close_notify = rw_tls_close_notify,
+    .record_room = rw_tls_record_room,
+    .can_receive = rw_tls_can_receive,
+    .release_slot = rw_tls_release_slot,
+    .flush = rw_tls_flush,
+    .conn_free = rw_tls_conn_free,
+};
+
+static void install_ops(void)
+{
+  atomic_store_explicit(&rw_tls_table, &tls_ops, memory_order_release);
+}
+
 int rw_tls_server_new(const rw_tls_cert *certs, unsigned ncerts, const char *const *alpn,
                       rw_tls **out_tls)
 {
@@ -195,6 +216,7 @@ int rw_tls_server_new(const rw_tls_cert *certs, unsigned ncerts, const char *con
   if (!rc) {
     SSL_CTX_set_tlsext_servername_callback(t->ctx[0], servername);
     SSL_CTX_set_tlsext_servername_arg(t->ctx[0], t);
+    install_ops();
     *out_tls = t;
     return 0;
   }
@@ -223,6 +245,7 @@ int rw_tls_client_new(const char *ca_file, const char *const *alpn, rw_tls **out
     return rc;
   }
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+  install_ops();
   *out_tls = t;
   return 0;
 }
@@ -375,4 +398,21 @@ const char *rw_conn_alpn(const rw_conn *c)
     memcpy(name, p, len);
   name[len] = 0;
   return name;
+}
+
+/* Here and not with the other flags (src/core/cli.c): it needs BoringSSL, which the core does
+ * not link. */
+int rw_cli_tls(const rw_cli *cli, const char *const *alpn, struct rw_tls **out_tls)
+{
+  if (!cli->ntls_cert || cli->ntls_cert != cli->ntls_key) {
+    fprintf(stderr, "%s: a TLS listener needs --tls-cert and --tls-key, in pairs\n", cli->cfg.name);
+    return -EINVAL;
+  }
+  rw_tls_cert certs[RW_CLI_MAX_CERTS];
+  for (unsigned i = 0; i < cli->ntls_cert; i++)
+    certs[i] = (rw_tls_cert){cli->tls_cert[i], cli->tls_key[i]};
+  int rc = rw_tls_server_new(certs, cli->ntls_cert, alpn, out_tls);
+  if (rc < 0)
+    fprintf(stderr, "%s: cannot set up TLS (see the log line above)\n", cli->cfg.name);
+  return rc;
 }

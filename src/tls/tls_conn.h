@@ -65,7 +65,21 @@ struct rw_tls_conn {
   bool key_update_answered;   /* a KeyUpdate of ours went out after our last application data */
 };
 
+/* What the core calls, through the table tls.c installs (struct rw_tls_ops, core.h). */
+struct rw_tls;
+/* tls.c */
+int rw_tls_conn_start(struct rw_conn *c, struct rw_tls *t, const char *server_name);
+size_t rw_tls_received(struct rw_conn *c, uint8_t *at, size_t n);
+void rw_tls_close_notify(struct rw_conn *c);
+void rw_tls_conn_free(struct rw_conn *c);
 /* record.c */
+int rw_tls_write(struct rw_conn *c, const struct iovec *iov, int n);
+size_t rw_tls_record_room(const struct rw_conn *c);
+bool rw_tls_can_receive(const struct rw_conn *c);
+void rw_tls_release_slot(struct rw_conn *c);
+int rw_tls_flush(struct rw_conn *c);
+
+/* record.c, for tls.c */
 int rw_tls_rec_start(struct rw_conn *c);
 size_t rw_tls_rec_received(struct rw_conn *c, uint8_t *at, size_t n);
 void rw_tls_rec_alert(struct rw_conn *c, uint8_t level, uint8_t desc);

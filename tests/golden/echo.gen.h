@@ -5,6 +5,10 @@
 #include <ringwright/list.h>
 #include <ringwright/proto.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum echo_cmd {
   ECHO_CMD_DATA,
   ECHO_CMD__COUNT
@@ -26,5 +30,9 @@ struct echo_handlers {
 
 
 extern const rw_proto echo_proto;
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

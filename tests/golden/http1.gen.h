@@ -5,6 +5,10 @@
 #include <ringwright/list.h>
 #include <ringwright/proto.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* The spec's limits, in bytes (items: a count). */
 #define HTTP1_LIMIT_LINE 8192u
 #define HTTP1_LIMIT_DATA 1048576u
@@ -43,5 +47,9 @@ int http1_reply_fields_too_large(rw_conn *c);
 int http1_reply_too_large(rw_conn *c);
 
 extern const rw_proto http1_proto;
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

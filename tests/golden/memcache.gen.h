@@ -5,6 +5,10 @@
 #include <ringwright/list.h>
 #include <ringwright/proto.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* The spec's limits, in bytes (items: a count). */
 #define MEMCACHE_LIMIT_LINE 65536u
 #define MEMCACHE_LIMIT_DATA 1048576u
@@ -202,7 +206,7 @@ union memcache_msg {
   struct memcache_bad_cas bad_cas;
   struct memcache_store_args store_args;
   struct memcache_cas_args cas_args;
-  struct memcache_delete delete;
+  struct memcache_delete delete_;
   struct memcache_incr incr;
   struct memcache_decr decr;
   struct memcache_touch touch;
@@ -229,7 +233,7 @@ struct memcache_handlers {
   int (*append)(rw_conn *c, const struct memcache_append *msg);
   int (*prepend)(rw_conn *c, const struct memcache_prepend *msg);
   int (*cas)(rw_conn *c, const struct memcache_cas *msg);
-  int (*delete)(rw_conn *c, const struct memcache_delete *msg);
+  int (*delete_)(rw_conn *c, const struct memcache_delete *msg);
   int (*incr)(rw_conn *c, const struct memcache_incr *msg);
   int (*decr)(rw_conn *c, const struct memcache_decr *msg);
   int (*touch)(rw_conn *c, const struct memcache_touch *msg);
@@ -295,5 +299,9 @@ int memcache_reply_no_memory(rw_conn *c);
 int memcache_reply_line_too_long(rw_conn *c);
 
 extern const rw_proto memcache_proto;
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -1005,8 +1005,8 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       (void)quiet;
       if ((size_t)(f_delete_key_e - f_delete_key_s) > 250u)
         return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(4);
-      m->delete.key = (rw_span){f_delete_key_s, (size_t)(f_delete_key_e - f_delete_key_s)};
-      m->delete.noreply = (rw_span){f_delete_noreply_s, (size_t)(f_delete_noreply_e - f_delete_noreply_s)};
+      m->delete_.key = (rw_span){f_delete_key_s, (size_t)(f_delete_key_e - f_delete_key_s)};
+      m->delete_.noreply = (rw_span){f_delete_noreply_s, (size_t)(f_delete_noreply_e - f_delete_noreply_s)};
       return MEMCACHE_CMD_DELETE;
     }
     ([ ])* "incr" tok_sp @f_incr_key_s tok_key @f_incr_key_e tok_sp @f_incr_delta_s tok_delta @f_incr_delta_e (@f_incr_noreply_s tok_opt_noreply @f_incr_noreply_e | tok_sp tok_arg) tok_end {
@@ -1555,7 +1555,7 @@ static int memcache_do_cas_args(rw_conn *c, const struct memcache_handlers *h, c
 
 static int memcache_do_delete(rw_conn *c, const struct memcache_handlers *h, const union memcache_msg *m)
 {
-  return h->delete(c, &m->delete);
+  return h->delete_(c, &m->delete_);
 }
 
 static int memcache_do_incr(rw_conn *c, const struct memcache_handlers *h, const union memcache_msg *m)
@@ -1793,7 +1793,7 @@ static int memcache_check_handlers(const void *vh)
     return -EINVAL;
   if (!h->cas)
     return -EINVAL;
-  if (!h->delete)
+  if (!h->delete_)
     return -EINVAL;
   if (!h->incr)
     return -EINVAL;

@@ -5,6 +5,10 @@
 #include <ringwright/list.h>
 #include <ringwright/proto.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* The spec's limits, in bytes (items: a count). */
 #define MEMCACHE_BINARY_LIMIT_DATA 1048576u
 
@@ -38,7 +42,7 @@ struct memcache_binary_handlers {
   int (*set)(rw_conn *c, const struct memcache_binary_request *msg); /* opcode 1 */
   int (*add)(rw_conn *c, const struct memcache_binary_request *msg); /* opcode 2 */
   int (*replace)(rw_conn *c, const struct memcache_binary_request *msg); /* opcode 3 */
-  int (*delete)(rw_conn *c, const struct memcache_binary_request *msg); /* opcode 4 */
+  int (*delete_)(rw_conn *c, const struct memcache_binary_request *msg); /* opcode 4 */
   int (*increment)(rw_conn *c, const struct memcache_binary_request *msg); /* opcode 5 */
   int (*decrement)(rw_conn *c, const struct memcache_binary_request *msg); /* opcode 6 */
   int (*quit)(rw_conn *c, const struct memcache_binary_request *msg); /* opcode 7 */
@@ -74,5 +78,9 @@ struct memcache_binary_handlers {
 int memcache_binary_reply_response(rw_conn *c, uint64_t opcode, uint64_t status, uint64_t opaque, uint64_t cas, rw_span extras, rw_span key, rw_span value);
 
 extern const rw_proto memcache_binary_proto;
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

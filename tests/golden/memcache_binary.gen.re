@@ -146,7 +146,7 @@ static int memcache_binary_table_dispatch(rw_conn *c, const struct memcache_bina
   case 3u:
     return h->replace(c, msg);
   case 4u:
-    return h->delete(c, msg);
+    return h->delete_(c, msg);
   case 5u:
     return h->increment(c, msg);
   case 6u:
@@ -260,7 +260,7 @@ static int memcache_binary_check_handlers(const void *vh)
     return -EINVAL;
   if (!h->replace)
     return -EINVAL;
-  if (!h->delete)
+  if (!h->delete_)
     return -EINVAL;
   if (!h->increment)
     return -EINVAL;

@@ -5,6 +5,10 @@
 #include <ringwright/list.h>
 #include <ringwright/proto.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* The spec's limits, in bytes (items: a count). */
 #define PING_LIMIT_LINE 65536u
 
@@ -35,5 +39,9 @@ int ping_reply_unknown(rw_conn *c);
 int ping_reply_too_long(rw_conn *c);
 
 extern const rw_proto ping_proto;
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

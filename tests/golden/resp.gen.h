@@ -5,6 +5,10 @@
 #include <ringwright/list.h>
 #include <ringwright/proto.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* The spec's limits, in bytes (items: a count). */
 #define RESP_LIMIT_LINE 65536u
 #define RESP_LIMIT_DATA 536870912u
@@ -117,5 +121,9 @@ int resp_reply_bad_request(rw_conn *c);
 int resp_reply_too_big(rw_conn *c);
 
 extern const rw_proto resp_proto;
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
