@@ -22,7 +22,7 @@ static const char usage[] =
     "  --dot       print a Graphviz digraph of the protocol's machine instead\n"
     "  --help      this text\n"
     "\n"
-    "The spec language is described in ringwright-spec(5) and README.md (\"Writing a spec\").\n";
+    "The spec language is described in ringwright-spec(5) and docs/spec-language.md.\n";
 
 static int read_file(const char *path, char **out_text, size_t *out_len)
 {

@@ -60,7 +60,7 @@ typedef struct rw_config {
   void *data;
 } rw_config;
 
-/* Fills `cfg` with the defaults documented in README.md. */
+/* Fills `cfg` with the defaults documented in docs/appliances.md and docs/runtime.md. */
 void rw_config_default(rw_config *cfg);
 
 /* Checks the config and prepares a server; pools are allocated by rw_server_run(). 0 or -errno. */

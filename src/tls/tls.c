@@ -6,7 +6,7 @@
  * (record.c) takes the keys and handles every later record without BoringSSL, so records cost
  * no allocation (Debian's libssl would take and drop a buffer with malloc for each). What
  * BoringSSL allocates per connection (the SSL object, the BIO, the handshake state) is counted
- * in the README. */
+ * in docs/tls.md. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
