@@ -1400,7 +1400,10 @@ class Persistence(unittest.TestCase):
         starts = [m.start() for m in sums]
         p0, p29 = self.record_at(data, "p0")[0], self.record_at(data, "p29")[0]
         self.assertFalse([s for s in starts if p0 < s < p29], "the pipeline is one batch")
-        self.assertEqual(len(sums), 1 + 10 + 1 + 1 + 10)
+        # At most one batch per write turn: the seed, 10 SETs, the pipeline, the long value, 10
+        # SETs. Writes that arrive while a batch is in flight join the next one, so a loaded
+        # machine may make fewer (seen: 21 and 22); at least the seed and one more.
+        self.assertTrue(2 <= len(sums) <= 1 + 10 + 1 + 1 + 10, len(sums))
 
     def damage_shapes(self, data):
         """(what, the damaged log, where the damage is in the original)."""

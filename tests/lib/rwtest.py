@@ -62,6 +62,12 @@ class Server:
             raise AssertionError("no budget line: " + self.text())
         return float(m.group(1)), float(m.group(2) or 0), float(m.group(3))
 
+    def __del__(self):
+        # The log outlives stop() (callers read it after), so it is closed with the object.
+        log = getattr(self, "log", None)
+        if log:
+            log.close()
+
     def text(self):
         self.log.seek(0)
         return self.log.read().decode(errors="replace")
