@@ -120,6 +120,8 @@ enum {
   RW_CONN_ZOMBIE = 1 << 9,     /* closed, waiting for the driver to release the slot */
   RW_CONN_CORKED = 1 << 10,    /* rw_conn_cork(): queued bytes wait for rw_conn_uncork() */
   RW_CONN_WAITING = 1 << 11,   /* a handler said -EAGAIN: paused until rw_conn_resume() */
+  RW_CONN_CHOOSE = 1 << 12,    /* accepted where rw_server_alternate() applies: the first byte
+                                  received picks the protocol */
 };
 
 struct rw_listener {
@@ -254,6 +256,12 @@ struct rw_server {
     rw_peek_fn fn;
   } peeks[RW_MAX_LISTENERS];
   unsigned npeeks;
+  struct rw_alternate { /* rw_server_alternate() */
+    const rw_proto *proto, *alt;
+    const void *handlers;
+    uint8_t first_byte;
+  } alts[RW_MAX_LISTENERS];
+  unsigned nalts;
 };
 
 /* ---- fileop.c ---- */

@@ -78,6 +78,26 @@ int rw_server_peek(rw_server *s, const rw_proto *proto, rw_peek_fn fn)
   return 0;
 }
 
+int rw_server_alternate(rw_server *s, const rw_proto *proto, const rw_proto *alt,
+                        const void *alt_handlers, uint8_t first_byte)
+{
+  if (s->nalts == RW_MAX_LISTENERS)
+    return -ENOSPC;
+  if (alt == proto)
+    return -EINVAL;
+  for (unsigned i = 0; i < s->nalts; i++)
+    if (s->alts[i].proto == proto && s->alts[i].first_byte == first_byte)
+      return -EINVAL;
+  int rc = alt->check_handlers(alt_handlers);
+  if (rc) {
+    rw_log("%s: a handler the spec needs is missing", alt->name);
+    return rc;
+  }
+  s->alts[s->nalts++] = (struct rw_alternate){proto, alt, alt_handlers, first_byte};
+  rw_log("%s connections whose first byte is 0x%02x speak %s", proto->name, first_byte, alt->name);
+  return 0;
+}
+
 /* The one place a stream listener is bound; its start-up line says whether it speaks TLS, so
  * that a plain and a TLS listener of the same protocol can be told apart. */
 static int listen_on(rw_server *s, const char *hostport, const rw_proto *proto, const void *handlers,
@@ -171,13 +191,14 @@ static int worker_sockets(rw_server *s, struct rw_worker *w)
   return 0;
 }
 
-/* Sizes every pool from the config and the listeners' protocols. */
+/* Sizes every pool from the config and the protocols served: the listeners' and the alternates
+ * their connections may switch to. */
 static int worker_init(rw_server *s, struct rw_worker *w)
 {
   const rw_config *cfg = &s->cfg;
   size_t frame = 0, parser = 16;
-  for (unsigned i = 0; i < s->nlisteners; i++) {
-    const rw_proto *p = s->listeners[i].proto;
+  for (unsigned i = 0; i < s->nlisteners + s->nalts; i++) {
+    const rw_proto *p = i < s->nlisteners ? s->listeners[i].proto : s->alts[i - s->nlisteners].alt;
     frame = p->max_frame > frame ? p->max_frame : frame;
     parser = p->parser_size > parser ? p->parser_size : parser;
   }

@@ -70,6 +70,9 @@ struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd)
 {
   const struct rw_listener *ln = &w->srv->listeners[li];
   struct rw_conn *c = w->stopping ? NULL : rw_conn_open(w, ln->proto, ln->handlers, fd);
+  for (unsigned i = 0; c && i < w->srv->nalts; i++)
+    if (w->srv->alts[i].proto == ln->proto)
+      c->flags |= RW_CONN_CHOOSE; /* (conn.c looks at the first byte) */
   if (c && ln->tls && rw_tls_conn_start(c, ln->tls, NULL) < 0) {
     rw_log_limited(&w->tls_log, "tls: no memory for a session: connection refused");
     rw_conn_abort(c, -ENOMEM);
