@@ -105,7 +105,8 @@ bool feed(struct feeder *f, const uint8_t *data, size_t n)
       snprintf(line, sizeof line, "error %d", rc);
     if (!log_line(f, line))
       return fault(f, "out of memory");
-    if (rc == RW_PARSE_OVERLONG || rc == RW_PARSE_INVALID || (rc < 0 && f->errors_close)) {
+    if (rc == RW_PARSE_OVERLONG || rc == RW_PARSE_INVALID || (rc < 0 && f->errors_close) ||
+        (rc == RW_PARSE_BAD_DATA && f->bad_data_closes)) {
       f->closed = true;
       return true;
     }

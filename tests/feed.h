@@ -23,6 +23,8 @@ struct feeder {
   size_t loglen, logcap;
   bool closed;
   bool errors_close; /* the spec closes on every error (resp, http1), not only OVERLONG/INVALID */
+  bool bad_data_closes; /* it closes on bad_data, and goes on after other errors (memcache_binary:
+                           a too-large body is skipped) */
   const char *fault; /* set when the parser broke an invariant */
   size_t done;       /* bytes of the stream consumed so far */
   /* When set: frame_ends[i] says a frame of the stream may end after its first i bytes (an

@@ -1,8 +1,9 @@
 /* libFuzzer target for one generated parser, chosen at build time: FUZZ_PROTO, FUZZ_DESCRIBE,
- * FUZZ_ERRORS_CLOSE (whether the spec closes on every error) and, for a protocol whose refusals
- * keep the connection, FUZZ_FRAMES (an oracle of where its frames may end). Each input is parsed twice:
- * whole, and cut into pieces whose sizes come from its first byte; both runs must report the same messages, every field's bytes are read (so a span
- * outside the buffer is a sanitizer report), and the feeder's invariants must hold. */
+ * FUZZ_ERRORS_CLOSE (whether the spec closes on every error), FUZZ_BAD_DATA_CLOSES (on bad_data
+ * alone) and, for a protocol whose refusals keep the connection, FUZZ_FRAMES (an oracle of where
+ * its frames may end). Each input is parsed twice: whole, and cut into pieces whose sizes come
+ * from its first byte; both runs must report the same messages, every field's bytes are read (so
+ * a span outside the buffer is a sanitizer report), and the feeder's invariants must hold. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
       feeder_init(&split, &FUZZ_PROTO, FUZZ_DESCRIBE, size + 1))
     abort();
   whole.errors_close = split.errors_close = FUZZ_ERRORS_CLOSE;
+#ifdef FUZZ_BAD_DATA_CLOSES
+  whole.bad_data_closes = split.bad_data_closes = true;
+#endif
 #ifdef FUZZ_FRAMES
   /* The smuggling check: no message or error may come from bytes inside a data block that a
    * line declared, refused or not (an oracle written apart from the parser says where). */
