@@ -14,6 +14,7 @@
 #include <ringwright/ringwright.h>
 
 #include "echo.gen.h"
+#include "lenpfx.gen.h"
 
 static int echo_back(rw_conn *c, const struct echo_data *m)
 {
@@ -346,6 +347,28 @@ static void make_certs(char *dir)
   cr_assert_eq(system(cmd), 0, "openssl could not make the certificates");
 }
 
+/* Certificates in `dir` (make_certs), a server context for them and a client context that
+ * trusts their CA, no ALPN; tls_pair_free() undoes it all. */
+static void tls_pair(char *dir, rw_tls **server, rw_tls **client)
+{
+  char cert[128], key[128], ca[128];
+  make_certs(dir);
+  snprintf(cert, sizeof cert, "%s/s.crt", dir);
+  snprintf(key, sizeof key, "%s/s.key", dir);
+  snprintf(ca, sizeof ca, "%s/ca.crt", dir);
+  cr_assert_eq(rw_tls_server_new(&(rw_tls_cert){cert, key}, 1, NULL, server), 0);
+  cr_assert_eq(rw_tls_client_new(ca, NULL, client), 0);
+}
+
+static void tls_pair_free(const char *dir, rw_tls *server, rw_tls *client)
+{
+  char cmd[1024];
+  rw_tls_free(server);
+  rw_tls_free(client);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  cr_expect_eq(system(cmd), 0);
+}
+
 Test(tls, client_verifies_server_and_echoes)
 {
   char dir[] = "/tmp/rw-tls-XXXXXX", cmd[1024], cert[128], key[128], ca[128];
@@ -455,6 +478,13 @@ Test(tls, client_against_openssl_s_server)
   cr_expect_eq(system(cmd), 0);
 }
 
+/* A client connection of a test is done (or never came): the last one stops the server. */
+static void client_done(int *pending, rw_server *srv)
+{
+  if (--*pending == 0)
+    rw_server_stop(srv);
+}
+
 /* ---- writes whose pieces include empty ones with a NULL base, plain and TLS ---- */
 
 #define PIECES_TOTAL (128 * 1024)
@@ -514,8 +544,7 @@ static int pieces_client_data(rw_conn *c, const struct echo_data *m)
   pt.got[k] += m->data.len;
   if (pt.wrong[k] || pt.got[k] == PIECES_TOTAL) {
     rw_conn_close(c);
-    if (--pt.pending == 0)
-      rw_server_stop(pt.srv);
+    client_done(&pt.pending, pt.srv);
   }
   return 0;
 }
@@ -527,8 +556,7 @@ static void pieces_connected(rw_conn *c, int err, void *data)
   int k = (int)(intptr_t)data;
   pt.err[k] = err;
   if (!c) {
-    if (--pt.pending == 0)
-      rw_server_stop(pt.srv);
+    client_done(&pt.pending, pt.srv);
     return;
   }
   rw_conn_set_data(c, data);
@@ -550,14 +578,9 @@ static void pieces_start(rw_worker *w, void *data)
 
 Test(conn, writev_skips_empty_pieces_with_a_null_base_plain_and_tls)
 {
-  char dir[] = "/tmp/rw-tls-XXXXXX", cmd[1024], cert[128], key[128], ca[128];
-  make_certs(dir);
-  snprintf(cert, sizeof cert, "%s/s.crt", dir);
-  snprintf(key, sizeof key, "%s/s.key", dir);
-  snprintf(ca, sizeof ca, "%s/ca.crt", dir);
+  char dir[] = "/tmp/rw-tls-XXXXXX";
   rw_tls *server;
-  cr_assert_eq(rw_tls_server_new(&(rw_tls_cert){cert, key}, 1, NULL, &server), 0);
-  cr_assert_eq(rw_tls_client_new(ca, NULL, &pt.client), 0);
+  tls_pair(dir, &server, &pt.client);
   pt.rng = 2463534242u;
   for (size_t i = 0; i < PIECES_TOTAL; i++)
     pt.sent[i] = (uint8_t)pieces_next();
@@ -568,16 +591,149 @@ Test(conn, writev_skips_empty_pieces_with_a_null_base_plain_and_tls)
     pt.port[k] = rw_server_port(pt.srv, (unsigned)k);
   cr_assert_eq(rw_server_run(pt.srv), 0);
   rw_server_destroy(pt.srv);
-  rw_tls_free(server);
-  rw_tls_free(pt.client);
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  cr_expect_eq(system(cmd), 0);
+  tls_pair_free(dir, server, pt.client);
   cr_assert(!watchdog_fired, "the test did not finish within 20 s: %d connections pending", pt.pending);
   for (int k = 0; k < 2; k++) {
     const char *what = k ? "TLS" : "plain";
     cr_expect_eq(pt.err[k], 0, "%s: connect: %s", what, strerror(-pt.err[k]));
     cr_expect(!pt.wrong[k], "%s: the bytes echoed differ at or after offset %zu", what, pt.got[k]);
     cr_expect_eq(pt.got[k], PIECES_TOTAL, "%s", what);
+  }
+}
+
+/* ---- a protocol chosen by the first byte (rw_server_alternate) ---- */
+
+/* A listener serving echo (raw: on its own it needs no accumulator slot) with lenpfx (framed)
+ * as the alternate for a first byte 0x00. Four clients, plain and TLS: two speak lenpfx and send
+ * their frame's header and payload in separate loop turns, so the frame must wait in a slot that
+ * only the alternate's sizing provides; two speak echo with a 0x00 after their first byte, which
+ * must not switch them. */
+#define ALT_CLIENTS 4
+
+struct alt_test {
+  rw_server *srv;
+  rw_tls *client;
+  int port[2], pending, err[ALT_CLIENTS];
+  char got[ALT_CLIENTS][32];
+  size_t gotlen[ALT_CLIENTS];
+  rw_timer later[ALT_CLIENTS];
+  rw_conn *conn[ALT_CLIENTS];
+};
+
+static struct alt_test at;
+static const char alt_echoed[] = "a\0b\0c"; /* what each echo client sends */
+
+static int alt_frame_back(rw_conn *c, const struct lenpfx_frame *m)
+{
+  return lenpfx_reply_echo(c, m->payload);
+}
+
+static const struct lenpfx_handlers alt_server = {.frame = alt_frame_back};
+
+static void alt_done(rw_conn *c, int k)
+{
+  rw_conn_close(c);
+  at.conn[k] = NULL;
+  client_done(&at.pending, at.srv);
+}
+
+static int alt_client_frame(rw_conn *c, const struct lenpfx_frame *m)
+{
+  int k = (int)(intptr_t)rw_conn_data(c);
+  size_t n = m->payload.len < sizeof at.got[k] ? m->payload.len : sizeof at.got[k];
+  memcpy(at.got[k], m->payload.p, n);
+  at.gotlen[k] = n;
+  alt_done(c, k);
+  return 0;
+}
+
+static int alt_client_echo(rw_conn *c, const struct echo_data *m)
+{
+  int k = (int)(intptr_t)rw_conn_data(c);
+  size_t n = m->data.len < sizeof at.got[k] - at.gotlen[k] ? m->data.len : sizeof at.got[k] - at.gotlen[k];
+  memcpy(at.got[k] + at.gotlen[k], m->data.p, n);
+  at.gotlen[k] += n;
+  if (at.gotlen[k] >= sizeof alt_echoed - 1)
+    alt_done(c, k);
+  return 0;
+}
+
+static const struct lenpfx_handlers alt_client_lenpfx = {.frame = alt_client_frame};
+static const struct echo_handlers alt_client_raw = {.data = alt_client_echo};
+
+static void alt_payload(rw_timer *t)
+{
+  int k = (int)(t - at.later);
+  if (at.conn[k])
+    cr_expect_eq(rw_conn_write(at.conn[k], "framed", 6), 0);
+}
+
+static void alt_connected(rw_conn *c, int err, void *data)
+{
+  int k = (int)(intptr_t)data;
+  at.err[k] = err;
+  if (!c) {
+    client_done(&at.pending, at.srv);
+    return;
+  }
+  rw_conn_set_data(c, data);
+  at.conn[k] = c;
+  if (k % 2) {
+    cr_expect_eq(rw_conn_write(c, alt_echoed, sizeof alt_echoed - 1), 0);
+    return;
+  }
+  cr_expect_eq(rw_conn_write(c, "\0\0\0\6", 4), 0); /* the header now, the payload later */
+  rw_timer_init(&at.later[k], alt_payload, NULL);
+  rw_timer_arm(rw_conn_worker(c), &at.later[k], 50);
+}
+
+static void alt_start(rw_worker *w, void *data)
+{
+  (void)data;
+  arm_watchdog(w);
+  at.pending = ALT_CLIENTS;
+  for (int k = 0; k < ALT_CLIENTS; k++) {
+    char addr[64];
+    bool tls = k >= 2;
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", at.port[tls]);
+    const rw_proto *proto = k % 2 ? &echo_proto : &lenpfx_proto;
+    const void *h = k % 2 ? (const void *)&alt_client_raw : (const void *)&alt_client_lenpfx;
+    cr_assert_eq(tls ? rw_connect_tls(w, addr, "localhost", at.client, proto, h, 2000, alt_connected, (void *)(intptr_t)k)
+                     : rw_connect(w, addr, proto, h, 2000, alt_connected, (void *)(intptr_t)k),
+                 0);
+  }
+}
+
+Test(conn, first_byte_picks_the_alternate_protocol_plain_and_tls)
+{
+  char dir[] = "/tmp/rw-tls-XXXXXX";
+  rw_tls *server;
+  tls_pair(dir, &server, &at.client);
+  at.srv = new_server(alt_start, NULL, 1);
+  cr_assert_eq(rw_server_listen(at.srv, "127.0.0.1:0", &echo_proto, &echo_server), 0);
+  cr_assert_eq(rw_server_listen_tls(at.srv, "127.0.0.1:0", &echo_proto, &echo_server, server), 0);
+  /* Handlers are checked at registration; a protocol is not its own alternate. */
+  cr_expect_eq(rw_server_alternate(at.srv, &echo_proto, &lenpfx_proto, &(struct lenpfx_handlers){0}, 0), -EINVAL);
+  cr_expect_eq(rw_server_alternate(at.srv, &echo_proto, &echo_proto, &echo_server, 0), -EINVAL);
+  cr_assert_eq(rw_server_alternate(at.srv, &echo_proto, &lenpfx_proto, &alt_server, 0), 0);
+  cr_expect_eq(rw_server_alternate(at.srv, &echo_proto, &lenpfx_proto, &alt_server, 0), -EINVAL,
+               "one alternate per first byte");
+  for (int k = 0; k < 2; k++)
+    at.port[k] = rw_server_port(at.srv, (unsigned)k);
+  cr_assert_eq(rw_server_run(at.srv), 0);
+  rw_server_destroy(at.srv);
+  tls_pair_free(dir, server, at.client);
+  cr_assert(!watchdog_fired, "the test did not finish within 20 s: %d connections pending", at.pending);
+  for (int k = 0; k < ALT_CLIENTS; k++) {
+    const char *what = k >= 2 ? "TLS" : "plain";
+    cr_expect_eq(at.err[k], 0, "%s: connect: %s", what, strerror(-at.err[k]));
+    if (k % 2)
+      cr_expect(at.gotlen[k] == sizeof alt_echoed - 1 && !memcmp(at.got[k], alt_echoed, at.gotlen[k]),
+                "%s: echo (first byte 'a') stays echo", what);
+    else
+      cr_expect(at.gotlen[k] == 6 && !memcmp(at.got[k], "framed", 6),
+                "%s: a first byte 0x00 speaks lenpfx, its frame split across receives (got %zu bytes)",
+                what, at.gotlen[k]);
   }
 }
 

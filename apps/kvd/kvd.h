@@ -9,6 +9,7 @@
 #include <ringwright/ringwright.h>
 
 #include "memcache.gen.h"
+#include "memcache_binary.gen.h"
 #include "resp.gen.h"
 #include "store.h"
 
@@ -29,6 +30,7 @@ struct kvd_conn {
   uint64_t id;
   kv_item *stream_it; /* a value going out from the store (stream.c), pinned */
   uint32_t stream_off;
+  bool stream_crlf; /* the stream ends with CRLF (text protocols; binary: nothing) */
   uint32_t next_key; /* a multi-key reply continued after a streamed value: keys done */
   uint64_t aof_wait; /* --fsync always: replies wait until the log is durable to here */
   bool aof_corked, aof_waiting;
@@ -82,11 +84,54 @@ _Static_assert(MEMCACHE_LIMIT_DATA <= RESP_LIMIT_DATA, "memcache's values fit RE
 /* ---- stream.c ---- */
 /* Values from this long go out from the item itself, over as many loop turns as it takes. */
 #define KVD_STREAM_MIN (64u << 10)
-/* Sends `it`'s value (KVD_STREAM_MIN bytes or more) and its CRLF as a stream, after the caller
- * wrote the reply's header (shard locked); the item stays pinned until it has gone out. Returns
- * 1: nothing more may be written for this command (a multi-key reply returns -EAGAIN and is
- * dispatched again when the stream is done, continuing after kvd_conn.next_key keys). */
-int kvd_stream_value(rw_conn *c, kv_shard *sh, kv_item *it);
+/* Sends `it`'s value (KVD_STREAM_MIN bytes or more), and a CRLF after it when `crlf` (the text
+ * protocols), as a stream, after the caller wrote the reply's header (shard locked); the item
+ * stays pinned until it has gone out. Returns 1: nothing more may be written for this command
+ * (a multi-key reply returns -EAGAIN and is dispatched again when the stream is done,
+ * continuing after kvd_conn.next_key keys). */
+int kvd_stream_value(rw_conn *c, kv_shard *sh, kv_item *it, bool crlf);
+
+/* ---- memcache_store.c: memcached's operations, shared by its text and binary protocols ---- */
+#define KVD_MC_VERSION "1.6.18-ringwright" /* what `version` and the stats say */
+/* How an operation ended (>= 0); each protocol words it. The writes may also fail with
+ * kvd_put()'s -E2BIG or -ENOMEM, or -EAGAIN: nothing was done or counted, the handler returns it
+ * before replying and is dispatched again. */
+enum {
+  KVD_MC_DONE,        /* stored, deleted, counted */
+  KVD_MC_NOT_STORED,  /* add: the key exists; replace, append, prepend: it does not */
+  KVD_MC_EXISTS,      /* the item's CAS is not the one given */
+  KVD_MC_NOT_FOUND,   /* no such key */
+  KVD_MC_NON_NUMERIC, /* incr/decr of a value that is no number */
+};
+enum kvd_mc_mode { KVD_MC_SET, KVD_MC_ADD, KVD_MC_REPLACE, KVD_MC_APPEND, KVD_MC_PREPEND, KVD_MC_CAS };
+/* memcached's exptime as a deadline (kv_item.expire_ms): 0 never, negative already expired (1),
+ * up to 30 days relative seconds, beyond that a Unix time. */
+int64_t kvd_mc_deadline(const rw_conn *c, int64_t exptime);
+/* A storage command. `cas`: for KVD_MC_CAS the CAS the item must have (it must exist); for
+ * append and prepend, when not 0, likewise. Done: *out_cas is the new item's. */
+int kvd_mc_store(rw_conn *c, enum kvd_mc_mode mode, rw_span key, rw_span data, uint32_t flags,
+                 int64_t expire_ms, uint64_t cas, uint64_t *out_cas);
+/* The live item for a get (or, `touch`, a touch or gat: its expiry set first), counted as
+ * memcached counts them; shard `sh` locked by the caller, who replies from the item. */
+kv_item *kvd_mc_fetch(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, bool touch,
+                      int64_t expire_ms);
+/* delete; `cas` when not 0 must be the item's. */
+int kvd_mc_delete(rw_conn *c, rw_span key, uint64_t cas);
+/* incr/decr by `delta` (incr wraps at 2^64, decr stops at 0); `cas` when not 0 must be the
+ * item's. A missing key is created from `init` when given (binary), else not found. Done:
+ * *out_value and *out_cas are the new value's. */
+struct kvd_mc_initial {
+  uint64_t value;
+  int64_t expire_ms;
+};
+int kvd_mc_delta(rw_conn *c, rw_span key, bool incr, uint64_t delta, uint64_t cas,
+                 const struct kvd_mc_initial *init, uint64_t *out_value, uint64_t *out_cas);
+/* flush_all: every item now (at_ms 0), or those stored before `at_ms` once it passes. */
+void kvd_mc_flush(rw_conn *c, int64_t at_ms);
+/* The general stats, one `emit` each (stopping at its first error): its result. */
+typedef int (*kvd_mc_stat_fn)(rw_conn *c, const void *arg, rw_span name, rw_span value);
+int kvd_mc_stats(rw_conn *c, kvd_mc_stat_fn emit, const void *arg);
+void kvd_mc_stats_reset(void);
 
 /* ---- aof.c: the append-only file ---- */
 enum kvd_fsync { KVD_FSYNC_ALWAYS, KVD_FSYNC_EVERYSEC, KVD_FSYNC_NO };
@@ -155,9 +200,12 @@ void kvd_peek_key(rw_span key);
 void kvd_peek_end(void);
 void kvd_resp_peek(rw_conn *c, int cmd, const void *msg);
 void kvd_memcache_peek(rw_conn *c, int cmd, const void *msg);
+void kvd_memcache_binary_peek(rw_conn *c, int cmd, const void *msg);
 
-/* Handlers for the two protocols. */
+/* Handlers for the protocols: RESP, memcache text and binary (the binary one on the memcache
+ * listeners, for connections whose first byte is 0x80). */
 extern const struct resp_handlers kvd_resp_handlers;
 extern const struct memcache_handlers kvd_memcache_handlers;
+extern const struct memcache_binary_handlers kvd_memcache_binary_handlers;
 
 #endif

@@ -1,6 +1,7 @@
-/* kvd: a key-value appliance. One store (store.h), two generated protocols over it: RESP
- * (spec/resp.rw, handlers in resp.c) and the memcache text protocol (spec/memcache.rw,
- * handlers in memcache.c). Everything is allocated here, before the workers start. */
+/* kvd: a key-value appliance. One store (store.h), generated protocols over it: RESP
+ * (spec/resp.rw, handlers in resp.c) and memcache, text (spec/memcache.rw, handlers in
+ * memcache.c) or binary (spec/memcache_binary.rw, memcache_binary.c) on the same listeners.
+ * Everything is allocated here, before the workers start. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,8 @@ struct opts {
 
 static const char usage[] =
     "  --resp HOST:PORT       serve RESP (redis clients) here (default " DEFAULT_RESP " when neither is given)\n"
-    "  --memcache HOST:PORT   serve the memcache text protocol here (default " DEFAULT_MEMCACHE ")\n"
+    "  --memcache HOST:PORT   serve memcache here, text or binary by a connection's first byte\n"
+    "                         (default " DEFAULT_MEMCACHE ")\n"
     "  --resp-tls HOST:PORT   serve RESP over TLS here (needs --tls-cert, --tls-key; ALPN redis)\n"
     "  --memcache-tls HOST:PORT  serve memcache over TLS here\n"
     "  --memory BYTES         the store's fixed budget, taken at start (default 64m; k, m, g suffixes)\n"
@@ -160,6 +162,12 @@ static int setup(rw_server *srv, uint32_t srv_max_conns, const struct opts *o, r
     rc = rw_server_peek(srv, &resp_proto, kvd_resp_peek);
   if (!rc)
     rc = rw_server_peek(srv, &memcache_proto, kvd_memcache_peek);
+  /* memcached's binary protocol on the same listeners, chosen as memcached chooses it: by a
+   * connection's first byte, the binary request magic. */
+  if (!rc && (o->memcache || o->memcache_tls))
+    rc = rw_server_alternate(srv, &memcache_proto, &memcache_binary_proto, &kvd_memcache_binary_handlers, 0x80);
+  if (!rc)
+    rc = rw_server_peek(srv, &memcache_binary_proto, kvd_memcache_binary_peek);
   if (rc < 0)
     return rc;
   kvd.workers = rw_server_workers(srv);

@@ -84,7 +84,7 @@ static int reply_value(rw_conn *c, kv_shard *sh, kv_item *it)
   if (it->vlen < KVD_STREAM_MIN)
     return resp_reply_bulk(c, (rw_span){kv_value(it), it->vlen});
   int rc = resp_reply_bulk_head(c, it->vlen);
-  return rc < 0 ? rc : kvd_stream_value(c, sh, it);
+  return rc < 0 ? rc : kvd_stream_value(c, sh, it, true);
 }
 
 static int on_ping(rw_conn *c, const rw_list *a)

@@ -655,7 +655,8 @@ void kv_link(kv_shard *sh, kv_item *it, int64_t now_ms)
   it->stored_ms = now_ms;
   it->bumped_ms = (uint32_t)now_ms;
   /* Unique across shards: the shard's counter, interleaved by shard number. */
-  it->cas = ++sh->cas_next * sh->nshards + sh->id;
+  ++sh->cas_next;
+  it->cas = kv_last_cas(sh);
   struct kv_class *c = &sh->cls[it->cls];
   lru_push(c, it);
   c->items++;

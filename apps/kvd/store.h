@@ -146,6 +146,11 @@ int kv_alloc(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, size_t vlen
              kv_item **out_it);
 /* Links `it`, replacing (and freeing) any item with its key; assigns it a new CAS value. */
 void kv_link(kv_shard *sh, kv_item *it, int64_t now_ms);
+/* The CAS value the shard's latest kv_link() gave (its lock held since): a write's new CAS. */
+static inline uint64_t kv_last_cas(const kv_shard *sh)
+{
+  return sh->cas_next * sh->nshards + sh->id;
+}
 /* Keeps `it`'s memory (not its place in the keyspace) until kv_unpin(); shard locked for both. */
 void kv_pin(kv_shard *sh, kv_item *it);
 void kv_unpin(kv_shard *sh, kv_item *it);

@@ -13,15 +13,15 @@ static int stream_more(rw_conn *c, void *data, size_t room)
   kv_item *it = kc->stream_it;
   int rc = 0;
   if (room) {
-    size_t left = it->vlen - kc->stream_off;
-    if (left + 2 > room) { /* the value's end and its CRLF next time */
+    size_t left = it->vlen - kc->stream_off, tail = kc->stream_crlf ? 2 : 0;
+    if (left + tail > room) { /* the value's end and its CRLF next time */
       size_t n = left < room ? left : room;
       rc = rw_conn_write(c, kv_value(it) + kc->stream_off, n);
       kc->stream_off += (uint32_t)n;
       if (!rc)
         return 1;
     } else {
-      struct iovec iov[2] = {{kv_value(it) + kc->stream_off, left}, {(void *)"\r\n", 2}};
+      struct iovec iov[2] = {{kv_value(it) + kc->stream_off, left}, {(void *)"\r\n", tail}};
       rc = rw_conn_writev(c, iov, 2);
     }
   }
@@ -30,9 +30,10 @@ static int stream_more(rw_conn *c, void *data, size_t room)
   return rc;
 }
 
-int kvd_stream_value(rw_conn *c, kv_shard *sh, kv_item *it)
+int kvd_stream_value(rw_conn *c, kv_shard *sh, kv_item *it, bool crlf)
 {
   struct kvd_conn *kc = rw_conn_user(c);
+  kc->stream_crlf = crlf;
   kv_pin(sh, it);
   kc->stream_it = it;
   kc->stream_off = 0;

@@ -33,8 +33,8 @@ typedef struct rw_config {
                                max_conns, 64..4096) */
   uint32_t accum_slots;     /* per worker, for frames that cross receives (0: a quarter of its even
                                share of max_conns, >= 16) */
-  uint32_t accum_size;      /* frame bytes a slot holds, plus one receive (0: the protocol's
-                               longest frame, at most 4 MiB) */
+  uint32_t accum_size;      /* frame bytes a slot holds, plus one receive (0: the longest frame
+                               of the protocols served, alternates included, at most 4 MiB) */
   uint32_t large_slots;     /* the server's, shared by every worker, for frames longer than a
                                slot, each as long as the longest frame: resident only while used
                                (0: 2 when a listener's frames can outgrow a slot) */
@@ -83,6 +83,17 @@ int rw_server_listen(rw_server *s, const char *hostport, const rw_proto *proto,
 #define RW_PEEK_STATE 2048
 typedef void (*rw_peek_fn)(rw_conn *c, int cmd, const void *msg);
 int rw_server_peek(rw_server *s, const rw_proto *proto, rw_peek_fn fn);
+
+/* Two protocols on one port, told apart by the first byte a client sends (memcached's text and
+ * binary protocols): on the listeners serving `proto`, plain or TLS (the plaintext's first
+ * byte), a connection whose first received byte is `first_byte` speaks `alt`, served by
+ * `alt_handlers`, instead; any other first byte keeps `proto`. The choice is made once, before
+ * anything is parsed, and holds for the connection's life. Pools are sized for `alt` too (its
+ * parser state, its longest frame); a lookahead (rw_server_peek) registered for `alt` applies.
+ * Checks `alt_handlers` now. Call before rw_server_run(); 0, -EINVAL (a handler missing, `alt`
+ * is `proto`, or `first_byte` is taken for `proto`) or -ENOSPC. */
+int rw_server_alternate(rw_server *s, const rw_proto *proto, const rw_proto *alt,
+                        const void *alt_handlers, uint8_t first_byte);
 
 /* The port listener `i` (in rw_server_listen() order) is bound to, or -EINVAL. */
 int rw_server_port(const rw_server *s, unsigned i);

@@ -62,6 +62,13 @@ bool rw_conn_wants_write(const struct rw_conn *c)
   return (c->flags & (RW_CONN_WANT_WRITE | RW_CONN_CONNECTING)) && !(c->flags & RW_CONN_ABORT);
 }
 
+/* Whether the connection's bytes may have to wait in a slot: a framed protocol's, or any until
+ * the first byte has chosen between a listener's protocol and its alternates. */
+static bool may_hold(const struct rw_conn *c)
+{
+  return c->proto->max_frame || (c->flags & RW_CONN_CHOOSE);
+}
+
 /* Starting a dispatch needs room for its reply: below the connection's high water mark, and
  * enough free chunks that one receive's worth of output fits. */
 static bool can_dispatch(const struct rw_conn *c)
@@ -71,6 +78,14 @@ static bool can_dispatch(const struct rw_conn *c)
 }
 
 static void idle_fired(rw_timer *t);
+
+static rw_peek_fn peek_of(const rw_server *s, const rw_proto *proto)
+{
+  for (unsigned i = 0; i < s->npeeks; i++)
+    if (s->peeks[i].proto == proto)
+      return s->peeks[i].fn;
+  return NULL;
+}
 
 struct rw_conn *rw_conn_open(struct rw_worker *w, const rw_proto *proto, const void *handlers, int fd)
 {
@@ -83,9 +98,7 @@ struct rw_conn *rw_conn_open(struct rw_worker *w, const rw_proto *proto, const v
                         .handlers = handlers, .w = w, .parser = parser, .acc = RW_NONE,
                         .sq_head = RW_NONE, .sq_tail = RW_NONE, .last_active_ms = w->now_ms,
                         .file = {.req = RW_NONE}};
-  for (unsigned i = 0; i < w->srv->npeeks; i++)
-    if (w->srv->peeks[i].proto == proto)
-      c->peek = w->srv->peeks[i].fn;
+  c->peek = peek_of(w->srv, proto);
   proto->parser_init(parser);
   memset((uint8_t *)parser + w->user_off, 0, w->user_size);
   rw_conn_arm_idle(c);
@@ -279,7 +292,7 @@ uint8_t *rw_conn_rx_window(struct rw_conn *c, size_t *out_cap)
     return acc_buf(c) + c->acc_len;
   }
   /* A framed protocol may leave a partial frame behind: make sure a slot will be there. */
-  if (c->proto->max_frame && !w->acc_pool.nfree) {
+  if (may_hold(c) && !w->acc_pool.nfree) {
     rw_conn_pause(c);
     return NULL;
   }
@@ -334,11 +347,31 @@ static void peek_ahead(struct rw_conn *c, const uint8_t *buf, size_t len)
     c->peek(c, -1, NULL);
 }
 
+/* rw_server_alternate(): the first byte received (nothing is parsed before it) picks the
+ * connection's protocol, once; the parser starts afresh for an alternate. */
+static void choose_protocol(struct rw_conn *c, uint8_t first)
+{
+  const rw_server *s = c->w->srv;
+  c->flags &= ~RW_CONN_CHOOSE;
+  for (unsigned i = 0; i < s->nalts; i++) {
+    const struct rw_alternate *a = &s->alts[i];
+    if (a->proto == c->proto && a->first_byte == first) {
+      c->proto = a->alt;
+      c->handlers = a->handlers;
+      c->peek = peek_of(s, a->alt);
+      a->alt->parser_init(c->parser);
+      return;
+    }
+  }
+}
+
 /* Parses and dispatches buf[0..len); buf[len] must be writable (it takes the sentinel).
  * Returns how many bytes were consumed or kept: fewer than len only when the rest could not be
  * kept, and the connection is then paused with the rest left to the caller. */
 static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
 {
+  if ((c->flags & RW_CONN_CHOOSE) && len)
+    choose_protocol(c, buf[0]);
   const rw_proto *proto = c->proto;
   _Alignas(max_align_t) unsigned char msg[RW_PROTO_MSG_MAX];
   size_t off = 0;
@@ -589,7 +622,7 @@ void rw_conn_try_resume(struct rw_conn *c)
     if (!can_dispatch(c))
       return;
   }
-  if (c->proto->max_frame && c->acc == RW_NONE && !w->acc_pool.nfree)
+  if (may_hold(c) && c->acc == RW_NONE && !w->acc_pool.nfree)
     return;
   if (c->tls && !tls_can_read(c))
     return;

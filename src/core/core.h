@@ -139,6 +139,8 @@ enum {
   RW_CONN_ZOMBIE = 1 << 9,     /* closed, waiting for the driver to release the slot */
   RW_CONN_CORKED = 1 << 10,    /* rw_conn_cork(): queued bytes wait for rw_conn_uncork() */
   RW_CONN_WAITING = 1 << 11,   /* a handler said -EAGAIN: paused until rw_conn_resume() */
+  RW_CONN_CHOOSE = 1 << 12,    /* accepted where rw_server_alternate() applies: the first byte
+                                  received picks the protocol */
 };
 
 struct rw_listener {
@@ -278,6 +280,12 @@ struct rw_server {
    * its own, away from `stop`, which every loop reads each turn. */
   _Alignas(64) atomic_uint nconns; /* accepted connections not yet released: at most max_conns */
   _Alignas(64) struct rw_large large;
+  struct rw_alternate { /* rw_server_alternate() */
+    const rw_proto *proto, *alt;
+    const void *handlers;
+    uint8_t first_byte;
+  } alts[RW_MAX_LISTENERS];
+  unsigned nalts;
 };
 
 /* ---- fileop.c ---- */

@@ -80,6 +80,26 @@ int rw_server_peek(rw_server *s, const rw_proto *proto, rw_peek_fn fn)
   return 0;
 }
 
+int rw_server_alternate(rw_server *s, const rw_proto *proto, const rw_proto *alt,
+                        const void *alt_handlers, uint8_t first_byte)
+{
+  if (s->nalts == RW_MAX_LISTENERS)
+    return -ENOSPC;
+  if (alt == proto)
+    return -EINVAL;
+  for (unsigned i = 0; i < s->nalts; i++)
+    if (s->alts[i].proto == proto && s->alts[i].first_byte == first_byte)
+      return -EINVAL;
+  int rc = alt->check_handlers(alt_handlers);
+  if (rc) {
+    rw_log("%s: a handler the spec needs is missing", alt->name);
+    return rc;
+  }
+  s->alts[s->nalts++] = (struct rw_alternate){proto, alt, alt_handlers, first_byte};
+  rw_log("%s connections whose first byte is 0x%02x speak %s", proto->name, first_byte, alt->name);
+  return 0;
+}
+
 /* The one place a stream listener is bound; its start-up line says whether it speaks TLS, so
  * that a plain and a TLS listener of the same protocol can be told apart. */
 static int listen_on(rw_server *s, const char *hostport, const rw_proto *proto, const void *handlers,
@@ -173,7 +193,8 @@ static int worker_sockets(rw_server *s, struct rw_worker *w)
   return 0;
 }
 
-/* What every worker's pools hold. Connection slots: the whole cap, so that a worker can take
+/* What every worker's pools hold, for the protocols served: the listeners' and the alternates
+ * their connections may switch to (rw_server_alternate). Connection slots: the whole cap, so that a worker can take
  * every connection when the kernel's hash sends it all of them (--max-conns is one count for all
  * workers; a slot is 1-2 KiB). The pools whose shortage is backpressure, not refusal
  * (accumulator slots, send chunks, io_uring's receive buffers), take the cap's even split: a
@@ -191,11 +212,11 @@ static void plan_pools(const rw_server *s, struct plan *p)
   const rw_config *cfg = &s->cfg;
   size_t frame = 0;
   *p = (struct plan){.parser = 16};
-  for (unsigned i = 0; i < s->nlisteners; i++) {
-    const rw_proto *pr = s->listeners[i].proto;
+  for (unsigned i = 0; i < s->nlisteners + s->nalts; i++) {
+    const rw_proto *pr = i < s->nlisteners ? s->listeners[i].proto : s->alts[i - s->nlisteners].alt;
     frame = pr->max_frame > frame ? pr->max_frame : frame;
     p->parser = pr->parser_size > p->parser ? pr->parser_size : p->parser;
-    p->tls |= s->listeners[i].tls != NULL;
+    p->tls |= i < s->nlisteners && s->listeners[i].tls != NULL;
   }
   p->share = (cfg->max_conns + s->nworkers - 1) / s->nworkers;
   /* Unframed protocols never hold bytes back: they need no slots. */

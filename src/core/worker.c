@@ -97,6 +97,9 @@ struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd)
     return NULL;
   }
   c->counted = true;
+  for (unsigned i = 0; i < s->nalts; i++)
+    if (s->alts[i].proto == ln->proto)
+      c->flags |= RW_CONN_CHOOSE; /* (conn.c looks at the first byte) */
   if (ln->tls && rw_tls_calls()->conn_start(c, ln->tls, NULL) < 0) {
     rw_log_limited(&w->tls_log, "tls: no memory for a session: connection refused");
     rw_conn_abort(c, -ENOMEM);

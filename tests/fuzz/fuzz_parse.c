@@ -1,8 +1,9 @@
 /* libFuzzer target for one generated parser, chosen at build time: FUZZ_PROTO, FUZZ_DESCRIBE,
- * FUZZ_ERRORS_CLOSE (whether the spec closes on every error) and, for a protocol whose refusals
- * keep the connection, FUZZ_FRAMES (an oracle of where its frames may end). Each input is parsed twice:
- * whole, and cut into pieces whose sizes come from its first byte; both runs must report the same messages, every field's bytes are read (so a span
- * outside the buffer is a sanitizer report), and the feeder's invariants must hold. */
+ * FUZZ_ERRORS_CLOSE (whether the spec closes on every error), FUZZ_BAD_DATA_CLOSES (on bad_data
+ * alone) and, for a protocol whose refusals keep the connection, FUZZ_FRAMES (an oracle of where
+ * its frames may end). Each input is parsed twice: whole, and cut into pieces whose sizes come
+ * from its first byte; both runs must report the same messages, every field's bytes are read (so
+ * a span outside the buffer is a sanitizer report), and the feeder's invariants must hold. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

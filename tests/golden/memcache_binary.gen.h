@@ -68,6 +68,8 @@ struct memcache_binary_handlers {
   int (*touch)(rw_conn *c, const struct memcache_binary_request *msg); /* opcode 28 */
   int (*gat)(rw_conn *c, const struct memcache_binary_request *msg); /* opcode 29 */
   int (*gatq)(rw_conn *c, const struct memcache_binary_request *msg); /* opcode 30 */
+  int (*gatk)(rw_conn *c, const struct memcache_binary_request *msg); /* opcode 35 */
+  int (*gatkq)(rw_conn *c, const struct memcache_binary_request *msg); /* opcode 36 */
   int (*unknown)(rw_conn *c, const struct memcache_binary_request *msg); /* a value not in the table */
   /* A refused frame (status: RW_PARSE_TOO_LARGE, RW_PARSE_BAD_DATA): its header's fields,
    * its parts empty. */
@@ -76,6 +78,8 @@ struct memcache_binary_handlers {
 
 /* Writes "\201" u8(opcode) u16be(len(key)) u8(len(extras)) "\000" u16be(status) u32be(len(extras)) u32be(opaque) u64be(cas) extras key value. */
 int memcache_binary_reply_response(rw_conn *c, uint64_t opcode, uint64_t status, uint64_t opaque, uint64_t cas, rw_span extras, rw_span key, rw_span value);
+/* Writes "\201" u8(opcode) u16be(len(key)) u8(len(extras)) "\000" u16be(status) u32be(body) u32be(opaque) u64be(cas) extras key. */
+int memcache_binary_reply_response_head(rw_conn *c, uint64_t opcode, uint64_t status, uint64_t opaque, uint64_t cas, rw_span extras, rw_span key, uint64_t body);
 
 extern const rw_proto memcache_binary_proto;
 

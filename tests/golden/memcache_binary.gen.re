@@ -53,6 +53,47 @@ int memcache_binary_reply_response(rw_conn *c, uint64_t opcode, uint64_t status,
   return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
 }
 
+int memcache_binary_reply_response_head(rw_conn *c, uint64_t opcode, uint64_t status, uint64_t opaque, uint64_t cas, rw_span extras, rw_span key, uint64_t body)
+{
+  static const char lit0[] = "\201";
+  uint8_t int1[1];
+  for (unsigned i = 0; i < 1u; i++)
+    int1[i] = (uint8_t)((uint64_t)(opcode) >> (8 * (1 - 1 - i)));
+  uint8_t int2[2];
+  for (unsigned i = 0; i < 2u; i++)
+    int2[i] = (uint8_t)((uint64_t)(key.len) >> (8 * (2 - 1 - i)));
+  uint8_t int3[1];
+  for (unsigned i = 0; i < 1u; i++)
+    int3[i] = (uint8_t)((uint64_t)(extras.len) >> (8 * (1 - 1 - i)));
+  static const char lit4[] = "\000";
+  uint8_t int5[2];
+  for (unsigned i = 0; i < 2u; i++)
+    int5[i] = (uint8_t)((uint64_t)(status) >> (8 * (2 - 1 - i)));
+  uint8_t int6[4];
+  for (unsigned i = 0; i < 4u; i++)
+    int6[i] = (uint8_t)((uint64_t)(body) >> (8 * (4 - 1 - i)));
+  uint8_t int7[4];
+  for (unsigned i = 0; i < 4u; i++)
+    int7[i] = (uint8_t)((uint64_t)(opaque) >> (8 * (4 - 1 - i)));
+  uint8_t int8[8];
+  for (unsigned i = 0; i < 8u; i++)
+    int8[i] = (uint8_t)((uint64_t)(cas) >> (8 * (8 - 1 - i)));
+  const struct iovec iov[] = {
+      {(void *)lit0, sizeof lit0 - 1},
+      {int1, sizeof int1},
+      {int2, sizeof int2},
+      {int3, sizeof int3},
+      {(void *)lit4, sizeof lit4 - 1},
+      {int5, sizeof int5},
+      {int6, sizeof int6},
+      {int7, sizeof int7},
+      {int8, sizeof int8},
+      {(void *)extras.p, extras.len},
+      {(void *)key.p, key.len},
+  };
+  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
+}
+
 /* A header-first frame: the parser keeps only a count of bytes to skip; each call
  * reads the 24-byte header again (it is cheaper than saving it) and waits for the
  * frame's end. */
@@ -197,6 +238,10 @@ static int memcache_binary_table_dispatch(rw_conn *c, const struct memcache_bina
     return h->gat(c, msg);
   case 30u:
     return h->gatq(c, msg);
+  case 35u:
+    return h->gatk(c, msg);
+  case 36u:
+    return h->gatkq(c, msg);
   default:
     return h->unknown(c, msg);
   }
@@ -311,6 +356,10 @@ static int memcache_binary_check_handlers(const void *vh)
   if (!h->gat)
     return -EINVAL;
   if (!h->gatq)
+    return -EINVAL;
+  if (!h->gatk)
+    return -EINVAL;
+  if (!h->gatkq)
     return -EINVAL;
   if (!h->unknown)
     return -EINVAL;

@@ -12,6 +12,7 @@ import re
 import select
 import shutil
 import socket
+import struct
 import sys
 import subprocess
 import tempfile
@@ -423,7 +424,9 @@ def mc_stream(port, data):
                 out += line
 
 
-class MemcacheDifferential(unittest.TestCase):
+class AgainstMemcached(unittest.TestCase):
+    """A memcached (self.mc_port) and a kvd (self.kvd) for the class's tests."""
+
     @classmethod
     def setUpClass(cls):
         cls.mc, cls.mc_port = start_memcached()
@@ -434,6 +437,9 @@ class MemcacheDifferential(unittest.TestCase):
         cls.mc.terminate()
         cls.mc.wait()
         assert cls.kvd.stop() == 0, cls.kvd.text()
+
+
+class MemcacheDifferential(AgainstMemcached):
 
     def test_script(self):
         want = mc_session(self.mc_port, MC_SCRIPT)
@@ -522,6 +528,323 @@ class MemcacheDifferential(unittest.TestCase):
                 s.sendall(b"set huge 0 0 2000000\r\n" + b"x" * 2000000 + b"\r\nget huge\r\n")
                 self.assertEqual(r.line(), b"SERVER_ERROR object too large for cache\r\n")
                 self.assertEqual(r.line(), b"END\r\n")
+
+
+# ---- the memcached binary protocol on the wire ----
+
+def mcb(op, key=b"", extras=b"", value=b"", opaque=0, cas=0, keylen=None, extlen=None, total=None):
+    """One binary request; keylen, extlen and total override the lengths the parts give."""
+    kl = len(key) if keylen is None else keylen
+    el = len(extras) if extlen is None else extlen
+    tl = len(extras) + len(key) + len(value) if total is None else total
+    return struct.pack(">BBHBBHIIQ", 0x80, op, kl, el, 0, 0, tl, opaque, cas) + extras + key + value
+
+
+def mcb_flags(flags=0, exptime=0):
+    return struct.pack(">II", flags, exptime)
+
+
+def mcb_exp(exptime):
+    return struct.pack(">I", exptime)
+
+
+def mcb_delta(delta, initial=0, exptime=0):
+    return struct.pack(">QQI", delta, initial, exptime)
+
+
+MCB_MARK = 0xfeedface  # the opaque of the noop a session ends with
+
+
+def mcb_parse(buf):
+    """Whole responses in buf, as (magic, opcode, keylen, extlen, dtype, status, bodylen,
+    opaque, cas, body), and what is left."""
+    out = []
+    while len(buf) >= 24:
+        head = struct.unpack(">BBHBBHIIQ", buf[:24])
+        if len(buf) < 24 + head[6]:
+            break
+        out.append(head + (buf[24:24 + head[6]],))
+        buf = buf[24 + head[6]:]
+    return out, buf
+
+
+def mcb_session(port, data, pieces=None, mark=True, secs=10):
+    """Sends data (in `pieces` if given, each its own segment), then a noop marked MCB_MARK
+    (unless mark is False); reads responses until that noop's or EOF. Returns (responses, bytes
+    left over, whether the server closed)."""
+    if mark:
+        data += mcb(0x0a, opaque=MCB_MARK)
+        if pieces is not None:
+            pieces = pieces + [mcb(0x0a, opaque=MCB_MARK)]
+    s = socket.create_connection(("127.0.0.1", port), timeout=secs)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send():  # a server that closes early (as both do on a bad request) stops it
+        try:
+            for p in pieces if pieces is not None else [data]:
+                s.sendall(p)
+                if pieces is not None:
+                    time.sleep(0.0005)
+        except OSError:
+            pass
+    sender = threading.Thread(target=send)
+    sender.start()
+    buf, closed = b"", False
+    try:
+        while True:
+            try:
+                got = s.recv(1 << 20)
+            except ConnectionResetError:
+                got = b""
+            if not got:
+                closed = True
+                break
+            buf += got
+            done, _ = mcb_parse(buf)
+            if mark and done and done[-1][1] == 0x0a and done[-1][7] == MCB_MARK:
+                break
+    finally:
+        sender.join()
+        s.close()
+    done, rest = mcb_parse(buf)
+    return done, rest, closed
+
+
+def mcb_normalise(responses):
+    """What two servers must agree on: CAS values as the order they were first seen in (0 stays
+    0), the version string as VERSION, and a run of general stats as STATS (their names and
+    values are the servers' own)."""
+    seen, out = {0: 0}, []
+    for r in responses:
+        magic, op, kl, el, dt, st, bl, opq, cas, body = r
+        cas = seen.setdefault(cas, len(seen))
+        if op == 0x0b and st == 0:
+            bl, body = None, b"VERSION"
+        if op == 0x10 and st == 0 and kl:
+            if out and out[-1][0] == "STATS":
+                continue
+            out.append(("STATS", opq))
+            continue
+        out.append((magic, op, kl, el, dt, st, bl, opq, cas, body))
+    return out
+
+
+def mcb_stream(port, data, **kw):
+    responses, rest, closed = mcb_session(port, data, **kw)
+    return mcb_normalise(responses), rest, closed
+
+
+F5 = mcb_flags(5)
+# Every command, hits and misses, quiet ones (answered on error only; getq/getkq misses not at
+# all), a noop in the middle, CAS mismatches, incr/decr with initial values and with 0xffffffff
+# ("do not create"), arithmetic on a non-numeric value, touch and gat, unknown opcodes with and
+# without a value, SASL (not offered). Starts with a flush: the same stream can be replayed.
+MCB_FULL = b"".join([
+    mcb(0x08, opaque=1),
+    mcb(0x01, b"k", F5, b"hello", opaque=2), mcb(0x00, b"k", opaque=3), mcb(0x0c, b"k"),
+    mcb(0x00, b"nokey"), mcb(0x0c, b"nokey"), mcb(0x09, b"nokey"), mcb(0x0d, b"nokey"),
+    mcb(0x09, b"k", opaque=4), mcb(0x0d, b"k"),
+    mcb(0x02, b"k", F5, b"x"), mcb(0x02, b"a", mcb_flags(7, 100), b"new"), mcb(0x12, b"a", F5, b"y"),
+    mcb(0x12, b"b", F5, b"quiet add"), mcb(0x0a, opaque=5),
+    mcb(0x03, b"nokey", F5, b"x"), mcb(0x03, b"k", mcb_flags(9), b"world"), mcb(0x13, b"nokey", F5, b"x"),
+    mcb(0x13, b"k", mcb_flags(11), b"again"), mcb(0x11, b"s", F5, b"quiet set"), mcb(0x09, b"s"),
+    mcb(0x0e, b"nokey", value=b"x"), mcb(0x0e, b"k", value=b"!"), mcb(0x0f, b"k", value=b"<"),
+    mcb(0x19, b"k", value=b"+"), mcb(0x1a, b"k", value=b"-"), mcb(0x1a, b"nokey", value=b"x"), mcb(0x00, b"k"),
+    mcb(0x01, b"k", F5, b"stale", cas=1 << 60), mcb(0x11, b"k", F5, b"stale", cas=1 << 60),
+    mcb(0x01, b"nokey", F5, b"v", cas=(1 << 60) + 5), mcb(0x03, b"k", F5, b"v", cas=(1 << 60) + 7), mcb(0x0e, b"k", value=b"v", cas=(1 << 60) + 9),
+    mcb(0x04, b"k", cas=(1 << 60) + 777), mcb(0x00, b"k"),
+    mcb(0x04, b"nokey"), mcb(0x04, b"a"), mcb(0x14, b"b"), mcb(0x14, b"nokey"), mcb(0x00, b"b"),
+    mcb(0x05, b"n", mcb_delta(1, 10)), mcb(0x05, b"n", mcb_delta(5, 10)), mcb(0x06, b"n", mcb_delta(3)),
+    mcb(0x15, b"n", mcb_delta(1)), mcb(0x00, b"n"), mcb(0x16, b"m", mcb_delta(5, 10, 0xffffffff)),
+    mcb(0x05, b"m", mcb_delta(5, 10, 0xffffffff)), mcb(0x16, b"m2", mcb_delta(5, 42, 100)), mcb(0x00, b"m2"),
+    mcb(0x05, b"k", mcb_delta(1)), mcb(0x15, b"k", mcb_delta(1)), mcb(0x05, b"n", mcb_delta(1), cas=(1 << 60) + 3),
+    mcb(0x01, b"w", F5, b"18446744073709551615"), mcb(0x05, b"w", mcb_delta(2)),
+    mcb(0x01, b"d", F5, b"7"), mcb(0x06, b"d", mcb_delta(100)),
+    mcb(0x01, b"e", F5, b""), mcb(0x05, b"e", mcb_delta(1)), mcb(0x05, b"e", mcb_delta(1), cas=(1 << 60) + 1),
+    mcb(0x05, b"k", mcb_delta(1), cas=(1 << 60) + 2),
+    mcb(0x1c, b"k", mcb_exp(100)), mcb(0x1c, b"nokey", mcb_exp(100)), mcb(0x1d, b"k", mcb_exp(100)),
+    mcb(0x1e, b"k", mcb_exp(100)), mcb(0x1e, b"nokey", mcb_exp(100)), mcb(0x23, b"k", mcb_exp(0)),
+    mcb(0x24, b"nokey", mcb_exp(0)), mcb(0x1d, b"nokey", mcb_exp(0)),
+    mcb(0x0b, opaque=6), mcb(0x0a),
+    mcb(0x10, b"nokey"), mcb(0x10, b"reset"), mcb(0x10, b"items"[:3]),
+    mcb(0x42, opaque=7), mcb(0x1b, value=b"abc"), mcb(0xff), mcb(0x20), mcb(0x21, b"PLAIN", value=b"\0u\0p"),
+    mcb(0x18), mcb(0x00, b"k"), mcb(0x11, b"k2", F5, b"after"), mcb(0x09, b"k2"), mcb(0x0d, b"k2"),
+])
+
+# Requests memcached refuses with "Invalid arguments" and a close (lengths that break an
+# opcode's rules, a key past 250 bytes), with "Unknown command" and a close (extras and key
+# longer than the body), or closes on (a bad magic, quit): each after a request that is
+# answered, each followed by one that must not be.
+MCB_CLOSING = [
+    mcb(0x01, b"k", b"1234", b"v"), mcb(0x01, b"k", F5 + b"1234", b"v"), mcb(0x01, b"", F5, b"v"),
+    mcb(0x00, b"k", b"1234"), mcb(0x00), mcb(0x00, b"k", value=b"v"), mcb(0x04, b"k", value=b"v"),
+    mcb(0x04, b"k", b"1234"), mcb(0x05, b"k", mcb_delta(1)[:8]), mcb(0x05, b"", mcb_delta(1)),
+    mcb(0x06, b"k", mcb_delta(1), b"v"), mcb(0x0a, value=b"v"), mcb(0x0b, b"k"), mcb(0x07, b"k"),
+    mcb(0x17, value=b"v"), mcb(0x08, b"\0\0"), mcb(0x08, b"k"), mcb(0x08, b"\0\0\0\0", b"", b"v"),
+    mcb(0x0e, b"k", b"1234", b"v"), mcb(0x0e, b"", value=b"v"), mcb(0x10, b"", b"1234"),
+    mcb(0x1c, b"k"), mcb(0x1d, b"", mcb_exp(0)), mcb(0x1c, b"k", b"12345678"), mcb(0x20, value=b"x"),
+    mcb(0x21, value=b"x"), mcb(0x00, b"k" * 251), mcb(0x01, b"k" * 251, F5, b"v"), mcb(0x42, b"k" * 251),
+    mcb(0x01, b"kkkk", F5, total=4) + b"x" * 8, mcb(0x00, b"key", total=2) + b"key",
+    b"\x81" + b"\0" * 23, b"get k\r\n" + b"\0" * 17, mcb(0x07, opaque=9), mcb(0x17, opaque=9),
+]
+
+BIG = 1_500_000    # clearly past memcached's item size (1 MiB, its own header included)
+LARGE = 1_000_000  # clearly within it
+MCB_LARGE = b"".join([
+    mcb(0x08),
+    mcb(0x01, b"v", F5, bytes(range(256)) * (LARGE // 256)), mcb(0x00, b"v"), mcb(0x0c, b"v"),
+    mcb(0x1d, b"v", mcb_exp(0)), mcb(0x01, b"mid", F5, b"m" * 200_000), mcb(0x0d, b"mid"),
+    mcb(0x01, b"huge", F5, b"x" * BIG), mcb(0x11, b"huge", F5, b"x" * BIG),
+    mcb(0x0e, b"v", value=b"x" * BIG), mcb(0x19, b"v", value=b"x" * BIG), mcb(0x00, b"huge"),
+    mcb(0x42, value=b"y" * BIG), mcb(0x21, b"PLAIN", value=b"y" * BIG), mcb(0x00, b"v", opaque=1),
+])
+
+
+class MemcacheBinary(AgainstMemcached):
+    """memcached's binary protocol on kvd's memcache port (a first byte 0x80), against memcached
+    1.6.18 (which tells its two protocols apart the same way), byte for byte but for CAS values
+    (compared as the order they were first seen in), the version string and stat values."""
+
+    def same(self, data, what, pieces=None):
+        want = mcb_stream(self.mc_port, data)
+        got = mcb_stream(self.kvd.memcache, data, pieces=pieces)
+        self.assertTrue(want[0], f"memcached answered nothing for {what}")
+        self.assertEqual(got, want, what)
+        return want
+
+    def test_every_command(self):
+        want, rest, closed = self.same(MCB_FULL, "the full pipeline")
+        self.assertFalse(closed)
+        self.assertEqual(want[-1][7], MCB_MARK)
+
+    def test_every_command_split_at_every_byte(self):
+        """The full pipeline in two pieces, cut at each of its boundaries."""
+        want = mcb_stream(self.mc_port, MCB_FULL)
+        for cut in range(1, len(MCB_FULL)):
+            got = mcb_stream(self.kvd.memcache, MCB_FULL, pieces=[MCB_FULL[:cut], MCB_FULL[cut:]])
+            self.assertEqual(got, want, f"cut at {cut}")
+
+    def test_requests_that_close(self):
+        for bad in MCB_CLOSING:
+            # (the noop: memcached drops the answers it holds when a bad magic closes)
+            before = mcb(0x01, b"c", F5, b"before", opaque=1) + mcb(0x00, b"c") + mcb(0x0a)
+            after = mcb(0x00, b"c", opaque=2)
+            data = before + bad + after
+            want = self.same(data, f"for {bad[:40]!r}")
+            self.assertTrue(want[2], f"memcached closes after {bad[:40]!r}")
+            # And sent a byte at a time: the same answers.
+            self.same(data, f"byte by byte, for {bad[:40]!r}", pieces=[data[i:i + 1] for i in range(len(data))])
+
+    def test_first_byte_picks_the_protocol(self):
+        """Text and binary on one port: the first byte decides, once; a text connection that
+        later sends a binary request gets text's ERROR, a binary one that later sends text
+        is closed (a bad magic), on both servers."""
+        for port in (self.mc_port, self.kvd.memcache):
+            self.assertEqual(mc_stream(port, b"set t 3 0 2\r\nhi\r\n"), b"STORED\r\n")
+            got, rest, closed = mcb_session(port, mcb(0x00, b"t"))
+            self.assertEqual(got[0][5:], (0, 6, 0, got[0][8], b"\0\0\0\x03hi"))
+            self.assertEqual(mc_stream(port, b"get nokey\r\n\x80\x01\r\n"), b"END\r\nERROR\r\n")
+            got, rest, closed = mcb_session(port, mcb(0x0a) + b"get t\r\n" + b"\0" * 17, mark=False)
+            self.assertEqual((len(got), rest, closed), (1, b"", True))
+
+    def test_too_large_values_are_refused_and_skipped(self):
+        self.same(MCB_LARGE, "values either side of the item size limit")
+        rnd = __import__("random").Random(int(os.environ.get("RW_SEED", "18")))
+        for _ in range(3):
+            cuts = sorted(rnd.sample(range(1, len(MCB_LARGE)), 40))
+            pieces = [MCB_LARGE[a:b] for a, b in zip([0] + cuts, cuts + [len(MCB_LARGE)])]
+            self.same(MCB_LARGE, "cut in 41 pieces", pieces=pieces)
+        # A get carrying such a body: memcached refuses its lengths, and closes.
+        want = self.same(mcb(0x00, b"k", value=b"x" * BIG) + mcb(0x0b), "a get with a long body")
+        self.assertEqual([r[5] for r in want[0]], [4])
+
+    def test_cas(self):
+        """The CAS a write answers is the item's: a set, append, incr or delete that names it
+        succeeds, one that names an older one gets "Data exists for key."."""
+        for port in (self.mc_port, self.kvd.memcache):
+            got, _, _ = mcb_session(port, mcb(0x01, b"c", F5, b"1") + mcb(0x00, b"c"))
+            cas = got[0][8]
+            self.assertEqual(got[1][8], cas)
+            steps = [mcb(0x01, b"c", F5, b"2", cas=cas), mcb(0x01, b"c", F5, b"3", cas=cas)]
+            got, _, _ = mcb_session(port, b"".join(steps))
+            self.assertEqual([r[5] for r in got[:2]], [0, 2])
+            cas2 = got[0][8]
+            self.assertNotIn(cas2, (0, cas))
+            got, _, _ = mcb_session(port, mcb(0x0e, b"c", value=b"0", cas=cas2) + mcb(0x0e, b"c", value=b"0", cas=cas2))
+            self.assertEqual([r[5] for r in got[:2]], [0, 2])
+            cas3 = got[0][8]
+            got, _, _ = mcb_session(port, mcb(0x05, b"c", mcb_delta(1), cas=cas3) + mcb(0x00, b"c"))
+            self.assertEqual(got[0][5:8] + got[0][9:], (0, 8, 0, struct.pack(">Q", 21)))
+            self.assertEqual(got[1][8], got[0][8])
+            got, _, _ = mcb_session(port, mcb(0x04, b"c", cas=cas3) + mcb(0x04, b"c", cas=got[0][8]))
+            self.assertEqual([r[5] for r in got[:2]], [2, 0])
+
+    def test_stats(self):
+        """stat: the general stats (kvd's names are memcached's, each with a value), then an
+        empty packet; reset; a key neither knows: "Not found"."""
+        names = {}
+        for port in (self.mc_port, self.kvd.memcache):
+            got, _, _ = mcb_session(port, mcb(0x10, opaque=3))
+            self.assertEqual(got[-2][1:], (0x10, 0, 0, 0, 0, 0, 3, 0, b""))
+            stats = got[:-2]
+            self.assertTrue(all(r[1] == 0x10 and r[5] == 0 and r[7] == 3 and r[2] and r[6] > r[2] for r in stats))
+            names[port] = {r[9][:r[2]] for r in stats}
+        self.assertLessEqual(names[self.kvd.memcache], names[self.mc_port])
+        self.assertIn(b"curr_items", names[self.kvd.memcache])
+        self.same(mcb(0x10, b"reset") + mcb(0x10, b"bogus") + mcb(0x10, b"sizes_bogus"), "stat reset, unknown")
+
+    def test_memccapable(self):
+        """libmemcached's conformance checker, binary tests: kvd passes every one memcached does."""
+        passed = {}
+        for port in (self.mc_port, self.kvd.memcache):
+            out = subprocess.run(["memccapable", "-b", "-h", "127.0.0.1", "-p", str(port)],
+                                 capture_output=True, text=True, timeout=60)
+            text = out.stdout + out.stderr
+            passed[port] = set(re.findall(r"^(binary \w+)\s+\[pass\]", text, re.M))
+            if port == self.kvd.memcache:
+                self.assertIn("All tests passed", text)
+        self.assertGreaterEqual(len(passed[self.mc_port]), 27)
+        self.assertEqual(passed[self.kvd.memcache], passed[self.mc_port])
+
+    def test_memccp_and_memccat(self):
+        """libmemcached's memccp and memccat (Debian's names for memcp and memcat), binary:
+        a file stored, read back whole, and read through the text protocol and RESP too."""
+        blob = os.urandom(300_000)
+        with tempfile.TemporaryDirectory() as d:
+            src, back = os.path.join(d, "blob.bin"), os.path.join(d, "back")
+            with open(src, "wb") as f:
+                f.write(blob)
+            servers = f"--servers=127.0.0.1:{self.kvd.memcache}"
+            subprocess.run(["memccp", "--binary", servers, src], check=True, timeout=30)
+            subprocess.run(["memccat", "--binary", servers, f"--file={back}", "blob.bin"], check=True, timeout=30)
+            with open(back, "rb") as f:
+                self.assertEqual(f.read(), blob)
+        self.assertEqual(redis.Redis(port=self.kvd.resp).get("blob.bin"), blob)
+        m = pymemcache.client.base.Client(("127.0.0.1", self.kvd.memcache))
+        self.assertEqual(m.get("blob.bin"), blob)
+        m.close()
+
+    def test_one_store_for_every_protocol(self):
+        """A key stored in binary is the same item for text get and RESP GET, and the other way
+        round; a long value written over RESP comes back over binary (streamed from the item)."""
+        r = redis.Redis(port=self.kvd.resp)
+        got, _, _ = mcb_session(self.kvd.memcache, mcb(0x01, b"xb", mcb_flags(42), b"from binary"))
+        self.assertEqual(got[0][5], 0)
+        self.assertEqual(r.get("xb"), b"from binary")
+        self.assertEqual(mc_stream(self.kvd.memcache, b"get xb\r\n"), b"VALUE xb 42 11\r\nfrom binary\r\nEND\r\n")
+        self.assertEqual(mc_stream(self.kvd.memcache, b"set xt 7 0 4\r\ntext\r\n"), b"STORED\r\n")
+        r.set("xr", b"resp\0bytes")
+        long_value = os.urandom(3_000_000)
+        r.set("xl", long_value)
+        got, _, _ = mcb_session(self.kvd.memcache, mcb(0x00, b"xt") + mcb(0x0c, b"xr") + mcb(0x00, b"xl") + mcb(0x0a))
+        self.assertEqual(got[0][9], b"\0\0\0\x07text")
+        self.assertEqual(got[1][9], b"\0\0\0\0xrresp\0bytes")
+        self.assertEqual(got[2][5:7], (0, 4 + len(long_value)))
+        self.assertEqual(got[2][9], b"\0\0\0\0" + long_value)
+        self.assertEqual(got[3][1], 0x0a)
+        got, _, _ = mcb_session(self.kvd.memcache, mcb(0x05, b"xn", mcb_delta(5, 40)) + mcb(0x05, b"xn", mcb_delta(2)))
+        self.assertEqual([r_[9] for r_ in got[:2]], [struct.pack(">Q", 40), struct.pack(">Q", 42)])
+        self.assertEqual(r.incr("xn"), 43)
 
 
 class Clients(unittest.TestCase):
@@ -716,6 +1039,37 @@ class Memory(unittest.TestCase):
                 m.set(f"m{i}", b"v" * (i % 3000))
                 m.get_many([f"m{i}", f"m{i // 2}"])
             m.close()
+            self.assertEqual(k.malloc_count(), before)
+        finally:
+            self.assertEqual(k.stop(), 0)
+
+
+    def test_no_malloc_after_warm_up_binary(self):
+        """The same for the memcached binary protocol: every command, quiet ones, refusals that
+        close, values streamed from the store and past the limit, stats, memccapable -b."""
+        aof_dir = tempfile.mkdtemp(prefix="kvd-aof.", dir=os.path.abspath("build"))
+        self.addCleanup(shutil.rmtree, aof_dir, True)
+        k = Kvd("--workers", "2", "--memory", "64m", "--aof", os.path.join(aof_dir, "a.aof"),
+                "--fsync", "always", binary="build/bin/kvd", preload=MALLOC_COUNT)
+
+        def work():
+            for _ in range(20):
+                got, _, closed = mcb_session(k.memcache, MCB_FULL)
+                self.assertFalse(closed)
+            for bad in MCB_CLOSING[:6]:
+                mcb_session(k.memcache, mcb(0x01, b"c", F5, b"x") + bad)
+            got, _, _ = mcb_session(k.memcache, MCB_LARGE + mcb(0x10))
+            self.assertEqual(got[-1][7], MCB_MARK)
+            for i in range(200):
+                mcb_session(k.memcache, b"".join(mcb(0x11, b"m%d" % j, F5, b"v" * (j * 37 % 3000)) for j in range(50))
+                            + b"".join(mcb(0x0d, b"m%d" % j) for j in range(i % 60)))
+            out = subprocess.run(["memccapable", "-b", "-h", "127.0.0.1", "-p", str(k.memcache)],
+                                 capture_output=True, text=True, timeout=60)
+            self.assertIn("All tests passed", out.stdout + out.stderr)
+        try:
+            work()
+            before = k.malloc_count()
+            work()
             self.assertEqual(k.malloc_count(), before)
         finally:
             self.assertEqual(k.stop(), 0)

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "httpd"))
 from rwtest import MALLOC_COUNT, Server  # noqa: E402
 from test_httpd import closed, read_response  # noqa: E402
-from test_kvd import Reader, resp_cmd  # noqa: E402
+from test_kvd import Reader, mcb, mcb_parse, resp_cmd  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402  (python3-cryptography)
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305  # noqa: E402
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand  # noqa: E402
@@ -596,6 +596,26 @@ class RedisTls(unittest.TestCase):
             s.sendall(b"get k5\r\n")
             r = Reader(s)
             self.assertEqual(r.line() + r.line() + r.line(), b"VALUE k5 0 5\r\nxxxxx\r\nEND\r\n")
+
+
+    def test_memcache_binary_over_tls(self):
+        """The memcache TLS listener speaks binary too, chosen by the plaintext's first byte."""
+        with client_ctx().wrap_socket(socket.create_connection(("127.0.0.1", self.mc), timeout=10),
+                                      server_hostname="localhost") as s:
+            s.sendall(mcb(0x01, b"bk", struct.pack(">II", 3, 0), b"v" * 100_000) + mcb(0x09, b"nokey") + mcb(0x0c, b"bk"))
+            buf, got = b"", []
+            while len(got) < 2:
+                buf += s.recv(1 << 20)
+                got, _ = mcb_parse(buf)
+            self.assertEqual(got[0][1:8], (0x01, 0, 0, 0, 0, 0, 0))
+            self.assertEqual(got[1][1:8], (0x0c, 2, 4, 0, 0, 4 + 2 + 100_000, 0))
+            self.assertEqual(got[1][9], b"\0\0\0\x03bk" + b"v" * 100_000)
+        with client_ctx().wrap_socket(socket.create_connection(("127.0.0.1", self.mc), timeout=10),
+                                      server_hostname="localhost") as s:
+            s.sendall(b"get bk\r\n")
+            r = Reader(s)
+            self.assertEqual(r.line(), b"VALUE bk 3 100000\r\n")
+            self.assertEqual(r.exact(100_002), b"v" * 100_000 + b"\r\n")
 
 
 class RedisTlsLargeValues(unittest.TestCase):
