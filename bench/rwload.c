@@ -4,10 +4,11 @@
  * server does not use.
  *
  *   rwload -p PORT [-c CONNS] [-d SECONDS] [-P DEPTH] [--ping | --echo BYTES | --mc-set BYTES |
- *          --mc-get BYTES]
+ *          --mc-get BYTES | --mcb-set BYTES | --mcb-get BYTES]
  *
  * --mc-set stores a value of BYTES under one key ("STORED" back); --mc-get reads it (stored
- * first): memcache text protocol, for kvd against memcached.
+ * first): memcache text protocol, for kvd against memcached. --mcb-set and --mcb-get do the same
+ * in memcached's binary protocol.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -44,7 +45,7 @@ int main(int argc, char **argv)
 {
   int port = 0, conns = 50, secs = 5, depth = 1;
   size_t echo = 0, mc = 0;
-  int mc_get = 0;
+  int mc_get = 0, bin = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "-p") && i + 1 < argc) port = atoi(argv[++i]);
     else if (!strcmp(argv[i], "-c") && i + 1 < argc) conns = atoi(argv[++i]);
@@ -54,9 +55,11 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[i], "--ping")) echo = 0;
     else if (!strcmp(argv[i], "--mc-set") && i + 1 < argc) mc = (size_t)atol(argv[++i]), mc_get = 0;
     else if (!strcmp(argv[i], "--mc-get") && i + 1 < argc) mc = (size_t)atol(argv[++i]), mc_get = 1;
+    else if (!strcmp(argv[i], "--mcb-set") && i + 1 < argc) mc = (size_t)atol(argv[++i]), mc_get = 0, bin = 1;
+    else if (!strcmp(argv[i], "--mcb-get") && i + 1 < argc) mc = (size_t)atol(argv[++i]), mc_get = 1, bin = 1;
     else {
       fprintf(stderr, "usage: rwload -p PORT [-c CONNS] [-d SECONDS] [-P DEPTH] [--ping | --echo BYTES | "
-                      "--mc-set BYTES | --mc-get BYTES]\n");
+                      "--mc-set BYTES | --mc-get BYTES | --mcb-set BYTES | --mcb-get BYTES]\n");
       return 2;
     }
   }
@@ -64,17 +67,36 @@ int main(int argc, char **argv)
     return 2;
   /* One batch = `depth` requests written at once; the reply is read in full before the next. */
   char *set = NULL, get[64], value_head[64];
-  if (mc) { /* the one request, and the length of its one reply */
+  size_t set_len = 0, get_len = 0;
+  if (mc && bin) { /* binary: set's extras are flags and expiration (0), its key rwload-key */
+    static const char key[] = "rwload-key";
+    size_t body = 8 + sizeof key - 1 + mc;
+    set = calloc(1, 24 + body);
+    set[0] = (char)0x80, set[1] = 0x01, set[3] = sizeof key - 1, set[4] = 8;
+    for (int b = 0; b < 4; b++)
+      set[8 + b] = (char)(body >> (24 - 8 * b));
+    memcpy(set + 32, key, sizeof key - 1);
+    memset(set + 32 + sizeof key - 1, 'v', mc);
+    set_len = 24 + body;
+    memset(get, 0, 24);
+    get[0] = (char)0x80, get[3] = sizeof key - 1, get[11] = sizeof key - 1;
+    memcpy(get + 24, key, sizeof key - 1);
+    get_len = 24 + sizeof key - 1;
+  } else if (mc) { /* the one request, and the length of its one reply */
     set = malloc(mc + 64);
     int n = snprintf(set, 64, "set rwload-key 0 0 %zu\r\n", mc);
     memset(set + n, 'v', mc);
     memcpy(set + n + mc, "\r\n", 3);
     snprintf(get, sizeof get, "get rwload-key\r\n");
     snprintf(value_head, sizeof value_head, "VALUE rwload-key 0 %zu\r\n", mc);
+    set_len = strlen(set);
+    get_len = strlen(get);
   }
   const char *req = mc ? (mc_get ? get : set) : "PING\r\n";
-  size_t req_len = echo ? echo : strlen(req);
-  size_t rep_len = echo ? echo : !mc ? 7 : !mc_get ? 8 : strlen(value_head) + mc + 2 + 5;
+  size_t req_len = echo ? echo : mc ? (mc_get ? get_len : set_len) : strlen(req);
+  /* (binary replies: a 24-byte header; a get's body is the flags and the value) */
+  size_t rep_len = echo ? echo : !mc ? 7 : bin ? 24 + (mc_get ? 4 + mc : 0)
+                   : !mc_get ? 8 : strlen(value_head) + mc + 2 + 5;
   size_t out_len = req_len * (size_t)depth, in_len = rep_len * (size_t)depth;
   uint8_t *out = malloc(out_len), *in = malloc(in_len > 65536 ? in_len : 65536);
   for (int k = 0; k < depth; k++) {
@@ -100,8 +122,9 @@ int main(int argc, char **argv)
     epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev);
   }
   if (mc_get) { /* the value the gets will read */
-    size_t n = strlen(set);
-    if (write(cs[0].fd, set, n) != (ssize_t)n || read(cs[0].fd, in, 8) != 8 || memcmp(in, "STORED\r\n", 8)) {
+    size_t n = set_len, ok = bin ? 24 : 8;
+    if (write(cs[0].fd, set, n) != (ssize_t)n || read(cs[0].fd, in, ok) != (ssize_t)ok ||
+        memcmp(in, bin ? "\x81\x01\0\0\0\0\0\0" : "STORED\r\n", 8)) {
       fprintf(stderr, "rwload: could not store the value to get\n");
       return 1;
     }
