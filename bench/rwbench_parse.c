@@ -22,21 +22,22 @@
 #endif
 
 /* picohttpparser's own benchmark request (bench.c), 703 bytes. */
-static const char browser[] =
-    "GET /wp-content/uploads/2010/03/hello-kitty-darth-vader-pink.jpg HTTP/1.1\r\n"
-    "Host: www.kittyhell.com\r\n"
-    "User-Agent: Mozilla/5.0 (Macintosh; U; Intel Mac OS X 10.6; ja-JP-mac; rv:1.9.2.3) Gecko/20100401 Firefox/3.6.3 "
-    "Pathtraq/0.9\r\n"
-    "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
-    "Accept-Language: ja,en-us;q=0.7,en;q=0.3\r\n"
-    "Accept-Encoding: gzip,deflate\r\n"
-    "Accept-Charset: Shift_JIS,utf-8;q=0.7,*;q=0.7\r\n"
-    "Keep-Alive: 115\r\n"
-    "Connection: keep-alive\r\n"
-    "Cookie: wp_ozh_wsa_visits=2; wp_ozh_wsa_visit_lasttime=xxxxxxxxxx; "
-    "__utma=xxxxxxxxx.xxxxxxxxxx.xxxxxxxxxx.xxxxxxxxxx.xxxxxxxxxx.x; "
-    "__utmz=xxxxxxxxx.xxxxxxxxxx.x.x.utmccn=(referral)|utmcsr=reader.livedoor.com|utmcct=/reader/|utmcmd=referral\r\n"
-    "\r\n";
+static const char browser[] = "GET /wp-content/uploads/2010/03/hello-kitty-darth-vader-pink.jpg HTTP/1.1\r\n"
+                              "Host: www.kittyhell.com\r\n"
+                              "User-Agent: Mozilla/5.0 (Macintosh; U; Intel Mac OS X 10.6; ja-JP-mac; "
+                              "rv:1.9.2.3) Gecko/20100401 Firefox/3.6.3 "
+                              "Pathtraq/0.9\r\n"
+                              "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+                              "Accept-Language: ja,en-us;q=0.7,en;q=0.3\r\n"
+                              "Accept-Encoding: gzip,deflate\r\n"
+                              "Accept-Charset: Shift_JIS,utf-8;q=0.7,*;q=0.7\r\n"
+                              "Keep-Alive: 115\r\n"
+                              "Connection: keep-alive\r\n"
+                              "Cookie: wp_ozh_wsa_visits=2; wp_ozh_wsa_visit_lasttime=xxxxxxxxxx; "
+                              "__utma=xxxxxxxxx.xxxxxxxxxx.xxxxxxxxxx.xxxxxxxxxx.xxxxxxxxxx.x; "
+                              "__utmz=xxxxxxxxx.xxxxxxxxxx.x.x.utmccn=(referral)|utmcsr=reader.livedoor.com|"
+                              "utmcct=/reader/|utmcmd=referral\r\n"
+                              "\r\n";
 
 static const char small_http[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
 
@@ -64,8 +65,7 @@ typedef size_t (*parse_all_fn)(const uint8_t *buf, size_t len); /* returns messa
 
 static const char *only;
 
-static void report(const char *parser, const char *workload, const char *msg, size_t msglen,
-                   parse_all_fn fn)
+static void report(const char *parser, const char *workload, const char *msg, size_t msglen, parse_all_fn fn)
 {
   if (only && strcmp(only, workload))
     return;
@@ -109,10 +109,22 @@ static size_t rw_parse_all(const rw_proto *proto, const uint8_t *buf, size_t len
   return n;
 }
 
-static size_t rw_resp(const uint8_t *b, size_t n) { return rw_parse_all(&resp_proto, b, n); }
-static size_t rw_memcache(const uint8_t *b, size_t n) { return rw_parse_all(&memcache_proto, b, n); }
-static size_t rw_mcbin(const uint8_t *b, size_t n) { return rw_parse_all(&memcache_binary_proto, b, n); }
-static size_t rw_http1(const uint8_t *b, size_t n) { return rw_parse_all(&http1_proto, b, n); }
+static size_t rw_resp(const uint8_t *b, size_t n)
+{
+  return rw_parse_all(&resp_proto, b, n);
+}
+static size_t rw_memcache(const uint8_t *b, size_t n)
+{
+  return rw_parse_all(&memcache_proto, b, n);
+}
+static size_t rw_mcbin(const uint8_t *b, size_t n)
+{
+  return rw_parse_all(&memcache_binary_proto, b, n);
+}
+static size_t rw_http1(const uint8_t *b, size_t n)
+{
+  return rw_parse_all(&http1_proto, b, n);
+}
 
 #ifdef WITH_PEERS
 static size_t pico_all(const uint8_t *buf, size_t len)
@@ -123,8 +135,8 @@ static size_t pico_all(const uint8_t *buf, size_t len)
     size_t method_len, path_len, num_headers = 32;
     int minor;
     struct phr_header headers[32];
-    int rc = phr_parse_request((const char *)buf + off, len - off, &method, &method_len, &path,
-                               &path_len, &minor, headers, &num_headers, 0);
+    int rc = phr_parse_request((const char *)buf + off, len - off, &method, &method_len, &path, &path_len,
+                               &minor, headers, &num_headers, 0);
     if (rc <= 0)
       break;
     off += (size_t)rc;

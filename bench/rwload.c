@@ -47,16 +47,26 @@ int main(int argc, char **argv)
   size_t echo = 0, mc = 0;
   int mc_get = 0, bin = 0;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "-p") && i + 1 < argc) port = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "-c") && i + 1 < argc) conns = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "-d") && i + 1 < argc) secs = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "-P") && i + 1 < argc) depth = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--echo") && i + 1 < argc) echo = (size_t)atol(argv[++i]);
-    else if (!strcmp(argv[i], "--ping")) echo = 0;
-    else if (!strcmp(argv[i], "--mc-set") && i + 1 < argc) mc = (size_t)atol(argv[++i]), mc_get = 0;
-    else if (!strcmp(argv[i], "--mc-get") && i + 1 < argc) mc = (size_t)atol(argv[++i]), mc_get = 1;
-    else if (!strcmp(argv[i], "--mcb-set") && i + 1 < argc) mc = (size_t)atol(argv[++i]), mc_get = 0, bin = 1;
-    else if (!strcmp(argv[i], "--mcb-get") && i + 1 < argc) mc = (size_t)atol(argv[++i]), mc_get = 1, bin = 1;
+    if (!strcmp(argv[i], "-p") && i + 1 < argc)
+      port = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "-c") && i + 1 < argc)
+      conns = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "-d") && i + 1 < argc)
+      secs = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "-P") && i + 1 < argc)
+      depth = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--echo") && i + 1 < argc)
+      echo = (size_t)atol(argv[++i]);
+    else if (!strcmp(argv[i], "--ping"))
+      echo = 0;
+    else if (!strcmp(argv[i], "--mc-set") && i + 1 < argc)
+      mc = (size_t)atol(argv[++i]), mc_get = 0;
+    else if (!strcmp(argv[i], "--mc-get") && i + 1 < argc)
+      mc = (size_t)atol(argv[++i]), mc_get = 1;
+    else if (!strcmp(argv[i], "--mcb-set") && i + 1 < argc)
+      mc = (size_t)atol(argv[++i]), mc_get = 0, bin = 1;
+    else if (!strcmp(argv[i], "--mcb-get") && i + 1 < argc)
+      mc = (size_t)atol(argv[++i]), mc_get = 1, bin = 1;
     else {
       fprintf(stderr, "usage: rwload -p PORT [-c CONNS] [-d SECONDS] [-P DEPTH] [--ping | --echo BYTES | "
                       "--mc-set BYTES | --mc-get BYTES | --mcb-set BYTES | --mcb-get BYTES]\n");
@@ -95,8 +105,11 @@ int main(int argc, char **argv)
   const char *req = mc ? (mc_get ? get : set) : "PING\r\n";
   size_t req_len = echo ? echo : mc ? (mc_get ? get_len : set_len) : strlen(req);
   /* (binary replies: a 24-byte header; a get's body is the flags and the value) */
-  size_t rep_len = echo ? echo : !mc ? 7 : bin ? 24 + (mc_get ? 4 + mc : 0)
-                   : !mc_get ? 8 : strlen(value_head) + mc + 2 + 5;
+  size_t rep_len = echo      ? echo
+                   : !mc     ? 7
+                   : bin     ? 24 + (mc_get ? 4 + mc : 0)
+                   : !mc_get ? 8
+                             : strlen(value_head) + mc + 2 + 5;
   size_t out_len = req_len * (size_t)depth, in_len = rep_len * (size_t)depth;
   uint8_t *out = malloc(out_len), *in = malloc(in_len > 65536 ? in_len : 65536);
   for (int k = 0; k < depth; k++) {
@@ -108,8 +121,8 @@ int main(int argc, char **argv)
   }
   struct conn *cs = calloc((size_t)conns, sizeof *cs);
   int ep = epoll_create1(0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct sockaddr_in sa = {
+      .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   for (int i = 0; i < conns; i++) {
     cs[i].fd = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
@@ -166,7 +179,7 @@ int main(int argc, char **argv)
   }
   double elapsed = (double)(now_ns() - start) / 1e9;
   qsort(lat, nlat, sizeof *lat, cmp_u32);
-  printf("requests %llu seconds %.2f rps %.0f p50_us %u p99_us %u\n", (unsigned long long)done,
-         elapsed, (double)done / elapsed, nlat ? lat[nlat / 2] : 0, nlat ? lat[nlat * 99 / 100] : 0);
+  printf("requests %llu seconds %.2f rps %.0f p50_us %u p99_us %u\n", (unsigned long long)done, elapsed,
+         (double)done / elapsed, nlat ? lat[nlat / 2] : 0, nlat ? lat[nlat * 99 / 100] : 0);
   return 0;
 }

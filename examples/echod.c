@@ -15,8 +15,7 @@ static int on_data(rw_conn *c, const struct echo_data *msg)
 
 static const struct echo_handlers handlers = {.data = on_data};
 
-static void on_datagram(rw_udp *u, const struct sockaddr *from, socklen_t fromlen, rw_span d,
-                        void *data)
+static void on_datagram(rw_udp *u, const struct sockaddr *from, socklen_t fromlen, rw_span d, void *data)
 {
   (void)data;
   rw_udp_send(u, from, fromlen, d.p, d.len); /* a full socket buffer drops it, as UDP may */
@@ -43,8 +42,8 @@ int main(int argc, char **argv)
       .data = &udp,
   };
   rw_cli cli;
-  int rc = rw_cli_parse_ext(argc, argv, "Sends back every byte it receives (spec/echo.rw).",
-                            "127.0.0.1:7000", &extra, &cli);
+  int rc = rw_cli_parse_ext(argc, argv, "Sends back every byte it receives (spec/echo.rw).", "127.0.0.1:7000",
+                            &extra, &cli);
   if (rc)
     return rc > 0 ? 0 : 2;
   rw_server *srv;

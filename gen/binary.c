@@ -98,7 +98,8 @@ static int check_frame(struct spec *s, struct command_decl *c)
     rc = -1;
   }
   if (parts && !s->limit_data) {
-    diag_error(s->src, c->pos, "command '%s' has parts: declare 'limit data N;' (their sum's bound)", c->name);
+    diag_error(s->src, c->pos, "command '%s' has parts: declare 'limit data N;' (their sum's bound)",
+               c->name);
     rc = -1;
   }
   return rc;
@@ -212,16 +213,19 @@ void emit_binary_parser(const struct spec *s, FILE *out)
 {
   const char *p = s->protocol;
   const struct command_decl *c = &s->commands[0];
-  fprintf(out, "/* A header-first frame: the parser keeps only a count of bytes to skip; each call\n"
-               " * reads the %zu-byte header again (it is cheaper than saving it) and waits for the\n"
-               " * frame's end. */\n"
-               "struct %s_parser {\n  uint64_t skip; /* bytes of a refused frame's parts still to discard */\n};\n\n"
-               "static void %s_parser_init(void *vp)\n{\n  *(struct %s_parser *)vp = (struct %s_parser){0};\n}\n\n",
-          c->header, p, p, p, p);
-  fprintf(out, "static int %s_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used, void *vmsg)\n{\n"
-               "  struct %s_parser *p = vp;\n  struct %s_%s *f = &((union %s_msg *)vmsg)->%s;\n"
-               "  if (p->skip) {\n    size_t n = len < p->skip ? len : (size_t)p->skip;\n    p->skip -= n;\n"
-               "    *out_used = n;\n    return RW_PARSE_SKIP;\n  }\n",
+  fprintf(
+      out,
+      "/* A header-first frame: the parser keeps only a count of bytes to skip; each call\n"
+      " * reads the %zu-byte header again (it is cheaper than saving it) and waits for the\n"
+      " * frame's end. */\n"
+      "struct %s_parser {\n  uint64_t skip; /* bytes of a refused frame's parts still to discard */\n};\n\n"
+      "static void %s_parser_init(void *vp)\n{\n  *(struct %s_parser *)vp = (struct %s_parser){0};\n}\n\n",
+      c->header, p, p, p, p);
+  fprintf(out,
+          "static int %s_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used, void *vmsg)\n{\n"
+          "  struct %s_parser *p = vp;\n  struct %s_%s *f = &((union %s_msg *)vmsg)->%s;\n"
+          "  if (p->skip) {\n    size_t n = len < p->skip ? len : (size_t)p->skip;\n    p->skip -= n;\n"
+          "    *out_used = n;\n    return RW_PARSE_SKIP;\n  }\n",
           p, p, p, c->name, p, spec_member(c->name));
   for (size_t i = 0; i < c->nbin; i++) {
     const struct bin_item *b = &c->bin[i];
@@ -231,8 +235,9 @@ void emit_binary_parser(const struct spec *s, FILE *out)
     fputc('{', out);
     for (size_t k = 0; k < b->len; k++)
       fprintf(out, "%s0x%02x", k ? ", " : "", b->lit[k]);
-    fprintf(out, "};\n  if (len > %zuu && memcmp(buf + %zu, lit%zu, len - %zu < %zu ? len - %zu : %zu) != 0) {\n"
-                 "    *out_used = len;\n    return RW_PARSE_INVALID;\n  }\n",
+    fprintf(out,
+            "};\n  if (len > %zuu && memcmp(buf + %zu, lit%zu, len - %zu < %zu ? len - %zu : %zu) != 0) {\n"
+            "    *out_used = len;\n    return RW_PARSE_INVALID;\n  }\n",
             b->off, b->off, i, b->off, b->len, b->off, b->len);
   }
   fprintf(out, "  if (len < %zuu) {\n    *out_used = 0;\n    return RW_PARSE_MORE;\n  }\n", c->header);
@@ -249,15 +254,17 @@ void emit_binary_parser(const struct spec *s, FILE *out)
     emit_length(c, b, i, out);
     fprintf(out, "  total = total > UINT64_MAX - n%zu ? UINT64_MAX : total + n%zu;\n", i, i);
   }
-  fprintf(out, "  if (total > %lluu) {\n    p->skip = total;\n    *out_used = %zu;\n"
-               "    return RW_PARSE_TOO_LARGE;\n  }\n"
-               "  if (len - %zu < total) {\n    *out_used = 0;\n    return RW_PARSE_MORE;\n  }\n"
-               "  size_t at = %zu;\n",
+  fprintf(out,
+          "  if (total > %lluu) {\n    p->skip = total;\n    *out_used = %zu;\n"
+          "    return RW_PARSE_TOO_LARGE;\n  }\n"
+          "  if (len - %zu < total) {\n    *out_used = 0;\n    return RW_PARSE_MORE;\n  }\n"
+          "  size_t at = %zu;\n",
           (unsigned long long)s->limit_data, c->header, c->header, c->header);
   for (size_t i = 0; i < c->nbin; i++) {
     const struct bin_item *b = &c->bin[i];
     if (b->kind == BIN_BYTES)
-      fprintf(out, "  f->%s = (rw_span){buf + at, (size_t)n%zu};\n  at += (size_t)n%zu;\n", spec_member(b->name), i, i);
+      fprintf(out, "  f->%s = (rw_span){buf + at, (size_t)n%zu};\n  at += (size_t)n%zu;\n",
+              spec_member(b->name), i, i);
   }
   fputs("  *out_used = at;\n  return ", out);
   for (const char *q = p; *q; q++)
@@ -281,17 +288,23 @@ void emit_binary_table(const struct spec *s, FILE *out)
 {
   const char *p = s->protocol;
   const struct command_decl *c = &s->commands[0];
-  fprintf(out, "static int %s_table_dispatch(rw_conn *c, const struct %s_handlers *h, const struct %s_%s *msg)\n{\n"
-               "  switch (msg->%s) {\n",
-          p, p, p, c->name, spec_member(c->dispatch_field));
+  fprintf(
+      out,
+      "static int %s_table_dispatch(rw_conn *c, const struct %s_handlers *h, const struct %s_%s *msg)\n{\n"
+      "  switch (msg->%s) {\n",
+      p, p, p, c->name, spec_member(c->dispatch_field));
   for (size_t i = 0; i < s->ntable; i++)
-    fprintf(out, "  case %uu:\n    return h->%s(c, msg);\n", s->table[i].arity, spec_member(s->table[i].name));
+    fprintf(out, "  case %uu:\n    return h->%s(c, msg);\n", s->table[i].arity,
+            spec_member(s->table[i].name));
   fputs("  default:\n    return h->unknown(c, msg);\n  }\n}\n\n", out);
 }
 
 static const char *dot_event(const struct action *a)
 {
-  return !a->present ? "close" : a->refuse ? (a->close ? "refused, close" : "refused, skip") : a->close ? "close" : "reply";
+  return !a->present ? "close"
+         : a->refuse ? (a->close ? "refused, close" : "refused, skip")
+         : a->close  ? "close"
+                     : "reply";
 }
 
 void emit_binary_dot(const struct spec *s, FILE *out)
@@ -326,8 +339,9 @@ void emit_binary_dot(const struct spec *s, FILE *out)
   } else {
     fprintf(out, "  frame_end -> handler_%s;\n  handler_%s -> start;\n", c->name, c->name);
   }
-  fprintf(out, "  too_large [shape=note, label=\"too_large: %s\"];\n  header -> too_large;\n"
-               "  bad_data [shape=note, label=\"bad_data: %s\"];\n  header -> bad_data;\n"
-               "  invalid [shape=note, label=\"wrong literal: close\"];\n  header -> invalid;\n}\n",
+  fprintf(out,
+          "  too_large [shape=note, label=\"too_large: %s\"];\n  header -> too_large;\n"
+          "  bad_data [shape=note, label=\"bad_data: %s\"];\n  header -> bad_data;\n"
+          "  invalid [shape=note, label=\"wrong literal: close\"];\n  header -> invalid;\n}\n",
           dot_event(&s->too_large), dot_event(&s->bad_data));
 }

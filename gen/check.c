@@ -12,21 +12,23 @@
 #define LIMIT_LINE_MAX (64ULL * 1024 * 1024)
 
 static const char *const c_keywords[] = {
-    "auto", "break", "case", "char", "const", "continue", "default", "do", "double", "else",
-    "enum", "extern", "float", "for", "goto", "if", "inline", "int", "long", "register",
-    "restrict", "return", "short", "signed", "sizeof", "static", "struct", "switch", "typedef",
-    "union", "unsigned", "void", "volatile", "while", "bool", "true", "false"};
+    "auto",     "break",  "case",   "char",     "const",    "continue", "default",  "do",
+    "double",   "else",   "enum",   "extern",   "float",    "for",      "goto",     "if",
+    "inline",   "int",    "long",   "register", "restrict", "return",   "short",    "signed",
+    "sizeof",   "static", "struct", "switch",   "typedef",  "union",    "unsigned", "void",
+    "volatile", "while",  "bool",   "true",     "false"};
 
 static int check_name(struct source *src, const char *kind, const char *name, struct pos at)
 {
   size_t n = strlen(name);
-  bool ok = n > 0 && n <= 48 && name[0] >= 'a' && name[0] <= 'z' && !strstr(name, "__") &&
-            name[n - 1] != '_';
+  bool ok = n > 0 && n <= 48 && name[0] >= 'a' && name[0] <= 'z' && !strstr(name, "__") && name[n - 1] != '_';
   for (size_t i = 0; ok && i < n; i++)
     ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') || name[i] == '_';
   if (!ok) {
-    diag_error(src, at, "%s name '%s' must be lowercase letters, digits and single '_', "
-                        "start with a letter and be at most 48 bytes", kind, name);
+    diag_error(src, at,
+               "%s name '%s' must be lowercase letters, digits and single '_', "
+               "start with a letter and be at most 48 bytes",
+               kind, name);
     return -1;
   }
   for (size_t i = 0; i < sizeof c_keywords / sizeof c_keywords[0]; i++) {
@@ -43,16 +45,69 @@ static int check_name(struct source *src, const char *kind, const char *name, st
  * wherever they stand alone as identifiers (struct members, handlers, reply parameters), in C
  * and C++ alike, so that the header declares the same thing to both: memcache's command
  * `delete` is the member `delete_`. No spec name ends in '_', so the spelling is free. */
-static const char *const member_renamed[] = {
-    "alignas_", "alignof_", "and_", "and_eq_", "asm_", "bitand_", "bitor_", "catch_", "char8_t_",
-    "char16_t_", "char32_t_", "class_", "co_await_", "co_return_", "co_yield_", "compl_",
-    "complex_", "concept_", "const_cast_", "consteval_", "constexpr_", "constinit_", "decltype_",
-    "delete_", "dynamic_cast_", "errno_", "explicit_", "export_", "friend_", "imaginary_",
-    "math_errhandling_", "mutable_", "namespace_", "new_", "noexcept_", "noreturn_", "not_",
-    "not_eq_", "nullptr_", "operator_", "or_", "or_eq_", "private_", "protected_", "public_",
-    "reinterpret_cast_", "requires_", "static_assert_", "static_cast_", "template_", "this_",
-    "thread_local_", "throw_", "try_", "typeid_", "typename_", "typeof_", "typeof_unqual_",
-    "using_", "virtual_", "wchar_t_", "xor_", "xor_eq_"};
+static const char *const member_renamed[] = {"alignas_",
+                                             "alignof_",
+                                             "and_",
+                                             "and_eq_",
+                                             "asm_",
+                                             "bitand_",
+                                             "bitor_",
+                                             "catch_",
+                                             "char8_t_",
+                                             "char16_t_",
+                                             "char32_t_",
+                                             "class_",
+                                             "co_await_",
+                                             "co_return_",
+                                             "co_yield_",
+                                             "compl_",
+                                             "complex_",
+                                             "concept_",
+                                             "const_cast_",
+                                             "consteval_",
+                                             "constexpr_",
+                                             "constinit_",
+                                             "decltype_",
+                                             "delete_",
+                                             "dynamic_cast_",
+                                             "errno_",
+                                             "explicit_",
+                                             "export_",
+                                             "friend_",
+                                             "imaginary_",
+                                             "math_errhandling_",
+                                             "mutable_",
+                                             "namespace_",
+                                             "new_",
+                                             "noexcept_",
+                                             "noreturn_",
+                                             "not_",
+                                             "not_eq_",
+                                             "nullptr_",
+                                             "operator_",
+                                             "or_",
+                                             "or_eq_",
+                                             "private_",
+                                             "protected_",
+                                             "public_",
+                                             "reinterpret_cast_",
+                                             "requires_",
+                                             "static_assert_",
+                                             "static_cast_",
+                                             "template_",
+                                             "this_",
+                                             "thread_local_",
+                                             "throw_",
+                                             "try_",
+                                             "typeid_",
+                                             "typename_",
+                                             "typeof_",
+                                             "typeof_unqual_",
+                                             "using_",
+                                             "virtual_",
+                                             "wchar_t_",
+                                             "xor_",
+                                             "xor_eq_"};
 
 const char *spec_member(const char *name)
 {
@@ -172,11 +227,8 @@ static int check_rx(struct rx_ctx *cx, struct rx *r)
       return -1;
     break;
   }
-  case RX_REPEAT:
-    cx->repeat_depth++;
-    break;
-  default:
-    break;
+  case RX_REPEAT: cx->repeat_depth++; break;
+  default: break;
   }
   for (size_t i = 0; i < r->nkids; i++)
     rc |= check_rx(cx, r->kids[i]);
@@ -207,8 +259,8 @@ static int check_action(struct spec *s, const struct action *a)
 
 /* Reports a name declared twice among `n` entries of `stride` bytes whose name and pos are at
  * the given offsets (tokens, commands and replies share this). */
-static int check_unique(struct source *src, const char *kind, const void *base, size_t n,
-                        size_t stride, size_t name_off, size_t pos_off)
+static int check_unique(struct source *src, const char *kind, const void *base, size_t n, size_t stride,
+                        size_t name_off, size_t pos_off)
 {
   int rc = 0;
   for (size_t i = 0; i < n; i++) {
@@ -226,7 +278,7 @@ static int check_unique(struct source *src, const char *kind, const void *base, 
   return rc;
 }
 
-#define UNIQUE(src, kind, arr, n, type)                                                          \
+#define UNIQUE(src, kind, arr, n, type) \
   check_unique(src, kind, arr, n, sizeof(type), offsetof(type, name), offsetof(type, pos))
 
 static int check_framing(struct spec *s)
@@ -250,8 +302,7 @@ static int check_framing(struct spec *s)
     return -1;
   }
   if (s->limit_line < LIMIT_LINE_MIN || s->limit_line > LIMIT_LINE_MAX) {
-    diag_error(s->src, s->limit_pos, "limit line must be between %d bytes and 64MiB",
-               LIMIT_LINE_MIN);
+    diag_error(s->src, s->limit_pos, "limit line must be between %d bytes and 64MiB", LIMIT_LINE_MIN);
     return -1;
   }
   return 0;
@@ -264,7 +315,10 @@ static bool is_continuation(const struct rx *r)
 
 static int hexdig(char c)
 {
-  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+  return c >= '0' && c <= '9'   ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                : -1;
 }
 
 /* One byte of a class, at *p (an escape or a plain byte); advances *p. */
@@ -280,9 +334,7 @@ static int class_byte(const char **p)
   case 'n': return '\n';
   case 'r': return '\r';
   case 't': return '\t';
-  case 'x':
-    *p = s + 4;
-    return hexdig(s[2]) * 16 + hexdig(s[3]);
+  case 'x': *p = s + 4; return hexdig(s[2]) * 16 + hexdig(s[3]);
   default: return (unsigned char)s[1];
   }
 }
@@ -386,8 +438,9 @@ static int split_continuation(struct spec *s, struct command_decl *c)
       if (k != RX_BYTES && k != RX_ARRAY && k != RX_FIELDS && k != RX_BODY)
         continue;
       if (alt->nkids > 1) {
-        diag_error(s->src, seq->kids[i]->pos, "a command with a data block cannot have alternatives "
-                                              "at its top level: group them in parentheses");
+        diag_error(s->src, seq->kids[i]->pos,
+                   "a command with a data block cannot have alternatives "
+                   "at its top level: group them in parentheses");
         return -1;
       }
       if (first == SIZE_MAX)
@@ -444,14 +497,19 @@ static int split_continuation(struct spec *s, struct command_decl *c)
         free(b);
         return -1;
       }
-      add_step(c, (struct step){.kind = STEP_ARRAY, .field = (int)c->nfields - 1, .len_field = cnt_i,
-                                .bytes = b, .len = r->litlen[0], .seplen = r->litlen[1]});
+      add_step(c, (struct step){.kind = STEP_ARRAY,
+                                .field = (int)c->nfields - 1,
+                                .len_field = cnt_i,
+                                .bytes = b,
+                                .len = r->litlen[0],
+                                .seplen = r->litlen[1]});
     } else if (r->kind == RX_BYTES) {
       int len_i = -1;
       const struct field *lf = find_field(c, r->arg, &len_i);
       if (!lf || lf->kind != FIELD_NUM || lf->num == NUM_I64) {
-        diag_error(s->src, r->pos, lf ? "the length of '%s' must be an unsigned number field"
-                                      : "unknown length field '%s' (capture it earlier in the command)",
+        diag_error(s->src, r->pos,
+                   lf ? "the length of '%s' must be an unsigned number field"
+                      : "unknown length field '%s' (capture it earlier in the command)",
                    lf ? r->text : r->arg);
         return -1;
       }
@@ -469,7 +527,8 @@ static int split_continuation(struct spec *s, struct command_decl *c)
       }
       add_step(c, (struct step){.kind = STEP_LITERAL, .bytes = b, .len = lex_unescape(&t, b)});
     } else {
-      diag_error(s->src, r->pos, "after a data block only \"literal\" strings and more data blocks may follow");
+      diag_error(s->src, r->pos,
+                 "after a data block only \"literal\" strings and more data blocks may follow");
       return -1;
     }
   }
@@ -576,8 +635,11 @@ static void rx_bytes(const struct spec *s, const struct rx *r, uint8_t out[32], 
     for (const char *q = r->text + 1; *q && q[1]; q++) {
       unsigned b = (unsigned char)*q;
       if (*q == '\\') /* an escape: its byte, or \xHH */
-        b = q[1] == 'x' ? (unsigned)strtoul((char[3]){q[2], q[3], 0}, NULL, 16)
-            : q[1] == 'n' ? '\n' : q[1] == 'r' ? '\r' : q[1] == 't' ? '\t' : (unsigned char)q[1],
+        b = q[1] == 'x'   ? (unsigned)strtoul((char[3]){q[2], q[3], 0}, NULL, 16)
+            : q[1] == 'n' ? '\n'
+            : q[1] == 'r' ? '\r'
+            : q[1] == 't' ? '\t'
+                          : (unsigned char)q[1],
         q += q[1] == 'x' ? 3 : 1;
       out[b / 8] |= (uint8_t)(1u << (b % 8));
       if (r->text[0] == '\'' && b < 128 && ((b | 0x20) >= 'a' && (b | 0x20) <= 'z'))
@@ -589,9 +651,7 @@ static void rx_bytes(const struct spec *s, const struct rx *r, uint8_t out[32], 
     for (int i = 0; i < 32; i++)
       out[i] |= cls[i];
     return;
-  case RX_ANY:
-    memset(out, 0xff, 32);
-    return;
+  case RX_ANY: memset(out, 0xff, 32); return;
   case RX_REF: {
     const struct token_decl *t = spec_find_token(s, r->text);
     if (t && depth < 32)
@@ -615,8 +675,10 @@ static int check_number_pattern(struct spec *s, const struct token_decl *t)
   static const unsigned bad[] = {0x00, '\n', '\r', ' '};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     if (b[bad[i] / 8] & (1u << (bad[i] % 8))) {
-      diag_error(s->src, t->rx->pos, "number '%s' matches byte 0x%02x, which no decimal number holds "
-                 "(a binary integer is a field of a 'frame binary;' spec, e.g. n:u32be)", t->name, bad[i]);
+      diag_error(s->src, t->rx->pos,
+                 "number '%s' matches byte 0x%02x, which no decimal number holds "
+                 "(a binary integer is a field of a 'frame binary;' spec, e.g. n:u32be)",
+                 t->name, bad[i]);
       return -1;
     }
   }
@@ -658,7 +720,8 @@ static int check_table(struct spec *s)
     }
     for (size_t j = 0; j < s->ncommands; j++) {
       if (!strcmp(s->table[i].name, s->commands[j].name)) {
-        diag_error(s->src, s->table[i].pos, "'%s' names both a command and a table command", s->table[i].name);
+        diag_error(s->src, s->table[i].pos, "'%s' names both a command and a table command",
+                   s->table[i].name);
         rc = -1;
       }
     }
@@ -718,8 +781,8 @@ static int check_generated_names(struct spec *s)
     struct pos at = i < s->ncommands ? s->commands[i].pos : s->raw_pos;
     for (size_t k = 0; name && k < sizeof taken / sizeof taken[0]; k++) {
       if (!strcmp(name, taken[k])) {
-        diag_error(s->src, at, "'%s' would name struct %s_%s, which rwgen generates for itself",
-                   name, s->protocol, name);
+        diag_error(s->src, at, "'%s' would name struct %s_%s, which rwgen generates for itself", name,
+                   s->protocol, name);
         rc = -1;
       }
     }
@@ -741,8 +804,10 @@ static int check_generated_names(struct spec *s)
       if (!strcmp(p->name, "c") || !strcmp(p->name, "iov") || is_word_digits(p->name, "lit") ||
           is_word_digits(p->name, "num") || !strncmp(p->name, "rw_", 3) ||
           (n > 2 && !strcmp(p->name + n - 2, "_t"))) {
-        diag_error(s->src, p->pos, "parameter name '%s' is taken by the reply writer rwgen generates "
-                   "(c, iov, litN, numN, rw_..., ..._t)", p->name);
+        diag_error(s->src, p->pos,
+                   "parameter name '%s' is taken by the reply writer rwgen generates "
+                   "(c, iov, litN, numN, rw_..., ..._t)",
+                   p->name);
         rc = -1;
       }
     }
@@ -762,9 +827,10 @@ static int check_generated_names(struct spec *s)
             continue;
           if (!capture_pos(c->rx, c->fields[f].name, &at))
             capture_pos(c->cont, c->fields[f].name, &at);
-          diag_error(s->src, at, "field '%s' of command '%s' and field '%s' of command '%s' both "
-                     "name the parser's capture %s: rename one", c->fields[f].name, c->name,
-                     d->fields[g].name, d->name, tag);
+          diag_error(s->src, at,
+                     "field '%s' of command '%s' and field '%s' of command '%s' both "
+                     "name the parser's capture %s: rename one",
+                     c->fields[f].name, c->name, d->fields[g].name, d->name, tag);
           rc = -1;
         }
       }
@@ -815,8 +881,10 @@ int spec_check(struct spec *s)
       rc |= split_continuation(s, c);
     for (size_t k = 0; !rc && c->action.present && k < c->nsteps; k++) {
       if (c->steps[k].kind != STEP_BYTES && c->steps[k].kind != STEP_LITERAL) {
-        diag_error(src, c->action.pos, "command '%s' is answered by the spec, so its data is skipped: "
-                   "only data blocks and literals can be", c->name);
+        diag_error(src, c->action.pos,
+                   "command '%s' is answered by the spec, so its data is skipped: "
+                   "only data blocks and literals can be",
+                   c->name);
         rc = -1;
       }
     }

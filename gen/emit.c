@@ -126,7 +126,9 @@ static void reply_signature(const struct spec *s, const struct reply_decl *r, FI
   for (size_t i = 0; i < r->nparams; i++) {
     const struct reply_param *p = &r->params[i];
     fprintf(out, ", %s %s",
-            p->type == PARAM_SPAN ? "rw_span" : p->type == PARAM_I64 ? "int64_t" : "uint64_t",
+            p->type == PARAM_SPAN  ? "rw_span"
+            : p->type == PARAM_I64 ? "int64_t"
+                                   : "uint64_t",
             spec_member(p->name));
   }
   fputc(')', out);
@@ -145,7 +147,9 @@ int emit_header(const struct spec *s, FILE *out)
   const struct {
     const char *name;
     uint64_t v;
-  } limits[] = {{"LINE", s->limit_line}, {"DATA", s->limit_data}, {"ITEMS", s->limit_items},
+  } limits[] = {{"LINE", s->limit_line},
+                {"DATA", s->limit_data},
+                {"ITEMS", s->limit_items},
                 {"FIELDS", s->limit_fields}};
   bool any = false;
   for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
@@ -161,7 +165,7 @@ int emit_header(const struct spec *s, FILE *out)
   if (any)
     fputs("\n", out);
   fprintf(out, "enum %s_cmd {\n", p);
-  FOR_COMMANDS(s, i, v) {
+  FOR_COMMANDS (s, i, v) {
     fputs("  ", out);
     upper(out, p);
     fputs("_CMD_", out);
@@ -171,7 +175,7 @@ int emit_header(const struct spec *s, FILE *out)
   fputs("  ", out);
   upper(out, p);
   fputs("_CMD__COUNT\n};\n\n", out);
-  FOR_COMMANDS(s, i, v) {
+  FOR_COMMANDS (s, i, v) {
     fprintf(out, "struct %s_%s {\n", p, v.name);
     for (size_t f = 0; f < v.nfields; f++)
       fprintf(out, "  %s %s;\n", field_ctype(&v.fields[f]), spec_member(v.fields[f].name));
@@ -180,32 +184,34 @@ int emit_header(const struct spec *s, FILE *out)
     fputs("};\n\n", out);
   }
   fprintf(out, "union %s_msg {\n", p);
-  FOR_COMMANDS(s, i, v)
-  fprintf(out, "  struct %s_%s %s;\n", p, v.name, spec_member(v.name));
+  FOR_COMMANDS (s, i, v)
+    fprintf(out, "  struct %s_%s %s;\n", p, v.name, spec_member(v.name));
   fputs("};\n\n", out);
   fprintf(out, "/* The handlers the spec leaves to you; commands with a '->' action in the spec have\n"
                " * none. Each returns 0, or a negative errno to close the connection. */\n");
   fprintf(out, "struct %s_handlers {\n", p);
-  FOR_COMMANDS(s, i, v) {
+  FOR_COMMANDS (s, i, v) {
     if (v.handler)
-      fprintf(out, "  int (*%s)(rw_conn *c, const struct %s_%s *msg);\n", spec_member(v.name), p,
-              v.name);
+      fprintf(out, "  int (*%s)(rw_conn *c, const struct %s_%s *msg);\n", spec_member(v.name), p, v.name);
   }
   if (s->binary) {
     const char *cn = s->commands[0].name;
     for (size_t i = 0; i < s->ntable; i++)
-      fprintf(out, "  int (*%s)(rw_conn *c, const struct %s_%s *msg); /* %s %u */\n", spec_member(s->table[i].name), p, cn,
-              s->commands[0].dispatch_field, s->table[i].arity);
+      fprintf(out, "  int (*%s)(rw_conn *c, const struct %s_%s *msg); /* %s %u */\n",
+              spec_member(s->table[i].name), p, cn, s->commands[0].dispatch_field, s->table[i].arity);
     if (s->ntable)
-      fprintf(out, "  int (*unknown)(rw_conn *c, const struct %s_%s *msg); /* a value not in the table */\n", p, cn);
+      fprintf(out, "  int (*unknown)(rw_conn *c, const struct %s_%s *msg); /* a value not in the table */\n",
+              p, cn);
     if (uses_refuse(s))
-      fprintf(out, "  /* A refused frame (status: RW_PARSE_TOO_LARGE, RW_PARSE_BAD_DATA): its header's fields,\n"
-                   "   * its parts empty. */\n"
-                   "  int (*refused)(rw_conn *c, const struct %s_%s *msg, int status);\n", p, cn);
+      fprintf(out,
+              "  /* A refused frame (status: RW_PARSE_TOO_LARGE, RW_PARSE_BAD_DATA): its header's fields,\n"
+              "   * its parts empty. */\n"
+              "  int (*refused)(rw_conn *c, const struct %s_%s *msg, int status);\n",
+              p, cn);
   } else {
     for (size_t i = 0; i < s->ntable; i++)
-      fprintf(out, "  int (*%s)(rw_conn *c, const rw_list *args); /* %u%s items */\n", spec_member(s->table[i].name),
-              s->table[i].arity, s->table[i].at_least ? " or more" : "");
+      fprintf(out, "  int (*%s)(rw_conn *c, const rw_list *args); /* %u%s items */\n",
+              spec_member(s->table[i].name), s->table[i].arity, s->table[i].at_least ? " or more" : "");
     if (s->ntable)
       fputs("  int (*unknown)(rw_conn *c, const rw_list *args); /* a name not in the table */\n", out);
   }
@@ -213,10 +219,12 @@ int emit_header(const struct spec *s, FILE *out)
     fputs("  char unused_; /* every command is handled by the spec */\n", out);
   fputs("};\n\n", out);
   if (s->ntable && !s->binary)
-    fprintf(out, "/* The table, sorted by (length, name): see rw_command. */\n"
-                 "extern const rw_command %s_commands[];\nextern const size_t %s_ncommands;\n"
-                 "/* The entry for a name (any case), or NULL: the dispatcher's own lookup. */\n"
-                 "const rw_command *%s_command(rw_span name);\n\n", p, p, p);
+    fprintf(out,
+            "/* The table, sorted by (length, name): see rw_command. */\n"
+            "extern const rw_command %s_commands[];\nextern const size_t %s_ncommands;\n"
+            "/* The entry for a name (any case), or NULL: the dispatcher's own lookup. */\n"
+            "const rw_command *%s_command(rw_span name);\n\n",
+            p, p, p);
   for (size_t i = 0; i < s->nreplies; i++) {
     const struct reply_decl *r = &s->replies[i];
     fputs("/* Writes", out);
@@ -227,7 +235,10 @@ int emit_header(const struct spec *s, FILE *out)
         c_bytes(out, part->bytes, part->len);
       else if (part->kind == PART_INT)
         fprintf(out, part->of_len ? "u%u%s(len(%s))" : "u%u%s(%s)", part->width * 8,
-                part->width == 1 ? "" : part->le ? "le" : "be", part->param);
+                part->width == 1 ? ""
+                : part->le       ? "le"
+                                 : "be",
+                part->param);
       else
         fprintf(out, part->kind == PART_LEN ? "len(%s)" : "%s", part->param);
     }
@@ -245,24 +256,17 @@ static void emit_rx(const struct spec *s, const char *cmd, const struct rx *r, F
 {
   switch (r->kind) {
   case RX_STR:
-  case RX_CLASS:
-    fputs(r->text, out);
-    return;
-  case RX_ANY:
-    fputs("[^]", out);
-    return;
+  case RX_CLASS: fputs(r->text, out); return;
+  case RX_ANY: fputs("[^]", out); return;
   case RX_BYTES: /* split off into the continuation by the checks: never in a pattern */
   case RX_ARRAY:
   case RX_FIELDS:
-  case RX_BODY:
-    return;
+  case RX_BODY: return;
   case RX_WORDS:
     fprintf(out, "@f_%s_%s_s tok_%s ([ \\t]+ tok_%s)* @f_%s_%s_e", cmd, r->text, r->arg, r->arg, cmd,
             r->text);
     return;
-  case RX_REF:
-    fprintf(out, "tok_%s", r->text);
-    return;
+  case RX_REF: fprintf(out, "tok_%s", r->text); return;
   case RX_CAPTURE:
     fprintf(out, "@f_%s_%s_s ", cmd, r->text);
     emit_rx(s, cmd, r->kids[0], out);
@@ -341,8 +345,7 @@ static void emit_action(const struct spec *s, const struct action *a, FILE *out)
     return;
   }
   if (a->reply_name) {
-    fprintf(out, "  int rc = %s_reply_%s(c);\n  if (rc < 0)\n    return rc;\n", s->protocol,
-            a->reply_name);
+    fprintf(out, "  int rc = %s_reply_%s(c);\n  if (rc < 0)\n    return rc;\n", s->protocol, a->reply_name);
   }
   if (a->close || !a->present)
     fputs("  rw_conn_close(c);\n", out);
@@ -379,8 +382,9 @@ static void emit_reply_writer(const struct spec *s, const struct reply_decl *r, 
       int n = snprintf(value, sizeof value, "%s%s", spec_member(part->param), part->of_len ? ".len" : "");
       for (size_t j = 0; j < sizeof part->more / sizeof part->more[0] && part->more[j] && n > 0; j++)
         n += snprintf(value + n, sizeof value - (size_t)n, " + %s.len", spec_member(part->more[j]));
-      fprintf(out, "  uint8_t int%zu[%u];\n  for (unsigned i = 0; i < %uu; i++)\n"
-                   "    int%zu[i] = (uint8_t)((uint64_t)(%s) >> (%s));\n",
+      fprintf(out,
+              "  uint8_t int%zu[%u];\n  for (unsigned i = 0; i < %uu; i++)\n"
+              "    int%zu[i] = (uint8_t)((uint64_t)(%s) >> (%s));\n",
               k, part->width, part->width, k, value, shift);
     } else if (part->kind == PART_LEN || find_param(r, part->param)->type != PARAM_SPAN) {
       fprintf(out, "  char num%zu[24];\n", k);
@@ -397,11 +401,10 @@ static void emit_reply_writer(const struct spec *s, const struct reply_decl *r, 
     else if (part->kind == PART_LEN)
       fprintf(out, "      {num%zu, rw_fmt_u64(num%zu, %s.len)},\n", k, k, spec_member(part->param));
     else if (prm->type == PARAM_SPAN)
-      fprintf(out, "      {(void *)%s.p, %s.len},\n", spec_member(part->param),
-              spec_member(part->param));
+      fprintf(out, "      {(void *)%s.p, %s.len},\n", spec_member(part->param), spec_member(part->param));
     else
-      fprintf(out, "      {num%zu, rw_fmt_%s(num%zu, %s)},\n", k,
-              prm->type == PARAM_I64 ? "i64" : "u64", k, spec_member(part->param));
+      fprintf(out, "      {num%zu, rw_fmt_%s(num%zu, %s)},\n", k, prm->type == PARAM_I64 ? "i64" : "u64", k,
+              spec_member(part->param));
   }
   fputs("  };\n  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);\n}\n\n", out);
 }
@@ -459,7 +462,8 @@ static void emit_prologue(const struct spec *s, FILE *out)
   const char *p = s->protocol;
   fprintf(out, "/* Generated by rwgen from %s: do not edit. Compile with re2c -f. */\n", s->src->path);
   fputs("#include <errno.h>\n#include <stdbool.h>\n#include <stdint.h>\n#include <string.h>\n"
-        "#include <sys/uio.h>\n", out);
+        "#include <sys/uio.h>\n",
+        out);
   /* Only the scanners of the fast path and of field sections use SSE2. */
   if (!s->raw_name && !s->binary && (has_lin_fast(s) || has_fields(s)))
     fputs("#ifdef __SSE2__\n#include <emmintrin.h>\n#endif\n", out);
@@ -467,8 +471,8 @@ static void emit_prologue(const struct spec *s, FILE *out)
   fprintf(out, "_Static_assert(sizeof(union %s_msg) <= RW_PROTO_MSG_MAX, \"message too large\");\n\n", p);
   fprintf(out, "static const char *const %s_command_names[] = {", p);
   struct cmd_view v;
-  FOR_COMMANDS(s, i, v)
-  fprintf(out, "%s\"%s\"", i ? ", " : "", v.name);
+  FOR_COMMANDS (s, i, v)
+    fprintf(out, "%s\"%s\"", i ? ", " : "", v.name);
   fputs("};\n\n", out);
   for (size_t i = 0; i < s->nreplies; i++)
     emit_reply_writer(s, &s->replies[i], out);
@@ -555,11 +559,12 @@ static void emit_span_field(const struct spec *s, const struct command_decl *c, 
     emit_refusal(c, status, skip, out);
   }
   if (fd->kind == FIELD_SPAN && !c->nsteps) {
-    fprintf(out, "      m->%s.%s = (rw_span){f_%s_%s_s, (size_t)(f_%s_%s_e - f_%s_%s_s)};\n",
-            spec_member(cn), spec_member(fn), cn, fn, cn, fn, cn, fn);
+    fprintf(out, "      m->%s.%s = (rw_span){f_%s_%s_s, (size_t)(f_%s_%s_e - f_%s_%s_s)};\n", spec_member(cn),
+            spec_member(fn), cn, fn, cn, fn, cn, fn);
   } else { /* spans, and words built at completion */
-    fprintf(out, "      p->off[%d][0] = (uint32_t)(f_%s_%s_s - buf);\n"
-                 "      p->off[%d][1] = (uint32_t)(f_%s_%s_e - buf);\n",
+    fprintf(out,
+            "      p->off[%d][0] = (uint32_t)(f_%s_%s_s - buf);\n"
+            "      p->off[%d][1] = (uint32_t)(f_%s_%s_e - buf);\n",
             fd->slot, cn, fn, fd->slot, cn, fn);
   }
 }
@@ -658,9 +663,9 @@ struct lin {
   enum lin_kind kind;
   uint8_t bytes[64]; /* LIT */
   size_t len;
-  uint8_t cls[32];   /* ONE, RUN */
-  const char *cap;   /* the capture's field name, or NULL */
-  bool wide;         /* RUN: every byte 0x21..0xff but 0x7f is in the class */
+  uint8_t cls[32]; /* ONE, RUN */
+  const char *cap; /* the capture's field name, or NULL */
+  bool wide;       /* RUN: every byte 0x21..0xff but 0x7f is in the class */
 };
 
 #define LIN_MAX 16
@@ -717,8 +722,8 @@ static size_t lin_rule(const struct spec *s, const struct command_decl *c, struc
       return 0;
     n++;
   }
-  if (!n || out[n - 1].kind != LIN_LIT || memchr(out[n - 1].bytes, '\n', out[n - 1].len) !=
-                                              out[n - 1].bytes + out[n - 1].len - 1)
+  if (!n || out[n - 1].kind != LIN_LIT ||
+      memchr(out[n - 1].bytes, '\n', out[n - 1].len) != out[n - 1].bytes + out[n - 1].len - 1)
     return 0;
   for (size_t i = 0; i < n; i++) {
     /* No LF before the end, and each run stops where the next element starts. */
@@ -733,7 +738,6 @@ static size_t lin_rule(const struct spec *s, const struct command_decl *c, struc
   }
   return n;
 }
-
 
 static const char lin_helpers[] =
     "/* The first byte at or after q (before end) that is a control byte, a space or DEL. */\n"
@@ -774,16 +778,20 @@ static void emit_lin_fast(const struct spec *s, FILE *out)
     if (e[i].kind == LIN_LIT) {
       fputs("    {\n      static const uint8_t lit[] = ", out);
       c_bytes(out, e[i].bytes, e[i].len);
-      fprintf(out, ";\n      if (end - q < %zu || memcmp(q, lit, %zu) != 0)\n        goto dfa;\n"
-                   "      q += %zu;\n    }\n", e[i].len, e[i].len, e[i].len);
+      fprintf(out,
+              ";\n      if (end - q < %zu || memcmp(q, lit, %zu) != 0)\n        goto dfa;\n"
+              "      q += %zu;\n    }\n",
+              e[i].len, e[i].len, e[i].len);
     } else if (e[i].kind == LIN_ONE) {
       fprintf(out, "    if (q == end || !lin_cls%zu[*q])\n      goto dfa;\n    q++;\n", i);
     } else {
       fputs("    {\n      const uint8_t *run = q;\n", out);
       if (e[i].wide)
         fputs("      q = wide_run(q, end);\n", out);
-      fprintf(out, "      while (q < end && lin_cls%zu[*q])\n        q++;\n"
-                   "      if (q == run || q == end)\n        goto dfa;\n    }\n", i);
+      fprintf(out,
+              "      while (q < end && lin_cls%zu[*q])\n        q++;\n"
+              "      if (q == run || q == end)\n        goto dfa;\n    }\n",
+              i);
     }
     if (e[i].cap)
       fprintf(out, "    f_%s_%s_e = q;\n", cn, e[i].cap);
@@ -827,7 +835,8 @@ static void emit_re2c_rules(const struct spec *s, FILE *out)
     if (has_lin_fast(s))
       fprintf(out, "    fast_%s:\n", c->name);
     fputs("      if (FRAME_TOO_LONG())\n        return RW_PARSE_OVERLONG;\n"
-          "      *out_used = (size_t)(cur - buf);\n", out);
+          "      *out_used = (size_t)(cur - buf);\n",
+          out);
     emit_fields(s, c, out);
     if (c->action.present && c->nsteps) {
       /* Answered by the spec: its data is never needed, so it is skipped as it arrives. */
@@ -846,7 +855,9 @@ static void emit_re2c_rules(const struct spec *s, FILE *out)
       fputs("      goto cont;\n    }\n", out);
       continue;
     }
-    fputs(c->quiet_field >= 0 && c->action.present ? "      return quiet ? RW_PARSE_SKIP : " : "      return ", out);
+    fputs(c->quiet_field >= 0 && c->action.present ? "      return quiet ? RW_PARSE_SKIP : "
+                                                   : "      return ",
+          out);
     cmd_enum(s, c->name, out);
     fputs(";\n    }\n", out);
   }
@@ -880,11 +891,12 @@ static void emit_framed_parser(const struct spec *s, FILE *out)
           "  unsigned yyaccept;\n",
           p);
   if (has_steps(s)) {
-    fprintf(out, "  /* A command continuing after its first line: where it is, and its first line's\n"
-                 "   * fields as offsets from the frame's start and as numbers. */\n"
-                 "  int cmd;\n  unsigned step;\n  size_t pos;\n"
-                 "  uint64_t skip; /* bytes of a refused data block still to discard */\n"
-                 "  uint32_t off[%d][2];\n  uint64_t num[%d];\n",
+    fprintf(out,
+            "  /* A command continuing after its first line: where it is, and its first line's\n"
+            "   * fields as offsets from the frame's start and as numbers. */\n"
+            "  int cmd;\n  unsigned step;\n  size_t pos;\n"
+            "  uint64_t skip; /* bytes of a refused data block still to discard */\n"
+            "  uint32_t off[%d][2];\n  uint64_t num[%d];\n",
             s->max_spans ? s->max_spans : 1, s->max_nums ? s->max_nums : 1);
   }
   if (has_array(s) || has_fields(s))
@@ -894,28 +906,33 @@ static void emit_framed_parser(const struct spec *s, FILE *out)
           "  uint32_t items[RW_LIST_INLINE][2];\n",
           out);
   if (has_fields(s))
-    fprintf(out, "  /* A field section, then a body: how far lines were scanned, where the section\n"
-                 "   * began and ended, how many fields; the body's framing and progress. */\n"
-                 "  size_t scan, f_start, f_end, f_colon;\n  uint32_t f_count, lcount[%d];\n"
-                 "  bool f_started, b_started, b_chunked;\n  int c_state;\n"
-                 "  uint32_t note_n[2], note_off[2][2]; /* the body's framing fields: how many, the first */\n"
-                 "  uint64_t b_len, b_total;\n  uint32_t b_start;\n",
+    fprintf(out,
+            "  /* A field section, then a body: how far lines were scanned, where the section\n"
+            "   * began and ended, how many fields; the body's framing and progress. */\n"
+            "  size_t scan, f_start, f_end, f_colon;\n  uint32_t f_count, lcount[%d];\n"
+            "  bool f_started, b_started, b_chunked;\n  int c_state;\n"
+            "  uint32_t note_n[2], note_off[2][2]; /* the body's framing fields: how many, the first */\n"
+            "  uint64_t b_len, b_total;\n  uint32_t b_start;\n",
             s->max_spans ? s->max_spans : 1);
   fputs("  /*!stags:re2c format = \"  const uint8_t *@@;\\n\"; */\n};\n\n", out);
-  fprintf(out, "static void %s_parser_init(void *vp)\n{\n  struct %s_parser *p = vp;\n"
-               "  *p = (struct %s_parser){.state = -1%s};\n}\n\n", p, p, p,
-          has_steps(s) ? ", .cmd = -1" : "");
+  fprintf(out,
+          "static void %s_parser_init(void *vp)\n{\n  struct %s_parser *p = vp;\n"
+          "  *p = (struct %s_parser){.state = -1%s};\n}\n\n",
+          p, p, p, has_steps(s) ? ", .cmd = -1" : "");
   fprintf(out, "#define SHIFT(ptr) ((ptr) = (const uint8_t *)((uintptr_t)(ptr) + delta))\n");
   /* A frame longer than the limit is refused however it was split: the same check runs when a
    * frame completes in one piece and when a partial frame is held. */
   fprintf(out, "#define FRAME_TOO_LONG() ((size_t)(cur - buf) > %lluu)\n\n",
           (unsigned long long)s->limit_line);
   if (has_steps(s)) {
-    fprintf(out, "static int %s_cont(struct %s_parser *p, const uint8_t *buf, size_t len,\n"
-                 "                    size_t *out_used, union %s_msg *m);\n\n", p, p, p);
+    fprintf(out,
+            "static int %s_cont(struct %s_parser *p, const uint8_t *buf, size_t len,\n"
+            "                    size_t *out_used, union %s_msg *m);\n\n",
+            p, p, p);
   }
-  fprintf(out, "static void %s_rebase(struct %s_parser *p, const uint8_t *buf)\n{\n"
-               "  uintptr_t delta = (uintptr_t)buf - p->base;\n  SHIFT(p->cur);\n  SHIFT(p->mar);\n",
+  fprintf(out,
+          "static void %s_rebase(struct %s_parser *p, const uint8_t *buf)\n{\n"
+          "  uintptr_t delta = (uintptr_t)buf - p->base;\n  SHIFT(p->cur);\n  SHIFT(p->mar);\n",
           p, p);
   fputs("  /*!stags:re2c format = \"  if (p->@@)\\n    SHIFT(p->@@);\\n\"; */\n}\n\n", out);
   fprintf(out,
@@ -935,8 +952,9 @@ static void emit_framed_parser(const struct spec *s, FILE *out)
   }
   /* The cursor and marker live in locals (registers) while the machine runs, and in the
    * parser only across calls: a store per byte into the parser would cost more than the DFA. */
-  fprintf(out, "  const uint8_t *cur = buf, *mar = buf;\n"
-               "  if (p->state >= 0) {\n    %s_rebase(p, buf);\n    cur = p->cur;\n    mar = p->mar;\n  }\n",
+  fprintf(out,
+          "  const uint8_t *cur = buf, *mar = buf;\n"
+          "  if (p->state >= 0) {\n    %s_rebase(p, buf);\n    cur = p->cur;\n    mar = p->mar;\n  }\n",
           p);
   emit_lin_fast(s, out);
   fputs("  /*!getstate:re2c*/\n", out);
@@ -994,29 +1012,32 @@ static void emit_body_step(const struct spec *s, const struct command_decl *c, c
   c_bytes(out, st->bytes, st->len);
   fputs(", coding_name[] = ", out);
   c_bytes(out, st->bytes + st->len, st->seplen);
-  fprintf(out, ";\n      (void)len_name;\n      (void)coding_name;\n      if (!p->b_started) {\n"
-               "        unsigned nl = p->note_n[0], nc = p->note_n[1];\n"
-               "        rw_span lv = {0}, cv = {0};\n"
-               "        if (nl)\n          lv = trim(buf, p->note_off[0]);\n"
-               "        if (nc)\n          cv = trim(buf, p->note_off[1]);\n"
-               "        if ((nl && nc) || nl > 1 || nc > 1 || (nc && !span_is_ci(cv, \"chunked\")))\n"
-               "          goto bad_body;\n        p->b_len = 0;\n"
-               "        if (nl && parse_u64(lv.p, lv.p + lv.len, UINT64_MAX, &p->b_len) < 0)\n"
-               "          goto bad_body;\n"
-               "        p->b_chunked = nc > 0;\n        p->b_start = (uint32_t)p->pos;\n"
-               "        p->scan = p->pos;\n        p->arr_n = 0;\n        p->b_total = 0;\n        p->c_state = 0;\n"
-               "        p->b_started = true;\n"
-               "        if (!p->b_chunked && p->b_len > %lluu) {\n"
-               "          p->skip = p->b_len;\n          p->cmd = -1;\n          *out_used = p->pos;\n"
-               "          return RW_PARSE_TOO_LARGE;\n        }\n      }\n",
-          (unsigned long long)s->limit_data);
-  fprintf(out, "      if (!p->b_chunked) {\n        if (len - p->pos < p->b_len)\n          goto more;\n"
-               "        p->pos += p->b_len;\n      } else {\n"
-               "        int r = scan_chunks(p, buf, len, %lluu, %lluu, name_class_%s);\n"
-               "        if (r == 0)\n          goto more;\n"
-               "        if (r < 0) {\n          p->cmd = -1;\n          *out_used = len;\n          return r;\n"
-               "        }\n      }\n"
-               "      p->off[%d][0] = p->b_start;\n      p->off[%d][1] = (uint32_t)p->pos;\n",
+  fprintf(
+      out,
+      ";\n      (void)len_name;\n      (void)coding_name;\n      if (!p->b_started) {\n"
+      "        unsigned nl = p->note_n[0], nc = p->note_n[1];\n"
+      "        rw_span lv = {0}, cv = {0};\n"
+      "        if (nl)\n          lv = trim(buf, p->note_off[0]);\n"
+      "        if (nc)\n          cv = trim(buf, p->note_off[1]);\n"
+      "        if ((nl && nc) || nl > 1 || nc > 1 || (nc && !span_is_ci(cv, \"chunked\")))\n"
+      "          goto bad_body;\n        p->b_len = 0;\n"
+      "        if (nl && parse_u64(lv.p, lv.p + lv.len, UINT64_MAX, &p->b_len) < 0)\n"
+      "          goto bad_body;\n"
+      "        p->b_chunked = nc > 0;\n        p->b_start = (uint32_t)p->pos;\n"
+      "        p->scan = p->pos;\n        p->arr_n = 0;\n        p->b_total = 0;\n        p->c_state = 0;\n"
+      "        p->b_started = true;\n"
+      "        if (!p->b_chunked && p->b_len > %lluu) {\n"
+      "          p->skip = p->b_len;\n          p->cmd = -1;\n          *out_used = p->pos;\n"
+      "          return RW_PARSE_TOO_LARGE;\n        }\n      }\n",
+      (unsigned long long)s->limit_data);
+  fprintf(out,
+          "      if (!p->b_chunked) {\n        if (len - p->pos < p->b_len)\n          goto more;\n"
+          "        p->pos += p->b_len;\n      } else {\n"
+          "        int r = scan_chunks(p, buf, len, %lluu, %lluu, name_class_%s);\n"
+          "        if (r == 0)\n          goto more;\n"
+          "        if (r < 0) {\n          p->cmd = -1;\n          *out_used = len;\n          return r;\n"
+          "        }\n      }\n"
+          "      p->off[%d][0] = p->b_start;\n      p->off[%d][1] = (uint32_t)p->pos;\n",
           (unsigned long long)s->limit_data, (unsigned long long)s->limit_fields, c->name, slot, slot);
 }
 
@@ -1031,26 +1052,31 @@ static void emit_array_step(const struct spec *s, const struct command_decl *c, 
   fputs(", sep[] = ", out);
   c_bytes(out, st->bytes + st->len, st->seplen);
   fprintf(out, ";\n      const size_t plen = %zu, slen = %zu;\n", st->len, st->seplen);
-  fprintf(out, "      if (!p->arr_started) {\n        if (p->num[%d] > %lluu) {\n"
-               "          *out_used = p->pos;\n          p->cmd = -1;\n          return RW_PARSE_OVERLONG;\n"
-               "        }\n        p->arr_left = p->num[%d];\n        p->arr_n = 0;\n"
-               "        p->arr_start = (uint32_t)p->pos;\n        p->in_item = false;\n"
-               "        p->arr_started = true;\n      }\n",
+  fprintf(out,
+          "      if (!p->arr_started) {\n        if (p->num[%d] > %lluu) {\n"
+          "          *out_used = p->pos;\n          p->cmd = -1;\n          return RW_PARSE_OVERLONG;\n"
+          "        }\n        p->arr_left = p->num[%d];\n        p->arr_n = 0;\n"
+          "        p->arr_start = (uint32_t)p->pos;\n        p->in_item = false;\n"
+          "        p->arr_started = true;\n      }\n",
           cnt, (unsigned long long)s->limit_items, cnt);
-  fputs("      while (p->arr_left) {\n        if (!p->in_item) {\n          size_t q = p->pos, d = 0;\n"
-        "          uint64_t n = 0;\n          if (len - q < plen)\n            goto more;\n"
-        "          if (memcmp(buf + q, prefix, plen) != 0)\n            goto bad_array;\n          q += plen;\n"
-        "          for (; q < len && buf[q] >= '0' && buf[q] <= '9'; q++, d++) {\n"
-        "            if (d == 19)\n              goto bad_array;\n"
-        "            n = n * 10 + (uint64_t)(buf[q] - '0');\n          }\n"
-        "          if (len - q < slen)\n            goto more;\n"
-        "          if (!d || memcmp(buf + q, sep, slen) != 0)\n            goto bad_array;\n", out);
-  fprintf(out, "          if (n > %lluu) {\n            *out_used = p->pos;\n            p->cmd = -1;\n"
-               "            return RW_PARSE_OVERLONG;\n          }\n",
+  fputs(
+      "      while (p->arr_left) {\n        if (!p->in_item) {\n          size_t q = p->pos, d = 0;\n"
+      "          uint64_t n = 0;\n          if (len - q < plen)\n            goto more;\n"
+      "          if (memcmp(buf + q, prefix, plen) != 0)\n            goto bad_array;\n          q += plen;\n"
+      "          for (; q < len && buf[q] >= '0' && buf[q] <= '9'; q++, d++) {\n"
+      "            if (d == 19)\n              goto bad_array;\n"
+      "            n = n * 10 + (uint64_t)(buf[q] - '0');\n          }\n"
+      "          if (len - q < slen)\n            goto more;\n"
+      "          if (!d || memcmp(buf + q, sep, slen) != 0)\n            goto bad_array;\n",
+      out);
+  fprintf(out,
+          "          if (n > %lluu) {\n            *out_used = p->pos;\n            p->cmd = -1;\n"
+          "            return RW_PARSE_OVERLONG;\n          }\n",
           (unsigned long long)s->limit_data);
-  fprintf(out, "          if (q - p->arr_start + n > %lluu) { /* the array's data in all */\n"
-               "            *out_used = p->pos;\n            p->cmd = -1;\n            return RW_PARSE_OVERLONG;\n"
-               "          }\n",
+  fprintf(out,
+          "          if (q - p->arr_start + n > %lluu) { /* the array's data in all */\n"
+          "            *out_used = p->pos;\n            p->cmd = -1;\n            return RW_PARSE_OVERLONG;\n"
+          "          }\n",
           (unsigned long long)(s->limit_data + s->limit_items * (st->len + 19 + 2 * st->seplen)));
   fputs("          p->el_len = n;\n          p->pos = q + slen;\n          p->in_item = true;\n        }\n"
         "        if (len - p->pos < p->el_len + slen)\n          goto more;\n"
@@ -1059,7 +1085,8 @@ static void emit_array_step(const struct spec *s, const struct command_decl *c, 
         "          p->items[p->arr_n][0] = (uint32_t)p->pos;\n"
         "          p->items[p->arr_n][1] = (uint32_t)(p->pos + p->el_len);\n        }\n"
         "        p->pos += p->el_len + slen;\n        p->arr_n++;\n        p->arr_left--;\n"
-        "        p->in_item = false;\n      }\n", out);
+        "        p->in_item = false;\n      }\n",
+        out);
   fprintf(out, "      p->off[%d][0] = p->arr_start;\n      p->off[%d][1] = (uint32_t)p->pos;\n", slot, slot);
 }
 
@@ -1107,29 +1134,34 @@ static void emit_cont_command(const struct spec *s, const struct command_decl *c
         c_bytes(out, bs->bytes + bs->len, bs->seplen);
         fprintf(out, ", %zu}};\n", bs->seplen);
       }
-      fprintf(out, "      if (!p->f_started) {\n        p->f_start = p->scan = p->pos;\n        p->f_colon = 0;\n"
-                   "        p->f_count = 0;\n        p->note_n[0] = p->note_n[1] = 0;\n        p->f_started = true;\n      }\n"
-                   "      int r = scan_fields(p, buf, len, %lluu, name_class_%s, %s);\n"
-                   "      if (r == 0)\n        goto more;\n"
-                   "      if (r < 0) {\n        p->cmd = -1;\n        *out_used = len;\n        return r;\n      }\n"
-                   "      p->off[%d][0] = (uint32_t)p->f_start;\n      p->off[%d][1] = (uint32_t)p->f_end;\n"
-                   "      p->lcount[%d] = p->f_count;\n",
-              (unsigned long long)s->limit_fields, c->name, body_notes(c, st->field) ? "notes" : "NULL",
-              slot, slot, slot);
+      fprintf(
+          out,
+          "      if (!p->f_started) {\n        p->f_start = p->scan = p->pos;\n        p->f_colon = 0;\n"
+          "        p->f_count = 0;\n        p->note_n[0] = p->note_n[1] = 0;\n        p->f_started = true;\n "
+          "     }\n"
+          "      int r = scan_fields(p, buf, len, %lluu, name_class_%s, %s);\n"
+          "      if (r == 0)\n        goto more;\n"
+          "      if (r < 0) {\n        p->cmd = -1;\n        *out_used = len;\n        return r;\n      }\n"
+          "      p->off[%d][0] = (uint32_t)p->f_start;\n      p->off[%d][1] = (uint32_t)p->f_end;\n"
+          "      p->lcount[%d] = p->f_count;\n",
+          (unsigned long long)s->limit_fields, c->name, body_notes(c, st->field) ? "notes" : "NULL", slot,
+          slot, slot);
     } else if (st->kind == STEP_BODY) {
       emit_body_step(s, c, st, out);
     } else if (st->kind == STEP_BYTES) {
       int len_slot = c->fields[st->len_field].slot, slot = c->fields[st->field].slot;
-      fprintf(out, "      uint64_t n = p->num[%d];\n      if (len - p->pos < n)\n        goto more;\n"
-                   "      p->off[%d][0] = (uint32_t)p->pos;\n      p->off[%d][1] = (uint32_t)(p->pos + n);\n"
-                   "      p->pos += n;\n",
+      fprintf(out,
+              "      uint64_t n = p->num[%d];\n      if (len - p->pos < n)\n        goto more;\n"
+              "      p->off[%d][0] = (uint32_t)p->pos;\n      p->off[%d][1] = (uint32_t)(p->pos + n);\n"
+              "      p->pos += n;\n",
               len_slot, slot, slot);
     } else {
       fputs("      static const uint8_t lit[] = ", out);
       c_bytes(out, st->bytes, st->len);
-      fprintf(out, ";\n      if (len - p->pos < %zu)\n        goto more;\n"
-                   "      if (memcmp(buf + p->pos, lit, %zu) != 0) {\n"
-                   "        *out_used = p->pos + %zu;\n        p->cmd = -1;\n",
+      fprintf(out,
+              ";\n      if (len - p->pos < %zu)\n        goto more;\n"
+              "      if (memcmp(buf + p->pos, lit, %zu) != 0) {\n"
+              "        *out_used = p->pos + %zu;\n        p->cmd = -1;\n",
               st->len, st->len, st->len);
       emit_cont_status(c, "RW_PARSE_BAD_DATA", out);
       fprintf(out, "      }\n      p->pos += %zu;\n", st->len);
@@ -1143,20 +1175,22 @@ static void emit_cont_command(const struct spec *s, const struct command_decl *c
     if (fd->kind == FIELD_NUM) {
       fprintf(out, "    m->%s.%s = (%s)p->num[%d];\n", cm, fm, num_ctype(fd->num), fd->slot);
     } else if (fd->kind == FIELD_LIST && fd->token >= 0) {
-      fprintf(out, "    rw_list_words(&m->%s.%s, buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]);\n",
-              cm, fm, fd->slot, fd->slot, fd->slot);
+      fprintf(out, "    rw_list_words(&m->%s.%s, buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]);\n", cm,
+              fm, fd->slot, fd->slot, fd->slot);
     } else if (fd->kind == FIELD_LIST && list_step(c, f, STEP_FIELDS)) {
-      fprintf(out, "    rw_list_set(&m->%s.%s, RW_LIST_FIELDS, p->lcount[%d],\n"
-                   "                (rw_span){buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]});\n",
+      fprintf(out,
+              "    rw_list_set(&m->%s.%s, RW_LIST_FIELDS, p->lcount[%d],\n"
+              "                (rw_span){buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]});\n",
               cm, fm, fd->slot, fd->slot, fd->slot, fd->slot);
     } else if (fd->kind == FIELD_LIST && list_step(c, f, STEP_BODY)) {
-      fprintf(out, "    {\n      rw_list *l = &m->%s.%s;\n"
-                   "      rw_span r = {buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]};\n"
-                   "      if (p->b_chunked) {\n        rw_list_set(l, RW_LIST_CHUNKED, p->arr_n, r);\n"
-                   "        for (uint32_t i = 0; i < p->arr_n && i < RW_LIST_INLINE; i++)\n"
-                   "          l->item[i] = (rw_span){buf + p->items[i][0], p->items[i][1] - p->items[i][0]};\n"
-                   "      } else {\n        rw_list_set(l, RW_LIST_SINGLE, p->b_len ? 1 : 0, r);\n"
-                   "        l->item[0] = r;\n      }\n    }\n",
+      fprintf(out,
+              "    {\n      rw_list *l = &m->%s.%s;\n"
+              "      rw_span r = {buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]};\n"
+              "      if (p->b_chunked) {\n        rw_list_set(l, RW_LIST_CHUNKED, p->arr_n, r);\n"
+              "        for (uint32_t i = 0; i < p->arr_n && i < RW_LIST_INLINE; i++)\n"
+              "          l->item[i] = (rw_span){buf + p->items[i][0], p->items[i][1] - p->items[i][0]};\n"
+              "      } else {\n        rw_list_set(l, RW_LIST_SINGLE, p->b_len ? 1 : 0, r);\n"
+              "        l->item[0] = r;\n      }\n    }\n",
               cm, fm, fd->slot, fd->slot, fd->slot);
     } else if (fd->kind == FIELD_LIST) {
       const struct step *st = list_step(c, f, STEP_ARRAY);
@@ -1164,17 +1198,18 @@ static void emit_cont_command(const struct spec *s, const struct command_decl *c
         continue; /* every array list has its step: the checks made it */
       fprintf(out, "    {\n      rw_list *l = &m->%s.%s;\n      static const uint8_t sep[] = ", cm, fm);
       c_bytes(out, st->bytes + st->len, st->seplen);
-      fprintf(out, ";\n      rw_list_set(l, RW_LIST_PREFIXED, p->arr_n,\n"
-                   "                  (rw_span){buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]});\n"
-                   "      l->prefix_len = %zu;\n      l->sep_len = %zu;\n"
-                   "      memcpy(l->sep, sep, %zu);\n"
-                   "      for (uint32_t i = 0; i < p->arr_n && i < RW_LIST_INLINE; i++)\n"
-                   "        l->item[i] = (rw_span){buf + p->items[i][0], p->items[i][1] - p->items[i][0]};\n"
-                   "    }\n",
+      fprintf(out,
+              ";\n      rw_list_set(l, RW_LIST_PREFIXED, p->arr_n,\n"
+              "                  (rw_span){buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]});\n"
+              "      l->prefix_len = %zu;\n      l->sep_len = %zu;\n"
+              "      memcpy(l->sep, sep, %zu);\n"
+              "      for (uint32_t i = 0; i < p->arr_n && i < RW_LIST_INLINE; i++)\n"
+              "        l->item[i] = (rw_span){buf + p->items[i][0], p->items[i][1] - p->items[i][0]};\n"
+              "    }\n",
               fd->slot, fd->slot, fd->slot, st->len, st->seplen, st->seplen);
     } else
-      fprintf(out, "    m->%s.%s = (rw_span){buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]};\n",
-              cm, fm, fd->slot, fd->slot, fd->slot);
+      fprintf(out, "    m->%s.%s = (rw_span){buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]};\n", cm, fm,
+              fd->slot, fd->slot, fd->slot);
   }
   fputs("    *out_used = p->pos;\n    p->cmd = -1;\n    return ", out);
   cmd_enum(s, c->name, out);
@@ -1236,41 +1271,48 @@ static const char fields_helpers[] =
     "      while (i < len && cls[buf[i]])\n        i++;\n"
     "      if (i == len)\n        break;\n"
     "      if (i == q) { /* no name: the empty line that ends the section, or malformed */\n"
-    "        if (buf[q] != '\\r' || (q + 1 < len && buf[q + 1] != '\\n'))\n          return RW_PARSE_BAD_DATA;\n"
+    "        if (buf[q] != '\\r' || (q + 1 < len && buf[q + 1] != '\\n'))\n          return "
+    "RW_PARSE_BAD_DATA;\n"
     "        if (q + 1 == len)\n          break;\n"
     "        if (q + 2 - p->f_start > limit)\n          return RW_PARSE_FIELDS_TOO_LARGE;\n"
     "        p->f_end = q;\n        p->pos = p->scan = q + 2;\n        return 1;\n      }\n"
     "      if (buf[i] != ':')\n        return RW_PARSE_BAD_DATA;\n"
     "      p->f_colon = i++;\n    }\n"
     "    i = value_end(buf, i, len);\n"
-    "    if (i < len && (buf[i] != '\\r' || (i + 1 < len && buf[i + 1] != '\\n')))\n      return RW_PARSE_BAD_DATA;\n"
+    "    if (i < len && (buf[i] != '\\r' || (i + 1 < len && buf[i + 1] != '\\n')))\n      return "
+    "RW_PARSE_BAD_DATA;\n"
     "    if (i + 1 >= len)\n      break;\n"
     "    size_t c = p->f_colon, e = i + 1; /* the LF */\n"
     "    if (e + 1 - p->f_start > limit)\n      return RW_PARSE_FIELDS_TOO_LARGE;\n"
     "    for (int k = 0; k < 2 && note; k++) /* the body's framing fields, noted on the way */\n"
     "      if (note[k].len == c - q && same_ci(buf + q, note[k].name, c - q) && p->note_n[k]++ == 0) {\n"
-    "        p->note_off[k][0] = (uint32_t)(c + 1);\n        p->note_off[k][1] = (uint32_t)(e - 1);\n      }\n"
+    "        p->note_off[k][0] = (uint32_t)(c + 1);\n        p->note_off[k][1] = (uint32_t)(e - 1);\n      "
+    "}\n"
     "    p->f_count++;\n    p->f_colon = 0;\n    p->pos = i = e + 1;\n  }\n"
     "  p->scan = i;\n  return len - p->f_start > limit ? RW_PARSE_FIELDS_TOO_LARGE : 0;\n}\n\n"
     "static int hexval(uint8_t c)\n{\n"
-    "  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;\n}\n\n"
+    "  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? "
+    "c - 'A' + 10 : -1;\n}\n\n"
     "/* A chunked body: size lines (hex, optional ;extensions), data, CRLF, up to size 0 and the\n"
     " * trailer fields. 1 when done, 0 for more bytes, or the error status. */\n"
     "static int scan_chunks(struct PROTO_parser *p, const uint8_t *buf, size_t len, uint64_t limit_data,\n"
     "                       uint64_t limit_fields, const uint8_t cls[256])\n{\n  for (;;) {\n"
     "    if (p->c_state == 0) {\n"
     "      const uint8_t *nl = memchr(buf + p->scan, '\\n', len - p->scan);\n"
-    "      if (!nl) {\n        p->scan = len;\n        return len - p->pos > 4096 ? RW_PARSE_BAD_DATA : 0;\n      }\n"
+    "      if (!nl) {\n        p->scan = len;\n        return len - p->pos > 4096 ? RW_PARSE_BAD_DATA : 0;\n "
+    "     }\n"
     "      size_t e = (size_t)(nl - buf), i = p->pos;\n      uint64_t n = 0;\n      int d, digits = 0;\n"
     "      if (e - p->pos > 4096 || e == p->pos || buf[e - 1] != '\\r')\n        return RW_PARSE_BAD_DATA;\n"
-    "      while ((d = hexval(buf[i])) >= 0) {\n        if (++digits > 15)\n          return RW_PARSE_BAD_DATA;\n"
+    "      while ((d = hexval(buf[i])) >= 0) {\n        if (++digits > 15)\n          return "
+    "RW_PARSE_BAD_DATA;\n"
     "        n = n * 16 + (uint64_t)d;\n        i++;\n      }\n"
     "      if (!digits || (i != e - 1 && buf[i] != ';' && buf[i] != ' ' && buf[i] != '\\t'))\n"
     "        return RW_PARSE_BAD_DATA;\n"
     "      for (; i < e - 1; i++)\n        if (buf[i] != '\\t' && (buf[i] < 0x20 || buf[i] == 0x7f))\n"
     "          return RW_PARSE_BAD_DATA;\n"
     "      p->pos = p->scan = e + 1;\n"
-    "      if (n == 0) {\n        p->c_state = 2;\n        p->f_start = p->pos;\n        p->f_colon = 0;\n        p->f_count = 0;\n"
+    "      if (n == 0) {\n        p->c_state = 2;\n        p->f_start = p->pos;\n        p->f_colon = 0;\n   "
+    "     p->f_count = 0;\n"
     "        continue;\n      }\n"
     "      p->b_total += n;\n"
     "      if (p->b_total > limit_data || p->pos - p->b_start > 2 * limit_data + limit_fields)\n"
@@ -1301,7 +1343,8 @@ static void emit_fields_helpers(const struct spec *s, FILE *out)
       if (c->steps[k].kind != STEP_FIELDS)
         continue;
       /* A byte per entry, not a bit: one load per name byte on the hot path. */
-      fprintf(out, "/* the bytes a field name of '%s' may hold */\nstatic const uint8_t name_class_%s[256] = ",
+      fprintf(out,
+              "/* the bytes a field name of '%s' may hold */\nstatic const uint8_t name_class_%s[256] = ",
               c->name, c->name);
       emit_cls_table(c->steps[k].name_class, out);
       fputs(";\n\n", out);
@@ -1314,19 +1357,24 @@ static void emit_cont(const struct spec *s, FILE *out)
   const char *p = s->protocol;
   if (has_fields(s))
     emit_fields_helpers(s, out);
-  fprintf(out, "static int %s_cont(struct %s_parser *p, const uint8_t *buf, size_t len, size_t *out_used,\n"
-               "                    union %s_msg *m)\n{\n  switch (p->cmd) {\n", p, p, p);
+  fprintf(out,
+          "static int %s_cont(struct %s_parser *p, const uint8_t *buf, size_t len, size_t *out_used,\n"
+          "                    union %s_msg *m)\n{\n  switch (p->cmd) {\n",
+          p, p, p);
   for (size_t i = 0; i < s->ncommands; i++)
     if (s->commands[i].nsteps && !s->commands[i].action.present) /* (those skip their data) */
       emit_cont_command(s, &s->commands[i], out);
   fputs("  default:\n    break;\n  }\n  p->cmd = -1;\n  *out_used = len;\n  return RW_PARSE_INVALID;\n"
-        "more:\n  *out_used = 0;\n  return RW_PARSE_MORE;\n", out);
+        "more:\n  *out_used = 0;\n  return RW_PARSE_MORE;\n",
+        out);
   if (has_array(s))
     fputs("bad_array: /* the frame cannot be resynchronised: the spec's bad_data, then close */\n"
-          "  p->cmd = -1;\n  *out_used = len;\n  return RW_PARSE_BAD_DATA;\n", out);
+          "  p->cmd = -1;\n  *out_used = len;\n  return RW_PARSE_BAD_DATA;\n",
+          out);
   if (has_step(s, STEP_BODY))
     fputs("bad_body: /* a body whose framing cannot be trusted: bad_data, and the spec closes */\n"
-          "  p->cmd = -1;\n  *out_used = len;\n  return RW_PARSE_BAD_DATA;\n", out);
+          "  p->cmd = -1;\n  *out_used = len;\n  return RW_PARSE_BAD_DATA;\n",
+          out);
   fputs("}\n\n", out);
 }
 
@@ -1359,27 +1407,33 @@ static void emit_table(const struct spec *s, FILE *out)
   }
   fprintf(out, "};\n\nconst size_t %s_ncommands = %zu;\n\n", p, s->ntable);
   free(sorted);
+  fprintf(
+      out,
+      "static int %s_lookup(rw_span name)\n{\n  size_t lo = 0, hi = sizeof %s_commands / sizeof "
+      "%s_commands[0];\n"
+      "  while (lo < hi) {\n    size_t mid = (lo + hi) / 2;\n    const rw_command *e = &%s_commands[mid];\n"
+      "    int d = name.len < e->len ? -1 : name.len > e->len ? 1 : 0;\n"
+      "    for (size_t i = 0; !d && i < name.len; i++) {\n"
+      "      uint8_t ch = name.p[i] >= 'A' && name.p[i] <= 'Z' ? (uint8_t)(name.p[i] | 0x20) : name.p[i];\n"
+      "      d = ch < (uint8_t)e->name[i] ? -1 : ch > (uint8_t)e->name[i] ? 1 : 0;\n    }\n"
+      "    if (!d)\n      return (int)mid;\n    if (d < 0)\n      hi = mid;\n    else\n      lo = mid + 1;\n"
+      "  }\n  return -1;\n}\n\n",
+      p, p, p, p);
   fprintf(out,
-          "static int %s_lookup(rw_span name)\n{\n  size_t lo = 0, hi = sizeof %s_commands / sizeof %s_commands[0];\n"
-          "  while (lo < hi) {\n    size_t mid = (lo + hi) / 2;\n    const rw_command *e = &%s_commands[mid];\n"
-          "    int d = name.len < e->len ? -1 : name.len > e->len ? 1 : 0;\n"
-          "    for (size_t i = 0; !d && i < name.len; i++) {\n"
-          "      uint8_t ch = name.p[i] >= 'A' && name.p[i] <= 'Z' ? (uint8_t)(name.p[i] | 0x20) : name.p[i];\n"
-          "      d = ch < (uint8_t)e->name[i] ? -1 : ch > (uint8_t)e->name[i] ? 1 : 0;\n    }\n"
-          "    if (!d)\n      return (int)mid;\n    if (d < 0)\n      hi = mid;\n    else\n      lo = mid + 1;\n"
-          "  }\n  return -1;\n}\n\n",
-          p, p, p, p);
-  fprintf(out, "const rw_command *%s_command(rw_span name)\n{\n  int i = %s_lookup(name);\n"
-               "  return i < 0 ? NULL : &%s_commands[i];\n}\n\n", p, p, p);
-  fprintf(out, "static int %s_table_dispatch(rw_conn *c, const struct %s_handlers *h, const rw_list *args)\n{\n"
-               "  if (!args->count)\n    return 0; /* an empty command: nothing to do */\n"
-               "  int i = %s_lookup(args->item[0]);\n  if (i < 0)\n    return h->unknown(c, args);\n"
-               "  const rw_command *e = &%s_commands[i];\n"
-               "  if (e->at_least ? args->count < e->arity : args->count != e->arity) {\n",
+          "const rw_command *%s_command(rw_span name)\n{\n  int i = %s_lookup(name);\n"
+          "  return i < 0 ? NULL : &%s_commands[i];\n}\n\n",
+          p, p, p);
+  fprintf(out,
+          "static int %s_table_dispatch(rw_conn *c, const struct %s_handlers *h, const rw_list *args)\n{\n"
+          "  if (!args->count)\n    return 0; /* an empty command: nothing to do */\n"
+          "  int i = %s_lookup(args->item[0]);\n  if (i < 0)\n    return h->unknown(c, args);\n"
+          "  const rw_command *e = &%s_commands[i];\n"
+          "  if (e->at_least ? args->count < e->arity : args->count != e->arity) {\n",
           p, p, p, p);
   if (s->arity.present && s->arity.reply_name)
-    fprintf(out, "    int rc = %s_reply_%s(c, (rw_span){(const uint8_t *)e->name, e->len});\n"
-                 "    if (rc < 0)\n      return rc;\n%s    return 0;\n",
+    fprintf(out,
+            "    int rc = %s_reply_%s(c, (rw_span){(const uint8_t *)e->name, e->len});\n"
+            "    if (rc < 0)\n      return rc;\n%s    return 0;\n",
             p, s->arity.reply_name, s->arity.close ? "    rw_conn_close(c);\n" : "");
   else
     fputs("    rw_conn_close(c);\n    return 0;\n", out);
@@ -1397,7 +1451,7 @@ static void emit_dispatch(const struct spec *s, FILE *out)
     emit_binary_table(s, out);
   else if (s->ntable)
     emit_table(s, out);
-  FOR_COMMANDS(s, i, v) {
+  FOR_COMMANDS (s, i, v) {
     fprintf(out, "static int %s_do_%s(rw_conn *c, const struct %s_handlers *h, const union %s_msg *m)\n{\n",
             p, v.name, p, p);
     if (!s->raw_name && s->commands[i].dispatch_field) {
@@ -1416,9 +1470,11 @@ static void emit_dispatch(const struct spec *s, FILE *out)
     emit_action(s, &s->commands[i].action, out);
     fputs("}\n\n", out);
   }
-  fprintf(out, "static int (*const %s_table[])(rw_conn *, const struct %s_handlers *,\n"
-               "                                const union %s_msg *) = {\n", p, p, p);
-  FOR_COMMANDS(s, i, v) {
+  fprintf(out,
+          "static int (*const %s_table[])(rw_conn *, const struct %s_handlers *,\n"
+          "                                const union %s_msg *) = {\n",
+          p, p, p);
+  FOR_COMMANDS (s, i, v) {
     fputs("  [", out);
     upper(out, p);
     fputs("_CMD_", out);
@@ -1426,8 +1482,10 @@ static void emit_dispatch(const struct spec *s, FILE *out)
     fprintf(out, "] = %s_do_%s,\n", p, v.name);
   }
   fputs("};\n\n", out);
-  fprintf(out, "static int %s_dispatch(rw_conn *c, const void *h, int cmd, const void *m)\n{\n"
-               "  return %s_table[cmd](c, h, m);\n}\n\n", p, p);
+  fprintf(out,
+          "static int %s_dispatch(rw_conn *c, const void *h, int cmd, const void *m)\n{\n"
+          "  return %s_table[cmd](c, h, m);\n}\n\n",
+          p, p);
   fprintf(out, "static int %s_on_error(rw_conn *c, const void *vh, int status, const void *vm)\n{\n", p);
   if (uses_refuse(s))
     fprintf(out, "  const struct %s_handlers *h = vh;\n  const union %s_msg *m = vm;\n", p, p);
@@ -1466,7 +1524,7 @@ static void emit_dispatch(const struct spec *s, FILE *out)
   fprintf(out, "static int %s_check_handlers(const void *vh)\n{\n", p);
   if (nhandlers(s)) {
     fprintf(out, "  const struct %s_handlers *h = vh;\n  if (!h)\n    return -EINVAL;\n", p);
-    FOR_COMMANDS(s, i, v) {
+    FOR_COMMANDS (s, i, v) {
       if (v.handler)
         fprintf(out, "  if (!h->%s)\n    return -EINVAL;\n", spec_member(v.name));
     }
@@ -1549,8 +1607,8 @@ static void dot_action(FILE *out, const char *from, const struct action *a, cons
     snprintf(label, sizeof label, "reply %s%s", a->reply_name, a->close ? ", close" : "");
   else
     snprintf(label, sizeof label, a->close ? "close" : "ignore");
-  fprintf(out, "  \"%s:%s\" [shape=note, label=\"%s\"];\n  %s -> \"%s:%s\" [label=\"%s\"];\n", from,
-          edge, label, from, from, edge, edge);
+  fprintf(out, "  \"%s:%s\" [shape=note, label=\"%s\"];\n  %s -> \"%s:%s\" [label=\"%s\"];\n", from, edge,
+          label, from, from, edge, edge);
 }
 
 int emit_dot(const struct spec *s, FILE *out)
@@ -1559,16 +1617,18 @@ int emit_dot(const struct spec *s, FILE *out)
   fprintf(out, "digraph %s {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n", p);
   fputs("  start [shape=circle, label=\"frame\"];\n", out);
   if (s->raw_name) {
-    fprintf(out, "  start -> handler_%s [label=\"every chunk\"];\n  handler_%s -> start;\n}\n",
-            s->raw_name, s->raw_name);
+    fprintf(out, "  start -> handler_%s [label=\"every chunk\"];\n  handler_%s -> start;\n}\n", s->raw_name,
+            s->raw_name);
     return ferror(out) ? -EIO : 0;
   }
   if (s->binary) {
     emit_binary_dot(s, out);
     return ferror(out) ? -EIO : 0;
   }
-  fprintf(out, "  line [label=\"first line\\n(re2c DFA, resumable)\\nlimit line %llu\"];\n"
-               "  start -> line;\n", (unsigned long long)s->limit_line);
+  fprintf(out,
+          "  line [label=\"first line\\n(re2c DFA, resumable)\\nlimit line %llu\"];\n"
+          "  start -> line;\n",
+          (unsigned long long)s->limit_line);
   for (size_t i = 0; i < s->ncommands; i++) {
     const struct command_decl *c = &s->commands[i];
     fprintf(out, "  cmd_%s [shape=ellipse, label=\"%s\"];\n  line -> cmd_%s;\n", c->name, c->name, c->name);
@@ -1612,9 +1672,8 @@ int emit_dot(const struct spec *s, FILE *out)
   if (s->ntable) {
     fputs("  table [shape=diamond, label=\"table\\n(case-insensitive)\"];\n", out);
     for (size_t i = 0; i < s->ntable; i++)
-      fprintf(out, "  table -> handler_%s [label=\"%s %u%s\"];\n  handler_%s -> start;\n",
-              s->table[i].name, s->table[i].name, s->table[i].arity, s->table[i].at_least ? "+" : "",
-              s->table[i].name);
+      fprintf(out, "  table -> handler_%s [label=\"%s %u%s\"];\n  handler_%s -> start;\n", s->table[i].name,
+              s->table[i].name, s->table[i].arity, s->table[i].at_least ? "+" : "", s->table[i].name);
     fputs("  table -> handler_unknown [label=\"other\"];\n", out);
     dot_action(out, "table", &s->arity, "arity");
   }

@@ -57,8 +57,7 @@ static int lex_escape(struct lexer *lx, struct pos at)
 {
   int c = peek(lx, 0);
   if (c < 0 || !strchr("nrt\\\"'x]-^", c)) {
-    diag_error(lx->src, at, "unknown escape '\\%c' (use \\n \\r \\t \\\\ \\\" \\' \\xHH)",
-               c < 0 ? ' ' : c);
+    diag_error(lx->src, at, "unknown escape '\\%c' (use \\n \\r \\t \\\\ \\\" \\' \\xHH)", c < 0 ? ' ' : c);
     return -1;
   }
   advance(lx);
@@ -101,8 +100,7 @@ static int lex_delimited(struct lexer *lx, int close, const char *what, struct t
 static const struct {
   const char *name;
   uint64_t mult;
-} suffixes[] = {{"", 1}, {"B", 1}, {"KiB", 1024}, {"MiB", 1024 * 1024},
-                {"GiB", 1024ULL * 1024 * 1024}};
+} suffixes[] = {{"", 1}, {"B", 1}, {"KiB", 1024}, {"MiB", 1024 * 1024}, {"GiB", 1024ULL * 1024 * 1024}};
 
 /* 0x followed by hex digits: a byte or an opcode in binary specs. */
 static int lex_hex(struct lexer *lx, struct token *t)
@@ -209,8 +207,7 @@ int lex_next(struct lexer *lx, struct token *t)
     t->len = 1;
     return 0;
   }
-  diag_error(lx->src, t->pos, isprint(c) ? "unexpected character '%c'" : "unexpected byte 0x%02x",
-             c);
+  diag_error(lx->src, t->pos, isprint(c) ? "unexpected character '%c'" : "unexpected byte 0x%02x", c);
   advance(lx);
   return -1;
 }

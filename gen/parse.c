@@ -158,12 +158,14 @@ static const struct {
   const char *name;
   enum rx_kind kind;
   int nlits;
-} capture_fns[] = {{"bytes", RX_BYTES, 0},  {"words", RX_WORDS, 0}, {"array", RX_ARRAY, 2},
-                   {"fields", RX_FIELDS, 0}, {"body", RX_BODY, 2}};
+} capture_fns[] = {{"bytes", RX_BYTES, 0},
+                   {"words", RX_WORDS, 0},
+                   {"array", RX_ARRAY, 2},
+                   {"fields", RX_FIELDS, 0},
+                   {"body", RX_BODY, 2}};
 
 /* `name:KIND(IDENT, "s1", ...)` with KIND current and `name` in *t. */
-static struct rx *parse_capture_fn(struct parser *ps, const struct token *t, enum rx_kind kind,
-                                   int nlits)
+static struct rx *parse_capture_fn(struct parser *ps, const struct token *t, enum rx_kind kind, int nlits)
 {
   struct rx *r = rx_new(kind, t->pos);
   r->text = tok_str(t);
@@ -195,12 +197,8 @@ static struct rx *parse_atom(struct parser *ps)
   struct rx *r;
   switch (t.kind) {
   case T_STRING:
-  case T_ISTRING:
-    r = rx_new(RX_STR, t.pos);
-    break;
-  case T_CLASS:
-    r = rx_new(RX_CLASS, t.pos);
-    break;
+  case T_ISTRING: r = rx_new(RX_STR, t.pos); break;
+  case T_CLASS: r = rx_new(RX_CLASS, t.pos); break;
   case T_IDENT:
     if (next(ps) < 0)
       return NULL;
@@ -244,9 +242,7 @@ static struct rx *parse_atom(struct parser *ps)
       return r;
     }
     /* fall through */
-  default:
-    expected(ps, "a pattern (string, class, token name or '(')");
-    return NULL;
+  default: expected(ps, "a pattern (string, class, token name or '(')"); return NULL;
   }
   r->text = tok_str(&t);
   if (next(ps) < 0) {
@@ -258,7 +254,8 @@ static struct rx *parse_atom(struct parser *ps)
 
 static int parse_count(struct parser *ps, int *out)
 {
-  if (ps->tok.kind != T_NUMBER || ps->tok.value > 100000 || ps->tok.len != strspn(ps->tok.start, "0123456789"))
+  if (ps->tok.kind != T_NUMBER || ps->tok.value > 100000 ||
+      ps->tok.len != strspn(ps->tok.start, "0123456789"))
     return expected(ps, "a repeat count (0..100000)");
   *out = (int)ps->tok.value;
   return next(ps);
@@ -313,15 +310,12 @@ static bool starts_atom(const struct parser *ps)
   switch (ps->tok.kind) {
   case T_STRING:
   case T_ISTRING:
-  case T_CLASS:
-    return true;
+  case T_CLASS: return true;
   case T_IDENT:
     /* Keywords after a pattern (`max N`, `wrap`, `quiet FIELD`), never token references. */
     return !is_word(ps, "max") && !is_word(ps, "wrap") && !is_word(ps, "quiet");
-  case T_PUNCT:
-    return ps->tok.start[0] == '(' || ps->tok.start[0] == '.';
-  default:
-    return false;
+  case T_PUNCT: return ps->tok.start[0] == '(' || ps->tok.start[0] == '.';
+  default: return false;
   }
 }
 
@@ -421,10 +415,16 @@ static int parse_limit(struct parser *ps)
     return -1;
   if (ps->tok.kind != T_NUMBER)
     return expected(ps, "a size such as 2048 or 64KiB");
-  uint64_t *value = line ? &s->limit_line : items ? &s->limit_items : fields ? &s->limit_fields : &s->limit_data;
+  uint64_t *value = line     ? &s->limit_line
+                    : items  ? &s->limit_items
+                    : fields ? &s->limit_fields
+                             : &s->limit_data;
   if (*value) {
     diag_error(s->src, at, "limit %s declared twice",
-               line ? "line" : items ? "items" : fields ? "fields" : "data");
+               line     ? "line"
+               : items  ? "items"
+               : fields ? "fields"
+                        : "data");
     return -1;
   }
   *value = ps->tok.value;
@@ -510,9 +510,9 @@ static unsigned int_type(const char *name, size_t n, bool *out_le)
     const char *name;
     unsigned width;
     bool le;
-  } types[] = {{"u8", 1, false},    {"u16be", 2, false}, {"u16le", 2, true}, {"u24be", 3, false},
-               {"u24le", 3, true},  {"u32be", 4, false}, {"u32le", 4, true}, {"u64be", 8, false},
-               {"u64le", 8, true}};
+  } types[] = {{"u8", 1, false},    {"u16be", 2, false}, {"u16le", 2, true},
+               {"u24be", 3, false}, {"u24le", 3, true},  {"u32be", 4, false},
+               {"u32le", 4, true},  {"u64be", 8, false}, {"u64le", 8, true}};
   for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
     if (strlen(types[i].name) == n && !memcmp(types[i].name, name, n)) {
       *out_le = types[i].le;
@@ -781,12 +781,9 @@ static int parse_on(struct parser *ps)
   const struct {
     const char *name;
     struct action *a;
-  } events[] = {{"overlong", &s->overlong},
-                {"too_large", &s->too_large},
-                {"bad_number", &s->bad_number},
-                {"bad_data", &s->bad_data},
-                {"arity", &s->arity},
-                {"fields_too_large", &s->fields_too_large}};
+  } events[] = {{"overlong", &s->overlong},     {"too_large", &s->too_large},
+                {"bad_number", &s->bad_number}, {"bad_data", &s->bad_data},
+                {"arity", &s->arity},           {"fields_too_large", &s->fields_too_large}};
   for (size_t i = 0; i < sizeof events / sizeof events[0]; i++) {
     if (is_word(ps, events[i].name)) {
       char what[32];
@@ -864,10 +861,17 @@ static const struct {
   const char *word;
   int (*parse)(struct parser *ps);
 } decls[] = {
-    {"protocol", parse_protocol}, {"limit", parse_limit},     {"raw", parse_raw},
-    {"token", parse_token},       {"number", parse_number},   {"command", parse_command},
-    {"reply", parse_reply},       {"table", parse_table},
-    {"otherwise", parse_otherwise}, {"on", parse_on},           {"frame", parse_frame},
+    {"protocol", parse_protocol},
+    {"limit", parse_limit},
+    {"raw", parse_raw},
+    {"token", parse_token},
+    {"number", parse_number},
+    {"command", parse_command},
+    {"reply", parse_reply},
+    {"table", parse_table},
+    {"otherwise", parse_otherwise},
+    {"on", parse_on},
+    {"frame", parse_frame},
 };
 
 static int parse_decl(struct parser *ps)

@@ -29,8 +29,8 @@ void diag_error(struct source *src, struct pos at, const char *fmt, ...)
 enum tok_kind {
   T_EOF,
   T_IDENT,
-  T_NUMBER, /* digits with an optional size suffix: 64KiB, 1MiB, 100 */
-  T_STRING, /* "..." case-sensitive literal */
+  T_NUMBER,  /* digits with an optional size suffix: 64KiB, 1MiB, 100 */
+  T_STRING,  /* "..." case-sensitive literal */
   T_ISTRING, /* '...' case-insensitive literal */
   T_CLASS,   /* [...] byte class */
   T_ARROW,   /* -> */
@@ -63,9 +63,17 @@ size_t lex_unescape(const struct token *tok, uint8_t *out);
 /* RX_BYTES is not a regular expression: `name:bytes(field)` is a data block whose length is
  * the numeric field captured earlier; it and what follows it form a command's continuation. */
 enum rx_kind {
-  RX_STR, RX_CLASS, RX_ANY, RX_REF, RX_ALT, RX_SEQ, RX_REPEAT, RX_CAPTURE, RX_BYTES,
-  RX_WORDS, /* name:words(token): blank-separated tokens, captured as a list */
-  RX_ARRAY, /* name:array(count, "prefix", "sep"): length-prefixed items (continuation only) */
+  RX_STR,
+  RX_CLASS,
+  RX_ANY,
+  RX_REF,
+  RX_ALT,
+  RX_SEQ,
+  RX_REPEAT,
+  RX_CAPTURE,
+  RX_BYTES,
+  RX_WORDS,  /* name:words(token): blank-separated tokens, captured as a list */
+  RX_ARRAY,  /* name:array(count, "prefix", "sep"): length-prefixed items (continuation only) */
   RX_FIELDS, /* name:fields(token): "name: value" lines up to an empty line (continuation only) */
   RX_BODY,   /* name:body(fields, "length-field", "coding-field"): a message body (continuation) */
 };
@@ -76,8 +84,8 @@ enum num_type { NUM_NONE, NUM_U32, NUM_U64, NUM_I64, NUM_U8, NUM_U16 };
 struct rx {
   enum rx_kind kind;
   struct pos pos;
-  char *text; /* STR/CLASS: as written; REF: token name; CAPTURE/BYTES: field name */
-  char *arg;  /* BYTES: the length field; WORDS: the token; ARRAY: the count field */
+  char *text;      /* STR/CLASS: as written; REF: token name; CAPTURE/BYTES: field name */
+  char *arg;       /* BYTES: the length field; WORDS: the token; ARRAY: the count field */
   uint8_t *lit[2]; /* ARRAY: prefix and separator bytes */
   size_t litlen[2];
   struct rx **kids;
@@ -120,10 +128,10 @@ struct reply_part {
   struct pos pos;
   uint8_t *bytes; /* PART_BYTES */
   size_t len;
-  char *param; /* PART_PARAM, PART_LEN, PART_INT */
+  char *param;    /* PART_PARAM, PART_LEN, PART_INT */
   unsigned width; /* PART_INT: u8(x), u16be(x), ...: bytes, and their order */
   bool le;
-  bool of_len;    /* PART_INT of len(param) or of len(param, more...): the lengths' sum */
+  bool of_len; /* PART_INT of len(param) or of len(param, more...): the lengths' sum */
   char *more[3];
 };
 
@@ -152,11 +160,11 @@ enum step_kind { STEP_BYTES, STEP_LITERAL, STEP_ARRAY, STEP_FIELDS, STEP_BODY };
 
 struct step {
   enum step_kind kind;
-  int field;      /* STEP_BYTES/ARRAY: the field receiving the data */
-  int len_field;  /* STEP_BYTES: the numeric field giving its length; ARRAY: the count */
-  uint8_t *bytes; /* STEP_LITERAL; ARRAY: prefix then separator */
-  size_t len;     /* STEP_LITERAL; ARRAY: prefix length (the separator follows it in bytes) */
-  size_t seplen;  /* ARRAY; BODY: length of the coding field's name (after the length field's) */
+  int field;              /* STEP_BYTES/ARRAY: the field receiving the data */
+  int len_field;          /* STEP_BYTES: the numeric field giving its length; ARRAY: the count */
+  uint8_t *bytes;         /* STEP_LITERAL; ARRAY: prefix then separator */
+  size_t len;             /* STEP_LITERAL; ARRAY: prefix length (the separator follows it in bytes) */
+  size_t seplen;          /* ARRAY; BODY: length of the coding field's name (after the length field's) */
   uint8_t name_class[32]; /* FIELDS: the bytes a field name may hold */
 };
 
@@ -171,20 +179,20 @@ struct bin_term {
   uint64_t value; /* the constant */
   bool neg;
   struct pos pos;
-  char *name;     /* as written, until checked */
+  char *name; /* as written, until checked */
 };
 
 struct bin_item {
   enum bin_kind kind;
   struct pos pos;
-  char *name;      /* INT, BYTES: the field */
-  uint8_t *lit;    /* LIT */
-  size_t len;      /* LIT: bytes; INT: width (1, 2, 3, 4 or 8) */
-  bool le;         /* INT: little-endian */
-  size_t off;      /* LIT, INT: where in the header */
-  int field;       /* INT, BYTES: index in the command's fields */
+  char *name;   /* INT, BYTES: the field */
+  uint8_t *lit; /* LIT */
+  size_t len;   /* LIT: bytes; INT: width (1, 2, 3, 4 or 8) */
+  bool le;      /* INT: little-endian */
+  size_t off;   /* LIT, INT: where in the header */
+  int field;    /* INT, BYTES: index in the command's fields */
   struct bin_term terms[BIN_TERMS];
-  size_t nterms;   /* BYTES: the length is the sum of its terms */
+  size_t nterms; /* BYTES: the length is the sum of its terms */
 };
 
 /* A dispatch table: commands named by the first item of a list, case-insensitively. */
@@ -192,7 +200,7 @@ struct table_entry {
   char *name;
   struct pos pos;
   unsigned arity; /* binary specs: the dispatch field's value that picks this entry */
-  bool at_least; /* `3+`: at least arity items, the name included */
+  bool at_least;  /* `3+`: at least arity items, the name included */
 };
 
 /* struct action (above): what the spec itself does for a message: a reply, then maybe close. */
@@ -202,21 +210,21 @@ struct command_decl {
   struct pos pos;
   struct rx *rx;
   struct action action; /* when present the command needs no handler */
-  char *dispatch_field;  /* `-> dispatch FIELD`: the table picks the handler by this list */
-  char *quiet;           /* `quiet FIELD`: when FIELD captured bytes, the spec's own replies to
+  char *dispatch_field; /* `-> dispatch FIELD`: the table picks the handler by this list */
+  char *quiet;          /* `quiet FIELD`: when FIELD captured bytes, the spec's own replies to
                           * this frame (its refusals included) are not sent */
   struct pos quiet_pos;
-  int quiet_field;       /* its index in fields, or -1 */
+  int quiet_field; /* its index in fields, or -1 */
   struct pos dispatch_pos;
   struct field *fields;
   size_t nfields;
   struct step *steps; /* the continuation after the first line (data blocks, literals) */
   size_t nsteps;
-  int nspans, nnums; /* saved-offset and number slots its continuation needs */
-  struct rx *cont;    /* the continuation's items, detached from rx */
+  int nspans, nnums;    /* saved-offset and number slots its continuation needs */
+  struct rx *cont;      /* the continuation's items, detached from rx */
   struct bin_item *bin; /* binary specs: the frame, in order */
   size_t nbin;
-  size_t header;        /* binary: bytes before the first part */
+  size_t header; /* binary: bytes before the first part */
 };
 
 struct spec {
@@ -247,8 +255,8 @@ struct spec {
   struct table_entry *table; /* `table { ... }` */
   size_t ntable;
   struct pos table_pos;
-  struct action arity;      /* a table command with the wrong number of items */
-  bool binary;              /* `frame binary;`: header-first frames, no lines */
+  struct action arity; /* a table command with the wrong number of items */
+  bool binary;         /* `frame binary;`: header-first frames, no lines */
   struct pos binary_pos;
 };
 

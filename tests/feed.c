@@ -201,7 +201,6 @@ static void append(char *out, size_t outlen, size_t *n, const char *fmt, ...)
     *n = *n + (size_t)k < outlen ? *n + (size_t)k : outlen - 1;
 }
 
-
 #define SPAN(s) (int)(s).len, (const char *)(s).p
 
 void describe_ping(int cmd, const void *msg, char *out, size_t outlen)
@@ -220,12 +219,8 @@ void describe_kvt(int cmd, const void *vmsg, char *out, size_t outlen)
 {
   const union kvt_msg *m = vmsg;
   switch (cmd) {
-  case KVT_CMD_GET:
-    snprintf(out, outlen, "get [%.*s]", SPAN(m->get.key));
-    break;
-  case KVT_CMD_SET:
-    snprintf(out, outlen, "set [%.*s] [%.*s]", SPAN(m->set.key), SPAN(m->set.flags));
-    break;
+  case KVT_CMD_GET: snprintf(out, outlen, "get [%.*s]", SPAN(m->get.key)); break;
+  case KVT_CMD_SET: snprintf(out, outlen, "set [%.*s] [%.*s]", SPAN(m->set.key), SPAN(m->set.flags)); break;
   case KVT_CMD_PUT: {
     size_t n = 0;
     append(out, outlen, &n, "put %u [%.*s]", m->put.names.count, SPAN(m->put.data));
@@ -235,8 +230,7 @@ void describe_kvt(int cmd, const void *vmsg, char *out, size_t outlen)
     }
     break;
   }
-  default:
-    snprintf(out, outlen, "%s", kvt_proto.command_names[cmd]);
+  default: snprintf(out, outlen, "%s", kvt_proto.command_names[cmd]);
   }
 }
 
@@ -265,8 +259,8 @@ void describe_memcache(int cmd, const void *vmsg, char *out, size_t outlen)
     break;
   }
   case MEMCACHE_CMD_CAS:
-    snprintf(out, outlen, "cas [%.*s] %u %u %llu [%.*s]", SPAN(m->cas.key), m->cas.flags,
-             m->cas.bytes, (unsigned long long)m->cas.unique, SPAN(m->cas.data));
+    snprintf(out, outlen, "cas [%.*s] %u %u %llu [%.*s]", SPAN(m->cas.key), m->cas.flags, m->cas.bytes,
+             (unsigned long long)m->cas.unique, SPAN(m->cas.data));
     break;
   case MEMCACHE_CMD_DELETE:
     snprintf(out, outlen, "delete [%.*s]%s", SPAN(m->delete_.key), m->delete_.noreply.len ? " noreply" : "");
@@ -278,11 +272,8 @@ void describe_memcache(int cmd, const void *vmsg, char *out, size_t outlen)
   case MEMCACHE_CMD_TOUCH:
     snprintf(out, outlen, "touch [%.*s] %lld", SPAN(m->touch.key), (long long)m->touch.exptime);
     break;
-  case MEMCACHE_CMD_STATS:
-    snprintf(out, outlen, "stats [%.*s]", SPAN(m->stats.args));
-    break;
-  default:
-    snprintf(out, outlen, "%s", name);
+  case MEMCACHE_CMD_STATS: snprintf(out, outlen, "stats [%.*s]", SPAN(m->stats.args)); break;
+  default: snprintf(out, outlen, "%s", name);
   }
 }
 

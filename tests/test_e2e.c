@@ -89,8 +89,8 @@ static void drive(struct stream *st, int n, uint64_t *rng, int timeout_ms)
           continue;
         }
         cr_assert(s->got + (size_t)r <= s->expect_len, "stream %d: more bytes than expected", i);
-        cr_assert(memcmp(buf, s->expect + s->got, (size_t)r) == 0,
-                  "stream %d: wrong bytes at offset %zu", i, s->got);
+        cr_assert(memcmp(buf, s->expect + s->got, (size_t)r) == 0, "stream %d: wrong bytes at offset %zu", i,
+                  s->got);
         s->got += (size_t)r;
       }
     }
@@ -109,8 +109,12 @@ static void echo_streams(int port, int n, size_t len, int max_write, int odd_max
     data[i] = (uint8_t)rng_next(&rng);
   for (int i = 0; i < n; i++) {
     const uint8_t *d = data + (size_t)i * len;
-    st[i] = (struct stream){.fd = tcp_connect_nb(port), .out = d, .out_len = len, .expect = d,
-                            .expect_len = len, .max_write = i % 2 ? odd_max_write : max_write};
+    st[i] = (struct stream){.fd = tcp_connect_nb(port),
+                            .out = d,
+                            .out_len = len,
+                            .expect = d,
+                            .expect_len = len,
+                            .max_write = i % 2 ? odd_max_write : max_write};
   }
   drive(st, n, &rng, 90000);
   for (int i = 0; i < n; i++)
@@ -178,8 +182,12 @@ Test(ping, thousands_of_pipelined_pings_in_tiny_writes, .timeout = 120)
       memcpy(expect[i] + el, rep[which], strlen(rep[which]));
       el += strlen(rep[which]);
     }
-    st[i] = (struct stream){.fd = tcp_connect_nb(srv.port), .out = out[i], .out_len = ol,
-                            .expect = expect[i], .expect_len = el, .max_write = 7};
+    st[i] = (struct stream){.fd = tcp_connect_nb(srv.port),
+                            .out = out[i],
+                            .out_len = ol,
+                            .expect = expect[i],
+                            .expect_len = el,
+                            .max_write = 7};
   }
   drive(st, N, &rng, 90000);
   for (int i = 0; i < N; i++)
@@ -290,8 +298,8 @@ Test(server, graceful_stop_flushes_refuses_new_and_exits_zero, .timeout = 60)
   /* No longer accepting: every worker closes its listener within a turn (polled: a loaded
    * machine may take a while to run them). */
   server_wait_log(&srv, "stopping: no longer accepting", 10000);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port),
-                           .sin_addr.s_addr = htonl(0x7f000001)};
+  struct sockaddr_in sa = {
+      .sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port), .sin_addr.s_addr = htonl(0x7f000001)};
   bool refused = false;
   for (int tries = 0; tries < 250 && !refused; tries++) {
     int probe = socket(AF_INET, SOCK_STREAM, 0);
@@ -415,7 +423,8 @@ Test(cli, usage_tells_each_appliance_s_own_defaults_and_flags)
   char cmd[1024];
   snprintf(cmd, sizeof cmd, "%s/httpd --help | grep -q -- '--idle-timeout SECONDS .*(default 60)$'", bin);
   cr_expect_eq(run_status(cmd), 0, "httpd closes silent connections after 60 s by default");
-  snprintf(cmd, sizeof cmd, "%s/pingd --help | grep -q -- '--idle-timeout SECONDS .*(default 0: never)$'", bin);
+  snprintf(cmd, sizeof cmd, "%s/pingd --help | grep -q -- '--idle-timeout SECONDS .*(default 0: never)$'",
+           bin);
   cr_expect_eq(run_status(cmd), 0);
   snprintf(cmd, sizeof cmd, "%s/kvd --help | grep -q -- '--resp HOST:PORT'", bin);
   cr_expect_eq(run_status(cmd), 0);
@@ -454,8 +463,8 @@ Test(echo, udp_datagrams_are_echoed)
     at--;
   int port = atoi(at);
   int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                           .sin_addr.s_addr = htonl(0x7f000001)};
+  struct sockaddr_in sa = {
+      .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(0x7f000001)};
   cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
   for (int i = 0; i < 100; i++) {
     char msg[64], back[64] = {0};
@@ -527,8 +536,12 @@ static void pipelined(int port, int conns, int per_conn, uint64_t *rng)
     memcpy(expect + k * 7, "+PONG\r\n", 7);
   }
   for (int i = 0; i < conns; i++)
-    st[i] = (struct stream){.fd = tcp_connect_nb(port), .out = out, .out_len = ol,
-                            .expect = expect, .expect_len = el, .max_write = 1 << 16};
+    st[i] = (struct stream){.fd = tcp_connect_nb(port),
+                            .out = out,
+                            .out_len = ol,
+                            .expect = expect,
+                            .expect_len = el,
+                            .max_write = 1 << 16};
   drive(st, conns, rng, 90000);
   for (int i = 0; i < conns; i++)
     close(st[i].fd);
@@ -598,8 +611,12 @@ Test(zero_malloc, echod_after_warm_up, .timeout = 180)
   for (int round = 0; round < 2; round++) {
     unsigned long before = round ? malloc_count(&srv) : 0;
     for (int i = 0; i < N; i++)
-      st[i] = (struct stream){.fd = tcp_connect_nb(srv.port), .out = data, .out_len = LEN,
-                              .expect = data, .expect_len = LEN, .max_write = 1 << 16};
+      st[i] = (struct stream){.fd = tcp_connect_nb(srv.port),
+                              .out = data,
+                              .out_len = LEN,
+                              .expect = data,
+                              .expect_len = LEN,
+                              .max_write = 1 << 16};
     drive(st, N, &rng, 90000);
     for (int i = 0; i < N; i++)
       close(st[i].fd);
@@ -698,7 +715,8 @@ Test(faults, resets_mid_stream_end_only_their_connections, .timeout = 120)
 {
   signal(SIGPIPE, SIG_IGN);
   struct server srv;
-  start_with_faults(&srv, "echod", "recv=ECONNRESET/100,send=EPIPE/100", (const char *const[]){"--workers", "1", NULL});
+  start_with_faults(&srv, "echod", "recv=ECONNRESET/100,send=EPIPE/100",
+                    (const char *const[]){"--workers", "1", NULL});
   uint64_t rng = seed();
   static struct stream st[50];
   size_t len = 64 * 1024;
@@ -708,8 +726,12 @@ Test(faults, resets_mid_stream_end_only_their_connections, .timeout = 120)
     for (size_t i = 0; i < 50 * len; i++)
       data[i] = (uint8_t)rng_next(&rng);
     for (int i = 0; i < 50; i++)
-      st[i] = (struct stream){.fd = tcp_connect_nb(srv.port), .out = data + i * len, .out_len = len,
-                              .expect = data + i * len, .expect_len = len, .max_write = 4096,
+      st[i] = (struct stream){.fd = tcp_connect_nb(srv.port),
+                              .out = data + i * len,
+                              .out_len = len,
+                              .expect = data + i * len,
+                              .expect_len = len,
+                              .max_write = 4096,
                               .tolerant = true};
     drive(st, 50, &rng, 90000);
     for (int i = 0; i < 50; i++) {

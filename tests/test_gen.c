@@ -46,16 +46,17 @@ static void expect_error(const char *text, const char *where_what)
   done(&r);
 }
 
-#define PING_LIKE                                                                                \
-  "protocol p;\nlimit line 1KiB;\n"                                                               \
+#define PING_LIKE                   \
+  "protocol p;\nlimit line 1KiB;\n" \
   "reply ok = \"+OK\\r\\n\";\n"
 
 Test(spec, shipped_ping_shape)
 {
-  struct result r = compile("protocol ping;\nlimit line 64KiB;\ntoken blank = [ \\t]*;\n"
-                            "command ping = blank (\"PING\" | \"ping\") blank \"\\r\"? \"\\n\" -> reply pong;\n"
-                            "reply pong = \"+PONG\\r\\n\";\notherwise -> reply pong;\n"
-                            "on overlong -> reply pong, close;\n");
+  struct result r =
+      compile("protocol ping;\nlimit line 64KiB;\ntoken blank = [ \\t]*;\n"
+              "command ping = blank (\"PING\" | \"ping\") blank \"\\r\"? \"\\n\" -> reply pong;\n"
+              "reply pong = \"+PONG\\r\\n\";\notherwise -> reply pong;\n"
+              "on overlong -> reply pong, close;\n");
   cr_assert_eq(r.rc, 0, "%s", r.err);
   cr_expect_str_eq(r.spec.protocol, "ping");
   cr_expect_eq(r.spec.limit_line, 65536);
@@ -116,11 +117,15 @@ Test(spec_errors, syntax)
   expect_error("protokol p;\n", "t.rw:1:1: error: expected a declaration");
   expect_error(PING_LIKE "command c = ;\n", "t.rw:4:13: error: expected a pattern");
   expect_error(PING_LIKE "command c = (\"a\" ;\n", "t.rw:4:18: error: expected ')'");
-  expect_error(PING_LIKE "command c = \"a\"{3,1};\n", "t.rw:4:16: error: repeat {3,1}: maximum below minimum");
-  expect_error(PING_LIKE "command c = \"a\" -> shout;\n", "t.rw:4:20: error: expected 'reply', 'close', 'ignore' or 'refuse'");
-  expect_error(PING_LIKE "limit page 5;\n", "t.rw:4:7: error: expected a limit name ('line', 'data', 'items' or 'fields')");
+  expect_error(PING_LIKE "command c = \"a\"{3,1};\n",
+               "t.rw:4:16: error: repeat {3,1}: maximum below minimum");
+  expect_error(PING_LIKE "command c = \"a\" -> shout;\n",
+               "t.rw:4:20: error: expected 'reply', 'close', 'ignore' or 'refuse'");
+  expect_error(PING_LIKE "limit page 5;\n",
+               "t.rw:4:7: error: expected a limit name ('line', 'data', 'items' or 'fields')");
   expect_error(PING_LIKE "on timeout -> close;\n", "t.rw:4:4: error: expected an event name");
-  expect_error(PING_LIKE "reply y = 'ci';\n", "t.rw:4:11: error: expected a \"string\", a parameter or len(parameter)");
+  expect_error(PING_LIKE "reply y = 'ci';\n",
+               "t.rw:4:11: error: expected a \"string\", a parameter or len(parameter)");
 }
 
 Test(spec_errors, every_independent_error_is_reported)
@@ -130,7 +135,8 @@ Test(spec_errors, every_independent_error_is_reported)
   cr_expect_eq(r.rc, -1);
   cr_expect_eq(r.nerrors, 1, "the parse error stops before checks:\n%s", r.err);
   done(&r);
-  r = compile("protocol p;\nlimit line 1KiB;\ncommand b = \"x\" -> reply nope;\ncommand c = undefined_tok;\n");
+  r = compile(
+      "protocol p;\nlimit line 1KiB;\ncommand b = \"x\" -> reply nope;\ncommand c = undefined_tok;\n");
   cr_expect_eq(r.nerrors, 2, "%s", r.err);
   cr_expect(strstr(r.err, "t.rw:3:26: error: unknown reply 'nope'"), "%s", r.err);
   cr_expect(strstr(r.err, "t.rw:4:13: error: unknown token 'undefined_tok'"), "%s", r.err);
@@ -141,13 +147,17 @@ Test(spec_errors, semantics)
 {
   expect_error("limit line 1KiB;\ncommand a = \"a\";\n", "t.rw:1:1: error: missing 'protocol NAME;'");
   expect_error("protocol p;\ncommand a = \"a\";\n", "t.rw:1:1: error: missing 'limit line N;'");
-  expect_error("protocol p;\nlimit line 8;\ncommand a = \"a\";\n", "t.rw:2:12: error: limit line must be between");
+  expect_error("protocol p;\nlimit line 8;\ncommand a = \"a\";\n",
+               "t.rw:2:12: error: limit line must be between");
   expect_error("protocol p;\nlimit line 1KiB;\n", "t.rw:1:1: error: no commands");
   expect_error("protocol P;\nraw data;\n", "t.rw:1:10: error: protocol name 'P' must be lowercase");
   expect_error("protocol p;\nraw int;\n", "t.rw:2:5: error: raw handler name 'int' is a C keyword");
-  expect_error("protocol p;\nraw data;\ncommand a = \"a\";\n", "t.rw:2:5: error: a raw protocol has no framing");
-  expect_error(PING_LIKE "command a = \"a\";\ncommand a = \"b\";\n", "t.rw:5:9: error: command 'a' declared twice");
-  expect_error(PING_LIKE "reply ok = \"x\";\ncommand a = \"a\";\n", "t.rw:4:7: error: reply 'ok' declared twice");
+  expect_error("protocol p;\nraw data;\ncommand a = \"a\";\n",
+               "t.rw:2:5: error: a raw protocol has no framing");
+  expect_error(PING_LIKE "command a = \"a\";\ncommand a = \"b\";\n",
+               "t.rw:5:9: error: command 'a' declared twice");
+  expect_error(PING_LIKE "reply ok = \"x\";\ncommand a = \"a\";\n",
+               "t.rw:4:7: error: reply 'ok' declared twice");
   expect_error(PING_LIKE "token t = u;\ntoken u = \"u\";\ncommand a = t;\n",
                "t.rw:4:11: error: token 'u' is used before its declaration");
   expect_error(PING_LIKE "token t = x:\"a\";\ncommand a = t;\n",
@@ -156,7 +166,8 @@ Test(spec_errors, semantics)
                "t.rw:4:14: error: capture 'k' inside a repetition is not supported");
   expect_error(PING_LIKE "command a = k:\"a\" k:\"b\";\n", "t.rw:4:19: error: field 'k' captured twice");
   expect_error(PING_LIKE "otherwise -> reply missing;\n", "t.rw:4:20: error: unknown reply 'missing'");
-  expect_error(PING_LIKE "otherwise -> close;\notherwise -> close;\n", "t.rw:5:11: error: otherwise declared twice");
+  expect_error(PING_LIKE "otherwise -> close;\notherwise -> close;\n",
+               "t.rw:5:11: error: otherwise declared twice");
 }
 
 Test(spec_errors, data_blocks_numbers_and_reply_templates)
@@ -175,12 +186,14 @@ Test(spec_errors, data_blocks_numbers_and_reply_templates)
   expect_error("protocol p;\nlimit line 1KiB;\nnumber u32 n = [0-9]+;\n"
                "command c = \"c \" len:n \"\\r\\n\" d:bytes(len) \"\\r\\n\";\n",
                "t.rw:4:9: error: command 'c' has a data block: declare 'limit data N;'");
-  expect_error(DATA_LIKE "number u16 m = [0-9]+;\n", "t.rw:5:8: error: expected a number type (u32, u64 or i64)");
+  expect_error(DATA_LIKE "number u16 m = [0-9]+;\n",
+               "t.rw:5:8: error: expected a number type (u32, u64 or i64)");
   expect_error(DATA_LIKE "command c = \"c\";\nreply r(a) = \"x\" b;\n",
                "t.rw:6:18: error: unknown parameter 'b' in reply 'r'");
   expect_error(DATA_LIKE "command c = \"c\";\nreply r(a: u64) = len(a);\n",
                "t.rw:6:19: error: len() takes a span parameter, and 'a' is a number");
-  expect_error(DATA_LIKE "command c = \"c\";\nreply r(a, a) = a;\n", "t.rw:6:12: error: parameter 'a' declared twice");
+  expect_error(DATA_LIKE "command c = \"c\";\nreply r(a, a) = a;\n",
+               "t.rw:6:12: error: parameter 'a' declared twice");
   expect_error(DATA_LIKE "command c = \"c\" -> reply r;\nreply r(a) = a;\n",
                "t.rw:5:26: error: reply 'r' takes parameters: call it from a handler");
   expect_error(DATA_LIKE "token t = [a-z]+ max 0;\n", "t.rw:5:22: error: expected a maximum length");
@@ -206,9 +219,10 @@ Test(spec, data_block_continuation_is_split_off)
 
 Test(spec, quiet_wrap_and_answered_data)
 {
-  struct result r = compile(DATA_LIKE "number u32 w = [0-9]+ wrap;\ntoken q = (\" q\")?;\n"
-                            "command c = \"c \" len:w hush:q \"\\r\\n\" d:bytes(len) \"\\r\\n\" quiet hush;\n"
-                            "command no = \"no \" len:n \"\\r\\n\" d:bytes(len) \"\\r\\n\" -> ignore;\n");
+  struct result r =
+      compile(DATA_LIKE "number u32 w = [0-9]+ wrap;\ntoken q = (\" q\")?;\n"
+                        "command c = \"c \" len:w hush:q \"\\r\\n\" d:bytes(len) \"\\r\\n\" quiet hush;\n"
+                        "command no = \"no \" len:n \"\\r\\n\" d:bytes(len) \"\\r\\n\" -> ignore;\n");
   cr_assert_eq(r.rc, 0, "%s", r.err);
   cr_expect(r.spec.tokens[1].wrap);
   cr_expect(!r.spec.tokens[0].wrap);
@@ -235,7 +249,8 @@ Test(spec_errors, binary_frames)
                "error: 'a' and 'b' have the same value 1");
   expect_error(BIN_LIKE "command c = n:u8 d:bytes(n - 1);\non bad_data -> refuse;\n",
                "t.rw:5:16: error: on bad_data must close in a binary spec");
-  expect_error(BIN_LIKE "command c = n:u8;\ncommand d = m:u8;\n", "t.rw:5:9: error: a binary spec has one frame command");
+  expect_error(BIN_LIKE "command c = n:u8;\ncommand d = m:u8;\n",
+               "t.rw:5:9: error: a binary spec has one frame command");
   expect_error("protocol p;\nlimit line 1KiB;\ncommand c = \"c\\n\";\non overlong -> refuse;\n",
                "error: refuse hands a binary frame's header to a handler");
   expect_error("protocol p;\nlimit line 1KiB;\ncommand c = \"c\\n\";\nframe binary;\n",
@@ -244,8 +259,9 @@ Test(spec_errors, binary_frames)
 
 Test(spec, binary_frame_offsets_and_fields)
 {
-  struct result r = compile(BIN_LIKE "command c = \"RW\" op:u8 n:u32le d:bytes(n - 2 + 1) e:bytes(2) -> dispatch op;\n"
-                            "table { a 0; b 0xff; };\nreply r(x: u64, d) = 0x81 u16be(x) u32le(len(d, d)) d;\n");
+  struct result r =
+      compile(BIN_LIKE "command c = \"RW\" op:u8 n:u32le d:bytes(n - 2 + 1) e:bytes(2) -> dispatch op;\n"
+                       "table { a 0; b 0xff; };\nreply r(x: u64, d) = 0x81 u16be(x) u32le(len(d, d)) d;\n");
   cr_assert_eq(r.rc, 0, "%s", r.err);
   const struct command_decl *c = &r.spec.commands[0];
   cr_expect_eq(c->header, 7, "two magic bytes, a u8, a u32");
@@ -270,7 +286,8 @@ Test(spec_errors, quiet_and_answered_data)
                "error: quiet needs a span field of 'c''s first line, not 'nope'");
   expect_error(DATA_LIKE "reply r = \"r\";\ncommand c = \"c\" q:\"q\" \"\\n\" quiet q -> reply r, close;\n",
                "error: a command that closes cannot be quiet");
-  expect_error(DATA_LIKE "limit items 8;\ncommand c = \"*\" k:n \"\\r\\n\" a:array(k, \"$\", \"\\r\\n\") -> ignore;\n",
+  expect_error(DATA_LIKE
+               "limit items 8;\ncommand c = \"*\" k:n \"\\r\\n\" a:array(k, \"$\", \"\\r\\n\") -> ignore;\n",
                "error: command 'c' is answered by the spec, so its data is skipped");
 }
 
@@ -278,12 +295,13 @@ Test(spec_errors, names_the_generated_code_already_uses)
 {
   expect_error(PING_LIKE "command msg = \"m\";\n",
                "t.rw:4:9: error: 'msg' would name struct p_msg, which rwgen generates for itself");
-  expect_error(PING_LIKE "command handlers = \"h\";\n", "t.rw:4:9: error: 'handlers' would name struct p_handlers");
+  expect_error(PING_LIKE "command handlers = \"h\";\n",
+               "t.rw:4:9: error: 'handlers' would name struct p_handlers");
   expect_error(PING_LIKE "command parser = \"p\";\n", "t.rw:4:9: error: 'parser' would name struct p_parser");
   expect_error(PING_LIKE "command cmd = \"c\";\n", "t.rw:4:9: error: 'cmd' would name struct p_cmd");
   expect_error("protocol p;\nraw msg;\n", "t.rw:2:5: error: 'msg' would name struct p_msg");
-#define TABLE_LIKE                                                                               \
-  "protocol p;\nlimit line 1KiB;\nlimit data 1KiB;\nlimit items 8;\nnumber u32 n = [0-9]+;\n"       \
+#define TABLE_LIKE                                                                            \
+  "protocol p;\nlimit line 1KiB;\nlimit data 1KiB;\nlimit items 8;\nnumber u32 n = [0-9]+;\n" \
   "command args = \"*\" k:n \"\\r\\n\" a:array(k, \"$\", \"\\r\\n\") -> dispatch a;\n"
   expect_error(TABLE_LIKE "table { get 2; unknown 1; };\n",
                "t.rw:7:16: error: 'unknown' is the handler rwgen generates for names not in the table");
@@ -293,10 +311,12 @@ Test(spec_errors, names_the_generated_code_already_uses)
   for (size_t i = 0; i < sizeof params / sizeof params[0]; i++) {
     char text[256], want[256];
     snprintf(text, sizeof text, PING_LIKE "reply r(a, %s) = a;\n", params[i]);
-    snprintf(want, sizeof want, "t.rw:4:12: error: parameter name '%s' is taken by the reply writer", params[i]);
+    snprintf(want, sizeof want, "t.rw:4:12: error: parameter name '%s' is taken by the reply writer",
+             params[i]);
     expect_error(text, want);
   }
-  expect_error(PING_LIKE "token w = [a-z]+;\ncommand a_b = \"x \" c:w \"\\n\";\ncommand a = \"y \" b_c:w \"\\n\";\n",
+  expect_error(PING_LIKE
+               "token w = [a-z]+;\ncommand a_b = \"x \" c:w \"\\n\";\ncommand a = \"y \" b_c:w \"\\n\";\n",
                "t.rw:6:18: error: field 'b_c' of command 'a' and field 'c' of command 'a_b' both name the "
                "parser's capture a_b_c: rename one");
   /* Near misses are names like any other. */
@@ -341,13 +361,14 @@ Test(emit, header_has_commands_fields_handlers_and_writers)
 
 /* Names C++ or C23 reserve stay legal in specs (memcache's `delete`) and are spelled with a
  * trailing '_' wherever they stand alone in the generated code, in C and C++ alike. */
-#define KEYWORDS_SPEC                                                                            \
+#define KEYWORDS_SPEC                                                                               \
   "protocol kw;\nlimit line 1KiB;\nlimit data 1KiB;\nlimit items 8;\n"                              \
   "token word = [a-z]+;\nnumber u32 n = [0-9]+;\n"                                                  \
-  "command new = \"new \" class:word \" \" this:n \"\\r\\n\";\n"                                     \
-  "command delete = \"del \" try:word \" \" typeof:n \"\\r\\n\" export:bytes(typeof) \"\\r\\n\";\n"         \
-  "command args = \"*\" count:n \"\\r\\n\" namespace:array(count, \"$\", \"\\r\\n\") -> dispatch namespace;\n" \
-  "table { virtual 2; private 1+; };\n"                                                          \
+  "command new = \"new \" class:word \" \" this:n \"\\r\\n\";\n"                                    \
+  "command delete = \"del \" try:word \" \" typeof:n \"\\r\\n\" export:bytes(typeof) \"\\r\\n\";\n" \
+  "command args = \"*\" count:n \"\\r\\n\" namespace:array(count, \"$\", \"\\r\\n\") -> dispatch "  \
+  "namespace;\n"                                                                                    \
+  "table { virtual 2; private 1+; };\n"                                                             \
   "reply errno(template, operator: u64, xor: i64) = \"x\" template len(template) operator xor;\n"   \
   "otherwise -> close;\n"
 
@@ -362,12 +383,14 @@ Test(emit, cxx_and_c23_keywords_get_a_trailing_underscore)
   cr_expect_str_eq(spec_member("get"), "get");
   char *h = emit_to_string(KEYWORDS_SPEC, emit_header);
   cr_expect(strstr(h, "struct kw_new {\n  rw_span class_;\n  uint32_t this_;\n};"), "%s", h);
-  cr_expect(strstr(h, "struct kw_delete {\n  rw_span try_;\n  uint32_t typeof_;\n  rw_span export_;\n};"), "%s", h);
+  cr_expect(strstr(h, "struct kw_delete {\n  rw_span try_;\n  uint32_t typeof_;\n  rw_span export_;\n};"),
+            "%s", h);
   cr_expect(strstr(h, "  rw_list namespace_;\n"), "%s", h);
   cr_expect(strstr(h, "  struct kw_delete delete_;\n"), "%s", h);
   cr_expect(strstr(h, "  int (*delete_)(rw_conn *c, const struct kw_delete *msg);\n"), "%s", h);
   cr_expect(strstr(h, "  int (*virtual_)(rw_conn *c, const rw_list *args);"), "%s", h);
-  cr_expect(strstr(h, "int kw_reply_errno(rw_conn *c, rw_span template_, uint64_t operator_, int64_t xor_);"), "%s", h);
+  cr_expect(strstr(h, "int kw_reply_errno(rw_conn *c, rw_span template_, uint64_t operator_, int64_t xor_);"),
+            "%s", h);
   cr_expect(strstr(h, "#ifdef __cplusplus\nextern \"C\" {\n#endif\n"), "%s", h);
   free(h);
   char *re = emit_to_string(KEYWORDS_SPEC, emit_re);
@@ -391,10 +414,12 @@ Test(cli, rwgen_help_usage_and_errors)
   cr_expect_eq(run("build/bin/rwgen --bogus 2>/dev/null"), 2);
   cr_expect_eq(run("build/bin/rwgen 2>/dev/null"), 2);
   cr_expect_eq(run("build/bin/rwgen /nonexistent.rw 2>/dev/null"), 1);
-  cr_expect_eq(run("d=$(mktemp -d) && printf 'protocol p;\\nlimit line 1KiB;\\ncommand c = nope;\\n' > $d/bad.rw && "
-                   "build/bin/rwgen -o $d $d/bad.rw 2> $d/err; rc=$?; "
-                   "grep -q \"^$d/bad.rw:3:13: error: unknown token 'nope'$\" $d/err && test ! -e $d/bad.gen.h && exit $rc"),
-               1);
+  cr_expect_eq(
+      run("d=$(mktemp -d) && printf 'protocol p;\\nlimit line 1KiB;\\ncommand c = nope;\\n' > $d/bad.rw && "
+          "build/bin/rwgen -o $d $d/bad.rw 2> $d/err; rc=$?; "
+          "grep -q \"^$d/bad.rw:3:13: error: unknown token 'nope'$\" $d/err && test ! -e $d/bad.gen.h && "
+          "exit $rc"),
+      1);
   cr_expect_eq(run("d=$(mktemp -d) && build/bin/rwgen -o $d spec/ping.rw && test -s $d/ping.gen.h && "
                    "re2c -W -f -o $d/ping.gen.c $d/ping.gen.re 2>&1 | (! grep -q .) && "
                    "gcc -std=c11 -Wall -Wextra -Werror -Iinclude -c $d/ping.gen.c -o $d/ping.o"),
@@ -419,10 +444,12 @@ Test(golden, shipped_specs_generate_exactly_the_reviewed_output)
   for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
-             "d=$(mktemp -d) && build/bin/rwgen -o $d spec/%s.rw && build/bin/rwgen --dot spec/%s.rw > $d/%s.dot && "
+             "d=$(mktemp -d) && build/bin/rwgen -o $d spec/%s.rw && build/bin/rwgen --dot spec/%s.rw > "
+             "$d/%s.dot && "
              "diff -u tests/golden/%s.gen.h $d/%s.gen.h && diff -u tests/golden/%s.gen.re $d/%s.gen.re && "
              "diff -u tests/golden/%s.dot $d/%s.dot",
              specs[i], specs[i], specs[i], specs[i], specs[i], specs[i], specs[i], specs[i], specs[i]);
-    cr_expect_eq(run(cmd), 0, "%s: generated output differs from tests/golden (see the diff above)", specs[i]);
+    cr_expect_eq(run(cmd), 0, "%s: generated output differs from tests/golden (see the diff above)",
+                 specs[i]);
   }
 }

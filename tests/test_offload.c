@@ -27,7 +27,7 @@
 static enum rw_backend test_backend(void)
 {
   const char *b = getenv("RW_BACKEND");
-  return b && !strcmp(b, "epoll") ? RW_BACKEND_EPOLL
+  return b && !strcmp(b, "epoll")   ? RW_BACKEND_EPOLL
          : b && !strcmp(b, "uring") ? RW_BACKEND_URING
                                     : RW_BACKEND_AUTO;
 }
@@ -52,8 +52,7 @@ static void config(rw_config *cfg, void (*start)(rw_worker *, void *))
 }
 
 /* Runs a one-worker server (listening on `listen`, echo) until a callback stops it. */
-static int run_server(rw_config *cfg, const char *listen, const struct echo_handlers *h,
-                      rw_server **out_srv)
+static int run_server(rw_config *cfg, const char *listen, const struct echo_handlers *h, rw_server **out_srv)
 {
   rw_server *s;
   cr_assert_eq(rw_server_create(cfg, &s), 0);
@@ -586,8 +585,8 @@ static void serve_client(rw_server *s, void *(*client)(void *), void *arg)
 static void exchange(int port, const char *msg, size_t want, char *out, double *out_wait)
 {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                           .sin_addr.s_addr = htonl(0x7f000001)};
+  struct sockaddr_in sa = {
+      .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(0x7f000001)};
   cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
   struct timeval tv = {.tv_sec = 5};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -708,8 +707,7 @@ Test(conn, a_stream_then_eagain_dispatches_the_frame_again_when_it_is_done)
   st.srv = s;
   serve_client(s, st_client, NULL);
   cr_expect(st.continued, "A:, the streamed bytes, :B, then the next reply, in that order");
-  cr_expect_eq(st.dispatches, 3, "multi twice (the second after the stream), then after: %d",
-               st.dispatches);
+  cr_expect_eq(st.dispatches, 3, "multi twice (the second after the stream), then after: %d", st.dispatches);
 }
 
 /* ---- rw_server_peek: a pipeline's messages seen before any is dispatched ---- */

@@ -206,7 +206,10 @@ Test(memcache, errors_are_memcacheds)
         "incr k 18446744073709551616\r\n"
         "set k 0 0 1\r\nabc\r\n"
         "get x\r\n"
-        "delete kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\r\n",
+        "delete "
+        "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
+        "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
+        "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk\r\n",
         expect);
 }
 
@@ -214,18 +217,17 @@ Test(memcache, errors_are_memcacheds)
  * block is skipped, never parsed as commands; lines are split as memcached splits them. */
 Test(memcache, refused_lines_skip_their_data)
 {
-  static const char in[] =
-      "set \001ctl 0 0 9\r\nflush_all\r\n"          /* a control byte in a key: taken */
-      "set a\rb 0 0 11\r\nflush_all\r\n\r\n"        /* CR in a key: refused, block skipped */
-      "set k 0 0 15 junk\r\nget insidekey\r\n\r\n"  /* a fifth token: ignored */
-      "set k 0 0 15 a b\r\nget insidekey\r\n\r\n"   /* too many tokens: ERROR, skipped */
-      "set k 0x 0 11\r\nflush_all\r\n\r\n"          /* bad flags: refused, skipped */
-      "set  k  0  0  3  \nabc\r\n"                  /* spaces, LF alone */
-      "cas k 0 0 11\r\nflush_all\r\n\r\n"           /* cas without its unique: ERROR, skipped */
-      "set k 0 0 9 noreply\r\nflush_all\n\n"         /* quiet, bad chunk: nothing at all */
-      "set k 0 x 11 noreply\r\nflush_all\r\n\r\n"   /* quiet, refused: nothing, skipped */
-      "set k 0 0 x\r\n"                              /* no length: refused, nothing to skip */
-      "verbosity noreply\r\nversion a b\r\n";
+  static const char in[] = "set \001ctl 0 0 9\r\nflush_all\r\n"   /* a control byte in a key: taken */
+                           "set a\rb 0 0 11\r\nflush_all\r\n\r\n" /* CR in a key: refused, block skipped */
+                           "set k 0 0 15 junk\r\nget insidekey\r\n\r\n" /* a fifth token: ignored */
+                           "set k 0 0 15 a b\r\nget insidekey\r\n\r\n"  /* too many tokens: ERROR, skipped */
+                           "set k 0x 0 11\r\nflush_all\r\n\r\n"         /* bad flags: refused, skipped */
+                           "set  k  0  0  3  \nabc\r\n"                 /* spaces, LF alone */
+                           "cas k 0 0 11\r\nflush_all\r\n\r\n"    /* cas without its unique: ERROR, skipped */
+                           "set k 0 0 9 noreply\r\nflush_all\n\n" /* quiet, bad chunk: nothing at all */
+                           "set k 0 x 11 noreply\r\nflush_all\r\n\r\n" /* quiet, refused: nothing, skipped */
+                           "set k 0 0 x\r\n" /* no length: refused, nothing to skip */
+                           "verbosity noreply\r\nversion a b\r\n";
   char expect[512];
   snprintf(expect, sizeof expect,
            "set [\001ctl] 0 0 9 [flush_all]\nbad_store\nset [k] 0 0 15 [get insidekey\r\n]\n"
@@ -310,10 +312,33 @@ Test(resp, long_arrays_walk_past_the_inline_items)
 
 /* Dispatch: case-insensitive names, arity, unknown names. */
 static int calls_get, calls_set, calls_unknown;
-static int h_get(rw_conn *c, const rw_list *a) { (void)c; (void)a; calls_get++; return 0; }
-static int h_set(rw_conn *c, const rw_list *a) { (void)c; (void)a; calls_set++; return 0; }
-static int h_unknown(rw_conn *c, const rw_list *a) { (void)c; (void)a; calls_unknown++; return 0; }
-static int h_other(rw_conn *c, const rw_list *a) { (void)c; (void)a; return -1; }
+static int h_get(rw_conn *c, const rw_list *a)
+{
+  (void)c;
+  (void)a;
+  calls_get++;
+  return 0;
+}
+static int h_set(rw_conn *c, const rw_list *a)
+{
+  (void)c;
+  (void)a;
+  calls_set++;
+  return 0;
+}
+static int h_unknown(rw_conn *c, const rw_list *a)
+{
+  (void)c;
+  (void)a;
+  calls_unknown++;
+  return 0;
+}
+static int h_other(rw_conn *c, const rw_list *a)
+{
+  (void)c;
+  (void)a;
+  return -1;
+}
 
 Test(resp, table_dispatch_is_case_insensitive)
 {
@@ -449,8 +474,8 @@ Test(lenpfx, reply_writes_a_big_endian_length)
 }
 
 #define MCB_GET "\x80\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x03\xde\xad\xbe\xef\0\0\0\0\0\0\0\0foo"
-#define MCB_SET                                                                                    \
-  "\x80\x01\x00\x01\x08\x00\x00\x07\x00\x00\x00\x0c\x00\x00\x00\x01\0\0\0\0\0\0\0\x09"            \
+#define MCB_SET                                                                        \
+  "\x80\x01\x00\x01\x08\x00\x00\x07\x00\x00\x00\x0c\x00\x00\x00\x01\0\0\0\0\0\0\0\x09" \
   "\x00\x00\x00\x05\x00\x00\x00\x00kval"
 
 Test(memcache_binary, requests_survive_every_split)
@@ -490,7 +515,8 @@ Test(memcache_binary, a_body_past_the_limit_is_skipped_as_it_arrives)
   for (size_t off = 0; off < n; off += 4000)
     feed_t(&f, in + off, n - off < 4000 ? n - off : 4000);
   char expect[160];
-  snprintf(expect, sizeof expect, "error %d\nop 00 dtype 0 vb 0 opaque deadbeef cas 0 extras  key [foo] value []\n",
+  snprintf(expect, sizeof expect,
+           "error %d\nop 00 dtype 0 vb 0 opaque deadbeef cas 0 extras  key [foo] value []\n",
            RW_PARSE_TOO_LARGE);
   cr_expect_str_eq(f.log, expect);
   feeder_fini(&f);

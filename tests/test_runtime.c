@@ -43,7 +43,7 @@ static void arm_watchdog(rw_worker *w)
 static enum rw_backend test_backend(void)
 {
   const char *b = getenv("RW_BACKEND");
-  return b && !strcmp(b, "epoll") ? RW_BACKEND_EPOLL
+  return b && !strcmp(b, "epoll")   ? RW_BACKEND_EPOLL
          : b && !strcmp(b, "uring") ? RW_BACKEND_URING
                                     : RW_BACKEND_AUTO;
 }
@@ -328,9 +328,11 @@ static void tls_clients_start(rw_worker *w, void *data)
   tt2.pending = 2;
   snprintf(addr, sizeof addr, "127.0.0.1:%d", tt2.port);
   cr_assert_eq(rw_connect_tls(w, addr, "localhost", tt2.client, &echo_proto, &tls_client_side, 2000,
-                              tls_connected, NULL), 0);
-  cr_assert_eq(rw_connect_tls(w, addr, "not-this-name.test", tt2.client, &echo_proto, &tls_client_side,
-                              2000, tls_wrong_name, NULL), 0);
+                              tls_connected, NULL),
+               0);
+  cr_assert_eq(rw_connect_tls(w, addr, "not-this-name.test", tt2.client, &echo_proto, &tls_client_side, 2000,
+                              tls_wrong_name, NULL),
+               0);
 }
 
 /* A CA and a certificate for "localhost" it signed, made by the openssl command in `dir`. */
@@ -339,10 +341,12 @@ static void make_certs(char *dir)
   char cmd[1024];
   cr_assert_not_null(mkdtemp(dir));
   snprintf(cmd, sizeof cmd,
-           "cd %s && exec 2>/dev/null && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=ca && "
+           "cd %s && exec 2>/dev/null && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out "
+           "ca.crt -days 1 -subj /CN=ca && "
            "openssl req -newkey rsa:2048 -nodes -keyout s.key -out s.csr -subj /CN=localhost && "
            "printf 'subjectAltName=DNS:localhost\\n' > s.ext && "
-           "openssl x509 -req -in s.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out s.crt -days 1 -extfile s.ext",
+           "openssl x509 -req -in s.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out s.crt -days 1 -extfile "
+           "s.ext",
            dir);
   cr_assert_eq(system(cmd), 0, "openssl could not make the certificates");
 }
@@ -440,8 +444,9 @@ static void ossl_start(rw_worker *w, void *data)
   char addr[64];
   arm_watchdog(w);
   snprintf(addr, sizeof addr, "127.0.0.1:%d", ot.port);
-  cr_assert_eq(rw_connect_tls(w, addr, "localhost", ot.client, &echo_proto, &ossl_side, 5000,
-                              ossl_connected, NULL), 0);
+  cr_assert_eq(
+      rw_connect_tls(w, addr, "localhost", ot.client, &echo_proto, &ossl_side, 5000, ossl_connected, NULL),
+      0);
 }
 
 Test(tls, client_against_openssl_s_server)
@@ -455,8 +460,10 @@ Test(tls, client_against_openssl_s_server)
     ot.port = closed_port();
     ot.gotlen = 0;
     ot.err = 1;
-    snprintf(cmd, sizeof cmd, "exec openssl s_server -accept 127.0.0.1:%d -cert %s/s.crt -key %s/s.key -rev -naccept 1 %s 2>&1",
-             ot.port, dir, dir, versions[v]);
+    snprintf(
+        cmd, sizeof cmd,
+        "exec openssl s_server -accept 127.0.0.1:%d -cert %s/s.crt -key %s/s.key -rev -naccept 1 %s 2>&1",
+        ot.port, dir, dir, versions[v]);
     FILE *srv = popen(cmd, "r");
     cr_assert_not_null(srv);
     bool ready = false;
@@ -573,7 +580,8 @@ static void pieces_start(rw_worker *w, void *data)
     snprintf(addr[k], sizeof addr[k], "127.0.0.1:%d", pt.port[k]);
   cr_assert_eq(rw_connect(w, addr[0], &echo_proto, &pieces_client, 2000, pieces_connected, (void *)0), 0);
   cr_assert_eq(rw_connect_tls(w, addr[1], "localhost", pt.client, &echo_proto, &pieces_client, 2000,
-                              pieces_connected, (void *)1), 0);
+                              pieces_connected, (void *)1),
+               0);
 }
 
 Test(conn, writev_skips_empty_pieces_with_a_null_base_plain_and_tls)
@@ -698,7 +706,8 @@ static void alt_start(rw_worker *w, void *data)
     snprintf(addr, sizeof addr, "127.0.0.1:%d", at.port[tls]);
     const rw_proto *proto = k % 2 ? &echo_proto : &lenpfx_proto;
     const void *h = k % 2 ? (const void *)&alt_client_raw : (const void *)&alt_client_lenpfx;
-    cr_assert_eq(tls ? rw_connect_tls(w, addr, "localhost", at.client, proto, h, 2000, alt_connected, (void *)(intptr_t)k)
+    cr_assert_eq(tls ? rw_connect_tls(w, addr, "localhost", at.client, proto, h, 2000, alt_connected,
+                                      (void *)(intptr_t)k)
                      : rw_connect(w, addr, proto, h, 2000, alt_connected, (void *)(intptr_t)k),
                  0);
   }
@@ -713,7 +722,8 @@ Test(conn, first_byte_picks_the_alternate_protocol_plain_and_tls)
   cr_assert_eq(rw_server_listen(at.srv, "127.0.0.1:0", &echo_proto, &echo_server), 0);
   cr_assert_eq(rw_server_listen_tls(at.srv, "127.0.0.1:0", &echo_proto, &echo_server, server), 0);
   /* Handlers are checked at registration; a protocol is not its own alternate. */
-  cr_expect_eq(rw_server_alternate(at.srv, &echo_proto, &lenpfx_proto, &(struct lenpfx_handlers){0}, 0), -EINVAL);
+  cr_expect_eq(rw_server_alternate(at.srv, &echo_proto, &lenpfx_proto, &(struct lenpfx_handlers){0}, 0),
+               -EINVAL);
   cr_expect_eq(rw_server_alternate(at.srv, &echo_proto, &echo_proto, &echo_server, 0), -EINVAL);
   cr_assert_eq(rw_server_alternate(at.srv, &echo_proto, &lenpfx_proto, &alt_server, 0), 0);
   cr_expect_eq(rw_server_alternate(at.srv, &echo_proto, &lenpfx_proto, &alt_server, 0), -EINVAL,
@@ -732,8 +742,8 @@ Test(conn, first_byte_picks_the_alternate_protocol_plain_and_tls)
                 "%s: echo (first byte 'a') stays echo", what);
     else
       cr_expect(at.gotlen[k] == 6 && !memcmp(at.got[k], "framed", 6),
-                "%s: a first byte 0x00 speaks lenpfx, its frame split across receives (got %zu bytes)",
-                what, at.gotlen[k]);
+                "%s: a first byte 0x00 speaks lenpfx, its frame split across receives (got %zu bytes)", what,
+                at.gotlen[k]);
   }
 }
 

@@ -109,8 +109,13 @@ static struct entry *insert(struct httpd_cache *c, const char *path, size_t n, u
   while (c->table[i].hash)
     i = (i + 1) & c->mask;
   struct entry *e = &c->table[i];
-  *e = (struct entry){.hash = h, .path_len = (uint32_t)n, .path_off = c->used, .data_off = c->used + n,
-                      .size = (uint64_t)st->st_size, .mtime = st->st_mtime, .checked_ms = now_ms};
+  *e = (struct entry){.hash = h,
+                      .path_len = (uint32_t)n,
+                      .path_off = c->used,
+                      .data_off = c->used + n,
+                      .size = (uint64_t)st->st_size,
+                      .mtime = st->st_mtime,
+                      .checked_ms = now_ms};
   c->used += need;
   c->count++;
   return e;

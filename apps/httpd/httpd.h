@@ -33,7 +33,7 @@ const char *httpd_mime(const char *path);
 
 /* A file as served: its bytes (cached) or its descriptor (streamed). */
 struct httpd_file {
-  int fd;            /* -1 when cached */
+  int fd;              /* -1 when cached */
   const uint8_t *data; /* cached bytes, valid until the worker's next cache call */
   uint64_t size;
   time_t mtime;

@@ -22,13 +22,14 @@ static const char usage[] =
     "  --max-body BYTES       largest request body accepted, read and discarded (default 1m, at most 1m)\n"
     "  --cache BYTES          per worker, bytes of small files kept in memory (default 16m; 0: none)\n"
     "  --cache-file-max BYTES larger files are read from disk as they are sent (default 256k)\n"
-    "  --tls-listen HOST:PORT serve HTTPS here too (repeatable; needs --tls-cert, --tls-key; ALPN http/1.1)\n";
+    "  --tls-listen HOST:PORT serve HTTPS here too (repeatable; needs --tls-cert, --tls-key; ALPN "
+    "http/1.1)\n";
 
 static int parse_opt(const char *flag, const char *val, void *data)
 {
   struct opts *o = data;
-  uint64_t *size = !strcmp(flag, "--max-body") ? &o->max_body
-                   : !strcmp(flag, "--cache") ? &o->cache
+  uint64_t *size = !strcmp(flag, "--max-body")         ? &o->max_body
+                   : !strcmp(flag, "--cache")          ? &o->cache
                    : !strcmp(flag, "--cache-file-max") ? &o->cache_file_max
                                                        : NULL;
   if (!size && strcmp(flag, "--root") && strcmp(flag, "--tls-listen"))

@@ -24,7 +24,7 @@ static int end_segment(char *out, size_t *len, size_t seg)
   }
   if (n == 2 && out[seg] == '.' && out[seg + 1] == '.') {
     if (seg < 2)
-      return -EINVAL; /* above the root */
+      return -EINVAL;      /* above the root */
     size_t prev = seg - 1; /* the '/' before this segment */
     while (prev > 0 && out[prev - 1] != '/')
       prev--;
@@ -91,14 +91,27 @@ const char *httpd_mime(const char *path)
   static const struct {
     const char *ext, *type;
   } types[] = {
-      {"html", "text/html; charset=utf-8"}, {"htm", "text/html; charset=utf-8"},
-      {"css", "text/css; charset=utf-8"}, {"js", "text/javascript; charset=utf-8"},
-      {"mjs", "text/javascript; charset=utf-8"}, {"json", "application/json"},
-      {"txt", "text/plain; charset=utf-8"}, {"xml", "application/xml"}, {"svg", "image/svg+xml"},
-      {"png", "image/png"}, {"jpg", "image/jpeg"}, {"jpeg", "image/jpeg"}, {"gif", "image/gif"},
-      {"webp", "image/webp"}, {"ico", "image/x-icon"}, {"wasm", "application/wasm"},
-      {"pdf", "application/pdf"}, {"woff", "font/woff"}, {"woff2", "font/woff2"},
-      {"mp4", "video/mp4"}, {"gz", "application/gzip"},
+      {"html", "text/html; charset=utf-8"},
+      {"htm", "text/html; charset=utf-8"},
+      {"css", "text/css; charset=utf-8"},
+      {"js", "text/javascript; charset=utf-8"},
+      {"mjs", "text/javascript; charset=utf-8"},
+      {"json", "application/json"},
+      {"txt", "text/plain; charset=utf-8"},
+      {"xml", "application/xml"},
+      {"svg", "image/svg+xml"},
+      {"png", "image/png"},
+      {"jpg", "image/jpeg"},
+      {"jpeg", "image/jpeg"},
+      {"gif", "image/gif"},
+      {"webp", "image/webp"},
+      {"ico", "image/x-icon"},
+      {"wasm", "application/wasm"},
+      {"pdf", "application/pdf"},
+      {"woff", "font/woff"},
+      {"woff2", "font/woff2"},
+      {"mp4", "video/mp4"},
+      {"gz", "application/gzip"},
   };
   const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
   if (dot && (!slash || dot > slash))

@@ -51,10 +51,10 @@ static bool connection_has(const rw_list *headers, const char *token)
 struct response {
   int status;
   const char *reason;
-  const char *type;    /* NULL: no Content-Type */
-  uint64_t length;     /* Content-Length */
-  const char *extra;   /* more header lines, each ending in \r\n */
-  time_t mtime;        /* 0: no Last-Modified */
+  const char *type;  /* NULL: no Content-Type */
+  uint64_t length;   /* Content-Length */
+  const char *extra; /* more header lines, each ending in \r\n */
+  time_t mtime;      /* 0: no Last-Modified */
   bool keep_alive, http10;
 };
 

@@ -75,18 +75,18 @@ static struct {
   size_t evict_granted; /* budgets granted to allocations under way (evict_room) */
   struct aof_ref *refs[2];
   uint32_t ref_cap, fill_refs, ref_room, batch_refs;
-  uint64_t fill_bytes; /* the fill buffer's bytes and its references' */
-  struct iovec *iov; /* the batch in flight, gathered, its checksum record last */
+  uint64_t fill_bytes;  /* the fill buffer's bytes and its references' */
+  struct iovec *iov;    /* the batch in flight, gathered, its checksum record last */
   char sum[2][SUM_LEN]; /* each side's checksum record */
-  uint32_t crc; /* CRC32C of the file up to the batch in flight's end (its checksum included) */
+  uint32_t crc;         /* CRC32C of the file up to the batch in flight's end (its checksum included) */
   uint32_t iov_n, iov_i;
   bool overflow;
   int fill;
   /* Byte offsets in the log since start: written under the lock, read without it by readers
    * that only need a bound (a stale `durable` only corks longer). */
   _Atomic uint64_t appended, durable;
-  uint64_t base; /* the file's size at start: the log since start begins there */
-  size_t batch_len; /* the batch in flight: its bytes, at file offset base + inflight_end - batch_len */
+  uint64_t base;        /* the file's size at start: the log since start begins there */
+  size_t batch_len;     /* the batch in flight: its bytes, at file offset base + inflight_end - batch_len */
   size_t batch_buf_len; /* those of them in its buffer */
   bool inflight;
   uint64_t inflight_end;
@@ -169,8 +169,10 @@ static void end(struct mark start, rw_conn *c)
     aof.overflow = false;
     aof.error = -ENOBUFS;
   } else {
-    atomic_store_explicit(&aof.appended, atomic_load_explicit(&aof.appended, memory_order_relaxed) +
-                                             (aof.fill_bytes - start.bytes), memory_order_relaxed);
+    atomic_store_explicit(&aof.appended,
+                          atomic_load_explicit(&aof.appended, memory_order_relaxed) +
+                              (aof.fill_bytes - start.bytes),
+                          memory_order_relaxed);
     if (c)
       note(c);
   }
@@ -391,8 +393,8 @@ kv_item *kvd_find(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, int64_t 
   return it;
 }
 
-int kvd_put(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b,
-            uint32_t flags, int64_t expire_ms, const kv_item *keep, int64_t now_ms)
+int kvd_put(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b, uint32_t flags,
+            int64_t expire_ms, const kv_item *keep, int64_t now_ms)
 {
   /* Nothing larger than a request may carry (APPEND could build one), so that the log can
    * replay it: a SET record's key and value fit the RESP spec's limit for one request (its data,
@@ -744,25 +746,30 @@ static int seed_log(int fd)
 static void say_replayed(const char *path, const struct kvd_aof_replayed *r, enum kvd_fsync policy)
 {
   if (r->legacy)
-    fprintf(stderr, "kvd: AOF %s has no checksum records (written before kvd had them): replayed "
+    fprintf(stderr,
+            "kvd: AOF %s has no checksum records (written before kvd had them): replayed "
             "unverified; the batches appended from now on carry them, the first one covering "
-            "the whole file before it\n", path);
+            "the whole file before it\n",
+            path);
   char batches[48] = "";
   if (!r->legacy)
-    snprintf(batches, sizeof batches, " in %llu checksummed batches",
-             (unsigned long long)r->batches);
-  fprintf(stderr, "kvd: AOF %s: %llu records replayed%s, fsync %s\n", path,
-          (unsigned long long)r->records, batches,
-          policy == KVD_FSYNC_ALWAYS ? "always" : policy == KVD_FSYNC_EVERYSEC ? "everysec" : "no");
+    snprintf(batches, sizeof batches, " in %llu checksummed batches", (unsigned long long)r->batches);
+  fprintf(stderr, "kvd: AOF %s: %llu records replayed%s, fsync %s\n", path, (unsigned long long)r->records,
+          batches,
+          policy == KVD_FSYNC_ALWAYS     ? "always"
+          : policy == KVD_FSYNC_EVERYSEC ? "everysec"
+                                         : "no");
   /* The store's layout is history's (pins and reads' LRU order are not in the log; a log older
    * than its seed record also spreads keys over shards anew): replaying into the same --memory
    * can need room the running server had, and evict keys it still held. Never silently. */
   struct kv_totals t;
   kv_totals(&kvd.store, &t);
   if (t.evictions)
-    fprintf(stderr, "kvd: AOF replay had to evict %llu times to fit --memory (the slab layout "
+    fprintf(stderr,
+            "kvd: AOF replay had to evict %llu times to fit --memory (the slab layout "
             "differs from the last run's): keys the last run still held may be missing; a larger "
-            "--memory keeps them\n", (unsigned long long)t.evictions);
+            "--memory keeps them\n",
+            (unsigned long long)t.evictions);
 }
 
 int kvd_aof_open(const char *path, enum kvd_fsync policy, bool truncate_ok)
@@ -867,8 +874,10 @@ void kvd_aof_close(void)
     uint64_t start = aof.base + aof.inflight_end - aof.batch_len, done = 0;
     if (fstat(aof.fd, &st) == 0 && (uint64_t)st.st_size > start)
       done = (uint64_t)st.st_size - start < aof.batch_len ? (uint64_t)st.st_size - start : aof.batch_len;
-    fprintf(stderr, "kvd: AOF %s: a write was in flight at the stop deadline (%llu of %zu bytes "
-            "written): finishing it\n", aof.path, (unsigned long long)done, aof.batch_len);
+    fprintf(stderr,
+            "kvd: AOF %s: a write was in flight at the stop deadline (%llu of %zu bytes "
+            "written): finishing it\n",
+            aof.path, (unsigned long long)done, aof.batch_len);
     uint32_t n = gather(aof.fill ^ 1, aof.batch_buf_len, aof.batch_refs, aof.iov), i = 0;
     aof.iov[n++] = (struct iovec){aof.sum[aof.fill ^ 1], SUM_LEN}; /* (sealed at submission) */
     iov_advance(aof.iov, n, &i, done);
@@ -882,8 +891,8 @@ void kvd_aof_close(void)
     fsync(aof.fd);
   }
   if (aof.on)
-    fprintf(stderr, "kvd: AOF %s: %llu batch writes, %llu fsyncs\n", aof.path,
-            (unsigned long long)aof.writes, (unsigned long long)aof.fsyncs);
+    fprintf(stderr, "kvd: AOF %s: %llu batch writes, %llu fsyncs\n", aof.path, (unsigned long long)aof.writes,
+            (unsigned long long)aof.fsyncs);
   close(aof.fd);
   aof.fd = -1;
   if (!inflight) { /* else the kernel may still hold a buffer: left to the exit */

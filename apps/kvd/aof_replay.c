@@ -159,8 +159,8 @@ static void apply_key(const struct replay *x, const struct rec *r)
   int64_t at = r->has_at || r->kind == REC_EXPIRE ? to_mono(x, r->at) : 0;
   switch (r->kind) {
   case REC_SET:
-    if (kv_put(&kvd.store, sh, r->key, h, r->value, (rw_span){0}, (uint32_t)r->flags, at, NULL,
-               x->now_mono, NULL) < 0)
+    if (kv_put(&kvd.store, sh, r->key, h, r->value, (rw_span){0}, (uint32_t)r->flags, at, NULL, x->now_mono,
+               NULL) < 0)
       fprintf(stderr, "kvd: AOF replay: no memory for a key (--memory smaller than before?)\n");
     break;
   case REC_DEL:
@@ -328,30 +328,26 @@ static void why(char *s, size_t n, int rc, const struct kvd_aof_replayed *r)
   if (rc == -ENODATA && (r->legacy || at == good))
     snprintf(s, n, "ends inside a record at byte %llu", at);
   else if (rc == -ENODATA)
-    snprintf(s, n, "ends inside a record at byte %llu (batch %llu, from byte %llu, unfinished)",
-             at, batch, good);
+    snprintf(s, n, "ends inside a record at byte %llu (batch %llu, from byte %llu, unfinished)", at, batch,
+             good);
   else if (rc == -ENOMSG)
-    snprintf(s, n, "ends inside batch %llu: its records from byte %llu have no checksum record",
-             batch, good);
+    snprintf(s, n, "ends inside batch %llu: its records from byte %llu have no checksum record", batch, good);
   else if (rc == -EILSEQ)
     snprintf(s, n, "batch %llu, bytes %llu to %llu, fails its checksum (CRC32C)", batch, good, at);
   else if (r->legacy)
     snprintf(s, n, "not a record kvd writes at byte %llu", at);
   else
-    snprintf(s, n, "not a record kvd writes at byte %llu (batch %llu, from byte %llu)", at, batch,
-             good);
+    snprintf(s, n, "not a record kvd writes at byte %llu (batch %llu, from byte %llu)", at, batch, good);
 }
 
 /* The file cut after its valid prefix. 0 or -errno. */
-static int cut(int fd, const char *path, long long size, const char *reason,
-               const struct kvd_aof_replayed *r)
+static int cut(int fd, const char *path, long long size, const char *reason, const struct kvd_aof_replayed *r)
 {
   char kept[64] = "";
   if (!r->legacy)
-    snprintf(kept, sizeof kept, ", keeping the %llu batches before it",
-             (unsigned long long)r->batches);
-  fprintf(stderr, "kvd: AOF %s %s%s: truncated from %lld to %llu bytes (%llu records kept)\n",
-          path, reason, kept, size, (unsigned long long)r->good, (unsigned long long)r->records);
+    snprintf(kept, sizeof kept, ", keeping the %llu batches before it", (unsigned long long)r->batches);
+  fprintf(stderr, "kvd: AOF %s %s%s: truncated from %lld to %llu bytes (%llu records kept)\n", path, reason,
+          kept, size, (unsigned long long)r->good, (unsigned long long)r->records);
   if (ftruncate(fd, (off_t)r->good) < 0 || fsync(fd) < 0) {
     fprintf(stderr, "kvd: truncating %s: %s\n", path, strerror(errno));
     return -errno;
@@ -376,8 +372,10 @@ int kvd_aof_load(int fd, const char *path, bool truncate_ok, struct kvd_aof_repl
   if (rc == -EBADMSG)
     fprintf(stderr, "kvd: AOF %s: %s: refusing to start\n", path, reason);
   else
-    fprintf(stderr, "kvd: AOF %s %s (the file has %lld bytes): refusing to start "
+    fprintf(stderr,
+            "kvd: AOF %s %s (the file has %lld bytes): refusing to start "
             "(--aof-truncated truncate keeps what comes before byte %llu and cuts the file "
-            "there)\n", path, reason, (long long)st.st_size, (unsigned long long)r->good);
+            "there)\n",
+            path, reason, (long long)st.st_size, (unsigned long long)r->good);
   return rc;
 }

@@ -94,9 +94,8 @@ static uint64_t load64(const uint8_t *p)
 }
 
 /* Compiled for SSE4.2 whatever the build's -march: only called where cpuid said it may be. */
-__attribute__((target("sse4.2"))) static uint32_t three_chains(uint32_t crc, const uint8_t **p,
-                                                                size_t *n, size_t block,
-                                                                const uint32_t ops[4][256])
+__attribute__((target("sse4.2"))) static uint32_t three_chains(uint32_t crc, const uint8_t **p, size_t *n,
+                                                               size_t block, const uint32_t ops[4][256])
 {
   const uint8_t *q = *p;
   for (; *n >= 3 * block; *n -= 3 * block, q += 2 * block) {
@@ -112,8 +111,7 @@ __attribute__((target("sse4.2"))) static uint32_t three_chains(uint32_t crc, con
   return crc;
 }
 
-__attribute__((target("sse4.2"))) static uint32_t crc_sse42(uint32_t crc, const uint8_t *p,
-                                                              size_t n)
+__attribute__((target("sse4.2"))) static uint32_t crc_sse42(uint32_t crc, const uint8_t *p, size_t n)
 {
   crc = three_chains(crc, &p, &n, LONG_BLOCK, shift_long);
   crc = three_chains(crc, &p, &n, SHORT_BLOCK, shift_short);

@@ -30,7 +30,7 @@ struct kvd_conn {
   uint64_t id;
   kv_item *stream_it; /* a value going out from the store (stream.c), pinned */
   uint32_t stream_off;
-  bool stream_crlf; /* the stream ends with CRLF (text protocols; binary: nothing) */
+  bool stream_crlf;  /* the stream ends with CRLF (text protocols; binary: nothing) */
   uint32_t next_key; /* a multi-key reply continued after a streamed value: keys done */
   uint64_t aof_wait; /* --fsync always: replies wait until the log is durable to here */
   bool aof_corked, aof_waiting;
@@ -113,8 +113,7 @@ int kvd_mc_store(rw_conn *c, enum kvd_mc_mode mode, rw_span key, rw_span data, u
                  int64_t expire_ms, uint64_t cas, uint64_t *out_cas);
 /* The live item for a get (or, `touch`, a touch or gat: its expiry set first), counted as
  * memcached counts them; shard `sh` locked by the caller, who replies from the item. */
-kv_item *kvd_mc_fetch(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, bool touch,
-                      int64_t expire_ms);
+kv_item *kvd_mc_fetch(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, bool touch, int64_t expire_ms);
 /* delete; `cas` when not 0 must be the item's. */
 int kvd_mc_delete(rw_conn *c, rw_span key, uint64_t cas);
 /* incr/decr by `delta` (incr wraps at 2^64, decr stops at 0); `cas` when not 0 must be the
@@ -149,26 +148,26 @@ void kvd_aof_close(void);
 int kvd_aof_admit(rw_conn *c);
 /* A write command's first step: -EAGAIN to the runtime (the frame is retried once the log has
  * room); a log that failed refuses the write with `refused`, the protocol's error reply. */
-#define KVD_ADMIT(c, refused)                                                                     \
-  do {                                                                                            \
-    int admit_ = kvd_aof_admit(c);                                                                \
-    if (admit_ == -EAGAIN)                                                                        \
-      return admit_;                                                                              \
-    if (admit_ < 0) {                                                                             \
-      ((struct kvd_conn *)rw_conn_user(c))->next_key = 0; /* (a continued MSET ends here) */      \
-      return (refused);                                                                           \
-    }                                                                                             \
+#define KVD_ADMIT(c, refused)                                                                \
+  do {                                                                                       \
+    int admit_ = kvd_aof_admit(c);                                                           \
+    if (admit_ == -EAGAIN)                                                                   \
+      return admit_;                                                                         \
+    if (admit_ < 0) {                                                                        \
+      ((struct kvd_conn *)rw_conn_user(c))->next_key = 0; /* (a continued MSET ends here) */ \
+      return (refused);                                                                      \
+    }                                                                                        \
   } while (0)
 /* The store's operations for handlers (call with the shard locked): a lookup whose reply, with
  * --fsync always, waits for what it may see to be durable; writes, each journaled. */
 kv_item *kvd_find(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, int64_t now_ms);
 /* kvd_put: 0, -E2BIG, -ENOMEM, or -EAGAIN when the store's evictions must wait for the log's
  * next batch (the handler returns it before replying: the command is dispatched again). */
-int kvd_put(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b,
-            uint32_t flags, int64_t expire_ms, const kv_item *keep, int64_t now_ms);
+int kvd_put(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b, uint32_t flags,
+            int64_t expire_ms, const kv_item *keep, int64_t now_ms);
 void kvd_delete(rw_conn *c, kv_shard *sh, kv_item *it);
 void kvd_set_expire(rw_conn *c, kv_shard *sh, kv_item *it, int64_t expire_ms);
-void kvd_flush(rw_conn *c); /* every shard, now */
+void kvd_flush(rw_conn *c);                    /* every shard, now */
 void kvd_aof_flush(rw_conn *c, int64_t at_ms); /* a delayed flush_all's record */
 /* A read's reply waits, with --fsync always, for writes it may see (call with its shard locked). */
 void kvd_aof_read(rw_conn *c);

@@ -26,7 +26,8 @@ struct opts {
 };
 
 static const char usage[] =
-    "  --resp HOST:PORT       serve RESP (redis clients) here (default " DEFAULT_RESP " when neither is given)\n"
+    "  --resp HOST:PORT       serve RESP (redis clients) here (default " DEFAULT_RESP
+    " when neither is given)\n"
     "  --memcache HOST:PORT   serve memcache here, text or binary by a connection's first byte\n"
     "                         (default " DEFAULT_MEMCACHE ")\n"
     "  --resp-tls HOST:PORT   serve RESP over TLS here (needs --tls-cert, --tls-key; ALPN redis)\n"
@@ -152,7 +153,8 @@ static int setup(rw_server *srv, uint32_t srv_max_conns, const struct opts *o, r
   unsigned i = 0;
   if (o->resp && !(rc = rw_server_listen(srv, o->resp, &resp_proto, &kvd_resp_handlers)))
     kvd.resp_port = rw_server_port(srv, i++);
-  if (!rc && o->memcache && !(rc = rw_server_listen(srv, o->memcache, &memcache_proto, &kvd_memcache_handlers)))
+  if (!rc && o->memcache &&
+      !(rc = rw_server_listen(srv, o->memcache, &memcache_proto, &kvd_memcache_handlers)))
     kvd.memcache_port = rw_server_port(srv, i++);
   if (!rc && o->resp_tls)
     rc = rw_server_listen_tls(srv, o->resp_tls, &resp_proto, &kvd_resp_handlers, tls);
@@ -165,7 +167,8 @@ static int setup(rw_server *srv, uint32_t srv_max_conns, const struct opts *o, r
   /* memcached's binary protocol on the same listeners, chosen as memcached chooses it: by a
    * connection's first byte, the binary request magic. */
   if (!rc && (o->memcache || o->memcache_tls))
-    rc = rw_server_alternate(srv, &memcache_proto, &memcache_binary_proto, &kvd_memcache_binary_handlers, 0x80);
+    rc = rw_server_alternate(srv, &memcache_proto, &memcache_binary_proto, &kvd_memcache_binary_handlers,
+                             0x80);
   if (!rc)
     rc = rw_server_peek(srv, &memcache_binary_proto, kvd_memcache_binary_peek);
   if (rc < 0)

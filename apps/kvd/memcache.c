@@ -18,7 +18,8 @@ struct store_msg {
   rw_span data;
 };
 
-#define STORE_MSG(m) ((struct store_msg){(m)->key, (m)->flags, (m)->exptime, (m)->bytes, (m)->noreply, (m)->data})
+#define STORE_MSG(m) \
+  ((struct store_msg){(m)->key, (m)->flags, (m)->exptime, (m)->bytes, (m)->noreply, (m)->data})
 
 /* The text protocol's exptime: memcached keeps 32 bits of it (a value past them wraps, as its
  * conversion from long to int32_t does), and so does kvd: the same line expires the same way,
@@ -246,8 +247,20 @@ void kvd_memcache_peek(rw_conn *c, int cmd, const void *msg)
 }
 
 const struct memcache_handlers kvd_memcache_handlers = {
-    .get = on_get, .gets = on_gets, .set = on_set, .add = on_add, .replace = on_replace,
-    .append = on_append, .prepend = on_prepend, .cas = on_cas, .delete_ = on_delete,
-    .incr = on_incr, .decr = on_decr, .touch = on_touch, .flush_all = on_flush_all,
-    .flush_all_in = on_flush_all_in, .verbosity = on_verbosity, .stats = on_stats,
+    .get = on_get,
+    .gets = on_gets,
+    .set = on_set,
+    .add = on_add,
+    .replace = on_replace,
+    .append = on_append,
+    .prepend = on_prepend,
+    .cas = on_cas,
+    .delete_ = on_delete,
+    .incr = on_incr,
+    .decr = on_decr,
+    .touch = on_touch,
+    .flush_all = on_flush_all,
+    .flush_all_in = on_flush_all_in,
+    .verbosity = on_verbosity,
+    .stats = on_stats,
 };

@@ -46,17 +46,43 @@ struct op {
 };
 
 static const struct op ops[256] = {
-    [0x00] = {KEY, 0, 0},   [0x09] = {KEY, 1, 0},   [0x0c] = {KEY, 0, 1},   [0x0d] = {KEY, 1, 1},
-    [0x01] = {STORE, 0, 0}, [0x02] = {STORE, 0, 0}, [0x03] = {STORE, 0, 0}, [0x11] = {STORE, 1, 0},
-    [0x12] = {STORE, 1, 0}, [0x13] = {STORE, 1, 0}, [0x04] = {KEY, 0, 0},   [0x14] = {KEY, 1, 0},
-    [0x05] = {DELTA, 0, 0}, [0x06] = {DELTA, 0, 0}, [0x15] = {DELTA, 1, 0}, [0x16] = {DELTA, 1, 0},
-    [0x07] = {EMPTY, 0, 0}, [0x17] = {EMPTY, 1, 0}, [0x08] = {FLUSH, 0, 0}, [0x18] = {FLUSH, 1, 0},
-    [0x0a] = {EMPTY, 0, 0}, [0x0b] = {EMPTY, 0, 0}, [0x0e] = {GROW, 0, 0},  [0x0f] = {GROW, 0, 0},
-    [0x19] = {GROW, 1, 0},  [0x1a] = {GROW, 1, 0},  [0x10] = {STAT, 0, 0},  [0x1c] = {TOUCH, 0, 0},
-    [0x1d] = {TOUCH, 0, 0}, [0x1e] = {TOUCH, 1, 0}, [0x23] = {TOUCH, 0, 1}, [0x24] = {TOUCH, 1, 1},
+    [0x00] = {KEY, 0, 0},
+    [0x09] = {KEY, 1, 0},
+    [0x0c] = {KEY, 0, 1},
+    [0x0d] = {KEY, 1, 1},
+    [0x01] = {STORE, 0, 0},
+    [0x02] = {STORE, 0, 0},
+    [0x03] = {STORE, 0, 0},
+    [0x11] = {STORE, 1, 0},
+    [0x12] = {STORE, 1, 0},
+    [0x13] = {STORE, 1, 0},
+    [0x04] = {KEY, 0, 0},
+    [0x14] = {KEY, 1, 0},
+    [0x05] = {DELTA, 0, 0},
+    [0x06] = {DELTA, 0, 0},
+    [0x15] = {DELTA, 1, 0},
+    [0x16] = {DELTA, 1, 0},
+    [0x07] = {EMPTY, 0, 0},
+    [0x17] = {EMPTY, 1, 0},
+    [0x08] = {FLUSH, 0, 0},
+    [0x18] = {FLUSH, 1, 0},
+    [0x0a] = {EMPTY, 0, 0},
+    [0x0b] = {EMPTY, 0, 0},
+    [0x0e] = {GROW, 0, 0},
+    [0x0f] = {GROW, 0, 0},
+    [0x19] = {GROW, 1, 0},
+    [0x1a] = {GROW, 1, 0},
+    [0x10] = {STAT, 0, 0},
+    [0x1c] = {TOUCH, 0, 0},
+    [0x1d] = {TOUCH, 0, 0},
+    [0x1e] = {TOUCH, 1, 0},
+    [0x23] = {TOUCH, 0, 1},
+    [0x24] = {TOUCH, 1, 1},
     /* SASL: no authentication here, so memcached answers "Unknown command" to a well-formed
      * one (and "Invalid arguments" to the rest). */
-    [0x20] = {EMPTY, 0, 0}, [0x21] = {SASL, 0, 0},  [0x22] = {SASL, 0, 0},
+    [0x20] = {EMPTY, 0, 0},
+    [0x21] = {SASL, 0, 0},
+    [0x22] = {SASL, 0, 0},
 };
 
 #define OP_TOUCH 0x1c
@@ -96,33 +122,16 @@ static int check(const req *m)
   if (key > KEY_MAX)
     return ST_EINVAL;
   switch (ops[m->opcode].shape) {
-  case UNKNOWN:
-    return ST_UNKNOWN;
-  case EMPTY:
-    ok = !ext && !key && !body;
-    break;
-  case FLUSH:
-    ok = !key && body == ext && (ext == 0 || ext == 4);
-    break;
-  case STORE:
-    ok = ext == 8 && key;
-    break;
-  case KEY:
-    ok = !ext && key && body == key;
-    break;
-  case DELTA:
-    ok = ext == 20 && key && body == key + ext;
-    break;
+  case UNKNOWN: return ST_UNKNOWN;
+  case EMPTY: ok = !ext && !key && !body; break;
+  case FLUSH: ok = !key && body == ext && (ext == 0 || ext == 4); break;
+  case STORE: ok = ext == 8 && key; break;
+  case KEY: ok = !ext && key && body == key; break;
+  case DELTA: ok = ext == 20 && key && body == key + ext; break;
   case GROW:
-  case SASL:
-    ok = !ext && key;
-    break;
-  case STAT:
-    ok = !ext;
-    break;
-  case TOUCH:
-    ok = ext == 4 && key;
-    break;
+  case SASL: ok = !ext && key; break;
+  case STAT: ok = !ext; break;
+  case TOUCH: ok = ext == 4 && key; break;
   }
   return ok ? 0 : ST_EINVAL;
 }
@@ -132,17 +141,13 @@ static int check(const req *m)
 static int reply_error(rw_conn *c, const req *m, int status, const char *why)
 {
   static const char *const texts[] = {
-      [ST_NOT_FOUND] = "Not found",
-      [ST_EXISTS] = "Data exists for key.",
-      [ST_TOO_LARGE] = "Too large.",
-      [ST_EINVAL] = "Invalid arguments",
-      [ST_NOT_STORED] = "Not stored.",
-      [ST_NON_NUMERIC] = "Non-numeric server-side value for incr or decr",
+      [ST_NOT_FOUND] = "Not found",    [ST_EXISTS] = "Data exists for key.",
+      [ST_TOO_LARGE] = "Too large.",   [ST_EINVAL] = "Invalid arguments",
+      [ST_NOT_STORED] = "Not stored.", [ST_NON_NUMERIC] = "Non-numeric server-side value for incr or decr",
   };
   if (!why)
     why = status == ST_UNKNOWN ? "Unknown command" : status == ST_NO_MEMORY ? "Out of memory" : texts[status];
-  return memcache_binary_reply_response(c, m->opcode, (uint64_t)status, m->opaque, 0, none, none,
-                                        text(why));
+  return memcache_binary_reply_response(c, m->opcode, (uint64_t)status, m->opaque, 0, none, none, text(why));
 }
 
 /* The status for how a shared operation ended (memcache_store.c), where memcached words it the
@@ -150,18 +155,12 @@ static int reply_error(rw_conn *c, const req *m, int status, const char *why)
 static int status_of(int rc)
 {
   switch (rc) {
-  case KVD_MC_NOT_FOUND:
-    return ST_NOT_FOUND;
-  case KVD_MC_EXISTS:
-    return ST_EXISTS;
-  case KVD_MC_NOT_STORED:
-    return ST_NOT_STORED;
-  case KVD_MC_NON_NUMERIC:
-    return ST_NON_NUMERIC;
-  case -E2BIG:
-    return ST_TOO_LARGE;
-  default:
-    return ST_NO_MEMORY;
+  case KVD_MC_NOT_FOUND: return ST_NOT_FOUND;
+  case KVD_MC_EXISTS: return ST_EXISTS;
+  case KVD_MC_NOT_STORED: return ST_NOT_STORED;
+  case KVD_MC_NON_NUMERIC: return ST_NON_NUMERIC;
+  case -E2BIG: return ST_TOO_LARGE;
+  default: return ST_NO_MEMORY;
   }
 }
 
@@ -176,11 +175,11 @@ static int refuse(rw_conn *c, const req *m, int status)
 }
 
 /* Every served opcode's first step. */
-#define CHECK(c, m)                                                                               \
-  do {                                                                                            \
-    int st_ = check(m);                                                                           \
-    if (st_)                                                                                      \
-      return refuse(c, m, st_);                                                                   \
+#define CHECK(c, m)             \
+  do {                          \
+    int st_ = check(m);         \
+    if (st_)                    \
+      return refuse(c, m, st_); \
   } while (0)
 
 /* Success: nothing for a quiet opcode. */
@@ -397,14 +396,38 @@ void kvd_memcache_binary_peek(rw_conn *c, int cmd, const void *msg)
 }
 
 const struct memcache_binary_handlers kvd_memcache_binary_handlers = {
-    .get = on_get, .getq = on_get, .getk = on_get, .getkq = on_get,
-    .touch = on_get, .gat = on_get, .gatq = on_get, .gatk = on_get, .gatkq = on_get,
-    .set = on_store, .setq = on_store, .add = on_store, .addq = on_store,
-    .replace = on_store, .replaceq = on_store,
-    .append = on_grow, .appendq = on_grow, .prepend = on_grow, .prependq = on_grow,
-    .delete_ = on_delete, .deleteq = on_delete,
-    .increment = on_delta, .incrementq = on_delta, .decrement = on_delta, .decrementq = on_delta,
-    .flush = on_flush, .flushq = on_flush,
-    .noop = on_empty, .version = on_empty, .quit = on_empty, .quitq = on_empty,
-    .stat = on_stat, .unknown = on_unknown, .refused = on_refused,
+    .get = on_get,
+    .getq = on_get,
+    .getk = on_get,
+    .getkq = on_get,
+    .touch = on_get,
+    .gat = on_get,
+    .gatq = on_get,
+    .gatk = on_get,
+    .gatkq = on_get,
+    .set = on_store,
+    .setq = on_store,
+    .add = on_store,
+    .addq = on_store,
+    .replace = on_store,
+    .replaceq = on_store,
+    .append = on_grow,
+    .appendq = on_grow,
+    .prepend = on_grow,
+    .prependq = on_grow,
+    .delete_ = on_delete,
+    .deleteq = on_delete,
+    .increment = on_delta,
+    .incrementq = on_delta,
+    .decrement = on_delta,
+    .decrementq = on_delta,
+    .flush = on_flush,
+    .flushq = on_flush,
+    .noop = on_empty,
+    .version = on_empty,
+    .quit = on_empty,
+    .quitq = on_empty,
+    .stat = on_stat,
+    .unknown = on_unknown,
+    .refused = on_refused,
 };

@@ -18,8 +18,7 @@ int64_t kvd_mc_deadline(const rw_conn *c, int64_t exptime)
   if (exptime < 0)
     return 1;
   int64_t now = kvd_now_ms(c);
-  int64_t ms = exptime > REALTIME_MAXDELTA ? exptime * 1000 - (kvd_unix_ms() - now)
-                                           : now + exptime * 1000;
+  int64_t ms = exptime > REALTIME_MAXDELTA ? exptime * 1000 - (kvd_unix_ms() - now) : now + exptime * 1000;
   return ms > 1 ? ms : 1;
 }
 
@@ -56,24 +55,24 @@ int kvd_mc_store(rw_conn *c, enum kvd_mc_mode mode, rw_span key, rw_span data, u
     return rc;
   KVD_STAT(c, cmd_set);
   if (mode == KVD_MC_CAS && rc >= 0)
-    kvd_stat_add(rc == KVD_MC_DONE ? &kvd_stats_of(c)->cas_hits
+    kvd_stat_add(rc == KVD_MC_DONE     ? &kvd_stats_of(c)->cas_hits
                  : rc == KVD_MC_EXISTS ? &kvd_stats_of(c)->cas_badval
-                                       : &kvd_stats_of(c)->cas_misses, 1);
+                                       : &kvd_stats_of(c)->cas_misses,
+                 1);
   if (rc == KVD_MC_DONE)
     KVD_STAT(c, total_items);
   return rc;
 }
 
-kv_item *kvd_mc_fetch(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, bool touch,
-                      int64_t expire_ms)
+kv_item *kvd_mc_fetch(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, bool touch, int64_t expire_ms)
 {
   kv_item *it = kvd_find(c, sh, key, hash, kvd_now_ms(c));
   if (it && touch)
     kvd_set_expire(c, sh, it, expire_ms);
   struct kvd_stats *st = kvd_stats_of(c);
   kvd_stat_add(touch ? &st->cmd_touch : &st->cmd_get, 1);
-  kvd_stat_add(touch ? (it ? &st->touch_hits : &st->touch_misses)
-                     : (it ? &st->get_hits : &st->get_misses), 1);
+  kvd_stat_add(touch ? (it ? &st->touch_hits : &st->touch_misses) : (it ? &st->get_hits : &st->get_misses),
+               1);
   return it;
 }
 
@@ -137,8 +136,8 @@ int kvd_mc_delta(rw_conn *c, rw_span key, bool incr, uint64_t delta, uint64_t ca
   } else {
     /* incr wraps at 2^64; decr stops at 0: memcached's arithmetic. */
     v = incr ? v + delta : delta > v ? 0 : v - delta;
-    rc = kvd_put(c, sh, key, h, (rw_span){(const uint8_t *)buf, rw_fmt_u64(buf, v)}, (rw_span){0},
-                 it->flags, it->expire_ms, it, now);
+    rc = kvd_put(c, sh, key, h, (rw_span){(const uint8_t *)buf, rw_fmt_u64(buf, v)}, (rw_span){0}, it->flags,
+                 it->expire_ms, it, now);
   }
   if (rc == KVD_MC_DONE) {
     *out_value = v;
@@ -149,8 +148,8 @@ int kvd_mc_delta(rw_conn *c, rw_span key, bool incr, uint64_t delta, uint64_t ca
     return rc;
   struct kvd_stats *st = kvd_stats_of(c);
   if (it || !init) /* (a counter created from its initial value is neither) */
-    kvd_stat_add(incr ? (it ? &st->incr_hits : &st->incr_misses)
-                      : (it ? &st->decr_hits : &st->decr_misses), 1);
+    kvd_stat_add(incr ? (it ? &st->incr_hits : &st->incr_misses) : (it ? &st->decr_hits : &st->decr_misses),
+                 1);
   return rc;
 }
 

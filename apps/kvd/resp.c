@@ -14,7 +14,8 @@
 static const rw_span NOT_INT = S("ERR value is not an integer or out of range");
 static const rw_span SYNTAX = S("ERR syntax error");
 static const rw_span OOM = S("OOM command not allowed when used memory > 'maxmemory'.");
-static const rw_span MISCONF = S("MISCONF Errors writing to the AOF file: writes are refused (see the server's log)");
+static const rw_span MISCONF =
+    S("MISCONF Errors writing to the AOF file: writes are refused (see the server's log)");
 static const rw_span TOO_BIG = S("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
 
 /* A whole span as a signed 64-bit decimal, as redis's string2ll reads it: no sign but '-', no
@@ -130,8 +131,7 @@ static int reply_bad_expire(rw_conn *c, const char *cmd)
  * log records every deadline as Unix ms. */
 static int unix_deadline(int64_t n, int64_t unit_ms, bool absolute, int64_t unix_now, int64_t *out)
 {
-  if (__builtin_mul_overflow(n, unit_ms, out) ||
-      (!absolute && __builtin_add_overflow(*out, unix_now, out)))
+  if (__builtin_mul_overflow(n, unit_ms, out) || (!absolute && __builtin_add_overflow(*out, unix_now, out)))
     return -ERANGE;
   return 0;
 }
@@ -225,8 +225,8 @@ static int put_and_reply(rw_conn *c, struct locked *l, rw_span key, rw_span val,
   kv_item *old = reply_old ? l->it : NULL;
   if (old)
     kv_pin(l->sh, old);
-  int rc = 0, err = kvd_put(c, l->sh, key, l->hash, val, (rw_span){0}, 0, expire,
-                            keep_old ? l->it : NULL, kvd_now_ms(c));
+  int rc = 0, err = kvd_put(c, l->sh, key, l->hash, val, (rw_span){0}, 0, expire, keep_old ? l->it : NULL,
+                            kvd_now_ms(c));
   if (err != -EAGAIN) /* (dispatched again: counted then) */
     KVD_STAT(c, cmd_set);
   if (!err && reply_old)
@@ -602,7 +602,7 @@ static int on_info(rw_conn *c, const rw_list *a)
 /* COMMAND: described from the spec's own table; key positions are kvd's knowledge. */
 static void key_spec(const char *name, int64_t out[3])
 {
-  static const char *const keyless[] = {"ping", "echo", "dbsize", "flushall", "select",
+  static const char *const keyless[] = {"ping", "echo",    "dbsize", "flushall", "select",
                                         "info", "command", "client", "quit"};
   out[0] = out[1] = out[2] = 1;
   for (size_t i = 0; i < sizeof keyless / sizeof *keyless; i++)
@@ -668,7 +668,8 @@ static int client_setname(rw_conn *c, struct kvd_conn *kc, rw_span name)
 {
   for (size_t i = 0; i < name.len; i++)
     if (name.p[i] < '!' || name.p[i] > '~')
-      return resp_reply_error(c, S("ERR Client names cannot contain spaces, newlines or special characters."));
+      return resp_reply_error(c,
+                              S("ERR Client names cannot contain spaces, newlines or special characters."));
   if (name.len > KVD_NAME_MAX)
     return resp_reply_error(c, S("ERR Client name too long (kvd keeps 128 bytes)"));
   memcpy(kc->name, name.p, name.len);
@@ -742,11 +743,34 @@ void kvd_resp_peek(rw_conn *c, int cmd, const void *msg)
 }
 
 const struct resp_handlers kvd_resp_handlers = {
-    .ping = on_ping, .echo = on_echo, .get = on_get, .set = on_set, .setnx = on_setnx,
-    .setex = on_setex, .getset = on_getset, .mget = on_mget, .mset = on_mset, .del = on_del,
-    .exists = on_exists, .incr = on_incr, .decr = on_decr, .incrby = on_incrby,
-    .decrby = on_decrby, .append = on_append, .strlen = on_strlen, .expire = on_expire,
-    .pexpire = on_pexpire, .ttl = on_ttl, .pttl = on_pttl, .persist = on_persist,
-    .dbsize = on_dbsize, .flushall = on_flushall, .select = on_select, .info = on_info,
-    .command = on_command, .client = on_client, .quit = on_quit, .unknown = on_unknown,
+    .ping = on_ping,
+    .echo = on_echo,
+    .get = on_get,
+    .set = on_set,
+    .setnx = on_setnx,
+    .setex = on_setex,
+    .getset = on_getset,
+    .mget = on_mget,
+    .mset = on_mset,
+    .del = on_del,
+    .exists = on_exists,
+    .incr = on_incr,
+    .decr = on_decr,
+    .incrby = on_incrby,
+    .decrby = on_decrby,
+    .append = on_append,
+    .strlen = on_strlen,
+    .expire = on_expire,
+    .pexpire = on_pexpire,
+    .ttl = on_ttl,
+    .pttl = on_pttl,
+    .persist = on_persist,
+    .dbsize = on_dbsize,
+    .flushall = on_flushall,
+    .select = on_select,
+    .info = on_info,
+    .command = on_command,
+    .client = on_client,
+    .quit = on_quit,
+    .unknown = on_unknown,
 };

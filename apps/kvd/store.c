@@ -69,7 +69,7 @@ static void init_classes(kv_shard *sh)
     size *= GROWTH;
   }
   sh->cls[n++].size = KV_PAGE_SIZE; /* the largest: one item per page */
-  sh->ncls = n; /* cls[n]: runs (size 0) */
+  sh->ncls = n;                     /* cls[n]: runs (size 0) */
 }
 
 static int shard_init(kv_shard *sh, unsigned id, unsigned nshards, uint8_t *mem, size_t bytes)
@@ -110,8 +110,8 @@ int kv_store_create(size_t memory, unsigned nshards, enum kv_policy policy, kv_s
   uint8_t *mem = mmap(NULL, per * nshards, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED)
     return -ENOMEM;
-  out_st->shards = mmap(NULL, nshards * sizeof(kv_shard), PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  out_st->shards =
+      mmap(NULL, nshards * sizeof(kv_shard), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (out_st->shards == MAP_FAILED) {
     munmap(mem, per * nshards);
     return -ENOMEM;
@@ -625,8 +625,8 @@ int kv_alloc(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, size_t vlen
    * the next budget is fresh) or a fuller budget may come. */
   if (!it)
     return b.short_of && (b.left < b.granted || b.granted < st->evict_room_max) ? -EAGAIN
-           : b.pinned                                                        ? -EBUSY
-                                                                             : -ENOMEM;
+           : b.pinned                                                           ? -EBUSY
+                                                                                : -ENOMEM;
   *it = (kv_item){.hash = hash, .klen = (uint32_t)key.len, .vlen = (uint32_t)vlen, .cls = (uint8_t)cls};
   memcpy(it->data, key.p, key.len);
   *out_it = it;
@@ -669,8 +669,8 @@ void kv_link(kv_shard *sh, kv_item *it, int64_t now_ms)
     sh->expires++;
 }
 
-int kv_put(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b,
-           uint32_t flags, int64_t expire_ms, const kv_item *keep, int64_t now_ms, kv_item **out_it)
+int kv_put(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b, uint32_t flags,
+           int64_t expire_ms, const kv_item *keep, int64_t now_ms, kv_item **out_it)
 {
   kv_item *it;
   int rc = kv_alloc(st, sh, key, hash, a.len + b.len, keep, &it);

@@ -49,14 +49,14 @@ typedef struct kv_item {
   uint8_t doomed; /* deleted while pinned: freed by the last kv_unpin() */
   uint32_t pins;
   uint32_t bumped_ms; /* (low bits of) when a hit last moved it to the front of its LRU */
-  uint8_t data[]; /* key, then value */
+  uint8_t data[];     /* key, then value */
 } kv_item;
 
 struct kv_class {
-  uint32_t size;   /* chunk bytes */
-  uint32_t pages;  /* pages this class owns */
-  uint64_t items;  /* live items */
-  kv_item *free;   /* free chunks */
+  uint32_t size;  /* chunk bytes */
+  uint32_t pages; /* pages this class owns */
+  uint64_t items; /* live items */
+  kv_item *free;  /* free chunks */
   kv_item *head, *tail;
 };
 
@@ -88,7 +88,7 @@ typedef struct kv_store {
   unsigned nshards;
   enum kv_policy policy;
   size_t memory;
-  _Atomic int64_t flush_at_ms; /* items stored before this are gone once it passes (0: none) */
+  _Atomic int64_t flush_at_ms;   /* items stored before this are gone once it passes (0: none) */
   void (*on_evict)(kv_item *it); /* called (shard locked) before an item is evicted */
   /* What evictions the owner can take now, in KV_EVICT_COST units (NULL: no limit): kvd's log
    * must have room for a record per evicted item. evict_room() grants (and reserves) a budget
@@ -165,8 +165,8 @@ void kv_set_expire(kv_shard *sh, kv_item *it, int64_t expire_ms);
 /* Stores key = a ++ b with `flags` and `expire_ms` (0: none), replacing any item with the key:
  * kv_alloc() and kv_link() in one. `keep` is an item that must survive the allocation (the one
  * a or b points into); the new item in *out_it when that is not NULL. 0, or kv_alloc()'s error. */
-int kv_put(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b,
-           uint32_t flags, int64_t expire_ms, const kv_item *keep, int64_t now_ms, kv_item **out_it);
+int kv_put(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b, uint32_t flags,
+           int64_t expire_ms, const kv_item *keep, int64_t now_ms, kv_item **out_it);
 /* Frees every item of the shard. */
 void kv_clear(kv_shard *sh);
 /* Removes expired items from the next `buckets` buckets; returns how many it removed. */

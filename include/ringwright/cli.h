@@ -31,7 +31,7 @@ typedef struct rw_cli_extra {
   const char *usage; /* lines for the options section, each "  --flag ...  meaning\n" */
   int (*parse)(const char *flag, const char *val, void *data);
   void *data;
-  bool own_listen_flags; /* the appliance names its addresses with flags of its own (kvd --resp,
+  bool own_listen_flags;    /* the appliance names its addresses with flags of its own (kvd --resp,
                             --memcache): --listen is not in its usage and no default is added
                             (given anyway, it is in nlisten for the appliance to refuse) */
   uint32_t idle_timeout_ms; /* the appliance's default for --idle-timeout, shown in the usage (0:
@@ -42,8 +42,7 @@ typedef struct rw_cli_extra {
  * --help) into `out_cli`, with defaults from rw_config_default() and `default_listen` when no
  * --listen is given. Returns 0 to go on, 1 when --help was printed (exit 0), or -EINVAL after
  * printing the error and usage to stderr (exit 2). `about` is shown in the usage. */
-int rw_cli_parse(int argc, char **argv, const char *about, const char *default_listen,
-                 rw_cli *out_cli);
+int rw_cli_parse(int argc, char **argv, const char *about, const char *default_listen, rw_cli *out_cli);
 /* The same with an appliance's own flags. */
 int rw_cli_parse_ext(int argc, char **argv, const char *about, const char *default_listen,
                      const rw_cli_extra *extra, rw_cli *out_cli);
@@ -63,8 +62,7 @@ int rw_cli_parse_size(const char *s, uint64_t *out_bytes);
  * The same in two steps, for appliances that add listeners of their own in between: */
 int rw_cli_serve(const rw_cli *cli, const rw_proto *proto, const void *handlers);
 /* Creates the server from the flags and listens on every --listen address; 0 or -errno. */
-int rw_cli_server(const rw_cli *cli, const rw_proto *proto, const void *handlers,
-                  rw_server **out_srv);
+int rw_cli_server(const rw_cli *cli, const rw_proto *proto, const void *handlers, rw_server **out_srv);
 /* Runs and destroys `srv`; returns the process exit status. */
 int rw_cli_run(rw_server *srv);
 

@@ -34,8 +34,7 @@ struct rw_dns {
 /* Resolves `host` (a name or a numeric address) for a TCP `port`. The query is a struct you
  * own, free to reuse once `done` has run. 0, or -EINVAL (a name longer than 255 bytes), -EAGAIN
  * (every one of the worker's rw_config.dns_slots lookups is in flight). */
-int rw_resolve(rw_worker *w, rw_dns *q, const char *host, uint16_t port, uint32_t timeout_ms,
-               rw_dns_fn done);
+int rw_resolve(rw_worker *w, rw_dns *q, const char *host, uint16_t port, uint32_t timeout_ms, rw_dns_fn done);
 /* Forgets a lookup in flight: `done` will not run. */
 void rw_resolve_cancel(rw_dns *q);
 

@@ -55,30 +55,26 @@ struct rw_fileop {
 
 /* Each returns 0 (`done` follows) or -errno (it does not): -EINVAL for a missing argument,
  * -EBUSY when the ring has no room this turn. `done` gets the result. */
-int rw_file_open(rw_worker *w, rw_fileop *op, const char *path, int flags, unsigned mode,
-                 rw_fileop_fn done);
+int rw_file_open(rw_worker *w, rw_fileop *op, const char *path, int flags, unsigned mode, rw_fileop_fn done);
 int rw_file_close(rw_worker *w, rw_fileop *op, int fd, rw_fileop_fn done);
 /* Reads up to `len` bytes at `off` into `out` (res: bytes read, 0 at the end). */
-int rw_file_read(rw_worker *w, rw_fileop *op, int fd, void *out, size_t len, uint64_t off,
-                 rw_fileop_fn done);
+int rw_file_read(rw_worker *w, rw_fileop *op, int fd, void *out, size_t len, uint64_t off, rw_fileop_fn done);
 /* The same into iov[0..iovcnt) (READV; preadv on the pool); the array must stay valid too. */
-int rw_file_readv(rw_worker *w, rw_fileop *op, int fd, const struct iovec *iov, int iovcnt,
-                  uint64_t off, rw_fileop_fn done);
+int rw_file_readv(rw_worker *w, rw_fileop *op, int fd, const struct iovec *iov, int iovcnt, uint64_t off,
+                  rw_fileop_fn done);
 /* Writes up to `len` bytes at `off` (or RW_FILE_POS); res is how many: a short write is yours to
  * continue. */
 int rw_file_write(rw_worker *w, rw_fileop *op, int fd, const void *data, size_t len, uint64_t off,
                   rw_fileop_fn done);
 /* The same from iov[0..iovcnt) (WRITEV; pwritev/writev on the pool); the array must stay valid
  * until `done`. */
-int rw_file_writev(rw_worker *w, rw_fileop *op, int fd, const struct iovec *iov, int iovcnt,
-                   uint64_t off, rw_fileop_fn done);
+int rw_file_writev(rw_worker *w, rw_fileop *op, int fd, const struct iovec *iov, int iovcnt, uint64_t off,
+                   rw_fileop_fn done);
 /* fsync, or fdatasync with `datasync`. */
 int rw_file_fsync(rw_worker *w, rw_fileop *op, int fd, bool datasync, rw_fileop_fn done);
 /* statx(AT_FDCWD, path, 0, STATX_BASIC_STATS) into *out_stx. */
-int rw_file_stat(rw_worker *w, rw_fileop *op, const char *path, struct statx *out_stx,
-                 rw_fileop_fn done);
-int rw_file_rename(rw_worker *w, rw_fileop *op, const char *from, const char *to,
-                   rw_fileop_fn done);
+int rw_file_stat(rw_worker *w, rw_fileop *op, const char *path, struct statx *out_stx, rw_fileop_fn done);
+int rw_file_rename(rw_worker *w, rw_fileop *op, const char *from, const char *to, rw_fileop_fn done);
 int rw_file_unlink(rw_worker *w, rw_fileop *op, const char *path, rw_fileop_fn done);
 int rw_file_mkdir(rw_worker *w, rw_fileop *op, const char *path, unsigned mode, rw_fileop_fn done);
 

@@ -21,14 +21,14 @@ extern "C" {
 
 /* What next() returns besides a command index (>= 0). */
 enum rw_parse_status {
-  RW_PARSE_MORE = -1,     /* frame incomplete: nothing consumed, keep every byte */
-  RW_PARSE_UNKNOWN = -2,  /* a complete frame matched no command; *out_used covers it */
-  RW_PARSE_OVERLONG = -3, /* the frame passed the spec's limit; the connection must close */
-  RW_PARSE_INVALID = -4,  /* bytes that can start no frame */
-  RW_PARSE_TOO_LARGE = -5, /* a data block past the spec's limit: replied to, then skipped */
-  RW_PARSE_BAD_NUMBER = -6, /* a numeric field out of its type's range; *out_used covers the line */
-  RW_PARSE_BAD_DATA = -7,  /* a data block not followed by what the spec expects */
-  RW_PARSE_SKIP = -8,      /* *out_used bytes of a refused data block were discarded: no message */
+  RW_PARSE_MORE = -1,             /* frame incomplete: nothing consumed, keep every byte */
+  RW_PARSE_UNKNOWN = -2,          /* a complete frame matched no command; *out_used covers it */
+  RW_PARSE_OVERLONG = -3,         /* the frame passed the spec's limit; the connection must close */
+  RW_PARSE_INVALID = -4,          /* bytes that can start no frame */
+  RW_PARSE_TOO_LARGE = -5,        /* a data block past the spec's limit: replied to, then skipped */
+  RW_PARSE_BAD_NUMBER = -6,       /* a numeric field out of its type's range; *out_used covers the line */
+  RW_PARSE_BAD_DATA = -7,         /* a data block not followed by what the spec expects */
+  RW_PARSE_SKIP = -8,             /* *out_used bytes of a refused data block were discarded: no message */
   RW_PARSE_FIELDS_TOO_LARGE = -9, /* a field section (headers, trailers) past the spec's limit */
 };
 

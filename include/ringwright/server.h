@@ -68,8 +68,7 @@ int rw_server_create(const rw_config *cfg, rw_server **out_srv);
 
 /* Binds HOST:PORT (port 0 picks one; every worker then shares it through SO_REUSEPORT) for
  * `proto` served by `handlers`, and logs "listening on ADDR (PROTO)"; 0 or -errno. */
-int rw_server_listen(rw_server *s, const char *hostport, const rw_proto *proto,
-                     const void *handlers);
+int rw_server_listen(rw_server *s, const char *hostport, const rw_proto *proto, const void *handlers);
 
 /* Lookahead for the connections speaking `proto` (accepted or dialled): when a receive holds
  * two or more whole messages, `fn` sees up to RW_PEEK_MAX of them (the command and message
@@ -92,8 +91,8 @@ int rw_server_peek(rw_server *s, const rw_proto *proto, rw_peek_fn fn);
  * parser state, its longest frame); a lookahead (rw_server_peek) registered for `alt` applies.
  * Checks `alt_handlers` now. Call before rw_server_run(); 0, -EINVAL (a handler missing, `alt`
  * is `proto`, or `first_byte` is taken for `proto`) or -ENOSPC. */
-int rw_server_alternate(rw_server *s, const rw_proto *proto, const rw_proto *alt,
-                        const void *alt_handlers, uint8_t first_byte);
+int rw_server_alternate(rw_server *s, const rw_proto *proto, const rw_proto *alt, const void *alt_handlers,
+                        uint8_t first_byte);
 
 /* The port listener `i` (in rw_server_listen() order) is bound to, or -EINVAL. */
 int rw_server_port(const rw_server *s, unsigned i);

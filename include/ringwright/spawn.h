@@ -42,8 +42,8 @@ struct rw_proc {
  * p->io) reaches them); `on_exit` runs once the child has exited and been reaped. The struct is
  * yours and must stay valid until then. 0, or -errno: -ENOSPC when the worker has no two free
  * connection slots, -ENOENT and others from posix_spawn. */
-int rw_spawn(rw_worker *w, rw_proc *p, char *const argv[], const rw_proto *proto,
-             const void *handlers, rw_proc_exit_fn on_exit);
+int rw_spawn(rw_worker *w, rw_proc *p, char *const argv[], const rw_proto *proto, const void *handlers,
+             rw_proc_exit_fn on_exit);
 /* A child is an operation in flight: a stopping worker waits for its exit (up to the stop
  * deadline) and does not signal it; send it a signal yourself when the server stops. */
 

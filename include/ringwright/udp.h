@@ -17,8 +17,8 @@ typedef struct rw_udp rw_udp;
 typedef struct rw_worker rw_worker;
 
 /* One datagram from `from`; `dgram` is valid during the call. */
-typedef void (*rw_udp_fn)(rw_udp *u, const struct sockaddr *from, socklen_t fromlen,
-                          rw_span dgram, void *data);
+typedef void (*rw_udp_fn)(rw_udp *u, const struct sockaddr *from, socklen_t fromlen, rw_span dgram,
+                          void *data);
 
 /* Sends one datagram; 0, -EAGAIN (dropped: the socket buffer is full), or -errno. */
 int rw_udp_send(rw_udp *u, const struct sockaddr *to, socklen_t tolen, const void *p, size_t len);

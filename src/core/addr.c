@@ -47,7 +47,8 @@ int rw_addr_parse(const char *hostport, bool numeric, struct sockaddr_storage *o
   int rc = rw_addr_split(hostport, host, sizeof host, &port);
   if (rc)
     return rc;
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+  struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                           .ai_socktype = SOCK_STREAM,
                            .ai_flags = AI_PASSIVE | AI_NUMERICSERV | (numeric ? AI_NUMERICHOST : 0)};
   struct addrinfo *res;
   if (getaddrinfo(host[0] ? host : "0.0.0.0", port, &hints, &res) != 0)
@@ -80,8 +81,7 @@ int rw_socket_bind(const struct sockaddr_storage *ss, socklen_t len, int type)
   if (type == SOCK_STREAM)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
-      bind(fd, (const struct sockaddr *)ss, len) < 0 ||
-      (type == SOCK_STREAM && listen(fd, 4096) < 0))
+      bind(fd, (const struct sockaddr *)ss, len) < 0 || (type == SOCK_STREAM && listen(fd, 4096) < 0))
     rc = -errno;
   if (rc) {
     close(fd);

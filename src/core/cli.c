@@ -17,7 +17,8 @@ static const char common_usage[] =
     "  --backend B            auto (default: io_uring, else epoll), uring or epoll\n"
     "  --workers N            worker threads, each with its own reactor (default: one per CPU)\n"
     "  --pin                  pin worker i to CPU i\n"
-    "  --max-conns N          connections open at once, all workers together; more are refused (default 1024)\n";
+    "  --max-conns N          connections open at once, all workers together; more are refused (default "
+    "1024)\n";
 static const char tail_usage[] =
     "  --send-zc-min BYTES    io_uring: zero-copy sends from this size (default 0: never)\n"
     "  --recv-buffers N       io_uring: provided receive buffers per worker (default: by --max-conns)\n"
@@ -93,8 +94,10 @@ static int parse_backend(const char *v, enum rw_backend *out)
   static const struct {
     const char *name;
     enum rw_backend b;
-  } names[] = {{"auto", RW_BACKEND_AUTO}, {"uring", RW_BACKEND_URING},
-               {"io_uring", RW_BACKEND_URING}, {"epoll", RW_BACKEND_EPOLL}};
+  } names[] = {{"auto", RW_BACKEND_AUTO},
+               {"uring", RW_BACKEND_URING},
+               {"io_uring", RW_BACKEND_URING},
+               {"epoll", RW_BACKEND_EPOLL}};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     if (!strcmp(v, names[i].name)) {
       *out = names[i].b;
@@ -223,8 +226,7 @@ int rw_cli_parse(int argc, char **argv, const char *about, const char *default_l
   return rw_cli_parse_ext(argc, argv, about, default_listen, NULL, out);
 }
 
-int rw_cli_server(const rw_cli *cli, const rw_proto *proto, const void *handlers,
-                  rw_server **out_srv)
+int rw_cli_server(const rw_cli *cli, const rw_proto *proto, const void *handlers, rw_server **out_srv)
 {
   rw_server *srv;
   int rc = rw_server_create(&cli->cfg, &srv);

@@ -52,8 +52,7 @@ void rw_conn_pause(struct rw_conn *c)
 
 bool rw_conn_wants_read(const struct rw_conn *c)
 {
-  return !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT | RW_CONN_EOF | RW_CONN_PAUSED |
-                       RW_CONN_CONNECTING));
+  return !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT | RW_CONN_EOF | RW_CONN_PAUSED | RW_CONN_CONNECTING));
 }
 
 /* A connect completes when the socket turns writable. */
@@ -94,9 +93,18 @@ struct rw_conn *rw_conn_open(struct rw_worker *w, const rw_proto *proto, const v
   struct rw_conn *c = &w->conns[w->conn_free[--w->nconn_free]];
   uint32_t gen = c->gen, idx = c->idx;
   void *parser = c->parser;
-  *c = (struct rw_conn){.fd = fd, .flags = RW_CONN_LIVE, .gen = gen, .idx = idx, .proto = proto,
-                        .handlers = handlers, .w = w, .parser = parser, .acc = RW_NONE,
-                        .sq_head = RW_NONE, .sq_tail = RW_NONE, .last_active_ms = w->now_ms,
+  *c = (struct rw_conn){.fd = fd,
+                        .flags = RW_CONN_LIVE,
+                        .gen = gen,
+                        .idx = idx,
+                        .proto = proto,
+                        .handlers = handlers,
+                        .w = w,
+                        .parser = parser,
+                        .acc = RW_NONE,
+                        .sq_head = RW_NONE,
+                        .sq_tail = RW_NONE,
+                        .last_active_ms = w->now_ms,
                         .file = {.req = RW_NONE}};
   c->peek = peek_of(w->srv, proto);
   proto->parser_init(parser);
@@ -512,7 +520,7 @@ static int write_failed(struct rw_conn *c, int rc)
 {
   if (rc == -ENOBUFS)
     rw_log_limited(&c->w->slab_log, "send slab exhausted: closing a connection "
-                                   "(raise --max-conns or the send slab)");
+                                    "(raise --max-conns or the send slab)");
   rw_conn_abort(c, rc);
   return rc;
 }

@@ -89,15 +89,15 @@ static void resolved(rw_dns *q, int err)
   if (!err && left <= 0)
     err = -ETIMEDOUT;
   if (!err)
-    err = connect_addr(w, &q->addr, q->addrlen, d->server_name[0] ? d->server_name : NULL, d->tls,
-                       d->proto, d->handlers, (uint32_t)left, d->done, d->data);
+    err = connect_addr(w, &q->addr, q->addrlen, d->server_name[0] ? d->server_name : NULL, d->tls, d->proto,
+                       d->handlers, (uint32_t)left, d->done, d->data);
   if (err && d->done)
     d->done(NULL, err, d->data);
 }
 
-static int dial(rw_worker *w, const char *host, uint16_t port, const char *server_name,
-                struct rw_tls *tls, const rw_proto *proto, const void *handlers,
-                uint32_t timeout_ms, rw_connect_fn done, void *data)
+static int dial(rw_worker *w, const char *host, uint16_t port, const char *server_name, struct rw_tls *tls,
+                const rw_proto *proto, const void *handlers, uint32_t timeout_ms, rw_connect_fn done,
+                void *data)
 {
   struct rw_dial *d = NULL;
   for (uint32_t i = 0; i < w->srv->cfg.dns_slots && !d; i++)
@@ -107,8 +107,12 @@ static int dial(rw_worker *w, const char *host, uint16_t port, const char *serve
     return -EAGAIN;
   if (server_name && strlen(server_name) >= sizeof d->server_name)
     return -ENAMETOOLONG;
-  *d = (struct rw_dial){.proto = proto, .handlers = handlers, .tls = tls, .done = done,
-                        .data = data, .deadline_ms = w->now_ms + timeout_ms};
+  *d = (struct rw_dial){.proto = proto,
+                        .handlers = handlers,
+                        .tls = tls,
+                        .done = done,
+                        .data = data,
+                        .deadline_ms = w->now_ms + timeout_ms};
   if (server_name)
     strcpy(d->server_name, server_name);
   int rc = rw_resolve(w, &d->q, host, port, timeout_ms, resolved);
@@ -118,8 +122,8 @@ static int dial(rw_worker *w, const char *host, uint16_t port, const char *serve
 }
 
 static int connect_to(rw_worker *w, const char *hostport, const char *server_name, struct rw_tls *tls,
-                      const rw_proto *proto, const void *handlers, uint32_t timeout_ms,
-                      rw_connect_fn done, void *data)
+                      const rw_proto *proto, const void *handlers, uint32_t timeout_ms, rw_connect_fn done,
+                      void *data)
 {
   struct sockaddr_storage ss;
   socklen_t len;
@@ -141,8 +145,8 @@ int rw_connect(rw_worker *w, const char *hostport, const rw_proto *proto, const 
 }
 
 int rw_connect_tls(rw_worker *w, const char *hostport, const char *server_name, struct rw_tls *tls,
-                   const rw_proto *proto, const void *handlers, uint32_t timeout_ms,
-                   rw_connect_fn done, void *data)
+                   const rw_proto *proto, const void *handlers, uint32_t timeout_ms, rw_connect_fn done,
+                   void *data)
 {
   return connect_to(w, hostport, server_name, tls, proto, handlers, timeout_ms, done, data);
 }

@@ -32,16 +32,14 @@ struct rw_ratelimit {
   int64_t last_ms;
   uint64_t suppressed;
 };
-void rw_log_limited(struct rw_ratelimit *rl, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void rw_log_limited(struct rw_ratelimit *rl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int64_t rw_now_ms(void);
 
 /* ---- addr.c ---- */
 /* HOST:PORT into `host` (brackets of an IPv6 address removed) and the port's digits. */
 int rw_addr_split(const char *hostport, char *host, size_t hostlen, const char **out_port);
 /* `numeric`: refuse host names (no resolver may run on a worker thread). */
-int rw_addr_parse(const char *hostport, bool numeric, struct sockaddr_storage *out_addr,
-                  socklen_t *out_len);
+int rw_addr_parse(const char *hostport, bool numeric, struct sockaddr_storage *out_addr, socklen_t *out_len);
 void rw_addr_format(const struct sockaddr *sa, char *out, size_t outlen);
 /* A non-blocking socket of `type` bound to `ss` with SO_REUSEPORT (and listening, for TCP);
  * returns the fd or -errno. */
@@ -190,8 +188,8 @@ struct rw_conn {
   uint32_t sq_head_off, sq_tail_len;
   size_t queued;
   int64_t last_active_ms;
-  rw_timer timer; /* idle timeout, or connect timeout while connecting */
-  void *tls; /* struct rw_tls_conn (src/tls/tls.c), NULL on a plain connection */
+  rw_timer timer;       /* idle timeout, or connect timeout while connecting */
+  void *tls;            /* struct rw_tls_conn (src/tls/tls.c), NULL on a plain connection */
   struct rw_conn_file { /* rw_conn_send_file() in progress (src/core/file.c) */
     int fd;
     uint64_t off, left;
@@ -218,18 +216,18 @@ struct rw_worker {
   int rc;
   int lfd[RW_MAX_LISTENERS];
   struct rw_udp udp[RW_MAX_UDP];
-  int wakefd; /* eventfd: other threads wake this worker */
+  int wakefd;              /* eventfd: other threads wake this worker */
   _Atomic(rw_msg *) inbox; /* messages posted without MSG_RING, newest first */
-  atomic_bool ready;        /* the driver is set up: others may deliver straight to it */
-  uint32_t max_conns; /* connection slots: the whole cap (any worker may be sent every one) */
-  uint32_t share;     /* the cap split evenly: what pools with backpressure are sized by */
+  atomic_bool ready;       /* the driver is set up: others may deliver straight to it */
+  uint32_t max_conns;      /* connection slots: the whole cap (any worker may be sent every one) */
+  uint32_t share;          /* the cap split evenly: what pools with backpressure are sized by */
   struct rw_conn *conns;
   uint32_t *conn_free;
   uint32_t nconn_free;
   uint32_t nlive;
   uint8_t *parsers;
   size_t parser_stride;
-  size_t user_off, user_size; /* rw_conn_user(): offset from the parser state, bytes */
+  size_t user_off, user_size;    /* rw_conn_user(): offset from the parser state, bytes */
   struct rw_file_req *file_reqs; /* rw_conn_send_file() reads, one per connection at most */
   uint32_t *file_free, nfile_free;
   uint32_t ops_inflight; /* file operations, tasks and lookups not yet completed */
@@ -242,10 +240,10 @@ struct rw_worker {
   rw_timer large_timer; /* gives back the pages of large slots idle for a second (large.c) */
   bool large_waiting;   /* a connection waits for a large slot: none was free */
   struct rw_pool send_pool;
-  struct rw_pool tls_pool; /* TLS records that cross receives (src/tls/record.c) */
+  struct rw_pool tls_pool;                 /* TLS records that cross receives (src/tls/record.c) */
 #define RW_TLS_SLOT (5 + 16384 + 256 + 59) /* a record's header and largest body, 64-aligned */
   uint32_t *chunk_next;
-  uint32_t *chunk_len; /* bytes in a chain's chunk once it is no longer the tail */
+  uint32_t *chunk_len;   /* bytes in a chain's chunk once it is no longer the tail */
   uint32_t send_reserve; /* chunks that must stay free to start a dispatch */
   struct rw_conn *dirty;
   struct rw_conn *paused;
@@ -290,8 +288,18 @@ struct rw_server {
 
 /* ---- fileop.c ---- */
 enum rw_fileop_kind {
-  RW_FOP_OPEN = 1, RW_FOP_CLOSE, RW_FOP_READ, RW_FOP_READV, RW_FOP_WRITE, RW_FOP_WRITEV, RW_FOP_FSYNC, RW_FOP_FDATASYNC,
-  RW_FOP_STAT, RW_FOP_RENAME, RW_FOP_UNLINK, RW_FOP_MKDIR,
+  RW_FOP_OPEN = 1,
+  RW_FOP_CLOSE,
+  RW_FOP_READ,
+  RW_FOP_READV,
+  RW_FOP_WRITE,
+  RW_FOP_WRITEV,
+  RW_FOP_FSYNC,
+  RW_FOP_FDATASYNC,
+  RW_FOP_STAT,
+  RW_FOP_RENAME,
+  RW_FOP_UNLINK,
+  RW_FOP_MKDIR,
 };
 /* The driver finished `op` (io_uring) with `res`. */
 void rw_fileop_complete(rw_fileop *op, int64_t res);
@@ -380,8 +388,7 @@ void rw_worker_on_signalfd(struct rw_worker *w, int fd);
 void rw_worker_run_inbox(struct rw_worker *w);
 
 /* ---- conn.c: what every driver calls ---- */
-struct rw_conn *rw_conn_open(struct rw_worker *w, const rw_proto *proto, const void *handlers,
-                             int fd);
+struct rw_conn *rw_conn_open(struct rw_worker *w, const rw_proto *proto, const void *handlers, int fd);
 /* Where the next receive should land and how much fits; NULL when the connection may not be
  * read now (paused, closing, or no slot to keep a partial frame). */
 uint8_t *rw_conn_rx_window(struct rw_conn *c, size_t *out_cap);
@@ -404,7 +411,9 @@ int rw_fault(enum rw_fault_site site, int res); /* res, or the injected -errno *
 size_t rw_fault_short(size_t len);              /* len, or a shorter length to send */
 uint32_t rw_fault_cq_entries(void);             /* io_uring CQ size to force (0: as usual) */
 #else
-static inline void rw_fault_init(void) {}
+static inline void rw_fault_init(void)
+{
+}
 static inline int rw_fault(enum rw_fault_site site, int res)
 {
   (void)site;

@@ -50,16 +50,11 @@ size_t rw_dns_budget(const struct rw_worker *w)
 static int gai_errno(int rc)
 {
   switch (rc) {
-  case 0:
-    return 0;
-  case EAI_AGAIN:
-    return -EAGAIN;
-  case EAI_MEMORY:
-    return -ENOMEM;
-  case EAI_SYSTEM:
-    return errno ? -errno : -EIO;
-  default: /* EAI_NONAME, EAI_NODATA, EAI_FAIL, ...: no usable answer */
-    return -ENOENT;
+  case 0: return 0;
+  case EAI_AGAIN: return -EAGAIN;
+  case EAI_MEMORY: return -ENOMEM;
+  case EAI_SYSTEM: return errno ? -errno : -EIO;
+  default: /* EAI_NONAME, EAI_NODATA, EAI_FAIL, ...: no usable answer */ return -ENOENT;
   }
 }
 
@@ -109,8 +104,7 @@ static void timed_out(rw_timer *t)
   finish(t->data, -ETIMEDOUT);
 }
 
-int rw_resolve(rw_worker *w, rw_dns *q, const char *host, uint16_t port, uint32_t timeout_ms,
-               rw_dns_fn done)
+int rw_resolve(rw_worker *w, rw_dns *q, const char *host, uint16_t port, uint32_t timeout_ms, rw_dns_fn done)
 {
   size_t len = host ? strlen(host) : 0;
   if (!q || !done || !len || len >= sizeof w->dns->host)

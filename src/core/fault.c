@@ -39,8 +39,8 @@ static const struct {
   const char *name;
   int err;
 } errs[] = {{"EMFILE", -EMFILE}, {"ENFILE", -ENFILE}, {"ECONNRESET", -ECONNRESET},
-            {"EPIPE", -EPIPE}, {"EAGAIN", -EAGAIN}, {"EIO", -EIO}, {"ENOSPC", -ENOSPC}, {"ENOSYS", -ENOSYS},
-            {"short", 1}};
+            {"EPIPE", -EPIPE},   {"EAGAIN", -EAGAIN}, {"EIO", -EIO},
+            {"ENOSPC", -ENOSPC}, {"ENOSYS", -ENOSYS}, {"short", 1}};
 
 void rw_fault_init(void)
 {
@@ -61,9 +61,12 @@ void rw_fault_init(void)
     if (!eq || !slash)
       continue;
     *eq = *slash = 0;
-    int site = !strcmp(tok, "accept") ? RW_FAULT_ACCEPT : !strcmp(tok, "recv") ? RW_FAULT_RECV
-               : !strcmp(tok, "send") ? RW_FAULT_SEND : !strcmp(tok, "file") ? RW_FAULT_FILE
-               : !strcmp(tok, "pidfd") ? RW_FAULT_PIDFD : -1;
+    int site = !strcmp(tok, "accept")  ? RW_FAULT_ACCEPT
+               : !strcmp(tok, "recv")  ? RW_FAULT_RECV
+               : !strcmp(tok, "send")  ? RW_FAULT_SEND
+               : !strcmp(tok, "file")  ? RW_FAULT_FILE
+               : !strcmp(tok, "pidfd") ? RW_FAULT_PIDFD
+                                       : -1;
     for (size_t i = 0; site >= 0 && i < sizeof errs / sizeof *errs; i++)
       if (!strcmp(eq + 1, errs[i].name))
         rules[nrules++] = (struct rule){site, errs[i].err, (uint32_t)atoi(slash + 1), 0};

@@ -24,7 +24,8 @@ int rw_conn_send_file(rw_conn *c, int fd, uint64_t off, uint64_t len, rw_file_do
     done(c, 0, data);
     return 0;
   }
-  c->file = (struct rw_conn_file){.fd = fd, .off = off, .left = len, .done = done, .data = data, .req = RW_NONE};
+  c->file =
+      (struct rw_conn_file){.fd = fd, .off = off, .left = len, .done = done, .data = data, .req = RW_NONE};
   rw_conn_hold(c); /* no dispatch meanwhile; rw_file_pump() runs whenever there is room */
   return 0;
 }

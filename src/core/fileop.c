@@ -17,18 +17,10 @@ static void run_blocking(rw_job *j)
   rw_fileop *op = (rw_fileop *)j;
   ssize_t r;
   switch (op->kind) {
-  case RW_FOP_OPEN:
-    r = open(op->path, op->flags | O_CLOEXEC, op->mode);
-    break;
-  case RW_FOP_CLOSE:
-    r = close(op->fd);
-    break;
-  case RW_FOP_READ:
-    r = pread(op->fd, op->buf, op->len, (off_t)op->off);
-    break;
-  case RW_FOP_READV:
-    r = preadv(op->fd, op->buf, (int)op->len, (off_t)op->off);
-    break;
+  case RW_FOP_OPEN: r = open(op->path, op->flags | O_CLOEXEC, op->mode); break;
+  case RW_FOP_CLOSE: r = close(op->fd); break;
+  case RW_FOP_READ: r = pread(op->fd, op->buf, op->len, (off_t)op->off); break;
+  case RW_FOP_READV: r = preadv(op->fd, op->buf, (int)op->len, (off_t)op->off); break;
   case RW_FOP_WRITE:
     r = op->off == RW_FILE_POS ? write(op->fd, op->buf, op->len)
                                : pwrite(op->fd, op->buf, op->len, (off_t)op->off);
@@ -37,27 +29,13 @@ static void run_blocking(rw_job *j)
     r = op->off == RW_FILE_POS ? writev(op->fd, op->buf, (int)op->len)
                                : pwritev(op->fd, op->buf, (int)op->len, (off_t)op->off);
     break;
-  case RW_FOP_FSYNC:
-    r = fsync(op->fd);
-    break;
-  case RW_FOP_FDATASYNC:
-    r = fdatasync(op->fd);
-    break;
-  case RW_FOP_STAT:
-    r = statx(AT_FDCWD, op->path, 0, STATX_BASIC_STATS, op->buf);
-    break;
-  case RW_FOP_RENAME:
-    r = rename(op->path, op->path2);
-    break;
-  case RW_FOP_UNLINK:
-    r = unlink(op->path);
-    break;
-  case RW_FOP_MKDIR:
-    r = mkdir(op->path, op->mode);
-    break;
-  default:
-    r = -1;
-    errno = EINVAL;
+  case RW_FOP_FSYNC: r = fsync(op->fd); break;
+  case RW_FOP_FDATASYNC: r = fdatasync(op->fd); break;
+  case RW_FOP_STAT: r = statx(AT_FDCWD, op->path, 0, STATX_BASIC_STATS, op->buf); break;
+  case RW_FOP_RENAME: r = rename(op->path, op->path2); break;
+  case RW_FOP_UNLINK: r = unlink(op->path); break;
+  case RW_FOP_MKDIR: r = mkdir(op->path, op->mode); break;
+  default: r = -1; errno = EINVAL;
   }
   op->res = r < 0 ? -errno : r;
 }
@@ -93,8 +71,7 @@ static int start(rw_worker *w, rw_fileop *op, enum rw_fileop_kind kind, rw_fileo
   return rc;
 }
 
-int rw_file_open(rw_worker *w, rw_fileop *op, const char *path, int flags, unsigned mode,
-                 rw_fileop_fn done)
+int rw_file_open(rw_worker *w, rw_fileop *op, const char *path, int flags, unsigned mode, rw_fileop_fn done)
 {
   if (!path)
     return -EINVAL;
@@ -110,8 +87,7 @@ int rw_file_close(rw_worker *w, rw_fileop *op, int fd, rw_fileop_fn done)
   return start(w, op, RW_FOP_CLOSE, done);
 }
 
-int rw_file_read(rw_worker *w, rw_fileop *op, int fd, void *out, size_t len, uint64_t off,
-                 rw_fileop_fn done)
+int rw_file_read(rw_worker *w, rw_fileop *op, int fd, void *out, size_t len, uint64_t off, rw_fileop_fn done)
 {
   if (!out || len > INT32_MAX)
     return -EINVAL;
@@ -123,8 +99,8 @@ int rw_file_read(rw_worker *w, rw_fileop *op, int fd, void *out, size_t len, uin
 }
 
 /* READV and WRITEV: the array travels in buf, its length in len. */
-static int vector_op(rw_worker *w, rw_fileop *op, int kind, int fd, const struct iovec *iov,
-                     int iovcnt, uint64_t off, rw_fileop_fn done)
+static int vector_op(rw_worker *w, rw_fileop *op, int kind, int fd, const struct iovec *iov, int iovcnt,
+                     uint64_t off, rw_fileop_fn done)
 {
   if (!iov || iovcnt < 1 || iovcnt > IOV_MAX)
     return -EINVAL;
@@ -135,8 +111,8 @@ static int vector_op(rw_worker *w, rw_fileop *op, int kind, int fd, const struct
   return start(w, op, kind, done);
 }
 
-int rw_file_readv(rw_worker *w, rw_fileop *op, int fd, const struct iovec *iov, int iovcnt,
-                  uint64_t off, rw_fileop_fn done)
+int rw_file_readv(rw_worker *w, rw_fileop *op, int fd, const struct iovec *iov, int iovcnt, uint64_t off,
+                  rw_fileop_fn done)
 {
   return vector_op(w, op, RW_FOP_READV, fd, iov, iovcnt, off, done);
 }
@@ -153,8 +129,8 @@ int rw_file_write(rw_worker *w, rw_fileop *op, int fd, const void *data, size_t 
   return start(w, op, RW_FOP_WRITE, done);
 }
 
-int rw_file_writev(rw_worker *w, rw_fileop *op, int fd, const struct iovec *iov, int iovcnt,
-                   uint64_t off, rw_fileop_fn done)
+int rw_file_writev(rw_worker *w, rw_fileop *op, int fd, const struct iovec *iov, int iovcnt, uint64_t off,
+                   rw_fileop_fn done)
 {
   return vector_op(w, op, RW_FOP_WRITEV, fd, iov, iovcnt, off, done);
 }
@@ -165,8 +141,7 @@ int rw_file_fsync(rw_worker *w, rw_fileop *op, int fd, bool datasync, rw_fileop_
   return start(w, op, datasync ? RW_FOP_FDATASYNC : RW_FOP_FSYNC, done);
 }
 
-int rw_file_stat(rw_worker *w, rw_fileop *op, const char *path, struct statx *out_stx,
-                 rw_fileop_fn done)
+int rw_file_stat(rw_worker *w, rw_fileop *op, const char *path, struct statx *out_stx, rw_fileop_fn done)
 {
   if (!path || !out_stx)
     return -EINVAL;
@@ -175,8 +150,7 @@ int rw_file_stat(rw_worker *w, rw_fileop *op, const char *path, struct statx *ou
   return start(w, op, RW_FOP_STAT, done);
 }
 
-int rw_file_rename(rw_worker *w, rw_fileop *op, const char *from, const char *to,
-                   rw_fileop_fn done)
+int rw_file_rename(rw_worker *w, rw_fileop *op, const char *from, const char *to, rw_fileop_fn done)
 {
   if (!from || !to)
     return -EINVAL;

@@ -52,8 +52,7 @@ void rw_log_limited(struct rw_ratelimit *rl, const char *fmt, ...)
   }
   char suffix[64] = "";
   if (rl->suppressed)
-    snprintf(suffix, sizeof suffix, " (%llu more like this suppressed)",
-             (unsigned long long)rl->suppressed);
+    snprintf(suffix, sizeof suffix, " (%llu more like this suppressed)", (unsigned long long)rl->suppressed);
   rl->last_ms = now;
   rl->suppressed = 0;
   va_list ap;

@@ -24,8 +24,7 @@ static int pool_init(struct rw_pool *p, uint32_t count, size_t item_size, int fl
   p->count = count;
   p->item_size = item_size;
   size_t bytes = (size_t)count * item_size;
-  p->mem = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
+  p->mem = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
   if (p->mem == MAP_FAILED)
     p->mem = NULL;
   p->free = rw_region_alloc((size_t)count * sizeof *p->free);

@@ -16,7 +16,7 @@
 
 #include "core.h"
 
-#define ROUND_UP(x, a) (((x) + (a) - 1) / (a) * (a))
+#define ROUND_UP(x, a) (((x) + (a)-1) / (a) * (a))
 
 void rw_config_default(rw_config *cfg)
 {
@@ -80,8 +80,8 @@ int rw_server_peek(rw_server *s, const rw_proto *proto, rw_peek_fn fn)
   return 0;
 }
 
-int rw_server_alternate(rw_server *s, const rw_proto *proto, const rw_proto *alt,
-                        const void *alt_handlers, uint8_t first_byte)
+int rw_server_alternate(rw_server *s, const rw_proto *proto, const rw_proto *alt, const void *alt_handlers,
+                        uint8_t first_byte)
 {
   if (s->nalts == RW_MAX_LISTENERS)
     return -ENOSPC;
@@ -136,8 +136,8 @@ int rw_server_listen(rw_server *s, const char *hostport, const rw_proto *proto, 
   return listen_on(s, hostport, proto, handlers, NULL);
 }
 
-int rw_server_listen_tls(rw_server *s, const char *hostport, const rw_proto *proto,
-                         const void *handlers, struct rw_tls *tls)
+int rw_server_listen_tls(rw_server *s, const char *hostport, const rw_proto *proto, const void *handlers,
+                         struct rw_tls *tls)
 {
   return listen_on(s, hostport, proto, handlers, tls);
 }
@@ -246,11 +246,12 @@ static void log_plan(const rw_server *s, const struct plan *p)
     snprintf(slots, sizeof slots, "%u accumulator slots x %zu KiB", p->slots, p->slot >> 10);
   if (p->tls)
     snprintf(tls, sizeof tls, ", %u TLS record slots", p->tls_slots);
-  rw_log("per worker: %u connection slots, recv %u KiB, %s, %u send chunks x %u KiB%s",
-         s->cfg.max_conns, s->cfg.recv_size >> 10, slots, p->chunks, s->cfg.send_chunk >> 10, tls);
+  rw_log("per worker: %u connection slots, recv %u KiB, %s, %u send chunks x %u KiB%s", s->cfg.max_conns,
+         s->cfg.recv_size >> 10, slots, p->chunks, s->cfg.send_chunk >> 10, tls);
   if (p->large_slots)
     rw_log("longer frames: %u large slots x %zu MiB shared by all workers, resident only while frames "
-           "arrive in them", p->large_slots, p->large >> 20);
+           "arrive in them",
+           p->large_slots, p->large >> 20);
 }
 
 static int worker_alloc(rw_server *s, struct rw_worker *w, const struct plan *p)
@@ -282,10 +283,10 @@ static size_t worker_bytes(const struct rw_worker *w)
   size_t n = w->max_conns;
   return n * (sizeof *w->conns + sizeof *w->conn_free + w->parser_stride + sizeof *w->file_reqs +
               sizeof *w->file_free) +
-         (size_t)w->send_pool.count * (sizeof *w->chunk_next + sizeof *w->chunk_len) +
-         w->srv->cfg.recv_size + 1 + rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool) +
-         rw_pool_bytes(&w->tls_pool) + rw_pool_bytes(&w->dio_pool) + rw_dns_budget(w) +
-         rw_dial_budget(w) + (w->driver->budget ? w->driver->budget(w) : 0);
+         (size_t)w->send_pool.count * (sizeof *w->chunk_next + sizeof *w->chunk_len) + w->srv->cfg.recv_size +
+         1 + rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool) + rw_pool_bytes(&w->tls_pool) +
+         rw_pool_bytes(&w->dio_pool) + rw_dns_budget(w) + rw_dial_budget(w) +
+         (w->driver->budget ? w->driver->budget(w) : 0);
 }
 
 /* No descriptor yet: what worker_fini() closes is only what worker_init() opened. */
@@ -320,7 +321,8 @@ static int worker_init(rw_server *s, struct rw_worker *w, const struct plan *p)
   if (worker_alloc(s, w, &q) < 0)
     return -ENOMEM;
   for (uint32_t i = 0; i < n; i++) {
-    w->conns[i] = (struct rw_conn){.fd = -1, .idx = i, .w = w, .parser = w->parsers + (size_t)i * w->parser_stride};
+    w->conns[i] =
+        (struct rw_conn){.fd = -1, .idx = i, .w = w, .parser = w->parsers + (size_t)i * w->parser_stride};
     w->conn_free[i] = n - 1 - i;
     w->file_free[i] = i;
   }
@@ -425,8 +427,7 @@ static void log_budget(const rw_server *s, size_t large)
 {
   char part[80] = "";
   if (large)
-    snprintf(part, sizeof part, " (%.1f MiB of it only while long frames arrive)",
-             (double)large / (1 << 20));
+    snprintf(part, sizeof part, " (%.1f MiB of it only while long frames arrive)", (double)large / (1 << 20));
   rw_log("%s backend, %u worker%s, %u connections at most%s, memory budget %.1f MiB resident at "
          "most%s, %.1f MiB address space reserved",
          s->driver->name, s->nworkers, s->nworkers == 1 ? "" : "s", s->cfg.max_conns,

@@ -61,8 +61,7 @@ static void poll_exit(rw_timer *t)
 }
 
 /* Our end of a pair becomes a connection; -ENOSPC if no slot. */
-static int adopt(struct rw_worker *w, int fd, const rw_proto *proto, const void *handlers,
-                 rw_handle *out_h)
+static int adopt(struct rw_worker *w, int fd, const rw_proto *proto, const void *handlers, rw_handle *out_h)
 {
   int fl = fcntl(fd, F_GETFL);
   fcntl(fd, F_SETFL, fl | O_NONBLOCK);
@@ -103,8 +102,8 @@ static int start_child(rw_proc *p, char *const argv[], int io, int err)
   return rc;
 }
 
-int rw_spawn(rw_worker *w, rw_proc *p, char *const argv[], const rw_proto *proto,
-             const void *handlers, rw_proc_exit_fn on_exit)
+int rw_spawn(rw_worker *w, rw_proc *p, char *const argv[], const rw_proto *proto, const void *handlers,
+             rw_proc_exit_fn on_exit)
 {
   if (!p || !argv || !argv[0] || !on_exit || !w->driver->adopt || !w->driver->watch)
     return -EINVAL;

@@ -46,8 +46,8 @@ void rw_timer_arm(rw_worker *w, rw_timer *t, uint64_t delay_ms)
   rw_timer_cancel(t);
   struct rw_wheel *wh = &w->wheel;
   /* Rounded up to a tick boundary: when that tick is processed the timer is due, never early. */
-  t->expires_ms = (w->now_ms + (int64_t)delay_ms + RW_TIMER_TICK_MS - 1) / RW_TIMER_TICK_MS *
-                  RW_TIMER_TICK_MS;
+  t->expires_ms =
+      (w->now_ms + (int64_t)delay_ms + RW_TIMER_TICK_MS - 1) / RW_TIMER_TICK_MS * RW_TIMER_TICK_MS;
   /* Never into a tick already processed: it would wait a whole revolution. */
   if (tick_of(t->expires_ms) <= wh->done_tick)
     t->expires_ms = (wh->done_tick + 1) * RW_TIMER_TICK_MS;

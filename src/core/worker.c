@@ -37,8 +37,8 @@ bool rw_worker_done(struct rw_worker *w)
   if (!w->stopping)
     return false;
   if (w->nlive && w->now_ms >= w->deadline_ms) {
-    rw_log("worker %u: stop deadline passed: closing %u connection%s with unsent data", w->id,
-           w->nlive, w->nlive == 1 ? "" : "s");
+    rw_log("worker %u: stop deadline passed: closing %u connection%s with unsent data", w->id, w->nlive,
+           w->nlive == 1 ? "" : "s");
     rw_worker_close_all(w, true);
     rw_worker_flush(w);
   }
@@ -116,8 +116,7 @@ static void flush_one(struct rw_worker *w, struct rw_conn *c)
   }
   if (c->flags & RW_CONN_SENDING)
     return; /* its completion marks it dirty again; the kernel still owns its chunks */
-  if (!(c->flags & (RW_CONN_ABORT | RW_CONN_WANT_WRITE | RW_CONN_CONNECTING | RW_CONN_CORKED)) &&
-      c->queued) {
+  if (!(c->flags & (RW_CONN_ABORT | RW_CONN_WANT_WRITE | RW_CONN_CONNECTING | RW_CONN_CORKED)) && c->queued) {
     int rc = w->driver->send(w, c);
     if (rc < 0)
       c->flags |= RW_CONN_ABORT;
@@ -184,8 +183,8 @@ void rw_worker_udp_input(struct rw_udp *u)
   for (int i = 0; i < 64; i++) {
     struct sockaddr_storage from;
     socklen_t fromlen = sizeof from;
-    ssize_t n = recvfrom(u->fd, w->rxbuf, w->srv->cfg.recv_size, MSG_DONTWAIT,
-                         (struct sockaddr *)&from, &fromlen);
+    ssize_t n =
+        recvfrom(u->fd, w->rxbuf, w->srv->cfg.recv_size, MSG_DONTWAIT, (struct sockaddr *)&from, &fromlen);
     if (n < 0)
       return;
     u->fn(u, (struct sockaddr *)&from, fromlen, (rw_span){w->rxbuf, (size_t)n}, u->data);

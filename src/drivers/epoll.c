@@ -219,16 +219,14 @@ static bool epoll_close(struct rw_worker *w, struct rw_conn *c)
     shutdown(c->fd, SHUT_WR);
     size_t drained = 0;
     ssize_t n;
-    while (drained < LINGER_DRAIN_MAX &&
-           (n = recv(c->fd, w->rxbuf, w->srv->cfg.recv_size, MSG_DONTWAIT)) > 0)
+    while (drained < LINGER_DRAIN_MAX && (n = recv(c->fd, w->rxbuf, w->srv->cfg.recv_size, MSG_DONTWAIT)) > 0)
       drained += (size_t)n;
   }
   close(c->fd); /* also leaves the epoll set: the fd was never duplicated */
   return true;
 }
 
-static int epoll_connect(struct rw_worker *w, struct rw_conn *c, const struct sockaddr *sa,
-                         socklen_t len)
+static int epoll_connect(struct rw_worker *w, struct rw_conn *c, const struct sockaddr *sa, socklen_t len)
 {
   struct epoll_state *st = w->drv;
   int one = 1;
@@ -248,7 +246,6 @@ static void epoll_stop_accepting(struct rw_worker *w)
       epoll_ctl(st->epfd, EPOLL_CTL_DEL, w->lfd[i], NULL);
   rw_worker_close_listeners(w);
 }
-
 
 static void on_conn_event(struct rw_worker *w, struct rw_conn *c, uint32_t events)
 {
@@ -298,9 +295,7 @@ static void on_event(struct rw_worker *w, const struct epoll_event *ev)
   uint32_t idx = (uint32_t)ev->data.u64;
   uint64_t counter;
   switch ((int)(ev->data.u64 >> 32)) {
-  case TAG_SIGNAL:
-    rw_worker_on_signalfd(w, ((struct epoll_state *)w->drv)->sigfd);
-    return;
+  case TAG_SIGNAL: rw_worker_on_signalfd(w, ((struct epoll_state *)w->drv)->sigfd); return;
   case TAG_WAKE:
     if (read(w->wakefd, &counter, sizeof counter) < 0 && errno != EAGAIN)
       rw_log("wake: %s", strerror(errno));
@@ -310,11 +305,8 @@ static void on_event(struct rw_worker *w, const struct epoll_event *ev)
     if (!w->stopping)
       on_accept(w, idx);
     return;
-  case TAG_UDP:
-    rw_worker_udp_input(&w->udp[idx]);
-    return;
-  default:
-    break;
+  case TAG_UDP: rw_worker_udp_input(&w->udp[idx]); return;
+  default: break;
   }
   struct rw_conn *c = &w->conns[idx];
   if (c->flags & RW_CONN_LIVE)

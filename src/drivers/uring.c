@@ -63,8 +63,8 @@ struct uconn {
   uint32_t held_head, held_tail; /* buffers received but not yet taken by the parser */
   uint32_t held_off;             /* bytes of the head buffer already taken */
   bool recv_armed;
-  bool starved; /* recv ended for want of buffers: re-armed once some come back */
-  bool fixed;   /* fd is an index in the fixed-file table */
+  bool starved;     /* recv ended for want of buffers: re-armed once some come back */
+  bool fixed;       /* fd is an index in the fixed-file table */
   bool cancel_sent; /* the multishot recv is being cancelled (backpressure) */
   bool eof_pending; /* EOF arrived behind held buffers: delivered once they are parsed */
   bool closed;      /* the close completed before the direct recv: released when that does */
@@ -86,7 +86,7 @@ struct uring_state {
   size_t bufs_bytes;
   uint32_t nbufs, buf_size, buf_stride;
   uint32_t *buf_next, *buf_len;
-  uint32_t in_ring; /* buffers the kernel may fill */
+  uint32_t in_ring;    /* buffers the kernel may fill */
   unsigned br_pending; /* buffers added since the last advance */
   struct uconn *uc;
   uint32_t nstarved;
@@ -125,7 +125,7 @@ static int uring_probe(char *why, size_t whylen)
   int rc = ring_setup(&ring);
   if (rc < 0) {
     snprintf(why, whylen, "io_uring_setup: %s%s", strerror(-rc),
-             rc == -EPERM   ? " (io_uring_disabled or a seccomp filter)"
+             rc == -EPERM    ? " (io_uring_disabled or a seccomp filter)"
              : rc == -EINVAL ? " (kernel lacks SINGLE_ISSUER/DEFER_TASKRUN, 6.1+)"
              : rc == -ENOSYS ? " (kernel built without io_uring)"
                              : "");
@@ -182,8 +182,8 @@ static int buffers_init(struct rw_worker *w, struct uring_state *st)
   if (!st->bufs || !st->buf_next || !st->buf_len)
     return -ENOMEM;
   io_uring_buf_ring_init(st->br);
-  struct io_uring_buf_reg reg = {.ring_addr = (uintptr_t)st->br, .ring_entries = st->nbufs,
-                                 .bgid = BUF_GROUP};
+  struct io_uring_buf_reg reg = {
+      .ring_addr = (uintptr_t)st->br, .ring_entries = st->nbufs, .bgid = BUF_GROUP};
   int rc = io_uring_register_buf_ring(&st->ring, &reg, 0);
   if (rc)
     return rc;
@@ -197,8 +197,8 @@ static int buffers_init(struct rw_worker *w, struct uring_state *st)
 
 static void buffer_recycle(struct uring_state *st, uint32_t bid)
 {
-  io_uring_buf_ring_add(st->br, st->bufs + (size_t)bid * st->buf_stride, st->buf_size,
-                        (uint16_t)bid, io_uring_buf_ring_mask(st->nbufs), (int)st->br_pending);
+  io_uring_buf_ring_add(st->br, st->bufs + (size_t)bid * st->buf_stride, st->buf_size, (uint16_t)bid,
+                        io_uring_buf_ring_mask(st->nbufs), (int)st->br_pending);
   st->br_pending++;
   st->in_ring++;
 }
@@ -517,8 +517,7 @@ static bool uring_close(struct rw_worker *w, struct rw_conn *c)
   return false;
 }
 
-static int uring_connect(struct rw_worker *w, struct rw_conn *c, const struct sockaddr *sa,
-                         socklen_t len)
+static int uring_connect(struct rw_worker *w, struct rw_conn *c, const struct sockaddr *sa, socklen_t len)
 {
   struct uring_state *st = w->drv;
   struct uconn *u = &st->uc[c->idx];
@@ -645,23 +644,12 @@ static void on_cqe(struct rw_worker *w, struct io_uring_cqe *cqe)
   uint32_t idx = (uint32_t)data;
   struct rw_conn *c;
   switch (op) {
-  case OP_ACCEPT:
-    on_accept(w, idx, cqe);
-    return;
-  case OP_WAKE:
-    on_wake(w, cqe);
-    return;
-  case OP_SIGNAL:
-    on_signal(w, cqe);
-    return;
-  case OP_UDP:
-    on_udp(w, idx, cqe);
-    return;
-  case OP_IGNORE:
-    return;
-  case OP_FILE:
-    rw_fileop_complete((rw_fileop *)(uintptr_t)(data & ((1ULL << 56) - 1)), cqe->res);
-    return;
+  case OP_ACCEPT: on_accept(w, idx, cqe); return;
+  case OP_WAKE: on_wake(w, cqe); return;
+  case OP_SIGNAL: on_signal(w, cqe); return;
+  case OP_UDP: on_udp(w, idx, cqe); return;
+  case OP_IGNORE: return;
+  case OP_FILE: rw_fileop_complete((rw_fileop *)(uintptr_t)(data & ((1ULL << 56) - 1)), cqe->res); return;
   case OP_WATCH: {
     struct rw_proc_watch *wt = (struct rw_proc_watch *)(uintptr_t)(data & ((1ULL << 56) - 1));
     wt->fn(wt, cqe->res);
@@ -678,8 +666,7 @@ static void on_cqe(struct rw_worker *w, struct io_uring_cqe *cqe)
     rw_worker_post(NULL, w->srv, to->id, m);
     return;
   }
-  default:
-    break;
+  default: break;
   }
   c = conn_of(w, data);
   if (!c) {
@@ -691,23 +678,16 @@ static void on_cqe(struct rw_worker *w, struct io_uring_cqe *cqe)
     return;
   }
   switch (op) {
-  case OP_RECV:
-    on_recv(w, c, cqe);
-    break;
-  case OP_SEND:
-    on_send(w, c, cqe);
-    break;
-  case OP_CONNECT:
-    rw_conn_connected(c, cqe->res);
-    break;
+  case OP_RECV: on_recv(w, c, cqe); break;
+  case OP_SEND: on_send(w, c, cqe); break;
+  case OP_CONNECT: rw_conn_connected(c, cqe->res); break;
   case OP_CLOSE:
     if (st->uc[c->idx].direct)
       st->uc[c->idx].closed = true; /* released when the recv into its slot completes */
     else
       rw_conn_release(c);
     break;
-  default:
-    break;
+  default: break;
   }
 }
 
@@ -871,40 +851,22 @@ static int uring_file_op(struct rw_worker *w, rw_fileop *op)
   if (!sqe)
     return -EBUSY;
   switch (op->kind) {
-  case RW_FOP_OPEN:
-    io_uring_prep_openat(sqe, AT_FDCWD, op->path, op->flags | O_CLOEXEC, op->mode);
-    break;
-  case RW_FOP_CLOSE:
-    io_uring_prep_close(sqe, op->fd);
-    break;
-  case RW_FOP_READ:
-    io_uring_prep_read(sqe, op->fd, op->buf, (unsigned)op->len, op->off);
-    break;
-  case RW_FOP_READV:
-    io_uring_prep_readv(sqe, op->fd, op->buf, (unsigned)op->len, op->off);
-    break;
+  case RW_FOP_OPEN: io_uring_prep_openat(sqe, AT_FDCWD, op->path, op->flags | O_CLOEXEC, op->mode); break;
+  case RW_FOP_CLOSE: io_uring_prep_close(sqe, op->fd); break;
+  case RW_FOP_READ: io_uring_prep_read(sqe, op->fd, op->buf, (unsigned)op->len, op->off); break;
+  case RW_FOP_READV: io_uring_prep_readv(sqe, op->fd, op->buf, (unsigned)op->len, op->off); break;
   case RW_FOP_WRITE: /* offset -1: the file position, as write(2) */
     io_uring_prep_write(sqe, op->fd, op->buf, (unsigned)op->len, op->off);
     break;
-  case RW_FOP_WRITEV:
-    io_uring_prep_writev(sqe, op->fd, op->buf, (unsigned)op->len, op->off);
-    break;
+  case RW_FOP_WRITEV: io_uring_prep_writev(sqe, op->fd, op->buf, (unsigned)op->len, op->off); break;
   case RW_FOP_FSYNC:
   case RW_FOP_FDATASYNC:
     io_uring_prep_fsync(sqe, op->fd, op->kind == RW_FOP_FDATASYNC ? IORING_FSYNC_DATASYNC : 0);
     break;
-  case RW_FOP_STAT:
-    io_uring_prep_statx(sqe, AT_FDCWD, op->path, 0, STATX_BASIC_STATS, op->buf);
-    break;
-  case RW_FOP_RENAME:
-    io_uring_prep_renameat(sqe, AT_FDCWD, op->path, AT_FDCWD, op->path2, 0);
-    break;
-  case RW_FOP_UNLINK:
-    io_uring_prep_unlinkat(sqe, AT_FDCWD, op->path, 0);
-    break;
-  case RW_FOP_MKDIR:
-    io_uring_prep_mkdirat(sqe, AT_FDCWD, op->path, op->mode);
-    break;
+  case RW_FOP_STAT: io_uring_prep_statx(sqe, AT_FDCWD, op->path, 0, STATX_BASIC_STATS, op->buf); break;
+  case RW_FOP_RENAME: io_uring_prep_renameat(sqe, AT_FDCWD, op->path, AT_FDCWD, op->path2, 0); break;
+  case RW_FOP_UNLINK: io_uring_prep_unlinkat(sqe, AT_FDCWD, op->path, 0); break;
+  case RW_FOP_MKDIR: io_uring_prep_mkdirat(sqe, AT_FDCWD, op->path, op->mode); break;
   default:
     io_uring_prep_nop(sqe);
     io_uring_sqe_set_data64(sqe, ud(OP_IGNORE, 0, 0));

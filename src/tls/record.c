@@ -70,8 +70,8 @@ static bool stopped(const struct rw_conn *c)
 /* ---- keys ---- */
 
 /* HKDF-Expand-Label(secret, label, "", out_len) (RFC 8446 7.1). */
-static int expand_label(const struct rw_tls_conn *t, const uint8_t *secret, const char *label,
-                        uint8_t *out, size_t out_len)
+static int expand_label(const struct rw_tls_conn *t, const uint8_t *secret, const char *label, uint8_t *out,
+                        size_t out_len)
 {
   uint8_t info[2 + 1 + 6 + 16 + 1];
   size_t l = strlen(label);
@@ -180,17 +180,10 @@ int rw_tls_rec_start(struct rw_conn *c)
   t->part = RW_NONE;
   t->version = (uint16_t)SSL_version(t->ssl);
   switch (cipher ? SSL_CIPHER_get_cipher_nid(cipher) : NID_undef) {
-  case NID_aes_128_gcm:
-    t->aead = EVP_aead_aes_128_gcm();
-    break;
-  case NID_aes_256_gcm:
-    t->aead = EVP_aead_aes_256_gcm();
-    break;
-  case NID_chacha20_poly1305:
-    t->aead = EVP_aead_chacha20_poly1305();
-    break;
-  default:
-    return -EPROTONOSUPPORT; /* the contexts allow AEAD suites only */
+  case NID_aes_128_gcm: t->aead = EVP_aead_aes_128_gcm(); break;
+  case NID_aes_256_gcm: t->aead = EVP_aead_aes_256_gcm(); break;
+  case NID_chacha20_poly1305: t->aead = EVP_aead_chacha20_poly1305(); break;
+  default: return -EPROTONOSUPPORT; /* the contexts allow AEAD suites only */
   }
   t->rd.seq = SSL_get_read_sequence(t->ssl);
   t->wr.seq = SSL_get_write_sequence(t->ssl);
@@ -201,8 +194,9 @@ int rw_tls_rec_start(struct rw_conn *c)
   if (!v13(t))
     return -EPROTONOSUPPORT;
   t->md = EVP_get_digestbynid(SSL_CIPHER_get_prf_nid(cipher));
-  if (!t->md || (t->flags & (TLS_HAVE_READ_SECRET | TLS_HAVE_WRITE_SECRET)) !=
-                    (TLS_HAVE_READ_SECRET | TLS_HAVE_WRITE_SECRET) ||
+  if (!t->md ||
+      (t->flags & (TLS_HAVE_READ_SECRET | TLS_HAVE_WRITE_SECRET)) !=
+          (TLS_HAVE_READ_SECRET | TLS_HAVE_WRITE_SECRET) ||
       t->secret_len != EVP_MD_size(t->md))
     return -EPROTO;
   int rc = keys_from_secret(t, &t->rd, t->rd.secret);
@@ -453,8 +447,8 @@ static void fail(struct rw_conn *c, uint8_t alert, const char *why)
 
 /* Decrypts rec[0, total) in place; returns 0 with the content type and the plaintext, or the
  * alert to send. */
-static int open_record(struct rw_tls_conn *t, uint8_t *rec, size_t total, uint8_t *out_type,
-                       uint8_t **out_p, size_t *out_len)
+static int open_record(struct rw_tls_conn *t, uint8_t *rec, size_t total, uint8_t *out_type, uint8_t **out_p,
+                       size_t *out_len)
 {
   struct tls_keys *k = &t->rd;
   size_t pre = t->explicit_nonce ? 8 : 0, blen = total - TLS_HEADER;

@@ -122,8 +122,8 @@ static int set_alpn(rw_tls *t, const char *const *alpn)
 }
 
 /* Our first preference the client also offers. */
-static int alpn_select(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in,
-                       unsigned in_len, void *arg)
+static int alpn_select(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in, unsigned in_len,
+                       void *arg)
 {
   (void)ssl;
   const rw_tls *t = arg;
@@ -189,8 +189,7 @@ static void install_ops(void)
   atomic_store_explicit(&rw_tls_table, &tls_ops, memory_order_release);
 }
 
-int rw_tls_server_new(const rw_tls_cert *certs, unsigned ncerts, const char *const *alpn,
-                      rw_tls **out_tls)
+int rw_tls_server_new(const rw_tls_cert *certs, unsigned ncerts, const char *const *alpn, rw_tls **out_tls)
 {
   if (!ncerts || ncerts > MAX_CERTS || bio_setup() < 0)
     return -EINVAL;
@@ -335,7 +334,7 @@ static bool handshaken(struct rw_conn *c)
     rw_log_limited(&c->w->tls_log, "tls: cannot take over the negotiated connection (%s, %s): %s",
                    SSL_get_version(t->ssl), SSL_get_cipher_name(t->ssl), strerror(-rc));
     t->flags |= TLS_FAILED | TLS_SHUTDOWN_SENT; /* no keys to seal an alert with */
-    rw_conn_abort(c, rc); /* (what was queued may end in a torn record: dropped) */
+    rw_conn_abort(c, rc);                       /* (what was queued may end in a torn record: dropped) */
     if (done)
       done(NULL, -ECONNABORTED, c->connect_data);
     return false;

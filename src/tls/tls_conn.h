@@ -48,21 +48,21 @@ struct rw_tls_conn {
   uint32_t hs_rec_left;
   uint8_t flags;
   /* After the handshake: the record layer's state. */
-  uint16_t version;           /* TLS1_2_VERSION or TLS1_3_VERSION */
-  bool explicit_nonce;        /* TLS 1.2 AES-GCM: 8 nonce bytes precede each record's body */
+  uint16_t version;    /* TLS1_2_VERSION or TLS1_3_VERSION */
+  bool explicit_nonce; /* TLS 1.2 AES-GCM: 8 nonce bytes precede each record's body */
   const EVP_AEAD *aead;
-  const EVP_MD *md;           /* TLS 1.3: the HKDF hash */
+  const EVP_MD *md; /* TLS 1.3: the HKDF hash */
   uint8_t secret_len;
   struct tls_keys rd, wr;
-  uint32_t part, part_len;    /* a record that crossed receives: a slot of the worker's pool */
-  uint32_t out, out_len;      /* replies of this turn not yet sealed: another slot */
+  uint32_t part, part_len; /* a record that crossed receives: a slot of the worker's pool */
+  uint32_t out, out_len;   /* replies of this turn not yet sealed: another slot */
   /* A post-handshake message in progress across records: its header so far, then (once the
    * header is whole) its type and the body bytes still to come. */
   uint8_t msg_hdr[4], msg_hdr_have;
   uint8_t msg_type;
   uint32_t msg_left;
-  uint8_t empty;              /* records in a row that carried no application data */
-  bool key_update_answered;   /* a KeyUpdate of ours went out after our last application data */
+  uint8_t empty;            /* records in a row that carried no application data */
+  bool key_update_answered; /* a KeyUpdate of ours went out after our last application data */
 };
 
 /* What the core calls, through the table tls.c installs (struct rw_tls_ops, core.h). */
