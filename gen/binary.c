@@ -18,11 +18,6 @@
 
 #include "spec.h"
 
-const char *int_ctype(unsigned width)
-{
-  return width == 1 ? "uint8_t" : width == 2 ? "uint16_t" : width <= 4 ? "uint32_t" : "uint64_t";
-}
-
 static enum num_type int_num(unsigned width)
 {
   return width == 1 ? NUM_U8 : width == 2 ? NUM_U16 : width <= 4 ? NUM_U32 : NUM_U64;
@@ -30,26 +25,10 @@ static enum num_type int_num(unsigned width)
 
 static int add_bin_field(struct spec *s, struct command_decl *c, struct bin_item *b)
 {
-  for (size_t i = 0; i < c->nfields; i++) {
-    if (!strcmp(c->fields[i].name, b->name)) {
-      diag_error(s->src, b->pos, "field '%s' declared twice in command '%s'", b->name, c->name);
-      return -1;
-    }
-  }
-  struct field *f = realloc(c->fields, (c->nfields + 1) * sizeof *f);
-  char *copy = strdup(b->name);
-  if (!f || !copy) {
-    perror("rwgen");
-    exit(1);
-  }
-  c->fields = f;
-  b->field = (int)c->nfields;
-  c->fields[c->nfields++] = (struct field){.name = copy,
-                                           .kind = b->kind == BIN_INT ? FIELD_NUM : FIELD_BYTES,
-                                           .num = b->kind == BIN_INT ? int_num((unsigned)b->len) : NUM_NONE,
-                                           .token = -1,
-                                           .slot = -1};
-  return 0;
+  bool num = b->kind == BIN_INT;
+  b->field = command_add_field(s->src, c, b->name, b->pos, num ? FIELD_NUM : FIELD_BYTES,
+                               num ? int_num((unsigned)b->len) : NUM_NONE, -1);
+  return b->field < 0 ? -1 : 0;
 }
 
 /* Each term of a length names an integer before it, or is a constant. */
@@ -176,10 +155,9 @@ int binary_check(struct spec *s)
 
 /* --- the parser -------------------------------------------------------------------------- */
 
-static void emit_read_int(const struct spec *s, const struct command_decl *c, const struct bin_item *b,
-                          FILE *out)
+static void emit_read_int(const struct command_decl *c, const struct bin_item *b, FILE *out)
 {
-  fprintf(out, "  f->%s = (%s)(", spec_member(b->name), int_ctype((unsigned)b->len));
+  fprintf(out, "  f->%s = (%s)(", spec_member(b->name), num_ctype(c->fields[b->field].num));
   for (size_t k = 0; k < b->len; k++) {
     size_t at = b->off + (b->le ? k : b->len - 1 - k); /* the byte worth 256^k */
     fprintf(out, "%s(uint64_t)buf[%zu]", k ? " | " : "", at);
@@ -187,8 +165,6 @@ static void emit_read_int(const struct spec *s, const struct command_decl *c, co
       fprintf(out, " << %zu", 8 * k);
   }
   fputs(");\n", out);
-  (void)s;
-  (void)c;
 }
 
 /* The part's length into n<i>; a difference below zero jumps to bad. */
@@ -243,7 +219,7 @@ void emit_binary_parser(const struct spec *s, FILE *out)
   fprintf(out, "  if (len < %zuu) {\n    *out_used = 0;\n    return RW_PARSE_MORE;\n  }\n", c->header);
   for (size_t i = 0; i < c->nbin; i++)
     if (c->bin[i].kind == BIN_INT)
-      emit_read_int(s, c, &c->bin[i], out);
+      emit_read_int(c, &c->bin[i], out);
   /* Parts: empty until the frame is whole, so a refusal's handler sees the header only. */
   fputs("  uint64_t total = 0;\n", out);
   for (size_t i = 0; i < c->nbin; i++) {
@@ -267,11 +243,7 @@ void emit_binary_parser(const struct spec *s, FILE *out)
               spec_member(b->name), i, i);
   }
   fputs("  *out_used = at;\n  return ", out);
-  for (const char *q = p; *q; q++)
-    fputc(*q >= 'a' && *q <= 'z' ? *q - 32 : *q, out);
-  fputs("_CMD_", out);
-  for (const char *q = c->name; *q; q++)
-    fputc(*q >= 'a' && *q <= 'z' ? *q - 32 : *q, out);
+  emit_cmd_enum(s, c->name, out);
   fputs(";\n", out);
   bool any_diff = false;
   for (size_t i = 0; i < c->nbin; i++)

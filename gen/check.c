@@ -141,13 +141,12 @@ struct rx_ctx {
   int repeat_depth;
 };
 
-static int add_field(struct rx_ctx *cx, const char *name, struct pos at, enum field_kind kind,
-                     enum num_type num, int token)
+int command_add_field(struct source *src, struct command_decl *c, const char *name, struct pos at,
+                      enum field_kind kind, enum num_type num, int token)
 {
-  struct command_decl *c = cx->cmd;
   for (size_t i = 0; i < c->nfields; i++) {
     if (!strcmp(c->fields[i].name, name)) {
-      diag_error(cx->spec->src, at, "field '%s' captured twice in command '%s'", name, c->name);
+      diag_error(src, at, "field '%s' captured twice in command '%s'", name, c->name);
       return -1;
     }
   }
@@ -160,7 +159,13 @@ static int add_field(struct rx_ctx *cx, const char *name, struct pos at, enum fi
   c->fields = f;
   c->fields[c->nfields++] =
       (struct field){.name = copy, .kind = kind, .num = num, .token = token, .slot = -1};
-  return 0;
+  return (int)c->nfields - 1;
+}
+
+static int add_field(struct rx_ctx *cx, const char *name, struct pos at, enum field_kind kind,
+                     enum num_type num, int token)
+{
+  return command_add_field(cx->spec->src, cx->cmd, name, at, kind, num, token) < 0 ? -1 : 0;
 }
 
 /* The token a capture names (its index), or -1 for a pattern. A capture of a numeric token

@@ -87,7 +87,7 @@ static size_t commands(const struct spec *s, size_t i, struct cmd_view *v)
   return s->ncommands;
 }
 
-static const char *num_ctype(enum num_type t)
+const char *num_ctype(enum num_type t)
 {
   return t == NUM_U8    ? "uint8_t"
          : t == NUM_U16 ? "uint16_t"
@@ -493,7 +493,7 @@ static void emit_raw_parser(const struct spec *s, FILE *out)
           p, p, spec_member(s->raw_name));
 }
 
-static void cmd_enum(const struct spec *s, const char *cmd, FILE *out)
+void emit_cmd_enum(const struct spec *s, const char *cmd, FILE *out)
 {
   upper(out, s->protocol);
   fputs("_CMD_", out);
@@ -846,7 +846,7 @@ static void emit_re2c_rules(const struct spec *s, FILE *out)
     }
     if (c->nsteps && !c->action.present) {
       fputs("      p->cmd = ", out);
-      cmd_enum(s, c->name, out);
+      emit_cmd_enum(s, c->name, out);
       fputs(";\n      p->step = 0;\n      p->pos = (size_t)(cur - buf);\n", out);
       if (has_array(s) || has_fields(s))
         fputs("      p->arr_started = false;\n", out);
@@ -858,7 +858,7 @@ static void emit_re2c_rules(const struct spec *s, FILE *out)
     fputs(c->quiet_field >= 0 && c->action.present ? "      return quiet ? RW_PARSE_SKIP : "
                                                    : "      return ",
           out);
-    cmd_enum(s, c->name, out);
+    emit_cmd_enum(s, c->name, out);
     fputs(";\n    }\n", out);
   }
   fputs("    [^\\n]* \"\\n\" {\n      if (FRAME_TOO_LONG())\n        return RW_PARSE_OVERLONG;\n"
@@ -1104,7 +1104,7 @@ static void emit_cont_status(const struct command_decl *c, const char *status, F
 static void emit_cont_command(const struct spec *s, const struct command_decl *c, FILE *out)
 {
   fputs("  case ", out);
-  cmd_enum(s, c->name, out);
+  emit_cmd_enum(s, c->name, out);
   fputs(":\n    switch (p->step) {\n", out);
   for (size_t k = 0; k < c->nsteps; k++) {
     const struct step *st = &c->steps[k];
@@ -1212,7 +1212,7 @@ static void emit_cont_command(const struct spec *s, const struct command_decl *c
               fd->slot, fd->slot, fd->slot);
   }
   fputs("    *out_used = p->pos;\n    p->cmd = -1;\n    return ", out);
-  cmd_enum(s, c->name, out);
+  emit_cmd_enum(s, c->name, out);
   fputs(";\n", out);
 }
 

@@ -264,6 +264,9 @@ struct spec {
 int spec_parse(struct source *src, struct spec *out_spec);
 /* Semantic checks (names, references, captures, limits); 0 or -1 with diagnostics. */
 int spec_check(struct spec *spec);
+/* Adds field `name` to command `c`: its index, or -1 after reporting a field named twice. */
+int command_add_field(struct source *src, struct command_decl *c, const char *name, struct pos at,
+                      enum field_kind kind, enum num_type num, int token);
 /* The checks of a binary spec (gen/binary.c): fields, lengths, the integer table. */
 int binary_check(struct spec *spec);
 void spec_free(struct spec *spec);
@@ -277,8 +280,9 @@ int emit_dot(const struct spec *spec, FILE *out);
 void emit_binary_parser(const struct spec *spec, FILE *out);
 void emit_binary_table(const struct spec *spec, FILE *out);
 void emit_binary_dot(const struct spec *spec, FILE *out); /* after emit_dot's first lines */
-/* The C type of an integer `width` bytes wide, and of a field. */
-const char *int_ctype(unsigned width);
+/* gen/emit.c's helpers that gen/binary.c shares: a number's C type, a command's enum name. */
+const char *num_ctype(enum num_type t);
+void emit_cmd_enum(const struct spec *spec, const char *cmd, FILE *out);
 
 const struct token_decl *spec_find_token(const struct spec *spec, const char *name);
 /* The bytes a class `[...]` (as written) stands for, one bit each. */
