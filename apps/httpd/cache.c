@@ -3,7 +3,10 @@
  * RESOLVE_BENEATH: no "..", no absolute symlink, no symlink that leaves the root) whenever its
  * entry is more than a second old, so a changed file is seen within a second and a file swapped
  * for a symlink out of the root stops being served. When the arena or the table is full the
- * whole cache is emptied and refills: simple, bounded, and a hot set that fits stays hot. */
+ * whole cache is emptied and refills: simple, bounded, and a hot set that fits stays hot.
+ * Lookups that may remember an absence (precompressed siblings, asked for on every request for
+ * a file) keep a path-only entry, revalidated like the others, so a missing sibling costs no
+ * system call. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -20,8 +23,9 @@
 struct entry {
   uint32_t hash, path_len;
   uint64_t path_off, data_off, size;
-  time_t mtime;
+  struct httpd_identity id;
   int64_t checked_ms;
+  bool absent; /* the path names no regular file */
 };
 
 struct httpd_cache {
@@ -92,17 +96,26 @@ static void cache_clear(struct httpd_cache *c)
 }
 
 /* Reads `fd` into the cache under `path`; NULL if it does not fit (or changed size meanwhile). */
+static struct httpd_identity identity(const struct stat *st)
+{
+  return (struct httpd_identity){.dev = (uint64_t)st->st_dev,
+                                 .ino = (uint64_t)st->st_ino,
+                                 .mtime = st->st_mtim.tv_sec,
+                                 .mtime_ns = (uint32_t)st->st_mtim.tv_nsec};
+}
+
+/* Reads `fd` into the cache under `path` (with st NULL: remembers that the path is absent);
+ * NULL if it does not fit (or changed size meanwhile). */
 static struct entry *insert(struct httpd_cache *c, const char *path, size_t n, uint32_t h, int fd,
                             const struct stat *st, int64_t now_ms)
 {
-  uint64_t need = n + (uint64_t)st->st_size;
+  uint64_t size = st ? (uint64_t)st->st_size : 0, need = n + size;
   if (need > c->arena_size)
     return NULL;
   if (c->used + need > c->arena_size || c->count + 1 > (c->mask + 1) / 2)
     cache_clear(c);
   uint8_t *at = c->arena + c->used;
-  ssize_t got = pread(fd, at + n, (size_t)st->st_size, 0);
-  if (got != st->st_size)
+  if (st && pread(fd, at + n, (size_t)size, 0) != (ssize_t)size)
     return NULL;
   memcpy(at, path, n);
   uint32_t i = h & c->mask;
@@ -113,32 +126,59 @@ static struct entry *insert(struct httpd_cache *c, const char *path, size_t n, u
                       .path_len = (uint32_t)n,
                       .path_off = c->used,
                       .data_off = c->used + n,
-                      .size = (uint64_t)st->st_size,
-                      .mtime = st->st_mtime,
-                      .checked_ms = now_ms};
+                      .size = size,
+                      .id = st ? identity(st) : (struct httpd_identity){0},
+                      .checked_ms = now_ms,
+                      .absent = !st};
   c->used += need;
   c->count++;
   return e;
 }
 
-int httpd_open(struct httpd_cache *c, const char *path, int64_t now_ms, struct httpd_file *out)
+static void from_entry(const struct httpd_cache *c, const struct entry *e, struct httpd_file *out)
+{
+  *out = (struct httpd_file){.fd = -1, .data = c->arena + e->data_off, .size = e->size, .id = e->id};
+}
+
+static bool same_file(const struct entry *e, const struct stat *st)
+{
+  struct httpd_identity id = identity(st);
+  return !e->absent && e->size == (uint64_t)st->st_size && !memcmp(&e->id, &id, sizeof id);
+}
+
+int httpd_open(struct httpd_cache *c, const char *path, int64_t now_ms, bool remember_absent,
+               struct httpd_file *out)
 {
   size_t n = strlen(path);
   uint32_t h = hash_path(path, n);
   struct entry *e = lookup(c, path, n, h);
   if (e && now_ms - e->checked_ms < REVALIDATE_MS) {
-    *out = (struct httpd_file){.fd = -1, .data = c->arena + e->data_off, .size = e->size, .mtime = e->mtime};
+    if (e->absent)
+      return -ENOENT;
+    from_entry(c, e, out);
     return 0;
   }
   int fd = open_beneath(path);
-  if (fd < 0)
-    return fd; /* a stale entry stays until the cache is cleared: it is unreachable meanwhile */
   struct stat st;
-  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return -ENOENT;
+  if (fd >= 0) {
+    int kind = fstat(fd, &st) < 0    ? -ENOENT
+               : S_ISREG(st.st_mode) ? 0
+               : S_ISDIR(st.st_mode) ? -EISDIR
+                                     : -ENOENT;
+    if (kind) {
+      close(fd);
+      fd = kind;
+    }
   }
-  if (e && e->size == (uint64_t)st.st_size && e->mtime == st.st_mtime) {
+  if (fd < 0) {
+    if (e && e->absent)
+      e->checked_ms = now_ms;
+    else if (remember_absent && fd == -ENOENT)
+      insert(c, path, n, h, -1, NULL, now_ms);
+    /* (a stale entry of a file stays until the cache is cleared: it is unreachable meanwhile) */
+    return fd;
+  }
+  if (e && same_file(e, &st)) {
     e->checked_ms = now_ms;
   } else if ((uint64_t)st.st_size <= httpd.cache_file_max) {
     if (e)
@@ -149,9 +189,9 @@ int httpd_open(struct httpd_cache *c, const char *path, int64_t now_ms, struct h
   }
   if (e) {
     close(fd);
-    *out = (struct httpd_file){.fd = -1, .data = c->arena + e->data_off, .size = e->size, .mtime = e->mtime};
+    from_entry(c, e, out);
   } else {
-    *out = (struct httpd_file){.fd = fd, .size = (uint64_t)st.st_size, .mtime = st.st_mtime};
+    *out = (struct httpd_file){.fd = fd, .size = (uint64_t)st.st_size, .id = identity(&st)};
   }
   return 0;
 }

@@ -19,6 +19,7 @@ struct httpd_config {
   uint64_t cache_bytes;    /* per worker */
   uint64_t cache_file_max; /* larger files stream from disk */
   unsigned workers;
+  const char *headers; /* --header lines, each ending in \r\n ("" when none) */
 };
 
 extern struct httpd_config httpd;
@@ -31,20 +32,69 @@ int httpd_normalise(rw_span target, char out_path[HTTPD_PATH_MAX]);
 /* The Content-Type for a path, by its extension. */
 const char *httpd_mime(const char *path);
 
+/* Where a percent-encoded copy of a path (for a Location) fits: every byte may take three. */
+#define HTTPD_LOCATION_MAX (3 * HTTPD_PATH_MAX + 2)
+/* Writes "/path/" percent-encoded where a URI needs it into out; returns its length. */
+size_t httpd_dir_location(const char *path, char out[HTTPD_LOCATION_MAX]);
+
+/* What tells one version of a file from another: the ETag and Last-Modified come from it. */
+struct httpd_identity {
+  uint64_t dev, ino;
+  time_t mtime;
+  uint32_t mtime_ns;
+};
+
 /* A file as served: its bytes (cached) or its descriptor (streamed). */
 struct httpd_file {
   int fd;              /* -1 when cached */
   const uint8_t *data; /* cached bytes, valid until the worker's next cache call */
   uint64_t size;
-  time_t mtime;
+  struct httpd_identity id;
 };
 
 /* Per-worker cache of small files, validated against the file (reopened beneath the root)
  * at most once a second. Opens `path` beneath the root: 0 with the file, -ENOENT (404),
- * -EACCES (403), or another -errno. The caller closes out->fd when it is not -1. */
+ * -EISDIR (a directory), -EACCES (403), or another -errno. With `remember_absent`, a missing
+ * file is remembered as missing for the same second. The caller closes out->fd when it is not
+ * -1. */
 struct httpd_cache;
 int httpd_cache_create(uint64_t bytes, struct httpd_cache **out_cache);
-int httpd_open(struct httpd_cache *cache, const char *path, int64_t now_ms, struct httpd_file *out);
+int httpd_open(struct httpd_cache *cache, const char *path, int64_t now_ms, bool remember_absent,
+               struct httpd_file *out);
+
+/* The strong entity tag of a file version, quotes included. */
+#define HTTPD_ETAG_MAX 72
+void httpd_etag(const struct httpd_identity *id, uint64_t size, char out[HTTPD_ETAG_MAX]);
+
+/* RFC 9110 13.2.2's preconditions for a GET or HEAD of a file with `etag` and `mtime`, in its
+ * order: If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since. */
+enum httpd_precondition { HTTPD_SERVE, HTTPD_NOT_MODIFIED, HTTPD_PRECONDITION_FAILED };
+enum httpd_precondition httpd_preconditions(const rw_list *headers, const char *etag, time_t mtime,
+                                            time_t now);
+/* Whether a Range applies: no If-Range, or one naming this version (strongly). */
+bool httpd_if_range(const rw_list *headers, const char *etag, time_t mtime);
+
+/* The byte ranges of a Range header, satisfiable ones only, in the order asked. */
+#define HTTPD_RANGES_MAX 16
+struct httpd_range {
+  uint64_t off, len;
+};
+struct httpd_ranges {
+  unsigned count;
+  struct httpd_range r[HTTPD_RANGES_MAX];
+};
+/* Parses `value` against a representation of `size` bytes: 1 with the ranges to send, 0 when
+ * the whole representation is sent instead (no valid "bytes=" set, more than HTTPD_RANGES_MAX,
+ * or more bytes asked than the file holds), -ERANGE when none is satisfiable (416). */
+int httpd_parse_ranges(rw_span value, uint64_t size, struct httpd_ranges *out);
+
+/* Precompressed siblings, in the order preferred at equal q: ".br" then ".gz". */
+enum httpd_coding { HTTPD_IDENTITY, HTTPD_BR, HTTPD_GZIP, HTTPD_CODINGS };
+extern const char *const httpd_coding_suffix[HTTPD_CODINGS];
+extern const char *const httpd_coding_name[HTTPD_CODINGS];
+/* The q-value (0 to 1000) an Accept-Encoding value gives a coding: listed, else "*", else 0
+ * (identity: 1000 unless refused). */
+unsigned httpd_coding_q(rw_span accept, enum httpd_coding coding);
 
 /* The request handler, and the bytes of per-connection state it needs (rw_conn_user). */
 extern const struct http1_handlers httpd_handlers;
@@ -54,7 +104,45 @@ void httpd_worker_init(unsigned nworkers, struct httpd_cache **caches);
 
 /* IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), 29 bytes and a NUL. */
 void httpd_format_date(time_t t, char out[30]);
-/* The same parsed; -1 if it is not one. */
+/* An HTTP-date in any of its three forms (IMF-fixdate, RFC 850, asctime); -1 if it is none. */
 time_t httpd_parse_date(rw_span s);
+
+/* A response's head (request.c): the status line and headers, the file's validators among them. */
+struct httpd_response {
+  int status;
+  const char *reason;
+  const char *type;          /* NULL: no Content-Type */
+  uint64_t length;           /* Content-Length */
+  const char *extra;         /* more header lines, each ending in \r\n */
+  time_t mtime;              /* 0: no Last-Modified */
+  const char *etag;          /* NULL: none */
+  const char *encoding;      /* Content-Encoding; NULL: none */
+  const char *content_range; /* "bytes a-b/len" or "bytes * /len"; NULL: none */
+  bool ranges;               /* Accept-Ranges: bytes */
+  bool vary;                 /* Vary: Accept-Encoding */
+  bool keep_alive, http10;
+};
+/* The head fits HTTPD_HEAD_MAX bytes with every --header and an `extra` of HTTPD_EXTRA_MAX (a
+ * Location with a query from a request line of at most 8 KiB). */
+#define HTTPD_HEADERS_MAX 2048
+#define HTTPD_EXTRA_MAX (HTTPD_LOCATION_MAX + 8192 + 16)
+#define HTTPD_HEAD_MAX (1024 + HTTPD_HEADERS_MAX + HTTPD_EXTRA_MAX)
+size_t httpd_format_head(const struct httpd_response *r, char *out, size_t cap);
+/* An error or bodiless status with a short text body (none for HEAD or 304). */
+int httpd_reply_status(rw_conn *c, struct httpd_response *r, bool head);
+/* Serves `path` (serve.c): the file, a range of it, 304, 412, 416, 301 for a directory, or an
+ * error status. `target` is the request's, for the redirect's query. */
+int httpd_serve(rw_conn *c, struct httpd_response *r, const char *path, rw_span target,
+                const rw_list *headers, bool head, bool get);
+/* Per connection (rw_conn_user): the file being streamed, and what is left of a multipart. */
+struct httpd_stream {
+  int fd;
+  bool close_after;
+  unsigned next, count; /* the next range to send, of count */
+  uint64_t size;
+  const char *type;
+  char boundary[24];
+  struct httpd_range r[HTTPD_RANGES_MAX];
+};
 
 #endif

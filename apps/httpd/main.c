@@ -23,7 +23,45 @@ static const char usage[] =
     "  --cache BYTES          per worker, bytes of small files kept in memory (default 16m; 0: none)\n"
     "  --cache-file-max BYTES larger files are read from disk as they are sent (default 256k)\n"
     "  --tls-listen HOST:PORT serve HTTPS here too (repeatable; needs --tls-cert, --tls-key; ALPN "
-    "http/1.1)\n";
+    "http/1.1)\n"
+    "  --header NAME:VALUE    add this header to every response (repeatable; e.g. "
+    "Strict-Transport-Security)\n";
+
+static char extra_headers[HTTPD_HEADERS_MAX];
+
+/* Checks NAME:VALUE (NAME a token, VALUE without control bytes) and appends "NAME: VALUE\r\n". */
+static int add_header(const char *arg)
+{
+  static const char tchar[] = "!#$%&'*+-.^_`|~";
+  const char *colon = strchr(arg, ':');
+  size_t name = colon ? (size_t)(colon - arg) : 0;
+  for (size_t i = 0; i < name; i++)
+    if (!((arg[i] >= 'a' && arg[i] <= 'z') || (arg[i] >= 'A' && arg[i] <= 'Z') ||
+          (arg[i] >= '0' && arg[i] <= '9') || strchr(tchar, arg[i])))
+      name = 0;
+  const char *v = colon ? colon + 1 : "";
+  while (*v == ' ' || *v == '\t')
+    v++;
+  size_t vlen = strlen(v);
+  while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+    vlen--;
+  for (size_t i = 0; i < vlen; i++)
+    if ((unsigned char)v[i] < 0x20 ? v[i] != '\t' : v[i] == 0x7f)
+      name = 0;
+  if (!name) {
+    fprintf(stderr,
+            "httpd: --header takes NAME:VALUE (a token, then a value without control bytes), not '%s'\n",
+            arg);
+    return -1;
+  }
+  size_t used = strlen(extra_headers);
+  if (used + name + vlen + 5 > sizeof extra_headers) {
+    fprintf(stderr, "httpd: --header: at most %d bytes of headers in all\n", HTTPD_HEADERS_MAX - 1);
+    return -1;
+  }
+  snprintf(extra_headers + used, sizeof extra_headers - used, "%.*s: %.*s\r\n", (int)name, arg, (int)vlen, v);
+  return 0;
+}
 
 static int parse_opt(const char *flag, const char *val, void *data)
 {
@@ -32,13 +70,16 @@ static int parse_opt(const char *flag, const char *val, void *data)
                    : !strcmp(flag, "--cache")          ? &o->cache
                    : !strcmp(flag, "--cache-file-max") ? &o->cache_file_max
                                                        : NULL;
-  if (!size && strcmp(flag, "--root") && strcmp(flag, "--tls-listen"))
+  if (!size && strcmp(flag, "--root") && strcmp(flag, "--tls-listen") && strcmp(flag, "--header"))
     return 0;
   if (!val) {
     fprintf(stderr, "httpd: %s needs a value\n", flag);
     return -1;
   }
-  if (!strcmp(flag, "--tls-listen")) {
+  if (!strcmp(flag, "--header")) {
+    if (add_header(val) < 0)
+      return -1;
+  } else if (!strcmp(flag, "--tls-listen")) {
     if (o->ntls == sizeof o->tls_listen / sizeof *o->tls_listen) {
       fprintf(stderr, "httpd: at most 4 --tls-listen addresses\n");
       return -1;
@@ -73,6 +114,7 @@ int main(int argc, char **argv)
     return 1;
   }
   httpd.max_body = o.max_body;
+  httpd.headers = extra_headers;
   httpd.cache_bytes = o.cache;
   httpd.cache_file_max = o.cache_file_max < o.cache ? o.cache_file_max : o.cache;
   cli.cfg.conn_user_size = (uint32_t)httpd_conn_size;

@@ -1,4 +1,4 @@
-/* Request targets to file paths, content types, and HTTP dates. */
+/* Request targets to file paths, and paths back to URIs. */
 #include <errno.h>
 #include <string.h>
 #include <strings.h>
@@ -86,108 +86,29 @@ int httpd_normalise(rw_span target, char out_path[HTTPD_PATH_MAX])
   return 0;
 }
 
-const char *httpd_mime(const char *path)
+/* RFC 3986's pchar without '%' (and '/', which separates segments): what a Location may hold
+ * unencoded. */
+static bool uri_safe(uint8_t ch)
 {
-  static const struct {
-    const char *ext, *type;
-  } types[] = {
-      {"html", "text/html; charset=utf-8"},
-      {"htm", "text/html; charset=utf-8"},
-      {"css", "text/css; charset=utf-8"},
-      {"js", "text/javascript; charset=utf-8"},
-      {"mjs", "text/javascript; charset=utf-8"},
-      {"json", "application/json"},
-      {"txt", "text/plain; charset=utf-8"},
-      {"xml", "application/xml"},
-      {"svg", "image/svg+xml"},
-      {"png", "image/png"},
-      {"jpg", "image/jpeg"},
-      {"jpeg", "image/jpeg"},
-      {"gif", "image/gif"},
-      {"webp", "image/webp"},
-      {"ico", "image/x-icon"},
-      {"wasm", "application/wasm"},
-      {"pdf", "application/pdf"},
-      {"woff", "font/woff"},
-      {"woff2", "font/woff2"},
-      {"mp4", "video/mp4"},
-      {"gz", "application/gzip"},
-  };
-  const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
-  if (dot && (!slash || dot > slash))
-    for (size_t i = 0; i < sizeof types / sizeof *types; i++)
-      if (!strcasecmp(dot + 1, types[i].ext))
-        return types[i].type;
-  return "application/octet-stream";
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+         (ch && strchr("-._~!$&'()*+,;=:@/", ch));
 }
 
-static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-
-void httpd_format_date(time_t t, char out[30])
+size_t httpd_dir_location(const char *path, char out[HTTPD_LOCATION_MAX])
 {
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  /* By hand: strftime's %a and %b follow the locale. */
-  static const char digits[] = "0123456789";
-  char *p = out;
-  memcpy(p, days[tm.tm_wday], 3);
-  p += 3;
-  *p++ = ',';
-  *p++ = ' ';
-  *p++ = digits[tm.tm_mday / 10];
-  *p++ = digits[tm.tm_mday % 10];
-  *p++ = ' ';
-  memcpy(p, months[tm.tm_mon], 3);
-  p += 3;
-  *p++ = ' ';
-  int y = tm.tm_year + 1900;
-  *p++ = digits[y / 1000 % 10];
-  *p++ = digits[y / 100 % 10];
-  *p++ = digits[y / 10 % 10];
-  *p++ = digits[y % 10];
-  *p++ = ' ';
-  *p++ = digits[tm.tm_hour / 10];
-  *p++ = digits[tm.tm_hour % 10];
-  *p++ = ':';
-  *p++ = digits[tm.tm_min / 10];
-  *p++ = digits[tm.tm_min % 10];
-  *p++ = ':';
-  *p++ = digits[tm.tm_sec / 10];
-  *p++ = digits[tm.tm_sec % 10];
-  memcpy(p, " GMT", 5);
-}
-
-static int num(const uint8_t *p, int n)
-{
-  int v = 0;
-  for (int i = 0; i < n; i++) {
-    if (p[i] < '0' || p[i] > '9')
-      return -1;
-    v = v * 10 + (p[i] - '0');
+  static const char hex[] = "0123456789ABCDEF";
+  /* Built from the normalised path, not the target: "//host" must not become a redirect away. */
+  size_t n = 0;
+  out[n++] = '/';
+  for (const uint8_t *p = (const uint8_t *)path; *p; p++) {
+    if (uri_safe(*p)) {
+      out[n++] = (char)*p;
+    } else {
+      out[n++] = '%';
+      out[n++] = hex[*p >> 4];
+      out[n++] = hex[*p & 15];
+    }
   }
-  return v;
-}
-
-time_t httpd_parse_date(rw_span s)
-{
-  /* "Sun, 06 Nov 1994 08:49:37 GMT": the one format servers send (RFC 9110 5.6.7). */
-  const uint8_t *p = s.p;
-  if (s.len != 29 || p[3] != ',' || p[4] != ' ' || p[7] != ' ' || p[11] != ' ' || p[16] != ' ' ||
-      p[19] != ':' || p[22] != ':' || memcmp(p + 25, " GMT", 4))
-    return -1;
-  struct tm tm = {0};
-  tm.tm_mday = num(p + 5, 2);
-  tm.tm_year = num(p + 12, 4) - 1900;
-  tm.tm_hour = num(p + 17, 2);
-  tm.tm_min = num(p + 20, 2);
-  tm.tm_sec = num(p + 23, 2);
-  tm.tm_mon = -1;
-  for (int i = 0; i < 12; i++)
-    if (!memcmp(p + 8, months[i], 3))
-      tm.tm_mon = i;
-  if (tm.tm_mday < 1 || tm.tm_year < 70 || tm.tm_hour < 0 || tm.tm_min < 0 || tm.tm_sec < 0 || tm.tm_mon < 0)
-    return -1;
-  return timegm(&tm);
+  out[n++] = '/';
+  return n;
 }

@@ -1,6 +1,7 @@
 /* httpd's one handler: a parsed request (spec/http1.rw has framed it, body included, and
  * refused the malformed and the smuggling shapes) becomes a file, a 304, or an error status. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -8,20 +9,6 @@
 #include <unistd.h>
 
 #include "httpd.h"
-
-static struct httpd_cache **caches; /* [worker] */
-
-void httpd_worker_init(unsigned nworkers, struct httpd_cache **per_worker)
-{
-  (void)nworkers;
-  caches = per_worker;
-}
-
-/* Per connection (rw_conn_user): the file being streamed. */
-struct stream {
-  int fd;
-  bool close_after;
-};
 
 static bool span_eq(rw_span s, const char *lit)
 {
@@ -48,48 +35,59 @@ static bool connection_has(const rw_list *headers, const char *token)
   return false;
 }
 
-struct response {
-  int status;
-  const char *reason;
-  const char *type;  /* NULL: no Content-Type */
-  uint64_t length;   /* Content-Length */
-  const char *extra; /* more header lines, each ending in \r\n */
-  time_t mtime;      /* 0: no Last-Modified */
-  bool keep_alive, http10;
-};
+/* Appends to out[*n..cap) what fits (a head never outgrows HTTPD_HEAD_MAX; this only makes
+ * sure that a mistake truncates instead of overflowing). */
+static void add(char *out, size_t cap, size_t *n, const char *fmt, ...)
+{
+  if (*n >= cap)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  int k = vsnprintf(out + *n, cap - *n, fmt, ap);
+  va_end(ap);
+  *n = k < 0 ? *n : *n + (size_t)k < cap ? *n + (size_t)k : cap - 1;
+}
 
-/* The status line and headers into `out` (at least 512 bytes); returns their length. */
-static size_t format_head(const struct response *r, char *out, size_t cap)
+size_t httpd_format_head(const struct httpd_response *r, char *out, size_t cap)
 {
   char date[30], modified[30];
   httpd_format_date(time(NULL), date);
-  int n = snprintf(out, cap, "HTTP/1.1 %d %s\r\nServer: ringwright-httpd\r\nDate: %s\r\n", r->status,
-                   r->reason, date);
+  size_t n = 0;
+  add(out, cap, &n, "HTTP/1.1 %d %s\r\nServer: ringwright-httpd\r\nDate: %s\r\n", r->status, r->reason, date);
   if (r->type)
-    n += snprintf(out + n, cap - (size_t)n, "Content-Type: %s\r\n", r->type);
+    add(out, cap, &n, "Content-Type: %s\r\n", r->type);
   if (r->status != 304)
-    n += snprintf(out + n, cap - (size_t)n, "Content-Length: %llu\r\n", (unsigned long long)r->length);
+    add(out, cap, &n, "Content-Length: %llu\r\n", (unsigned long long)r->length);
+  if (r->content_range)
+    add(out, cap, &n, "Content-Range: %s\r\n", r->content_range);
+  if (r->encoding)
+    add(out, cap, &n, "Content-Encoding: %s\r\n", r->encoding);
   if (r->mtime) {
     httpd_format_date(r->mtime, modified);
-    n += snprintf(out + n, cap - (size_t)n, "Last-Modified: %s\r\n", modified);
+    add(out, cap, &n, "Last-Modified: %s\r\n", modified);
   }
+  if (r->etag)
+    add(out, cap, &n, "ETag: %s\r\n", r->etag);
+  if (r->ranges)
+    add(out, cap, &n, "Accept-Ranges: bytes\r\n");
+  if (r->vary)
+    add(out, cap, &n, "Vary: Accept-Encoding\r\n");
   if (!r->keep_alive)
-    n += snprintf(out + n, cap - (size_t)n, "Connection: close\r\n");
+    add(out, cap, &n, "Connection: close\r\n");
   else if (r->http10)
-    n += snprintf(out + n, cap - (size_t)n, "Connection: keep-alive\r\n");
-  n += snprintf(out + n, cap - (size_t)n, "%s\r\n", r->extra ? r->extra : "");
-  return (size_t)n;
+    add(out, cap, &n, "Connection: keep-alive\r\n");
+  add(out, cap, &n, "%s%s\r\n", httpd.headers ? httpd.headers : "", r->extra ? r->extra : "");
+  return n;
 }
 
-/* An error or bodiless status: a short text body says what happened (none for HEAD). */
-static int reply_status(rw_conn *c, struct response *r, bool head)
+int httpd_reply_status(rw_conn *c, struct httpd_response *r, bool head)
 {
   char body[64];
   int blen = r->status == 304 ? 0 : snprintf(body, sizeof body, "%d %s\n", r->status, r->reason);
   r->type = blen ? "text/plain; charset=utf-8" : NULL;
   r->length = (uint64_t)blen;
-  char buf[768];
-  size_t n = format_head(r, buf, sizeof buf);
+  char buf[HTTPD_HEAD_MAX];
+  size_t n = httpd_format_head(r, buf, sizeof buf);
   struct iovec iov[2] = {{buf, n}, {body, head ? 0 : (size_t)blen}};
   int rc = rw_conn_writev(c, iov, 2);
   if (!r->keep_alive)
@@ -97,74 +95,10 @@ static int reply_status(rw_conn *c, struct response *r, bool head)
   return rc;
 }
 
-/* rw_conn_send_file() is done (or the connection went first). */
-static void file_sent(rw_conn *c, int err, void *data)
-{
-  (void)data;
-  struct stream *s = rw_conn_user(c);
-  close(s->fd);
-  s->fd = -1;
-  if (!err && s->close_after)
-    rw_conn_close(c);
-}
-
-static int serve_file(rw_conn *c, struct response *r, const char *path, const rw_list *headers, bool head)
-{
-  struct httpd_file f;
-  int rc = httpd_open(caches[rw_worker_id(rw_conn_worker(c))], path, rw_worker_now_ms(rw_conn_worker(c)), &f);
-  if (rc < 0) {
-    r->status = rc == -EACCES ? 403 : 404;
-    r->reason = rc == -EACCES ? "Forbidden" : "Not Found";
-    return reply_status(c, r, head);
-  }
-  rw_span ims;
-  time_t since;
-  if (rw_list_field(headers, "if-modified-since", &ims) && (since = httpd_parse_date(ims)) >= 0 &&
-      f.mtime <= since) {
-    if (f.fd >= 0)
-      close(f.fd);
-    r->status = 304;
-    r->reason = "Not Modified";
-    r->mtime = f.mtime;
-    return reply_status(c, r, true);
-  }
-  r->status = 200;
-  r->reason = "OK";
-  r->type = httpd_mime(path);
-  r->length = f.size;
-  r->mtime = f.mtime;
-  char buf[768];
-  size_t n = format_head(r, buf, sizeof buf);
-  if (head || f.fd < 0) {
-    if (f.fd >= 0)
-      close(f.fd);
-    struct iovec iov[2] = {{buf, n}, {(void *)f.data, head ? 0 : f.size}};
-    rc = rw_conn_writev(c, iov, 2);
-    if (!r->keep_alive)
-      rw_conn_close(c);
-    return rc;
-  }
-  /* Large: the head now, the bytes as the connection drains. */
-  rc = rw_conn_write(c, buf, n);
-  if (rc < 0) {
-    close(f.fd);
-    return rc;
-  }
-  struct stream *s = rw_conn_user(c);
-  *s = (struct stream){.fd = f.fd, .close_after = !r->keep_alive};
-  /* Read off the loop (io_uring reads, or the thread pool under epoll), plain or TLS. */
-  rc = rw_conn_send_file(c, f.fd, 0, f.size, file_sent, NULL);
-  if (rc < 0) {
-    close(f.fd);
-    s->fd = -1;
-  }
-  return rc;
-}
-
 static int on_request(rw_conn *c, const struct http1_request *m)
 {
   bool http10 = m->minor.p[0] == '0';
-  struct response r = {.http10 = http10};
+  struct httpd_response r = {.http10 = http10};
   r.keep_alive = http10 ? connection_has(&m->headers, "keep-alive") : !connection_has(&m->headers, "close");
   bool head = span_eq(m->method, "HEAD");
   /* HTTP/1.1 requires one Host, whatever the method: a request without one, or with two, is
@@ -173,26 +107,26 @@ static int on_request(rw_conn *c, const struct http1_request *m)
   unsigned hosts = rw_list_field(&m->headers, "host", &host);
   if ((!http10 && hosts == 0) || hosts > 1) {
     r.status = 400, r.reason = "Bad Request", r.keep_alive = false;
-    return reply_status(c, &r, head);
+    return httpd_reply_status(c, &r, head);
   }
   uint64_t body = 0;
   for (uint32_t i = 0; i < m->body.count; i++)
     body += rw_list_at(&m->body, i).len;
   if (body > httpd.max_body) {
     r.status = 413, r.reason = "Content Too Large", r.keep_alive = false;
-    return reply_status(c, &r, head);
+    return httpd_reply_status(c, &r, head);
   }
   if (!head && !span_eq(m->method, "GET")) {
     r.status = 405, r.reason = "Method Not Allowed", r.extra = "Allow: GET, HEAD\r\n";
-    return reply_status(c, &r, false);
+    return httpd_reply_status(c, &r, false);
   }
   char path[HTTPD_PATH_MAX];
   if (httpd_normalise(m->target, path) < 0) {
     r.status = 400, r.reason = "Bad Request", r.keep_alive = false;
-    return reply_status(c, &r, head);
+    return httpd_reply_status(c, &r, head);
   }
-  return serve_file(c, &r, path, &m->headers, head);
+  return httpd_serve(c, &r, path, m->target, &m->headers, head, !head);
 }
 
 const struct http1_handlers httpd_handlers = {.request = on_request};
-const size_t httpd_conn_size = sizeof(struct stream);
+const size_t httpd_conn_size = sizeof(struct httpd_stream);
