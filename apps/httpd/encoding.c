@@ -58,5 +58,5 @@ unsigned httpd_coding_q(rw_span v, enum httpd_coding coding)
     return (unsigned)listed;
   if (star >= 0)
     return (unsigned)star;
-  return coding == HTTPD_IDENTITY ? 1000 : 0;
+  return coding == HTTPD_IDENTITY ? 1 : 0; /* acceptable unless refused, but preferred to none */
 }

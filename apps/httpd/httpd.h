@@ -93,7 +93,7 @@ enum httpd_coding { HTTPD_IDENTITY, HTTPD_BR, HTTPD_GZIP, HTTPD_CODINGS };
 extern const char *const httpd_coding_suffix[HTTPD_CODINGS];
 extern const char *const httpd_coding_name[HTTPD_CODINGS];
 /* The q-value (0 to 1000) an Accept-Encoding value gives a coding: listed, else "*", else 0
- * (identity: 1000 unless refused). */
+ * (identity: 1, acceptable but preferred to no listed coding, RFC 9110 12.5.3). */
 unsigned httpd_coding_q(rw_span accept, enum httpd_coding coding);
 
 /* The request handler, and the bytes of per-connection state it needs (rw_conn_user). */

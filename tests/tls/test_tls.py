@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "httpd"))
 from rwtest import MALLOC_COUNT, Server  # noqa: E402
-from test_httpd import closed, read_response  # noqa: E402
+from test_httpd import closed, multipart, read_response  # noqa: E402
 from test_kvd import Reader, mcb, mcb_parse, resp_cmd  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402  (python3-cryptography)
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305  # noqa: E402
@@ -176,6 +176,34 @@ class Https(unittest.TestCase):
                              input=b"", capture_output=True, timeout=30).stdout
         self.assertIn(b"ALPN protocol: http/1.1", out)
         self.assertIn(b"Verify return code: 0 (ok)", out)
+
+    def test_ranges_over_tls(self):
+        """Ranges of a streamed file over TLS: one, several (multipart, each part read off the
+        loop and sealed), a 416, and curl -C - resuming a partial download."""
+        base, ca = f"https://localhost:{self.port}", os.path.join(CERTS.name, "ca.crt")
+        big = self.big
+        out = subprocess.run(["curl", "-sS", "--cacert", ca, "-r", "1000-300000", f"{base}/big.bin"],
+                             capture_output=True, timeout=30)
+        self.assertEqual(out.stdout, big[1000:300001], out.stderr)
+        out = subprocess.run(["curl", "-sS", "--cacert", ca, "-D", "-", "-r", "0-9,100000-200000,-20",
+                              f"{base}/big.bin"], capture_output=True, timeout=30)
+        head, body = out.stdout.split(b"\r\n\r\n", 1)
+        headers = dict(line.split(": ", 1) for line in head.decode().lower().split("\r\n")[1:])
+        self.assertEqual(int(headers["content-length"]), len(body))
+        headers["content-type"] = head.decode().split("Content-Type: ")[1].split("\r\n")[0]
+        self.assertEqual([p[2] for p in multipart(headers, body)], [big[:10], big[100000:200001], big[-20:]])
+        out = subprocess.run(["curl", "-sS", "--cacert", ca, "-o", "/dev/null", "-w", "%{http_code}", "-r",
+                              f"{len(big)}-", f"{base}/big.bin"], capture_output=True, timeout=30)
+        self.assertEqual(out.stdout, b"416")
+        with tempfile.TemporaryDirectory() as d:
+            dest = os.path.join(d, "big.bin")
+            with open(dest, "wb") as f:
+                f.write(big[:12345])
+            out = subprocess.run(["curl", "-sS", "--cacert", ca, "-C", "-", "-o", dest, "-w", "%{http_code}",
+                                  f"{base}/big.bin"], capture_output=True, timeout=30)
+            self.assertEqual(out.stdout, b"206", out.stderr)
+            with open(dest, "rb") as f:
+                self.assertEqual(f.read(), big)
 
     def test_session_resumption(self):
         # TLS 1.2: the ticket comes in the handshake; TLS 1.3: after it, sealed by BoringSSL
