@@ -85,7 +85,7 @@ struct httpd_ranges {
 };
 /* Parses `value` against a representation of `size` bytes: 1 with the ranges to send, 0 when
  * the whole representation is sent instead (no valid "bytes=" set, more than HTTPD_RANGES_MAX,
- * or more bytes asked than the file holds), -ERANGE when none is satisfiable (416). */
+ * more bytes asked than the file holds, or an empty file), -ERANGE when none is satisfiable (416). */
 int httpd_parse_ranges(rw_span value, uint64_t size, struct httpd_ranges *out);
 
 /* Precompressed siblings, in the order preferred at equal q: ".br" then ".gz". */

@@ -2,7 +2,7 @@
  * specs. Unsatisfiable specs are dropped; none left is a 416. What cannot be a valid bytes
  * range set (another unit, a malformed spec) is ignored and the whole file sent, which RFC 9110
  * allows; so is a set of more than HTTPD_RANGES_MAX ranges or of more bytes than the file has
- * (overlaps asked to multiply the reply), as nginx does. */
+ * (overlaps asked to multiply the reply), as nginx does; and any Range of an empty file. */
 #include <errno.h>
 #include <strings.h>
 
@@ -30,7 +30,7 @@ static int spec(rw_span v, size_t *i, uint64_t size, struct httpd_range *r)
     ++*i;
     if (!number(v, i, &last))
       return -1;
-    if (!last || !size)
+    if (!last)
       return 0;
     r->len = last < size ? last : size;
     r->off = size - r->len;
@@ -50,7 +50,8 @@ static int spec(rw_span v, size_t *i, uint64_t size, struct httpd_range *r)
 
 int httpd_parse_ranges(rw_span v, uint64_t size, struct httpd_ranges *out)
 {
-  if (v.len < 6 || strncasecmp((const char *)v.p, "bytes=", 6))
+  /* An empty file has no byte to range over: it is sent whole (as nginx does). */
+  if (!size || v.len < 6 || strncasecmp((const char *)v.p, "bytes=", 6))
     return 0;
   out->count = 0;
   unsigned specs = 0;
