@@ -8,12 +8,17 @@ import email.utils
 import hashlib
 import http.client
 import os
+import re
+import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+import wave
+import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from rwtest import BIN, MALLOC_COUNT, Server  # noqa: E402
@@ -794,6 +799,74 @@ class NginxDifferential(unittest.TestCase):
         os.utime(old, (time.time() - 1000, time.time() - 1000))
         later = email.utils.formatdate(time.time() - 500, usegmt=True)
         self.assertEqual([r[0] for r in self.both(b"/old.txt", {"If-Modified-Since": later})], [304, 200])
+
+
+def png(width, height):
+    """A red RGB PNG, made here (zlib and CRCs) so that no image file is committed."""
+    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+BROWSER_PAGE = """<!doctype html><html><head><link rel="stylesheet" href="style.css"></head><body>
+<div id="probe"></div><img id="img" src="pixel.png"><video id="v" src="clip.wav" preload="auto"></video>
+<div id="result">pending</div>
+<script>
+var v = document.getElementById('v');
+function report() {
+  var css = getComputedStyle(document.getElementById('probe')).width;
+  var img = document.getElementById('img').naturalWidth;
+  document.getElementById('result').textContent =
+    'css=' + css + ' img=' + img + ' video=' + v.readyState + ' duration=' + Math.round(v.duration || 0);
+}
+v.addEventListener('loadedmetadata', function () { report(); v.currentTime = 390; });
+v.addEventListener('error', function () { document.getElementById('result').textContent = 'video-error'; });
+window.addEventListener('load', report);
+</script></body></html>
+"""
+
+
+@unittest.skipUnless(shutil.which("chromium"), "chromium is not installed (Debian chromium; .ci/deps): no browser check")
+class Browser(unittest.TestCase):
+    def test_page_with_css_image_and_seeking_video(self):
+        """Headless Chromium loads a page with a stylesheet, an image and a <video> (a 400 s PCM
+        WAV of 8.8 MB: streamed, past the cache) that it then seeks near its end. The page
+        reports what loaded; Chromium's own network log shows the Range requests and the 206s."""
+        with tempfile.TemporaryDirectory() as d:
+            root = os.path.join(d, "www")
+            os.makedirs(root)
+            with open(os.path.join(root, "index.html"), "w") as f:
+                f.write(BROWSER_PAGE)
+            with open(os.path.join(root, "style.css"), "w") as f:
+                f.write("#probe{width:123px}\n")
+            with open(os.path.join(root, "pixel.png"), "wb") as f:
+                f.write(png(3, 2))
+            clip = wave.open(os.path.join(root, "clip.wav"), "wb")
+            clip.setnchannels(1)
+            clip.setsampwidth(1)
+            clip.setframerate(22050)
+            clip.writeframes(bytes(range(64, 192)) * (22050 * 400 // 128))
+            clip.close()
+            srv = Httpd(root)
+            try:
+                netlog = os.path.join(d, "net.json")
+                out = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--mute-audio",
+                                      "--user-data-dir=" + os.path.join(d, "profile"), "--log-net-log=" + netlog,
+                                      "--virtual-time-budget=10000", "--dump-dom",
+                                      f"http://127.0.0.1:{srv.port}/index.html"], capture_output=True, timeout=120)
+                self.assertIn(b'<div id="result">css=123px img=3 video=4 duration=400</div>', out.stdout,
+                              out.stderr[-2000:])
+                with open(netlog) as f:
+                    log = f.read()
+            finally:
+                self.assertEqual(srv.stop(), 0)
+            ranges = re.findall(r'"Range: bytes=(\d+)-(\d*)"', log)
+            self.assertIn(("0", ""), ranges)
+            self.assertTrue([r for r in ranges if int(r[0]) > 8000000], ranges)  # the seek
+            self.assertGreaterEqual(log.count('"HTTP/1.1 206 Partial Content"'), 2)
 
 
 class Memory(unittest.TestCase):
