@@ -10,16 +10,11 @@
 const char *const httpd_coding_suffix[HTTPD_CODINGS] = {"", ".br", ".gz"};
 const char *const httpd_coding_name[HTTPD_CODINGS] = {"identity", "br", "gzip"};
 
-static bool ows(uint8_t ch)
-{
-  return ch == ' ' || ch == '\t';
-}
-
 /* "q=0.5" parameters' value in thousandths; 1000 when there is no q. */
 static unsigned qvalue(const uint8_t *p, size_t n)
 {
   for (size_t i = 0; i + 1 < n; i++) {
-    if ((p[i] | 0x20) != 'q' || p[i + 1] != '=' || (i && p[i - 1] != ';' && !ows(p[i - 1])))
+    if ((p[i] | 0x20) != 'q' || p[i + 1] != '=' || (i && p[i - 1] != ';' && !httpd_ows(p[i - 1])))
       continue;
     i += 2;
     unsigned q = i < n && p[i] == '1' ? 1000 : 0, scale = 100;
@@ -38,10 +33,10 @@ unsigned httpd_coding_q(rw_span v, enum httpd_coding coding)
   size_t name_len = strlen(name);
   int star = -1, listed = -1;
   for (size_t i = 0; i < v.len;) {
-    while (i < v.len && (ows(v.p[i]) || v.p[i] == ','))
+    while (i < v.len && (httpd_ows(v.p[i]) || v.p[i] == ','))
       i++;
     size_t start = i;
-    while (i < v.len && v.p[i] != ',' && v.p[i] != ';' && !ows(v.p[i]))
+    while (i < v.len && v.p[i] != ',' && v.p[i] != ';' && !httpd_ows(v.p[i]))
       i++;
     size_t tok = i - start, params = i;
     while (i < v.len && v.p[i] != ',')

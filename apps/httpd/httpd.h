@@ -29,6 +29,12 @@ extern struct httpd_config httpd;
  * ending in '/' gets "index.html". 0, or -EINVAL (answer 400). */
 int httpd_normalise(rw_span target, char out_path[HTTPD_PATH_MAX]);
 
+/* Optional whitespace between the parts of a field value (RFC 9110 5.6.3). */
+static inline bool httpd_ows(uint8_t ch)
+{
+  return ch == ' ' || ch == '\t';
+}
+
 /* The Content-Type for a path, by its extension. */
 const char *httpd_mime(const char *path);
 

@@ -57,13 +57,13 @@ int httpd_parse_ranges(rw_span v, uint64_t size, struct httpd_ranges *out)
   unsigned specs = 0;
   uint64_t total = 0;
   for (size_t i = 6; i < v.len;) {
-    if (v.p[i] == ',' || v.p[i] == ' ' || v.p[i] == '\t') {
+    if (v.p[i] == ',' || httpd_ows(v.p[i])) {
       i++;
       continue;
     }
     struct httpd_range r;
     int rc = spec(v, &i, size, &r);
-    if (rc < 0 || (i < v.len && v.p[i] != ',' && v.p[i] != ' ' && v.p[i] != '\t'))
+    if (rc < 0 || (i < v.len && v.p[i] != ',' && !httpd_ows(v.p[i])))
       return 0;
     specs++;
     if (!rc)

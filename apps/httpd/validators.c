@@ -13,23 +13,18 @@ void httpd_etag(const struct httpd_identity *id, uint64_t size, char out[HTTPD_E
            (unsigned long long)size);
 }
 
-static bool ows(uint8_t ch)
-{
-  return ch == ' ' || ch == '\t';
-}
-
 /* Matches `etag` against an If-Match / If-None-Match value: "*" or a list of entity tags.
  * `weak`: the weak comparison (W/ ignored on both sides); else the strong one (a W/ tag never
  * matches). A malformed list matches nothing. */
 static bool etag_matches(rw_span v, const char *etag, bool weak)
 {
   size_t elen = strlen(etag), i = 0;
-  while (i < v.len && ows(v.p[i]))
+  while (i < v.len && httpd_ows(v.p[i]))
     i++;
   if (i < v.len && v.p[i] == '*')
     return true;
   while (i < v.len) {
-    if (v.p[i] == ',' || ows(v.p[i])) {
+    if (v.p[i] == ',' || httpd_ows(v.p[i])) {
       i++;
       continue;
     }
