@@ -63,8 +63,10 @@ int httpd_parse_ranges(rw_span v, uint64_t size, struct httpd_ranges *out)
     }
     struct httpd_range r;
     int rc = spec(v, &i, size, &r);
-    if (rc < 0 || (i < v.len && v.p[i] != ',' && !httpd_ows(v.p[i])))
-      return 0;
+    while (i < v.len && httpd_ows(v.p[i]))
+      i++;
+    if (rc < 0 || (i < v.len && v.p[i] != ','))
+      return 0; /* specs are separated by commas, blanks around them */
     specs++;
     if (!rc)
       continue;

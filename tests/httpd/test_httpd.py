@@ -8,6 +8,7 @@ import email.utils
 import hashlib
 import http.client
 import os
+import random
 import re
 import shutil
 import socket
@@ -500,6 +501,65 @@ class Serving(unittest.TestCase):
             self.assertEqual(self.req("/empty.txt", {"Range": value})[::2], (200, b""), value)
         status, h, _ = self.req("/big.bin", {"Range": "bytes=0-9"}, b"HEAD")
         self.assertEqual((status, int(h["content-length"])), (200, len(self.files["big.bin"])))
+
+    def test_ranges_against_a_model(self):
+        """Random Range values, well-formed and not, against a model of the rules docs/httpd.md
+        states: which get 200, 416 or 206, and which bytes."""
+        def model(value, size):
+            if size == 0 or value[:6].lower() != "bytes=":
+                return None
+            ranges, specs, total = [], 0, 0
+            for elem in value[6:].split(","):
+                elem = elem.strip(" \t")
+                if not elem:
+                    continue
+                m = re.fullmatch(r"(\d*)-(\d*)", elem)
+                if not m or (not m.group(1) and not m.group(2)):
+                    return None
+                a, b = m.groups()
+                if a and b and int(b) < int(a):
+                    return None
+                specs += 1
+                if not a:
+                    if int(b) == 0:
+                        continue
+                    r = (size - min(int(b), size), size - 1)
+                elif int(a) >= size:
+                    continue
+                else:
+                    r = (int(a), min(int(b), size - 1) if b else size - 1)
+                total += r[1] - r[0] + 1
+                if len(ranges) == 16 or total > size:
+                    return None
+                ranges.append(r)
+            return None if not specs else ranges or 416
+
+        rng = random.Random(23)
+        pieces = ["0-0", "5-", "-3", "-0", "100-", "99-", "10-5", "a-1", "", "1-2", "50-60", "-200", "7", "3-3",
+                  "0-", "-1", "98-120", "1 -2", "2-3x", "60-70"]
+        seps = [",", ", ", " ,", ",,", " ", "\t,"]
+        seen = set()
+        for _ in range(250):
+            n = rng.randint(1, 5)
+            value = rng.choice(["bytes=", "bytes=", "bytes=", "Bytes=", "bytes =", "items="])
+            value += "".join(rng.choice(pieces) + (rng.choice(seps) if i + 1 < n else "") for i in range(n))
+            name = rng.choice(["small.txt", "big.bin"])
+            data = self.files[name]
+            want = model(value, len(data))
+            status, h, body = self.req("/" + name, {"Range": value})
+            seen.add(want if want in (None, 416) else min(len(want), 2))
+            if want is None:
+                self.assertEqual((status, body), (200, data), value)
+            elif want == 416:
+                self.assertEqual((status, h["content-range"]), (416, "bytes */%d" % len(data)), value)
+            elif len(want) == 1:
+                a, b = want[0]
+                self.assertEqual((status, h["content-range"], body), (206, "bytes %d-%d/%d" % (a, b, len(data)),
+                                                                      data[a:b + 1]), value)
+            else:
+                got = [(p[0], p[2]) for p in multipart(h, body)]
+                self.assertEqual(got, [("bytes %d-%d/%d" % (a, b, len(data)), data[a:b + 1]) for a, b in want], value)
+        self.assertEqual(seen, {None, 416, 1, 2})  # whole, unsatisfiable, one range, several
 
     def test_if_range(self):
         for name in ("small.txt", "big.bin"):
