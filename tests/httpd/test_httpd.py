@@ -472,6 +472,28 @@ class Serving(unittest.TestCase):
                 status, _, body, buf = read_response(s, buf)
                 self.assertEqual((status, body), (200, big))
 
+    def test_ranges_abandoned(self):
+        """Clients that ask for ranges of a streamed file and go away mid-body (some at once, some
+        after a part or two): every descriptor the parts held is closed, and others are served."""
+        fds = lambda: len(os.listdir(f"/proc/{self.srv.proc.pid}/fd"))  # noqa: E731
+        self.req("/small.txt")
+        before = fds()
+        req = b"GET /big.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-300000,400000-700000,-300000\r\n\r\n"
+        for i in range(20):
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            s.sendall(req * 2)
+            if i % 2:
+                got = 0
+                while got < 350000 + (i * 10000):
+                    got += len(s.recv(65536))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+            s.close()
+        deadline = time.time() + 10
+        while fds() > before and time.time() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(fds(), before)
+        self.assertEqual(self.req("/big.bin", {"Range": "bytes=-10"})[2], self.files["big.bin"][-10:])
+
     def test_unsatisfiable_416(self):
         for name in ("small.txt", "big.bin"):
             size = len(self.files[name])
