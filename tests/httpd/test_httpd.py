@@ -491,7 +491,7 @@ class Serving(unittest.TestCase):
         deadline = time.time() + 10
         while fds() > before and time.time() < deadline:
             time.sleep(0.1)
-        self.assertEqual(fds(), before)
+        self.assertLessEqual(fds(), before)  # (less: the first request's socket may have been open still)
         self.assertEqual(self.req("/big.bin", {"Range": "bytes=-10"})[2], self.files["big.bin"][-10:])
 
     def test_unsatisfiable_416(self):
