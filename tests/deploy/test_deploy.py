@@ -8,14 +8,13 @@ $RW_BIN picks the build (default build/asan/bin), $RW_BACKEND the backend.
 import os
 import re
 import shutil
-import signal
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 import pymemcache.client.base
 import redis
@@ -66,8 +65,12 @@ class Proc:
         self.log = os.path.join(cwd, argv[0].rsplit("/", 1)[-1] + ".log")
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd)
-        for p in ports:
-            wait_port(p, self.proc, argv[0], WAIT)
+        try:
+            for p in ports:
+                wait_port(p, self.proc, argv[0], WAIT)
+        except RuntimeError as e:
+            self.stop()
+            raise RuntimeError(f"{e}: {self.text()}")
 
     def text(self):
         with open(self.log, errors="replace") as f:
@@ -80,6 +83,13 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def kill(proc):
+    """A class cleanup: whatever a failed set-up or test left running goes (no-op once stopped)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
 
 
 # ---- the service units ----
@@ -214,6 +224,7 @@ class Twemproxy(unittest.TestCase):
             f.write(render("twemproxy.yml", subs))
         check = subprocess.run(["nutcracker", "-t", "-c", conf], capture_output=True, text=True, timeout=30)
         assert check.returncode == 0, check.stdout + check.stderr
+        cls.addClassCleanup(cls.dir.cleanup)
         cls.proxy = Proc(["nutcracker", "-c", conf, "-s", str(stats), "-a", "127.0.0.1"], [cls.resp, cls.mc],
                          cls.dir.name)
 
@@ -226,6 +237,7 @@ class Twemproxy(unittest.TestCase):
         srv = Server(["kvd", "--resp", ports[0], "--memcache", ports[1], "--workers", "1", "--memory", "8m",
                       "--max-conns", "64"], 2)
         srv.resp, srv.memcache = srv.ports
+        cls.addClassCleanup(kill, srv.proc)
         return srv
 
     @classmethod
@@ -234,7 +246,6 @@ class Twemproxy(unittest.TestCase):
         for srv in cls.kvd + [cls.ref]:
             if srv.proc.poll() is None:
                 assert srv.stop() == 0, srv.text()
-        cls.dir.cleanup()
 
     def setUp(self):
         for i, srv in enumerate(self.kvd):
@@ -440,6 +451,207 @@ class Twemproxy(unittest.TestCase):
         # the others meanwhile stay there, unread, until they expire or are evicted).
         self.assertTrue(all(victim in o for o in self.owners(lost)))
         self.assertEqual(r.mget(keys), [b"rejoined"] * len(keys))
+
+
+
+# ---- haproxy in front of three httpd ----
+
+def http_get(port, path, method="GET", host="localhost"):
+    """(status, headers, body) of one request on a connection of its own."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        status, headers, body, _ = read_response(s, to_head=method == "HEAD")
+        return status, headers, body
+
+
+class Haproxy(unittest.TestCase):
+    """deploy/haproxy.cfg with its three httpd on local ports, each serving a root of its own
+    (the same index.html, and who.txt naming the instance)."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not shutil.which("haproxy"):
+            raise unittest.SkipTest("haproxy is not installed (Debian's haproxy package)")
+        make_certs()
+        cls.dir = tempfile.TemporaryDirectory(prefix="rw-haproxy-")
+        cls.plain_ports = [free_port() for _ in range(3)]
+        cls.tls_ports = [free_port() for _ in range(3)]
+        cls.roots = []
+        for i in range(3):
+            root = os.path.join(cls.dir.name, f"www{i + 1}")
+            os.mkdir(root)
+            with open(os.path.join(root, "index.html"), "w") as f:
+                f.write("<h1>one site, three servers</h1>\n")
+            with open(os.path.join(root, "who.txt"), "w") as f:
+                f.write(f"httpd{i + 1}")
+            cls.roots.append(root)
+        cls.httpd = [cls.start_httpd(i) for i in range(3)]
+        cls.http, cls.https, cls.stats = free_port(), free_port(), free_port()
+        conf = cls.render_conf(cls.stats)
+        check = subprocess.run(["haproxy", "-c", "-f", conf], capture_output=True, text=True, timeout=30)
+        assert check.returncode == 0, check.stdout + check.stderr
+        cls.addClassCleanup(cls.dir.cleanup)
+        cls.proxy = Proc(["haproxy", "-db", "-f", conf], [cls.http, cls.https, cls.stats], cls.dir.name)
+
+    @classmethod
+    def render_conf(cls, stats, extra=""):
+        """The recipe on local ports, with a stats page (CSV at /stats;csv) to watch the checks."""
+        subs = [(r"bind :80$", f"bind 127.0.0.1:{cls.http}", 1), (r"bind :443$", f"bind 127.0.0.1:{cls.https}", 1),
+                # Its log into the test's log file (a failure shows it), one line per session.
+                (r"^global$", "global\n    log stdout format raw local0 info", 1),
+                (r"^defaults$", "defaults\n    log global\n    option dontlognull\n    option tcplog", 1)]
+        for i in range(3):
+            subs += [(rf"server httpd{i + 1} 10\.0\.0\.{i + 1}:8080$", f"server httpd{i + 1} 127.0.0.1:{cls.plain_ports[i]}", 1),
+                     (rf"server httpd{i + 1} 10\.0\.0\.{i + 1}:8443$", f"server httpd{i + 1} 127.0.0.1:{cls.tls_ports[i]}", 1)]
+        text = render("haproxy.cfg", subs)
+        text += f"\nlisten stats\n    mode http\n    bind 127.0.0.1:{stats}\n    stats enable\n    stats uri /stats\n"
+        path = os.path.join(cls.dir.name, f"haproxy-{stats}.cfg")
+        with open(path, "w") as f:
+            f.write(text + extra)
+        return path
+
+    @classmethod
+    def start_httpd(cls, i):
+        d = CERTS.name
+        srv = Server(["httpd", "--listen", f"127.0.0.1:{cls.plain_ports[i]}", "--tls-listen",
+                      f"127.0.0.1:{cls.tls_ports[i]}", "--root", cls.roots[i], "--workers", "1", "--max-conns", "64",
+                      "--tls-cert", f"{d}/localhost.crt", "--tls-key", f"{d}/localhost.key"], 2)
+        cls.addClassCleanup(kill, srv.proc)
+        return srv
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.stop()
+        for srv in cls.httpd:
+            if srv.proc.poll() is None:
+                assert srv.stop() == 0, srv.text()
+
+    def setUp(self):
+        for i, srv in enumerate(self.httpd):
+            if srv.proc.poll() is not None:  # a test that failed after its kill
+                self.httpd[i] = self.start_httpd(i)
+        self.all_up()
+
+    def states(self, port=None):
+        """{(backend, server): (status, check status, check code)} from the stats page."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{port or self.stats}/stats;csv", timeout=5) as f:
+            rows = f.read().decode().splitlines()
+        names = rows[0].lstrip("# ").split(",")
+        out = {}
+        for row in rows[1:]:
+            f = dict(zip(names, row.split(",")))
+            if f["svname"] not in ("FRONTEND", "BACKEND"):
+                out[(f["pxname"], f["svname"])] = (f["status"], f["check_status"], f["check_code"])
+        return out
+
+    def all_up(self):
+        eventually("every server's checks passing",
+                   lambda: all(st[0] == "UP" for st in self.states().values()) and len(self.states()) == 6)
+
+    def https_get(self, path):
+        ctx = client_ctx()
+        with socket.create_connection(("127.0.0.1", self.https), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+                status, headers, body, _ = read_response(s)
+                return status, body, s.getpeercert()
+
+    def test_checks_pass_and_requests_spread(self):
+        """With the recipe's checks every server is up (a 200 to the check's GET); round robin
+        reaches all three, and a reply through haproxy is the one httpd gives directly."""
+        for (backend, server), (status, check, code) in self.states().items():
+            self.assertEqual((status, check, code), ("UP", "L7OK", "200"), (backend, server))
+        seen = [http_get(self.http, "/who.txt")[2].decode() for _ in range(30)]
+        self.assertEqual(sorted(set(seen)), ["httpd1", "httpd2", "httpd3"])
+        self.assertTrue(all(seen.count(n) >= 5 for n in set(seen)), seen)
+        for method in ("GET", "HEAD"):
+            for path in ("/", "/index.html", "/missing", "/../etc/passwd"):
+                ps, ph, pb = http_get(self.http, path, method)
+                ds, dh, db = http_get(self.plain_ports[0], path, method)
+                self.assertEqual((ps, pb), (ds, db), (method, path))
+                for h in ("content-type", "content-length", "last-modified"):
+                    self.assertEqual(ph.get(h), dh.get(h), (method, path, h))
+
+    def test_checks_without_the_recipes_request_fail(self):
+        """The gotchas the recipe's check avoids, shown: bare `option httpchk` (OPTIONS /) gets
+        405 and a GET without Host gets 400, so each marks a healthy server down."""
+        recipe = render("haproxy.cfg", [])
+        block = recipe[recipe.index("\nbackend httpd\n") + 1:recipe.index("\nfrontend https")]
+        bare = re.sub(r"^    http-check send .*\n", "", block, flags=re.M).replace("backend httpd\n", "backend bare\n")
+        nohost = block.replace(" hdr Host health.check", "").replace("backend httpd\n", "backend nohost\n")
+        extra = ""
+        for b in (bare, nohost):
+            for i in range(3):
+                b = b.replace(f"10.0.0.{i + 1}:8080", f"127.0.0.1:{self.plain_ports[i]}")
+            extra += "\n" + b
+        stats = free_port()
+        conf = self.render_conf(stats, extra)
+        with open(conf) as f:
+            text = f.read()
+        # Listening ports other than the stats page are the running proxy's: moved aside.
+        text = text.replace(f"bind 127.0.0.1:{self.http}", f"bind 127.0.0.1:{free_port()}")
+        text = text.replace(f"bind 127.0.0.1:{self.https}", f"bind 127.0.0.1:{free_port()}")
+        with open(conf, "w") as f:
+            f.write(text)
+        other = Proc(["haproxy", "-db", "-f", conf], [stats], self.dir.name)
+        try:
+            def failed():
+                st = self.states(stats)
+                got = {b: {st[(b, f"httpd{i + 1}")] for i in range(3)} for b in ("bare", "nohost", "httpd")}
+                return got if all(v[0] == "DOWN" for b in ("bare", "nohost") for v in got[b]) else None
+
+            got = eventually("the servers of the bare checks marked down", failed)
+            self.assertEqual(got["bare"], {("DOWN", "L7STS", "405")})
+            self.assertEqual(got["nohost"], {("DOWN", "L7STS", "400")})
+            self.assertEqual({v[0] for v in got["httpd"]}, {"UP"})
+        finally:
+            other.stop()
+
+    def test_tls_passthrough(self):
+        """HTTPS through the TCP frontend: the certificate a client verifies is httpd's own (the
+        test CA's), and the connections spread over the three."""
+        seen = set()
+        for _ in range(9):
+            status, body, cert = self.https_get("/who.txt")
+            self.assertEqual(status, 200)
+            self.assertEqual(dict(x[0] for x in cert["subject"])["commonName"], "localhost")
+            seen.add(body.decode())
+        self.assertEqual(seen, {"httpd1", "httpd2", "httpd3"})
+        status, body, _ = self.https_get("/")
+        self.assertEqual((status, body), http_get(self.plain_ports[2], "/")[0::2])
+
+    def test_killed_httpd_is_ejected_and_rejoins(self):
+        """SIGKILL one httpd: requests go on being answered (option redispatch retries them on
+        another), its checks mark it down on both backends; restarted, it is up and served again."""
+        victim = 1
+        self.httpd[victim].proc.kill()
+        self.httpd[victim].proc.wait()
+
+        def refused():
+            # On io_uring the kernel tears the ring down after the process is gone, and its
+            # listeners accept (then close) for that moment: wait until both refuse.
+            for port in (self.plain_ports[victim], self.tls_ports[victim]):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    return False
+                except ConnectionRefusedError:
+                    pass
+            return True
+
+        eventually("the killed httpd's ports refusing", refused)
+        for _ in range(12):
+            status, _, body = http_get(self.http, "/who.txt")
+            self.assertEqual(status, 200)
+            self.assertNotEqual(body, b"httpd2")
+            self.assertIn(self.https_get("/who.txt")[1], (b"httpd1", b"httpd3"))
+        eventually("the killed httpd marked down",
+                   lambda: {b: st[0] for (b, sv), st in self.states().items() if sv == "httpd2"}
+                   == {"httpd": "DOWN", "httpd_tls": "DOWN"})
+        self.assertEqual({http_get(self.http, "/who.txt")[2] for _ in range(6)}, {b"httpd1", b"httpd3"})
+        self.httpd[victim] = self.start_httpd(victim)
+        self.all_up()
+        self.assertIn(b"httpd2", {http_get(self.http, "/who.txt")[2] for _ in range(6)})
+        self.assertIn(b"httpd2", {self.https_get("/who.txt")[1] for _ in range(6)})
 
 
 if __name__ == "__main__":
