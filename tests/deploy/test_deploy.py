@@ -309,11 +309,17 @@ class Twemproxy(unittest.TestCase):
         ("PEXPIRE", "ap", "1000000"), ("TTL", "ap"), ("PERSIST", "ap"), ("TTL", "ap"), ("PTTL", "ap"),
         ("EXPIRE", "ap", "-1"), ("GET", "ap"), ("SET", "bin", b"a\x00b\r\nc\xff"), ("GET", "bin"),
         ("SET", "k", "v", "PX", "100", "EX", "10"), ("SET", "k", "v", "EX", "abc"), ("GETSET", "nokey2", "v"),
+        # Forwarded by twemproxy, not kvd's: kvd's unknown-command error comes back.
+        ("HSET", "h", "f", "v"), ("LPUSH", "l", "x"), ("SADD", "s", "x"), ("GETDEL", "k"), ("GETEX", "k"),
+        ("GETRANGE", "k", "0", "1"), ("SETRANGE", "k", "0", "x"), ("INCRBYFLOAT", "c", "1.5"),
+        ("PSETEX", "k", "1000", "v"), ("EXPIREAT", "k", "99999999999"), ("TYPE", "k"), ("GET", "k"),
+        # For redis-cli's sake twemproxy sends a bare COMMAND (no subcommand) to one kvd.
+        ("COMMAND",),
     ]
     # kvd commands twemproxy 0.5.0 does not forward: it logs "parsed unsupported command" and
     # closes the client's connection.
     RESP_REFUSED = [("ECHO", "x"), ("SELECT", "0"), ("DBSIZE",), ("FLUSHALL",), ("INFO",),
-                    ("CLIENT", "GETNAME"), ("CLIENT", "SETNAME", "x")]
+                    ("CLIENT", "GETNAME"), ("CLIENT", "SETNAME", "x"), ("COMMAND", "COUNT"), ("COMMAND", "INFO", "get")]
 
     def session(self, port, commands):
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
