@@ -279,10 +279,13 @@ class Twemproxy(unittest.TestCase):
     def start_kvd(cls, i):
         if i is None:
             ports = ["127.0.0.1:0", "127.0.0.1:0"]
+            log = []
         else:
             ports = [f"127.0.0.1:{cls.resp_ports[i]}", f"127.0.0.1:{cls.mc_ports[i]}"]
+            # Each behind the proxy keeps a log, as the unit's kvd does: a restart replays it.
+            log = ["--aof", os.path.join(cls.dir.name, f"kvd{i + 1}.aof"), "--fsync", "always"]
         srv = Server(["kvd", "--resp", ports[0], "--memcache", ports[1], "--workers", "1", "--memory", "8m",
-                      "--max-conns", "64"], 2)
+                      "--max-conns", "64"] + log, 2)
         srv.resp, srv.memcache = srv.ports
         cls.addClassCleanup(kill, srv.proc)
         return srv
@@ -475,13 +478,17 @@ class Twemproxy(unittest.TestCase):
 
         self.kvd[victim] = self.start_kvd(victim)
         back = redis.Redis(port=self.kvd[victim].resp, socket_timeout=5)
+        probes = [f"probe:{i}" for i in range(60)]
 
         def rejoined():
-            for k in keys:
-                r.set(k, "rejoined")
-            return back.dbsize() > 0
+            for k in probes:
+                r.set(k, "p")
+            return back.exists(*probes) > 0
 
         eventually("the restarted kvd taking keys", rejoined)
+        # It replayed its log: the keys it held read their values from before the kill, not
+        # those written to the other kvd while it was out (docs/deploy.md: auto_eject_hosts).
+        self.assertEqual(r.mget(lost), [k.encode() for k in lost])
         for k in keys:
             r.set(k, "rejoined")
         # Once back, the keys it held before the kill are its own again (the copies written to
