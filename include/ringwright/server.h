@@ -101,7 +101,8 @@ int rw_server_port(const rw_server *s, unsigned i);
 int rw_server_udp(rw_server *s, const char *hostport, rw_udp_fn fn, void *data);
 
 /* Allocates every pool, logs the memory budget (resident at most, address space reserved),
- * starts the workers and serves until SIGINT, SIGTERM or rw_server_stop(); then stops
+ * starts the workers, sends READY=1 to $NOTIFY_SOCKET when it is set (systemd's Type=notify)
+ * and serves until SIGINT, SIGTERM or rw_server_stop(); then stops
  * accepting, flushes what is queued (bounded by shutdown_ms) and returns 0, or -errno if a loop
  * could not start or failed. */
 int rw_server_run(rw_server *s);

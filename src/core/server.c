@@ -15,6 +15,7 @@
 #include <ringwright/tls.h>
 
 #include "core.h"
+#include "notify.h"
 
 #define ROUND_UP(x, a) (((x) + (a)-1) / (a) * (a))
 
@@ -474,6 +475,9 @@ int rw_server_run(rw_server *s)
     if (rc)
       rw_server_stop(s);
   }
+  /* Every listener is bound and every worker set up: connections are accepted from here on. */
+  if (!rc)
+    rw_notify("READY=1");
   if (!rc || started > 1) {
     worker_main(&s->workers[0]);
     for (unsigned i = 1; i < started; i++)
