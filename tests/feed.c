@@ -310,7 +310,8 @@ void describe_http1(int cmd, const void *vmsg, char *out, size_t outlen)
   const struct http1_request *r = &((const union http1_msg *)vmsg)->request;
   (void)cmd;
   size_t n = 0;
-  append(out, outlen, &n, "%.*s %.*s 1.%.*s fields", SPAN(r->method), SPAN(r->target), SPAN(r->minor));
+  append(out, outlen, &n, "%.*s %.*s %.*s.%.*s fields", SPAN(r->method), SPAN(r->target), SPAN(r->major),
+         SPAN(r->minor));
   describe_list(&r->headers, out + n, outlen - n);
   n = strlen(out);
   append(out, outlen, &n, " body");

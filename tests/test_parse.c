@@ -386,6 +386,22 @@ Test(http1, requests_at_every_split)
         "GET / 1.0 fields0: body0:\n");
 }
 
+/* Every one-digit version parses (the handler answers 505 or serves 1.x as 1.1); two digits,
+ * none, or no minor do not match the request line. */
+Test(http1, versions_parse_for_the_handler)
+{
+  CHECK(&http1_proto, describe_http1,
+        "GET / HTTP/1.2\r\n\r\nGET http://h/x HTTP/2.0\r\n\r\nGET * HTTP/0.9\r\n\r\n",
+        "GET / 1.2 fields0: body0:\nGET http://h/x 2.0 fields0: body0:\nGET * 0.9 fields0: body0:\n");
+  errors_close = true;
+  char expect[64];
+  snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_UNKNOWN);
+  static const char *const bad[] = {"GET / HTTP/1.10\r\n\r\n", "GET / HTTP/1\r\n\r\n",
+                                    "GET / HTTP/x.1\r\n\r\n", "GET / HTTP/11.1\r\n\r\n"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    check_splits(&http1_proto, describe_http1, bad[i], strlen(bad[i]), expect);
+}
+
 /* Each of these is a smuggling shape or a malformed message: 400 and close (bad_data). */
 Test(http1, smuggling_shapes_are_refused)
 {

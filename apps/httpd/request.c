@@ -161,36 +161,74 @@ static int serve_file(rw_conn *c, struct response *r, const char *path, const rw
   return rc;
 }
 
-static int on_request(rw_conn *c, const struct http1_request *m)
+/* RFC 9110 9.3's methods and PATCH (RFC 5789): known, so a resource that does not allow one
+ * answers 405 (RFC 9110 15.5.6); any other is not implemented: 501 (15.6.2). */
+static bool method_known(rw_span method)
+{
+  static const char *const known[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
+                                      "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+  for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+    if (span_eq(method, known[i]))
+      return true;
+  return false;
+}
+
+static void refuse(struct response *r, int status, const char *reason, bool keep_alive)
+{
+  r->status = status, r->reason = reason, r->keep_alive = r->keep_alive && keep_alive;
+}
+
+/* What the request's head decides before any file is looked at: false with the refusal in r,
+ * or true with the path to serve. `body` is the body's length as far as it is known. */
+static bool judge(const struct http1_request *m, uint64_t body, struct response *r, char path[HTTPD_PATH_MAX])
 {
   bool http10 = m->minor.p[0] == '0';
-  struct response r = {.http10 = http10};
-  r.keep_alive = http10 ? connection_has(&m->headers, "keep-alive") : !connection_has(&m->headers, "close");
-  bool head = span_eq(m->method, "HEAD");
-  /* HTTP/1.1 requires one Host, whatever the method: a request without one, or with two, is
-   * refused (RFC 9112 3.2) before anything else is judged. */
-  rw_span host;
-  unsigned hosts = rw_list_field(&m->headers, "host", &host);
-  if ((!http10 && hosts == 0) || hosts > 1) {
-    r.status = 400, r.reason = "Bad Request", r.keep_alive = false;
-    return reply_status(c, &r, head);
+  *r = (struct response){.http10 = http10};
+  r->keep_alive = http10 ? connection_has(&m->headers, "keep-alive") : !connection_has(&m->headers, "close");
+  /* Any HTTP/1.x is served as 1.1 (RFC 9110 2.5); another major is not ours to read. */
+  if (m->major.p[0] != '1') {
+    refuse(r, 505, "HTTP Version Not Supported", false);
+    return false;
   }
+  /* HTTP/1.1 requires one Host, whatever the method: a request without one, or with two, is
+   * refused (RFC 9112 3.2) before anything else is judged. An absolute-form target's host
+   * replaces it (3.2.2). */
+  rw_span host, target;
+  unsigned hosts = rw_list_field(&m->headers, "host", &host);
+  if ((!http10 && hosts == 0) || hosts > 1 || httpd_target(m->target, &host, &target) < 0) {
+    refuse(r, 400, "Bad Request", false);
+    return false;
+  }
+  if (body > httpd.max_body) {
+    refuse(r, 413, "Content Too Large", false);
+    return false;
+  }
+  if (!method_known(m->method)) {
+    refuse(r, 501, "Not Implemented", true);
+    return false;
+  }
+  if (!span_eq(m->method, "GET") && !span_eq(m->method, "HEAD")) {
+    refuse(r, 405, "Method Not Allowed", true);
+    r->extra = "Allow: GET, HEAD\r\n";
+    return false;
+  }
+  if (httpd_normalise(target, path) < 0) {
+    refuse(r, 400, "Bad Request", false);
+    return false;
+  }
+  return true;
+}
+
+static int on_request(rw_conn *c, const struct http1_request *m)
+{
+  bool head = span_eq(m->method, "HEAD");
   uint64_t body = 0;
   for (uint32_t i = 0; i < m->body.count; i++)
     body += rw_list_at(&m->body, i).len;
-  if (body > httpd.max_body) {
-    r.status = 413, r.reason = "Content Too Large", r.keep_alive = false;
-    return reply_status(c, &r, head);
-  }
-  if (!head && !span_eq(m->method, "GET")) {
-    r.status = 405, r.reason = "Method Not Allowed", r.extra = "Allow: GET, HEAD\r\n";
-    return reply_status(c, &r, false);
-  }
+  struct response r;
   char path[HTTPD_PATH_MAX];
-  if (httpd_normalise(m->target, path) < 0) {
-    r.status = 400, r.reason = "Bad Request", r.keep_alive = false;
+  if (!judge(m, body, &r, path))
     return reply_status(c, &r, head);
-  }
   return serve_file(c, &r, path, &m->headers, head);
 }
 

@@ -22,6 +22,7 @@ enum http1_cmd {
 struct http1_request {
   rw_span method;
   rw_span target;
+  rw_span major;
   rw_span minor;
   rw_list headers;
   rw_list body;
