@@ -96,6 +96,13 @@ bool feed(struct feeder *f, const uint8_t *data, size_t n)
       f->done += used;
       continue;
     }
+    if (rc == RW_PARSE_HEAD) { /* a head before its body; then more bytes are awaited */
+      if (used)
+        return fault(f, "a head that consumed bytes");
+      f->describe(0, msg, f->head, sizeof f->head); /* (the specs fed here: head on command 0) */
+      f->heads++;
+      break;
+    }
     if (f->frame_ends && used && !f->frame_ends[f->done + used])
       return fault(f, "a message or error made from bytes inside a declared data block");
     char line[2048];

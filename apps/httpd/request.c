@@ -232,5 +232,53 @@ static int on_request(rw_conn *c, const struct http1_request *m)
   return serve_file(c, &r, path, &m->headers, head);
 }
 
-const struct http1_handlers httpd_handlers = {.request = on_request};
+/* A parse error the spec refuses (spec/http1.rw): answered like every other response, with Date
+ * and Server, and the connection closed (the spec closes it after). */
+static int on_refused(rw_conn *c, int status)
+{
+  struct response r = {.keep_alive = false};
+  if (status == RW_PARSE_OVERLONG)
+    refuse(&r, 414, "URI Too Long", false);
+  else if (status == RW_PARSE_FIELDS_TOO_LARGE)
+    refuse(&r, 431, "Request Header Fields Too Large", false);
+  else if (status == RW_PARSE_TOO_LARGE)
+    refuse(&r, 413, "Content Too Large", false);
+  else
+    refuse(&r, 400, "Bad Request", false);
+  return reply_status(c, &r, false);
+}
+
+/* The Content-Length the parser framed the body by (digits it has checked), 0 when chunked. */
+static uint64_t declared_length(const rw_list *headers)
+{
+  rw_span v;
+  uint64_t n = 0;
+  if (rw_list_field(headers, "content-length", &v))
+    for (size_t i = 0; i < v.len && v.p[i] >= '0' && v.p[i] <= '9'; i++)
+      n = n > UINT64_MAX / 10 - 1 ? UINT64_MAX : n * 10 + (uint64_t)(v.p[i] - '0');
+  return n;
+}
+
+/* A body is about to be awaited. A client that sent Expect: 100-continue waits for a word
+ * (RFC 9110 10.1.1): 100 Continue when the request will be read, else its final status at once
+ * and a close, so that the body is never sent. HTTP/1.0 expectations are ignored, as RFC 9110
+ * requires, and so are others (nginx does the same). */
+static int on_head(rw_conn *c, const struct http1_request *m)
+{
+  rw_span expect;
+  if (rw_list_field(&m->headers, "expect", &expect) != 1 || expect.len != 12 ||
+      strncasecmp((const char *)expect.p, "100-continue", 12) || m->minor.p[0] == '0')
+    return 0;
+  struct response r;
+  char path[HTTPD_PATH_MAX];
+  if (judge(m, declared_length(&m->headers), &r, path)) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    return rw_conn_write(c, cont, sizeof cont - 1);
+  }
+  r.keep_alive = false;
+  return reply_status(c, &r, span_eq(m->method, "HEAD"));
+}
+
+const struct http1_handlers httpd_handlers = {
+    .request = on_request, .request_head = on_head, .refused = on_refused};
 const size_t httpd_conn_size = sizeof(struct stream);

@@ -14,42 +14,6 @@ _Static_assert(sizeof(union http1_msg) <= RW_PROTO_MSG_MAX, "message too large")
 
 static const char *const http1_command_names[] = {"request"};
 
-int http1_reply_bad_request(rw_conn *c)
-{
-  static const char lit0[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-  const struct iovec iov[] = {
-      {(void *)lit0, sizeof lit0 - 1},
-  };
-  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
-}
-
-int http1_reply_uri_too_long(rw_conn *c)
-{
-  static const char lit0[] = "HTTP/1.1 414 URI Too Long\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-  const struct iovec iov[] = {
-      {(void *)lit0, sizeof lit0 - 1},
-  };
-  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
-}
-
-int http1_reply_fields_too_large(rw_conn *c)
-{
-  static const char lit0[] = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-  const struct iovec iov[] = {
-      {(void *)lit0, sizeof lit0 - 1},
-  };
-  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
-}
-
-int http1_reply_too_large(rw_conn *c)
-{
-  static const char lit0[] = "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-  const struct iovec iov[] = {
-      {(void *)lit0, sizeof lit0 - 1},
-  };
-  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
-}
-
 static int parse_u64(const uint8_t *p, const uint8_t *e, uint64_t max, uint64_t *out)
 {
   uint64_t v = 0;
@@ -110,7 +74,7 @@ struct http1_parser {
    * began and ended, how many fields; the body's framing and progress. */
   size_t scan, f_start, f_end, f_colon;
   uint32_t f_count, lcount[6];
-  bool f_started, b_started, b_chunked;
+  bool f_started, b_started, b_chunked, b_head;
   int c_state;
   uint32_t note_n[2], note_off[2][2]; /* the body's framing fields: how many, the first */
   uint64_t b_len, b_total;
@@ -298,7 +262,7 @@ dfa:
       p->step = 0;
       p->pos = (size_t)(cur - buf);
       p->arr_started = false;
-      p->f_started = p->b_started = false;
+      p->f_started = p->b_started = p->b_head = false;
       p->c_state = 0;
       goto cont;
     }
@@ -580,13 +544,19 @@ static int http1_cont(struct http1_parser *p, const uint8_t *buf, size_t len, si
         }
       }
       if (!p->b_chunked) {
-        if (len - p->pos < p->b_len)
+        if (len - p->pos < p->b_len) {
+          if (!p->b_head)
+            goto head_request;
           goto more;
+        }
         p->pos += p->b_len;
       } else {
         int r = scan_chunks(p, buf, len, 1048576u, 65536u, name_class_request);
-        if (r == 0)
+        if (r == 0) {
+          if (!p->b_head)
+            goto head_request;
           goto more;
+        }
         if (r < 0) {
           p->cmd = -1;
           *out_used = len;
@@ -622,6 +592,17 @@ static int http1_cont(struct http1_parser *p, const uint8_t *buf, size_t len, si
     *out_used = p->pos;
     p->cmd = -1;
     return HTTP1_CMD_REQUEST;
+  head_request:
+    p->b_head = true;
+    m->request.method = (rw_span){buf + p->off[0][0], p->off[0][1] - p->off[0][0]};
+    m->request.target = (rw_span){buf + p->off[1][0], p->off[1][1] - p->off[1][0]};
+    m->request.major = (rw_span){buf + p->off[2][0], p->off[2][1] - p->off[2][0]};
+    m->request.minor = (rw_span){buf + p->off[3][0], p->off[3][1] - p->off[3][0]};
+    rw_list_set(&m->request.headers, RW_LIST_FIELDS, p->lcount[4],
+                (rw_span){buf + p->off[4][0], p->off[4][1] - p->off[4][0]});
+    rw_list_set(&m->request.body, RW_LIST_SINGLE, 0, (rw_span){buf + p->b_start, 0});
+    *out_used = 0;
+    return RW_PARSE_HEAD;
   default:
     break;
   }
@@ -654,38 +635,40 @@ static int http1_dispatch(rw_conn *c, const void *h, int cmd, const void *m)
 
 static int http1_on_error(rw_conn *c, const void *vh, int status, const void *vm)
 {
-  (void)vh;
-  (void)vm;
+  const struct http1_handlers *h = vh;
+  const union http1_msg *m = vm;
+  if (status == RW_PARSE_HEAD)
+    return h->request_head(c, &m->request);
   if (status == RW_PARSE_UNKNOWN) {
-  int rc = http1_reply_bad_request(c);
+  int rc = h->refused(c, status);
   if (rc < 0)
     return rc;
   rw_conn_close(c);
   return 0;
   }
   if (status == RW_PARSE_OVERLONG) {
-  int rc = http1_reply_uri_too_long(c);
+  int rc = h->refused(c, status);
   if (rc < 0)
     return rc;
   rw_conn_close(c);
   return 0;
   }
   if (status == RW_PARSE_TOO_LARGE) {
-  int rc = http1_reply_too_large(c);
+  int rc = h->refused(c, status);
   if (rc < 0)
     return rc;
   rw_conn_close(c);
   return 0;
   }
   if (status == RW_PARSE_BAD_DATA) {
-  int rc = http1_reply_bad_request(c);
+  int rc = h->refused(c, status);
   if (rc < 0)
     return rc;
   rw_conn_close(c);
   return 0;
   }
   if (status == RW_PARSE_FIELDS_TOO_LARGE) {
-  int rc = http1_reply_fields_too_large(c);
+  int rc = h->refused(c, status);
   if (rc < 0)
     return rc;
   rw_conn_close(c);
@@ -702,6 +685,10 @@ static int http1_check_handlers(const void *vh)
   if (!h)
     return -EINVAL;
   if (!h->request)
+    return -EINVAL;
+  if (!h->refused)
+    return -EINVAL;
+  if (!h->request_head)
     return -EINVAL;
   return 0;
 }

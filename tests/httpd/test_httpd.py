@@ -282,6 +282,10 @@ class Files(unittest.TestCase):
                 s.sendall(req)
                 got, headers, _, _ = read_response(s)
                 self.assertEqual(got, status, req[:60])
+                # The parser's own refusals too carry Date and Server (and say they close).
+                self.assertEqual(headers["server"], "ringwright-httpd", req[:60])
+                self.assertLess(abs(email.utils.parsedate_to_datetime(headers["date"]).timestamp() - time.time()), 5)
+                self.assertEqual(headers["connection"], "close", req[:60])
                 self.assertTrue(closed(s), req[:60])
         # And the server still serves.
         self.assertEqual(self.get("/")[0].status, 200)
@@ -333,6 +337,72 @@ class Files(unittest.TestCase):
             got, headers, _, gone = self.exchange(method + b" / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab")
             self.assertEqual((got, gone), (status, False), method)
             self.assertEqual(headers.get("allow"), "GET, HEAD" if status == 405 else None, method)
+
+    def test_expect_100_continue(self):
+        """Expect: 100-continue gets 100 Continue before the body is read (sized or chunked), and
+        the final status after it; a request that will be refused gets its status at once and a
+        close, the body never read; HTTP/1.0 and a body sent along get no 100 (RFC 9110 10.1.1)."""
+        cont = b"HTTP/1.1 100 Continue\r\n\r\n"
+        for framing, body in ((b"Content-Length: 5\r\n", b"hello"),
+                              (b"Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n")):
+            with socket.create_connection(("127.0.0.1", self.srv.port), timeout=10) as s:
+                s.sendall(b"GET /style.css HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\n" + framing + b"\r\n")
+                got = b""
+                while len(got) < len(cont):
+                    got += s.recv(len(cont) - len(got))
+                self.assertEqual(got, cont, framing)
+                s.sendall(body[:2])
+                s.sendall(body[2:] + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                status, _, got, buf = read_response(s)
+                self.assertEqual((status, got), (200, b"body{}\n"), framing)
+                status, _, got, _ = read_response(s, buf)  # no second 100 for a request without a body
+                self.assertEqual((status, got), (200, b"<h1>home</h1>\n"), framing)
+        srv = Httpd(self.root, "--max-body", "1k")
+        try:
+            for req, status in ((b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n", 405),
+                                (b"BREW / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n", 501),
+                                (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1025\r\n", 413),
+                                (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n", 413),
+                                (b"GET / HTTP/1.1\r\nContent-Length: 5\r\n", 400),
+                                (b"GET /../x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n", 400)):
+                with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+                    s.sendall(req + b"Expect: 100-continue\r\n\r\n")
+                    got, headers, _, rest = read_response(s)
+                    self.assertEqual((got, headers["connection"], rest), (status, "close", b""), req)
+                    self.assertTrue(closed(s), req)
+            # Within --max-body: 100, then the request is served.
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1024\r\nExpect: 100-continue\r\n\r\n")
+                self.assertEqual(s.recv(len(cont)), cont)
+                s.sendall(b"b" * 1024)
+                self.assertEqual(read_response(s)[:3:2], (200, b"<h1>home</h1>\n"))
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.text())
+        # HTTP/1.0 (the expectation ignored), the body sent along: no 100, just the answer.
+        for req in (b"GET / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+                    b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok"):
+            with socket.create_connection(("127.0.0.1", self.srv.port), timeout=10) as s:
+                s.sendall(req)
+                if not req.endswith(b"ok"):
+                    self.assertFalse(closed(s, 0.3))  # nothing comes before the body
+                    s.sendall(b"ok")
+                status, _, got, _ = read_response(s)
+                self.assertEqual((status, got), (200, b"<h1>home</h1>\n"), req)
+
+    def test_curl_expect_does_not_stall(self):
+        """curl sends Expect: 100-continue with a large upload and waits a second for an answer
+        before sending anyway: the 100 (or the refusal) comes at once."""
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(b"x" * 200000)
+            f.flush()
+            for method, status in (("GET", 200), ("PUT", 405)):
+                t0 = time.time()
+                out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", method,
+                                      "-H", "Expect: 100-continue", "--data-binary", "@" + f.name,
+                                      f"http://127.0.0.1:{self.srv.port}/style.css"],
+                                     capture_output=True, timeout=30)
+                self.assertEqual(out.stdout, str(status).encode(), out.stderr)
+                self.assertLess(time.time() - t0, 0.9, method)
 
     def test_stalled_and_garbage_clients_time_out(self):
         """A TLS hello on the plain port, half a request, a request trickling a byte a second:
