@@ -198,6 +198,32 @@ class Https(unittest.TestCase):
                         self.assertEqual(s.session_reused, attempt == 1, version)
                         session = s.session
 
+    def test_protocol_edges_over_tls(self):
+        """Over TLS as in plain: 100 Continue before the body, a refusal at once, HTTP/1.2 served,
+        HTTP/2.0 505, an absolute-form target, and the parser's 431 with Date and Server."""
+        ctx = client_ctx()
+
+        def conn():
+            raw = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            return ctx.wrap_socket(raw, server_hostname="localhost")
+
+        with conn() as s:
+            s.sendall(b"GET /index.html HTTP/1.2\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+            self.assertEqual(s.recv(64), b"HTTP/1.1 100 Continue\r\n\r\n")
+            s.sendall(b"abcGET https://localhost/ HTTP/1.1\r\nHost: y\r\n\r\n")
+            status, _, body, buf = read_response(s)
+            self.assertEqual((status, body), (200, b"<h1>secure</h1>\n"))
+            self.assertEqual(read_response(s, buf)[:3:2], (200, b"<h1>secure</h1>\n"))
+        for req, want in ((b"PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n", 405),
+                          (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+                          (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"x" * 70000 + b"\r\n\r\n", 431)):
+            with conn() as s:
+                s.sendall(req)
+                status, headers, _, _ = read_response(s)
+                self.assertEqual((status, headers["connection"], headers["server"]), (want, "close", "ringwright-httpd"))
+                self.assertIn("date", headers)
+                self.assertTrue(closed(s))
+
     def test_certificate_by_signature_algorithms(self):
         """An ECDSA and an RSA certificate for one name (ECDSA the default, as listed first): a
         client that accepts only RSA signatures gets the RSA one, an ECDSA-only client the
