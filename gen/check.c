@@ -242,10 +242,12 @@ static int check_rx(struct rx_ctx *cx, struct rx *r)
   return rc;
 }
 
-static int check_action(struct spec *s, const struct action *a)
+/* `event`: the action answers a parse error (otherwise, on ...), where a text spec may refuse
+ * too: its `refused` handler gets the status. */
+static int check_action_at(struct spec *s, const struct action *a, bool event)
 {
-  if (a->refuse && !s->binary) {
-    diag_error(s->src, a->pos, "refuse hands a binary frame's header to a handler: use 'reply' here");
+  if (a->refuse && !s->binary && !event) {
+    diag_error(s->src, a->pos, "refuse answers a parse error or a binary frame: use 'reply' here");
     return -1;
   }
   if (!a->present || !a->reply_name)
@@ -260,6 +262,11 @@ static int check_action(struct spec *s, const struct action *a)
     return -1;
   }
   return 0;
+}
+
+static int check_action(struct spec *s, const struct action *a)
+{
+  return check_action_at(s, a, false);
 }
 
 /* Reports a name declared twice among `n` entries of `stride` bytes whose name and pos are at
@@ -776,6 +783,28 @@ static bool is_word_digits(const char *name, const char *word)
  * table's `unknown` handler; a reply writer's own names (rw_conn *c, iov, litN, numN) and the
  * runtime's (rw_...) and types (..._t), which a parameter would hide; and the parser's capture
  * tags, named COMMAND_FIELD, which two commands must not spell alike. */
+/* `head CMD;`: CMD is a text command whose last step is a body, so that its head (first line
+ * and fields) is whole when the body is awaited. */
+static int check_head(struct spec *s)
+{
+  if (!s->head_name)
+    return 0;
+  const struct command_decl *c = NULL;
+  for (size_t i = 0; i < s->ncommands && !c; i++)
+    if (!strcmp(s->commands[i].name, s->head_name))
+      c = &s->commands[i];
+  if (!c) {
+    diag_error(s->src, s->head_pos, "head names no command: '%s'", s->head_name);
+    return -1;
+  }
+  if (s->binary || c->action.present || c->dispatch_field || !c->nsteps ||
+      c->steps[c->nsteps - 1].kind != STEP_BODY) {
+    diag_error(s->src, s->head_pos, "head needs a command with a handler whose last field is a body()");
+    return -1;
+  }
+  return 0;
+}
+
 static int check_generated_names(struct spec *s)
 {
   static const char *const taken[] = {"cmd", "msg", "handlers", "parser"};
@@ -919,15 +948,17 @@ int spec_check(struct spec *s)
     rc |= binary_check(s);
   for (size_t i = 0; i < s->nreplies; i++)
     rc |= check_reply(s, &s->replies[i]);
-  rc |= check_action(s, &s->otherwise);
-  rc |= check_action(s, &s->overlong);
-  rc |= check_action(s, &s->too_large);
-  rc |= check_action(s, &s->bad_number);
-  rc |= check_action(s, &s->bad_data);
+  rc |= check_action_at(s, &s->otherwise, true);
+  rc |= check_action_at(s, &s->overlong, true);
+  rc |= check_action_at(s, &s->too_large, true);
+  rc |= check_action_at(s, &s->bad_number, true);
+  rc |= check_action_at(s, &s->bad_data, true);
   rc |= check_table(s);
-  rc |= check_action(s, &s->fields_too_large);
+  rc |= check_action_at(s, &s->fields_too_large, true);
   for (size_t i = 0; i < s->ntokens; i++)
-    rc |= check_action(s, &s->tokens[i].overflow);
+    rc |= check_action_at(s, &s->tokens[i].overflow, true);
   rc |= check_generated_names(s);
+  if (!rc)
+    rc |= check_head(s);
   return rc ? -1 : 0;
 }

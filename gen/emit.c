@@ -49,10 +49,15 @@ static bool has_handler(const struct spec *s, const struct command_decl *c)
   return s->raw_name || (!c->action.present && !c->dispatch_field);
 }
 
-/* Whether an event hands a binary frame's header to the `refused` handler. */
+/* Whether an event goes to the `refused` handler (a binary frame's header with its status; a
+ * text spec's status alone). */
 static bool uses_refuse(const struct spec *s)
 {
-  return s->too_large.refuse || s->bad_data.refuse || s->otherwise.refuse || s->overlong.refuse;
+  bool any = s->too_large.refuse || s->bad_data.refuse || s->otherwise.refuse || s->overlong.refuse ||
+             s->bad_number.refuse || s->fields_too_large.refuse;
+  for (size_t i = 0; i < s->ntokens; i++)
+    any |= s->tokens[i].overflow.refuse;
+  return any;
 }
 
 /* Table commands and `unknown` have handlers too. */
@@ -61,7 +66,8 @@ static size_t nhandlers(const struct spec *s)
   size_t n = 0;
   for (size_t i = 0; i < s->ncommands; i++)
     n += has_handler(s, &s->commands[i]);
-  return n + (s->raw_name != NULL) + (s->ntable ? s->ntable + 1 : 0) + uses_refuse(s);
+  return n + (s->raw_name != NULL) + (s->ntable ? s->ntable + 1 : 0) + uses_refuse(s) +
+         (s->head_name != NULL);
 }
 
 /* A raw protocol behaves as one command named by `raw`, with one field `data`. */
@@ -194,6 +200,12 @@ int emit_header(const struct spec *s, FILE *out)
     if (v.handler)
       fprintf(out, "  int (*%s)(rw_conn *c, const struct %s_%s *msg);\n", spec_member(v.name), p, v.name);
   }
+  if (s->head_name)
+    fprintf(out,
+            "  /* Before a %s's body is awaited (its bytes not all received), once per message: the\n"
+            "   * first line and fields, the body empty (HTTP's Expect: 100-continue is answered here). */\n"
+            "  int (*%s_head)(rw_conn *c, const struct %s_%s *msg);\n",
+            s->head_name, s->head_name, p, s->head_name);
   if (s->binary) {
     const char *cn = s->commands[0].name;
     for (size_t i = 0; i < s->ntable; i++)
@@ -214,6 +226,11 @@ int emit_header(const struct spec *s, FILE *out)
               spec_member(s->table[i].name), s->table[i].arity, s->table[i].at_least ? " or more" : "");
     if (s->ntable)
       fputs("  int (*unknown)(rw_conn *c, const rw_list *args); /* a name not in the table */\n", out);
+    if (uses_refuse(s))
+      fputs("  /* A parse error the spec refuses (status: RW_PARSE_UNKNOWN, RW_PARSE_OVERLONG, ...): the\n"
+            "   * frame may not have parsed at all, so the status is all there is. */\n"
+            "  int (*refused)(rw_conn *c, int status);\n",
+            out);
   }
   if (!nhandlers(s))
     fputs("  char unused_; /* every command is handled by the spec */\n", out);
@@ -335,9 +352,14 @@ static void emit_user_tags(const struct spec *s, FILE *out, const char *fmt)
 
 static void emit_action(const struct spec *s, const struct action *a, FILE *out)
 {
-  if (a->refuse) { /* (on_error of a binary spec: the header is in m) */
+  if (a->refuse && s->binary) { /* (on_error of a binary spec: the header is in m) */
     fprintf(out, "  int rc = h->refused(c, &m->%s, status);\n  if (rc < 0)\n    return rc;\n%s  return 0;\n",
             spec_member(s->commands[0].name), a->close ? "  rw_conn_close(c);\n" : "");
+    return;
+  }
+  if (a->refuse) { /* (on_error of a text spec) */
+    fprintf(out, "  int rc = h->refused(c, status);\n  if (rc < 0)\n    return rc;\n%s  return 0;\n",
+            a->close ? "  rw_conn_close(c);\n" : "");
     return;
   }
   if (a->present && !a->reply_name && !a->close) {
@@ -851,7 +873,7 @@ static void emit_re2c_rules(const struct spec *s, FILE *out)
       if (has_array(s) || has_fields(s))
         fputs("      p->arr_started = false;\n", out);
       if (has_fields(s))
-        fputs("      p->f_started = p->b_started = false;\n      p->c_state = 0;\n", out);
+        fputs("      p->f_started = p->b_started = p->b_head = false;\n      p->c_state = 0;\n", out);
       fputs("      goto cont;\n    }\n", out);
       continue;
     }
@@ -910,7 +932,7 @@ static void emit_framed_parser(const struct spec *s, FILE *out)
             "  /* A field section, then a body: how far lines were scanned, where the section\n"
             "   * began and ended, how many fields; the body's framing and progress. */\n"
             "  size_t scan, f_start, f_end, f_colon;\n  uint32_t f_count, lcount[%d];\n"
-            "  bool f_started, b_started, b_chunked;\n  int c_state;\n"
+            "  bool f_started, b_started, b_chunked, b_head;\n  int c_state;\n"
             "  uint32_t note_n[2], note_off[2][2]; /* the body's framing fields: how many, the first */\n"
             "  uint64_t b_len, b_total;\n  uint32_t b_start;\n",
             s->max_spans ? s->max_spans : 1);
@@ -1030,15 +1052,24 @@ static void emit_body_step(const struct spec *s, const struct command_decl *c, c
       "          p->skip = p->b_len;\n          p->cmd = -1;\n          *out_used = p->pos;\n"
       "          return RW_PARSE_TOO_LARGE;\n        }\n      }\n",
       (unsigned long long)s->limit_data);
+  /* With `head`, the first wait for the body's bytes hands the head to its handler first. */
+  char wait[128];
+  if (s->head_name && !strcmp(s->head_name, c->name))
+    snprintf(wait, sizeof wait,
+             " {\n          if (!p->b_head)\n            goto head_%s;\n          goto more;\n        }",
+             c->name);
+  else
+    snprintf(wait, sizeof wait, "\n          goto more;");
   fprintf(out,
-          "      if (!p->b_chunked) {\n        if (len - p->pos < p->b_len)\n          goto more;\n"
+          "      if (!p->b_chunked) {\n        if (len - p->pos < p->b_len)%s\n"
           "        p->pos += p->b_len;\n      } else {\n"
           "        int r = scan_chunks(p, buf, len, %lluu, %lluu, name_class_%s);\n"
-          "        if (r == 0)\n          goto more;\n"
+          "        if (r == 0)%s\n"
           "        if (r < 0) {\n          p->cmd = -1;\n          *out_used = len;\n          return r;\n"
           "        }\n      }\n"
           "      p->off[%d][0] = p->b_start;\n      p->off[%d][1] = (uint32_t)p->pos;\n",
-          (unsigned long long)s->limit_data, (unsigned long long)s->limit_fields, c->name, slot, slot);
+          wait, (unsigned long long)s->limit_data, (unsigned long long)s->limit_fields, c->name, wait, slot,
+          slot);
 }
 
 /* A length-prefixed array: per item, PREFIX DIGITS SEP, that many bytes, SEP. The item header
@@ -1098,6 +1129,57 @@ static void emit_cont_status(const struct command_decl *c, const char *status, F
     fprintf(out, "        return p->off[%d][1] != p->off[%d][0] ? RW_PARSE_SKIP : %s;\n", q, q, status);
   } else {
     fprintf(out, "        return %s;\n", status);
+  }
+}
+
+/* The message's fields from the parser's offsets; `head`: the body not yet there (empty). */
+static void emit_fill(const struct spec *s, const struct command_decl *c, bool head, FILE *out)
+{
+  (void)s;
+  for (size_t f = 0; f < c->nfields; f++) {
+    const struct field *fd = &c->fields[f];
+    const char *cm = spec_member(c->name), *fm = spec_member(fd->name);
+    if (fd->kind == FIELD_NUM) {
+      fprintf(out, "    m->%s.%s = (%s)p->num[%d];\n", cm, fm, num_ctype(fd->num), fd->slot);
+    } else if (fd->kind == FIELD_LIST && fd->token >= 0) {
+      fprintf(out, "    rw_list_words(&m->%s.%s, buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]);\n", cm,
+              fm, fd->slot, fd->slot, fd->slot);
+    } else if (fd->kind == FIELD_LIST && list_step(c, f, STEP_FIELDS)) {
+      fprintf(out,
+              "    rw_list_set(&m->%s.%s, RW_LIST_FIELDS, p->lcount[%d],\n"
+              "                (rw_span){buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]});\n",
+              cm, fm, fd->slot, fd->slot, fd->slot, fd->slot);
+    } else if (fd->kind == FIELD_LIST && list_step(c, f, STEP_BODY) && head) {
+      fprintf(out, "    rw_list_set(&m->%s.%s, RW_LIST_SINGLE, 0, (rw_span){buf + p->b_start, 0});\n", cm,
+              fm);
+    } else if (fd->kind == FIELD_LIST && list_step(c, f, STEP_BODY)) {
+      fprintf(out,
+              "    {\n      rw_list *l = &m->%s.%s;\n"
+              "      rw_span r = {buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]};\n"
+              "      if (p->b_chunked) {\n        rw_list_set(l, RW_LIST_CHUNKED, p->arr_n, r);\n"
+              "        for (uint32_t i = 0; i < p->arr_n && i < RW_LIST_INLINE; i++)\n"
+              "          l->item[i] = (rw_span){buf + p->items[i][0], p->items[i][1] - p->items[i][0]};\n"
+              "      } else {\n        rw_list_set(l, RW_LIST_SINGLE, p->b_len ? 1 : 0, r);\n"
+              "        l->item[0] = r;\n      }\n    }\n",
+              cm, fm, fd->slot, fd->slot, fd->slot);
+    } else if (fd->kind == FIELD_LIST) {
+      const struct step *st = list_step(c, f, STEP_ARRAY);
+      if (!st)
+        continue; /* every array list has its step: the checks made it */
+      fprintf(out, "    {\n      rw_list *l = &m->%s.%s;\n      static const uint8_t sep[] = ", cm, fm);
+      c_bytes(out, st->bytes + st->len, st->seplen);
+      fprintf(out,
+              ";\n      rw_list_set(l, RW_LIST_PREFIXED, p->arr_n,\n"
+              "                  (rw_span){buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]});\n"
+              "      l->prefix_len = %zu;\n      l->sep_len = %zu;\n"
+              "      memcpy(l->sep, sep, %zu);\n"
+              "      for (uint32_t i = 0; i < p->arr_n && i < RW_LIST_INLINE; i++)\n"
+              "        l->item[i] = (rw_span){buf + p->items[i][0], p->items[i][1] - p->items[i][0]};\n"
+              "    }\n",
+              fd->slot, fd->slot, fd->slot, st->len, st->seplen, st->seplen);
+    } else
+      fprintf(out, "    m->%s.%s = (rw_span){buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]};\n", cm, fm,
+              fd->slot, fd->slot, fd->slot);
   }
 }
 
@@ -1169,51 +1251,16 @@ static void emit_cont_command(const struct spec *s, const struct command_decl *c
     fprintf(out, "      p->step = %zu;\n    }\n      /* fall through */\n", k + 1);
   }
   fputs("    default:\n      break;\n    }\n", out);
-  for (size_t f = 0; f < c->nfields; f++) {
-    const struct field *fd = &c->fields[f];
-    const char *cm = spec_member(c->name), *fm = spec_member(fd->name);
-    if (fd->kind == FIELD_NUM) {
-      fprintf(out, "    m->%s.%s = (%s)p->num[%d];\n", cm, fm, num_ctype(fd->num), fd->slot);
-    } else if (fd->kind == FIELD_LIST && fd->token >= 0) {
-      fprintf(out, "    rw_list_words(&m->%s.%s, buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]);\n", cm,
-              fm, fd->slot, fd->slot, fd->slot);
-    } else if (fd->kind == FIELD_LIST && list_step(c, f, STEP_FIELDS)) {
-      fprintf(out,
-              "    rw_list_set(&m->%s.%s, RW_LIST_FIELDS, p->lcount[%d],\n"
-              "                (rw_span){buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]});\n",
-              cm, fm, fd->slot, fd->slot, fd->slot, fd->slot);
-    } else if (fd->kind == FIELD_LIST && list_step(c, f, STEP_BODY)) {
-      fprintf(out,
-              "    {\n      rw_list *l = &m->%s.%s;\n"
-              "      rw_span r = {buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]};\n"
-              "      if (p->b_chunked) {\n        rw_list_set(l, RW_LIST_CHUNKED, p->arr_n, r);\n"
-              "        for (uint32_t i = 0; i < p->arr_n && i < RW_LIST_INLINE; i++)\n"
-              "          l->item[i] = (rw_span){buf + p->items[i][0], p->items[i][1] - p->items[i][0]};\n"
-              "      } else {\n        rw_list_set(l, RW_LIST_SINGLE, p->b_len ? 1 : 0, r);\n"
-              "        l->item[0] = r;\n      }\n    }\n",
-              cm, fm, fd->slot, fd->slot, fd->slot);
-    } else if (fd->kind == FIELD_LIST) {
-      const struct step *st = list_step(c, f, STEP_ARRAY);
-      if (!st)
-        continue; /* every array list has its step: the checks made it */
-      fprintf(out, "    {\n      rw_list *l = &m->%s.%s;\n      static const uint8_t sep[] = ", cm, fm);
-      c_bytes(out, st->bytes + st->len, st->seplen);
-      fprintf(out,
-              ";\n      rw_list_set(l, RW_LIST_PREFIXED, p->arr_n,\n"
-              "                  (rw_span){buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]});\n"
-              "      l->prefix_len = %zu;\n      l->sep_len = %zu;\n"
-              "      memcpy(l->sep, sep, %zu);\n"
-              "      for (uint32_t i = 0; i < p->arr_n && i < RW_LIST_INLINE; i++)\n"
-              "        l->item[i] = (rw_span){buf + p->items[i][0], p->items[i][1] - p->items[i][0]};\n"
-              "    }\n",
-              fd->slot, fd->slot, fd->slot, st->len, st->seplen, st->seplen);
-    } else
-      fprintf(out, "    m->%s.%s = (rw_span){buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]};\n", cm, fm,
-              fd->slot, fd->slot, fd->slot);
-  }
+  emit_fill(s, c, false, out);
   fputs("    *out_used = p->pos;\n    p->cmd = -1;\n    return ", out);
   emit_cmd_enum(s, c->name, out);
   fputs(";\n", out);
+  if (s->head_name && !strcmp(s->head_name, c->name)) {
+    /* Nothing consumed: the frame goes on parsing from here once more bytes come. */
+    fprintf(out, "  head_%s:\n    p->b_head = true;\n", c->name);
+    emit_fill(s, c, true, out);
+    fputs("    *out_used = 0;\n    return RW_PARSE_HEAD;\n", out);
+  }
 }
 
 /* The continuations: data blocks and literals after a first line, tracked by offsets so the
@@ -1487,10 +1534,17 @@ static void emit_dispatch(const struct spec *s, FILE *out)
           "  return %s_table[cmd](c, h, m);\n}\n\n",
           p, p);
   fprintf(out, "static int %s_on_error(rw_conn *c, const void *vh, int status, const void *vm)\n{\n", p);
-  if (uses_refuse(s))
-    fprintf(out, "  const struct %s_handlers *h = vh;\n  const union %s_msg *m = vm;\n", p, p);
+  if (uses_refuse(s) || s->head_name)
+    fprintf(out, "  const struct %s_handlers *h = vh;\n", p);
   else
-    fputs("  (void)vh;\n  (void)vm;\n", out);
+    fputs("  (void)vh;\n", out);
+  if ((uses_refuse(s) && s->binary) || s->head_name)
+    fprintf(out, "  const union %s_msg *m = vm;\n", p);
+  else
+    fputs("  (void)vm;\n", out);
+  if (s->head_name)
+    fprintf(out, "  if (status == RW_PARSE_HEAD)\n    return h->%s_head(c, &m->%s);\n", s->head_name,
+            spec_member(s->head_name));
   if (!s->raw_name) {
     fputs("  if (status == RW_PARSE_UNKNOWN) {\n", out);
     emit_action(s, &s->otherwise, out);
@@ -1534,6 +1588,8 @@ static void emit_dispatch(const struct spec *s, FILE *out)
       fputs("  if (!h->unknown)\n    return -EINVAL;\n", out);
     if (uses_refuse(s))
       fputs("  if (!h->refused)\n    return -EINVAL;\n", out);
+    if (s->head_name)
+      fprintf(out, "  if (!h->%s_head)\n    return -EINVAL;\n", s->head_name);
   } else {
     fputs("  (void)vh;\n", out);
   }
@@ -1603,6 +1659,8 @@ static void dot_action(FILE *out, const char *from, const struct action *a, cons
   char label[256];
   if (!a->present)
     snprintf(label, sizeof label, "close");
+  else if (a->refuse)
+    snprintf(label, sizeof label, "refused%s", a->close ? ", close" : "");
   else if (a->reply_name)
     snprintf(label, sizeof label, "reply %s%s", a->reply_name, a->close ? ", close" : "");
   else

@@ -443,6 +443,16 @@ static int parse_raw(struct parser *ps)
   return expect_ident(ps, &s->raw_name, &s->raw_pos);
 }
 
+static int parse_head(struct parser *ps)
+{
+  struct spec *s = ps->spec;
+  if (s->head_name) {
+    diag_error(s->src, ps->tok.pos, "head already declared");
+    return -1;
+  }
+  return expect_ident(ps, &s->head_name, &s->head_pos);
+}
+
 static int parse_action(struct parser *ps, struct action *a);
 
 static int parse_token_body(struct parser *ps)
@@ -861,17 +871,10 @@ static const struct {
   const char *word;
   int (*parse)(struct parser *ps);
 } decls[] = {
-    {"protocol", parse_protocol},
-    {"limit", parse_limit},
-    {"raw", parse_raw},
-    {"token", parse_token},
-    {"number", parse_number},
-    {"command", parse_command},
-    {"reply", parse_reply},
-    {"table", parse_table},
-    {"otherwise", parse_otherwise},
-    {"on", parse_on},
-    {"frame", parse_frame},
+    {"protocol", parse_protocol},   {"limit", parse_limit}, {"raw", parse_raw},
+    {"head", parse_head},           {"token", parse_token}, {"number", parse_number},
+    {"command", parse_command},     {"reply", parse_reply}, {"table", parse_table},
+    {"otherwise", parse_otherwise}, {"on", parse_on},       {"frame", parse_frame},
 };
 
 static int parse_decl(struct parser *ps)
@@ -971,5 +974,6 @@ void spec_free(struct spec *s)
   free(s->table);
   free(s->protocol);
   free(s->raw_name);
+  free(s->head_name);
   memset(s, 0, sizeof *s);
 }

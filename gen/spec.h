@@ -235,6 +235,8 @@ struct spec {
   struct pos limit_pos;
   char *raw_name; /* `raw NAME;`: unframed protocol, every chunk goes to NAME */
   struct pos raw_pos;
+  char *head_name; /* `head CMD;`: CMD's head goes to handler CMD_head before its body is awaited */
+  struct pos head_pos;
   struct token_decl *tokens;
   size_t ntokens;
   struct command_decl *commands;

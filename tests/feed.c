@@ -96,6 +96,13 @@ bool feed(struct feeder *f, const uint8_t *data, size_t n)
       f->done += used;
       continue;
     }
+    if (rc == RW_PARSE_HEAD) { /* a head before its body; then more bytes are awaited */
+      if (used)
+        return fault(f, "a head that consumed bytes");
+      f->describe(0, msg, f->head, sizeof f->head); /* (the specs fed here: head on command 0) */
+      f->heads++;
+      break;
+    }
     if (f->frame_ends && used && !f->frame_ends[f->done + used])
       return fault(f, "a message or error made from bytes inside a declared data block");
     char line[2048];
@@ -310,7 +317,8 @@ void describe_http1(int cmd, const void *vmsg, char *out, size_t outlen)
   const struct http1_request *r = &((const union http1_msg *)vmsg)->request;
   (void)cmd;
   size_t n = 0;
-  append(out, outlen, &n, "%.*s %.*s 1.%.*s fields", SPAN(r->method), SPAN(r->target), SPAN(r->minor));
+  append(out, outlen, &n, "%.*s %.*s %.*s.%.*s fields", SPAN(r->method), SPAN(r->target), SPAN(r->major),
+         SPAN(r->minor));
   describe_list(&r->headers, out + n, outlen - n);
   n = strlen(out);
   append(out, outlen, &n, " body");

@@ -30,6 +30,10 @@ struct feeder {
    * oracle's framing, e.g. memcache_frames). A message or error ending elsewhere is a fault:
    * it was made from bytes inside a declared data block. */
   const uint8_t *frame_ends;
+  /* RW_PARSE_HEAD (a body awaited, which depends on how the input was split): counted, the
+   * last one described here, and kept out of the log. */
+  unsigned heads;
+  char head[512];
 };
 
 /* `cap`: the most bytes the feeder may have to hold (the runtime's slot). 0 or -ENOMEM. */

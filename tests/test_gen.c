@@ -251,10 +251,23 @@ Test(spec_errors, binary_frames)
                "t.rw:5:16: error: on bad_data must close in a binary spec");
   expect_error(BIN_LIKE "command c = n:u8;\ncommand d = m:u8;\n",
                "t.rw:5:9: error: a binary spec has one frame command");
-  expect_error("protocol p;\nlimit line 1KiB;\ncommand c = \"c\\n\";\non overlong -> refuse;\n",
-               "error: refuse hands a binary frame's header to a handler");
+  expect_error("protocol p;\nlimit line 1KiB;\ncommand c = \"c\\n\" -> refuse;\n",
+               "t.rw:3:22: error: refuse answers a parse error or a binary frame: use 'reply' here");
   expect_error("protocol p;\nlimit line 1KiB;\ncommand c = \"c\\n\";\nframe binary;\n",
                "t.rw:4:7: error: frame must be declared before the commands");
+}
+
+#define HTTP_LIKE "protocol h;\nlimit line 1KiB;\nlimit data 1KiB;\nlimit fields 1KiB;\ntoken t = [a-z]+;\n"
+
+Test(spec_errors, head_and_text_refusals)
+{
+  expect_error(HTTP_LIKE "command r = m:t \"\\r\\n\" f:fields(t) b:body(f, \"l\", \"c\");\nhead x;\n",
+               "t.rw:7:6: error: head names no command: 'x'");
+  expect_error(HTTP_LIKE "command r = m:t \"\\r\\n\" f:fields(t);\nhead r;\n",
+               "t.rw:7:6: error: head needs a command with a handler whose last field is a body()");
+  expect_error(HTTP_LIKE
+               "command r = m:t \"\\r\\n\" f:fields(t) b:body(f, \"l\", \"c\");\nhead r;\nhead r;\n",
+               "t.rw:8:6: error: head already declared");
 }
 
 Test(spec, binary_frame_offsets_and_fields)
@@ -356,6 +369,29 @@ Test(emit, header_has_commands_fields_handlers_and_writers)
   cr_expect(strstr(re, "\"get \" @f_get_key_s tok_key @f_get_key_e \"\\r\\n\""), "%s", re);
   cr_expect(strstr(re, "[KV_CMD_GET] = kv_do_get,"), "%s", re);
   cr_expect(strstr(re, "if (len > 1024u)\n    return RW_PARSE_OVERLONG;"), "%s", re);
+  free(re);
+}
+
+/* A text spec's refusals go to `refused(c, status)`; `head` adds CMD_head, called from on_error
+ * with RW_PARSE_HEAD, and the body step jumps to it the first time it waits. */
+Test(emit, text_refusals_and_head)
+{
+  const char *spec = HTTP_LIKE "command r = m:t \"\\r\\n\" f:fields(t) b:body(f, \"l\", \"c\");\n"
+                               "otherwise -> refuse, close;\non bad_data -> refuse;\nhead r;\n";
+  char *h = emit_to_string(spec, emit_header);
+  cr_expect(strstr(h, "  int (*r_head)(rw_conn *c, const struct h_r *msg);\n"), "%s", h);
+  cr_expect(strstr(h, "  int (*refused)(rw_conn *c, int status);\n"), "%s", h);
+  free(h);
+  char *re = emit_to_string(spec, emit_re);
+  cr_expect(strstr(re, "  if (status == RW_PARSE_HEAD)\n    return h->r_head(c, &m->r);\n"), "%s", re);
+  cr_expect(strstr(re, "if (!p->b_head)\n            goto head_r;"), "%s", re);
+  cr_expect(strstr(re, "head_r:\n    p->b_head = true;\n"), "%s", re);
+  cr_expect(strstr(re, "RW_LIST_SINGLE, 0, (rw_span){buf + p->b_start, 0});\n    *out_used = 0;\n"
+                       "    return RW_PARSE_HEAD;"),
+            "%s", re);
+  cr_expect(strstr(re, "  if (status == RW_PARSE_UNKNOWN) {\n  int rc = h->refused(c, status);\n"), "%s", re);
+  cr_expect(strstr(re, "  if (!h->refused)\n    return -EINVAL;\n  if (!h->r_head)\n    return -EINVAL;\n"),
+            "%s", re);
   free(re);
 }
 

@@ -386,6 +386,54 @@ Test(http1, requests_at_every_split)
         "GET / 1.0 fields0: body0:\n");
 }
 
+/* `head request`: once per message, the first time its body is awaited, the head (body empty);
+ * never when the body came with it; at any split the messages are the same. */
+Test(http1, head_before_an_awaited_body)
+{
+  static const char head[] = "POST /p HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+                    chunked[] = "PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+  struct feeder f;
+  feeder_init_t(&f, &http1_proto, describe_http1, 1024);
+  feed_t(&f, (const uint8_t *)head, sizeof head - 1);
+  cr_expect_eq(f.heads, 1);
+  cr_expect_str_eq(f.head, "POST /p 1.1 fields2: [Expect: 100-continue] [Content-Length: 5] body0:");
+  cr_expect_str_eq(f.log, "");
+  feed_t(&f, (const uint8_t *)"hel", 3); /* still waiting: no second head */
+  feed_t(&f, (const uint8_t *)"lo", 2);
+  cr_expect_eq(f.heads, 1);
+  feed_t(&f, (const uint8_t *)chunked, sizeof chunked - 1);
+  cr_expect_eq(f.heads, 2);
+  cr_expect_str_eq(f.head, "PUT /c 1.1 fields1: [Transfer-Encoding: chunked] body0:");
+  feed_t(&f, (const uint8_t *)"3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n", 31);
+  cr_expect_eq(f.heads, 2); /* a message without a body has no head event */
+  cr_expect_str_eq(f.log, "POST /p 1.1 fields2: [Expect: 100-continue] [Content-Length: 5] body1: [hello]\n"
+                          "PUT /c 1.1 fields1: [Transfer-Encoding: chunked] body1: [abc]\n"
+                          "GET / 1.1 fields0: body0:\n");
+  feeder_fini(&f);
+  /* Head and body together: no head event. */
+  feeder_init_t(&f, &http1_proto, describe_http1, 1024);
+  feed_t(&f, (const uint8_t *)"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nok", 40);
+  cr_expect_eq(f.heads, 0);
+  cr_expect_str_eq(f.log, "POST / 1.1 fields1: [Content-Length: 2] body1: [ok]\n");
+  feeder_fini(&f);
+}
+
+/* Every one-digit version parses (the handler answers 505 or serves 1.x as 1.1); two digits,
+ * none, or no minor do not match the request line. */
+Test(http1, versions_parse_for_the_handler)
+{
+  CHECK(&http1_proto, describe_http1,
+        "GET / HTTP/1.2\r\n\r\nGET http://h/x HTTP/2.0\r\n\r\nGET * HTTP/0.9\r\n\r\n",
+        "GET / 1.2 fields0: body0:\nGET http://h/x 2.0 fields0: body0:\nGET * 0.9 fields0: body0:\n");
+  errors_close = true;
+  char expect[64];
+  snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_UNKNOWN);
+  static const char *const bad[] = {"GET / HTTP/1.10\r\n\r\n", "GET / HTTP/1\r\n\r\n",
+                                    "GET / HTTP/x.1\r\n\r\n", "GET / HTTP/11.1\r\n\r\n"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    check_splits(&http1_proto, describe_http1, bad[i], strlen(bad[i]), expect);
+}
+
 /* Each of these is a smuggling shape or a malformed message: 400 and close (bad_data). */
 Test(http1, smuggling_shapes_are_refused)
 {

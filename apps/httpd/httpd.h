@@ -34,6 +34,10 @@ static inline bool httpd_ows(uint8_t ch)
 {
   return ch == ' ' || ch == '\t';
 }
+/* Splits an absolute-form target ("http://host:port/path?query", RFC 9112 3.2.2) into its host
+ * and its path ("/" when it has none); an origin-form target is the path as it is, and the host
+ * is left alone. 0, or -EINVAL (answer 400). */
+int httpd_target(rw_span target, rw_span *host, rw_span *path);
 
 /* The Content-Type for a path, by its extension. */
 const char *httpd_mime(const char *path);

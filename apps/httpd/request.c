@@ -94,39 +94,125 @@ int httpd_reply_status(rw_conn *c, struct httpd_response *r, bool head)
     rw_conn_close(c);
   return rc;
 }
+/* RFC 9110 9.3's methods and PATCH (RFC 5789): known, so a resource that does not allow one
+ * answers 405 (RFC 9110 15.5.6); any other is not implemented: 501 (15.6.2). */
+static bool method_known(rw_span method)
+{
+  static const char *const known[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
+                                      "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+  for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+    if (span_eq(method, known[i]))
+      return true;
+  return false;
+}
+
+static void refuse(struct httpd_response *r, int status, const char *reason, bool keep_alive)
+{
+  r->status = status, r->reason = reason, r->keep_alive = r->keep_alive && keep_alive;
+}
+
+/* What the request's head decides before any file is looked at: false with the refusal in r,
+ * or true with the path to serve. `body` is the body's length as far as it is known. */
+static bool judge(const struct http1_request *m, uint64_t body, struct httpd_response *r,
+                  char path[HTTPD_PATH_MAX])
+{
+  bool http10 = m->minor.p[0] == '0';
+  *r = (struct httpd_response){.http10 = http10};
+  r->keep_alive = http10 ? connection_has(&m->headers, "keep-alive") : !connection_has(&m->headers, "close");
+  /* Any HTTP/1.x is served as 1.1 (RFC 9110 2.5); another major is not ours to read. */
+  if (m->major.p[0] != '1') {
+    refuse(r, 505, "HTTP Version Not Supported", false);
+    return false;
+  }
+  /* HTTP/1.1 requires one Host, whatever the method: a request without one, or with two, is
+   * refused (RFC 9112 3.2) before anything else is judged. An absolute-form target's host
+   * replaces it (3.2.2). */
+  rw_span host, target;
+  unsigned hosts = rw_list_field(&m->headers, "host", &host);
+  if ((!http10 && hosts == 0) || hosts > 1 || httpd_target(m->target, &host, &target) < 0) {
+    refuse(r, 400, "Bad Request", false);
+    return false;
+  }
+  if (body > httpd.max_body) {
+    refuse(r, 413, "Content Too Large", false);
+    return false;
+  }
+  if (!method_known(m->method)) {
+    refuse(r, 501, "Not Implemented", true);
+    return false;
+  }
+  if (!span_eq(m->method, "GET") && !span_eq(m->method, "HEAD")) {
+    refuse(r, 405, "Method Not Allowed", true);
+    r->extra = "Allow: GET, HEAD\r\n";
+    return false;
+  }
+  if (httpd_normalise(target, path) < 0) {
+    refuse(r, 400, "Bad Request", false);
+    return false;
+  }
+  return true;
+}
 
 static int on_request(rw_conn *c, const struct http1_request *m)
 {
-  bool http10 = m->minor.p[0] == '0';
-  struct httpd_response r = {.http10 = http10};
-  r.keep_alive = http10 ? connection_has(&m->headers, "keep-alive") : !connection_has(&m->headers, "close");
   bool head = span_eq(m->method, "HEAD");
-  /* HTTP/1.1 requires one Host, whatever the method: a request without one, or with two, is
-   * refused (RFC 9112 3.2) before anything else is judged. */
-  rw_span host;
-  unsigned hosts = rw_list_field(&m->headers, "host", &host);
-  if ((!http10 && hosts == 0) || hosts > 1) {
-    r.status = 400, r.reason = "Bad Request", r.keep_alive = false;
-    return httpd_reply_status(c, &r, head);
-  }
   uint64_t body = 0;
   for (uint32_t i = 0; i < m->body.count; i++)
     body += rw_list_at(&m->body, i).len;
-  if (body > httpd.max_body) {
-    r.status = 413, r.reason = "Content Too Large", r.keep_alive = false;
-    return httpd_reply_status(c, &r, head);
-  }
-  if (!head && !span_eq(m->method, "GET")) {
-    r.status = 405, r.reason = "Method Not Allowed", r.extra = "Allow: GET, HEAD\r\n";
-    return httpd_reply_status(c, &r, false);
-  }
+  struct httpd_response r;
   char path[HTTPD_PATH_MAX];
-  if (httpd_normalise(m->target, path) < 0) {
-    r.status = 400, r.reason = "Bad Request", r.keep_alive = false;
+  if (!judge(m, body, &r, path))
     return httpd_reply_status(c, &r, head);
-  }
   return httpd_serve(c, &r, path, m->target, &m->headers, head, !head);
 }
 
-const struct http1_handlers httpd_handlers = {.request = on_request};
+/* A parse error the spec refuses (spec/http1.rw): answered like every other response, with Date
+ * and Server, and the connection closed (the spec closes it after). */
+static int on_refused(rw_conn *c, int status)
+{
+  struct httpd_response r = {.keep_alive = false};
+  if (status == RW_PARSE_OVERLONG)
+    refuse(&r, 414, "URI Too Long", false);
+  else if (status == RW_PARSE_FIELDS_TOO_LARGE)
+    refuse(&r, 431, "Request Header Fields Too Large", false);
+  else if (status == RW_PARSE_TOO_LARGE)
+    refuse(&r, 413, "Content Too Large", false);
+  else
+    refuse(&r, 400, "Bad Request", false);
+  return httpd_reply_status(c, &r, false);
+}
+
+/* The Content-Length the parser framed the body by (digits it has checked), 0 when chunked. */
+static uint64_t declared_length(const rw_list *headers)
+{
+  rw_span v;
+  uint64_t n = 0;
+  if (rw_list_field(headers, "content-length", &v))
+    for (size_t i = 0; i < v.len && v.p[i] >= '0' && v.p[i] <= '9'; i++)
+      n = n > UINT64_MAX / 10 - 1 ? UINT64_MAX : n * 10 + (uint64_t)(v.p[i] - '0');
+  return n;
+}
+
+/* A body is about to be awaited. A client that sent Expect: 100-continue waits for a word
+ * (RFC 9110 10.1.1): 100 Continue when the request will be read, else its final status at once
+ * and a close, so that the body is never sent. HTTP/1.0 expectations are ignored, as RFC 9110
+ * requires, and so are others (nginx does the same). */
+static int on_head(rw_conn *c, const struct http1_request *m)
+{
+  rw_span expect;
+  if (rw_list_field(&m->headers, "expect", &expect) != 1 || expect.len != 12 ||
+      strncasecmp((const char *)expect.p, "100-continue", 12) || m->minor.p[0] == '0')
+    return 0;
+  struct httpd_response r;
+  char path[HTTPD_PATH_MAX];
+  if (judge(m, declared_length(&m->headers), &r, path)) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    return rw_conn_write(c, cont, sizeof cont - 1);
+  }
+  r.keep_alive = false;
+  return httpd_reply_status(c, &r, span_eq(m->method, "HEAD"));
+}
+
+const struct http1_handlers httpd_handlers = {
+    .request = on_request, .request_head = on_head, .refused = on_refused};
 const size_t httpd_conn_size = sizeof(struct httpd_stream);

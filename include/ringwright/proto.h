@@ -30,6 +30,8 @@ enum rw_parse_status {
   RW_PARSE_BAD_DATA = -7,         /* a data block not followed by what the spec expects */
   RW_PARSE_SKIP = -8,             /* *out_used bytes of a refused data block were discarded: no message */
   RW_PARSE_FIELDS_TOO_LARGE = -9, /* a field section (headers, trailers) past the spec's limit */
+  RW_PARSE_HEAD = -10,            /* a `head` command's body is awaited: its head is in the message,
+                                   * for on_error to hand over; nothing consumed */
 };
 
 /* Statuses from -64 down are errors the spec itself declares (a number token's own reply). */
@@ -61,7 +63,8 @@ typedef struct rw_proto {
    * (the connection is then closed). */
   int (*dispatch)(rw_conn *c, const void *handlers, int cmd, const void *msg);
   /* Writes the spec's declared reply for a parse error and closes if the spec says so. `msg` is
-   * what next() filled (a binary frame's header, for the spec's `refused` handler). */
+   * what next() filled (a binary frame's header, for the spec's `refused` handler; a head, for
+   * RW_PARSE_HEAD, after which the runtime waits for more bytes as for RW_PARSE_MORE). */
   int (*on_error)(rw_conn *c, const void *handlers, int status, const void *msg);
   /* 0 if every handler the spec needs is set, else -EINVAL. */
   int (*check_handlers)(const void *handlers);

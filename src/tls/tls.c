@@ -16,7 +16,6 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #include <ringwright/cli.h>
 #include <ringwright/tls.h>
@@ -24,10 +23,8 @@
 #include "../core/core.h"
 #include "tls_conn.h"
 
-#define MAX_CERTS 8
-
 struct rw_tls {
-  SSL_CTX *ctx[MAX_CERTS]; /* [0]: the default; the rest chosen by SNI */
+  SSL_CTX *ctx[RW_TLS_MAX_CERTS + 1]; /* [0]: the default; chosen per handshake (certs.c); NULL-ended */
   unsigned nctx;
   uint8_t alpn[256]; /* wire format: length-prefixed names */
   size_t alpn_len;
@@ -137,22 +134,6 @@ static int alpn_select(SSL *ssl, const uint8_t **out, uint8_t *out_len, const ui
   return SSL_TLSEXT_ERR_NOACK;
 }
 
-/* SNI: the first certificate that covers the name the client asked for. */
-static int servername(SSL *ssl, int *alert, void *arg)
-{
-  (void)alert;
-  const rw_tls *t = arg;
-  const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-  if (!name)
-    return SSL_TLSEXT_ERR_OK;
-  for (unsigned i = 1; i < t->nctx; i++)
-    if (X509_check_host(SSL_CTX_get0_certificate(t->ctx[i]), name, strlen(name), 0, NULL) == 1) {
-      SSL_set_SSL_CTX(ssl, t->ctx[i]);
-      break;
-    }
-  return SSL_TLSEXT_ERR_OK;
-}
-
 static SSL_CTX *ctx_new(void)
 {
   SSL_CTX *ctx = SSL_CTX_new(TLS_method());
@@ -191,7 +172,7 @@ static void install_ops(void)
 
 int rw_tls_server_new(const rw_tls_cert *certs, unsigned ncerts, const char *const *alpn, rw_tls **out_tls)
 {
-  if (!ncerts || ncerts > MAX_CERTS || bio_setup() < 0)
+  if (!ncerts || ncerts > RW_TLS_MAX_CERTS || bio_setup() < 0)
     return -EINVAL;
   rw_tls *t = calloc(1, sizeof *t);
   if (!t)
@@ -213,8 +194,7 @@ int rw_tls_server_new(const rw_tls_cert *certs, unsigned ncerts, const char *con
       SSL_CTX_set_alpn_select_cb(ctx, alpn_select, t);
   }
   if (!rc) {
-    SSL_CTX_set_tlsext_servername_callback(t->ctx[0], servername);
-    SSL_CTX_set_tlsext_servername_arg(t->ctx[0], t);
+    rw_tls_certs_install(t->ctx);
     install_ops();
     *out_tls = t;
     return 0;

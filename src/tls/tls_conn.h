@@ -86,4 +86,10 @@ void rw_tls_rec_alert(struct rw_conn *c, uint8_t level, uint8_t desc);
 void rw_tls_rec_free(struct rw_conn *c);
 void rw_tls_rec_keylog(const SSL *ssl, const char *line);
 
+/* certs.c: a server's certificates, at most RW_TLS_MAX_CERTS in `ctxs` (NULL-terminated, living
+ * as long as ctxs[0], the default): each handshake gets the first that covers the name asked
+ * for and whose key type the client's signature algorithms accept. */
+#define RW_TLS_MAX_CERTS 8
+void rw_tls_certs_install(SSL_CTX *const *ctxs);
+
 #endif

@@ -22,6 +22,7 @@ enum http1_cmd {
 struct http1_request {
   rw_span method;
   rw_span target;
+  rw_span major;
   rw_span minor;
   rw_list headers;
   rw_list body;
@@ -35,16 +36,14 @@ union http1_msg {
  * none. Each returns 0, or a negative errno to close the connection. */
 struct http1_handlers {
   int (*request)(rw_conn *c, const struct http1_request *msg);
+  /* Before a request's body is awaited (its bytes not all received), once per message: the
+   * first line and fields, the body empty (HTTP's Expect: 100-continue is answered here). */
+  int (*request_head)(rw_conn *c, const struct http1_request *msg);
+  /* A parse error the spec refuses (status: RW_PARSE_UNKNOWN, RW_PARSE_OVERLONG, ...): the
+   * frame may not have parsed at all, so the status is all there is. */
+  int (*refused)(rw_conn *c, int status);
 };
 
-/* Writes "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n". */
-int http1_reply_bad_request(rw_conn *c);
-/* Writes "HTTP/1.1 414 URI Too Long\r\nContent-Length: 0\r\nConnection: close\r\n\r\n". */
-int http1_reply_uri_too_long(rw_conn *c);
-/* Writes "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n". */
-int http1_reply_fields_too_large(rw_conn *c);
-/* Writes "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n". */
-int http1_reply_too_large(rw_conn *c);
 
 extern const rw_proto http1_proto;
 

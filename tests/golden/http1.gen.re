@@ -14,42 +14,6 @@ _Static_assert(sizeof(union http1_msg) <= RW_PROTO_MSG_MAX, "message too large")
 
 static const char *const http1_command_names[] = {"request"};
 
-int http1_reply_bad_request(rw_conn *c)
-{
-  static const char lit0[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-  const struct iovec iov[] = {
-      {(void *)lit0, sizeof lit0 - 1},
-  };
-  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
-}
-
-int http1_reply_uri_too_long(rw_conn *c)
-{
-  static const char lit0[] = "HTTP/1.1 414 URI Too Long\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-  const struct iovec iov[] = {
-      {(void *)lit0, sizeof lit0 - 1},
-  };
-  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
-}
-
-int http1_reply_fields_too_large(rw_conn *c)
-{
-  static const char lit0[] = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-  const struct iovec iov[] = {
-      {(void *)lit0, sizeof lit0 - 1},
-  };
-  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
-}
-
-int http1_reply_too_large(rw_conn *c)
-{
-  static const char lit0[] = "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-  const struct iovec iov[] = {
-      {(void *)lit0, sizeof lit0 - 1},
-  };
-  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
-}
-
 static int parse_u64(const uint8_t *p, const uint8_t *e, uint64_t max, uint64_t *out)
 {
   uint64_t v = 0;
@@ -98,7 +62,7 @@ struct http1_parser {
   unsigned step;
   size_t pos;
   uint64_t skip; /* bytes of a refused data block still to discard */
-  uint32_t off[5][2];
+  uint32_t off[6][2];
   uint64_t num[1];
   /* An array or chunked body in progress: items left, items seen, where each begins, the
    * current item's length and whether its header was read. */
@@ -109,8 +73,8 @@ struct http1_parser {
   /* A field section, then a body: how far lines were scanned, where the section
    * began and ended, how many fields; the body's framing and progress. */
   size_t scan, f_start, f_end, f_colon;
-  uint32_t f_count, lcount[5];
-  bool f_started, b_started, b_chunked;
+  uint32_t f_count, lcount[6];
+  bool f_started, b_started, b_chunked, b_head;
   int c_state;
   uint32_t note_n[2], note_off[2][2]; /* the body's framing fields: how many, the first */
   uint64_t b_len, b_total;
@@ -148,6 +112,8 @@ static int http1_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used
   const uint8_t *f_request_method_e;
   const uint8_t *f_request_target_s;
   const uint8_t *f_request_target_e;
+  const uint8_t *f_request_major_s;
+  const uint8_t *f_request_major_e;
   const uint8_t *f_request_minor_s;
   const uint8_t *f_request_minor_e;
 
@@ -187,7 +153,16 @@ static int http1_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used
     1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1};
   static const uint8_t lin_cls4[256] = {
     0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
-    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,1,1,1,1,1,1,1,1,1,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0};
+  static const uint8_t lin_cls6[256] = {
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,1,1,1,1,1,1,1,1,1,0,0,0,0,0,0,
     0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
     0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
     0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
@@ -221,13 +196,24 @@ static int http1_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used
     }
     f_request_target_e = q;
     {
-      static const uint8_t lit[] = " HTTP/1.";
-      if (end - q < 8 || memcmp(q, lit, 8) != 0)
+      static const uint8_t lit[] = " HTTP/";
+      if (end - q < 6 || memcmp(q, lit, 6) != 0)
         goto dfa;
-      q += 8;
+      q += 6;
+    }
+    f_request_major_s = q;
+    if (q == end || !lin_cls4[*q])
+      goto dfa;
+    q++;
+    f_request_major_e = q;
+    {
+      static const uint8_t lit[] = ".";
+      if (end - q < 1 || memcmp(q, lit, 1) != 0)
+        goto dfa;
+      q += 1;
     }
     f_request_minor_s = q;
-    if (q == end || !lin_cls4[*q])
+    if (q == end || !lin_cls6[*q])
       goto dfa;
     q++;
     f_request_minor_e = q;
@@ -259,7 +245,7 @@ dfa:
     tok_tchar = ([!#$%&'*+.^_`|~0-9A-Za-z-])+;
     tok_target = ([\x21-\x7e\x80-\xff])+;
 
-    @f_request_method_s tok_tchar @f_request_method_e " " @f_request_target_s tok_target @f_request_target_e " HTTP/1." @f_request_minor_s [01] @f_request_minor_e "\r\n" {
+    @f_request_method_s tok_tchar @f_request_method_e " " @f_request_target_s tok_target @f_request_target_e " HTTP/" @f_request_major_s [0-9] @f_request_major_e "." @f_request_minor_s [0-9] @f_request_minor_e "\r\n" {
     fast_request:
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
@@ -268,13 +254,15 @@ dfa:
       p->off[0][1] = (uint32_t)(f_request_method_e - buf);
       p->off[1][0] = (uint32_t)(f_request_target_s - buf);
       p->off[1][1] = (uint32_t)(f_request_target_e - buf);
-      p->off[2][0] = (uint32_t)(f_request_minor_s - buf);
-      p->off[2][1] = (uint32_t)(f_request_minor_e - buf);
+      p->off[2][0] = (uint32_t)(f_request_major_s - buf);
+      p->off[2][1] = (uint32_t)(f_request_major_e - buf);
+      p->off[3][0] = (uint32_t)(f_request_minor_s - buf);
+      p->off[3][1] = (uint32_t)(f_request_minor_e - buf);
       p->cmd = HTTP1_CMD_REQUEST;
       p->step = 0;
       p->pos = (size_t)(cur - buf);
       p->arr_started = false;
-      p->f_started = p->b_started = false;
+      p->f_started = p->b_started = p->b_head = false;
       p->c_state = 0;
       goto cont;
     }
@@ -519,9 +507,9 @@ static int http1_cont(struct http1_parser *p, const uint8_t *buf, size_t len, si
         *out_used = len;
         return r;
       }
-      p->off[3][0] = (uint32_t)p->f_start;
-      p->off[3][1] = (uint32_t)p->f_end;
-      p->lcount[3] = p->f_count;
+      p->off[4][0] = (uint32_t)p->f_start;
+      p->off[4][1] = (uint32_t)p->f_end;
+      p->lcount[4] = p->f_count;
       p->step = 1;
     }
       /* fall through */
@@ -556,21 +544,27 @@ static int http1_cont(struct http1_parser *p, const uint8_t *buf, size_t len, si
         }
       }
       if (!p->b_chunked) {
-        if (len - p->pos < p->b_len)
+        if (len - p->pos < p->b_len) {
+          if (!p->b_head)
+            goto head_request;
           goto more;
+        }
         p->pos += p->b_len;
       } else {
         int r = scan_chunks(p, buf, len, 1048576u, 65536u, name_class_request);
-        if (r == 0)
+        if (r == 0) {
+          if (!p->b_head)
+            goto head_request;
           goto more;
+        }
         if (r < 0) {
           p->cmd = -1;
           *out_used = len;
           return r;
         }
       }
-      p->off[4][0] = p->b_start;
-      p->off[4][1] = (uint32_t)p->pos;
+      p->off[5][0] = p->b_start;
+      p->off[5][1] = (uint32_t)p->pos;
       p->step = 2;
     }
       /* fall through */
@@ -579,12 +573,13 @@ static int http1_cont(struct http1_parser *p, const uint8_t *buf, size_t len, si
     }
     m->request.method = (rw_span){buf + p->off[0][0], p->off[0][1] - p->off[0][0]};
     m->request.target = (rw_span){buf + p->off[1][0], p->off[1][1] - p->off[1][0]};
-    m->request.minor = (rw_span){buf + p->off[2][0], p->off[2][1] - p->off[2][0]};
-    rw_list_set(&m->request.headers, RW_LIST_FIELDS, p->lcount[3],
-                (rw_span){buf + p->off[3][0], p->off[3][1] - p->off[3][0]});
+    m->request.major = (rw_span){buf + p->off[2][0], p->off[2][1] - p->off[2][0]};
+    m->request.minor = (rw_span){buf + p->off[3][0], p->off[3][1] - p->off[3][0]};
+    rw_list_set(&m->request.headers, RW_LIST_FIELDS, p->lcount[4],
+                (rw_span){buf + p->off[4][0], p->off[4][1] - p->off[4][0]});
     {
       rw_list *l = &m->request.body;
-      rw_span r = {buf + p->off[4][0], p->off[4][1] - p->off[4][0]};
+      rw_span r = {buf + p->off[5][0], p->off[5][1] - p->off[5][0]};
       if (p->b_chunked) {
         rw_list_set(l, RW_LIST_CHUNKED, p->arr_n, r);
         for (uint32_t i = 0; i < p->arr_n && i < RW_LIST_INLINE; i++)
@@ -597,6 +592,17 @@ static int http1_cont(struct http1_parser *p, const uint8_t *buf, size_t len, si
     *out_used = p->pos;
     p->cmd = -1;
     return HTTP1_CMD_REQUEST;
+  head_request:
+    p->b_head = true;
+    m->request.method = (rw_span){buf + p->off[0][0], p->off[0][1] - p->off[0][0]};
+    m->request.target = (rw_span){buf + p->off[1][0], p->off[1][1] - p->off[1][0]};
+    m->request.major = (rw_span){buf + p->off[2][0], p->off[2][1] - p->off[2][0]};
+    m->request.minor = (rw_span){buf + p->off[3][0], p->off[3][1] - p->off[3][0]};
+    rw_list_set(&m->request.headers, RW_LIST_FIELDS, p->lcount[4],
+                (rw_span){buf + p->off[4][0], p->off[4][1] - p->off[4][0]});
+    rw_list_set(&m->request.body, RW_LIST_SINGLE, 0, (rw_span){buf + p->b_start, 0});
+    *out_used = 0;
+    return RW_PARSE_HEAD;
   default:
     break;
   }
@@ -629,38 +635,40 @@ static int http1_dispatch(rw_conn *c, const void *h, int cmd, const void *m)
 
 static int http1_on_error(rw_conn *c, const void *vh, int status, const void *vm)
 {
-  (void)vh;
-  (void)vm;
+  const struct http1_handlers *h = vh;
+  const union http1_msg *m = vm;
+  if (status == RW_PARSE_HEAD)
+    return h->request_head(c, &m->request);
   if (status == RW_PARSE_UNKNOWN) {
-  int rc = http1_reply_bad_request(c);
+  int rc = h->refused(c, status);
   if (rc < 0)
     return rc;
   rw_conn_close(c);
   return 0;
   }
   if (status == RW_PARSE_OVERLONG) {
-  int rc = http1_reply_uri_too_long(c);
+  int rc = h->refused(c, status);
   if (rc < 0)
     return rc;
   rw_conn_close(c);
   return 0;
   }
   if (status == RW_PARSE_TOO_LARGE) {
-  int rc = http1_reply_too_large(c);
+  int rc = h->refused(c, status);
   if (rc < 0)
     return rc;
   rw_conn_close(c);
   return 0;
   }
   if (status == RW_PARSE_BAD_DATA) {
-  int rc = http1_reply_bad_request(c);
+  int rc = h->refused(c, status);
   if (rc < 0)
     return rc;
   rw_conn_close(c);
   return 0;
   }
   if (status == RW_PARSE_FIELDS_TOO_LARGE) {
-  int rc = http1_reply_fields_too_large(c);
+  int rc = h->refused(c, status);
   if (rc < 0)
     return rc;
   rw_conn_close(c);
@@ -677,6 +685,10 @@ static int http1_check_handlers(const void *vh)
   if (!h)
     return -EINVAL;
   if (!h->request)
+    return -EINVAL;
+  if (!h->refused)
+    return -EINVAL;
+  if (!h->request_head)
     return -EINVAL;
   return 0;
 }

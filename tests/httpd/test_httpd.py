@@ -131,7 +131,8 @@ class Files(unittest.TestCase):
 
     def test_host_checked_for_every_method(self):
         """No Host, or two, gets 400 and a close whatever the method (RFC 9112 3.2); with one,
-        the methods httpd does not serve get 405 and the connection goes on."""
+        the methods httpd does not serve get 405 (501 for one RFC 9110 does not define) and the
+        connection goes on."""
         for method in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"BREW"):
             head = method == b"HEAD"
             for hosts in (b"", b"Host: a\r\nHost: b\r\n"):
@@ -145,7 +146,7 @@ class Files(unittest.TestCase):
                 s.sendall(method + b" / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
                           b"GET /style.css HTTP/1.1\r\nHost: x\r\n\r\n")
                 status, headers, _, buf = read_response(s, to_head=head)
-                self.assertEqual(status, 200 if method in (b"GET", b"HEAD") else 405, method)
+                self.assertEqual(status, {b"GET": 200, b"HEAD": 200, b"BREW": 501}.get(method, 405), method)
                 if status == 405:
                     self.assertEqual(headers["allow"], "GET, HEAD")
                 status, _, body, _ = read_response(s, buf)
@@ -271,7 +272,12 @@ class Files(unittest.TestCase):
             b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n": 400,
             b"GET / HTTP/1.1\r\n\r\n": 400,  # no Host
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n": 400,
-            b"GET / HTTP/2.0\r\nHost: x\r\n\r\n": 400,
+            b"GET / HTTP/2.0\r\nHost: x\r\n\r\n": 505,
+            b"GET / HTTP/1.10\r\nHost: x\r\n\r\n": 400,
+            b"GET / HTTP/1\r\nHost: x\r\n\r\n": 400,
+            b"GET http://a@b/ HTTP/1.1\r\nHost: x\r\n\r\n": 400,
+            b"GET http:///x HTTP/1.1\r\nHost: x\r\n\r\n": 400,
+            b"GET http://h/ HTTP/1.1\r\n\r\n": 400,  # absolute form: Host still required
             b"GET nothing HTTP/1.1\r\nHost: x\r\n\r\n": 400,
             b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n": 414,
             b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"b" * 70000 + b"\r\n\r\n": 431,
@@ -282,9 +288,127 @@ class Files(unittest.TestCase):
                 s.sendall(req)
                 got, headers, _, _ = read_response(s)
                 self.assertEqual(got, status, req[:60])
+                # The parser's own refusals too carry Date and Server (and say they close).
+                self.assertEqual(headers["server"], "ringwright-httpd", req[:60])
+                self.assertLess(abs(email.utils.parsedate_to_datetime(headers["date"]).timestamp() - time.time()), 5)
+                self.assertEqual(headers["connection"], "close", req[:60])
                 self.assertTrue(closed(s), req[:60])
         # And the server still serves.
         self.assertEqual(self.get("/")[0].status, 200)
+
+    def exchange(self, req, to_head=False):
+        """One raw request: (status, headers, body, closed afterwards)."""
+        with socket.create_connection(("127.0.0.1", self.srv.port), timeout=10) as s:
+            s.sendall(req)
+            status, headers, body, rest = read_response(s, to_head=to_head)
+            self.assertEqual(rest, b"")
+            try:
+                s.sendall(b"GET /style.css HTTP/1.1\r\nHost: x\r\n\r\n")
+            except OSError:
+                return status, headers, body, True
+            return status, headers, body, closed(s, 0.5)
+
+    def test_versions(self):
+        """HTTP/1.x of any minor is served as 1.1 (kept alive); another major gets 505 and a
+        close; HTTP/1.0 keeps its own keep-alive rule (RFC 9110 2.5, RFC 9112 2.3)."""
+        for minor in b"129":
+            status, headers, body, gone = self.exchange(b"GET /style.css HTTP/1.%c\r\nHost: x\r\n\r\n" % minor)
+            self.assertEqual((status, body, gone), (200, b"body{}\n", False), minor)
+            self.assertNotIn("connection", headers)
+        for major in b"0239":
+            status, headers, body, gone = self.exchange(b"GET / HTTP/%c.0\r\nHost: x\r\n\r\n" % major)
+            self.assertEqual((status, headers["connection"], gone), (505, "close", True), major)
+            self.assertEqual(body, b"505 HTTP Version Not Supported\n")
+        status, headers, _, gone = self.exchange(b"GET / HTTP/1.0\r\n\r\n")
+        self.assertEqual((status, headers["connection"], gone), (200, "close", True))
+
+    def test_absolute_form(self):
+        """An absolute-form target is served by its path (RFC 9112 3.2.2): its host replaces Host,
+        the scheme is matched without regard to case, no path is the root."""
+        for target, body in ((b"http://example.com/style.css", b"body{}\n"),
+                             (b"HTTP://Example.COM:8080/sub/?q=1", b"sub index\n"),
+                             (b"https://[::1]:443/a%20b.txt", b"spaced\n"),
+                             (b"http://example.com", b"<h1>home</h1>\n"),
+                             (b"http://example.com?x", b"<h1>home</h1>\n")):
+            status, _, got, gone = self.exchange(b"GET " + target + b" HTTP/1.1\r\nHost: other\r\n\r\n")
+            self.assertEqual((status, got, gone), (200, body, False), target)
+        status, _, _, gone = self.exchange(b"GET http://example.com/../x HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual((status, gone), (400, True))
+
+    def test_unknown_methods(self):
+        """A method RFC 9110 does not define gets 501; one it defines but a file does not allow,
+        405 with Allow; either way the connection goes on (the body was read)."""
+        for method, status in ((b"BREW", 501), (b"get", 501), (b"PROPFIND", 501), (b"PATCH", 405),
+                               (b"TRACE", 405), (b"CONNECT", 405), (b"OPTIONS", 405)):
+            got, headers, _, gone = self.exchange(method + b" / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nab")
+            self.assertEqual((got, gone), (status, False), method)
+            self.assertEqual(headers.get("allow"), "GET, HEAD" if status == 405 else None, method)
+
+    def test_expect_100_continue(self):
+        """Expect: 100-continue gets 100 Continue before the body is read (sized or chunked), and
+        the final status after it; a request that will be refused gets its status at once and a
+        close, the body never read; HTTP/1.0 and a body sent along get no 100 (RFC 9110 10.1.1)."""
+        cont = b"HTTP/1.1 100 Continue\r\n\r\n"
+        for framing, body in ((b"Content-Length: 5\r\n", b"hello"),
+                              (b"Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n")):
+            with socket.create_connection(("127.0.0.1", self.srv.port), timeout=10) as s:
+                s.sendall(b"GET /style.css HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\n" + framing + b"\r\n")
+                got = b""
+                while len(got) < len(cont):
+                    got += s.recv(len(cont) - len(got))
+                self.assertEqual(got, cont, framing)
+                s.sendall(body[:2])
+                s.sendall(body[2:] + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                status, _, got, buf = read_response(s)
+                self.assertEqual((status, got), (200, b"body{}\n"), framing)
+                status, _, got, _ = read_response(s, buf)  # no second 100 for a request without a body
+                self.assertEqual((status, got), (200, b"<h1>home</h1>\n"), framing)
+        srv = Httpd(self.root, "--max-body", "1k")
+        try:
+            for req, status in ((b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n", 405),
+                                (b"BREW / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n", 501),
+                                (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1025\r\n", 413),
+                                (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n", 413),
+                                (b"GET / HTTP/1.1\r\nContent-Length: 5\r\n", 400),
+                                (b"GET /../x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n", 400)):
+                with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+                    s.sendall(req + b"Expect: 100-continue\r\n\r\n")
+                    got, headers, _, rest = read_response(s)
+                    self.assertEqual((got, headers["connection"], rest), (status, "close", b""), req)
+                    self.assertTrue(closed(s), req)
+            # Within --max-body: 100, then the request is served.
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1024\r\nExpect: 100-continue\r\n\r\n")
+                self.assertEqual(s.recv(len(cont)), cont)
+                s.sendall(b"b" * 1024)
+                self.assertEqual(read_response(s)[:3:2], (200, b"<h1>home</h1>\n"))
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.text())
+        # HTTP/1.0 (the expectation ignored), the body sent along: no 100, just the answer.
+        for req in (b"GET / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+                    b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok"):
+            with socket.create_connection(("127.0.0.1", self.srv.port), timeout=10) as s:
+                s.sendall(req)
+                if not req.endswith(b"ok"):
+                    self.assertFalse(closed(s, 0.3))  # nothing comes before the body
+                    s.sendall(b"ok")
+                status, _, got, _ = read_response(s)
+                self.assertEqual((status, got), (200, b"<h1>home</h1>\n"), req)
+
+    def test_curl_expect_does_not_stall(self):
+        """curl sends Expect: 100-continue with a large upload and waits a second for an answer
+        before sending anyway: the 100 (or the refusal) comes at once."""
+        with tempfile.NamedTemporaryFile() as f:
+            f.write(b"x" * 200000)
+            f.flush()
+            for method, status in (("GET", 200), ("PUT", 405)):
+                t0 = time.time()
+                out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", method,
+                                      "-H", "Expect: 100-continue", "--data-binary", "@" + f.name,
+                                      f"http://127.0.0.1:{self.srv.port}/style.css"],
+                                     capture_output=True, timeout=30)
+                self.assertEqual(out.stdout, str(status).encode(), out.stderr)
+                self.assertLess(time.time() - t0, 0.9, method)
 
     def test_stalled_and_garbage_clients_time_out(self):
         """A TLS hello on the plain port, half a request, a request trickling a byte a second:

@@ -43,6 +43,11 @@ def make_certs():
             f.write(f"subjectAltName=DNS:{name},IP:127.0.0.1\n")
         run("openssl", "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
             "-CAcreateserial", "-out", f"{name}.crt", "-days", "1", "-extfile", f"{name}.ext")
+    # An ECDSA (P-256) certificate for localhost too, to serve beside the RSA one.
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ec.key",
+        "-out", "ec.csr", "-subj", "/CN=localhost")
+    run("openssl", "x509", "-req", "-in", "ec.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "ec.crt", "-days", "1", "-extfile", "localhost.ext")
 
 
 def cert_args():
@@ -220,6 +225,67 @@ class Https(unittest.TestCase):
                         self.assertTrue(s.session.has_ticket, version)
                         self.assertEqual(s.session_reused, attempt == 1, version)
                         session = s.session
+
+    def test_protocol_edges_over_tls(self):
+        """Over TLS as in plain: 100 Continue before the body, a refusal at once, HTTP/1.2 served,
+        HTTP/2.0 505, an absolute-form target, and the parser's 431 with Date and Server."""
+        ctx = client_ctx()
+
+        def conn():
+            raw = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            return ctx.wrap_socket(raw, server_hostname="localhost")
+
+        with conn() as s:
+            s.sendall(b"GET /index.html HTTP/1.2\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+            self.assertEqual(s.recv(64), b"HTTP/1.1 100 Continue\r\n\r\n")
+            s.sendall(b"abcGET https://localhost/ HTTP/1.1\r\nHost: y\r\n\r\n")
+            status, _, body, buf = read_response(s)
+            self.assertEqual((status, body), (200, b"<h1>secure</h1>\n"))
+            self.assertEqual(read_response(s, buf)[:3:2], (200, b"<h1>secure</h1>\n"))
+        for req, want in ((b"PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n", 405),
+                          (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+                          (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"x" * 70000 + b"\r\n\r\n", 431)):
+            with conn() as s:
+                s.sendall(req)
+                status, headers, _, _ = read_response(s)
+                self.assertEqual((status, headers["connection"], headers["server"]), (want, "close", "ringwright-httpd"))
+                self.assertIn("date", headers)
+                self.assertTrue(closed(s))
+
+    def test_certificate_by_signature_algorithms(self):
+        """An ECDSA and an RSA certificate for one name (ECDSA the default, as listed first): a
+        client that accepts only RSA signatures gets the RSA one, an ECDSA-only client the
+        ECDSA one, with SNI or without, on TLS 1.2 and 1.3 (as nginx serves them)."""
+        d = CERTS.name
+        srv = Server(["httpd", "--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0", "--root", self.dir.name,
+                      "--tls-cert", f"{d}/ec.crt", "--tls-key", f"{d}/ec.key"] + cert_args(), 2)
+        try:
+            port = srv.ports[1]
+            for version in ("-tls1_2", "-tls1_3"):
+                for sigalgs, kind, bits in (("RSA-PSS+SHA256", "RSA-PSS", 2048), ("ECDSA+SHA256", "ECDSA", 256),
+                                            ("RSA-PSS+SHA256:ECDSA+SHA256", "ECDSA", 256)):
+                    for name in (["-servername", "localhost"], ["-noservername"]):
+                        out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", version,
+                                              "-sigalgs", sigalgs, "-CAfile", f"{d}/ca.crt", "-ign_eof"] + name,
+                                             input=b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                             capture_output=True, timeout=30).stdout
+                        what = (version, sigalgs, name)
+                        self.assertIn(b"Peer signature type: %s\n" % kind.encode(), out, what)
+                        self.assertIn(b"Server public key is %d bit" % bits, out, what)
+                        self.assertIn(b"Verify return code: 0 (ok)", out, what)
+                        self.assertIn(b"<h1>secure</h1>", out, what)
+            # SNI still picks by name first: other.test has only its RSA certificate.
+            out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "other.test",
+                                  "-sigalgs", "RSA-PSS+SHA256:ECDSA+SHA256", "-CAfile", f"{d}/ca.crt"],
+                                 input=b"", capture_output=True, timeout=30).stdout
+            self.assertIn(b"subject=CN = other.test", out)
+            # A client that accepts no key type we have still fails, on that connection only.
+            out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_3", "-sigalgs",
+                                  "ed25519"], input=b"", capture_output=True, timeout=30)
+            self.assertNotIn(b"Peer signature type", out.stdout)
+            self.assertEqual(self.https(b"/")[3].split(b"\r\n\r\n", 1)[1], b"<h1>secure</h1>\n")
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.text())
 
     # ---- our record layer (src/tls/record.c): after the handshake every record is ours ----
 
