@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from rwtest import MALLOC_COUNT, Server  # noqa: E402
+from rwtest import MALLOC_COUNT, Server, skip_without_uring  # noqa: E402
 
 
 class Httpd(Server):
@@ -365,4 +365,5 @@ class Memory(unittest.TestCase):
 
 
 if __name__ == "__main__":
+    skip_without_uring()
     unittest.main()
