@@ -1,5 +1,7 @@
 #include "harness.h"
 
+#include "backend.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <sys/prctl.h>
@@ -57,6 +59,7 @@ void server_start_bin(struct server *s, const char *path, const char *const *arg
   argv[argc++] = "--listen";
   argv[argc++] = "127.0.0.1:0";
   const char *backend = getenv("RW_BACKEND");
+  skip_without_uring();
   if (backend && *backend) {
     argv[argc++] = "--backend";
     argv[argc++] = backend;

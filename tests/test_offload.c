@@ -21,16 +21,9 @@
 
 #include <ringwright/ringwright.h>
 
+#include "backend.h"
 #include "echo.gen.h"
 #include "kvt.gen.h"
-
-static enum rw_backend test_backend(void)
-{
-  const char *b = getenv("RW_BACKEND");
-  return b && !strcmp(b, "epoll")   ? RW_BACKEND_EPOLL
-         : b && !strcmp(b, "uring") ? RW_BACKEND_URING
-                                    : RW_BACKEND_AUTO;
-}
 
 static rw_timer watchdog;
 static bool watchdog_fired;

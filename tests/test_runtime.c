@@ -13,6 +13,7 @@
 
 #include <ringwright/ringwright.h>
 
+#include "backend.h"
 #include "echo.gen.h"
 #include "lenpfx.gen.h"
 
@@ -37,15 +38,6 @@ static void arm_watchdog(rw_worker *w)
 {
   rw_timer_init(&watchdog, watchdog_bark, rw_worker_server(w));
   rw_timer_arm(w, &watchdog, 20000);
-}
-
-/* $RW_BACKEND picks the backend every test server runs, as for the end-to-end suite. */
-static enum rw_backend test_backend(void)
-{
-  const char *b = getenv("RW_BACKEND");
-  return b && !strcmp(b, "epoll")   ? RW_BACKEND_EPOLL
-         : b && !strcmp(b, "uring") ? RW_BACKEND_URING
-                                    : RW_BACKEND_AUTO;
 }
 
 /* A UDP socket gives a server something to serve; stray datagrams are ignored. */

@@ -22,7 +22,7 @@ import wave
 import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from rwtest import BIN, MALLOC_COUNT, Server  # noqa: E402
+from rwtest import BIN, MALLOC_COUNT, Server, skip_without_uring  # noqa: E402
 
 
 class Httpd(Server):
@@ -1106,4 +1106,5 @@ class Memory(unittest.TestCase):
 
 
 if __name__ == "__main__":
+    skip_without_uring()
     unittest.main()

@@ -24,7 +24,7 @@ import pymemcache.client.base
 import redis
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from rwtest import BACKEND, BIN, MALLOC_COUNT, Server, rss_kib  # noqa: E402
+from rwtest import BACKEND, BIN, MALLOC_COUNT, Server, rss_kib, skip_without_uring  # noqa: E402
 
 
 def free_port():
@@ -1888,4 +1888,5 @@ class Persistence(unittest.TestCase):
 
 
 if __name__ == "__main__":
+    skip_without_uring()
     unittest.main()

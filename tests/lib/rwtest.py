@@ -1,15 +1,42 @@
 """What the Python end-to-end tests share: starting a built server on ephemeral ports and
 reading its log, stopping it, and asking the malloc-counting interposer for its count."""
+import ctypes
+import errno
 import os
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
 BIN = os.environ.get("RW_BIN", "build/asan/bin")
 BACKEND = os.environ.get("RW_BACKEND", "")
 MALLOC_COUNT = os.path.abspath("build/tests/malloc_count.so")
+SKIP = 77  # the exit status tests/run counts as a skip
+
+
+def uring_unavailable():
+    """The reason io_uring cannot be used here, or None: io_uring_setup failing with ENOSYS (no
+    io_uring in this kernel) or EPERM (io_uring_disabled, seccomp), as tests/uring.h decides."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    params = ctypes.create_string_buffer(120)  # struct io_uring_params
+    fd = libc.syscall(425, 1, params)  # __NR_io_uring_setup (the same number on every arch)
+    if fd >= 0:
+        os.close(fd)
+        return None
+    err = ctypes.get_errno()
+    if err not in (errno.ENOSYS, errno.EPERM):
+        return None
+    return f"io_uring is unavailable here (io_uring_setup: {os.strerror(err)})"
+
+
+def skip_without_uring():
+    """Exits with SKIP, loudly, when $RW_BACKEND asks for io_uring and the kernel refuses it."""
+    why = uring_unavailable() if BACKEND == "uring" else None
+    if why:
+        print(f"SKIPPED {os.path.basename(sys.argv[0])}: RW_BACKEND=uring: {why}", file=sys.stderr)
+        sys.exit(SKIP)
 
 
 def rss_kib(pid):

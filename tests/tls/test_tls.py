@@ -22,7 +22,7 @@ import redis
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kvd"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "httpd"))
-from rwtest import MALLOC_COUNT, Server  # noqa: E402
+from rwtest import MALLOC_COUNT, Server, skip_without_uring  # noqa: E402
 from test_httpd import closed, multipart, read_response  # noqa: E402
 from test_kvd import Reader, mcb, mcb_parse, resp_cmd  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402  (python3-cryptography)
@@ -809,4 +809,5 @@ class Allocation(unittest.TestCase):
 
 
 if __name__ == "__main__":
+    skip_without_uring()
     unittest.main()
