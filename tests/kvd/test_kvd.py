@@ -386,6 +386,36 @@ class RespDifferential(unittest.TestCase):
         # HELLO 3 is RESP3, which redis speaks and kvd does not: redis's answer to a version it lacks.
         self.assertEqual(resp_session(self.kvd.resp, [("HELLO", "3")]), [b"-NOPROTO unsupported protocol version\r\n"])
 
+    def test_info_counts(self):
+        """INFO errorstats and commandstats move as redis's do for the same commands. (Not for a wrong
+        arity: the generated dispatcher replies to it before any kvd code runs, uncounted.)"""
+        script = [("GET", "x"), ("SET", "k", "v", "EX", "0"), ("SET", "k", "abc"), ("INCR", "k"), ("INCR", "k"),
+                  ("INCRBYFLOAT", "k", "x"), ("FOO",), ("GETEX", "k", "BAR"), ("MSET", "a", "1", "b"),
+                  ("EXPIRE", "k", "1", "GT", "LT"),
+                  ("AUTH", "nopass"), ("DEL", "k")]
+
+        def counts(port):
+            text = resp_session(port, [("INFO", "all")])[0].decode()
+            stats = dict(re.findall(r"^(errorstat_\w+|cmdstat_\w+):(.*)\r$", text, re.M))
+            fields = {k: dict(f.split("=") for f in v.split(",")) for k, v in stats.items()}
+            errors = {k: int(v["count"]) for k, v in fields.items() if k.startswith("errorstat_")}
+            calls = {k: tuple(int(v[f]) for f in ("calls", "failed_calls", "rejected_calls"))
+                     for k, v in fields.items()
+                     if k[8:] in ("get", "set", "incr", "incrbyfloat", "getex", "mset", "expire", "del")}
+            return errors, calls
+
+        def delta(port):
+            e0, c0 = counts(port)
+            resp_session(port, script)
+            e1, c1 = counts(port)
+            return ({k: v - e0.get(k, 0) for k, v in e1.items()},
+                    {k: tuple(a - b for a, b in zip(v, c0.get(k, (0, 0, 0)))) for k, v in c1.items()})
+        self.assertEqual(delta(self.kvd.resp), delta(self.redis_port))
+        info = redis.Redis(port=self.kvd.resp).info("cpu")
+        self.assertGreater(info["used_cpu_user"] + info["used_cpu_sys"], 0)
+        self.assertNotIn(b"# Commandstats", resp_session(self.kvd.resp, [("INFO",)])[0])
+        self.assertIn(b"# Commandstats", resp_session(self.kvd.resp, [("INFO", "everything")])[0])
+
     def test_time(self):
         for port in (self.kvd.resp, self.redis_port):
             reply = resp_session(port, [("TIME",)])[0]
