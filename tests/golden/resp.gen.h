@@ -72,8 +72,8 @@ struct resp_handlers {
   int (*decrby)(rw_conn *c, const rw_list *args); /* 3 items */
   int (*append)(rw_conn *c, const rw_list *args); /* 3 items */
   int (*strlen)(rw_conn *c, const rw_list *args); /* 2 items */
-  int (*expire)(rw_conn *c, const rw_list *args); /* 3 items */
-  int (*pexpire)(rw_conn *c, const rw_list *args); /* 3 items */
+  int (*expire)(rw_conn *c, const rw_list *args); /* 3 or more items */
+  int (*pexpire)(rw_conn *c, const rw_list *args); /* 3 or more items */
   int (*ttl)(rw_conn *c, const rw_list *args); /* 2 items */
   int (*pttl)(rw_conn *c, const rw_list *args); /* 2 items */
   int (*persist)(rw_conn *c, const rw_list *args); /* 2 items */
@@ -84,6 +84,30 @@ struct resp_handlers {
   int (*command)(rw_conn *c, const rw_list *args); /* 1 or more items */
   int (*client)(rw_conn *c, const rw_list *args); /* 2 or more items */
   int (*quit)(rw_conn *c, const rw_list *args); /* 1 items */
+  int (*getdel)(rw_conn *c, const rw_list *args); /* 2 items */
+  int (*getex)(rw_conn *c, const rw_list *args); /* 2 or more items */
+  int (*getrange)(rw_conn *c, const rw_list *args); /* 4 items */
+  int (*substr)(rw_conn *c, const rw_list *args); /* 4 items */
+  int (*setrange)(rw_conn *c, const rw_list *args); /* 4 items */
+  int (*incrbyfloat)(rw_conn *c, const rw_list *args); /* 3 items */
+  int (*msetnx)(rw_conn *c, const rw_list *args); /* 3 or more items */
+  int (*psetex)(rw_conn *c, const rw_list *args); /* 4 items */
+  int (*expireat)(rw_conn *c, const rw_list *args); /* 3 or more items */
+  int (*pexpireat)(rw_conn *c, const rw_list *args); /* 3 or more items */
+  int (*expiretime)(rw_conn *c, const rw_list *args); /* 2 items */
+  int (*pexpiretime)(rw_conn *c, const rw_list *args); /* 2 items */
+  int (*rename)(rw_conn *c, const rw_list *args); /* 3 items */
+  int (*renamenx)(rw_conn *c, const rw_list *args); /* 3 items */
+  int (*copy)(rw_conn *c, const rw_list *args); /* 3 or more items */
+  int (*unlink)(rw_conn *c, const rw_list *args); /* 2 or more items */
+  int (*touch)(rw_conn *c, const rw_list *args); /* 2 or more items */
+  int (*type)(rw_conn *c, const rw_list *args); /* 2 items */
+  int (*randomkey)(rw_conn *c, const rw_list *args); /* 1 items */
+  int (*flushdb)(rw_conn *c, const rw_list *args); /* 1 or more items */
+  int (*time)(rw_conn *c, const rw_list *args); /* 1 items */
+  int (*auth)(rw_conn *c, const rw_list *args); /* 2 or more items */
+  int (*hello)(rw_conn *c, const rw_list *args); /* 1 or more items */
+  int (*reset)(rw_conn *c, const rw_list *args); /* 1 items */
   int (*unknown)(rw_conn *c, const rw_list *args); /* a name not in the table */
 };
 
