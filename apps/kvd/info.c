@@ -23,7 +23,8 @@ static struct err_stats *err_stats;
 int kvd_info_init(unsigned workers)
 {
   err_stats = calloc(workers, sizeof *err_stats);
-  return err_stats ? kvd_resp_init(workers) : -ENOMEM;
+  int rc = err_stats ? kvd_resp_init(workers) : -ENOMEM;
+  return rc < 0 ? rc : kvd_inline_init(workers);
 }
 
 static void count_error(rw_conn *c, rw_span msg)

@@ -789,6 +789,37 @@ void kvd_resp_error_seen(void)
 GATED(X)
 #undef X
 
+/* The table's handlers by name, for requests kvd splits itself (inline commands). */
+static const struct {
+  const char *name;
+  int (*fn)(rw_conn *, const rw_list *);
+} by_name[] = {
+#define X(name, fn) {#name, gated_##name},
+    GATED(X)
+#undef X
+        {"auth", kvd_on_auth},
+    {"hello", kvd_on_hello},
+    {"reset", kvd_on_reset},
+    {"quit", kvd_on_quit},
+};
+
+/* What the generated dispatcher does for a request it split: the table's arity, then the
+ * handler (resp_command() finds the entry; by_name its handler). */
+int kvd_resp_dispatch(rw_conn *c, const rw_list *a)
+{
+  if (!a->count)
+    return 0; /* an empty line: nothing to do */
+  const rw_command *e = resp_command(a->item[0]);
+  if (!e)
+    return on_unknown(c, a);
+  if (e->at_least ? a->count < e->arity : a->count != e->arity)
+    return resp_reply_wrong_args(c, (rw_span){(const uint8_t *)e->name, e->len});
+  for (size_t i = 0; i < sizeof by_name / sizeof *by_name; i++)
+    if (!strcmp(by_name[i].name, e->name))
+      return by_name[i].fn(c, a);
+  return on_unknown(c, a); /* (every table entry has a handler: resp_handlers has no gaps) */
+}
+
 const struct resp_handlers kvd_resp_handlers = {
 #define X(name, fn) .name = gated_##name,
     GATED(X)
@@ -798,4 +829,5 @@ const struct resp_handlers kvd_resp_handlers = {
     .reset = kvd_on_reset,
     .quit = kvd_on_quit,
     .unknown = on_unknown,
+    .inline_cmd = kvd_on_inline,
 };

@@ -18,8 +18,8 @@ enum resp_cmd {
   RESP_CMD_MULTIBULK,
   RESP_CMD_EMPTY_ARRAY,
   RESP_CMD_BAD_MULTIBULK,
-  RESP_CMD_INLINE_CMD,
   RESP_CMD_EMPTY,
+  RESP_CMD_INLINE_CMD,
   RESP_CMD__COUNT
 };
 
@@ -36,25 +36,26 @@ struct resp_bad_multibulk {
   char unused_; /* no fields: C needs a member */
 };
 
-struct resp_inline_cmd {
-  rw_list args;
-};
-
 struct resp_empty {
   char unused_; /* no fields: C needs a member */
+};
+
+struct resp_inline_cmd {
+  rw_span line;
 };
 
 union resp_msg {
   struct resp_multibulk multibulk;
   struct resp_empty_array empty_array;
   struct resp_bad_multibulk bad_multibulk;
-  struct resp_inline_cmd inline_cmd;
   struct resp_empty empty;
+  struct resp_inline_cmd inline_cmd;
 };
 
 /* The handlers the spec leaves to you; commands with a '->' action in the spec have
  * none. Each returns 0, or a negative errno to close the connection. */
 struct resp_handlers {
+  int (*inline_cmd)(rw_conn *c, const struct resp_inline_cmd *msg);
   int (*ping)(rw_conn *c, const rw_list *args); /* 1 or more items */
   int (*echo)(rw_conn *c, const rw_list *args); /* 2 items */
   int (*get)(rw_conn *c, const rw_list *args); /* 2 items */

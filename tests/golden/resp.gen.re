@@ -9,7 +9,7 @@
 
 _Static_assert(sizeof(union resp_msg) <= RW_PROTO_MSG_MAX, "message too large");
 
-static const char *const resp_command_names[] = {"multibulk", "empty_array", "bad_multibulk", "inline_cmd", "empty"};
+static const char *const resp_command_names[] = {"multibulk", "empty_array", "bad_multibulk", "empty", "inline_cmd"};
 
 int resp_reply_ok(rw_conn *c)
 {
@@ -225,8 +225,8 @@ static int resp_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used,
   uint8_t yych;
   const uint8_t *f_multibulk_n_s;
   const uint8_t *f_multibulk_n_e;
-  const uint8_t *f_inline_cmd_args_s;
-  const uint8_t *f_inline_cmd_args_e;
+  const uint8_t *f_inline_cmd_line_s;
+  const uint8_t *f_inline_cmd_line_e;
 
   (void)m;
   if (p->skip) { /* a refused data block: discarded as it arrives, never buffered */
@@ -259,7 +259,6 @@ static int resp_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used,
     re2c:tags:expression = "p->@@";
 
     tok_count = ([0-9])+;
-    tok_word = ([^ \t\r\n])+;
 
     "*" @f_multibulk_n_s tok_count @f_multibulk_n_e "\r\n" {
       if (FRAME_TOO_LONG())
@@ -287,18 +286,18 @@ static int resp_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used,
       *out_used = (size_t)(cur - buf);
       return RESP_CMD_BAD_MULTIBULK;
     }
-    ([ \t])* @f_inline_cmd_args_s tok_word ([ \t]+ tok_word)* @f_inline_cmd_args_e ([ \t])* ("\r")? "\n" {
-      if (FRAME_TOO_LONG())
-        return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(cur - buf);
-      rw_list_words(&m->inline_cmd.args, f_inline_cmd_args_s, (size_t)(f_inline_cmd_args_e - f_inline_cmd_args_s));
-      return RESP_CMD_INLINE_CMD;
-    }
     ([ \t])* ("\r")? "\n" {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
       return RESP_CMD_EMPTY;
+    }
+    @f_inline_cmd_line_s ([^\n])+ @f_inline_cmd_line_e "\n" {
+      if (FRAME_TOO_LONG())
+        return RW_PARSE_OVERLONG;
+      *out_used = (size_t)(cur - buf);
+      m->inline_cmd.line = (rw_span){f_inline_cmd_line_s, (size_t)(f_inline_cmd_line_e - f_inline_cmd_line_s)};
+      return RESP_CMD_INLINE_CMD;
     }
     [^\n]* "\n" {
       if (FRAME_TOO_LONG())
@@ -660,11 +659,6 @@ static int resp_do_bad_multibulk(rw_conn *c, const struct resp_handlers *h, cons
   return 0;
 }
 
-static int resp_do_inline_cmd(rw_conn *c, const struct resp_handlers *h, const union resp_msg *m)
-{
-  return resp_table_dispatch(c, h, &m->inline_cmd.args);
-}
-
 static int resp_do_empty(rw_conn *c, const struct resp_handlers *h, const union resp_msg *m)
 {
   (void)h;
@@ -673,13 +667,18 @@ static int resp_do_empty(rw_conn *c, const struct resp_handlers *h, const union 
   return 0;
 }
 
+static int resp_do_inline_cmd(rw_conn *c, const struct resp_handlers *h, const union resp_msg *m)
+{
+  return h->inline_cmd(c, &m->inline_cmd);
+}
+
 static int (*const resp_table[])(rw_conn *, const struct resp_handlers *,
                                 const union resp_msg *) = {
   [RESP_CMD_MULTIBULK] = resp_do_multibulk,
   [RESP_CMD_EMPTY_ARRAY] = resp_do_empty_array,
   [RESP_CMD_BAD_MULTIBULK] = resp_do_bad_multibulk,
-  [RESP_CMD_INLINE_CMD] = resp_do_inline_cmd,
   [RESP_CMD_EMPTY] = resp_do_empty,
+  [RESP_CMD_INLINE_CMD] = resp_do_inline_cmd,
 };
 
 static int resp_dispatch(rw_conn *c, const void *h, int cmd, const void *m)
@@ -728,6 +727,8 @@ static int resp_check_handlers(const void *vh)
 {
   const struct resp_handlers *h = vh;
   if (!h)
+    return -EINVAL;
+  if (!h->inline_cmd)
     return -EINVAL;
   if (!h->ping)
     return -EINVAL;

@@ -220,6 +220,17 @@ LLONG_MAX, LLONG_MIN, DAY_MS = 2 ** 63 - 1, -2 ** 63, 86400 * 1000
 # change the second. (PEXPIRETIME's exact value is checked with that tolerance in test_expiretime.)
 FAR_MS = 4102444800250
 
+# Inline commands as redis splits them: blanks, "double quotes" with escapes, 'single quotes'.
+INLINE_SCRIPT = [
+    b'SET "a b" v\r\n', b'GET "a b"\r\n', b"SET 'c d' \"x\\ty\"\r\n", b"GET 'c d'\r\n",
+    b'SET k "\\x41\\x42\\x4g\\xZZ"\r\n', b"GET k\r\n", b'SET k "\\n\\r\\t\\b\\a\\z\\"\\\\"\r\n', b"GET k\r\n",
+    b"SET k 'it\\'s \\n'\r\n", b"GET k\r\n", b'SET k ""\r\n', b"GET k\r\n", b'SET "" v\r\n', b'GET ""\r\n',
+    b"SET k\x0bv\r\n", b"\x0b\x0c GET k\r\n", b'ECHO "a"  "b"\r\n', b'ECHO "\xff"\r\n',
+    b"MSET \"x y\" 1 'z w' 2\r\n", b"MGET \"x y\" 'z w'\r\n", b"get\tk\r\n", b"GET k\n", b"GET k\r\r\n",
+    b"SET k a\rb\r\n", b'"GET" k\r\n', b"'get'\t'k'  \r\n", b'ECHO "a\tb"\r\n', b"ECHO a'b'\r\n",
+    b'ECHO a"b c"\r\n', b'EXISTS "x y" "z w" x\r\n', b"DEL 'x y' 'z w'\r\n",
+]
+
 # The string and keyspace commands beyond GET/SET, at their edges and errors.
 KEYSPACE_SCRIPT = [
     ("FLUSHALL",), ("SET", "s", "hello world"), ("GETDEL", "s"), ("GETDEL", "s"), ("EXISTS", "s"),
@@ -416,6 +427,35 @@ class RespDifferential(unittest.TestCase):
         self.assertNotIn(b"# Commandstats", resp_session(self.kvd.resp, [("INFO",)])[0])
         self.assertIn(b"# Commandstats", resp_session(self.kvd.resp, [("INFO", "everything")])[0])
 
+    def test_inline_quoting(self):
+        want = resp_session(self.redis_port, INLINE_SCRIPT)
+        got = resp_session(self.kvd.resp, INLINE_SCRIPT)
+        for cmd, w, g in zip(INLINE_SCRIPT, want, got):
+            self.assertEqual(g, w, f"for {cmd!r}")
+
+    def test_unbalanced_quotes_close(self):
+        for bad in (b'GET "a\r\n', b"GET 'a\r\n", b'GET "a"b\r\n', b"GET 'a'b\r\n", b'GET "a\\"\r\n',
+                    b'GET "a\\\r\n', b"PING\r\nECHO 'x\r\nPING\r\n"):
+            replies = []
+            for port in (self.redis_port, self.kvd.resp):
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                    s.sendall(bad)
+                    r, got = Reader(s), b""
+                    with self.assertRaises(EOFError):
+                        while True:
+                            got += r.line()
+                    replies.append(got)
+            self.assertEqual(replies[1], replies[0], bad)
+            self.assertTrue(replies[0].endswith(b"-ERR Protocol error: unbalanced quotes in request\r\n"), bad)
+        # A NUL in an inline line: redis never finds the line's end (it answers nothing until 64 KiB
+        # have come); kvd refuses the line at once.
+        with socket.create_connection(("127.0.0.1", self.kvd.resp), timeout=10) as s:
+            s.sendall(b"GET k\x00junk\r\n")
+            r = Reader(s)
+            self.assertEqual(r.line(), b"-ERR Protocol error: invalid request\r\n")
+            with self.assertRaises(EOFError):
+                r.line()
+
     def test_time(self):
         for port in (self.kvd.resp, self.redis_port):
             reply = resp_session(port, [("TIME",)])[0]
@@ -433,7 +473,7 @@ class RespDifferential(unittest.TestCase):
 
     def test_split_and_pipelined(self):
         """The whole script at once, and byte by byte: the same replies as one at a time."""
-        script = [c for c in RESP_SCRIPT + KEYSPACE_SCRIPT if c != ("QUIT",)]
+        script = [c for c in RESP_SCRIPT + KEYSPACE_SCRIPT + INLINE_SCRIPT if c != ("QUIT",)]
         want = b"".join(resp_session(self.redis_port, script))
         raw = b"".join(c if isinstance(c, bytes) else resp_cmd(*c) for c in script)
         for chunk in (len(raw), 1, 7):
