@@ -198,7 +198,7 @@ struct kvd_aof_replayed {
  * either way. 0 or -errno, having said why. */
 int kvd_aof_load(int fd, const char *path, bool truncate_ok, struct kvd_aof_replayed *r);
 
-/* ---- info.c: the RESP handlers' counters, taken at start (0 or -ENOMEM) ---- */
+/* ---- info.c: the RESP handlers' counters and inline scratch, taken at start (0 or -ENOMEM) ---- */
 int kvd_info_init(unsigned workers);
 
 /* ---- auth.c: the password ---- */
