@@ -563,71 +563,6 @@ static int on_select(rw_conn *c, const rw_list *a)
   return db ? resp_reply_error(c, S("ERR DB index is out of range")) : resp_reply_ok(c);
 }
 
-/* COMMAND: described from the spec's own table; key positions are kvd's knowledge. */
-static void key_spec(const char *name, int64_t out[3])
-{
-  static const char *const keyless[] = {"ping", "echo",    "dbsize", "flushall", "select",
-                                        "info", "command", "client", "quit"};
-  out[0] = out[1] = out[2] = 1;
-  for (size_t i = 0; i < sizeof keyless / sizeof *keyless; i++)
-    if (!strcmp(name, keyless[i]))
-      out[0] = out[1] = out[2] = 0;
-  if (!strcmp(name, "mget") || !strcmp(name, "del") || !strcmp(name, "exists"))
-    out[1] = -1;
-  if (!strcmp(name, "mset"))
-    out[1] = -1, out[2] = 2;
-}
-
-static int reply_command(rw_conn *c, const rw_command *e)
-{
-  int64_t keys[3];
-  key_spec(e->name, keys);
-  int rc = resp_reply_array(c, 6);
-  if (rc >= 0)
-    rc = resp_reply_bulk(c, (rw_span){(const uint8_t *)e->name, e->len});
-  if (rc >= 0)
-    rc = resp_reply_integer(c, e->at_least ? -(int64_t)e->arity : e->arity);
-  if (rc >= 0)
-    rc = resp_reply_array(c, 0);
-  for (int i = 0; i < 3 && rc >= 0; i++)
-    rc = resp_reply_integer(c, keys[i]);
-  return rc;
-}
-
-static int on_command(rw_conn *c, const rw_list *a)
-{
-  int rc = 0;
-  if (a->count == 1) {
-    rc = resp_reply_array(c, resp_ncommands);
-    for (size_t i = 0; i < resp_ncommands && rc >= 0; i++)
-      rc = reply_command(c, &resp_commands[i]);
-    return rc;
-  }
-  rw_span sub = a->item[1];
-  if (kvd_eq(sub, "count") && a->count == 2)
-    return resp_reply_integer(c, (int64_t)resp_ncommands);
-  if (kvd_eq(sub, "docs")) /* no documentation to offer: an empty map */
-    return resp_reply_array(c, 0);
-  if (kvd_eq(sub, "list") && a->count == 2) {
-    rc = resp_reply_array(c, resp_ncommands);
-    for (size_t i = 0; i < resp_ncommands && rc >= 0; i++)
-      rc = resp_reply_bulk(c, (rw_span){(const uint8_t *)resp_commands[i].name, resp_commands[i].len});
-    return rc;
-  }
-  if (kvd_eq(sub, "info")) {
-    rc = resp_reply_array(c, a->count - 2);
-    for (uint32_t i = 2; i < a->count && rc >= 0; i++) {
-      const rw_command *e = resp_command(rw_list_at(a, i));
-      rc = e ? reply_command(c, e) : resp_reply_null(c); /* redis too: a null bulk */
-    }
-    return rc;
-  }
-  char msg[96];
-  int len = snprintf(msg, sizeof msg, "ERR unknown subcommand '%.*s'. Try COMMAND HELP.",
-                     (int)(sub.len > 40 ? 40 : sub.len), (const char *)sub.p);
-  return resp_reply_error(c, (rw_span){(const uint8_t *)msg, (size_t)len});
-}
-
 /* redis 7.0's text: the name and the first arguments, quoted, at most 128 bytes of each. */
 static int on_unknown(rw_conn *c, const rw_list *a)
 {
@@ -712,7 +647,7 @@ void kvd_resp_peek(rw_conn *c, int cmd, const void *msg)
   X(flushall, on_flushall)           \
   X(select, on_select)               \
   X(info, kvd_on_info)               \
-  X(command, on_command)             \
+  X(command, kvd_on_command)         \
   X(client, kvd_on_client)
 
 enum {

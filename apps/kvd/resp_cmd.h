@@ -96,6 +96,7 @@ int kvd_on_reset(rw_conn *c, const rw_list *a);
 int kvd_on_quit(rw_conn *c, const rw_list *a);
 int kvd_on_time(rw_conn *c, const rw_list *a);
 int kvd_on_client(rw_conn *c, const rw_list *a);
+int kvd_on_command(rw_conn *c, const rw_list *a);
 int kvd_on_inline(rw_conn *c, const struct resp_inline_cmd *m);
 /* Dispatches a request kvd split itself through the spec's table (arity, then the handler). */
 int kvd_resp_dispatch(rw_conn *c, const rw_list *a);

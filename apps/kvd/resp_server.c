@@ -1,5 +1,5 @@
-/* kvd's RESP connection and server commands: AUTH, HELLO (RESP2 only), RESET, QUIT, TIME and
- * CLIENT, with redis 7.0's replies and error texts. */
+/* kvd's RESP connection and server commands: AUTH, HELLO (RESP2 only), RESET, QUIT, TIME,
+ * CLIENT and COMMAND, with redis 7.0's replies and error texts. */
 #include <stdio.h>
 #include <time.h>
 
@@ -166,4 +166,82 @@ int kvd_on_client(rw_conn *c, const rw_list *a)
     return resp_reply_integer(c, (int64_t)client_id(c));
   return kvd_reply_errorf(c, "ERR unknown subcommand '%.*s'. Try CLIENT HELP.",
                           (int)(sub.len > 40 ? 40 : sub.len), (const char *)sub.p);
+}
+
+/* COMMAND: described from the spec's own table; key positions are kvd's knowledge. */
+static bool named(const char *name, const char *const *list)
+{
+  for (; *list; list++)
+    if (!strcmp(name, *list))
+      return true;
+  return false;
+}
+
+static void key_spec(const char *name, int64_t out[3])
+{
+  static const char *const keyless[] = {"ping",  "echo",    "dbsize",    "flushall", "flushdb", "select",
+                                        "info",  "command", "client",    "quit",     "time",    "auth",
+                                        "hello", "reset",   "randomkey", NULL};
+  static const char *const all_keys[] = {"mget", "del", "unlink", "exists", "touch", NULL};
+  static const char *const pairs[] = {"mset", "msetnx", NULL};
+  static const char *const two_keys[] = {"rename", "renamenx", "copy", NULL};
+  out[0] = out[1] = out[2] = 1;
+  if (named(name, keyless))
+    out[0] = out[1] = out[2] = 0;
+  if (named(name, all_keys) || named(name, pairs))
+    out[1] = -1;
+  if (named(name, pairs))
+    out[2] = 2;
+  if (named(name, two_keys))
+    out[1] = 2;
+}
+
+static int reply_command(rw_conn *c, const rw_command *e)
+{
+  int64_t keys[3];
+  key_spec(e->name, keys);
+  int rc = resp_reply_array(c, 6);
+  if (rc >= 0)
+    rc = resp_reply_bulk(c, (rw_span){(const uint8_t *)e->name, e->len});
+  if (rc >= 0)
+    rc = resp_reply_integer(c, e->at_least ? -(int64_t)e->arity : e->arity);
+  if (rc >= 0)
+    rc = resp_reply_array(c, 0);
+  for (int i = 0; i < 3 && rc >= 0; i++)
+    rc = resp_reply_integer(c, keys[i]);
+  return rc;
+}
+
+int kvd_on_command(rw_conn *c, const rw_list *a)
+{
+  int rc = 0;
+  if (a->count == 1) {
+    rc = resp_reply_array(c, resp_ncommands);
+    for (size_t i = 0; i < resp_ncommands && rc >= 0; i++)
+      rc = reply_command(c, &resp_commands[i]);
+    return rc;
+  }
+  rw_span sub = a->item[1];
+  if (kvd_eq(sub, "count") && a->count == 2)
+    return resp_reply_integer(c, (int64_t)resp_ncommands);
+  if (kvd_eq(sub, "docs")) /* no documentation to offer: an empty map */
+    return resp_reply_array(c, 0);
+  if (kvd_eq(sub, "list") && a->count == 2) {
+    rc = resp_reply_array(c, resp_ncommands);
+    for (size_t i = 0; i < resp_ncommands && rc >= 0; i++)
+      rc = resp_reply_bulk(c, (rw_span){(const uint8_t *)resp_commands[i].name, resp_commands[i].len});
+    return rc;
+  }
+  if (kvd_eq(sub, "info")) {
+    rc = resp_reply_array(c, a->count - 2);
+    for (uint32_t i = 2; i < a->count && rc >= 0; i++) {
+      const rw_command *e = resp_command(rw_list_at(a, i));
+      rc = e ? reply_command(c, e) : resp_reply_null(c); /* redis too: a null bulk */
+    }
+    return rc;
+  }
+  char msg[96];
+  int len = snprintf(msg, sizeof msg, "ERR unknown subcommand '%.*s'. Try COMMAND HELP.",
+                     (int)(sub.len > 40 ? 40 : sub.len), (const char *)sub.p);
+  return resp_reply_error(c, (rw_span){(const uint8_t *)msg, (size_t)len});
 }
