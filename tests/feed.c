@@ -309,7 +309,7 @@ void describe_resp(int cmd, const void *vmsg, char *out, size_t outlen)
   if (cmd == RESP_CMD_MULTIBULK)
     describe_list(&m->multibulk.args, out + n, outlen - n);
   else if (cmd == RESP_CMD_INLINE_CMD)
-    describe_list(&m->inline_cmd.args, out + n, outlen - n);
+    append(out, outlen, &n, "[%.*s]", SPAN(m->inline_cmd.line));
 }
 
 void describe_http1(int cmd, const void *vmsg, char *out, size_t outlen)

@@ -218,7 +218,7 @@ static void put_num(int64_t v)
 /* A monotonic deadline as the Unix time it stands for. The clocks are read apart from when the
  * deadline was taken, so one at the end of the range (PXAT 9223372036854775807) may come out a
  * few ms past it: saturated, never wrapped into the past. */
-static int64_t to_unix(rw_conn *c, int64_t mono_ms)
+int64_t kvd_to_unix(rw_conn *c, int64_t mono_ms)
 {
   int64_t ms;
   return __builtin_add_overflow(mono_ms, kvd_unix_ms() - kvd_now_ms(c), &ms) ? INT64_MAX : ms;
@@ -324,7 +324,7 @@ void kvd_aof_item(rw_conn *c, kv_item *it)
   put_item_arg(it, (rw_span){kv_value(it), it->vlen});
   if (it->expire_ms) {
     put_str("PXAT");
-    put_num(to_unix(c, it->expire_ms));
+    put_num(kvd_to_unix(c, it->expire_ms));
   }
   if (it->flags) {
     put_str("FLAGS");
@@ -353,7 +353,7 @@ void kvd_aof_expire(rw_conn *c, kv_item *it)
   put_str(it->expire_ms ? "PEXPIREAT" : "PERSIST");
   put_item_arg(it, kv_key(it));
   if (it->expire_ms)
-    put_num(to_unix(c, it->expire_ms));
+    put_num(kvd_to_unix(c, it->expire_ms));
   end(start, c);
 }
 
@@ -366,7 +366,7 @@ void kvd_aof_flush(rw_conn *c, int64_t at_ms)
   put_str("FLUSHALL");
   if (at_ms) {
     put_str("PXAT");
-    put_num(to_unix(c, at_ms));
+    put_num(kvd_to_unix(c, at_ms));
   }
   end(start, c);
 }
@@ -393,24 +393,50 @@ kv_item *kvd_find(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, int64_t 
   return it;
 }
 
-int kvd_put(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b, uint32_t flags,
-            int64_t expire_ms, const kv_item *keep, int64_t now_ms)
+/* Nothing larger than a request may carry (APPEND could build one), so that the log can replay
+ * it: a SET record's key and value fit the RESP spec's limit for one request (its data, plus the
+ * framing it allows for every item: a few short arguments' worth kept spare). */
+static bool too_big(rw_span key, size_t vlen)
 {
-  /* Nothing larger than a request may carry (APPEND could build one), so that the log can
-   * replay it: a SET record's key and value fit the RESP spec's limit for one request (its data,
-   * plus the framing it allows for every item: a few short arguments' worth kept spare). */
-  if (a.len + b.len > KVD_VALUE_MAX || key.len > KVD_KEY_MAX ||
-      key.len + a.len + b.len > (size_t)KVD_VALUE_MAX + 16384)
-    return -E2BIG;
-  kv_item *it;
-  int rc = kv_put(&kvd.store, sh, key, hash, a, b, flags, expire_ms, keep, now_ms, &it);
+  return vlen > KVD_VALUE_MAX || key.len > KVD_KEY_MAX || key.len + vlen > (size_t)KVD_VALUE_MAX + 16384;
+}
+
+/* An allocation's failure as kvd_put() returns it. */
+static int alloc_failed(rw_conn *c, int rc)
+{
   if (rc == -EAGAIN) /* the evictions it needs are more than the log can take before a swap */
     return wait_room(c);
   if (rc == -EBUSY) /* pinned items are in the way: worth waiting for if the log holds pins */
     return log_pins() ? wait_room(c) : -ENOMEM;
-  if (!rc)
-    kvd_aof_item(c, it);
   return rc;
+}
+
+int kvd_alloc(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, size_t vlen, const kv_item *keep,
+              kv_item **out_it)
+{
+  if (too_big(key, vlen))
+    return -E2BIG;
+  int rc = kv_alloc(&kvd.store, sh, key, hash, vlen, keep, out_it);
+  return rc < 0 ? alloc_failed(c, rc) : 0;
+}
+
+void kvd_link(rw_conn *c, kv_shard *sh, kv_item *it, int64_t now_ms)
+{
+  kv_link(sh, it, now_ms);
+  kvd_aof_item(c, it);
+}
+
+int kvd_put(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b, uint32_t flags,
+            int64_t expire_ms, const kv_item *keep, int64_t now_ms)
+{
+  if (too_big(key, a.len + b.len))
+    return -E2BIG;
+  kv_item *it;
+  int rc = kv_put(&kvd.store, sh, key, hash, a, b, flags, expire_ms, keep, now_ms, &it);
+  if (rc < 0)
+    return alloc_failed(c, rc);
+  kvd_aof_item(c, it);
+  return 0;
 }
 
 void kvd_delete(rw_conn *c, kv_shard *sh, kv_item *it)

@@ -29,11 +29,12 @@ struct kvd_stats {
 struct kvd_conn {
   uint64_t id;
   kv_item *stream_it; /* a value going out from the store (stream.c), pinned */
-  uint32_t stream_off;
+  uint32_t stream_off, stream_end;
   bool stream_crlf;  /* the stream ends with CRLF (text protocols; binary: nothing) */
   uint32_t next_key; /* a multi-key reply continued after a streamed value: keys done */
   uint64_t aof_wait; /* --fsync always: replies wait until the log is durable to here */
   bool aof_corked, aof_waiting;
+  bool authed; /* the password was given (see auth.c) */
   uint32_t name_len;
   char name[KVD_NAME_MAX];
 };
@@ -90,6 +91,8 @@ _Static_assert(MEMCACHE_LIMIT_DATA <= RESP_LIMIT_DATA, "memcache's values fit RE
  * (a multi-key reply returns -EAGAIN and is dispatched again when the stream is done,
  * continuing after kvd_conn.next_key keys). */
 int kvd_stream_value(rw_conn *c, kv_shard *sh, kv_item *it, bool crlf);
+/* The same for `len` bytes of the value from `off` (GETRANGE). */
+int kvd_stream_range(rw_conn *c, kv_shard *sh, kv_item *it, uint32_t off, uint32_t len, bool crlf);
 
 /* ---- memcache_store.c: memcached's operations, shared by its text and binary protocols ---- */
 #define KVD_MC_VERSION "1.6.18-ringwright" /* what `version` and the stats say */
@@ -165,10 +168,17 @@ kv_item *kvd_find(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, int64_t 
  * next batch (the handler returns it before replying: the command is dispatched again). */
 int kvd_put(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b, uint32_t flags,
             int64_t expire_ms, const kv_item *keep, int64_t now_ms);
+/* kvd_put() in two steps, for a value built in place: an unlinked item with room for `vlen`
+ * bytes (kvd_put's errors), which the caller fills (value, flags, expiry) and links. */
+int kvd_alloc(rw_conn *c, kv_shard *sh, rw_span key, uint32_t hash, size_t vlen, const kv_item *keep,
+              kv_item **out_it);
+void kvd_link(rw_conn *c, kv_shard *sh, kv_item *it, int64_t now_ms);
 void kvd_delete(rw_conn *c, kv_shard *sh, kv_item *it);
 void kvd_set_expire(rw_conn *c, kv_shard *sh, kv_item *it, int64_t expire_ms);
 void kvd_flush(rw_conn *c);                    /* every shard, now */
 void kvd_aof_flush(rw_conn *c, int64_t at_ms); /* a delayed flush_all's record */
+/* A deadline on the worker's clock (kv_item.expire_ms) as the Unix ms it stands for. */
+int64_t kvd_to_unix(rw_conn *c, int64_t mono_ms);
 /* A read's reply waits, with --fsync always, for writes it may see (call with its shard locked). */
 void kvd_aof_read(rw_conn *c);
 
@@ -187,6 +197,26 @@ struct kvd_aof_replayed {
  * the file is cut after its valid prefix, saying so. A record kvd does not write is refused
  * either way. 0 or -errno, having said why. */
 int kvd_aof_load(int fd, const char *path, bool truncate_ok, struct kvd_aof_replayed *r);
+
+/* ---- info.c: the RESP handlers' counters and inline scratch, taken at start (0 or -ENOMEM) ---- */
+int kvd_info_init(unsigned workers);
+
+/* ---- auth.c: the password ---- */
+/* The password (--requirepass), or the first line of a file (--requirepass-file): 0 or -errno,
+ * having said why. */
+int kvd_auth_set(const char *pass, size_t len);
+int kvd_auth_load(const char *path);
+bool kvd_auth_required(void);
+/* Whether user/pass are redis's default user and the password (compared in constant time); without
+ * a password, whether the user is the default one. */
+bool kvd_auth_check(rw_span user, rw_span pass);
+/* 0, or -EPERM after saying why: memcache without a password on a non-loopback address. */
+int kvd_auth_listen_ok(const char *flag, const char *hostport);
+/* Whether the connection may run commands. */
+static inline bool kvd_authed(const rw_conn *c)
+{
+  return !kvd_auth_required() || ((const struct kvd_conn *)rw_conn_user(c))->authed;
+}
 
 /* ---- crc32c.c ---- */
 /* CRC32C (Castagnoli) of `n` bytes at `p`, going on from `crc` (0 to start): the CRC of a then

@@ -18,7 +18,7 @@
 struct kvd kvd;
 
 struct opts {
-  const char *resp, *memcache, *resp_tls, *memcache_tls, *aof;
+  const char *resp, *memcache, *resp_tls, *memcache_tls, *aof, *pass, *pass_file;
   uint64_t memory;
   enum kv_policy policy;
   enum kvd_fsync fsync;
@@ -40,7 +40,10 @@ static const char usage[] =
     "                         once a second (default), or when the kernel decides\n"
     "  --aof-truncated refuse|truncate  a log ending inside a record or a batch, or with a batch\n"
     "                         failing its checksum: refuse to start (default), or keep the batches\n"
-    "                         before it and cut the file there, with a log line\n";
+    "                         before it and cut the file there, with a log line\n"
+    "  --requirepass PASS     clients must authenticate: RESP with AUTH or HELLO AUTH (user default),\n"
+    "                         memcache text with a first `set` of \"default PASS\" (memcached -Y)\n"
+    "  --requirepass-file FILE  the same, the password being FILE's first line (not in ps output)\n";
 
 static int parse_opt(const char *flag, const char *val, void *data)
 {
@@ -51,7 +54,8 @@ static int parse_opt(const char *flag, const char *val, void *data)
                       : !strcmp(flag, "--memcache-tls") ? &o->memcache_tls
                                                         : NULL;
   if (!addr && strcmp(flag, "--memory") && strcmp(flag, "--evict") && strcmp(flag, "--aof") &&
-      strcmp(flag, "--fsync") && strcmp(flag, "--aof-truncated"))
+      strcmp(flag, "--fsync") && strcmp(flag, "--aof-truncated") && strcmp(flag, "--requirepass") &&
+      strcmp(flag, "--requirepass-file"))
     return 0;
   if (!val) {
     fprintf(stderr, "kvd: %s needs a value\n", flag);
@@ -61,6 +65,10 @@ static int parse_opt(const char *flag, const char *val, void *data)
     *addr = val;
   } else if (!strcmp(flag, "--aof")) {
     o->aof = val;
+  } else if (!strcmp(flag, "--requirepass")) {
+    o->pass = val;
+  } else if (!strcmp(flag, "--requirepass-file")) {
+    o->pass_file = val;
   } else if (!strcmp(flag, "--fsync")) {
     if (strcmp(val, "always") && strcmp(val, "everysec") && strcmp(val, "no")) {
       fprintf(stderr, "kvd: --fsync takes always, everysec or no, not '%s'\n", val);
@@ -185,6 +193,8 @@ static int setup(rw_server *srv, uint32_t srv_max_conns, const struct opts *o, r
   if (!kvd.stats || !sweepers)
     return -ENOMEM;
   memset(kvd.stats, 0, kvd.workers * sizeof *kvd.stats);
+  if (kvd_info_init(kvd.workers) < 0)
+    return -ENOMEM;
   /* The log is replayed into the store before anything is served. */
   if (o->aof && ((rc = kvd_aof_open(o->aof, o->fsync, o->aof_truncate)) < 0 ||
                  (rc = kvd_aof_start(srv, srv_max_conns)) < 0))
@@ -220,6 +230,15 @@ int main(int argc, char **argv)
     o.resp = DEFAULT_RESP;
     o.memcache = DEFAULT_MEMCACHE;
   }
+  if ((o.pass && o.pass_file) || (o.pass && kvd_auth_set(o.pass, strlen(o.pass)) < 0) ||
+      (o.pass_file && kvd_auth_load(o.pass_file) < 0)) {
+    if (o.pass && o.pass_file)
+      fprintf(stderr, "kvd: --requirepass and --requirepass-file: give one\n");
+    return 2;
+  }
+  if ((o.memcache && kvd_auth_listen_ok("--memcache", o.memcache) < 0) ||
+      (o.memcache_tls && kvd_auth_listen_ok("--memcache-tls", o.memcache_tls) < 0))
+    return 2;
   cli.cfg.conn_user_size = sizeof(struct kvd_conn);
   /* Requests up to 1 MiB wait in accumulator slots; longer ones (values up to 512 MiB) move to
    * the runtime's large slots, resident only while such a request is arriving. */

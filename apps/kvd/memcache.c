@@ -246,21 +246,71 @@ void kvd_memcache_peek(rw_conn *c, int cmd, const void *msg)
   }
 }
 
+/* ---- the password (auth.c): memcached -Y's convention ---- */
+
+static const char UNAUTHENTICATED[] = "CLIENT_ERROR unauthenticated\r\n";
+
+/* Until the password is given, a `set` is the attempt ("username password" as its data, both
+ * words not empty; noreply or not, memcached answers it) and every other command is refused. */
+static int authenticate(rw_conn *c, const struct memcache_set *m)
+{
+  static const char BAD_FORMAT[] = "CLIENT_ERROR bad authentication token format\r\n";
+  static const char FAILED[] = "CLIENT_ERROR authentication failure\r\n";
+  const uint8_t *sp = memchr(m->data.p, ' ', m->data.len);
+  rw_span user = {m->data.p, sp ? (size_t)(sp - m->data.p) : 0};
+  rw_span pass = {sp + 1, sp ? m->data.len - user.len - 1 : 0};
+  if (!user.len || !pass.len)
+    return rw_conn_write(c, BAD_FORMAT, sizeof BAD_FORMAT - 1);
+  if (!kvd_auth_check(user, pass))
+    return rw_conn_write(c, FAILED, sizeof FAILED - 1);
+  ((struct kvd_conn *)rw_conn_user(c))->authed = true;
+  return memcache_reply_stored(c);
+}
+
+static int gated_on_set(rw_conn *c, const struct memcache_set *m)
+{
+  return kvd_authed(c) ? on_set(c, m) : authenticate(c, m);
+}
+
+#define GATE(fn, type)                                                    \
+  static int gated_##fn(rw_conn *c, const struct memcache_##type *m)      \
+  {                                                                       \
+    if (kvd_authed(c))                                                    \
+      return fn(c, m);                                                    \
+    return rw_conn_write(c, UNAUTHENTICATED, sizeof UNAUTHENTICATED - 1); \
+  }
+GATE(on_get, get)
+GATE(on_gets, gets)
+GATE(on_add, add)
+GATE(on_replace, replace)
+GATE(on_append, append)
+GATE(on_prepend, prepend)
+GATE(on_cas, cas)
+GATE(on_delete, delete)
+GATE(on_incr, incr)
+GATE(on_decr, decr)
+GATE(on_touch, touch)
+GATE(on_flush_all, flush_all)
+GATE(on_flush_all_in, flush_all_in)
+GATE(on_verbosity, verbosity)
+GATE(on_stats, stats)
+#undef GATE
+
 const struct memcache_handlers kvd_memcache_handlers = {
-    .get = on_get,
-    .gets = on_gets,
-    .set = on_set,
-    .add = on_add,
-    .replace = on_replace,
-    .append = on_append,
-    .prepend = on_prepend,
-    .cas = on_cas,
-    .delete_ = on_delete,
-    .incr = on_incr,
-    .decr = on_decr,
-    .touch = on_touch,
-    .flush_all = on_flush_all,
-    .flush_all_in = on_flush_all_in,
-    .verbosity = on_verbosity,
-    .stats = on_stats,
+    .get = gated_on_get,
+    .gets = gated_on_gets,
+    .set = gated_on_set,
+    .add = gated_on_add,
+    .replace = gated_on_replace,
+    .append = gated_on_append,
+    .prepend = gated_on_prepend,
+    .cas = gated_on_cas,
+    .delete_ = gated_on_delete,
+    .incr = gated_on_incr,
+    .decr = gated_on_decr,
+    .touch = gated_on_touch,
+    .flush_all = gated_on_flush_all,
+    .flush_all_in = gated_on_flush_all_in,
+    .verbosity = gated_on_verbosity,
+    .stats = gated_on_stats,
 };

@@ -395,39 +395,71 @@ void kvd_memcache_binary_peek(rw_conn *c, int cmd, const void *msg)
     kvd_peek_key(m->key);
 }
 
+/* With a password (auth.c), binary connections are refused as memcached -Y refuses them: it
+ * has no binary authentication (SASL) either. The reply is its text; the connection closes, as
+ * kvd's binary connections cannot turn into text ones. */
+static int unauthenticated(rw_conn *c)
+{
+  static const char MSG[] = "CLIENT_ERROR unauthenticated\r\n";
+  int rc = rw_conn_write(c, MSG, sizeof MSG - 1);
+  rw_conn_close(c);
+  return rc;
+}
+
+#define GATE(fn)                                                             \
+  static int gated_##fn(rw_conn *c, const struct memcache_binary_request *m) \
+  {                                                                          \
+    return kvd_authed(c) ? fn(c, m) : unauthenticated(c);                    \
+  }
+GATE(on_get)
+GATE(on_store)
+GATE(on_grow)
+GATE(on_delete)
+GATE(on_delta)
+GATE(on_flush)
+GATE(on_empty)
+GATE(on_stat)
+GATE(on_unknown)
+#undef GATE
+
+static int gated_on_refused(rw_conn *c, const struct memcache_binary_request *m, int why)
+{
+  return kvd_authed(c) ? on_refused(c, m, why) : unauthenticated(c);
+}
+
 const struct memcache_binary_handlers kvd_memcache_binary_handlers = {
-    .get = on_get,
-    .getq = on_get,
-    .getk = on_get,
-    .getkq = on_get,
-    .touch = on_get,
-    .gat = on_get,
-    .gatq = on_get,
-    .gatk = on_get,
-    .gatkq = on_get,
-    .set = on_store,
-    .setq = on_store,
-    .add = on_store,
-    .addq = on_store,
-    .replace = on_store,
-    .replaceq = on_store,
-    .append = on_grow,
-    .appendq = on_grow,
-    .prepend = on_grow,
-    .prependq = on_grow,
-    .delete_ = on_delete,
-    .deleteq = on_delete,
-    .increment = on_delta,
-    .incrementq = on_delta,
-    .decrement = on_delta,
-    .decrementq = on_delta,
-    .flush = on_flush,
-    .flushq = on_flush,
-    .noop = on_empty,
-    .version = on_empty,
-    .quit = on_empty,
-    .quitq = on_empty,
-    .stat = on_stat,
-    .unknown = on_unknown,
-    .refused = on_refused,
+    .get = gated_on_get,
+    .getq = gated_on_get,
+    .getk = gated_on_get,
+    .getkq = gated_on_get,
+    .touch = gated_on_get,
+    .gat = gated_on_get,
+    .gatq = gated_on_get,
+    .gatk = gated_on_get,
+    .gatkq = gated_on_get,
+    .set = gated_on_store,
+    .setq = gated_on_store,
+    .add = gated_on_store,
+    .addq = gated_on_store,
+    .replace = gated_on_store,
+    .replaceq = gated_on_store,
+    .append = gated_on_grow,
+    .appendq = gated_on_grow,
+    .prepend = gated_on_grow,
+    .prependq = gated_on_grow,
+    .delete_ = gated_on_delete,
+    .deleteq = gated_on_delete,
+    .increment = gated_on_delta,
+    .incrementq = gated_on_delta,
+    .decrement = gated_on_delta,
+    .decrementq = gated_on_delta,
+    .flush = gated_on_flush,
+    .flushq = gated_on_flush,
+    .noop = gated_on_empty,
+    .version = gated_on_empty,
+    .quit = gated_on_empty,
+    .quitq = gated_on_empty,
+    .stat = gated_on_stat,
+    .unknown = gated_on_unknown,
+    .refused = gated_on_refused,
 };

@@ -1,18 +1,15 @@
 /* kvd's RESP handlers: redis-server's string commands, replies and error texts (redis 7.0).
  * The spec (spec/resp.rw) has already split the request into items, checked the arity and
  * dispatched on the name; what is left is semantics. */
-#include <ctype.h>
-#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
-#include <string.h>
+#include <stdlib.h>
 #include <unistd.h>
 
-#include "kvd.h"
+#include "resp_cmd.h"
 
-#define S(lit) ((rw_span){(const uint8_t *)(lit), sizeof(lit) - 1})
-
-static const rw_span NOT_INT = S("ERR value is not an integer or out of range");
-static const rw_span SYNTAX = S("ERR syntax error");
+const rw_span KVD_NOT_INT = S("ERR value is not an integer or out of range");
+const rw_span KVD_SYNTAX = S("ERR syntax error");
 static const rw_span OOM = S("OOM command not allowed when used memory > 'maxmemory'.");
 static const rw_span MISCONF =
     S("MISCONF Errors writing to the AOF file: writes are refused (see the server's log)");
@@ -20,7 +17,7 @@ static const rw_span TOO_BIG = S("ERR string exceeds maximum allowed size (proto
 
 /* A whole span as a signed 64-bit decimal, as redis's string2ll reads it: no sign but '-', no
  * leading zeros, no blanks. 0 or -EINVAL. */
-static int parse_i64(rw_span s, int64_t *out_v)
+int kvd_parse_i64(rw_span s, int64_t *out_v)
 {
   if (!s.len || s.len > 20)
     return -EINVAL;
@@ -44,31 +41,41 @@ static int parse_i64(rw_span s, int64_t *out_v)
   return 0;
 }
 
-static bool eq(rw_span s, const char *lit)
+bool kvd_eq(rw_span s, const char *lit)
 {
   size_t n = strlen(lit);
   return s.len == n && !strncasecmp((const char *)s.p, lit, n);
 }
 
-#define ADMIT(c) KVD_ADMIT(c, resp_reply_error(c, MISCONF))
+int kvd_reply_misconf(rw_conn *c)
+{
+  return resp_reply_error(c, MISCONF);
+}
+
+int kvd_reply_errorf(rw_conn *c, const char *fmt, ...)
+{
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  size_t len = n < 0 ? 0 : (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
+  for (size_t i = 0; i < len; i++) /* an error line cannot hold line breaks: redis makes them spaces */
+    if (msg[i] == '\r' || msg[i] == '\n')
+      msg[i] = ' ';
+  return resp_reply_error(c, (rw_span){(const uint8_t *)msg, len});
+}
 
 /* A write the store refused; -EAGAIN (it must wait for the log) goes back to the runtime, and
  * the command is dispatched again. */
-static int reply_store_error(rw_conn *c, int err)
+int kvd_reply_store_error(rw_conn *c, int err)
 {
   if (err == -EAGAIN)
     return err;
   return resp_reply_error(c, err == -E2BIG ? TOO_BIG : OOM);
 }
 
-/* The shard of `key`, locked, and the live item there (or NULL). */
-struct locked {
-  kv_shard *sh;
-  kv_item *it;
-  uint32_t hash;
-};
-
-static struct locked lookup(rw_conn *c, rw_span key)
+struct locked kvd_lookup(rw_conn *c, rw_span key)
 {
   struct locked l = {.hash = kv_hash(key)};
   l.sh = kv_lock(&kvd.store, l.hash);
@@ -78,7 +85,7 @@ static struct locked lookup(rw_conn *c, rw_span key)
 
 /* A bulk reply with the item's value, or null: 0, 1 when the value goes out as a stream (see
  * kvd_stream_value), or -errno. Shard locked. */
-static int reply_value(rw_conn *c, kv_shard *sh, kv_item *it)
+int kvd_reply_value(rw_conn *c, kv_shard *sh, kv_item *it)
 {
   if (!it)
     return resp_reply_null(c);
@@ -100,7 +107,7 @@ static int on_echo(rw_conn *c, const rw_list *a)
   return resp_reply_bulk(c, a->item[1]);
 }
 
-static void count_get(rw_conn *c, bool hit)
+void kvd_count_get(rw_conn *c, bool hit)
 {
   KVD_STAT(c, cmd_get);
   if (hit)
@@ -111,15 +118,15 @@ static void count_get(rw_conn *c, bool hit)
 
 static int on_get(rw_conn *c, const rw_list *a)
 {
-  struct locked l = lookup(c, a->item[1]);
-  count_get(c, l.it);
-  int rc = reply_value(c, l.sh, l.it);
+  struct locked l = kvd_lookup(c, a->item[1]);
+  kvd_count_get(c, l.it);
+  int rc = kvd_reply_value(c, l.sh, l.it);
   kv_unlock(l.sh);
   return rc < 0 ? rc : 0;
 }
 
 /* "ERR invalid expire time in '<cmd>' command": 0 or -errno from the reply. */
-static int reply_bad_expire(rw_conn *c, const char *cmd)
+int kvd_reply_bad_expire(rw_conn *c, const char *cmd)
 {
   char msg[64];
   int len = snprintf(msg, sizeof msg, "ERR invalid expire time in '%s' command", cmd);
@@ -129,7 +136,7 @@ static int reply_bad_expire(rw_conn *c, const char *cmd)
 /* n units (unit_ms: 1000 or 1) from `unix_now`, or after the epoch when `absolute`, as a Unix-ms
  * deadline in *out. -ERANGE when that does not fit 64 bits: redis refuses such a time, and kvd's
  * log records every deadline as Unix ms. */
-static int unix_deadline(int64_t n, int64_t unit_ms, bool absolute, int64_t unix_now, int64_t *out)
+int kvd_unix_deadline(int64_t n, int64_t unit_ms, bool absolute, int64_t unix_now, int64_t *out)
 {
   if (__builtin_mul_overflow(n, unit_ms, out) || (!absolute && __builtin_add_overflow(*out, unix_now, out)))
     return -ERANGE;
@@ -138,7 +145,7 @@ static int unix_deadline(int64_t n, int64_t unit_ms, bool absolute, int64_t unix
 
 /* A Unix-ms deadline after `unix_now` as one on the worker's clock, which the store keeps. That
  * clock counts from boot, far behind Unix time, so any such deadline fits (saturated even so). */
-static int64_t worker_deadline(rw_conn *c, int64_t at, int64_t unix_now)
+int64_t kvd_worker_deadline(rw_conn *c, int64_t at, int64_t unix_now)
 {
   int64_t ms;
   return __builtin_add_overflow(at - unix_now, kvd_now_ms(c), &ms) ? INT64_MAX : ms;
@@ -147,32 +154,24 @@ static int64_t worker_deadline(rw_conn *c, int64_t at, int64_t unix_now)
 /* SET's and SETEX's expiry, as redis 7.0 takes it: a positive integer whose deadline fits 64-bit
  * Unix ms. 0 with the worker-clock deadline in *out_ms (1: already past, EXAT/PXAT in the past);
  * 1 after replying with an error; -EIO when the reply failed. */
-static int parse_expire(rw_conn *c, rw_span v, int64_t unit_ms, bool absolute, const char *cmd,
-                        int64_t *out_ms)
+int kvd_parse_expire(rw_conn *c, rw_span v, int64_t unit_ms, bool absolute, const char *cmd, int64_t *out_ms)
 {
   int64_t n, at, unix_now = kvd_unix_ms();
-  if (parse_i64(v, &n) < 0)
-    return resp_reply_error(c, NOT_INT) < 0 ? -EIO : 1;
-  if (n <= 0 || unix_deadline(n, unit_ms, absolute, unix_now, &at) < 0)
-    return reply_bad_expire(c, cmd) < 0 ? -EIO : 1;
-  *out_ms = at > unix_now ? worker_deadline(c, at, unix_now) : 1;
+  if (kvd_parse_i64(v, &n) < 0)
+    return resp_reply_error(c, KVD_NOT_INT) < 0 ? -EIO : 1;
+  if (n <= 0 || kvd_unix_deadline(n, unit_ms, absolute, unix_now, &at) < 0)
+    return kvd_reply_bad_expire(c, cmd) < 0 ? -EIO : 1;
+  *out_ms = at > unix_now ? kvd_worker_deadline(c, at, unix_now) : 1;
   return 0;
 }
 
-/* SET's expiry options. */
-struct expiry_opt {
-  const char *name;
-  int64_t unit_ms;
-  bool absolute; /* a Unix time, else from now */
-};
-
-static const struct expiry_opt EXPIRY_OPTS[] = {
+static const struct kvd_expiry_opt EXPIRY_OPTS[] = {
     {"ex", 1000, false}, {"px", 1, false}, {"exat", 1000, true}, {"pxat", 1, true}};
 
-static const struct expiry_opt *expiry_opt(rw_span opt)
+const struct kvd_expiry_opt *kvd_expiry_opt(rw_span opt)
 {
   for (size_t i = 0; i < sizeof EXPIRY_OPTS / sizeof EXPIRY_OPTS[0]; i++)
-    if (eq(opt, EXPIRY_OPTS[i].name))
+    if (kvd_eq(opt, EXPIRY_OPTS[i].name))
       return &EXPIRY_OPTS[i];
   return NULL;
 }
@@ -180,9 +179,9 @@ static const struct expiry_opt *expiry_opt(rw_span opt)
 /* SET's options, as redis 7.0 parses them. */
 struct set_opts {
   bool nx, xx, get, keepttl;
-  const struct expiry_opt *expiry; /* NULL: none */
-  rw_span ttl;                     /* the expiry's argument */
-  int64_t expire_ms;               /* 0: none */
+  const struct kvd_expiry_opt *expiry; /* NULL: none */
+  rw_span ttl;                         /* the expiry's argument */
+  int64_t expire_ms;                   /* 0: none */
 };
 
 /* 0 with the options parsed; 1 after replying with an error; -EIO when the reply failed. The
@@ -192,25 +191,25 @@ static int parse_set_opts(rw_conn *c, const rw_list *a, struct set_opts *o)
 {
   for (uint32_t j = 3; j < a->count; j++) {
     rw_span opt = rw_list_at(a, j);
-    const struct expiry_opt *expiry = expiry_opt(opt);
-    if (eq(opt, "nx") && !o->xx) {
+    const struct kvd_expiry_opt *expiry = kvd_expiry_opt(opt);
+    if (kvd_eq(opt, "nx") && !o->xx) {
       o->nx = true;
-    } else if (eq(opt, "xx") && !o->nx) {
+    } else if (kvd_eq(opt, "xx") && !o->nx) {
       o->xx = true;
-    } else if (eq(opt, "get")) {
+    } else if (kvd_eq(opt, "get")) {
       o->get = true;
-    } else if (eq(opt, "keepttl") && !o->expiry) {
+    } else if (kvd_eq(opt, "keepttl") && !o->expiry) {
       o->keepttl = true;
     } else if (expiry && !o->keepttl && (!o->expiry || o->expiry == expiry) && j + 1 < a->count) {
       o->expiry = expiry;
       o->ttl = rw_list_at(a, ++j);
     } else {
-      return resp_reply_error(c, SYNTAX) < 0 ? -EIO : 1;
+      return resp_reply_error(c, KVD_SYNTAX) < 0 ? -EIO : 1;
     }
   }
   if (!o->expiry)
     return 0;
-  return parse_expire(c, o->ttl, o->expiry->unit_ms, o->expiry->absolute, "set", &o->expire_ms);
+  return kvd_parse_expire(c, o->ttl, o->expiry->unit_ms, o->expiry->absolute, "set", &o->expire_ms);
 }
 
 /* Stores key = val (shard locked, unlocked here), then replies OK, or with the old value
@@ -230,12 +229,12 @@ static int put_and_reply(rw_conn *c, struct locked *l, rw_span key, rw_span val,
   if (err != -EAGAIN) /* (dispatched again: counted then) */
     KVD_STAT(c, cmd_set);
   if (!err && reply_old)
-    rc = reply_value(c, l->sh, old);
+    rc = kvd_reply_value(c, l->sh, old);
   if (old)
     kv_unpin(l->sh, old);
   kv_unlock(l->sh);
   if (err < 0)
-    return reply_store_error(c, err);
+    return kvd_reply_store_error(c, err);
   if (rc < 0)
     return rc;
   return reply_old ? 0 : resp_reply_ok(c);
@@ -249,10 +248,10 @@ static int on_set(rw_conn *c, const rw_list *a)
     return rc < 0 ? rc : 0;
   rw_span key = a->item[1], val = a->item[2];
   ADMIT(c);
-  struct locked l = lookup(c, key);
+  struct locked l = kvd_lookup(c, key);
   if ((o.nx && l.it) || (o.xx && !l.it)) {
     KVD_STAT(c, cmd_set);
-    rc = o.get ? reply_value(c, l.sh, l.it) : resp_reply_null(c);
+    rc = o.get ? kvd_reply_value(c, l.sh, l.it) : resp_reply_null(c);
     kv_unlock(l.sh);
     return rc < 0 ? rc : 0;
   }
@@ -263,7 +262,7 @@ static int on_set(rw_conn *c, const rw_list *a)
 static int on_setnx(rw_conn *c, const rw_list *a)
 {
   ADMIT(c);
-  struct locked l = lookup(c, a->item[1]);
+  struct locked l = kvd_lookup(c, a->item[1]);
   int err = 0;
   if (!l.it)
     err = kvd_put(c, l.sh, a->item[1], l.hash, a->item[2], (rw_span){0}, 0, 0, NULL, kvd_now_ms(c));
@@ -272,14 +271,15 @@ static int on_setnx(rw_conn *c, const rw_list *a)
   bool existed = l.it != NULL;
   kv_unlock(l.sh);
   if (err < 0)
-    return reply_store_error(c, err);
+    return kvd_reply_store_error(c, err);
   return resp_reply_integer(c, existed ? 0 : 1);
 }
 
-static int on_setex(rw_conn *c, const rw_list *a)
+/* SETEX and PSETEX. */
+static int set_with_ttl(rw_conn *c, const rw_list *a, int64_t unit_ms, const char *cmd)
 {
   int64_t expire;
-  int rc = parse_expire(c, a->item[2], 1000, false, "setex", &expire);
+  int rc = kvd_parse_expire(c, a->item[2], unit_ms, false, cmd, &expire);
   if (rc)
     return rc < 0 ? rc : 0;
   ADMIT(c);
@@ -289,13 +289,23 @@ static int on_setex(rw_conn *c, const rw_list *a)
   if (err != -EAGAIN)
     KVD_STAT(c, cmd_set);
   kv_unlock(sh);
-  return err < 0 ? reply_store_error(c, err) : resp_reply_ok(c);
+  return err < 0 ? kvd_reply_store_error(c, err) : resp_reply_ok(c);
+}
+
+static int on_setex(rw_conn *c, const rw_list *a)
+{
+  return set_with_ttl(c, a, 1000, "setex");
+}
+
+static int on_psetex(rw_conn *c, const rw_list *a)
+{
+  return set_with_ttl(c, a, 1, "psetex");
 }
 
 static int on_getset(rw_conn *c, const rw_list *a)
 {
   ADMIT(c);
-  struct locked l = lookup(c, a->item[1]);
+  struct locked l = kvd_lookup(c, a->item[1]);
   return put_and_reply(c, &l, a->item[1], a->item[2], 0, true, true);
 }
 
@@ -313,9 +323,9 @@ static int on_mget(rw_conn *c, const rw_list *a)
   for (uint32_t i = 0; rc >= 0 && !rw_list_next(a, &it, &key); i++) {
     if (i < done)
       continue;
-    struct locked l = lookup(c, key);
-    count_get(c, l.it);
-    rc = reply_value(c, l.sh, l.it);
+    struct locked l = kvd_lookup(c, key);
+    kvd_count_get(c, l.it);
+    rc = kvd_reply_value(c, l.sh, l.it);
     kv_unlock(l.sh);
     if (rc == 1 && i + 2 < a->count) {
       kc->next_key = i + 1;
@@ -328,12 +338,9 @@ static int on_mget(rw_conn *c, const rw_list *a)
 
 /* Pair by pair, each under its own shard's lock (with several workers MSET is not atomic). A
  * pair that must wait for the log (-EAGAIN) is where the command resumes when dispatched again:
- * the pairs before it are not stored twice. */
-static int on_mset(rw_conn *c, const rw_list *a)
+ * the pairs before it are not stored twice. 0 or kvd_put()'s error. */
+static int put_pairs(rw_conn *c, const rw_list *a)
 {
-  if (a->count % 2 == 0)
-    return resp_reply_wrong_args(c, S("mset"));
-  ADMIT(c);
   struct kvd_conn *kc = rw_conn_user(c);
   rw_list_iter it;
   rw_span key, val;
@@ -351,11 +358,49 @@ static int on_mset(rw_conn *c, const rw_list *a)
     kv_unlock(sh);
     if (err < 0) {
       kc->next_key = err == -EAGAIN ? i : 0;
-      return reply_store_error(c, err);
+      return err;
     }
   }
   kc->next_key = 0;
-  return resp_reply_ok(c);
+  return 0;
+}
+
+static int on_mset(rw_conn *c, const rw_list *a)
+{
+  if (a->count % 2 == 0)
+    return resp_reply_wrong_args(c, S("mset"));
+  ADMIT(c);
+  int err = put_pairs(c, a);
+  return err ? kvd_reply_store_error(c, err) : resp_reply_ok(c);
+}
+
+/* Whether any of MSETNX's keys exists. */
+static bool any_key(rw_conn *c, const rw_list *a)
+{
+  rw_list_iter it;
+  rw_span key, val;
+  bool found = false;
+  rw_list_iter_init(a, &it);
+  rw_list_next(a, &it, &key);
+  while (!found && !rw_list_next(a, &it, &key) && !rw_list_next(a, &it, &val)) {
+    struct locked l = kvd_lookup(c, key);
+    found = l.it != NULL;
+    kv_unlock(l.sh);
+  }
+  return found;
+}
+
+/* MSETNX: nothing when any key exists, else MSET (a command resumed after waiting for the log
+ * has already looked, and stored some pairs). */
+static int on_msetnx(rw_conn *c, const rw_list *a)
+{
+  if (a->count % 2 == 0)
+    return resp_reply_wrong_args(c, S("msetnx"));
+  ADMIT(c);
+  if (!((struct kvd_conn *)rw_conn_user(c))->next_key && any_key(c, a))
+    return resp_reply_integer(c, 0);
+  int err = put_pairs(c, a);
+  return err ? kvd_reply_store_error(c, err) : resp_reply_integer(c, 1);
 }
 
 /* DEL and EXISTS: how many of the keys exist (deleting them for DEL). */
@@ -367,7 +412,7 @@ static int count_keys(rw_conn *c, const rw_list *a, bool del)
   rw_list_iter_init(a, &it);
   rw_list_next(a, &it, &key);
   while (!rw_list_next(a, &it, &key)) {
-    struct locked l = lookup(c, key);
+    struct locked l = kvd_lookup(c, key);
     if (l.it) {
       n++;
       if (del)
@@ -393,11 +438,11 @@ static int on_exists(rw_conn *c, const rw_list *a)
 static int add_by(rw_conn *c, rw_span key, int64_t by)
 {
   ADMIT(c);
-  struct locked l = lookup(c, key);
+  struct locked l = kvd_lookup(c, key);
   int64_t v = 0;
-  if (l.it && parse_i64((rw_span){kv_value(l.it), l.it->vlen}, &v) < 0) {
+  if (l.it && kvd_parse_i64((rw_span){kv_value(l.it), l.it->vlen}, &v) < 0) {
     kv_unlock(l.sh);
-    return resp_reply_error(c, NOT_INT);
+    return resp_reply_error(c, KVD_NOT_INT);
   }
   if (__builtin_add_overflow(v, by, &v)) {
     kv_unlock(l.sh);
@@ -408,7 +453,7 @@ static int add_by(rw_conn *c, rw_span key, int64_t by)
   int err = kvd_put(c, l.sh, key, l.hash, (rw_span){(const uint8_t *)buf, n}, (rw_span){0},
                     l.it ? l.it->flags : 0, l.it ? l.it->expire_ms : 0, l.it, kvd_now_ms(c));
   kv_unlock(l.sh);
-  return err < 0 ? reply_store_error(c, err) : resp_reply_integer(c, v);
+  return err < 0 ? kvd_reply_store_error(c, err) : resp_reply_integer(c, v);
 }
 
 static int on_incr(rw_conn *c, const rw_list *a)
@@ -424,8 +469,8 @@ static int on_decr(rw_conn *c, const rw_list *a)
 static int by_arg(rw_conn *c, const rw_list *a, bool negate)
 {
   int64_t by;
-  if (parse_i64(a->item[2], &by) < 0)
-    return resp_reply_error(c, NOT_INT);
+  if (kvd_parse_i64(a->item[2], &by) < 0)
+    return resp_reply_error(c, KVD_NOT_INT);
   if (negate && by == INT64_MIN)
     return resp_reply_error(c, S("ERR decrement would overflow"));
   return add_by(c, a->item[1], negate ? -by : by);
@@ -444,56 +489,26 @@ static int on_decrby(rw_conn *c, const rw_list *a)
 static int on_append(rw_conn *c, const rw_list *a)
 {
   ADMIT(c);
-  struct locked l = lookup(c, a->item[1]);
+  struct locked l = kvd_lookup(c, a->item[1]);
   rw_span old = l.it ? (rw_span){kv_value(l.it), l.it->vlen} : (rw_span){0};
   int64_t len = (int64_t)(old.len + a->item[2].len);
   int err = kvd_put(c, l.sh, a->item[1], l.hash, old, a->item[2], l.it ? l.it->flags : 0,
                     l.it ? l.it->expire_ms : 0, l.it, kvd_now_ms(c));
   kv_unlock(l.sh);
-  return err < 0 ? reply_store_error(c, err) : resp_reply_integer(c, len);
+  return err < 0 ? kvd_reply_store_error(c, err) : resp_reply_integer(c, len);
 }
 
 static int on_strlen(rw_conn *c, const rw_list *a)
 {
-  struct locked l = lookup(c, a->item[1]);
+  struct locked l = kvd_lookup(c, a->item[1]);
   int64_t n = l.it ? l.it->vlen : 0;
   kv_unlock(l.sh);
   return resp_reply_integer(c, n);
 }
 
-/* EXPIRE and PEXPIRE: a TTL from now; zero or negative deletes the key, as redis does. A TTL
- * whose deadline does not fit 64-bit Unix ms is refused, key or not. */
-static int set_ttl(rw_conn *c, const rw_list *a, int64_t unit_ms, const char *cmd)
-{
-  int64_t n, at, unix_now = kvd_unix_ms();
-  if (parse_i64(a->item[2], &n) < 0)
-    return resp_reply_error(c, NOT_INT);
-  if (unix_deadline(n, unit_ms, false, unix_now, &at) < 0)
-    return reply_bad_expire(c, cmd);
-  ADMIT(c);
-  struct locked l = lookup(c, a->item[1]);
-  bool found = l.it != NULL;
-  if (found && at <= unix_now)
-    kvd_delete(c, l.sh, l.it);
-  else if (found)
-    kvd_set_expire(c, l.sh, l.it, worker_deadline(c, at, unix_now));
-  kv_unlock(l.sh);
-  return resp_reply_integer(c, found);
-}
-
-static int on_expire(rw_conn *c, const rw_list *a)
-{
-  return set_ttl(c, a, 1000, "expire");
-}
-
-static int on_pexpire(rw_conn *c, const rw_list *a)
-{
-  return set_ttl(c, a, 1, "pexpire");
-}
-
 static int get_ttl(rw_conn *c, const rw_list *a, bool ms)
 {
-  struct locked l = lookup(c, a->item[1]);
+  struct locked l = kvd_lookup(c, a->item[1]);
   int64_t v = !l.it ? -2 : !l.it->expire_ms ? -1 : l.it->expire_ms - kvd_now_ms(c);
   kv_unlock(l.sh);
   if (v >= 0 && !ms)
@@ -514,7 +529,7 @@ static int on_pttl(rw_conn *c, const rw_list *a)
 static int on_persist(rw_conn *c, const rw_list *a)
 {
   ADMIT(c);
-  struct locked l = lookup(c, a->item[1]);
+  struct locked l = kvd_lookup(c, a->item[1]);
   bool had = l.it && l.it->expire_ms;
   if (had)
     kvd_set_expire(c, l.sh, l.it, 0);
@@ -532,8 +547,8 @@ static int on_dbsize(rw_conn *c, const rw_list *a)
 
 static int on_flushall(rw_conn *c, const rw_list *a)
 {
-  if (a->count > 2 || (a->count == 2 && !eq(a->item[1], "async") && !eq(a->item[1], "sync")))
-    return resp_reply_error(c, SYNTAX);
+  if (a->count > 2 || (a->count == 2 && !kvd_eq(a->item[1], "async") && !kvd_eq(a->item[1], "sync")))
+    return resp_reply_error(c, KVD_SYNTAX);
   ADMIT(c);
   kvd_flush(c);
   KVD_STAT(c, cmd_flush);
@@ -543,169 +558,9 @@ static int on_flushall(rw_conn *c, const rw_list *a)
 static int on_select(rw_conn *c, const rw_list *a)
 {
   int64_t db;
-  if (parse_i64(a->item[1], &db) < 0)
-    return resp_reply_error(c, NOT_INT);
+  if (kvd_parse_i64(a->item[1], &db) < 0)
+    return resp_reply_error(c, KVD_NOT_INT);
   return db ? resp_reply_error(c, S("ERR DB index is out of range")) : resp_reply_ok(c);
-}
-
-static bool want_section(const rw_list *a, const char *name)
-{
-  if (a->count < 2)
-    return true;
-  for (uint32_t i = 1; i < a->count; i++) {
-    rw_span s = rw_list_at(a, i);
-    if (eq(s, name) || eq(s, "all") || eq(s, "everything") || eq(s, "default"))
-      return true;
-  }
-  return false;
-}
-
-static int on_info(rw_conn *c, const rw_list *a)
-{
-  char buf[2048];
-  size_t n = 0;
-  int64_t up = (kvd_now_ms(c) - kvd.start_ms) / 1000;
-  if (want_section(a, "server"))
-    n += (size_t)snprintf(buf + n, sizeof buf - n,
-                          "# Server\r\nredis_version:7.0.15\r\nkvd_version:" KVD_VERSION "\r\n"
-                          "redis_mode:standalone\r\nos:Linux\r\narch_bits:64\r\nmultiplexing_api:%s\r\n"
-                          "process_id:%d\r\ntcp_port:%d\r\nuptime_in_seconds:%lld\r\n"
-                          "uptime_in_days:%lld\r\nexecutable:kvd\r\n\r\n",
-                          rw_server_backend(rw_worker_server(rw_conn_worker(c))), (int)getpid(),
-                          kvd.resp_port, (long long)up, (long long)(up / 86400));
-  struct kv_totals t;
-  kv_totals(&kvd.store, &t);
-  if (want_section(a, "memory"))
-    n += (size_t)snprintf(buf + n, sizeof buf - n,
-                          "# Memory\r\nused_memory:%llu\r\nmaxmemory:%zu\r\nmaxmemory_policy:%s\r\n\r\n",
-                          (unsigned long long)t.bytes, kvd.store.memory,
-                          kvd.store.policy == KV_EVICT_LRU ? "allkeys-lru" : "noeviction");
-  if (want_section(a, "stats"))
-    n += (size_t)snprintf(buf + n, sizeof buf - n,
-                          "# Stats\r\nexpired_keys:%llu\r\nevicted_keys:%llu\r\nkeyspace_hits:%llu\r\n"
-                          "keyspace_misses:%llu\r\n\r\n",
-                          (unsigned long long)t.expired, (unsigned long long)t.evictions,
-                          (unsigned long long)KVD_STAT_SUM(get_hits),
-                          (unsigned long long)KVD_STAT_SUM(get_misses));
-  if (want_section(a, "keyspace")) {
-    n += (size_t)snprintf(buf + n, sizeof buf - n, "# Keyspace\r\n");
-    if (t.items)
-      n += (size_t)snprintf(buf + n, sizeof buf - n, "db0:keys=%llu,expires=%llu,avg_ttl=0\r\n",
-                            (unsigned long long)t.items, (unsigned long long)t.expires);
-  }
-  /* Like redis: no blank line after the last section. */
-  while (n >= 2 && buf[n - 1] == '\n' && buf[n - 3] == '\n')
-    n -= 2;
-  return resp_reply_bulk(c, (rw_span){(const uint8_t *)buf, n});
-}
-
-/* COMMAND: described from the spec's own table; key positions are kvd's knowledge. */
-static void key_spec(const char *name, int64_t out[3])
-{
-  static const char *const keyless[] = {"ping", "echo",    "dbsize", "flushall", "select",
-                                        "info", "command", "client", "quit"};
-  out[0] = out[1] = out[2] = 1;
-  for (size_t i = 0; i < sizeof keyless / sizeof *keyless; i++)
-    if (!strcmp(name, keyless[i]))
-      out[0] = out[1] = out[2] = 0;
-  if (!strcmp(name, "mget") || !strcmp(name, "del") || !strcmp(name, "exists"))
-    out[1] = -1;
-  if (!strcmp(name, "mset"))
-    out[1] = -1, out[2] = 2;
-}
-
-static int reply_command(rw_conn *c, const rw_command *e)
-{
-  int64_t keys[3];
-  key_spec(e->name, keys);
-  int rc = resp_reply_array(c, 6);
-  if (rc >= 0)
-    rc = resp_reply_bulk(c, (rw_span){(const uint8_t *)e->name, e->len});
-  if (rc >= 0)
-    rc = resp_reply_integer(c, e->at_least ? -(int64_t)e->arity : e->arity);
-  if (rc >= 0)
-    rc = resp_reply_array(c, 0);
-  for (int i = 0; i < 3 && rc >= 0; i++)
-    rc = resp_reply_integer(c, keys[i]);
-  return rc;
-}
-
-static int on_command(rw_conn *c, const rw_list *a)
-{
-  int rc = 0;
-  if (a->count == 1) {
-    rc = resp_reply_array(c, resp_ncommands);
-    for (size_t i = 0; i < resp_ncommands && rc >= 0; i++)
-      rc = reply_command(c, &resp_commands[i]);
-    return rc;
-  }
-  rw_span sub = a->item[1];
-  if (eq(sub, "count") && a->count == 2)
-    return resp_reply_integer(c, (int64_t)resp_ncommands);
-  if (eq(sub, "docs")) /* no documentation to offer: an empty map */
-    return resp_reply_array(c, 0);
-  if (eq(sub, "list") && a->count == 2) {
-    rc = resp_reply_array(c, resp_ncommands);
-    for (size_t i = 0; i < resp_ncommands && rc >= 0; i++)
-      rc = resp_reply_bulk(c, (rw_span){(const uint8_t *)resp_commands[i].name, resp_commands[i].len});
-    return rc;
-  }
-  if (eq(sub, "info")) {
-    rc = resp_reply_array(c, a->count - 2);
-    for (uint32_t i = 2; i < a->count && rc >= 0; i++) {
-      const rw_command *e = resp_command(rw_list_at(a, i));
-      rc = e ? reply_command(c, e) : resp_reply_null(c); /* redis too: a null bulk */
-    }
-    return rc;
-  }
-  char msg[96];
-  int len = snprintf(msg, sizeof msg, "ERR unknown subcommand '%.*s'. Try COMMAND HELP.",
-                     (int)(sub.len > 40 ? 40 : sub.len), (const char *)sub.p);
-  return resp_reply_error(c, (rw_span){(const uint8_t *)msg, (size_t)len});
-}
-
-static int client_setname(rw_conn *c, struct kvd_conn *kc, rw_span name)
-{
-  for (size_t i = 0; i < name.len; i++)
-    if (name.p[i] < '!' || name.p[i] > '~')
-      return resp_reply_error(c,
-                              S("ERR Client names cannot contain spaces, newlines or special characters."));
-  if (name.len > KVD_NAME_MAX)
-    return resp_reply_error(c, S("ERR Client name too long (kvd keeps 128 bytes)"));
-  memcpy(kc->name, name.p, name.len);
-  kc->name_len = (uint32_t)name.len;
-  return resp_reply_ok(c);
-}
-
-static int on_client(rw_conn *c, const rw_list *a)
-{
-  struct kvd_conn *kc = rw_conn_user(c);
-  rw_span sub = a->item[1];
-  if (eq(sub, "setname"))
-    return a->count == 3 ? client_setname(c, kc, a->item[2]) : resp_reply_wrong_args(c, S("client|setname"));
-  if (eq(sub, "getname")) {
-    if (a->count != 2)
-      return resp_reply_wrong_args(c, S("client|getname"));
-    return kc->name_len ? resp_reply_bulk(c, (rw_span){(const uint8_t *)kc->name, kc->name_len})
-                        : resp_reply_null(c);
-  }
-  if (eq(sub, "id") && a->count == 2) {
-    if (!kc->id)
-      kc->id = atomic_fetch_add_explicit(&kvd.next_client_id, 1, memory_order_relaxed) + 1;
-    return resp_reply_integer(c, (int64_t)kc->id);
-  }
-  char msg[96];
-  int len = snprintf(msg, sizeof msg, "ERR unknown subcommand '%.*s'. Try CLIENT HELP.",
-                     (int)(sub.len > 40 ? 40 : sub.len), (const char *)sub.p);
-  return resp_reply_error(c, (rw_span){(const uint8_t *)msg, (size_t)len});
-}
-
-static int on_quit(rw_conn *c, const rw_list *a)
-{
-  (void)a;
-  int rc = resp_reply_ok(c);
-  rw_conn_close(c);
-  return rc;
 }
 
 /* redis 7.0's text: the name and the first arguments, quoted, at most 128 bytes of each. */
@@ -742,35 +597,172 @@ void kvd_resp_peek(rw_conn *c, int cmd, const void *msg)
     kvd_peek_key(m->args.item[1]);
 }
 
+/* Every command that needs the password when one is set (AUTH, HELLO, RESET and QUIT do not,
+ * as in redis): each goes through gate(), which counts it for INFO commandstats. */
+#define GATED(X)                     \
+  X(ping, on_ping)                   \
+  X(echo, on_echo)                   \
+  X(get, on_get)                     \
+  X(set, on_set)                     \
+  X(setnx, on_setnx)                 \
+  X(setex, on_setex)                 \
+  X(getset, on_getset)               \
+  X(mget, on_mget)                   \
+  X(mset, on_mset)                   \
+  X(del, on_del)                     \
+  X(exists, on_exists)               \
+  X(incr, on_incr)                   \
+  X(decr, on_decr)                   \
+  X(incrby, on_incrby)               \
+  X(decrby, on_decrby)               \
+  X(append, on_append)               \
+  X(strlen, on_strlen)               \
+  X(expire, kvd_on_expire)           \
+  X(pexpire, kvd_on_pexpire)         \
+  X(expireat, kvd_on_expireat)       \
+  X(pexpireat, kvd_on_pexpireat)     \
+  X(expiretime, kvd_on_expiretime)   \
+  X(pexpiretime, kvd_on_pexpiretime) \
+  X(getdel, kvd_on_getdel)           \
+  X(getex, kvd_on_getex)             \
+  X(getrange, kvd_on_getrange)       \
+  X(substr, kvd_on_getrange)         \
+  X(setrange, kvd_on_setrange)       \
+  X(incrbyfloat, kvd_on_incrbyfloat) \
+  X(msetnx, on_msetnx)               \
+  X(psetex, on_psetex)               \
+  X(rename, kvd_on_rename)           \
+  X(renamenx, kvd_on_renamenx)       \
+  X(copy, kvd_on_copy)               \
+  X(unlink, on_del)                  \
+  X(touch, on_exists)                \
+  X(type, kvd_on_type)               \
+  X(randomkey, kvd_on_randomkey)     \
+  X(flushdb, on_flushall)            \
+  X(time, kvd_on_time)               \
+  X(ttl, on_ttl)                     \
+  X(pttl, on_pttl)                   \
+  X(persist, on_persist)             \
+  X(dbsize, on_dbsize)               \
+  X(flushall, on_flushall)           \
+  X(select, on_select)               \
+  X(info, kvd_on_info)               \
+  X(command, kvd_on_command)         \
+  X(client, kvd_on_client)
+
+enum {
+#define X(name, fn) CMD_##name,
+  GATED(X)
+#undef X
+      NCOUNTED
+};
+
+static const char *const counted_names[NCOUNTED] = {
+#define X(name, fn) #name,
+    GATED(X)
+#undef X
+};
+
+/* Per worker: calls of each gated command, and those that replied with an error. */
+struct cmd_stats {
+  _Atomic uint64_t calls[NCOUNTED], failed[NCOUNTED], rejected[NCOUNTED];
+};
+static struct cmd_stats *cmd_stats;
+static _Thread_local uint64_t errors_seen; /* this worker's error replies so far */
+
+int kvd_resp_init(unsigned workers)
+{
+  cmd_stats = calloc(workers, sizeof *cmd_stats);
+  return cmd_stats ? 0 : -ENOMEM;
+}
+
+size_t kvd_resp_ncounted(void)
+{
+  return NCOUNTED;
+}
+
+struct kvd_cmd_counts kvd_resp_counts(size_t i)
+{
+  struct kvd_cmd_counts n = {counted_names[i], 0, 0, 0};
+  for (unsigned w = 0; w < kvd.workers; w++) {
+    n.calls += atomic_load_explicit(&cmd_stats[w].calls[i], memory_order_relaxed);
+    n.failed += atomic_load_explicit(&cmd_stats[w].failed[i], memory_order_relaxed);
+    n.rejected += atomic_load_explicit(&cmd_stats[w].rejected[i], memory_order_relaxed);
+  }
+  return n;
+}
+
+/* The password's gate (NOAUTH is a rejected call, as in redis), then the handler, counted: a
+ * call whose reply was an error failed. A command dispatched again (-EAGAIN) counts once. */
+static int gate(rw_conn *c, const rw_list *a, unsigned cmd, int (*fn)(rw_conn *, const rw_list *))
+{
+  struct cmd_stats *st = &cmd_stats[rw_worker_id(rw_conn_worker(c))];
+  if (!kvd_authed(c)) {
+    kvd_stat_add(&st->rejected[cmd], 1);
+    return kvd_reply_noauth(c);
+  }
+  uint64_t errors = errors_seen;
+  int rc = fn(c, a);
+  if (rc == -EAGAIN)
+    return rc;
+  kvd_stat_add(&st->calls[cmd], 1);
+  if (errors_seen != errors)
+    kvd_stat_add(&st->failed[cmd], 1);
+  return rc;
+}
+
+void kvd_resp_error_seen(void)
+{
+  errors_seen++;
+}
+
+#define X(name, fn)                                     \
+  static int gated_##name(rw_conn *c, const rw_list *a) \
+  {                                                     \
+    return gate(c, a, CMD_##name, fn);                  \
+  }
+GATED(X)
+#undef X
+
+/* The table's handlers by name, for requests kvd splits itself (inline commands). */
+static const struct {
+  const char *name;
+  int (*fn)(rw_conn *, const rw_list *);
+} by_name[] = {
+#define X(name, fn) {#name, gated_##name},
+    GATED(X)
+#undef X
+        {"auth", kvd_on_auth},
+    {"hello", kvd_on_hello},
+    {"reset", kvd_on_reset},
+    {"quit", kvd_on_quit},
+};
+
+/* What the generated dispatcher does for a request it split: the table's arity, then the
+ * handler (resp_command() finds the entry; by_name its handler). */
+int kvd_resp_dispatch(rw_conn *c, const rw_list *a)
+{
+  if (!a->count)
+    return 0; /* an empty line: nothing to do */
+  const rw_command *e = resp_command(a->item[0]);
+  if (!e)
+    return on_unknown(c, a);
+  if (e->at_least ? a->count < e->arity : a->count != e->arity)
+    return resp_reply_wrong_args(c, (rw_span){(const uint8_t *)e->name, e->len});
+  for (size_t i = 0; i < sizeof by_name / sizeof *by_name; i++)
+    if (!strcmp(by_name[i].name, e->name))
+      return by_name[i].fn(c, a);
+  return on_unknown(c, a); /* (every table entry has a handler: resp_handlers has no gaps) */
+}
+
 const struct resp_handlers kvd_resp_handlers = {
-    .ping = on_ping,
-    .echo = on_echo,
-    .get = on_get,
-    .set = on_set,
-    .setnx = on_setnx,
-    .setex = on_setex,
-    .getset = on_getset,
-    .mget = on_mget,
-    .mset = on_mset,
-    .del = on_del,
-    .exists = on_exists,
-    .incr = on_incr,
-    .decr = on_decr,
-    .incrby = on_incrby,
-    .decrby = on_decrby,
-    .append = on_append,
-    .strlen = on_strlen,
-    .expire = on_expire,
-    .pexpire = on_pexpire,
-    .ttl = on_ttl,
-    .pttl = on_pttl,
-    .persist = on_persist,
-    .dbsize = on_dbsize,
-    .flushall = on_flushall,
-    .select = on_select,
-    .info = on_info,
-    .command = on_command,
-    .client = on_client,
-    .quit = on_quit,
+#define X(name, fn) .name = gated_##name,
+    GATED(X)
+#undef X
+        .auth = kvd_on_auth,
+    .hello = kvd_on_hello,
+    .reset = kvd_on_reset,
+    .quit = kvd_on_quit,
     .unknown = on_unknown,
+    .inline_cmd = kvd_on_inline,
 };

@@ -741,3 +741,23 @@ void kv_totals(kv_store *st, struct kv_totals *out)
     kv_unlock(sh);
   }
 }
+
+/* RANDOMKEY: the first live item from bucket `r` on (wrapping), or NULL. Not uniform (an item
+ * after a run of empty buckets is likelier), as redis's is not either; O(buckets) at worst. */
+kv_item *kv_random(kv_store *st, kv_shard *sh, uint64_t r, int64_t now_ms)
+{
+  if (!sh->items)
+    return NULL;
+  for (uint32_t i = 0; i <= sh->bucket_mask; i++)
+    for (kv_item *it = sh->buckets[(r + i) & sh->bucket_mask]; it; it = it->hnext)
+      if (!is_dead(st, it, now_ms))
+        return it;
+  return NULL;
+}
+
+/* kv_lock() for a shard picked without a key (RANDOMKEY walks them in turn). */
+void kv_lock_shard(kv_shard *sh)
+{
+  if (sh->locking)
+    pthread_mutex_lock(&sh->lock);
+}

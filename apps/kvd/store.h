@@ -117,6 +117,7 @@ uint64_t kv_hash_seed(void);
 void kv_set_hash_seed(uint64_t seed);
 kv_shard *kv_lock(kv_store *st, uint32_t hash);
 kv_shard *kv_shard_of(const kv_store *st, uint32_t hash); /* without locking it */
+void kv_lock_shard(kv_shard *sh);                         /* a shard picked without a key */
 void kv_unlock(kv_shard *sh);
 
 static inline rw_span kv_key(const kv_item *it)
@@ -171,6 +172,10 @@ int kv_put(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw
 void kv_clear(kv_shard *sh);
 /* Removes expired items from the next `buckets` buckets; returns how many it removed. */
 unsigned kv_sweep(kv_store *st, kv_shard *sh, unsigned buckets, int64_t now_ms);
+
+/* A live item of the shard picked from `r` (a random number), or NULL when it has none: see
+ * RANDOMKEY. Shard locked. */
+kv_item *kv_random(kv_store *st, kv_shard *sh, uint64_t r, int64_t now_ms);
 
 /* Empties every shard (each under its lock). */
 void kv_flush(kv_store *st);

@@ -13,7 +13,7 @@ static int stream_more(rw_conn *c, void *data, size_t room)
   kv_item *it = kc->stream_it;
   int rc = 0;
   if (room) {
-    size_t left = it->vlen - kc->stream_off, tail = kc->stream_crlf ? 2 : 0;
+    size_t left = kc->stream_end - kc->stream_off, tail = kc->stream_crlf ? 2 : 0;
     if (left + tail > room) { /* the value's end and its CRLF next time */
       size_t n = left < room ? left : room;
       rc = rw_conn_write(c, kv_value(it) + kc->stream_off, n);
@@ -30,13 +30,19 @@ static int stream_more(rw_conn *c, void *data, size_t room)
   return rc;
 }
 
-int kvd_stream_value(rw_conn *c, kv_shard *sh, kv_item *it, bool crlf)
+int kvd_stream_range(rw_conn *c, kv_shard *sh, kv_item *it, uint32_t off, uint32_t len, bool crlf)
 {
   struct kvd_conn *kc = rw_conn_user(c);
   kc->stream_crlf = crlf;
   kv_pin(sh, it);
   kc->stream_it = it;
-  kc->stream_off = 0;
+  kc->stream_off = off;
+  kc->stream_end = off + len;
   rw_conn_stream(c, stream_more, kc);
   return 1;
+}
+
+int kvd_stream_value(rw_conn *c, kv_shard *sh, kv_item *it, bool crlf)
+{
+  return kvd_stream_range(c, sh, it, 0, it->vlen, crlf);
 }

@@ -18,8 +18,8 @@ enum resp_cmd {
   RESP_CMD_MULTIBULK,
   RESP_CMD_EMPTY_ARRAY,
   RESP_CMD_BAD_MULTIBULK,
-  RESP_CMD_INLINE_CMD,
   RESP_CMD_EMPTY,
+  RESP_CMD_INLINE_CMD,
   RESP_CMD__COUNT
 };
 
@@ -36,25 +36,26 @@ struct resp_bad_multibulk {
   char unused_; /* no fields: C needs a member */
 };
 
-struct resp_inline_cmd {
-  rw_list args;
-};
-
 struct resp_empty {
   char unused_; /* no fields: C needs a member */
+};
+
+struct resp_inline_cmd {
+  rw_span line;
 };
 
 union resp_msg {
   struct resp_multibulk multibulk;
   struct resp_empty_array empty_array;
   struct resp_bad_multibulk bad_multibulk;
-  struct resp_inline_cmd inline_cmd;
   struct resp_empty empty;
+  struct resp_inline_cmd inline_cmd;
 };
 
 /* The handlers the spec leaves to you; commands with a '->' action in the spec have
  * none. Each returns 0, or a negative errno to close the connection. */
 struct resp_handlers {
+  int (*inline_cmd)(rw_conn *c, const struct resp_inline_cmd *msg);
   int (*ping)(rw_conn *c, const rw_list *args); /* 1 or more items */
   int (*echo)(rw_conn *c, const rw_list *args); /* 2 items */
   int (*get)(rw_conn *c, const rw_list *args); /* 2 items */
@@ -72,8 +73,8 @@ struct resp_handlers {
   int (*decrby)(rw_conn *c, const rw_list *args); /* 3 items */
   int (*append)(rw_conn *c, const rw_list *args); /* 3 items */
   int (*strlen)(rw_conn *c, const rw_list *args); /* 2 items */
-  int (*expire)(rw_conn *c, const rw_list *args); /* 3 items */
-  int (*pexpire)(rw_conn *c, const rw_list *args); /* 3 items */
+  int (*expire)(rw_conn *c, const rw_list *args); /* 3 or more items */
+  int (*pexpire)(rw_conn *c, const rw_list *args); /* 3 or more items */
   int (*ttl)(rw_conn *c, const rw_list *args); /* 2 items */
   int (*pttl)(rw_conn *c, const rw_list *args); /* 2 items */
   int (*persist)(rw_conn *c, const rw_list *args); /* 2 items */
@@ -84,6 +85,30 @@ struct resp_handlers {
   int (*command)(rw_conn *c, const rw_list *args); /* 1 or more items */
   int (*client)(rw_conn *c, const rw_list *args); /* 2 or more items */
   int (*quit)(rw_conn *c, const rw_list *args); /* 1 items */
+  int (*getdel)(rw_conn *c, const rw_list *args); /* 2 items */
+  int (*getex)(rw_conn *c, const rw_list *args); /* 2 or more items */
+  int (*getrange)(rw_conn *c, const rw_list *args); /* 4 items */
+  int (*substr)(rw_conn *c, const rw_list *args); /* 4 items */
+  int (*setrange)(rw_conn *c, const rw_list *args); /* 4 items */
+  int (*incrbyfloat)(rw_conn *c, const rw_list *args); /* 3 items */
+  int (*msetnx)(rw_conn *c, const rw_list *args); /* 3 or more items */
+  int (*psetex)(rw_conn *c, const rw_list *args); /* 4 items */
+  int (*expireat)(rw_conn *c, const rw_list *args); /* 3 or more items */
+  int (*pexpireat)(rw_conn *c, const rw_list *args); /* 3 or more items */
+  int (*expiretime)(rw_conn *c, const rw_list *args); /* 2 items */
+  int (*pexpiretime)(rw_conn *c, const rw_list *args); /* 2 items */
+  int (*rename)(rw_conn *c, const rw_list *args); /* 3 items */
+  int (*renamenx)(rw_conn *c, const rw_list *args); /* 3 items */
+  int (*copy)(rw_conn *c, const rw_list *args); /* 3 or more items */
+  int (*unlink)(rw_conn *c, const rw_list *args); /* 2 or more items */
+  int (*touch)(rw_conn *c, const rw_list *args); /* 2 or more items */
+  int (*type)(rw_conn *c, const rw_list *args); /* 2 items */
+  int (*randomkey)(rw_conn *c, const rw_list *args); /* 1 items */
+  int (*flushdb)(rw_conn *c, const rw_list *args); /* 1 or more items */
+  int (*time)(rw_conn *c, const rw_list *args); /* 1 items */
+  int (*auth)(rw_conn *c, const rw_list *args); /* 2 or more items */
+  int (*hello)(rw_conn *c, const rw_list *args); /* 1 or more items */
+  int (*reset)(rw_conn *c, const rw_list *args); /* 1 items */
   int (*unknown)(rw_conn *c, const rw_list *args); /* a name not in the table */
 };
 

@@ -9,7 +9,7 @@
 
 _Static_assert(sizeof(union resp_msg) <= RW_PROTO_MSG_MAX, "message too large");
 
-static const char *const resp_command_names[] = {"multibulk", "empty_array", "bad_multibulk", "inline_cmd", "empty"};
+static const char *const resp_command_names[] = {"multibulk", "empty_array", "bad_multibulk", "empty", "inline_cmd"};
 
 int resp_reply_ok(rw_conn *c)
 {
@@ -225,8 +225,8 @@ static int resp_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used,
   uint8_t yych;
   const uint8_t *f_multibulk_n_s;
   const uint8_t *f_multibulk_n_e;
-  const uint8_t *f_inline_cmd_args_s;
-  const uint8_t *f_inline_cmd_args_e;
+  const uint8_t *f_inline_cmd_line_s;
+  const uint8_t *f_inline_cmd_line_e;
 
   (void)m;
   if (p->skip) { /* a refused data block: discarded as it arrives, never buffered */
@@ -259,7 +259,6 @@ static int resp_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used,
     re2c:tags:expression = "p->@@";
 
     tok_count = ([0-9])+;
-    tok_word = ([^ \t\r\n])+;
 
     "*" @f_multibulk_n_s tok_count @f_multibulk_n_e "\r\n" {
       if (FRAME_TOO_LONG())
@@ -287,18 +286,18 @@ static int resp_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used,
       *out_used = (size_t)(cur - buf);
       return RESP_CMD_BAD_MULTIBULK;
     }
-    ([ \t])* @f_inline_cmd_args_s tok_word ([ \t]+ tok_word)* @f_inline_cmd_args_e ([ \t])* ("\r")? "\n" {
-      if (FRAME_TOO_LONG())
-        return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(cur - buf);
-      rw_list_words(&m->inline_cmd.args, f_inline_cmd_args_s, (size_t)(f_inline_cmd_args_e - f_inline_cmd_args_s));
-      return RESP_CMD_INLINE_CMD;
-    }
     ([ \t])* ("\r")? "\n" {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
       return RESP_CMD_EMPTY;
+    }
+    @f_inline_cmd_line_s ([^\n])+ @f_inline_cmd_line_e "\n" {
+      if (FRAME_TOO_LONG())
+        return RW_PARSE_OVERLONG;
+      *out_used = (size_t)(cur - buf);
+      m->inline_cmd.line = (rw_span){f_inline_cmd_line_s, (size_t)(f_inline_cmd_line_e - f_inline_cmd_line_s)};
+      return RESP_CMD_INLINE_CMD;
     }
     [^\n]* "\n" {
       if (FRAME_TOO_LONG())
@@ -430,6 +429,8 @@ const rw_command resp_commands[] = {
     {"get", 3, false, 2, 2},
     {"set", 3, true, 3, 3},
     {"ttl", 3, false, 2, 19},
+    {"auth", 4, true, 2, 50},
+    {"copy", 4, true, 3, 43},
     {"decr", 4, false, 2, 12},
     {"echo", 4, false, 2, 1},
     {"incr", 4, false, 2, 11},
@@ -439,25 +440,47 @@ const rw_command resp_commands[] = {
     {"ping", 4, true, 1, 0},
     {"pttl", 4, false, 2, 20},
     {"quit", 4, false, 1, 28},
+    {"time", 4, false, 1, 49},
+    {"type", 4, false, 2, 46},
+    {"getex", 5, true, 2, 30},
+    {"hello", 5, true, 1, 51},
+    {"reset", 5, false, 1, 52},
     {"setex", 5, false, 4, 5},
     {"setnx", 5, false, 3, 4},
+    {"touch", 5, true, 2, 45},
     {"append", 6, false, 3, 15},
     {"client", 6, true, 2, 27},
     {"dbsize", 6, false, 1, 22},
     {"decrby", 6, false, 3, 14},
     {"exists", 6, true, 2, 10},
-    {"expire", 6, false, 3, 17},
+    {"expire", 6, true, 3, 17},
+    {"getdel", 6, false, 2, 29},
     {"getset", 6, false, 3, 6},
     {"incrby", 6, false, 3, 13},
+    {"msetnx", 6, true, 3, 35},
+    {"psetex", 6, false, 4, 36},
+    {"rename", 6, false, 3, 41},
     {"select", 6, false, 2, 24},
     {"strlen", 6, false, 2, 16},
+    {"substr", 6, false, 4, 32},
+    {"unlink", 6, true, 2, 44},
     {"command", 7, true, 1, 26},
+    {"flushdb", 7, true, 1, 48},
     {"persist", 7, false, 2, 21},
-    {"pexpire", 7, false, 3, 18},
+    {"pexpire", 7, true, 3, 18},
+    {"expireat", 8, true, 3, 37},
     {"flushall", 8, true, 1, 23},
+    {"getrange", 8, false, 4, 31},
+    {"renamenx", 8, false, 3, 42},
+    {"setrange", 8, false, 4, 33},
+    {"pexpireat", 9, true, 3, 38},
+    {"randomkey", 9, false, 1, 47},
+    {"expiretime", 10, false, 2, 39},
+    {"incrbyfloat", 11, false, 3, 34},
+    {"pexpiretime", 11, false, 2, 40},
 };
 
-const size_t resp_ncommands = 29;
+const size_t resp_ncommands = 53;
 
 static int resp_lookup(rw_span name)
 {
@@ -559,6 +582,54 @@ static int resp_table_dispatch(rw_conn *c, const struct resp_handlers *h, const 
     return h->client(c, args);
   case 28:
     return h->quit(c, args);
+  case 29:
+    return h->getdel(c, args);
+  case 30:
+    return h->getex(c, args);
+  case 31:
+    return h->getrange(c, args);
+  case 32:
+    return h->substr(c, args);
+  case 33:
+    return h->setrange(c, args);
+  case 34:
+    return h->incrbyfloat(c, args);
+  case 35:
+    return h->msetnx(c, args);
+  case 36:
+    return h->psetex(c, args);
+  case 37:
+    return h->expireat(c, args);
+  case 38:
+    return h->pexpireat(c, args);
+  case 39:
+    return h->expiretime(c, args);
+  case 40:
+    return h->pexpiretime(c, args);
+  case 41:
+    return h->rename(c, args);
+  case 42:
+    return h->renamenx(c, args);
+  case 43:
+    return h->copy(c, args);
+  case 44:
+    return h->unlink(c, args);
+  case 45:
+    return h->touch(c, args);
+  case 46:
+    return h->type(c, args);
+  case 47:
+    return h->randomkey(c, args);
+  case 48:
+    return h->flushdb(c, args);
+  case 49:
+    return h->time(c, args);
+  case 50:
+    return h->auth(c, args);
+  case 51:
+    return h->hello(c, args);
+  case 52:
+    return h->reset(c, args);
   default:
     return -EINVAL;
   }
@@ -588,11 +659,6 @@ static int resp_do_bad_multibulk(rw_conn *c, const struct resp_handlers *h, cons
   return 0;
 }
 
-static int resp_do_inline_cmd(rw_conn *c, const struct resp_handlers *h, const union resp_msg *m)
-{
-  return resp_table_dispatch(c, h, &m->inline_cmd.args);
-}
-
 static int resp_do_empty(rw_conn *c, const struct resp_handlers *h, const union resp_msg *m)
 {
   (void)h;
@@ -601,13 +667,18 @@ static int resp_do_empty(rw_conn *c, const struct resp_handlers *h, const union 
   return 0;
 }
 
+static int resp_do_inline_cmd(rw_conn *c, const struct resp_handlers *h, const union resp_msg *m)
+{
+  return h->inline_cmd(c, &m->inline_cmd);
+}
+
 static int (*const resp_table[])(rw_conn *, const struct resp_handlers *,
                                 const union resp_msg *) = {
   [RESP_CMD_MULTIBULK] = resp_do_multibulk,
   [RESP_CMD_EMPTY_ARRAY] = resp_do_empty_array,
   [RESP_CMD_BAD_MULTIBULK] = resp_do_bad_multibulk,
-  [RESP_CMD_INLINE_CMD] = resp_do_inline_cmd,
   [RESP_CMD_EMPTY] = resp_do_empty,
+  [RESP_CMD_INLINE_CMD] = resp_do_inline_cmd,
 };
 
 static int resp_dispatch(rw_conn *c, const void *h, int cmd, const void *m)
@@ -656,6 +727,8 @@ static int resp_check_handlers(const void *vh)
 {
   const struct resp_handlers *h = vh;
   if (!h)
+    return -EINVAL;
+  if (!h->inline_cmd)
     return -EINVAL;
   if (!h->ping)
     return -EINVAL;
@@ -714,6 +787,54 @@ static int resp_check_handlers(const void *vh)
   if (!h->client)
     return -EINVAL;
   if (!h->quit)
+    return -EINVAL;
+  if (!h->getdel)
+    return -EINVAL;
+  if (!h->getex)
+    return -EINVAL;
+  if (!h->getrange)
+    return -EINVAL;
+  if (!h->substr)
+    return -EINVAL;
+  if (!h->setrange)
+    return -EINVAL;
+  if (!h->incrbyfloat)
+    return -EINVAL;
+  if (!h->msetnx)
+    return -EINVAL;
+  if (!h->psetex)
+    return -EINVAL;
+  if (!h->expireat)
+    return -EINVAL;
+  if (!h->pexpireat)
+    return -EINVAL;
+  if (!h->expiretime)
+    return -EINVAL;
+  if (!h->pexpiretime)
+    return -EINVAL;
+  if (!h->rename)
+    return -EINVAL;
+  if (!h->renamenx)
+    return -EINVAL;
+  if (!h->copy)
+    return -EINVAL;
+  if (!h->unlink)
+    return -EINVAL;
+  if (!h->touch)
+    return -EINVAL;
+  if (!h->type)
+    return -EINVAL;
+  if (!h->randomkey)
+    return -EINVAL;
+  if (!h->flushdb)
+    return -EINVAL;
+  if (!h->time)
+    return -EINVAL;
+  if (!h->auth)
+    return -EINVAL;
+  if (!h->hello)
+    return -EINVAL;
+  if (!h->reset)
     return -EINVAL;
   if (!h->unknown)
     return -EINVAL;

@@ -91,9 +91,14 @@ class Kvd(Server):
 
 
 def start_redis():
+    # One database, as kvd has: SELECT and COPY ... DB refuse the others alike.
+    return start_redis_with()
+
+
+def start_redis_with(*args):
     port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"],
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--databases",
+                             "1", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"] + list(args),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port, proc, "redis-server")
     return proc, port
@@ -152,6 +157,14 @@ class Reader:
         return head
 
 
+def spec_commands():
+    """The command names in spec/resp.rw's table."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "spec", "resp.rw")) as f:
+        spec = f.read()
+    table = re.search(r"^table \{(.*?)^\};", spec, re.S | re.M).group(1)
+    return re.findall(r"([a-z]+) [0-9]+\+?;", re.sub(r"#.*", "", table))
+
+
 def resp_session(port, commands):
     """Sends each command in turn and returns the raw replies."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
@@ -202,6 +215,104 @@ RESP_SCRIPT = [
 
 
 LLONG_MAX, LLONG_MIN, DAY_MS = 2 ** 63 - 1, -2 ** 63, 86400 * 1000
+# A Unix time far ahead, in ms, away from where EXPIRETIME's rounding to seconds turns: kvd keeps
+# deadlines on the monotonic clock and converts them back a millisecond either way, which must not
+# change the second. (PEXPIRETIME's exact value is checked with that tolerance in test_expiretime.)
+FAR_MS = 4102444800250
+
+# Inline commands as redis splits them: blanks, "double quotes" with escapes, 'single quotes'.
+INLINE_SCRIPT = [
+    b'SET "a b" v\r\n', b'GET "a b"\r\n', b"SET 'c d' \"x\\ty\"\r\n", b"GET 'c d'\r\n",
+    b'SET k "\\x41\\x42\\x4g\\xZZ"\r\n', b"GET k\r\n", b'SET k "\\n\\r\\t\\b\\a\\z\\"\\\\"\r\n', b"GET k\r\n",
+    b"SET k 'it\\'s \\n'\r\n", b"GET k\r\n", b'SET k ""\r\n', b"GET k\r\n", b'SET "" v\r\n', b'GET ""\r\n',
+    b"SET k\x0bv\r\n", b"\x0b\x0c GET k\r\n", b'ECHO "a"  "b"\r\n', b'ECHO "\xff"\r\n',
+    b"MSET \"x y\" 1 'z w' 2\r\n", b"MGET \"x y\" 'z w'\r\n", b"get\tk\r\n", b"GET k\n", b"GET k\r\r\n",
+    b"SET k a\rb\r\n", b'"GET" k\r\n', b"'get'\t'k'  \r\n", b'ECHO "a\tb"\r\n', b"ECHO a'b'\r\n",
+    b'ECHO a"b c"\r\n', b'EXISTS "x y" "z w" x\r\n', b"DEL 'x y' 'z w'\r\n",
+]
+
+# The string and keyspace commands beyond GET/SET, at their edges and errors.
+KEYSPACE_SCRIPT = [
+    ("FLUSHALL",), ("SET", "s", "hello world"), ("GETDEL", "s"), ("GETDEL", "s"), ("EXISTS", "s"),
+    ("GETDEL",), ("GETDEL", "a", "b"),
+    ("SET", "g", "v"), ("GETEX", "g"), ("TTL", "g"), ("GETEX", "g", "EX", "100"), ("TTL", "g"),
+    ("GETEX", "g", "PERSIST"), ("TTL", "g"), ("GETEX", "g", "PX", "100000"), ("TTL", "g"),
+    ("GETEX", "g", "PXAT", FAR_MS), ("EXPIRETIME", "g"), ("GETEX", "g", "EXAT", FAR_MS // 1000 + 7),
+    ("TTL", "nokey"), ("GETEX", "g", "EX", "0"), ("GETEX", "g", "EX", "-1"), ("GETEX", "g", "EX", "abc"),
+    ("GETEX", "g", "EX"), ("GETEX", "g", "PERSIST", "EX", "10"), ("GETEX", "g", "EX", "10", "PERSIST"),
+    ("GETEX", "g", "EX", "10", "EX", "20"), ("TTL", "g"), ("GETEX", "g", "EX", "10", "PX", "20"),
+    ("GETEX", "g", "FOO"), ("GETEX", "g", "persist", "persist"), ("TTL", "g"), ("GETEX", "nokey", "EX", "abc"),
+    ("GETEX", "nokey", "FOO"), ("GETEX", "g", "EX", LLONG_MAX), ("GETEX", "g", "PXAT", "1"), ("EXISTS", "g"),
+    ("GETEX",),
+    ("SET", "r", "Hello World"), ("SET", "empty", ""), ("GETRANGE", "empty", "0", "-1"),
+    ("GETRANGE", "nokey", "0", "-1"), ("GETRANGE", "r", "x", "1"), ("GETRANGE", "r", "0", "1.5"),
+    ("SUBSTR", "r", "0", "3"), ("GETRANGE", "r"), ("SUBSTR", "r", "1"),
+    ("SETRANGE", "sr", "0", "abc"), ("GET", "sr"), ("SETRANGE", "sr", "5", "xy"), ("GET", "sr"),
+    ("SETRANGE", "sr", "1", "Z"), ("GET", "sr"), ("SETRANGE", "sr", "-1", "x"), ("SETRANGE", "sr", "x", "y"),
+    ("SETRANGE", "nokey2", "0", ""), ("EXISTS", "nokey2"), ("SETRANGE", "sr", "100", ""),
+    ("SETRANGE", "sr", "536870912", "x"), ("SETRANGE", "sr", LLONG_MAX, "x"), ("SETRANGE", "sr", "536870911", ""),
+    ("SETRANGE", "nokey3", "536870912", ""), ("EXPIRE", "sr", "100"), ("SETRANGE", "sr", "0", "q"), ("TTL", "sr"),
+    ("SETRANGE", "bin", "3", b"\x00\r\n"), ("GET", "bin"), ("SETRANGE", "sr"),
+    ("INCRBYFLOAT", "f", "10.5"), ("INCRBYFLOAT", "f", "0.1"), ("INCRBYFLOAT", "f", "-5.0e3"),
+    ("INCRBYFLOAT", "f", "abc"), ("INCRBYFLOAT", "f", ""), ("INCRBYFLOAT", "f", " 1"), ("INCRBYFLOAT", "f", "1 "),
+    ("INCRBYFLOAT", "f", "inf"), ("INCRBYFLOAT", "f", "-infinity"), ("INCRBYFLOAT", "f", "nan"),
+    ("INCRBYFLOAT", "f", "1e5000"), ("INCRBYFLOAT", "f", "1e-5000"), ("INCRBYFLOAT", "f", "1e-400"),
+    ("INCRBYFLOAT", "f", "0x10"), ("INCRBYFLOAT", "f", "+3"), ("INCRBYFLOAT", "f", ".5"),
+    ("SET", "f2", "3.0"), ("INCRBYFLOAT", "f2", "0"), ("SET", "f3", "1e300"), ("INCRBYFLOAT", "f3", "1"),
+    ("SET", "f4", "5.0e3"), ("INCRBYFLOAT", "f4", "2.0e2"), ("INCRBYFLOAT", "r", "1"),
+    ("SET", "f5", "-0.0"), ("INCRBYFLOAT", "f5", "0"), ("INCRBYFLOAT", "f6", "1.1"), ("INCRBYFLOAT", "f6", "2.2"),
+    ("INCRBYFLOAT", "f6", "-3.3"), ("SET", "fb", b"1\x00x"), ("INCRBYFLOAT", "fb", "1"),
+    ("INCRBYFLOAT", "fb", b"2\x00y"), ("EXPIRE", "f", "100"), ("INCRBYFLOAT", "f", "1"), ("TTL", "f"),
+    ("SET", "fi", "1.7976931348623157e308"), ("INCRBYFLOAT", "fi", "1.7976931348623157e308"),
+    ("INCRBYFLOAT", "fi", "1e4932"), ("SET", "fl", "9" * 5200), ("INCRBYFLOAT", "fl", "1"),
+    ("INCRBYFLOAT", "f7", "9" * 5119), ("INCRBYFLOAT", "f8", "0.1"), ("INCRBYFLOAT", "f8", "0.2"),
+    ("INCRBYFLOAT", "f9", "-1e-10"), ("INCRBYFLOAT", "f10", "12345678901234567890"), ("INCRBYFLOAT", "f"),
+    ("MSETNX", "m1", "a", "m2", "b"), ("MGET", "m1", "m2"), ("MSETNX", "m2", "c", "m3", "d"), ("EXISTS", "m3"),
+    ("MSETNX", "m1"), ("MSETNX", "m1", "a", "m2"), ("MSETNX", "m4", "x", "m4", "y"), ("GET", "m4"),
+    ("PSETEX", "p", "100000", "v"), ("TTL", "p"), ("GET", "p"), ("PSETEX", "p", "0", "v"),
+    ("PSETEX", "p", "-5", "v"), ("PSETEX", "p", "x", "v"), ("PSETEX", "p", LLONG_MAX, "v"), ("PSETEX", "p", "1"),
+    ("SET", "e", "v"), ("EXPIRE", "e", "100", "XX"), ("EXPIRE", "e", "100", "NX"), ("EXPIRE", "e", "200", "NX"),
+    ("EXPIRE", "e", "50", "GT"), ("EXPIRE", "e", "200", "GT"), ("TTL", "e"), ("EXPIRE", "e", "300", "LT"),
+    ("EXPIRE", "e", "100", "lt"), ("TTL", "e"), ("EXPIRE", "e", "100", "NX", "XX"), ("EXPIRE", "e", "100", "NX", "GT"),
+    ("EXPIRE", "e", "100", "LT", "NX"), ("EXPIRE", "e", "100", "GT", "LT"), ("EXPIRE", "e", "100", "FOO"),
+    ("EXPIRE", "e", "100", b"F\x00OO"), ("EXPIRE", "e", "101", "XX", "GT"), ("TTL", "e"),
+    ("PEXPIRE", "e", "100000", "xx", "lt"), ("TTL", "e"), ("EXPIRE", "e", "abc", "NX"), ("EXPIRE", "e", "abc", "FOO"),
+    ("EXPIRE", "nokey", "100", "FOO"), ("EXPIRE", "nokey", "100", "NX"), ("PERSIST", "e"),
+    ("EXPIRE", "e", "100", "GT"), ("EXPIRE", "e", "100", "LT"), ("EXPIRE", "e", "100", "nx", "nx"),
+    ("EXPIRE", "e", "-1", "LT"), ("EXISTS", "e"), ("EXPIRE", "e", LLONG_MAX, "NX"), ("EXPIRE", "e"),
+    ("SET", "e", "v"), ("PEXPIREAT", "e", FAR_MS), ("EXPIRETIME", "e"), ("EXPIREAT", "e", FAR_MS // 1000 + 100, "LT"),
+    ("EXPIREAT", "e", FAR_MS // 1000 + 100, "GT"), ("EXPIRETIME", "e"), ("PEXPIREAT", "e", FAR_MS, "GT"),
+    ("EXPIREAT", "e", "x"), ("EXPIREAT", "nokey", FAR_MS // 1000), ("EXPIREAT", "e", LLONG_MAX),
+    ("EXPIREAT", "e", LLONG_MAX // 1000 + 1), ("EXPIREAT", "e", LLONG_MIN // 1000 - 1), ("PEXPIREAT", "e", LLONG_MAX),
+    ("EXPIRETIME", "e"), ("EXPIREAT", "e", "1", "XX"), ("EXISTS", "e"), ("SET", "e", "v"), ("PEXPIREAT", "e", "0"),
+    ("EXISTS", "e"), ("SET", "e", "v"), ("EXPIREAT", "e", "-1"), ("EXISTS", "e"), ("EXPIREAT", "e"),
+    ("PEXPIREAT", "e", "1", "2"),
+    ("EXPIRETIME", "nokey"), ("SET", "e2", "v"), ("EXPIRETIME", "e2"), ("PEXPIRETIME", "e2"),
+    ("PEXPIRETIME", "nokey"), ("EXPIRETIME",), ("PEXPIRETIME", "a", "b"),
+    ("SET", "r1", "v1"), ("RENAME", "r1", "r2"), ("GET", "r2"), ("EXISTS", "r1"), ("RENAME", "r1", "r3"),
+    ("RENAME", "r2", "r2"), ("RENAMENX", "r2", "r2"), ("RENAMENX", "nokey", "x"), ("RENAMENX", "nokey", "nokey"),
+    ("SET", "r3", "v3"), ("RENAMENX", "r2", "r3"), ("RENAMENX", "r2", "r4"), ("EXPIRE", "r4", "100"),
+    ("RENAME", "r4", "r3"), ("TTL", "r3"), ("GET", "r3"), ("EXISTS", "r4"), ("RENAME", "r3"), ("RENAME", "r3", "a", "b"),
+    ("SET", "c1", "v"), ("COPY", "c1", "c2"), ("GET", "c2"), ("COPY", "c1", "c2"), ("SET", "c1", "w"),
+    ("COPY", "c1", "c2", "REPLACE"), ("GET", "c2"), ("COPY", "c1", "c1"), ("COPY", "nokey", "c3"),
+    ("COPY", "c1", "c3", "DB", "0"), ("COPY", "c1", "c4", "DB", "1"), ("COPY", "c1", "c4", "DB", "-1"),
+    ("COPY", "c1", "c4", "DB", "x"), ("COPY", "c1", "c4", "DB", "99999999999"), ("COPY", "c1", "c4", "DB"),
+    ("COPY", "c1", "c4", "FOO"), ("COPY", "c1", "c1", "DB", "0"), ("COPY", "c1", "c1", "DB", "1"),
+    ("COPY", "nokey", "c1", "replace", "db", "0"), ("EXPIRE", "c1", "100"), ("COPY", "c1", "c5"), ("TTL", "c5"),
+    ("EXISTS", "c4"), ("COPY", "c1"),
+    ("UNLINK", "c1", "c2", "nokey"), ("UNLINK",), ("TOUCH", "c3", "nokey", "c3"), ("TOUCH",), ("TYPE", "c3"),
+    ("TYPE", "nokey"), ("TYPE",),
+    ("FLUSHDB",), ("RANDOMKEY",), ("SET", "only", "v"), ("RANDOMKEY",), ("RANDOMKEY", "x"), ("DBSIZE",),
+    ("FLUSHDB", "ASYNC"), ("DBSIZE",), ("FLUSHDB", "SYNC"), ("FLUSHDB", "x"), ("FLUSHDB", "a", "b"), ("DBSIZE",),
+]
+# GETRANGE's clamping over every start and end around a value's ends.
+KEYSPACE_SCRIPT += [("SET", "gr", "0123456789")] + [
+    ("GETRANGE", "gr", a, b) for a in (0, 1, 5, 9, 10, 11, -1, -5, -10, -11, LLONG_MAX, LLONG_MIN)
+    for b in (0, 1, 5, 9, 10, 11, -1, -5, -10, -11, LLONG_MAX, LLONG_MIN)]
+# RENAME and COPY between many keys: some pairs share a shard, most do not.
+for i in range(20):
+    KEYSPACE_SCRIPT += [("SET", f"src{i}", f"v{i}"), ("RENAME", f"src{i}", f"dst{i}"), ("COPY", f"dst{i}", f"cp{i}"),
+                        ("MGET", f"src{i}", f"dst{i}", f"cp{i}")]
 NOT_INTEGERS = ["1.5", " 1", "+1", "01", "-0", "", "abc", str(LLONG_MAX + 1)]
 
 
@@ -261,6 +372,98 @@ class RespDifferential(unittest.TestCase):
         for cmd, w, g in zip(RESP_SCRIPT, want, got):
             self.assertEqual(g, w, f"for {cmd!r}")
 
+    def test_keyspace_script(self):
+        want = resp_session(self.redis_port, KEYSPACE_SCRIPT)
+        got = resp_session(self.kvd.resp, KEYSPACE_SCRIPT)
+        for cmd, w, g in zip(KEYSPACE_SCRIPT, want, got):
+            self.assertEqual(g, w, f"for {cmd!r}")
+
+    def test_long_ranges_stream(self):
+        """GETRANGE of 64 KiB and more goes out from the item: the same bytes as redis's."""
+        big = bytes(range(256)) * 1000
+        script = [("SET", "big", big), ("GETRANGE", "big", "5", "-5"), ("GETRANGE", "big", "0", "65535"),
+                  ("GETRANGE", "big", "-70000", "-1"), ("GETRANGE", "big", "1", "65535"),
+                  ("MGET", "big", "big"), ("GETRANGE", "big", "100", "65635"), ("SETRANGE", "big", "255900", "tail"),
+                  ("GETRANGE", "big", "-65536", "-1"), ("GETDEL", "big"), ("GETDEL", "big")]
+        self.assertEqual(resp_session(self.kvd.resp, script), resp_session(self.redis_port, script))
+
+    def test_no_password(self):
+        """AUTH and HELLO without a password set: redis's default user has none."""
+        script = [("AUTH", "x"), ("AUTH", "default", "x"), ("AUTH", "other", "x"), ("HELLO",), ("HELLO", "2"),
+                  ("HELLO", "4"), ("HELLO", "2", "AUTH", "default", "any"), ("HELLO", "2", "AUTH", "nobody", "any"),
+                  ("HELLO", "2", "SETNAME", "named"), ("CLIENT", "GETNAME"), ("RESET",), ("CLIENT", "GETNAME"),
+                  ("GET", "k"), ("TIME", "x")]
+        self.assertEqual(same_id(resp_session(self.kvd.resp, script)), same_id(resp_session(self.redis_port, script)))
+        # HELLO 3 is RESP3, which redis speaks and kvd does not: redis's answer to a version it lacks.
+        self.assertEqual(resp_session(self.kvd.resp, [("HELLO", "3")]), [b"-NOPROTO unsupported protocol version\r\n"])
+
+    def test_info_counts(self):
+        """INFO errorstats and commandstats move as redis's do for the same commands. (Not for a wrong
+        arity: the generated dispatcher replies to it before any kvd code runs, uncounted.)"""
+        script = [("GET", "x"), ("SET", "k", "v", "EX", "0"), ("SET", "k", "abc"), ("INCR", "k"), ("INCR", "k"),
+                  ("INCRBYFLOAT", "k", "x"), ("FOO",), ("GETEX", "k", "BAR"), ("MSET", "a", "1", "b"),
+                  ("EXPIRE", "k", "1", "GT", "LT"),
+                  ("AUTH", "nopass"), ("DEL", "k")]
+
+        def counts(port):
+            text = resp_session(port, [("INFO", "all")])[0].decode()
+            stats = dict(re.findall(r"^(errorstat_\w+|cmdstat_\w+):(.*)\r$", text, re.M))
+            fields = {k: dict(f.split("=") for f in v.split(",")) for k, v in stats.items()}
+            errors = {k: int(v["count"]) for k, v in fields.items() if k.startswith("errorstat_")}
+            calls = {k: tuple(int(v[f]) for f in ("calls", "failed_calls", "rejected_calls"))
+                     for k, v in fields.items()
+                     if k[8:] in ("get", "set", "incr", "incrbyfloat", "getex", "mset", "expire", "del")}
+            return errors, calls
+
+        def delta(port):
+            e0, c0 = counts(port)
+            resp_session(port, script)
+            e1, c1 = counts(port)
+            return ({k: v - e0.get(k, 0) for k, v in e1.items()},
+                    {k: tuple(a - b for a, b in zip(v, c0.get(k, (0, 0, 0)))) for k, v in c1.items()})
+        self.assertEqual(delta(self.kvd.resp), delta(self.redis_port))
+        info = redis.Redis(port=self.kvd.resp).info("cpu")
+        self.assertGreater(info["used_cpu_user"] + info["used_cpu_sys"], 0)
+        self.assertNotIn(b"# Commandstats", resp_session(self.kvd.resp, [("INFO",)])[0])
+        self.assertIn(b"# Commandstats", resp_session(self.kvd.resp, [("INFO", "everything")])[0])
+
+    def test_inline_quoting(self):
+        want = resp_session(self.redis_port, INLINE_SCRIPT)
+        got = resp_session(self.kvd.resp, INLINE_SCRIPT)
+        for cmd, w, g in zip(INLINE_SCRIPT, want, got):
+            self.assertEqual(g, w, f"for {cmd!r}")
+
+    def test_unbalanced_quotes_close(self):
+        for bad in (b'GET "a\r\n', b"GET 'a\r\n", b'GET "a"b\r\n', b"GET 'a'b\r\n", b'GET "a\\"\r\n',
+                    b'GET "a\\\r\n', b"PING\r\nECHO 'x\r\nPING\r\n"):
+            replies = []
+            for port in (self.redis_port, self.kvd.resp):
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                    s.sendall(bad)
+                    r, got = Reader(s), b""
+                    with self.assertRaises(EOFError):
+                        while True:
+                            got += r.line()
+                    replies.append(got)
+            self.assertEqual(replies[1], replies[0], bad)
+            self.assertTrue(replies[0].endswith(b"-ERR Protocol error: unbalanced quotes in request\r\n"), bad)
+        # A NUL in an inline line: redis never finds the line's end (it answers nothing until 64 KiB
+        # have come); kvd refuses the line at once.
+        with socket.create_connection(("127.0.0.1", self.kvd.resp), timeout=10) as s:
+            s.sendall(b"GET k\x00junk\r\n")
+            r = Reader(s)
+            self.assertEqual(r.line(), b"-ERR Protocol error: invalid request\r\n")
+            with self.assertRaises(EOFError):
+                r.line()
+
+    def test_time(self):
+        for port in (self.kvd.resp, self.redis_port):
+            reply = resp_session(port, [("TIME",)])[0]
+            m = re.fullmatch(rb"\*2\r\n\$[0-9]+\r\n([0-9]+)\r\n\$[0-9]+\r\n([0-9]+)\r\n", reply)
+            self.assertTrue(m, reply)
+            self.assertLess(int(m.group(2)), 1000000)
+            self.assertAlmostEqual(int(m.group(1)) + int(m.group(2)) / 1e6, time.time(), delta=2)
+
     def test_expiry_bounds(self):
         script = expiry_script(int(time.time() * 1000))
         want = resp_session(self.redis_port, script)
@@ -270,7 +473,7 @@ class RespDifferential(unittest.TestCase):
 
     def test_split_and_pipelined(self):
         """The whole script at once, and byte by byte: the same replies as one at a time."""
-        script = [c for c in RESP_SCRIPT if c != ("QUIT",)]
+        script = [c for c in RESP_SCRIPT + KEYSPACE_SCRIPT + INLINE_SCRIPT if c != ("QUIT",)]
         want = b"".join(resp_session(self.redis_port, script))
         raw = b"".join(c if isinstance(c, bytes) else resp_cmd(*c) for c in script)
         for chunk in (len(raw), 1, 7):
@@ -310,6 +513,91 @@ class RespDifferential(unittest.TestCase):
             time.sleep(0.1)
         self.assertEqual(r.dbsize(), 1)
         self.assertEqual(r.get("keep"), b"v")
+
+
+def same_id(replies):
+    """HELLO's map with the connection's id (which differs between servers) made 0."""
+    return [re.sub(rb"(\$2\r\nid\r\n):[0-9]+", rb"\1:0", r) for r in replies]
+
+
+# Before and after the password: what needs it, what does not, and every wrong way to give it.
+AUTH_SCRIPT = [
+    ("PING",), ("GET", "k"), ("SET", "k", "v"), ("FOO",), ("GET",), ("INFO",), ("CLIENT", "ID"),
+    ("AUTH", "wrong"), ("AUTH", "a", "b", "c"), ("AUTH", "default", "wrong"), ("AUTH", "other", "secret"),
+    ("AUTH", "default", "secre"), ("AUTH", "default", "secret!"), ("AUTH", ""), ("AUTH",),
+    ("HELLO",), ("HELLO", "2"), ("HELLO", "x"), ("HELLO", "4"), ("HELLO", "1"), ("HELLO", "2", "AUTH", "default", "bad"),
+    ("HELLO", "2", "FOO"), ("HELLO", "2", "AUTH", "default"), ("HELLO", "2", "SETNAME"), ("HELLO", "2", b"F\x00OO"),
+    ("HELLO", "2", "SETNAME", "a b"), ("HELLO", "2", "SETNAME", "me"), ("RESET",), ("GET", "k"),
+    ("AUTH", "secret"), ("GET", "k"), ("SET", "k", "v"), ("GET", "k"), ("CLIENT", "GETNAME"), ("AUTH", "wrong"),
+    ("GET", "k"), ("HELLO",), ("HELLO", "2", "SETNAME", "me"), ("CLIENT", "GETNAME"), ("RESET",), ("CLIENT", "GETNAME"),
+    ("GET", "k"), ("HELLO", "2", "AUTH", "default", "secret", "SETNAME", "again"), ("CLIENT", "GETNAME"), ("GET", "k"),
+    ("RESET",), ("AUTH", "default", "secret"), ("DEL", "k"), ("RESET",), ("QUIT",),
+]
+
+
+class RespAuth(unittest.TestCase):
+    """--requirepass against redis-server --requirepass: the same replies, byte for byte."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis, cls.redis_port = start_redis_with("--requirepass", "secret")
+        cls.dir = tempfile.mkdtemp(prefix="kvd-auth.", dir=os.path.abspath("build"))
+        cls.passfile = os.path.join(cls.dir, "pass")
+        with open(cls.passfile, "w") as f:
+            f.write("secret\n")
+        cls.kvd = Kvd("--requirepass-file", cls.passfile, "--workers", "2")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.redis.terminate()
+        cls.redis.wait()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+        assert cls.kvd.stop() == 0, cls.kvd.text()
+
+    def test_script(self):
+        want = same_id(resp_session(self.redis_port, AUTH_SCRIPT))
+        got = same_id(resp_session(self.kvd.resp, AUTH_SCRIPT))
+        for cmd, w, g in zip(AUTH_SCRIPT, want, got):
+            self.assertEqual(g, w, f"for {cmd!r}")
+
+    def test_split_at_every_byte(self):
+        script = [c for c in AUTH_SCRIPT if c != ("QUIT",)]
+        want = b"".join(same_id(resp_session(self.redis_port, script)))
+        raw = b"".join(resp_cmd(*c) for c in script)
+        with socket.create_connection(("127.0.0.1", self.kvd.resp), timeout=10) as s:
+            r = Reader(s)
+            for i in range(len(raw)):
+                s.sendall(raw[i:i + 1])
+            got = b"".join(same_id([r.reply() for _ in script]))
+        self.assertEqual(got, want)
+
+    def test_clients(self):
+        with self.assertRaisesRegex(redis.AuthenticationError, "Authentication required"):
+            redis.Redis(port=self.kvd.resp).get("ck")
+        with self.assertRaisesRegex(redis.ResponseError, "WRONGPASS"):  # (as redis-py words redis's own)
+            redis.Redis(port=self.kvd.resp, password="wrong").ping()
+        r = redis.Redis(port=self.kvd.resp, password="secret")
+        self.assertTrue(r.set("ck", "v"))
+        self.assertEqual(redis.Redis(port=self.kvd.resp, username="default", password="secret").get("ck"), b"v")
+        cli = ["redis-cli", "-p", str(self.kvd.resp), "--no-auth-warning"]
+        out = subprocess.run(cli + ["GET", "ck"], capture_output=True, text=True, timeout=10).stdout
+        self.assertIn("NOAUTH", out)
+        out = subprocess.run(cli + ["-a", "secret", "GET", "ck"], capture_output=True, text=True, timeout=10).stdout
+        self.assertEqual(out, "v\n")
+        out = subprocess.run(cli + ["--user", "default", "--pass", "secret", "GET", "ck"], capture_output=True,
+                             text=True, timeout=10).stdout
+        self.assertEqual(out, "v\n")
+
+    def test_flags(self):
+        """The password's flags refuse what cannot work, before anything listens."""
+        for args, says in ((["--requirepass", "a", "--requirepass-file", self.passfile], "give one"),
+                           (["--requirepass-file", os.path.join(self.dir, "none")], "No such file"),
+                           (["--requirepass", ""], "1 to 512 bytes"),
+                           (["--memcache", "0.0.0.0:0"], "loopback addresses only")):
+            p = subprocess.run([os.path.join(BIN, "kvd"), "--resp", "127.0.0.1:0"] + args, capture_output=True,
+                               text=True, timeout=20)
+            self.assertEqual(p.returncode, 2, args)
+            self.assertIn(says, p.stderr, args)
 
 
 MC_SCRIPT = [
@@ -404,6 +692,86 @@ MC_STRICTER = [
     (b"set " + b"k" * 251 + b" 0 0 3 noreply\r\nabc\r\nget k\r\n", b"END\r\n"),
     (b"set a\rb 0 0 9\r\nflush_all\r\nget k\r\n", b"CLIENT_ERROR bad command line format\r\nEND\r\n"),
 ]
+
+
+# Before and after the password (memcached -Y's convention: a `set` of "username password").
+MC_AUTH_SCRIPT = [
+    b"get foo\r\n", b"gets a b\r\n", b"add foo 0 0 14\r\ndefault secret\r\n", b"replace foo 0 0 1\r\nx\r\n",
+    b"append foo 0 0 1\r\nx\r\n", b"prepend foo 0 0 1\r\nx\r\n", b"cas foo 0 0 14 1\r\ndefault secret\r\n",
+    b"incr x 1\r\n", b"decr x 1\r\n", b"delete x\r\n", b"touch x 1\r\n", b"flush_all\r\n", b"flush_all 10\r\n",
+    b"verbosity 1\r\n", b"stats\r\n", b"set foo 0 0 6\r\nsecret\r\n", b"set foo 0 0 12\r\ndefault oops\r\n",
+    b"set foo 0 0 12\r\nother secret\r\n", b"set foo 0 0 8\r\ndefault \r\n", b"set foo 0 0 7\r\n secret\r\n",
+    b"set foo 0 0 15\r\ndefault secret!\r\n",
+    b"set foo 0 0 0\r\n\r\n", b"get foo\r\n", b"set foo 0 0 14\r\ndefault secret\r\n", b"get foo\r\n",
+    b"set foo 0 0 2\r\nhi\r\n", b"get foo\r\n", b"incr x 1\r\n", b"delete foo\r\n",
+]
+
+
+class MemcacheAuth(unittest.TestCase):
+    """--requirepass on the memcache listener against memcached -Y: the same replies."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="kvd-mcauth.", dir=os.path.abspath("build"))
+        authfile = os.path.join(cls.dir, "authfile")
+        with open(authfile, "w") as f:
+            f.write("default:secret\n")
+        os.chmod(cls.dir, 0o755)  # (memcached reads it as nobody)
+        os.chmod(authfile, 0o644)
+        port = free_port()
+        user = ["-u", "nobody"] if os.geteuid() == 0 else []
+        cls.mc = subprocess.Popen(["memcached", "-p", str(port), "-U", "0", "-l", "127.0.0.1", "-t", "1", "-Y",
+                                   authfile] + user, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(port, cls.mc, "memcached")
+        cls.mc_port = port
+        cls.kvd = Kvd("--requirepass", "secret")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.mc.terminate()
+        cls.mc.wait()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+        assert cls.kvd.stop() == 0, cls.kvd.text()
+
+    def test_script(self):
+        want = mc_session(self.mc_port, MC_AUTH_SCRIPT)
+        got = mc_session(self.kvd.memcache, MC_AUTH_SCRIPT)
+        for cmd, w, g in zip(MC_AUTH_SCRIPT + [b"version"], want, got):
+            self.assertEqual(g, w, f"for {cmd!r}")
+
+    def test_noreply_attempt_is_answered(self):
+        for port in (self.mc_port, self.kvd.memcache):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                r = Reader(s)
+                s.sendall(b"set a 0 0 12 noreply\r\ndefault oops\r\n")
+                self.assertEqual(r.line(), b"CLIENT_ERROR authentication failure\r\n", port)
+                s.sendall(b"set a 0 0 14 noreply\r\ndefault secret\r\n")
+                self.assertEqual(r.line(), b"STORED\r\n", port)
+
+    def test_binary_is_refused(self):
+        """memcached -Y has no binary authentication: it answers a binary request with its text
+        error. kvd does too, then closes (its binary connections cannot turn into text ones)."""
+        for port in (self.mc_port, self.kvd.memcache):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(mcb(0x0a))  # noop
+                self.assertEqual(Reader(s).line(), b"CLIENT_ERROR unauthenticated\r\n", port)
+        with socket.create_connection(("127.0.0.1", self.kvd.memcache), timeout=10) as s:
+            s.sendall(mcb(0x00, b"k"))  # get
+            r = Reader(s)
+            self.assertEqual(r.line(), b"CLIENT_ERROR unauthenticated\r\n")
+            with self.assertRaises(EOFError):
+                r.line()
+
+    def test_pymemcache(self):
+        m = pymemcache.client.base.Client(("127.0.0.1", self.kvd.memcache), default_noreply=False)
+        with self.assertRaisesRegex(pymemcache.exceptions.MemcacheClientError, "unauthenticated"):
+            m.get("k")
+        m.set("auth", "default secret")  # the authentication, as memcached -Y takes it
+        self.assertTrue(m.set("k", "v"))
+        self.assertEqual(m.get("k"), b"v")
+        m.close()
+        r = redis.Redis(port=self.kvd.resp, password="secret")
+        self.assertEqual(r.get("k"), b"v")
 
 
 def mc_stream(port, data):
@@ -895,7 +1263,22 @@ class Clients(unittest.TestCase):
         info = r.info()
         self.assertEqual(info["redis_version"], "7.0.15")
         self.assertIn("uptime_in_seconds", info)
-        self.assertEqual(r.execute_command("COMMAND COUNT"), 29)
+        self.assertEqual(r.execute_command("COMMAND COUNT"), len(spec_commands()))
+        self.assertEqual(sorted(r.execute_command("COMMAND LIST")), sorted(n.encode() for n in spec_commands()))
+        # The newer string and keyspace commands through the client's own methods.
+        self.assertTrue(r.set("n", "1.5"))
+        self.assertEqual(r.incrbyfloat("n", 2), 3.5)
+        self.assertEqual(r.getex("n", ex=100), b"3.5")
+        self.assertTrue(r.copy("n", "m"))
+        self.assertTrue(r.rename("m", "o"))
+        self.assertEqual(r.getdel("o"), b"3.5")
+        self.assertEqual(r.setrange("n", 1, "x"), 3)
+        self.assertEqual(r.getrange("n", 0, 1), b"3x")
+        self.assertEqual(r.type("n"), b"string")
+        self.assertEqual(r.exists(r.randomkey()), 1)  # (other tests' keys are there too)
+        self.assertTrue(r.expireat("n", int(time.time()) + 200, gt=True))
+        self.assertAlmostEqual(r.expiretime("n"), int(time.time()) + 200, delta=2)
+        self.assertEqual(r.unlink("n"), 1)
         # Entries in redis 6's shape (name, arity, flags, first key, last key, step).
         self.assertEqual(r.execute_command("COMMAND INFO", "mset")[0][:2], [b"mset", -3])
         # One database: redis has 16, kvd answers the others as redis does past its last.
@@ -1459,6 +1842,37 @@ class Persistence(unittest.TestCase):
                 self.assertEqual(redis.Redis(port=k.resp).dbsize(), 0, "FLUSHALL is logged too")
             finally:
                 self.assertEqual(k.stop(), 0)
+
+    def test_string_and_keyspace_writes_are_replayed(self):
+        """Every write of KEYSPACE_SCRIPT's commands, and a long SETRANGE and COPY, logged: after a
+        restart each key has the value and the deadline it had."""
+        k = self.start("--workers", "2")
+        resp_session(k.resp, KEYSPACE_SCRIPT[:-1])  # (without its last FLUSHDB)
+        script = [("SET", "long", "x" * 70000), ("SETRANGE", "long", "69990", "y" * 20), ("COPY", "long", "long2"),
+                  ("RENAME", "long2", "long3"), ("SETRANGE", "zeros", "3000", "z"), ("INCRBYFLOAT", "fl", "0.25"),
+                  ("MSETNX", "n1", "a", "n2", "b"), ("PSETEX", "ps", "100000", "v"), ("GETEX", "ps", "PERSIST"),
+                  ("SET", "gx", "v"), ("GETEX", "gx", "PXAT", FAR_MS), ("SET", "gd", "v"), ("GETDEL", "gd"),
+                  ("SET", "ea", "v"), ("PEXPIREAT", "ea", FAR_MS), ("SET", "ul", "v"), ("UNLINK", "ul"),
+                  ("SET", "ex", "v"), ("EXPIRE", "ex", "1000", "NX")]
+        resp_session(k.resp, script)
+        r = redis.Redis(port=k.resp)
+
+        def state():
+            keys = sorted(set(a[1] for a in KEYSPACE_SCRIPT + script if len(a) > 1 and isinstance(a[1], str)) |
+                          {"dst%d" % i for i in range(20)} | {"cp%d" % i for i in range(20)} | {"long3"})
+            return {key: (r.get(key), r.expiretime(key)) for key in keys}
+        before = state()
+        self.assertEqual(before["long"][0], b"x" * 69990 + b"y" * 20)
+        self.assertEqual(before["long3"][0], before["long"][0])
+        self.assertEqual(before["zeros"][0], b"\0" * 3000 + b"z")
+        self.assertEqual(before["gx"][1], FAR_MS // 1000)
+        self.assertEqual(k.stop(), 0)
+        k = self.start("--workers", "2")
+        try:
+            r = redis.Redis(port=k.resp)
+            self.assertEqual(state(), before)
+        finally:
+            self.assertEqual(k.stop(), 0)
 
     def test_expiry_at_the_bounds_is_logged_or_refused_whole(self):
         """A write whose deadline does not fit 64-bit Unix ms is refused and never logged; one at

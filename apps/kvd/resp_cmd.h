@@ -1,0 +1,105 @@
+/* kvd's RESP handlers, split by family (resp.c: strings and the table; resp_strings.c: the
+ * range and float commands; resp_keys.c: the keyspace; resp_server.c: connection and server
+ * commands): what they share. */
+#ifndef KVD_RESP_CMD_H
+#define KVD_RESP_CMD_H
+
+#include <errno.h>
+#include <string.h>
+
+#include "kvd.h"
+
+#define S(lit) ((rw_span){(const uint8_t *)(lit), sizeof(lit) - 1})
+
+extern const rw_span KVD_NOT_INT, KVD_SYNTAX;
+
+/* Every error reply of a handler is counted (INFO errorstats, failed calls): the generated
+ * writers are reached through these (info.c). */
+int kvd_resp_error(rw_conn *c, rw_span msg);
+int kvd_resp_wrong_args(rw_conn *c, rw_span name);
+#define resp_reply_error(...) kvd_resp_error(__VA_ARGS__)
+#define resp_reply_wrong_args(...) kvd_resp_wrong_args(__VA_ARGS__)
+/* "NOAUTH Authentication required." */
+int kvd_reply_noauth(rw_conn *c);
+
+/* Command counts (resp.c), for INFO commandstats. */
+struct kvd_cmd_counts {
+  const char *name;
+  uint64_t calls, failed, rejected;
+};
+int kvd_resp_init(unsigned workers);
+size_t kvd_resp_ncounted(void);
+struct kvd_cmd_counts kvd_resp_counts(size_t i);
+void kvd_resp_error_seen(void); /* (this worker wrote an error reply) */
+
+/* A whole span as a signed 64-bit decimal, as redis's string2ll reads it. 0 or -EINVAL. */
+int kvd_parse_i64(rw_span s, int64_t *out_v);
+/* Whether `s` is `lit`, ignoring case. */
+bool kvd_eq(rw_span s, const char *lit);
+
+#define ADMIT(c) KVD_ADMIT(c, kvd_reply_misconf(c))
+int kvd_reply_misconf(rw_conn *c);
+/* A write the store refused: -EAGAIN goes back to the runtime, the rest are error replies. */
+int kvd_reply_store_error(rw_conn *c, int err);
+/* An error reply from a printf format (truncated at 512 bytes, line breaks made spaces). */
+int kvd_reply_errorf(rw_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The shard of `key`, locked, and the live item there (or NULL). */
+struct locked {
+  kv_shard *sh;
+  kv_item *it;
+  uint32_t hash;
+};
+struct locked kvd_lookup(rw_conn *c, rw_span key);
+/* A bulk reply with the item's value (or null): 0, 1 when it goes out as a stream, or -errno. */
+int kvd_reply_value(rw_conn *c, kv_shard *sh, kv_item *it);
+/* Counts a read as a hit or a miss. */
+void kvd_count_get(rw_conn *c, bool hit);
+/* A deadline argument as SET and SETEX take it: see resp.c. */
+int kvd_parse_expire(rw_conn *c, rw_span v, int64_t unit_ms, bool absolute, const char *cmd, int64_t *out_ms);
+/* SET's and GETEX's expiry options: EX, PX, EXAT, PXAT. */
+struct kvd_expiry_opt {
+  const char *name;
+  int64_t unit_ms;
+  bool absolute; /* a Unix time, else from now */
+};
+const struct kvd_expiry_opt *kvd_expiry_opt(rw_span opt); /* NULL: not one */
+/* "ERR invalid expire time in '<cmd>' command". */
+int kvd_reply_bad_expire(rw_conn *c, const char *cmd);
+/* n units (unit_ms) from `unix_now`, or from the epoch when `absolute`, as Unix ms in *out;
+ * -ERANGE when that does not fit 64 bits. */
+int kvd_unix_deadline(int64_t n, int64_t unit_ms, bool absolute, int64_t unix_now, int64_t *out);
+/* A Unix-ms deadline after `unix_now` on the worker's clock, which the store keeps. */
+int64_t kvd_worker_deadline(rw_conn *c, int64_t at, int64_t unix_now);
+
+/* Handlers outside resp.c. */
+int kvd_on_getdel(rw_conn *c, const rw_list *a);
+int kvd_on_getex(rw_conn *c, const rw_list *a);
+int kvd_on_getrange(rw_conn *c, const rw_list *a);
+int kvd_on_setrange(rw_conn *c, const rw_list *a);
+int kvd_on_incrbyfloat(rw_conn *c, const rw_list *a);
+int kvd_on_expire(rw_conn *c, const rw_list *a);
+int kvd_on_pexpire(rw_conn *c, const rw_list *a);
+int kvd_on_expireat(rw_conn *c, const rw_list *a);
+int kvd_on_pexpireat(rw_conn *c, const rw_list *a);
+int kvd_on_expiretime(rw_conn *c, const rw_list *a);
+int kvd_on_pexpiretime(rw_conn *c, const rw_list *a);
+int kvd_on_rename(rw_conn *c, const rw_list *a);
+int kvd_on_renamenx(rw_conn *c, const rw_list *a);
+int kvd_on_copy(rw_conn *c, const rw_list *a);
+int kvd_on_type(rw_conn *c, const rw_list *a);
+int kvd_on_randomkey(rw_conn *c, const rw_list *a);
+int kvd_on_info(rw_conn *c, const rw_list *a);
+int kvd_on_auth(rw_conn *c, const rw_list *a);
+int kvd_on_hello(rw_conn *c, const rw_list *a);
+int kvd_on_reset(rw_conn *c, const rw_list *a);
+int kvd_on_quit(rw_conn *c, const rw_list *a);
+int kvd_on_time(rw_conn *c, const rw_list *a);
+int kvd_on_client(rw_conn *c, const rw_list *a);
+int kvd_on_command(rw_conn *c, const rw_list *a);
+int kvd_on_inline(rw_conn *c, const struct resp_inline_cmd *m);
+/* Dispatches a request kvd split itself through the spec's table (arity, then the handler). */
+int kvd_resp_dispatch(rw_conn *c, const rw_list *a);
+int kvd_inline_init(unsigned workers);
+
+#endif
