@@ -887,6 +887,7 @@ static void declare_start(rw_worker *w, void *data)
   arm_watchdog(w);
   dt.pending = 1;
   snprintf(addr, sizeof addr, "127.0.0.1:%d", dt.port);
+  cr_expect_eq(rw_server_use_proto(dt.srv, &kvt_proto), -EBUSY, "too late: the pools are sized");
   dt.connect_rc = rw_connect(w, addr, &kvt_proto, &declare_client, 2000, declare_connected, NULL);
   if (dt.connect_rc)
     client_done(&dt.pending, dt.srv);

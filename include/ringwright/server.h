@@ -76,7 +76,7 @@ int rw_server_listen(rw_server *s, const char *hostport, const rw_proto *proto, 
  * accumulator and large slots hold the longest frame), and those are the listeners', their
  * alternates' and the ones declared here: a connection with any other protocol is refused with
  * -EINVAL. Declaring a protocol a listener serves is harmless. Call before rw_server_run(); 0,
- * or -ENOSPC past RW_MAX_PROTOS declarations. */
+ * -EBUSY once it runs, or -ENOSPC past RW_MAX_PROTOS declarations. */
 #define RW_MAX_PROTOS 16
 int rw_server_use_proto(rw_server *s, const rw_proto *proto);
 

@@ -73,6 +73,8 @@ int rw_server_create(const rw_config *cfg, rw_server **out_srv)
 
 int rw_server_use_proto(rw_server *s, const rw_proto *proto)
 {
+  if (s->workers)
+    return -EBUSY; /* the pools are sized already */
   if (rw_server_speaks(s, proto))
     return 0;
   if (s->nuses == RW_MAX_PROTOS)
