@@ -1022,7 +1022,8 @@ static const int reason_expected[REASONS] = {0, 0, -EPIPE, -EBADMSG, -ECONNRESET
 struct reason_test {
   rw_server *srv;
   struct peer peer;
-  const char *cmds; /* what client k sends: cmds[k] */
+  const char *cmds;     /* what client k sends: cmds[k] */
+  bool stop_on_connect; /* stop the server once connected */
   int pending, connect_err[REASONS], reason[REASONS], heard[REASONS], frames[REASONS];
 };
 
@@ -1060,6 +1061,8 @@ static void reason_connected(rw_conn *c, int err, void *data)
   rw_conn_set_data(c, data);
   rw_conn_on_close(c, reason_closed, data);
   cr_expect_eq(rw_conn_write(c, &rt.cmds[k], 1), 0);
+  if (rt.stop_on_connect)
+    rw_server_stop(rt.srv);
 }
 
 /* The server has no listener: it only dials out. */
@@ -1068,9 +1071,9 @@ static void reason_start(rw_worker *w, void *data)
   (void)data;
   char addr[64];
   arm_watchdog(w);
-  rt.pending = REASONS;
+  rt.pending = (int)strlen(rt.cmds);
   snprintf(addr, sizeof addr, "127.0.0.1:%d", rt.peer.port);
-  for (size_t k = 0; k < REASONS; k++)
+  for (size_t k = 0; k < strlen(rt.cmds); k++)
     cr_assert_eq(
         rw_connect(w, addr, &lenpfx_proto, &reason_client, 2000, reason_connected, (void *)(intptr_t)k), 0);
 }
@@ -1101,6 +1104,20 @@ Test(outbound, a_client_hears_why_its_connection_closed_once)
   }
   cr_expect_eq(rt.frames[0], 1);
   cr_expect_eq(rt.frames[1], 1);
+}
+
+Test(outbound, a_stopping_server_tells_its_clients)
+{
+  rt = (struct reason_test){.cmds = "s", .stop_on_connect = true};
+  peer_start(&rt.peer, 1);
+  rt.srv = new_server(reason_start, NULL, 1);
+  cr_assert_eq(rw_server_use_proto(rt.srv, &lenpfx_proto), 0);
+  cr_assert_eq(rw_server_run(rt.srv), 0);
+  rw_server_destroy(rt.srv);
+  peer_join(&rt.peer);
+  cr_assert(!watchdog_fired, "the test did not finish within 20 s");
+  cr_expect_eq(rt.heard[0], 1);
+  cr_expect_eq(rt.reason[0], -ESHUTDOWN, "reason %d (%s)", rt.reason[0], strerror(-rt.reason[0]));
 }
 
 Test(outbound, a_server_with_nothing_to_do_is_refused)
