@@ -769,7 +769,7 @@ static struct {
   char out[64], err[64];
   size_t outlen, errlen;
   int talker_status, sleeper_status, exits;
-  int missing_rc, kill_rc;
+  int missing_rc, kill_rc, undeclared_rc;
   bool pidfds; /* the children are watched through pidfds (else the worker polls for exits) */
 } sp;
 
@@ -822,6 +822,8 @@ static void spawn_start(rw_worker *w, void *data)
   char *missing[] = {"rw-no-such-program", NULL};
   rw_proc nope;
   sp.missing_rc = rw_spawn(w, &nope, missing, &echo_proto, &child_side, on_child_exit);
+  /* No listener serves kvt and it was not declared: its parser state would not fit the slots. */
+  sp.undeclared_rc = rw_spawn(w, &nope, talker, &kvt_proto, &waiting, on_child_exit);
 }
 
 static void spawn_test(void)
@@ -841,6 +843,7 @@ static void spawn_test(void)
   cr_expect(WIFSIGNALED(sp.sleeper_status) && WTERMSIG(sp.sleeper_status) == SIGTERM, "status %#x",
             sp.sleeper_status);
   cr_expect_eq(sp.missing_rc, -ENOENT);
+  cr_expect_eq(sp.undeclared_rc, -EINVAL);
 }
 
 Test(spawn, stdio_as_connections_and_exit_status_as_an_event)

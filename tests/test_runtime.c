@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 
 #include "backend.h"
 #include "echo.gen.h"
+#include "kvt.gen.h"
 #include "lenpfx.gen.h"
 
 static int echo_back(rw_conn *c, const struct echo_data *m)
@@ -38,16 +40,6 @@ static void arm_watchdog(rw_worker *w)
 {
   rw_timer_init(&watchdog, watchdog_bark, rw_worker_server(w));
   rw_timer_arm(w, &watchdog, 20000);
-}
-
-/* A UDP socket gives a server something to serve; stray datagrams are ignored. */
-static void ignore_datagram(rw_udp *u, const struct sockaddr *from, socklen_t fromlen, rw_span d, void *data)
-{
-  (void)u;
-  (void)from;
-  (void)fromlen;
-  (void)d;
-  (void)data;
 }
 
 static rw_server *new_server(void (*start)(rw_worker *, void *), void *data, uint32_t workers)
@@ -132,7 +124,6 @@ Test(timer, fire_in_order_never_early_cancel_and_rearm)
 {
   static struct timer_test tt;
   tt.srv = new_server(timers_start, &tt, 1);
-  cr_assert_eq(rw_server_udp(tt.srv, "127.0.0.1:0", ignore_datagram, NULL), 0); /* something to serve */
   cr_assert_eq(rw_server_run(tt.srv), 0);
   rw_server_destroy(tt.srv);
   cr_assert(!watchdog_fired, "the test did not finish within 20 s");
@@ -463,7 +454,7 @@ Test(tls, client_against_openssl_s_server)
       ready = !strncmp(line, "ACCEPT", 6);
     cr_assert(ready, "s_server did not start");
     ot.srv = new_server(ossl_start, NULL, 1);
-    cr_assert_eq(rw_server_udp(ot.srv, "127.0.0.1:0", ignore_datagram, NULL), 0); /* something to serve */
+    cr_assert_eq(rw_server_use_proto(ot.srv, &echo_proto), 0); /* a client only: no listener */
     cr_assert_eq(rw_server_run(ot.srv), 0);
     rw_server_destroy(ot.srv);
     pclose(srv); /* (it exits after its one connection) */
@@ -562,18 +553,23 @@ static void pieces_connected(rw_conn *c, int err, void *data)
   cr_expect_eq(rw_conn_write(c, pt.sent, PIECES_TOTAL), 0);
 }
 
+/* Client 0 dials port[0] in plain TCP, client 1 port[1] over TLS; `done` gets k as its data. */
+static void dial_plain_and_tls(rw_worker *w, const int port[2], rw_tls *client, const rw_proto *proto,
+                               const void *h, rw_connect_fn done)
+{
+  char addr[2][64];
+  for (int k = 0; k < 2; k++)
+    snprintf(addr[k], sizeof addr[k], "127.0.0.1:%d", port[k]);
+  cr_assert_eq(rw_connect(w, addr[0], proto, h, 2000, done, (void *)0), 0);
+  cr_assert_eq(rw_connect_tls(w, addr[1], "localhost", client, proto, h, 2000, done, (void *)1), 0);
+}
+
 static void pieces_start(rw_worker *w, void *data)
 {
   (void)data;
-  char addr[2][64];
   arm_watchdog(w);
   pt.pending = 2;
-  for (int k = 0; k < 2; k++)
-    snprintf(addr[k], sizeof addr[k], "127.0.0.1:%d", pt.port[k]);
-  cr_assert_eq(rw_connect(w, addr[0], &echo_proto, &pieces_client, 2000, pieces_connected, (void *)0), 0);
-  cr_assert_eq(rw_connect_tls(w, addr[1], "localhost", pt.client, &echo_proto, &pieces_client, 2000,
-                              pieces_connected, (void *)1),
-               0);
+  dial_plain_and_tls(w, pt.port, pt.client, &echo_proto, &pieces_client, pieces_connected);
 }
 
 Test(conn, writev_skips_empty_pieces_with_a_null_base_plain_and_tls)
@@ -806,11 +802,473 @@ static void pingpong_start(rw_worker *w, void *data)
 Test(msg, ping_pong_between_workers_and_from_outside)
 {
   pp.srv = new_server(pingpong_start, NULL, 2);
-  cr_assert_eq(rw_server_udp(pp.srv, "127.0.0.1:0", ignore_datagram, NULL), 0);
   cr_assert_eq(rw_server_run(pp.srv), 0);
   rw_server_destroy(pp.srv);
   cr_assert(!watchdog_fired, "no stop within 20 s: %d hops, outsider %d", pp.hops, pp.from_outside);
   cr_expect_eq(pp.hops, 2000);
   cr_expect_eq(pp.wrong_worker, 0, "every message runs on its target's thread");
   cr_expect_eq(pp.from_outside, 101, "a message from a non-worker thread reaches worker 1");
+}
+
+/* ---- outbound correctness: declared protocols, client-only servers, close reasons, large
+ * replies ---- */
+
+/* A client protocol whose parser state is larger than the listener's (kvt's against echo's):
+ * undeclared it is refused; declared, the pools make room for it and the application's
+ * per-connection bytes behind the parser state stay its own. */
+#define USER_BYTES 256
+
+struct declare_test {
+  rw_server *srv;
+  int port, connect_rc, replies, pending;
+  bool declare, user_intact;
+};
+
+static struct declare_test dt;
+
+/* The user area still holds the pattern the connect callback wrote. */
+static void declare_check_user(rw_conn *c)
+{
+  const uint8_t *u = rw_conn_user(c);
+  dt.user_intact = true;
+  for (size_t i = 0; i < USER_BYTES; i++)
+    dt.user_intact &= u[i] == 0x5a;
+}
+
+static int declare_set(rw_conn *c, const struct kvt_set *m)
+{
+  (void)m;
+  dt.replies++;
+  declare_check_user(c);
+  return 0;
+}
+
+static int declare_get(rw_conn *c, const struct kvt_get *m)
+{
+  (void)m;
+  dt.replies++;
+  declare_check_user(c);
+  rw_conn_close(c);
+  client_done(&dt.pending, dt.srv);
+  return 0;
+}
+
+static int declare_put(rw_conn *c, const struct kvt_put *m)
+{
+  (void)c;
+  (void)m;
+  return 0;
+}
+
+static const struct kvt_handlers declare_client = {
+    .get = declare_get, .set = declare_set, .put = declare_put};
+
+static void declare_connected(rw_conn *c, int err, void *data)
+{
+  (void)data;
+  cr_assert_eq(err, 0, "connect: %s", strerror(-err));
+  memset(rw_conn_user(c), 0x5a, USER_BYTES);
+  /* The echo listener sends them back: the client parses them with kvt's machine. */
+  static const char lines[] = "set some-key 12345 noreply\r\nget another-key\r\n";
+  cr_expect_eq(rw_conn_write(c, lines, sizeof lines - 1), 0);
+}
+
+static void declare_start(rw_worker *w, void *data)
+{
+  (void)data;
+  char addr[64];
+  arm_watchdog(w);
+  dt.pending = 1;
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", dt.port);
+  cr_expect_eq(rw_server_use_proto(dt.srv, &kvt_proto), -EBUSY, "too late: the pools are sized");
+  dt.connect_rc = rw_connect(w, addr, &kvt_proto, &declare_client, 2000, declare_connected, NULL);
+  if (dt.connect_rc)
+    client_done(&dt.pending, dt.srv);
+}
+
+static void run_declare(bool declare)
+{
+  dt = (struct declare_test){.declare = declare};
+  rw_config cfg;
+  rw_config_default(&cfg);
+  cfg.name = "test";
+  cfg.workers = 1;
+  cfg.max_conns = 8;
+  cfg.conn_user_size = USER_BYTES;
+  cfg.on_worker_start = declare_start;
+  cfg.backend = test_backend();
+  cr_assert_eq(rw_server_create(&cfg, &dt.srv), 0);
+  cr_assert_eq(rw_server_listen(dt.srv, "127.0.0.1:0", &echo_proto, &echo_server), 0);
+  /* A framed listener too, so that there are accumulator slots for kvt's partial lines. */
+  cr_assert_eq(rw_server_listen(dt.srv, "127.0.0.1:0", &lenpfx_proto, &alt_server), 0);
+  if (declare)
+    cr_assert_eq(rw_server_use_proto(dt.srv, &kvt_proto), 0);
+  dt.port = rw_server_port(dt.srv, 0);
+  cr_assert_eq(rw_server_run(dt.srv), 0);
+  rw_server_destroy(dt.srv);
+  cr_assert(!watchdog_fired, "the test did not finish within 20 s");
+}
+
+Test(outbound, an_undeclared_protocol_is_refused)
+{
+  cr_assert_gt(kvt_proto.parser_size, echo_proto.parser_size);
+  run_declare(false);
+  cr_expect_eq(dt.connect_rc, -EINVAL, "rw_connect: %d", dt.connect_rc);
+  /* (Had it connected, its parser would have written over the user area.) */
+  cr_expect(!dt.replies || dt.user_intact, "the client's parser state overwrote its user area");
+}
+
+Test(outbound, a_declared_protocol_gets_room_for_its_parser_state)
+{
+  run_declare(true);
+  cr_expect_eq(dt.connect_rc, 0);
+  cr_expect_eq(dt.replies, 2);
+  cr_expect(dt.user_intact, "the client's parser state overwrote its user area");
+}
+
+/* A peer outside the runtime: a thread per connection that does what the first byte the
+ * client sends asks, so that each way a connection can end is the peer's doing. */
+struct peer {
+  int lfd, port, n;
+  pthread_t accepter, conn[8];
+};
+
+/* What went wrong on the peer's threads (Criterion's assertions belong to the test's own). */
+static atomic_int peer_failures;
+
+static void peer_send(int fd, const void *p, size_t len)
+{
+  if (send(fd, p, len, MSG_NOSIGNAL) != (ssize_t)len)
+    atomic_fetch_add(&peer_failures, 1);
+}
+
+/* Reads until the client closes: the peer's close then never finds unread bytes (a reset). */
+static void peer_drain(int fd)
+{
+  char buf[4096];
+  while (recv(fd, buf, sizeof buf, 0) > 0)
+    ;
+}
+
+static void *peer_conn(void *arg)
+{
+  int fd = (int)(intptr_t)arg;
+  char cmd = 0;
+  if (recv(fd, &cmd, 1, 0) != 1)
+    atomic_fetch_add(&peer_failures, 1);
+  switch (cmd) {
+  case 'c': /* a whole frame, then the peer closes: a clean close */
+    peer_send(fd, "\0\0\0\3bye", 7);
+    shutdown(fd, SHUT_WR);
+    break;
+  case 'a': /* a whole frame; the client closes */ peer_send(fd, "\0\0\0\3app", 7); break;
+  case 'r': { /* a reset */
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+    return NULL;
+  }
+  case 'g': /* a frame past lenpfx's 64 KiB limit: the spec closes */ peer_send(fd, "\0\x10\0\0", 4); break;
+  case 'p': /* half a frame, then the peer closes */
+    peer_send(fd, "\0\0\0\x10half", 8);
+    shutdown(fd, SHUT_WR);
+    break;
+  default: /* silent: the client's idle timeout ends it */ break;
+  }
+  peer_drain(fd);
+  close(fd);
+  return NULL;
+}
+
+static void *peer_accept(void *arg)
+{
+  struct peer *p = arg;
+  for (int i = 0; i < p->n; i++) {
+    int fd = accept(p->lfd, NULL, NULL);
+    if (fd < 0 || pthread_create(&p->conn[i], NULL, peer_conn, (void *)(intptr_t)fd)) {
+      atomic_fetch_add(&peer_failures, 1);
+      p->n = i; /* (joined: only the threads that started) */
+      break;
+    }
+  }
+  return NULL;
+}
+
+static void peer_start(struct peer *p, int n)
+{
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
+  socklen_t len = sizeof sa;
+  atomic_store(&peer_failures, 0);
+  p->n = n;
+  p->lfd = socket(AF_INET, SOCK_STREAM, 0);
+  cr_assert_eq(bind(p->lfd, (struct sockaddr *)&sa, len), 0);
+  cr_assert_eq(listen(p->lfd, 16), 0);
+  getsockname(p->lfd, (struct sockaddr *)&sa, &len);
+  p->port = ntohs(sa.sin_port);
+  cr_assert_eq(pthread_create(&p->accepter, NULL, peer_accept, p), 0);
+}
+
+static void peer_join(struct peer *p)
+{
+  pthread_join(p->accepter, NULL);
+  for (int i = 0; i < p->n; i++)
+    pthread_join(p->conn[i], NULL);
+  close(p->lfd);
+  cr_expect_eq(atomic_load(&peer_failures), 0, "the peer could not accept, read or send");
+}
+
+/* Each client sends one of these and hears its connection end once, for this reason. */
+static const char reason_cmds[] = "capgrs";
+#define REASONS (sizeof reason_cmds - 1)
+static const int reason_expected[REASONS] = {0, 0, -EPIPE, -EBADMSG, -ECONNRESET, -ETIMEDOUT};
+
+struct reason_test {
+  rw_server *srv;
+  struct peer peer;
+  const char *cmds;     /* what client k sends: cmds[k] */
+  bool stop_on_connect; /* stop the server once connected */
+  int pending, connect_err[REASONS], reason[REASONS], heard[REASONS], frames[REASONS];
+};
+
+static struct reason_test rt;
+
+static int reason_frame(rw_conn *c, const struct lenpfx_frame *m)
+{
+  int k = (int)(intptr_t)rw_conn_data(c);
+  rt.frames[k]++;
+  if (m->payload.len == 3 && !memcmp(m->payload.p, "app", 3))
+    rw_conn_close(c);
+  return 0;
+}
+
+static const struct lenpfx_handlers reason_client = {.frame = reason_frame};
+
+static void reason_closed(rw_conn *c, int reason, void *data)
+{
+  int k = (int)(intptr_t)data;
+  cr_expect_eq(rw_conn_data(c), data);
+  cr_expect_eq(rw_conn_write(c, "x", 1), -EPIPE, "a closing connection takes no writes");
+  rt.reason[k] = reason;
+  if (rt.heard[k]++ == 0)
+    client_done(&rt.pending, rt.srv);
+}
+
+static void reason_connected(rw_conn *c, int err, void *data)
+{
+  int k = (int)(intptr_t)data;
+  rt.connect_err[k] = err;
+  if (!c) {
+    client_done(&rt.pending, rt.srv);
+    return;
+  }
+  rw_conn_set_data(c, data);
+  rw_conn_on_close(c, reason_closed, data);
+  cr_expect_eq(rw_conn_write(c, &rt.cmds[k], 1), 0);
+  if (rt.stop_on_connect)
+    rw_server_stop(rt.srv);
+}
+
+/* The server has no listener: it only dials out. */
+static void reason_start(rw_worker *w, void *data)
+{
+  (void)data;
+  char addr[64];
+  arm_watchdog(w);
+  rt.pending = (int)strlen(rt.cmds);
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", rt.peer.port);
+  for (size_t k = 0; k < strlen(rt.cmds); k++)
+    cr_assert_eq(
+        rw_connect(w, addr, &lenpfx_proto, &reason_client, 2000, reason_connected, (void *)(intptr_t)k), 0);
+}
+
+Test(outbound, a_client_hears_why_its_connection_closed_once)
+{
+  rt = (struct reason_test){.cmds = reason_cmds};
+  peer_start(&rt.peer, REASONS);
+  rw_config cfg;
+  rw_config_default(&cfg);
+  cfg.name = "test";
+  cfg.workers = 1;
+  cfg.max_conns = 16;
+  cfg.idle_timeout_ms = 400;
+  cfg.on_worker_start = reason_start;
+  cfg.backend = test_backend();
+  cr_assert_eq(rw_server_create(&cfg, &rt.srv), 0);
+  cr_assert_eq(rw_server_use_proto(rt.srv, &lenpfx_proto), 0);
+  cr_assert_eq(rw_server_run(rt.srv), 0, "a server without listeners runs");
+  rw_server_destroy(rt.srv);
+  peer_join(&rt.peer);
+  cr_assert(!watchdog_fired, "the test did not finish within 20 s: %d clients pending", rt.pending);
+  for (size_t k = 0; k < REASONS; k++) {
+    cr_expect_eq(rt.connect_err[k], 0, "'%c': connect %d", reason_cmds[k], rt.connect_err[k]);
+    cr_expect_eq(rt.heard[k], 1, "'%c': heard %d times", reason_cmds[k], rt.heard[k]);
+    cr_expect_eq(rt.reason[k], reason_expected[k], "'%c': reason %d (%s), expected %d", reason_cmds[k],
+                 rt.reason[k], strerror(-rt.reason[k]), reason_expected[k]);
+  }
+  cr_expect_eq(rt.frames[0], 1);
+  cr_expect_eq(rt.frames[1], 1);
+}
+
+Test(outbound, a_stopping_server_tells_its_clients)
+{
+  rt = (struct reason_test){.cmds = "s", .stop_on_connect = true};
+  peer_start(&rt.peer, 1);
+  rt.srv = new_server(reason_start, NULL, 1);
+  cr_assert_eq(rw_server_use_proto(rt.srv, &lenpfx_proto), 0);
+  cr_assert_eq(rw_server_run(rt.srv), 0);
+  rw_server_destroy(rt.srv);
+  peer_join(&rt.peer);
+  cr_assert(!watchdog_fired, "the test did not finish within 20 s");
+  cr_expect_eq(rt.heard[0], 1);
+  cr_expect_eq(rt.reason[0], -ESHUTDOWN, "reason %d (%s)", rt.reason[0], strerror(-rt.reason[0]));
+}
+
+Test(outbound, a_server_with_nothing_to_do_is_refused)
+{
+  rw_config cfg;
+  rw_config_default(&cfg);
+  cfg.name = "test";
+  cfg.workers = 1;
+  cfg.backend = test_backend();
+  rw_server *s;
+  cr_assert_eq(rw_server_create(&cfg, &s), 0);
+  cr_expect_eq(rw_server_run(s), -EINVAL);
+  rw_server_destroy(s);
+}
+
+/* A reply longer than an accumulator slot, to a client whose protocol no listener serves: it
+ * moves to a large slot as a long request does, plain and over TLS. */
+#define LARGE_PAYLOAD 60000
+
+struct large_test {
+  rw_server *srv;
+  rw_tls *client;
+  int port[2], pending, err[2];
+  uint8_t frame[4 + LARGE_PAYLOAD];
+  bool same[2];
+};
+
+static struct large_test lt;
+
+static int large_frame(rw_conn *c, const struct lenpfx_frame *m)
+{
+  int k = (int)(intptr_t)rw_conn_data(c);
+  lt.same[k] = m->payload.len == LARGE_PAYLOAD && !memcmp(m->payload.p, lt.frame + 4, LARGE_PAYLOAD);
+  rw_conn_close(c);
+  client_done(&lt.pending, lt.srv);
+  return 0;
+}
+
+static const struct lenpfx_handlers large_client = {.frame = large_frame};
+
+static void large_connected(rw_conn *c, int err, void *data)
+{
+  int k = (int)(intptr_t)data;
+  lt.err[k] = err;
+  if (!c) {
+    client_done(&lt.pending, lt.srv);
+    return;
+  }
+  rw_conn_set_data(c, data);
+  cr_expect_eq(rw_conn_write(c, lt.frame, sizeof lt.frame), 0); /* the echo listener sends it back */
+}
+
+static void large_start(rw_worker *w, void *data)
+{
+  (void)data;
+  arm_watchdog(w);
+  lt.pending = 2;
+  dial_plain_and_tls(w, lt.port, lt.client, &lenpfx_proto, &large_client, large_connected);
+}
+
+Test(outbound, a_reply_longer_than_a_slot_uses_a_large_slot_plain_and_tls)
+{
+  char dir[] = "/tmp/rw-tls-XXXXXX";
+  rw_tls *server;
+  lt = (struct large_test){0};
+  tls_pair(dir, &server, &lt.client);
+  lt.frame[2] = LARGE_PAYLOAD >> 8;
+  lt.frame[3] = LARGE_PAYLOAD & 0xff;
+  for (size_t i = 4; i < sizeof lt.frame; i++)
+    lt.frame[i] = (uint8_t)(i * 7 + (i >> 8));
+  rw_config cfg;
+  rw_config_default(&cfg);
+  cfg.name = "test";
+  cfg.workers = 1;
+  cfg.max_conns = 16;
+  cfg.recv_size = 4096; /* the reply arrives in many receives */
+  cfg.accum_size = 4096;
+  cfg.on_worker_start = large_start;
+  cfg.backend = test_backend();
+  cr_assert_eq(rw_server_create(&cfg, &lt.srv), 0);
+  cr_assert_eq(rw_server_listen(lt.srv, "127.0.0.1:0", &echo_proto, &echo_server), 0);
+  cr_assert_eq(rw_server_listen_tls(lt.srv, "127.0.0.1:0", &echo_proto, &echo_server, server), 0);
+  cr_assert_eq(rw_server_use_proto(lt.srv, &lenpfx_proto), 0);
+  for (int k = 0; k < 2; k++)
+    lt.port[k] = rw_server_port(lt.srv, (unsigned)k);
+  cr_assert_eq(rw_server_run(lt.srv), 0);
+  rw_server_destroy(lt.srv);
+  tls_pair_free(dir, server, lt.client);
+  cr_assert(!watchdog_fired, "the test did not finish within 20 s: %d replies pending", lt.pending);
+  for (int k = 0; k < 2; k++) {
+    cr_expect_eq(lt.err[k], 0, "%s: connect %d", k ? "tls" : "plain", lt.err[k]);
+    cr_expect(lt.same[k], "%s: the reply differs from what was sent", k ? "tls" : "plain");
+  }
+}
+
+/* The same over TLS, against a TLS listener of the runtime whose handler acts on the first
+ * byte: close_notify after a whole frame is a clean close, a frame past the limit -EBADMSG. */
+static const char tls_reason_cmds[] = "cg";
+#define TLS_REASONS (sizeof tls_reason_cmds - 1)
+static const int tls_reason_expected[TLS_REASONS] = {0, -EBADMSG};
+
+static int tls_reason_script(rw_conn *c, const struct echo_data *m)
+{
+  if (m->data.len && m->data.p[0] == 'c') {
+    cr_expect_eq(rw_conn_write(c, "\0\0\0\3bye", 7), 0);
+    rw_conn_close(c);
+  } else if (m->data.len && m->data.p[0] == 'g') {
+    cr_expect_eq(rw_conn_write(c, "\0\x10\0\0", 4), 0);
+  }
+  return 0;
+}
+
+static const struct echo_handlers tls_reason_server = {.data = tls_reason_script};
+
+static rw_tls *tls_reason_client;
+
+static void tls_reason_start(rw_worker *w, void *data)
+{
+  (void)data;
+  char addr[64];
+  arm_watchdog(w);
+  rt.pending = TLS_REASONS;
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", rt.peer.port);
+  for (size_t k = 0; k < TLS_REASONS; k++)
+    cr_assert_eq(rw_connect_tls(w, addr, "localhost", tls_reason_client, &lenpfx_proto, &reason_client, 2000,
+                                reason_connected, (void *)(intptr_t)k),
+                 0);
+}
+
+Test(outbound, a_tls_client_hears_why_its_connection_closed_once)
+{
+  char dir[] = "/tmp/rw-tls-XXXXXX";
+  rw_tls *server;
+  rt = (struct reason_test){.cmds = tls_reason_cmds};
+  tls_pair(dir, &server, &tls_reason_client);
+  rt.srv = new_server(tls_reason_start, NULL, 1);
+  cr_assert_eq(rw_server_listen_tls(rt.srv, "127.0.0.1:0", &echo_proto, &tls_reason_server, server), 0);
+  cr_assert_eq(rw_server_use_proto(rt.srv, &lenpfx_proto), 0);
+  rt.peer.port = rw_server_port(rt.srv, 0);
+  cr_assert_eq(rw_server_run(rt.srv), 0);
+  rw_server_destroy(rt.srv);
+  tls_pair_free(dir, server, tls_reason_client);
+  cr_assert(!watchdog_fired, "the test did not finish within 20 s: %d clients pending", rt.pending);
+  for (size_t k = 0; k < TLS_REASONS; k++) {
+    cr_expect_eq(rt.connect_err[k], 0, "'%c': connect %d", tls_reason_cmds[k], rt.connect_err[k]);
+    cr_expect_eq(rt.heard[k], 1, "'%c': heard %d times", tls_reason_cmds[k], rt.heard[k]);
+    cr_expect_eq(rt.reason[k], tls_reason_expected[k], "'%c': reason %d (%s), expected %d",
+                 tls_reason_cmds[k], rt.reason[k], strerror(-rt.reason[k]), tls_reason_expected[k]);
+  }
+  cr_expect_eq(rt.frames[0], 1);
 }

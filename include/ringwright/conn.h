@@ -88,10 +88,26 @@ rw_handle rw_conn_handle(const rw_conn *c);
 /* The live connection `h` names on worker `w`, or NULL if it has closed since. */
 rw_conn *rw_conn_from_handle(rw_worker *w, rw_handle h);
 
+/* How a connection ended: `reason` is 0 for a clean close (the peer closed between frames or
+ * sent TLS close_notify, the application or the spec closed it) or the first error that ended
+ * it, a negative errno: -EBADMSG (input the spec refused with a close), -ECONNRESET (a reset),
+ * -ETIMEDOUT (idle timeout), -EPIPE (the peer closed in the middle of a frame, which is
+ * dropped), -EPROTO (a TLS record or alert refused), -ESHUTDOWN (the server is stopping),
+ * -ENOBUFS (the send slab ran dry), or a handler's own error. */
+typedef void (*rw_close_fn)(rw_conn *c, int reason, void *data);
+
+/* Calls `fn` once when `c` closes, just before its socket goes: `c` can no longer be written,
+ * but its data and user area are still there. One per connection (a later call replaces it);
+ * for outbound connections, set it in the connect callback, so that a client hears when its
+ * peer goes away or misbehaves. Safe to dial again from `fn`. */
+void rw_conn_on_close(rw_conn *c, rw_close_fn fn, void *data);
+
 /* Outbound TCP: `done` runs once, with the connection (err 0) or with NULL and -ECONNREFUSED,
  * -ETIMEDOUT, ... The connection then runs `proto` with `handlers`, like an accepted one.
  * `hostport` is a numeric address ("127.0.0.1:6379", "[::1]:80"). Returns 0 or -errno (no
- * callback then): -ENOSPC when the connection table is full. */
+ * callback then): -ENOSPC when the connection table is full, -EINVAL when `proto` is neither
+ * served by a listener nor declared with rw_server_use_proto() (its state would not fit the
+ * pools) or a handler it needs is missing. */
 typedef void (*rw_connect_fn)(rw_conn *c, int err, void *data);
 int rw_connect(rw_worker *w, const char *hostport, const rw_proto *proto, const void *handlers,
                uint32_t timeout_ms, rw_connect_fn done, void *data);

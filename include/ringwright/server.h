@@ -70,6 +70,16 @@ int rw_server_create(const rw_config *cfg, rw_server **out_srv);
  * `proto` served by `handlers`, and logs "listening on ADDR (PROTO)"; 0 or -errno. */
 int rw_server_listen(rw_server *s, const char *hostport, const rw_proto *proto, const void *handlers);
 
+/* Declares a protocol that connections will speak though no listener serves it: outbound ones
+ * (rw_connect, rw_connect_tls) and child processes' (rw_spawn). Every pool is sized at start
+ * for the protocols known then (each connection slot holds the largest parser state; the
+ * accumulator and large slots hold the longest frame), and those are the listeners', their
+ * alternates' and the ones declared here: a connection with any other protocol is refused with
+ * -EINVAL. Declaring a protocol a listener serves is harmless. Call before rw_server_run(); 0,
+ * -EBUSY once it runs, or -ENOSPC past RW_MAX_PROTOS declarations. */
+#define RW_MAX_PROTOS 16
+int rw_server_use_proto(rw_server *s, const rw_proto *proto);
+
 /* Lookahead for the connections speaking `proto` (accepted or dialled): when a receive holds
  * two or more whole messages, `fn` sees up to RW_PEEK_MAX of them (the command and message
  * the handlers will get) before any is dispatched, then once more with cmd -1 and msg NULL. It
@@ -104,7 +114,9 @@ int rw_server_udp(rw_server *s, const char *hostport, rw_udp_fn fn, void *data);
  * starts the workers, sends READY=1 to $NOTIFY_SOCKET when it is set (systemd's Type=notify)
  * and serves until SIGINT, SIGTERM or rw_server_stop(); then stops
  * accepting, flushes what is queued (bounded by shutdown_ms) and returns 0, or -errno if a loop
- * could not start or failed. */
+ * could not start or failed. A server needs no listener: one that only dials out (from
+ * on_worker_start) runs the same way. -EINVAL when it has nothing to do: no listener, no UDP
+ * socket and no on_worker_start. */
 int rw_server_run(rw_server *s);
 
 /* Asks every worker to stop gracefully; callable from any worker's callbacks. */

@@ -40,7 +40,8 @@ struct rw_proc {
 /* Starts argv[0] (searched in PATH) with `argv` and the server's environment, signals unblocked
  * and at their defaults. Both connections run `proto` with `handlers` (rw_conn_from_handle(w,
  * p->io) reaches them); `on_exit` runs once the child has exited and been reaped. The struct is
- * yours and must stay valid until then. 0, or -errno: -ENOSPC when the worker has no two free
+ * yours and must stay valid until then. 0, or -errno: -EINVAL when `proto` is neither served by
+ * a listener nor declared (rw_server_use_proto), -ENOSPC when the worker has no two free
  * connection slots, -ENOENT and others from posix_spawn. */
 int rw_spawn(rw_worker *w, rw_proc *p, char *const argv[], const rw_proto *proto, const void *handlers,
              rw_proc_exit_fn on_exit);

@@ -137,7 +137,7 @@ static void idle_fired(rw_timer *t)
   if (c->queued)
     rw_conn_abort(c, -ETIMEDOUT);
   else
-    rw_conn_close(c);
+    rw_conn_close_err(c, -ETIMEDOUT);
 }
 
 /* The connection's slot: an accumulator slot, or a large one for a frame that outgrew it. */
@@ -236,9 +236,30 @@ static void acc_shrink(struct rw_conn *c)
   c->acc = small;
 }
 
+/* The first error is the reason: what follows (a reset while flushing) is its consequence. */
+static void note_reason(struct rw_conn *c, int err)
+{
+  if (!c->close_reason)
+    c->close_reason = err;
+}
+
+void rw_conn_on_close(rw_conn *c, rw_close_fn fn, void *data)
+{
+  c->on_close = fn;
+  c->close_data = data;
+}
+
 void rw_conn_free(struct rw_conn *c)
 {
   struct rw_worker *w = c->w;
+  rw_close_fn on_close = c->on_close;
+  c->on_close = NULL; /* once, even if `on_close` dials again */
+  if (on_close) {
+    /* Whatever the callback calls (rw_conn_close) must not put a connection being freed back
+     * on the flush list: it counts as on it already. */
+    c->flags |= RW_CONN_DIRTY;
+    on_close(c, c->close_reason, c->close_data);
+  }
   rw_timer_cancel(&c->timer);
   bool released = w->driver->close(w, c);
   /* (First the TLS slots: replies not yet sealed count as queued, but are not in the chain.) */
@@ -412,9 +433,11 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
       }
     } else {
       rc = proto->on_error(c, c->handlers, rc, msg);
+      if (rc < 0 || (c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)))
+        note_reason(c, -EBADMSG);
     }
     if (rc < 0)
-      rw_conn_close(c);
+      rw_conn_close_err(c, rc);
     if (!used)
       break; /* an error that consumed nothing (overlong) has closed the connection */
   }
@@ -492,6 +515,8 @@ void rw_conn_eof(struct rw_conn *c)
 {
   /* A partial frame at EOF can never complete: it is dropped. Replies already queued go out. */
   c->flags |= RW_CONN_EOF | RW_CONN_CLOSING;
+  if (c->acc != RW_NONE)
+    note_reason(c, -EPIPE);
   acc_release(c);
   rw_conn_mark_dirty(c);
 }
@@ -504,7 +529,7 @@ void rw_conn_writable(struct rw_conn *c)
 
 void rw_conn_abort(struct rw_conn *c, int err)
 {
-  (void)err;
+  note_reason(c, err);
   c->flags |= RW_CONN_ABORT | RW_CONN_CLOSING;
   rw_conn_mark_dirty(c);
 }
@@ -582,6 +607,13 @@ void rw_conn_close(rw_conn *c)
     rw_tls_calls()->close_notify(c);
   c->flags |= RW_CONN_CLOSING;
   rw_conn_mark_dirty(c);
+}
+
+void rw_conn_close_err(struct rw_conn *c, int err)
+{
+  if (!(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)))
+    note_reason(c, err);
+  rw_conn_close(c);
 }
 
 size_t rw_conn_queued(const rw_conn *c)

@@ -125,6 +125,9 @@ static int connect_to(rw_worker *w, const char *hostport, const char *server_nam
                       const rw_proto *proto, const void *handlers, uint32_t timeout_ms, rw_connect_fn done,
                       void *data)
 {
+  /* A protocol the pools were not sized for would write its parser state past the slot's. */
+  if (!rw_server_speaks(w->srv, proto) || proto->check_handlers(handlers))
+    return -EINVAL;
   struct sockaddr_storage ss;
   socklen_t len;
   int rc = rw_addr_parse(hostport, true, &ss, &len);

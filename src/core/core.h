@@ -201,6 +201,9 @@ struct rw_conn {
   void *stream_data;
   rw_connect_fn connect_done;
   void *connect_data;
+  rw_close_fn on_close; /* rw_conn_on_close() */
+  void *close_data;
+  int close_reason; /* the first error that ended it (0: none, a clean close) */
   struct rw_conn *dirty_next;
   struct rw_conn *paused_prev, *paused_next;
 };
@@ -284,7 +287,12 @@ struct rw_server {
     uint8_t first_byte;
   } alts[RW_MAX_LISTENERS];
   unsigned nalts;
+  const rw_proto *uses[RW_MAX_PROTOS]; /* rw_server_use_proto() */
+  unsigned nuses;
 };
+
+/* Whether pools were sized for `proto`: a listener's, an alternate's or a declared one. */
+bool rw_server_speaks(const rw_server *s, const rw_proto *proto);
 
 /* ---- fileop.c ---- */
 enum rw_fileop_kind {
@@ -462,6 +470,8 @@ void rw_conn_eof(struct rw_conn *c);
 /* The socket takes bytes again after RW_CONN_WANT_WRITE. */
 void rw_conn_writable(struct rw_conn *c);
 void rw_conn_abort(struct rw_conn *c, int err);
+/* rw_conn_close() for a reason the owner hears (rw_conn_on_close): an error, or -ETIMEDOUT. */
+void rw_conn_close_err(struct rw_conn *c, int err);
 /* An outbound connection finished connecting with `err` (0: established). */
 void rw_conn_connected(struct rw_conn *c, int err);
 void rw_conn_free(struct rw_conn *c);

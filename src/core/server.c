@@ -1,6 +1,6 @@
 /* The server: configuration, listeners, workers and the pools each worker owns. Pools are sized
- * when the server starts running, once every listener (and so every protocol's frame limit and
- * parser size) is known; after that nothing is allocated. */
+ * when the server starts running, once every listener and declared protocol (and so every
+ * protocol's frame limit and parser size) is known; after that nothing is allocated. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -70,6 +70,40 @@ int rw_server_create(const rw_config *cfg, rw_server **out_srv)
   rw_log_init(cfg->name);
   *out_srv = s;
   return 0;
+}
+
+int rw_server_use_proto(rw_server *s, const rw_proto *proto)
+{
+  if (s->workers)
+    return -EBUSY; /* the pools are sized already */
+  if (rw_server_speaks(s, proto))
+    return 0;
+  if (s->nuses == RW_MAX_PROTOS)
+    return -ENOSPC;
+  s->uses[s->nuses++] = proto;
+  return 0;
+}
+
+/* The protocols pools are sized for: the listeners', their alternates', the declared ones. */
+static unsigned protos_count(const rw_server *s)
+{
+  return s->nlisteners + s->nalts + s->nuses;
+}
+
+static const rw_proto *proto_at(const rw_server *s, unsigned i)
+{
+  if (i < s->nlisteners)
+    return s->listeners[i].proto;
+  i -= s->nlisteners;
+  return i < s->nalts ? s->alts[i].alt : s->uses[i - s->nalts];
+}
+
+bool rw_server_speaks(const rw_server *s, const rw_proto *proto)
+{
+  for (unsigned i = 0; i < protos_count(s); i++)
+    if (proto_at(s, i) == proto)
+      return true;
+  return false;
 }
 
 int rw_server_peek(rw_server *s, const rw_proto *proto, rw_peek_fn fn)
@@ -194,8 +228,9 @@ static int worker_sockets(rw_server *s, struct rw_worker *w)
   return 0;
 }
 
-/* What every worker's pools hold, for the protocols served: the listeners' and the alternates
- * their connections may switch to (rw_server_alternate). Connection slots: the whole cap, so that a worker can take
+/* What every worker's pools hold, for the protocols connections may speak: the listeners', the
+ * alternates their connections may switch to (rw_server_alternate) and those declared for
+ * outbound connections and child processes (rw_server_use_proto). Connection slots: the whole cap, so that a worker can take
  * every connection when the kernel's hash sends it all of them (--max-conns is one count for all
  * workers; a slot is 1-2 KiB). The pools whose shortage is backpressure, not refusal
  * (accumulator slots, send chunks, io_uring's receive buffers), take the cap's even split: a
@@ -213,8 +248,8 @@ static void plan_pools(const rw_server *s, struct plan *p)
   const rw_config *cfg = &s->cfg;
   size_t frame = 0;
   *p = (struct plan){.parser = 16};
-  for (unsigned i = 0; i < s->nlisteners + s->nalts; i++) {
-    const rw_proto *pr = i < s->nlisteners ? s->listeners[i].proto : s->alts[i - s->nlisteners].alt;
+  for (unsigned i = 0; i < protos_count(s); i++) {
+    const rw_proto *pr = proto_at(s, i);
     frame = pr->max_frame > frame ? pr->max_frame : frame;
     p->parser = pr->parser_size > p->parser ? pr->parser_size : p->parser;
     p->tls |= i < s->nlisteners && s->listeners[i].tls != NULL;
@@ -440,8 +475,8 @@ static void log_budget(const rw_server *s, size_t large)
  * through its signalfd, so a signal is an ordinary event in one loop, never an interruption. */
 int rw_server_run(rw_server *s)
 {
-  if (!s->nlisteners && !s->nudp)
-    return -EINVAL;
+  if (!s->nlisteners && !s->nudp && !s->cfg.on_worker_start)
+    return -EINVAL; /* nothing would ever happen */
   rw_fault_init();
   s->driver = choose_driver(&s->cfg);
   if (!s->driver)

@@ -105,7 +105,8 @@ static int start_child(rw_proc *p, char *const argv[], int io, int err)
 int rw_spawn(rw_worker *w, rw_proc *p, char *const argv[], const rw_proto *proto, const void *handlers,
              rw_proc_exit_fn on_exit)
 {
-  if (!p || !argv || !argv[0] || !on_exit || !w->driver->adopt || !w->driver->watch)
+  if (!p || !argv || !argv[0] || !on_exit || !w->driver->adopt || !w->driver->watch ||
+      !rw_server_speaks(w->srv, proto))
     return -EINVAL;
   p->pid = 0; /* no child until there is one (rw_proc_kill) */
   p->pidfd = -1;

@@ -172,7 +172,7 @@ void rw_worker_close_all(struct rw_worker *w, bool abort)
     else if (c->flags & RW_CONN_CONNECTING)
       rw_conn_connected(c, -ECANCELED);
     else
-      rw_conn_close(c);
+      rw_conn_close_err(c, -ESHUTDOWN);
   }
 }
 

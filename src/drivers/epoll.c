@@ -247,18 +247,25 @@ static void epoll_stop_accepting(struct rw_worker *w)
   rw_worker_close_listeners(w);
 }
 
+/* The socket's pending error as -errno (0: none). */
+static int socket_error(int fd)
+{
+  int err = 0;
+  socklen_t len = sizeof err;
+  getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+  return -err;
+}
+
 static void on_conn_event(struct rw_worker *w, struct rw_conn *c, uint32_t events)
 {
   (void)w;
   if (c->flags & RW_CONN_CONNECTING) {
-    int err = 0;
-    socklen_t len = sizeof err;
-    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    rw_conn_connected(c, -err);
+    rw_conn_connected(c, socket_error(c->fd));
     return;
   }
   if (events & EPOLLERR) {
-    rw_conn_abort(c, -EPIPE);
+    int err = socket_error(c->fd); /* (a reset: the owner's close callback hears which) */
+    rw_conn_abort(c, err ? err : -EPIPE);
     return;
   }
   if (events & EPOLLOUT)

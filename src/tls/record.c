@@ -442,7 +442,7 @@ static void fail(struct rw_conn *c, uint8_t alert, const char *why)
   rw_log_limited(&c->w->tls_log, "tls: read failed: %s", why);
   rw_tls_rec_alert(c, LEVEL_FATAL, alert);
   t->flags |= TLS_FAILED;
-  rw_conn_close(c);
+  rw_conn_close_err(c, -EPROTO);
 }
 
 /* Decrypts rec[0, total) in place; returns 0 with the content type and the plaintext, or the
@@ -498,7 +498,7 @@ static void on_alert(struct rw_conn *c, const uint8_t *p, size_t len)
   } else if (p[1] != AL_USER_CANCELED && (v13(t) || p[0] != LEVEL_WARNING)) {
     rw_log_limited(&c->w->tls_log, "tls: the peer sent alert %u: closing", p[1]);
     t->flags |= TLS_FAILED | TLS_SHUTDOWN_SENT; /* no reply to a fatal alert */
-    rw_conn_close(c);
+    rw_conn_close_err(c, -EPROTO);
   } /* a warning (TLS 1.2) or user_canceled: nothing to do */
 }
 

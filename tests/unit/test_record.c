@@ -26,6 +26,11 @@ void rw_conn_close(rw_conn *c)
   closes++;
   c->flags |= RW_CONN_CLOSING;
 }
+void rw_conn_close_err(struct rw_conn *c, int err)
+{
+  (void)err;
+  rw_conn_close(c);
+}
 void rw_conn_abort(struct rw_conn *c, int err)
 {
   (void)err;
