@@ -12,9 +12,6 @@
 
 #include "core.h"
 
-/* Set by the TLS library (src/tls/tls.c) whenever it makes a context; see core.h. */
-_Atomic(const struct rw_tls_ops *) rw_tls_table;
-
 void rw_conn_mark_dirty(struct rw_conn *c)
 {
   if (!(c->flags & RW_CONN_DIRTY)) {
@@ -73,7 +70,7 @@ static bool may_hold(const struct rw_conn *c)
 static bool can_dispatch(const struct rw_conn *c)
 {
   const struct rw_worker *w = c->w;
-  return c->queued < w->srv->cfg.send_high_water && w->send_pool.nfree >= w->send_reserve;
+  return rw_conn_unsent(c) < w->srv->cfg.send_high_water && w->send_pool.nfree >= w->send_reserve;
 }
 
 static void idle_fired(rw_timer *t);
@@ -105,6 +102,7 @@ struct rw_conn *rw_conn_open(struct rw_worker *w, const rw_proto *proto, const v
                         .sq_head = RW_NONE,
                         .sq_tail = RW_NONE,
                         .last_active_ms = w->now_ms,
+                        .transport = &rw_transport_plain,
                         .file = {.req = RW_NONE}};
   c->peek = peek_of(w->srv, proto);
   proto->parser_init(parser);
@@ -134,7 +132,7 @@ static void idle_fired(rw_timer *t)
     return;
   }
   /* A peer that stopped reading would hold a graceful close open forever: drop its bytes. */
-  if (c->queued)
+  if (rw_conn_unsent(c))
     rw_conn_abort(c, -ETIMEDOUT);
   else
     rw_conn_close(c);
@@ -192,26 +190,33 @@ static bool acc_grow(struct rw_conn *c)
   return true;
 }
 
-/* A TLS connection decrypts a receive before its plaintext reaches the slot, and cannot keep
- * what the slot refuses: when its frame nears the end of an accumulator slot it moves to a large
- * slot at once, while it still has room for a receive's plaintext, not when that no longer fits
- * (another connection may have taken the last large slot by then); with none free it reads
- * nothing more until one is (a plain connection's bytes simply stay where the driver put them).
- * True when it must wait. */
-static bool tls_must_wait(struct rw_conn *c)
+/* Whether the transport decodes what it receives (TLS): then nothing lands in the slot
+ * directly, and what it delivers must be taken whole. */
+static bool decodes(const struct rw_conn *c)
+{
+  return c->transport->decode_hold != 0;
+}
+
+/* A decoding transport cannot keep what the slot refuses: when its frame nears the end of an
+ * accumulator slot it moves to a large slot at once, while it still has room for what one
+ * receive may deliver, not when that no longer fits (another connection may have taken the
+ * last large slot by then); with none free it reads nothing more until one is (a plain
+ * connection's bytes simply stay where the driver put them). True when it must wait. */
+static bool must_wait(struct rw_conn *c)
 {
   const struct rw_worker *w = c->w;
-  if (!c->tls || c->acc == RW_NONE || c->acc_large || !w->srv->large.pool.count ||
-      acc_room(c) >= w->srv->cfg.recv_size + RW_TLS_SLOT)
+  if (!decodes(c) || c->acc == RW_NONE || c->acc_large || !w->srv->large.pool.count ||
+      acc_room(c) >= w->srv->cfg.recv_size + c->transport->decode_hold)
     return false;
   return !acc_grow(c);
 }
 
-/* Over TLS, whether ciphertext may be read now: a record that ends past the receive must find a
- * slot to wait in, and the plaintext a room in the connection's slot. */
-static bool tls_can_read(struct rw_conn *c)
+/* Whether the socket may be read now as far as the transport is concerned: what a receive
+ * leaves over must find a place to wait, and what it delivers a room in the slot. */
+static bool transport_can_read(struct rw_conn *c)
 {
-  return rw_tls_calls()->can_receive(c) && !tls_must_wait(c);
+  const struct rw_transport *t = c->transport;
+  return (!t->can_receive || t->can_receive(c)) && !must_wait(c);
 }
 
 /* Room in a full slot: a large slot to grow into (false, the connection paused: none free). */
@@ -241,9 +246,10 @@ void rw_conn_free(struct rw_conn *c)
   struct rw_worker *w = c->w;
   rw_timer_cancel(&c->timer);
   bool released = w->driver->close(w, c);
-  /* (First the TLS slots: replies not yet sealed count as queued, but are not in the chain.) */
-  if (c->tls)
-    rw_tls_calls()->release_slot(c); /* now, not when the driver lets go of the socket */
+  if (c->transport->release)
+    c->transport->release(c); /* its slots: now, not when the driver lets go of the socket */
+  c->transport = &rw_transport_plain;
+  c->held = 0;
   rw_sendq_drop(w, c);
   paused_unlink(c);
   /* Until the driver releases it the slot is neither live nor free: late completions for it
@@ -261,8 +267,6 @@ void rw_conn_release(struct rw_conn *c)
     c->stream = NULL;
     fn(c, c->stream_data, 0);
   }
-  if (c->tls)
-    rw_tls_calls()->conn_free(c);
   rw_file_conn_closing(c);
   /* Now, not at close: a driver may have a receive into the slot in flight until it lets go. */
   acc_release(c);
@@ -289,11 +293,11 @@ uint8_t *rw_conn_rx_window(struct rw_conn *c, size_t *out_cap)
     rw_conn_pause(c);
     return NULL;
   }
-  if (c->tls && !tls_can_read(c)) {
+  if (!transport_can_read(c)) {
     rw_conn_pause(c);
     return NULL;
   }
-  if (c->acc != RW_NONE && !c->tls) { /* (ciphertext never lands among plaintext) */
+  if (c->acc != RW_NONE && !decodes(c)) { /* (what is still encoded never lands in the slot) */
     if (!acc_make_room(c))
       return NULL;
     *out_cap = acc_room(c);
@@ -447,14 +451,16 @@ static size_t acc_append(struct rw_conn *c, const uint8_t *at, size_t n)
 
 size_t rw_conn_received(struct rw_conn *c, uint8_t *at, size_t n)
 {
-  if (c->tls) {
-    c->last_active_ms = c->w->now_ms;
-    return rw_tls_calls()->received(c, at, n);
-  }
-  return rw_conn_received_plain(c, at, n);
+  c->last_active_ms = c->w->now_ms;
+  return c->transport->receive(c, at, n);
 }
 
-size_t rw_conn_received_plain(struct rw_conn *c, uint8_t *at, size_t n)
+void rw_conn_held(struct rw_conn *c, size_t n)
+{
+  c->held = n;
+}
+
+size_t rw_conn_deliver(struct rw_conn *c, uint8_t *at, size_t n)
 {
   struct rw_worker *w = c->w;
   size_t taken = n;
@@ -464,12 +470,12 @@ size_t rw_conn_received_plain(struct rw_conn *c, uint8_t *at, size_t n)
     conn_parse(c, acc_buf(c), c->acc_len);
   } else if (c->acc != RW_NONE || (c->flags & RW_CONN_PAUSED)) {
     /* A driver buffer while bytes are held: order demands they go behind them. A paused
-     * connection leaves them to the driver, except over TLS: the plaintext of the records that
-     * followed in the same receive has nowhere else to go, so it joins the slot (which
-     * tls_must_wait keeps roomy enough) and is parsed on resume. */
+     * connection leaves them to the driver, except from a decoding transport: what it decoded
+     * from the same receive has nowhere else to go, so it joins the slot (which must_wait
+     * keeps roomy enough) and is parsed on resume. */
     taken = 0;
     while (taken < n && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)) &&
-           (c->tls || !(c->flags & RW_CONN_PAUSED))) {
+           (decodes(c) || !(c->flags & RW_CONN_PAUSED))) {
       size_t k = acc_append(c, at + taken, n - taken);
       if (!k)
         break;
@@ -482,8 +488,8 @@ size_t rw_conn_received_plain(struct rw_conn *c, uint8_t *at, size_t n)
   } else {
     taken = conn_parse(c, at, n);
   }
-  if (tls_must_wait(c))
-    rw_conn_pause(c); /* (io_uring: what arrives meanwhile is held, still ciphertext) */
+  if (must_wait(c))
+    rw_conn_pause(c); /* (io_uring: what arrives meanwhile is held, still encoded) */
   rw_conn_mark_dirty(c);
   return taken;
 }
@@ -530,8 +536,7 @@ int rw_conn_writev(rw_conn *c, const struct iovec *iov, int n)
 {
   if (c->flags & (RW_CONN_ABORT | RW_CONN_CLOSING))
     return -EPIPE;
-  /* Over TLS: gathered for a record; else straight into the chain. */
-  int rc = c->tls ? rw_tls_calls()->write(c, iov, n) : rw_sendq_appendv(c->w, c, iov, n);
+  int rc = c->transport->write(c, iov, n);
   if (rc < 0)
     return write_failed(c, rc);
   rw_conn_mark_dirty(c);
@@ -578,15 +583,15 @@ void rw_conn_stream(rw_conn *c, rw_stream_fn fn, void *data)
 
 void rw_conn_close(rw_conn *c)
 {
-  if (c->tls && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)))
-    rw_tls_calls()->close_notify(c);
+  if (c->transport->close && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)))
+    c->transport->close(c);
   c->flags |= RW_CONN_CLOSING;
   rw_conn_mark_dirty(c);
 }
 
 size_t rw_conn_queued(const rw_conn *c)
 {
-  return c->queued;
+  return rw_conn_unsent(c);
 }
 
 /* What a stream may append now: up to the high water mark, and leaving the reserve of chunks
@@ -594,14 +599,8 @@ size_t rw_conn_queued(const rw_conn *c)
 static size_t stream_room(const struct rw_conn *c)
 {
   const struct rw_worker *w = c->w;
-  size_t by_mark = w->srv->cfg.send_high_water - c->queued;
-  size_t chunks = w->send_pool.nfree - w->send_reserve + 1;
-  size_t by_slab = chunks * w->send_pool.item_size;
-  /* Over TLS a record never straddles chunks: pieces just over half a chunk fill one each. */
-  if (c->tls) {
-    size_t room = rw_tls_calls()->record_room(c);
-    by_slab = chunks > 1 ? chunks / 2 * room : room;
-  }
+  size_t by_mark = w->srv->cfg.send_high_water - rw_conn_unsent(c);
+  size_t by_slab = c->transport->room(c, w->send_pool.nfree - w->send_reserve + 1);
   return by_mark < by_slab ? by_mark : by_slab;
 }
 
@@ -632,7 +631,7 @@ void rw_conn_try_resume(struct rw_conn *c)
   }
   if (may_hold(c) && c->acc == RW_NONE && !w->acc_pool.nfree)
     return;
-  if (c->tls && !tls_can_read(c))
+  if (!transport_can_read(c))
     return;
   paused_unlink(c);
   c->flags &= ~RW_CONN_PAUSED;

@@ -18,6 +18,8 @@
 #include <ringwright/spawn.h>
 #include <ringwright/server.h>
 
+#include "transport.h"
+
 #define RW_NONE UINT32_MAX
 #define RW_MAX_LISTENERS 8
 #define RW_MAX_UDP 8
@@ -143,7 +145,7 @@ enum {
 
 struct rw_listener {
   const rw_proto *proto;
-  struct rw_tls *tls; /* NULL: plain */
+  void *transport_ctx; /* its connections' transport starts from it (struct rw_tls); NULL: plain */
   const void *handlers;
   struct sockaddr_storage ss; /* the bound address (port resolved) */
   socklen_t sslen;
@@ -186,11 +188,13 @@ struct rw_conn {
   /* output: a chain of slab chunks */
   uint32_t sq_head, sq_tail;
   uint32_t sq_head_off, sq_tail_len;
-  size_t queued;
+  size_t queued; /* bytes in the send chain (sendq.c); rw_conn_unsent() adds `held` */
   int64_t last_active_ms;
-  rw_timer timer;       /* idle timeout, or connect timeout while connecting */
-  void *tls;            /* struct rw_tls_conn (src/tls/tls.c), NULL on a plain connection */
-  struct rw_conn_file { /* rw_conn_send_file() in progress (src/core/file.c) */
+  rw_timer timer;                       /* idle timeout, or connect timeout while connecting */
+  const struct rw_transport *transport; /* between the socket and the parser (transport.h) */
+  void *transport_state;                /* the transport's own (TLS: struct rw_tls_conn) */
+  size_t held;                          /* written, held by the transport outside the chain */
+  struct rw_conn_file {                 /* rw_conn_send_file() in progress (src/core/file.c) */
     int fd;
     uint64_t off, left;
     uint32_t req; /* the read in flight, or RW_NONE */
@@ -240,8 +244,7 @@ struct rw_worker {
   rw_timer large_timer; /* gives back the pages of large slots idle for a second (large.c) */
   bool large_waiting;   /* a connection waits for a large slot: none was free */
   struct rw_pool send_pool;
-  struct rw_pool tls_pool;                 /* TLS records that cross receives (src/tls/record.c) */
-#define RW_TLS_SLOT (5 + 16384 + 256 + 59) /* a record's header and largest body, 64-aligned */
+  struct rw_pool transport_pool; /* RW_TRANSPORT_SLOT: units that cross receives, held replies */
   uint32_t *chunk_next;
   uint32_t *chunk_len;   /* bytes in a chain's chunk once it is no longer the tail */
   uint32_t send_reserve; /* chunks that must stay free to start a dispatch */
@@ -253,7 +256,7 @@ struct rw_worker {
   int64_t deadline_ms;
   struct rw_wheel wheel;
   size_t budget;
-  struct rw_ratelimit refuse_log, slab_log, accept_log, tls_log;
+  struct rw_ratelimit refuse_log, slab_log, accept_log, transport_log;
 };
 
 struct rw_server {
@@ -399,8 +402,6 @@ size_t rw_conn_received(struct rw_conn *c, uint8_t *at, size_t n);
 /* Holds dispatch on the connection while a long reply (a stream, a file) is in progress; the
  * flush loop offers it room this turn. */
 void rw_conn_hold(struct rw_conn *c);
-/* The same for plaintext a TLS connection decrypted (at[n] must be writable: the sentinel). */
-size_t rw_conn_received_plain(struct rw_conn *c, uint8_t *at, size_t n);
 
 /* Fault injection (src/core/fault.c): in test builds only, the drivers ask at each site whether
  * to fail; in the optimised build these are no-ops the compiler removes. */
@@ -429,33 +430,10 @@ static inline uint32_t rw_fault_cq_entries(void)
 }
 #endif
 
-/* TLS (src/tls/, libringwright-tls), for the core: a connection's session, its ciphertext in,
- * its plaintext out, close_notify, and the end. The core reaches it only through this table,
- * which rw_tls_server_new() and rw_tls_client_new() install: a connection is TLS only once a
- * context of theirs started it, so the table is there whenever one is, and a program without
- * TLS links the core alone, with no BoringSSL. */
-struct rw_tls;
-struct rw_tls_ops {
-  int (*conn_start)(struct rw_conn *c, struct rw_tls *t, const char *server_name);
-  size_t (*received)(struct rw_conn *c, uint8_t *at, size_t n);
-  int (*write)(struct rw_conn *c, const struct iovec *iov, int n);
-  void (*close_notify)(struct rw_conn *c);
-  /* The plaintext one record carries when sealed into a fresh send chunk. */
-  size_t (*record_room)(const struct rw_conn *c);
-  /* False when the connection could not keep a partial record (no slot free). */
-  bool (*can_receive)(const struct rw_conn *c);
-  /* Gives back the connection's slots (a partial record in, unsealed replies out). */
-  void (*release_slot)(struct rw_conn *c);
-  /* Seals the replies a TLS connection wrote since the last flush into one record (or a few);
-   * 0, or -errno when the slab had no chunk for them (the connection must then be aborted). */
-  int (*flush)(struct rw_conn *c);
-  void (*conn_free)(struct rw_conn *c);
-};
-/* Atomic: contexts may be made on several threads at once (each stores the same table). */
-extern _Atomic(const struct rw_tls_ops *) rw_tls_table;
-static inline const struct rw_tls_ops *rw_tls_calls(void)
+/* Bytes written and not yet taken by the kernel: the send chain's and the transport's. */
+static inline size_t rw_conn_unsent(const struct rw_conn *c)
 {
-  return atomic_load_explicit(&rw_tls_table, memory_order_acquire);
+  return c->queued + c->held;
 }
 
 void rw_conn_eof(struct rw_conn *c);

@@ -46,7 +46,7 @@ static void read_done(rw_fileop *op, int64_t res);
  * chunk carries (one record per chunk read, none split across chunks). */
 static size_t piece_size(const struct rw_conn *c)
 {
-  return c->tls ? rw_tls_calls()->record_room(c) : c->w->send_pool.item_size;
+  return c->transport->room(c, 1);
 }
 
 /* How many chunks the next read fills: the rest of the file, up to what the connection may
@@ -57,10 +57,11 @@ static uint32_t read_chunks(const struct rw_conn *c)
   const struct rw_worker *w = c->w;
   size_t chunk = piece_size(c);
   uint64_t want = (c->file.left + chunk - 1) / chunk;
-  size_t room = w->srv->cfg.send_high_water > c->queued ? w->srv->cfg.send_high_water - c->queued : 0;
+  size_t unsent = rw_conn_unsent(c);
+  size_t room = w->srv->cfg.send_high_water > unsent ? w->srv->cfg.send_high_water - unsent : 0;
   uint64_t by_mark = room / chunk ? room / chunk : 1;
   uint32_t spare = w->send_pool.nfree > w->send_reserve ? w->send_pool.nfree - w->send_reserve : 0;
-  if (c->tls)
+  if (c->transport != &rw_transport_plain)
     spare = spare > 2 ? (spare - 2) / 2 : 0;
   uint64_t n = want < by_mark ? want : by_mark;
   n = n < spare ? n : spare;
@@ -122,9 +123,9 @@ static int deliver(struct rw_conn *c, const struct rw_file_req *r, size_t res)
   for (; i < r->nchunks && res && !rc; i++) {
     size_t k = res < r->iov[i].iov_len ? res : r->iov[i].iov_len;
     res -= k;
-    if (c->tls) {
+    if (c->transport != &rw_transport_plain) {
       const struct iovec iov = {r->iov[i].iov_base, k};
-      rc = rw_tls_calls()->write(c, &iov, 1);
+      rc = c->transport->write(c, &iov, 1);
       rw_pool_put(&w->send_pool, r->chunks[i]);
     } else {
       rw_sendq_append_chunk(w, c, r->chunks[i], k);

@@ -125,7 +125,7 @@ static int listen_on(rw_server *s, const char *hostport, const rw_proto *proto, 
   ln->fd0 = fd;
   ln->proto = proto;
   ln->handlers = handlers;
-  ln->tls = tls;
+  ln->transport_ctx = tls;
   s->nlisteners++;
   rw_log("listening on %s (%s%s)", ln->addr, proto->name, tls ? ", tls" : "");
   return 0;
@@ -216,7 +216,7 @@ static void plan_pools(const rw_server *s, struct plan *p)
     const rw_proto *pr = i < s->nlisteners ? s->listeners[i].proto : s->alts[i - s->nlisteners].alt;
     frame = pr->max_frame > frame ? pr->max_frame : frame;
     p->parser = pr->parser_size > p->parser ? pr->parser_size : p->parser;
-    p->tls |= i < s->nlisteners && s->listeners[i].tls != NULL;
+    p->tls |= i < s->nlisteners && s->listeners[i].transport_ctx != NULL;
   }
   p->share = (cfg->max_conns + s->nworkers - 1) / s->nworkers;
   /* Unframed protocols never hold bytes back: they need no slots. */
@@ -269,7 +269,7 @@ static int worker_alloc(rw_server *s, struct rw_worker *w, const struct plan *p)
   if (!w->conns || !w->conn_free || !w->parsers || !w->chunk_next || !w->chunk_len || !w->rxbuf ||
       !w->file_reqs || !w->file_free || rw_pool_init(&w->acc_pool, p->slots, p->slot) < 0 ||
       rw_pool_init(&w->send_pool, p->chunks, cfg->send_chunk) < 0 ||
-      rw_pool_init(&w->tls_pool, p->tls_slots, RW_TLS_SLOT) < 0 ||
+      rw_pool_init(&w->transport_pool, p->tls_slots, RW_TRANSPORT_SLOT) < 0 ||
       rw_pool_init(&w->dio_pool, cfg->dio_buffers, cfg->dio_buffer_size) < 0 || rw_dns_init(w) < 0 ||
       rw_dial_init(w) < 0)
     return -ENOMEM;
@@ -284,7 +284,7 @@ static size_t worker_bytes(const struct rw_worker *w)
   return n * (sizeof *w->conns + sizeof *w->conn_free + w->parser_stride + sizeof *w->file_reqs +
               sizeof *w->file_free) +
          (size_t)w->send_pool.count * (sizeof *w->chunk_next + sizeof *w->chunk_len) + w->srv->cfg.recv_size +
-         1 + rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool) + rw_pool_bytes(&w->tls_pool) +
+         1 + rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool) + rw_pool_bytes(&w->transport_pool) +
          rw_pool_bytes(&w->dio_pool) + rw_dns_budget(w) + rw_dial_budget(w) +
          (w->driver->budget ? w->driver->budget(w) : 0);
 }
@@ -363,7 +363,7 @@ static void worker_fini(rw_server *s, struct rw_worker *w)
   rw_region_free(w->rxbuf, s->cfg.recv_size + 1);
   rw_pool_fini(&w->acc_pool);
   rw_pool_fini(&w->send_pool);
-  rw_pool_fini(&w->tls_pool);
+  rw_pool_fini(&w->transport_pool);
   rw_pool_fini(&w->dio_pool);
   rw_dns_fini(w);
   rw_dial_fini(w);

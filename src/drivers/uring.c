@@ -241,8 +241,8 @@ static void arm_recv_direct(struct rw_worker *w, struct rw_conn *c)
   struct uring_state *st = w->drv;
   struct uconn *u = &st->uc[c->idx];
   size_t cap;
-  if (c->tls || c->acc == RW_NONE)
-    return; /* (ciphertext never lands among plaintext; no slot: it waits for buffers) */
+  if (c->transport->decode_hold || c->acc == RW_NONE)
+    return; /* (what is still encoded never lands in the slot; no slot: it waits for buffers) */
   uint8_t *at = rw_conn_rx_window(c, &cap);
   if (!at || at == w->rxbuf)
     return;
