@@ -102,8 +102,7 @@ struct rw_conn *rw_conn_open(struct rw_worker *w, const rw_proto *proto, const v
                         .sq_head = RW_NONE,
                         .sq_tail = RW_NONE,
                         .last_active_ms = w->now_ms,
-                        .transport = &rw_transport_plain,
-                        .file = {.req = RW_NONE}};
+                        .transport = &rw_transport_plain};
   c->peek = peek_of(w->srv, proto);
   proto->parser_init(parser);
   memset((uint8_t *)parser + w->user_off, 0, w->user_size);
@@ -267,7 +266,6 @@ void rw_conn_release(struct rw_conn *c)
     c->stream = NULL;
     fn(c, c->stream_data, 0);
   }
-  rw_file_conn_closing(c);
   /* Now, not at close: a driver may have a receive into the slot in flight until it lets go. */
   acc_release(c);
   c->flags = 0;
@@ -391,7 +389,7 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
   if (c->peek)
     peek_ahead(c, buf, len);
   while (off < len && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))) {
-    if (!can_dispatch(c) || c->stream || c->file.done) {
+    if (!can_dispatch(c) || c->stream) {
       rw_conn_pause(c);
       break;
     }
@@ -581,6 +579,11 @@ void rw_conn_stream(rw_conn *c, rw_stream_fn fn, void *data)
   rw_conn_hold(c);
 }
 
+void rw_conn_stream_end(struct rw_conn *c)
+{
+  c->stream = NULL;
+}
+
 void rw_conn_close(rw_conn *c)
 {
   if (c->transport->close && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)))
@@ -611,10 +614,6 @@ void rw_conn_try_resume(struct rw_conn *c)
   struct rw_worker *w = c->w;
   if (!can_dispatch(c) || (c->flags & RW_CONN_WAITING))
     return;
-  if (c->file.done || c->file.req != RW_NONE) {
-    if ((c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)) || rw_file_pump(c))
-      return;
-  }
   if (c->stream && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))) {
     int rc = c->stream(c, c->stream_data, stream_room(c));
     if (rc > 0) {

@@ -194,14 +194,7 @@ struct rw_conn {
   const struct rw_transport *transport; /* between the socket and the parser (transport.h) */
   void *transport_state;                /* the transport's own (TLS: struct rw_tls_conn) */
   size_t held;                          /* written, held by the transport outside the chain */
-  struct rw_conn_file {                 /* rw_conn_send_file() in progress (src/core/file.c) */
-    int fd;
-    uint64_t off, left;
-    uint32_t req; /* the read in flight, or RW_NONE */
-    rw_file_done_fn done;
-    void *data;
-  } file;
-  rw_stream_fn stream; /* a long reply in progress: no dispatch until it is done */
+  rw_stream_fn stream;                  /* a long reply in progress: no dispatch until it is done */
   void *stream_data;
   rw_connect_fn connect_done;
   void *connect_data;
@@ -231,8 +224,9 @@ struct rw_worker {
   uint32_t nlive;
   uint8_t *parsers;
   size_t parser_stride;
-  size_t user_off, user_size;    /* rw_conn_user(): offset from the parser state, bytes */
-  struct rw_file_req *file_reqs; /* rw_conn_send_file() reads, one per connection at most */
+  size_t user_off, user_size;          /* rw_conn_user(): offset from the parser state, bytes */
+  struct rw_file_stream *file_streams; /* rw_conn_send_file() in progress, by connection */
+  struct rw_file_req *file_reqs;       /* their reads, one per connection at most */
   uint32_t *file_free, nfile_free;
   uint32_t ops_inflight; /* file operations, tasks and lookups not yet completed */
   struct rw_pool dio_pool;
@@ -307,7 +301,14 @@ enum rw_fileop_kind {
 /* The driver finished `op` (io_uring) with `res`. */
 void rw_fileop_complete(rw_fileop *op, int64_t res);
 
-/* ---- file.c: rw_conn_send_file(), one read at a time into a send chunk ---- */
+/* ---- send_file.c: rw_conn_send_file(), a stream reading into send chunks, one read at a time ---- */
+struct rw_file_stream {
+  int fd;
+  uint64_t off, left;
+  uint32_t req; /* the read in flight, or RW_NONE */
+  rw_file_done_fn done;
+  void *data;
+};
 #define RW_FILE_IOV 16 /* send chunks one read may fill (16 x 16 KiB: the high water mark) */
 struct rw_file_req {
   rw_fileop op;
@@ -316,8 +317,6 @@ struct rw_file_req {
   uint32_t chunks[RW_FILE_IOV];
   struct iovec iov[RW_FILE_IOV];
 };
-bool rw_file_pump(struct rw_conn *c);
-void rw_file_conn_closing(struct rw_conn *c);
 
 /* ---- dns.c ---- */
 struct rw_dns_slot;
@@ -402,6 +401,9 @@ size_t rw_conn_received(struct rw_conn *c, uint8_t *at, size_t n);
 /* Holds dispatch on the connection while a long reply (a stream, a file) is in progress; the
  * flush loop offers it room this turn. */
 void rw_conn_hold(struct rw_conn *c);
+/* Ends the stream in progress from outside its function (a completion finished it): the
+ * function is not called again. */
+void rw_conn_stream_end(struct rw_conn *c);
 
 /* Fault injection (src/core/fault.c): in test builds only, the drivers ask at each site whether
  * to fail; in the optimised build these are no-ops the compiler removes. */

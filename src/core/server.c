@@ -258,6 +258,7 @@ static int worker_alloc(rw_server *s, struct rw_worker *w, const struct plan *p)
 {
   const rw_config *cfg = &s->cfg;
   uint32_t n = w->max_conns;
+  w->file_streams = rw_region_alloc((size_t)n * sizeof *w->file_streams);
   w->file_reqs = rw_region_alloc((size_t)n * sizeof *w->file_reqs);
   w->file_free = rw_region_alloc((size_t)n * sizeof *w->file_free);
   w->conns = rw_region_alloc((size_t)n * sizeof *w->conns);
@@ -267,7 +268,8 @@ static int worker_alloc(rw_server *s, struct rw_worker *w, const struct plan *p)
   w->chunk_len = rw_region_alloc((size_t)p->chunks * sizeof *w->chunk_len);
   w->rxbuf = rw_region_alloc(cfg->recv_size + 1);
   if (!w->conns || !w->conn_free || !w->parsers || !w->chunk_next || !w->chunk_len || !w->rxbuf ||
-      !w->file_reqs || !w->file_free || rw_pool_init(&w->acc_pool, p->slots, p->slot) < 0 ||
+      !w->file_streams || !w->file_reqs || !w->file_free ||
+      rw_pool_init(&w->acc_pool, p->slots, p->slot) < 0 ||
       rw_pool_init(&w->send_pool, p->chunks, cfg->send_chunk) < 0 ||
       rw_pool_init(&w->transport_pool, p->tls_slots, RW_TRANSPORT_SLOT) < 0 ||
       rw_pool_init(&w->dio_pool, cfg->dio_buffers, cfg->dio_buffer_size) < 0 || rw_dns_init(w) < 0 ||
@@ -281,8 +283,8 @@ static int worker_alloc(rw_server *s, struct rw_worker *w, const struct plan *p)
 static size_t worker_bytes(const struct rw_worker *w)
 {
   size_t n = w->max_conns;
-  return n * (sizeof *w->conns + sizeof *w->conn_free + w->parser_stride + sizeof *w->file_reqs +
-              sizeof *w->file_free) +
+  return n * (sizeof *w->conns + sizeof *w->conn_free + w->parser_stride + sizeof *w->file_streams +
+              sizeof *w->file_reqs + sizeof *w->file_free) +
          (size_t)w->send_pool.count * (sizeof *w->chunk_next + sizeof *w->chunk_len) + w->srv->cfg.recv_size +
          1 + rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool) + rw_pool_bytes(&w->transport_pool) +
          rw_pool_bytes(&w->dio_pool) + rw_dns_budget(w) + rw_dial_budget(w) +
@@ -356,6 +358,7 @@ static void worker_fini(rw_server *s, struct rw_worker *w)
   rw_region_free(w->conns, (size_t)n * sizeof *w->conns);
   rw_region_free(w->conn_free, (size_t)n * sizeof *w->conn_free);
   rw_region_free(w->parsers, (size_t)n * w->parser_stride);
+  rw_region_free(w->file_streams, (size_t)n * sizeof *w->file_streams);
   rw_region_free(w->file_reqs, (size_t)n * sizeof *w->file_reqs);
   rw_region_free(w->file_free, (size_t)n * sizeof *w->file_free);
   rw_region_free(w->chunk_next, (size_t)w->send_pool.count * sizeof *w->chunk_next);
