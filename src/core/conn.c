@@ -10,7 +10,15 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "driver.h"
+#include "conn.h"
+#include "large.h"
+#include "log.h"
+#include "pool.h"
+#include "sendq.h"
+#include "server.h"
+#include "transport.h"
+#include "worker.h"
 
 void rw_conn_mark_dirty(struct rw_conn *c)
 {
@@ -497,6 +505,32 @@ void rw_conn_eof(struct rw_conn *c)
   /* A partial frame at EOF can never complete: it is dropped. Replies already queued go out. */
   c->flags |= RW_CONN_EOF | RW_CONN_CLOSING;
   acc_release(c);
+  rw_conn_mark_dirty(c);
+}
+
+void rw_conn_sent(struct rw_conn *c, size_t n)
+{
+  rw_sendq_consume(c->w, c, n);
+  c->last_active_ms = c->w->now_ms;
+}
+
+void rw_conn_send_blocked(struct rw_conn *c)
+{
+  c->flags |= RW_CONN_WANT_WRITE;
+}
+
+void rw_conn_send_started(struct rw_conn *c)
+{
+  c->flags |= RW_CONN_SENDING;
+}
+
+void rw_conn_send_done(struct rw_conn *c, int res)
+{
+  c->flags &= ~RW_CONN_SENDING;
+  if (res > 0)
+    rw_conn_sent(c, (size_t)res);
+  else if (res < 0)
+    c->flags |= RW_CONN_ABORT;
   rw_conn_mark_dirty(c);
 }
 

@@ -9,8 +9,16 @@
 
 #include <ringwright/tls.h>
 
-#include "core.h"
+#include <ringwright/dns.h>
+
+#include "driver.h"
+#include "addr.h"
+#include "conn.h"
+#include "connect.h"
+#include "pool.h"
 #include "tls_start.h"
+#include "transport.h"
+#include "worker.h"
 
 static void connect_timed_out(rw_timer *t)
 {

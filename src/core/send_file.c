@@ -11,7 +11,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "conn.h"
+#include "pool.h"
+#include "send_file.h"
+#include "sendq.h"
+#include "transport.h"
+#include "worker.h"
 
 /* The stream ends (its function is not called again) and its owner hears of it. */
 static void finish(struct rw_conn *c, struct rw_file_stream *f, int err)

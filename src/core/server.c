@@ -14,7 +14,21 @@
 
 #include <ringwright/tls.h>
 
-#include "core.h"
+#include "send_file.h"
+#include "addr.h"
+#include "conn.h"
+#include "connect.h"
+#include "dns.h"
+#include "driver.h"
+#include "fault.h"
+#include "large.h"
+#include "log.h"
+#include "offload.h"
+#include "pool.h"
+#include "server.h"
+#include "timer.h"
+#include "transport.h"
+#include "worker.h"
 
 #define ROUND_UP(x, a) (((x) + (a)-1) / (a) * (a))
 
@@ -40,7 +54,7 @@ static int check_config(const rw_config *cfg)
   if (cfg->max_conns < 1 || cfg->max_conns > (1u << 22) || cfg->recv_size < 512 ||
       cfg->recv_size > (64u << 20) || cfg->send_chunk < 512 || cfg->send_chunk > (64u << 20) ||
       cfg->send_high_water < cfg->send_chunk || cfg->workers > 1024 || cfg->pool_threads < 1 ||
-      cfg->pool_threads > RW_POOL_MAX_THREADS || cfg->dio_buffer_size % 4096 ||
+      cfg->pool_threads > RW_OFFLOAD_MAX_THREADS || cfg->dio_buffer_size % 4096 ||
       (cfg->dio_buffers && !cfg->dio_buffer_size))
     return -EINVAL;
   return 0;

@@ -1,7 +1,10 @@
 /* The plain transport: received bytes go to the connection layer as they are, replies straight
  * into the send chain. It holds nothing, so it has no flush, close or release step. */
-#include "core.h"
+#include "worker.h"
+#include "conn.h"
+#include "sendq.h"
 #include "tls_start.h"
+#include "transport.h"
 
 /* Set by the TLS library (src/tls/tls.c) whenever it makes a context; see tls_start.h. */
 _Atomic(const struct rw_tls_ops *) rw_tls_table;

@@ -9,8 +9,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "driver.h"
+#include "conn.h"
+#include "dns.h"
+#include "large.h"
+#include "log.h"
+#include "server.h"
+#include "timer.h"
 #include "tls_start.h"
+#include "worker.h"
 
 static void begin_stop(struct rw_worker *w)
 {

@@ -18,7 +18,12 @@
 #include <openssl/mem.h>
 #include <openssl/nid.h>
 
-#include "../core/core.h"
+#include "../core/conn.h"
+#include "../core/log.h"
+#include "../core/pool.h"
+#include "../core/sendq.h"
+#include "../core/transport.h"
+#include "../core/worker.h"
 #include "tls_conn.h"
 
 enum { CT_ALERT = 21, CT_HANDSHAKE = 22, CT_APPDATA = 23 };

@@ -21,8 +21,13 @@
 #include <ringwright/cli.h>
 #include <ringwright/tls.h>
 
-#include "../core/core.h"
+#include "../core/conn.h"
+#include "../core/log.h"
+#include "../core/pool.h"
+#include "../core/sendq.h"
 #include "../core/tls_start.h"
+#include "../core/worker.h"
+#include "../core/transport.h"
 #include "tls_conn.h"
 
 #define MAX_CERTS 8

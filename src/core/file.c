@@ -9,7 +9,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "driver.h"
+#include "worker.h"
+#include "fault.h"
+#include "file.h"
+#include "offload.h"
+#include "pool.h"
 
 /* On a pool thread: the blocking system call. */
 static void run_blocking(rw_job *j)
