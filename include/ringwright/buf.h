@@ -15,10 +15,6 @@ typedef struct rw_span {
   size_t len;
 } rw_span;
 
-/* Decimal text of `v` into `out` (at least 21 bytes), no terminator; returns the length. */
-size_t rw_fmt_u64(char *out, uint64_t v);
-size_t rw_fmt_i64(char *out, int64_t v);
-
 /* Splits the next `sep`-separated item off the front of `*rest` into `*out` (skipping runs of
  * `sep`); returns 0, or -1 when nothing is left. For lists a spec captures as one span. */
 int rw_span_next(rw_span *rest, uint8_t sep, rw_span *out);

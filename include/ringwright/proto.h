@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "conn.h"
+#include "fmt.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -7,6 +7,7 @@
 #include "conn.h"
 #include "dns.h"
 #include "file.h"
+#include "fmt.h"
 #include "list.h"
 #include "msg.h"
 #include "proto.h"

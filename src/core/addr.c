@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "addr.h"
 
 int rw_addr_split(const char *hostport, char *host, size_t hostlen, const char **out_port)
 {

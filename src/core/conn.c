@@ -10,10 +10,15 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "core.h"
-
-/* Set by the TLS library (src/tls/tls.c) whenever it makes a context; see core.h. */
-_Atomic(const struct rw_tls_ops *) rw_tls_table;
+#include "driver.h"
+#include "conn.h"
+#include "large.h"
+#include "log.h"
+#include "pool.h"
+#include "sendq.h"
+#include "server.h"
+#include "transport.h"
+#include "worker.h"
 
 void rw_conn_mark_dirty(struct rw_conn *c)
 {
@@ -73,7 +78,7 @@ static bool may_hold(const struct rw_conn *c)
 static bool can_dispatch(const struct rw_conn *c)
 {
   const struct rw_worker *w = c->w;
-  return c->queued < w->srv->cfg.send_high_water && w->send_pool.nfree >= w->send_reserve;
+  return rw_conn_unsent(c) < w->srv->cfg.send_high_water && w->send_pool.nfree >= w->send_reserve;
 }
 
 static void idle_fired(rw_timer *t);
@@ -105,7 +110,7 @@ struct rw_conn *rw_conn_open(struct rw_worker *w, const rw_proto *proto, const v
                         .sq_head = RW_NONE,
                         .sq_tail = RW_NONE,
                         .last_active_ms = w->now_ms,
-                        .file = {.req = RW_NONE}};
+                        .transport = &rw_transport_plain};
   c->peek = peek_of(w->srv, proto);
   proto->parser_init(parser);
   memset((uint8_t *)parser + w->user_off, 0, w->user_size);
@@ -134,7 +139,7 @@ static void idle_fired(rw_timer *t)
     return;
   }
   /* A peer that stopped reading would hold a graceful close open forever: drop its bytes. */
-  if (c->queued)
+  if (rw_conn_unsent(c))
     rw_conn_abort(c, -ETIMEDOUT);
   else
     rw_conn_close_err(c, -ETIMEDOUT);
@@ -192,26 +197,33 @@ static bool acc_grow(struct rw_conn *c)
   return true;
 }
 
-/* A TLS connection decrypts a receive before its plaintext reaches the slot, and cannot keep
- * what the slot refuses: when its frame nears the end of an accumulator slot it moves to a large
- * slot at once, while it still has room for a receive's plaintext, not when that no longer fits
- * (another connection may have taken the last large slot by then); with none free it reads
- * nothing more until one is (a plain connection's bytes simply stay where the driver put them).
- * True when it must wait. */
-static bool tls_must_wait(struct rw_conn *c)
+/* Whether the transport decodes what it receives (TLS): then nothing lands in the slot
+ * directly, and what it delivers must be taken whole. */
+static bool decodes(const struct rw_conn *c)
+{
+  return c->transport->decode_hold != 0;
+}
+
+/* A decoding transport cannot keep what the slot refuses: when its frame nears the end of an
+ * accumulator slot it moves to a large slot at once, while it still has room for what one
+ * receive may deliver, not when that no longer fits (another connection may have taken the
+ * last large slot by then); with none free it reads nothing more until one is (a plain
+ * connection's bytes simply stay where the driver put them). True when it must wait. */
+static bool must_wait(struct rw_conn *c)
 {
   const struct rw_worker *w = c->w;
-  if (!c->tls || c->acc == RW_NONE || c->acc_large || !w->srv->large.pool.count ||
-      acc_room(c) >= w->srv->cfg.recv_size + RW_TLS_SLOT)
+  if (!decodes(c) || c->acc == RW_NONE || c->acc_large || !w->srv->large.pool.count ||
+      acc_room(c) >= w->srv->cfg.recv_size + c->transport->decode_hold)
     return false;
   return !acc_grow(c);
 }
 
-/* Over TLS, whether ciphertext may be read now: a record that ends past the receive must find a
- * slot to wait in, and the plaintext a room in the connection's slot. */
-static bool tls_can_read(struct rw_conn *c)
+/* Whether the socket may be read now as far as the transport is concerned: what a receive
+ * leaves over must find a place to wait, and what it delivers a room in the slot. */
+static bool transport_can_read(struct rw_conn *c)
 {
-  return rw_tls_calls()->can_receive(c) && !tls_must_wait(c);
+  const struct rw_transport *t = c->transport;
+  return (!t->can_receive || t->can_receive(c)) && !must_wait(c);
 }
 
 /* Room in a full slot: a large slot to grow into (false, the connection paused: none free). */
@@ -262,9 +274,10 @@ void rw_conn_free(struct rw_conn *c)
   }
   rw_timer_cancel(&c->timer);
   bool released = w->driver->close(w, c);
-  /* (First the TLS slots: replies not yet sealed count as queued, but are not in the chain.) */
-  if (c->tls)
-    rw_tls_calls()->release_slot(c); /* now, not when the driver lets go of the socket */
+  if (c->transport->release)
+    c->transport->release(c); /* its slots: now, not when the driver lets go of the socket */
+  c->transport = &rw_transport_plain;
+  c->held = 0;
   rw_sendq_drop(w, c);
   paused_unlink(c);
   /* Until the driver releases it the slot is neither live nor free: late completions for it
@@ -282,9 +295,6 @@ void rw_conn_release(struct rw_conn *c)
     c->stream = NULL;
     fn(c, c->stream_data, 0);
   }
-  if (c->tls)
-    rw_tls_calls()->conn_free(c);
-  rw_file_conn_closing(c);
   /* Now, not at close: a driver may have a receive into the slot in flight until it lets go. */
   acc_release(c);
   c->flags = 0;
@@ -310,11 +320,11 @@ uint8_t *rw_conn_rx_window(struct rw_conn *c, size_t *out_cap)
     rw_conn_pause(c);
     return NULL;
   }
-  if (c->tls && !tls_can_read(c)) {
+  if (!transport_can_read(c)) {
     rw_conn_pause(c);
     return NULL;
   }
-  if (c->acc != RW_NONE && !c->tls) { /* (ciphertext never lands among plaintext) */
+  if (c->acc != RW_NONE && !decodes(c)) { /* (what is still encoded never lands in the slot) */
     if (!acc_make_room(c))
       return NULL;
     *out_cap = acc_room(c);
@@ -408,7 +418,7 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
   if (c->peek)
     peek_ahead(c, buf, len);
   while (off < len && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))) {
-    if (!can_dispatch(c) || c->stream || c->file.done) {
+    if (!can_dispatch(c) || c->stream) {
       rw_conn_pause(c);
       break;
     }
@@ -470,14 +480,16 @@ static size_t acc_append(struct rw_conn *c, const uint8_t *at, size_t n)
 
 size_t rw_conn_received(struct rw_conn *c, uint8_t *at, size_t n)
 {
-  if (c->tls) {
-    c->last_active_ms = c->w->now_ms;
-    return rw_tls_calls()->received(c, at, n);
-  }
-  return rw_conn_received_plain(c, at, n);
+  c->last_active_ms = c->w->now_ms;
+  return c->transport->receive(c, at, n);
 }
 
-size_t rw_conn_received_plain(struct rw_conn *c, uint8_t *at, size_t n)
+void rw_conn_held(struct rw_conn *c, size_t n)
+{
+  c->held = n;
+}
+
+size_t rw_conn_deliver(struct rw_conn *c, uint8_t *at, size_t n)
 {
   struct rw_worker *w = c->w;
   size_t taken = n;
@@ -487,12 +499,12 @@ size_t rw_conn_received_plain(struct rw_conn *c, uint8_t *at, size_t n)
     conn_parse(c, acc_buf(c), c->acc_len);
   } else if (c->acc != RW_NONE || (c->flags & RW_CONN_PAUSED)) {
     /* A driver buffer while bytes are held: order demands they go behind them. A paused
-     * connection leaves them to the driver, except over TLS: the plaintext of the records that
-     * followed in the same receive has nowhere else to go, so it joins the slot (which
-     * tls_must_wait keeps roomy enough) and is parsed on resume. */
+     * connection leaves them to the driver, except from a decoding transport: what it decoded
+     * from the same receive has nowhere else to go, so it joins the slot (which must_wait
+     * keeps roomy enough) and is parsed on resume. */
     taken = 0;
     while (taken < n && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)) &&
-           (c->tls || !(c->flags & RW_CONN_PAUSED))) {
+           (decodes(c) || !(c->flags & RW_CONN_PAUSED))) {
       size_t k = acc_append(c, at + taken, n - taken);
       if (!k)
         break;
@@ -505,8 +517,8 @@ size_t rw_conn_received_plain(struct rw_conn *c, uint8_t *at, size_t n)
   } else {
     taken = conn_parse(c, at, n);
   }
-  if (tls_must_wait(c))
-    rw_conn_pause(c); /* (io_uring: what arrives meanwhile is held, still ciphertext) */
+  if (must_wait(c))
+    rw_conn_pause(c); /* (io_uring: what arrives meanwhile is held, still encoded) */
   rw_conn_mark_dirty(c);
   return taken;
 }
@@ -518,6 +530,32 @@ void rw_conn_eof(struct rw_conn *c)
   if (c->acc != RW_NONE)
     note_reason(c, -EPIPE);
   acc_release(c);
+  rw_conn_mark_dirty(c);
+}
+
+void rw_conn_sent(struct rw_conn *c, size_t n)
+{
+  rw_sendq_consume(c->w, c, n);
+  c->last_active_ms = c->w->now_ms;
+}
+
+void rw_conn_send_blocked(struct rw_conn *c)
+{
+  c->flags |= RW_CONN_WANT_WRITE;
+}
+
+void rw_conn_send_started(struct rw_conn *c)
+{
+  c->flags |= RW_CONN_SENDING;
+}
+
+void rw_conn_send_done(struct rw_conn *c, int res)
+{
+  c->flags &= ~RW_CONN_SENDING;
+  if (res > 0)
+    rw_conn_sent(c, (size_t)res);
+  else if (res < 0)
+    c->flags |= RW_CONN_ABORT;
   rw_conn_mark_dirty(c);
 }
 
@@ -555,8 +593,7 @@ int rw_conn_writev(rw_conn *c, const struct iovec *iov, int n)
 {
   if (c->flags & (RW_CONN_ABORT | RW_CONN_CLOSING))
     return -EPIPE;
-  /* Over TLS: gathered for a record; else straight into the chain. */
-  int rc = c->tls ? rw_tls_calls()->write(c, iov, n) : rw_sendq_appendv(c->w, c, iov, n);
+  int rc = c->transport->write(c, iov, n);
   if (rc < 0)
     return write_failed(c, rc);
   rw_conn_mark_dirty(c);
@@ -601,10 +638,15 @@ void rw_conn_stream(rw_conn *c, rw_stream_fn fn, void *data)
   rw_conn_hold(c);
 }
 
+void rw_conn_stream_end(struct rw_conn *c)
+{
+  c->stream = NULL;
+}
+
 void rw_conn_close(rw_conn *c)
 {
-  if (c->tls && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)))
-    rw_tls_calls()->close_notify(c);
+  if (c->transport->close && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)))
+    c->transport->close(c);
   c->flags |= RW_CONN_CLOSING;
   rw_conn_mark_dirty(c);
 }
@@ -618,7 +660,7 @@ void rw_conn_close_err(struct rw_conn *c, int err)
 
 size_t rw_conn_queued(const rw_conn *c)
 {
-  return c->queued;
+  return rw_conn_unsent(c);
 }
 
 /* What a stream may append now: up to the high water mark, and leaving the reserve of chunks
@@ -626,14 +668,8 @@ size_t rw_conn_queued(const rw_conn *c)
 static size_t stream_room(const struct rw_conn *c)
 {
   const struct rw_worker *w = c->w;
-  size_t by_mark = w->srv->cfg.send_high_water - c->queued;
-  size_t chunks = w->send_pool.nfree - w->send_reserve + 1;
-  size_t by_slab = chunks * w->send_pool.item_size;
-  /* Over TLS a record never straddles chunks: pieces just over half a chunk fill one each. */
-  if (c->tls) {
-    size_t room = rw_tls_calls()->record_room(c);
-    by_slab = chunks > 1 ? chunks / 2 * room : room;
-  }
+  size_t by_mark = w->srv->cfg.send_high_water - rw_conn_unsent(c);
+  size_t by_slab = c->transport->room(c, w->send_pool.nfree - w->send_reserve + 1);
   return by_mark < by_slab ? by_mark : by_slab;
 }
 
@@ -644,10 +680,6 @@ void rw_conn_try_resume(struct rw_conn *c)
   struct rw_worker *w = c->w;
   if (!can_dispatch(c) || (c->flags & RW_CONN_WAITING))
     return;
-  if (c->file.done || c->file.req != RW_NONE) {
-    if ((c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)) || rw_file_pump(c))
-      return;
-  }
   if (c->stream && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))) {
     int rc = c->stream(c, c->stream_data, stream_room(c));
     if (rc > 0) {
@@ -664,7 +696,7 @@ void rw_conn_try_resume(struct rw_conn *c)
   }
   if (may_hold(c) && c->acc == RW_NONE && !w->acc_pool.nfree)
     return;
-  if (c->tls && !tls_can_read(c))
+  if (!transport_can_read(c))
     return;
   paused_unlink(c);
   c->flags &= ~RW_CONN_PAUSED;

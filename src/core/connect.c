@@ -9,7 +9,16 @@
 
 #include <ringwright/tls.h>
 
-#include "core.h"
+#include <ringwright/dns.h>
+
+#include "driver.h"
+#include "addr.h"
+#include "conn.h"
+#include "connect.h"
+#include "pool.h"
+#include "tls_start.h"
+#include "transport.h"
+#include "worker.h"
 
 static void connect_timed_out(rw_timer *t)
 {
@@ -172,10 +181,11 @@ void rw_conn_connected(struct rw_conn *c, int err)
   c->last_active_ms = w->now_ms;
   rw_conn_arm_idle(c);
   rw_conn_mark_dirty(c);
-  if (c->tls) {
-    /* The owner hears of it once the handshake is through: start it (the ClientHello). */
+  if (c->transport != &rw_transport_plain) {
+    /* The owner hears of it once the transport's handshake is through: start it (TLS: the
+     * ClientHello). */
     c->connect_done = done;
-    rw_tls_calls()->received(c, NULL, 0);
+    c->transport->receive(c, NULL, 0);
     return;
   }
   if (done)

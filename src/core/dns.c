@@ -7,7 +7,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core.h"
+#include <ringwright/dns.h>
+
+#include "dns.h"
+#include "offload.h"
+#include "pool.h"
+#include "worker.h"
 
 struct rw_dns_slot {
   rw_job job;

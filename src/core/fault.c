@@ -14,12 +14,14 @@
  * Random choices come from a per-thread generator seeded from $RW_FAULTS_SEED (default 1). */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core.h"
+#include "fault.h"
+#include "log.h"
 
 #ifdef RW_FAULT_INJECTION
 

@@ -1,170 +1,202 @@
-/* Files sent on a connection (rw_conn_send_file): read off the loop with rw_file_readv() (io_uring:
- * READV on the worker's own ring; epoll: the thread pool, completing through the worker's
- * inbox) straight into send chunks that then join the send chain (over TLS each chunk is sealed
- * into records instead). One read in flight per connection, filling up to RW_FILE_IOV chunks
- * but only what the connection's high water mark and the slab's spare allow: a client that stops
- * reading stops the disk too. Requests come from a fixed per-worker table; nothing here
- * allocates after start. */
+/* File operations (include/ringwright/file.h): one request struct, filled here, run either by
+ * the driver (io_uring: an SQE) or on the thread pool (epoll: the system call itself). Both end
+ * in rw_fileop_complete() on the worker's thread. */
 #include <errno.h>
-#include <stdlib.h>
-#include <string.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/uio.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "driver.h"
+#include "worker.h"
+#include "fault.h"
+#include "file.h"
+#include "offload.h"
+#include "pool.h"
 
-int rw_conn_send_file(rw_conn *c, int fd, uint64_t off, uint64_t len, rw_file_done_fn done, void *data)
+/* On a pool thread: the blocking system call. */
+static void run_blocking(rw_job *j)
 {
-  if (c->flags & (RW_CONN_ABORT | RW_CONN_CLOSING))
-    return -EPIPE;
+  rw_fileop *op = (rw_fileop *)j;
+  ssize_t r;
+  switch (op->kind) {
+  case RW_FOP_OPEN: r = open(op->path, op->flags | O_CLOEXEC, op->mode); break;
+  case RW_FOP_CLOSE: r = close(op->fd); break;
+  case RW_FOP_READ: r = pread(op->fd, op->buf, op->len, (off_t)op->off); break;
+  case RW_FOP_READV: r = preadv(op->fd, op->buf, (int)op->len, (off_t)op->off); break;
+  case RW_FOP_WRITE:
+    r = op->off == RW_FILE_POS ? write(op->fd, op->buf, op->len)
+                               : pwrite(op->fd, op->buf, op->len, (off_t)op->off);
+    break;
+  case RW_FOP_WRITEV:
+    r = op->off == RW_FILE_POS ? writev(op->fd, op->buf, (int)op->len)
+                               : pwritev(op->fd, op->buf, (int)op->len, (off_t)op->off);
+    break;
+  case RW_FOP_FSYNC: r = fsync(op->fd); break;
+  case RW_FOP_FDATASYNC: r = fdatasync(op->fd); break;
+  case RW_FOP_STAT: r = statx(AT_FDCWD, op->path, 0, STATX_BASIC_STATS, op->buf); break;
+  case RW_FOP_RENAME: r = rename(op->path, op->path2); break;
+  case RW_FOP_UNLINK: r = unlink(op->path); break;
+  case RW_FOP_MKDIR: r = mkdir(op->path, op->mode); break;
+  default: r = -1; errno = EINVAL;
+  }
+  op->res = r < 0 ? -errno : r;
+}
+
+static void pool_done(rw_worker *w, rw_msg *m)
+{
+  (void)w;
+  rw_fileop *op = (rw_fileop *)((uint8_t *)m - offsetof(rw_fileop, job.msg));
+  rw_fileop_complete(op, op->res);
+}
+
+void rw_fileop_complete(rw_fileop *op, int64_t res)
+{
+  op->job.w->ops_inflight--;
+  int fault = res >= 0 ? rw_fault(RW_FAULT_FILE, 0) : 0; /* test builds: RW_FAULTS=file=... */
+  if (fault < 0)
+    res = fault;
+  op->done(op, res);
+}
+
+static int start(rw_worker *w, rw_fileop *op, enum rw_fileop_kind kind, rw_fileop_fn done)
+{
   if (!done)
     return -EINVAL;
-  if (c->file.done || c->file.req != RW_NONE || c->stream)
-    return -EBUSY;
-  if (!len) {
-    done(c, 0, data);
-    return 0;
-  }
-  c->file =
-      (struct rw_conn_file){.fd = fd, .off = off, .left = len, .done = done, .data = data, .req = RW_NONE};
-  rw_conn_hold(c); /* no dispatch meanwhile; rw_file_pump() runs whenever there is room */
-  return 0;
-}
-
-static void finish(struct rw_conn *c, int err)
-{
-  rw_file_done_fn done = c->file.done;
-  void *data = c->file.data;
-  c->file.done = NULL;
-  c->file.left = 0;
-  if (done)
-    done(c, err, data);
-}
-
-static void read_done(rw_fileop *op, int64_t res);
-
-/* The bytes read into each chunk: all of it, or over TLS what one record sealed into a fresh
- * chunk carries (one record per chunk read, none split across chunks). */
-static size_t piece_size(const struct rw_conn *c)
-{
-  return c->tls ? rw_tls_calls()->record_room(c) : c->w->send_pool.item_size;
-}
-
-/* How many chunks the next read fills: the rest of the file, up to what the connection may
- * queue (its high water mark) and what the slab can spare beyond the dispatch reserve. Over
- * TLS each chunk read is sealed into another chunk afterwards, so half of that. */
-static uint32_t read_chunks(const struct rw_conn *c)
-{
-  const struct rw_worker *w = c->w;
-  size_t chunk = piece_size(c);
-  uint64_t want = (c->file.left + chunk - 1) / chunk;
-  size_t room = w->srv->cfg.send_high_water > c->queued ? w->srv->cfg.send_high_water - c->queued : 0;
-  uint64_t by_mark = room / chunk ? room / chunk : 1;
-  uint32_t spare = w->send_pool.nfree > w->send_reserve ? w->send_pool.nfree - w->send_reserve : 0;
-  if (c->tls)
-    spare = spare > 2 ? (spare - 2) / 2 : 0;
-  uint64_t n = want < by_mark ? want : by_mark;
-  n = n < spare ? n : spare;
-  return (uint32_t)(n < RW_FILE_IOV ? n : RW_FILE_IOV);
-}
-
-static void put_chunks(struct rw_worker *w, const struct rw_file_req *r, uint32_t from)
-{
-  for (uint32_t i = from; i < r->nchunks; i++)
-    rw_pool_put(&w->send_pool, r->chunks[i]);
-}
-
-/* Starts the next read if there is room and none in flight. Returns true while the file is
- * not done (dispatch stays paused). */
-bool rw_file_pump(struct rw_conn *c)
-{
-  struct rw_worker *w = c->w;
-  if (c->file.req != RW_NONE)
-    return true;
-  if (!c->file.left)
-    return false;
-  if (!w->nfile_free)
-    return true; /* every request busy: a completion will call again */
-  uint32_t n = read_chunks(c);
-  if (!n)
-    return true; /* a chunk coming back resumes paused connections */
-  uint32_t ri = w->file_free[--w->nfile_free];
-  struct rw_file_req *r = &w->file_reqs[ri];
-  size_t chunk = piece_size(c);
-  uint64_t left = c->file.left;
-  r->conn = rw_conn_handle(c);
-  r->idx = ri;
-  r->nchunks = n;
-  for (uint32_t i = 0; i < n; i++) {
-    r->chunks[i] = rw_pool_get(&w->send_pool); /* read_chunks() counted them free */
-    r->iov[i] = (struct iovec){rw_pool_at(&w->send_pool, r->chunks[i]), left < chunk ? (size_t)left : chunk};
-    left -= r->iov[i].iov_len;
-  }
-  c->file.req = ri;
-  int rc = rw_file_readv(w, &r->op, c->file.fd, r->iov, (int)n, c->file.off, read_done);
-  if (rc < 0) {
-    c->file.req = RW_NONE;
-    put_chunks(w, r, 0);
-    w->file_free[w->nfile_free++] = ri;
-    finish(c, rc);
-    rw_conn_abort(c, rc);
-    return false;
-  }
-  return true;
-}
-
-/* The bytes read, chunk by chunk, onto the chain (over TLS: sealed into records from each
- * chunk, which then goes back). */
-static int deliver(struct rw_conn *c, const struct rw_file_req *r, size_t res)
-{
-  struct rw_worker *w = c->w;
-  uint32_t i = 0;
-  int rc = 0;
-  for (; i < r->nchunks && res && !rc; i++) {
-    size_t k = res < r->iov[i].iov_len ? res : r->iov[i].iov_len;
-    res -= k;
-    if (c->tls) {
-      const struct iovec iov = {r->iov[i].iov_base, k};
-      rc = rw_tls_calls()->write(c, &iov, 1);
-      rw_pool_put(&w->send_pool, r->chunks[i]);
-    } else {
-      rw_sendq_append_chunk(w, c, r->chunks[i], k);
-    }
-  }
-  put_chunks(w, r, i); /* those a short read left empty */
+  op->kind = (uint8_t)kind;
+  op->done = done;
+  op->job.w = w;
+  op->job.run = run_blocking;
+  op->job.msg.fn = pool_done;
+  int rc = w->driver->file_op ? w->driver->file_op(w, op) : rw_offload_submit(w, &op->job, false);
+  if (!rc)
+    w->ops_inflight++;
   return rc;
 }
 
-static void read_done(rw_fileop *op, int64_t res)
+int rw_file_open(rw_worker *w, rw_fileop *op, const char *path, int flags, unsigned mode, rw_fileop_fn done)
 {
-  struct rw_file_req *r = (struct rw_file_req *)op;
-  struct rw_worker *w = op->job.w;
-  struct rw_conn *c = rw_conn_from_handle(w, r->conn);
-  w->file_free[w->nfile_free++] = r->idx;
-  w->freed_resources = true; /* paused connections may go on: a request is free again */
-  if (!c || c->file.req != r->idx) {
-    put_chunks(w, r, 0); /* the connection went away meanwhile */
-    return;
-  }
-  c->file.req = RW_NONE;
-  int rc = res < 0 ? (int)res : res == 0 ? -ENODATA : 0; /* ENODATA: shorter than promised */
-  if (rc)
-    put_chunks(w, r, 0);
-  else
-    rc = deliver(c, r, (size_t)res);
-  if (rc) {
-    finish(c, rc);
-    rw_conn_abort(c, rc);
-    return;
-  }
-  c->file.off += (uint64_t)res;
-  c->file.left -= (uint64_t)res;
-  if (!c->file.left)
-    finish(c, 0);
-  rw_conn_mark_dirty(c);
+  if (!path)
+    return -EINVAL;
+  op->path = path;
+  op->flags = flags;
+  op->mode = mode;
+  return start(w, op, RW_FOP_OPEN, done);
 }
 
-void rw_file_conn_closing(struct rw_conn *c)
+int rw_file_close(rw_worker *w, rw_fileop *op, int fd, rw_fileop_fn done)
 {
-  if (c->file.done)
-    finish(c, -ECONNABORTED);
+  op->fd = fd;
+  return start(w, op, RW_FOP_CLOSE, done);
+}
+
+int rw_file_read(rw_worker *w, rw_fileop *op, int fd, void *out, size_t len, uint64_t off, rw_fileop_fn done)
+{
+  if (!out || len > INT32_MAX)
+    return -EINVAL;
+  op->fd = fd;
+  op->buf = out;
+  op->len = len;
+  op->off = off;
+  return start(w, op, RW_FOP_READ, done);
+}
+
+/* READV and WRITEV: the array travels in buf, its length in len. */
+static int vector_op(rw_worker *w, rw_fileop *op, int kind, int fd, const struct iovec *iov, int iovcnt,
+                     uint64_t off, rw_fileop_fn done)
+{
+  if (!iov || iovcnt < 1 || iovcnt > IOV_MAX)
+    return -EINVAL;
+  op->fd = fd;
+  op->buf = (void *)iov;
+  op->len = (size_t)iovcnt;
+  op->off = off;
+  return start(w, op, kind, done);
+}
+
+int rw_file_readv(rw_worker *w, rw_fileop *op, int fd, const struct iovec *iov, int iovcnt, uint64_t off,
+                  rw_fileop_fn done)
+{
+  return vector_op(w, op, RW_FOP_READV, fd, iov, iovcnt, off, done);
+}
+
+int rw_file_write(rw_worker *w, rw_fileop *op, int fd, const void *data, size_t len, uint64_t off,
+                  rw_fileop_fn done)
+{
+  if (!data || len > INT32_MAX)
+    return -EINVAL;
+  op->fd = fd;
+  op->buf = (void *)data;
+  op->len = len;
+  op->off = off;
+  return start(w, op, RW_FOP_WRITE, done);
+}
+
+int rw_file_writev(rw_worker *w, rw_fileop *op, int fd, const struct iovec *iov, int iovcnt, uint64_t off,
+                   rw_fileop_fn done)
+{
+  return vector_op(w, op, RW_FOP_WRITEV, fd, iov, iovcnt, off, done);
+}
+
+int rw_file_fsync(rw_worker *w, rw_fileop *op, int fd, bool datasync, rw_fileop_fn done)
+{
+  op->fd = fd;
+  return start(w, op, datasync ? RW_FOP_FDATASYNC : RW_FOP_FSYNC, done);
+}
+
+int rw_file_stat(rw_worker *w, rw_fileop *op, const char *path, struct statx *out_stx, rw_fileop_fn done)
+{
+  if (!path || !out_stx)
+    return -EINVAL;
+  op->path = path;
+  op->buf = out_stx;
+  return start(w, op, RW_FOP_STAT, done);
+}
+
+int rw_file_rename(rw_worker *w, rw_fileop *op, const char *from, const char *to, rw_fileop_fn done)
+{
+  if (!from || !to)
+    return -EINVAL;
+  op->path = from;
+  op->path2 = to;
+  return start(w, op, RW_FOP_RENAME, done);
+}
+
+int rw_file_unlink(rw_worker *w, rw_fileop *op, const char *path, rw_fileop_fn done)
+{
+  if (!path)
+    return -EINVAL;
+  op->path = path;
+  return start(w, op, RW_FOP_UNLINK, done);
+}
+
+int rw_file_mkdir(rw_worker *w, rw_fileop *op, const char *path, unsigned mode, rw_fileop_fn done)
+{
+  if (!path)
+    return -EINVAL;
+  op->path = path;
+  op->mode = mode;
+  return start(w, op, RW_FOP_MKDIR, done);
+}
+
+/* ---- O_DIRECT buffers: a per-worker pool of page-aligned items (mmap is page-aligned and
+ * every item is a multiple of 4096) ---- */
+
+void *rw_file_dio_get(rw_worker *w)
+{
+  uint32_t i = rw_pool_get(&w->dio_pool);
+  return i == RW_NONE ? NULL : rw_pool_at(&w->dio_pool, i);
+}
+
+void rw_file_dio_put(rw_worker *w, void *buf)
+{
+  if (buf)
+    rw_pool_put(&w->dio_pool, (uint32_t)(((uint8_t *)buf - w->dio_pool.mem) / w->dio_pool.item_size));
+}
+
+size_t rw_file_dio_size(const rw_worker *w)
+{
+  return w->dio_pool.count ? w->dio_pool.item_size : 0;
 }

@@ -1,7 +1,5 @@
-/* Small conversions for generated reply writers and handlers; no locale, no allocation. */
-#include <string.h>
-
-#include <ringwright/buf.h>
+/* Decimal text for generated reply writers and handlers; no locale, no allocation. */
+#include <ringwright/fmt.h>
 
 size_t rw_fmt_u64(char *out, uint64_t v)
 {
@@ -22,21 +20,4 @@ size_t rw_fmt_i64(char *out, int64_t v)
     return rw_fmt_u64(out, (uint64_t)v);
   out[0] = '-';
   return 1 + rw_fmt_u64(out + 1, 0 - (uint64_t)v);
-}
-
-int rw_span_next(rw_span *rest, uint8_t sep, rw_span *out)
-{
-  const uint8_t *p = rest->p, *end = rest->p + rest->len;
-  while (p < end && *p == sep)
-    p++;
-  if (p == end) {
-    *rest = (rw_span){end, 0};
-    return -1;
-  }
-  const uint8_t *q = memchr(p, sep, (size_t)(end - p));
-  if (!q)
-    q = end;
-  *out = (rw_span){p, (size_t)(q - p)};
-  *rest = (rw_span){q, (size_t)(end - q)};
-  return 0;
 }

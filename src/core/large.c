@@ -7,7 +7,9 @@
  * taken when a frame outgrows its accumulator slot and when it is done, never per receive. */
 #include <errno.h>
 
-#include "core.h"
+#include "large.h"
+#include "pool.h"
+#include "worker.h"
 
 #define LINGER_MS 1000
 

@@ -6,7 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "log.h"
 
 static const char *log_name = "ringwright";
 

@@ -3,7 +3,8 @@
  * take) plus the target's eventfd, which works from any thread. */
 #include <errno.h>
 
-#include "core.h"
+#include "driver.h"
+#include "worker.h"
 
 unsigned rw_server_workers(const rw_server *s)
 {

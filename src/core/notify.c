@@ -9,7 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "log.h"
 #include "notify.h"
 
 /* The address $NOTIFY_SOCKET names, and its length; 0 when it names none we can use. */

@@ -5,7 +5,8 @@
 #include <errno.h>
 #include <pthread.h>
 
-#include "core.h"
+#include "offload.h"
+#include "worker.h"
 
 static void *pool_main(void *arg)
 {
@@ -33,7 +34,7 @@ static void *pool_main(void *arg)
 
 int rw_offload_start(rw_server *s)
 {
-  struct rw_offload *p = &s->pool;
+  struct rw_offload *p = &s->offload;
   pthread_mutex_init(&p->lock, NULL);
   pthread_cond_init(&p->cond, NULL);
   p->head = p->tail = NULL;
@@ -50,7 +51,7 @@ int rw_offload_start(rw_server *s)
  * jobs running are finished (a stuck getaddrinfo delays the exit by its own timeout). */
 void rw_offload_stop(rw_server *s)
 {
-  struct rw_offload *p = &s->pool;
+  struct rw_offload *p = &s->offload;
   pthread_mutex_lock(&p->lock);
   p->stop = true;
   p->head = p->tail = NULL;
@@ -66,7 +67,7 @@ void rw_offload_stop(rw_server *s)
 
 int rw_offload_submit(struct rw_worker *w, rw_job *j, bool bounded)
 {
-  struct rw_offload *p = &w->srv->pool;
+  struct rw_offload *p = &w->srv->offload;
   j->next = NULL;
   j->w = w;
   pthread_mutex_lock(&p->lock);

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
-#include "core.h"
+#include "pool.h"
 
 void *rw_region_alloc(size_t size)
 {

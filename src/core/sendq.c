@@ -6,7 +6,10 @@
 #include <errno.h>
 #include <string.h>
 
-#include "core.h"
+#include "conn.h"
+#include "pool.h"
+#include "sendq.h"
+#include "worker.h"
 
 static uint32_t chunk_get(struct rw_worker *w)
 {

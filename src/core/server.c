@@ -14,7 +14,21 @@
 
 #include <ringwright/tls.h>
 
-#include "core.h"
+#include "send_file.h"
+#include "addr.h"
+#include "conn.h"
+#include "connect.h"
+#include "dns.h"
+#include "driver.h"
+#include "fault.h"
+#include "large.h"
+#include "log.h"
+#include "offload.h"
+#include "pool.h"
+#include "server.h"
+#include "timer.h"
+#include "transport.h"
+#include "worker.h"
 #include "notify.h"
 
 #define ROUND_UP(x, a) (((x) + (a)-1) / (a) * (a))
@@ -41,7 +55,7 @@ static int check_config(const rw_config *cfg)
   if (cfg->max_conns < 1 || cfg->max_conns > (1u << 22) || cfg->recv_size < 512 ||
       cfg->recv_size > (64u << 20) || cfg->send_chunk < 512 || cfg->send_chunk > (64u << 20) ||
       cfg->send_high_water < cfg->send_chunk || cfg->workers > 1024 || cfg->pool_threads < 1 ||
-      cfg->pool_threads > RW_POOL_MAX_THREADS || cfg->dio_buffer_size % 4096 ||
+      cfg->pool_threads > RW_OFFLOAD_MAX_THREADS || cfg->dio_buffer_size % 4096 ||
       (cfg->dio_buffers && !cfg->dio_buffer_size))
     return -EINVAL;
   return 0;
@@ -160,7 +174,7 @@ static int listen_on(rw_server *s, const char *hostport, const rw_proto *proto, 
   ln->fd0 = fd;
   ln->proto = proto;
   ln->handlers = handlers;
-  ln->tls = tls;
+  ln->transport_ctx = tls;
   s->nlisteners++;
   rw_log("listening on %s (%s%s)", ln->addr, proto->name, tls ? ", tls" : "");
   return 0;
@@ -252,7 +266,7 @@ static void plan_pools(const rw_server *s, struct plan *p)
     const rw_proto *pr = proto_at(s, i);
     frame = pr->max_frame > frame ? pr->max_frame : frame;
     p->parser = pr->parser_size > p->parser ? pr->parser_size : p->parser;
-    p->tls |= i < s->nlisteners && s->listeners[i].tls != NULL;
+    p->tls |= i < s->nlisteners && s->listeners[i].transport_ctx != NULL;
   }
   p->share = (cfg->max_conns + s->nworkers - 1) / s->nworkers;
   /* Unframed protocols never hold bytes back: they need no slots. */
@@ -294,6 +308,7 @@ static int worker_alloc(rw_server *s, struct rw_worker *w, const struct plan *p)
 {
   const rw_config *cfg = &s->cfg;
   uint32_t n = w->max_conns;
+  w->file_streams = rw_region_alloc((size_t)n * sizeof *w->file_streams);
   w->file_reqs = rw_region_alloc((size_t)n * sizeof *w->file_reqs);
   w->file_free = rw_region_alloc((size_t)n * sizeof *w->file_free);
   w->conns = rw_region_alloc((size_t)n * sizeof *w->conns);
@@ -303,9 +318,10 @@ static int worker_alloc(rw_server *s, struct rw_worker *w, const struct plan *p)
   w->chunk_len = rw_region_alloc((size_t)p->chunks * sizeof *w->chunk_len);
   w->rxbuf = rw_region_alloc(cfg->recv_size + 1);
   if (!w->conns || !w->conn_free || !w->parsers || !w->chunk_next || !w->chunk_len || !w->rxbuf ||
-      !w->file_reqs || !w->file_free || rw_pool_init(&w->acc_pool, p->slots, p->slot) < 0 ||
+      !w->file_streams || !w->file_reqs || !w->file_free ||
+      rw_pool_init(&w->acc_pool, p->slots, p->slot) < 0 ||
       rw_pool_init(&w->send_pool, p->chunks, cfg->send_chunk) < 0 ||
-      rw_pool_init(&w->tls_pool, p->tls_slots, RW_TLS_SLOT) < 0 ||
+      rw_pool_init(&w->transport_pool, p->tls_slots, RW_TRANSPORT_SLOT) < 0 ||
       rw_pool_init(&w->dio_pool, cfg->dio_buffers, cfg->dio_buffer_size) < 0 || rw_dns_init(w) < 0 ||
       rw_dial_init(w) < 0)
     return -ENOMEM;
@@ -317,10 +333,10 @@ static int worker_alloc(rw_server *s, struct rw_worker *w, const struct plan *p)
 static size_t worker_bytes(const struct rw_worker *w)
 {
   size_t n = w->max_conns;
-  return n * (sizeof *w->conns + sizeof *w->conn_free + w->parser_stride + sizeof *w->file_reqs +
-              sizeof *w->file_free) +
+  return n * (sizeof *w->conns + sizeof *w->conn_free + w->parser_stride + sizeof *w->file_streams +
+              sizeof *w->file_reqs + sizeof *w->file_free) +
          (size_t)w->send_pool.count * (sizeof *w->chunk_next + sizeof *w->chunk_len) + w->srv->cfg.recv_size +
-         1 + rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool) + rw_pool_bytes(&w->tls_pool) +
+         1 + rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool) + rw_pool_bytes(&w->transport_pool) +
          rw_pool_bytes(&w->dio_pool) + rw_dns_budget(w) + rw_dial_budget(w) +
          (w->driver->budget ? w->driver->budget(w) : 0);
 }
@@ -392,6 +408,7 @@ static void worker_fini(rw_server *s, struct rw_worker *w)
   rw_region_free(w->conns, (size_t)n * sizeof *w->conns);
   rw_region_free(w->conn_free, (size_t)n * sizeof *w->conn_free);
   rw_region_free(w->parsers, (size_t)n * w->parser_stride);
+  rw_region_free(w->file_streams, (size_t)n * sizeof *w->file_streams);
   rw_region_free(w->file_reqs, (size_t)n * sizeof *w->file_reqs);
   rw_region_free(w->file_free, (size_t)n * sizeof *w->file_free);
   rw_region_free(w->chunk_next, (size_t)w->send_pool.count * sizeof *w->chunk_next);
@@ -399,7 +416,7 @@ static void worker_fini(rw_server *s, struct rw_worker *w)
   rw_region_free(w->rxbuf, s->cfg.recv_size + 1);
   rw_pool_fini(&w->acc_pool);
   rw_pool_fini(&w->send_pool);
-  rw_pool_fini(&w->tls_pool);
+  rw_pool_fini(&w->transport_pool);
   rw_pool_fini(&w->dio_pool);
   rw_dns_fini(w);
   rw_dial_fini(w);

@@ -14,7 +14,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "core.h"
+#include <ringwright/spawn.h>
+
+#include "driver.h"
+#include "conn.h"
+#include "fault.h"
+#include "worker.h"
 
 extern char **environ;
 

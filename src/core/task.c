@@ -5,7 +5,8 @@
 
 #include <ringwright/task.h>
 
-#include "core.h"
+#include "worker.h"
+#include "offload.h"
 
 static void task_run(rw_job *j)
 {

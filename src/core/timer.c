@@ -4,7 +4,8 @@
  * costs a timestamp store, not a wheel operation. */
 #include <ringwright/timer.h>
 
-#include "core.h"
+#include "worker.h"
+#include "timer.h"
 
 static int64_t tick_of(int64_t ms)
 {

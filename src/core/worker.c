@@ -9,7 +9,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core.h"
+#include "driver.h"
+#include "conn.h"
+#include "dns.h"
+#include "large.h"
+#include "log.h"
+#include "server.h"
+#include "timer.h"
+#include "tls_start.h"
+#include "worker.h"
 
 static void begin_stop(struct rw_worker *w)
 {
@@ -100,8 +108,8 @@ struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd)
   for (unsigned i = 0; i < s->nalts; i++)
     if (s->alts[i].proto == ln->proto)
       c->flags |= RW_CONN_CHOOSE; /* (conn.c looks at the first byte) */
-  if (ln->tls && rw_tls_calls()->conn_start(c, ln->tls, NULL) < 0) {
-    rw_log_limited(&w->tls_log, "tls: no memory for a session: connection refused");
+  if (ln->transport_ctx && rw_tls_calls()->conn_start(c, ln->transport_ctx, NULL) < 0) {
+    rw_log_limited(&w->transport_log, "tls: no memory for a session: connection refused");
     rw_conn_abort(c, -ENOMEM);
   }
   return c;
@@ -109,9 +117,11 @@ struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd)
 
 static void flush_one(struct rw_worker *w, struct rw_conn *c)
 {
-  /* A TLS connection's replies of this turn become one record now, not one per write. */
-  if (c->tls && rw_tls_calls()->flush(c) < 0) {
-    rw_log_limited(&w->tls_log, "tls: no send chunk for a record: closing the connection");
+  /* What the transport held this turn goes into the chain now (TLS: one record, not one per
+   * write). */
+  if (c->transport->flush && c->transport->flush(c) < 0) {
+    rw_log_limited(&w->transport_log, "%s: no send chunk to flush into: closing the connection",
+                   c->transport->name);
     c->flags |= RW_CONN_ABORT;
   }
   if (c->flags & RW_CONN_SENDING)
@@ -123,7 +133,7 @@ static void flush_one(struct rw_worker *w, struct rw_conn *c)
     if (c->flags & RW_CONN_SENDING)
       return;
   }
-  if ((c->flags & RW_CONN_ABORT) || ((c->flags & RW_CONN_CLOSING) && !c->queued)) {
+  if ((c->flags & RW_CONN_ABORT) || ((c->flags & RW_CONN_CLOSING) && !rw_conn_unsent(c))) {
     rw_conn_free(c);
     return;
   }

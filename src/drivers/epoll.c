@@ -12,7 +12,12 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "../core/core.h"
+#include "../core/conn.h"
+#include "../core/driver.h"
+#include "../core/fault.h"
+#include "../core/log.h"
+#include "../core/sendq.h"
+#include "../core/worker.h"
 
 #define MAX_EVENTS 256
 #define ACCEPTS_PER_TURN 64
@@ -25,6 +30,7 @@ struct epoll_state {
   int sigfd;    /* worker 0 only */
   int spare_fd; /* released to accept-and-close when the fd table is full */
   struct epoll_event events[MAX_EVENTS];
+  uint32_t *interest; /* by connection: the events registered for it */
 };
 
 static uint64_t tag(int kind, uint32_t idx)
@@ -52,6 +58,9 @@ static int epoll_init(struct rw_worker *w)
     return -ENOMEM;
   w->drv = st;
   st->sigfd = -1;
+  st->interest = calloc(w->max_conns, sizeof *st->interest);
+  if (!st->interest)
+    return -ENOMEM;
   st->epfd = epoll_create1(EPOLL_CLOEXEC);
   st->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (st->epfd < 0)
@@ -79,6 +88,7 @@ static void epoll_fini(struct rw_worker *w)
     close(st->sigfd);
   if (st->spare_fd >= 0)
     close(st->spare_fd);
+  free(st->interest);
   free(st);
   w->drv = NULL;
 }
@@ -123,7 +133,7 @@ static void on_accept(struct rw_worker *w, unsigned li)
       close(fd);
       continue;
     }
-    c->events = EPOLLIN;
+    st->interest[c->idx] = EPOLLIN;
     if (ep_add(st->epfd, fd, EPOLLIN, tag(TAG_CONN, c->idx)) < 0)
       rw_conn_abort(c, -errno);
   }
@@ -153,11 +163,11 @@ static void epoll_update(struct rw_worker *w, struct rw_conn *c)
 {
   struct epoll_state *st = w->drv;
   uint32_t want = (rw_conn_wants_read(c) ? EPOLLIN : 0) | (rw_conn_wants_write(c) ? EPOLLOUT : 0);
-  if (want == c->events)
+  if (want == st->interest[c->idx])
     return;
   struct epoll_event ev = {.events = want, .data.u64 = tag(TAG_CONN, c->idx)};
   if (epoll_ctl(st->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
-    c->events = want;
+    st->interest[c->idx] = want;
 }
 
 /* Cuts iov[0..n) to `len` bytes in all; returns how many entries remain. */
@@ -191,16 +201,15 @@ static int epoll_send(struct rw_worker *w, struct rw_conn *c)
       if (errno == EINTR)
         continue;
       if (errno == EAGAIN) {
-        c->flags |= RW_CONN_WANT_WRITE;
+        rw_conn_send_blocked(c);
         return 0;
       }
       return -errno;
     }
-    rw_sendq_consume(w, c, (size_t)sent);
-    c->last_active_ms = w->now_ms;
+    rw_conn_sent(c, (size_t)sent);
     if ((size_t)sent < total) {
       /* The socket buffer is full: the next sendmsg would only say EAGAIN. */
-      c->flags |= RW_CONN_WANT_WRITE;
+      rw_conn_send_blocked(c);
       return 0;
     }
   }
@@ -234,7 +243,7 @@ static int epoll_connect(struct rw_worker *w, struct rw_conn *c, const struct so
   if (connect(c->fd, sa, len) < 0 && errno != EINPROGRESS)
     return -errno;
   /* Even an immediate success is reported from the loop, never from inside rw_connect(). */
-  c->events = EPOLLOUT;
+  st->interest[c->idx] = EPOLLOUT;
   return ep_add(st->epfd, c->fd, EPOLLOUT, tag(TAG_CONN, c->idx));
 }
 
@@ -288,7 +297,7 @@ static int epoll_watch(struct rw_worker *w, int fd, struct rw_proc_watch *wt)
 static int epoll_adopt(struct rw_worker *w, struct rw_conn *c)
 {
   struct epoll_state *st = w->drv;
-  c->events = EPOLLIN;
+  st->interest[c->idx] = EPOLLIN;
   return ep_add(st->epfd, c->fd, EPOLLIN, tag(TAG_CONN, c->idx));
 }
 

@@ -30,7 +30,15 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "../core/core.h"
+#include "../core/conn.h"
+#include "../core/driver.h"
+#include "../core/fault.h"
+#include "../core/file.h"
+#include "../core/log.h"
+#include "../core/pool.h"
+#include "../core/sendq.h"
+#include "../core/server.h"
+#include "../core/worker.h"
 
 #define RING_ENTRIES 1024
 #define CQ_ENTRIES 16384
@@ -241,8 +249,8 @@ static void arm_recv_direct(struct rw_worker *w, struct rw_conn *c)
   struct uring_state *st = w->drv;
   struct uconn *u = &st->uc[c->idx];
   size_t cap;
-  if (c->tls || c->acc == RW_NONE)
-    return; /* (ciphertext never lands among plaintext; no slot: it waits for buffers) */
+  if (c->transport->decode_hold || c->acc == RW_NONE)
+    return; /* (what is still encoded never lands in the slot; no slot: it waits for buffers) */
   uint8_t *at = rw_conn_rx_window(c, &cap);
   if (!at || at == w->rxbuf)
     return;
@@ -447,23 +455,16 @@ static int uring_send(struct rw_worker *w, struct rw_conn *c)
     io_uring_prep_sendmsg(sqe, c->fd, &u->mh, MSG_NOSIGNAL);
   set_fd(sqe, u);
   io_uring_sqe_set_data64(sqe, ud(OP_SEND, c->gen, c->idx));
-  c->flags |= RW_CONN_SENDING;
+  rw_conn_send_started(c);
   return 0;
 }
 
-static void send_done(struct rw_worker *w, struct rw_conn *c, int res)
+static void send_done(struct rw_conn *c, int res)
 {
-  c->flags &= ~RW_CONN_SENDING;
   int fault = rw_fault(RW_FAULT_SEND, res);
   if (fault < 0 && fault != -EAGAIN) /* (io_uring sends never say EAGAIN: not injected) */
     res = fault;
-  if (res > 0) {
-    rw_sendq_consume(w, c, (size_t)res);
-    c->last_active_ms = w->now_ms;
-  } else if (res < 0) {
-    c->flags |= RW_CONN_ABORT;
-  }
-  rw_conn_mark_dirty(c);
+  rw_conn_send_done(c, res);
 }
 
 static void on_send(struct rw_worker *w, struct rw_conn *c, struct io_uring_cqe *cqe)
@@ -471,16 +472,16 @@ static void on_send(struct rw_worker *w, struct rw_conn *c, struct io_uring_cqe 
   struct uring_state *st = w->drv;
   struct uconn *u = &st->uc[c->idx];
   if (cqe->flags & IORING_CQE_F_NOTIF) {
-    send_done(w, c, (int)u->zc_sent); /* the kernel no longer reads the chunks */
+    send_done(c, (int)u->zc_sent); /* the kernel no longer reads the chunks */
     return;
   }
   if (u->zc && (cqe->flags & IORING_CQE_F_MORE)) {
     u->zc_sent = cqe->res > 0 ? (uint32_t)cqe->res : 0;
     if (cqe->res < 0)
-      c->flags |= RW_CONN_ABORT;
+      rw_conn_abort(c, cqe->res);
     return;
   }
-  send_done(w, c, cqe->res);
+  send_done(c, cqe->res);
 }
 
 static bool uring_close(struct rw_worker *w, struct rw_conn *c)

@@ -18,7 +18,12 @@
 #include <openssl/mem.h>
 #include <openssl/nid.h>
 
-#include "../core/core.h"
+#include "../core/conn.h"
+#include "../core/log.h"
+#include "../core/pool.h"
+#include "../core/sendq.h"
+#include "../core/transport.h"
+#include "../core/worker.h"
 #include "tls_conn.h"
 
 enum { CT_ALERT = 21, CT_HANDSHAKE = 22, CT_APPDATA = 23 };
@@ -63,7 +68,7 @@ static bool v13(const struct rw_tls_conn *t)
 
 static bool stopped(const struct rw_conn *c)
 {
-  const struct rw_tls_conn *t = c->tls;
+  const struct rw_tls_conn *t = c->transport_state;
   return (c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)) || (t->flags & TLS_FAILED);
 }
 
@@ -134,7 +139,7 @@ static int hexval(char ch)
 void rw_tls_rec_keylog(const SSL *ssl, const char *line)
 {
   struct rw_conn *c = SSL_get_app_data(ssl);
-  struct rw_tls_conn *t = c ? c->tls : NULL;
+  struct rw_tls_conn *t = c ? c->transport_state : NULL;
   bool client = !strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24);
   if (!t || (!client && strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24)))
     return;
@@ -175,7 +180,7 @@ static int keys_tls12(struct rw_tls_conn *t)
 
 int rw_tls_rec_start(struct rw_conn *c)
 {
-  struct rw_tls_conn *t = c->tls;
+  struct rw_tls_conn *t = c->transport_state;
   const SSL_CIPHER *cipher = SSL_get_current_cipher(t->ssl);
   t->part = RW_NONE;
   t->version = (uint16_t)SSL_version(t->ssl);
@@ -207,7 +212,7 @@ static void slot_put(struct rw_conn *c, uint32_t *slot, uint32_t *len)
 {
   if (*slot == RW_NONE)
     return;
-  rw_pool_put(&c->w->tls_pool, *slot);
+  rw_pool_put(&c->w->transport_pool, *slot);
   *slot = RW_NONE;
   *len = 0;
   c->w->freed_resources = true;
@@ -215,16 +220,14 @@ static void slot_put(struct rw_conn *c, uint32_t *slot, uint32_t *len)
 
 void rw_tls_release_slot(struct rw_conn *c)
 {
-  struct rw_tls_conn *t = c->tls;
-  if (t->out_len)
-    c->queued -= t->out_len; /* (counted as queued while they waited) */
+  struct rw_tls_conn *t = c->transport_state;
   slot_put(c, &t->part, &t->part_len);
   slot_put(c, &t->out, &t->out_len);
 }
 
 void rw_tls_rec_free(struct rw_conn *c)
 {
-  struct rw_tls_conn *t = c->tls;
+  struct rw_tls_conn *t = c->transport_state;
   rw_tls_release_slot(c);
   EVP_AEAD_CTX_cleanup(&t->rd.aead);
   EVP_AEAD_CTX_cleanup(&t->wr.aead);
@@ -303,8 +306,15 @@ static int seal(struct rw_tls_conn *t, uint8_t type, const uint8_t *in, size_t l
 
 size_t rw_tls_record_room(const struct rw_conn *c)
 {
-  size_t most = c->w->send_pool.item_size - overhead(c->tls);
+  size_t most = c->w->send_pool.item_size - overhead(c->transport_state);
   return most < MAX_PLAIN ? most : MAX_PLAIN;
+}
+
+/* A record never straddles chunks: pieces just over half a chunk fill one each. */
+size_t rw_tls_room(const struct rw_conn *c, size_t chunks)
+{
+  size_t room = rw_tls_record_room(c);
+  return chunks > 1 ? chunks / 2 * room : room;
 }
 
 /* Seals content into the send chain, each record in place in one chunk: at the tail when it
@@ -312,7 +322,7 @@ size_t rw_tls_record_room(const struct rw_conn *c)
  * chunk takes, so a file read in pieces of rw_tls_record_room() goes out one record a piece. */
 static int seal_into_chain(struct rw_conn *c, uint8_t type, const uint8_t *p, size_t len)
 {
-  struct rw_tls_conn *t = c->tls;
+  struct rw_tls_conn *t = c->transport_state;
   struct rw_worker *w = c->w;
   size_t oh = overhead(t), most = rw_tls_record_room(c);
   do {
@@ -331,17 +341,18 @@ static int seal_into_chain(struct rw_conn *c, uint8_t type, const uint8_t *p, si
   return 0;
 }
 
-/* Seals what the connection's writes gathered since the last flush. Its bytes were counted as
- * queued while they waited (for the high water mark); the record's bytes replace them. */
+/* Seals what the connection's writes gathered since the last flush. Its bytes were reported
+ * held while they waited (they count towards the high water mark); the record's bytes, in the
+ * send chain, replace them. */
 static int seal_out(struct rw_conn *c)
 {
-  struct rw_tls_conn *t = c->tls;
+  struct rw_tls_conn *t = c->transport_state;
   if (t->out == RW_NONE)
     return 0;
   uint32_t len = t->out_len;
-  c->queued -= len;
   t->out_len = 0;
-  int rc = len ? seal_into_chain(c, CT_APPDATA, rw_pool_at(&c->w->tls_pool, t->out), len) : 0;
+  rw_conn_held(c, 0);
+  int rc = len ? seal_into_chain(c, CT_APPDATA, rw_pool_at(&c->w->transport_pool, t->out), len) : 0;
   slot_put(c, &t->out, &t->out_len);
   return rc;
 }
@@ -350,7 +361,7 @@ static int seal_out(struct rw_conn *c)
  * be sealed (the sequence numbers of the old key would run on after the peer switched). */
 static int send_key_update(struct rw_conn *c, bool request)
 {
-  struct rw_tls_conn *t = c->tls;
+  struct rw_tls_conn *t = c->transport_state;
   const uint8_t msg[5] = {HS_KEY_UPDATE, 0, 0, 1, request};
   int rc = seal_out(c); /* what was written before goes under the old key */
   if (!rc)
@@ -366,7 +377,7 @@ static int send_key_update(struct rw_conn *c, bool request)
 /* Our key rotates before AES-GCM's limit (TLS 1.2 has no KeyUpdate: its 2^64 bound stands). */
 static int rotate_if_due(struct rw_conn *c)
 {
-  struct rw_tls_conn *t = c->tls;
+  struct rw_tls_conn *t = c->transport_state;
   return v13(t) && t->wr.seq >= KEY_UPDATE_AT ? send_key_update(c, false) : 0;
 }
 
@@ -378,7 +389,7 @@ static int rec_flush(struct rw_conn *c)
 
 int rw_tls_flush(struct rw_conn *c)
 {
-  struct rw_tls_conn *t = c->tls;
+  struct rw_tls_conn *t = c->transport_state;
   return (t->flags & TLS_HANDSHAKEN) && !(t->flags & TLS_SHUTDOWN_SENT) ? rec_flush(c) : 0;
 }
 
@@ -390,7 +401,7 @@ int rw_tls_flush(struct rw_conn *c)
 #define GATHER_MAX 4096
 int rw_tls_write(struct rw_conn *c, const struct iovec *iov, int n)
 {
-  struct rw_tls_conn *t = c->tls;
+  struct rw_tls_conn *t = c->transport_state;
   if (!(t->flags & TLS_HANDSHAKEN))
     return -ENOTCONN;
   if (t->flags & TLS_SHUTDOWN_SENT)
@@ -404,11 +415,11 @@ int rw_tls_write(struct rw_conn *c, const struct iovec *iov, int n)
   if (t->out_len && (!gather || t->out_len + total > room))
     rc = rec_flush(c);
   if (!rc && gather && t->out == RW_NONE)
-    t->out = rw_pool_get(&c->w->tls_pool); /* (none free: sealed at once below) */
+    t->out = rw_pool_get(&c->w->transport_pool); /* (none free: sealed at once below) */
   if (!rc && gather && t->out != RW_NONE) {
-    rw_iov_gather(rw_pool_at(&c->w->tls_pool, t->out) + t->out_len, iov, n);
+    rw_iov_gather(rw_pool_at(&c->w->transport_pool, t->out) + t->out_len, iov, n);
     t->out_len += (uint32_t)total;
-    c->queued += total;
+    rw_conn_held(c, t->out_len);
     rw_conn_mark_dirty(c);
     return 0;
   }
@@ -418,13 +429,13 @@ int rw_tls_write(struct rw_conn *c, const struct iovec *iov, int n)
   if (!rc)
     rc = rotate_if_due(c);
   if (rc && rc != -ENOBUFS)
-    rw_log_limited(&c->w->tls_log, "tls: write failed: cannot seal a record: %s", strerror(-rc));
+    rw_log_limited(&c->w->transport_log, "tls: write failed: cannot seal a record: %s", strerror(-rc));
   return rc;
 }
 
 void rw_tls_rec_alert(struct rw_conn *c, uint8_t level, uint8_t desc)
 {
-  struct rw_tls_conn *t = c->tls;
+  struct rw_tls_conn *t = c->transport_state;
   if (t->flags & TLS_SHUTDOWN_SENT)
     return;
   seal_out(c); /* what was written before goes first */
@@ -438,8 +449,8 @@ void rw_tls_rec_alert(struct rw_conn *c, uint8_t level, uint8_t desc)
 /* A record refused: a fatal alert goes out, the connection closes, the rest is dropped. */
 static void fail(struct rw_conn *c, uint8_t alert, const char *why)
 {
-  struct rw_tls_conn *t = c->tls;
-  rw_log_limited(&c->w->tls_log, "tls: read failed: %s", why);
+  struct rw_tls_conn *t = c->transport_state;
+  rw_log_limited(&c->w->transport_log, "tls: read failed: %s", why);
   rw_tls_rec_alert(c, LEVEL_FATAL, alert);
   t->flags |= TLS_FAILED;
   rw_conn_close_err(c, -EPROTO);
@@ -490,13 +501,13 @@ static int open_record(struct rw_tls_conn *t, uint8_t *rec, size_t total, uint8_
 
 static void on_alert(struct rw_conn *c, const uint8_t *p, size_t len)
 {
-  struct rw_tls_conn *t = c->tls;
+  struct rw_tls_conn *t = c->transport_state;
   if (len != 2) {
     fail(c, AL_DECODE_ERROR, "malformed alert");
   } else if (p[1] == AL_CLOSE_NOTIFY) {
     rw_conn_close(c); /* the peer is done: ours goes back, then the close */
   } else if (p[1] != AL_USER_CANCELED && (v13(t) || p[0] != LEVEL_WARNING)) {
-    rw_log_limited(&c->w->tls_log, "tls: the peer sent alert %u: closing", p[1]);
+    rw_log_limited(&c->w->transport_log, "tls: the peer sent alert %u: closing", p[1]);
     t->flags |= TLS_FAILED | TLS_SHUTDOWN_SENT; /* no reply to a fatal alert */
     rw_conn_close_err(c, -EPROTO);
   } /* a warning (TLS 1.2) or user_canceled: nothing to do */
@@ -507,7 +518,7 @@ static void on_alert(struct rw_conn *c, const uint8_t *p, size_t len)
  * every request before it, RFC 8446 4.6.3), so a peer cannot make us queue a reply per record. */
 static void on_key_update(struct rw_conn *c, uint8_t request)
 {
-  struct rw_tls_conn *t = c->tls;
+  struct rw_tls_conn *t = c->transport_state;
   if (keys_update(t, &t->rd) < 0) {
     fail(c, AL_INTERNAL_ERROR, "key update"); /* (the write key still seals the alert) */
     return;
@@ -524,7 +535,7 @@ static void on_key_update(struct rw_conn *c, uint8_t request)
  * must end its record (keys change at record boundaries). Anything else is refused. */
 static void on_handshake(struct rw_conn *c, const uint8_t *p, size_t len)
 {
-  struct rw_tls_conn *t = c->tls;
+  struct rw_tls_conn *t = c->transport_state;
   if (!len) {
     fail(c, AL_UNEXPECTED_MESSAGE, "empty handshake record");
     return;
@@ -579,7 +590,7 @@ static void on_handshake(struct rw_conn *c, const uint8_t *p, size_t len)
 /* One whole record at rec[0, total): opened in place, its content handed on. */
 static void record(struct rw_conn *c, uint8_t *rec, size_t total)
 {
-  struct rw_tls_conn *t = c->tls;
+  struct rw_tls_conn *t = c->transport_state;
   uint8_t type, *p;
   size_t len;
   int alert = open_record(t, rec, total, &type, &p, &len);
@@ -595,9 +606,10 @@ static void record(struct rw_conn *c, uint8_t *rec, size_t total)
     t->empty = 0;
     /* Plaintext is handed on where it was decrypted; the byte after it (the type or the tag)
      * takes the parser's sentinel. */
-    if (rw_conn_received_plain(c, p, len) < len) {
+    if (rw_conn_deliver(c, p, len) < len) {
       /* The connection could not hold what it was sent while paused: bounded memory wins. */
-      rw_log_limited(&c->w->tls_log, "tls: a paused connection sent more than a slot holds: closing it");
+      rw_log_limited(&c->w->transport_log,
+                     "tls: a paused connection sent more than a slot holds: closing it");
       t->flags |= TLS_FAILED;
       rw_conn_abort(c, -ENOBUFS);
     }
@@ -621,8 +633,8 @@ static size_t record_total(const uint8_t *hdr)
 /* Completes the held record from at[0, n): returns how much it took; *out_done when whole. */
 static size_t part_fill(struct rw_conn *c, const uint8_t *at, size_t n, bool *out_done)
 {
-  struct rw_tls_conn *t = c->tls;
-  uint8_t *rec = rw_pool_at(&c->w->tls_pool, t->part);
+  struct rw_tls_conn *t = c->transport_state;
+  uint8_t *rec = rw_pool_at(&c->w->transport_pool, t->part);
   size_t taken = 0;
   *out_done = false;
   while (taken < n) {
@@ -647,7 +659,7 @@ static size_t part_fill(struct rw_conn *c, const uint8_t *at, size_t n, bool *ou
 
 size_t rw_tls_rec_received(struct rw_conn *c, uint8_t *at, size_t n)
 {
-  struct rw_tls_conn *t = c->tls;
+  struct rw_tls_conn *t = c->transport_state;
   struct rw_worker *w = c->w;
   size_t off = 0;
   if (t->part != RW_NONE) {
@@ -655,7 +667,7 @@ size_t rw_tls_rec_received(struct rw_conn *c, uint8_t *at, size_t n)
     off = part_fill(c, at, n, &done);
     if (!done || stopped(c))
       return n;
-    record(c, rw_pool_at(&w->tls_pool, t->part), t->part_len);
+    record(c, rw_pool_at(&w->transport_pool, t->part), t->part_len);
     slot_put(c, &t->part, &t->part_len);
   }
   while (!stopped(c) && n - off >= TLS_HEADER) {
@@ -673,12 +685,12 @@ size_t rw_tls_rec_received(struct rw_conn *c, uint8_t *at, size_t n)
     return n; /* (after a failure or close_notify the rest is dropped) */
   /* A record continues in a later receive: it waits in a slot. None free (io_uring: the driver
    * holds the rest; epoll asks before reading, see rw_tls_can_receive) pauses the connection. */
-  t->part = rw_pool_get(&w->tls_pool);
+  t->part = rw_pool_get(&w->transport_pool);
   if (t->part == RW_NONE) {
     rw_conn_pause(c);
     return off;
   }
-  memcpy(rw_pool_at(&w->tls_pool, t->part), at + off, n - off);
+  memcpy(rw_pool_at(&w->transport_pool, t->part), at + off, n - off);
   t->part_len = (uint32_t)(n - off);
   return n;
 }
@@ -687,6 +699,6 @@ size_t rw_tls_rec_received(struct rw_conn *c, uint8_t *at, size_t n)
  * record may end in a partial record, and a receive on epoll cannot be handed back. */
 bool rw_tls_can_receive(const struct rw_conn *c)
 {
-  const struct rw_tls_conn *t = c->tls;
-  return t->part != RW_NONE || c->w->tls_pool.nfree;
+  const struct rw_tls_conn *t = c->transport_state;
+  return t->part != RW_NONE || c->w->transport_pool.nfree;
 }

@@ -20,7 +20,13 @@
 #include <ringwright/cli.h>
 #include <ringwright/tls.h>
 
-#include "../core/core.h"
+#include "../core/conn.h"
+#include "../core/log.h"
+#include "../core/pool.h"
+#include "../core/sendq.h"
+#include "../core/tls_start.h"
+#include "../core/worker.h"
+#include "../core/transport.h"
 #include "tls_conn.h"
 
 struct rw_tls {
@@ -41,7 +47,7 @@ static BIO_METHOD *bio_method;
 static int bio_read(BIO *b, char *out, int len)
 {
   struct rw_conn *c = BIO_get_data(b);
-  struct rw_tls_conn *t = c->tls;
+  struct rw_tls_conn *t = c->transport_state;
   BIO_clear_retry_flags(b);
   if (!t->in_len) {
     BIO_set_retry_read(b);
@@ -151,19 +157,22 @@ static SSL_CTX *ctx_new(void)
   return ctx;
 }
 
-/* What the core calls for a TLS connection. Every context installs it: the core links without
- * this library, so it has no other way to reach it, and needs it only once a context exists. */
-static const struct rw_tls_ops tls_ops = {
-    .conn_start = rw_tls_conn_start,
-    .received = rw_tls_received,
+/* The TLS transport: what the core calls for a connection rw_tls_conn_start() put on it. */
+static const struct rw_transport tls_transport = {
+    .name = "tls",
+    .receive = rw_tls_received,
     .write = rw_tls_write,
-    .close_notify = rw_tls_close_notify,
-    .record_room = rw_tls_record_room,
-    .can_receive = rw_tls_can_receive,
-    .release_slot = rw_tls_release_slot,
     .flush = rw_tls_flush,
-    .conn_free = rw_tls_conn_free,
+    .close = rw_tls_close_notify,
+    .can_receive = rw_tls_can_receive,
+    .room = rw_tls_room,
+    .release = rw_tls_conn_free,
+    .decode_hold = RW_TRANSPORT_SLOT, /* a record held from the last receive */
 };
+
+/* Every context installs the start: the core links without this library, so it has no other
+ * way to reach it, and needs it only once a context exists. */
+static const struct rw_tls_ops tls_ops = {.conn_start = rw_tls_conn_start};
 
 static void install_ops(void)
 {
@@ -257,7 +266,8 @@ int rw_tls_conn_start(struct rw_conn *c, rw_tls *t, const char *server_name)
   tc->ssl = ssl;
   tc->part = RW_NONE;
   tc->out = RW_NONE;
-  c->tls = tc;
+  c->transport_state = tc;
+  c->transport = &tls_transport;
   if (t->server) {
     SSL_set_accept_state(ssl);
     return 0;
@@ -270,20 +280,20 @@ int rw_tls_conn_start(struct rw_conn *c, rw_tls *t, const char *server_name)
 
 void rw_tls_conn_free(struct rw_conn *c)
 {
-  struct rw_tls_conn *t = c->tls;
+  struct rw_tls_conn *t = c->transport_state;
   if (!t)
     return;
   rw_tls_rec_free(c);
   SSL_free(t->ssl);
   free(t);
-  c->tls = NULL;
+  c->transport_state = NULL;
 }
 
 static void tls_failed(struct rw_conn *c, const char *what)
 {
   unsigned long e = ERR_peek_last_error();
   const char *why = e ? ERR_reason_error_string(e) : "connection closed";
-  rw_log_limited(&c->w->tls_log, "tls: %s failed: %s", what, why ? why : "unknown");
+  rw_log_limited(&c->w->transport_log, "tls: %s failed: %s", what, why ? why : "unknown");
   ERR_clear_error();
   /* What BoringSSL queued (an alert) still goes out; then the connection closes. */
   rw_conn_close(c);
@@ -293,7 +303,7 @@ static void tls_failed(struct rw_conn *c, const char *what)
  * connection's owner hears of it now. */
 static bool handshaken(struct rw_conn *c)
 {
-  struct rw_tls_conn *t = c->tls;
+  struct rw_tls_conn *t = c->transport_state;
   /* A TLS 1.3 server's session tickets wait in BoringSSL for the first write: a zero-byte
    * write sends them now (it returns 0), under sequence numbers the record layer then
    * continues from. Had they not all reached the send chain (no chunk free), the sequence
@@ -311,7 +321,7 @@ static bool handshaken(struct rw_conn *c)
   rw_connect_fn done = c->connect_done;
   c->connect_done = NULL;
   if (rc < 0) {
-    rw_log_limited(&c->w->tls_log, "tls: cannot take over the negotiated connection (%s, %s): %s",
+    rw_log_limited(&c->w->transport_log, "tls: cannot take over the negotiated connection (%s, %s): %s",
                    SSL_get_version(t->ssl), SSL_get_cipher_name(t->ssl), strerror(-rc));
     t->flags |= TLS_FAILED | TLS_SHUTDOWN_SENT; /* no keys to seal an alert with */
     rw_conn_abort(c, rc);                       /* (what was queued may end in a torn record: dropped) */
@@ -326,7 +336,7 @@ static bool handshaken(struct rw_conn *c)
 
 size_t rw_tls_received(struct rw_conn *c, uint8_t *at, size_t n)
 {
-  struct rw_tls_conn *t = c->tls;
+  struct rw_tls_conn *t = c->transport_state;
   rw_conn_mark_dirty(c);
   if (t->flags & TLS_HANDSHAKEN)
     return rw_tls_rec_received(c, at, n);
@@ -355,24 +365,25 @@ size_t rw_tls_received(struct rw_conn *c, uint8_t *at, size_t n)
 
 void rw_tls_close_notify(struct rw_conn *c)
 {
-  struct rw_tls_conn *t = c->tls;
+  struct rw_tls_conn *t = c->transport_state;
   if (t->flags & TLS_HANDSHAKEN)
     rw_tls_rec_alert(c, 1, 0); /* close_notify; we do not wait for the peer's */
 }
 
 bool rw_tls_handshaken(const struct rw_conn *c)
 {
-  return c->tls && (((const struct rw_tls_conn *)c->tls)->flags & TLS_HANDSHAKEN);
+  return c->transport == &tls_transport &&
+         (((const struct rw_tls_conn *)c->transport_state)->flags & TLS_HANDSHAKEN);
 }
 
 const char *rw_conn_alpn(const rw_conn *c)
 {
   static _Thread_local char name[256];
-  if (!c->tls)
+  if (c->transport != &tls_transport)
     return NULL;
   const uint8_t *p;
   unsigned len;
-  SSL_get0_alpn_selected(((const struct rw_tls_conn *)c->tls)->ssl, &p, &len);
+  SSL_get0_alpn_selected(((const struct rw_tls_conn *)c->transport_state)->ssl, &p, &len);
   if (len)
     memcpy(name, p, len);
   name[len] = 0;

@@ -65,7 +65,8 @@ struct rw_tls_conn {
   bool key_update_answered; /* a KeyUpdate of ours went out after our last application data */
 };
 
-/* What the core calls, through the table tls.c installs (struct rw_tls_ops, core.h). */
+/* The TLS transport's operations (struct rw_transport, src/core/transport.h) and its start,
+ * which tls.c installs for the core (struct rw_tls_ops, src/core/tls_start.h). */
 struct rw_tls;
 /* tls.c */
 int rw_tls_conn_start(struct rw_conn *c, struct rw_tls *t, const char *server_name);
@@ -75,6 +76,7 @@ void rw_tls_conn_free(struct rw_conn *c);
 /* record.c */
 int rw_tls_write(struct rw_conn *c, const struct iovec *iov, int n);
 size_t rw_tls_record_room(const struct rw_conn *c);
+size_t rw_tls_room(const struct rw_conn *c, size_t chunks);
 bool rw_tls_can_receive(const struct rw_conn *c);
 void rw_tls_release_slot(struct rw_conn *c);
 int rw_tls_flush(struct rw_conn *c);
