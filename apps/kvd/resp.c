@@ -602,8 +602,8 @@ static int on_info(rw_conn *c, const rw_list *a)
 /* COMMAND: described from the spec's own table; key positions are kvd's knowledge. */
 static void key_spec(const char *name, int64_t out[3])
 {
-  static const char *const keyless[] = {"ping", "echo",    "dbsize", "flushall", "select",
-                                        "info", "command", "client", "quit"};
+  static const char *const keyless[] = {"ping",    "echo",   "dbsize", "flushall", "select", "info",
+                                        "command", "client", "quit",   "keys",     "scan",   "randomkey"};
   out[0] = out[1] = out[2] = 1;
   for (size_t i = 0; i < sizeof keyless / sizeof *keyless; i++)
     if (!strcmp(name, keyless[i]))
@@ -772,5 +772,8 @@ const struct resp_handlers kvd_resp_handlers = {
     .command = on_command,
     .client = on_client,
     .quit = on_quit,
+    .keys = kvd_resp_keys,
+    .scan = kvd_resp_scan,
+    .randomkey = kvd_resp_randomkey,
     .unknown = on_unknown,
 };

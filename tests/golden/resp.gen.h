@@ -84,6 +84,9 @@ struct resp_handlers {
   int (*command)(rw_conn *c, const rw_list *args); /* 1 or more items */
   int (*client)(rw_conn *c, const rw_list *args); /* 2 or more items */
   int (*quit)(rw_conn *c, const rw_list *args); /* 1 items */
+  int (*keys)(rw_conn *c, const rw_list *args); /* 2 items */
+  int (*scan)(rw_conn *c, const rw_list *args); /* 2 or more items */
+  int (*randomkey)(rw_conn *c, const rw_list *args); /* 1 items */
   int (*unknown)(rw_conn *c, const rw_list *args); /* a name not in the table */
 };
 

@@ -434,11 +434,13 @@ const rw_command resp_commands[] = {
     {"echo", 4, false, 2, 1},
     {"incr", 4, false, 2, 11},
     {"info", 4, true, 1, 25},
+    {"keys", 4, false, 2, 29},
     {"mget", 4, true, 2, 7},
     {"mset", 4, true, 3, 8},
     {"ping", 4, true, 1, 0},
     {"pttl", 4, false, 2, 20},
     {"quit", 4, false, 1, 28},
+    {"scan", 4, true, 2, 30},
     {"setex", 5, false, 4, 5},
     {"setnx", 5, false, 3, 4},
     {"append", 6, false, 3, 15},
@@ -455,9 +457,10 @@ const rw_command resp_commands[] = {
     {"persist", 7, false, 2, 21},
     {"pexpire", 7, false, 3, 18},
     {"flushall", 8, true, 1, 23},
+    {"randomkey", 9, false, 1, 31},
 };
 
-const size_t resp_ncommands = 29;
+const size_t resp_ncommands = 32;
 
 static int resp_lookup(rw_span name)
 {
@@ -559,6 +562,12 @@ static int resp_table_dispatch(rw_conn *c, const struct resp_handlers *h, const 
     return h->client(c, args);
   case 28:
     return h->quit(c, args);
+  case 29:
+    return h->keys(c, args);
+  case 30:
+    return h->scan(c, args);
+  case 31:
+    return h->randomkey(c, args);
   default:
     return -EINVAL;
   }
@@ -714,6 +723,12 @@ static int resp_check_handlers(const void *vh)
   if (!h->client)
     return -EINVAL;
   if (!h->quit)
+    return -EINVAL;
+  if (!h->keys)
+    return -EINVAL;
+  if (!h->scan)
+    return -EINVAL;
+  if (!h->randomkey)
     return -EINVAL;
   if (!h->unknown)
     return -EINVAL;
