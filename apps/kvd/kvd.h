@@ -225,6 +225,12 @@ uint32_t kvd_crc32c(uint32_t crc, const void *p, size_t n);
 
 /* Lookahead (rw_server_peek): a key the next commands of a pipeline will look up is noted and
  * its bucket prefetched; at the end of the lookahead each noted bucket's first item is. */
+/* KEYS, SCAN, RANDOMKEY (keys.c), and redis's glob patterns (glob.c). */
+int kvd_resp_keys(rw_conn *c, const rw_list *a);
+int kvd_resp_scan(rw_conn *c, const rw_list *a);
+int kvd_resp_randomkey(rw_conn *c, const rw_list *a);
+bool kvd_glob(rw_span pattern, rw_span s);
+
 void kvd_peek_key(rw_span key);
 void kvd_peek_end(void);
 void kvd_resp_peek(rw_conn *c, int cmd, const void *msg);

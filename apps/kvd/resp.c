@@ -637,7 +637,9 @@ void kvd_resp_peek(rw_conn *c, int cmd, const void *msg)
   X(unlink, on_del)                  \
   X(touch, on_exists)                \
   X(type, kvd_on_type)               \
-  X(randomkey, kvd_on_randomkey)     \
+  X(randomkey, kvd_resp_randomkey)   \
+  X(keys, kvd_resp_keys)             \
+  X(scan, kvd_resp_scan)             \
   X(flushdb, on_flushall)            \
   X(time, kvd_on_time)               \
   X(ttl, on_ttl)                     \

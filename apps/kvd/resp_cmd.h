@@ -88,7 +88,6 @@ int kvd_on_rename(rw_conn *c, const rw_list *a);
 int kvd_on_renamenx(rw_conn *c, const rw_list *a);
 int kvd_on_copy(rw_conn *c, const rw_list *a);
 int kvd_on_type(rw_conn *c, const rw_list *a);
-int kvd_on_randomkey(rw_conn *c, const rw_list *a);
 int kvd_on_info(rw_conn *c, const rw_list *a);
 int kvd_on_auth(rw_conn *c, const rw_list *a);
 int kvd_on_hello(rw_conn *c, const rw_list *a);

@@ -244,33 +244,3 @@ int kvd_on_type(rw_conn *c, const rw_list *a)
   kv_unlock(l.sh);
   return resp_reply_simple(c, found ? S("string") : S("none"));
 }
-
-/* splitmix64 over a per-thread counter: RANDOMKEY's choices need no more. */
-static uint64_t next_random(void)
-{
-  static _Thread_local uint64_t state;
-  if (!state)
-    state = (uint64_t)kvd_unix_ms() ^ (uint64_t)(uintptr_t)&state;
-  uint64_t z = (state += 0x9e3779b97f4a7c15u);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-  return z ^ (z >> 31);
-}
-
-/* A key from a random shard on (the next with one when it has none), or null when empty. */
-int kvd_on_randomkey(rw_conn *c, const rw_list *a)
-{
-  (void)a;
-  kv_store *st = &kvd.store;
-  uint64_t r = next_random();
-  for (unsigned i = 0; i < st->nshards; i++) {
-    kv_shard *sh = &st->shards[(r + i) % st->nshards];
-    kv_lock_shard(sh);
-    kv_item *it = kv_random(st, sh, r >> 16, kvd_now_ms(c));
-    int rc = it ? resp_reply_bulk(c, kv_key(it)) : 0;
-    kv_unlock(sh);
-    if (it)
-      return rc;
-  }
-  return resp_reply_null(c);
-}

@@ -181,7 +181,7 @@ static void key_spec(const char *name, int64_t out[3])
 {
   static const char *const keyless[] = {"ping",  "echo",    "dbsize",    "flushall", "flushdb", "select",
                                         "info",  "command", "client",    "quit",     "time",    "auth",
-                                        "hello", "reset",   "randomkey", NULL};
+                                        "hello", "reset",   "randomkey", "keys",     "scan",    NULL};
   static const char *const all_keys[] = {"mget", "del", "unlink", "exists", "touch", NULL};
   static const char *const pairs[] = {"mset", "msetnx", NULL};
   static const char *const two_keys[] = {"rename", "renamenx", "copy", NULL};

@@ -1,6 +1,8 @@
 /* The kvd store: shards of slab pages, a fixed hash table and per-class LRU lists (store.h). */
 #include "store.h"
 
+#include <assert.h>
+
 #include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -9,8 +11,12 @@
 
 #define MIN_CHUNK 64
 #define KV_BUMP_MS 1000
-#define GROWTH 1.25
 #define SHARD_MIN (4u << 20)
+#define TABLE_MIN 64u   /* buckets of a fresh table */
+#define ITEM_MIN 64u    /* the fewest bytes an item takes: bounds the table */
+#define MOVE_BUCKETS 4u /* tab[0] buckets a write moves while the table grows */
+
+static_assert(sizeof(kv_item) == 56, "the item header is 56 bytes");
 
 static size_t item_bytes(size_t klen, size_t vlen)
 {
@@ -60,35 +66,48 @@ uint32_t kv_hash(rw_span key)
   return (uint32_t)h;
 }
 
+/* Chunks 8 bytes apart up to 128 bytes, then about 1/16 apart (a multiple of 8 each): an item
+ * wastes under 6% of its chunk on average, where 1.25x steps wasted up to 20%. */
 static void init_classes(kv_shard *sh)
 {
-  double size = MIN_CHUNK;
+  uint32_t size = MIN_CHUNK;
   unsigned n = 0;
   while (n < KV_MAX_CLASSES - 2 && size < KV_PAGE_SIZE / 2) {
-    sh->cls[n++].size = ((uint32_t)size + 7) & ~7u;
-    size *= GROWTH;
+    sh->cls[n++].size = size;
+    uint32_t step = (size / 16 + 7) & ~7u;
+    size += step > 8 ? step : 8;
   }
   sh->cls[n++].size = KV_PAGE_SIZE; /* the largest: one item per page */
   sh->ncls = n;                     /* cls[n]: runs (size 0) */
 }
 
-static int shard_init(kv_shard *sh, unsigned id, unsigned nshards, uint8_t *mem, size_t bytes)
+/* The largest table a shard of `bytes` needs: one bucket per smallest item it could hold. */
+static uint32_t table_max(size_t bytes)
 {
-  *sh = (kv_shard){.id = id, .nshards = nshards, .locking = nshards > 1};
-  /* About one bucket per 256 bytes of memory, a power of two, from the shard's own bytes. */
-  size_t nb = 1;
-  while (nb * 2 * 256 <= bytes)
+  size_t nb = TABLE_MIN;
+  while (nb * 2 * ITEM_MIN <= bytes && nb * 2 <= (size_t)1 << 31)
     nb *= 2;
-  sh->buckets = (kv_item **)mem;
-  sh->bucket_mask = (uint32_t)nb - 1;
-  /* Then the per-page tables (sized for as many pages as could fit), then the pages. */
+  return (uint32_t)nb;
+}
+
+static int shard_init(kv_shard *sh, unsigned id, const kv_store *st, uint8_t *mem, size_t bytes,
+                      kv_ref *tables)
+{
+  *sh = (kv_shard){
+      .id = id, .nshards = st->nshards, .locking = st->nshards > 1, .flush_at_ms = &st->flush_at_ms};
+  uint32_t nb = table_max(bytes);
+  sh->t = (struct kv_table){.tab = {tables, tables + nb},
+                            .mask = {TABLE_MIN - 1},
+                            .max_mask = nb - 1,
+                            .region = {tables, tables + nb}};
+  /* The per-page tables (sized for as many pages as could fit), then the pages. */
   size_t maxpages = bytes / KV_PAGE_SIZE;
-  sh->page_live = (uint32_t *)(mem + nb * sizeof(kv_item *));
+  sh->page_live = (uint32_t *)mem;
   sh->page_pins = sh->page_live + maxpages;
   sh->page_head = sh->page_pins + maxpages;
   sh->page_cost = sh->page_head + maxpages;
   sh->page_cls = (uint8_t *)(sh->page_cost + maxpages);
-  size_t table = (nb * sizeof(kv_item *) + maxpages * 17 + 4095) & ~(size_t)4095;
+  size_t table = (maxpages * 17 + 4095) & ~(size_t)4095;
   sh->pages = mem + table;
   sh->npages = (uint32_t)((bytes - table) / KV_PAGE_SIZE);
   sh->free_pages = sh->npages;
@@ -97,27 +116,40 @@ static int shard_init(kv_shard *sh, unsigned id, unsigned nshards, uint8_t *mem,
   return pthread_mutex_init(&sh->lock, NULL) ? -ENOMEM : 0;
 }
 
+/* Each shard's two table regions, after one another: address space only until used. */
+static size_t tables_bytes(const kv_store *st)
+{
+  return (size_t)st->nshards * 2 * table_max(st->memory / st->nshards) * sizeof(kv_ref);
+}
+
 int kv_store_create(size_t memory, unsigned nshards, enum kv_policy policy, kv_store *out_st)
 {
-  if (!nshards || memory / nshards < SHARD_MIN)
+  if (!nshards || memory / nshards < SHARD_MIN || memory / nshards > KV_SHARD_MAX)
     return -EINVAL;
   size_t per = memory / nshards & ~(size_t)4095;
   uint64_t seed;
   if (getrandom(&seed, sizeof seed, 0) == sizeof seed)
     hash_seed = seed;
   *out_st = (kv_store){.nshards = nshards, .policy = policy, .memory = per * nshards};
-  /* One mapping for everything; the kernel backs it as items arrive, never past `memory`. */
+  /* One mapping for the pages, one for the hash tables; the kernel backs them as items arrive,
+   * the pages never past `memory`. */
   uint8_t *mem = mmap(NULL, per * nshards, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED)
     return -ENOMEM;
+  kv_ref *tables = mmap(NULL, tables_bytes(out_st), PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   out_st->shards =
       mmap(NULL, nshards * sizeof(kv_shard), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (out_st->shards == MAP_FAILED) {
+  if (tables == MAP_FAILED || out_st->shards == MAP_FAILED) {
     munmap(mem, per * nshards);
+    if (tables != MAP_FAILED)
+      munmap(tables, tables_bytes(out_st));
     return -ENOMEM;
   }
+  uint32_t nb = table_max(per);
   for (unsigned i = 0; i < nshards; i++)
-    if (shard_init(&out_st->shards[i], i, nshards, mem + (size_t)i * per, per) < 0)
+    if (shard_init(&out_st->shards[i], i, out_st, mem + (size_t)i * per, per, tables + (size_t)i * 2 * nb) <
+        0)
       return -ENOMEM;
   return 0;
 }
@@ -128,7 +160,8 @@ void kv_store_destroy(kv_store *st)
     return;
   for (unsigned i = 0; i < st->nshards; i++)
     pthread_mutex_destroy(&st->shards[i].lock);
-  munmap(st->shards[0].buckets, st->memory);
+  munmap(st->shards[0].page_live, st->memory);
+  munmap(st->shards[0].t.region[0], tables_bytes(st));
   munmap(st->shards, st->nshards * sizeof(kv_shard));
   st->shards = NULL;
 }
@@ -139,18 +172,38 @@ kv_shard *kv_shard_of(const kv_store *st, uint32_t hash)
   return &st->shards[(uint64_t)(hash >> 16) * st->nshards >> 16];
 }
 
+/* Where a key's chain starts: tab[0], or tab[1] once its tab[0] bucket has moved. */
+static kv_ref *bucket_at(const struct kv_table *t, uint32_t hash)
+{
+  uint32_t b = hash & t->mask[0];
+  return t->growing && b < t->moved ? &t->tab[1][hash & t->mask[1]] : &t->tab[0][b];
+}
+
+static kv_item *at_ref(const kv_shard *sh, kv_ref r)
+{
+  return r ? (kv_item *)(sh->pages + ((size_t)(r - 1) << 3)) : NULL;
+}
+
+static kv_ref ref_of(const kv_shard *sh, const kv_item *it)
+{
+  return it ? (kv_ref)(((size_t)((const uint8_t *)it - sh->pages) >> 3) + 1) : 0;
+}
+
 void kv_prefetch_bucket(const kv_store *st, uint32_t hash)
 {
   const kv_shard *sh = kv_shard_of(st, hash);
-  __builtin_prefetch(&sh->buckets[hash & sh->bucket_mask]);
+  __builtin_prefetch(bucket_at(&sh->t, hash));
 }
 
+/* Unlocked: the table may be growing under it, so what it reads is only a hint; whatever mix
+ * of old and new fields it sees, the bucket is inside a region (both tables always point at
+ * one, no mask exceeds the regions'), and the ref is checked to be inside the pages. */
 void kv_prefetch_item(const kv_store *st, uint32_t hash)
 {
   const kv_shard *sh = kv_shard_of(st, hash);
-  kv_item *it = __atomic_load_n(&sh->buckets[hash & sh->bucket_mask], __ATOMIC_RELAXED);
-  if (it)
-    __builtin_prefetch(it);
+  kv_ref r = __atomic_load_n(bucket_at(&sh->t, hash), __ATOMIC_RELAXED);
+  if (r && r <= (kv_ref)((size_t)sh->npages * KV_PAGE_SIZE >> 3))
+    __builtin_prefetch(at_ref(sh, r));
 }
 
 kv_shard *kv_lock(kv_store *st, uint32_t hash)
@@ -172,48 +225,96 @@ static uint32_t page_of(const kv_shard *sh, const void *p)
   return (uint32_t)(((const uint8_t *)p - sh->pages) / KV_PAGE_SIZE);
 }
 
-static void lru_unlink(struct kv_class *c, kv_item *it)
+static void lru_unlink(kv_shard *sh, struct kv_class *c, kv_item *it)
 {
-  if (it->prev)
-    it->prev->next = it->next;
+  kv_item *prev = at_ref(sh, it->prev), *next = at_ref(sh, it->next);
+  if (prev)
+    prev->next = it->next;
   else
-    c->head = it->next;
-  if (it->next)
-    it->next->prev = it->prev;
+    c->head = next;
+  if (next)
+    next->prev = it->prev;
   else
-    c->tail = it->prev;
-  it->prev = it->next = NULL;
+    c->tail = prev;
+  it->prev = it->next = 0;
 }
 
-static void lru_push(struct kv_class *c, kv_item *it)
+static void lru_push(kv_shard *sh, struct kv_class *c, kv_item *it)
 {
-  it->prev = NULL;
-  it->next = c->head;
+  it->prev = 0;
+  it->next = ref_of(sh, c->head);
   if (c->head)
-    c->head->prev = it;
+    c->head->prev = ref_of(sh, it);
   else
     c->tail = it;
   c->head = it;
 }
 
-static kv_item **bucket_of(kv_shard *sh, uint32_t hash)
-{
-  return &sh->buckets[hash & sh->bucket_mask];
-}
-
 static void hash_unlink(kv_shard *sh, kv_item *it)
 {
-  kv_item **pp = bucket_of(sh, it->hash);
-  while (*pp != it)
-    pp = &(*pp)->hnext;
+  kv_ref *pp = bucket_at(&sh->t, it->hash), r = ref_of(sh, it);
+  while (*pp != r)
+    pp = &at_ref(sh, *pp)->hnext;
   *pp = it->hnext;
+}
+
+/* Moves up to `n` of tab[0]'s buckets to tab[1] (and empty ones up to 8n); the last one moved,
+ * tab[1] is the table and tab[0]'s region goes back to the kernel. */
+static void table_move(kv_shard *sh, unsigned n)
+{
+  struct kv_table *t = &sh->t;
+  for (unsigned empty = 8 * n; t->growing && n && empty; t->moved++) {
+    if (t->moved > t->mask[0]) {
+      madvise(t->tab[0], ((size_t)t->mask[0] + 1) * sizeof(kv_ref), MADV_DONTNEED);
+      t->tab[0] = t->tab[1];
+      t->mask[0] = t->mask[1];
+      t->growing = false;
+      t->moved = 0;
+      return;
+    }
+    kv_ref r = t->tab[0][t->moved];
+    r ? n-- : empty--;
+    while (r) {
+      kv_item *it = at_ref(sh, r);
+      r = it->hnext;
+      kv_ref *to = &t->tab[1][it->hash & t->mask[1]];
+      it->hnext = *to;
+      *to = ref_of(sh, it);
+    }
+    t->tab[0][t->moved] = 0;
+  }
+}
+
+/* More items than buckets: tab[1] twice as large, in the region tab[0] is not in (zeros). */
+static void table_grow(kv_shard *sh)
+{
+  struct kv_table *t = &sh->t;
+  if (t->growing || sh->items <= t->mask[0] || t->mask[0] >= t->max_mask)
+    return;
+  t->tab[1] = t->tab[0] == t->region[0] ? t->region[1] : t->region[0];
+  t->mask[1] = t->mask[0] * 2 + 1;
+  t->moved = 0;
+  t->growing = true;
+}
+
+/* An empty shard's table back to its first size, the rest of both regions to the kernel. */
+static void table_reset(kv_shard *sh)
+{
+  struct kv_table *t = &sh->t;
+  size_t bytes = ((size_t)t->max_mask + 1) * sizeof(kv_ref);
+  madvise(t->region[0], bytes, MADV_DONTNEED);
+  madvise(t->region[1], bytes, MADV_DONTNEED);
+  t->tab[0] = t->region[0];
+  t->mask[0] = TABLE_MIN - 1;
+  t->growing = false;
+  t->moved = 0;
 }
 
 static void chunk_free(kv_shard *sh, kv_item *it)
 {
   struct kv_class *c = &sh->cls[it->cls];
   it->live = 0;
-  it->next = c->free;
+  it->next = ref_of(sh, c->free);
   c->free = it;
 }
 
@@ -257,7 +358,7 @@ void kv_delete(kv_shard *sh, kv_item *it)
   struct kv_class *c = &sh->cls[it->cls];
   sh->page_cost[page_of(sh, it)] -= (uint32_t)KV_EVICT_COST(it->klen);
   hash_unlink(sh, it);
-  lru_unlink(c, it);
+  lru_unlink(sh, c, it);
   c->items--;
   sh->items--;
   sh->bytes -= it->klen + it->vlen;
@@ -299,20 +400,33 @@ void kv_set_expire(kv_shard *sh, kv_item *it, int64_t expire_ms)
   it->expire_ms = expire_ms;
 }
 
-static bool is_dead(kv_store *st, const kv_item *it, int64_t now_ms)
+/* A delayed flush that has come is marked on its first sight by a shard: the items it holds
+ * then (CAS up to the latest given) were stored before it. Every link looks first, so none
+ * stored since passes for older. */
+static void flush_check(kv_shard *sh, int64_t now_ms)
+{
+  int64_t flush = atomic_load_explicit(sh->flush_at_ms, memory_order_relaxed);
+  if (flush && flush <= now_ms && flush != sh->flush_seen) {
+    sh->flush_seen = flush;
+    sh->flush_cas = sh->cas_next ? kv_last_cas(sh) : 0;
+  }
+}
+
+static bool is_dead(kv_shard *sh, const kv_item *it, int64_t now_ms)
 {
   if (it->expire_ms && it->expire_ms <= now_ms)
     return true;
-  int64_t flush = atomic_load_explicit(&st->flush_at_ms, memory_order_relaxed);
-  return flush && flush <= now_ms && it->stored_ms <= flush;
+  flush_check(sh, now_ms);
+  return it->cas <= sh->flush_cas;
 }
 
 kv_item *kv_find(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, int64_t now_ms)
 {
-  for (kv_item *it = *bucket_of(sh, hash); it; it = it->hnext) {
+  (void)st;
+  for (kv_item *it = at_ref(sh, *bucket_at(&sh->t, hash)); it; it = at_ref(sh, it->hnext)) {
     if (it->hash != hash || it->klen != key.len || memcmp(it->data, key.p, key.len))
       continue;
-    if (is_dead(st, it, now_ms)) {
+    if (is_dead(sh, it, now_ms)) {
       sh->expired++;
       kv_delete(sh, it);
       return NULL;
@@ -322,8 +436,8 @@ kv_item *kv_find(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, int64_t
      * pay on every hit; the order is approximate to the second. */
     struct kv_class *c = &sh->cls[it->cls];
     if (c->head != it && (uint32_t)now_ms - it->bumped_ms >= KV_BUMP_MS) {
-      lru_unlink(c, it);
-      lru_push(c, it);
+      lru_unlink(sh, c, it);
+      lru_push(sh, c, it);
       it->bumped_ms = (uint32_t)now_ms;
     }
     return it;
@@ -365,13 +479,17 @@ static void page_carve(kv_shard *sh, uint32_t page, unsigned cls)
 static void pages_leave(kv_shard *sh, unsigned cls, uint32_t first, uint32_t n)
 {
   struct kv_class *c = &sh->cls[cls];
-  kv_item **pp = &c->free;
-  while (*pp) {
-    uint32_t p = page_of(sh, *pp);
-    if (p >= first && p < first + n)
-      *pp = (*pp)->next;
+  kv_item *prev = NULL;
+  for (kv_item *it = c->free; it;) {
+    kv_item *next = at_ref(sh, it->next);
+    uint32_t p = page_of(sh, it);
+    if (p < first || p >= first + n)
+      prev = it;
+    else if (prev)
+      prev->next = it->next;
     else
-      pp = &(*pp)->next;
+      c->free = next;
+    it = next;
   }
 }
 
@@ -500,7 +618,7 @@ static kv_item *chunk_get(kv_store *st, kv_shard *sh, unsigned cls, const kv_ite
   for (int tries = 0; tries < 2; tries++) {
     if (c->free) {
       kv_item *it = c->free;
-      c->free = it->next;
+      c->free = at_ref(sh, it->next);
       return it;
     }
     uint32_t p = page_take_free(sh);
@@ -512,7 +630,7 @@ static kv_item *chunk_get(kv_store *st, kv_shard *sh, unsigned cls, const kv_ite
      * (evicting that would free nothing). */
     kv_item *victim = c->tail;
     for (int k = 0; victim && (victim == keep || victim->pins) && k < 8; k++)
-      victim = victim->prev;
+      victim = at_ref(sh, victim->prev);
     if (victim && (victim == keep || victim->pins))
       victim = NULL;
     if (victim && st->policy == KV_EVICT_LRU) {
@@ -643,22 +761,23 @@ void kv_discard(kv_shard *sh, kv_item *it)
 
 void kv_link(kv_shard *sh, kv_item *it, int64_t now_ms)
 {
-  kv_item **pp = bucket_of(sh, it->hash);
-  for (kv_item *old = *pp; old; old = old->hnext)
+  flush_check(sh, now_ms);
+  table_move(sh, MOVE_BUCKETS);
+  kv_ref *pp = bucket_at(&sh->t, it->hash);
+  for (kv_item *old = at_ref(sh, *pp); old; old = at_ref(sh, old->hnext))
     if (old->hash == it->hash && old->klen == it->klen && !memcmp(old->data, it->data, it->klen)) {
       kv_delete(sh, old);
       break;
     }
   it->hnext = *pp;
-  *pp = it;
+  *pp = ref_of(sh, it);
   it->live = 1;
-  it->stored_ms = now_ms;
   it->bumped_ms = (uint32_t)now_ms;
   /* Unique across shards: the shard's counter, interleaved by shard number. */
   ++sh->cas_next;
   it->cas = kv_last_cas(sh);
   struct kv_class *c = &sh->cls[it->cls];
-  lru_push(c, it);
+  lru_push(sh, c, it);
   c->items++;
   if (!is_run(sh, it))
     sh->page_live[page_of(sh, it)]++;
@@ -667,6 +786,7 @@ void kv_link(kv_shard *sh, kv_item *it, int64_t now_ms)
   sh->bytes += it->klen + it->vlen;
   if (it->expire_ms)
     sh->expires++;
+  table_grow(sh);
 }
 
 int kv_put(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw_span b, uint32_t flags,
@@ -688,38 +808,148 @@ int kv_put(kv_store *st, kv_shard *sh, rw_span key, uint32_t hash, rw_span a, rw
   return 0;
 }
 
+/* Calls fn on each chain of tab[0]'s bucket b (both halves once it has moved); fn returns
+ * false to stop. */
+static bool bucket_chains(kv_shard *sh, uint32_t b, bool (*fn)(kv_shard *sh, kv_ref *head, void *arg),
+                          void *arg)
+{
+  struct kv_table *t = &sh->t;
+  if (!t->growing || b >= t->moved)
+    return fn(sh, &t->tab[0][b], arg);
+  return fn(sh, &t->tab[1][b], arg) && fn(sh, &t->tab[1][b + t->mask[0] + 1], arg);
+}
+
+static bool chain_clear(kv_shard *sh, kv_ref *head, void *arg)
+{
+  (void)arg;
+  while (*head)
+    kv_delete(sh, at_ref(sh, *head));
+  return true;
+}
+
 void kv_clear(kv_shard *sh)
 {
-  for (uint32_t b = 0; b <= sh->bucket_mask; b++)
-    while (sh->buckets[b])
-      kv_delete(sh, sh->buckets[b]);
+  for (uint32_t b = 0; b <= sh->t.mask[0]; b++)
+    bucket_chains(sh, b, chain_clear, NULL);
+  if (!sh->items)
+    table_reset(sh);
+}
+
+struct sweep {
+  int64_t now_ms;
+  unsigned removed;
+};
+
+static bool chain_sweep(kv_shard *sh, kv_ref *pp, void *arg)
+{
+  struct sweep *w = arg;
+  while (*pp) {
+    kv_item *it = at_ref(sh, *pp);
+    if (is_dead(sh, it, w->now_ms)) {
+      sh->expired++;
+      kv_delete(sh, it); /* unlinks *pp: look at the same place again */
+      w->removed++;
+    } else {
+      pp = &it->hnext;
+    }
+  }
+  return true;
 }
 
 unsigned kv_sweep(kv_store *st, kv_shard *sh, unsigned buckets, int64_t now_ms)
 {
-  unsigned removed = 0;
-  for (unsigned i = 0; i < buckets; i++) {
-    kv_item **pp = &sh->buckets[sh->sweep_pos++ & sh->bucket_mask];
-    while (*pp) {
-      kv_item *it = *pp;
-      if (is_dead(st, it, now_ms)) {
-        sh->expired++;
-        kv_delete(sh, it); /* unlinks *pp: look at the same place again */
-        removed++;
-      } else {
-        pp = &it->hnext;
-      }
-    }
+  (void)st;
+  struct sweep w = {.now_ms = now_ms};
+  table_move(sh, buckets);
+  for (unsigned i = 0; i < buckets; i++)
+    bucket_chains(sh, sh->sweep_pos++ & sh->t.mask[0], chain_sweep, &w);
+  return w.removed;
+}
+
+struct visit {
+  int64_t now_ms;
+  kv_visit_fn fn;
+  void *arg;
+};
+
+static bool chain_visit(kv_shard *sh, kv_ref *head, void *arg)
+{
+  struct visit *v = arg;
+  for (kv_item *it = at_ref(sh, *head); it; it = at_ref(sh, it->hnext))
+    if (!is_dead(sh, it, v->now_ms))
+      v->fn(v->arg, it);
+  return true;
+}
+
+static uint64_t reverse(uint64_t v)
+{
+  v = (v >> 1 & 0x5555555555555555ull) | (v & 0x5555555555555555ull) << 1;
+  v = (v >> 2 & 0x3333333333333333ull) | (v & 0x3333333333333333ull) << 2;
+  v = (v >> 4 & 0x0f0f0f0f0f0f0f0full) | (v & 0x0f0f0f0f0f0f0f0full) << 4;
+  return __builtin_bswap64(v);
+}
+
+/* While the table grows, bucket b of tab[0] stands for its two halves in tab[1]: visiting it
+ * visits both, so the walk goes by tab[0]'s mask whatever has moved. */
+uint64_t kv_scan(kv_shard *sh, uint64_t cursor, int64_t now_ms, kv_visit_fn fn, void *arg)
+{
+  uint64_t mask = sh->t.mask[0];
+  struct visit v = {now_ms, fn, arg};
+  bucket_chains(sh, (uint32_t)(cursor & mask), chain_visit, &v);
+  return reverse(reverse(cursor | ~mask) + 1);
+}
+
+void kv_each(kv_shard *sh, int64_t now_ms, kv_visit_fn fn, void *arg)
+{
+  struct visit v = {now_ms, fn, arg};
+  for (uint32_t b = 0; b <= sh->t.mask[0]; b++)
+    bucket_chains(sh, b, chain_visit, &v);
+}
+
+struct pick {
+  uint64_t rnd;
+  uint32_t live;
+  kv_item *it;
+};
+
+/* Reservoir sampling over a chain's live items: each equally likely. */
+static void pick_one(void *arg, kv_item *it)
+{
+  struct pick *p = arg;
+  p->rnd = p->rnd * 6364136223846793005ull + 1442695040888963407ull;
+  if ((p->rnd >> 33) % ++p->live == 0)
+    p->it = it;
+}
+
+/* Random buckets first (the table is at least half full while it grows); a sparse one (after
+ * deletes) is walked from a random place instead, so an item is found if there is one. */
+kv_item *kv_random(kv_shard *sh, uint64_t rnd, int64_t now_ms)
+{
+  struct pick p = {.rnd = rnd};
+  struct visit v = {now_ms, pick_one, &p};
+  uint32_t mask = sh->t.mask[0];
+  for (int tries = 0; sh->items && tries < 256 && !p.it; tries++) {
+    p.rnd = p.rnd * 6364136223846793005ull + 1442695040888963407ull;
+    bucket_chains(sh, (uint32_t)(p.rnd >> 32) & mask, chain_visit, &v);
   }
-  return removed;
+  uint32_t start = (uint32_t)(p.rnd >> 32);
+  for (uint32_t i = 0; sh->items && i <= mask && !p.it; i++)
+    bucket_chains(sh, (start + i) & mask, chain_visit, &v);
+  return p.it;
+}
+
+kv_shard *kv_lock_shard(kv_store *st, unsigned i)
+{
+  kv_shard *sh = &st->shards[i];
+  if (sh->locking)
+    pthread_mutex_lock(&sh->lock);
+  return sh;
 }
 
 void kv_flush(kv_store *st)
 {
   for (unsigned i = 0; i < st->nshards; i++) {
-    kv_shard *sh = &st->shards[i];
-    if (sh->locking)
-      pthread_mutex_lock(&sh->lock);
+    kv_shard *sh = kv_lock_shard(st, i);
     kv_clear(sh);
     kv_unlock(sh);
   }
@@ -729,9 +959,7 @@ void kv_totals(kv_store *st, struct kv_totals *out)
 {
   *out = (struct kv_totals){0};
   for (unsigned i = 0; i < st->nshards; i++) {
-    kv_shard *sh = &st->shards[i];
-    if (sh->locking)
-      pthread_mutex_lock(&sh->lock);
+    kv_shard *sh = kv_lock_shard(st, i);
     out->items += sh->items;
     out->bytes += sh->bytes;
     out->expires += sh->expires;
@@ -740,24 +968,4 @@ void kv_totals(kv_store *st, struct kv_totals *out)
     out->reclaimed_pages += sh->reclaimed_pages;
     kv_unlock(sh);
   }
-}
-
-/* RANDOMKEY: the first live item from bucket `r` on (wrapping), or NULL. Not uniform (an item
- * after a run of empty buckets is likelier), as redis's is not either; O(buckets) at worst. */
-kv_item *kv_random(kv_store *st, kv_shard *sh, uint64_t r, int64_t now_ms)
-{
-  if (!sh->items)
-    return NULL;
-  for (uint32_t i = 0; i <= sh->bucket_mask; i++)
-    for (kv_item *it = sh->buckets[(r + i) & sh->bucket_mask]; it; it = it->hnext)
-      if (!is_dead(st, it, now_ms))
-        return it;
-  return NULL;
-}
-
-/* kv_lock() for a shard picked without a key (RANDOMKEY walks them in turn). */
-void kv_lock_shard(kv_shard *sh)
-{
-  if (sh->locking)
-    pthread_mutex_lock(&sh->lock);
 }

@@ -34,22 +34,27 @@
 
 /* A page holds the largest item: 1 MiB of value, a key, the header. */
 #define KV_PAGE_SIZE ((1u << 20) + 4096)
-#define KV_MAX_CLASSES 48
+#define KV_MAX_CLASSES 160
 #define KV_PAGE_FREE 0xff
 #define KV_PAGE_RUN 0xfe
+/* Items link to each other by kv_ref: 8-byte units from the shard's first page, plus one (0:
+ * none), so a shard's pages span at most 32 GiB. */
+#define KV_SHARD_MAX ((size_t)UINT32_MAX << 3)
 
+typedef uint32_t kv_ref;
+
+/* 56 bytes: with a 12-byte key and a 32-byte value, a 104-byte chunk. */
 typedef struct kv_item {
-  struct kv_item *hnext;       /* hash chain */
-  struct kv_item *prev, *next; /* LRU (most recent first), or the free list (next only) */
-  uint64_t cas;
-  int64_t expire_ms; /* CLOCK_MONOTONIC ms; 0: never */
-  int64_t stored_ms; /* for a delayed flush_all */
+  kv_ref hnext;      /* hash chain */
+  kv_ref prev, next; /* LRU (most recent first), or the free list (next only) */
   uint32_t hash, klen, vlen, flags;
-  uint8_t cls, live;
-  uint8_t doomed; /* deleted while pinned: freed by the last kv_unpin() */
   uint32_t pins;
   uint32_t bumped_ms; /* (low bits of) when a hit last moved it to the front of its LRU */
-  uint8_t data[];     /* key, then value */
+  uint8_t cls, live;
+  uint8_t doomed;    /* deleted while pinned: freed by the last kv_unpin() */
+  uint64_t cas;      /* also its age: a delayed flush drops the items with a CAS up to its mark */
+  int64_t expire_ms; /* CLOCK_MONOTONIC ms; 0: never */
+  uint8_t data[];    /* key, then value */
 } kv_item;
 
 struct kv_class {
@@ -58,6 +63,19 @@ struct kv_class {
   uint64_t items; /* live items */
   kv_item *free;  /* free chunks */
   kv_item *head, *tail;
+};
+
+/* The hash table grows with what is stored (one bucket per item at most), doubling into the
+ * other of two reserved regions; the items move over a few buckets per write (and per sweep),
+ * never all at once. While it moves, tab[0]'s buckets below `moved` live in tab[1] (bucket b as
+ * b and b + size of tab[0]); a key's bucket is found by that rule with one probe. */
+struct kv_table {
+  kv_ref *tab[2];
+  uint32_t mask[2];
+  uint32_t moved;    /* tab[0]'s buckets already moved to tab[1] */
+  bool growing;      /* tab[1] is filling */
+  uint32_t max_mask; /* the largest table the regions hold */
+  kv_ref *region[2]; /* each (max_mask + 1) buckets, resident only as used */
 };
 
 typedef struct kv_shard {
@@ -71,9 +89,11 @@ typedef struct kv_shard {
   uint32_t *page_head; /* a run's pages: the run's first page */
   uint32_t *page_cost; /* what evicting the page's live items costs the owner (KV_EVICT_COST) */
   uint8_t *page_cls;   /* the class each carved page serves, or KV_PAGE_FREE / KV_PAGE_RUN */
-  kv_item **buckets;
-  uint32_t bucket_mask;
+  struct kv_table t;
   uint32_t sweep_pos;
+  const _Atomic int64_t *flush_at_ms; /* the store's */
+  int64_t flush_seen;                 /* the delayed flush that flush_cas stands for */
+  uint64_t flush_cas;                 /* items with a CAS up to this were stored before it */
   uint64_t cas_next;
   uint64_t items, bytes, expires; /* live items, their key+value bytes, those with a TTL */
   uint64_t evictions, expired, reclaimed_pages;
@@ -117,7 +137,6 @@ uint64_t kv_hash_seed(void);
 void kv_set_hash_seed(uint64_t seed);
 kv_shard *kv_lock(kv_store *st, uint32_t hash);
 kv_shard *kv_shard_of(const kv_store *st, uint32_t hash); /* without locking it */
-void kv_lock_shard(kv_shard *sh);                         /* a shard picked without a key */
 void kv_unlock(kv_shard *sh);
 
 static inline rw_span kv_key(const kv_item *it)
@@ -173,9 +192,17 @@ void kv_clear(kv_shard *sh);
 /* Removes expired items from the next `buckets` buckets; returns how many it removed. */
 unsigned kv_sweep(kv_store *st, kv_shard *sh, unsigned buckets, int64_t now_ms);
 
-/* A live item of the shard picked from `r` (a random number), or NULL when it has none: see
- * RANDOMKEY. Shard locked. */
-kv_item *kv_random(kv_store *st, kv_shard *sh, uint64_t r, int64_t now_ms);
+/* Keyspace walks, shard locked: fn(arg, it) for each live item (expired ones are skipped). */
+typedef void (*kv_visit_fn)(void *arg, kv_item *it);
+/* The items of one bucket, chosen by `cursor` as redis's SCAN chooses: the next cursor is the
+ * reverse-binary increment over the table's mask (0: every bucket visited), so that an item
+ * present through a whole walk is visited at least once however the table grows in between. */
+uint64_t kv_scan(kv_shard *sh, uint64_t cursor, int64_t now_ms, kv_visit_fn fn, void *arg);
+void kv_each(kv_shard *sh, int64_t now_ms, kv_visit_fn fn, void *arg);
+/* A live item drawn at random (from a random bucket) with `rnd`'s help, or NULL: none. */
+kv_item *kv_random(kv_shard *sh, uint64_t rnd, int64_t now_ms);
+/* Shard i, locked as kv_lock() would lock it. */
+kv_shard *kv_lock_shard(kv_store *st, unsigned i);
 
 /* Empties every shard (each under its lock). */
 void kv_flush(kv_store *st);

@@ -109,6 +109,8 @@ struct resp_handlers {
   int (*auth)(rw_conn *c, const rw_list *args); /* 2 or more items */
   int (*hello)(rw_conn *c, const rw_list *args); /* 1 or more items */
   int (*reset)(rw_conn *c, const rw_list *args); /* 1 items */
+  int (*keys)(rw_conn *c, const rw_list *args); /* 2 items */
+  int (*scan)(rw_conn *c, const rw_list *args); /* 2 or more items */
   int (*unknown)(rw_conn *c, const rw_list *args); /* a name not in the table */
 };
 

@@ -435,11 +435,13 @@ const rw_command resp_commands[] = {
     {"echo", 4, false, 2, 1},
     {"incr", 4, false, 2, 11},
     {"info", 4, true, 1, 25},
+    {"keys", 4, false, 2, 53},
     {"mget", 4, true, 2, 7},
     {"mset", 4, true, 3, 8},
     {"ping", 4, true, 1, 0},
     {"pttl", 4, false, 2, 20},
     {"quit", 4, false, 1, 28},
+    {"scan", 4, true, 2, 54},
     {"time", 4, false, 1, 49},
     {"type", 4, false, 2, 46},
     {"getex", 5, true, 2, 30},
@@ -480,7 +482,7 @@ const rw_command resp_commands[] = {
     {"pexpiretime", 11, false, 2, 40},
 };
 
-const size_t resp_ncommands = 53;
+const size_t resp_ncommands = 55;
 
 static int resp_lookup(rw_span name)
 {
@@ -630,6 +632,10 @@ static int resp_table_dispatch(rw_conn *c, const struct resp_handlers *h, const 
     return h->hello(c, args);
   case 52:
     return h->reset(c, args);
+  case 53:
+    return h->keys(c, args);
+  case 54:
+    return h->scan(c, args);
   default:
     return -EINVAL;
   }
@@ -835,6 +841,10 @@ static int resp_check_handlers(const void *vh)
   if (!h->hello)
     return -EINVAL;
   if (!h->reset)
+    return -EINVAL;
+  if (!h->keys)
+    return -EINVAL;
+  if (!h->scan)
     return -EINVAL;
   if (!h->unknown)
     return -EINVAL;
