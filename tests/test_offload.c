@@ -24,15 +24,7 @@
 #include "backend.h"
 #include "echo.gen.h"
 #include "kvt.gen.h"
-
-static rw_timer watchdog;
-static bool watchdog_fired;
-
-static void watchdog_bark(rw_timer *t)
-{
-  watchdog_fired = true;
-  rw_server_stop(t->data);
-}
+#include "watchdog.h"
 
 static void config(rw_config *cfg, void (*start)(rw_worker *, void *))
 {
@@ -52,13 +44,6 @@ static int run_server(rw_config *cfg, const char *listen, const struct echo_hand
   cr_assert_eq(rw_server_listen(s, listen, &echo_proto, h), 0);
   *out_srv = s;
   return rw_server_port(s, 0);
-}
-
-static void arm_watchdog(rw_worker *w)
-{
-  watchdog_fired = false;
-  rw_timer_init(&watchdog, watchdog_bark, rw_worker_server(w));
-  rw_timer_arm(w, &watchdog, 20000);
 }
 
 static int echo_back(rw_conn *c, const struct echo_data *m)

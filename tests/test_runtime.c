@@ -18,6 +18,7 @@
 #include "echo.gen.h"
 #include "kvt.gen.h"
 #include "lenpfx.gen.h"
+#include "watchdog.h"
 
 static int echo_back(rw_conn *c, const struct echo_data *m)
 {
@@ -25,22 +26,6 @@ static int echo_back(rw_conn *c, const struct echo_data *m)
 }
 
 static const struct echo_handlers echo_server = {.data = echo_back};
-
-/* Criterion's own timeout is unreliable: each test stops its server after 20 s and fails. */
-static rw_timer watchdog;
-static bool watchdog_fired;
-
-static void watchdog_bark(rw_timer *t)
-{
-  watchdog_fired = true;
-  rw_server_stop(t->data);
-}
-
-static void arm_watchdog(rw_worker *w)
-{
-  rw_timer_init(&watchdog, watchdog_bark, rw_worker_server(w));
-  rw_timer_arm(w, &watchdog, 20000);
-}
 
 static rw_server *new_server(void (*start)(rw_worker *, void *), void *data, uint32_t workers)
 {

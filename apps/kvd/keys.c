@@ -5,22 +5,12 @@
  * guarantee of redis's SCAN holds across the table's growth. Replies are counted before they
  * are written (array lengths come first), both passes under the same locks. */
 #include <errno.h>
-#include <string.h>
-#include <strings.h>
 
 #include "kvd.h"
 
 #define SCAN_REPLY_MAX (1u << 20) /* key bytes one SCAN reply carries at most: bounded output */
 
-static const rw_span NOT_INT = {(const uint8_t *)"ERR value is not an integer or out of range", 43};
-static const rw_span SYNTAX = {(const uint8_t *)"ERR syntax error", 16};
 static const rw_span BAD_CURSOR = {(const uint8_t *)"ERR invalid cursor", 18};
-
-static bool named(rw_span s, const char *lit)
-{
-  size_t n = strlen(lit);
-  return s.len == n && !strncasecmp((const char *)s.p, lit, n);
-}
 
 /* What one walk selects and does: count the keys that match, or write them. */
 struct walk {
@@ -47,7 +37,7 @@ static void visit(void *arg, kv_item *it)
 
 int kvd_resp_keys(rw_conn *c, const rw_list *a)
 {
-  struct walk w = {.c = c, .pattern = a->item[1], .all = named(a->item[1], "*")};
+  struct walk w = {.c = c, .pattern = a->item[1], .all = kvd_eq(a->item[1], "*")};
   int64_t now = kvd_now_ms(c);
   kv_store *st = &kvd.store;
   /* Every shard locked for both passes: the count written first stays true. */
@@ -82,25 +72,6 @@ static int parse_cursor(rw_span s, uint64_t *out)
   if (i < n || (!digits && n))
     return -EINVAL;
   *out = neg ? 0 - v : v;
-  return 0;
-}
-
-/* COUNT as redis's getLongFromObject reads it (a strict 64-bit decimal); 0 or -EINVAL. */
-static int parse_count(rw_span s, int64_t *out)
-{
-  if (!s.len || s.len > 20 || (s.len > 1 && s.p[0] == '0') || (s.len > 1 && s.p[0] == '-' && s.p[1] == '0'))
-    return -EINVAL;
-  size_t i = s.p[0] == '-';
-  if (i == s.len)
-    return -EINVAL;
-  uint64_t v = 0;
-  for (; i < s.len; i++)
-    if (s.p[i] < '0' || s.p[i] > '9' || __builtin_mul_overflow(v, 10, &v) ||
-        __builtin_add_overflow(v, (uint64_t)(s.p[i] - '0'), &v))
-      return -EINVAL;
-  if (v > (uint64_t)INT64_MAX + (s.p[0] == '-'))
-    return -EINVAL;
-  *out = s.p[0] == '-' ? (int64_t)(0 - v) : (int64_t)v;
   return 0;
 }
 
@@ -172,19 +143,19 @@ int kvd_resp_scan(rw_conn *c, const rw_list *a)
   int64_t count = 10;
   for (uint32_t i = 2; i < a->count; i += 2) {
     if (a->count - i < 2)
-      return resp_reply_error(c, SYNTAX);
-    if (named(a->item[i], "count")) {
-      if (parse_count(a->item[i + 1], &count) < 0)
-        return resp_reply_error(c, NOT_INT);
+      return resp_reply_error(c, KVD_SYNTAX);
+    if (kvd_eq(a->item[i], "count")) {
+      if (kvd_parse_i64(a->item[i + 1], &count) < 0)
+        return resp_reply_error(c, KVD_NOT_INT);
       if (count < 1)
-        return resp_reply_error(c, SYNTAX);
-    } else if (named(a->item[i], "match")) {
+        return resp_reply_error(c, KVD_SYNTAX);
+    } else if (kvd_eq(a->item[i], "match")) {
       w.pattern = a->item[i + 1];
-      w.all = named(w.pattern, "*");
-    } else if (named(a->item[i], "type")) {
-      w.none = !named(a->item[i + 1], "string"); /* every kvd key is a string */
+      w.all = kvd_eq(w.pattern, "*");
+    } else if (kvd_eq(a->item[i], "type")) {
+      w.none = !kvd_eq(a->item[i + 1], "string"); /* every kvd key is a string */
     } else {
-      return resp_reply_error(c, SYNTAX);
+      return resp_reply_error(c, KVD_SYNTAX);
     }
   }
   kv_store *st = &kvd.store;

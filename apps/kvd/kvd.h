@@ -223,14 +223,22 @@ static inline bool kvd_authed(const rw_conn *c)
  * b is kvd_crc32c(kvd_crc32c(0, a), b). */
 uint32_t kvd_crc32c(uint32_t crc, const void *p, size_t n);
 
-/* Lookahead (rw_server_peek): a key the next commands of a pipeline will look up is noted and
- * its bucket prefetched; at the end of the lookahead each noted bucket's first item is. */
+/* ---- resp.c ---- */
+/* What the RESP command files (resp*.c, keys.c, info.c) read arguments with. */
+extern const rw_span KVD_NOT_INT, KVD_SYNTAX;
+/* A whole span as a signed 64-bit decimal, as redis's string2ll reads it. 0 or -EINVAL. */
+int kvd_parse_i64(rw_span s, int64_t *out_v);
+/* Whether `s` is `lit`, ignoring case. */
+bool kvd_eq(rw_span s, const char *lit);
+
 /* KEYS, SCAN, RANDOMKEY (keys.c), and redis's glob patterns (glob.c). */
 int kvd_resp_keys(rw_conn *c, const rw_list *a);
 int kvd_resp_scan(rw_conn *c, const rw_list *a);
 int kvd_resp_randomkey(rw_conn *c, const rw_list *a);
 bool kvd_glob(rw_span pattern, rw_span s);
 
+/* Lookahead (rw_server_peek): a key the next commands of a pipeline will look up is noted and
+ * its bucket prefetched; at the end of the lookahead each noted bucket's first item is. */
 void kvd_peek_key(rw_span key);
 void kvd_peek_end(void);
 void kvd_resp_peek(rw_conn *c, int cmd, const void *msg);

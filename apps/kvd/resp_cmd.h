@@ -11,8 +11,6 @@
 
 #define S(lit) ((rw_span){(const uint8_t *)(lit), sizeof(lit) - 1})
 
-extern const rw_span KVD_NOT_INT, KVD_SYNTAX;
-
 /* Every error reply of a handler is counted (INFO errorstats, failed calls): the generated
  * writers are reached through these (info.c). */
 int kvd_resp_error(rw_conn *c, rw_span msg);
@@ -31,11 +29,6 @@ int kvd_resp_init(unsigned workers);
 size_t kvd_resp_ncounted(void);
 struct kvd_cmd_counts kvd_resp_counts(size_t i);
 void kvd_resp_error_seen(void); /* (this worker wrote an error reply) */
-
-/* A whole span as a signed 64-bit decimal, as redis's string2ll reads it. 0 or -EINVAL. */
-int kvd_parse_i64(rw_span s, int64_t *out_v);
-/* Whether `s` is `lit`, ignoring case. */
-bool kvd_eq(rw_span s, const char *lit);
 
 #define ADMIT(c) KVD_ADMIT(c, kvd_reply_misconf(c))
 int kvd_reply_misconf(rw_conn *c);

@@ -2,7 +2,8 @@
  * installs its entry whenever it makes a context (rw_tls_server_new, rw_tls_client_new): a
  * connection is TLS only once a context of theirs started it, so the entry is there whenever
  * one is, and a program without TLS links the core alone, with no BoringSSL. Only the files
- * that start connections on a context include this (worker.c, connect.c). */
+ * that start connections on a context include this (worker.c, connect.c), and transport.c,
+ * which holds the entry. */
 #ifndef RW_TLS_START_H
 #define RW_TLS_START_H
 

@@ -359,7 +359,8 @@ class Twemproxy(unittest.TestCase):
         ("PEXPIRE", "ap", "1000000"), ("TTL", "ap"), ("PERSIST", "ap"), ("TTL", "ap"), ("PTTL", "ap"),
         ("EXPIRE", "ap", "-1"), ("GET", "ap"), ("SET", "bin", b"a\x00b\r\nc\xff"), ("GET", "bin"),
         ("SET", "k", "v", "PX", "100", "EX", "10"), ("SET", "k", "v", "EX", "abc"), ("GETSET", "nokey2", "v"),
-        # Forwarded by twemproxy, not kvd's: kvd's unknown-command error comes back.
+        # Forwarded by twemproxy, not kvd's (HSET, LPUSH, SADD): kvd's unknown-command error comes
+        # back; then kvd's own commands that twemproxy forwards too.
         ("HSET", "h", "f", "v"), ("LPUSH", "l", "x"), ("SADD", "s", "x"), ("GETDEL", "k"), ("GETEX", "k"),
         ("GETRANGE", "k", "0", "1"), ("SETRANGE", "k", "0", "x"), ("INCRBYFLOAT", "c", "1.5"),
         ("PSETEX", "k", "1000", "v"), ("EXPIREAT", "k", "99999999999"), ("TYPE", "k"), ("GET", "k"),
