@@ -7,6 +7,7 @@
 #include <errno.h>
 
 #include "kvd.h"
+#include "resp_cmd.h"
 
 #define SCAN_REPLY_MAX (1u << 20) /* key bytes one SCAN reply carries at most: bounded output */
 

@@ -407,7 +407,7 @@ class RespDifferential(AgainstRedis):
         script = [("GET", "x"), ("SET", "k", "v", "EX", "0"), ("SET", "k", "abc"), ("INCR", "k"), ("INCR", "k"),
                   ("INCRBYFLOAT", "k", "x"), ("FOO",), ("GETEX", "k", "BAR"), ("MSET", "a", "1", "b"),
                   ("EXPIRE", "k", "1", "GT", "LT"),
-                  ("AUTH", "nopass"), ("DEL", "k")]
+                  ("AUTH", "nopass"), ("SCAN", "x"), ("SCAN", "0", "COUNT", "0"), ("KEYS", "*"), ("DEL", "k")]
 
         def counts(port):
             text = resp_session(port, [("INFO", "all")])[0].decode()
@@ -416,7 +416,7 @@ class RespDifferential(AgainstRedis):
             errors = {k: int(v["count"]) for k, v in fields.items() if k.startswith("errorstat_")}
             calls = {k: tuple(int(v[f]) for f in ("calls", "failed_calls", "rejected_calls"))
                      for k, v in fields.items()
-                     if k[8:] in ("get", "set", "incr", "incrbyfloat", "getex", "mset", "expire", "del")}
+                     if k[8:] in ("get", "set", "incr", "incrbyfloat", "getex", "mset", "expire", "scan", "keys", "del")}
             return errors, calls
 
         def delta(port):
