@@ -97,6 +97,9 @@ struct httpd_ranges {
  * the whole representation is sent instead (no valid "bytes=" set, more than HTTPD_RANGES_MAX,
  * more bytes asked than the file holds, or an empty file), -ERANGE when none is satisfiable (416). */
 int httpd_parse_ranges(rw_span value, uint64_t size, struct httpd_ranges *out);
+/* The decimal number at v.p[*i] into *out, *i moved past it; false if there is none or it
+ * overflows 64 bits. */
+bool httpd_number(rw_span v, size_t *i, uint64_t *out);
 
 /* Precompressed siblings, in the order preferred at equal q: ".br" then ".gz". */
 enum httpd_coding { HTTPD_IDENTITY, HTTPD_BR, HTTPD_GZIP, HTTPD_CODINGS };

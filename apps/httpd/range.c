@@ -8,8 +8,7 @@
 
 #include "httpd.h"
 
-/* A decimal number at v.p[*i]; false if there is none or it overflows. */
-static bool number(rw_span v, size_t *i, uint64_t *out)
+bool httpd_number(rw_span v, size_t *i, uint64_t *out)
 {
   size_t start = *i;
   uint64_t n = 0;
@@ -28,7 +27,7 @@ static int spec(rw_span v, size_t *i, uint64_t size, struct httpd_range *r)
   uint64_t first, last;
   if (*i < v.len && v.p[*i] == '-') {
     ++*i;
-    if (!number(v, i, &last))
+    if (!httpd_number(v, i, &last))
       return -1;
     if (!last)
       return 0;
@@ -36,10 +35,10 @@ static int spec(rw_span v, size_t *i, uint64_t size, struct httpd_range *r)
     r->off = size - r->len;
     return 1;
   }
-  if (!number(v, i, &first) || *i >= v.len || v.p[(*i)++] != '-')
+  if (!httpd_number(v, i, &first) || *i >= v.len || v.p[(*i)++] != '-')
     return -1;
   last = UINT64_MAX;
-  if (*i < v.len && v.p[*i] >= '0' && v.p[*i] <= '9' && (!number(v, i, &last) || last < first))
+  if (*i < v.len && v.p[*i] >= '0' && v.p[*i] <= '9' && (!httpd_number(v, i, &last) || last < first))
     return -1;
   if (first >= size)
     return 0;

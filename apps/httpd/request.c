@@ -24,10 +24,10 @@ static bool connection_has(const rw_list *headers, const char *token)
     return false;
   size_t n = strlen(token);
   for (size_t i = 0; i < v.len;) {
-    while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ','))
+    while (i < v.len && (httpd_ows(v.p[i]) || v.p[i] == ','))
       i++;
     size_t start = i;
-    while (i < v.len && v.p[i] != ',' && v.p[i] != ' ' && v.p[i] != '\t')
+    while (i < v.len && v.p[i] != ',' && !httpd_ows(v.p[i]))
       i++;
     if (i - start == n && !strncasecmp((const char *)v.p + start, token, n))
       return true;
@@ -186,10 +186,10 @@ static int on_refused(rw_conn *c, int status)
 static uint64_t declared_length(const rw_list *headers)
 {
   rw_span v;
+  size_t i = 0;
   uint64_t n = 0;
-  if (rw_list_field(headers, "content-length", &v))
-    for (size_t i = 0; i < v.len && v.p[i] >= '0' && v.p[i] <= '9'; i++)
-      n = n > UINT64_MAX / 10 - 1 ? UINT64_MAX : n * 10 + (uint64_t)(v.p[i] - '0');
+  if (rw_list_field(headers, "content-length", &v) && !httpd_number(v, &i, &n))
+    return UINT64_MAX; /* past 64 bits: past any limit */
   return n;
 }
 
