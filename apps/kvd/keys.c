@@ -176,7 +176,7 @@ int kvd_resp_randomkey(rw_conn *c, const rw_list *a)
   static _Thread_local uint64_t rnd;
   if (!rnd)
     rnd = (uint64_t)kvd_now_ms(c) * 0x9e3779b97f4a7c15ull ^ (uintptr_t)&rnd;
-  rnd = rnd * 6364136223846793005ull + 1442695040888963407ull;
+  rnd = kv_lcg_next(rnd);
   /* A shard with probability by its items (read unlocked: a guide), then the others in turn. */
   uint64_t total = 0;
   for (unsigned i = 0; i < st->nshards; i++)

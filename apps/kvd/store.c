@@ -916,7 +916,7 @@ struct pick {
 static void pick_one(void *arg, kv_item *it)
 {
   struct pick *p = arg;
-  p->rnd = p->rnd * 6364136223846793005ull + 1442695040888963407ull;
+  p->rnd = kv_lcg_next(p->rnd);
   if ((p->rnd >> 33) % ++p->live == 0)
     p->it = it;
 }
@@ -929,7 +929,7 @@ kv_item *kv_random(kv_shard *sh, uint64_t rnd, int64_t now_ms)
   struct visit v = {now_ms, pick_one, &p};
   uint32_t mask = sh->t.mask[0];
   for (int tries = 0; sh->items && tries < 256 && !p.it; tries++) {
-    p.rnd = p.rnd * 6364136223846793005ull + 1442695040888963407ull;
+    p.rnd = kv_lcg_next(p.rnd);
     bucket_chains(sh, (uint32_t)(p.rnd >> 32) & mask, chain_visit, &v);
   }
   uint32_t start = (uint32_t)(p.rnd >> 32);

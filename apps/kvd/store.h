@@ -192,6 +192,13 @@ void kv_clear(kv_shard *sh);
 /* Removes expired items from the next `buckets` buckets; returns how many it removed. */
 unsigned kv_sweep(kv_store *st, kv_shard *sh, unsigned buckets, int64_t now_ms);
 
+/* One step of the 64-bit LCG (Knuth's MMIX constants) the keyspace draws use: cheap and
+ * good enough to pick buckets and shards, not for anything secret. */
+static inline uint64_t kv_lcg_next(uint64_t x)
+{
+  return x * 6364136223846793005ull + 1442695040888963407ull;
+}
+
 /* Keyspace walks, shard locked: fn(arg, it) for each live item (expired ones are skipped). */
 typedef void (*kv_visit_fn)(void *arg, kv_item *it);
 /* The items of one bucket, chosen by `cursor` as redis's SCAN chooses: the next cursor is the
