@@ -29,8 +29,9 @@ typedef struct rw_config {
                                its outbound connections and process pipes) */
   uint32_t idle_timeout_ms; /* close connections silent this long (0: never) */
   uint32_t recv_size;       /* bytes per receive */
-  uint32_t recv_buffers;    /* io_uring: provided buffers per worker (0: half its even share of
-                               max_conns, 64..4096) */
+  uint32_t recv_buffers;    /* io_uring: provided buffers per worker at most (0: half its even
+                               share of max_conns, 64..4096); 16 circulate at start, doubling
+                               when a receive finds none */
   uint32_t accum_slots;     /* per worker, for frames that cross receives (0: a quarter of its even
                                share of max_conns, >= 16) */
   uint32_t accum_size;      /* frame bytes a slot holds, plus one receive (0: the longest frame

@@ -43,6 +43,7 @@
 #define RING_ENTRIES 1024
 #define CQ_ENTRIES 16384
 #define BUF_GROUP 0
+#define RING_START 16 /* buffers in circulation at start (buffers_grow) */
 #define IOV_PER_SEND 16
 
 enum op {
@@ -94,6 +95,7 @@ struct uring_state {
   size_t bufs_bytes;
   uint32_t nbufs, buf_size, buf_stride;
   uint32_t *buf_next, *buf_len;
+  uint32_t active;     /* buffers 0..active-1 circulate; the rest were never handed out */
   uint32_t in_ring;    /* buffers the kernel may fill */
   unsigned br_pending; /* buffers added since the last advance */
   struct uconn *uc;
@@ -172,6 +174,19 @@ static size_t buffer_stride(const struct rw_worker *w)
   return (w->srv->cfg.recv_size + 1 + 63) / 64 * 64;
 }
 
+static void buffer_recycle(struct uring_state *st, uint32_t bid);
+static void buffers_publish(struct uring_state *st);
+
+/* Buffers enter circulation only as the load needs them: the kernel takes ring entries in turn,
+ * so every buffer in the ring is soon written and resident. Starting with a few and doubling
+ * when a receive finds the ring empty keeps an idle or single-client worker at RING_START
+ * buffers (1 MiB at 64 KiB) instead of all of them (32 MiB for 512). */
+static void buffers_grow(struct uring_state *st, uint32_t more)
+{
+  for (; more && st->active < st->nbufs; more--)
+    buffer_recycle(st, st->active++);
+}
+
 static int buffers_init(struct rw_worker *w, struct uring_state *st)
 {
   st->buf_size = w->srv->cfg.recv_size;
@@ -195,11 +210,8 @@ static int buffers_init(struct rw_worker *w, struct uring_state *st)
   int rc = io_uring_register_buf_ring(&st->ring, &reg, 0);
   if (rc)
     return rc;
-  for (uint32_t i = 0; i < st->nbufs; i++)
-    io_uring_buf_ring_add(st->br, st->bufs + (size_t)i * st->buf_stride, st->buf_size, (uint16_t)i,
-                          io_uring_buf_ring_mask(st->nbufs), (int)i);
-  io_uring_buf_ring_advance(st->br, (int)st->nbufs);
-  st->in_ring = st->nbufs;
+  buffers_grow(st, RING_START < st->nbufs ? RING_START : st->nbufs);
+  buffers_publish(st);
   return 0;
 }
 
@@ -390,6 +402,7 @@ static void on_recv(struct rw_worker *w, struct rw_conn *c, struct io_uring_cqe 
   } else if (res == -ENOBUFS) {
     u->starved = true;
     st->nstarved++;
+    buffers_grow(st, st->active); /* (a no-op once all circulate) */
   } else if (res != -ECANCELED) {
     rw_conn_abort(c, res);
   }
@@ -697,7 +710,7 @@ static void on_cqe(struct rw_worker *w, struct io_uring_cqe *cqe)
 static void rearm_starved(struct rw_worker *w)
 {
   struct uring_state *st = w->drv;
-  if (!st->nstarved || st->in_ring < st->nbufs / 4)
+  if (!st->nstarved || st->in_ring < st->active / 4)
     return;
   for (uint32_t i = 0; i < w->max_conns && st->nstarved; i++) {
     struct uconn *u = &st->uc[i];

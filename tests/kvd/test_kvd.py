@@ -1517,6 +1517,28 @@ class Memory(unittest.TestCase):
             finally:
                 self.assertEqual(k.stop(), 0)
 
+    def test_receive_ring_grows_with_load(self):
+        """One client's pipelined traffic keeps few receive buffers resident: 64 MB of SETs over
+        a few keys, with room for 4096 buffers of 64 KiB (256 MiB) per worker. io_uring hands
+        buffers out in turn, so a ring filled at start became resident as the traffic passed
+        through it (64 MB here); buffers enter it only when a receive finds it empty."""
+        k = Kvd("--workers", "1", "--recv-buffers", "4096", binary="build/bin/kvd")
+        try:
+            with socket.create_connection(("127.0.0.1", k.resp), timeout=30) as s:
+                r = Reader(s)
+                s.sendall(resp_cmd("PING"))
+                self.assertEqual(r.line(), b"+PONG\r\n")
+                before = rss_kib(k.proc.pid)
+                batch = b"".join(resp_cmd("SET", b"k%d" % (i % 8), b"x" * 200) for i in range(2000))
+                for _ in range(64 * 1024 * 1024 // len(batch)):
+                    s.sendall(batch)
+                    self.assertEqual({r.line() for _ in range(2000)}, {b"+OK\r\n"})
+                grew = rss_kib(k.proc.pid) - before
+            print(f"\nkvd: {grew} KiB more resident after 64 MB through one connection", file=sys.stderr)
+            self.assertLess(grew, 16 * 1024)
+        finally:
+            self.assertEqual(k.stop(), 0)
+
     def test_evicts_lru_within_budget(self):
         k = Kvd("--workers", "1", "--memory", "8m")
         try:
