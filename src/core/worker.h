@@ -87,7 +87,7 @@ void rw_worker_wake(struct rw_worker *w);
 struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd);
 void rw_worker_udp_input(struct rw_udp *u);
 void rw_worker_close_listeners(struct rw_worker *w);
-/* Worker 0's signalfd for SIGINT/SIGTERM (fd or -errno), and what to do when it is readable. */
+/* Worker 0's signalfd for SIGINT/SIGTERM/SIGHUP (fd or -errno), and what to do when it is readable. */
 int rw_worker_signalfd(void);
 void rw_worker_on_signalfd(struct rw_worker *w, int fd);
 /* Runs every message in the worker's inbox, oldest first (drivers call it when woken). */
