@@ -10,7 +10,7 @@
 
 #include "httpd.h"
 
-#define LOG_HALF (64u << 10)
+#define LOG_HALF (256u << 10)
 
 static rw_logfile *access_log;
 
@@ -36,6 +36,7 @@ void httpd_access_log_close(void)
 {
   if (!access_log)
     return;
+  rw_logfile_drain(access_log);
   fprintf(stderr, "httpd: access log: %llu lines written, %llu dropped\n",
           (unsigned long long)rw_logfile_written(access_log),
           (unsigned long long)rw_logfile_dropped(access_log));

@@ -40,8 +40,10 @@ void rw_logfile_reopen(rw_logfile *lf, rw_worker *from);
  * readable from any thread at any time. */
 uint64_t rw_logfile_written(const rw_logfile *lf);
 uint64_t rw_logfile_dropped(const rw_logfile *lf);
-/* After rw_server_run has returned: writes what the buffers still hold (blocking), closes the
- * file and frees the buffers. NULL is allowed. */
+/* After rw_server_run has returned: writes what the buffers still hold (blocking), so that
+ * the counts above are final. */
+void rw_logfile_drain(rw_logfile *lf);
+/* Drains (above), closes the file and frees the buffers. NULL is allowed. */
 void rw_logfile_close(rw_logfile *lf);
 
 #ifdef __cplusplus

@@ -275,17 +275,23 @@ static void drain(struct lf_worker *lw)
     }
     bump(off < lw->used[h] ? &lw->dropped : &lw->written, lw->lines[h]);
     lw->used[h] = lw->lines[h] = lw->done = 0;
+    lw->writing = false;
   }
+}
+
+void rw_logfile_drain(rw_logfile *lf)
+{
+  for (unsigned i = 0; lf && i < lf->n; i++)
+    drain(&lf->ws[i]);
 }
 
 void rw_logfile_close(rw_logfile *lf)
 {
   if (!lf)
     return;
-  for (unsigned i = 0; i < lf->n; i++) {
-    drain(&lf->ws[i]);
+  rw_logfile_drain(lf);
+  for (unsigned i = 0; i < lf->n; i++)
     close(lf->ws[i].fd);
-  }
   if (lf->ws)
     free(lf->ws[0].buf[0]);
   free(lf->ws);
