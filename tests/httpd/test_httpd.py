@@ -1333,7 +1333,11 @@ class Memory(unittest.TestCase):
                 f.write("x" * 1000)
             with open(os.path.join(root, "big.bin"), "wb") as f:
                 f.write(os.urandom(2 * 1024 * 1024))
-            k = Httpd(root, "--workers", "2", binary="build/bin/httpd",
+            # With the access log: its lines are formatted into buffers taken at start.
+            logdir = tempfile.TemporaryDirectory()
+            self.addCleanup(logdir.cleanup)
+            log = os.path.join(logdir.name, "access.log")
+            k = Httpd(root, "--workers", "2", "--access-log", log, binary="build/bin/httpd",
                       preload=MALLOC_COUNT)
 
             def load():
@@ -1354,6 +1358,8 @@ class Memory(unittest.TestCase):
                 self.assertEqual(k.malloc_count(), before)
             finally:
                 self.assertEqual(k.stop(), 0)
+            with open(log, "rb") as f:
+                self.assertEqual(len(f.read().splitlines()), 2 * (4000 + 10))
 
 
 if __name__ == "__main__":
