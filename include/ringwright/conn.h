@@ -85,6 +85,9 @@ rw_worker *rw_conn_worker(const rw_conn *c);
  * getpeername's error (-ENOTCONN once the peer has reset it). A system call each time: cache
  * the answer per connection. */
 int rw_conn_name(const rw_conn *c, bool local, char *host, size_t cap, unsigned *out_port);
+/* The connection's socket descriptor, or -1 where the process holds none (io_uring's direct
+ * descriptors, above): for listings such as redis's CLIENT LIST, not for I/O. */
+int rw_conn_fd(const rw_conn *c);
 
 /* Per-connection data for the application; NULL until set. */
 void *rw_conn_data(const rw_conn *c);

@@ -1,4 +1,4 @@
-/* rw_conn_name(): the addresses at either end of a connection, for logs and client lists. A
+/* rw_conn_name() and rw_conn_fd(): the addresses at either end of a connection, for logs and client lists. A
  * connection that io_uring accepted straight into its fixed-file table has no descriptor that
  * getpeername could take: rw_config.peer_names makes the driver accept into the fd table. */
 #include <arpa/inet.h>
@@ -33,4 +33,9 @@ int rw_conn_name(const rw_conn *c, bool local, char *host, size_t cap, unsigned 
   if (out_port)
     *out_port = port;
   return 0;
+}
+
+int rw_conn_fd(const rw_conn *c)
+{
+  return c->flags & RW_CONN_DIRECT ? -1 : c->fd;
 }
