@@ -1,6 +1,6 @@
 /* CLIENT LIST, INFO and KILL across workers: each worker keeps a registry of its RESP clients
  * (a list through their struct kvd_conn, in the order they were registered, so by id). A
- * connection joins at its first command and leaves when it closes. The list and the names are
+ * connection joins when it is accepted and leaves when it closes. The list and the names are
  * changed under the worker's lock, which only those rare events and CLIENT LIST/KILL take; the
  * per-command fields (last command, last time) are single-writer relaxed atomics, so that a
  * command costs two plain stores. A kill is marked under the owner's lock and carried out by
@@ -69,26 +69,41 @@ uint64_t kvd_client_id(rw_conn *c)
   return kc->id;
 }
 
+/* Joins the worker's registry: at accept (rw_config.on_accept), or at the first command of a
+ * connection that was not accepted on a RESP listener. */
+static void join(rw_conn *c, int64_t now)
+{
+  struct kvd_conn *kc = rw_conn_user(c);
+  kvd_client_id(c);
+  kc->conn = c;
+  kc->fd = rw_conn_fd(c);
+  kc->created_ms = now;
+  atomic_store_explicit(&kc->last_ms, now, memory_order_relaxed);
+  name_end(c, false, kc->addr);
+  name_end(c, true, kc->laddr);
+  rw_conn_on_close(c, on_close, NULL);
+  struct registry *r = reg_of(c);
+  pthread_mutex_lock(&r->lock);
+  kc->cl_prev = r->tail;
+  *(r->tail ? &r->tail->cl_next : &r->head) = kc;
+  r->tail = kc;
+  kc->listed = true;
+  pthread_mutex_unlock(&r->lock);
+}
+
+void kvd_client_accepted(rw_conn *c, const rw_proto *proto, void *data)
+{
+  (void)data;
+  if (proto == &resp_proto)
+    join(c, rw_worker_now_ms(rw_conn_worker(c)));
+}
+
 void kvd_client_seen(rw_conn *c, const char *cmd)
 {
   struct kvd_conn *kc = rw_conn_user(c);
   int64_t now = rw_worker_now_ms(rw_conn_worker(c));
-  if (!kc->listed) { /* the first command: join the worker's registry */
-    kvd_client_id(c);
-    kc->conn = c;
-    kc->fd = rw_conn_fd(c);
-    kc->created_ms = now;
-    name_end(c, false, kc->addr);
-    name_end(c, true, kc->laddr);
-    rw_conn_on_close(c, on_close, NULL);
-    struct registry *r = reg_of(c);
-    pthread_mutex_lock(&r->lock);
-    kc->cl_prev = r->tail;
-    *(r->tail ? &r->tail->cl_next : &r->head) = kc;
-    r->tail = kc;
-    kc->listed = true;
-    pthread_mutex_unlock(&r->lock);
-  }
+  if (!kc->listed)
+    join(c, now);
   atomic_store_explicit(&kc->last_ms, now, memory_order_relaxed);
   atomic_store_explicit(&kc->last_cmd, cmd, memory_order_relaxed);
 }
@@ -108,7 +123,7 @@ void kvd_client_set_name(rw_conn *c, rw_span name)
  * kvd's own figures: no query buffer of its own (requests are parsed where they were
  * received), so qbuf, qbuf-free and argv-mem are 0; replies go to the worker's shared send
  * slab, so rbs, rbp, obl, oll and omem are 0; tot-mem is the client's own state (struct
- * kvd_conn); age counts from the first command. */
+ * kvd_conn). */
 static int format_line(const struct kvd_conn *kc, int64_t now_ms, char *out, size_t cap)
 {
   int64_t last = atomic_load_explicit(&kc->last_ms, memory_order_relaxed);

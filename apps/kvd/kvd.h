@@ -230,8 +230,9 @@ static inline bool kvd_authed(const rw_conn *c)
 
 /* ---- clients.c: CLIENT LIST, INFO and KILL across workers ---- */
 int kvd_clients_init(unsigned workers);
-/* A RESP command of this connection (`cmd` as CLIENT LIST's cmd= shows it): the first one
- * registers it with its worker. */
+/* rw_config.on_accept: a connection on a RESP listener joins its worker's registry. */
+void kvd_client_accepted(rw_conn *c, const rw_proto *proto, void *data);
+/* A RESP command of this connection (`cmd` as CLIENT LIST's cmd= shows it). */
 void kvd_client_seen(rw_conn *c, const char *cmd);
 /* The connection's id: given on first use, from one counter for the server. */
 uint64_t kvd_client_id(rw_conn *c);

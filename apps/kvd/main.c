@@ -246,6 +246,7 @@ int main(int argc, char **argv)
   if (!cli.cfg.accum_size)
     cli.cfg.accum_size = (1u << 20) + (64u << 10);
   cli.cfg.on_worker_start = worker_start;
+  cli.cfg.on_accept = kvd_client_accepted;
   cli.cfg.on_turn_end = kvd_aof_turn_end;
   rw_server *srv;
   if (rw_server_create(&cli.cfg, &srv) < 0) {

@@ -54,6 +54,10 @@ typedef struct rw_config {
   uint32_t dns_slots;       /* per worker: rw_resolve() lookups in flight */
   uint32_t dio_buffers;     /* per worker: O_DIRECT buffers (rw_file_dio_get) */
   uint32_t dio_buffer_size; /* bytes each, a multiple of 4096 */
+  /* Runs on the worker's thread for each accepted connection, before any of its bytes are read
+   * (`proto`: its listener's protocol; rw_conn_user is zeroed): per-connection set-up such as
+   * a registry of clients. The connection may be written or closed from here. */
+  void (*on_accept)(rw_conn *c, const rw_proto *proto, void *data);
   /* Runs on each worker's thread before its loop starts: set up timers, dial out. */
   void (*on_worker_start)(rw_worker *w, void *data);
   /* Runs on each worker once per loop turn, after the turn's events were handled and before its

@@ -87,7 +87,7 @@ static bool take_conn(rw_server *s)
   return false;
 }
 
-struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd)
+struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd, bool direct)
 {
   rw_server *s = w->srv;
   const struct rw_listener *ln = &s->listeners[li];
@@ -105,6 +105,8 @@ struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd)
     return NULL;
   }
   c->counted = true;
+  if (direct)
+    c->flags |= RW_CONN_DIRECT;
   for (unsigned i = 0; i < s->nalts; i++)
     if (s->alts[i].proto == ln->proto)
       c->flags |= RW_CONN_CHOOSE; /* (conn.c looks at the first byte) */
@@ -112,6 +114,8 @@ struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd)
     rw_log_limited(&w->transport_log, "tls: no memory for a session: connection refused");
     rw_conn_abort(c, -ENOMEM);
   }
+  if (s->cfg.on_accept && !(c->flags & RW_CONN_ABORT))
+    s->cfg.on_accept(c, ln->proto, s->cfg.data);
   return c;
 }
 

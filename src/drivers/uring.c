@@ -586,14 +586,12 @@ static void on_accept(struct rw_worker *w, unsigned li, struct io_uring_cqe *cqe
     close_direct_ignored(st, cqe->res);
     return;
   }
-  struct rw_conn *c = rw_worker_accepted(w, li, cqe->res);
+  struct rw_conn *c = rw_worker_accepted(w, li, cqe->res, st->direct_accept);
   if (!c) {
     close_direct_ignored(st, cqe->res);
     return;
   }
   uconn_init(&st->uc[c->idx], st->direct_accept);
-  if (st->direct_accept)
-    c->flags |= RW_CONN_DIRECT;
   arm_recv(w, c);
 }
 

@@ -861,6 +861,20 @@ class ClientCommands(AgainstRedis):
         for port in (self.redis_port, self.kvd.resp):
             with self.subTest(port=port):
                 clients = self.conns(port, 6)
+                # A connection that has sent nothing is listed too, with no command yet.
+                silent = socket.create_connection(("127.0.0.1", port), timeout=10)
+                self.addCleanup(silent.close)
+                deadline = time.time() + 5
+                while time.time() < deadline:
+                    lines = self.listing(port)
+                    quiet = [dict(line) for line in lines if dict(line)["addr"] == "%s:%d" % silent.getsockname()]
+                    if quiet:
+                        break
+                    time.sleep(0.02)
+                self.assertEqual([(f["cmd"], f["name"]) for f in quiet], [("NULL", "")])
+                kill = ("CLIENT", "KILL", "ADDR", "%s:%d" % silent.getsockname())
+                self.assertEqual(resp_session(port, [kill]), [b":1\r\n"])
+                self.assertTrue(self.closed_soon(silent))
                 lines = self.listing(port)
                 for line in lines:
                     self.assertEqual([k for k, _ in line], CLIENT_FIELDS, line)
@@ -876,7 +890,7 @@ class ClientCommands(AgainstRedis):
                     self.assertEqual(int(f["age"]), 0)
                     self.assertEqual(int(f["idle"]), 0)
                 # The asker's own line says it is listing; ids ascend, as redis lists them.
-                me = [f for f in map(dict, lines) if f["name"] == ""]
+                me = [f for f in map(dict, lines) if f["name"] == "" and f["cmd"] != "NULL"]
                 self.assertEqual([f["cmd"] for f in me], ["client|list"])
                 ids = [int(dict(line)["id"]) for line in lines]
                 self.assertEqual(ids, sorted(ids))
@@ -886,6 +900,7 @@ class ClientCommands(AgainstRedis):
                 self.assertEqual([int(dict(line)["id"]) for line in got], [want[0], want[2]])
                 for s, _, _ in clients:
                     s.close()
+                silent.close()
 
     def test_info_is_the_connections_line(self):
         for port in (self.redis_port, self.kvd.resp):
@@ -902,6 +917,7 @@ class ClientCommands(AgainstRedis):
                                  (cid, "c0", "client|info", "%s:%d" % s.getsockname()))
 
     def test_idle_and_age_count_seconds(self):
+        """age from the accept, idle from the last command, in whole seconds."""
         (s, r, cid), = self.conns(self.kvd.resp, 1)
         time.sleep(1.2)
         f = {int(dict(line)["id"]): dict(line) for line in self.listing(self.kvd.resp)}[cid]
@@ -1741,6 +1757,9 @@ class Memory(unittest.TestCase):
                     r.mget("L", "m1", "L")
                     r.append("L", b"x" * 2000)
                     r.getset("L", b"y" * n)
+                # The client registry: listing every worker's clients, killing by id.
+                assert r.execute_command("CLIENT", "LIST").count(b"id=") >= 1
+                assert r.execute_command("CLIENT", "KILL", "ID", "999999") == 0
             large()
             before = k.malloc_count()
             large()
