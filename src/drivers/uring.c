@@ -102,6 +102,7 @@ struct uring_state {
   uint32_t nstarved;
   int sigfd;
   bool accepting[RW_MAX_LISTENERS];
+  bool direct_accept; /* accepted into the fixed-file table (not with rw_config.peer_names) */
 };
 
 static struct io_uring_sqe *get_sqe(struct uring_state *st)
@@ -550,7 +551,12 @@ static void arm_accept(struct rw_worker *w, unsigned li)
 {
   struct uring_state *st = w->drv;
   struct io_uring_sqe *sqe = get_sqe(st);
-  io_uring_prep_multishot_accept_direct(sqe, w->lfd[li], NULL, NULL, 0);
+  /* Straight into the fixed-file table, unless the application names peers (rw_conn_name):
+   * then into the fd table, where getpeername can see them. */
+  if (st->direct_accept)
+    io_uring_prep_multishot_accept_direct(sqe, w->lfd[li], NULL, NULL, 0);
+  else
+    io_uring_prep_multishot_accept(sqe, w->lfd[li], NULL, NULL, SOCK_CLOEXEC);
   io_uring_sqe_set_data64(sqe, ud(OP_ACCEPT, 0, li));
   st->accepting[li] = true;
 }
@@ -565,6 +571,10 @@ static void arm_poll(struct rw_worker *w, int fd, enum op op, uint32_t idx)
 
 static void close_direct_ignored(struct uring_state *st, int slot)
 {
+  if (!st->direct_accept) {
+    close(slot); /* a descriptor (rw_config.peer_names): nothing of the ring's */
+    return;
+  }
   struct io_uring_sqe *sqe = get_sqe(st);
   io_uring_prep_close_direct(sqe, (unsigned)slot);
   io_uring_sqe_set_data64(sqe, ud(OP_IGNORE, 0, 0));
@@ -589,12 +599,12 @@ static void on_accept(struct rw_worker *w, unsigned li, struct io_uring_cqe *cqe
     close_direct_ignored(st, cqe->res);
     return;
   }
-  struct rw_conn *c = rw_worker_accepted(w, li, cqe->res);
+  struct rw_conn *c = rw_worker_accepted(w, li, cqe->res, st->direct_accept);
   if (!c) {
     close_direct_ignored(st, cqe->res);
     return;
   }
-  uconn_init(&st->uc[c->idx], true);
+  uconn_init(&st->uc[c->idx], st->direct_accept);
   arm_recv(w, c);
 }
 
@@ -784,6 +794,7 @@ static int uring_init(struct rw_worker *w)
     return -ENOMEM;
   w->drv = st;
   st->sigfd = -1;
+  st->direct_accept = !w->srv->cfg.peer_names;
   int rc = ring_setup(&st->ring);
   if (rc < 0)
     return rc;
