@@ -155,22 +155,22 @@ int binary_check(struct spec *s)
 
 /* --- the parser -------------------------------------------------------------------------- */
 
-static void emit_read_int(const struct command_decl *c, const struct bin_item *b, FILE *out)
+static void emit_read_int(const struct command_decl *c, const struct bin_item *b, struct writer *out)
 {
-  fprintf(out, "  f->%s = (%s)(", spec_member(b->name), num_ctype(c->fields[b->field].num));
+  w_printf(out, "  f->%s = (%s)(", spec_member(b->name), num_ctype(c->fields[b->field].num));
   for (size_t k = 0; k < b->len; k++) {
     size_t at = b->off + (b->le ? k : b->len - 1 - k); /* the byte worth 256^k */
-    fprintf(out, "%s(uint64_t)buf[%zu]", k ? " | " : "", at);
+    w_printf(out, "%s(uint64_t)buf[%zu]", k ? " | " : "", at);
     if (k)
-      fprintf(out, " << %zu", 8 * k);
+      w_printf(out, " << %zu", 8 * k);
   }
-  fputs(");\n", out);
+  w_puts(out, ");\n");
 }
 
 /* The part's length into n<i>; a difference below zero jumps to bad. */
-static void emit_length(const struct command_decl *c, const struct bin_item *b, size_t i, FILE *out)
+static void emit_length(const struct command_decl *c, const struct bin_item *b, size_t i, struct writer *out)
 {
-  fprintf(out, "  uint64_t n%zu = 0;\n", i);
+  w_printf(out, "  uint64_t n%zu = 0;\n", i);
   for (size_t t = 0; t < b->nterms; t++) {
     const struct bin_term *term = &b->terms[t];
     char v[96];
@@ -179,17 +179,17 @@ static void emit_length(const struct command_decl *c, const struct bin_item *b, 
     else
       snprintf(v, sizeof v, "%lluu", (unsigned long long)term->value);
     if (term->neg)
-      fprintf(out, "  if (n%zu < %s)\n    goto bad;\n  n%zu -= %s;\n", i, v, i, v);
+      w_printf(out, "  if (n%zu < %s)\n    goto bad;\n  n%zu -= %s;\n", i, v, i, v);
     else
-      fprintf(out, "  n%zu = n%zu > UINT64_MAX - %s ? UINT64_MAX : n%zu + %s;\n", i, i, v, i, v);
+      w_printf(out, "  n%zu = n%zu > UINT64_MAX - %s ? UINT64_MAX : n%zu + %s;\n", i, i, v, i, v);
   }
 }
 
-void emit_binary_parser(const struct spec *s, FILE *out)
+void emit_binary_parser(const struct spec *s, struct writer *out)
 {
   const char *p = s->protocol;
   const struct command_decl *c = &s->commands[0];
-  fprintf(
+  w_printf(
       out,
       "/* A header-first frame: the parser keeps only a count of bytes to skip; each call\n"
       " * reads the %zu-byte header again (it is cheaper than saving it) and waits for the\n"
@@ -197,78 +197,78 @@ void emit_binary_parser(const struct spec *s, FILE *out)
       "struct %s_parser {\n  uint64_t skip; /* bytes of a refused frame's parts still to discard */\n};\n\n"
       "static void %s_parser_init(void *vp)\n{\n  *(struct %s_parser *)vp = (struct %s_parser){0};\n}\n\n",
       c->header, p, p, p, p);
-  fprintf(out,
-          "static int %s_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used, void *vmsg)\n{\n"
-          "  struct %s_parser *p = vp;\n  struct %s_%s *f = &((union %s_msg *)vmsg)->%s;\n"
-          "  if (p->skip) {\n    size_t n = len < p->skip ? len : (size_t)p->skip;\n    p->skip -= n;\n"
-          "    *out_used = n;\n    return RW_PARSE_SKIP;\n  }\n",
-          p, p, p, c->name, p, spec_member(c->name));
+  w_printf(out,
+           "static int %s_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used, void *vmsg)\n{\n"
+           "  struct %s_parser *p = vp;\n  struct %s_%s *f = &((union %s_msg *)vmsg)->%s;\n"
+           "  if (p->skip) {\n    size_t n = len < p->skip ? len : (size_t)p->skip;\n    p->skip -= n;\n"
+           "    *out_used = n;\n    return RW_PARSE_SKIP;\n  }\n",
+           p, p, p, c->name, p, spec_member(c->name));
   for (size_t i = 0; i < c->nbin; i++) {
     const struct bin_item *b = &c->bin[i];
     if (b->kind != BIN_LIT)
       continue;
-    fprintf(out, "  static const uint8_t lit%zu[] = ", i);
-    fputc('{', out);
+    w_printf(out, "  static const uint8_t lit%zu[] = ", i);
+    w_putc(out, '{');
     for (size_t k = 0; k < b->len; k++)
-      fprintf(out, "%s0x%02x", k ? ", " : "", b->lit[k]);
-    fprintf(out,
-            "};\n  if (len > %zuu && memcmp(buf + %zu, lit%zu, len - %zu < %zu ? len - %zu : %zu) != 0) {\n"
-            "    *out_used = len;\n    return RW_PARSE_INVALID;\n  }\n",
-            b->off, b->off, i, b->off, b->len, b->off, b->len);
+      w_printf(out, "%s0x%02x", k ? ", " : "", b->lit[k]);
+    w_printf(out,
+             "};\n  if (len > %zuu && memcmp(buf + %zu, lit%zu, len - %zu < %zu ? len - %zu : %zu) != 0) {\n"
+             "    *out_used = len;\n    return RW_PARSE_INVALID;\n  }\n",
+             b->off, b->off, i, b->off, b->len, b->off, b->len);
   }
-  fprintf(out, "  if (len < %zuu) {\n    *out_used = 0;\n    return RW_PARSE_MORE;\n  }\n", c->header);
+  w_printf(out, "  if (len < %zuu) {\n    *out_used = 0;\n    return RW_PARSE_MORE;\n  }\n", c->header);
   for (size_t i = 0; i < c->nbin; i++)
     if (c->bin[i].kind == BIN_INT)
       emit_read_int(c, &c->bin[i], out);
   /* Parts: empty until the frame is whole, so a refusal's handler sees the header only. */
-  fputs("  uint64_t total = 0;\n", out);
+  w_puts(out, "  uint64_t total = 0;\n");
   for (size_t i = 0; i < c->nbin; i++) {
     const struct bin_item *b = &c->bin[i];
     if (b->kind != BIN_BYTES)
       continue;
-    fprintf(out, "  f->%s = (rw_span){buf + %zu, 0};\n", spec_member(b->name), c->header);
+    w_printf(out, "  f->%s = (rw_span){buf + %zu, 0};\n", spec_member(b->name), c->header);
     emit_length(c, b, i, out);
-    fprintf(out, "  total = total > UINT64_MAX - n%zu ? UINT64_MAX : total + n%zu;\n", i, i);
+    w_printf(out, "  total = total > UINT64_MAX - n%zu ? UINT64_MAX : total + n%zu;\n", i, i);
   }
-  fprintf(out,
-          "  if (total > %lluu) {\n    p->skip = total;\n    *out_used = %zu;\n"
-          "    return RW_PARSE_TOO_LARGE;\n  }\n"
-          "  if (len - %zu < total) {\n    *out_used = 0;\n    return RW_PARSE_MORE;\n  }\n"
-          "  size_t at = %zu;\n",
-          (unsigned long long)s->limit_data, c->header, c->header, c->header);
+  w_printf(out,
+           "  if (total > %lluu) {\n    p->skip = total;\n    *out_used = %zu;\n"
+           "    return RW_PARSE_TOO_LARGE;\n  }\n"
+           "  if (len - %zu < total) {\n    *out_used = 0;\n    return RW_PARSE_MORE;\n  }\n"
+           "  size_t at = %zu;\n",
+           (unsigned long long)s->limit_data, c->header, c->header, c->header);
   for (size_t i = 0; i < c->nbin; i++) {
     const struct bin_item *b = &c->bin[i];
     if (b->kind == BIN_BYTES)
-      fprintf(out, "  f->%s = (rw_span){buf + at, (size_t)n%zu};\n  at += (size_t)n%zu;\n",
-              spec_member(b->name), i, i);
+      w_printf(out, "  f->%s = (rw_span){buf + at, (size_t)n%zu};\n  at += (size_t)n%zu;\n",
+               spec_member(b->name), i, i);
   }
-  fputs("  *out_used = at;\n  return ", out);
+  w_puts(out, "  *out_used = at;\n  return ");
   emit_cmd_enum(s, c->name, out);
-  fputs(";\n", out);
+  w_puts(out, ";\n");
   bool any_diff = false;
   for (size_t i = 0; i < c->nbin; i++)
     for (size_t t = 0; t < c->bin[i].nterms; t++)
       any_diff |= c->bin[i].terms[t].neg;
   if (any_diff)
-    fprintf(out, "bad: /* lengths that contradict each other: the frame's end is unknown */\n"
-                 "  *out_used = len;\n  return RW_PARSE_BAD_DATA;\n");
-  fputs("}\n\n", out);
+    w_printf(out, "bad: /* lengths that contradict each other: the frame's end is unknown */\n"
+                  "  *out_used = len;\n  return RW_PARSE_BAD_DATA;\n");
+  w_puts(out, "}\n\n");
 }
 
 /* Dispatch by an integer field: a switch the compiler turns into a jump table. */
-void emit_binary_table(const struct spec *s, FILE *out)
+void emit_binary_table(const struct spec *s, struct writer *out)
 {
   const char *p = s->protocol;
   const struct command_decl *c = &s->commands[0];
-  fprintf(
+  w_printf(
       out,
       "static int %s_table_dispatch(rw_conn *c, const struct %s_handlers *h, const struct %s_%s *msg)\n{\n"
       "  switch (msg->%s) {\n",
       p, p, p, c->name, spec_member(c->dispatch_field));
   for (size_t i = 0; i < s->ntable; i++)
-    fprintf(out, "  case %uu:\n    return h->%s(c, msg);\n", s->table[i].arity,
-            spec_member(s->table[i].name));
-  fputs("  default:\n    return h->unknown(c, msg);\n  }\n}\n\n", out);
+    w_printf(out, "  case %uu:\n    return h->%s(c, msg);\n", s->table[i].arity,
+             spec_member(s->table[i].name));
+  w_puts(out, "  default:\n    return h->unknown(c, msg);\n  }\n}\n\n");
 }
 
 static const char *dot_event(const struct action *a)
@@ -279,41 +279,41 @@ static const char *dot_event(const struct action *a)
                      : "reply";
 }
 
-void emit_binary_dot(const struct spec *s, FILE *out)
+void emit_binary_dot(const struct spec *s, struct writer *out)
 {
   const struct command_decl *c = &s->commands[0];
-  fprintf(out, "  header [label=\"header\\n%zu bytes\"];\n  start -> header;\n", c->header);
+  w_printf(out, "  header [label=\"header\\n%zu bytes\"];\n  start -> header;\n", c->header);
   char prev[160] = "header";
   for (size_t i = 0; i < c->nbin; i++) {
     const struct bin_item *b = &c->bin[i];
     if (b->kind != BIN_BYTES)
       continue;
-    fprintf(out, "  part_%s [label=\"%s: bytes(", b->name, b->name);
+    w_printf(out, "  part_%s [label=\"%s: bytes(", b->name, b->name);
     for (size_t t = 0; t < b->nterms; t++) {
       if (t)
-        fputs(b->terms[t].neg ? " - " : " + ", out);
+        w_puts(out, b->terms[t].neg ? " - " : " + ");
       if (b->terms[t].item >= 0)
-        fputs(c->bin[b->terms[t].item].name, out);
+        w_puts(out, c->bin[b->terms[t].item].name);
       else
-        fprintf(out, "%llu", (unsigned long long)b->terms[t].value);
+        w_printf(out, "%llu", (unsigned long long)b->terms[t].value);
     }
-    fprintf(out, ")\"];\n  %s -> part_%s;\n", prev, b->name);
+    w_printf(out, ")\"];\n  %s -> part_%s;\n", prev, b->name);
     snprintf(prev, sizeof prev, "part_%s", b->name);
   }
-  fprintf(out, "  frame_end [shape=ellipse, label=\"%s\"];\n  %s -> frame_end;\n", c->name, prev);
+  w_printf(out, "  frame_end [shape=ellipse, label=\"%s\"];\n  %s -> frame_end;\n", c->name, prev);
   if (c->dispatch_field) {
-    fprintf(out, "  frame_end -> table [label=\"by %s\"];\n  table [shape=diamond, label=\"table\"];\n",
-            c->dispatch_field);
+    w_printf(out, "  frame_end -> table [label=\"by %s\"];\n  table [shape=diamond, label=\"table\"];\n",
+             c->dispatch_field);
     for (size_t i = 0; i < s->ntable; i++)
-      fprintf(out, "  table -> handler_%s [label=\"0x%02x\"];\n  handler_%s -> start;\n", s->table[i].name,
-              s->table[i].arity, s->table[i].name);
-    fputs("  table -> handler_unknown [label=\"other\"];\n", out);
+      w_printf(out, "  table -> handler_%s [label=\"0x%02x\"];\n  handler_%s -> start;\n", s->table[i].name,
+               s->table[i].arity, s->table[i].name);
+    w_puts(out, "  table -> handler_unknown [label=\"other\"];\n");
   } else {
-    fprintf(out, "  frame_end -> handler_%s;\n  handler_%s -> start;\n", c->name, c->name);
+    w_printf(out, "  frame_end -> handler_%s;\n  handler_%s -> start;\n", c->name, c->name);
   }
-  fprintf(out,
-          "  too_large [shape=note, label=\"too_large: %s\"];\n  header -> too_large;\n"
-          "  bad_data [shape=note, label=\"bad_data: %s\"];\n  header -> bad_data;\n"
-          "  invalid [shape=note, label=\"wrong literal: close\"];\n  header -> invalid;\n}\n",
-          dot_event(&s->too_large), dot_event(&s->bad_data));
+  w_printf(out,
+           "  too_large [shape=note, label=\"too_large: %s\"];\n  header -> too_large;\n"
+           "  bad_data [shape=note, label=\"bad_data: %s\"];\n  header -> bad_data;\n"
+           "  invalid [shape=note, label=\"wrong literal: close\"];\n  header -> invalid;\n}\n",
+           dot_event(&s->too_large), dot_event(&s->bad_data));
 }
