@@ -11,6 +11,7 @@
 #include "list.h"
 #include "msg.h"
 #include "proto.h"
+#include "scan.h"
 #include "server.h"
 #include "spawn.h"
 #include "task.h"
