@@ -1,19 +1,20 @@
 /* Emitters for the C side of a spec: the public header (`<p>.gen.h`: commands, message structs,
- * handler table, reply writers, the protocol descriptor) and the re2c input (`<p>.gen.re`: the
- * resumable parser, the const dispatch table, reply bytes). re2c turns the latter into C. */
+ * handler table, reply writers, the protocol descriptor), the re2c input (`<p>.gen.re`: the
+ * resumable parser, the const dispatch table, reply bytes; re2c turns it into C) and the
+ * picture. This file writes the skeleton every spec shares; the frame kind and the constructs
+ * write their own parts through their tables (gen/construct.h). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "spec.h"
+#include "construct.h"
 
-static bool in_cls(const uint8_t cls[32], unsigned b)
+bool in_cls(const uint8_t cls[32], unsigned b)
 {
   return cls[b >> 3] >> (b & 7) & 1;
 }
 
-/* A class bitmap as the initializer of a byte-per-entry table: one load per byte tested. */
-static void emit_cls_table(const uint8_t cls[32], struct writer *out)
+void emit_cls_table(const uint8_t cls[32], struct writer *out)
 {
   w_putc(out, '{');
   for (unsigned b = 0; b < 256; b++)
@@ -24,17 +25,6 @@ static void emit_cls_table(const uint8_t cls[32], struct writer *out)
 static bool has_handler(const struct spec *s, const struct command_decl *c)
 {
   return s->raw_name || (!c->action.present && !c->dispatch_field);
-}
-
-/* Whether an event goes to the `refused` handler (a binary frame's header with its status; a
- * text spec's status alone). */
-static bool uses_refuse(const struct spec *s)
-{
-  bool any = s->too_large.refuse || s->bad_data.refuse || s->otherwise.refuse || s->overlong.refuse ||
-             s->bad_number.refuse || s->fields_too_large.refuse;
-  for (size_t i = 0; i < s->ntokens; i++)
-    any |= s->tokens[i].overflow.refuse;
-  return any;
 }
 
 /* Table commands and `unknown` have handlers too. */
@@ -84,7 +74,7 @@ static const char *field_ctype(const struct field *f)
   return f->kind == FIELD_NUM ? num_ctype(f->num) : f->kind == FIELD_LIST ? "rw_list" : "rw_span";
 }
 
-static bool has_step(const struct spec *s, enum step_kind kind)
+bool spec_has_step(const struct spec *s, enum step_kind kind)
 {
   for (size_t i = 0; i < s->ncommands; i++)
     for (size_t k = 0; k < s->commands[i].nsteps; k++)
@@ -93,28 +83,26 @@ static bool has_step(const struct spec *s, enum step_kind kind)
   return false;
 }
 
-static bool has_array(const struct spec *s)
+bool spec_has_steps(const struct spec *s)
 {
-  return has_step(s, STEP_ARRAY);
+  for (size_t i = 0; i < s->ncommands; i++)
+    if (s->commands[i].nsteps)
+      return true;
+  return false;
 }
 
-static bool has_fields(const struct spec *s)
+const struct frame_ops *spec_frame(const struct spec *s)
 {
-  return has_step(s, STEP_FIELDS);
+  return s->raw_name ? &frame_raw : s->binary ? &frame_binary : &frame_text;
 }
 
-static void reply_signature(const struct spec *s, const struct reply_decl *r, struct writer *out)
+unsigned spec_needs(const struct spec *s)
 {
-  w_printf(out, "int %s_reply_%s(rw_conn *c", s->protocol, r->name);
-  for (size_t i = 0; i < r->nparams; i++) {
-    const struct reply_param *p = &r->params[i];
-    w_printf(out, ", %s %s",
-             p->type == PARAM_SPAN  ? "rw_span"
-             : p->type == PARAM_I64 ? "int64_t"
-                                    : "uint64_t",
-             spec_member(p->name));
-  }
-  w_putc(out, ')');
+  unsigned n = spec_frame(s)->needs(s);
+  for (size_t i = 0; i < s->ncommands; i++)
+    for (size_t k = 0; k < s->commands[i].nsteps; k++)
+      n |= part_of_step(s->commands[i].steps[k].kind)->needs;
+  return n;
 }
 
 #define FOR_COMMANDS(s, i, v) for (size_t i = 0; i < commands(s, i, &v); i++)
@@ -183,242 +171,19 @@ static int write_header(const struct spec *s, struct writer *out)
              "   * first line and fields, the body empty (HTTP's Expect: 100-continue is answered here). */\n"
              "  int (*%s_head)(rw_conn *c, const struct %s_%s *msg);\n",
              s->head_name, s->head_name, p, s->head_name);
-  if (s->binary) {
-    const char *cn = s->commands[0].name;
-    for (size_t i = 0; i < s->ntable; i++)
-      w_printf(out, "  int (*%s)(rw_conn *c, const struct %s_%s *msg); /* %s %u */\n",
-               spec_member(s->table[i].name), p, cn, s->commands[0].dispatch_field, s->table[i].arity);
-    if (s->ntable)
-      w_printf(out, "  int (*unknown)(rw_conn *c, const struct %s_%s *msg); /* a value not in the table */\n",
-               p, cn);
-    if (uses_refuse(s))
-      w_printf(out,
-               "  /* A refused frame (status: RW_PARSE_TOO_LARGE, RW_PARSE_BAD_DATA): its header's fields,\n"
-               "   * its parts empty. */\n"
-               "  int (*refused)(rw_conn *c, const struct %s_%s *msg, int status);\n",
-               p, cn);
-  } else {
-    for (size_t i = 0; i < s->ntable; i++)
-      w_printf(out, "  int (*%s)(rw_conn *c, const rw_list *args); /* %u%s items */\n",
-               spec_member(s->table[i].name), s->table[i].arity, s->table[i].at_least ? " or more" : "");
-    if (s->ntable)
-      w_puts(out, "  int (*unknown)(rw_conn *c, const rw_list *args); /* a name not in the table */\n");
-    if (uses_refuse(s))
-      w_puts(out,
-             "  /* A parse error the spec refuses (status: RW_PARSE_UNKNOWN, RW_PARSE_OVERLONG, ...): the\n"
-             "   * frame may not have parsed at all, so the status is all there is. */\n"
-             "  int (*refused)(rw_conn *c, int status);\n");
-  }
+  spec_frame(s)->emit_handlers(s, out);
   if (!nhandlers(s))
     w_puts(out, "  char unused_; /* every command is handled by the spec */\n");
   w_puts(out, "};\n\n");
-  if (s->ntable && !s->binary)
-    w_printf(out,
-             "/* The table, sorted by (length, name): see rw_command. */\n"
-             "extern const rw_command %s_commands[];\nextern const size_t %s_ncommands;\n"
-             "/* The entry for a name (any case), or NULL: the dispatcher's own lookup. */\n"
-             "const rw_command *%s_command(rw_span name);\n\n",
-             p, p, p);
-  for (size_t i = 0; i < s->nreplies; i++) {
-    const struct reply_decl *r = &s->replies[i];
-    w_puts(out, "/* Writes");
-    for (size_t k = 0; k < r->nparts; k++) {
-      const struct reply_part *part = &r->parts[k];
-      w_putc(out, ' ');
-      if (part->kind == PART_BYTES)
-        w_cbytes(out, part->bytes, part->len);
-      else if (part->kind == PART_INT)
-        w_printf(out, part->of_len ? "u%u%s(len(%s))" : "u%u%s(%s)", part->width * 8,
-                 part->width == 1 ? ""
-                 : part->le       ? "le"
-                                  : "be",
-                 part->param);
-      else
-        w_printf(out, part->kind == PART_LEN ? "len(%s)" : "%s", part->param);
-    }
-    w_puts(out, ". */\n");
-    reply_signature(s, r, out);
-    w_puts(out, ";\n");
-  }
+  if (s->ntable && spec_frame(s) == &frame_text)
+    emit_table_decl(s, out);
+  for (size_t i = 0; i < s->nreplies; i++)
+    emit_reply_decl(s, &s->replies[i], out);
   w_printf(out, "\nextern const rw_proto %s_proto;\n\n#ifdef __cplusplus\n}\n#endif\n\n#endif\n", p);
   return w_error(out);
 }
 
 /* --- the re2c input ------------------------------------------------------------------------ */
-
-static void emit_rx(const struct spec *s, const char *cmd, const struct rx *r, struct writer *out)
-{
-  switch (r->kind) {
-  case RX_STR:
-  case RX_CLASS: w_puts(out, r->text); return;
-  case RX_ANY: w_puts(out, "[^]"); return;
-  case RX_BYTES: /* split off into the continuation by the checks: never in a pattern */
-  case RX_ARRAY:
-  case RX_FIELDS:
-  case RX_BODY: return;
-  case RX_WORDS:
-    w_printf(out, "@f_%s_%s_s tok_%s ([ \\t]+ tok_%s)* @f_%s_%s_e", cmd, r->text, r->arg, r->arg, cmd,
-             r->text);
-    return;
-  case RX_REF: w_printf(out, "tok_%s", r->text); return;
-  case RX_CAPTURE:
-    w_printf(out, "@f_%s_%s_s ", cmd, r->text);
-    emit_rx(s, cmd, r->kids[0], out);
-    w_printf(out, " @f_%s_%s_e", cmd, r->text);
-    return;
-  case RX_SEQ:
-    for (size_t i = 0; i < r->nkids; i++) {
-      if (i)
-        w_putc(out, ' ');
-      emit_rx(s, cmd, r->kids[i], out);
-    }
-    return;
-  case RX_ALT:
-    if (r->nkids > 1)
-      w_putc(out, '(');
-    for (size_t i = 0; i < r->nkids; i++) {
-      if (i)
-        w_puts(out, " | ");
-      emit_rx(s, cmd, r->kids[i], out);
-    }
-    if (r->nkids > 1)
-      w_putc(out, ')');
-    return;
-  case RX_REPEAT:
-    w_putc(out, '(');
-    emit_rx(s, cmd, r->kids[0], out);
-    w_putc(out, ')');
-    if (r->min == 0 && r->max < 0)
-      w_putc(out, '*');
-    else if (r->min == 1 && r->max < 0)
-      w_putc(out, '+');
-    else if (r->min == 0 && r->max == 1)
-      w_putc(out, '?');
-    else if (r->max < 0)
-      w_printf(out, "{%d,}", r->min);
-    else if (r->max == r->min)
-      w_printf(out, "{%d}", r->min);
-    else
-      w_printf(out, "{%d,%d}", r->min, r->max);
-    return;
-  }
-}
-
-static void emit_user_tags(const struct spec *s, struct writer *out, const char *fmt)
-{
-  for (size_t i = 0; i < s->ncommands; i++) {
-    const struct command_decl *c = &s->commands[i];
-    for (size_t f = 0; f < c->nfields; f++) {
-      if (c->fields[f].kind == FIELD_BYTES || (c->fields[f].kind == FIELD_LIST && c->fields[f].token < 0))
-        continue; /* not in the pattern: the continuation finds it */
-      for (const char *e = "se"; *e; e++) {
-        char tag[128];
-        snprintf(tag, sizeof tag, "f_%s_%s_%c", c->name, c->fields[f].name, *e);
-        for (const char *q = fmt; *q; q++) {
-          if (q[0] == '@' && q[1] == '@') {
-            w_puts(out, tag);
-            q++;
-          } else {
-            w_putc(out, *q);
-          }
-        }
-      }
-    }
-  }
-}
-
-static void emit_action(const struct spec *s, const struct action *a, struct writer *out)
-{
-  if (a->refuse && s->binary) { /* (on_error of a binary spec: the header is in m) */
-    w_printf(out, "  int rc = h->refused(c, &m->%s, status);\n  if (rc < 0)\n    return rc;\n%s  return 0;\n",
-             spec_member(s->commands[0].name), a->close ? "  rw_conn_close(c);\n" : "");
-    return;
-  }
-  if (a->refuse) { /* (on_error of a text spec) */
-    w_printf(out, "  int rc = h->refused(c, status);\n  if (rc < 0)\n    return rc;\n%s  return 0;\n",
-             a->close ? "  rw_conn_close(c);\n" : "");
-    return;
-  }
-  if (a->present && !a->reply_name && !a->close) {
-    w_puts(out, "  (void)c; /* ignored */\n  return 0;\n");
-    return;
-  }
-  if (a->reply_name) {
-    w_printf(out, "  int rc = %s_reply_%s(c);\n  if (rc < 0)\n    return rc;\n", s->protocol, a->reply_name);
-  }
-  if (a->close || !a->present)
-    w_puts(out, "  rw_conn_close(c);\n");
-  w_puts(out, "  return 0;\n");
-}
-
-static const struct reply_param *find_param(const struct reply_decl *r, const char *name)
-{
-  for (size_t j = 0; j < r->nparams; j++)
-    if (!strcmp(r->params[j].name, name))
-      return &r->params[j];
-  return NULL;
-}
-
-/* A reply is one rw_conn_writev() of its pieces: literals, spans, and numbers formatted into
- * small stack buffers; nothing is allocated and a span's bytes are copied once, into the chain. */
-static void emit_reply_writer(const struct spec *s, const struct reply_decl *r, struct writer *out)
-{
-  reply_signature(s, r, out);
-  w_puts(out, "\n{\n");
-  for (size_t k = 0; k < r->nparts; k++) {
-    const struct reply_part *part = &r->parts[k];
-    if (part->kind == PART_BYTES) {
-      w_printf(out, "  static const char lit%zu[] = ", k);
-      w_cbytes(out, part->bytes, part->len);
-      w_puts(out, ";\n");
-    } else if (part->kind == PART_INT) { /* the integer's bytes, in the part's order */
-      char shift[32];
-      if (part->le)
-        snprintf(shift, sizeof shift, "8 * i");
-      else
-        snprintf(shift, sizeof shift, "8 * (%u - 1 - i)", part->width);
-      char value[256];
-      int n = snprintf(value, sizeof value, "%s%s", spec_member(part->param), part->of_len ? ".len" : "");
-      for (size_t j = 0; j < sizeof part->more / sizeof part->more[0] && part->more[j] && n > 0; j++)
-        n += snprintf(value + n, sizeof value - (size_t)n, " + %s.len", spec_member(part->more[j]));
-      w_printf(out,
-               "  uint8_t int%zu[%u];\n  for (unsigned i = 0; i < %uu; i++)\n"
-               "    int%zu[i] = (uint8_t)((uint64_t)(%s) >> (%s));\n",
-               k, part->width, part->width, k, value, shift);
-    } else if (part->kind == PART_LEN || find_param(r, part->param)->type != PARAM_SPAN) {
-      w_printf(out, "  char num%zu[24];\n", k);
-    }
-  }
-  w_printf(out, "  const struct iovec iov[] = {\n");
-  for (size_t k = 0; k < r->nparts; k++) {
-    const struct reply_part *part = &r->parts[k];
-    const struct reply_param *prm = part->kind == PART_BYTES ? NULL : find_param(r, part->param);
-    if (part->kind == PART_BYTES)
-      w_printf(out, "      {(void *)lit%zu, sizeof lit%zu - 1},\n", k, k);
-    else if (part->kind == PART_INT)
-      w_printf(out, "      {int%zu, sizeof int%zu},\n", k, k);
-    else if (part->kind == PART_LEN)
-      w_printf(out, "      {num%zu, rw_fmt_u64(num%zu, %s.len)},\n", k, k, spec_member(part->param));
-    else if (prm->type == PARAM_SPAN)
-      w_printf(out, "      {(void *)%s.p, %s.len},\n", spec_member(part->param), spec_member(part->param));
-    else
-      w_printf(out, "      {num%zu, rw_fmt_%s(num%zu, %s)},\n", k, prm->type == PARAM_I64 ? "i64" : "u64", k,
-               spec_member(part->param));
-  }
-  w_puts(out, "  };\n  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);\n}\n\n");
-}
-
-static bool has_lin_fast(const struct spec *s);
-
-/* Whether a first line captures a number (parsed from its digits by the runtime's parser). */
-static bool has_text_numbers(const struct spec *s)
-{
-  for (size_t i = 0; i < s->ncommands; i++)
-    for (size_t f = 0; f < s->commands[i].nfields; f++)
-      if (s->commands[i].fields[f].kind == FIELD_NUM && s->commands[i].fields[f].token >= 0)
-        return true;
-  return false;
-}
 
 static void emit_prologue(const struct spec *s, struct writer *out)
 {
@@ -427,7 +192,7 @@ static void emit_prologue(const struct spec *s, struct writer *out)
   w_puts(out, "#include <errno.h>\n#include <stdbool.h>\n#include <stdint.h>\n#include <string.h>\n"
               "#include <sys/uio.h>\n");
   /* The runtime's scanners: numbers in text, the fast path's word runs, field sections. */
-  if (!s->raw_name && !s->binary && (has_lin_fast(s) || has_fields(s) || has_text_numbers(s)))
+  if (spec_needs(s) & NEED_SCAN)
     w_puts(out, "#include <ringwright/scan.h>\n");
   w_printf(out, "\n#include \"%s.gen.h\"\n\n", s->src->stem);
   w_printf(out, "_Static_assert(sizeof(union %s_msg) <= RW_PROTO_MSG_MAX, \"message too large\");\n\n", p);
@@ -440,20 +205,6 @@ static void emit_prologue(const struct spec *s, struct writer *out)
     emit_reply_writer(s, &s->replies[i], out);
 }
 
-static void emit_raw_parser(const struct spec *s, struct writer *out)
-{
-  const char *p = s->protocol;
-  w_printf(out, "struct %s_parser {\n  char unused_;\n};\n\n", p);
-  w_printf(out, "static void %s_parser_init(void *vp)\n{\n  (void)vp;\n}\n\n", p);
-  w_printf(out,
-           "/* Unframed: every chunk the runtime receives is one message. */\n"
-           "static int %s_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used, void *vmsg)\n"
-           "{\n  union %s_msg *m = vmsg;\n  (void)vp;\n  *out_used = len;\n"
-           "  if (!len)\n    return RW_PARSE_MORE;\n"
-           "  m->%s.data = (rw_span){buf, len};\n  return 0;\n}\n\n",
-           p, p, spec_member(s->raw_name));
-}
-
 void emit_cmd_enum(const struct spec *s, const char *cmd, struct writer *out)
 {
   w_upper(out, s->protocol);
@@ -461,850 +212,21 @@ void emit_cmd_enum(const struct spec *s, const char *cmd, struct writer *out)
   w_upper(out, cmd);
 }
 
-/* A command whose continuation is only data blocks and literals: its total length is known once
- * the first line's length fields are read, so a refusal can skip it (arrays and bodies cannot). */
-static bool skippable(const struct command_decl *c)
-{
-  for (size_t k = 0; k < c->nsteps; k++)
-    if (c->steps[k].kind != STEP_BYTES && c->steps[k].kind != STEP_LITERAL)
-      return false;
-  return c->nsteps > 0;
-}
-
-static bool is_len_field(const struct command_decl *c, size_t f)
-{
-  for (size_t k = 0; k < c->nsteps; k++)
-    if (c->steps[k].kind == STEP_BYTES && c->steps[k].len_field == (int)f)
-      return true;
-  return false;
-}
-
-static void emit_skip_total(const struct command_decl *c, size_t from, struct writer *out);
-
-/* A refused first line returns `status`. When the frame declared data blocks and their lengths
- * were read, they are skipped as they arrive: a refused line never lets its data be parsed as
- * frames (memcached's `set <bad key> 0 0 9` followed by `flush_all` as data). A quiet frame
- * sends nothing: its bytes are consumed as a skip. */
-static void emit_refusal(const struct command_decl *c, const char *status, bool skip, struct writer *out)
-{
-  if (skip) {
-    w_puts(out, "      {\n");
-    emit_skip_total(c, 0, out);
-    w_puts(out, "        p->skip = total;\n");
-  }
-  if (c->quiet_field >= 0)
-    w_printf(out, "        return quiet ? RW_PARSE_SKIP : %s;\n", status);
-  else
-    w_printf(out, "        return %s;\n", status);
-  if (skip)
-    w_puts(out, "      }\n");
-}
-
-static void emit_span_field(const struct spec *s, const struct command_decl *c, const struct field *fd,
-                            bool skip, struct writer *out)
-{
-  const char *cn = c->name, *fn = fd->name;
-  if (fd->kind == FIELD_LIST && !c->nsteps) {
-    w_printf(out, "      rw_list_words(&m->%s.%s, f_%s_%s_s, (size_t)(f_%s_%s_e - f_%s_%s_s));\n",
-             spec_member(cn), spec_member(fn), cn, fn, cn, fn, cn, fn);
-    return;
-  }
-  if (fd->kind == FIELD_SPAN && fd->token >= 0 && s->tokens[fd->token].max_len) {
-    char status[64];
-    if (s->tokens[fd->token].overflow.present)
-      snprintf(status, sizeof status, "RW_PARSE_SPEC_ERROR(%d)", fd->token);
-    else
-      snprintf(status, sizeof status, "RW_PARSE_UNKNOWN");
-    w_printf(out, "      if ((size_t)(f_%s_%s_e - f_%s_%s_s) > %lluu)\n", cn, fn, cn, fn,
-             (unsigned long long)s->tokens[fd->token].max_len);
-    emit_refusal(c, status, skip, out);
-  }
-  if (fd->kind == FIELD_SPAN && !c->nsteps) {
-    w_printf(out, "      m->%s.%s = (rw_span){f_%s_%s_s, (size_t)(f_%s_%s_e - f_%s_%s_s)};\n",
-             spec_member(cn), spec_member(fn), cn, fn, cn, fn, cn, fn);
-  } else { /* spans, and words built at completion */
-    w_printf(out,
-             "      p->off[%d][0] = (uint32_t)(f_%s_%s_s - buf);\n"
-             "      p->off[%d][1] = (uint32_t)(f_%s_%s_e - buf);\n",
-             fd->slot, cn, fn, fd->slot, cn, fn);
-  }
-}
-
-/* A number is parsed into a local of its type (or of 64 bits when it wraps), then stored in the
- * message, or in the parser when the command continues. */
-static void emit_num_field(const struct spec *s, const struct command_decl *c, const struct field *fd,
-                           bool skip, struct writer *out)
-{
-  const char *cn = c->name, *fn = fd->name;
-  bool wrap = s->tokens[fd->token].wrap && fd->num == NUM_U32;
-  const char *ctype = wrap ? "uint64_t" : num_ctype(fd->num);
-  w_printf(out, "      %s tmp_%s;\n", ctype, fn);
-  if (fd->num == NUM_I64)
-    w_printf(out, "      if (rw_parse_i64(f_%s_%s_s, f_%s_%s_e, &tmp_%s) < 0)\n", cn, fn, cn, fn, fn);
-  else if (fd->num == NUM_U32 && !wrap)
-    w_printf(out, "      if (rw_parse_u32(f_%s_%s_s, f_%s_%s_e, &tmp_%s) < 0)\n", cn, fn, cn, fn, fn);
-  else
-    w_printf(out, "      if (rw_parse_u64(f_%s_%s_s, f_%s_%s_e, UINT64_MAX, &tmp_%s) < 0)\n", cn, fn, cn, fn,
-             fn);
-  char status[64];
-  if (s->tokens[fd->token].overflow.present)
-    snprintf(status, sizeof status, "RW_PARSE_SPEC_ERROR(%d)", fd->token);
-  else
-    snprintf(status, sizeof status, "RW_PARSE_BAD_NUMBER");
-  emit_refusal(c, status, skip, out);
-  /* A wrapping number is cut to its type; an i64 keeps its bits in the parser's u64 slot. */
-  const char *cast = wrap ? "(uint32_t)" : (c->nsteps && fd->num == NUM_I64) ? "(uint64_t)" : "";
-  if (c->nsteps)
-    w_printf(out, "      p->num[%d] = %stmp_%s;\n", fd->slot, cast, fn);
-  else
-    w_printf(out, "      m->%s.%s = %stmp_%s;\n", spec_member(cn), spec_member(fn), cast, fn);
-}
-
-static void emit_field(const struct spec *s, const struct command_decl *c, const struct field *fd, bool skip,
-                       struct writer *out)
-{
-  if (fd->kind == FIELD_BYTES || (fd->kind == FIELD_LIST && fd->token < 0))
-    return;
-  if (fd->kind == FIELD_NUM)
-    emit_num_field(s, c, fd, skip, out);
-  else
-    emit_span_field(s, c, fd, skip, out);
-}
-
-/* A matched first line: spans and numbers go straight into the message, or, when the command
- * continues with data, into the parser as offsets (the buffer may move before it completes).
- * The lengths of data blocks are read first, so that any other refusal can skip the blocks. */
-/* Whether capture `name` sits in one branch of an alternation under r (so may not take part). */
-static bool in_branch(const struct rx *r, const char *name, bool branch)
-{
-  if (r->kind == RX_CAPTURE && !strcmp(r->text, name))
-    return branch;
-  for (size_t i = 0; i < r->nkids; i++)
-    if (in_branch(r->kids[i], name, branch || (r->kind == RX_ALT && r->nkids > 1)))
-      return true;
-  return false;
-}
-
-static void emit_fields(const struct spec *s, const struct command_decl *c, struct writer *out)
-{
-  /* re2c leaves the tags of a branch not taken NULL: such a span is empty, at the line's end. */
-  for (size_t f = 0; f < c->nfields; f++) {
-    const char *fn = c->fields[f].name;
-    if (c->fields[f].kind == FIELD_SPAN && in_branch(c->rx, fn, false))
-      w_printf(out, "      if (!f_%s_%s_s)\n        f_%s_%s_s = f_%s_%s_e = cur;\n", c->name, fn, c->name, fn,
-               c->name, fn);
-  }
-  if (c->quiet_field >= 0) {
-    const char *q = c->fields[c->quiet_field].name;
-    w_printf(out, "      const bool quiet = f_%s_%s_e != f_%s_%s_s;\n      (void)quiet;\n", c->name, q,
-             c->name, q);
-  }
-  bool skip = skippable(c);
-  for (size_t f = 0; skip && f < c->nfields; f++)
-    if (is_len_field(c, f))
-      emit_field(s, c, &c->fields[f], false, out);
-  for (size_t f = 0; f < c->nfields; f++)
-    if (!skip || !is_len_field(c, f))
-      emit_field(s, c, &c->fields[f], skip, out);
-}
-
-/* --- a fast path for a linear first line ---------------------------------------------------
- *
- * When a spec has one command and its first line is a plain sequence of literals, one-byte
- * classes and `[class]+` runs, each run followed by something that cannot continue it, and the
- * line ends at its first LF, then matching it greedily left to right gives exactly what the DFA
- * would (no other rule can match longer: the catch-all stops at the same LF). The generated
- * parser tries that at the start of a frame: runs whose class holds every byte from 0x21 up
- * except DEL are skipped 16 bytes at a time (SSE2), the rest by table. Anything else (no match,
- * too little input) falls back to the DFA from the frame's start, so errors, limits and split
- * input keep their one implementation. */
-
-enum lin_kind { LIN_LIT, LIN_ONE, LIN_RUN };
-
-struct lin {
-  enum lin_kind kind;
-  uint8_t bytes[64]; /* LIT */
-  size_t len;
-  uint8_t cls[32]; /* ONE, RUN */
-  const char *cap; /* the capture's field name, or NULL */
-  bool wide;       /* RUN: every byte 0x21..0xff but 0x7f is in the class */
-};
-
-#define LIN_MAX 16
-
-/* One element from `r` (a literal, a class, a token reference, a capture of one of those). */
-static bool lin_elem(const struct spec *s, const struct rx *r, const char *cap, struct lin *out)
-{
-  r = rx_unwrap(r);
-  if (r->kind == RX_CAPTURE && !cap)
-    return lin_elem(s, r->kids[0], r->text, out);
-  if (r->kind == RX_REF) {
-    const struct token_decl *t = spec_find_token(s, r->text);
-    return t && lin_elem(s, t->rx, cap, out);
-  }
-  *out = (struct lin){.cap = cap};
-  if (r->kind == RX_STR && r->text[0] == '"' && strlen(r->text) <= sizeof out->bytes && !cap) {
-    struct token t = {.start = r->text, .len = strlen(r->text)};
-    out->kind = LIN_LIT;
-    out->len = lex_unescape(&t, out->bytes);
-    return out->len > 0;
-  }
-  if (r->kind == RX_CLASS) {
-    out->kind = LIN_ONE;
-    class_bitmap(r->text, out->cls);
-    return true;
-  }
-  const struct rx *k = r->kind == RX_REPEAT ? rx_unwrap(r->kids[0]) : NULL;
-  if (k && k->kind == RX_CLASS && r->min == 1 && r->max < 0) {
-    out->kind = LIN_RUN;
-    class_bitmap(k->text, out->cls);
-    out->wide = true;
-    for (unsigned b = 0x21; b < 256; b++)
-      out->wide &= b == 0x7f || in_cls(out->cls, b);
-    return true;
-  }
-  return false;
-}
-
-static bool lin_first(const struct lin *e, unsigned b)
-{
-  return e->kind == LIN_LIT ? e->bytes[0] == b : in_cls(e->cls, b);
-}
-
-/* The command's first line as elements, if it is linear in the sense above. */
-static size_t lin_rule(const struct spec *s, const struct command_decl *c, struct lin out[LIN_MAX])
-{
-  const struct rx *r = rx_unwrap(c->rx);
-  size_t n = 0, nk = r->kind == RX_SEQ ? r->nkids : 1;
-  for (size_t i = 0; i < nk; i++) {
-    const struct rx *k = r->kind == RX_SEQ ? r->kids[i] : r;
-    if (k->kind == RX_BYTES || k->kind == RX_ARRAY || k->kind == RX_FIELDS || k->kind == RX_BODY)
-      break; /* the continuation: not part of the first line */
-    if (n == LIN_MAX || !lin_elem(s, k, NULL, &out[n]))
-      return 0;
-    n++;
-  }
-  if (!n || out[n - 1].kind != LIN_LIT ||
-      memchr(out[n - 1].bytes, '\n', out[n - 1].len) != out[n - 1].bytes + out[n - 1].len - 1)
-    return 0;
-  for (size_t i = 0; i < n; i++) {
-    /* No LF before the end, and each run stops where the next element starts. */
-    if (out[i].kind == LIN_LIT && i != n - 1 && memchr(out[i].bytes, '\n', out[i].len))
-      return 0;
-    if (out[i].kind != LIN_LIT && in_cls(out[i].cls, '\n'))
-      return 0;
-    if (out[i].kind == LIN_RUN)
-      for (unsigned b = 0; b < 256; b++)
-        if (in_cls(out[i].cls, b) && lin_first(&out[i + 1], b))
-          return 0;
-  }
-  return n;
-}
-
-/* The fast path's code, before the DFA; jumps to the rule's action (label fast_CMD). */
-static void emit_lin_fast(const struct spec *s, struct writer *out)
-{
-  struct lin e[LIN_MAX];
-  size_t n = s->ncommands == 1 ? lin_rule(s, &s->commands[0], e) : 0;
-  if (!n)
-    return;
-  const char *cn = s->commands[0].name;
-  w_puts(out, "  if (p->state < 0) { /* a new frame: the linear first line, matched greedily */\n");
-  for (size_t i = 0; i < n; i++) {
-    char name[32];
-    snprintf(name, sizeof name, "lin_cls%zu", i);
-    if (e[i].kind != LIN_LIT) {
-      w_printf(out, "  static const uint8_t %s[256] = ", name);
-      emit_cls_table(e[i].cls, out);
-      w_puts(out, ";\n");
-    }
-  }
-  w_puts(out, "    const uint8_t *q = buf, *end = buf + len;\n");
-  for (size_t i = 0; i < n; i++) {
-    if (e[i].cap)
-      w_printf(out, "    f_%s_%s_s = q;\n", cn, e[i].cap);
-    if (e[i].kind == LIN_LIT) {
-      w_puts(out, "    {\n      static const uint8_t lit[] = ");
-      w_cbytes(out, e[i].bytes, e[i].len);
-      w_printf(out,
-               ";\n      if (end - q < %zu || memcmp(q, lit, %zu) != 0)\n        goto dfa;\n"
-               "      q += %zu;\n    }\n",
-               e[i].len, e[i].len, e[i].len);
-    } else if (e[i].kind == LIN_ONE) {
-      w_printf(out, "    if (q == end || !lin_cls%zu[*q])\n      goto dfa;\n    q++;\n", i);
-    } else {
-      w_puts(out, "    {\n      const uint8_t *run = q;\n");
-      if (e[i].wide)
-        w_puts(out, "      q = rw_scan_word(q, end);\n");
-      w_printf(out,
-               "      while (q < end && lin_cls%zu[*q])\n        q++;\n"
-               "      if (q == run || q == end)\n        goto dfa;\n    }\n",
-               i);
-    }
-    if (e[i].cap)
-      w_printf(out, "    f_%s_%s_e = q;\n", cn, e[i].cap);
-  }
-  w_printf(out, "    cur = q;\n    goto fast_%s;\n  }\ndfa:\n", cn);
-}
-
-static bool has_lin_fast(const struct spec *s)
-{
-  struct lin e[LIN_MAX];
-  return s->ncommands == 1 && lin_rule(s, &s->commands[0], e) > 0;
-}
-
-static void emit_re2c_rules(const struct spec *s, struct writer *out)
-{
-  w_puts(out, "  /*!re2c\n"
-              "    re2c:api:style = free-form;\n"
-              "    re2c:define:YYCTYPE = uint8_t;\n"
-              "    re2c:define:YYCURSOR = cur;\n"
-              "    re2c:define:YYMARKER = mar;\n"
-              "    re2c:define:YYLIMIT = lim;\n"
-              "    re2c:define:YYGETSTATE = \"p->state\";\n"
-              "    re2c:define:YYSETSTATE = \"p->state = @@;\";\n"
-              "    re2c:define:YYFILL = \"goto need_more;\";\n"
-              "    re2c:variable:yyaccept = \"p->yyaccept\";\n"
-              "    re2c:eof = 0;\n"
-              "    re2c:tags = 1;\n"
-              "    re2c:tags:expression = \"p->@@\";\n\n");
-  for (size_t i = 0; i < s->ntokens; i++) {
-    w_printf(out, "    tok_%s = ", s->tokens[i].name);
-    emit_rx(s, NULL, s->tokens[i].rx, out);
-    w_puts(out, ";\n");
-  }
-  w_putc(out, '\n');
-  for (size_t i = 0; i < s->ncommands; i++) {
-    const struct command_decl *c = &s->commands[i];
-    w_puts(out, "    ");
-    emit_rx(s, c->name, c->rx, out);
-    w_puts(out, " {\n");
-    if (has_lin_fast(s))
-      w_printf(out, "    fast_%s:\n", c->name);
-    w_puts(out, "      if (FRAME_TOO_LONG())\n        return RW_PARSE_OVERLONG;\n"
-                "      *out_used = (size_t)(cur - buf);\n");
-    emit_fields(s, c, out);
-    if (c->action.present && c->nsteps) {
-      /* Answered by the spec: its data is never needed, so it is skipped as it arrives. */
-      w_puts(out, "      {\n");
-      emit_skip_total(c, 0, out);
-      w_puts(out, "        p->skip = total;\n      }\n");
-    }
-    if (c->nsteps && !c->action.present) {
-      w_puts(out, "      p->cmd = ");
-      emit_cmd_enum(s, c->name, out);
-      w_puts(out, ";\n      p->step = 0;\n      p->pos = (size_t)(cur - buf);\n");
-      if (has_array(s) || has_fields(s))
-        w_puts(out, "      p->arr_started = false;\n");
-      if (has_fields(s))
-        w_puts(out, "      p->f_started = p->b_started = p->b_head = false;\n      p->fs.c_state = 0;\n");
-      w_puts(out, "      goto cont;\n    }\n");
-      continue;
-    }
-    w_puts(out, c->quiet_field >= 0 && c->action.present ? "      return quiet ? RW_PARSE_SKIP : "
-                                                         : "      return ");
-    emit_cmd_enum(s, c->name, out);
-    w_puts(out, ";\n    }\n");
-  }
-  w_puts(out, "    [^\\n]* \"\\n\" {\n      if (FRAME_TOO_LONG())\n        return RW_PARSE_OVERLONG;\n"
-              "      *out_used = (size_t)(cur - buf);\n      return RW_PARSE_UNKNOWN;\n    }\n"
-              "    * { *out_used = (size_t)(cur - buf); return RW_PARSE_INVALID; }\n"
-              "    $ { *out_used = 0; return RW_PARSE_MORE; }\n"
-              "  */\n");
-}
-
-static bool has_steps(const struct spec *s)
-{
-  for (size_t i = 0; i < s->ncommands; i++)
-    if (s->commands[i].nsteps)
-      return true;
-  return false;
-}
-
-static void emit_cont(const struct spec *s, struct writer *out);
-
-static void emit_framed_parser(const struct spec *s, struct writer *out)
-{
-  const char *p = s->protocol;
-  w_printf(out,
-           "/* Parser state survives between calls (re2c storable state): a frame split across\n"
-           " * reads is resumed, not rescanned. Positions are pointers into the caller's buffer;\n"
-           " * when the runtime moves the unconsumed bytes it hands the new address and every\n"
-           " * saved position is shifted by the same distance. */\n"
-           "struct %s_parser {\n  const uint8_t *cur, *mar;\n  uintptr_t base;\n  int state;\n"
-           "  unsigned yyaccept;\n",
-           p);
-  if (has_steps(s)) {
-    w_printf(out,
-             "  /* A command continuing after its first line: where it is, and its first line's\n"
-             "   * fields as offsets from the frame's start and as numbers. */\n"
-             "  int cmd;\n  unsigned step;\n  size_t pos;\n"
-             "  uint64_t skip; /* bytes of a refused data block still to discard */\n"
-             "  uint32_t off[%d][2];\n  uint64_t num[%d];\n",
-             s->max_spans ? s->max_spans : 1, s->max_nums ? s->max_nums : 1);
-  }
-  if (has_array(s) || has_fields(s))
-    w_puts(out, "  /* An array or chunked body in progress: items left, items seen, where each begins, the\n"
-                "   * current item's length and whether its header was read. */\n"
-                "  uint64_t arr_left, el_len;\n  uint32_t arr_n, arr_start;\n  bool arr_started, in_item;\n"
-                "  uint32_t items[RW_LIST_INLINE][2];\n");
-  if (has_fields(s))
-    w_printf(out,
-             "  /* A field section, then a body: how far lines were scanned, where the section\n"
-             "   * began and ended, how many fields; the body's framing and progress. */\n"
-             "  rw_fields_scan fs;\n  uint32_t lcount[%d];\n"
-             "  bool f_started, b_started, b_chunked, b_head;\n  uint64_t b_len;\n  uint32_t b_start;\n",
-             s->max_spans ? s->max_spans : 1);
-  w_puts(out, "  /*!stags:re2c format = \"  const uint8_t *@@;\\n\"; */\n};\n\n");
-  w_printf(out,
-           "static void %s_parser_init(void *vp)\n{\n  struct %s_parser *p = vp;\n"
-           "  *p = (struct %s_parser){.state = -1%s};\n}\n\n",
-           p, p, p, has_steps(s) ? ", .cmd = -1" : "");
-  w_printf(out, "#define SHIFT(ptr) ((ptr) = (const uint8_t *)((uintptr_t)(ptr) + delta))\n");
-  /* A frame longer than the limit is refused however it was split: the same check runs when a
-   * frame completes in one piece and when a partial frame is held. */
-  w_printf(out, "#define FRAME_TOO_LONG() ((size_t)(cur - buf) > %lluu)\n\n",
-           (unsigned long long)s->limit_line);
-  if (has_steps(s)) {
-    w_printf(out,
-             "static int %s_cont(struct %s_parser *p, const uint8_t *buf, size_t len,\n"
-             "                    size_t *out_used, union %s_msg *m);\n\n",
-             p, p, p);
-  }
-  w_printf(out,
-           "static void %s_rebase(struct %s_parser *p, const uint8_t *buf)\n{\n"
-           "  uintptr_t delta = (uintptr_t)buf - p->base;\n  SHIFT(p->cur);\n  SHIFT(p->mar);\n",
-           p, p);
-  w_puts(out, "  /*!stags:re2c format = \"  if (p->@@)\\n    SHIFT(p->@@);\\n\"; */\n}\n\n");
-  w_printf(out,
-           "static int %s_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used, void *vmsg)\n"
-           "{\n  struct %s_parser *p = vp;\n  union %s_msg *m = vmsg;\n  const uint8_t *lim = buf + len;\n"
-           "  uint8_t yych;\n",
-           p, p, p);
-  /* Named tags are final positions re2c assigns when a rule matches: locals, never saved. */
-  emit_user_tags(s, out, "  const uint8_t *@@;\n");
-  w_puts(out, "\n  (void)m;\n");
-  if (has_steps(s)) {
-    w_puts(out, "  if (p->skip) { /* a refused data block: discarded as it arrives, never buffered */\n"
-                "    size_t n = len < p->skip ? len : (size_t)p->skip;\n    p->skip -= n;\n"
-                "    *out_used = n;\n    return RW_PARSE_SKIP;\n  }\n"
-                "  if (p->cmd >= 0)\n    goto cont;\n");
-  }
-  /* The cursor and marker live in locals (registers) while the machine runs, and in the
-   * parser only across calls: a store per byte into the parser would cost more than the DFA. */
-  w_printf(out,
-           "  const uint8_t *cur = buf, *mar = buf;\n"
-           "  if (p->state >= 0) {\n    %s_rebase(p, buf);\n    cur = p->cur;\n    mar = p->mar;\n  }\n",
-           p);
-  emit_lin_fast(s, out);
-  w_puts(out, "  /*!getstate:re2c*/\n");
-  emit_re2c_rules(s, out);
-  w_printf(out,
-           "need_more:\n  if (len > %lluu)\n    return RW_PARSE_OVERLONG;\n"
-           "  p->cur = cur;\n  p->mar = mar;\n"
-           "  p->base = (uintptr_t)buf;\n  *out_used = 0;\n  return RW_PARSE_MORE;\n",
-           (unsigned long long)s->limit_line);
-  if (has_steps(s))
-    w_printf(out, "cont:\n  return %s_cont(p, buf, len, out_used, m);\n", p);
-  w_puts(out, "}\n\n");
-}
-
-/* What a refused data block and everything after it in the frame add up to (saturating). */
-static void emit_skip_total(const struct command_decl *c, size_t from, struct writer *out)
-{
-  w_puts(out, "        uint64_t total = 0, add;\n");
-  for (size_t k = from; k < c->nsteps; k++) {
-    const struct step *st = &c->steps[k];
-    if (st->kind == STEP_BYTES)
-      w_printf(out, "        add = p->num[%d];\n", c->fields[st->len_field].slot);
-    else
-      w_printf(out, "        add = %zu;\n", st->len);
-    w_puts(out, "        total = total > UINT64_MAX - add ? UINT64_MAX : total + add;\n");
-  }
-}
-
-/* The body step framed by fields list `f`, if any: its field names are noted during the scan. */
-static const struct step *body_notes(const struct command_decl *c, int f)
-{
-  for (size_t k = 0; k < c->nsteps; k++)
-    if (c->steps[k].kind == STEP_BODY && c->steps[k].len_field == f)
-      return &c->steps[k];
-  return NULL;
-}
-
-static const struct step *list_step(const struct command_decl *c, size_t f, enum step_kind kind)
-{
-  for (size_t k = 0; k < c->nsteps; k++)
-    if (c->steps[k].kind == kind && c->steps[k].field == (int)f)
-      return &c->steps[k];
-  return NULL;
-}
-
-/* A message body after a field section (RFC 9112 6.3): chunked when the coding field says so,
- * else the length field's bytes, else none. Both fields, a repeated or malformed length, a
- * coding other than chunked: bad_data. The framing is decided once, from the fields as
- * received; a body past `limit data` is refused (a sized one is skipped as it arrives). */
-static void emit_body_step(const struct spec *s, const struct command_decl *c, const struct step *st,
-                           struct writer *out)
-{
-  int slot = c->fields[st->field].slot;
-  w_puts(out, "      static const char len_name[] = ");
-  w_cbytes(out, st->bytes, st->len);
-  w_puts(out, ", coding_name[] = ");
-  w_cbytes(out, st->bytes + st->len, st->seplen);
-  w_printf(out,
-           ";\n      (void)len_name;\n      (void)coding_name;\n      if (!p->b_started) {\n"
-           "        unsigned nl = p->fs.note_n[0], nc = p->fs.note_n[1];\n"
-           "        rw_span lv = {0}, cv = {0};\n"
-           "        if (nl)\n          lv = rw_scan_trim(buf, p->fs.note_off[0]);\n"
-           "        if (nc)\n          cv = rw_scan_trim(buf, p->fs.note_off[1]);\n"
-           "        if ((nl && nc) || nl > 1 || nc > 1 || (nc && !rw_span_is_ci(cv, \"chunked\")))\n"
-           "          goto bad_body;\n        p->b_len = 0;\n"
-           "        if (nl && rw_parse_u64(lv.p, lv.p + lv.len, UINT64_MAX, &p->b_len) < 0)\n"
-           "          goto bad_body;\n"
-           "        p->b_chunked = nc > 0;\n        p->b_start = (uint32_t)p->pos;\n"
-           "        p->fs.scan = p->pos;\n        p->arr_n = 0;\n        p->fs.b_total = 0;\n        "
-           "p->fs.c_state = 0;\n"
-           "        p->b_started = true;\n"
-           "        if (!p->b_chunked && p->b_len > %lluu) {\n"
-           "          p->skip = p->b_len;\n          p->cmd = -1;\n          *out_used = p->pos;\n"
-           "          return RW_PARSE_TOO_LARGE;\n        }\n      }\n",
-           (unsigned long long)s->limit_data);
-  /* With `head`, the first wait for the body's bytes hands the head to its handler first. */
-  char wait[128];
-  if (s->head_name && !strcmp(s->head_name, c->name))
-    snprintf(wait, sizeof wait,
-             " {\n          if (!p->b_head)\n            goto head_%s;\n          goto more;\n        }",
-             c->name);
-  else
-    snprintf(wait, sizeof wait, "\n          goto more;");
-  w_printf(
-      out,
-      "      if (!p->b_chunked) {\n        if (len - p->pos < p->b_len)%s\n"
-      "        p->pos += p->b_len;\n      } else {\n"
-      "        int r = rw_scan_chunks(&p->fs, &p->pos, p->b_start, buf, len, %lluu, %lluu, name_class_%s,\n"
-      "                               &p->arr_n, p->items, RW_LIST_INLINE);\n"
-      "        if (r == 0)%s\n"
-      "        if (r < 0) {\n          p->cmd = -1;\n          *out_used = len;\n          return r;\n"
-      "        }\n      }\n"
-      "      p->off[%d][0] = p->b_start;\n      p->off[%d][1] = (uint32_t)p->pos;\n",
-      wait, (unsigned long long)s->limit_data, (unsigned long long)s->limit_fields, c->name, wait, slot,
-      slot);
-}
-
-/* A length-prefixed array: per item, PREFIX DIGITS SEP, that many bytes, SEP. The item header
- * is re-read from its start when it arrives split (it is a few bytes), the data is not. */
-static void emit_array_step(const struct spec *s, const struct command_decl *c, const struct step *st,
-                            struct writer *out)
-{
-  int cnt = c->fields[st->len_field].slot, slot = c->fields[st->field].slot;
-  w_puts(out, "      static const uint8_t prefix[] = ");
-  w_cbytes(out, st->bytes, st->len);
-  w_puts(out, ", sep[] = ");
-  w_cbytes(out, st->bytes + st->len, st->seplen);
-  w_printf(out, ";\n      const size_t plen = %zu, slen = %zu;\n", st->len, st->seplen);
-  w_printf(out,
-           "      if (!p->arr_started) {\n        if (p->num[%d] > %lluu) {\n"
-           "          *out_used = p->pos;\n          p->cmd = -1;\n          return RW_PARSE_OVERLONG;\n"
-           "        }\n        p->arr_left = p->num[%d];\n        p->arr_n = 0;\n"
-           "        p->arr_start = (uint32_t)p->pos;\n        p->in_item = false;\n"
-           "        p->arr_started = true;\n      }\n",
-           cnt, (unsigned long long)s->limit_items, cnt);
-  w_puts(
-      out,
-      "      while (p->arr_left) {\n        if (!p->in_item) {\n          size_t q = p->pos, d = 0;\n"
-      "          uint64_t n = 0;\n          if (len - q < plen)\n            goto more;\n"
-      "          if (memcmp(buf + q, prefix, plen) != 0)\n            goto bad_array;\n          q += plen;\n"
-      "          for (; q < len && buf[q] >= '0' && buf[q] <= '9'; q++, d++) {\n"
-      "            if (d == 19)\n              goto bad_array;\n"
-      "            n = n * 10 + (uint64_t)(buf[q] - '0');\n          }\n"
-      "          if (len - q < slen)\n            goto more;\n"
-      "          if (!d || memcmp(buf + q, sep, slen) != 0)\n            goto bad_array;\n");
-  w_printf(out,
-           "          if (n > %lluu) {\n            *out_used = p->pos;\n            p->cmd = -1;\n"
-           "            return RW_PARSE_OVERLONG;\n          }\n",
-           (unsigned long long)s->limit_data);
-  w_printf(
-      out,
-      "          if (q - p->arr_start + n > %lluu) { /* the array's data in all */\n"
-      "            *out_used = p->pos;\n            p->cmd = -1;\n            return RW_PARSE_OVERLONG;\n"
-      "          }\n",
-      (unsigned long long)(s->limit_data + s->limit_items * (st->len + 19 + 2 * st->seplen)));
-  w_puts(out,
-         "          p->el_len = n;\n          p->pos = q + slen;\n          p->in_item = true;\n        }\n"
-         "        if (len - p->pos < p->el_len + slen)\n          goto more;\n"
-         "        if (memcmp(buf + p->pos + p->el_len, sep, slen) != 0)\n          goto bad_array;\n"
-         "        if (p->arr_n < RW_LIST_INLINE) {\n"
-         "          p->items[p->arr_n][0] = (uint32_t)p->pos;\n"
-         "          p->items[p->arr_n][1] = (uint32_t)(p->pos + p->el_len);\n        }\n"
-         "        p->pos += p->el_len + slen;\n        p->arr_n++;\n        p->arr_left--;\n"
-         "        p->in_item = false;\n      }\n");
-  w_printf(out, "      p->off[%d][0] = p->arr_start;\n      p->off[%d][1] = (uint32_t)p->pos;\n", slot, slot);
-}
-
-/* A refusal after the first line: a quiet frame (its quiet field captured bytes) sends nothing. */
-static void emit_cont_status(const struct command_decl *c, const char *status, struct writer *out)
-{
-  if (c->quiet_field >= 0) {
-    int q = c->fields[c->quiet_field].slot;
-    w_printf(out, "        return p->off[%d][1] != p->off[%d][0] ? RW_PARSE_SKIP : %s;\n", q, q, status);
-  } else {
-    w_printf(out, "        return %s;\n", status);
-  }
-}
-
-/* The message's fields from the parser's offsets; `head`: the body not yet there (empty). */
-static void emit_fill(const struct spec *s, const struct command_decl *c, bool head, struct writer *out)
-{
-  (void)s;
-  for (size_t f = 0; f < c->nfields; f++) {
-    const struct field *fd = &c->fields[f];
-    const char *cm = spec_member(c->name), *fm = spec_member(fd->name);
-    if (fd->kind == FIELD_NUM) {
-      w_printf(out, "    m->%s.%s = (%s)p->num[%d];\n", cm, fm, num_ctype(fd->num), fd->slot);
-    } else if (fd->kind == FIELD_LIST && fd->token >= 0) {
-      w_printf(out, "    rw_list_words(&m->%s.%s, buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]);\n", cm,
-               fm, fd->slot, fd->slot, fd->slot);
-    } else if (fd->kind == FIELD_LIST && list_step(c, f, STEP_FIELDS)) {
-      w_printf(out,
-               "    rw_list_set(&m->%s.%s, RW_LIST_FIELDS, p->lcount[%d],\n"
-               "                (rw_span){buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]});\n",
-               cm, fm, fd->slot, fd->slot, fd->slot, fd->slot);
-    } else if (fd->kind == FIELD_LIST && list_step(c, f, STEP_BODY) && head) {
-      w_printf(out, "    rw_list_set(&m->%s.%s, RW_LIST_SINGLE, 0, (rw_span){buf + p->b_start, 0});\n", cm,
-               fm);
-    } else if (fd->kind == FIELD_LIST && list_step(c, f, STEP_BODY)) {
-      w_printf(out,
-               "    {\n      rw_list *l = &m->%s.%s;\n"
-               "      rw_span r = {buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]};\n"
-               "      if (p->b_chunked) {\n        rw_list_set(l, RW_LIST_CHUNKED, p->arr_n, r);\n"
-               "        for (uint32_t i = 0; i < p->arr_n && i < RW_LIST_INLINE; i++)\n"
-               "          l->item[i] = (rw_span){buf + p->items[i][0], p->items[i][1] - p->items[i][0]};\n"
-               "      } else {\n        rw_list_set(l, RW_LIST_SINGLE, p->b_len ? 1 : 0, r);\n"
-               "        l->item[0] = r;\n      }\n    }\n",
-               cm, fm, fd->slot, fd->slot, fd->slot);
-    } else if (fd->kind == FIELD_LIST) {
-      const struct step *st = list_step(c, f, STEP_ARRAY);
-      if (!st)
-        continue; /* every array list has its step: the checks made it */
-      w_printf(out, "    {\n      rw_list *l = &m->%s.%s;\n      static const uint8_t sep[] = ", cm, fm);
-      w_cbytes(out, st->bytes + st->len, st->seplen);
-      w_printf(out,
-               ";\n      rw_list_set(l, RW_LIST_PREFIXED, p->arr_n,\n"
-               "                  (rw_span){buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]});\n"
-               "      l->prefix_len = %zu;\n      l->sep_len = %zu;\n"
-               "      memcpy(l->sep, sep, %zu);\n"
-               "      for (uint32_t i = 0; i < p->arr_n && i < RW_LIST_INLINE; i++)\n"
-               "        l->item[i] = (rw_span){buf + p->items[i][0], p->items[i][1] - p->items[i][0]};\n"
-               "    }\n",
-               fd->slot, fd->slot, fd->slot, st->len, st->seplen, st->seplen);
-    } else
-      w_printf(out, "    m->%s.%s = (rw_span){buf + p->off[%d][0], p->off[%d][1] - p->off[%d][0]};\n", cm, fm,
-               fd->slot, fd->slot, fd->slot);
-  }
-}
-
-static void emit_cont_command(const struct spec *s, const struct command_decl *c, struct writer *out)
-{
-  w_puts(out, "  case ");
-  emit_cmd_enum(s, c->name, out);
-  w_puts(out, ":\n    switch (p->step) {\n");
-  for (size_t k = 0; k < c->nsteps; k++) {
-    const struct step *st = &c->steps[k];
-    w_printf(out, "    case %zu: {\n", k);
-    if (k == 0) {
-      /* Every block's length is known from the first line: refuse before buffering any. */
-      for (size_t j = 0; j < c->nsteps; j++) {
-        if (c->steps[j].kind != STEP_BYTES)
-          continue;
-        w_printf(out, "      if (p->num[%d] > %lluu) {\n", c->fields[c->steps[j].len_field].slot,
-                 (unsigned long long)s->limit_data);
-        emit_skip_total(c, 0, out);
-        w_puts(out, "        p->skip = total;\n        p->cmd = -1;\n        *out_used = p->pos;\n");
-        emit_cont_status(c, "RW_PARSE_TOO_LARGE", out);
-        w_puts(out, "      }\n");
-      }
-    }
-    if (st->kind == STEP_ARRAY) {
-      emit_array_step(s, c, st, out);
-    } else if (st->kind == STEP_FIELDS) {
-      int slot = c->fields[st->field].slot;
-      const struct step *bs = body_notes(c, st->field);
-      if (bs) {
-        w_puts(out, "      static const rw_field_note notes[2] = {{");
-        w_cbytes(out, bs->bytes, bs->len);
-        w_printf(out, ", %zu}, {", bs->len);
-        w_cbytes(out, bs->bytes + bs->len, bs->seplen);
-        w_printf(out, ", %zu}};\n", bs->seplen);
-      }
-      w_printf(
-          out,
-          "      if (!p->f_started) {\n        rw_scan_fields_start(&p->fs, p->pos);\n        p->f_started = "
-          "true;\n      }\n"
-          "      int r = rw_scan_fields(&p->fs, &p->pos, buf, len, %lluu, name_class_%s, %s);\n"
-          "      if (r == 0)\n        goto more;\n"
-          "      if (r < 0) {\n        p->cmd = -1;\n        *out_used = len;\n        return r;\n      }\n"
-          "      p->off[%d][0] = (uint32_t)p->fs.start;\n      p->off[%d][1] = (uint32_t)p->fs.end;\n"
-          "      p->lcount[%d] = p->fs.count;\n",
-          (unsigned long long)s->limit_fields, c->name, body_notes(c, st->field) ? "notes" : "NULL", slot,
-          slot, slot);
-    } else if (st->kind == STEP_BODY) {
-      emit_body_step(s, c, st, out);
-    } else if (st->kind == STEP_BYTES) {
-      int len_slot = c->fields[st->len_field].slot, slot = c->fields[st->field].slot;
-      w_printf(out,
-               "      uint64_t n = p->num[%d];\n      if (len - p->pos < n)\n        goto more;\n"
-               "      p->off[%d][0] = (uint32_t)p->pos;\n      p->off[%d][1] = (uint32_t)(p->pos + n);\n"
-               "      p->pos += n;\n",
-               len_slot, slot, slot);
-    } else {
-      w_puts(out, "      static const uint8_t lit[] = ");
-      w_cbytes(out, st->bytes, st->len);
-      w_printf(out,
-               ";\n      if (len - p->pos < %zu)\n        goto more;\n"
-               "      if (memcmp(buf + p->pos, lit, %zu) != 0) {\n"
-               "        *out_used = p->pos + %zu;\n        p->cmd = -1;\n",
-               st->len, st->len, st->len);
-      emit_cont_status(c, "RW_PARSE_BAD_DATA", out);
-      w_printf(out, "      }\n      p->pos += %zu;\n", st->len);
-    }
-    w_printf(out, "      p->step = %zu;\n    }\n      /* fall through */\n", k + 1);
-  }
-  w_puts(out, "    default:\n      break;\n    }\n");
-  emit_fill(s, c, false, out);
-  w_puts(out, "    *out_used = p->pos;\n    p->cmd = -1;\n    return ");
-  emit_cmd_enum(s, c->name, out);
-  w_puts(out, ";\n");
-  if (s->head_name && !strcmp(s->head_name, c->name)) {
-    /* Nothing consumed: the frame goes on parsing from here once more bytes come. */
-    w_printf(out, "  head_%s:\n    p->b_head = true;\n", c->name);
-    emit_fill(s, c, true, out);
-    w_puts(out, "    *out_used = 0;\n    return RW_PARSE_HEAD;\n");
-  }
-}
-
-static void emit_fields_helpers(const struct spec *s, struct writer *out)
-{
-  for (size_t i = 0; i < s->ncommands; i++) {
-    const struct command_decl *c = &s->commands[i];
-    for (size_t k = 0; k < c->nsteps; k++) {
-      if (c->steps[k].kind != STEP_FIELDS)
-        continue;
-      /* A byte per entry, not a bit: one load per name byte on the hot path. */
-      w_printf(out,
-               "/* the bytes a field name of '%s' may hold */\nstatic const uint8_t name_class_%s[256] = ",
-               c->name, c->name);
-      emit_cls_table(c->steps[k].name_class, out);
-      w_puts(out, ";\n\n");
-    }
-  }
-}
-
-static void emit_cont(const struct spec *s, struct writer *out)
-{
-  const char *p = s->protocol;
-  if (has_fields(s))
-    emit_fields_helpers(s, out);
-  w_printf(out,
-           "static int %s_cont(struct %s_parser *p, const uint8_t *buf, size_t len, size_t *out_used,\n"
-           "                    union %s_msg *m)\n{\n  switch (p->cmd) {\n",
-           p, p, p);
-  for (size_t i = 0; i < s->ncommands; i++)
-    if (s->commands[i].nsteps && !s->commands[i].action.present) /* (those skip their data) */
-      emit_cont_command(s, &s->commands[i], out);
-  w_puts(out, "  default:\n    break;\n  }\n  p->cmd = -1;\n  *out_used = len;\n  return RW_PARSE_INVALID;\n"
-              "more:\n  *out_used = 0;\n  return RW_PARSE_MORE;\n");
-  if (has_array(s))
-    w_puts(out, "bad_array: /* the frame cannot be resynchronised: the spec's bad_data, then close */\n"
-                "  p->cmd = -1;\n  *out_used = len;\n  return RW_PARSE_BAD_DATA;\n");
-  if (has_step(s, STEP_BODY))
-    w_puts(out, "bad_body: /* a body whose framing cannot be trusted: bad_data, and the spec closes */\n"
-                "  p->cmd = -1;\n  *out_used = len;\n  return RW_PARSE_BAD_DATA;\n");
-  w_puts(out, "}\n\n");
-}
-
-static int cmp_entries(const void *a, const void *b)
-{
-  const struct table_entry *x = a, *y = b;
-  size_t lx = strlen(x->name), ly = strlen(y->name);
-  return lx != ly ? (lx < ly ? -1 : 1) : strcmp(x->name, y->name);
-}
-
-/* The table: entries sorted by (length, name) for a binary search that compares the wire's
- * bytes case-insensitively against lowercase names. */
-static void emit_table(const struct spec *s, struct writer *out)
-{
-  const char *p = s->protocol;
-  struct table_entry *sorted = malloc(s->ntable * sizeof *sorted);
-  if (!sorted) {
-    perror("rwgen");
-    exit(1);
-  }
-  memcpy(sorted, s->table, s->ntable * sizeof *sorted);
-  qsort(sorted, s->ntable, sizeof *sorted, cmp_entries);
-  w_printf(out, "const rw_command %s_commands[] = {\n", p);
-  for (size_t i = 0; i < s->ntable; i++) {
-    size_t idx = 0;
-    for (; idx < s->ntable && strcmp(s->table[idx].name, sorted[i].name); idx++)
-      ;
-    w_printf(out, "    {\"%s\", %zu, %s, %u, %zu},\n", sorted[i].name, strlen(sorted[i].name),
-             sorted[i].at_least ? "true" : "false", sorted[i].arity, idx);
-  }
-  w_printf(out, "};\n\nconst size_t %s_ncommands = %zu;\n\n", p, s->ntable);
-  free(sorted);
-  w_printf(
-      out,
-      "static int %s_lookup(rw_span name)\n{\n  size_t lo = 0, hi = sizeof %s_commands / sizeof "
-      "%s_commands[0];\n"
-      "  while (lo < hi) {\n    size_t mid = (lo + hi) / 2;\n    const rw_command *e = &%s_commands[mid];\n"
-      "    int d = name.len < e->len ? -1 : name.len > e->len ? 1 : 0;\n"
-      "    for (size_t i = 0; !d && i < name.len; i++) {\n"
-      "      uint8_t ch = name.p[i] >= 'A' && name.p[i] <= 'Z' ? (uint8_t)(name.p[i] | 0x20) : name.p[i];\n"
-      "      d = ch < (uint8_t)e->name[i] ? -1 : ch > (uint8_t)e->name[i] ? 1 : 0;\n    }\n"
-      "    if (!d)\n      return (int)mid;\n    if (d < 0)\n      hi = mid;\n    else\n      lo = mid + 1;\n"
-      "  }\n  return -1;\n}\n\n",
-      p, p, p, p);
-  w_printf(out,
-           "const rw_command *%s_command(rw_span name)\n{\n  int i = %s_lookup(name);\n"
-           "  return i < 0 ? NULL : &%s_commands[i];\n}\n\n",
-           p, p, p);
-  w_printf(out,
-           "static int %s_table_dispatch(rw_conn *c, const struct %s_handlers *h, const rw_list *args)\n{\n"
-           "  if (!args->count)\n    return 0; /* an empty command: nothing to do */\n"
-           "  int i = %s_lookup(args->item[0]);\n  if (i < 0)\n    return h->unknown(c, args);\n"
-           "  const rw_command *e = &%s_commands[i];\n"
-           "  if (e->at_least ? args->count < e->arity : args->count != e->arity) {\n",
-           p, p, p, p);
-  if (s->arity.present && s->arity.reply_name)
-    w_printf(out,
-             "    int rc = %s_reply_%s(c, (rw_span){(const uint8_t *)e->name, e->len});\n"
-             "    if (rc < 0)\n      return rc;\n%s    return 0;\n",
-             p, s->arity.reply_name, s->arity.close ? "    rw_conn_close(c);\n" : "");
-  else
-    w_puts(out, "    rw_conn_close(c);\n    return 0;\n");
-  w_puts(out, "  }\n  switch (e->idx) {\n");
-  for (size_t i = 0; i < s->ntable; i++)
-    w_printf(out, "  case %zu:\n    return h->%s(c, args);\n", i, spec_member(s->table[i].name));
-  w_puts(out, "  default:\n    return -EINVAL;\n  }\n}\n\n");
-}
-
 static void emit_dispatch(const struct spec *s, struct writer *out)
 {
   const char *p = s->protocol;
   struct cmd_view v;
-  if (s->ntable && s->binary)
-    emit_binary_table(s, out);
-  else if (s->ntable)
-    emit_table(s, out);
+  if (s->ntable)
+    spec_frame(s)->emit_table(s, out);
   FOR_COMMANDS (s, i, v) {
     w_printf(out, "static int %s_do_%s(rw_conn *c, const struct %s_handlers *h, const union %s_msg *m)\n{\n",
              p, v.name, p, p);
     if (!s->raw_name && s->commands[i].dispatch_field) {
-      if (s->binary)
-        w_printf(out, "  return %s_table_dispatch(c, h, &m->%s);\n}\n\n", p, spec_member(v.name));
-      else
-        w_printf(out, "  return %s_table_dispatch(c, h, &m->%s.%s);\n}\n\n", p, spec_member(v.name),
-                 spec_member(s->commands[i].dispatch_field));
+      /* The table reads the message (binary) or the dispatch list (text). */
+      w_printf(out, "  return %s_table_dispatch(c, h, &m->%s", p, spec_member(v.name));
+      if (spec_frame(s) == &frame_text)
+        w_printf(out, ".%s", spec_member(s->commands[i].dispatch_field));
+      w_puts(out, ");\n}\n\n");
       continue;
     }
     if (v.handler) {
@@ -1331,48 +253,7 @@ static void emit_dispatch(const struct spec *s, struct writer *out)
            "static int %s_dispatch(rw_conn *c, const void *h, int cmd, const void *m)\n{\n"
            "  return %s_table[cmd](c, h, m);\n}\n\n",
            p, p);
-  w_printf(out, "static int %s_on_error(rw_conn *c, const void *vh, int status, const void *vm)\n{\n", p);
-  if (uses_refuse(s) || s->head_name)
-    w_printf(out, "  const struct %s_handlers *h = vh;\n", p);
-  else
-    w_puts(out, "  (void)vh;\n");
-  if ((uses_refuse(s) && s->binary) || s->head_name)
-    w_printf(out, "  const union %s_msg *m = vm;\n", p);
-  else
-    w_puts(out, "  (void)vm;\n");
-  if (s->head_name)
-    w_printf(out, "  if (status == RW_PARSE_HEAD)\n    return h->%s_head(c, &m->%s);\n", s->head_name,
-             spec_member(s->head_name));
-  if (!s->raw_name) {
-    w_puts(out, "  if (status == RW_PARSE_UNKNOWN) {\n");
-    emit_action(s, &s->otherwise, out);
-    w_puts(out, "  }\n  if (status == RW_PARSE_OVERLONG) {\n");
-    emit_action(s, &s->overlong, out);
-    w_puts(out, "  }\n");
-    const struct {
-      const char *status;
-      const struct action *a;
-    } more[] = {{"RW_PARSE_TOO_LARGE", &s->too_large},
-                {"RW_PARSE_BAD_NUMBER", &s->bad_number},
-                {"RW_PARSE_BAD_DATA", &s->bad_data},
-                {"RW_PARSE_FIELDS_TOO_LARGE", &s->fields_too_large}};
-    for (size_t k = 0; k < sizeof more / sizeof more[0]; k++) {
-      if (!more[k].a->present)
-        continue; /* undeclared: the default below closes */
-      w_printf(out, "  if (status == %s) {\n", more[k].status);
-      emit_action(s, more[k].a, out);
-      w_puts(out, "  }\n");
-    }
-    for (size_t k = 0; k < s->ntokens; k++) {
-      if (!s->tokens[k].overflow.present)
-        continue;
-      w_printf(out, "  if (status == RW_PARSE_SPEC_ERROR(%zu)) { /* %s out of range or too long */\n", k,
-               s->tokens[k].name);
-      emit_action(s, &s->tokens[k].overflow, out);
-      w_puts(out, "  }\n");
-    }
-  }
-  w_puts(out, "  (void)status;\n  rw_conn_close(c);\n  return 0;\n}\n\n");
+  emit_on_error(s, out);
   w_printf(out, "static int %s_check_handlers(const void *vh)\n{\n", p);
   if (nhandlers(s)) {
     w_printf(out, "  const struct %s_handlers *h = vh;\n  if (!h)\n    return -EINVAL;\n", p);
@@ -1394,51 +275,16 @@ static void emit_dispatch(const struct spec *s, struct writer *out)
   w_puts(out, "  return 0;\n}\n\n");
 }
 
-/* The longest frame a connection may have to hold: the first line plus, for a command that
- * continues, its data blocks at their limit and its literals. */
-static unsigned long long max_frame(const struct spec *s)
-{
-  if (s->binary) /* the header, then parts whose sum `limit data` bounds */
-    return s->commands[0].header + s->limit_data;
-  unsigned long long most = 0;
-  for (size_t i = 0; i < s->ncommands; i++) {
-    unsigned long long n = 0;
-    for (size_t k = 0; k < s->commands[i].nsteps; k++) {
-      const struct step *st = &s->commands[i].steps[k];
-      if (st->kind == STEP_BYTES)
-        n += s->limit_data;
-      else if (st->kind == STEP_LITERAL)
-        n += st->len;
-      else if (st->kind == STEP_FIELDS)
-        n += s->limit_fields;
-      else if (st->kind == STEP_BODY) /* chunk framing is held to no more than the data again */
-        n += 2 * s->limit_data + 2 * s->limit_fields;
-      else /* an array's data in all is bounded by `limit data`, plus each item's header */
-        n += s->limit_data + s->limit_items * (st->len + 19 + 2 * st->seplen);
-    }
-    most = n > most ? n : most;
-  }
-  return s->limit_line + most;
-}
-
 static int write_re(const struct spec *s, struct writer *out)
 {
   const char *p = s->protocol;
   emit_prologue(s, out);
-  if (s->raw_name) {
-    emit_raw_parser(s, out);
-  } else if (s->binary) {
-    emit_binary_parser(s, out);
-  } else {
-    emit_framed_parser(s, out);
-    if (has_steps(s))
-      emit_cont(s, out);
-  }
+  spec_frame(s)->emit_parser(s, out);
   emit_dispatch(s, out);
   w_printf(out,
            "const rw_proto %s_proto = {\n  .name = \"%s\",\n  .parser_size = sizeof(struct %s_parser),\n"
            "  .max_frame = %lluu,\n  .ncommands = ",
-           p, p, p, s->raw_name ? 0ULL : max_frame(s));
+           p, p, p, spec_frame(s)->max_frame(s));
   w_upper(out, p);
   w_printf(out,
            "_CMD__COUNT,\n  .command_names = %s_command_names,\n  .parser_init = %s_parser_init,\n"
@@ -1450,97 +296,12 @@ static int write_re(const struct spec *s, struct writer *out)
 
 /* ---- the Graphviz picture: frames, commands, continuations, dispatch, errors ---- */
 
-static void dot_action(struct writer *out, const char *from, const struct action *a, const char *edge)
-{
-  char label[256];
-  if (!a->present)
-    snprintf(label, sizeof label, "close");
-  else if (a->refuse)
-    snprintf(label, sizeof label, "refused%s", a->close ? ", close" : "");
-  else if (a->reply_name)
-    snprintf(label, sizeof label, "reply %s%s", a->reply_name, a->close ? ", close" : "");
-  else
-    snprintf(label, sizeof label, a->close ? "close" : "ignore");
-  w_printf(out, "  \"%s:%s\" [shape=note, label=\"%s\"];\n  %s -> \"%s:%s\" [label=\"%s\"];\n", from, edge,
-           label, from, from, edge, edge);
-}
-
 static int write_dot(const struct spec *s, struct writer *out)
 {
   const char *p = s->protocol;
   w_printf(out, "digraph %s {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n", p);
   w_puts(out, "  start [shape=circle, label=\"frame\"];\n");
-  if (s->raw_name) {
-    w_printf(out, "  start -> handler_%s [label=\"every chunk\"];\n  handler_%s -> start;\n}\n", s->raw_name,
-             s->raw_name);
-    return w_error(out);
-  }
-  if (s->binary) {
-    emit_binary_dot(s, out);
-    return w_error(out);
-  }
-  w_printf(out,
-           "  line [label=\"first line\\n(re2c DFA, resumable)\\nlimit line %llu\"];\n"
-           "  start -> line;\n",
-           (unsigned long long)s->limit_line);
-  for (size_t i = 0; i < s->ncommands; i++) {
-    const struct command_decl *c = &s->commands[i];
-    w_printf(out, "  cmd_%s [shape=ellipse, label=\"%s\"];\n  line -> cmd_%s;\n", c->name, c->name, c->name);
-    char prev[160];
-    snprintf(prev, sizeof prev, "cmd_%s", c->name);
-    for (size_t k = 0; k < c->nsteps; k++) {
-      const struct step *st = &c->steps[k];
-      char node[160];
-      snprintf(node, sizeof node, "%s_step%zu", c->name, k);
-      if (st->kind == STEP_LITERAL) {
-        /* The C spelling of the bytes, with its quotes and backslashes escaped for dot. */
-        char *lit;
-        size_t litlen;
-        FILE *m = open_memstream(&lit, &litlen);
-        if (!m)
-          return -ENOMEM;
-        struct writer mw;
-        w_init(&mw, m);
-        w_cbytes(&mw, st->bytes, st->len);
-        fclose(m);
-        w_printf(out, "  %s [label=\"literal ", node);
-        for (size_t j = 0; j < litlen; j++) {
-          if (lit[j] == '"' || lit[j] == '\\')
-            w_putc(out, '\\');
-          w_putc(out, lit[j]);
-        }
-        w_puts(out, "\"];\n");
-        free(lit);
-      } else {
-        w_printf(out, "  %s [label=\"%s %s(%s)\"];\n", node, st->kind == STEP_ARRAY ? "array" : "bytes",
-                 c->fields[st->field].name, c->fields[st->len_field].name);
-      }
-      w_printf(out, "  %s -> %s;\n", prev, node);
-      snprintf(prev, sizeof prev, "%s", node);
-    }
-    if (c->dispatch_field)
-      w_printf(out, "  %s -> table [label=\"by %s\"];\n", prev, c->dispatch_field);
-    else if (c->action.present)
-      dot_action(out, prev, &c->action, "done");
-    else
-      w_printf(out, "  %s -> handler_%s;\n  handler_%s -> start;\n", prev, c->name, c->name);
-  }
-  if (s->ntable) {
-    w_puts(out, "  table [shape=diamond, label=\"table\\n(case-insensitive)\"];\n");
-    for (size_t i = 0; i < s->ntable; i++)
-      w_printf(out, "  table -> handler_%s [label=\"%s %u%s\"];\n  handler_%s -> start;\n", s->table[i].name,
-               s->table[i].name, s->table[i].arity, s->table[i].at_least ? "+" : "", s->table[i].name);
-    w_puts(out, "  table -> handler_unknown [label=\"other\"];\n");
-    dot_action(out, "table", &s->arity, "arity");
-  }
-  dot_action(out, "line", &s->otherwise, "otherwise");
-  dot_action(out, "line", &s->overlong, "overlong");
-  if (s->limit_data) {
-    dot_action(out, "line", &s->too_large, "too_large");
-    dot_action(out, "line", &s->bad_data, "bad_data");
-  }
-  w_puts(out, "}\n");
-  return w_error(out);
+  return spec_frame(s)->emit_dot(s, out);
 }
 
 /* The entry points write through a writer of their own (see gen/writer.h). */

@@ -31,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "spec.h"
+#include "construct.h"
 
 struct parser {
   struct lexer lx;
@@ -153,17 +153,6 @@ static void rx_free(struct rx *r)
 
 static struct rx *parse_alt(struct parser *ps);
 
-/* Captures that are not patterns: `field:KIND(IDENT)`, or with string arguments after it. */
-static const struct {
-  const char *name;
-  enum rx_kind kind;
-  int nlits;
-} capture_fns[] = {{"bytes", RX_BYTES, 0},
-                   {"words", RX_WORDS, 0},
-                   {"array", RX_ARRAY, 2},
-                   {"fields", RX_FIELDS, 0},
-                   {"body", RX_BODY, 2}};
-
 /* `name:KIND(IDENT, "s1", ...)` with KIND current and `name` in *t. */
 static struct rx *parse_capture_fn(struct parser *ps, const struct token *t, enum rx_kind kind, int nlits)
 {
@@ -209,9 +198,15 @@ static struct rx *parse_atom(struct parser *ps)
     }
     if (next(ps) < 0)
       return NULL;
-    for (size_t i = 0; i < sizeof capture_fns / sizeof capture_fns[0]; i++)
-      if (is_word(ps, capture_fns[i].name))
-        return parse_capture_fn(ps, &t, capture_fns[i].kind, capture_fns[i].nlits);
+    /* Captures that are not patterns, `field:KIND(IDENT, "s1"...)`: a continuation's part
+     * (its module says how many strings follow), or a first line's words(). */
+    if (ps->tok.kind == T_IDENT) {
+      const struct part_ops *part = part_of_keyword(ps->tok.start, ps->tok.len);
+      if (part)
+        return parse_capture_fn(ps, &t, part->rx, part->nlits);
+    }
+    if (is_word(ps, "words"))
+      return parse_capture_fn(ps, &t, RX_WORDS, 0);
     r = rx_new(RX_CAPTURE, t.pos);
     r->text = tok_str(&t);
     struct rx *kid = parse_atom(ps);

@@ -87,6 +87,11 @@ void w_dedent(struct writer *w)
     w->depth--;
 }
 
+void w_shift(struct writer *w, int n)
+{
+  w->depth = w->depth + n < 0 ? 0 : w->depth + n;
+}
+
 void w_open(struct writer *w, const char *fmt, ...)
 {
   va_list ap;

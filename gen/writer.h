@@ -29,6 +29,8 @@ void w_open(struct writer *w, const char *fmt, ...) __attribute__((format(printf
 void w_close(struct writer *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void w_indent(struct writer *w);
 void w_dedent(struct writer *w);
+/* n levels deeper (n < 0: shallower): where a block is written inside hand-indented text. */
+void w_shift(struct writer *w, int n);
 /* `n` bytes as a C string literal, quotes included. */
 void w_cbytes(struct writer *w, const uint8_t *b, size_t n);
 /* `s` in upper case (enum and macro names). */

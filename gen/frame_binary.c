@@ -1,4 +1,4 @@
-/* Binary frames (`frame binary;`): checks and emitters for header-first protocols.
+/* The header-first binary frame kind (`frame binary;`): its checks, parser, table and picture.
  *
  * A binary command is a fixed-size header of literal bytes and integers (u8 .. u64, big or
  * little endian), then parts whose sizes are sums and differences of those integers:
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "spec.h"
+#include "construct.h"
 
 static enum num_type int_num(unsigned width)
 {
@@ -123,7 +123,7 @@ static int check_int_table(struct spec *s, struct command_decl *c)
   return rc;
 }
 
-int binary_check(struct spec *s)
+static int binary_check(struct spec *s)
 {
   int rc = 0;
   if (s->ncommands != 1) {
@@ -185,7 +185,7 @@ static void emit_length(const struct command_decl *c, const struct bin_item *b, 
   }
 }
 
-void emit_binary_parser(const struct spec *s, struct writer *out)
+static void emit_binary_parser(const struct spec *s, struct writer *out)
 {
   const char *p = s->protocol;
   const struct command_decl *c = &s->commands[0];
@@ -256,7 +256,7 @@ void emit_binary_parser(const struct spec *s, struct writer *out)
 }
 
 /* Dispatch by an integer field: a switch the compiler turns into a jump table. */
-void emit_binary_table(const struct spec *s, struct writer *out)
+static void emit_binary_table(const struct spec *s, struct writer *out)
 {
   const char *p = s->protocol;
   const struct command_decl *c = &s->commands[0];
@@ -271,15 +271,7 @@ void emit_binary_table(const struct spec *s, struct writer *out)
   w_puts(out, "  default:\n    return h->unknown(c, msg);\n  }\n}\n\n");
 }
 
-static const char *dot_event(const struct action *a)
-{
-  return !a->present ? "close"
-         : a->refuse ? (a->close ? "refused, close" : "refused, skip")
-         : a->close  ? "close"
-                     : "reply";
-}
-
-void emit_binary_dot(const struct spec *s, struct writer *out)
+static int emit_binary_dot(const struct spec *s, struct writer *out)
 {
   const struct command_decl *c = &s->commands[0];
   w_printf(out, "  header [label=\"header\\n%zu bytes\"];\n  start -> header;\n", c->header);
@@ -316,4 +308,47 @@ void emit_binary_dot(const struct spec *s, struct writer *out)
            "  bad_data [shape=note, label=\"bad_data: %s\"];\n  header -> bad_data;\n"
            "  invalid [shape=note, label=\"wrong literal: close\"];\n  header -> invalid;\n}\n",
            dot_event(&s->too_large), dot_event(&s->bad_data));
+  return w_error(out);
 }
+
+/* The header: table entries and refusals take the frame's message (its header's fields). */
+static void binary_handlers(const struct spec *s, struct writer *out)
+{
+  const char *p = s->protocol;
+  const char *cn = s->commands[0].name;
+  for (size_t i = 0; i < s->ntable; i++)
+    w_printf(out, "  int (*%s)(rw_conn *c, const struct %s_%s *msg); /* %s %u */\n",
+             spec_member(s->table[i].name), p, cn, s->commands[0].dispatch_field, s->table[i].arity);
+  if (s->ntable)
+    w_printf(out, "  int (*unknown)(rw_conn *c, const struct %s_%s *msg); /* a value not in the table */\n",
+             p, cn);
+  if (uses_refuse(s))
+    w_printf(out,
+             "  /* A refused frame (status: RW_PARSE_TOO_LARGE, RW_PARSE_BAD_DATA): its header's fields,\n"
+             "   * its parts empty. */\n"
+             "  int (*refused)(rw_conn *c, const struct %s_%s *msg, int status);\n",
+             p, cn);
+}
+
+static unsigned binary_needs(const struct spec *s)
+{
+  (void)s;
+  return 0; /* integers are read where they lie: nothing of the runtime's scanners */
+}
+
+/* The header, then parts whose sum `limit data` bounds. */
+static unsigned long long binary_max_frame(const struct spec *s)
+{
+  return s->commands[0].header + s->limit_data;
+}
+
+const struct frame_ops frame_binary = {
+    .keyword = "binary",
+    .check = binary_check,
+    .needs = binary_needs,
+    .emit_handlers = binary_handlers,
+    .emit_parser = emit_binary_parser,
+    .emit_table = emit_binary_table,
+    .max_frame = binary_max_frame,
+    .emit_dot = emit_binary_dot,
+};
