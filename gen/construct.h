@@ -31,8 +31,12 @@ enum need {
   NEED_FIELDS = 1u << 2, /* the parser's field section state and name class tables */
 };
 
+struct parser;
+
 struct frame_ops {
   const char *keyword; /* `frame KEYWORD;` ("lines", "binary"); NULL: not declared that way */
+  /* A command's frame after `command NAME =`, up to its action; NULL: a pattern (re2c). */
+  int (*parse_command)(struct parser *ps, struct command_decl *d);
   /* Its own checks, after the common ones (names, replies, events). 0 or -1 with diagnostics. */
   int (*check)(struct spec *s);
   unsigned (*needs)(const struct spec *s);

@@ -17,6 +17,103 @@
 #include <string.h>
 
 #include "construct.h"
+#include "parser.h"
+
+/* --- the syntax: STRING | NUMBER (one byte) | NAME:INT | NAME:bytes(TERM (+|- TERM)*) ---------- */
+
+static struct bin_item *add_bin(struct command_decl *d, enum bin_kind kind, struct pos at)
+{
+  d->bin = xgrow(d->bin, d->nbin, sizeof *d->bin);
+  struct bin_item *b = &d->bin[d->nbin++];
+  b->kind = kind;
+  b->pos = at;
+  b->field = -1;
+  return b;
+}
+
+/* bytes(a + b - 3): the terms of a computed length. */
+static int parse_bin_length(struct parser *ps, struct bin_item *b)
+{
+  bool neg = false;
+  for (;;) {
+    if (b->nterms == BIN_TERMS) {
+      diag_error(ps->spec->src, ps->tok.pos, "a length has at most %d terms", BIN_TERMS);
+      return -1;
+    }
+    struct bin_term *t = &b->terms[b->nterms++];
+    t->neg = neg;
+    t->pos = ps->tok.pos;
+    t->item = -1;
+    if (ps->tok.kind == T_NUMBER) {
+      t->value = ps->tok.value;
+      if (next(ps) < 0)
+        return -1;
+    } else if (expect_ident(ps, &t->name, &t->pos) < 0) {
+      return -1;
+    }
+    if (is_punct(ps, ')'))
+      return next(ps);
+    if (!is_punct(ps, '+') && !is_punct(ps, '-'))
+      return expected(ps, "'+', '-' or ')'");
+    neg = is_punct(ps, '-');
+    if (next(ps) < 0)
+      return -1;
+  }
+}
+
+static int parse_bin_item(struct parser *ps, struct command_decl *d)
+{
+  struct pos at = ps->tok.pos;
+  if (ps->tok.kind == T_STRING || ps->tok.kind == T_NUMBER) {
+    struct bin_item *b = add_bin(d, BIN_LIT, at);
+    b->lit = xcalloc(ps->tok.len + 1, 1);
+    if (ps->tok.kind == T_STRING) {
+      b->len = lex_unescape(&ps->tok, b->lit);
+    } else if (ps->tok.value > 255) {
+      diag_error(ps->spec->src, at, "a byte is 0..255 (0x00..0xff): write wider magic as a string");
+      return -1;
+    } else {
+      b->lit[0] = (uint8_t)ps->tok.value;
+      b->len = 1;
+    }
+    return next(ps);
+  }
+  char *name;
+  if (expect_ident(ps, &name, &at) < 0)
+    return -1;
+  if (expect_punct(ps, ':') < 0) {
+    free(name);
+    return -1;
+  }
+  bool le = false;
+  unsigned width = ps->tok.kind == T_IDENT ? int_type(ps->tok.start, ps->tok.len, &le) : 0;
+  struct bin_item *b = add_bin(d, width ? BIN_INT : BIN_BYTES, at);
+  b->name = name;
+  if (width) {
+    b->len = width;
+    b->le = le;
+    return next(ps);
+  }
+  if (!is_word(ps, "bytes"))
+    return expected(ps, "an integer type (u8, u16be, u16le, u24be, u24le, u32be, u32le, u64be, "
+                        "u64le) or bytes(length)");
+  if (next(ps) < 0 || expect_punct(ps, '(') < 0)
+    return -1;
+  return parse_bin_length(ps, b);
+}
+
+/* A binary frame: its items up to the action or the dispatch. */
+static int binary_parse(struct parser *ps, struct command_decl *d)
+{
+  while (ps->tok.kind != T_ARROW && !is_punct(ps, ';') && ps->tok.kind != T_EOF)
+    if (parse_bin_item(ps, d) < 0)
+      return -1;
+  if (!d->nbin)
+    return expected(ps, "the frame's fields");
+  return 0;
+}
+
+/* --- the checks ------------------------------------------------------------------------------ */
 
 static enum num_type int_num(unsigned width)
 {
@@ -155,22 +252,22 @@ static int binary_check(struct spec *s)
 
 /* --- the parser -------------------------------------------------------------------------- */
 
-static void emit_read_int(const struct command_decl *c, const struct bin_item *b, struct writer *out)
+static void emit_read_int(const struct command_decl *c, const struct bin_item *b, struct writer *w)
 {
-  w_printf(out, "  f->%s = (%s)(", spec_member(b->name), num_ctype(c->fields[b->field].num));
+  w_printf(w, "f->%s = (%s)(", spec_member(b->name), num_ctype(c->fields[b->field].num));
   for (size_t k = 0; k < b->len; k++) {
     size_t at = b->off + (b->le ? k : b->len - 1 - k); /* the byte worth 256^k */
-    w_printf(out, "%s(uint64_t)buf[%zu]", k ? " | " : "", at);
+    w_printf(w, "%s(uint64_t)buf[%zu]", k ? " | " : "", at);
     if (k)
-      w_printf(out, " << %zu", 8 * k);
+      w_printf(w, " << %zu", 8 * k);
   }
-  w_puts(out, ");\n");
+  w_puts(w, ");\n");
 }
 
 /* The part's length into n<i>; a difference below zero jumps to bad. */
-static void emit_length(const struct command_decl *c, const struct bin_item *b, size_t i, struct writer *out)
+static void emit_length(const struct command_decl *c, const struct bin_item *b, size_t i, struct writer *w)
 {
-  w_printf(out, "  uint64_t n%zu = 0;\n", i);
+  w_printf(w, "uint64_t n%zu = 0;\n", i);
   for (size_t t = 0; t < b->nterms; t++) {
     const struct bin_term *term = &b->terms[t];
     char v[96];
@@ -178,81 +275,117 @@ static void emit_length(const struct command_decl *c, const struct bin_item *b, 
       snprintf(v, sizeof v, "(uint64_t)f->%s", spec_member(c->bin[term->item].name));
     else
       snprintf(v, sizeof v, "%lluu", (unsigned long long)term->value);
-    if (term->neg)
-      w_printf(out, "  if (n%zu < %s)\n    goto bad;\n  n%zu -= %s;\n", i, v, i, v);
-    else
-      w_printf(out, "  n%zu = n%zu > UINT64_MAX - %s ? UINT64_MAX : n%zu + %s;\n", i, i, v, i, v);
+    if (term->neg) {
+      w_open(w, "if (n%zu < %s)\n", i, v);
+      w_puts(w, "goto bad;\n");
+      w_dedent(w);
+      w_printf(w, "n%zu -= %s;\n", i, v);
+    } else {
+      w_printf(w, "n%zu = n%zu > UINT64_MAX - %s ? UINT64_MAX : n%zu + %s;\n", i, i, v, i, v);
+    }
   }
 }
 
-static void emit_binary_parser(const struct spec *s, struct writer *out)
+/* `*out_used = USED; return STATUS;` as a block under `head` (an if). */
+static void emit_return(struct writer *w, const char *head, const char *used, const char *status)
 {
-  const char *p = s->protocol;
-  const struct command_decl *c = &s->commands[0];
-  w_printf(
-      out,
-      "/* A header-first frame: the parser keeps only a count of bytes to skip; each call\n"
-      " * reads the %zu-byte header again (it is cheaper than saving it) and waits for the\n"
-      " * frame's end. */\n"
-      "struct %s_parser {\n  uint64_t skip; /* bytes of a refused frame's parts still to discard */\n};\n\n"
-      "static void %s_parser_init(void *vp)\n{\n  *(struct %s_parser *)vp = (struct %s_parser){0};\n}\n\n",
-      c->header, p, p, p, p);
-  w_printf(out,
-           "static int %s_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used, void *vmsg)\n{\n"
-           "  struct %s_parser *p = vp;\n  struct %s_%s *f = &((union %s_msg *)vmsg)->%s;\n"
-           "  if (p->skip) {\n    size_t n = len < p->skip ? len : (size_t)p->skip;\n    p->skip -= n;\n"
-           "    *out_used = n;\n    return RW_PARSE_SKIP;\n  }\n",
-           p, p, p, c->name, p, spec_member(c->name));
+  w_open(w, "%s {\n", head);
+  w_printf(w, "*out_used = %s;\nreturn %s;\n", used, status);
+  w_close(w, "}\n");
+}
+
+/* The literals are checked as soon as their bytes arrive: a wrong magic is refused at once. */
+static void emit_literals(const struct command_decl *c, struct writer *w)
+{
   for (size_t i = 0; i < c->nbin; i++) {
     const struct bin_item *b = &c->bin[i];
     if (b->kind != BIN_LIT)
       continue;
-    w_printf(out, "  static const uint8_t lit%zu[] = ", i);
-    w_putc(out, '{');
+    w_printf(w, "static const uint8_t lit%zu[] = {", i);
     for (size_t k = 0; k < b->len; k++)
-      w_printf(out, "%s0x%02x", k ? ", " : "", b->lit[k]);
-    w_printf(out,
-             "};\n  if (len > %zuu && memcmp(buf + %zu, lit%zu, len - %zu < %zu ? len - %zu : %zu) != 0) {\n"
-             "    *out_used = len;\n    return RW_PARSE_INVALID;\n  }\n",
-             b->off, b->off, i, b->off, b->len, b->off, b->len);
+      w_printf(w, "%s0x%02x", k ? ", " : "", b->lit[k]);
+    w_puts(w, "};\n");
+    char head[160];
+    snprintf(head, sizeof head,
+             "if (len > %zuu && memcmp(buf + %zu, lit%zu, len - %zu < %zu ? len - %zu : %zu) != 0)", b->off,
+             b->off, i, b->off, b->len, b->off, b->len);
+    emit_return(w, head, "len", "RW_PARSE_INVALID");
   }
-  w_printf(out, "  if (len < %zuu) {\n    *out_used = 0;\n    return RW_PARSE_MORE;\n  }\n", c->header);
-  for (size_t i = 0; i < c->nbin; i++)
-    if (c->bin[i].kind == BIN_INT)
-      emit_read_int(c, &c->bin[i], out);
-  /* Parts: empty until the frame is whole, so a refusal's handler sees the header only. */
-  w_puts(out, "  uint64_t total = 0;\n");
+}
+
+/* Parts: empty until the frame is whole, so a refusal's handler sees the header only. Their
+ * sum is bounded before anything of them is held. */
+static void emit_parts(const struct spec *s, const struct command_decl *c, struct writer *w)
+{
+  w_puts(w, "uint64_t total = 0;\n");
   for (size_t i = 0; i < c->nbin; i++) {
     const struct bin_item *b = &c->bin[i];
     if (b->kind != BIN_BYTES)
       continue;
-    w_printf(out, "  f->%s = (rw_span){buf + %zu, 0};\n", spec_member(b->name), c->header);
-    emit_length(c, b, i, out);
-    w_printf(out, "  total = total > UINT64_MAX - n%zu ? UINT64_MAX : total + n%zu;\n", i, i);
+    w_printf(w, "f->%s = (rw_span){buf + %zu, 0};\n", spec_member(b->name), c->header);
+    emit_length(c, b, i, w);
+    w_printf(w, "total = total > UINT64_MAX - n%zu ? UINT64_MAX : total + n%zu;\n", i, i);
   }
-  w_printf(out,
-           "  if (total > %lluu) {\n    p->skip = total;\n    *out_used = %zu;\n"
-           "    return RW_PARSE_TOO_LARGE;\n  }\n"
-           "  if (len - %zu < total) {\n    *out_used = 0;\n    return RW_PARSE_MORE;\n  }\n"
-           "  size_t at = %zu;\n",
-           (unsigned long long)s->limit_data, c->header, c->header, c->header);
+  w_open(w, "if (total > %lluu) {\n", (unsigned long long)s->limit_data);
+  w_printf(w, "p->skip = total;\n*out_used = %zu;\nreturn RW_PARSE_TOO_LARGE;\n", c->header);
+  w_close(w, "}\n");
+  char head[64];
+  snprintf(head, sizeof head, "if (len - %zu < total)", c->header);
+  emit_return(w, head, "0", "RW_PARSE_MORE");
+  w_printf(w, "size_t at = %zu;\n", c->header);
   for (size_t i = 0; i < c->nbin; i++) {
     const struct bin_item *b = &c->bin[i];
     if (b->kind == BIN_BYTES)
-      w_printf(out, "  f->%s = (rw_span){buf + at, (size_t)n%zu};\n  at += (size_t)n%zu;\n",
-               spec_member(b->name), i, i);
+      w_printf(w, "f->%s = (rw_span){buf + at, (size_t)n%zu};\nat += (size_t)n%zu;\n", spec_member(b->name),
+               i, i);
   }
-  w_puts(out, "  *out_used = at;\n  return ");
-  emit_cmd_enum(s, c->name, out);
-  w_puts(out, ";\n");
+}
+
+static void emit_binary_parser(const struct spec *s, struct writer *w)
+{
+  const char *p = s->protocol;
+  const struct command_decl *c = &s->commands[0];
+  w_printf(w,
+           "/* A header-first frame: the parser keeps only a count of bytes to skip; each call\n"
+           " * reads the %zu-byte header again (it is cheaper than saving it) and waits for the\n"
+           " * frame's end. */\n",
+           c->header);
+  w_open(w, "struct %s_parser {\n", p);
+  w_puts(w, "uint64_t skip; /* bytes of a refused frame's parts still to discard */\n");
+  w_close(w, "};\n\n");
+  w_open(w, "static void %s_parser_init(void *vp)\n{\n", p);
+  w_printf(w, "*(struct %s_parser *)vp = (struct %s_parser){0};\n", p, p);
+  w_close(w, "}\n\n");
+  w_open(w, "static int %s_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used, void *vmsg)\n{\n",
+         p);
+  w_printf(w, "struct %s_parser *p = vp;\nstruct %s_%s *f = &((union %s_msg *)vmsg)->%s;\n", p, p, c->name, p,
+           spec_member(c->name));
+  w_open(w, "if (p->skip) {\n");
+  w_puts(w, "size_t n = len < p->skip ? len : (size_t)p->skip;\np->skip -= n;\n*out_used = n;\n"
+            "return RW_PARSE_SKIP;\n");
+  w_close(w, "}\n");
+  emit_literals(c, w);
+  char head[64];
+  snprintf(head, sizeof head, "if (len < %zuu)", c->header);
+  emit_return(w, head, "0", "RW_PARSE_MORE");
+  for (size_t i = 0; i < c->nbin; i++)
+    if (c->bin[i].kind == BIN_INT)
+      emit_read_int(c, &c->bin[i], w);
+  emit_parts(s, c, w);
+  w_puts(w, "*out_used = at;\nreturn ");
+  emit_cmd_enum(s, c->name, w);
+  w_puts(w, ";\n");
   bool any_diff = false;
   for (size_t i = 0; i < c->nbin; i++)
     for (size_t t = 0; t < c->bin[i].nterms; t++)
       any_diff |= c->bin[i].terms[t].neg;
-  if (any_diff)
-    w_printf(out, "bad: /* lengths that contradict each other: the frame's end is unknown */\n"
-                  "  *out_used = len;\n  return RW_PARSE_BAD_DATA;\n");
-  w_puts(out, "}\n\n");
+  if (any_diff) {
+    w_shift(w, -1); /* a label: column 0 */
+    w_puts(w, "bad: /* lengths that contradict each other: the frame's end is unknown */\n");
+    w_shift(w, 1);
+    w_puts(w, "*out_used = len;\nreturn RW_PARSE_BAD_DATA;\n");
+  }
+  w_close(w, "}\n\n");
 }
 
 /* Dispatch by an integer field: a switch the compiler turns into a jump table. */
@@ -344,6 +477,7 @@ static unsigned long long binary_max_frame(const struct spec *s)
 
 const struct frame_ops frame_binary = {
     .keyword = "binary",
+    .parse_command = binary_parse,
     .check = binary_check,
     .needs = binary_needs,
     .emit_handlers = binary_handlers,
