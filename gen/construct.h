@@ -107,8 +107,9 @@ int check_name(struct source *src, const char *kind, const char *name, struct po
 /* Adds a list or bytes field named by node r to c: its index, or -1. */
 int part_add_field(struct spec *s, struct command_decl *c, const struct rx *r, enum field_kind kind);
 void add_step(struct command_decl *c, struct step st);
-/* A step keeps its two string arguments back to back: the first's length is st.len. */
-uint8_t *join_lits(const struct rx *r);
+/* A step of `kind` holding node r's two strings back to back, the first's length in st.len
+ * (array, body). */
+void add_lit_step(struct command_decl *c, enum step_kind kind, int field, int len_field, const struct rx *r);
 
 /* gen/event.c: what the spec does for an event or a command it answers itself. */
 int check_action_at(struct spec *s, const struct action *a, bool event);

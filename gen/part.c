@@ -51,7 +51,7 @@ void add_step(struct command_decl *c, struct step st)
 }
 
 /* A step keeps its two string arguments back to back: the first's length is st.len. */
-uint8_t *join_lits(const struct rx *r)
+static uint8_t *join_lits(const struct rx *r)
 {
   uint8_t *b = malloc(r->litlen[0] + r->litlen[1] + 1);
   if (!b) {
@@ -103,4 +103,14 @@ const struct step *list_step(const struct command_decl *c, size_t f, enum step_k
     if (c->steps[k].kind == kind && c->steps[k].field == (int)f)
       return &c->steps[k];
   return NULL;
+}
+
+void add_lit_step(struct command_decl *c, enum step_kind kind, int field, int len_field, const struct rx *r)
+{
+  add_step(c, (struct step){.kind = kind,
+                            .field = field,
+                            .len_field = len_field,
+                            .bytes = join_lits(r),
+                            .len = r->litlen[0],
+                            .seplen = r->litlen[1]});
 }

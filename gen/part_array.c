@@ -20,12 +20,7 @@ static int array_check(struct spec *s, struct command_decl *c, const struct rx *
     diag_error(s->src, r->pos, "an array's prefix and separator are 0..4 and 1..4 bytes");
     return -1;
   }
-  add_step(c, (struct step){.kind = STEP_ARRAY,
-                            .field = f,
-                            .len_field = cnt_i,
-                            .bytes = join_lits(r),
-                            .len = r->litlen[0],
-                            .seplen = r->litlen[1]});
+  add_lit_step(c, STEP_ARRAY, f, cnt_i, r);
   return 0;
 }
 

@@ -23,12 +23,7 @@ static int body_check(struct spec *s, struct command_decl *c, const struct rx *r
   int f = part_add_field(s, c, r, FIELD_LIST);
   if (f < 0)
     return -1;
-  add_step(c, (struct step){.kind = STEP_BODY,
-                            .field = f,
-                            .len_field = fi,
-                            .bytes = join_lits(r),
-                            .len = r->litlen[0],
-                            .seplen = r->litlen[1]});
+  add_lit_step(c, STEP_BODY, f, fi, r);
   return 0;
 }
 

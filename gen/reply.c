@@ -73,51 +73,64 @@ static const struct reply_param *find_param(const struct reply_decl *r, const ch
 
 /* A reply is one rw_conn_writev() of its pieces: literals, spans, and numbers formatted into
  * small stack buffers; nothing is allocated and a span's bytes are copied once, into the chain. */
-void emit_reply_writer(const struct spec *s, const struct reply_decl *r, struct writer *out)
+/* The bytes of a binary integer part, in the part's order, into intK. */
+static void emit_int_part(const struct reply_part *part, size_t k, struct writer *w)
 {
-  reply_signature(s, r, out);
-  w_puts(out, "\n{\n");
+  char shift[32];
+  if (part->le)
+    snprintf(shift, sizeof shift, "8 * i");
+  else
+    snprintf(shift, sizeof shift, "8 * (%u - 1 - i)", part->width);
+  char value[256];
+  int n = snprintf(value, sizeof value, "%s%s", spec_member(part->param), part->of_len ? ".len" : "");
+  for (size_t j = 0; j < sizeof part->more / sizeof part->more[0] && part->more[j] && n > 0; j++)
+    n += snprintf(value + n, sizeof value - (size_t)n, " + %s.len", spec_member(part->more[j]));
+  w_printf(w, "uint8_t int%zu[%u];\n", k, part->width);
+  w_open(w, "for (unsigned i = 0; i < %uu; i++)\n", part->width);
+  w_printf(w, "int%zu[i] = (uint8_t)((uint64_t)(%s) >> (%s));\n", k, value, shift);
+  w_dedent(w);
+}
+
+/* One piece of the gathered write. */
+static void emit_iov(const struct reply_decl *r, const struct reply_part *part, size_t k, struct writer *w)
+{
+  const struct reply_param *prm = part->kind == PART_BYTES ? NULL : find_param(r, part->param);
+  const char *name = part->kind == PART_BYTES ? NULL : spec_member(part->param);
+  if (part->kind == PART_BYTES)
+    w_printf(w, "{(void *)lit%zu, sizeof lit%zu - 1},\n", k, k);
+  else if (part->kind == PART_INT)
+    w_printf(w, "{int%zu, sizeof int%zu},\n", k, k);
+  else if (part->kind == PART_LEN)
+    w_printf(w, "{num%zu, rw_fmt_u64(num%zu, %s.len)},\n", k, k, name);
+  else if (prm->type == PARAM_SPAN)
+    w_printf(w, "{(void *)%s.p, %s.len},\n", name, name);
+  else
+    w_printf(w, "{num%zu, rw_fmt_%s(num%zu, %s)},\n", k, prm->type == PARAM_I64 ? "i64" : "u64", k, name);
+}
+
+void emit_reply_writer(const struct spec *s, const struct reply_decl *r, struct writer *w)
+{
+  reply_signature(s, r, w);
+  w_open(w, "\n{\n");
   for (size_t k = 0; k < r->nparts; k++) {
     const struct reply_part *part = &r->parts[k];
     if (part->kind == PART_BYTES) {
-      w_printf(out, "  static const char lit%zu[] = ", k);
-      w_cbytes(out, part->bytes, part->len);
-      w_puts(out, ";\n");
-    } else if (part->kind == PART_INT) { /* the integer's bytes, in the part's order */
-      char shift[32];
-      if (part->le)
-        snprintf(shift, sizeof shift, "8 * i");
-      else
-        snprintf(shift, sizeof shift, "8 * (%u - 1 - i)", part->width);
-      char value[256];
-      int n = snprintf(value, sizeof value, "%s%s", spec_member(part->param), part->of_len ? ".len" : "");
-      for (size_t j = 0; j < sizeof part->more / sizeof part->more[0] && part->more[j] && n > 0; j++)
-        n += snprintf(value + n, sizeof value - (size_t)n, " + %s.len", spec_member(part->more[j]));
-      w_printf(out,
-               "  uint8_t int%zu[%u];\n  for (unsigned i = 0; i < %uu; i++)\n"
-               "    int%zu[i] = (uint8_t)((uint64_t)(%s) >> (%s));\n",
-               k, part->width, part->width, k, value, shift);
+      w_printf(w, "static const char lit%zu[] = ", k);
+      w_cbytes(w, part->bytes, part->len);
+      w_puts(w, ";\n");
+    } else if (part->kind == PART_INT) {
+      emit_int_part(part, k, w);
     } else if (part->kind == PART_LEN || find_param(r, part->param)->type != PARAM_SPAN) {
-      w_printf(out, "  char num%zu[24];\n", k);
+      w_printf(w, "char num%zu[24];\n", k);
     }
   }
-  w_printf(out, "  const struct iovec iov[] = {\n");
-  for (size_t k = 0; k < r->nparts; k++) {
-    const struct reply_part *part = &r->parts[k];
-    const struct reply_param *prm = part->kind == PART_BYTES ? NULL : find_param(r, part->param);
-    if (part->kind == PART_BYTES)
-      w_printf(out, "      {(void *)lit%zu, sizeof lit%zu - 1},\n", k, k);
-    else if (part->kind == PART_INT)
-      w_printf(out, "      {int%zu, sizeof int%zu},\n", k, k);
-    else if (part->kind == PART_LEN)
-      w_printf(out, "      {num%zu, rw_fmt_u64(num%zu, %s.len)},\n", k, k, spec_member(part->param));
-    else if (prm->type == PARAM_SPAN)
-      w_printf(out, "      {(void *)%s.p, %s.len},\n", spec_member(part->param), spec_member(part->param));
-    else
-      w_printf(out, "      {num%zu, rw_fmt_%s(num%zu, %s)},\n", k, prm->type == PARAM_I64 ? "i64" : "u64", k,
-               spec_member(part->param));
-  }
-  w_puts(out, "  };\n  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);\n}\n\n");
+  w_puts(w, "const struct iovec iov[] = {\n");
+  w_shift(w, 2); /* (the initializer's own indentation, as clang-format lays it out) */
+  for (size_t k = 0; k < r->nparts; k++)
+    emit_iov(r, &r->parts[k], k, w);
+  w_shift(w, -2);
+  w_puts(w, "};\nreturn rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);\n");
+  w_close(w, "}\n\n");
 }
 
 /* The header's declaration of a reply writer, with the template as its comment. */
