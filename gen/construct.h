@@ -19,7 +19,22 @@
  *     functions: each has one implementation.
  *
  * Needs: a module says what its generated code relies on (NEED_*); the emitter includes a
- * runtime header or emits shared parser state only when some construct of the spec needs it. */
+ * runtime header or emits shared parser state only when some construct of the spec needs it.
+ *
+ * Where the next constructs go:
+ *   - a response side (what a client receives: RESP2 replies with nested arrays, HTTP/1.1
+ *     responses) is a frame kind, frame_response_*.c, chosen by its keyword (`frame resp;`):
+ *     its parse_command reads the reply grammar, emit_parser writes the client's resumable
+ *     parser, emit_handlers the callbacks; an HTTP response reuses the text frame's first line
+ *     and the fields part, with a body part of its own (read to close, no body after HEAD);
+ *   - an array walked without a slot per item (redis's 1024*1024 arguments) is a part,
+ *     part_walk.c: NEED_ITEMS left out of its needs, its state a count and a position, its
+ *     emit_fill a list whose items the runtime's iterator finds in the region;
+ *   - varint fields (LEB128, MQTT's remaining length) and flag bit tests on a captured field
+ *     belong to the binary frame: its items (struct bin_item) are read by frame_binary.c,
+ *     which would take a varint as an item of variable width (the header then ends where the
+ *     last varint does) and a flag as a field computed from another's bits after the header
+ *     is read. */
 #ifndef RWGEN_CONSTRUCT_H
 #define RWGEN_CONSTRUCT_H
 
