@@ -90,9 +90,11 @@ static int section_end(rw_fields_scan *f, size_t *pos, const uint8_t *buf, size_
 int rw_scan_fields(rw_fields_scan *f, size_t *pos, const uint8_t *buf, size_t len, uint64_t limit,
                    const uint8_t cls[256], const rw_field_note *note)
 {
-  size_t i = f->scan;
+  /* The current line's start lives in a local: f's size_t members could alias *pos, which
+   * would cost a reload after every store to them. It goes back to *pos on every exit. */
+  size_t i = f->scan, q = *pos;
+  int r = 0;
   for (;;) {
-    size_t q = *pos;
     if (!f->colon) { /* four bytes a step (one branch), then byte by byte */
       while (i + 4 <= len && (cls[buf[i]] & cls[buf[i + 1]] & cls[buf[i + 2]] & cls[buf[i + 3]]))
         i += 4;
@@ -101,23 +103,29 @@ int rw_scan_fields(rw_fields_scan *f, size_t *pos, const uint8_t *buf, size_t le
       if (i == len)
         break;
       if (i == q) { /* no name: the empty line that ends the section, or malformed */
-        int r = section_end(f, pos, buf, len, limit, q);
+        r = section_end(f, &q, buf, len, limit, q);
         if (r)
-          return r;
+          goto out;
         break;
       }
-      if (buf[i] != ':')
-        return RW_PARSE_BAD_DATA;
+      if (buf[i] != ':') {
+        r = RW_PARSE_BAD_DATA;
+        goto out;
+      }
       f->colon = i++;
     }
     i = value_end(buf, i, len);
-    if (i < len && (buf[i] != '\r' || (i + 1 < len && buf[i + 1] != '\n')))
-      return RW_PARSE_BAD_DATA;
+    if (i < len && (buf[i] != '\r' || (i + 1 < len && buf[i + 1] != '\n'))) {
+      r = RW_PARSE_BAD_DATA;
+      goto out;
+    }
     if (i + 1 >= len)
       break;
     size_t c = f->colon, e = i + 1; /* the LF */
-    if (e + 1 - f->start > limit)
-      return RW_PARSE_FIELDS_TOO_LARGE;
+    if (e + 1 - f->start > limit) {
+      r = RW_PARSE_FIELDS_TOO_LARGE;
+      goto out;
+    }
     for (int k = 0; k < 2 && note; k++) /* the body's framing fields, noted on the way */
       if (note[k].len == c - q && same_ci(buf + q, note[k].name, c - q) && f->note_n[k]++ == 0) {
         f->note_off[k][0] = (uint32_t)(c + 1);
@@ -125,10 +133,13 @@ int rw_scan_fields(rw_fields_scan *f, size_t *pos, const uint8_t *buf, size_t le
       }
     f->count++;
     f->colon = 0;
-    *pos = i = e + 1;
+    q = i = e + 1;
   }
   f->scan = i;
-  return len - f->start > limit ? RW_PARSE_FIELDS_TOO_LARGE : 0;
+  r = len - f->start > limit ? RW_PARSE_FIELDS_TOO_LARGE : 0;
+out:
+  *pos = q;
+  return r;
 }
 
 static int hexval(uint8_t c)
