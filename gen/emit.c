@@ -212,6 +212,8 @@ void emit_cmd_enum(const struct spec *s, const char *cmd, struct writer *out)
   w_upper(out, cmd);
 }
 
+static void emit_check_handlers(const struct spec *s, struct writer *w);
+
 static void emit_dispatch(const struct spec *s, struct writer *out)
 {
   const char *p = s->protocol;
@@ -233,9 +235,10 @@ static void emit_dispatch(const struct spec *s, struct writer *out)
       w_printf(out, "  return h->%s(c, &m->%s);\n}\n\n", spec_member(v.name), spec_member(v.name));
       continue;
     }
-    w_puts(out, "  (void)h;\n  (void)m;\n");
+    w_indent(out);
+    w_puts(out, "(void)h;\n(void)m;\n");
     emit_action(s, &s->commands[i].action, out);
-    w_puts(out, "}\n\n");
+    w_close(out, "}\n\n");
   }
   w_printf(out,
            "static int (*const %s_table[])(rw_conn *, const struct %s_handlers *,\n"
@@ -254,25 +257,44 @@ static void emit_dispatch(const struct spec *s, struct writer *out)
            "  return %s_table[cmd](c, h, m);\n}\n\n",
            p, p);
   emit_on_error(s, out);
-  w_printf(out, "static int %s_check_handlers(const void *vh)\n{\n", p);
-  if (nhandlers(s)) {
-    w_printf(out, "  const struct %s_handlers *h = vh;\n  if (!h)\n    return -EINVAL;\n", p);
-    FOR_COMMANDS (s, i, v) {
-      if (v.handler)
-        w_printf(out, "  if (!h->%s)\n    return -EINVAL;\n", spec_member(v.name));
-    }
-    for (size_t i = 0; i < s->ntable; i++)
-      w_printf(out, "  if (!h->%s)\n    return -EINVAL;\n", spec_member(s->table[i].name));
-    if (s->ntable)
-      w_puts(out, "  if (!h->unknown)\n    return -EINVAL;\n");
-    if (uses_refuse(s))
-      w_puts(out, "  if (!h->refused)\n    return -EINVAL;\n");
-    if (s->head_name)
-      w_printf(out, "  if (!h->%s_head)\n    return -EINVAL;\n", s->head_name);
-  } else {
-    w_puts(out, "  (void)vh;\n");
+  emit_check_handlers(s, out);
+}
+
+/* One handler the table must hold. */
+static void emit_required(struct writer *w, const char *member, const char *suffix)
+{
+  w_open(w, "if (!h->%s%s)\n", member, suffix);
+  w_puts(w, "return -EINVAL;\n");
+  w_dedent(w);
+}
+
+/* P_check_handlers: every handler the spec leaves to the application is set. */
+static void emit_check_handlers(const struct spec *s, struct writer *w)
+{
+  struct cmd_view v;
+  w_open(w, "static int %s_check_handlers(const void *vh)\n{\n", s->protocol);
+  if (!nhandlers(s)) {
+    w_puts(w, "(void)vh;\nreturn 0;\n");
+    w_close(w, "}\n\n");
+    return;
   }
-  w_puts(out, "  return 0;\n}\n\n");
+  w_printf(w, "const struct %s_handlers *h = vh;\n", s->protocol);
+  w_open(w, "if (!h)\n");
+  w_puts(w, "return -EINVAL;\n");
+  w_dedent(w);
+  FOR_COMMANDS (s, i, v)
+    if (v.handler)
+      emit_required(w, spec_member(v.name), "");
+  for (size_t i = 0; i < s->ntable; i++)
+    emit_required(w, spec_member(s->table[i].name), "");
+  if (s->ntable)
+    emit_required(w, "unknown", "");
+  if (uses_refuse(s))
+    emit_required(w, "refused", "");
+  if (s->head_name)
+    emit_required(w, s->head_name, "_head");
+  w_puts(w, "return 0;\n");
+  w_close(w, "}\n\n");
 }
 
 static int write_re(const struct spec *s, struct writer *out)

@@ -38,28 +38,36 @@ bool uses_refuse(const struct spec *s)
   return any;
 }
 
-void emit_action(const struct spec *s, const struct action *a, struct writer *out)
+/* The action's statements at the writer's depth. The generated code keeps them at the depth of
+ * the `if (status == ...) {` that holds them, as it always did. */
+void emit_action(const struct spec *s, const struct action *a, struct writer *w)
 {
-  if (a->refuse && s->binary) { /* (on_error of a binary spec: the header is in m) */
-    w_printf(out, "  int rc = h->refused(c, &m->%s, status);\n  if (rc < 0)\n    return rc;\n%s  return 0;\n",
-             spec_member(s->commands[0].name), a->close ? "  rw_conn_close(c);\n" : "");
-    return;
-  }
-  if (a->refuse) { /* (on_error of a text spec) */
-    w_printf(out, "  int rc = h->refused(c, status);\n  if (rc < 0)\n    return rc;\n%s  return 0;\n",
-             a->close ? "  rw_conn_close(c);\n" : "");
+  if (a->refuse) { /* on_error: a binary frame's refusal has its header, in m */
+    if (s->binary)
+      w_printf(w, "int rc = h->refused(c, &m->%s, status);\n", spec_member(s->commands[0].name));
+    else
+      w_puts(w, "int rc = h->refused(c, status);\n");
+    w_open(w, "if (rc < 0)\n");
+    w_puts(w, "return rc;\n");
+    w_dedent(w);
+    if (a->close)
+      w_puts(w, "rw_conn_close(c);\n");
+    w_puts(w, "return 0;\n");
     return;
   }
   if (a->present && !a->reply_name && !a->close) {
-    w_puts(out, "  (void)c; /* ignored */\n  return 0;\n");
+    w_puts(w, "(void)c; /* ignored */\nreturn 0;\n");
     return;
   }
   if (a->reply_name) {
-    w_printf(out, "  int rc = %s_reply_%s(c);\n  if (rc < 0)\n    return rc;\n", s->protocol, a->reply_name);
+    w_printf(w, "int rc = %s_reply_%s(c);\n", s->protocol, a->reply_name);
+    w_open(w, "if (rc < 0)\n");
+    w_puts(w, "return rc;\n");
+    w_dedent(w);
   }
   if (a->close || !a->present)
-    w_puts(out, "  rw_conn_close(c);\n");
-  w_puts(out, "  return 0;\n");
+    w_puts(w, "rw_conn_close(c);\n");
+  w_puts(w, "return 0;\n");
 }
 
 void dot_action(struct writer *out, const char *from, const struct action *a, const char *edge)
@@ -78,51 +86,56 @@ void dot_action(struct writer *out, const char *from, const struct action *a, co
 }
 
 /* The generated on_error: each declared event's action; an undeclared one closes. */
-void emit_on_error(const struct spec *s, struct writer *out)
+/* One event's branch of on_error. */
+static void emit_event(const struct spec *s, const char *cond, const char *note, const struct action *a,
+                       struct writer *w)
+{
+  w_printf(w, "if (%s) {%s\n", cond, note);
+  emit_action(s, a, w);
+  w_puts(w, "}\n");
+}
+
+void emit_on_error(const struct spec *s, struct writer *w)
 {
   const char *p = s->protocol;
-  w_printf(out, "static int %s_on_error(rw_conn *c, const void *vh, int status, const void *vm)\n{\n", p);
+  w_open(w, "static int %s_on_error(rw_conn *c, const void *vh, int status, const void *vm)\n{\n", p);
   if (uses_refuse(s) || s->head_name)
-    w_printf(out, "  const struct %s_handlers *h = vh;\n", p);
+    w_printf(w, "const struct %s_handlers *h = vh;\n", p);
   else
-    w_puts(out, "  (void)vh;\n");
+    w_puts(w, "(void)vh;\n");
   if ((uses_refuse(s) && s->binary) || s->head_name)
-    w_printf(out, "  const union %s_msg *m = vm;\n", p);
+    w_printf(w, "const union %s_msg *m = vm;\n", p);
   else
-    w_puts(out, "  (void)vm;\n");
-  if (s->head_name)
-    w_printf(out, "  if (status == RW_PARSE_HEAD)\n    return h->%s_head(c, &m->%s);\n", s->head_name,
-             spec_member(s->head_name));
+    w_puts(w, "(void)vm;\n");
+  if (s->head_name) {
+    w_open(w, "if (status == RW_PARSE_HEAD)\n");
+    w_printf(w, "return h->%s_head(c, &m->%s);\n", s->head_name, spec_member(s->head_name));
+    w_dedent(w);
+  }
   if (!s->raw_name) {
-    w_puts(out, "  if (status == RW_PARSE_UNKNOWN) {\n");
-    emit_action(s, &s->otherwise, out);
-    w_puts(out, "  }\n  if (status == RW_PARSE_OVERLONG) {\n");
-    emit_action(s, &s->overlong, out);
-    w_puts(out, "  }\n");
+    emit_event(s, "status == RW_PARSE_UNKNOWN", "", &s->otherwise, w);
+    emit_event(s, "status == RW_PARSE_OVERLONG", "", &s->overlong, w);
     const struct {
       const char *status;
       const struct action *a;
-    } more[] = {{"RW_PARSE_TOO_LARGE", &s->too_large},
-                {"RW_PARSE_BAD_NUMBER", &s->bad_number},
-                {"RW_PARSE_BAD_DATA", &s->bad_data},
-                {"RW_PARSE_FIELDS_TOO_LARGE", &s->fields_too_large}};
-    for (size_t k = 0; k < sizeof more / sizeof more[0]; k++) {
-      if (!more[k].a->present)
-        continue; /* undeclared: the default below closes */
-      w_printf(out, "  if (status == %s) {\n", more[k].status);
-      emit_action(s, more[k].a, out);
-      w_puts(out, "  }\n");
-    }
+    } more[] = {{"status == RW_PARSE_TOO_LARGE", &s->too_large},
+                {"status == RW_PARSE_BAD_NUMBER", &s->bad_number},
+                {"status == RW_PARSE_BAD_DATA", &s->bad_data},
+                {"status == RW_PARSE_FIELDS_TOO_LARGE", &s->fields_too_large}};
+    for (size_t k = 0; k < sizeof more / sizeof more[0]; k++)
+      if (more[k].a->present) /* undeclared: the default below closes */
+        emit_event(s, more[k].status, "", more[k].a, w);
     for (size_t k = 0; k < s->ntokens; k++) {
       if (!s->tokens[k].overflow.present)
         continue;
-      w_printf(out, "  if (status == RW_PARSE_SPEC_ERROR(%zu)) { /* %s out of range or too long */\n", k,
-               s->tokens[k].name);
-      emit_action(s, &s->tokens[k].overflow, out);
-      w_puts(out, "  }\n");
+      char cond[64], note[128];
+      snprintf(cond, sizeof cond, "status == RW_PARSE_SPEC_ERROR(%zu)", k);
+      snprintf(note, sizeof note, " /* %s out of range or too long */", s->tokens[k].name);
+      emit_event(s, cond, note, &s->tokens[k].overflow, w);
     }
   }
-  w_puts(out, "  (void)status;\n  rw_conn_close(c);\n  return 0;\n}\n\n");
+  w_puts(w, "(void)status;\nrw_conn_close(c);\nreturn 0;\n");
+  w_close(w, "}\n\n");
 }
 
 const char *dot_event(const struct action *a)
