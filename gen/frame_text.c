@@ -113,18 +113,18 @@ static bool is_len_field(const struct command_decl *c, size_t f)
 static void emit_refusal(const struct command_decl *c, const char *status, bool skip, struct writer *out)
 {
   if (skip) {
-    w_puts(out, "      {\n");
-    w_shift(out, 4);
+    w_puts(out, "{\n");
+    w_shift(out, 1);
     emit_skip_total(c, 0, out);
-    w_shift(out, -4);
-    w_puts(out, "        p->skip = total;\n");
+    w_shift(out, -1);
+    w_puts(out, "  p->skip = total;\n");
   }
   if (c->quiet_field >= 0)
-    w_printf(out, "        return quiet ? RW_PARSE_SKIP : %s;\n", status);
+    w_printf(out, "  return quiet ? RW_PARSE_SKIP : %s;\n", status);
   else
-    w_printf(out, "        return %s;\n", status);
+    w_printf(out, "  return %s;\n", status);
   if (skip)
-    w_puts(out, "      }\n");
+    w_puts(out, "}\n");
 }
 
 static void emit_span_field(const struct spec *s, const struct command_decl *c, const struct field *fd,
@@ -132,8 +132,8 @@ static void emit_span_field(const struct spec *s, const struct command_decl *c, 
 {
   const char *cn = c->name, *fn = fd->name;
   if (fd->kind == FIELD_LIST && !c->nsteps) {
-    w_printf(out, "      rw_list_words(&m->%s.%s, f_%s_%s_s, (size_t)(f_%s_%s_e - f_%s_%s_s));\n",
-             spec_member(cn), spec_member(fn), cn, fn, cn, fn, cn, fn);
+    w_printf(out, "rw_list_words(&m->%s.%s, f_%s_%s_s, (size_t)(f_%s_%s_e - f_%s_%s_s));\n", spec_member(cn),
+             spec_member(fn), cn, fn, cn, fn, cn, fn);
     return;
   }
   if (fd->kind == FIELD_SPAN && fd->token >= 0 && s->tokens[fd->token].max_len) {
@@ -142,17 +142,17 @@ static void emit_span_field(const struct spec *s, const struct command_decl *c, 
       snprintf(status, sizeof status, "RW_PARSE_SPEC_ERROR(%d)", fd->token);
     else
       snprintf(status, sizeof status, "RW_PARSE_UNKNOWN");
-    w_printf(out, "      if ((size_t)(f_%s_%s_e - f_%s_%s_s) > %lluu)\n", cn, fn, cn, fn,
+    w_printf(out, "if ((size_t)(f_%s_%s_e - f_%s_%s_s) > %lluu)\n", cn, fn, cn, fn,
              (unsigned long long)s->tokens[fd->token].max_len);
     emit_refusal(c, status, skip, out);
   }
   if (fd->kind == FIELD_SPAN && !c->nsteps) {
-    w_printf(out, "      m->%s.%s = (rw_span){f_%s_%s_s, (size_t)(f_%s_%s_e - f_%s_%s_s)};\n",
-             spec_member(cn), spec_member(fn), cn, fn, cn, fn, cn, fn);
+    w_printf(out, "m->%s.%s = (rw_span){f_%s_%s_s, (size_t)(f_%s_%s_e - f_%s_%s_s)};\n", spec_member(cn),
+             spec_member(fn), cn, fn, cn, fn, cn, fn);
   } else { /* spans, and words built at completion */
     w_printf(out,
-             "      p->off[%d][0] = (uint32_t)(f_%s_%s_s - buf);\n"
-             "      p->off[%d][1] = (uint32_t)(f_%s_%s_e - buf);\n",
+             "p->off[%d][0] = (uint32_t)(f_%s_%s_s - buf);\n"
+             "p->off[%d][1] = (uint32_t)(f_%s_%s_e - buf);\n",
              fd->slot, cn, fn, fd->slot, cn, fn);
   }
 }
@@ -165,14 +165,13 @@ static void emit_num_field(const struct spec *s, const struct command_decl *c, c
   const char *cn = c->name, *fn = fd->name;
   bool wrap = s->tokens[fd->token].wrap && fd->num == NUM_U32;
   const char *ctype = wrap ? "uint64_t" : num_ctype(fd->num);
-  w_printf(out, "      %s tmp_%s;\n", ctype, fn);
+  w_printf(out, "%s tmp_%s;\n", ctype, fn);
   if (fd->num == NUM_I64)
-    w_printf(out, "      if (rw_parse_i64(f_%s_%s_s, f_%s_%s_e, &tmp_%s) < 0)\n", cn, fn, cn, fn, fn);
+    w_printf(out, "if (rw_parse_i64(f_%s_%s_s, f_%s_%s_e, &tmp_%s) < 0)\n", cn, fn, cn, fn, fn);
   else if (fd->num == NUM_U32 && !wrap)
-    w_printf(out, "      if (rw_parse_u32(f_%s_%s_s, f_%s_%s_e, &tmp_%s) < 0)\n", cn, fn, cn, fn, fn);
+    w_printf(out, "if (rw_parse_u32(f_%s_%s_s, f_%s_%s_e, &tmp_%s) < 0)\n", cn, fn, cn, fn, fn);
   else
-    w_printf(out, "      if (rw_parse_u64(f_%s_%s_s, f_%s_%s_e, UINT64_MAX, &tmp_%s) < 0)\n", cn, fn, cn, fn,
-             fn);
+    w_printf(out, "if (rw_parse_u64(f_%s_%s_s, f_%s_%s_e, UINT64_MAX, &tmp_%s) < 0)\n", cn, fn, cn, fn, fn);
   char status[64];
   if (s->tokens[fd->token].overflow.present)
     snprintf(status, sizeof status, "RW_PARSE_SPEC_ERROR(%d)", fd->token);
@@ -182,9 +181,9 @@ static void emit_num_field(const struct spec *s, const struct command_decl *c, c
   /* A wrapping number is cut to its type; an i64 keeps its bits in the parser's u64 slot. */
   const char *cast = wrap ? "(uint32_t)" : (c->nsteps && fd->num == NUM_I64) ? "(uint64_t)" : "";
   if (c->nsteps)
-    w_printf(out, "      p->num[%d] = %stmp_%s;\n", fd->slot, cast, fn);
+    w_printf(out, "p->num[%d] = %stmp_%s;\n", fd->slot, cast, fn);
   else
-    w_printf(out, "      m->%s.%s = %stmp_%s;\n", spec_member(cn), spec_member(fn), cast, fn);
+    w_printf(out, "m->%s.%s = %stmp_%s;\n", spec_member(cn), spec_member(fn), cast, fn);
 }
 
 static void emit_field(const struct spec *s, const struct command_decl *c, const struct field *fd, bool skip,
@@ -218,13 +217,12 @@ static void emit_fields(const struct spec *s, const struct command_decl *c, stru
   for (size_t f = 0; f < c->nfields; f++) {
     const char *fn = c->fields[f].name;
     if (c->fields[f].kind == FIELD_SPAN && in_branch(c->rx, fn, false))
-      w_printf(out, "      if (!f_%s_%s_s)\n        f_%s_%s_s = f_%s_%s_e = cur;\n", c->name, fn, c->name, fn,
-               c->name, fn);
+      w_printf(out, "if (!f_%s_%s_s)\n  f_%s_%s_s = f_%s_%s_e = cur;\n", c->name, fn, c->name, fn, c->name,
+               fn);
   }
   if (c->quiet_field >= 0) {
     const char *q = c->fields[c->quiet_field].name;
-    w_printf(out, "      const bool quiet = f_%s_%s_e != f_%s_%s_s;\n      (void)quiet;\n", c->name, q,
-             c->name, q);
+    w_printf(out, "const bool quiet = f_%s_%s_e != f_%s_%s_s;\n(void)quiet;\n", c->name, q, c->name, q);
   }
   bool skip = skippable(c);
   for (size_t f = 0; skip && f < c->nfields; f++)
@@ -265,7 +263,9 @@ static void emit_re2c_rules(const struct spec *s, struct writer *out)
       w_printf(out, "    fast_%s:\n", c->name);
     w_puts(out, "      if (FRAME_TOO_LONG())\n        return RW_PARSE_OVERLONG;\n"
                 "      *out_used = (size_t)(cur - buf);\n");
+    w_shift(out, 3); /* the rule's action block */
     emit_fields(s, c, out);
+    w_shift(out, -3);
     if (c->action.present && c->nsteps) {
       /* Answered by the spec: its data is never needed, so it is skipped as it arrives. */
       w_puts(out, "      {\n");
