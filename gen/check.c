@@ -6,10 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "spec.h"
-
-#define LIMIT_LINE_MIN 16
-#define LIMIT_LINE_MAX (64ULL * 1024 * 1024)
+#include "construct.h"
 
 static const char *const c_keywords[] = {
     "auto",     "break",  "case",   "char",     "const",    "continue", "default",  "do",
@@ -18,7 +15,7 @@ static const char *const c_keywords[] = {
     "sizeof",   "static", "struct", "switch",   "typedef",  "union",    "unsigned", "void",
     "volatile", "while",  "bool",   "true",     "false"};
 
-static int check_name(struct source *src, const char *kind, const char *name, struct pos at)
+int check_name(struct source *src, const char *kind, const char *name, struct pos at)
 {
   size_t n = strlen(name);
   bool ok = n > 0 && n <= 48 && name[0] >= 'a' && name[0] <= 'z' && !strstr(name, "__") && name[n - 1] != '_';
@@ -242,33 +239,6 @@ static int check_rx(struct rx_ctx *cx, struct rx *r)
   return rc;
 }
 
-/* `event`: the action answers a parse error (otherwise, on ...), where a text spec may refuse
- * too: its `refused` handler gets the status. */
-static int check_action_at(struct spec *s, const struct action *a, bool event)
-{
-  if (a->refuse && !s->binary && !event) {
-    diag_error(s->src, a->pos, "refuse answers a parse error or a binary frame: use 'reply' here");
-    return -1;
-  }
-  if (!a->present || !a->reply_name)
-    return 0;
-  const struct reply_decl *r = spec_find_reply(s, a->reply_name);
-  if (!r) {
-    diag_error(s->src, a->reply_pos, "unknown reply '%s'", a->reply_name);
-    return -1;
-  }
-  if (r->nparams) {
-    diag_error(s->src, a->reply_pos, "reply '%s' takes parameters: call it from a handler", r->name);
-    return -1;
-  }
-  return 0;
-}
-
-static int check_action(struct spec *s, const struct action *a)
-{
-  return check_action_at(s, a, false);
-}
-
 /* Reports a name declared twice among `n` entries of `stride` bytes whose name and pos are at
  * the given offsets (tokens, commands and replies share this). */
 static int check_unique(struct source *src, const char *kind, const void *base, size_t n, size_t stride,
@@ -293,36 +263,9 @@ static int check_unique(struct source *src, const char *kind, const void *base, 
 #define UNIQUE(src, kind, arr, n, type) \
   check_unique(src, kind, arr, n, sizeof(type), offsetof(type, name), offsetof(type, pos))
 
-static int check_framing(struct spec *s)
-{
-  struct pos start = {1, 1};
-  if (s->raw_name) {
-    if (s->ncommands || s->ntokens || s->limit_line || s->otherwise.present || s->overlong.present) {
-      diag_error(s->src, s->raw_pos,
-                 "a raw protocol has no framing: tokens, commands, limits, otherwise and "
-                 "on overlong do not apply");
-      return -1;
-    }
-    return check_name(s->src, "raw handler", s->raw_name, s->raw_pos);
-  }
-  if (!s->ncommands) {
-    diag_error(s->src, start, "no commands: declare at least one 'command', or 'raw NAME;'");
-    return -1;
-  }
-  if (!s->limit_line) {
-    diag_error(s->src, start, "missing 'limit line N;': a connection's buffered frame must be bounded");
-    return -1;
-  }
-  if (s->limit_line < LIMIT_LINE_MIN || s->limit_line > LIMIT_LINE_MAX) {
-    diag_error(s->src, s->limit_pos, "limit line must be between %d bytes and 64MiB", LIMIT_LINE_MIN);
-    return -1;
-  }
-  return 0;
-}
-
 static bool is_continuation(const struct rx *r)
 {
-  return r->kind == RX_BYTES || r->kind == RX_ARRAY || r->kind == RX_FIELDS || r->kind == RX_BODY;
+  return part_of_rx(r->kind) != NULL;
 }
 
 static int hexdig(char c)
@@ -379,22 +322,7 @@ const struct rx *rx_unwrap(const struct rx *r)
   return r;
 }
 
-/* fields(token): the token must be one class repeated (`[...]+`), so that the generated scan can
- * test each byte with a table. */
-static int fields_class(struct spec *s, const struct rx *r, uint8_t out[32])
-{
-  const struct token_decl *t = spec_find_token(s, r->arg);
-  const struct rx *x = t ? rx_unwrap(t->rx) : NULL;
-  if (!x || x->kind != RX_REPEAT || x->min != 1 || x->max >= 0 || x->kids[0]->kind != RX_CLASS) {
-    diag_error(s->src, r->pos, t ? "fields() needs a token of the form [class]+" : "unknown token '%s'",
-               r->arg);
-    return -1;
-  }
-  class_bitmap(x->kids[0]->text, out);
-  return 0;
-}
-
-static const struct field *find_field(const struct command_decl *c, const char *name, int *out_i)
+const struct field *find_field(const struct command_decl *c, const char *name, int *out_i)
 {
   for (size_t i = 0; i < c->nfields; i++) {
     if (!strcmp(c->fields[i].name, name)) {
@@ -403,38 +331,6 @@ static const struct field *find_field(const struct command_decl *c, const char *
     }
   }
   return NULL;
-}
-
-/* A step keeps its two string arguments back to back: the first's length is st.len. */
-static uint8_t *join_lits(const struct rx *r)
-{
-  uint8_t *b = malloc(r->litlen[0] + r->litlen[1] + 1);
-  if (!b) {
-    perror("rwgen");
-    exit(1);
-  }
-  memcpy(b, r->lit[0], r->litlen[0]);
-  memcpy(b + r->litlen[0], r->lit[1], r->litlen[1]);
-  return b;
-}
-
-static bool has_fields_step(const struct command_decl *c, int field)
-{
-  for (size_t k = 0; k < c->nsteps; k++)
-    if (c->steps[k].kind == STEP_FIELDS && c->steps[k].field == field)
-      return true;
-  return false;
-}
-
-static void add_step(struct command_decl *c, struct step st)
-{
-  struct step *steps = realloc(c->steps, (c->nsteps + 1) * sizeof *steps);
-  if (!steps) {
-    perror("rwgen");
-    exit(1);
-  }
-  c->steps = steps;
-  c->steps[c->nsteps++] = st;
 }
 
 /* Moves what follows the first data block of a command out of its pattern and into steps:
@@ -446,8 +342,7 @@ static int split_continuation(struct spec *s, struct command_decl *c)
   for (size_t a = 0; a < alt->nkids; a++) {
     struct rx *seq = alt->kids[a];
     for (size_t i = 0; i < seq->nkids; i++) {
-      enum rx_kind k = seq->kids[i]->kind;
-      if (k != RX_BYTES && k != RX_ARRAY && k != RX_FIELDS && k != RX_BODY)
+      if (!is_continuation(seq->kids[i]))
         continue;
       if (alt->nkids > 1) {
         diag_error(s->src, seq->kids[i]->pos,
@@ -467,82 +362,16 @@ static int split_continuation(struct spec *s, struct command_decl *c)
     return -1;
   }
   for (size_t i = first; i < seq->nkids; i++) {
-    struct rx *r = seq->kids[i];
-    if (r->kind == RX_FIELDS || r->kind == RX_BODY) {
-      struct step st = {.kind = r->kind == RX_FIELDS ? STEP_FIELDS : STEP_BODY};
-      if (r->kind == RX_FIELDS && fields_class(s, r, st.name_class) < 0)
-        return -1;
-      if (r->kind == RX_BODY) {
-        int fi = -1;
-        const struct field *ff = find_field(c, r->arg, &fi);
-        if (!ff || ff->kind != FIELD_LIST || !has_fields_step(c, fi)) {
-          diag_error(s->src, r->pos, "body() needs a fields() list of this command, not '%s'", r->arg);
-          return -1;
-        }
-        st.len_field = fi;
-        st.bytes = join_lits(r);
-        st.len = r->litlen[0];
-        st.seplen = r->litlen[1];
-      }
-      struct rx_ctx cx = {.spec = s, .cmd = c};
-      if (check_name(s->src, "field", r->text, r->pos) < 0 ||
-          add_field(&cx, r->text, r->pos, FIELD_LIST, NUM_NONE, -1) < 0) {
-        free(st.bytes);
-        return -1;
-      }
-      st.field = (int)c->nfields - 1;
-      add_step(c, st);
-    } else if (r->kind == RX_ARRAY) {
-      int cnt_i = -1;
-      const struct field *cf = find_field(c, r->arg, &cnt_i);
-      if (!cf || cf->kind != FIELD_NUM || cf->num == NUM_I64) {
-        diag_error(s->src, r->pos, "the count of array '%s' must be an unsigned number field", r->text);
-        return -1;
-      }
-      struct rx_ctx cx = {.spec = s, .cmd = c};
-      if (check_name(s->src, "field", r->text, r->pos) < 0 ||
-          add_field(&cx, r->text, r->pos, FIELD_LIST, NUM_NONE, -1) < 0)
-        return -1;
-      uint8_t *b = join_lits(r);
-      if (!r->litlen[1] || r->litlen[1] > 4 || r->litlen[0] > 4) {
-        diag_error(s->src, r->pos, "an array's prefix and separator are 0..4 and 1..4 bytes");
-        free(b);
-        return -1;
-      }
-      add_step(c, (struct step){.kind = STEP_ARRAY,
-                                .field = (int)c->nfields - 1,
-                                .len_field = cnt_i,
-                                .bytes = b,
-                                .len = r->litlen[0],
-                                .seplen = r->litlen[1]});
-    } else if (r->kind == RX_BYTES) {
-      int len_i = -1;
-      const struct field *lf = find_field(c, r->arg, &len_i);
-      if (!lf || lf->kind != FIELD_NUM || lf->num == NUM_I64) {
-        diag_error(s->src, r->pos,
-                   lf ? "the length of '%s' must be an unsigned number field"
-                      : "unknown length field '%s' (capture it earlier in the command)",
-                   lf ? r->text : r->arg);
-        return -1;
-      }
-      struct rx_ctx cx = {.spec = s, .cmd = c};
-      if (check_name(s->src, "field", r->text, r->pos) < 0 ||
-          add_field(&cx, r->text, r->pos, FIELD_BYTES, NUM_NONE, -1) < 0)
-        return -1;
-      add_step(c, (struct step){.kind = STEP_BYTES, .field = (int)c->nfields - 1, .len_field = len_i});
-    } else if (r->kind == RX_STR && r->text[0] == '"') {
-      struct token t = {.start = r->text, .len = strlen(r->text)};
-      uint8_t *b = malloc(t.len);
-      if (!b) {
-        perror("rwgen");
-        exit(1);
-      }
-      add_step(c, (struct step){.kind = STEP_LITERAL, .bytes = b, .len = lex_unescape(&t, b)});
-    } else {
+    const struct rx *r = seq->kids[i];
+    const struct part_ops *part =
+        r->kind == RX_STR && r->text[0] == '"' ? &part_literal : part_of_rx(r->kind);
+    if (!part) {
       diag_error(s->src, r->pos,
                  "after a data block only \"literal\" strings and more data blocks may follow");
       return -1;
     }
+    if (part->check(s, c, r) < 0)
+      return -1;
   }
   /* Detach the continuation from the pattern; it is freed with the command. */
   struct rx *rest = calloc(1, sizeof *rest);
@@ -574,51 +403,6 @@ static void assign_slots(struct spec *s, struct command_decl *c)
     s->max_spans = c->nspans > s->max_spans ? c->nspans : s->max_spans;
     s->max_nums = c->nnums > s->max_nums ? c->nnums : s->max_nums;
   }
-}
-
-static int check_reply(struct spec *s, const struct reply_decl *r)
-{
-  int rc = check_name(s->src, "reply", r->name, r->pos);
-  for (size_t i = 0; i < r->nparams; i++) {
-    rc |= check_name(s->src, "parameter", r->params[i].name, r->params[i].pos);
-    for (size_t j = 0; j < i; j++) {
-      if (!strcmp(r->params[i].name, r->params[j].name)) {
-        diag_error(s->src, r->params[i].pos, "parameter '%s' declared twice", r->params[i].name);
-        rc = -1;
-      }
-    }
-  }
-  for (size_t i = 0; i < r->nparts; i++) {
-    const struct reply_part *p = &r->parts[i];
-    if (p->kind == PART_BYTES)
-      continue;
-    for (size_t k = 0; k < sizeof p->more / sizeof p->more[0] && p->more[k]; k++) {
-      const struct reply_param *more = NULL;
-      for (size_t j = 0; j < r->nparams; j++)
-        if (!strcmp(r->params[j].name, p->more[k]))
-          more = &r->params[j];
-      if (!more || more->type != PARAM_SPAN) {
-        diag_error(s->src, p->pos, "len() sums span parameters of '%s', and '%s' is %s", r->name, p->more[k],
-                   more ? "a number" : "none");
-        rc = -1;
-      }
-    }
-    const struct reply_param *found = NULL;
-    for (size_t j = 0; j < r->nparams; j++)
-      if (!strcmp(r->params[j].name, p->param))
-        found = &r->params[j];
-    if (!found) {
-      diag_error(s->src, p->pos, "unknown parameter '%s' in reply '%s'", p->param, r->name);
-      rc = -1;
-    } else if ((p->kind == PART_LEN || (p->kind == PART_INT && p->of_len)) && found->type != PARAM_SPAN) {
-      diag_error(s->src, p->pos, "len() takes a span parameter, and '%s' is a number", p->param);
-      rc = -1;
-    } else if (p->kind == PART_INT && !p->of_len && found->type == PARAM_SPAN) {
-      diag_error(s->src, p->pos, "an integer part takes a number parameter, and '%s' is a span", p->param);
-      rc = -1;
-    }
-  }
-  return rc;
 }
 
 static int check_dispatch(struct spec *s, const struct command_decl *c)
@@ -717,38 +501,6 @@ static int check_quiet(struct spec *s, struct command_decl *c)
   }
   c->quiet_field = i;
   return 0;
-}
-
-static int check_table(struct spec *s)
-{
-  int rc = 0;
-  for (size_t i = 0; i < s->ntable; i++) {
-    rc |= check_name(s->src, "table command", s->table[i].name, s->table[i].pos);
-    for (size_t j = 0; j < i; j++) {
-      if (!strcmp(s->table[i].name, s->table[j].name)) {
-        diag_error(s->src, s->table[i].pos, "table command '%s' declared twice", s->table[i].name);
-        rc = -1;
-      }
-    }
-    for (size_t j = 0; j < s->ncommands; j++) {
-      if (!strcmp(s->table[i].name, s->commands[j].name)) {
-        diag_error(s->src, s->table[i].pos, "'%s' names both a command and a table command",
-                   s->table[i].name);
-        rc = -1;
-      }
-    }
-  }
-  if (s->arity.present && s->arity.reply_name) {
-    const struct reply_decl *r = spec_find_reply(s, s->arity.reply_name);
-    if (!r) {
-      diag_error(s->src, s->arity.reply_pos, "unknown reply '%s'", s->arity.reply_name);
-      rc = -1;
-    } else if (r->nparams != 1 || r->params[0].type != PARAM_SPAN) {
-      diag_error(s->src, s->arity.reply_pos, "the arity reply takes one span: the command's name");
-      rc = -1;
-    }
-  }
-  return rc;
 }
 
 /* Where field `name` is captured in r (true), for diagnostics. */
@@ -881,7 +633,8 @@ int spec_check(struct spec *s)
     return -1;
   }
   int rc = check_name(src, "protocol", s->protocol, s->protocol_pos);
-  rc |= s->binary ? 0 : check_framing(s);
+  if (!s->binary) /* a binary frame is checked after its command */
+    rc |= spec_frame(s)->check(s);
   rc |= UNIQUE(src, "token", s->tokens, s->ntokens, struct token_decl);
   rc |= UNIQUE(src, "command", s->commands, s->ncommands, struct command_decl);
   rc |= UNIQUE(src, "reply", s->replies, s->nreplies, struct reply_decl);
@@ -898,7 +651,7 @@ int spec_check(struct spec *s)
     struct rx_ctx cx = {.spec = s, .cmd = c, .ntokens_visible = s->ntokens};
     rc |= check_name(src, "command", c->name, c->pos);
     if (s->binary) { /* its frame is checked by binary_check, below */
-      rc |= check_action(s, &c->action);
+      rc |= check_action_at(s, &c->action, false);
       continue;
     }
     /* Data blocks are taken out of the pattern first; what remains must be regular. */
@@ -937,7 +690,7 @@ int spec_check(struct spec *s)
       }
     }
   checked:
-    rc |= check_action(s, &c->action);
+    rc |= check_action_at(s, &c->action, false);
     rc |= check_dispatch(s, c);
     if (!rc)
       rc |= check_quiet(s, c);
@@ -945,7 +698,7 @@ int spec_check(struct spec *s)
       assign_slots(s, c);
   }
   if (s->binary && !rc)
-    rc |= binary_check(s);
+    rc |= frame_binary.check(s);
   for (size_t i = 0; i < s->nreplies; i++)
     rc |= check_reply(s, &s->replies[i]);
   rc |= check_action_at(s, &s->otherwise, true);

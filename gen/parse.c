@@ -31,16 +31,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "spec.h"
+#include "construct.h"
+#include "parser.h"
 
-struct parser {
-  struct lexer lx;
-  struct token tok;
-  struct spec *spec;
-  int depth;
-};
-
-static void *xcalloc(size_t n, size_t size)
+void *xcalloc(size_t n, size_t size)
 {
   void *p = calloc(n ? n : 1, size);
   if (!p) {
@@ -50,7 +44,7 @@ static void *xcalloc(size_t n, size_t size)
   return p;
 }
 
-static void *xgrow(void *p, size_t n, size_t size)
+void *xgrow(void *p, size_t n, size_t size)
 {
   p = realloc(p, (n + 1) * size);
   if (!p) {
@@ -61,24 +55,24 @@ static void *xgrow(void *p, size_t n, size_t size)
   return p;
 }
 
-static char *tok_str(const struct token *t)
+char *tok_str(const struct token *t)
 {
   char *s = xcalloc(t->len + 1, 1);
   memcpy(s, t->start, t->len);
   return s;
 }
 
-static int next(struct parser *ps)
+int next(struct parser *ps)
 {
   return lex_next(&ps->lx, &ps->tok);
 }
 
-static bool is_punct(const struct parser *ps, char c)
+bool is_punct(const struct parser *ps, char c)
 {
   return ps->tok.kind == T_PUNCT && ps->tok.start[0] == c;
 }
 
-static bool is_word(const struct parser *ps, const char *w)
+bool is_word(const struct parser *ps, const char *w)
 {
   return ps->tok.kind == T_IDENT && ps->tok.len == strlen(w) && !memcmp(ps->tok.start, w, ps->tok.len);
 }
@@ -100,13 +94,13 @@ static const char *describe(const struct token *t)
   return buf;
 }
 
-static int expected(struct parser *ps, const char *what)
+int expected(struct parser *ps, const char *what)
 {
   diag_error(ps->spec->src, ps->tok.pos, "expected %s, found %s", what, describe(&ps->tok));
   return -1;
 }
 
-static int expect_punct(struct parser *ps, char c)
+int expect_punct(struct parser *ps, char c)
 {
   char what[4] = {'\'', c, '\'', 0};
   if (!is_punct(ps, c))
@@ -114,7 +108,7 @@ static int expect_punct(struct parser *ps, char c)
   return next(ps);
 }
 
-static int expect_ident(struct parser *ps, char **out_name, struct pos *out_pos)
+int expect_ident(struct parser *ps, char **out_name, struct pos *out_pos)
 {
   if (ps->tok.kind != T_IDENT)
     return expected(ps, "a name");
@@ -152,17 +146,6 @@ static void rx_free(struct rx *r)
 }
 
 static struct rx *parse_alt(struct parser *ps);
-
-/* Captures that are not patterns: `field:KIND(IDENT)`, or with string arguments after it. */
-static const struct {
-  const char *name;
-  enum rx_kind kind;
-  int nlits;
-} capture_fns[] = {{"bytes", RX_BYTES, 0},
-                   {"words", RX_WORDS, 0},
-                   {"array", RX_ARRAY, 2},
-                   {"fields", RX_FIELDS, 0},
-                   {"body", RX_BODY, 2}};
 
 /* `name:KIND(IDENT, "s1", ...)` with KIND current and `name` in *t. */
 static struct rx *parse_capture_fn(struct parser *ps, const struct token *t, enum rx_kind kind, int nlits)
@@ -209,9 +192,15 @@ static struct rx *parse_atom(struct parser *ps)
     }
     if (next(ps) < 0)
       return NULL;
-    for (size_t i = 0; i < sizeof capture_fns / sizeof capture_fns[0]; i++)
-      if (is_word(ps, capture_fns[i].name))
-        return parse_capture_fn(ps, &t, capture_fns[i].kind, capture_fns[i].nlits);
+    /* Captures that are not patterns, `field:KIND(IDENT, "s1"...)`: a continuation's part
+     * (its module says how many strings follow), or a first line's words(). */
+    if (ps->tok.kind == T_IDENT) {
+      const struct part_ops *part = part_of_keyword(ps->tok.start, ps->tok.len);
+      if (part)
+        return parse_capture_fn(ps, &t, part->rx, part->nlits);
+    }
+    if (is_word(ps, "words"))
+      return parse_capture_fn(ps, &t, RX_WORDS, 0);
     r = rx_new(RX_CAPTURE, t.pos);
     r->text = tok_str(&t);
     struct rx *kid = parse_atom(ps);
@@ -514,7 +503,7 @@ static int parse_number(struct parser *ps)
 }
 
 /* An integer type of a binary frame: width in bytes and byte order; 0 if `name` is none. */
-static unsigned int_type(const char *name, size_t n, bool *out_le)
+unsigned int_type(const char *name, size_t n, bool *out_le)
 {
   static const struct {
     const char *name;
@@ -532,98 +521,6 @@ static unsigned int_type(const char *name, size_t n, bool *out_le)
   return 0;
 }
 
-static struct bin_item *add_bin(struct command_decl *d, enum bin_kind kind, struct pos at)
-{
-  d->bin = xgrow(d->bin, d->nbin, sizeof *d->bin);
-  struct bin_item *b = &d->bin[d->nbin++];
-  b->kind = kind;
-  b->pos = at;
-  b->field = -1;
-  return b;
-}
-
-/* bytes(a + b - 3): the terms of a computed length. */
-static int parse_bin_length(struct parser *ps, struct bin_item *b)
-{
-  bool neg = false;
-  for (;;) {
-    if (b->nterms == BIN_TERMS) {
-      diag_error(ps->spec->src, ps->tok.pos, "a length has at most %d terms", BIN_TERMS);
-      return -1;
-    }
-    struct bin_term *t = &b->terms[b->nterms++];
-    t->neg = neg;
-    t->pos = ps->tok.pos;
-    t->item = -1;
-    if (ps->tok.kind == T_NUMBER) {
-      t->value = ps->tok.value;
-      if (next(ps) < 0)
-        return -1;
-    } else if (expect_ident(ps, &t->name, &t->pos) < 0) {
-      return -1;
-    }
-    if (is_punct(ps, ')'))
-      return next(ps);
-    if (!is_punct(ps, '+') && !is_punct(ps, '-'))
-      return expected(ps, "'+', '-' or ')'");
-    neg = is_punct(ps, '-');
-    if (next(ps) < 0)
-      return -1;
-  }
-}
-
-static int parse_bin_item(struct parser *ps, struct command_decl *d)
-{
-  struct pos at = ps->tok.pos;
-  if (ps->tok.kind == T_STRING || ps->tok.kind == T_NUMBER) {
-    struct bin_item *b = add_bin(d, BIN_LIT, at);
-    b->lit = xcalloc(ps->tok.len + 1, 1);
-    if (ps->tok.kind == T_STRING) {
-      b->len = lex_unescape(&ps->tok, b->lit);
-    } else if (ps->tok.value > 255) {
-      diag_error(ps->spec->src, at, "a byte is 0..255 (0x00..0xff): write wider magic as a string");
-      return -1;
-    } else {
-      b->lit[0] = (uint8_t)ps->tok.value;
-      b->len = 1;
-    }
-    return next(ps);
-  }
-  char *name;
-  if (expect_ident(ps, &name, &at) < 0)
-    return -1;
-  if (expect_punct(ps, ':') < 0) {
-    free(name);
-    return -1;
-  }
-  bool le = false;
-  unsigned width = ps->tok.kind == T_IDENT ? int_type(ps->tok.start, ps->tok.len, &le) : 0;
-  struct bin_item *b = add_bin(d, width ? BIN_INT : BIN_BYTES, at);
-  b->name = name;
-  if (width) {
-    b->len = width;
-    b->le = le;
-    return next(ps);
-  }
-  if (!is_word(ps, "bytes"))
-    return expected(ps, "an integer type (u8, u16be, u16le, u24be, u24le, u32be, u32le, u64be, "
-                        "u64le) or bytes(length)");
-  if (next(ps) < 0 || expect_punct(ps, '(') < 0)
-    return -1;
-  return parse_bin_length(ps, b);
-}
-
-/* A binary frame: its items up to the action or the dispatch. */
-static int parse_bin_command(struct parser *ps, struct command_decl *d)
-{
-  while (ps->tok.kind != T_ARROW && !is_punct(ps, ';') && ps->tok.kind != T_EOF)
-    if (parse_bin_item(ps, d) < 0)
-      return -1;
-  if (!d->nbin)
-    return expected(ps, "the frame's fields");
-  return 0;
-}
-
 static int parse_command(struct parser *ps)
 {
   struct spec *s = ps->spec;
@@ -631,8 +528,9 @@ static int parse_command(struct parser *ps)
   struct command_decl *d = &s->commands[s->ncommands++];
   if (expect_ident(ps, &d->name, &d->pos) < 0 || expect_punct(ps, '=') < 0)
     return -1;
-  if (s->binary) {
-    if (parse_bin_command(ps, d) < 0)
+  const struct frame_ops *frame = spec_frame(s);
+  if (frame->parse_command) { /* a frame kind with a syntax of its own */
+    if (frame->parse_command(ps, d) < 0)
       return -1;
   } else if (!(d->rx = parse_alt(ps))) {
     return -1;
@@ -855,9 +753,9 @@ static int parse_frame(struct parser *ps)
     return -1;
   }
   s->binary_pos = ps->tok.pos;
-  if (is_word(ps, "binary"))
+  if (is_word(ps, frame_binary.keyword))
     s->binary = true;
-  else if (!is_word(ps, "lines"))
+  else if (!is_word(ps, frame_text.keyword))
     return expected(ps, "a frame kind ('binary' or 'lines')");
   return next(ps);
 }

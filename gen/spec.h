@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "writer.h"
+
 /* A position in the spec source; line and col count from 1, col in bytes. */
 struct pos {
   int line, col;
@@ -269,8 +271,6 @@ int spec_check(struct spec *spec);
 /* Adds field `name` to command `c`: its index, or -1 after reporting a field named twice. */
 int command_add_field(struct source *src, struct command_decl *c, const char *name, struct pos at,
                       enum field_kind kind, enum num_type num, int token);
-/* The checks of a binary spec (gen/binary.c): fields, lengths, the integer table. */
-int binary_check(struct spec *spec);
 void spec_free(struct spec *spec);
 
 /* Emitters: the public header and the re2c input of the generated protocol; 0 or -errno. */
@@ -278,13 +278,9 @@ int emit_header(const struct spec *spec, FILE *out);
 int emit_re(const struct spec *spec, FILE *out);
 /* A Graphviz digraph of the protocol's machine (rwgen --dot). */
 int emit_dot(const struct spec *spec, FILE *out);
-/* gen/binary.c: the header-first parser and the dispatch by an integer field. */
-void emit_binary_parser(const struct spec *spec, FILE *out);
-void emit_binary_table(const struct spec *spec, FILE *out);
-void emit_binary_dot(const struct spec *spec, FILE *out); /* after emit_dot's first lines */
-/* gen/emit.c's helpers that gen/binary.c shares: a number's C type, a command's enum name. */
+/* gen/emit.c's helpers the modules share: a number's C type, a command's enum name. */
 const char *num_ctype(enum num_type t);
-void emit_cmd_enum(const struct spec *spec, const char *cmd, FILE *out);
+void emit_cmd_enum(const struct spec *spec, const char *cmd, struct writer *out);
 
 const struct token_decl *spec_find_token(const struct spec *spec, const char *name);
 /* The bytes a class `[...]` (as written) stands for, one bit each. */

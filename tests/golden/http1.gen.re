@@ -4,48 +4,13 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/uio.h>
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
+#include <ringwright/scan.h>
 
 #include "http1.gen.h"
 
 _Static_assert(sizeof(union http1_msg) <= RW_PROTO_MSG_MAX, "message too large");
 
 static const char *const http1_command_names[] = {"request"};
-
-static int parse_u64(const uint8_t *p, const uint8_t *e, uint64_t max, uint64_t *out)
-{
-  uint64_t v = 0;
-  if (p == e)
-    return -1;
-  for (; p < e; p++) {
-    unsigned d = (unsigned)(*p - '0');
-    if (d > 9 || v > (max - d) / 10)
-      return -1;
-    v = v * 10 + d;
-  }
-  *out = v;
-  return 0;
-}
-
-/* The first byte at or after q (before end) that is a control byte, a space or DEL. */
-static const uint8_t *wide_run(const uint8_t *q, const uint8_t *end)
-{
-#ifdef __SSE2__
-  const __m128i sp = _mm_set1_epi8(0x20), del = _mm_set1_epi8(0x7f);
-  for (; end - q >= 16; q += 16) {
-    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)q);
-    __m128i stop = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, sp), v), _mm_cmpeq_epi8(v, del));
-    unsigned m = (unsigned)_mm_movemask_epi8(stop);
-    if (m)
-      return q + __builtin_ctz(m);
-  }
-#endif
-  while (q < end && *q > 0x20 && *q != 0x7f)
-    q++;
-  return q;
-}
 
 /* Parser state survives between calls (re2c storable state): a frame split across
  * reads is resumed, not rescanned. Positions are pointers into the caller's buffer;
@@ -72,12 +37,10 @@ struct http1_parser {
   uint32_t items[RW_LIST_INLINE][2];
   /* A field section, then a body: how far lines were scanned, where the section
    * began and ended, how many fields; the body's framing and progress. */
-  size_t scan, f_start, f_end, f_colon;
-  uint32_t f_count, lcount[6];
+  rw_fields_scan fs;
+  uint32_t lcount[6];
   bool f_started, b_started, b_chunked, b_head;
-  int c_state;
-  uint32_t note_n[2], note_off[2][2]; /* the body's framing fields: how many, the first */
-  uint64_t b_len, b_total;
+  uint64_t b_len;
   uint32_t b_start;
   /*!stags:re2c format = "  const uint8_t *@@;\n"; */
 };
@@ -188,7 +151,7 @@ static int http1_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used
     f_request_target_s = q;
     {
       const uint8_t *run = q;
-      q = wide_run(q, end);
+      q = rw_scan_word(q, end);
       while (q < end && lin_cls2[*q])
         q++;
       if (q == run || q == end)
@@ -263,7 +226,7 @@ dfa:
       p->pos = (size_t)(cur - buf);
       p->arr_started = false;
       p->f_started = p->b_started = p->b_head = false;
-      p->c_state = 0;
+      p->fs.c_state = 0;
       goto cont;
     }
     [^\n]* "\n" {
@@ -287,192 +250,6 @@ cont:
   return http1_cont(p, buf, len, out_used, m);
 }
 
-struct field_note {
-  const char *name;
-  size_t len;
-};
-
-static bool same_ci(const uint8_t *a, const char *lower, size_t n)
-{
-  for (size_t i = 0; i < n; i++)
-    if ((a[i] >= 'A' && a[i] <= 'Z' ? a[i] | 0x20 : a[i]) != (uint8_t)lower[i])
-      return false;
-  return true;
-}
-
-/* Where a field value ends: the first byte at or after i that no value may hold (a control
- * byte other than HTAB, or DEL), which on a good line is the CR before its LF; len if none.
- * Sixteen bytes at a time with SSE2, else eight with a word test that may flag a good word
- * (then checked byte by byte) but never misses a bad one. */
-static size_t value_end(const uint8_t *buf, size_t i, size_t len)
-{
-#ifdef __SSE2__
-  const __m128i ctl = _mm_set1_epi8(0x1f), del = _mm_set1_epi8(0x7f), tab = _mm_set1_epi8('\t');
-  for (; i + 16 <= len; i += 16) {
-    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(buf + i));
-    __m128i low = _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v); /* v <= 0x1f */
-    __m128i bad = _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi8(v, tab), low), _mm_cmpeq_epi8(v, del));
-    unsigned m = (unsigned)_mm_movemask_epi8(bad);
-    if (m)
-      return i + (size_t)__builtin_ctz(m);
-  }
-#else
-  const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
-  for (; i + 8 <= len; i += 8) {
-    uint64_t x, y;
-    memcpy(&x, buf + i, 8);
-    y = x ^ (ones * 0x7f);
-    if ((((x - ones * 0x20) & ~x) | ((y - ones) & ~y)) & highs)
-      break;
-  }
-#endif
-  for (; i < len; i++)
-    if ((buf[i] < 0x20 && buf[i] != '\t') || buf[i] == 0x7f)
-      return i;
-  return len;
-}
-
-/* A noted field's value without its surrounding blanks. */
-static rw_span trim(const uint8_t *buf, const uint32_t off[2])
-{
-  const uint8_t *v = buf + off[0], *e = buf + off[1];
-  while (v < e && (*v == ' ' || *v == '\t'))
-    v++;
-  while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
-    e--;
-  return (rw_span){v, (size_t)(e - v)};
-}
-
-static bool span_is_ci(rw_span v, const char *word)
-{
-  size_t n = strlen(word);
-  if (v.len != n)
-    return false;
-  for (size_t i = 0; i < n; i++)
-    if ((v.p[i] >= 'A' && v.p[i] <= 'Z' ? v.p[i] | 0x20 : v.p[i]) != (uint8_t)word[i])
-      return false;
-  return true;
-}
-
-/* Scans "name: value\r\n" lines from p->pos up to the empty line: 1 when done (p->f_end
- * before the empty line, p->pos after it), 0 for more bytes, or the error status. One pass
- * over each byte however the input was split: p->scan is where the scan stopped, p->f_colon
- * the current line's colon once its name is done (0 before). A blank before the colon, a
- * folded line, a bare \n or a control byte in a value is malformed. */
-static int scan_fields(struct http1_parser *p, const uint8_t *buf, size_t len, uint64_t limit,
-                       const uint8_t cls[256], const struct field_note *note)
-{
-  size_t i = p->scan;
-  for (;;) {
-    size_t q = p->pos;
-    if (!p->f_colon) { /* four bytes a step (one branch), then byte by byte */
-      while (i + 4 <= len && (cls[buf[i]] & cls[buf[i + 1]] & cls[buf[i + 2]] & cls[buf[i + 3]]))
-        i += 4;
-      while (i < len && cls[buf[i]])
-        i++;
-      if (i == len)
-        break;
-      if (i == q) { /* no name: the empty line that ends the section, or malformed */
-        if (buf[q] != '\r' || (q + 1 < len && buf[q + 1] != '\n'))
-          return RW_PARSE_BAD_DATA;
-        if (q + 1 == len)
-          break;
-        if (q + 2 - p->f_start > limit)
-          return RW_PARSE_FIELDS_TOO_LARGE;
-        p->f_end = q;
-        p->pos = p->scan = q + 2;
-        return 1;
-      }
-      if (buf[i] != ':')
-        return RW_PARSE_BAD_DATA;
-      p->f_colon = i++;
-    }
-    i = value_end(buf, i, len);
-    if (i < len && (buf[i] != '\r' || (i + 1 < len && buf[i + 1] != '\n')))
-      return RW_PARSE_BAD_DATA;
-    if (i + 1 >= len)
-      break;
-    size_t c = p->f_colon, e = i + 1; /* the LF */
-    if (e + 1 - p->f_start > limit)
-      return RW_PARSE_FIELDS_TOO_LARGE;
-    for (int k = 0; k < 2 && note; k++) /* the body's framing fields, noted on the way */
-      if (note[k].len == c - q && same_ci(buf + q, note[k].name, c - q) && p->note_n[k]++ == 0) {
-        p->note_off[k][0] = (uint32_t)(c + 1);
-        p->note_off[k][1] = (uint32_t)(e - 1);
-      }
-    p->f_count++;
-    p->f_colon = 0;
-    p->pos = i = e + 1;
-  }
-  p->scan = i;
-  return len - p->f_start > limit ? RW_PARSE_FIELDS_TOO_LARGE : 0;
-}
-
-static int hexval(uint8_t c)
-{
-  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* A chunked body: size lines (hex, optional ;extensions), data, CRLF, up to size 0 and the
- * trailer fields. 1 when done, 0 for more bytes, or the error status. */
-static int scan_chunks(struct http1_parser *p, const uint8_t *buf, size_t len, uint64_t limit_data,
-                       uint64_t limit_fields, const uint8_t cls[256])
-{
-  for (;;) {
-    if (p->c_state == 0) {
-      const uint8_t *nl = memchr(buf + p->scan, '\n', len - p->scan);
-      if (!nl) {
-        p->scan = len;
-        return len - p->pos > 4096 ? RW_PARSE_BAD_DATA : 0;
-      }
-      size_t e = (size_t)(nl - buf), i = p->pos;
-      uint64_t n = 0;
-      int d, digits = 0;
-      if (e - p->pos > 4096 || e == p->pos || buf[e - 1] != '\r')
-        return RW_PARSE_BAD_DATA;
-      while ((d = hexval(buf[i])) >= 0) {
-        if (++digits > 15)
-          return RW_PARSE_BAD_DATA;
-        n = n * 16 + (uint64_t)d;
-        i++;
-      }
-      if (!digits || (i != e - 1 && buf[i] != ';' && buf[i] != ' ' && buf[i] != '\t'))
-        return RW_PARSE_BAD_DATA;
-      for (; i < e - 1; i++)
-        if (buf[i] != '\t' && (buf[i] < 0x20 || buf[i] == 0x7f))
-          return RW_PARSE_BAD_DATA;
-      p->pos = p->scan = e + 1;
-      if (n == 0) {
-        p->c_state = 2;
-        p->f_start = p->pos;
-        p->f_colon = 0;
-        p->f_count = 0;
-        continue;
-      }
-      p->b_total += n;
-      if (p->b_total > limit_data || p->pos - p->b_start > 2 * limit_data + limit_fields)
-        return RW_PARSE_TOO_LARGE;
-      p->el_len = n;
-      p->c_state = 1;
-    }
-    if (p->c_state == 1) {
-      if (len - p->pos < p->el_len + 2)
-        return 0;
-      if (buf[p->pos + p->el_len] != '\r' || buf[p->pos + p->el_len + 1] != '\n')
-        return RW_PARSE_BAD_DATA;
-      if (p->arr_n < RW_LIST_INLINE) {
-        p->items[p->arr_n][0] = (uint32_t)p->pos;
-        p->items[p->arr_n][1] = (uint32_t)(p->pos + p->el_len);
-      }
-      p->arr_n++;
-      p->pos = p->scan = p->pos + p->el_len + 2;
-      p->c_state = 0;
-      continue;
-    }
-    return scan_fields(p, buf, len, limit_fields, cls, NULL); /* the trailers */
-  }
-}
-
 /* the bytes a field name of 'request' may hold */
 static const uint8_t name_class_request[256] = {
     0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
@@ -491,15 +268,12 @@ static int http1_cont(struct http1_parser *p, const uint8_t *buf, size_t len, si
   case HTTP1_CMD_REQUEST:
     switch (p->step) {
     case 0: {
-      static const struct field_note notes[2] = {{"content-length", 14}, {"transfer-encoding", 17}};
+      static const rw_field_note notes[2] = {{"content-length", 14}, {"transfer-encoding", 17}};
       if (!p->f_started) {
-        p->f_start = p->scan = p->pos;
-        p->f_colon = 0;
-        p->f_count = 0;
-        p->note_n[0] = p->note_n[1] = 0;
+        rw_scan_fields_start(&p->fs, p->pos);
         p->f_started = true;
       }
-      int r = scan_fields(p, buf, len, 65536u, name_class_request, notes);
+      int r = rw_scan_fields(&p->fs, &p->pos, buf, len, 65536u, name_class_request, notes);
       if (r == 0)
         goto more;
       if (r < 0) {
@@ -507,9 +281,9 @@ static int http1_cont(struct http1_parser *p, const uint8_t *buf, size_t len, si
         *out_used = len;
         return r;
       }
-      p->off[4][0] = (uint32_t)p->f_start;
-      p->off[4][1] = (uint32_t)p->f_end;
-      p->lcount[4] = p->f_count;
+      p->off[4][0] = (uint32_t)p->fs.start;
+      p->off[4][1] = (uint32_t)p->fs.end;
+      p->lcount[4] = p->fs.count;
       p->step = 1;
     }
       /* fall through */
@@ -518,23 +292,23 @@ static int http1_cont(struct http1_parser *p, const uint8_t *buf, size_t len, si
       (void)len_name;
       (void)coding_name;
       if (!p->b_started) {
-        unsigned nl = p->note_n[0], nc = p->note_n[1];
+        unsigned nl = p->fs.note_n[0], nc = p->fs.note_n[1];
         rw_span lv = {0}, cv = {0};
         if (nl)
-          lv = trim(buf, p->note_off[0]);
+          lv = rw_scan_trim(buf, p->fs.note_off[0]);
         if (nc)
-          cv = trim(buf, p->note_off[1]);
-        if ((nl && nc) || nl > 1 || nc > 1 || (nc && !span_is_ci(cv, "chunked")))
+          cv = rw_scan_trim(buf, p->fs.note_off[1]);
+        if ((nl && nc) || nl > 1 || nc > 1 || (nc && !rw_span_is_ci(cv, "chunked")))
           goto bad_body;
         p->b_len = 0;
-        if (nl && parse_u64(lv.p, lv.p + lv.len, UINT64_MAX, &p->b_len) < 0)
+        if (nl && rw_parse_u64(lv.p, lv.p + lv.len, UINT64_MAX, &p->b_len) < 0)
           goto bad_body;
         p->b_chunked = nc > 0;
         p->b_start = (uint32_t)p->pos;
-        p->scan = p->pos;
+        p->fs.scan = p->pos;
         p->arr_n = 0;
-        p->b_total = 0;
-        p->c_state = 0;
+        p->fs.b_total = 0;
+        p->fs.c_state = 0;
         p->b_started = true;
         if (!p->b_chunked && p->b_len > 1048576u) {
           p->skip = p->b_len;
@@ -551,7 +325,8 @@ static int http1_cont(struct http1_parser *p, const uint8_t *buf, size_t len, si
         }
         p->pos += p->b_len;
       } else {
-        int r = scan_chunks(p, buf, len, 1048576u, 65536u, name_class_request);
+        int r = rw_scan_chunks(&p->fs, &p->pos, p->b_start, buf, len, 1048576u, 65536u, name_class_request,
+                               &p->arr_n, p->items, RW_LIST_INLINE);
         if (r == 0) {
           if (!p->b_head)
             goto head_request;

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <ringwright/scan.h>
 
 #include "memcache.gen.h"
 
@@ -327,31 +328,6 @@ int memcache_reply_line_too_long(rw_conn *c)
   return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
 }
 
-static int parse_u64(const uint8_t *p, const uint8_t *e, uint64_t max, uint64_t *out)
-{
-  uint64_t v = 0;
-  if (p == e)
-    return -1;
-  for (; p < e; p++) {
-    unsigned d = (unsigned)(*p - '0');
-    if (d > 9 || v > (max - d) / 10)
-      return -1;
-    v = v * 10 + d;
-  }
-  *out = v;
-  return 0;
-}
-
-static int parse_i64(const uint8_t *p, const uint8_t *e, int64_t *out)
-{
-  bool neg = p < e && *p == '-';
-  uint64_t v;
-  if (parse_u64(p + neg, e, neg ? (uint64_t)INT64_MAX + 1 : INT64_MAX, &v) < 0)
-    return -1;
-  *out = neg ? (int64_t)(0 - v) : (int64_t)v;
-  return 0;
-}
-
 /* Parser state survives between calls (re2c storable state): a frame split across
  * reads is resumed, not rescanned. Positions are pointers into the caller's buffer;
  * when the runtime moves the unconsumed bytes it hands the new address and every
@@ -580,7 +556,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       const bool quiet = f_set_noreply_e != f_set_noreply_s;
       (void)quiet;
       uint64_t tmp_bytes;
-      if (parse_u64(f_set_bytes_s, f_set_bytes_e, UINT64_MAX, &tmp_bytes) < 0)
+      if (rw_parse_u64(f_set_bytes_s, f_set_bytes_e, UINT64_MAX, &tmp_bytes) < 0)
         return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(9);
       p->num[2] = (uint32_t)tmp_bytes;
       if ((size_t)(f_set_key_e - f_set_key_s) > 250u)
@@ -596,7 +572,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       p->off[0][0] = (uint32_t)(f_set_key_s - buf);
       p->off[0][1] = (uint32_t)(f_set_key_e - buf);
       uint64_t tmp_flags;
-      if (parse_u64(f_set_flags_s, f_set_flags_e, UINT64_MAX, &tmp_flags) < 0)
+      if (rw_parse_u64(f_set_flags_s, f_set_flags_e, UINT64_MAX, &tmp_flags) < 0)
       {
         uint64_t total = 0, add;
         add = p->num[2];
@@ -608,7 +584,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       }
       p->num[0] = (uint32_t)tmp_flags;
       int64_t tmp_exptime;
-      if (parse_i64(f_set_exptime_s, f_set_exptime_e, &tmp_exptime) < 0)
+      if (rw_parse_i64(f_set_exptime_s, f_set_exptime_e, &tmp_exptime) < 0)
       {
         uint64_t total = 0, add;
         add = p->num[2];
@@ -635,7 +611,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       const bool quiet = f_add_noreply_e != f_add_noreply_s;
       (void)quiet;
       uint64_t tmp_bytes;
-      if (parse_u64(f_add_bytes_s, f_add_bytes_e, UINT64_MAX, &tmp_bytes) < 0)
+      if (rw_parse_u64(f_add_bytes_s, f_add_bytes_e, UINT64_MAX, &tmp_bytes) < 0)
         return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(9);
       p->num[2] = (uint32_t)tmp_bytes;
       if ((size_t)(f_add_key_e - f_add_key_s) > 250u)
@@ -651,7 +627,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       p->off[0][0] = (uint32_t)(f_add_key_s - buf);
       p->off[0][1] = (uint32_t)(f_add_key_e - buf);
       uint64_t tmp_flags;
-      if (parse_u64(f_add_flags_s, f_add_flags_e, UINT64_MAX, &tmp_flags) < 0)
+      if (rw_parse_u64(f_add_flags_s, f_add_flags_e, UINT64_MAX, &tmp_flags) < 0)
       {
         uint64_t total = 0, add;
         add = p->num[2];
@@ -663,7 +639,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       }
       p->num[0] = (uint32_t)tmp_flags;
       int64_t tmp_exptime;
-      if (parse_i64(f_add_exptime_s, f_add_exptime_e, &tmp_exptime) < 0)
+      if (rw_parse_i64(f_add_exptime_s, f_add_exptime_e, &tmp_exptime) < 0)
       {
         uint64_t total = 0, add;
         add = p->num[2];
@@ -690,7 +666,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       const bool quiet = f_replace_noreply_e != f_replace_noreply_s;
       (void)quiet;
       uint64_t tmp_bytes;
-      if (parse_u64(f_replace_bytes_s, f_replace_bytes_e, UINT64_MAX, &tmp_bytes) < 0)
+      if (rw_parse_u64(f_replace_bytes_s, f_replace_bytes_e, UINT64_MAX, &tmp_bytes) < 0)
         return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(9);
       p->num[2] = (uint32_t)tmp_bytes;
       if ((size_t)(f_replace_key_e - f_replace_key_s) > 250u)
@@ -706,7 +682,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       p->off[0][0] = (uint32_t)(f_replace_key_s - buf);
       p->off[0][1] = (uint32_t)(f_replace_key_e - buf);
       uint64_t tmp_flags;
-      if (parse_u64(f_replace_flags_s, f_replace_flags_e, UINT64_MAX, &tmp_flags) < 0)
+      if (rw_parse_u64(f_replace_flags_s, f_replace_flags_e, UINT64_MAX, &tmp_flags) < 0)
       {
         uint64_t total = 0, add;
         add = p->num[2];
@@ -718,7 +694,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       }
       p->num[0] = (uint32_t)tmp_flags;
       int64_t tmp_exptime;
-      if (parse_i64(f_replace_exptime_s, f_replace_exptime_e, &tmp_exptime) < 0)
+      if (rw_parse_i64(f_replace_exptime_s, f_replace_exptime_e, &tmp_exptime) < 0)
       {
         uint64_t total = 0, add;
         add = p->num[2];
@@ -745,7 +721,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       const bool quiet = f_append_noreply_e != f_append_noreply_s;
       (void)quiet;
       uint64_t tmp_bytes;
-      if (parse_u64(f_append_bytes_s, f_append_bytes_e, UINT64_MAX, &tmp_bytes) < 0)
+      if (rw_parse_u64(f_append_bytes_s, f_append_bytes_e, UINT64_MAX, &tmp_bytes) < 0)
         return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(9);
       p->num[2] = (uint32_t)tmp_bytes;
       if ((size_t)(f_append_key_e - f_append_key_s) > 250u)
@@ -761,7 +737,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       p->off[0][0] = (uint32_t)(f_append_key_s - buf);
       p->off[0][1] = (uint32_t)(f_append_key_e - buf);
       uint64_t tmp_flags;
-      if (parse_u64(f_append_flags_s, f_append_flags_e, UINT64_MAX, &tmp_flags) < 0)
+      if (rw_parse_u64(f_append_flags_s, f_append_flags_e, UINT64_MAX, &tmp_flags) < 0)
       {
         uint64_t total = 0, add;
         add = p->num[2];
@@ -773,7 +749,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       }
       p->num[0] = (uint32_t)tmp_flags;
       int64_t tmp_exptime;
-      if (parse_i64(f_append_exptime_s, f_append_exptime_e, &tmp_exptime) < 0)
+      if (rw_parse_i64(f_append_exptime_s, f_append_exptime_e, &tmp_exptime) < 0)
       {
         uint64_t total = 0, add;
         add = p->num[2];
@@ -800,7 +776,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       const bool quiet = f_prepend_noreply_e != f_prepend_noreply_s;
       (void)quiet;
       uint64_t tmp_bytes;
-      if (parse_u64(f_prepend_bytes_s, f_prepend_bytes_e, UINT64_MAX, &tmp_bytes) < 0)
+      if (rw_parse_u64(f_prepend_bytes_s, f_prepend_bytes_e, UINT64_MAX, &tmp_bytes) < 0)
         return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(9);
       p->num[2] = (uint32_t)tmp_bytes;
       if ((size_t)(f_prepend_key_e - f_prepend_key_s) > 250u)
@@ -816,7 +792,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       p->off[0][0] = (uint32_t)(f_prepend_key_s - buf);
       p->off[0][1] = (uint32_t)(f_prepend_key_e - buf);
       uint64_t tmp_flags;
-      if (parse_u64(f_prepend_flags_s, f_prepend_flags_e, UINT64_MAX, &tmp_flags) < 0)
+      if (rw_parse_u64(f_prepend_flags_s, f_prepend_flags_e, UINT64_MAX, &tmp_flags) < 0)
       {
         uint64_t total = 0, add;
         add = p->num[2];
@@ -828,7 +804,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       }
       p->num[0] = (uint32_t)tmp_flags;
       int64_t tmp_exptime;
-      if (parse_i64(f_prepend_exptime_s, f_prepend_exptime_e, &tmp_exptime) < 0)
+      if (rw_parse_i64(f_prepend_exptime_s, f_prepend_exptime_e, &tmp_exptime) < 0)
       {
         uint64_t total = 0, add;
         add = p->num[2];
@@ -855,7 +831,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       const bool quiet = f_cas_noreply_e != f_cas_noreply_s;
       (void)quiet;
       uint64_t tmp_bytes;
-      if (parse_u64(f_cas_bytes_s, f_cas_bytes_e, UINT64_MAX, &tmp_bytes) < 0)
+      if (rw_parse_u64(f_cas_bytes_s, f_cas_bytes_e, UINT64_MAX, &tmp_bytes) < 0)
         return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(9);
       p->num[2] = (uint32_t)tmp_bytes;
       if ((size_t)(f_cas_key_e - f_cas_key_s) > 250u)
@@ -871,7 +847,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       p->off[0][0] = (uint32_t)(f_cas_key_s - buf);
       p->off[0][1] = (uint32_t)(f_cas_key_e - buf);
       uint64_t tmp_flags;
-      if (parse_u64(f_cas_flags_s, f_cas_flags_e, UINT64_MAX, &tmp_flags) < 0)
+      if (rw_parse_u64(f_cas_flags_s, f_cas_flags_e, UINT64_MAX, &tmp_flags) < 0)
       {
         uint64_t total = 0, add;
         add = p->num[2];
@@ -883,7 +859,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       }
       p->num[0] = (uint32_t)tmp_flags;
       int64_t tmp_exptime;
-      if (parse_i64(f_cas_exptime_s, f_cas_exptime_e, &tmp_exptime) < 0)
+      if (rw_parse_i64(f_cas_exptime_s, f_cas_exptime_e, &tmp_exptime) < 0)
       {
         uint64_t total = 0, add;
         add = p->num[2];
@@ -895,7 +871,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       }
       p->num[1] = (uint64_t)tmp_exptime;
       uint64_t tmp_unique;
-      if (parse_u64(f_cas_unique_s, f_cas_unique_e, UINT64_MAX, &tmp_unique) < 0)
+      if (rw_parse_u64(f_cas_unique_s, f_cas_unique_e, UINT64_MAX, &tmp_unique) < 0)
       {
         uint64_t total = 0, add;
         add = p->num[2];
@@ -922,7 +898,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       const bool quiet = f_bad_store_q_e != f_bad_store_q_s;
       (void)quiet;
       uint64_t tmp_n;
-      if (parse_u64(f_bad_store_n_s, f_bad_store_n_e, UINT64_MAX, &tmp_n) < 0)
+      if (rw_parse_u64(f_bad_store_n_s, f_bad_store_n_e, UINT64_MAX, &tmp_n) < 0)
         return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(9);
       p->num[0] = (uint32_t)tmp_n;
       p->off[0][0] = (uint32_t)(f_bad_store_q_s - buf);
@@ -946,7 +922,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       const bool quiet = f_bad_cas_q_e != f_bad_cas_q_s;
       (void)quiet;
       uint64_t tmp_n;
-      if (parse_u64(f_bad_cas_n_s, f_bad_cas_n_e, UINT64_MAX, &tmp_n) < 0)
+      if (rw_parse_u64(f_bad_cas_n_s, f_bad_cas_n_e, UINT64_MAX, &tmp_n) < 0)
         return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(9);
       p->num[0] = (uint32_t)tmp_n;
       p->off[0][0] = (uint32_t)(f_bad_cas_q_s - buf);
@@ -966,7 +942,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
       uint64_t tmp_n;
-      if (parse_u64(f_store_args_n_s, f_store_args_n_e, UINT64_MAX, &tmp_n) < 0)
+      if (rw_parse_u64(f_store_args_n_s, f_store_args_n_e, UINT64_MAX, &tmp_n) < 0)
         return RW_PARSE_SPEC_ERROR(9);
       p->num[0] = (uint32_t)tmp_n;
       {
@@ -984,7 +960,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
       uint64_t tmp_n;
-      if (parse_u64(f_cas_args_n_s, f_cas_args_n_e, UINT64_MAX, &tmp_n) < 0)
+      if (rw_parse_u64(f_cas_args_n_s, f_cas_args_n_e, UINT64_MAX, &tmp_n) < 0)
         return RW_PARSE_SPEC_ERROR(9);
       p->num[0] = (uint32_t)tmp_n;
       {
@@ -1021,7 +997,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
         return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(4);
       m->incr.key = (rw_span){f_incr_key_s, (size_t)(f_incr_key_e - f_incr_key_s)};
       uint64_t tmp_delta;
-      if (parse_u64(f_incr_delta_s, f_incr_delta_e, UINT64_MAX, &tmp_delta) < 0)
+      if (rw_parse_u64(f_incr_delta_s, f_incr_delta_e, UINT64_MAX, &tmp_delta) < 0)
         return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(11);
       m->incr.delta = tmp_delta;
       m->incr.noreply = (rw_span){f_incr_noreply_s, (size_t)(f_incr_noreply_e - f_incr_noreply_s)};
@@ -1039,7 +1015,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
         return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(4);
       m->decr.key = (rw_span){f_decr_key_s, (size_t)(f_decr_key_e - f_decr_key_s)};
       uint64_t tmp_delta;
-      if (parse_u64(f_decr_delta_s, f_decr_delta_e, UINT64_MAX, &tmp_delta) < 0)
+      if (rw_parse_u64(f_decr_delta_s, f_decr_delta_e, UINT64_MAX, &tmp_delta) < 0)
         return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(11);
       m->decr.delta = tmp_delta;
       m->decr.noreply = (rw_span){f_decr_noreply_s, (size_t)(f_decr_noreply_e - f_decr_noreply_s)};
@@ -1057,7 +1033,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
         return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(4);
       m->touch.key = (rw_span){f_touch_key_s, (size_t)(f_touch_key_e - f_touch_key_s)};
       int64_t tmp_exptime;
-      if (parse_i64(f_touch_exptime_s, f_touch_exptime_e, &tmp_exptime) < 0)
+      if (rw_parse_i64(f_touch_exptime_s, f_touch_exptime_e, &tmp_exptime) < 0)
         return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(8);
       m->touch.exptime = tmp_exptime;
       m->touch.noreply = (rw_span){f_touch_noreply_s, (size_t)(f_touch_noreply_e - f_touch_noreply_s)};
@@ -1081,7 +1057,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       const bool quiet = f_flush_all_in_noreply_e != f_flush_all_in_noreply_s;
       (void)quiet;
       int64_t tmp_delay;
-      if (parse_i64(f_flush_all_in_delay_s, f_flush_all_in_delay_e, &tmp_delay) < 0)
+      if (rw_parse_i64(f_flush_all_in_delay_s, f_flush_all_in_delay_e, &tmp_delay) < 0)
         return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(8);
       m->flush_all_in.delay = tmp_delay;
       m->flush_all_in.noreply = (rw_span){f_flush_all_in_noreply_s, (size_t)(f_flush_all_in_noreply_e - f_flush_all_in_noreply_s)};
@@ -1102,7 +1078,7 @@ static int memcache_next(void *vp, const uint8_t *buf, size_t len, size_t *out_u
       const bool quiet = f_verbosity_noreply_e != f_verbosity_noreply_s;
       (void)quiet;
       uint64_t tmp_level;
-      if (parse_u64(f_verbosity_level_s, f_verbosity_level_e, UINT64_MAX, &tmp_level) < 0)
+      if (rw_parse_u64(f_verbosity_level_s, f_verbosity_level_e, UINT64_MAX, &tmp_level) < 0)
         return quiet ? RW_PARSE_SKIP : RW_PARSE_SPEC_ERROR(12);
       m->verbosity.level = (uint32_t)tmp_level;
       m->verbosity.noreply = (rw_span){f_verbosity_noreply_s, (size_t)(f_verbosity_noreply_e - f_verbosity_noreply_s)};

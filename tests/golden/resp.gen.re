@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <ringwright/scan.h>
 
 #include "resp.gen.h"
 
@@ -156,21 +157,6 @@ int resp_reply_too_big(rw_conn *c)
   return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
 }
 
-static int parse_u64(const uint8_t *p, const uint8_t *e, uint64_t max, uint64_t *out)
-{
-  uint64_t v = 0;
-  if (p == e)
-    return -1;
-  for (; p < e; p++) {
-    unsigned d = (unsigned)(*p - '0');
-    if (d > 9 || v > (max - d) / 10)
-      return -1;
-    v = v * 10 + d;
-  }
-  *out = v;
-  return 0;
-}
-
 /* Parser state survives between calls (re2c storable state): a frame split across
  * reads is resumed, not rescanned. Positions are pointers into the caller's buffer;
  * when the runtime moves the unconsumed bytes it hands the new address and every
@@ -265,7 +251,7 @@ static int resp_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used,
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
       uint64_t tmp_n;
-      if (parse_u64(f_multibulk_n_s, f_multibulk_n_e, UINT64_MAX, &tmp_n) < 0)
+      if (rw_parse_u64(f_multibulk_n_s, f_multibulk_n_e, UINT64_MAX, &tmp_n) < 0)
         return RW_PARSE_BAD_NUMBER;
       p->num[0] = tmp_n;
       p->cmd = RESP_CMD_MULTIBULK;
