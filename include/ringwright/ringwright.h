@@ -17,5 +17,6 @@
 #include "timer.h"
 #include "tls.h"
 #include "udp.h"
+#include "upstream.h"
 
 #endif
