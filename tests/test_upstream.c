@@ -146,6 +146,8 @@ static void run(void (*start)(void), void (*then)(void), uint16_t port_override)
   cfg.name = "test";
   cfg.workers = 1;
   cfg.max_conns = 32;
+  /* As appliances run: a dial re-arms the timer the idle timeout has armed already. */
+  cfg.idle_timeout_ms = 60000;
   cfg.on_worker_start = test_start;
   cfg.backend = test_backend();
   ut.start = start;
@@ -360,7 +362,6 @@ static void refused_start(void)
   for (int k = 0; k < 3; k++)
     job_start(k, "x");
 }
-
 
 Test(upstream, a_refused_dial_is_each_requests_error)
 {

@@ -85,6 +85,14 @@ void rw_conn_set_data(rw_conn *c, void *data);
  * per-connection application state that needs no allocation. */
 void *rw_conn_user(const rw_conn *c);
 rw_handle rw_conn_handle(const rw_conn *c);
+struct sockaddr_storage;
+/* The peer's address. 0, or -errno: -ENOTSUP for io_uring's accepted connections, whose socket
+ * exists only in the ring's fixed-file table (no descriptor to ask). */
+int rw_conn_peer(const rw_conn *c, struct sockaddr_storage *out);
+
+/* The connection's parser state (its protocol's own struct): for a client that tells its
+ * response parser what it asked, such as that a reply to HEAD has no body. */
+void *rw_conn_parser(rw_conn *c);
 /* The live connection `h` names on worker `w`, or NULL if it has closed since. */
 rw_conn *rw_conn_from_handle(rw_worker *w, rw_handle h);
 

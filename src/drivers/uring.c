@@ -898,6 +898,17 @@ static int uring_watch(struct rw_worker *w, int fd, struct rw_proc_watch *wt)
   return 0;
 }
 
+/* An accepted socket is only an index in the fixed-file table: there is no descriptor for
+ * getpeername(). */
+static int uring_peer(struct rw_worker *w, const struct rw_conn *c, struct sockaddr_storage *out)
+{
+  struct uring_state *st = w->drv;
+  if (st->uc[c->idx].fixed)
+    return -ENOTSUP;
+  socklen_t len = sizeof *out;
+  return getpeername(c->fd, (struct sockaddr *)out, &len) < 0 ? -errno : 0;
+}
+
 const struct rw_driver rw_driver_uring = {
     .name = "io_uring",
     .init = uring_init,
@@ -914,4 +925,5 @@ const struct rw_driver rw_driver_uring = {
     .watch = uring_watch,
     .budget = uring_budget,
     .post = uring_post,
+    .peer = uring_peer,
 };
