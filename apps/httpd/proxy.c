@@ -44,7 +44,8 @@ struct pconn {
   rw_conn *client;
   uint8_t state;
   bool reused, idempotent, retried, keep_alive, http10, rechunk, close_after, up_waiting;
-  bool up_keep; /* the upstream keeps the connection open after this response */
+  bool up_keep;                /* the upstream keeps the connection open after this response */
+  char peer[INET6_ADDRSTRLEN]; /* the client's address, once asked for (kept across requests) */
 };
 
 #define PCONN_OFF ((sizeof(struct httpd_stream) + 63) & ~(size_t)63)
@@ -147,8 +148,30 @@ bool httpd_connection_lists(const rw_list *fields, rw_span name)
   return false;
 }
 
-/* The fields a proxy must not pass on, and those it writes itself (`own`, NULL-terminated). */
-static bool dropped(const rw_list *fields, rw_span line, const char *const *own)
+/* Writes gathered into one call per 32 pieces: a head is many small ones. */
+struct gather {
+  rw_conn *c;
+  int n, rc;
+  struct iovec iov[32];
+};
+
+static void gather_flush(struct gather *g)
+{
+  if (!g->rc && g->n)
+    g->rc = rw_conn_writev(g->c, g->iov, g->n);
+  g->n = 0;
+}
+
+static void gather(struct gather *g, const void *p, size_t len)
+{
+  if (g->n == 32)
+    gather_flush(g);
+  g->iov[g->n++] = (struct iovec){(void *)p, len};
+}
+
+/* The fields a proxy must not pass on, and those it writes itself (`own`, NULL-terminated);
+ * `named`: a Connection field may name more. */
+static bool dropped(const rw_list *fields, rw_span line, const char *const *own, bool named)
 {
   static const char *const hop[] = {"connection",        "keep-alive", "te", "trailer",
                                     "transfer-encoding", "upgrade",    NULL};
@@ -161,23 +184,22 @@ static bool dropped(const rw_list *fields, rw_span line, const char *const *own)
     if (span_case_eq(name, *h))
       return true;
   return (name.len > 6 && !strncasecmp((const char *)name.p, "proxy-", 6)) ||
-         httpd_connection_lists(fields, name);
+         (named && httpd_connection_lists(fields, name));
 }
 
-/* Writes every field that is not dropped, each "line\r\n". */
-static int pass_fields(rw_conn *to, const rw_list *fields, const char *const *own)
+/* Gathers every field that is not dropped, each "line\r\n". */
+static void pass_fields(struct gather *g, const rw_list *fields, const char *const *own)
 {
   rw_list_iter it;
-  rw_span line;
+  rw_span line, v;
+  bool named = rw_list_field(fields, "connection", &v) > 0;
   rw_list_iter_init(fields, &it);
-  int rc = 0;
-  while (!rc && rw_list_next(fields, &it, &line) == 0) {
-    if (dropped(fields, line, own))
+  while (rw_list_next(fields, &it, &line) == 0) {
+    if (dropped(fields, line, own, named))
       continue;
-    struct iovec iov[2] = {{(void *)line.p, line.len}, {"\r\n", 2}};
-    rc = rw_conn_writev(to, iov, 2);
+    gather(g, line.p, line.len);
+    gather(g, "\r\n", 2);
   }
-  return rc;
 }
 
 /* ---- the request, up ---- */
@@ -204,16 +226,17 @@ static void peer_name(rw_conn *c, char out[INET6_ADDRSTRLEN])
     strcpy(out, "unknown");
 }
 
-/* "X-Forwarded-For: <theirs>, <the client>" and "X-Forwarded-Proto". */
-static int forwarded(rw_conn *c, rw_conn *up, const rw_list *headers)
+/* "X-Forwarded-For: <theirs>, <the client>" and "X-Forwarded-Proto"; `tail` holds what is
+ * gathered from it. */
+static void forwarded(struct gather *g, struct pconn *p, const rw_list *headers, char *tail, size_t cap)
 {
-  char peer[INET6_ADDRSTRLEN];
-  peer_name(c, peer);
+  if (!p->peer[0])
+    peer_name(p->client, p->peer);
   rw_list_iter it;
   rw_span line;
-  int rc = rw_conn_write(up, "X-Forwarded-For: ", 17);
+  gather(g, "X-Forwarded-For: ", 17);
   rw_list_iter_init(headers, &it);
-  while (!rc && rw_list_next(headers, &it, &line) == 0) {
+  while (rw_list_next(headers, &it, &line) == 0) {
     if (line.len < 16 || strncasecmp((const char *)line.p, "x-forwarded-for:", 16))
       continue;
     rw_span v = {line.p + 16, line.len - 16};
@@ -221,16 +244,17 @@ static int forwarded(rw_conn *c, rw_conn *up, const rw_list *headers)
       v.p++, v.len--;
     while (v.len && httpd_ows(v.p[v.len - 1]))
       v.len--;
-    struct iovec iov[2] = {{(void *)v.p, v.len}, {", ", 2}};
-    rc = v.len ? rw_conn_writev(up, iov, 2) : 0;
+    if (v.len) {
+      gather(g, v.p, v.len);
+      gather(g, ", ", 2);
+    }
   }
-  char tail[128];
-  int n = snprintf(tail, sizeof tail, "%s\r\nX-Forwarded-Proto: %s\r\n", peer,
-                   rw_conn_alpn(c) ? "https" : "http");
-  return rc ? rc : rw_conn_write(up, tail, (size_t)n);
+  int n = snprintf(tail, cap, "%s\r\nX-Forwarded-Proto: %s\r\n", p->peer,
+                   rw_conn_alpn(p->client) ? "https" : "http");
+  gather(g, tail, (size_t)n);
 }
 
-static int send_request(rw_conn *c, rw_conn *up, const struct http1_request *m, rw_span path)
+static int send_request(struct pconn *p, rw_conn *up, const struct http1_request *m, rw_span path)
 {
   static const char *const own[] = {"content-length", "expect", "x-forwarded-for", "x-forwarded-proto", NULL};
   bool head = m->method.len == 4 && !memcmp(m->method.p, "HEAD", 4);
@@ -241,25 +265,26 @@ static int send_request(rw_conn *c, rw_conn *up, const struct http1_request *m, 
   rw_span v;
   bool framed =
       rw_list_field(&m->headers, "content-length", &v) || rw_list_field(&m->headers, "transfer-encoding", &v);
-  struct iovec line[4] = {
-      {(void *)m->method.p, m->method.len}, {" ", 1}, {(void *)path.p, path.len}, {" HTTP/1.1\r\n", 11}};
-  int rc = rw_conn_writev(up, line, 4);
-  if (!rc)
-    rc = pass_fields(up, &m->headers, own);
-  if (!rc)
-    rc = forwarded(c, up, &m->headers);
-  char tail[48];
+  struct gather g = {.c = up};
+  char fwd[128], tail[48];
+  gather(&g, m->method.p, m->method.len);
+  gather(&g, " ", 1);
+  gather(&g, path.p, path.len);
+  gather(&g, " HTTP/1.1\r\n", 11);
+  pass_fields(&g, &m->headers, own);
+  forwarded(&g, p, &m->headers, fwd, sizeof fwd);
   int n = framed ? snprintf(tail, sizeof tail, "Content-Length: %llu\r\n\r\n", (unsigned long long)body)
                  : snprintf(tail, sizeof tail, "\r\n");
-  if (!rc)
-    rc = rw_conn_write(up, tail, (size_t)n);
+  gather(&g, tail, (size_t)n);
   /* The body as received (a chunked one decoded): it is whole, so its length is known. */
   rw_list_iter it;
   rw_span piece;
   rw_list_iter_init(&m->body, &it);
-  while (!rc && rw_list_next(&m->body, &it, &piece) == 0)
-    rc = piece.len ? rw_conn_write(up, piece.p, piece.len) : 0;
-  return rc;
+  while (rw_list_next(&m->body, &it, &piece) == 0)
+    if (piece.len)
+      gather(&g, piece.p, piece.len);
+  gather_flush(&g);
+  return g.rc;
 }
 
 /* ---- ends ---- */
@@ -352,17 +377,18 @@ static int on_head(rw_conn *up, const struct httpd_response_head *h)
       !p->keep_alive || h->framing == HTTPD_BODY_CLOSE || (h->framing == HTTPD_BODY_CHUNKED && p->http10);
   char line[64];
   int n = snprintf(line, sizeof line, "HTTP/1.1 %03d ", h->status);
-  struct iovec iov[3] = {{line, (size_t)n}, {(void *)h->reason.p, h->reason.len}, {"\r\n", 2}};
-  int rc = rw_conn_writev(p->client, iov, 3);
-  if (!rc)
-    rc = pass_fields(p->client, &h->fields, own);
+  struct gather g = {.c = p->client};
+  gather(&g, line, (size_t)n);
+  gather(&g, h->reason.p, h->reason.len);
+  gather(&g, "\r\n", 2);
+  pass_fields(&g, &h->fields, own);
   const char *tail = p->rechunk       ? "Transfer-Encoding: chunked\r\n\r\n"
                      : p->close_after ? "Connection: close\r\n\r\n"
                      : p->http10      ? "Connection: keep-alive\r\n\r\n"
                                       : "\r\n";
-  if (!rc)
-    rc = rw_conn_write(p->client, tail, strlen(tail));
-  if (rc) {
+  gather(&g, tail, strlen(tail));
+  gather_flush(&g);
+  if (g.rc) {
     p->state = S_STREAM;
     fail(p, 502);
     return 0;
@@ -466,7 +492,7 @@ static int fail_now(rw_conn *c, struct pconn *p)
 
 static int forward(rw_conn *c, struct pconn *p, const struct http1_request *m, rw_span path)
 {
-  if (send_request(c, rw_upstream_conn(&p->req), m, path))
+  if (send_request(p, rw_upstream_conn(&p->req), m, path))
     return fail_now(c, p);
   p->state = S_SENT;
   return -EAGAIN; /* the request stays until its response is done */
@@ -512,10 +538,13 @@ int httpd_proxy(rw_conn *c, const struct http1_request *m, int route, rw_span pa
   bool http10 = m->minor.p[0] == '0';
   bool close = httpd_connection_lists(&m->headers, (rw_span){(const uint8_t *)"close", 5});
   bool keep = httpd_connection_lists(&m->headers, (rw_span){(const uint8_t *)"keep-alive", 10});
+  char peer[INET6_ADDRSTRLEN];
+  memcpy(peer, p->peer, sizeof peer);
   *p = (struct pconn){.client = c,
                       .http10 = http10,
                       .keep_alive = http10 ? keep : !close,
                       .idempotent = idempotent(m->method)};
+  memcpy(p->peer, peer, sizeof peer);
   rw_conn_on_close(c, client_closed, p);
   return start(c, p, m, route, path);
 }

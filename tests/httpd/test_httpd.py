@@ -1341,6 +1341,16 @@ class Proxy(unittest.TestCase):
 
 
 class Memory(unittest.TestCase):
+    def same_count_after_warm_up(self, k, load):
+        """Runs `load` twice against `k`: the second run makes no malloc-family call. Stops `k`."""
+        try:
+            load()
+            before = k.malloc_count()
+            load()
+            self.assertEqual(k.malloc_count(), before)
+        finally:
+            self.assertEqual(k.stop(), 0)
+
     def test_no_malloc_after_warm_up(self):
         with tempfile.TemporaryDirectory() as root:
             with open(os.path.join(root, "index.html"), "w") as f:
@@ -1361,13 +1371,30 @@ class Memory(unittest.TestCase):
                     c.getresponse().read()
                     c.close()
 
+            self.same_count_after_warm_up(k, load)
+
+    def test_no_malloc_on_the_proxy_path(self):
+        from upstream import BIG, Upstream
+        up = Upstream()
+        with tempfile.TemporaryDirectory() as root:
+            k = Httpd(root, "--workers", "2", "--proxy", f"/p=127.0.0.1:{up.port}", binary="build/bin/httpd",
+                      preload=MALLOC_COUNT)
+
+            def load():
+                subprocess.run(["h2load", "--h1", "-n", "4000", "-c", "20", "-m", "1",
+                                f"http://127.0.0.1:{k.port}/p/echo/x"], capture_output=True, timeout=60)
+                for _ in range(3):
+                    c = http.client.HTTPConnection("127.0.0.1", k.port, timeout=10)
+                    for path, n in (("/p/big", len(BIG)), ("/p/chunked", 75004), ("/p/echo", 1 << 20)):
+                        c.request("POST" if path == "/p/echo" else "GET", path,
+                                  body=BIG[:1 << 20] if path == "/p/echo" else None)
+                        self.assertEqual(len(c.getresponse().read()), n)
+                    c.close()
+
             try:
-                load()
-                before = k.malloc_count()
-                load()
-                self.assertEqual(k.malloc_count(), before)
+                self.same_count_after_warm_up(k, load)
             finally:
-                self.assertEqual(k.stop(), 0)
+                up.stop()
 
 
 if __name__ == "__main__":
