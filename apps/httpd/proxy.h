@@ -45,6 +45,8 @@ struct httpd_response_handlers {
 extern const rw_proto httpd_response_proto;
 /* The next response on upstream connection `c` answers a HEAD (`head`) or not. */
 void httpd_response_expect(rw_conn *c, bool head);
+/* The same on a parser state of httpd_response_proto.parser_size bytes (tests). */
+void httpd_response_expect_state(void *parser, bool head);
 
 /* ---- routes and forwarding (proxy.c) ---- */
 

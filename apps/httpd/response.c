@@ -325,7 +325,12 @@ const rw_proto httpd_response_proto = {
     .check_handlers = check,
 };
 
+void httpd_response_expect_state(void *parser, bool head)
+{
+  ((struct parser *)parser)->head_request = head;
+}
+
 void httpd_response_expect(rw_conn *c, bool head)
 {
-  ((struct parser *)rw_conn_parser(c))->head_request = head;
+  httpd_response_expect_state(rw_conn_parser(c), head);
 }
