@@ -86,8 +86,9 @@ void rw_conn_set_data(rw_conn *c, void *data);
 void *rw_conn_user(const rw_conn *c);
 rw_handle rw_conn_handle(const rw_conn *c);
 struct sockaddr_storage;
-/* The peer's address. 0, or -errno: -ENOTSUP for io_uring's accepted connections, whose socket
- * exists only in the ring's fixed-file table (no descriptor to ask). */
+/* The peer's address. 0, or -errno: -ENOTSUP for an io_uring accepted connection on a kernel
+ * before 6.7 (its socket exists only in the ring's fixed-file table; the address is asked for
+ * with a socket command at accept, which older kernels lack). */
 int rw_conn_peer(const rw_conn *c, struct sockaddr_storage *out);
 
 /* The connection's parser state (its protocol's own struct): for a client that tells its

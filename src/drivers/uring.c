@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -81,7 +82,7 @@ struct uconn {
   uint32_t zc_sent;
   struct iovec iov[IOV_PER_SEND];
   struct msghdr mh;
-  struct sockaddr_storage peer; /* outbound: the address being connected to */
+  struct sockaddr_storage peer; /* the peer: connected to (outbound), or asked for (accepted) */
   socklen_t peerlen;
 };
 
@@ -558,6 +559,29 @@ static void close_direct_ignored(struct uring_state *st, int slot)
   sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
+/* An accepted socket is only an index in the fixed-file table: getpeername() has no descriptor
+ * to ask. getsockopt(SO_PEERNAME) as a socket command (kernel 6.7) runs inline when submitted,
+ * before any completion of the turn is handled, and writes the address where rw_conn_peer()
+ * finds it; a kernel without it posts an error that is dropped, and the address stays unknown.
+ * SO_PEERNAME refuses a buffer longer than the address: the listener's family sizes it. */
+#define SOCKET_CMD_GETSOCKOPT 2 /* SOCKET_URING_OP_GETSOCKOPT (liburing 2.3 predates it) */
+
+static void ask_peer(struct rw_worker *w, struct rw_conn *c, sa_family_t family)
+{
+  struct uring_state *st = w->drv;
+  struct uconn *u = &st->uc[c->idx];
+  struct io_uring_sqe *sqe = get_sqe(st);
+  io_uring_prep_rw(IORING_OP_URING_CMD, sqe, c->fd, NULL, 0, 0);
+  sqe->cmd_op = SOCKET_CMD_GETSOCKOPT;
+  sqe->addr = (uint64_t)SOL_SOCKET | (uint64_t)SO_PEERNAME << 32; /* level, optname */
+  sqe->splice_fd_in =
+      family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in); /* optlen */
+  sqe->addr3 = (uint64_t)(uintptr_t)&u->peer;                                        /* optval */
+  set_fd(sqe, u);
+  sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+  io_uring_sqe_set_data64(sqe, ud(OP_IGNORE, 0, 0));
+}
+
 static void on_accept(struct rw_worker *w, unsigned li, struct io_uring_cqe *cqe)
 {
   struct uring_state *st = w->drv;
@@ -582,6 +606,7 @@ static void on_accept(struct rw_worker *w, unsigned li, struct io_uring_cqe *cqe
     return;
   }
   uconn_init(&st->uc[c->idx], true);
+  ask_peer(w, c, w->srv->listeners[li].ss.ss_family);
   arm_recv(w, c);
 }
 
@@ -898,13 +923,17 @@ static int uring_watch(struct rw_worker *w, int fd, struct rw_proc_watch *wt)
   return 0;
 }
 
-/* An accepted socket is only an index in the fixed-file table: there is no descriptor for
- * getpeername(). */
+/* An accepted socket: what ask_peer() got, if it could. */
 static int uring_peer(struct rw_worker *w, const struct rw_conn *c, struct sockaddr_storage *out)
 {
   struct uring_state *st = w->drv;
-  if (st->uc[c->idx].fixed)
-    return -ENOTSUP;
+  const struct uconn *u = &st->uc[c->idx];
+  if (u->fixed) {
+    if (!u->peer.ss_family)
+      return -ENOTSUP;
+    *out = u->peer;
+    return 0;
+  }
   socklen_t len = sizeof *out;
   return getpeername(c->fd, (struct sockaddr *)out, &len) < 0 ? -errno : 0;
 }
