@@ -1313,6 +1313,34 @@ class Proxy(unittest.TestCase):
         s.close()
         self.assertEqual((want, total), (64 << 20, 64 << 20))
 
+    def test_a_client_that_leaves_mid_body_costs_its_upstream_connection(self):
+        self.get("/p/echo/warm")
+        before = self.up.accepted
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.connect(("127.0.0.1", self.port))
+        s.sendall(b"GET /p/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(s.recv(65536).startswith(b"HTTP/1.1 200"))
+        s.close()  # with most of 64 MiB still to come: that connection cannot carry another request
+        for i in range(3):
+            r, body = self.get(f"/p/echo/next{i}")
+            self.assertEqual((r.status, body), (200, f"/p/echo/next{i}".encode()))
+        self.assertEqual(self.up.accepted, before + 1, "one new upstream connection, then kept")
+
+    def test_connection_close_and_expect_continue(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        s.sendall(b"POST /p/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        self.assertEqual(s.recv(25), b"HTTP/1.1 100 Continue\r\n\r\n")
+        s.sendall(b"body")
+        status, headers, body, rest = read_response(s)
+        self.assertEqual((status, body), (200, b"body"))
+        self.assertEqual(self.seen("expect"), [], "httpd answered the expectation itself")
+        s.sendall(b"GET /p/echo/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        status, headers, body, rest = read_response(s, rest)
+        self.assertEqual((body, headers.get("connection")), (b"/p/echo/last", "close"))
+        self.assertTrue(closed(s))
+        s.close()
+
     def test_tls_clients(self):
         import ssl
         ctx = ssl.create_default_context(cafile=os.path.join(self.dir.name, "cert.pem"))
