@@ -845,3 +845,117 @@ Test(spawn, without_pidfds_the_worker_polls_for_the_exit)
   spawn_test();
   cr_expect(!sp.pidfds);
 }
+
+/* ---- log files: lines in batches off the loop, dropped and counted when both halves are
+ * taken, reopened by name on SIGHUP ---- */
+
+static struct {
+  char dir[64], path[96], moved[96];
+  rw_logfile *lf;
+  rw_timer t;
+  int step;
+  unsigned before, after; /* lines read back from the moved file and the new one */
+  bool hup_on_worker0;
+} lt;
+
+/* The file's lines, read back (test code: a blocking read on the worker is fine here). */
+static unsigned count_lines(const char *path)
+{
+  char buf[8192];
+  int fd = open(path, O_RDONLY);
+  if (fd < 0)
+    return 0;
+  ssize_t n = read(fd, buf, sizeof buf);
+  close(fd);
+  unsigned lines = 0;
+  for (ssize_t i = 0; i < n; i++)
+    lines += buf[i] == '\n';
+  return lines;
+}
+
+static void log_line(rw_worker *w, char ch, size_t len)
+{
+  char *p = rw_logfile_reserve(lt.lf, w, len);
+  if (!p)
+    return;
+  memset(p, ch, len - 1);
+  p[len - 1] = '\n';
+  rw_logfile_commit(lt.lf, w, len);
+}
+
+static void on_hup(rw_worker *w, void *data)
+{
+  (void)data;
+  lt.hup_on_worker0 = rw_worker_id(w) == 0;
+  rw_logfile_reopen(lt.lf, w);
+}
+
+/* Each step runs 200 ms after the last: long enough for a batch's write (50 ms after its first
+ * line) to have landed. */
+static void log_step(rw_timer *t)
+{
+  rw_worker *w = t->data;
+  switch (lt.step++) {
+  case 0:
+    for (int i = 0; i < 10; i++)
+      log_line(w, 'a', 8);
+    log_line(w, 'x', 300); /* longer than a half (256): dropped */
+    break;
+  case 1:
+    lt.before = count_lines(lt.path);
+    rename(lt.path, lt.moved); /* as logrotate does; then the signal */
+    kill(getpid(), SIGHUP);
+    break;
+  case 2:
+    for (int i = 0; i < 3; i++)
+      log_line(w, 'b', 8);
+    break;
+  case 3:
+    /* Within one callback no write can complete: two lines fill a half, the next two the
+     * other while the first is written, and the six after find both taken. */
+    for (int i = 0; i < 10; i++)
+      log_line(w, 'c', 100);
+    break;
+  default:
+    lt.after = count_lines(lt.path);
+    rw_server_stop(rw_worker_server(w));
+    return;
+  }
+  rw_timer_arm(w, t, 200);
+}
+
+static void log_start(rw_worker *w, void *data)
+{
+  (void)data;
+  arm_watchdog(w);
+  rw_timer_init(&lt.t, log_step, w);
+  rw_timer_arm(w, &lt.t, 10);
+}
+
+Test(logfile, batches_drops_counted_reopened_on_sighup)
+{
+  make_dir(lt.dir, sizeof lt.dir);
+  snprintf(lt.path, sizeof lt.path, "%s/access.log", lt.dir);
+  snprintf(lt.moved, sizeof lt.moved, "%s/access.log.1", lt.dir);
+  rw_config cfg;
+  config(&cfg, log_start);
+  rw_server *s;
+  run_server(&cfg, "127.0.0.1:0", &echo_server, &s);
+  cr_assert_eq(rw_logfile_open(s, lt.path, 256, &lt.lf), 0);
+  cr_expect_eq(rw_server_on_hup(s, NULL, NULL), -EINVAL);
+  cr_assert_eq(rw_server_on_hup(s, on_hup, NULL), 0);
+  cr_assert_eq(rw_server_run(s), 0);
+  rw_server_destroy(s);
+  cr_assert(!watchdog_fired, "stuck at step %d", lt.step);
+  cr_expect(lt.hup_on_worker0, "SIGHUP's handler ran on worker 0");
+  cr_expect_eq(lt.before, 10);
+  cr_expect_eq(count_lines(lt.moved), 10, "lines before the reopen stay in the moved file");
+  cr_expect_eq(lt.after, 3 + 4, "the new file: 3 lines, then the 4 that found room");
+  rw_logfile_drain(lt.lf);
+  cr_expect_eq(rw_logfile_written(lt.lf), 17);
+  cr_expect_eq(rw_logfile_dropped(lt.lf), 1 + 6);
+  rw_logfile_close(lt.lf);
+  unlink(lt.path);
+  unlink(lt.moved);
+  rmdir(lt.dir);
+}

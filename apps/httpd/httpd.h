@@ -164,4 +164,29 @@ struct httpd_stream {
   struct httpd_range r[HTTPD_RANGES_MAX];
 };
 
+/* All of a connection's state (rw_conn_user): the stream first, then the peer's address as the
+ * access log writes it ("" until its first line). */
+struct httpd_conn {
+  struct httpd_stream stream;
+  char peer[46]; /* INET6_ADDRSTRLEN */
+};
+
+/* The peer's address ("-" when it cannot be had), looked up on the connection's first request
+ * and kept with it (struct httpd_conn): the access log's $remote_addr, the proxy's
+ * X-Forwarded-For. */
+const char *httpd_remote_addr(rw_conn *c);
+
+/* The access log (access_log.c, --access-log): nginx's combined format, one line per response,
+ * written off the loop; a line that finds the worker's buffer full is dropped and counted. */
+int httpd_access_log_open(rw_server *srv, const char *path);
+/* The line for the response `r` to `m` (NULL: a request refused before it was parsed). */
+void httpd_access_log(rw_conn *c, const struct http1_request *m, const struct httpd_response *r, bool head);
+/* rw_server_on_hup's handler: reopens the log by its name. */
+void httpd_access_log_reopen(rw_worker *w, void *data);
+/* Lines dropped so far, all workers together (any thread). */
+uint64_t httpd_access_log_dropped(void);
+/* After the server has stopped: writes what is left, says how many lines were written and
+ * dropped, and closes the file. */
+void httpd_access_log_close(void);
+
 #endif

@@ -13,7 +13,7 @@
 struct httpd_config httpd;
 
 struct opts {
-  const char *root, *tls_listen[4];
+  const char *root, *tls_listen[4], *access_log;
   unsigned ntls;
   uint64_t max_body, cache, cache_file_max, proxy_timeout;
 };
@@ -27,6 +27,8 @@ static const char usage[] =
     "http/1.1)\n"
     "  --header NAME:VALUE    add this header to every response (repeatable; e.g. "
     "Strict-Transport-Security)\n"
+    "  --access-log FILE      one line per response in nginx's combined format, appended to FILE;\n"
+    "                         SIGHUP reopens it (log rotation)\n"
     "  --proxy PREFIX=HOST:PORT  forward requests whose path starts with PREFIX to HOST:PORT "
     "(repeatable; the longest prefix wins)\n"
     "  --proxy-timeout SECONDS   a proxied request's connect and response head (default 60): 504 "
@@ -76,7 +78,7 @@ static int parse_opt(const char *flag, const char *val, void *data)
                    : !strcmp(flag, "--cache-file-max") ? &o->cache_file_max
                                                        : NULL;
   if (!size && strcmp(flag, "--root") && strcmp(flag, "--tls-listen") && strcmp(flag, "--header") &&
-      strcmp(flag, "--proxy") && strcmp(flag, "--proxy-timeout"))
+      strcmp(flag, "--access-log") && strcmp(flag, "--proxy") && strcmp(flag, "--proxy-timeout"))
     return 0;
   if (!val) {
     fprintf(stderr, "httpd: %s needs a value\n", flag);
@@ -102,6 +104,8 @@ static int parse_opt(const char *flag, const char *val, void *data)
       return -1;
     }
     o->tls_listen[o->ntls++] = val;
+  } else if (!strcmp(flag, "--access-log")) {
+    o->access_log = val;
   } else if (!size) {
     o->root = val;
   } else if (rw_cli_parse_size(val, size) < 0) {
@@ -139,6 +143,8 @@ int main(int argc, char **argv)
   httpd.cache_bytes = o.cache;
   httpd.cache_file_max = o.cache_file_max < o.cache ? o.cache_file_max : o.cache;
   cli.cfg.conn_user_size = (uint32_t)(httpd_proxy_any() ? httpd_proxy_conn_size : httpd_conn_size);
+  /* The log's $remote_addr and the proxy's X-Forwarded-For, on io_uring too. */
+  cli.cfg.peer_names = o.access_log != NULL || httpd_proxy_any();
   static const char *const alpn[] = {"http/1.1", NULL};
   rw_tls *tls = NULL;
   if (o.ntls && rw_cli_tls(&cli, alpn, &tls) < 0)
@@ -155,6 +161,13 @@ int main(int argc, char **argv)
       rw_server_destroy(srv);
       return 1;
     }
+  /* SIGHUP reopens the access log (logrotate), with or without one: it never stops httpd. */
+  rw_server_on_hup(srv, httpd_access_log_reopen, NULL);
+  if (o.access_log && (rc = httpd_access_log_open(srv, o.access_log)) < 0) {
+    fprintf(stderr, "httpd: --access-log %s: %s\n", o.access_log, strerror(-rc));
+    rw_server_destroy(srv);
+    return 1;
+  }
   httpd.workers = rw_server_workers(srv);
   struct httpd_cache **caches = calloc(httpd.workers, sizeof *caches);
   for (unsigned i = 0; caches && i < httpd.workers; i++)
@@ -172,6 +185,7 @@ int main(int argc, char **argv)
   fprintf(stderr, "httpd: serving %s; file cache %.1f MiB per worker, files up to %llu KiB\n", o.root,
           (double)httpd.cache_bytes / (1 << 20), (unsigned long long)httpd.cache_file_max >> 10);
   rc = rw_cli_run(srv);
+  httpd_access_log_close();
   rw_tls_free(tls);
   return rc;
 }

@@ -44,11 +44,12 @@ struct pconn {
   rw_conn *client;
   uint8_t state;
   bool reused, idempotent, retried, keep_alive, http10, rechunk, close_after, up_waiting;
-  bool up_keep;                /* the upstream keeps the connection open after this response */
-  char peer[INET6_ADDRSTRLEN]; /* the client's address, once asked for (kept across requests) */
+  bool up_keep;   /* the upstream keeps the connection open after this response */
+  int status;     /* what the client was answered, for the access log */
+  uint64_t bytes; /* body bytes sent down */
 };
 
-#define PCONN_OFF ((sizeof(struct httpd_stream) + 63) & ~(size_t)63)
+#define PCONN_OFF ((sizeof(struct httpd_conn) + 63) & ~(size_t)63)
 const size_t httpd_proxy_conn_size = PCONN_OFF + sizeof(struct pconn);
 
 static struct pconn *pconn_of(rw_conn *c)
@@ -213,25 +214,17 @@ static bool idempotent(rw_span method)
   return false;
 }
 
-/* The client's address as X-Forwarded-For has it: no port, IPv6 without brackets. */
-static void peer_name(rw_conn *c, char out[INET6_ADDRSTRLEN])
+/* The client's address as X-Forwarded-For has it (no port). */
+static const char *xff_addr(rw_conn *c)
 {
-  struct sockaddr_storage ss;
-  const void *a = NULL;
-  if (rw_conn_peer(c, &ss) == 0)
-    a = ss.ss_family == AF_INET    ? (const void *)&((struct sockaddr_in *)&ss)->sin_addr
-        : ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
-                                   : NULL;
-  if (!a || !inet_ntop(ss.ss_family, a, out, INET6_ADDRSTRLEN))
-    strcpy(out, "unknown");
+  const char *a = httpd_remote_addr(c);
+  return strcmp(a, "-") ? a : "unknown";
 }
 
 /* "X-Forwarded-For: <theirs>, <the client>" and "X-Forwarded-Proto"; `tail` holds what is
  * gathered from it. */
 static void forwarded(struct gather *g, struct pconn *p, const rw_list *headers, char *tail, size_t cap)
 {
-  if (!p->peer[0])
-    peer_name(p->client, p->peer);
   rw_list_iter it;
   rw_span line;
   gather(g, "X-Forwarded-For: ", 17);
@@ -249,7 +242,7 @@ static void forwarded(struct gather *g, struct pconn *p, const rw_list *headers,
       gather(g, ", ", 2);
     }
   }
-  int n = snprintf(tail, cap, "%s\r\nX-Forwarded-Proto: %s\r\n", p->peer,
+  int n = snprintf(tail, cap, "%s\r\nX-Forwarded-Proto: %s\r\n", xff_addr(p->client),
                    rw_conn_alpn(p->client) ? "https" : "http");
   gather(g, tail, (size_t)n);
 }
@@ -319,6 +312,8 @@ static void fail(struct pconn *p, int status)
                              .keep_alive = p->keep_alive,
                              .http10 = p->http10};
   httpd_reply_status(p->client, &r, false);
+  p->status = r.status;
+  p->bytes = r.length;
 }
 
 static void timed_out(rw_timer *t)
@@ -369,6 +364,7 @@ static int on_head(rw_conn *up, const struct httpd_response_head *h)
   if (h->status < 200)
     return 0; /* 100 Continue (the body went up whole), 103: interim, not passed on */
   rw_timer_cancel(&p->timer);
+  p->status = h->status;
   bool up_close = httpd_connection_lists(&h->fields, (rw_span){(const uint8_t *)"close", 5});
   p->up_keep =
       h->minor ? !up_close : httpd_connection_lists(&h->fields, (rw_span){(const uint8_t *)"keep-alive", 10});
@@ -425,6 +421,7 @@ static int on_body(rw_conn *up, rw_span piece, bool last)
     fail(p, 502);
     return 0;
   }
+  p->bytes += piece.len;
   if (last)
     finish(p, p->up_keep);
   return 0;
@@ -480,20 +477,28 @@ static void upstream_ready(rw_upstream_req *r, rw_conn *up, int err)
 
 /* ---- the handler's side ---- */
 
+/* The request is consumed: its line in the access log, with what the client was answered. */
+static int consumed(rw_conn *c, struct pconn *p, const struct http1_request *m)
+{
+  struct httpd_response r = {.status = p->status, .length = p->bytes};
+  p->state = S_IDLE;
+  rw_conn_on_close(c, NULL, NULL);
+  httpd_access_log(c, m, &r, m->method.len == 4 && !memcmp(m->method.p, "HEAD", 4));
+  return 0;
+}
+
 /* A failure found by the handler itself: answered, and the request consumed, now. */
-static int fail_now(rw_conn *c, struct pconn *p)
+static int fail_now(rw_conn *c, struct pconn *p, const struct http1_request *m)
 {
   p->state = S_SENT;
   fail(p, 502);
-  p->state = S_IDLE;
-  rw_conn_on_close(c, NULL, NULL);
-  return 0;
+  return consumed(c, p, m);
 }
 
 static int forward(rw_conn *c, struct pconn *p, const struct http1_request *m, rw_span path)
 {
   if (send_request(p, rw_upstream_conn(&p->req), m, path))
-    return fail_now(c, p);
+    return fail_now(c, p, m);
   p->state = S_SENT;
   return -EAGAIN; /* the request stays until its response is done */
 }
@@ -508,7 +513,7 @@ static int start(rw_conn *c, struct pconn *p, const struct http1_request *m, int
   rw_conn *up;
   int rc = rw_upstream_acquire(rw_conn_worker(c), routes[route].u, &p->req, &up);
   if (rc)
-    return fail_now(c, p);
+    return fail_now(c, p, m);
   p->reused = up != NULL;
   if (!up) {
     p->state = S_WAIT;
@@ -523,11 +528,9 @@ int httpd_proxy(rw_conn *c, const struct http1_request *m, int route, rw_span pa
   switch (p->state) {
   case S_DONE:
     /* Dispatched again once its response was done: now the request is consumed. */
-    p->state = S_IDLE;
-    rw_conn_on_close(c, NULL, NULL);
     if (p->close_after)
       rw_conn_close(c);
-    return 0;
+    return consumed(c, p, m);
   case S_READY:
     /* (Its connection may have closed before the request could go: ask again.) */
     return rw_upstream_conn(&p->req) ? forward(c, p, m, path) : start(c, p, m, route, path);
@@ -538,13 +541,10 @@ int httpd_proxy(rw_conn *c, const struct http1_request *m, int route, rw_span pa
   bool http10 = m->minor.p[0] == '0';
   bool close = httpd_connection_lists(&m->headers, (rw_span){(const uint8_t *)"close", 5});
   bool keep = httpd_connection_lists(&m->headers, (rw_span){(const uint8_t *)"keep-alive", 10});
-  char peer[INET6_ADDRSTRLEN];
-  memcpy(peer, p->peer, sizeof peer);
   *p = (struct pconn){.client = c,
                       .http10 = http10,
                       .keep_alive = http10 ? keep : !close,
                       .idempotent = idempotent(m->method)};
-  memcpy(p->peer, peer, sizeof peer);
   rw_conn_on_close(c, client_closed, p);
   return start(c, p, m, route, path);
 }

@@ -156,11 +156,13 @@ static int on_request(rw_conn *c, const struct http1_request *m)
     body += rw_list_at(&m->body, i).len;
   struct httpd_response r;
   char path[HTTPD_PATH_MAX];
-  if (!judge(m, body, &r, path))
-    return httpd_reply_status(c, &r, head);
-  if (r.proxy_route)
-    return httpd_proxy(c, m, r.proxy_route - 1, r.proxy_target);
-  return httpd_serve(c, &r, path, m->target, &m->headers, head, !head);
+  bool ok = judge(m, body, &r, path);
+  if (ok && r.proxy_route)
+    return httpd_proxy(c, m, r.proxy_route - 1, r.proxy_target); /* (logged once its response is done) */
+  int rc =
+      ok ? httpd_serve(c, &r, path, m->target, &m->headers, head, !head) : httpd_reply_status(c, &r, head);
+  httpd_access_log(c, m, &r, head);
+  return rc;
 }
 
 /* A parse error the spec refuses (spec/http1.rw): answered like every other response, with Date
@@ -176,7 +178,9 @@ static int on_refused(rw_conn *c, int status)
     refuse(&r, 413, "Content Too Large", false);
   else
     refuse(&r, 400, "Bad Request", false);
-  return httpd_reply_status(c, &r, false);
+  int rc = httpd_reply_status(c, &r, false);
+  httpd_access_log(c, NULL, &r, false);
+  return rc;
 }
 
 /* The Content-Length the parser framed the body by (digits it has checked), 0 when chunked. */
@@ -207,9 +211,12 @@ static int on_head(rw_conn *c, const struct http1_request *m)
     return rw_conn_write(c, cont, sizeof cont - 1);
   }
   r.keep_alive = false;
-  return httpd_reply_status(c, &r, span_eq(m->method, "HEAD"));
+  bool head = span_eq(m->method, "HEAD");
+  int rc = httpd_reply_status(c, &r, head);
+  httpd_access_log(c, m, &r, head);
+  return rc;
 }
 
 const struct http1_handlers httpd_handlers = {
     .request = on_request, .request_head = on_head, .refused = on_refused};
-const size_t httpd_conn_size = sizeof(struct httpd_stream);
+const size_t httpd_conn_size = sizeof(struct httpd_conn);

@@ -15,6 +15,7 @@
 
 #define KVD_VERSION "0.1.0"
 #define KVD_NAME_MAX 128 /* bytes of a CLIENT SETNAME name kept per connection */
+#define KVD_ADDR_MAX 56  /* "[ipv6]:port" and its NUL */
 
 /* Per-worker counters: each written only by its worker, read by anyone (relaxed atomics, so
  * plain loads and stores on x86). Padded to a cache line pair so workers never share one. */
@@ -34,9 +35,18 @@ struct kvd_conn {
   uint32_t next_key; /* a multi-key reply continued after a streamed value: keys done */
   uint64_t aof_wait; /* --fsync always: replies wait until the log is durable to here */
   bool aof_corked, aof_waiting;
-  bool authed; /* the password was given (see auth.c) */
-  uint32_t name_len;
+  bool authed;       /* the password was given (see auth.c) */
+  uint32_t name_len; /* CLIENT SETNAME's: written under the worker's registry lock */
   char name[KVD_NAME_MAX];
+  /* The worker's registry of RESP clients (clients.c), joined at the first command */
+  bool listed, kill; /* `kill`: CLIENT KILL marked it, its worker closes it */
+  struct kvd_conn *cl_prev, *cl_next;
+  rw_conn *conn;
+  int fd;
+  int64_t created_ms;
+  _Atomic int64_t last_ms;        /* the last command's time (worker clock) */
+  _Atomic(const char *) last_cmd; /* and its name, as CLIENT LIST's cmd= shows it */
+  char addr[KVD_ADDR_MAX], laddr[KVD_ADDR_MAX];
 };
 
 struct kvd {
@@ -217,6 +227,19 @@ static inline bool kvd_authed(const rw_conn *c)
 {
   return !kvd_auth_required() || ((const struct kvd_conn *)rw_conn_user(c))->authed;
 }
+
+/* ---- clients.c: CLIENT LIST, INFO and KILL across workers ---- */
+int kvd_clients_init(unsigned workers);
+/* rw_config.on_accept: a connection on a RESP listener joins its worker's registry. */
+void kvd_client_accepted(rw_conn *c, const rw_proto *proto, void *data);
+/* A RESP command of this connection (`cmd` as CLIENT LIST's cmd= shows it). */
+void kvd_client_seen(rw_conn *c, const char *cmd);
+/* The connection's id: given on first use, from one counter for the server. */
+uint64_t kvd_client_id(rw_conn *c);
+/* CLIENT SETNAME's copy, under the registry's lock (`name` already checked). */
+void kvd_client_set_name(rw_conn *c, rw_span name);
+/* CLIENT LIST | INFO | KILL (`sub` is a->item[1]). */
+int kvd_client_command(rw_conn *c, const rw_list *a, rw_span sub);
 
 /* ---- crc32c.c ---- */
 /* CRC32C (Castagnoli) of `n` bytes at `p`, going on from `crc` (0 to start): the CRC of a then

@@ -193,7 +193,7 @@ static int setup(rw_server *srv, uint32_t srv_max_conns, const struct opts *o, r
   if (!kvd.stats || !sweepers)
     return -ENOMEM;
   memset(kvd.stats, 0, kvd.workers * sizeof *kvd.stats);
-  if (kvd_info_init(kvd.workers) < 0)
+  if (kvd_info_init(kvd.workers) < 0 || kvd_clients_init(kvd.workers) < 0)
     return -ENOMEM;
   /* The log is replayed into the store before anything is served. */
   if (o->aof && ((rc = kvd_aof_open(o->aof, o->fsync, o->aof_truncate)) < 0 ||
@@ -240,11 +240,13 @@ int main(int argc, char **argv)
       (o.memcache_tls && kvd_auth_listen_ok("--memcache-tls", o.memcache_tls) < 0))
     return 2;
   cli.cfg.conn_user_size = sizeof(struct kvd_conn);
+  cli.cfg.peer_names = true; /* CLIENT LIST's addr= and laddr=, on io_uring too */
   /* Requests up to 1 MiB wait in accumulator slots; longer ones (values up to 512 MiB) move to
    * the runtime's large slots, resident only while such a request is arriving. */
   if (!cli.cfg.accum_size)
     cli.cfg.accum_size = (1u << 20) + (64u << 10);
   cli.cfg.on_worker_start = worker_start;
+  cli.cfg.on_accept = kvd_client_accepted;
   cli.cfg.on_turn_end = kvd_aof_turn_end;
   rw_server *srv;
   if (rw_server_create(&cli.cfg, &srv) < 0) {

@@ -696,9 +696,11 @@ struct kvd_cmd_counts kvd_resp_counts(size_t i)
 
 /* The password's gate (NOAUTH is a rejected call, as in redis), then the handler, counted: a
  * call whose reply was an error failed. A command dispatched again (-EAGAIN) counts once. */
-static int gate(rw_conn *c, const rw_list *a, unsigned cmd, int (*fn)(rw_conn *, const rw_list *))
+static int gate(rw_conn *c, const rw_list *a, unsigned cmd, const char *name,
+                int (*fn)(rw_conn *, const rw_list *))
 {
   struct cmd_stats *st = &cmd_stats[rw_worker_id(rw_conn_worker(c))];
+  kvd_client_seen(c, name);
   if (!kvd_authed(c)) {
     kvd_stat_add(&st->rejected[cmd], 1);
     return kvd_reply_noauth(c);
@@ -721,7 +723,7 @@ void kvd_resp_error_seen(void)
 #define X(name, fn)                                     \
   static int gated_##name(rw_conn *c, const rw_list *a) \
   {                                                     \
-    return gate(c, a, CMD_##name, fn);                  \
+    return gate(c, a, CMD_##name, #name, fn);           \
   }
 GATED(X)
 #undef X

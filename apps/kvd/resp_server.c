@@ -12,15 +12,6 @@ int kvd_reply_noauth(rw_conn *c)
   return resp_reply_error(c, S("NOAUTH Authentication required."));
 }
 
-/* The connection's id: given on first use, from one counter for the server. */
-static uint64_t client_id(rw_conn *c)
-{
-  struct kvd_conn *kc = rw_conn_user(c);
-  if (!kc->id)
-    kc->id = atomic_fetch_add_explicit(&kvd.next_client_id, 1, memory_order_relaxed) + 1;
-  return kc->id;
-}
-
 /* A user and password: the connection is authenticated when they are right (a wrong pair leaves
  * it as it was, as in redis). */
 static bool authenticate(rw_conn *c, rw_span user, rw_span pass)
@@ -33,6 +24,7 @@ static bool authenticate(rw_conn *c, rw_span user, rw_span pass)
 
 int kvd_on_auth(rw_conn *c, const rw_list *a)
 {
+  kvd_client_seen(c, "auth");
   if (a->count > 3)
     return resp_reply_error(c, KVD_SYNTAX);
   if (a->count == 2 && !kvd_auth_required())
@@ -47,7 +39,6 @@ int kvd_on_auth(rw_conn *c, const rw_list *a)
  * reply failed). */
 static int set_name(rw_conn *c, rw_span name)
 {
-  struct kvd_conn *kc = rw_conn_user(c);
   const char *bad = NULL;
   for (size_t i = 0; i < name.len && !bad; i++)
     if (name.p[i] < '!' || name.p[i] > '~')
@@ -56,8 +47,7 @@ static int set_name(rw_conn *c, rw_span name)
     bad = "ERR Client name too long (kvd keeps 128 bytes)";
   if (bad)
     return resp_reply_error(c, (rw_span){(const uint8_t *)bad, strlen(bad)}) < 0 ? -EIO : 1;
-  memcpy(kc->name, name.p, name.len);
-  kc->name_len = (uint32_t)name.len;
+  kvd_client_set_name(c, name);
   return 0;
 }
 
@@ -73,7 +63,7 @@ static int hello_reply(rw_conn *c)
   if (rc >= 0)
     rc = resp_reply_bulk(c, S("id"));
   if (rc >= 0)
-    rc = resp_reply_integer(c, (int64_t)client_id(c));
+    rc = resp_reply_integer(c, (int64_t)kvd_client_id(c));
   static const char *const tail[] = {"mode", "standalone", "role", "master", "modules"};
   for (size_t i = 0; i < 5 && rc >= 0; i++)
     rc = resp_reply_bulk(c, (rw_span){(const uint8_t *)tail[i], strlen(tail[i])});
@@ -84,6 +74,7 @@ static int hello_reply(rw_conn *c)
  * error redis gives a version it does not know. Options apply in order, as in redis. */
 int kvd_on_hello(rw_conn *c, const rw_list *a)
 {
+  kvd_client_seen(c, "hello");
   int64_t ver;
   if (a->count >= 2 && kvd_parse_i64(a->item[1], &ver) < 0)
     return resp_reply_error(c, S("ERR Protocol version is not an integer or out of range"));
@@ -118,15 +109,17 @@ int kvd_on_hello(rw_conn *c, const rw_list *a)
 /* RESET: the connection as new (no name; not authenticated when a password is set). */
 int kvd_on_reset(rw_conn *c, const rw_list *a)
 {
+  kvd_client_seen(c, "reset");
   (void)a;
   struct kvd_conn *kc = rw_conn_user(c);
-  kc->name_len = 0;
+  kvd_client_set_name(c, (rw_span){0});
   kc->authed = false;
   return resp_reply_simple(c, S("RESET"));
 }
 
 int kvd_on_quit(rw_conn *c, const rw_list *a)
 {
+  kvd_client_seen(c, "quit");
   (void)a;
   int rc = resp_reply_ok(c);
   rw_conn_close(c);
@@ -150,6 +143,11 @@ int kvd_on_client(rw_conn *c, const rw_list *a)
 {
   struct kvd_conn *kc = rw_conn_user(c);
   rw_span sub = a->item[1];
+  /* cmd= in CLIENT LIST: redis 7.0 names the subcommand */
+  static const char *const subs[] = {"client|setname", "client|getname", "client|id"};
+  for (size_t i = 0; i < sizeof subs / sizeof *subs; i++)
+    if (kvd_eq(sub, subs[i] + 7))
+      atomic_store_explicit(&kc->last_cmd, subs[i], memory_order_relaxed);
   if (kvd_eq(sub, "setname")) {
     if (a->count != 3)
       return resp_reply_wrong_args(c, S("client|setname"));
@@ -162,8 +160,11 @@ int kvd_on_client(rw_conn *c, const rw_list *a)
     return kc->name_len ? resp_reply_bulk(c, (rw_span){(const uint8_t *)kc->name, kc->name_len})
                         : resp_reply_null(c);
   }
-  if (kvd_eq(sub, "id") && a->count == 2)
-    return resp_reply_integer(c, (int64_t)client_id(c));
+  if (kvd_eq(sub, "id"))
+    return a->count == 2 ? resp_reply_integer(c, (int64_t)kvd_client_id(c))
+                         : resp_reply_wrong_args(c, S("client|id"));
+  if (kvd_eq(sub, "list") || kvd_eq(sub, "info") || kvd_eq(sub, "kill"))
+    return kvd_client_command(c, a, sub);
   return kvd_reply_errorf(c, "ERR unknown subcommand '%.*s'. Try CLIENT HELP.",
                           (int)(sub.len > 40 ? 40 : sub.len), (const char *)sub.p);
 }

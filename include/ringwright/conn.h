@@ -2,6 +2,7 @@
 #ifndef RINGWRIGHT_CONN_H
 #define RINGWRIGHT_CONN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -77,6 +78,17 @@ size_t rw_conn_queued(const rw_conn *c);
 /* The worker that owns the connection: its timers and clock. */
 rw_worker *rw_conn_worker(const rw_conn *c);
 
+/* The address of the connection's peer (or, with `local`, its own end) as a numeric host
+ * ("192.0.2.1", "::1") in host[0..cap) and its port in *out_port. 0, or -errno: -ENOTSOCK for
+ * a socket the process holds no descriptor of (an accepted connection on io_uring, unless
+ * rw_config.peer_names), -ENOSPC when `cap` is too short (INET6_ADDRSTRLEN always fits), or
+ * getpeername's error (-ENOTCONN once the peer has reset it). A system call each time: cache
+ * the answer per connection. */
+int rw_conn_name(const rw_conn *c, bool local, char *host, size_t cap, unsigned *out_port);
+/* The connection's socket descriptor, or -1 where the process holds none (io_uring's direct
+ * descriptors, above): for listings such as redis's CLIENT LIST, not for I/O. */
+int rw_conn_fd(const rw_conn *c);
+
 /* Per-connection data for the application; NULL until set. */
 void *rw_conn_data(const rw_conn *c);
 void rw_conn_set_data(rw_conn *c, void *data);
@@ -85,12 +97,6 @@ void rw_conn_set_data(rw_conn *c, void *data);
  * per-connection application state that needs no allocation. */
 void *rw_conn_user(const rw_conn *c);
 rw_handle rw_conn_handle(const rw_conn *c);
-struct sockaddr_storage;
-/* The peer's address. 0, or -errno: -ENOTSUP for an io_uring accepted connection on a kernel
- * before 6.7 (its socket exists only in the ring's fixed-file table; the address is asked for
- * with a socket command at accept, which older kernels lack). */
-int rw_conn_peer(const rw_conn *c, struct sockaddr_storage *out);
-
 /* The connection's parser state (its protocol's own struct): for a client that tells its
  * response parser what it asked, such as that a reply to HEAD has no body. */
 void *rw_conn_parser(rw_conn *c);

@@ -9,6 +9,7 @@
 #include "file.h"
 #include "fmt.h"
 #include "list.h"
+#include "logfile.h"
 #include "msg.h"
 #include "proto.h"
 #include "server.h"

@@ -24,13 +24,16 @@ typedef struct rw_config {
   enum rw_backend backend;  /* auto: io_uring when it can be set up, else epoll */
   uint32_t workers;         /* threads, each with its own reactor (0: one per online CPU) */
   bool pin;                 /* pin worker i to CPU i */
+  bool peer_names;          /* rw_conn_name() answers for accepted connections on io_uring too
+                               (accepted into the fd table, not the ring's fixed files) */
   uint32_t max_conns;       /* accepted connections open at once, all workers together; more are
                                refused. Each worker has this many connection slots (also taken by
                                its outbound connections and process pipes) */
   uint32_t idle_timeout_ms; /* close connections silent this long (0: never) */
   uint32_t recv_size;       /* bytes per receive */
-  uint32_t recv_buffers;    /* io_uring: provided buffers per worker (0: half its even share of
-                               max_conns, 64..4096) */
+  uint32_t recv_buffers;    /* io_uring: provided buffers per worker at most (0: half its even
+                               share of max_conns, 64..4096); 16 circulate at start, doubling
+                               when a receive finds none */
   uint32_t accum_slots;     /* per worker, for frames that cross receives (0: a quarter of its even
                                share of max_conns, >= 16) */
   uint32_t accum_size;      /* frame bytes a slot holds, plus one receive (0: the longest frame
@@ -52,6 +55,10 @@ typedef struct rw_config {
   uint32_t dns_slots;       /* per worker: rw_resolve() lookups in flight */
   uint32_t dio_buffers;     /* per worker: O_DIRECT buffers (rw_file_dio_get) */
   uint32_t dio_buffer_size; /* bytes each, a multiple of 4096 */
+  /* Runs on the worker's thread for each accepted connection, before any of its bytes are read
+   * (`proto`: its listener's protocol; rw_conn_user is zeroed): per-connection set-up such as
+   * a registry of clients. The connection may be written or closed from here. */
+  void (*on_accept)(rw_conn *c, const rw_proto *proto, void *data);
   /* Runs on each worker's thread before its loop starts: set up timers, dial out. */
   void (*on_worker_start)(rw_worker *w, void *data);
   /* Runs on each worker once per loop turn, after the turn's events were handled and before its
@@ -79,6 +86,12 @@ int rw_server_listen(rw_server *s, const char *hostport, const rw_proto *proto, 
  * -EBUSY once it runs, or -ENOSPC past RW_MAX_PROTOS declarations. */
 #define RW_MAX_PROTOS 16
 int rw_server_use_proto(rw_server *s, const rw_proto *proto);
+
+/* SIGHUP: `fn(w, data)` runs on worker 0's thread (`w`) each time the process receives one, as
+ * an ordinary event of its loop (the place to reopen logs: rw_logfile_reopen). Without it,
+ * SIGHUP keeps its default action and ends the process. Call before rw_server_run(); 0,
+ * -EINVAL, or -EBUSY once it runs. */
+int rw_server_on_hup(rw_server *s, void (*fn)(rw_worker *w, void *data), void *data);
 
 /* Lookahead for the connections speaking `proto` (accepted or dialled): when a receive holds
  * two or more whole messages, `fn` sees up to RW_PEEK_MAX of them (the command and message

@@ -7,7 +7,6 @@
  * connection's send chain is full) moves to a slot: the only copy on the receive path. */
 #include <errno.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -724,14 +723,6 @@ void rw_conn_set_data(rw_conn *c, void *data)
 void *rw_conn_user(const rw_conn *c)
 {
   return c->w->user_size ? (uint8_t *)c->parser + c->w->user_off : NULL;
-}
-
-int rw_conn_peer(const rw_conn *c, struct sockaddr_storage *out)
-{
-  if (c->w->driver->peer)
-    return c->w->driver->peer(c->w, c, out);
-  socklen_t len = sizeof *out;
-  return getpeername(c->fd, (struct sockaddr *)out, &len) < 0 ? -errno : 0;
 }
 
 void *rw_conn_parser(rw_conn *c)

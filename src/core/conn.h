@@ -30,6 +30,7 @@ enum {
   RW_CONN_WAITING = 1 << 11,   /* a handler said -EAGAIN: paused until rw_conn_resume() */
   RW_CONN_CHOOSE = 1 << 12,    /* accepted where rw_server_alternate() applies: the first byte
                                   received picks the protocol */
+  RW_CONN_DIRECT = 1 << 13,    /* fd is an index in io_uring's fixed-file table, no descriptor */
 };
 
 struct rw_conn {

@@ -45,8 +45,6 @@ struct rw_driver {
   /* Delivers `m` to worker `to` from worker `from` (both on this driver) without the inbox;
    * 0, or -errno to fall back to the inbox. NULL: always the inbox. */
   int (*post)(struct rw_worker *from, struct rw_worker *to, rw_msg *m);
-  /* The connection's peer address (rw_conn_peer). NULL: getpeername() on c->fd. */
-  int (*peer)(struct rw_worker *w, const struct rw_conn *c, struct sockaddr_storage *out);
 };
 
 extern const struct rw_driver rw_driver_epoll;

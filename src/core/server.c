@@ -489,7 +489,8 @@ static void log_budget(const rw_server *s, size_t large)
          (double)s->reserved / (1 << 20));
 }
 
-/* SIGINT/SIGTERM are blocked in every thread (the mask is inherited) and read by worker 0
+/* SIGINT/SIGTERM (and SIGHUP, with rw_server_on_hup) are blocked in every thread (the mask is
+ * inherited) and read by worker 0
  * through its signalfd, so a signal is an ordinary event in one loop, never an interruption. */
 int rw_server_run(rw_server *s)
 {
@@ -517,6 +518,8 @@ int rw_server_run(rw_server *s)
   sigemptyset(&mask);
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGTERM);
+  if (s->on_hup) /* else SIGHUP keeps its default action */
+    sigaddset(&mask, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &mask, &old);
   /* The thread pool starts with signals blocked, like the workers. */
   bool pool = !rc;

@@ -54,6 +54,8 @@ struct rw_server {
     rw_peek_fn fn;
   } peeks[RW_MAX_LISTENERS];
   unsigned npeeks;
+  void (*on_hup)(rw_worker *w, void *data); /* rw_server_on_hup(); NULL: SIGHUP ends the process */
+  void *hup_data;
   /* Written when a connection is accepted or released, never per request: on a cache line of
    * its own, away from `stop`, which every loop reads each turn. */
   _Alignas(64) atomic_uint nconns; /* accepted connections not yet released: at most max_conns */

@@ -87,7 +87,7 @@ static bool take_conn(rw_server *s)
   return false;
 }
 
-struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd)
+struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd, bool direct)
 {
   rw_server *s = w->srv;
   const struct rw_listener *ln = &s->listeners[li];
@@ -105,6 +105,8 @@ struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd)
     return NULL;
   }
   c->counted = true;
+  if (direct)
+    c->flags |= RW_CONN_DIRECT;
   for (unsigned i = 0; i < s->nalts; i++)
     if (s->alts[i].proto == ln->proto)
       c->flags |= RW_CONN_CHOOSE; /* (conn.c looks at the first byte) */
@@ -112,6 +114,8 @@ struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd)
     rw_log_limited(&w->transport_log, "tls: no memory for a session: connection refused");
     rw_conn_abort(c, -ENOMEM);
   }
+  if (s->cfg.on_accept && !(c->flags & RW_CONN_ABORT))
+    s->cfg.on_accept(c, ln->proto, s->cfg.data);
   return c;
 }
 
@@ -237,25 +241,43 @@ void rw_worker_close_listeners(struct rw_worker *w)
   }
 }
 
-/* Worker 0's way to hear SIGINT/SIGTERM (blocked in every thread): a signalfd its driver
- * watches; -errno on failure. */
+/* Worker 0's way to hear SIGINT/SIGTERM and SIGHUP (blocked in every thread; SIGHUP only with
+ * rw_server_on_hup, so that without it the signal keeps its default action): a signalfd its
+ * driver watches; -errno on failure. */
 int rw_worker_signalfd(void)
 {
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGHUP);
   int fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
   return fd < 0 ? -errno : fd;
 }
 
-/* Reads every pending signal; asks the server to stop if there was one. */
+/* Reads every pending signal: SIGHUP goes to the application's handler, any other asks the
+ * server to stop. */
 void rw_worker_on_signalfd(struct rw_worker *w, int fd)
 {
   struct signalfd_siginfo si;
-  bool got = false;
-  while (read(fd, &si, sizeof si) == sizeof si)
-    got = true;
-  if (got)
+  bool stop = false;
+  while (read(fd, &si, sizeof si) == sizeof si) {
+    if (si.ssi_signo == SIGHUP && w->srv->on_hup)
+      w->srv->on_hup(w, w->srv->hup_data);
+    else
+      stop = true;
+  }
+  if (stop)
     rw_server_stop(w->srv);
+}
+
+int rw_server_on_hup(rw_server *s, void (*fn)(rw_worker *w, void *data), void *data)
+{
+  if (!s || !fn)
+    return -EINVAL;
+  if (s->workers)
+    return -EBUSY;
+  s->on_hup = fn;
+  s->hup_data = data;
+  return 0;
 }

@@ -84,11 +84,12 @@ bool rw_worker_done(struct rw_worker *w);
 /* How long the driver may wait for events: 0 with work pending, else until the next timer. */
 int rw_worker_timeout(struct rw_worker *w);
 void rw_worker_wake(struct rw_worker *w);
-/* An accepted connection on listener `li`; NULL when refused (the driver then closes `fd`). */
-struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd);
+/* An accepted connection on listener `li` (`direct`: `fd` is an index in io_uring's fixed-file
+ * table); NULL when refused (the driver then closes `fd`). Runs rw_config.on_accept. */
+struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd, bool direct);
 void rw_worker_udp_input(struct rw_udp *u);
 void rw_worker_close_listeners(struct rw_worker *w);
-/* Worker 0's signalfd for SIGINT/SIGTERM (fd or -errno), and what to do when it is readable. */
+/* Worker 0's signalfd for SIGINT/SIGTERM/SIGHUP (fd or -errno), and what to do when it is readable. */
 int rw_worker_signalfd(void);
 void rw_worker_on_signalfd(struct rw_worker *w, int fd);
 /* Runs every message in the worker's inbox, oldest first (drivers call it when woken). */

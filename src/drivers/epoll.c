@@ -128,7 +128,7 @@ static void on_accept(struct rw_worker *w, unsigned li)
       }
       return;
     }
-    struct rw_conn *c = rw_worker_accepted(w, li, fd);
+    struct rw_conn *c = rw_worker_accepted(w, li, fd, false);
     if (!c) {
       close(fd);
       continue;

@@ -20,7 +20,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -44,6 +43,7 @@
 #define RING_ENTRIES 1024
 #define CQ_ENTRIES 16384
 #define BUF_GROUP 0
+#define RING_START 16 /* buffers in circulation at start (buffers_grow) */
 #define IOV_PER_SEND 16
 
 enum op {
@@ -82,7 +82,7 @@ struct uconn {
   uint32_t zc_sent;
   struct iovec iov[IOV_PER_SEND];
   struct msghdr mh;
-  struct sockaddr_storage peer; /* the peer: connected to (outbound), or asked for (accepted) */
+  struct sockaddr_storage peer; /* outbound: the address being connected to */
   socklen_t peerlen;
 };
 
@@ -95,12 +95,14 @@ struct uring_state {
   size_t bufs_bytes;
   uint32_t nbufs, buf_size, buf_stride;
   uint32_t *buf_next, *buf_len;
+  uint32_t active;     /* buffers 0..active-1 circulate; the rest were never handed out */
   uint32_t in_ring;    /* buffers the kernel may fill */
   unsigned br_pending; /* buffers added since the last advance */
   struct uconn *uc;
   uint32_t nstarved;
   int sigfd;
   bool accepting[RW_MAX_LISTENERS];
+  bool direct_accept; /* accepted into the fixed-file table (not with rw_config.peer_names) */
 };
 
 static struct io_uring_sqe *get_sqe(struct uring_state *st)
@@ -173,6 +175,19 @@ static size_t buffer_stride(const struct rw_worker *w)
   return (w->srv->cfg.recv_size + 1 + 63) / 64 * 64;
 }
 
+static void buffer_recycle(struct uring_state *st, uint32_t bid);
+static void buffers_publish(struct uring_state *st);
+
+/* Buffers enter circulation only as the load needs them: the kernel takes ring entries in turn,
+ * so every buffer in the ring is soon written and resident. Starting with a few and doubling
+ * when a receive finds the ring empty keeps an idle or single-client worker at RING_START
+ * buffers (1 MiB at 64 KiB) instead of all of them (32 MiB for 512). */
+static void buffers_grow(struct uring_state *st, uint32_t more)
+{
+  for (; more && st->active < st->nbufs; more--)
+    buffer_recycle(st, st->active++);
+}
+
 static int buffers_init(struct rw_worker *w, struct uring_state *st)
 {
   st->buf_size = w->srv->cfg.recv_size;
@@ -196,11 +211,8 @@ static int buffers_init(struct rw_worker *w, struct uring_state *st)
   int rc = io_uring_register_buf_ring(&st->ring, &reg, 0);
   if (rc)
     return rc;
-  for (uint32_t i = 0; i < st->nbufs; i++)
-    io_uring_buf_ring_add(st->br, st->bufs + (size_t)i * st->buf_stride, st->buf_size, (uint16_t)i,
-                          io_uring_buf_ring_mask(st->nbufs), (int)i);
-  io_uring_buf_ring_advance(st->br, (int)st->nbufs);
-  st->in_ring = st->nbufs;
+  buffers_grow(st, RING_START < st->nbufs ? RING_START : st->nbufs);
+  buffers_publish(st);
   return 0;
 }
 
@@ -391,6 +403,7 @@ static void on_recv(struct rw_worker *w, struct rw_conn *c, struct io_uring_cqe 
   } else if (res == -ENOBUFS) {
     u->starved = true;
     st->nstarved++;
+    buffers_grow(st, st->active); /* (a no-op once all circulate) */
   } else if (res != -ECANCELED) {
     rw_conn_abort(c, res);
   }
@@ -538,7 +551,12 @@ static void arm_accept(struct rw_worker *w, unsigned li)
 {
   struct uring_state *st = w->drv;
   struct io_uring_sqe *sqe = get_sqe(st);
-  io_uring_prep_multishot_accept_direct(sqe, w->lfd[li], NULL, NULL, 0);
+  /* Straight into the fixed-file table, unless the application names peers (rw_conn_name):
+   * then into the fd table, where getpeername can see them. */
+  if (st->direct_accept)
+    io_uring_prep_multishot_accept_direct(sqe, w->lfd[li], NULL, NULL, 0);
+  else
+    io_uring_prep_multishot_accept(sqe, w->lfd[li], NULL, NULL, SOCK_CLOEXEC);
   io_uring_sqe_set_data64(sqe, ud(OP_ACCEPT, 0, li));
   st->accepting[li] = true;
 }
@@ -553,33 +571,14 @@ static void arm_poll(struct rw_worker *w, int fd, enum op op, uint32_t idx)
 
 static void close_direct_ignored(struct uring_state *st, int slot)
 {
+  if (!st->direct_accept) {
+    close(slot); /* a descriptor (rw_config.peer_names): nothing of the ring's */
+    return;
+  }
   struct io_uring_sqe *sqe = get_sqe(st);
   io_uring_prep_close_direct(sqe, (unsigned)slot);
   io_uring_sqe_set_data64(sqe, ud(OP_IGNORE, 0, 0));
   sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-}
-
-/* An accepted socket is only an index in the fixed-file table: getpeername() has no descriptor
- * to ask. getsockopt(SO_PEERNAME) as a socket command (kernel 6.7) runs inline when submitted,
- * before any completion of the turn is handled, and writes the address where rw_conn_peer()
- * finds it; a kernel without it posts an error that is dropped, and the address stays unknown.
- * SO_PEERNAME refuses a buffer longer than the address: the listener's family sizes it. */
-#define SOCKET_CMD_GETSOCKOPT 2 /* SOCKET_URING_OP_GETSOCKOPT (liburing 2.3 predates it) */
-
-static void ask_peer(struct rw_worker *w, struct rw_conn *c, sa_family_t family)
-{
-  struct uring_state *st = w->drv;
-  struct uconn *u = &st->uc[c->idx];
-  struct io_uring_sqe *sqe = get_sqe(st);
-  io_uring_prep_rw(IORING_OP_URING_CMD, sqe, c->fd, NULL, 0, 0);
-  sqe->cmd_op = SOCKET_CMD_GETSOCKOPT;
-  sqe->addr = (uint64_t)SOL_SOCKET | (uint64_t)SO_PEERNAME << 32; /* level, optname */
-  sqe->splice_fd_in =
-      family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in); /* optlen */
-  sqe->addr3 = (uint64_t)(uintptr_t)&u->peer;                                        /* optval */
-  set_fd(sqe, u);
-  sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-  io_uring_sqe_set_data64(sqe, ud(OP_IGNORE, 0, 0));
 }
 
 static void on_accept(struct rw_worker *w, unsigned li, struct io_uring_cqe *cqe)
@@ -600,13 +599,12 @@ static void on_accept(struct rw_worker *w, unsigned li, struct io_uring_cqe *cqe
     close_direct_ignored(st, cqe->res);
     return;
   }
-  struct rw_conn *c = rw_worker_accepted(w, li, cqe->res);
+  struct rw_conn *c = rw_worker_accepted(w, li, cqe->res, st->direct_accept);
   if (!c) {
     close_direct_ignored(st, cqe->res);
     return;
   }
-  uconn_init(&st->uc[c->idx], true);
-  ask_peer(w, c, w->srv->listeners[li].ss.ss_family);
+  uconn_init(&st->uc[c->idx], st->direct_accept);
   arm_recv(w, c);
 }
 
@@ -722,7 +720,7 @@ static void on_cqe(struct rw_worker *w, struct io_uring_cqe *cqe)
 static void rearm_starved(struct rw_worker *w)
 {
   struct uring_state *st = w->drv;
-  if (!st->nstarved || st->in_ring < st->nbufs / 4)
+  if (!st->nstarved || st->in_ring < st->active / 4)
     return;
   for (uint32_t i = 0; i < w->max_conns && st->nstarved; i++) {
     struct uconn *u = &st->uc[i];
@@ -796,6 +794,7 @@ static int uring_init(struct rw_worker *w)
     return -ENOMEM;
   w->drv = st;
   st->sigfd = -1;
+  st->direct_accept = !w->srv->cfg.peer_names;
   int rc = ring_setup(&st->ring);
   if (rc < 0)
     return rc;
@@ -923,21 +922,6 @@ static int uring_watch(struct rw_worker *w, int fd, struct rw_proc_watch *wt)
   return 0;
 }
 
-/* An accepted socket: what ask_peer() got, if it could. */
-static int uring_peer(struct rw_worker *w, const struct rw_conn *c, struct sockaddr_storage *out)
-{
-  struct uring_state *st = w->drv;
-  const struct uconn *u = &st->uc[c->idx];
-  if (u->fixed) {
-    if (!u->peer.ss_family)
-      return -ENOTSUP;
-    *out = u->peer;
-    return 0;
-  }
-  socklen_t len = sizeof *out;
-  return getpeername(c->fd, (struct sockaddr *)out, &len) < 0 ? -errno : 0;
-}
-
 const struct rw_driver rw_driver_uring = {
     .name = "io_uring",
     .init = uring_init,
@@ -954,5 +938,4 @@ const struct rw_driver rw_driver_uring = {
     .watch = uring_watch,
     .budget = uring_budget,
     .post = uring_post,
-    .peer = uring_peer,
 };

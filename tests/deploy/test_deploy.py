@@ -131,6 +131,9 @@ class Units(unittest.TestCase):
     def test_httpd_unit(self):
         path, text, args = self.unit("httpd", os.path.abspath(os.path.join(BIN, "httpd")))
         self.limits(text, args, 2)
+        # The access log is the file deploy/logrotate rotates, in the unit's LogsDirectory.
+        self.assertEqual(args[args.index("--access-log") + 1], "%L/httpd/access.log")
+        self.assertIn("LogsDirectory=httpd", text)
         self.verify(path)
 
     def test_hardening_keeps_what_the_appliances_need(self):

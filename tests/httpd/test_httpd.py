@@ -4,6 +4,7 @@ smuggling shapes, slow readers), wrk and h2load smoke runs. Run from the reposit
     /usr/bin/python3 tests/httpd/test_httpd.py [-v]
 $RW_BIN picks the build (default build/asan/bin), $RW_BACKEND the backend.
 """
+import concurrent.futures
 import email.utils
 import hashlib
 import http.client
@@ -11,11 +12,13 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import wave
@@ -864,7 +867,7 @@ class Nginx:
     """Debian's nginx serving `root` on an ephemeral port, gzip_static on (as httpd serves .gz
     siblings) with gzip_vary, its stock mime.types and default_type as Debian configures them."""
 
-    def __init__(self, root):
+    def __init__(self, root, http_extra="access_log off;", server_extra=""):
         self.dir = tempfile.TemporaryDirectory()
         d = self.dir.name
         for _ in range(5):
@@ -873,10 +876,10 @@ class Nginx:
                 f.write(f"""worker_processes 1; daemon off; pid {d}/nginx.pid; error_log {d}/error.log;
 events {{ worker_connections 64; }}
 http {{
-  include /etc/nginx/mime.types; default_type application/octet-stream; access_log off;
+  include /etc/nginx/mime.types; default_type application/octet-stream; {http_extra}
   gzip_static on; gzip_vary on;
   client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};
-  server {{ listen 127.0.0.1:{self.port}; root {root}; }}
+  server {{ listen 127.0.0.1:{self.port}; root {root}; {server_extra} }}
 }}
 """)
             self.proc = subprocess.Popen(["nginx", "-c", f"{d}/nginx.conf", "-e", f"{d}/error.log"],
@@ -1038,6 +1041,254 @@ window.addEventListener('load', report);
 
 
 @unittest.skipUnless(shutil.which("chromium"), "chromium is not installed (Debian chromium; .ci/deps): no browser check")
+def log_lines(path, want, secs=10):
+    """The lines of an access log once it holds at least `want` (httpd writes every 50 ms)."""
+    deadline = time.time() + secs
+    while True:
+        with open(path, "rb") as f:
+            lines = f.read().splitlines()
+        if len(lines) >= want or time.time() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+def raw_exchange(port, data, head=False):
+    """Sends `data` on a fresh connection; the status of the one response, then waits for the
+    close or the response's end."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(data)
+        return read_response(s, to_head=head)[0]
+
+
+# An access-log line with its time masked: nginx's $time_local is the only field that differs.
+TIME = re.compile(rb"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\]")
+
+
+class AccessLog(unittest.TestCase):
+    """--access-log: nginx's combined format, one line per response (4xx and refusals included),
+    written off the loop, dropped and counted when the file cannot keep up, reopened on SIGHUP."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        os.chmod(cls.dir.name, 0o755)
+        cls.root = os.path.join(cls.dir.name, "root")
+        os.makedirs(cls.root)
+        os.chmod(cls.root, 0o755)
+        cls.files = make_tree(cls.root)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dir.cleanup()
+
+    def start(self, log, *args):
+        srv = Httpd(self.root, "--access-log", log, *args)
+        self.addCleanup(lambda: srv.proc.poll() is None and srv.stop())
+        return srv
+
+    def counts(self, srv):
+        """(written, dropped) from the line httpd says at exit."""
+        m = re.search(r"access log: (\d+) lines written, (\d+) dropped", srv.text())
+        self.assertTrue(m, srv.text())
+        return int(m.group(1)), int(m.group(2))
+
+    @unittest.skipUnless(os.path.exists("/usr/sbin/nginx"), "nginx is not installed (.ci/deps)")
+    def test_lines_match_nginx_combined(self):
+        # nginx's error pages are HTML; httpd's are "STATUS REASON\n". Served as nginx's error
+        # pages from files, they make the same $body_bytes_sent, so only the time is masked.
+        errs = os.path.join(self.dir.name, "errors")
+        os.makedirs(errs, exist_ok=True)
+        os.chmod(errs, 0o755)
+        pages = {404: "Not Found", 405: "Method Not Allowed", 416: "Range Not Satisfiable", 400: "Bad Request"}
+        for code, reason in pages.items():
+            with open(os.path.join(errs, "%d.txt" % code), "w") as f:
+                f.write("%d %s\n" % (code, reason))
+        os.chmod(errs, 0o755)
+        nlog = os.path.join(self.dir.name, "nginx.log")
+        nginx = Nginx(self.root, http_extra=f"access_log {nlog} combined;",
+                      server_extra="".join(f"error_page {c} /__err/{c}.txt; " for c in pages) +
+                      f"location /__err/ {{ internal; alias {errs}/; }}")
+        self.addCleanup(nginx.stop)
+        hlog = os.path.join(self.dir.name, "httpd-diff.log")
+        srv = self.start(hlog, "--workers", "1")  # one worker: its lines in request order
+        mtime = email.utils.formatdate(os.stat(os.path.join(self.root, "small.txt")).st_mtime, usegmt=True)
+        agent = "Mozilla/5.0 (X11) \"quoted\" back\\slash caf\u00e9\ttab"
+        cases = [
+            b"GET /small.txt HTTP/1.1\r\nHost: x\r\nUser-Agent: " + agent.encode() +
+            b"\r\nReferer: http://example.com/a?b=\"c\"\r\n\r\n",
+            b"HEAD /small.txt HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /big.bin HTTP/1.1\r\nHost: x\r\nUser-Agent: curl/7.88.1\r\n\r\n",
+            b"GET /small.txt HTTP/1.0\r\n\r\n",
+            b"GET /small.txt?q=%22a%22&x=\\y HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /docs/index.html HTTP/1.1\r\nHost: x\r\nRange: bytes=0-3\r\n\r\n",
+            b"GET /small.txt HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: " + mtime.encode() + b"\r\n\r\n",
+            b"GET /missing/caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\nReferer: \r\n\r\n",
+            b"POST /small.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+            b"GET /small.txt HTTP/1.1\r\nHost: x\r\nRange: bytes=5000-\r\n\r\n",
+            b"GET /small.txt HTTP/1.1\r\n\r\n",
+            b"DELETE /a%20dir/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        ]
+        statuses = []
+        for data in cases:
+            head = data.startswith(b"HEAD")
+            statuses.append([raw_exchange(port, data, head) for port in (srv.port, nginx.port)])
+        for (hs, ns), data in zip(statuses, cases):
+            self.assertEqual(hs, ns, data)
+        ours = [TIME.sub(b"[T]", line) for line in log_lines(hlog, len(cases))]
+        theirs = [TIME.sub(b"[T]", line) for line in log_lines(nlog, len(cases))]
+        self.assertEqual(len(theirs), len(cases), theirs)
+        for mine, nginx_line, data in zip(ours, theirs, cases):
+            self.assertEqual(mine, nginx_line, data)
+        self.assertEqual(len(ours), len(cases))
+        self.assertEqual(srv.stop(), 0, srv.text())
+        self.assertEqual(self.counts(srv), (len(cases), 0))
+
+    def pipelined(self, port, reqs):
+        """Sends `reqs` pipelined on one connection; the statuses of the responses, in order."""
+        out = []
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+            s.sendall(b"".join(reqs))
+            buf = b""
+            for r in reqs:
+                status, _, _, buf = read_response(s, buf, to_head=r.startswith(b"HEAD"))
+                out.append(status)
+        return out
+
+    def test_one_line_per_request_under_load(self):
+        log = os.path.join(self.dir.name, "load.log")
+        srv = self.start(log, "--workers", "2")
+        get = b"GET /small.txt HTTP/1.1\r\nHost: x\r\nUser-Agent: load\r\n\r\n"
+        missing = b"GET /nope HTTP/1.1\r\nHost: x\r\nUser-Agent: load\r\n\r\n"
+        head = b"HEAD /app.js HTTP/1.1\r\nHost: x\r\nUser-Agent: load\r\n\r\n"
+        # 16 connections, each 100 rounds of 16 pipelined requests: a loop turn's lines fit a
+        # half; a flood that outruns both halves within one turn is the dropping test's case.
+        batch = [get] * 10 + [missing] * 3 + [head] * 3
+
+        def client(_):
+            return sum(len(self.pipelined(srv.port, batch)) for _ in range(100))
+        with concurrent.futures.ThreadPoolExecutor(16) as ex:
+            served = sum(ex.map(client, range(16)))
+        total = 16 * 100 * len(batch)
+        self.assertEqual(served, total)
+        self.assertEqual(srv.stop(), 0, srv.text())
+        self.assertEqual(self.counts(srv), (total, 0))
+        with open(log, "rb") as f:
+            lines = f.read().splitlines()
+        self.assertEqual(len(lines), total)
+        by = {}
+        for line in lines:
+            m = re.match(rb'127\.0\.0\.1 - - \[[^]]+\] "([^"]*)" (\d+) (\d+) "-" "load"$', line)
+            self.assertTrue(m, line)
+            by[m.groups()] = by.get(m.groups(), 0) + 1
+        self.assertEqual(by, {(b"GET /small.txt HTTP/1.1", b"200", b"100"): 1600 * 10,
+                              (b"GET /nope HTTP/1.1", b"404", b"14"): 1600 * 3,
+                              (b"HEAD /app.js HTTP/1.1", b"200", b"0"): 1600 * 3})
+
+    def test_client_errors_and_refusals_logged(self):
+        log = os.path.join(self.dir.name, "errors.log")
+        srv = self.start(log, "--workers", "1")
+        cases = [
+            (b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 404, b'"GET /nope HTTP/1.1" 404 14'),
+            (b"GET /../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", 400, b'"GET /../etc/passwd HTTP/1.1" 400 16'),
+            (b"PUT /small.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405,
+             b'"PUT /small.txt HTTP/1.1" 405 23'),
+            (b"BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n", 501, b'"BREW /pot HTTP/1.1" 501 20'),
+            (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505, b'"GET / HTTP/2.0" 505 31'),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nBad header\r\n\r\n", 400, b'"-" 400 16'),
+            (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, b'"-" 414 17'),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"b" * 70000 + b"\r\n\r\n", 431, b'"-" 431 36'),
+            (b"POST /small.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n",
+             413, b'"-" 413 22'),  # past spec/http1.rw's limit data: refused by the parser
+            (b"PUT /small.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", 405,
+             b'"PUT /small.txt HTTP/1.1" 405 23'),  # refused before its body: one line, not two
+        ]
+        for data, status, _ in cases:
+            self.assertEqual(raw_exchange(srv.port, data), status, data[:60])
+        lines = log_lines(log, len(cases))
+        self.assertEqual(len(lines), len(cases), lines)
+        for line, (data, _, want) in zip(lines, cases):
+            self.assertRegex(line, rb"^127\.0\.0\.1 - - \[[^]]+\] " + re.escape(want) + rb' "-" "-"$', data[:60])
+
+    def test_sighup_reopens_after_rename(self):
+        log = os.path.join(self.dir.name, "rotate.log")
+        srv = self.start(log, "--workers", "2")
+        for _ in range(10):
+            self.assertEqual(request(srv.port, b"/small.txt")[0], 200)
+        self.assertEqual(len(log_lines(log, 10)), 10)
+        os.rename(log, log + ".1")  # what logrotate does with nocreate
+        for _ in range(5):  # written to the renamed file until httpd reopens
+            self.assertEqual(request(srv.port, b"/small.txt")[0], 200)
+        time.sleep(0.2)
+        srv.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 5
+        while not os.path.exists(log) and time.time() < deadline:
+            time.sleep(0.02)
+        self.assertTrue(os.path.exists(log), srv.text())
+        for _ in range(7):
+            self.assertEqual(request(srv.port, b"/nope")[0], 404)
+        self.assertIsNone(srv.proc.poll(), "SIGHUP stopped httpd")
+        new = log_lines(log, 7)
+        self.assertEqual(len(new), 7)
+        self.assertTrue(all(b'"GET /nope HTTP/1.1" 404' in line for line in new), new)
+        self.assertEqual(len(log_lines(log + ".1", 15)), 15)
+        self.assertEqual(srv.stop(), 0, srv.text())
+        self.assertEqual(self.counts(srv), (22, 0))
+
+    def test_sighup_without_a_log_does_not_stop(self):
+        srv = Httpd(self.root)
+        self.addCleanup(lambda: srv.proc.poll() is None and srv.stop())
+        srv.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        self.assertEqual(request(srv.port, b"/small.txt")[0], 200)
+        self.assertEqual(srv.stop(), 0, srv.text())
+
+    def test_file_that_cannot_keep_up_drops_and_counts(self):
+        # A FIFO that nobody reads until the end: its 64 KiB of pipe fill, then both halves of
+        # the worker's buffer (2 MiB of lines against 576 KiB), then lines are dropped; every
+        # request is still served.
+        fifo = os.path.join(self.dir.name, "slow.fifo")
+        os.mkfifo(fifo)
+        rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        self.addCleanup(os.close, rfd)
+        # One worker: two writers' batches interleave in a pipe past PIPE_BUF (not in a file).
+        srv = self.start(fifo, "--workers", "1")
+        agent = b"x" * 2000
+        req = b"GET /small.txt HTTP/1.1\r\nHost: x\r\nUser-Agent: " + agent + b"\r\n\r\n"
+        served = 0
+        for _ in range(10):
+            statuses = self.pipelined(srv.port, [req] * 100)
+            served += statuses.count(200)
+            time.sleep(0.06)  # each batch its own writes
+        self.assertEqual(served, 1000)
+        # Drain the FIFO from here on, then stop: the buffers are written at exit.
+        got = []
+        stop = [False]
+
+        def reader():
+            while True:
+                try:
+                    chunk = os.read(rfd, 1 << 16)
+                except BlockingIOError:
+                    if stop[0] and srv.proc.poll() is not None:
+                        return
+                    time.sleep(0.01)
+                    continue
+                if not chunk and srv.proc.poll() is not None:
+                    return
+                got.append(chunk)
+        t = threading.Thread(target=reader)
+        t.start()
+        self.assertEqual(srv.stop(), 0, srv.text())
+        stop[0] = True
+        t.join(30)
+        lines = b"".join(got).splitlines()
+        written, dropped = self.counts(srv)
+        self.assertGreater(dropped, 0)
+        self.assertEqual(written, len(lines))
+        self.assertEqual(written + dropped, 1000)
+        self.assertTrue(all(line.endswith(b'" 200 100 "-" "' + agent + b'"') for line in lines))
+
+
 class Browser(unittest.TestCase):
     def test_page_with_css_image_and_seeking_video(self):
         """Headless Chromium loads a page with a stylesheet, an image and a <video> (a 400 s PCM
@@ -1382,7 +1633,11 @@ class Memory(unittest.TestCase):
                 f.write("x" * 1000)
             with open(os.path.join(root, "big.bin"), "wb") as f:
                 f.write(os.urandom(2 * 1024 * 1024))
-            k = Httpd(root, "--workers", "2", binary="build/bin/httpd",
+            # With the access log: its lines are formatted into buffers taken at start.
+            logdir = tempfile.TemporaryDirectory()
+            self.addCleanup(logdir.cleanup)
+            log = os.path.join(logdir.name, "access.log")
+            k = Httpd(root, "--workers", "2", "--access-log", log, binary="build/bin/httpd",
                       preload=MALLOC_COUNT)
 
             def load():
@@ -1397,13 +1652,16 @@ class Memory(unittest.TestCase):
                     c.close()
 
             self.same_count_after_warm_up(k, load)
+            with open(log, "rb") as f:
+                self.assertEqual(len(f.read().splitlines()), 2 * (4000 + 10))
 
     def test_no_malloc_on_the_proxy_path(self):
         from upstream import BIG, Upstream
         up = Upstream()
         with tempfile.TemporaryDirectory() as root:
-            k = Httpd(root, "--workers", "2", "--proxy", f"/p=127.0.0.1:{up.port}", binary="build/bin/httpd",
-                      preload=MALLOC_COUNT)
+            log = os.path.join(root, "access.log")
+            k = Httpd(root, "--workers", "2", "--proxy", f"/p=127.0.0.1:{up.port}", "--access-log", log,
+                      binary="build/bin/httpd", preload=MALLOC_COUNT)
 
             def load():
                 subprocess.run(["h2load", "--h1", "-n", "4000", "-c", "20", "-m", "1",
@@ -1420,6 +1678,8 @@ class Memory(unittest.TestCase):
                 self.same_count_after_warm_up(k, load)
             finally:
                 up.stop()
+            with open(log, "rb") as f:
+                self.assertEqual(len(f.read().splitlines()), 2 * (4000 + 9), "one line per proxied response")
 
 
 if __name__ == "__main__":

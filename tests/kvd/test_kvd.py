@@ -810,6 +810,185 @@ KEYSPACE_PATTERNS = [b"*", b"**", b"h?llo", b"h*llo", b"h[ae]llo", b"h[^e]llo", 
                      b"(ab)*", b"ab*ab*ab*", b"[Aa]", b"[a-Z]", b"[Z-a]", b"*[a-", b"*[", b"[[]", b"[[]*"]
 
 
+# redis 7.0's CLIENT LIST fields, in its order (networking.c, catClientInfoString).
+CLIENT_FIELDS = ["id", "addr", "laddr", "fd", "name", "age", "idle", "flags", "db", "sub", "psub", "ssub", "multi",
+                 "qbuf", "qbuf-free", "argv-mem", "multi-mem", "rbs", "rbp", "obl", "oll", "omem", "tot-mem",
+                 "events", "cmd", "user", "redir", "resp"]
+
+# CLIENT KILL's and LIST's wrong forms, answered byte for byte as redis 7.0 answers them.
+CLIENT_ERRORS_SCRIPT = [
+    ("CLIENT", "KILL", "ID", "99999"), ("CLIENT", "KILL", "1.2.3.4:5"), ("CLIENT", "KILL", "ID", "x"),
+    ("CLIENT", "KILL", "ID", "0"), ("CLIENT", "KILL", "ID", "-3"), ("CLIENT", "KILL", "FOO", "bar"),
+    ("CLIENT", "KILL", "TYPE", "foo"), ("CLIENT", "KILL", "USER", "bob"), ("CLIENT", "KILL", "SKIPME", "maybe"),
+    ("CLIENT", "KILL", "ID"), ("CLIENT", "KILL"), ("CLIENT", "KILL", "ID", "99999", "ADDR"),
+    ("CLIENT", "KILL", "ADDR", "1.2.3.4:5", "LADDR", "1.2.3.4:6"), ("CLIENT", "KILL", "TYPE", "master"),
+    ("CLIENT", "KILL", "TYPE", "pubsub", "USER", "default"), ("CLIENT", "LIST", "TYPE", "master"),
+    ("CLIENT", "LIST", "TYPE", "replica"), ("CLIENT", "LIST", "TYPE", "bogus"), ("CLIENT", "LIST", "x"),
+    ("CLIENT", "LIST", "x", "y", "z"), ("CLIENT", "INFO", "x"), ("CLIENT", "id", "x"),
+    ("CLIENT", "LIST", "ID"), ("CLIENT", "LIST", "ID", "x"), ("CLIENT", "LIST", "ID", "999999", "1.5"),
+    ("CLIENT", "LIST", "ID", "999999", "-4", "0"),
+]
+
+
+def parse_client_line(line):
+    """A CLIENT LIST line: [(field, value)] in order."""
+    return [tuple(f.split("=", 1)) for f in line.split(" ")]
+
+
+class ClientCommands(AgainstRedis):
+    """CLIENT LIST, INFO and KILL against redis-server 7.0: the same fields in the same order, the
+    same errors, and kvd's values true of its connections on every worker (kvd runs 2)."""
+
+    def conns(self, port, n):
+        out = []
+        for i in range(n):
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            self.addCleanup(s.close)
+            r = Reader(s)
+            s.sendall(resp_cmd("CLIENT", "SETNAME", "c%d" % i) + resp_cmd("CLIENT", "ID"))
+            self.assertEqual(r.reply(), b"+OK\r\n")
+            out.append((s, r, int(r.reply()[1:])))
+        return out
+
+    def listing(self, port, cmd=("CLIENT", "LIST")):
+        reply = resp_session(port, [cmd])[0]
+        head, body = reply.split(b"\r\n", 1)
+        self.assertEqual(int(head[1:]), len(body) - 2, reply[:80])
+        self.assertTrue(body.endswith(b"\n\r\n"), reply[-80:])
+        return [parse_client_line(line) for line in body[:-2].decode().split("\n")[:-1]]
+
+    def test_list_fields_match_redis(self):
+        for port in (self.redis_port, self.kvd.resp):
+            with self.subTest(port=port):
+                clients = self.conns(port, 6)
+                # A connection that has sent nothing is listed too, with no command yet.
+                silent = socket.create_connection(("127.0.0.1", port), timeout=10)
+                self.addCleanup(silent.close)
+                deadline = time.time() + 5
+                while time.time() < deadline:
+                    lines = self.listing(port)
+                    quiet = [dict(line) for line in lines if dict(line)["addr"] == "%s:%d" % silent.getsockname()]
+                    if quiet:
+                        break
+                    time.sleep(0.02)
+                self.assertEqual([(f["cmd"], f["name"]) for f in quiet], [("NULL", "")])
+                kill = ("CLIENT", "KILL", "ADDR", "%s:%d" % silent.getsockname())
+                self.assertEqual(resp_session(port, [kill]), [b":1\r\n"])
+                self.assertTrue(self.closed_soon(silent))
+                lines = self.listing(port)
+                for line in lines:
+                    self.assertEqual([k for k, _ in line], CLIENT_FIELDS, line)
+                byid = {int(dict(line)["id"]): dict(line) for line in lines}
+                for i, (s, _, cid) in enumerate(clients):
+                    f = byid[cid]
+                    self.assertEqual(f["name"], "c%d" % i)
+                    self.assertEqual(f["addr"], "%s:%d" % s.getsockname())
+                    self.assertEqual(f["laddr"], "127.0.0.1:%d" % port)
+                    self.assertEqual(f["cmd"], "client|id")
+                    self.assertEqual((f["flags"], f["db"], f["user"], f["resp"], f["multi"]), ("N", "0", "default", "2", "-1"))
+                    self.assertGreater(int(f["fd"]), 2)
+                    self.assertEqual(int(f["age"]), 0)
+                    self.assertEqual(int(f["idle"]), 0)
+                # The asker's own line says it is listing; ids ascend, as redis lists them.
+                me = [f for f in map(dict, lines) if f["name"] == "" and f["cmd"] != "NULL"]
+                self.assertEqual([f["cmd"] for f in me], ["client|list"])
+                ids = [int(dict(line)["id"]) for line in lines]
+                self.assertEqual(ids, sorted(ids))
+                # CLIENT LIST ID: the clients named, in the order named; unknown ids skipped.
+                want = [clients[4][2], 999999, clients[1][2]]
+                got = self.listing(port, ("CLIENT", "LIST", "ID") + tuple(str(i) for i in want))
+                self.assertEqual([int(dict(line)["id"]) for line in got], [want[0], want[2]])
+                for s, _, _ in clients:
+                    s.close()
+                silent.close()
+
+    def test_info_is_the_connections_line(self):
+        for port in (self.redis_port, self.kvd.resp):
+            with self.subTest(port=port):
+                (s, r, cid), = self.conns(port, 1)
+                s.sendall(resp_cmd("CLIENT", "INFO"))
+                reply = r.reply()
+                body = reply.split(b"\r\n", 1)[1][:-2].decode()
+                self.assertTrue(body.endswith("\n"))
+                f = parse_client_line(body[:-1])
+                self.assertEqual([k for k, _ in f], CLIENT_FIELDS)
+                f = dict(f)
+                self.assertEqual((int(f["id"]), f["name"], f["cmd"], f["addr"]),
+                                 (cid, "c0", "client|info", "%s:%d" % s.getsockname()))
+
+    def test_idle_and_age_count_seconds(self):
+        """age from the accept, idle from the last command, in whole seconds."""
+        (s, r, cid), = self.conns(self.kvd.resp, 1)
+        time.sleep(1.2)
+        f = {int(dict(line)["id"]): dict(line) for line in self.listing(self.kvd.resp)}[cid]
+        self.assertEqual((int(f["age"]), int(f["idle"])), (1, 1))
+        s.sendall(resp_cmd("PING"))
+        self.assertEqual(r.reply(), b"+PONG\r\n")
+        f = {int(dict(line)["id"]): dict(line) for line in self.listing(self.kvd.resp)}[cid]
+        self.assertEqual((int(f["age"]), int(f["idle"]), f["cmd"]), (1, 0, "ping"))
+
+    def test_errors_match_redis(self):
+        self.assertEqual(resp_session(self.kvd.resp, CLIENT_ERRORS_SCRIPT),
+                         resp_session(self.redis_port, CLIENT_ERRORS_SCRIPT))
+
+    def closed_soon(self, s):
+        s.settimeout(5)
+        try:
+            return s.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def test_kill_forms_across_workers(self):
+        """Each form kills what it names, on whichever worker holds it (kvd: through the
+        owner's message), with the same replies as redis's."""
+        for port in (self.redis_port, self.kvd.resp):
+            with self.subTest(port=port):
+                clients = self.conns(port, 8)
+                admin = socket.create_connection(("127.0.0.1", port), timeout=10)
+                self.addCleanup(admin.close)
+                ar = Reader(admin)
+
+                def ask(*cmd):
+                    admin.sendall(resp_cmd(*cmd))
+                    return ar.reply()
+                s0, _, id0 = clients[0]
+                self.assertEqual(ask("CLIENT", "KILL", "ID", str(id0)), b":1\r\n")
+                self.assertTrue(self.closed_soon(s0))
+                self.assertEqual(ask("CLIENT", "KILL", "ID", str(id0)), b":0\r\n")
+                s1 = clients[1][0]
+                self.assertEqual(ask("CLIENT", "KILL", "%s:%d" % s1.getsockname()), b"+OK\r\n")
+                self.assertTrue(self.closed_soon(s1))
+                s2 = clients[2][0]
+                self.assertEqual(ask("CLIENT", "KILL", "ADDR", "%s:%d" % s2.getsockname(), "SKIPME", "yes"), b":1\r\n")
+                self.assertTrue(self.closed_soon(s2))
+                # LADDR names the server's end: every client but the asker (SKIPME yes by default).
+                self.assertEqual(ask("CLIENT", "KILL", "LADDR", "127.0.0.1:%d" % port, "TYPE", "normal",
+                                     "USER", "default"), b":5\r\n")
+                for s, _, _ in clients[3:]:
+                    self.assertTrue(self.closed_soon(s))
+                # Left: the admin, and the connections of other tests still closing (they are not
+                # the killed ones, which have all seen their close).
+                killed = {cid for _, _, cid in clients}
+                listed = {int(f.split(b" ", 1)[0][3:]) for f in ask("CLIENT", "LIST").split(b"\r\n")[1].splitlines()}
+                self.assertFalse(listed & killed, listed)
+                # The old form may kill the asker itself, after its reply.
+                self.assertEqual(ask("CLIENT", "KILL", "%s:%d" % admin.getsockname()), b"+OK\r\n")
+                self.assertTrue(self.closed_soon(admin))
+
+    def test_kill_spreads_over_both_workers(self):
+        """40 connections (SO_REUSEPORT spreads them over kvd's 2 workers) killed by id from one:
+        every one closes, and CLIENT LIST lists them all before and none after."""
+        clients = self.conns(self.kvd.resp, 40)
+        ids = {int(dict(line)["id"]) for line in self.listing(self.kvd.resp)}
+        self.assertTrue({cid for _, _, cid in clients} <= ids)
+        script = [("CLIENT", "KILL", "ID", str(cid)) for _, _, cid in clients]
+        self.assertEqual(resp_session(self.kvd.resp, script), [b":1\r\n"] * 40)
+        for s, _, _ in clients:
+            self.assertTrue(self.closed_soon(s))
+        left = {int(dict(line)["id"]) for line in self.listing(self.kvd.resp)}
+        self.assertFalse(left & {cid for _, _, cid in clients})
+
+
 class Keyspace(AgainstRedis):
     """KEYS, SCAN and RANDOMKEY against redis-server: the same keys selected, redis's errors."""
 
@@ -1517,6 +1696,28 @@ class Memory(unittest.TestCase):
             finally:
                 self.assertEqual(k.stop(), 0)
 
+    def test_receive_ring_grows_with_load(self):
+        """One client's pipelined traffic keeps few receive buffers resident: 64 MB of SETs over
+        a few keys, with room for 4096 buffers of 64 KiB (256 MiB) per worker. io_uring hands
+        buffers out in turn, so a ring filled at start became resident as the traffic passed
+        through it (64 MB here); buffers enter it only when a receive finds it empty."""
+        k = Kvd("--workers", "1", "--recv-buffers", "4096", binary="build/bin/kvd")
+        try:
+            with socket.create_connection(("127.0.0.1", k.resp), timeout=30) as s:
+                r = Reader(s)
+                s.sendall(resp_cmd("PING"))
+                self.assertEqual(r.line(), b"+PONG\r\n")
+                before = rss_kib(k.proc.pid)
+                batch = b"".join(resp_cmd("SET", b"k%d" % (i % 8), b"x" * 200) for i in range(2000))
+                for _ in range(64 * 1024 * 1024 // len(batch)):
+                    s.sendall(batch)
+                    self.assertEqual({r.line() for _ in range(2000)}, {b"+OK\r\n"})
+                grew = rss_kib(k.proc.pid) - before
+            print(f"\nkvd: {grew} KiB more resident after 64 MB through one connection", file=sys.stderr)
+            self.assertLess(grew, 16 * 1024)
+        finally:
+            self.assertEqual(k.stop(), 0)
+
     def test_evicts_lru_within_budget(self):
         k = Kvd("--workers", "1", "--memory", "8m")
         try:
@@ -1578,6 +1779,9 @@ class Memory(unittest.TestCase):
                     r.mget("L", "m1", "L")
                     r.append("L", b"x" * 2000)
                     r.getset("L", b"y" * n)
+                # The client registry: listing every worker's clients, killing by id.
+                assert r.execute_command("CLIENT", "LIST").count(b"id=") >= 1
+                assert r.execute_command("CLIENT", "KILL", "ID", "999999") == 0
             large()
             before = k.malloc_count()
             large()
