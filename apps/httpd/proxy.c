@@ -44,6 +44,7 @@ struct pconn {
   rw_conn *client;
   uint8_t state;
   bool reused, idempotent, retried, keep_alive, http10, rechunk, close_after, up_waiting;
+  bool head;      /* the request is a HEAD: a 502 or 504 goes without its text */
   bool up_keep;   /* the upstream keeps the connection open after this response */
   int status;     /* what the client was answered, for the access log */
   uint64_t bytes; /* body bytes sent down */
@@ -311,7 +312,7 @@ static void fail(struct pconn *p, int status)
                              .reason = status == 504 ? "Gateway Timeout" : "Bad Gateway",
                              .keep_alive = p->keep_alive,
                              .http10 = p->http10};
-  httpd_reply_status(p->client, &r, false);
+  httpd_reply_status(p->client, &r, p->head);
   p->status = r.status;
   p->bytes = r.length;
 }
@@ -544,7 +545,8 @@ int httpd_proxy(rw_conn *c, const struct http1_request *m, int route, rw_span pa
   *p = (struct pconn){.client = c,
                       .http10 = http10,
                       .keep_alive = http10 ? keep : !close,
-                      .idempotent = idempotent(m->method)};
+                      .idempotent = idempotent(m->method),
+                      .head = m->method.len == 4 && !memcmp(m->method.p, "HEAD", 4)};
   rw_conn_on_close(c, client_closed, p);
   return start(c, p, m, route, path);
 }

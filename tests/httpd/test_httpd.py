@@ -1482,6 +1482,14 @@ class Proxy(unittest.TestCase):
         for path in ("/p/clte", "/p/twocl", "/p/garbage", "/p/reset", "/p/dead/x"):
             r, body = self.get(path)
             self.assertEqual(r.status, 502, path)
+        # A HEAD's 502 has no body: the connection goes on with the next response.
+        c = self.conn()
+        c.request("HEAD", "/p/dead/x")
+        r = c.getresponse()
+        self.assertEqual((r.status, r.read()), (502, b""))
+        c.request("GET", "/p/echo/after")
+        self.assertEqual(c.getresponse().read(), b"/p/echo/after")
+        c.close()
         # After the head, a broken body can only be told by a close: no chunked terminator.
         data = self.to_close(b"GET /p/badchunk HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertTrue(data.startswith(b"HTTP/1.1 200"), data)
