@@ -1503,6 +1503,20 @@ class Proxy(unittest.TestCase):
         r, body = self.get("/p/echo")
         self.assertEqual(r.status, 200, "the next request is served")
 
+    def test_a_slow_upstream_stalls_only_its_own_request(self):
+        import threading
+        slow = {}
+        t = threading.Thread(target=lambda: slow.update(r=self.get("/p/slow")[0].status))
+        t.start()
+        time.sleep(0.2)
+        for i in range(5):
+            t0 = time.time()
+            r, body = self.get(f"/p/echo/meanwhile{i}")
+            self.assertEqual(body, f"/p/echo/meanwhile{i}".encode())
+            self.assertLess(time.time() - t0, 0.5, "served while the slow request waits")
+        t.join()
+        self.assertEqual(slow["r"], 504)
+
     def test_bodiless_responses_and_head(self):
         c = self.conn()
         c.request("GET", "/p/304")
