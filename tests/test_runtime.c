@@ -15,6 +15,7 @@
 #include <ringwright/ringwright.h>
 
 #include "backend.h"
+#include "closed_port.h"
 #include "echo.gen.h"
 #include "kvt.gen.h"
 #include "lenpfx.gen.h"
@@ -40,18 +41,6 @@ static rw_server *new_server(void (*start)(rw_worker *, void *), void *data, uin
   rw_server *s;
   cr_assert_eq(rw_server_create(&cfg, &s), 0);
   return s;
-}
-
-/* A port on which nothing listens. */
-static int closed_port(void)
-{
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001)};
-  socklen_t len = sizeof sa;
-  bind(fd, (struct sockaddr *)&sa, len);
-  getsockname(fd, (struct sockaddr *)&sa, &len);
-  close(fd);
-  return ntohs(sa.sin_port);
 }
 
 /* ---- timers ---- */

@@ -93,8 +93,7 @@ static const char *time_local(void)
   return text;
 }
 
-/* The peer's address, looked up on the connection's first line and kept with it. */
-static const char *remote_addr(rw_conn *c)
+const char *httpd_remote_addr(rw_conn *c)
 {
   struct httpd_conn *hc = rw_conn_user(c);
   unsigned port;
@@ -116,7 +115,7 @@ void httpd_access_log(rw_conn *c, const struct http1_request *m, const struct ht
 {
   if (!access_log)
     return;
-  const char *host = remote_addr(c), *when = time_local();
+  const char *host = httpd_remote_addr(c), *when = time_local();
   rw_span referer = header(m, "referer"), agent = header(m, "user-agent");
   /* The request line as received (spec/http1.rw: single spaces, "HTTP/" and one digit each
    * side of the dot), or "-" for a request refused before it was parsed. */

@@ -34,6 +34,10 @@ static inline bool httpd_ows(uint8_t ch)
 {
   return ch == ' ' || ch == '\t';
 }
+/* Does a Connection field (any of them) list `token` (case-insensitively, among its
+ * comma-separated tokens)? The request's keep-alive and close, and the hop-by-hop fields a
+ * proxy drops (proxy.c). */
+bool httpd_connection_lists(const rw_list *fields, rw_span token);
 /* Splits an absolute-form target ("http://host:port/path?query", RFC 9112 3.2.2) into its host
  * and its path ("/" when it has none); an origin-form target is the path as it is, and the host
  * is left alone. 0, or -EINVAL (answer 400). */
@@ -134,6 +138,8 @@ struct httpd_response {
   bool ranges;               /* Accept-Ranges: bytes */
   bool vary;                 /* Vary: Accept-Encoding */
   bool keep_alive, http10;
+  int proxy_route;      /* a --proxy route's index + 1 (proxy.h); 0: none */
+  rw_span proxy_target; /* the target as the upstream gets it: origin-form */
 };
 /* The head fits HTTPD_HEAD_MAX bytes with every --header and an `extra` of HTTPD_EXTRA_MAX (a
  * Location with a query from a request line of at most 8 KiB). */
@@ -164,6 +170,11 @@ struct httpd_conn {
   struct httpd_stream stream;
   char peer[46]; /* INET6_ADDRSTRLEN */
 };
+
+/* The peer's address ("-" when it cannot be had), looked up on the connection's first request
+ * and kept with it (struct httpd_conn): the access log's $remote_addr, the proxy's
+ * X-Forwarded-For. */
+const char *httpd_remote_addr(rw_conn *c);
 
 /* The access log (access_log.c, --access-log): nginx's combined format, one line per response,
  * written off the loop; a line that finds the worker's buffer full is dropped and counted. */

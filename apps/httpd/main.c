@@ -8,13 +8,14 @@
 #include <unistd.h>
 
 #include "httpd.h"
+#include "proxy.h"
 
 struct httpd_config httpd;
 
 struct opts {
   const char *root, *tls_listen[4], *access_log;
   unsigned ntls;
-  uint64_t max_body, cache, cache_file_max;
+  uint64_t max_body, cache, cache_file_max, proxy_timeout;
 };
 
 static const char usage[] =
@@ -27,7 +28,11 @@ static const char usage[] =
     "  --header NAME:VALUE    add this header to every response (repeatable; e.g. "
     "Strict-Transport-Security)\n"
     "  --access-log FILE      one line per response in nginx's combined format, appended to FILE;\n"
-    "                         SIGHUP reopens it (log rotation)\n";
+    "                         SIGHUP reopens it (log rotation)\n"
+    "  --proxy PREFIX=HOST:PORT  forward requests whose path starts with PREFIX to HOST:PORT "
+    "(repeatable; the longest prefix wins)\n"
+    "  --proxy-timeout SECONDS   a proxied request's connect and response head (default 60): 504 "
+    "past it\n";
 
 static char extra_headers[HTTPD_HEADERS_MAX];
 
@@ -73,7 +78,7 @@ static int parse_opt(const char *flag, const char *val, void *data)
                    : !strcmp(flag, "--cache-file-max") ? &o->cache_file_max
                                                        : NULL;
   if (!size && strcmp(flag, "--root") && strcmp(flag, "--tls-listen") && strcmp(flag, "--header") &&
-      strcmp(flag, "--access-log"))
+      strcmp(flag, "--access-log") && strcmp(flag, "--proxy") && strcmp(flag, "--proxy-timeout"))
     return 0;
   if (!val) {
     fprintf(stderr, "httpd: %s needs a value\n", flag);
@@ -82,6 +87,17 @@ static int parse_opt(const char *flag, const char *val, void *data)
   if (!strcmp(flag, "--header")) {
     if (add_header(val) < 0)
       return -1;
+  } else if (!strcmp(flag, "--proxy")) {
+    if (httpd_proxy_add(val) < 0)
+      return -1;
+  } else if (!strcmp(flag, "--proxy-timeout")) {
+    char *end;
+    unsigned long s = strtoul(val, &end, 10);
+    if (*end || !s || s > 86400) {
+      fprintf(stderr, "httpd: --proxy-timeout takes seconds (1 to 86400), not '%s'\n", val);
+      return -1;
+    }
+    o->proxy_timeout = s;
   } else if (!strcmp(flag, "--tls-listen")) {
     if (o->ntls == sizeof o->tls_listen / sizeof *o->tls_listen) {
       fprintf(stderr, "httpd: at most 4 --tls-listen addresses\n");
@@ -101,7 +117,11 @@ static int parse_opt(const char *flag, const char *val, void *data)
 
 int main(int argc, char **argv)
 {
-  struct opts o = {.root = ".", .max_body = 1u << 20, .cache = 16u << 20, .cache_file_max = 256u << 10};
+  struct opts o = {.root = ".",
+                   .max_body = 1u << 20,
+                   .cache = 16u << 20,
+                   .cache_file_max = 256u << 10,
+                   .proxy_timeout = 60};
   /* Like nginx's client_header_timeout: a connection silent for a minute is closed. */
   const rw_cli_extra extra = {.usage = usage, .parse = parse_opt, .data = &o, .idle_timeout_ms = 60000};
   rw_cli cli;
@@ -122,8 +142,9 @@ int main(int argc, char **argv)
   httpd.headers = extra_headers;
   httpd.cache_bytes = o.cache;
   httpd.cache_file_max = o.cache_file_max < o.cache ? o.cache_file_max : o.cache;
-  cli.cfg.conn_user_size = (uint32_t)httpd_conn_size;
-  cli.cfg.peer_names = o.access_log != NULL; /* the log's $remote_addr, on io_uring too */
+  cli.cfg.conn_user_size = (uint32_t)(httpd_proxy_any() ? httpd_proxy_conn_size : httpd_conn_size);
+  /* The log's $remote_addr and the proxy's X-Forwarded-For, on io_uring too. */
+  cli.cfg.peer_names = o.access_log != NULL || httpd_proxy_any();
   static const char *const alpn[] = {"http/1.1", NULL};
   rw_tls *tls = NULL;
   if (o.ntls && rw_cli_tls(&cli, alpn, &tls) < 0)
@@ -131,6 +152,10 @@ int main(int argc, char **argv)
   rw_server *srv;
   if (rw_cli_server(&cli, &http1_proto, &httpd_handlers, &srv) < 0)
     return 1;
+  if (httpd_proxy_setup(srv, cli.cfg.max_conns, (uint32_t)o.proxy_timeout * 1000) < 0) {
+    rw_server_destroy(srv);
+    return 1;
+  }
   for (unsigned i = 0; i < o.ntls; i++)
     if (rw_server_listen_tls(srv, o.tls_listen[i], &http1_proto, &httpd_handlers, tls) < 0) {
       rw_server_destroy(srv);

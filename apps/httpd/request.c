@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "httpd.h"
+#include "proxy.h"
 
 static bool span_eq(rw_span s, const char *lit)
 {
@@ -16,23 +17,10 @@ static bool span_eq(rw_span s, const char *lit)
   return s.len == n && !memcmp(s.p, lit, n);
 }
 
-/* Does a Connection header list `token` (case-insensitively, among comma-separated tokens)? */
+/* Does a Connection header list `token`? */
 static bool connection_has(const rw_list *headers, const char *token)
 {
-  rw_span v;
-  if (!rw_list_field(headers, "connection", &v))
-    return false;
-  size_t n = strlen(token);
-  for (size_t i = 0; i < v.len;) {
-    while (i < v.len && (httpd_ows(v.p[i]) || v.p[i] == ','))
-      i++;
-    size_t start = i;
-    while (i < v.len && v.p[i] != ',' && !httpd_ows(v.p[i]))
-      i++;
-    if (i - start == n && !strncasecmp((const char *)v.p + start, token, n))
-      return true;
-  }
-  return false;
+  return httpd_connection_lists(headers, (rw_span){(const uint8_t *)token, strlen(token)});
 }
 
 /* Appends to out[*n..cap) what fits (a head never outgrows HTTPD_HEAD_MAX; this only makes
@@ -137,6 +125,13 @@ static bool judge(const struct http1_request *m, uint64_t body, struct httpd_res
     refuse(r, 413, "Content Too Large", false);
     return false;
   }
+  /* A --proxy route takes any method; the upstream judges the rest. */
+  int route = httpd_proxy_route(target);
+  if (route >= 0) {
+    r->proxy_route = route + 1;
+    r->proxy_target = target;
+    return true;
+  }
   if (!method_known(m->method)) {
     refuse(r, 501, "Not Implemented", true);
     return false;
@@ -161,8 +156,11 @@ static int on_request(rw_conn *c, const struct http1_request *m)
     body += rw_list_at(&m->body, i).len;
   struct httpd_response r;
   char path[HTTPD_PATH_MAX];
-  int rc = judge(m, body, &r, path) ? httpd_serve(c, &r, path, m->target, &m->headers, head, !head)
-                                    : httpd_reply_status(c, &r, head);
+  bool ok = judge(m, body, &r, path);
+  if (ok && r.proxy_route)
+    return httpd_proxy(c, m, r.proxy_route - 1, r.proxy_target); /* (logged once its response is done) */
+  int rc =
+      ok ? httpd_serve(c, &r, path, m->target, &m->headers, head, !head) : httpd_reply_status(c, &r, head);
   httpd_access_log(c, m, &r, head);
   return rc;
 }

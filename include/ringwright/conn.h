@@ -97,6 +97,9 @@ void rw_conn_set_data(rw_conn *c, void *data);
  * per-connection application state that needs no allocation. */
 void *rw_conn_user(const rw_conn *c);
 rw_handle rw_conn_handle(const rw_conn *c);
+/* The connection's parser state (its protocol's own struct): for a client that tells its
+ * response parser what it asked, such as that a reply to HEAD has no body. */
+void *rw_conn_parser(rw_conn *c);
 /* The live connection `h` names on worker `w`, or NULL if it has closed since. */
 rw_conn *rw_conn_from_handle(rw_worker *w, rw_handle h);
 

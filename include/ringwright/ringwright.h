@@ -19,5 +19,6 @@
 #include "timer.h"
 #include "tls.h"
 #include "udp.h"
+#include "upstream.h"
 
 #endif

@@ -1,5 +1,7 @@
 /* HOST:PORT as users write it: "127.0.0.1:7000", "[::1]:7000", "localhost:0", ":7000" (all
- * IPv4 interfaces). Resolved once at start-up, never on the hot path. */
+ * IPv4 interfaces). Names are resolved at start-up (or off the loop: dns.c); a numeric address
+ * is parsed without the resolver, which allocates, since rw_connect() dials from the loop. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -47,6 +49,22 @@ int rw_addr_parse(const char *hostport, bool numeric, struct sockaddr_storage *o
   int rc = rw_addr_split(hostport, host, sizeof host, &port);
   if (rc)
     return rc;
+  uint16_t nport = htons((uint16_t)atoi(port));
+  struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+  memset(out, 0, sizeof *out);
+  if (host[0] && inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = nport;
+    *out_len = sizeof *v4;
+    return 0;
+  }
+  if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = nport;
+    *out_len = sizeof *v6;
+    return 0;
+  }
   struct addrinfo hints = {.ai_family = AF_UNSPEC,
                            .ai_socktype = SOCK_STREAM,
                            .ai_flags = AI_PASSIVE | AI_NUMERICSERV | (numeric ? AI_NUMERICHOST : 0)};

@@ -725,6 +725,11 @@ void *rw_conn_user(const rw_conn *c)
   return c->w->user_size ? (uint8_t *)c->parser + c->w->user_off : NULL;
 }
 
+void *rw_conn_parser(rw_conn *c)
+{
+  return c->parser;
+}
+
 rw_handle rw_conn_handle(const rw_conn *c)
 {
   return (rw_handle){c->idx, c->gen};

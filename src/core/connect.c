@@ -46,6 +46,9 @@ static int connect_addr(rw_worker *w, const struct sockaddr_storage *ss, socklen
   }
   c->connect_done = done;
   c->connect_data = data;
+  /* rw_conn_open() armed the idle timeout on the same timer: re-initialising it while armed
+   * would leave the wheel pointing at it. */
+  rw_timer_cancel(&c->timer);
   rw_timer_init(&c->timer, connect_timed_out, c);
   rw_timer_arm(w, &c->timer, timeout_ms);
   int rc = w->driver->connect(w, c, (const struct sockaddr *)ss, len);

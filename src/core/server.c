@@ -323,7 +323,7 @@ static int worker_alloc(rw_server *s, struct rw_worker *w, const struct plan *p)
       rw_pool_init(&w->send_pool, p->chunks, cfg->send_chunk) < 0 ||
       rw_pool_init(&w->transport_pool, p->tls_slots, RW_TRANSPORT_SLOT) < 0 ||
       rw_pool_init(&w->dio_pool, cfg->dio_buffers, cfg->dio_buffer_size) < 0 || rw_dns_init(w) < 0 ||
-      rw_dial_init(w) < 0)
+      rw_dial_init(w) < 0 || rw_upstreams_init(w) < 0)
     return -ENOMEM;
   return 0;
 }
@@ -337,7 +337,7 @@ static size_t worker_bytes(const struct rw_worker *w)
               sizeof *w->file_reqs + sizeof *w->file_free) +
          (size_t)w->send_pool.count * (sizeof *w->chunk_next + sizeof *w->chunk_len) + w->srv->cfg.recv_size +
          1 + rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool) + rw_pool_bytes(&w->transport_pool) +
-         rw_pool_bytes(&w->dio_pool) + rw_dns_budget(w) + rw_dial_budget(w) +
+         rw_pool_bytes(&w->dio_pool) + rw_dns_budget(w) + rw_dial_budget(w) + rw_upstreams_budget(w) +
          (w->driver->budget ? w->driver->budget(w) : 0);
 }
 
@@ -420,6 +420,7 @@ static void worker_fini(rw_server *s, struct rw_worker *w)
   rw_pool_fini(&w->dio_pool);
   rw_dns_fini(w);
   rw_dial_fini(w);
+  rw_upstreams_fini(w);
 }
 
 static void pin_to_cpu(struct rw_worker *w)

@@ -10,6 +10,7 @@
 
 #include "large.h"
 #include "offload.h"
+#include "upstream.h"
 
 #define RW_MAX_LISTENERS 8
 #define RW_MAX_UDP 8
@@ -67,6 +68,8 @@ struct rw_server {
   unsigned nalts;
   const rw_proto *uses[RW_MAX_PROTOS]; /* rw_server_use_proto() */
   unsigned nuses;
+  struct rw_upstream upstreams[RW_MAX_UPSTREAMS]; /* rw_server_upstream() */
+  unsigned nupstreams;
 };
 
 /* Whether pools were sized for `proto`: a listener's, an alternate's or a declared one. */

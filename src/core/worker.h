@@ -53,7 +53,8 @@ struct rw_worker {
   struct rw_pool dio_pool;
   struct rw_dns_slot *dns;
   uint32_t *dns_free, ndns_free;
-  struct rw_dial *dials; /* as many as dns slots */
+  struct rw_dial *dials;              /* as many as dns slots */
+  struct rw_upstream_pool *upstreams; /* one per rw_server_upstream() */
   uint8_t *rxbuf;
   struct rw_pool acc_pool;
   rw_timer large_timer; /* gives back the pages of large slots idle for a second (large.c) */

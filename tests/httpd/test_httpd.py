@@ -27,6 +27,8 @@ import zlib
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from rwtest import BIN, MALLOC_COUNT, Server, skip_without_uring  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 
 class Httpd(Server):
     """httpd serving `root` on an ephemeral port (self.port)."""
@@ -1326,7 +1328,327 @@ class Browser(unittest.TestCase):
             self.assertGreaterEqual(log.count('"HTTP/1.1 206 Partial Content"'), 2)
 
 
+class Proxy(unittest.TestCase):
+    """httpd --proxy in front of a scripted upstream (upstream.py): forwarding both ways,
+    keep-alive to the upstream, hop-by-hop fields, X-Forwarded-*, 502 and 504, a retry, an
+    upstream restart, a slow client, TLS clients, and wrk."""
+
+    @classmethod
+    def setUpClass(cls):
+        from upstream import Upstream
+        cls.dir = tempfile.TemporaryDirectory()
+        with open(os.path.join(cls.dir.name, "local.txt"), "w") as f:
+            f.write("from the root\n")
+        d = cls.dir.name
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", f"{d}/key.pem", "-out", f"{d}/cert.pem", "-days", "1",
+                        "-subj", "/CN=localhost"], check=True, capture_output=True)
+        cls.up = Upstream()
+        cls.srv = Server(["httpd", "--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0", "--root", d,
+                          "--tls-cert", f"{d}/cert.pem", "--tls-key", f"{d}/key.pem", "--workers", "1",
+                          "--proxy", f"/p=127.0.0.1:{cls.up.port}", "--proxy", f"/p/dead=127.0.0.1:{free_port()}",
+                          "--proxy-timeout", "1"], 2)
+        cls.port, cls.tls_port = cls.srv.ports
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.srv.stop() == 0, cls.srv.text()
+        cls.up.stop()
+        cls.dir.cleanup()
+
+    def setUp(self):
+        with self.up.lock:
+            self.up.requests.clear()
+            self.up.close_next = False
+
+    def conn(self):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+
+    def get(self, path, method="GET", headers=None, body=None):
+        c = self.conn()
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r, data
+
+    def to_close(self, request):
+        """Sends `request` on a new connection and reads until httpd closes it."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        s.sendall(request)
+        data = b""
+        while True:
+            k = s.recv(65536)
+            if not k:
+                break
+            data += k
+        s.close()
+        return data
+
+    def seen(self, name):
+        """The values of field `name` in the last request the upstream read."""
+        return [v for k, v in self.up.requests[-1][2] if k.lower() == name.lower()]
+
+    def test_forwards_and_keeps_the_upstream_connection(self):
+        self.get("/p/echo/warm")
+        before = self.up.accepted
+        c = self.conn()
+        for i in range(20):
+            c.request("GET", f"/p/echo/{i}?q=1")
+            r = c.getresponse()
+            self.assertEqual((r.status, r.read()), (200, f"/p/echo/{i}?q=1".encode()))
+        c.close()
+        for i in range(5):
+            r, body = self.get(f"/p/echo/again{i}")
+            self.assertEqual(body, f"/p/echo/again{i}".encode())
+        self.assertEqual(self.up.accepted, before, "25 requests, no new upstream connection")
+        self.assertEqual(self.up.requests[-1][1], "/p/echo/again4")
+
+    def test_other_paths_come_from_the_root_and_the_longest_prefix_wins(self):
+        r, body = self.get("/local.txt")
+        self.assertEqual((r.status, body), (200, b"from the root\n"))
+        r, body = self.get("/p/dead/x")
+        self.assertEqual(r.status, 502, "the longer prefix's upstream refuses")
+        r, body = self.get("/p/deadline")
+        self.assertEqual(r.status, 502, "a prefix is a prefix of the path, as nginx's location")
+        r, body = self.get("/p/echo")
+        self.assertEqual(r.status, 200)
+
+    def test_a_1mib_post_goes_up_whole(self):
+        data = os.urandom(1 << 20)
+        r, body = self.get("/p/echo", "POST", {"Content-Type": "application/octet-stream"}, data)
+        self.assertEqual((r.status, r.getheader("X-Sha")), (200, hashlib.sha256(data).hexdigest()))
+        self.assertEqual(body, data)
+        self.assertEqual(self.up.requests[-1][3], data)
+
+    def test_a_chunked_request_goes_up_with_its_length(self):
+        s = socket.create_connection(("127.0.0.1", self.port))
+        s.sendall(b"PUT /p/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        status, headers, body, _ = read_response(s)
+        s.close()
+        self.assertEqual((status, body), (200, b"hello world"))
+        self.assertEqual(self.seen("content-length"), ["11"])
+        self.assertEqual(self.seen("transfer-encoding"), [])
+
+    def test_a_chunked_response_comes_down_chunked(self):
+        r, body = self.get("/p/chunked")
+        self.assertEqual(body, b"abc" + b"d" * 5000 + b"e" * 70000 + b"f")
+        self.assertEqual(r.getheader("Transfer-Encoding"), "chunked")
+        self.assertIsNone(r.getheader("Trailer"))
+        # HTTP/1.0 clients get it delimited by the close.
+        data = self.to_close(b"GET /p/chunked HTTP/1.0\r\n\r\n")
+        head, body = data.split(b"\r\n\r\n", 1)
+        self.assertIn(b"Connection: close", head)
+        self.assertNotIn(b"chunked", head)
+        self.assertEqual(body, b"abc" + b"d" * 5000 + b"e" * 70000 + b"f")
+
+    def test_a_body_delimited_by_the_close(self):
+        from upstream import BIG
+        c = self.conn()
+        c.request("GET", "/p/close")
+        r = c.getresponse()
+        self.assertEqual(r.read(), BIG[:100000])
+        self.assertEqual(r.getheader("Connection"), "close")
+        c.close()
+
+    def test_a_large_response(self):
+        from upstream import BIG
+        r, body = self.get("/p/big")
+        self.assertEqual((r.status, len(body)), (200, len(BIG)))
+        self.assertEqual(body, BIG)
+
+    def test_hop_by_hop_fields_stay_behind_both_ways(self):
+        r, body = self.get("/p/hop", headers={"Connection": "X-Req, keep-alive", "X-Req": "1", "Keep-Alive": "5",
+                                              "TE": "trailers", "Upgrade": "websocket", "Proxy-Authorization": "x",
+                                              "X-Keep": "yes"})
+        self.assertEqual((r.status, body), (200, b"ok"))
+        names = {k.lower() for k, _ in self.up.requests[-1][2]}
+        for gone in ("connection", "x-req", "keep-alive", "te", "upgrade", "proxy-authorization"):
+            self.assertNotIn(gone, names)
+        self.assertEqual(self.seen("x-keep"), ["yes"])
+        for gone in ("Connection", "X-Hop", "Keep-Alive", "Proxy-Authenticate", "Upgrade", "Trailer"):
+            self.assertIsNone(r.getheader(gone), gone)
+        self.assertEqual(r.getheader("X-End"), "kept")
+
+    def test_x_forwarded_for_is_appended_and_proto_set(self):
+        self.get("/p/echo", headers={"X-Forwarded-For": "10.0.0.1", "X-Forwarded-Proto": "gopher"})
+        self.assertEqual(self.seen("x-forwarded-proto"), ["http"])
+        self.assertEqual(self.seen("x-forwarded-for"), ["10.0.0.1, 127.0.0.1"])
+        self.get("/p/echo")
+        self.assertEqual(self.seen("x-forwarded-for"), ["127.0.0.1"])
+
+    def test_bad_gateway(self):
+        for path in ("/p/clte", "/p/twocl", "/p/garbage", "/p/reset", "/p/dead/x"):
+            r, body = self.get(path)
+            self.assertEqual(r.status, 502, path)
+        # A HEAD's 502 has no body: the connection goes on with the next response.
+        c = self.conn()
+        c.request("HEAD", "/p/dead/x")
+        r = c.getresponse()
+        self.assertEqual((r.status, r.read()), (502, b""))
+        c.request("GET", "/p/echo/after")
+        self.assertEqual(c.getresponse().read(), b"/p/echo/after")
+        c.close()
+        # After the head, a broken body can only be told by a close: no chunked terminator.
+        data = self.to_close(b"GET /p/badchunk HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data)
+        self.assertNotIn(b"0\r\n\r\n", data)
+
+    def test_gateway_timeout(self):
+        t = time.time()
+        r, body = self.get("/p/slow")
+        self.assertEqual(r.status, 504)
+        self.assertLess(time.time() - t, 2.5)
+        r, body = self.get("/p/echo")
+        self.assertEqual(r.status, 200, "the next request is served")
+
+    def test_a_slow_upstream_stalls_only_its_own_request(self):
+        import threading
+        slow = {}
+        t = threading.Thread(target=lambda: slow.update(r=self.get("/p/slow")[0].status))
+        t.start()
+        time.sleep(0.2)
+        for i in range(5):
+            t0 = time.time()
+            r, body = self.get(f"/p/echo/meanwhile{i}")
+            self.assertEqual(body, f"/p/echo/meanwhile{i}".encode())
+            self.assertLess(time.time() - t0, 0.5, "served while the slow request waits")
+        t.join()
+        self.assertEqual(slow["r"], 504)
+
+    def test_bodiless_responses_and_head(self):
+        c = self.conn()
+        c.request("GET", "/p/304")
+        r = c.getresponse()
+        self.assertEqual((r.status, r.read(), r.getheader("ETag")), (304, b"", '"x"'))
+        c.request("HEAD", "/p/echo/abc")
+        r = c.getresponse()
+        self.assertEqual((r.status, r.read(), r.getheader("Content-Length")), (200, b"", "11"))
+        c.request("GET", "/p/interim")
+        r = c.getresponse()
+        self.assertEqual((r.status, r.read()), (200, b"yes"), "the 103 is not passed on")
+        c.close()
+
+    def test_pipelined_requests_answer_in_order(self):
+        s = socket.create_connection(("127.0.0.1", self.port))
+        s.sendall(b"".join(b"GET /p/echo/%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5)) +
+                  b"GET /local.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        rest = b""
+        for i in range(5):
+            status, headers, body, rest = read_response(s, rest)
+            self.assertEqual(body, b"/p/echo/%d" % i)
+        status, headers, body, rest = read_response(s, rest)
+        self.assertEqual(body, b"from the root\n")
+        s.close()
+
+    def test_a_kept_alive_connection_closed_by_the_upstream_is_retried_once(self):
+        self.get("/p/echo/warm")
+        self.up.close_next = True
+        r, body = self.get("/p/echo/retried")
+        self.assertEqual((r.status, body), (200, b"/p/echo/retried"))
+        self.assertEqual([t for _, t, _, _ in self.up.requests[-2:]], ["/p/echo/retried"] * 2)
+        self.up.close_next = True
+        r, body = self.get("/p/echo", "POST", body=b"not idempotent")
+        self.assertEqual(r.status, 502, "POST is not sent twice")
+
+    def test_an_upstream_restart(self):
+        self.get("/p/echo/before")
+        self.up.restart()
+        for i in range(3):
+            r, body = self.get(f"/p/echo/after{i}")
+            self.assertEqual((r.status, body), (200, f"/p/echo/after{i}".encode()))
+
+    def test_a_slow_client_holds_the_upstream_back(self):
+        with self.up.lock:
+            self.up.sent = 0
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.connect(("127.0.0.1", self.port))
+        s.sendall(b"GET /p/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(2)
+        self.assertLess(self.up.sent, 32 << 20, "httpd read on while its client did not")
+        total, want = 0, None
+        buf = b""
+        s.settimeout(20)
+        while want is None or total < want:
+            k = s.recv(1 << 20)
+            if not k:
+                break
+            if want is None:
+                buf += k
+                if b"\r\n\r\n" in buf:
+                    head, body = buf.split(b"\r\n\r\n", 1)
+                    want = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+                    total = len(body)
+            else:
+                total += len(k)
+        s.close()
+        self.assertEqual((want, total), (64 << 20, 64 << 20))
+
+    def test_a_client_that_leaves_mid_body_costs_its_upstream_connection(self):
+        self.get("/p/echo/warm")
+        before = self.up.accepted
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.connect(("127.0.0.1", self.port))
+        s.sendall(b"GET /p/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(s.recv(65536).startswith(b"HTTP/1.1 200"))
+        s.close()  # with most of 64 MiB still to come: that connection cannot carry another request
+        for i in range(3):
+            r, body = self.get(f"/p/echo/next{i}")
+            self.assertEqual((r.status, body), (200, f"/p/echo/next{i}".encode()))
+        self.assertEqual(self.up.accepted, before + 1, "one new upstream connection, then kept")
+
+    def test_connection_close_and_expect_continue(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        s.sendall(b"POST /p/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        self.assertEqual(s.recv(25), b"HTTP/1.1 100 Continue\r\n\r\n")
+        s.sendall(b"body")
+        status, headers, body, rest = read_response(s)
+        self.assertEqual((status, body), (200, b"body"))
+        self.assertEqual(self.seen("expect"), [], "httpd answered the expectation itself")
+        s.sendall(b"GET /p/echo/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        status, headers, body, rest = read_response(s, rest)
+        self.assertEqual((body, headers.get("connection")), (b"/p/echo/last", "close"))
+        self.assertTrue(closed(s))
+        s.close()
+
+    def test_tls_clients(self):
+        import ssl
+        ctx = ssl.create_default_context(cafile=os.path.join(self.dir.name, "cert.pem"))
+        ctx.check_hostname = False
+        c = http.client.HTTPSConnection("127.0.0.1", self.tls_port, context=ctx, timeout=10)
+        for i in range(3):
+            c.request("GET", f"/p/echo/tls{i}")
+            r = c.getresponse()
+            self.assertEqual((r.status, r.read()), (200, f"/p/echo/tls{i}".encode()))
+        self.assertEqual(self.seen("x-forwarded-proto"), ["https"])
+        c.request("GET", "/p/chunked")
+        self.assertEqual(len(c.getresponse().read()), 75004)
+        c.close()
+
+    def test_wrk(self):
+        out = subprocess.run(["wrk", "-t1", "-c8", "-d2s", f"http://127.0.0.1:{self.port}/p/echo/wrk"],
+                             capture_output=True, text=True, timeout=30).stdout
+        self.assertNotIn("Non-2xx", out, out)
+        self.assertNotIn("Socket errors", out, out)
+        self.assertRegex(out, r"\d+ requests in")
+        r, body = self.get("/p/echo/after-wrk")
+        self.assertEqual(body, b"/p/echo/after-wrk")
+
+
 class Memory(unittest.TestCase):
+    def same_count_after_warm_up(self, k, load):
+        """Runs `load` twice against `k`: the second run makes no malloc-family call. Stops `k`."""
+        try:
+            load()
+            before = k.malloc_count()
+            load()
+            self.assertEqual(k.malloc_count(), before)
+        finally:
+            self.assertEqual(k.stop(), 0)
+
     def test_no_malloc_after_warm_up(self):
         with tempfile.TemporaryDirectory() as root:
             with open(os.path.join(root, "index.html"), "w") as f:
@@ -1351,15 +1673,35 @@ class Memory(unittest.TestCase):
                     c.getresponse().read()
                     c.close()
 
-            try:
-                load()
-                before = k.malloc_count()
-                load()
-                self.assertEqual(k.malloc_count(), before)
-            finally:
-                self.assertEqual(k.stop(), 0)
+            self.same_count_after_warm_up(k, load)
             with open(log, "rb") as f:
                 self.assertEqual(len(f.read().splitlines()), 2 * (4000 + 10))
+
+    def test_no_malloc_on_the_proxy_path(self):
+        from upstream import BIG, Upstream
+        up = Upstream()
+        with tempfile.TemporaryDirectory() as root:
+            log = os.path.join(root, "access.log")
+            k = Httpd(root, "--workers", "2", "--proxy", f"/p=127.0.0.1:{up.port}", "--access-log", log,
+                      binary="build/bin/httpd", preload=MALLOC_COUNT)
+
+            def load():
+                subprocess.run(["h2load", "--h1", "-n", "4000", "-c", "20", "-m", "1",
+                                f"http://127.0.0.1:{k.port}/p/echo/x"], capture_output=True, timeout=60)
+                for _ in range(3):
+                    c = http.client.HTTPConnection("127.0.0.1", k.port, timeout=10)
+                    for path, n in (("/p/big", len(BIG)), ("/p/chunked", 75004), ("/p/echo", 1 << 20)):
+                        c.request("POST" if path == "/p/echo" else "GET", path,
+                                  body=BIG[:1 << 20] if path == "/p/echo" else None)
+                        self.assertEqual(len(c.getresponse().read()), n)
+                    c.close()
+
+            try:
+                self.same_count_after_warm_up(k, load)
+            finally:
+                up.stop()
+            with open(log, "rb") as f:
+                self.assertEqual(len(f.read().splitlines()), 2 * (4000 + 9), "one line per proxied response")
 
 
 if __name__ == "__main__":

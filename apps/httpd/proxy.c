@@ -1,0 +1,552 @@
+/* httpd as a reverse proxy: a request whose path starts with a --proxy prefix (the longest
+ * wins) goes to that route's upstream over a kept-alive connection from the worker's pool
+ * (upstream.h), and the response comes back as it arrives.
+ *
+ * The client's request stays unconsumed in its connection (the handler answers -EAGAIN) until
+ * its response is done: while a connection is dialled, while the upstream thinks, and while the
+ * body streams down (a stream on the client connection holds the next pipelined request back).
+ * So a request can be sent again, once, when a kept-alive connection turns out to have been
+ * closed by the upstream, and nothing is copied. Backpressure downstream: a body piece that
+ * finds the client's queue full is refused with -EAGAIN, which holds it in the upstream's
+ * connection and stops reading it, until the client's stream is offered room again. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "httpd.h"
+#include "proxy.h"
+
+struct route {
+  char prefix[256];
+  size_t len;
+  char hostport[256];
+  rw_upstream *u;
+};
+
+static struct route routes[HTTPD_PROXY_ROUTES];
+static unsigned nroutes;
+static uint32_t proxy_timeout_ms;
+
+enum { S_IDLE, S_WAIT, S_READY, S_SENT, S_STREAM, S_DONE, S_RETRY };
+
+/* Above this many queued bytes a client takes no more of the body; below half, it does again. */
+#define CLIENT_HIGH (256u << 10)
+
+/* Per client connection, behind the file stream's state in rw_conn_user(). */
+struct pconn {
+  rw_upstream_req req;
+  rw_timer timer;
+  rw_conn *client;
+  uint8_t state;
+  bool reused, idempotent, retried, keep_alive, http10, rechunk, close_after, up_waiting;
+  bool head;      /* the request is a HEAD: a 502 or 504 goes without its text */
+  bool up_keep;   /* the upstream keeps the connection open after this response */
+  int status;     /* what the client was answered, for the access log */
+  uint64_t bytes; /* body bytes sent down */
+};
+
+#define PCONN_OFF ((sizeof(struct httpd_conn) + 63) & ~(size_t)63)
+const size_t httpd_proxy_conn_size = PCONN_OFF + sizeof(struct pconn);
+
+static struct pconn *pconn_of(rw_conn *c)
+{
+  return (struct pconn *)((uint8_t *)rw_conn_user(c) + PCONN_OFF);
+}
+
+/* ---- routes ---- */
+
+int httpd_proxy_add(const char *arg)
+{
+  const char *eq = strchr(arg, '=');
+  size_t plen = eq ? (size_t)(eq - arg) : 0;
+  if (!eq || arg[0] != '/' || plen >= sizeof routes[0].prefix || !strchr(eq + 1, ':') ||
+      strlen(eq + 1) >= sizeof routes[0].hostport) {
+    fprintf(stderr, "httpd: --proxy takes PREFIX=HOST:PORT (PREFIX starting with '/'), not '%s'\n", arg);
+    return -1;
+  }
+  if (nroutes == HTTPD_PROXY_ROUTES) {
+    fprintf(stderr, "httpd: at most %d --proxy routes\n", HTTPD_PROXY_ROUTES);
+    return -1;
+  }
+  struct route *r = &routes[nroutes++];
+  memcpy(r->prefix, arg, plen);
+  r->prefix[plen] = 0;
+  r->len = plen;
+  strcpy(r->hostport, eq + 1);
+  return 0;
+}
+
+bool httpd_proxy_any(void)
+{
+  return nroutes > 0;
+}
+
+static const struct httpd_response_handlers upstream_handlers;
+
+int httpd_proxy_setup(rw_server *srv, uint32_t max_conns, uint32_t timeout_ms)
+{
+  proxy_timeout_ms = timeout_ms;
+  for (unsigned i = 0; i < nroutes; i++) {
+    /* Like nginx's keepalive 64 and keepalive_timeout 60s, per worker; every client connection
+     * may have one upstream connection open. */
+    rw_upstream_config cfg = {.hostport = routes[i].hostport,
+                              .proto = &httpd_response_proto,
+                              .handlers = &upstream_handlers,
+                              .max_conns = max_conns,
+                              .max_idle = max_conns < 64 ? max_conns : 64,
+                              .idle_ms = 60000,
+                              .connect_timeout_ms = timeout_ms};
+    int rc = rw_server_upstream(srv, &cfg, &routes[i].u);
+    if (rc) {
+      fprintf(stderr, "httpd: --proxy %s=%s: %s\n", routes[i].prefix, routes[i].hostport, strerror(-rc));
+      return rc;
+    }
+    fprintf(stderr, "httpd: %s* goes to %s\n", routes[i].prefix, routes[i].hostport);
+  }
+  return 0;
+}
+
+int httpd_proxy_route(rw_span path)
+{
+  int best = -1;
+  for (unsigned i = 0; i < nroutes; i++)
+    if (path.len >= routes[i].len && !memcmp(path.p, routes[i].prefix, routes[i].len) &&
+        (best < 0 || routes[i].len > routes[best].len))
+      best = (int)i;
+  return best;
+}
+
+/* ---- hop-by-hop fields (RFC 9110 7.6.1), both ways ---- */
+
+static bool span_case_eq(rw_span s, const char *lit)
+{
+  size_t n = strlen(lit);
+  return s.len == n && !strncasecmp((const char *)s.p, lit, n);
+}
+
+bool httpd_connection_lists(const rw_list *fields, rw_span name)
+{
+  rw_list_iter it;
+  rw_span line;
+  rw_list_iter_init(fields, &it);
+  while (rw_list_next(fields, &it, &line) == 0) {
+    if (line.len < 11 || strncasecmp((const char *)line.p, "connection:", 11))
+      continue;
+    for (size_t i = 11; i < line.len;) {
+      while (i < line.len && (httpd_ows(line.p[i]) || line.p[i] == ','))
+        i++;
+      size_t start = i;
+      while (i < line.len && line.p[i] != ',' && !httpd_ows(line.p[i]))
+        i++;
+      if (i - start == name.len && !strncasecmp((const char *)line.p + start, (const char *)name.p, name.len))
+        return true;
+    }
+  }
+  return false;
+}
+
+/* Writes gathered into one call per 32 pieces: a head is many small ones. */
+struct gather {
+  rw_conn *c;
+  int n, rc;
+  struct iovec iov[32];
+};
+
+static void gather_flush(struct gather *g)
+{
+  if (!g->rc && g->n)
+    g->rc = rw_conn_writev(g->c, g->iov, g->n);
+  g->n = 0;
+}
+
+static void gather(struct gather *g, const void *p, size_t len)
+{
+  if (g->n == 32)
+    gather_flush(g);
+  g->iov[g->n++] = (struct iovec){(void *)p, len};
+}
+
+/* The fields a proxy must not pass on, and those it writes itself (`own`, NULL-terminated);
+ * `named`: a Connection field may name more. */
+static bool dropped(const rw_list *fields, rw_span line, const char *const *own, bool named)
+{
+  static const char *const hop[] = {"connection",        "keep-alive", "te", "trailer",
+                                    "transfer-encoding", "upgrade",    NULL};
+  const uint8_t *colon = memchr(line.p, ':', line.len);
+  rw_span name = {line.p, (size_t)(colon - line.p)};
+  for (const char *const *h = hop; *h; h++)
+    if (span_case_eq(name, *h))
+      return true;
+  for (const char *const *h = own; *h; h++)
+    if (span_case_eq(name, *h))
+      return true;
+  return (name.len > 6 && !strncasecmp((const char *)name.p, "proxy-", 6)) ||
+         (named && httpd_connection_lists(fields, name));
+}
+
+/* Gathers every field that is not dropped, each "line\r\n". */
+static void pass_fields(struct gather *g, const rw_list *fields, const char *const *own)
+{
+  rw_list_iter it;
+  rw_span line, v;
+  bool named = rw_list_field(fields, "connection", &v) > 0;
+  rw_list_iter_init(fields, &it);
+  while (rw_list_next(fields, &it, &line) == 0) {
+    if (dropped(fields, line, own, named))
+      continue;
+    gather(g, line.p, line.len);
+    gather(g, "\r\n", 2);
+  }
+}
+
+/* ---- the request, up ---- */
+
+static bool idempotent(rw_span method)
+{
+  static const char *const m[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE", NULL};
+  for (const char *const *p = m; *p; p++)
+    if (method.len == strlen(*p) && !memcmp(method.p, *p, method.len))
+      return true;
+  return false;
+}
+
+/* The client's address as X-Forwarded-For has it (no port). */
+static const char *xff_addr(rw_conn *c)
+{
+  const char *a = httpd_remote_addr(c);
+  return strcmp(a, "-") ? a : "unknown";
+}
+
+/* "X-Forwarded-For: <theirs>, <the client>" and "X-Forwarded-Proto"; `tail` holds what is
+ * gathered from it. */
+static void forwarded(struct gather *g, struct pconn *p, const rw_list *headers, char *tail, size_t cap)
+{
+  rw_list_iter it;
+  rw_span line;
+  gather(g, "X-Forwarded-For: ", 17);
+  rw_list_iter_init(headers, &it);
+  while (rw_list_next(headers, &it, &line) == 0) {
+    if (line.len < 16 || strncasecmp((const char *)line.p, "x-forwarded-for:", 16))
+      continue;
+    rw_span v = {line.p + 16, line.len - 16};
+    while (v.len && httpd_ows(v.p[0]))
+      v.p++, v.len--;
+    while (v.len && httpd_ows(v.p[v.len - 1]))
+      v.len--;
+    if (v.len) {
+      gather(g, v.p, v.len);
+      gather(g, ", ", 2);
+    }
+  }
+  int n = snprintf(tail, cap, "%s\r\nX-Forwarded-Proto: %s\r\n", xff_addr(p->client),
+                   rw_conn_alpn(p->client) ? "https" : "http");
+  gather(g, tail, (size_t)n);
+}
+
+static int send_request(struct pconn *p, rw_conn *up, const struct http1_request *m, rw_span path)
+{
+  static const char *const own[] = {"content-length", "expect", "x-forwarded-for", "x-forwarded-proto", NULL};
+  bool head = m->method.len == 4 && !memcmp(m->method.p, "HEAD", 4);
+  httpd_response_expect(up, head);
+  uint64_t body = 0;
+  for (uint32_t i = 0; i < m->body.count; i++)
+    body += rw_list_at(&m->body, i).len;
+  rw_span v;
+  bool framed =
+      rw_list_field(&m->headers, "content-length", &v) || rw_list_field(&m->headers, "transfer-encoding", &v);
+  struct gather g = {.c = up};
+  char fwd[128], tail[48];
+  gather(&g, m->method.p, m->method.len);
+  gather(&g, " ", 1);
+  gather(&g, path.p, path.len);
+  gather(&g, " HTTP/1.1\r\n", 11);
+  pass_fields(&g, &m->headers, own);
+  forwarded(&g, p, &m->headers, fwd, sizeof fwd);
+  int n = framed ? snprintf(tail, sizeof tail, "Content-Length: %llu\r\n\r\n", (unsigned long long)body)
+                 : snprintf(tail, sizeof tail, "\r\n");
+  gather(&g, tail, (size_t)n);
+  /* The body as received (a chunked one decoded): it is whole, so its length is known. */
+  rw_list_iter it;
+  rw_span piece;
+  rw_list_iter_init(&m->body, &it);
+  while (rw_list_next(&m->body, &it, &piece) == 0)
+    if (piece.len)
+      gather(&g, piece.p, piece.len);
+  gather_flush(&g);
+  return g.rc;
+}
+
+/* ---- ends ---- */
+
+static void client_wake(struct pconn *p)
+{
+  rw_conn_resume(p->client);
+}
+
+/* The request is done with: its response complete (`reuse`: the connection can carry another)
+ * or given up. The client's frame is consumed when it is dispatched again. */
+static void finish(struct pconn *p, bool reuse)
+{
+  rw_timer_cancel(&p->timer);
+  rw_upstream_cancel(&p->req);
+  rw_upstream_release(&p->req, reuse);
+  p->state = S_DONE;
+  client_wake(p);
+}
+
+/* 502 or 504 while the client has heard nothing yet; after the head, only a close tells it. */
+static void fail(struct pconn *p, int status)
+{
+  bool answered = p->state == S_STREAM;
+  finish(p, false);
+  if (answered) {
+    rw_conn_close(p->client);
+    return;
+  }
+  struct httpd_response r = {.status = status,
+                             .reason = status == 504 ? "Gateway Timeout" : "Bad Gateway",
+                             .keep_alive = p->keep_alive,
+                             .http10 = p->http10};
+  httpd_reply_status(p->client, &r, p->head);
+  p->status = r.status;
+  p->bytes = r.length;
+}
+
+static void timed_out(rw_timer *t)
+{
+  fail(t->data, 504);
+}
+
+/* The client went away: whatever the request held goes back (the upstream connection closes:
+ * its response would arrive for nobody). */
+static void client_closed(rw_conn *c, int reason, void *data)
+{
+  (void)c, (void)reason;
+  struct pconn *p = data;
+  rw_timer_cancel(&p->timer);
+  rw_upstream_cancel(&p->req);
+  rw_upstream_release(&p->req, false);
+  p->state = S_IDLE;
+}
+
+/* ---- the response, down ---- */
+
+static struct pconn *pconn_of_upstream(rw_conn *up)
+{
+  rw_upstream_req *r = rw_conn_data(up);
+  return r ? r->data : NULL;
+}
+
+static int client_more(rw_conn *c, void *data, size_t room)
+{
+  struct pconn *p = data;
+  (void)c;
+  if (!room || p->state != S_STREAM)
+    return 0;
+  rw_conn *up = rw_upstream_conn(&p->req);
+  if (p->up_waiting && up && rw_conn_queued(p->client) < CLIENT_HIGH / 2) {
+    p->up_waiting = false;
+    rw_conn_resume(up);
+  }
+  return 1;
+}
+
+static int on_head(rw_conn *up, const struct httpd_response_head *h)
+{
+  static const char *const own[] = {NULL};
+  struct pconn *p = pconn_of_upstream(up);
+  if (!p || p->state != S_SENT || h->status == 101)
+    return -EPROTO; /* unasked for, or an upgrade nobody asked for either */
+  if (h->status < 200)
+    return 0; /* 100 Continue (the body went up whole), 103: interim, not passed on */
+  rw_timer_cancel(&p->timer);
+  p->status = h->status;
+  bool up_close = httpd_connection_lists(&h->fields, (rw_span){(const uint8_t *)"close", 5});
+  p->up_keep =
+      h->minor ? !up_close : httpd_connection_lists(&h->fields, (rw_span){(const uint8_t *)"keep-alive", 10});
+  p->rechunk = h->framing == HTTPD_BODY_CHUNKED && !p->http10;
+  p->close_after =
+      !p->keep_alive || h->framing == HTTPD_BODY_CLOSE || (h->framing == HTTPD_BODY_CHUNKED && p->http10);
+  char line[64];
+  int n = snprintf(line, sizeof line, "HTTP/1.1 %03d ", h->status);
+  struct gather g = {.c = p->client};
+  gather(&g, line, (size_t)n);
+  gather(&g, h->reason.p, h->reason.len);
+  gather(&g, "\r\n", 2);
+  pass_fields(&g, &h->fields, own);
+  const char *tail = p->rechunk       ? "Transfer-Encoding: chunked\r\n\r\n"
+                     : p->close_after ? "Connection: close\r\n\r\n"
+                     : p->http10      ? "Connection: keep-alive\r\n\r\n"
+                                      : "\r\n";
+  gather(&g, tail, strlen(tail));
+  gather_flush(&g);
+  if (g.rc) {
+    p->state = S_STREAM;
+    fail(p, 502);
+    return 0;
+  }
+  if (h->framing == HTTPD_BODY_NONE) {
+    finish(p, p->up_keep);
+    return 0;
+  }
+  p->state = S_STREAM;
+  rw_conn_stream(p->client, client_more, p);
+  client_wake(p);
+  return 0;
+}
+
+static int on_body(rw_conn *up, rw_span piece, bool last)
+{
+  struct pconn *p = pconn_of_upstream(up);
+  if (!p || p->state != S_STREAM)
+    return -EPROTO;
+  if (rw_conn_queued(p->client) >= CLIENT_HIGH) {
+    p->up_waiting = true;
+    return -EAGAIN; /* kept in the upstream's connection, which stops reading */
+  }
+  int rc;
+  if (p->rechunk) {
+    char size[24];
+    int n = snprintf(size, sizeof size, "%zx\r\n", piece.len);
+    struct iovec iov[3] = {{size, (size_t)n}, {(void *)piece.p, piece.len}, {"\r\n", 2}};
+    rc = rw_conn_writev(p->client, iov, 3);
+  } else {
+    rc = rw_conn_write(p->client, piece.p, piece.len);
+  }
+  if (rc) {
+    fail(p, 502);
+    return 0;
+  }
+  p->bytes += piece.len;
+  if (last)
+    finish(p, p->up_keep);
+  return 0;
+}
+
+static int on_end(rw_conn *up)
+{
+  struct pconn *p = pconn_of_upstream(up);
+  if (!p || p->state != S_STREAM)
+    return -EPROTO;
+  if (p->rechunk && rw_conn_write(p->client, "0\r\n\r\n", 5) < 0) {
+    fail(p, 502);
+    return 0;
+  }
+  finish(p, p->up_keep);
+  return 0;
+}
+
+static const struct httpd_response_handlers upstream_handlers = {
+    .head = on_head, .body = on_body, .end = on_end};
+
+/* The leased connection closed: the end of a body delimited by the close, a kept-alive
+ * connection the upstream had closed as the request went (sent again, once, when that is
+ * safe), or a failure. */
+static void upstream_closed(rw_upstream_req *r, rw_conn *up, int reason)
+{
+  (void)up;
+  struct pconn *p = r->data;
+  if (p->state == S_STREAM && !reason && !p->rechunk && p->close_after) {
+    finish(p, false);
+    rw_conn_close(p->client); /* its queued body goes first */
+  } else if (p->state == S_SENT && p->reused && p->idempotent && !p->retried &&
+             (!reason || reason == -ECONNRESET || reason == -EPIPE)) {
+    rw_timer_cancel(&p->timer);
+    p->state = S_RETRY;
+    client_wake(p);
+  } else if (p->state == S_SENT || p->state == S_STREAM) {
+    fail(p, 502);
+  }
+}
+
+static void upstream_ready(rw_upstream_req *r, rw_conn *up, int err)
+{
+  struct pconn *p = r->data;
+  if (err) {
+    fail(p, 502);
+    return;
+  }
+  (void)up;
+  p->state = S_READY;
+  client_wake(p);
+}
+
+/* ---- the handler's side ---- */
+
+/* The request is consumed: its line in the access log, with what the client was answered. */
+static int consumed(rw_conn *c, struct pconn *p, const struct http1_request *m)
+{
+  struct httpd_response r = {.status = p->status, .length = p->bytes};
+  p->state = S_IDLE;
+  rw_conn_on_close(c, NULL, NULL);
+  httpd_access_log(c, m, &r, m->method.len == 4 && !memcmp(m->method.p, "HEAD", 4));
+  return 0;
+}
+
+/* A failure found by the handler itself: answered, and the request consumed, now. */
+static int fail_now(rw_conn *c, struct pconn *p, const struct http1_request *m)
+{
+  p->state = S_SENT;
+  fail(p, 502);
+  return consumed(c, p, m);
+}
+
+static int forward(rw_conn *c, struct pconn *p, const struct http1_request *m, rw_span path)
+{
+  if (send_request(p, rw_upstream_conn(&p->req), m, path))
+    return fail_now(c, p, m);
+  p->state = S_SENT;
+  return -EAGAIN; /* the request stays until its response is done */
+}
+
+/* A new request (or the same one again): a connection now, or -EAGAIN until one comes. */
+static int start(rw_conn *c, struct pconn *p, const struct http1_request *m, int route, rw_span path)
+{
+  rw_upstream_req_init(&p->req, upstream_ready, upstream_closed, p);
+  rw_timer_cancel(&p->timer); /* (armed still when its connection closed before it was used) */
+  rw_timer_init(&p->timer, timed_out, p);
+  rw_timer_arm(rw_conn_worker(c), &p->timer, proxy_timeout_ms);
+  rw_conn *up;
+  int rc = rw_upstream_acquire(rw_conn_worker(c), routes[route].u, &p->req, &up);
+  if (rc)
+    return fail_now(c, p, m);
+  p->reused = up != NULL;
+  if (!up) {
+    p->state = S_WAIT;
+    return -EAGAIN;
+  }
+  return forward(c, p, m, path);
+}
+
+int httpd_proxy(rw_conn *c, const struct http1_request *m, int route, rw_span path)
+{
+  struct pconn *p = pconn_of(c);
+  switch (p->state) {
+  case S_DONE:
+    /* Dispatched again once its response was done: now the request is consumed. */
+    if (p->close_after)
+      rw_conn_close(c);
+    return consumed(c, p, m);
+  case S_READY:
+    /* (Its connection may have closed before the request could go: ask again.) */
+    return rw_upstream_conn(&p->req) ? forward(c, p, m, path) : start(c, p, m, route, path);
+  case S_RETRY: p->retried = true; return start(c, p, m, route, path);
+  case S_IDLE: break;
+  default: return -EPROTO; /* (never dispatched while waiting) */
+  }
+  bool http10 = m->minor.p[0] == '0';
+  bool close = httpd_connection_lists(&m->headers, (rw_span){(const uint8_t *)"close", 5});
+  bool keep = httpd_connection_lists(&m->headers, (rw_span){(const uint8_t *)"keep-alive", 10});
+  *p = (struct pconn){.client = c,
+                      .http10 = http10,
+                      .keep_alive = http10 ? keep : !close,
+                      .idempotent = idempotent(m->method),
+                      .head = m->method.len == 4 && !memcmp(m->method.p, "HEAD", 4)};
+  rw_conn_on_close(c, client_closed, p);
+  return start(c, p, m, route, path);
+}

@@ -1,0 +1,158 @@
+"""A scripted HTTP/1.1 upstream for httpd's proxy tests: keep-alive, a thread per connection,
+and a response per path under /p/ that is exact to the byte (well-formed, chunked, delimited by
+the close, malformed, smuggling-shaped, slow, reset). It records every request it reads."""
+import hashlib
+import random
+import socket
+import struct
+import threading
+import time
+
+BIG = random.Random(7).randbytes(4 * 1024 * 1024)
+
+
+def read_head(conn, buf):
+    while b"\r\n\r\n" not in buf:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return None, buf
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return head, rest
+
+
+def read_exact(conn, buf, n):
+    while len(buf) < n:
+        chunk = conn.recv(max(65536, n - len(buf)))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return buf[:n], buf[n:]
+
+
+class Upstream:
+    def __init__(self, port=0):
+        self.lock = threading.Lock()
+        self.requests = []  # (method, target, [(name, value)], body)
+        self.accepted = 0
+        self.sent = 0  # body bytes of /p/stream handed to the kernel
+        self.close_next = False  # close a kept-alive connection on its next request, unanswered
+        self.start(port)
+
+    def start(self, port):
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", port))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.conns = []
+        self.running = True
+        self.thread = threading.Thread(target=self.accept_loop, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.running = False
+        self.lsock.shutdown(socket.SHUT_RDWR)  # (wakes the accept: a close alone would not)
+        self.lsock.close()
+        for c in list(self.conns):
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+        self.thread.join(5)
+
+    def restart(self):
+        self.stop()
+        self.start(self.port)
+
+    def accept_loop(self):
+        while self.running:
+            try:
+                conn, _ = self.lsock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.accepted += 1
+            self.conns.append(conn)
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn):
+        buf = b""
+        served = 0
+        try:
+            while True:
+                head, buf = read_head(conn, buf)
+                if head is None:
+                    return
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, _ = lines[0].split(" ")
+                fields = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
+                n = sum(int(v) for k, v in fields if k.lower() == "content-length")
+                body, buf = read_exact(conn, buf, n)
+                with self.lock:
+                    self.requests.append((method, target, fields, body))
+                    close_now = self.close_next and served > 0
+                    if close_now:
+                        self.close_next = False
+                if close_now:
+                    return
+                served += 1
+                if not self.respond(conn, method, target, body):
+                    return
+        except (EOFError, OSError):
+            return
+        finally:
+            conn.close()
+
+    def respond(self, conn, method, target, body):
+        """Answers; False when the connection is to end."""
+        path = target.split("?")[0]
+        if path.startswith("/p/echo"):
+            out = body or target.encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Sha: %s\r\n\r\n" %
+                         (len(out), hashlib.sha256(out).hexdigest().encode()) + (b"" if method == "HEAD" else out))
+        elif path == "/p/chunked":
+            pieces = [b"abc", b"d" * 5000, b"e" * 70000, b"f"]
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n" +
+                         b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\nX-T: 1\r\n\r\n")
+        elif path == "/p/close":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + BIG[:100000])
+            return False
+        elif path == "/p/big":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BIG) + BIG)
+        elif path == "/p/stream":
+            total = 64 * len(BIG) // 4  # 64 MiB
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % total)
+            for i in range(total // len(BIG)):
+                for off in range(0, len(BIG), 65536):
+                    conn.sendall(BIG[off:off + 65536])
+                    with self.lock:
+                        self.sent += 65536
+        elif path == "/p/hop":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\n"
+                         b"Proxy-Authenticate: Basic\r\nUpgrade: h2c\r\nTrailer: X-T\r\nX-End: kept\r\n"
+                         b"Content-Length: 2\r\n\r\nok")
+        elif path == "/p/slow":
+            time.sleep(3)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
+        elif path == "/p/clte":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        elif path == "/p/twocl":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok")
+        elif path == "/p/badchunk":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n")
+            return False
+        elif path == "/p/garbage":
+            conn.sendall(b"HELLO\r\n\r\n")
+        elif path == "/p/reset":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False
+        elif path == "/p/304":
+            conn.sendall(b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n")
+        elif path == "/p/interim":
+            conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nyes")
+        else:
+            conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+        return True
