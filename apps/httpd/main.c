@@ -123,7 +123,7 @@ int main(int argc, char **argv)
   if (o.ntls && rw_cli_tls(&cli, alpn, &tls) < 0)
     return 1;
   rw_server *srv;
-  if (rw_cli_server(&cli, &http1_proto, &httpd_handlers, &srv) < 0)
+  if (rw_cli_server(&cli, &http1_proto, &httpd_handlers, &srv) < 0 || httpd_metrics_register(srv) < 0)
     return 1;
   for (unsigned i = 0; i < o.ntls; i++)
     if (rw_server_listen_tls(srv, o.tls_listen[i], &http1_proto, &httpd_handlers, tls) < 0) {

@@ -52,6 +52,8 @@ typedef struct rw_config {
   uint32_t dns_slots;       /* per worker: rw_resolve() lookups in flight */
   uint32_t dio_buffers;     /* per worker: O_DIRECT buffers (rw_file_dio_get) */
   uint32_t dio_buffer_size; /* bytes each, a multiple of 4096 */
+  const char *metrics;      /* HOST:PORT to serve Prometheus metrics on (rw_server_metrics() when the
+                               server starts running, after every other listener); NULL: none */
   /* Runs on each worker's thread before its loop starts: set up timers, dial out. */
   void (*on_worker_start)(rw_worker *w, void *data);
   /* Runs on each worker once per loop turn, after the turn's events were handled and before its

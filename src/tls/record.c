@@ -452,6 +452,7 @@ static void fail(struct rw_conn *c, uint8_t alert, const char *why)
   struct rw_tls_conn *t = c->transport_state;
   rw_log_limited(&c->w->transport_log, "tls: read failed: %s", why);
   rw_tls_rec_alert(c, LEVEL_FATAL, alert);
+  RW_STAT_ADD(c->w->stats.transport[RW_XS_FAIL_RECORD], 1);
   t->flags |= TLS_FAILED;
   rw_conn_close_err(c, -EPROTO);
 }
