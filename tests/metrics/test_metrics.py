@@ -22,7 +22,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 for d in ("lib", "kvd", "httpd"):
     sys.path.insert(0, os.path.join(HERE, "..", d))
-from rwtest import Server, skip_without_uring  # noqa: E402
+from rwtest import MALLOC_COUNT, Server, skip_without_uring  # noqa: E402
 from test_httpd import read_response  # noqa: E402
 from test_kvd import Reader, free_port, resp_cmd, wait_port  # noqa: E402
 
@@ -237,6 +237,29 @@ class Kvd(unittest.TestCase):
             finally:
                 prom.terminate()
                 prom.wait(timeout=20)
+
+
+class NoMalloc(unittest.TestCase):
+    def test_scrapes_and_info_allocate_nothing_after_warm_up(self):
+        """The optimised kvd under the malloc-counting interposer: traffic, scrapes, INFO and
+        memcache's stats after a warm-up round of the same make no malloc-family call."""
+        kvd = Server(["kvd", "--workers", "2", "--resp", "127.0.0.1:0", "--memcache", "127.0.0.1:0",
+                      "--metrics", "127.0.0.1:0"], want=3, binary="build/bin/kvd", preload=MALLOC_COUNT)
+        try:
+            mport = metrics_port(kvd)
+
+            def round_of_use():
+                session(kvd.ports[0], [resp_cmd("SET", "a", "1"), resp_cmd("GET", "a"), resp_cmd("INFO", "everything")])
+                session(kvd.ports[1], [b"set m 0 0 1\r\nx\r\n", b"stats\r\n"], resp=False)
+                for _ in range(3):
+                    self.assertIn("rw_service_time_seconds_bucket{", scrape_text(mport))
+            round_of_use()
+            before = kvd.malloc_count()
+            for _ in range(5):
+                round_of_use()
+            self.assertEqual(kvd.malloc_count(), before)
+        finally:
+            self.assertEqual(kvd.stop(), 0)
 
 
 class Httpd(unittest.TestCase):
