@@ -18,6 +18,7 @@
 #include "sendq.h"
 #include "server.h"
 #include "stats.h"
+#include "stats_frame.h"
 #include "transport.h"
 #include "worker.h"
 
@@ -113,7 +114,7 @@ struct rw_conn *rw_conn_open(struct rw_worker *w, const rw_proto *proto, const v
                         .sq_tail = RW_NONE,
                         .last_active_ms = w->now_ms,
                         .transport = &rw_transport_plain,
-                        .pslot = rw_stats_slot(w->srv, proto),
+                        .ps = rw_stats_of(w, proto),
                         .count_as = UINT16_MAX};
   c->peek = peek_of(w->srv, proto);
   proto->parser_init(parser);
@@ -402,8 +403,8 @@ static void choose_protocol(struct rw_conn *c, uint8_t first)
     if (a->proto == c->proto && a->first_byte == first) {
       c->proto = a->alt;
       c->handlers = a->handlers;
-      if (c->pslot != RW_STAT_NONE)
-        c->pslot = rw_stats_slot(s, a->alt);
+      if (c->ps)
+        c->ps = rw_stats_of(c->w, a->alt);
       c->peek = peek_of(s, a->alt);
       a->alt->parser_init(c->parser);
       return;
@@ -421,7 +422,8 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
   const rw_proto *proto = c->proto;
   _Alignas(max_align_t) unsigned char msg[RW_PROTO_MSG_MAX];
   size_t off = 0;
-  uint64_t t = 0; /* the clock when the last frame's handler returned (0: not read yet) */
+  uint64_t t = 0;     /* the clock when the last frame's handler returned (0: not read yet) */
+  uint64_t first = 0; /* when the first frame started */
   buf[len] = 0;
   if (c->peek)
     peek_ahead(c, buf, len);
@@ -432,7 +434,7 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
     }
     /* A frame's service time runs from its parse to its handler's return: one clock read per
      * frame, the end of one being the start of the next. */
-    if (!t && c->pslot != RW_STAT_NONE)
+    if (!t && c->ps)
       t = rw_ticks();
     size_t used = 0;
     int rc = proto->next(c->parser, buf + off, len - off, &used, msg);
@@ -443,9 +445,11 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
       continue;
     if (rc >= 0) {
       int cmd = rc;
+      if (!first)
+        first = t;
       rc = proto->dispatch(c, c->handlers, cmd, msg);
       if (t)
-        t = rw_stats_frame(c, cmd, t, rc == -EAGAIN && proto->max_frame);
+        t = rc == -EAGAIN && proto->max_frame ? rw_stats_deferred(c) : rw_stats_frame(c, cmd, t);
       /* The handler cannot take it now: keep the frame and wait (framed protocols only: a raw
        * protocol has no slot to keep a chunk in, so there it is an error like any other). */
       if (rc == -EAGAIN && proto->max_frame) {
@@ -469,6 +473,8 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
     if (!used)
       break; /* an error that consumed nothing (overlong) has closed the connection */
   }
+  if (first && !c->ttfb_t0)
+    c->ttfb_t0 = first; /* (time to first byte: from the batch's first frame) */
   if (c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))
     off = len; /* nothing more will be parsed: drop the rest */
   if (keep_remainder(c, buf, off, len))
@@ -499,7 +505,7 @@ static size_t acc_append(struct rw_conn *c, const uint8_t *at, size_t n)
 size_t rw_conn_received(struct rw_conn *c, uint8_t *at, size_t n)
 {
   c->last_active_ms = c->w->now_ms;
-  if (c->pslot != RW_STAT_NONE)
+  if (c->ps)
     RW_STAT_ADD(c->w->stats.bytes_in, n);
   return c->transport->receive(c, at, n);
 }
@@ -556,7 +562,7 @@ void rw_conn_eof(struct rw_conn *c)
 void rw_conn_sent(struct rw_conn *c, size_t n)
 {
   rw_sendq_consume(c->w, c, n);
-  if (c->pslot != RW_STAT_NONE)
+  if (c->ps)
     RW_STAT_ADD(c->w->stats.bytes_out, n);
   c->last_active_ms = c->w->now_ms;
 }

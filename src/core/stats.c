@@ -88,6 +88,12 @@ int rw_stats_prepare(rw_server *s)
   return 0;
 }
 
+struct rw_proto_stats *rw_stats_of(struct rw_worker *w, const rw_proto *proto)
+{
+  uint8_t i = rw_stats_slot(w->srv, proto);
+  return i == RW_STAT_NONE ? NULL : &w->pstats[i];
+}
+
 uint8_t rw_stats_slot(const rw_server *s, const rw_proto *proto)
 {
   for (unsigned i = 0; i < s->nstat; i++)
@@ -119,6 +125,8 @@ int rw_stats_worker_init(struct rw_worker *w)
   rw_histogram *h = w->hists;
   for (unsigned i = 0; i < s->nstat; i++) {
     w->pstats[i].cmd = h;
+    w->pstats[i].nspec = (uint16_t)s->stat[i].proto->ncommands;
+    w->pstats[i].nnames = (uint16_t)s->stat[i].nnames;
     h += s->stat[i].ncmds;
     w->pstats[i].ttfb = h++;
   }
@@ -134,24 +142,10 @@ void rw_stats_worker_fini(struct rw_worker *w)
   w->hists = NULL;
 }
 
-uint64_t rw_stats_frame(struct rw_conn *c, int cmd, uint64_t t0, bool again)
-{
-  struct rw_worker *w = c->w;
-  unsigned i = c->count_as != UINT16_MAX ? c->proto->ncommands + c->count_as : (unsigned)cmd;
-  c->count_as = UINT16_MAX;
-  if (again)
-    return 0;
-  uint64_t now = rw_ticks();
-  rw_hist_record(&w->pstats[c->pslot].cmd[i], rw_ticks_ns(now - t0));
-  if (!c->ttfb_t0)
-    c->ttfb_t0 = t0;
-  return now;
-}
-
+/* (Checked against the protocol's names when the frame is recorded: nothing to look up here.) */
 void rw_conn_count_as(rw_conn *c, unsigned i)
 {
-  if (c->pslot != RW_STAT_NONE && i < c->w->srv->stat[c->pslot].nnames)
-    c->count_as = (uint16_t)i;
+  c->count_as = i < UINT16_MAX ? (uint16_t)i : UINT16_MAX - 1;
 }
 
 void rw_stats_parse_error(struct rw_conn *c, int status)
@@ -165,12 +159,12 @@ void rw_stats_parse_error(struct rw_conn *c, int status)
       [-RW_PARSE_BAD_DATA] = RW_PE_BAD_DATA,
       [-RW_PARSE_FIELDS_TOO_LARGE] = RW_PE_FIELDS_TOO_LARGE,
   };
-  if (c->pslot == RW_STAT_NONE || status == RW_PARSE_HEAD || status == RW_PARSE_SKIP)
+  if (!c->ps || status == RW_PARSE_HEAD || status == RW_PARSE_SKIP)
     return;
   unsigned e = status <= RW_PARSE_SPEC_ERROR(0)             ? RW_PE_SPEC
                : -status < (int)sizeof events && status < 0 ? events[-status]
                                                             : RW_PE_OTHERWISE;
-  uint64_t *n = &c->w->pstats[c->pslot].parse_errors[e];
+  uint64_t *n = &c->ps->parse_errors[e];
   RW_STAT_ADD(*n, 1);
   /* A limit passed, not malformed bytes: the close it may bring counts as a limit's. */
   c->past_limit = e == RW_PE_OVERLONG || e == RW_PE_TOO_LARGE || e == RW_PE_FIELDS_TOO_LARGE;
@@ -178,8 +172,8 @@ void rw_stats_parse_error(struct rw_conn *c, int status)
 
 void rw_stats_first_byte(struct rw_conn *c)
 {
-  if (c->ttfb_t0 && c->pslot != RW_STAT_NONE)
-    rw_hist_record(c->w->pstats[c->pslot].ttfb, rw_ticks_ns(rw_ticks() - c->ttfb_t0));
+  if (c->ttfb_t0 && c->ps)
+    rw_hist_record(c->ps->ttfb, rw_ticks_ns(rw_ticks() - c->ttfb_t0));
   c->ttfb_t0 = 0;
 }
 
@@ -201,7 +195,7 @@ static unsigned close_why(const struct rw_conn *c, bool eof)
 
 void rw_stats_closed(struct rw_conn *c)
 {
-  if (!c->counted || c->pslot == RW_STAT_NONE)
+  if (!c->counted || !c->ps)
     return;
   uint64_t *n = &c->w->stats.closed[close_why(c, c->flags & RW_CONN_EOF)];
   RW_STAT_ADD(*n, 1);
@@ -278,8 +272,9 @@ void rw_server_command_totals(const rw_server *s, const rw_proto *proto, unsigne
   *out_calls = *out_ns = 0;
   for (unsigned i = 0; sp && cmd < sp->ncmds && i < s->nworkers; i++) {
     const rw_histogram *h = &s->workers[i].pstats[slot].cmd[cmd];
-    *out_calls += load(&h->count);
     *out_ns += load(&h->sum);
+    for (unsigned b = 0; b < RW_HIST_BUCKETS; b++) /* (the hot path keeps no count) */
+      *out_calls += load(&h->bucket[b]);
   }
 }
 

@@ -17,7 +17,7 @@ struct rw_worker;
 struct rw_conn;
 
 #define RW_STAT_ADD(field, n) __atomic_store_n(&(field), (field) + (n), __ATOMIC_RELAXED)
-#define RW_STAT_NONE 0xff /* a connection whose frames are not counted (the metrics listener) */
+#define RW_STAT_NONE 0xff /* a protocol not counted */
 #define RW_MAX_STAT_PROTOS (2 * 8 + RW_MAX_PROTOS)
 
 /* A worker's counters: on cache lines of their own (the worker is aligned for it). */
@@ -37,6 +37,7 @@ struct rw_stats_block {
 struct rw_proto_stats {
   rw_histogram *cmd;
   rw_histogram *ttfb;
+  uint16_t nspec, nnames; /* the spec's commands, then the application's names */
   uint64_t parse_errors[RW_PE__COUNT];
 };
 
@@ -73,12 +74,11 @@ int rw_stats_prepare(rw_server *s);
 int rw_stats_worker_init(struct rw_worker *w);
 void rw_stats_worker_fini(struct rw_worker *w);
 size_t rw_stats_worker_bytes(const rw_server *s);
+/* The worker's figures for `proto` (NULL: not counted). */
+struct rw_proto_stats *rw_stats_of(struct rw_worker *w, const rw_proto *proto);
 /* The slot of `proto` among those counted (RW_STAT_NONE if it is not). */
 uint8_t rw_stats_slot(const rw_server *s, const rw_proto *proto);
 
-/* A frame of command `cmd` was parsed and dispatched from `t0` (ticks) until now, returned (the
- * next frame's start); `again`: it will be dispatched again (-EAGAIN), and counts then. */
-uint64_t rw_stats_frame(struct rw_conn *c, int cmd, uint64_t t0, bool again);
 /* A parse error `status` (enum rw_parse_status) on the connection. */
 void rw_stats_parse_error(struct rw_conn *c, int status);
 /* The first bytes of a reply go to the kernel: time to first byte since its dispatch. */

@@ -109,7 +109,7 @@ struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd)
   }
   c->counted = true;
   if (ln->uncounted)
-    c->pslot = RW_STAT_NONE; /* (scrapes are not the traffic they report) */
+    c->ps = NULL; /* (scrapes are not the traffic they report) */
   else
     RW_STAT_ADD(w->stats.accepted, 1);
   for (unsigned i = 0; i < s->nalts; i++)

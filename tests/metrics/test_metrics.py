@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -20,11 +21,12 @@ import urllib.parse
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-for d in ("lib", "kvd", "httpd"):
+for d in ("lib", "kvd", "httpd", "tls"):
     sys.path.insert(0, os.path.join(HERE, "..", d))
 from rwtest import MALLOC_COUNT, Server, skip_without_uring  # noqa: E402
 from test_httpd import read_response  # noqa: E402
 from test_kvd import Reader, free_port, resp_cmd, wait_port  # noqa: E402
+from test_tls import CERTS, cert_args, client_ctx, make_certs  # noqa: E402
 
 WAIT = 15
 
@@ -237,6 +239,38 @@ class Kvd(unittest.TestCase):
             finally:
                 prom.terminate()
                 prom.wait(timeout=20)
+
+
+class Tls(unittest.TestCase):
+    def test_handshakes_and_failures(self):
+        """Two completed handshakes; a client that does not trust the certificate (the server
+        hears its alert: a handshake failure); plain text to the TLS port (the same)."""
+        if not os.path.exists(os.path.join(CERTS.name, "ca.crt")):
+            make_certs()
+        kvd = Server(["kvd", "--workers", "2", "--resp-tls", "127.0.0.1:0", "--metrics", "127.0.0.1:0"] + cert_args(),
+                     want=2)
+        try:
+            mport, port = metrics_port(kvd), kvd.ports[0]
+            for _ in range(2):
+                with client_ctx(["redis"]).wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                                       server_hostname="localhost") as s:
+                    s.sendall(resp_cmd("PING"))
+                    self.assertEqual(Reader(s).line(), b"+PONG\r\n")
+            with self.assertRaises(ssl.SSLError):
+                ssl.create_default_context().wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                                         server_hostname="localhost")
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+                s.settimeout(5)
+                while s.recv(4096):
+                    pass
+            s = eventually("the failures counted", lambda: (
+                lambda m: get(m, "rw_tls_failures_total", reason="handshake") == 2 and m)(parse(scrape_text(mport))))
+            self.assertEqual(get(s, "rw_tls_handshakes_total"), 2)
+            self.assertEqual(get(s, "rw_tls_failures_total", reason="record"), 0)
+            self.assertEqual(get(s, "rw_connections_accepted_total"), 4)
+        finally:
+            self.assertEqual(kvd.stop(), 0)
 
 
 class NoMalloc(unittest.TestCase):
