@@ -1246,3 +1246,100 @@ Test(outbound, a_tls_client_hears_why_its_connection_closed_once)
   }
   cr_expect_eq(rt.frames[0], 1);
 }
+
+/* ---- counters and histograms (stats.h) ---- */
+
+/* A kvt server whose `get` frames the application counts as "fetch"; a client thread sends
+ * known frames, an error, then quit, and reads the counters from outside the workers before
+ * it stops the server. */
+static const char *const stats_names[] = {"fetch"};
+
+static struct stats_test {
+  rw_server *srv;
+  int port;
+  rw_stats st;
+  uint64_t fetch, fetch_ns, get, set, otherwise, timed;
+  unsigned ncmds;
+  const char *name;
+} stt;
+
+static int stats_get(rw_conn *c, const struct kvt_get *m)
+{
+  (void)m;
+  rw_conn_count_as(c, 0);
+  return rw_conn_write(c, "V\r\n", 3);
+}
+
+static int stats_set(rw_conn *c, const struct kvt_set *m)
+{
+  (void)m;
+  return rw_conn_write(c, "S\r\n", 3);
+}
+
+static const struct kvt_handlers stats_server = {.get = stats_get, .set = stats_set, .put = declare_put};
+
+static void *stats_client(void *arg)
+{
+  (void)arg;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {
+      .sin_family = AF_INET, .sin_port = htons((uint16_t)stt.port), .sin_addr.s_addr = htonl(0x7f000001)};
+  static const char frames[] = "get a\r\nget b\r\nget c\r\nset k 1\r\nset k 2\r\nbogus\r\nquit\r\n";
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && write(fd, frames, sizeof frames - 1) > 0) {
+    char buf[256];
+    while (read(fd, buf, sizeof buf) > 0)
+      ; /* to EOF: quit closed it, and the close is counted before the socket goes */
+  }
+  close(fd);
+  rw_server_stats(stt.srv, &stt.st);
+  rw_server_command_totals(stt.srv, &kvt_proto, kvt_proto.ncommands, &stt.fetch, &stt.fetch_ns);
+  uint64_t ns;
+  rw_server_command_totals(stt.srv, &kvt_proto, 0, &stt.get, &ns);
+  for (unsigned i = 0; i < kvt_proto.ncommands; i++)
+    if (!strcmp(kvt_proto.command_names[i], "set"))
+      rw_server_command_totals(stt.srv, &kvt_proto, i, &stt.set, &ns);
+  stt.otherwise = rw_server_parse_errors(stt.srv, &kvt_proto, RW_PE_OTHERWISE);
+  stt.ncmds = rw_server_ncommands(stt.srv, &kvt_proto);
+  stt.name = rw_server_command_name(stt.srv, &kvt_proto, kvt_proto.ncommands);
+  static rw_histogram h; /* (31 KiB: off the stack) */
+  if (rw_server_command_time(stt.srv, &kvt_proto, kvt_proto.ncommands, &h) == 0)
+    stt.timed = h.count;
+  rw_server_stop(stt.srv);
+  return NULL;
+}
+
+static void stats_start(rw_worker *w, void *data)
+{
+  (void)data;
+  arm_watchdog(w);
+  if (rw_worker_id(w) != 0)
+    return;
+  pthread_t t;
+  pthread_create(&t, NULL, stats_client, NULL);
+  pthread_detach(t);
+}
+
+Test(stats, frames_errors_bytes_and_closes_are_counted_exactly)
+{
+  stt = (struct stats_test){.srv = new_server(stats_start, NULL, 2)};
+  cr_assert_eq(rw_server_listen(stt.srv, "127.0.0.1:0", &kvt_proto, &stats_server), 0);
+  cr_assert_eq(rw_server_command_names(stt.srv, &kvt_proto, stats_names, 1), 0);
+  stt.port = rw_server_port(stt.srv, 0);
+  cr_assert_eq(rw_server_run(stt.srv), 0);
+  rw_server_destroy(stt.srv);
+  cr_assert(!watchdog_fired, "the test did not finish within 20 s");
+  cr_expect_eq(stt.ncmds, kvt_proto.ncommands + 1);
+  cr_expect_str_eq(stt.name, "fetch");
+  cr_expect_eq(stt.fetch, 3, "get frames counted as the application's fetch");
+  cr_expect_eq(stt.get, 0, "and not as the spec's get");
+  cr_expect_eq(stt.timed, 3);
+  cr_expect_gt(stt.fetch_ns, 0);
+  cr_expect_eq(stt.set, 2);
+  cr_expect_eq(stt.otherwise, 1);
+  cr_expect_eq(stt.st.accepted, 1);
+  cr_expect_eq(stt.st.closed[RW_CLOSED_LOCAL], 1, "quit: the spec closed it");
+  cr_expect_eq(stt.st.open, 0);
+  cr_expect_eq(stt.st.bytes_in,
+               sizeof "get a\r\nget b\r\nget c\r\nset k 1\r\nset k 2\r\nbogus\r\nquit\r\n" - 1);
+  cr_expect_eq(stt.st.bytes_out, 3 * 3 + 2 * 3 + sizeof "ERROR\r\nBYE\r\n" - 1);
+}

@@ -147,6 +147,9 @@ struct httpd_response {
 #define HTTPD_EXTRA_MAX (HTTPD_LOCATION_MAX + 8192 + 16)
 #define HTTPD_HEAD_MAX (1024 + HTTPD_HEADERS_MAX + HTTPD_EXTRA_MAX)
 size_t httpd_format_head(const struct httpd_response *r, char *out, size_t cap);
+/* Counts a response by its status class (request.c), for httpd_responses_total at /metrics. */
+void httpd_count(rw_conn *c, int status);
+int httpd_metrics_register(rw_server *srv);
 /* An error or bodiless status with a short text body (none for HEAD or 304). */
 int httpd_reply_status(rw_conn *c, struct httpd_response *r, bool head);
 /* Serves `path` (serve.c): the file, a range of it, 304, 412, 416, 301 for a directory, or an

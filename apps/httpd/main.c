@@ -150,7 +150,7 @@ int main(int argc, char **argv)
   if (o.ntls && rw_cli_tls(&cli, alpn, &tls) < 0)
     return 1;
   rw_server *srv;
-  if (rw_cli_server(&cli, &http1_proto, &httpd_handlers, &srv) < 0)
+  if (rw_cli_server(&cli, &http1_proto, &httpd_handlers, &srv) < 0 || httpd_metrics_register(srv) < 0)
     return 1;
   if (httpd_proxy_setup(srv, cli.cfg.max_conns, (uint32_t)o.proxy_timeout * 1000) < 0) {
     rw_server_destroy(srv);

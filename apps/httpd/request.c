@@ -68,6 +68,29 @@ size_t httpd_format_head(const struct httpd_response *r, char *out, size_t cap)
   return n;
 }
 
+/* The runtime's per-worker application counters, by status class: 1xx is counter 1, ... */
+void httpd_count(rw_conn *c, int status)
+{
+  if (status >= 100 && status < 600)
+    rw_worker_count(rw_conn_worker(c), (unsigned)status / 100, 1);
+}
+
+static void httpd_metrics(rw_metrics_out *o, void *data)
+{
+  (void)data;
+  rw_metrics_family(o, "httpd_responses_total", "counter", "Responses, by status class.");
+  for (unsigned cls = 1; cls <= 5; cls++) {
+    char label[16];
+    snprintf(label, sizeof label, "class=\"%uxx\"", cls);
+    rw_metrics_u64(o, "httpd_responses_total", label, rw_server_app_counter(rw_metrics_server(o), cls));
+  }
+}
+
+int httpd_metrics_register(rw_server *srv)
+{
+  return rw_server_metrics_add(srv, httpd_metrics, NULL);
+}
+
 int httpd_reply_status(rw_conn *c, struct httpd_response *r, bool head)
 {
   char body[64];
@@ -75,6 +98,7 @@ int httpd_reply_status(rw_conn *c, struct httpd_response *r, bool head)
   r->type = blen ? "text/plain; charset=utf-8" : NULL;
   r->length = (uint64_t)blen;
   char buf[HTTPD_HEAD_MAX];
+  httpd_count(c, r->status);
   size_t n = httpd_format_head(r, buf, sizeof buf);
   struct iovec iov[2] = {{buf, n}, {body, head ? 0 : (size_t)blen}};
   int rc = rw_conn_writev(c, iov, 2);

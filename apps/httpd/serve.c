@@ -194,6 +194,7 @@ static int send_ranges(rw_conn *c, struct httpd_response *r, const struct httpd_
     s->type = r->type;
     r->type = crange;
   }
+  httpd_count(c, r->status);
   size_t n = httpd_format_head(r, hbuf, sizeof hbuf);
   if (head || f->fd < 0) {
     iov[0] = (struct iovec){hbuf, n};
@@ -264,6 +265,7 @@ int httpd_serve(rw_conn *c, struct httpd_response *r, const char *path, rw_span 
   }
   r->status = 200, r->reason = "OK", r->length = f.size;
   char buf[HTTPD_HEAD_MAX];
+  httpd_count(c, r->status);
   size_t n = httpd_format_head(r, buf, sizeof buf);
   if (head || f.fd < 0) {
     release(&f);

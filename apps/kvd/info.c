@@ -19,6 +19,7 @@ struct err_stats {
   _Atomic uint64_t n[NPREFIX];
 } __attribute__((aligned(64)));
 static struct err_stats *err_stats;
+static uint32_t maxclients; /* --max-conns */
 
 int kvd_info_init(unsigned workers)
 {
@@ -108,17 +109,42 @@ static void cpu_section(struct text *t)
 }
 
 /* Calls, and those rejected (NOAUTH) or failed (an error reply), of the commands run at least
- * once; kvd does not time commands, so redis's usec fields are not given. */
-static void commandstats_section(struct text *t)
+ * once; the time their handlers took is the runtime's (rw_conn_count_as in resp.c). */
+static void commandstats_section(const rw_server *s, struct text *t)
 {
   add(t, "# Commandstats\r\n");
   for (size_t i = 0; i < kvd_resp_ncounted(); i++) {
     struct kvd_cmd_counts n = kvd_resp_counts(i);
+    uint64_t timed, ns;
+    rw_server_command_totals(s, &resp_proto, resp_proto.ncommands + (unsigned)i, &timed, &ns);
     if (n.calls || n.rejected)
-      add(t, "cmdstat_%s:calls=%llu,rejected_calls=%llu,failed_calls=%llu\r\n", n.name,
-          (unsigned long long)n.calls, (unsigned long long)n.rejected, (unsigned long long)n.failed);
+      add(t, "cmdstat_%s:calls=%llu,usec=%llu,usec_per_call=%.2f,rejected_calls=%llu,failed_calls=%llu\r\n",
+          n.name, (unsigned long long)n.calls, (unsigned long long)(ns / 1000),
+          timed ? (double)ns / 1000.0 / (double)timed : 0.0, (unsigned long long)n.rejected,
+          (unsigned long long)n.failed);
   }
   add(t, "\r\n");
+}
+
+/* Redis's clients section, from the runtime's counters (RESP and memcache clients alike). */
+static void clients_section(const rw_stats *st, struct text *t)
+{
+  add(t, "# Clients\r\nconnected_clients:%llu\r\nmaxclients:%u\r\nblocked_clients:0\r\n\r\n",
+      (unsigned long long)st->open, maxclients);
+}
+
+static uint64_t frames_total(const rw_server *s)
+{
+  uint64_t n = 0;
+  for (const rw_proto *const *p =
+           (const rw_proto *const[]){&resp_proto, &memcache_proto, &memcache_binary_proto, NULL};
+       *p; p++)
+    for (unsigned i = 0; i < rw_server_ncommands(s, *p); i++) {
+      uint64_t calls, ns;
+      rw_server_command_totals(s, *p, i, &calls, &ns);
+      n += calls;
+    }
+  return n;
 }
 
 static void errorstats_section(struct text *t)
@@ -142,21 +168,28 @@ int kvd_on_info(rw_conn *c, const rw_list *a)
     server_section(c, &t);
   struct kv_totals tot;
   kv_totals(&kvd.store, &tot);
+  const rw_server *s = rw_worker_server(rw_conn_worker(c));
+  rw_stats st;
+  rw_server_stats(s, &st);
+  if (want(a, "clients", true))
+    clients_section(&st, &t);
   if (want(a, "memory", true))
     add(&t, "# Memory\r\nused_memory:%llu\r\nmaxmemory:%zu\r\nmaxmemory_policy:%s\r\n\r\n",
         (unsigned long long)tot.bytes, kvd.store.memory,
         kvd.store.policy == KV_EVICT_LRU ? "allkeys-lru" : "noeviction");
   if (want(a, "stats", true))
     add(&t,
-        "# "
-        "Stats\r\nexpired_keys:%llu\r\nevicted_keys:%llu\r\nkeyspace_hits:%llu\r\nkeyspace_misses:%"
-        "llu\r\n\r\n",
+        "# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
+        "total_net_input_bytes:%llu\r\ntotal_net_output_bytes:%llu\r\nrejected_connections:%llu\r\n"
+        "expired_keys:%llu\r\nevicted_keys:%llu\r\nkeyspace_hits:%llu\r\nkeyspace_misses:%llu\r\n\r\n",
+        (unsigned long long)st.accepted, (unsigned long long)frames_total(s), (unsigned long long)st.bytes_in,
+        (unsigned long long)st.bytes_out, (unsigned long long)st.refused[RW_REFUSED_MAX_CONNS],
         (unsigned long long)tot.expired, (unsigned long long)tot.evictions,
         (unsigned long long)KVD_STAT_SUM(get_hits), (unsigned long long)KVD_STAT_SUM(get_misses));
   if (want(a, "cpu", true))
     cpu_section(&t);
   if (want(a, "commandstats", false))
-    commandstats_section(&t);
+    commandstats_section(s, &t);
   if (want(a, "errorstats", true))
     errorstats_section(&t);
   if (want(a, "keyspace", true)) {
@@ -169,4 +202,40 @@ int kvd_on_info(rw_conn *c, const rw_list *a)
   while (t.n >= 4 && t.buf[t.n - 1] == '\n' && t.buf[t.n - 3] == '\n')
     t.n -= 2;
   return resp_reply_bulk(c, (rw_span){(const uint8_t *)t.buf, t.n});
+}
+
+/* kvd's own series at /metrics: the keyspace and the store's figures, as INFO has them. */
+static void kvd_metrics(rw_metrics_out *o, void *data)
+{
+  (void)data;
+  struct kv_totals tot;
+  kv_totals(&kvd.store, &tot);
+  static const struct {
+    const char *name, *type, *help;
+    size_t off;
+  } series[] = {
+      {"kvd_keys", "gauge", "Keys in the store.", offsetof(struct kv_totals, items)},
+      {"kvd_keys_with_expiry", "gauge", "Keys with a time to live.", offsetof(struct kv_totals, expires)},
+      {"kvd_memory_used_bytes", "gauge", "Bytes the store's items take.", offsetof(struct kv_totals, bytes)},
+      {"kvd_expired_keys_total", "counter", "Keys removed on expiry.", offsetof(struct kv_totals, expired)},
+      {"kvd_evicted_keys_total", "counter", "Keys evicted for memory.",
+       offsetof(struct kv_totals, evictions)},
+  };
+  for (size_t i = 0; i < sizeof series / sizeof *series; i++) {
+    rw_metrics_family(o, series[i].name, series[i].type, series[i].help);
+    rw_metrics_u64(o, series[i].name, NULL, *(const uint64_t *)((const char *)&tot + series[i].off));
+  }
+  rw_metrics_family(o, "kvd_memory_limit_bytes", "gauge", "--memory.");
+  rw_metrics_u64(o, "kvd_memory_limit_bytes", NULL, kvd.store.memory);
+  rw_metrics_family(o, "kvd_keyspace_hits_total", "counter", "Reads that found their key.");
+  rw_metrics_u64(o, "kvd_keyspace_hits_total", NULL, KVD_STAT_SUM(get_hits));
+  rw_metrics_family(o, "kvd_keyspace_misses_total", "counter", "Reads that did not find their key.");
+  rw_metrics_u64(o, "kvd_keyspace_misses_total", NULL, KVD_STAT_SUM(get_misses));
+}
+
+int kvd_info_register(rw_server *srv, uint32_t max_conns)
+{
+  maxclients = max_conns;
+  int rc = kvd_resp_count_names(srv);
+  return rc < 0 ? rc : rw_server_metrics_add(srv, kvd_metrics, NULL);
 }

@@ -143,7 +143,7 @@ void kvd_mc_flush(rw_conn *c, int64_t at_ms);
 /* The general stats, one `emit` each (stopping at its first error): its result. */
 typedef int (*kvd_mc_stat_fn)(rw_conn *c, const void *arg, rw_span name, rw_span value);
 int kvd_mc_stats(rw_conn *c, kvd_mc_stat_fn emit, const void *arg);
-void kvd_mc_stats_reset(void);
+void kvd_mc_stats_reset(rw_conn *c);
 
 /* ---- aof.c: the append-only file ---- */
 enum kvd_fsync { KVD_FSYNC_ALWAYS, KVD_FSYNC_EVERYSEC, KVD_FSYNC_NO };
@@ -210,6 +210,8 @@ int kvd_aof_load(int fd, const char *path, bool truncate_ok, struct kvd_aof_repl
 
 /* ---- info.c: the RESP handlers' counters and inline scratch, taken at start (0 or -ENOMEM) ---- */
 int kvd_info_init(unsigned workers);
+/* kvd's series at /metrics and its commands' names for the runtime's counters (info.c). */
+int kvd_info_register(rw_server *srv, uint32_t max_conns);
 
 /* ---- auth.c: the password ---- */
 /* The password (--requirepass), or the first line of a file (--requirepass-file): 0 or -errno,

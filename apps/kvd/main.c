@@ -193,7 +193,8 @@ static int setup(rw_server *srv, uint32_t srv_max_conns, const struct opts *o, r
   if (!kvd.stats || !sweepers)
     return -ENOMEM;
   memset(kvd.stats, 0, kvd.workers * sizeof *kvd.stats);
-  if (kvd_info_init(kvd.workers) < 0 || kvd_clients_init(kvd.workers) < 0)
+  if (kvd_info_init(kvd.workers) < 0 || kvd_clients_init(kvd.workers) < 0 ||
+      kvd_info_register(srv, srv_max_conns) < 0)
     return -ENOMEM;
   /* The log is replayed into the store before anything is served. */
   if (o->aof && ((rc = kvd_aof_open(o->aof, o->fsync, o->aof_truncate)) < 0 ||

@@ -220,7 +220,7 @@ static int on_stats(rw_conn *c, const struct memcache_stats *m)
     return rc < 0 ? rc : memcache_reply_end(c);
   }
   if (sub.len == 5 && !memcmp(sub.p, "reset", 5)) {
-    kvd_mc_stats_reset();
+    kvd_mc_stats_reset(c);
     return memcache_reply_reset(c);
   }
   static const char *const empty[] = {"settings", "items", "slabs", "sizes", "conns"};

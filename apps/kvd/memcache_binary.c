@@ -351,7 +351,7 @@ static int on_stat(rw_conn *c, const req *m)
   if (!k.len)
     rc = kvd_mc_stats(c, stat_packet, m);
   else if (starts(k, "reset"))
-    kvd_mc_stats_reset();
+    kvd_mc_stats_reset(c);
   else if (!starts(k, "settings") && !is(k, "items") && !is(k, "slabs") && !is(k, "sizes"))
     return reply_error(c, m, ST_NOT_FOUND, NULL);
   return rc < 0 ? rc : stat_packet(c, m, none, none);

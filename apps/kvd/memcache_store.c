@@ -164,10 +164,24 @@ void kvd_mc_flush(rw_conn *c, int64_t at_ms)
   }
 }
 
+/* The runtime's connection and byte counters as they were at the last `stats reset`: they only
+ * grow, so memcached's reset is a baseline (any worker may write it: relaxed atomics). */
+static struct {
+  uint64_t accepted, refused, bytes_in, bytes_out;
+} base;
+
+static uint64_t since_reset(uint64_t now, const uint64_t *at_reset)
+{
+  uint64_t b = __atomic_load_n(at_reset, __ATOMIC_RELAXED);
+  return now > b ? now - b : 0;
+}
+
 int kvd_mc_stats(rw_conn *c, kvd_mc_stat_fn emit, const void *arg)
 {
   struct kv_totals t;
   kv_totals(&kvd.store, &t);
+  rw_stats rs;
+  rw_server_stats(rw_worker_server(rw_conn_worker(c)), &rs);
   int64_t up = (kvd_now_ms(c) - kvd.start_ms) / 1000;
   const struct {
     const char *name;
@@ -177,6 +191,9 @@ int kvd_mc_stats(rw_conn *c, kvd_mc_stat_fn emit, const void *arg)
       {"uptime", (uint64_t)up},
       {"time", (uint64_t)(kvd_unix_ms() / 1000)},
       {"pointer_size", 64},
+      {"curr_connections", rs.open},
+      {"total_connections", since_reset(rs.accepted, &base.accepted)},
+      {"rejected_connections", since_reset(rs.refused[RW_REFUSED_MAX_CONNS], &base.refused)},
       {"threads", kvd.workers},
       {"cmd_get", KVD_STAT_SUM(cmd_get)},
       {"cmd_set", KVD_STAT_SUM(cmd_set)},
@@ -196,6 +213,8 @@ int kvd_mc_stats(rw_conn *c, kvd_mc_stat_fn emit, const void *arg)
       {"cas_badval", KVD_STAT_SUM(cas_badval)},
       {"touch_hits", KVD_STAT_SUM(touch_hits)},
       {"touch_misses", KVD_STAT_SUM(touch_misses)},
+      {"bytes_read", since_reset(rs.bytes_in, &base.bytes_in)},
+      {"bytes_written", since_reset(rs.bytes_out, &base.bytes_out)},
       {"limit_maxbytes", kvd.store.memory},
       {"bytes", t.bytes},
       {"curr_items", t.items},
@@ -215,8 +234,14 @@ int kvd_mc_stats(rw_conn *c, kvd_mc_stat_fn emit, const void *arg)
   return rc;
 }
 
-void kvd_mc_stats_reset(void)
+void kvd_mc_stats_reset(rw_conn *c)
 {
+  rw_stats rs;
+  rw_server_stats(rw_worker_server(rw_conn_worker(c)), &rs);
+  __atomic_store_n(&base.accepted, rs.accepted, __ATOMIC_RELAXED);
+  __atomic_store_n(&base.refused, rs.refused[RW_REFUSED_MAX_CONNS], __ATOMIC_RELAXED);
+  __atomic_store_n(&base.bytes_in, rs.bytes_in, __ATOMIC_RELAXED);
+  __atomic_store_n(&base.bytes_out, rs.bytes_out, __ATOMIC_RELAXED);
   /* Counters belong to their workers: zeroing another's races with its next increment, and
    * loses at most that one, as memcached's own reset may. */
   for (unsigned w = 0; w < kvd.workers; w++)

@@ -683,6 +683,11 @@ size_t kvd_resp_ncounted(void)
   return NCOUNTED;
 }
 
+int kvd_resp_count_names(rw_server *s)
+{
+  return rw_server_command_names(s, &resp_proto, counted_names, NCOUNTED);
+}
+
 struct kvd_cmd_counts kvd_resp_counts(size_t i)
 {
   struct kvd_cmd_counts n = {counted_names[i], 0, 0, 0};
@@ -706,6 +711,7 @@ static int gate(rw_conn *c, const rw_list *a, unsigned cmd, const char *name,
     return kvd_reply_noauth(c);
   }
   uint64_t errors = errors_seen;
+  rw_conn_count_as(c, cmd); /* (the runtime times it as this command, not as a RESP array) */
   int rc = fn(c, a);
   if (rc == -EAGAIN)
     return rc;

@@ -28,6 +28,8 @@ struct kvd_cmd_counts {
 int kvd_resp_init(unsigned workers);
 size_t kvd_resp_ncounted(void);
 struct kvd_cmd_counts kvd_resp_counts(size_t i);
+/* Names kvd_resp_counts' commands for the runtime (rw_server_command_names). */
+int kvd_resp_count_names(rw_server *s);
 void kvd_resp_error_seen(void); /* (this worker wrote an error reply) */
 
 #define ADMIT(c) KVD_ADMIT(c, kvd_reply_misconf(c))

@@ -39,7 +39,7 @@ typedef struct rw_cli_extra {
 } rw_cli_extra;
 
 /* Parses the common flags (--listen, --backend, --workers, --pin, --max-conns, --idle-timeout,
- * --help) into `out_cli`, with defaults from rw_config_default() and `default_listen` when no
+ * --metrics (into cfg.metrics), --help) into `out_cli`, with defaults from rw_config_default() and `default_listen` when no
  * --listen is given. Returns 0 to go on, 1 when --help was printed (exit 0), or -EINVAL after
  * printing the error and usage to stderr (exit 2). `about` is shown in the usage. */
 int rw_cli_parse(int argc, char **argv, const char *about, const char *default_listen, rw_cli *out_cli);

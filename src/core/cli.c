@@ -24,6 +24,7 @@ static const char tail_usage[] =
     "  --recv-buffers N       io_uring: provided receive buffers per worker (default: by --max-conns)\n"
     "  --tls-cert FILE        certificate chain (PEM) for TLS listeners; repeat with --tls-key for SNI\n"
     "  --tls-key FILE         its private key (PEM)\n"
+    "  --metrics HOST:PORT    serve Prometheus metrics at http://HOST:PORT/metrics\n"
     "  --help                 this text\n";
 
 static void usage(FILE *out, const char *prog, const char *about, const char *default_listen,
@@ -142,6 +143,10 @@ static int parse_valued(rw_cli *out, const char *prog, const char *flag, const c
     (cert ? out->tls_cert : out->tls_key)[(*n)++] = val;
     return 0;
   }
+  if (!strcmp(flag, "--metrics")) {
+    cfg->metrics = val;
+    return 0;
+  }
   if (!strcmp(flag, "--backend")) {
     if (parse_backend(val, &cfg->backend) == 0)
       return 0;
@@ -166,7 +171,7 @@ static int parse_valued(rw_cli *out, const char *prog, const char *flag, const c
 static bool takes_value(const char *flag)
 {
   if (!strcmp(flag, "--listen") || !strcmp(flag, "--backend") || !strcmp(flag, "--tls-cert") ||
-      !strcmp(flag, "--tls-key"))
+      !strcmp(flag, "--tls-key") || !strcmp(flag, "--metrics"))
     return true;
   for (size_t i = 0; i < sizeof numeric / sizeof numeric[0]; i++)
     if (!strcmp(flag, numeric[i].flag))

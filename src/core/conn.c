@@ -17,6 +17,8 @@
 #include "pool.h"
 #include "sendq.h"
 #include "server.h"
+#include "stats.h"
+#include "stats_frame.h"
 #include "transport.h"
 #include "worker.h"
 
@@ -47,6 +49,7 @@ void rw_conn_pause(struct rw_conn *c)
   if (c->flags & RW_CONN_PAUSED)
     return;
   c->flags |= RW_CONN_PAUSED;
+  RW_STAT_ADD(w->stats.pauses, 1);
   c->paused_prev = NULL;
   c->paused_next = w->paused;
   if (w->paused)
@@ -110,7 +113,9 @@ struct rw_conn *rw_conn_open(struct rw_worker *w, const rw_proto *proto, const v
                         .sq_head = RW_NONE,
                         .sq_tail = RW_NONE,
                         .last_active_ms = w->now_ms,
-                        .transport = &rw_transport_plain};
+                        .transport = &rw_transport_plain,
+                        .ps = rw_stats_of(w, proto),
+                        .count_as = UINT16_MAX};
   c->peek = peek_of(w->srv, proto);
   proto->parser_init(parser);
   memset((uint8_t *)parser + w->user_off, 0, w->user_size);
@@ -266,6 +271,7 @@ void rw_conn_free(struct rw_conn *c)
   struct rw_worker *w = c->w;
   rw_close_fn on_close = c->on_close;
   c->on_close = NULL; /* once, even if `on_close` dials again */
+  rw_stats_closed(c);
   if (on_close) {
     /* Whatever the callback calls (rw_conn_close) must not put a connection being freed back
      * on the flush list: it counts as on it already. */
@@ -397,6 +403,8 @@ static void choose_protocol(struct rw_conn *c, uint8_t first)
     if (a->proto == c->proto && a->first_byte == first) {
       c->proto = a->alt;
       c->handlers = a->handlers;
+      if (c->ps)
+        c->ps = rw_stats_of(c->w, a->alt);
       c->peek = peek_of(s, a->alt);
       a->alt->parser_init(c->parser);
       return;
@@ -414,6 +422,8 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
   const rw_proto *proto = c->proto;
   _Alignas(max_align_t) unsigned char msg[RW_PROTO_MSG_MAX];
   size_t off = 0;
+  uint64_t t = 0;     /* the clock when the last frame's handler returned (0: not read yet) */
+  uint64_t first = 0; /* when the first frame started */
   buf[len] = 0;
   if (c->peek)
     peek_ahead(c, buf, len);
@@ -422,6 +432,10 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
       rw_conn_pause(c);
       break;
     }
+    /* A frame's service time runs from its parse to its handler's return: one clock read per
+     * frame, the end of one being the start of the next. */
+    if (!t && c->ps)
+      t = rw_ticks();
     size_t used = 0;
     int rc = proto->next(c->parser, buf + off, len - off, &used, msg);
     if (rc == RW_PARSE_MORE)
@@ -430,7 +444,12 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
     if (rc == RW_PARSE_SKIP)
       continue;
     if (rc >= 0) {
-      rc = proto->dispatch(c, c->handlers, rc, msg);
+      int cmd = rc;
+      if (!first)
+        first = t;
+      rc = proto->dispatch(c, c->handlers, cmd, msg);
+      if (t)
+        t = rc == -EAGAIN && proto->max_frame ? rw_stats_deferred(c) : rw_stats_frame(c, cmd, t);
       /* The handler cannot take it now: keep the frame and wait (framed protocols only: a raw
        * protocol has no slot to keep a chunk in, so there it is an error like any other). */
       if (rc == -EAGAIN && proto->max_frame) {
@@ -442,7 +461,10 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
         break;
       }
     } else {
-      rc = proto->on_error(c, c->handlers, rc, msg);
+      int status = rc;
+      t = 0; /* (the next frame's time starts after the error's reply) */
+      rw_stats_parse_error(c, status);
+      rc = proto->on_error(c, c->handlers, status, msg);
       if (rc < 0 || (c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)))
         note_reason(c, -EBADMSG);
     }
@@ -451,6 +473,8 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
     if (!used)
       break; /* an error that consumed nothing (overlong) has closed the connection */
   }
+  if (first && !c->ttfb_t0)
+    c->ttfb_t0 = first; /* (time to first byte: from the batch's first frame) */
   if (c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))
     off = len; /* nothing more will be parsed: drop the rest */
   if (keep_remainder(c, buf, off, len))
@@ -481,6 +505,8 @@ static size_t acc_append(struct rw_conn *c, const uint8_t *at, size_t n)
 size_t rw_conn_received(struct rw_conn *c, uint8_t *at, size_t n)
 {
   c->last_active_ms = c->w->now_ms;
+  if (c->ps)
+    RW_STAT_ADD(c->w->stats.bytes_in, n);
   return c->transport->receive(c, at, n);
 }
 
@@ -536,6 +562,8 @@ void rw_conn_eof(struct rw_conn *c)
 void rw_conn_sent(struct rw_conn *c, size_t n)
 {
   rw_sendq_consume(c->w, c, n);
+  if (c->ps)
+    RW_STAT_ADD(c->w->stats.bytes_out, n);
   c->last_active_ms = c->w->now_ms;
 }
 

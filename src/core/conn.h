@@ -64,7 +64,11 @@ struct rw_conn {
   void *connect_data;
   rw_close_fn on_close; /* rw_conn_on_close() */
   void *close_data;
-  int close_reason; /* the first error that ended it (0: none, a clean close) */
+  int close_reason;          /* the first error that ended it (0: none, a clean close) */
+  struct rw_proto_stats *ps; /* its protocol's figures (stats.c); NULL: not counted */
+  uint16_t count_as;         /* rw_conn_count_as() for the frame in dispatch (UINT16_MAX: none) */
+  bool past_limit;           /* the last parse error was a limit passed (a close for it is a limit's) */
+  uint64_t ttfb_t0;          /* ticks when a reply's first frame was dispatched (0: none waiting) */
   struct rw_conn *dirty_next;
   struct rw_conn *paused_prev, *paused_next;
 };

@@ -49,6 +49,7 @@ uint32_t rw_large_get(struct rw_worker *w)
   if (i != RW_NONE) {
     l->idle_ms[i] = 0; /* in use (its pages may still be resident: so much the better) */
   } else if (!w->large_waiting) {
+    RW_STAT_ADD(w->stats.large_waits, 1);
     w->large_waiting = true;
     l->waiters++;
   }

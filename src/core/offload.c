@@ -73,6 +73,7 @@ int rw_offload_submit(struct rw_worker *w, rw_job *j, bool bounded)
   pthread_mutex_lock(&p->lock);
   if (bounded && p->waiting >= p->limit) {
     pthread_mutex_unlock(&p->lock);
+    RW_STAT_ADD(w->stats.offload_rejected, 1);
     return -EAGAIN;
   }
   if (p->tail)
@@ -84,4 +85,15 @@ int rw_offload_submit(struct rw_worker *w, rw_job *j, bool bounded)
   pthread_cond_signal(&p->cond);
   pthread_mutex_unlock(&p->lock);
   return 0;
+}
+
+uint32_t rw_offload_depth(rw_server *s)
+{
+  struct rw_offload *p = &s->offload;
+  if (!p->nthreads)
+    return 0;
+  pthread_mutex_lock(&p->lock);
+  uint32_t n = p->waiting;
+  pthread_mutex_unlock(&p->lock);
+  return n;
 }

@@ -25,5 +25,7 @@ void rw_offload_stop(rw_server *s);
 /* Queues j->run for a pool thread; j->msg.fn then runs on `w`. `bounded`: refuse with -EAGAIN
  * when the queue holds `limit` jobs. */
 int rw_offload_submit(struct rw_worker *w, rw_job *j, bool bounded);
+/* Jobs queued now, not yet running. */
+uint32_t rw_offload_depth(rw_server *s);
 
 #endif

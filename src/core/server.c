@@ -12,6 +12,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <ringwright/metrics.h>
 #include <ringwright/tls.h>
 
 #include "send_file.h"
@@ -99,12 +100,12 @@ int rw_server_use_proto(rw_server *s, const rw_proto *proto)
 }
 
 /* The protocols pools are sized for: the listeners', their alternates', the declared ones. */
-static unsigned protos_count(const rw_server *s)
+unsigned rw_server_nprotos(const rw_server *s)
 {
   return s->nlisteners + s->nalts + s->nuses;
 }
 
-static const rw_proto *proto_at(const rw_server *s, unsigned i)
+const rw_proto *rw_server_proto_at(const rw_server *s, unsigned i)
 {
   if (i < s->nlisteners)
     return s->listeners[i].proto;
@@ -114,8 +115,8 @@ static const rw_proto *proto_at(const rw_server *s, unsigned i)
 
 bool rw_server_speaks(const rw_server *s, const rw_proto *proto)
 {
-  for (unsigned i = 0; i < protos_count(s); i++)
-    if (proto_at(s, i) == proto)
+  for (unsigned i = 0; i < rw_server_nprotos(s); i++)
+    if (rw_server_proto_at(s, i) == proto)
       return true;
   return false;
 }
@@ -262,8 +263,8 @@ static void plan_pools(const rw_server *s, struct plan *p)
   const rw_config *cfg = &s->cfg;
   size_t frame = 0;
   *p = (struct plan){.parser = 16};
-  for (unsigned i = 0; i < protos_count(s); i++) {
-    const rw_proto *pr = proto_at(s, i);
+  for (unsigned i = 0; i < rw_server_nprotos(s); i++) {
+    const rw_proto *pr = rw_server_proto_at(s, i);
     frame = pr->max_frame > frame ? pr->max_frame : frame;
     p->parser = pr->parser_size > p->parser ? pr->parser_size : p->parser;
     p->tls |= i < s->nlisteners && s->listeners[i].transport_ctx != NULL;
@@ -323,7 +324,7 @@ static int worker_alloc(rw_server *s, struct rw_worker *w, const struct plan *p)
       rw_pool_init(&w->send_pool, p->chunks, cfg->send_chunk) < 0 ||
       rw_pool_init(&w->transport_pool, p->tls_slots, RW_TRANSPORT_SLOT) < 0 ||
       rw_pool_init(&w->dio_pool, cfg->dio_buffers, cfg->dio_buffer_size) < 0 || rw_dns_init(w) < 0 ||
-      rw_dial_init(w) < 0 || rw_upstreams_init(w) < 0)
+      rw_dial_init(w) < 0 || rw_upstreams_init(w) < 0 || rw_stats_worker_init(w) < 0)
     return -ENOMEM;
   return 0;
 }
@@ -338,7 +339,7 @@ static size_t worker_bytes(const struct rw_worker *w)
          (size_t)w->send_pool.count * (sizeof *w->chunk_next + sizeof *w->chunk_len) + w->srv->cfg.recv_size +
          1 + rw_pool_bytes(&w->acc_pool) + rw_pool_bytes(&w->send_pool) + rw_pool_bytes(&w->transport_pool) +
          rw_pool_bytes(&w->dio_pool) + rw_dns_budget(w) + rw_dial_budget(w) + rw_upstreams_budget(w) +
-         (w->driver->budget ? w->driver->budget(w) : 0);
+         rw_stats_worker_bytes(w->srv) + (w->driver->budget ? w->driver->budget(w) : 0);
 }
 
 /* No descriptor yet: what worker_fini() closes is only what worker_init() opened. */
@@ -421,6 +422,7 @@ static void worker_fini(rw_server *s, struct rw_worker *w)
   rw_dns_fini(w);
   rw_dial_fini(w);
   rw_upstreams_fini(w);
+  rw_stats_worker_fini(w);
 }
 
 static void pin_to_cpu(struct rw_worker *w)
@@ -497,17 +499,29 @@ int rw_server_run(rw_server *s)
   if (!s->nlisteners && !s->nudp && !s->cfg.on_worker_start)
     return -EINVAL; /* nothing would ever happen */
   rw_fault_init();
+  if (s->cfg.metrics && !s->metrics_bound) {
+    int bound = rw_server_metrics(s, s->cfg.metrics);
+    if (bound < 0)
+      return bound;
+  }
   s->driver = choose_driver(&s->cfg);
   if (!s->driver)
     return -ENOSYS;
-  s->workers = calloc(s->nworkers, sizeof *s->workers);
+  int rc = rw_stats_prepare(s);
+  if (rc)
+    return rc;
+  /* Aligned: each worker's counters are on cache lines of their own. */
+  s->workers = aligned_alloc(_Alignof(struct rw_worker), s->nworkers * sizeof *s->workers);
   if (!s->workers)
     return -ENOMEM;
+  memset(s->workers, 0, s->nworkers * sizeof *s->workers);
+  rc = rw_metrics_start(s);
   struct plan plan;
   plan_pools(s, &plan);
-  int rc = rw_large_init(s, plan.large_slots, plan.large);
+  if (!rc)
+    rc = rw_large_init(s, plan.large_slots, plan.large);
   size_t large = (size_t)plan.large_slots * plan.large;
-  s->resident = s->reserved = rw_large_bytes(s);
+  s->resident = s->reserved = rw_large_bytes(s) + rw_metrics_bytes(s);
   for (unsigned i = 0; i < s->nworkers; i++)
     worker_reset(s, &s->workers[i], i);
   for (unsigned i = 0; i < s->nworkers && !rc; i++)
@@ -548,6 +562,7 @@ int rw_server_run(rw_server *s)
     worker_fini(s, &s->workers[i]);
   }
   rw_large_fini(s);
+  rw_metrics_stop(s);
   free(s->workers);
   s->workers = NULL;
   return rc;
@@ -586,5 +601,6 @@ void rw_server_destroy(rw_server *s)
   for (unsigned i = 0; i < s->nudp; i++)
     if (s->udps[i].fd0 >= 0)
       close(s->udps[i].fd0);
+  rw_metrics_free(s);
   free(s);
 }

@@ -11,6 +11,7 @@
 #include "large.h"
 #include "offload.h"
 #include "upstream.h"
+#include "stats.h"
 
 #define RW_MAX_LISTENERS 8
 #define RW_MAX_UDP 8
@@ -24,7 +25,8 @@ struct rw_listener {
   const void *handlers;
   struct sockaddr_storage ss; /* the bound address (port resolved) */
   socklen_t sslen;
-  int fd0; /* worker 0's socket, bound at rw_server_listen() to learn the port */
+  int fd0;        /* worker 0's socket, bound at rw_server_listen() to learn the port */
+  bool uncounted; /* its frames are not counted (the metrics listener's own) */
   char addr[64];
 };
 
@@ -70,9 +72,28 @@ struct rw_server {
   unsigned nuses;
   struct rw_upstream upstreams[RW_MAX_UPSTREAMS]; /* rw_server_upstream() */
   unsigned nupstreams;
+  struct rw_stat_proto stat[RW_MAX_STAT_PROTOS]; /* the protocols counted (stats.c) */
+  unsigned nstat;
+  struct {
+    const rw_proto *proto;
+    const char *const *names;
+    unsigned n;
+  } named[RW_MAX_PROTOS]; /* rw_server_command_names() */
+  unsigned nnamed;
+  struct rw_metrics *metrics; /* rw_server_metrics(), rw_server_metrics_add(): NULL when neither */
+  bool metrics_bound;         /* the metrics listener is bound */
 };
+
+/* The metrics listener's buffers (metrics.c): allocated at run, freed after, and its state. */
+int rw_metrics_start(rw_server *s);
+size_t rw_metrics_bytes(const rw_server *s);
+void rw_metrics_stop(rw_server *s);
+void rw_metrics_free(rw_server *s);
 
 /* Whether pools were sized for `proto`: a listener's, an alternate's or a declared one. */
 bool rw_server_speaks(const rw_server *s, const rw_proto *proto);
+/* Those protocols: the listeners', their alternates', the declared ones, in that order. */
+unsigned rw_server_nprotos(const rw_server *s);
+const rw_proto *rw_server_proto_at(const rw_server *s, unsigned i);
 
 #endif

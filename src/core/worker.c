@@ -91,8 +91,10 @@ struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd, boo
 {
   rw_server *s = w->srv;
   const struct rw_listener *ln = &s->listeners[li];
-  if (w->stopping)
+  if (w->stopping) {
+    RW_STAT_ADD(w->stats.refused[RW_REFUSED_STOPPING], 1);
     return NULL;
+  }
   bool taken = take_conn(s);
   struct rw_conn *c = taken ? rw_conn_open(w, ln->proto, ln->handlers, fd) : NULL;
   if (!c) {
@@ -102,16 +104,22 @@ struct rw_conn *rw_worker_accepted(struct rw_worker *w, unsigned li, int fd, boo
       atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
     rw_log_limited(&w->refuse_log, "connection refused: %u connections open (--max-conns %u)",
                    atomic_load_explicit(&s->nconns, memory_order_relaxed), s->cfg.max_conns);
+    RW_STAT_ADD(w->stats.refused[RW_REFUSED_MAX_CONNS], 1);
     return NULL;
   }
   c->counted = true;
   if (direct)
     c->flags |= RW_CONN_DIRECT;
+  if (ln->uncounted)
+    c->ps = NULL; /* (scrapes are not the traffic they report) */
+  else
+    RW_STAT_ADD(w->stats.accepted, 1);
   for (unsigned i = 0; i < s->nalts; i++)
     if (s->alts[i].proto == ln->proto)
       c->flags |= RW_CONN_CHOOSE; /* (conn.c looks at the first byte) */
   if (ln->transport_ctx && rw_tls_calls()->conn_start(c, ln->transport_ctx, NULL) < 0) {
     rw_log_limited(&w->transport_log, "tls: no memory for a session: connection refused");
+    RW_STAT_ADD(w->stats.refused[RW_REFUSED_MEMORY], 1);
     rw_conn_abort(c, -ENOMEM);
   }
   if (s->cfg.on_accept && !(c->flags & RW_CONN_ABORT))
@@ -131,6 +139,8 @@ static void flush_one(struct rw_worker *w, struct rw_conn *c)
   if (c->flags & RW_CONN_SENDING)
     return; /* its completion marks it dirty again; the kernel still owns its chunks */
   if (!(c->flags & (RW_CONN_ABORT | RW_CONN_WANT_WRITE | RW_CONN_CONNECTING | RW_CONN_CORKED)) && c->queued) {
+    if (c->ttfb_t0)
+      rw_stats_first_byte(c);
     int rc = w->driver->send(w, c);
     if (rc < 0)
       c->flags |= RW_CONN_ABORT;

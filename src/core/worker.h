@@ -13,6 +13,7 @@
 #include "log.h"
 #include "pool.h"
 #include "server.h"
+#include "stats.h"
 #include "timer.h"
 
 struct rw_conn;
@@ -73,6 +74,9 @@ struct rw_worker {
   struct rw_wheel wheel;
   size_t budget;
   struct rw_ratelimit refuse_log, slab_log, accept_log, transport_log;
+  struct rw_proto_stats *pstats;            /* by protocol counted (stats.c) */
+  rw_histogram *hists;                      /* their histograms, one region */
+  _Alignas(64) struct rw_stats_block stats; /* written by this worker only */
 };
 
 /* Called by drivers once per loop turn after waiting: clock, timers, stop requests. */

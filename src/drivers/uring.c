@@ -401,6 +401,7 @@ static void on_recv(struct rw_worker *w, struct rw_conn *c, struct io_uring_cqe 
     else
       rw_conn_eof(c);
   } else if (res == -ENOBUFS) {
+    RW_STAT_ADD(w->stats.enobufs, 1);
     u->starved = true;
     st->nstarved++;
     buffers_grow(st, st->active); /* (a no-op once all circulate) */
@@ -779,6 +780,9 @@ static int uring_run(struct rw_worker *w)
       n++;
     }
     io_uring_cq_advance(&st->ring, n);
+    /* (Completions the ring had no room for wait in the kernel: each such turn counts.) */
+    if (IO_URING_READ_ONCE(*st->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW)
+      RW_STAT_ADD(w->stats.cq_overflows, 1);
     rw_worker_flush(w);
     rearm_starved(w);
     buffers_publish(st);

@@ -452,6 +452,7 @@ static void fail(struct rw_conn *c, uint8_t alert, const char *why)
   struct rw_tls_conn *t = c->transport_state;
   rw_log_limited(&c->w->transport_log, "tls: read failed: %s", why);
   rw_tls_rec_alert(c, LEVEL_FATAL, alert);
+  RW_STAT_ADD(c->w->stats.transport[RW_XS_FAIL_RECORD], 1);
   t->flags |= TLS_FAILED;
   rw_conn_close_err(c, -EPROTO);
 }
@@ -508,6 +509,7 @@ static void on_alert(struct rw_conn *c, const uint8_t *p, size_t len)
     rw_conn_close(c); /* the peer is done: ours goes back, then the close */
   } else if (p[1] != AL_USER_CANCELED && (v13(t) || p[0] != LEVEL_WARNING)) {
     rw_log_limited(&c->w->transport_log, "tls: the peer sent alert %u: closing", p[1]);
+    RW_STAT_ADD(c->w->stats.transport[RW_XS_FAIL_RECORD], 1);
     t->flags |= TLS_FAILED | TLS_SHUTDOWN_SENT; /* no reply to a fatal alert */
     rw_conn_close_err(c, -EPROTO);
   } /* a warning (TLS 1.2) or user_canceled: nothing to do */

@@ -294,6 +294,7 @@ static void tls_failed(struct rw_conn *c, const char *what)
   unsigned long e = ERR_peek_last_error();
   const char *why = e ? ERR_reason_error_string(e) : "connection closed";
   rw_log_limited(&c->w->transport_log, "tls: %s failed: %s", what, why ? why : "unknown");
+  RW_STAT_ADD(c->w->stats.transport[RW_XS_FAIL_HANDSHAKE], 1);
   ERR_clear_error();
   /* What BoringSSL queued (an alert) still goes out; then the connection closes. */
   rw_conn_close(c);
@@ -323,12 +324,14 @@ static bool handshaken(struct rw_conn *c)
   if (rc < 0) {
     rw_log_limited(&c->w->transport_log, "tls: cannot take over the negotiated connection (%s, %s): %s",
                    SSL_get_version(t->ssl), SSL_get_cipher_name(t->ssl), strerror(-rc));
+    RW_STAT_ADD(c->w->stats.transport[RW_XS_FAIL_TAKEOVER], 1);
     t->flags |= TLS_FAILED | TLS_SHUTDOWN_SENT; /* no keys to seal an alert with */
     rw_conn_abort(c, rc);                       /* (what was queued may end in a torn record: dropped) */
     if (done)
       done(NULL, -ECONNABORTED, c->connect_data);
     return false;
   }
+  RW_STAT_ADD(c->w->stats.transport[RW_XS_HANDSHAKES], 1);
   if (done)
     done(c, 0, c->connect_data);
   return true;

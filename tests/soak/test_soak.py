@@ -1,16 +1,19 @@
 #!/usr/bin/python3
 """A bounded soak: the optimised kvd and httpd side by side under a mixed load with connection
 churn for $RW_SOAK_SECONDS (default 120) after a warm-up, loopback only. Checks that resident
-memory stays flat and that neither process calls malloc after the warm-up. Prints what it did.
+memory stays flat and that neither process calls malloc after the warm-up, /metrics scrapes
+included. Prints what it did.
 Run from the repository root: /usr/bin/python3 tests/soak/test_soak.py
 """
 import os
+import re
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import unittest
+import urllib.request
 
 import pymemcache.client.base
 
@@ -30,9 +33,13 @@ class Soak(unittest.TestCase):
             f.write("s" * 4000)
         with open(os.path.join(root.name, "big.bin"), "wb") as f:
             f.write(os.urandom(1 << 20))
-        kvd = Kvd("--workers", "2", "--memory", "32m", binary="build/bin/kvd", preload=MALLOC_COUNT)
-        httpd = Httpd(root.name, "--workers", "2", binary="build/bin/httpd", preload=MALLOC_COUNT)
-        totals = {"redis-benchmark requests": 0, "memcache ops": 0, "http requests": 0, "connections": 0}
+        kvd = Kvd("--workers", "2", "--memory", "32m", "--metrics", "127.0.0.1:0", binary="build/bin/kvd",
+                  preload=MALLOC_COUNT)
+        httpd = Httpd(root.name, "--workers", "2", "--metrics", "127.0.0.1:0", binary="build/bin/httpd",
+                      preload=MALLOC_COUNT)
+        totals = {"redis-benchmark requests": 0, "memcache ops": 0, "http requests": 0, "connections": 0,
+                  "scrapes": 0}
+        metrics = [int(re.search(r"metrics at http://127\.0\.0\.1:(\d+)/", p.text()).group(1)) for p in (kvd, httpd)]
 
         def round_of_load():
             n = 20000
@@ -64,6 +71,10 @@ class Soak(unittest.TestCase):
             self.assertGreater(got, 1 << 20)
             totals["http requests"] += 1
             totals["connections"] += 1
+            for port in metrics:  # a scrape renders into the worker's buffer: nothing allocated
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                    self.assertIn(b"rw_frames_total{", r.read())
+                totals["scrapes"] += 1
 
         try:
             for _ in range(3):  # warm-up: the key space written, every pool touched
