@@ -59,8 +59,9 @@ typedef struct rw_config {
    * (`proto`: its listener's protocol; rw_conn_user is zeroed): per-connection set-up such as
    * a registry of clients. The connection may be written or closed from here. */
   void (*on_accept)(rw_conn *c, const rw_proto *proto, void *data);
-  const char *metrics; /* HOST:PORT to serve Prometheus metrics on (rw_server_metrics() when the
-                               server starts running, after every other listener); NULL: none */
+  /* HOST:PORT to serve Prometheus metrics on (rw_server_metrics() when the server starts
+   * running, after every other listener); NULL: none. */
+  const char *metrics;
   /* Runs on each worker's thread before its loop starts: set up timers, dial out. */
   void (*on_worker_start)(rw_worker *w, void *data);
   /* Runs on each worker once per loop turn, after the turn's events were handled and before its
