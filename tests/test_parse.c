@@ -58,6 +58,17 @@ static void check_splits(const rw_proto *proto, describe_fn describe, const char
   feeder_fini(&whole);
 }
 
+/* Feeds `in` in one piece to a fresh feeder holding `cap` bytes; its log must be `expect`. */
+static void check_one_feed(const rw_proto *proto, describe_fn describe, size_t cap, const char *in, size_t n,
+                           const char *expect)
+{
+  struct feeder f;
+  feeder_init_t(&f, proto, describe, cap);
+  feed_t(&f, (const uint8_t *)in, n);
+  cr_expect_str_eq(f.log, expect);
+  feeder_fini(&f);
+}
+
 #define CHECK(proto, describe, lit, expect) check_splits(proto, describe, lit, sizeof lit - 1, expect)
 
 Test(ping, corpus_at_every_split)
@@ -510,13 +521,9 @@ Test(lenpfx, frames_survive_every_split)
 Test(lenpfx, too_large_is_refused_before_it_is_held)
 {
   /* 64 KiB + 1 announced: refused at the header (the spec closes), nothing buffered. */
-  struct feeder f;
-  feeder_init_t(&f, &lenpfx_proto, describe_lenpfx, 16);
-  feed_t(&f, (const uint8_t *)"\0\1\0\1abc", 7);
   char expect[32];
   snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_TOO_LARGE);
-  cr_expect_str_eq(f.log, expect);
-  feeder_fini(&f);
+  check_one_feed(&lenpfx_proto, describe_lenpfx, 16, "\0\1\0\1abc", 7, expect);
 }
 
 Test(lenpfx, reply_writes_a_big_endian_length)
@@ -685,17 +692,14 @@ Test(mqtt, a_remaining_length_past_the_limit_is_skipped_as_it_arrives)
   }
   free(in);
   /* The largest remaining length (268,435,455 = 0xff 0xff 0xff 0x7f) is refused the same way. */
-  struct feeder f;
-  feeder_init_t(&f, &mqtt_proto, describe_mqtt, 64);
-  feed_t(&f, (const uint8_t *)"\x30\xff\xff\xff\x7f", 5);
   char expect[32];
   snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_TOO_LARGE);
-  cr_expect_str_eq(f.log, expect);
-  feeder_fini(&f);
+  check_one_feed(&mqtt_proto, describe_mqtt, 64, "\x30\xff\xff\xff\x7f", 5, expect);
 }
 
-Test(mqtt, types_are_dispatched_by_the_high_nibble)
+Test(mqtt, the_longest_frame_counts_every_optional_field)
 {
+  /* Fixed byte, a 4-byte remaining length, topic length, packet id, then limit data. */
   cr_expect_eq(mqtt_proto.max_frame, 1 + 4 + 2 + 2 + 256 * 1024);
   cr_expect_eq(mqtt_proto.check_handlers(NULL), -EINVAL);
 }
