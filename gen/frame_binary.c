@@ -223,11 +223,9 @@ static int check_frame(struct spec *s, struct command_decl *c)
   bool parts = false, fixed = true;
   for (size_t i = 0; i < c->nbin; i++) {
     struct bin_item *b = &c->bin[i];
-    c->seq |= b->kind == BIN_VARINT || b->kind == BIN_BITS || b->kind == BIN_REST || b->nconds;
-    if (b->kind != BIN_BYTES && b->kind != BIN_REST && b->kind != BIN_BITS && parts && !c->seq) {
-      diag_error(s->src, b->pos, "the header's fields come first: after a bytes() part only parts follow");
-      rc = -1;
-    }
+    /* A field after a part, too, has no fixed offset: the frame is read item after item. */
+    c->seq |= b->kind == BIN_VARINT || b->kind == BIN_BITS || b->kind == BIN_REST || b->nconds ||
+              (parts && b->kind != BIN_BYTES);
     if (b->kind == BIN_BYTES || b->kind == BIN_REST) {
       parts = true;
       fixed = false;

@@ -239,8 +239,9 @@ Test(spec_errors, binary_frames)
 #define BIN_LIKE "protocol b;\nframe binary;\nlimit data 1KiB;\n"
   expect_error(BIN_LIKE "command c = 0x80 n:u32be d:bytes(m);\n",
                "t.rw:4:34: error: unknown length field 'm' (an integer of the header)");
-  expect_error(BIN_LIKE "command c = n:u16be d:bytes(n) k:u8;\n",
-               "t.rw:4:32: error: the header's fields come first");
+  expect_error(
+      BIN_LIKE "command c = n:u16be d:bytes(n) k:u8;\n",
+      "t.rw:4:21: error: fields follow this part: a frame refused as too large here has no known end");
   expect_error(BIN_LIKE "command c = n:u16 d:bytes(n);\n", "t.rw:4:15: error: expected an integer type");
   expect_error(BIN_LIKE "command c = 0x100 n:u8;\n", "t.rw:4:13: error: a byte is 0..255");
   expect_error(BIN_LIKE "command c = op:u8 -> dispatch op;\ntable { a 1; b 256; };\n",
