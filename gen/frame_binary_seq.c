@@ -50,6 +50,10 @@ static void emit_need(size_t n, bool bounded, struct writer *w)
 static void emit_lit(const struct bin_item *b, size_t i, bool bounded, struct writer *w)
 {
   emit_need(b->len, bounded, w);
+  if (b->off != SIZE_MAX) { /* at a fixed offset: checked as its bytes arrived (frame_binary.c) */
+    w_printf(w, "at += %zu;\n", b->len);
+    return;
+  }
   w_printf(w, "static const uint8_t lit%zu[] = ", i);
   w_cbytes(w, b->lit, b->len);
   w_puts(w, ";\n");

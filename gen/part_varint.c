@@ -78,20 +78,20 @@ void emit_read_varint(const struct bin_item *b, bool bounded, struct writer *w)
 }
 
 /* A reply's varint: its bytes into intK, their count into intK_n; MQTT's past its range is
- * -ERANGE before anything is written. */
+ * -ERANGE before anything is written. The local is rw_v: reply parameters cannot be named so. */
 void emit_varint_part(const struct reply_part *part, size_t k, const char *value, struct writer *w)
 {
   w_printf(w, "uint8_t int%zu[%u];\nsize_t int%zu_n = 0;\n", k, varint_max_bytes(part->vform), k);
   w_open(w, "{\n");
-  w_printf(w, "uint64_t v = (uint64_t)(%s);\n", value);
+  w_printf(w, "uint64_t rw_v = (uint64_t)(%s);\n", value);
   if (part->vform != VARINT_LEB64) {
-    w_open(w, "if (v > %lluu)\n", part->vform == VARINT_MQTT ? 268435455ull : 0xffffffffull);
+    w_open(w, "if (rw_v > %lluu)\n", part->vform == VARINT_MQTT ? 268435455ull : 0xffffffffull);
     w_puts(w, "return -ERANGE;\n");
     w_dedent(w);
   }
   w_open(w, "do {\n");
-  w_printf(w, "int%zu[int%zu_n++] = (uint8_t)((v & 0x7fu) | (v > 0x7fu ? 0x80u : 0u));\n", k, k);
-  w_puts(w, "v >>= 7;\n");
-  w_close(w, "} while (v);\n");
+  w_printf(w, "int%zu[int%zu_n++] = (uint8_t)((rw_v & 0x7fu) | (rw_v > 0x7fu ? 0x80u : 0u));\n", k, k);
+  w_puts(w, "rw_v >>= 7;\n");
+  w_close(w, "} while (rw_v);\n");
   w_close(w, "}\n");
 }

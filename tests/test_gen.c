@@ -509,6 +509,27 @@ Test(cli, rwgen_help_usage_and_errors)
   cr_expect_eq(run(cmd), 0, "%s", cmd);
 }
 
+/* Binary frames that mix fixed and variable items compile without warnings: a magic before a
+ * varint and a literal after it, conditions and bits, a field after a part. */
+#define MIXED_SPEC                                                                          \
+  "protocol mix;\nframe binary;\nlimit data 1KiB;\n"                                        \
+  "command c = 0x80 \"RW\" n:varint 0x01 b0:u8 t:bits(b0, 4, 4) if (t == 2) x:u32le "       \
+  "if (t || b0 == 7) y:varint32 d:bytes(n) k:u8 if (k) e:bytes(k - 1) m:mqttlen r:rest(m) " \
+  "-> dispatch t;\ntable { a 1; b 2; };\n"                                                  \
+  "reply out(x, v: u64) = varint(len(x)) varint32(v) mqttlen(v) x;\n"                       \
+  "on too_large -> close;\non bad_data -> close;\n"
+
+Test(cli, mixed_binary_items_compile)
+{
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd,
+           "d=$(mktemp -d) && printf '%%s' '%s' > $d/mix.rw && build/bin/rwgen -o $d $d/mix.rw && "
+           "re2c -W -f -o $d/mix.gen.c $d/mix.gen.re && "
+           "gcc -std=c11 -pedantic -Wall -Wextra -Werror -Iinclude -c $d/mix.gen.c -o $d/mix.o",
+           MIXED_SPEC);
+  cr_expect_eq(run(cmd), 0, "%s", cmd);
+}
+
 /* The generator's output is deterministic and reviewed: any change to it shows up here, and
  * tests/golden/update (after reading the diff) accepts it. */
 Test(golden, shipped_specs_generate_exactly_the_reviewed_output)

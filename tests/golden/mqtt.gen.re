@@ -79,13 +79,13 @@ int mqtt_reply_publish(rw_conn *c, uint64_t remaining, rw_span topic, rw_span pa
   uint8_t int1[4];
   size_t int1_n = 0;
   {
-    uint64_t v = (uint64_t)(remaining);
-    if (v > 268435455u)
+    uint64_t rw_v = (uint64_t)(remaining);
+    if (rw_v > 268435455u)
       return -ERANGE;
     do {
-      int1[int1_n++] = (uint8_t)((v & 0x7fu) | (v > 0x7fu ? 0x80u : 0u));
-      v >>= 7;
-    } while (v);
+      int1[int1_n++] = (uint8_t)((rw_v & 0x7fu) | (rw_v > 0x7fu ? 0x80u : 0u));
+      rw_v >>= 7;
+    } while (rw_v);
   }
   uint8_t int2[2];
   for (unsigned i = 0; i < 2u; i++)

@@ -16,11 +16,11 @@ int pbdelim_reply_message(rw_conn *c, rw_span body)
   uint8_t int0[10];
   size_t int0_n = 0;
   {
-    uint64_t v = (uint64_t)(body.len);
+    uint64_t rw_v = (uint64_t)(body.len);
     do {
-      int0[int0_n++] = (uint8_t)((v & 0x7fu) | (v > 0x7fu ? 0x80u : 0u));
-      v >>= 7;
-    } while (v);
+      int0[int0_n++] = (uint8_t)((rw_v & 0x7fu) | (rw_v > 0x7fu ? 0x80u : 0u));
+      rw_v >>= 7;
+    } while (rw_v);
   }
   const struct iovec iov[] = {
       {int0, int0_n},
