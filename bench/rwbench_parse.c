@@ -14,6 +14,7 @@
 #include "http1.gen.h"
 #include "memcache.gen.h"
 #include "memcache_binary.gen.h"
+#include "mqtt.gen.h"
 #include "resp.gen.h"
 
 #ifdef WITH_PEERS
@@ -121,6 +122,10 @@ static size_t rw_mcbin(const uint8_t *b, size_t n)
 {
   return rw_parse_all(&memcache_binary_proto, b, n);
 }
+static size_t rw_mqtt(const uint8_t *b, size_t n)
+{
+  return rw_parse_all(&mqtt_proto, b, n);
+}
 static size_t rw_http1(const uint8_t *b, size_t n)
 {
   return rw_parse_all(&http1_proto, b, n);
@@ -191,6 +196,14 @@ int main(int argc, char **argv)
   memset(mcbset + 40, '0', 1024);
   report("ringwright", "memcache_binary_get", mcb_get, sizeof mcb_get - 1, rw_mcbin);
   report("ringwright", "memcache_binary_set_1k", mcbset, 24 + 8 + 8 + 1024, rw_mcbin);
+  /* MQTT 3.1.1 (tests/specs/mqtt.rw): QoS 1 PUBLISHes read field after field, a varint
+   * remaining length of one byte (16-byte payload) and of two (1 KiB). */
+  static const char mq_pub[] = "\x32\x1e\x00\x0asensors/t1\x00\x01"
+                               "0123456789abcdef";
+  char mqpub1k[1100] = "\x32\x8e\x08\x00\x0asensors/t1\x00\x01"; /* 2 + 10 + 2 + 1024 = 1038 */
+  memset(mqpub1k + 17, '0', 1024);
+  report("ringwright", "mqtt_publish", mq_pub, sizeof mq_pub - 1, rw_mqtt);
+  report("ringwright", "mqtt_publish_1k", mqpub1k, 17 + 1024, rw_mqtt);
   report("ringwright", "browser", browser, sizeof browser - 1, rw_http1);
   report("ringwright", "small", small_http, sizeof small_http - 1, rw_http1);
 #ifdef WITH_PEERS

@@ -30,11 +30,10 @@
  *   - an array walked without a slot per item (redis's 1024*1024 arguments) is a part,
  *     part_walk.c: NEED_ITEMS left out of its needs, its state a count and a position, its
  *     emit_fill a list whose items the runtime's iterator finds in the region;
- *   - varint fields (LEB128, MQTT's remaining length) and flag bit tests on a captured field
- *     belong to the binary frame: its items (struct bin_item) are read by frame_binary.c,
- *     which would take a varint as an item of variable width (the header then ends where the
- *     last varint does) and a flag as a field computed from another's bits after the header
- *     is read. */
+ *   - the binary frame's items (struct bin_item) that are not at fixed offsets: varints
+ *     (part_varint.c), bits of a captured field and conditions (part_flags.c), and the
+ *     cursor-driven parser that reads them (frame_binary_seq.c), which frame_binary.c picks
+ *     when a command has any of them; a frame of fixed fields keeps the fixed-offset parser. */
 #ifndef RWGEN_CONSTRUCT_H
 #define RWGEN_CONSTRUCT_H
 
@@ -152,6 +151,29 @@ void text_handlers(const struct spec *s, struct writer *w);
 /* gen/fast_line.c: the greedy first-line path of a spec with one linear command. */
 bool has_fast_line(const struct spec *s);
 void emit_fast_line(const struct spec *s, struct writer *w);
+
+/* gen/frame_binary.c, shared with the item-after-item reader (gen/frame_binary_seq.c). */
+void emit_return(struct writer *w, const char *head, const char *used, const char *status);
+void emit_length(const struct command_decl *c, const struct bin_item *b, size_t i, struct writer *w);
+int seq_bound(const struct command_decl *c);
+void emit_seq_body(const struct spec *s, const struct command_decl *c, struct writer *w);
+
+/* gen/part_varint.c: varint fields and varint reply parts. */
+enum varint_form varint_form_of(const char *word, size_t n);
+unsigned varint_max_bytes(enum varint_form form);
+const char *varint_name(enum varint_form form);
+enum num_type varint_num(enum varint_form form);
+void emit_read_varint(const struct bin_item *b, bool bounded, struct writer *w);
+void emit_varint_part(const struct reply_part *part, size_t k, const char *value, struct writer *w);
+
+/* gen/part_flags.c: bits(field, shift, width) and `if (...)` before an item. */
+struct parser;
+int parse_bits(struct parser *ps, struct bin_item *b);
+int parse_cond(struct parser *ps, struct bin_cond *conds, size_t *out_n);
+int check_flags(struct spec *s, struct command_decl *c, size_t i);
+void emit_bits(const struct command_decl *c, const struct bin_item *b, struct writer *w);
+void emit_cond_open(const struct command_decl *c, const struct bin_item *b, struct writer *w);
+void dot_cond(const struct command_decl *c, const struct bin_item *b, struct writer *w);
 
 /* gen/check.c: limits every text frame shares. */
 #define LIMIT_LINE_MIN 16

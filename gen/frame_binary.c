@@ -64,6 +64,19 @@ static int parse_bin_length(struct parser *ps, struct bin_item *b)
 static int parse_bin_item(struct parser *ps, struct command_decl *d)
 {
   struct pos at = ps->tok.pos;
+  if (is_word(ps, "if")) { /* gen/part_flags.c: the item after it is present when it holds */
+    struct bin_cond conds[BIN_CONDS] = {0};
+    size_t n = 0;
+    if (parse_cond(ps, conds, &n) < 0)
+      return -1;
+    if (ps->tok.kind != T_IDENT)
+      return expected(ps, "a field after the condition");
+    if (parse_bin_item(ps, d) < 0)
+      return -1;
+    memcpy(d->bin[d->nbin - 1].conds, conds, sizeof conds);
+    d->bin[d->nbin - 1].nconds = n;
+    return 0;
+  }
   if (ps->tok.kind == T_STRING || ps->tok.kind == T_NUMBER) {
     struct bin_item *b = add_bin(d, BIN_LIT, at);
     b->lit = xcalloc(ps->tok.len + 1, 1);
@@ -87,19 +100,34 @@ static int parse_bin_item(struct parser *ps, struct command_decl *d)
   }
   bool le = false;
   unsigned width = ps->tok.kind == T_IDENT ? int_type(ps->tok.start, ps->tok.len, &le) : 0;
-  struct bin_item *b = add_bin(d, width ? BIN_INT : BIN_BYTES, at);
+  enum varint_form vform = ps->tok.kind == T_IDENT ? varint_form_of(ps->tok.start, ps->tok.len) : VARINT_NONE;
+  struct bin_item *b = add_bin(d, width ? BIN_INT : vform ? BIN_VARINT : BIN_BYTES, at);
   b->name = name;
-  if (width) {
-    b->len = width;
+  if (width || vform) {
+    b->len = width ? width : varint_max_bytes(vform);
     b->le = le;
+    b->vform = vform;
     return next(ps);
   }
-  if (!is_word(ps, "bytes"))
+  if (is_word(ps, "bits")) {
+    b->kind = BIN_BITS;
+    return parse_bits(ps, b);
+  }
+  bool rest = is_word(ps, "rest");
+  if (!rest && !is_word(ps, "bytes"))
     return expected(ps, "an integer type (u8, u16be, u16le, u24be, u24le, u32be, u32le, u64be, "
-                        "u64le) or bytes(length)");
+                        "u64le), a varint (varint, varint32, mqttlen), bits(field, shift, width), "
+                        "bytes(length) or rest(length)");
   if (next(ps) < 0 || expect_punct(ps, '(') < 0)
     return -1;
-  return parse_bin_length(ps, b);
+  if (!rest)
+    return parse_bin_length(ps, b);
+  b->kind = BIN_REST;
+  b->nterms = 1;
+  b->terms[0].item = -1;
+  if (expect_ident(ps, &b->terms[0].name, &b->terms[0].pos) < 0)
+    return -1;
+  return expect_punct(ps, ')');
 }
 
 /* A binary frame: its items up to the action or the dispatch. */
@@ -120,11 +148,23 @@ static enum num_type int_num(unsigned width)
   return width == 1 ? NUM_U8 : width == 2 ? NUM_U16 : width <= 4 ? NUM_U32 : NUM_U64;
 }
 
+static bool is_int_item(const struct bin_item *b)
+{
+  return b->kind == BIN_INT || b->kind == BIN_VARINT || b->kind == BIN_BITS;
+}
+
+static enum num_type item_num(const struct bin_item *b)
+{
+  if (b->kind == BIN_VARINT)
+    return varint_num(b->vform);
+  return int_num(b->kind == BIN_BITS ? (b->bits + 7) / 8 : (unsigned)b->len);
+}
+
 static int add_bin_field(struct spec *s, struct command_decl *c, struct bin_item *b)
 {
-  bool num = b->kind == BIN_INT;
+  bool num = is_int_item(b);
   b->field = command_add_field(s->src, c, b->name, b->pos, num ? FIELD_NUM : FIELD_BYTES,
-                               num ? int_num((unsigned)b->len) : NUM_NONE, -1);
+                               num ? item_num(b) : NUM_NONE, -1);
   return b->field < 0 ? -1 : 0;
 }
 
@@ -137,7 +177,7 @@ static int resolve_terms(struct spec *s, struct command_decl *c, struct bin_item
     if (!term->name)
       continue;
     for (size_t i = 0; i < c->nbin && &c->bin[i] != b; i++)
-      if (c->bin[i].kind == BIN_INT && !strcmp(c->bin[i].name, term->name))
+      if (is_int_item(&c->bin[i]) && !strcmp(c->bin[i].name, term->name))
         term->item = (int)i;
     if (term->item < 0) {
       diag_error(s->src, term->pos, "unknown length field '%s' (an integer of the header)", term->name);
@@ -147,24 +187,55 @@ static int resolve_terms(struct spec *s, struct command_decl *c, struct bin_item
   return rc;
 }
 
+/* A frame read item after item: its rest() is last, and a part that is refused as too large
+ * has a known end only when nothing but the rest follows it. */
+static int check_seq(struct spec *s, struct command_decl *c)
+{
+  int rc = 0;
+  size_t first_part = c->nbin;
+  for (size_t i = 0; i < c->nbin; i++) {
+    const struct bin_item *b = &c->bin[i];
+    if (b->kind == BIN_REST && i + 1 != c->nbin) {
+      diag_error(s->src, b->pos, "rest() is the frame's last item");
+      rc = -1;
+    }
+    if (b->kind == BIN_BYTES && first_part == c->nbin && !(seq_bound(c) >= 0 && (int)i > seq_bound(c)))
+      first_part = i;
+  }
+  int bound = seq_bound(c);
+  if (bound >= 0 && c->bin[bound].nconds) {
+    diag_error(s->src, c->bin[bound].pos, "rest() reads its length from a field that is always there");
+    rc = -1;
+  }
+  if (first_part + 1 < c->nbin && !(s->too_large.present && s->too_large.close)) {
+    diag_error(s->src, c->bin[first_part].pos,
+               "fields follow this part: a frame refused as too large here has no known end, so "
+               "on too_large must close (or bound the frame with rest(length))");
+    rc = -1;
+  }
+  return rc;
+}
+
 static int check_frame(struct spec *s, struct command_decl *c)
 {
   int rc = 0;
   size_t off = 0;
-  bool parts = false;
+  bool parts = false, fixed = true;
   for (size_t i = 0; i < c->nbin; i++) {
     struct bin_item *b = &c->bin[i];
-    if (b->kind != BIN_BYTES && parts) {
-      diag_error(s->src, b->pos, "the header's fields come first: after a bytes() part only parts follow");
-      rc = -1;
-    }
-    if (b->kind == BIN_BYTES) {
+    /* A field after a part, too, has no fixed offset: the frame is read item after item. */
+    c->seq |= b->kind == BIN_VARINT || b->kind == BIN_BITS || b->kind == BIN_REST || b->nconds ||
+              (parts && b->kind != BIN_BYTES);
+    if (b->kind == BIN_BYTES || b->kind == BIN_REST) {
       parts = true;
+      fixed = false;
       rc |= resolve_terms(s, c, b);
-    } else {
-      b->off = off;
+    } else if (b->kind != BIN_BITS) {
+      fixed &= b->kind != BIN_VARINT && !b->nconds;
+      b->off = fixed ? off : SIZE_MAX; /* SIZE_MAX: its place depends on what precedes it */
       off += b->len;
     }
+    rc |= check_flags(s, c, i);
     if (b->name && add_bin_field(s, c, b) < 0)
       rc = -1;
   }
@@ -178,13 +249,15 @@ static int check_frame(struct spec *s, struct command_decl *c)
                c->name);
     rc = -1;
   }
+  if (!rc && c->seq)
+    rc = check_seq(s, c);
   return rc;
 }
 
 static const struct bin_item *find_int(const struct command_decl *c, const char *name)
 {
   for (size_t i = 0; i < c->nbin; i++)
-    if (c->bin[i].kind == BIN_INT && !strcmp(c->bin[i].name, name))
+    if (is_int_item(&c->bin[i]) && !strcmp(c->bin[i].name, name))
       return &c->bin[i];
   return NULL;
 }
@@ -204,9 +277,14 @@ static int check_int_table(struct spec *s, struct command_decl *c)
   }
   int rc = 0;
   for (size_t i = 0; i < s->ntable; i++) {
-    if (d->len < 4 && s->table[i].arity >> (8 * d->len)) {
-      diag_error(s->src, s->table[i].pos, "%u does not fit '%s' (%zu bytes)", s->table[i].arity, d->name,
-                 d->len);
+    unsigned bits = d->kind == BIN_BITS ? d->bits : d->kind == BIN_VARINT ? 64 : 8 * (unsigned)d->len;
+    if (bits < 32 && s->table[i].arity >> bits) {
+      if (d->kind == BIN_INT)
+        diag_error(s->src, s->table[i].pos, "%u does not fit '%s' (%zu bytes)", s->table[i].arity, d->name,
+                   d->len);
+      else
+        diag_error(s->src, s->table[i].pos, "%u does not fit '%s' (%u bits)", s->table[i].arity, d->name,
+                   bits);
       rc = -1;
     }
     for (size_t j = 0; j < i; j++) {
@@ -265,7 +343,7 @@ static void emit_read_int(const struct command_decl *c, const struct bin_item *b
 }
 
 /* The part's length into n<i>; a difference below zero jumps to bad. */
-static void emit_length(const struct command_decl *c, const struct bin_item *b, size_t i, struct writer *w)
+void emit_length(const struct command_decl *c, const struct bin_item *b, size_t i, struct writer *w)
 {
   w_printf(w, "uint64_t n%zu = 0;\n", i);
   for (size_t t = 0; t < b->nterms; t++) {
@@ -287,7 +365,7 @@ static void emit_length(const struct command_decl *c, const struct bin_item *b, 
 }
 
 /* `*out_used = USED; return STATUS;` as a block under `head` (an if). */
-static void emit_return(struct writer *w, const char *head, const char *used, const char *status)
+void emit_return(struct writer *w, const char *head, const char *used, const char *status)
 {
   w_open(w, "%s {\n", head);
   w_printf(w, "*out_used = %s;\nreturn %s;\n", used, status);
@@ -299,7 +377,7 @@ static void emit_literals(const struct command_decl *c, struct writer *w)
 {
   for (size_t i = 0; i < c->nbin; i++) {
     const struct bin_item *b = &c->bin[i];
-    if (b->kind != BIN_LIT)
+    if (b->kind != BIN_LIT || b->off == SIZE_MAX) /* a literal after a varint: gen/frame_binary_seq.c */
       continue;
     w_printf(w, "static const uint8_t lit%zu[] = {", i);
     for (size_t k = 0; k < b->len; k++)
@@ -345,11 +423,16 @@ static void emit_binary_parser(const struct spec *s, struct writer *w)
 {
   const char *p = s->protocol;
   const struct command_decl *c = &s->commands[0];
-  w_printf(w,
-           "/* A header-first frame: the parser keeps only a count of bytes to skip; each call\n"
-           " * reads the %zu-byte header again (it is cheaper than saving it) and waits for the\n"
-           " * frame's end. */\n",
-           c->header);
+  if (c->seq)
+    w_puts(w, "/* A frame read item after item: the parser keeps only a count of bytes to skip; each\n"
+              " * call reads the items again (their few bytes are cheaper to read than to save) and\n"
+              " * waits for the frame's end. */\n");
+  else
+    w_printf(w,
+             "/* A header-first frame: the parser keeps only a count of bytes to skip; each call\n"
+             " * reads the %zu-byte header again (it is cheaper than saving it) and waits for the\n"
+             " * frame's end. */\n",
+             c->header);
   w_open(w, "struct %s_parser {\n", p);
   w_puts(w, "uint64_t skip; /* bytes of a refused frame's parts still to discard */\n");
   w_close(w, "};\n\n");
@@ -365,6 +448,11 @@ static void emit_binary_parser(const struct spec *s, struct writer *w)
             "return RW_PARSE_SKIP;\n");
   w_close(w, "}\n");
   emit_literals(c, w);
+  if (c->seq) {
+    emit_seq_body(s, c, w);
+    w_close(w, "}\n\n");
+    return;
+  }
   char head[64];
   snprintf(head, sizeof head, "if (len < %zuu)", c->header);
   emit_return(w, head, "0", "RW_PARSE_MORE");
@@ -407,13 +495,29 @@ static void emit_binary_table(const struct spec *s, struct writer *out)
 static int emit_binary_dot(const struct spec *s, struct writer *out)
 {
   const struct command_decl *c = &s->commands[0];
-  w_printf(out, "  header [label=\"header\\n%zu bytes\"];\n  start -> header;\n", c->header);
+  w_printf(out, "  header [label=\"header\\n%s%zu bytes\"];\n  start -> header;\n", c->seq ? "up to " : "",
+           c->header);
   char prev[160] = "header";
   for (size_t i = 0; i < c->nbin; i++) {
     const struct bin_item *b = &c->bin[i];
-    if (b->kind != BIN_BYTES)
+    if (b->kind != BIN_BYTES && b->kind != BIN_REST && !(c->seq && b->kind != BIN_LIT))
       continue;
-    w_printf(out, "  part_%s [label=\"%s: bytes(", b->name, b->name);
+    w_printf(out, "  part_%s [label=\"", b->name);
+    if (b->nconds)
+      dot_cond(c, b, out);
+    if (b->kind == BIN_INT || b->kind == BIN_VARINT) {
+      w_printf(out, "%s: %s\"];\n  %s -> part_%s;\n", b->name,
+               b->kind == BIN_VARINT ? varint_name(b->vform) : "integer", prev, b->name);
+      snprintf(prev, sizeof prev, "part_%s", b->name);
+      continue;
+    }
+    if (b->kind == BIN_BITS) {
+      w_printf(out, "%s: bits(%s, %u, %u)\"];\n  %s -> part_%s;\n", b->name, c->bin[b->terms[0].item].name,
+               b->shift, b->bits, prev, b->name);
+      snprintf(prev, sizeof prev, "part_%s", b->name);
+      continue;
+    }
+    w_printf(out, "%s: %s(", b->name, b->kind == BIN_REST ? "rest" : "bytes");
     for (size_t t = 0; t < b->nterms; t++) {
       if (t)
         w_puts(out, b->terms[t].neg ? " - " : " + ");

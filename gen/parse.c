@@ -201,6 +201,14 @@ static struct rx *parse_atom(struct parser *ps)
     }
     if (is_word(ps, "words"))
       return parse_capture_fn(ps, &t, RX_WORDS, 0);
+    if (ps->tok.kind == T_IDENT &&
+        (varint_form_of(ps->tok.start, ps->tok.len) || is_word(ps, "bits") || is_word(ps, "rest") ||
+         int_type(ps->tok.start, ps->tok.len, &(bool){0}))) {
+      diag_error(ps->spec->src, ps->tok.pos,
+                 "'%.*s' is a field of binary frames (declare 'frame binary;' first)", (int)ps->tok.len,
+                 ps->tok.start);
+      return NULL;
+    }
     r = rx_new(RX_CAPTURE, t.pos);
     r->text = tok_str(&t);
     struct rx *kid = parse_atom(ps);
@@ -584,8 +592,9 @@ static struct reply_part *add_part(struct reply_decl *d, enum part_kind kind, st
 /* u16be(param) or u32be(len(param)); a parameter named like a type, alone, is a parameter. */
 static int parse_int_part(struct parser *ps, struct reply_decl *d, struct pos at)
 {
-  bool le;
+  bool le = false;
   unsigned width = int_type(ps->tok.start, ps->tok.len, &le);
+  enum varint_form vform = varint_form_of(ps->tok.start, ps->tok.len);
   char *word;
   if (expect_ident(ps, &word, &at) < 0)
     return -1;
@@ -595,8 +604,9 @@ static int parse_int_part(struct parser *ps, struct reply_decl *d, struct pos at
   }
   free(word);
   struct reply_part *p = add_part(d, PART_INT, at);
-  p->width = width;
+  p->width = vform ? varint_max_bytes(vform) : width;
   p->le = le;
+  p->vform = vform;
   if (next(ps) < 0)
     return -1;
   if (is_word(ps, "len")) {
@@ -655,7 +665,8 @@ static int parse_reply(struct parser *ps)
       p->len = 1;
       if (next(ps) < 0)
         return -1;
-    } else if (ps->tok.kind == T_IDENT && int_type(ps->tok.start, ps->tok.len, &(bool){0})) {
+    } else if (ps->tok.kind == T_IDENT && (int_type(ps->tok.start, ps->tok.len, &(bool){0}) ||
+                                           varint_form_of(ps->tok.start, ps->tok.len))) {
       if (parse_int_part(ps, d, at) < 0)
         return -1;
     } else if (is_word(ps, "len")) {

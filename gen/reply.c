@@ -85,6 +85,10 @@ static void emit_int_part(const struct reply_part *part, size_t k, struct writer
   int n = snprintf(value, sizeof value, "%s%s", spec_member(part->param), part->of_len ? ".len" : "");
   for (size_t j = 0; j < sizeof part->more / sizeof part->more[0] && part->more[j] && n > 0; j++)
     n += snprintf(value + n, sizeof value - (size_t)n, " + %s.len", spec_member(part->more[j]));
+  if (part->vform) {
+    emit_varint_part(part, k, value, w);
+    return;
+  }
   w_printf(w, "uint8_t int%zu[%u];\n", k, part->width);
   w_open(w, "for (unsigned i = 0; i < %uu; i++)\n", part->width);
   w_printf(w, "int%zu[i] = (uint8_t)((uint64_t)(%s) >> (%s));\n", k, value, shift);
@@ -98,6 +102,8 @@ static void emit_iov(const struct reply_decl *r, const struct reply_part *part, 
   const char *name = part->kind == PART_BYTES ? NULL : spec_member(part->param);
   if (part->kind == PART_BYTES)
     w_printf(w, "{(void *)lit%zu, sizeof lit%zu - 1},\n", k, k);
+  else if (part->kind == PART_INT && part->vform)
+    w_printf(w, "{int%zu, int%zu_n},\n", k, k);
   else if (part->kind == PART_INT)
     w_printf(w, "{int%zu, sizeof int%zu},\n", k, k);
   else if (part->kind == PART_LEN)
@@ -142,6 +148,8 @@ void emit_reply_decl(const struct spec *s, const struct reply_decl *r, struct wr
     w_putc(out, ' ');
     if (part->kind == PART_BYTES)
       w_cbytes(out, part->bytes, part->len);
+    else if (part->kind == PART_INT && part->vform)
+      w_printf(out, part->of_len ? "%s(len(%s))" : "%s(%s)", varint_name(part->vform), part->param);
     else if (part->kind == PART_INT)
       w_printf(out, part->of_len ? "u%u%s(len(%s))" : "u%u%s(%s)", part->width * 8,
                part->width == 1 ? ""

@@ -122,6 +122,9 @@ struct reply_param {
   enum param_type type;
 };
 
+/* A varint's form: how many bytes it may take and the range of its value. */
+enum varint_form { VARINT_NONE, VARINT_LEB64, VARINT_LEB32, VARINT_MQTT };
+
 /* A reply template is a sequence of literal bytes, parameters and len(parameter). */
 enum part_kind { PART_BYTES, PART_PARAM, PART_LEN, PART_INT };
 
@@ -133,7 +136,8 @@ struct reply_part {
   char *param;    /* PART_PARAM, PART_LEN, PART_INT */
   unsigned width; /* PART_INT: u8(x), u16be(x), ...: bytes, and their order */
   bool le;
-  bool of_len; /* PART_INT of len(param) or of len(param, more...): the lengths' sum */
+  bool of_len;            /* PART_INT of len(param) or of len(param, more...): the lengths' sum */
+  enum varint_form vform; /* PART_INT written as a varint (width: its most bytes) */
   char *more[3];
 };
 
@@ -172,9 +176,27 @@ struct step {
 
 /* Binary frames (`frame binary;`): a command is a fixed-size header of literal bytes and
  * integers, then parts whose sizes are sums and differences of those integers. */
-enum bin_kind { BIN_LIT, BIN_INT, BIN_BYTES };
+enum bin_kind {
+  BIN_LIT,
+  BIN_INT,
+  BIN_BYTES,
+  BIN_VARINT, /* gen/part_varint.c: LEB128 or MQTT's remaining length, 1..10 bytes */
+  BIN_BITS,   /* gen/part_flags.c: bits(field, shift, width), no bytes of its own */
+  BIN_REST,   /* rest(length): up to where an earlier length field says the frame ends */
+};
 
 #define BIN_TERMS 8
+#define BIN_CONDS 6
+
+/* `if (a || b == 3)`: an item present when one of its atoms holds (a field not zero, or equal
+ * to a constant). */
+struct bin_cond {
+  int item; /* the integer item it reads */
+  bool eq;
+  uint64_t value;
+  struct pos pos;
+  char *name;
+};
 
 struct bin_term {
   int item;       /* the integer item it reads, or -1: a constant */
@@ -194,7 +216,11 @@ struct bin_item {
   size_t off;   /* LIT, INT: where in the header */
   int field;    /* INT, BYTES: index in the command's fields */
   struct bin_term terms[BIN_TERMS];
-  size_t nterms; /* BYTES: the length is the sum of its terms */
+  size_t nterms;          /* BYTES: the length is the sum of its terms; REST: terms[0] */
+  enum varint_form vform; /* VARINT */
+  unsigned shift, bits;   /* BITS: terms[0] names the source; (src >> shift) & (2^bits - 1) */
+  struct bin_cond conds[BIN_CONDS];
+  size_t nconds; /* 0: always present */
 };
 
 /* A dispatch table: commands named by the first item of a list, case-insensitively. */
@@ -226,7 +252,8 @@ struct command_decl {
   struct rx *cont;      /* the continuation's items, detached from rx */
   struct bin_item *bin; /* binary specs: the frame, in order */
   size_t nbin;
-  size_t header; /* binary: bytes before the first part */
+  size_t header; /* binary: bytes before the first part (the longest header when seq) */
+  bool seq;      /* binary: read item after item (varints, bits, conditions, rest) */
 };
 
 struct spec {

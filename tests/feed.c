@@ -10,6 +10,8 @@
 #include "http1.gen.h"
 #include "lenpfx.gen.h"
 #include "memcache_binary.gen.h"
+#include "mqtt.gen.h"
+#include "pbdelim.gen.h"
 #include "kvt.gen.h"
 #include "memcache.gen.h"
 #include "ping.gen.h"
@@ -348,4 +350,21 @@ void describe_memcache_binary(int cmd, const void *vmsg, char *out, size_t outle
          r->vbucket, r->opaque, (unsigned long long)r->cas);
   append_hex(out, outlen, &n, r->extras);
   append(out, outlen, &n, " key [%.*s] value [%.*s]", SPAN(r->key), SPAN(r->value));
+}
+
+void describe_mqtt(int cmd, const void *vmsg, char *out, size_t outlen)
+{
+  const struct mqtt_packet *m = &((const union mqtt_msg *)vmsg)->packet;
+  size_t n = 0;
+  (void)cmd;
+  append(out, outlen, &n, "type %u flags %x qos %u len %u topic [%.*s] id %u payload ", m->type, m->flags,
+         m->qos, m->remaining, SPAN(m->topic), m->id);
+  append_hex(out, outlen, &n, m->payload);
+}
+
+void describe_pbdelim(int cmd, const void *vmsg, char *out, size_t outlen)
+{
+  const union pbdelim_msg *m = vmsg;
+  (void)cmd;
+  snprintf(out, outlen, "message %llu [%.*s]", (unsigned long long)m->message.len, SPAN(m->message.body));
 }

@@ -239,8 +239,9 @@ Test(spec_errors, binary_frames)
 #define BIN_LIKE "protocol b;\nframe binary;\nlimit data 1KiB;\n"
   expect_error(BIN_LIKE "command c = 0x80 n:u32be d:bytes(m);\n",
                "t.rw:4:34: error: unknown length field 'm' (an integer of the header)");
-  expect_error(BIN_LIKE "command c = n:u16be d:bytes(n) k:u8;\n",
-               "t.rw:4:32: error: the header's fields come first");
+  expect_error(
+      BIN_LIKE "command c = n:u16be d:bytes(n) k:u8;\n",
+      "t.rw:4:21: error: fields follow this part: a frame refused as too large here has no known end");
   expect_error(BIN_LIKE "command c = n:u16 d:bytes(n);\n", "t.rw:4:15: error: expected an integer type");
   expect_error(BIN_LIKE "command c = 0x100 n:u8;\n", "t.rw:4:13: error: a byte is 0..255");
   expect_error(BIN_LIKE "command c = op:u8 -> dispatch op;\ntable { a 1; b 256; };\n",
@@ -255,6 +256,42 @@ Test(spec_errors, binary_frames)
                "t.rw:3:22: error: refuse answers a parse error or a binary frame: use 'reply' here");
   expect_error("protocol p;\nlimit line 1KiB;\ncommand c = \"c\\n\";\nframe binary;\n",
                "t.rw:4:7: error: frame must be declared before the commands");
+}
+
+Test(spec_errors, varints_flags_and_conditions)
+{
+  /* Varints and bits are fields of binary frames: a text frame refuses them where they stand. */
+  expect_error("protocol p;\nlimit line 1KiB;\ncommand c = \"c \" n:varint \"\\n\";\n",
+               "t.rw:3:20: error: 'varint' is a field of binary frames (declare 'frame binary;' first)");
+  expect_error("protocol p;\nlimit line 1KiB;\ncommand c = \"c \" n:bits(a, 1, 1) \"\\n\";\n",
+               "t.rw:3:20: error: 'bits' is a field of binary frames");
+  /* A flag test on a field that is not captured, or not yet. */
+  expect_error(BIN_LIKE "command c = b0:u8 t:bits(b1, 4, 4);\n",
+               "t.rw:4:26: error: bits() of 'b1', which is not an integer field before it");
+  expect_error(BIN_LIKE "command c = t:bits(b0, 4, 4) b0:u8;\n",
+               "t.rw:4:20: error: bits() of 'b0', which is not an integer field before it");
+  expect_error(BIN_LIKE "command c = b0:u8 t:bits(b0, 4, 0);\n",
+               "t.rw:4:19: error: bits(field, shift, width) takes 1..63 bits within 64");
+  /* A condition on a later field, or on a part. */
+  expect_error(BIN_LIKE "command c = b0:u8 if (x) id:u16be x:u8;\n",
+               "t.rw:4:23: error: a condition reads 'x', which is not an integer field before the item");
+  expect_error(BIN_LIKE "command c = n:u8 d:bytes(n) if (d) x:u8;\n",
+               "t.rw:4:33: error: a condition reads 'd'");
+  expect_error(BIN_LIKE "command c = b0:u8 if (b0 = 1) x:u8;\n", "t.rw:4:28: error: expected '='");
+  expect_error(BIN_LIKE "command c = b0:u8 if (b0) 0x80;\n", "t.rw:4:27: error: expected a field after");
+  /* rest(): last, from a field that is always there. */
+  expect_error(BIN_LIKE "command c = n:varint d:rest(n) x:u8;\n",
+               "t.rw:4:22: error: rest() is the frame's last item");
+  expect_error(BIN_LIKE "command c = b:u8 if (b) n:varint d:rest(n);\n",
+               "t.rw:4:25: error: rest() reads its length from a field that is always there");
+  expect_error(BIN_LIKE "command c = n:mqttlen d:rest(m);\n", "t.rw:4:30: error: unknown length field 'm'");
+  /* A part with fields after it, unbounded: a too-large frame there has no known end. */
+  expect_error(
+      BIN_LIKE "command c = n:varint d:bytes(n) m:varint e:bytes(m);\non bad_data -> close;\n",
+      "t.rw:4:22: error: fields follow this part: a frame refused as too large here has no known end");
+  /* A dispatch by a bits field: the values must fit its width. */
+  expect_error(BIN_LIKE "command c = b0:u8 t:bits(b0, 4, 4) -> dispatch t;\ntable { a 1; b 16; };\n",
+               "t.rw:5:14: error: 16 does not fit 't' (4 bits)");
 }
 
 #define HTTP_LIKE "protocol h;\nlimit line 1KiB;\nlimit data 1KiB;\nlimit fields 1KiB;\ntoken t = [a-z]+;\n"
@@ -472,19 +509,43 @@ Test(cli, rwgen_help_usage_and_errors)
   cr_expect_eq(run(cmd), 0, "%s", cmd);
 }
 
+/* Binary frames that mix fixed and variable items compile without warnings: a magic before a
+ * varint and a literal after it, conditions and bits, a field after a part. */
+#define MIXED_SPEC                                                                          \
+  "protocol mix;\nframe binary;\nlimit data 1KiB;\n"                                        \
+  "command c = 0x80 \"RW\" n:varint 0x01 b0:u8 t:bits(b0, 4, 4) if (t == 2) x:u32le "       \
+  "if (t || b0 == 7) y:varint32 d:bytes(n) k:u8 if (k) e:bytes(k - 1) m:mqttlen r:rest(m) " \
+  "-> dispatch t;\ntable { a 1; b 2; };\n"                                                  \
+  "reply out(x, v: u64) = varint(len(x)) varint32(v) mqttlen(v) x;\n"                       \
+  "on too_large -> close;\non bad_data -> close;\n"
+
+Test(cli, mixed_binary_items_compile)
+{
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd,
+           "d=$(mktemp -d) && printf '%%s' '%s' > $d/mix.rw && build/bin/rwgen -o $d $d/mix.rw && "
+           "re2c -W -f -o $d/mix.gen.c $d/mix.gen.re && "
+           "gcc -std=c11 -pedantic -Wall -Wextra -Werror -Iinclude -c $d/mix.gen.c -o $d/mix.o",
+           MIXED_SPEC);
+  cr_expect_eq(run(cmd), 0, "%s", cmd);
+}
+
 /* The generator's output is deterministic and reviewed: any change to it shows up here, and
  * tests/golden/update (after reading the diff) accepts it. */
 Test(golden, shipped_specs_generate_exactly_the_reviewed_output)
 {
-  static const char *const specs[] = {"ping", "echo", "memcache", "resp", "http1"};
+  /* The shipped specs, and the test specs that are the binary frame's worked examples. */
+  static const char *const specs[] = {"spec/ping",        "spec/echo",          "spec/memcache",
+                                      "spec/resp",        "spec/http1",         "spec/memcache_binary",
+                                      "tests/specs/mqtt", "tests/specs/pbdelim"};
   for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+    const char *n = strrchr(specs[i], '/') + 1;
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
-             "d=$(mktemp -d) && build/bin/rwgen -o $d spec/%s.rw && build/bin/rwgen --dot spec/%s.rw > "
-             "$d/%s.dot && "
+             "d=$(mktemp -d) && build/bin/rwgen -o $d %s.rw && build/bin/rwgen --dot %s.rw > $d/%s.dot && "
              "diff -u tests/golden/%s.gen.h $d/%s.gen.h && diff -u tests/golden/%s.gen.re $d/%s.gen.re && "
              "diff -u tests/golden/%s.dot $d/%s.dot",
-             specs[i], specs[i], specs[i], specs[i], specs[i], specs[i], specs[i], specs[i], specs[i]);
+             specs[i], specs[i], n, n, n, n, n, n, n);
     cr_expect_eq(run(cmd), 0, "%s: generated output differs from tests/golden (see the diff above)",
                  specs[i]);
   }

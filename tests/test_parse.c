@@ -15,6 +15,8 @@
 #include "lenpfx.gen.h"
 #include "memcache_binary.gen.h"
 #include "memcache.gen.h"
+#include "mqtt.gen.h"
+#include "pbdelim.gen.h"
 #include "resp.gen.h"
 #include "ping.gen.h"
 
@@ -54,6 +56,17 @@ static void check_splits(const rw_proto *proto, describe_fn describe, const char
   cr_assert_str_eq(bytes.log, expect, "byte by byte");
   feeder_fini(&bytes);
   feeder_fini(&whole);
+}
+
+/* Feeds `in` in one piece to a fresh feeder holding `cap` bytes; its log must be `expect`. */
+static void check_one_feed(const rw_proto *proto, describe_fn describe, size_t cap, const char *in, size_t n,
+                           const char *expect)
+{
+  struct feeder f;
+  feeder_init_t(&f, proto, describe, cap);
+  feed_t(&f, (const uint8_t *)in, n);
+  cr_expect_str_eq(f.log, expect);
+  feeder_fini(&f);
 }
 
 #define CHECK(proto, describe, lit, expect) check_splits(proto, describe, lit, sizeof lit - 1, expect)
@@ -508,13 +521,9 @@ Test(lenpfx, frames_survive_every_split)
 Test(lenpfx, too_large_is_refused_before_it_is_held)
 {
   /* 64 KiB + 1 announced: refused at the header (the spec closes), nothing buffered. */
-  struct feeder f;
-  feeder_init_t(&f, &lenpfx_proto, describe_lenpfx, 16);
-  feed_t(&f, (const uint8_t *)"\0\1\0\1abc", 7);
   char expect[32];
   snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_TOO_LARGE);
-  cr_expect_str_eq(f.log, expect);
-  feeder_fini(&f);
+  check_one_feed(&lenpfx_proto, describe_lenpfx, 16, "\0\1\0\1abc", 7, expect);
 }
 
 Test(lenpfx, reply_writes_a_big_endian_length)
@@ -571,4 +580,156 @@ Test(memcache_binary, a_body_past_the_limit_is_skipped_as_it_arrives)
   cr_expect_str_eq(f.log, expect);
   feeder_fini(&f);
   free(in);
+}
+
+/* ---- varints, flag bits and conditional fields: MQTT 3.1.1 and length-delimited protobuf ---- */
+
+#define MQTT_CONNECT                             \
+  "\x10\x0e\x00\x04MQTT\x04\x02\x00\x3c\x00\x02" \
+  "c1"
+#define MQTT_PUB0    \
+  "\x30\x07\x00\x03" \
+  "a/b"              \
+  "hi"
+#define MQTT_PUB1    \
+  "\x32\x09\x00\x03" \
+  "a/b"              \
+  "\x00\x0a"         \
+  "hi"
+#define MQTT_PUBACK "\x40\x02\x00\x0a"
+#define MQTT_SUBSCRIBE       \
+  "\x82\x08\x00\x0b\x00\x03" \
+  "a/b"                      \
+  "\x01"
+#define MQTT_PINGREQ "\xc0\x00"
+#define MQTT_DISCONNECT "\xe0\x00"
+
+Test(mqtt, packets_survive_every_split)
+{
+  CHECK(&mqtt_proto, describe_mqtt,
+        MQTT_CONNECT MQTT_PUB0 MQTT_PUB1 MQTT_PUBACK MQTT_SUBSCRIBE MQTT_PINGREQ MQTT_DISCONNECT,
+        "type 1 flags 0 qos 0 len 14 topic [] id 0 payload 00044d5154540402003c00026331\n"
+        "type 3 flags 0 qos 0 len 7 topic [a/b] id 0 payload 6869\n"
+        "type 3 flags 2 qos 1 len 9 topic [a/b] id 10 payload 6869\n"
+        "type 4 flags 0 qos 0 len 2 topic [] id 10 payload \n"
+        "type 8 flags 2 qos 1 len 8 topic [] id 11 payload 0003612f6201\n"
+        "type 12 flags 0 qos 0 len 0 topic [] id 0 payload \n"
+        "type 14 flags 0 qos 0 len 0 topic [] id 0 payload \n");
+}
+
+Test(mqtt, a_two_byte_remaining_length_is_resumable_anywhere)
+{
+  /* remaining 2 + 1 + 130 = 133: 0x85 0x01, cut between its two bytes among all others. */
+  char in[160], expect[400];
+  size_t n = 0, e = 0;
+  memcpy(in, "\x30\x85\x01\x00\x01t", 6);
+  n = 6;
+  e = (size_t)snprintf(expect, sizeof expect, "type 3 flags 0 qos 0 len 133 topic [t] id 0 payload ");
+  for (int i = 0; i < 130; i++) {
+    in[n++] = (char)i;
+    e += (size_t)snprintf(expect + e, sizeof expect - e, "%02x", i);
+  }
+  memcpy(in + n, MQTT_PINGREQ, 2);
+  n += 2;
+  snprintf(expect + e, sizeof expect - e, "\ntype 12 flags 0 qos 0 len 0 topic [] id 0 payload \n");
+  check_splits(&mqtt_proto, describe_mqtt, in, n, expect);
+}
+
+Test(mqtt, a_non_minimal_remaining_length_is_accepted)
+{
+  /* MQTT 3.1.1 §2.2.3 tabulates the minimal sizes without requiring them. */
+  CHECK(&mqtt_proto, describe_mqtt, "\xc0\x80\x00" MQTT_PINGREQ,
+        "type 12 flags 0 qos 0 len 0 topic [] id 0 payload \n"
+        "type 12 flags 0 qos 0 len 0 topic [] id 0 payload \n");
+}
+
+Test(mqtt, hostile_shapes_are_bad_data)
+{
+  errors_close = true; /* the spec closes on bad_data */
+  char expect[32];
+  snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_BAD_DATA);
+  static const struct {
+    const char *in;
+    size_t n;
+  } bad[] = {
+      /* A remaining length of 5 bytes: at most 4 (§2.2.3). */
+      {"\x30\xff\xff\xff\xff\x01", 6},
+      {"\x30\x80\x80\x80\x80\x00", 6},
+      /* QoS 1 PUBLISH whose remaining length leaves no room for its packet id. */
+      {"\x32\x05\x00\x03"
+       "a/b"
+       "\x00\x0a"
+       "hi",
+       11},
+      /* A topic longer than the packet. */
+      {"\x30\x03\x00\x05"
+       "abcde",
+       9},
+      /* PUBACK without its packet id. */
+      {"\x40\x01\x00", 3},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    check_splits(&mqtt_proto, describe_mqtt, bad[i].in, bad[i].n, expect);
+}
+
+Test(mqtt, a_remaining_length_past_the_limit_is_skipped_as_it_arrives)
+{
+  /* 262145 = 256 KiB + 1 (0x81 0x80 0x10): refused at the header, skipped, then a PINGREQ. */
+  size_t body = 262145, n = 4 + body + 2;
+  uint8_t *in = calloc(1, n);
+  memcpy(in, "\x30\x81\x80\x10", 4);
+  memcpy(in + 4 + body, MQTT_PINGREQ, 2);
+  for (size_t step = 1; step <= 4001; step += 4000) {
+    struct feeder f;
+    feeder_init_t(&f, &mqtt_proto, describe_mqtt, 4096);
+    for (size_t off = 0; off < n; off += step)
+      feed_t(&f, in + off, n - off < step ? n - off : step);
+    char expect[160];
+    snprintf(expect, sizeof expect, "error %d\ntype 12 flags 0 qos 0 len 0 topic [] id 0 payload \n",
+             RW_PARSE_TOO_LARGE);
+    cr_expect_str_eq(f.log, expect, "pieces of %zu", step);
+    feeder_fini(&f);
+  }
+  free(in);
+  /* The largest remaining length (268,435,455 = 0xff 0xff 0xff 0x7f) is refused the same way. */
+  char expect[32];
+  snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_TOO_LARGE);
+  check_one_feed(&mqtt_proto, describe_mqtt, 64, "\x30\xff\xff\xff\x7f", 5, expect);
+}
+
+Test(mqtt, the_longest_frame_counts_every_optional_field)
+{
+  /* Fixed byte, a 4-byte remaining length, topic length, packet id, then limit data. */
+  cr_expect_eq(mqtt_proto.max_frame, 1 + 4 + 2 + 2 + 256 * 1024);
+  cr_expect_eq(mqtt_proto.check_handlers(NULL), -EINVAL);
+}
+
+Test(pbdelim, messages_survive_every_split)
+{
+  /* Lengths of one and two bytes (300 = 0xac 0x02), a zero length, a non-minimal zero. */
+  char in[400], expect[500];
+  size_t n = 0;
+  memcpy(in, "\x05hello\x00\xac\x02", 9);
+  n = 9;
+  memset(in + n, 'x', 300);
+  n += 300;
+  memcpy(in + n, "\x80\x00\x02ok", 5);
+  n += 5;
+  int e = snprintf(expect, sizeof expect, "message 5 [hello]\nmessage 0 []\nmessage 300 [");
+  memset(expect + e, 'x', 300);
+  snprintf(expect + e + 300, sizeof expect - (size_t)e - 300, "]\nmessage 0 []\nmessage 2 [ok]\n");
+  check_splits(&pbdelim_proto, describe_pbdelim, in, n, expect);
+}
+
+Test(pbdelim, over_long_varints_are_bad_data)
+{
+  errors_close = true; /* the spec closes on bad_data */
+  char expect[32];
+  snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_BAD_DATA);
+  /* 11 bytes; 10 bytes whose last is past 2^64 - 1. */
+  CHECK(&pbdelim_proto, describe_pbdelim, "\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x00", expect);
+  CHECK(&pbdelim_proto, describe_pbdelim, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x02", expect);
+  /* 2^64 - 1 itself is a u64: too large for the limit, not bad. */
+  snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_TOO_LARGE);
+  CHECK(&pbdelim_proto, describe_pbdelim, "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", expect);
 }

@@ -19,6 +19,7 @@
 #include "echo.gen.h"
 #include "kvt.gen.h"
 #include "lenpfx.gen.h"
+#include "mqtt.gen.h"
 #include "watchdog.h"
 
 static int echo_back(rw_conn *c, const struct echo_data *m)
@@ -1342,4 +1343,139 @@ Test(stats, frames_errors_bytes_and_closes_are_counted_exactly)
   cr_expect_eq(stt.st.bytes_in,
                sizeof "get a\r\nget b\r\nget c\r\nset k 1\r\nset k 2\r\nbogus\r\nquit\r\n" - 1);
   cr_expect_eq(stt.st.bytes_out, 3 * 3 + 2 * 3 + sizeof "ERROR\r\nBYE\r\n" - 1);
+}
+
+/* ---- a real MQTT client against a server built from tests/specs/mqtt.rw ---- */
+
+/* mosquitto 2.0's clients (mosquitto-clients): mosquitto_pub sends CONNECT, a QoS 1 PUBLISH and
+ * DISCONNECT; mosquitto_sub sends CONNECT and SUBSCRIBE, and the server answers SUBACK and a
+ * PUBLISH of 200 bytes (a remaining length of two bytes, written by mqttlen()). */
+struct mqtt_test {
+  rw_server *srv;
+  uint16_t port;
+  char topic[64], payload[64];
+  unsigned qos, published, disconnects;
+  int pub_rc;
+  char sub_out[512];
+  pthread_t client;
+};
+static struct mqtt_test mt;
+static char mqtt_big[200];
+
+static int mq_connect(rw_conn *c, const struct mqtt_packet *m)
+{
+  /* The variable header: protocol name "MQTT", level 4 (3.1.1). */
+  if (m->payload.len < 7 || memcmp(m->payload.p, "\0\4MQTT\4", 7) != 0)
+    return -EPROTO;
+  return mqtt_reply_connack(c, 0);
+}
+
+static int mq_publish(rw_conn *c, const struct mqtt_packet *m)
+{
+  snprintf(mt.topic, sizeof mt.topic, "%.*s", (int)m->topic.len, (const char *)m->topic.p);
+  snprintf(mt.payload, sizeof mt.payload, "%.*s", (int)m->payload.len, (const char *)m->payload.p);
+  mt.qos = m->qos;
+  mt.published++;
+  return m->qos == 1 ? mqtt_reply_puback(c, m->id) : 0;
+}
+
+static int mq_subscribe(rw_conn *c, const struct mqtt_packet *m)
+{
+  /* One topic filter: its u16be length, the filter, the requested QoS. */
+  if (m->payload.len < 3 || m->payload.len != 3u + (m->payload.p[0] << 8 | m->payload.p[1]))
+    return -EPROTO;
+  rw_span filter = {m->payload.p + 2, m->payload.len - 3};
+  int rc = mqtt_reply_suback(c, m->id, 0);
+  if (rc < 0)
+    return rc;
+  return mqtt_reply_publish(c, 2 + filter.len + sizeof mqtt_big, filter,
+                            (rw_span){(const uint8_t *)mqtt_big, sizeof mqtt_big});
+}
+
+static int mq_pingreq(rw_conn *c, const struct mqtt_packet *m)
+{
+  (void)m;
+  return mqtt_reply_pingresp(c);
+}
+
+static int mq_disconnect(rw_conn *c, const struct mqtt_packet *m)
+{
+  (void)c;
+  (void)m;
+  if (++mt.disconnects == 2)
+    rw_server_stop(mt.srv);
+  return -ECONNRESET; /* the client closes after DISCONNECT: so does the server */
+}
+
+static int mq_refuse(rw_conn *c, const struct mqtt_packet *m)
+{
+  (void)c;
+  (void)m;
+  return -EPROTO;
+}
+
+static int mq_refused(rw_conn *c, const struct mqtt_packet *m, int status)
+{
+  (void)status;
+  return mq_refuse(c, m);
+}
+
+static const struct mqtt_handlers mqtt_server = {.connect = mq_connect,
+                                                 .publish = mq_publish,
+                                                 .puback = mq_refuse,
+                                                 .pubrel = mq_refuse,
+                                                 .subscribe = mq_subscribe,
+                                                 .unsubscribe = mq_refuse,
+                                                 .pingreq = mq_pingreq,
+                                                 .disconnect = mq_disconnect,
+                                                 .unknown = mq_refuse,
+                                                 .refused = mq_refused};
+
+static void *mqtt_clients(void *arg)
+{
+  (void)arg;
+  char cmd[256];
+  snprintf(cmd, sizeof cmd,
+           "timeout 10 mosquitto_pub -h 127.0.0.1 -p %u -V mqttv311 -i rwpub -q 1 -t sensors/t1 -m hello",
+           mt.port);
+  mt.pub_rc = system(cmd);
+  snprintf(cmd, sizeof cmd, "timeout 10 mosquitto_sub -h 127.0.0.1 -p %u -V mqttv311 -i rwsub -C 1 -t news",
+           mt.port);
+  FILE *f = popen(cmd, "r");
+  if (f) {
+    size_t n = fread(mt.sub_out, 1, sizeof mt.sub_out - 1, f);
+    mt.sub_out[n] = 0;
+    pclose(f);
+  }
+  return NULL;
+}
+
+static void mqtt_start(rw_worker *w, void *data)
+{
+  (void)data;
+  arm_watchdog(w);
+}
+
+Test(mqtt, mosquitto_clients_publish_and_subscribe)
+{
+  for (size_t i = 0; i < sizeof mqtt_big; i++)
+    mqtt_big[i] = (char)('a' + i % 26);
+  mt = (struct mqtt_test){0};
+  mt.srv = new_server(mqtt_start, NULL, 1);
+  cr_assert_eq(rw_server_listen(mt.srv, "127.0.0.1:0", &mqtt_proto, &mqtt_server), 0);
+  mt.port = rw_server_port(mt.srv, 0);
+  cr_assert_eq(pthread_create(&mt.client, NULL, mqtt_clients, NULL), 0);
+  cr_assert_eq(rw_server_run(mt.srv), 0);
+  pthread_join(mt.client, NULL);
+  rw_server_destroy(mt.srv);
+  cr_assert(!watchdog_fired, "the test did not finish within 20 s");
+  cr_expect_eq(mt.pub_rc, 0, "mosquitto_pub exited with %d (it waits for the PUBACK)", mt.pub_rc);
+  cr_expect_eq(mt.published, 1);
+  cr_expect_str_eq(mt.topic, "sensors/t1");
+  cr_expect_str_eq(mt.payload, "hello");
+  cr_expect_eq(mt.qos, 1);
+  char expect[sizeof mqtt_big + 2];
+  snprintf(expect, sizeof expect, "%.*s\n", (int)sizeof mqtt_big, mqtt_big);
+  cr_expect_str_eq(mt.sub_out, expect, "mosquitto_sub printed what the server published");
+  cr_expect_eq(mt.disconnects, 2);
 }
