@@ -60,7 +60,8 @@ static void array_step(const struct spec *s, const struct command_decl *c, const
            "    }\n",
            (unsigned long long)(s->limit_data + s->limit_items * (st->len + 19 + 2 * st->seplen)));
   w_puts(out, "    p->el_len = n;\n    p->pos = q + slen;\n    p->in_item = true;\n  }\n"
-              "  if (len - p->pos < p->el_len + slen)\n    goto more;\n"
+              "  if (len - p->pos < p->el_len + slen) { /* the length hint: see part_bytes */\n"
+              "    *out_used = p->pos + p->el_len + slen;\n    return RW_PARSE_MORE;\n  }\n"
               "  if (memcmp(buf + p->pos + p->el_len, sep, slen) != 0)\n    goto bad_array;\n"
               "  if (p->arr_n < RW_LIST_INLINE) {\n"
               "    p->items[p->arr_n][0] = (uint32_t)p->pos;\n"

@@ -28,9 +28,11 @@ static void bytes_step(const struct spec *s, const struct command_decl *c, const
   (void)s;
   int slot = c->fields[st->field].slot;
   w_printf(w, "uint64_t n = p->num[%d];\n", c->fields[st->len_field].slot);
-  w_open(w, "if (len - p->pos < n)\n");
-  w_puts(w, "goto more;\n");
-  w_dedent(w);
+  /* The frame needs at least this much: the runtime gives it a slot that holds it at once. */
+  w_open(w, "if (len - p->pos < n) {\n");
+  w_puts(w, "*out_used = p->pos + n;\n");
+  w_puts(w, "return RW_PARSE_MORE;\n");
+  w_close(w, "}\n");
   w_printf(w, "p->off[%d][0] = (uint32_t)p->pos;\n", slot);
   w_printf(w, "p->off[%d][1] = (uint32_t)(p->pos + n);\n", slot);
   w_puts(w, "p->pos += n;\n");

@@ -87,10 +87,21 @@ bool feed(struct feeder *f, const uint8_t *data, size_t n)
   while (off < len) {
     size_t used = 0;
     int rc = f->proto->next(f->parser, dst + off, len - off, &used, msg);
-    if (rc == RW_PARSE_MORE)
+    if (rc == RW_PARSE_MORE) {
+      if (used && used <= len - off)
+        return fault(f, "a length hint that the bytes at hand already meet");
+      if (used)
+        f->hint_end = f->done + used;
       break;
+    }
     if (used > len - off)
       return fault(f, "the parser consumed more than it was given");
+    if (rc != RW_PARSE_SKIP && rc != RW_PARSE_HEAD && used) {
+      if (f->done + used < f->hint_end)
+        return fault(f, "a length hint past the end of its frame");
+      f->hints += f->hint_end != 0;
+      f->hint_end = 0;
+    }
     if (rc == RW_PARSE_SKIP) { /* discarded bytes of a refused block, as the runtime does */
       if (!used)
         return fault(f, "a skip that consumed nothing");

@@ -26,6 +26,10 @@ struct feeder {
   int closes_on;     /* one more status on which the spec closes (memcache_binary: BAD_DATA), or 0 */
   const char *fault; /* set when the parser broke an invariant */
   size_t done;       /* bytes of the stream consumed so far */
+  /* Where the last RW_PARSE_MORE's length hint said the frame ends at least (0: none): a frame
+   * that ends before it is a fault. `hints`: frames that ended while one was set. */
+  size_t hint_end;
+  unsigned hints;
   /* When set: frame_ends[i] says a frame of the stream may end after its first i bytes (an
    * oracle's framing, e.g. memcache_frames). A message or error ending elsewhere is a fault:
    * it was made from bytes inside a declared data block. */

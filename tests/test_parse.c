@@ -308,6 +308,26 @@ Test(resp, protocol_errors_close)
   CHECK(&resp_proto, describe_resp, "*1\r\n$536870913\r\n", expect); /* past 512 MiB */
 }
 
+/* RW_PARSE_MORE inside a bulk string says how long the frame is at least: the header and the
+ * string with its CRLF, counted from the frame's start; before any length is known it says 0. */
+static size_t resp_hint(const char *in)
+{
+  _Alignas(16) unsigned char parser[512], msg[RW_PROTO_MSG_MAX];
+  cr_assert_leq(resp_proto.parser_size, sizeof parser);
+  resp_proto.parser_init(parser);
+  size_t used = 99;
+  cr_assert_eq(resp_proto.next(parser, (const uint8_t *)in, strlen(in), &used, msg), RW_PARSE_MORE);
+  return used;
+}
+
+Test(resp, more_inside_a_bulk_string_hints_the_frame_length)
+{
+  cr_expect_eq(resp_hint("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4194304\r\nab"), 30 + 4194304 + 2);
+  cr_expect_eq(resp_hint("*2\r\n$5\r\nhel"), 4 + 4 + 5 + 2);
+  cr_expect_eq(resp_hint("*2\r\n$5\r"), 0); /* the length's line is not complete */
+  cr_expect_eq(resp_hint("*2\r"), 0);
+}
+
 /* More items than are kept inline: the walk reaches all of them. */
 Test(resp, long_arrays_walk_past_the_inline_items)
 {

@@ -22,7 +22,8 @@ extern "C" {
 
 /* What next() returns besides a command index (>= 0). */
 enum rw_parse_status {
-  RW_PARSE_MORE = -1,             /* frame incomplete: nothing consumed, keep every byte */
+  RW_PARSE_MORE = -1,             /* frame incomplete: nothing consumed, keep every byte; *out_used
+                                   * is 0, or the frame's length at least (a length hint) */
   RW_PARSE_UNKNOWN = -2,          /* a complete frame matched no command; *out_used covers it */
   RW_PARSE_OVERLONG = -3,         /* the frame passed the spec's limit; the connection must close */
   RW_PARSE_INVALID = -4,          /* bytes that can start no frame */
@@ -58,7 +59,10 @@ typedef struct rw_proto {
   void (*parser_init)(void *parser);
   /* Parses one frame from buf[0..len), where buf[len] is readable and holds 0 (the sentinel).
    * buf starts with the bytes of the previous call that were not consumed, possibly moved: the
-   * parser resumes where it stopped, so split input costs O(total bytes). */
+   * parser resumes where it stopped, so split input costs O(total bytes). RW_PARSE_MORE inside a
+   * data block whose length is known sets *out_used to the frame's length at least (counted from
+   * buf), so that the runtime gives a long frame a slot that holds it, and reads it in place,
+   * before the frame fills a smaller one; elsewhere *out_used is 0. */
   int (*next)(void *parser, const uint8_t *buf, size_t len, size_t *out_used, void *out_msg);
   /* Runs the spec's action or the user's handler for command `cmd`; 0 or a negative errno
    * (the connection is then closed). */

@@ -202,6 +202,17 @@ static bool acc_grow(struct rw_conn *c)
   return true;
 }
 
+/* A frame the parser says is longer than an accumulator slot (its length hint, `need` bytes)
+ * moves to a large slot now, while it holds little, and is then read in place: not once it has
+ * filled the slot, every byte of it copied there on the way. None free: it grows when full. */
+static void acc_reserve(struct rw_conn *c, size_t need)
+{
+  struct rw_worker *w = c->w;
+  if (c->acc == RW_NONE || c->acc_large || need < w->acc_pool.item_size || !w->srv->large.pool.count)
+    return;
+  acc_grow(c);
+}
+
 /* Whether the transport decodes what it receives (TLS): then nothing lands in the slot
  * directly, and what it delivers must be taken whole. */
 static bool decodes(const struct rw_conn *c)
@@ -241,11 +252,13 @@ static bool acc_make_room(struct rw_conn *c)
 }
 
 /* A large slot left holding only the start of the next frames moves back to an accumulator
- * slot when one is free, so that large slots stay free for long frames. */
-static void acc_shrink(struct rw_conn *c)
+ * slot when one is free, so that large slots stay free for long frames (unless the next frame,
+ * `need` bytes at least, is one). */
+static void acc_shrink(struct rw_conn *c, size_t need)
 {
   struct rw_worker *w = c->w;
-  if (!c->acc_large || c->acc_len >= w->acc_pool.item_size || !w->acc_pool.nfree)
+  if (!c->acc_large || c->acc_len >= w->acc_pool.item_size || need >= w->acc_pool.item_size ||
+      !w->acc_pool.nfree)
     return;
   uint32_t small = rw_pool_get(&w->acc_pool);
   memcpy(rw_pool_at(&w->acc_pool, small), acc_buf(c), c->acc_len);
@@ -345,8 +358,9 @@ uint8_t *rw_conn_rx_window(struct rw_conn *c, size_t *out_cap)
   return w->rxbuf;
 }
 
-/* Keeps buf[off..len) for the next parse; false if it cannot (no slot free). */
-static bool keep_remainder(struct rw_conn *c, uint8_t *buf, size_t off, size_t len)
+/* Keeps buf[off..len) for the next parse, a frame of at least `need` bytes; false if it cannot
+ * (no slot free). */
+static bool keep_remainder(struct rw_conn *c, uint8_t *buf, size_t off, size_t len, size_t need)
 {
   struct rw_worker *w = c->w;
   size_t rest = len - off;
@@ -357,7 +371,7 @@ static bool keep_remainder(struct rw_conn *c, uint8_t *buf, size_t off, size_t l
       memmove(buf, buf + off, rest);
     c->acc_len = (uint32_t)rest;
     if (off)
-      acc_shrink(c);
+      acc_shrink(c, need);
     return true;
   }
   if (!rest)
@@ -421,7 +435,7 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
     choose_protocol(c, buf[0]);
   const rw_proto *proto = c->proto;
   _Alignas(max_align_t) unsigned char msg[RW_PROTO_MSG_MAX];
-  size_t off = 0;
+  size_t off = 0, need = 0;
   uint64_t t = 0;     /* the clock when the last frame's handler returned (0: not read yet) */
   uint64_t first = 0; /* when the first frame started */
   buf[len] = 0;
@@ -438,8 +452,10 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
       t = rw_ticks();
     size_t used = 0;
     int rc = proto->next(c->parser, buf + off, len - off, &used, msg);
-    if (rc == RW_PARSE_MORE)
+    if (rc == RW_PARSE_MORE) {
+      need = used; /* (the frame's length at least, when the parser knows it) */
       break;
+    }
     off += used;
     if (rc == RW_PARSE_SKIP)
       continue;
@@ -477,8 +493,10 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
     c->ttfb_t0 = first; /* (time to first byte: from the batch's first frame) */
   if (c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))
     off = len; /* nothing more will be parsed: drop the rest */
-  if (keep_remainder(c, buf, off, len))
+  if (keep_remainder(c, buf, off, len, need)) {
+    acc_reserve(c, need);
     return len;
+  }
   rw_conn_pause(c);
   return off;
 }

@@ -254,25 +254,34 @@ static void arm_recv(struct rw_worker *w, struct rw_conn *c)
   u->recv_armed = true;
 }
 
-/* Starved of buffers, a connection that keeps a frame in a slot of its own receives straight into
- * it. The ring can be held empty by connections that wait for the very slot this one fills (long
- * frames queued behind its own), and would then stay empty: nothing would move again. */
-static void arm_recv_direct(struct rw_worker *w, struct rw_conn *c)
+/* A connection that keeps a frame in a slot of its own receives straight into it when starved of
+ * buffers, or when the frame is long (a large slot): the ring can be held empty by connections
+ * that wait for the very slot this one fills (long frames queued behind its own), and would then
+ * stay empty; and a long frame read through the ring is copied once more, from each buffer into
+ * the slot, than one read in place. False if it cannot (no slot, or no room in it yet). */
+static bool arm_recv_direct(struct rw_worker *w, struct rw_conn *c)
 {
   struct uring_state *st = w->drv;
   struct uconn *u = &st->uc[c->idx];
   size_t cap;
   if (c->transport->decode_hold || c->acc == RW_NONE)
-    return; /* (what is still encoded never lands in the slot; no slot: it waits for buffers) */
+    return false; /* (what is still encoded never lands in the slot; no slot: it waits for buffers) */
   uint8_t *at = rw_conn_rx_window(c, &cap);
   if (!at || at == w->rxbuf)
-    return;
+    return false;
   struct io_uring_sqe *sqe = get_sqe(st);
   io_uring_prep_recv(sqe, c->fd, at, cap, 0);
   set_fd(sqe, u);
   io_uring_sqe_set_data64(sqe, ud(OP_RECV, c->gen, c->idx));
   u->recv_armed = true;
   u->direct = at;
+  return true;
+}
+
+/* A frame in a large slot is long by definition: it reads in place (arm_recv_direct). */
+static bool reads_in_place(const struct rw_conn *c)
+{
+  return c->acc_large && !c->transport->decode_hold;
 }
 
 static void cancel_recv(struct rw_worker *w, struct rw_conn *c)
@@ -433,10 +442,19 @@ static void uring_update(struct rw_worker *w, struct rw_conn *c)
     rw_conn_eof(c);
     return;
   }
-  if (!u->recv_armed && !u->starved)
+  if (u->recv_armed) {
+    /* A frame that went long while the ring fed it: the multishot recv ends, then it reads in
+     * place (its last buffers still come first). */
+    if (!u->direct && !u->cancel_sent && reads_in_place(c)) {
+      cancel_recv(w, c);
+      u->cancel_sent = true;
+    }
+    return;
+  }
+  if ((u->starved || reads_in_place(c)) && arm_recv_direct(w, c))
+    return;
+  if (!u->starved)
     arm_recv(w, c);
-  else if (!u->recv_armed)
-    arm_recv_direct(w, c);
 }
 
 static int uring_send(struct rw_worker *w, struct rw_conn *c)

@@ -1164,8 +1164,10 @@ static int memcache_cont(struct memcache_parser *p, const uint8_t *buf, size_t l
         return p->off[1][1] != p->off[1][0] ? RW_PARSE_SKIP : RW_PARSE_TOO_LARGE;
       }
       uint64_t n = p->num[2];
-      if (len - p->pos < n)
-        goto more;
+      if (len - p->pos < n) {
+        *out_used = p->pos + n;
+        return RW_PARSE_MORE;
+      }
       p->off[2][0] = (uint32_t)p->pos;
       p->off[2][1] = (uint32_t)(p->pos + n);
       p->pos += n;
@@ -1212,8 +1214,10 @@ static int memcache_cont(struct memcache_parser *p, const uint8_t *buf, size_t l
         return p->off[1][1] != p->off[1][0] ? RW_PARSE_SKIP : RW_PARSE_TOO_LARGE;
       }
       uint64_t n = p->num[2];
-      if (len - p->pos < n)
-        goto more;
+      if (len - p->pos < n) {
+        *out_used = p->pos + n;
+        return RW_PARSE_MORE;
+      }
       p->off[2][0] = (uint32_t)p->pos;
       p->off[2][1] = (uint32_t)(p->pos + n);
       p->pos += n;
@@ -1260,8 +1264,10 @@ static int memcache_cont(struct memcache_parser *p, const uint8_t *buf, size_t l
         return p->off[1][1] != p->off[1][0] ? RW_PARSE_SKIP : RW_PARSE_TOO_LARGE;
       }
       uint64_t n = p->num[2];
-      if (len - p->pos < n)
-        goto more;
+      if (len - p->pos < n) {
+        *out_used = p->pos + n;
+        return RW_PARSE_MORE;
+      }
       p->off[2][0] = (uint32_t)p->pos;
       p->off[2][1] = (uint32_t)(p->pos + n);
       p->pos += n;
@@ -1308,8 +1314,10 @@ static int memcache_cont(struct memcache_parser *p, const uint8_t *buf, size_t l
         return p->off[1][1] != p->off[1][0] ? RW_PARSE_SKIP : RW_PARSE_TOO_LARGE;
       }
       uint64_t n = p->num[2];
-      if (len - p->pos < n)
-        goto more;
+      if (len - p->pos < n) {
+        *out_used = p->pos + n;
+        return RW_PARSE_MORE;
+      }
       p->off[2][0] = (uint32_t)p->pos;
       p->off[2][1] = (uint32_t)(p->pos + n);
       p->pos += n;
@@ -1356,8 +1364,10 @@ static int memcache_cont(struct memcache_parser *p, const uint8_t *buf, size_t l
         return p->off[1][1] != p->off[1][0] ? RW_PARSE_SKIP : RW_PARSE_TOO_LARGE;
       }
       uint64_t n = p->num[2];
-      if (len - p->pos < n)
-        goto more;
+      if (len - p->pos < n) {
+        *out_used = p->pos + n;
+        return RW_PARSE_MORE;
+      }
       p->off[2][0] = (uint32_t)p->pos;
       p->off[2][1] = (uint32_t)(p->pos + n);
       p->pos += n;
@@ -1404,8 +1414,10 @@ static int memcache_cont(struct memcache_parser *p, const uint8_t *buf, size_t l
         return p->off[1][1] != p->off[1][0] ? RW_PARSE_SKIP : RW_PARSE_TOO_LARGE;
       }
       uint64_t n = p->num[2];
-      if (len - p->pos < n)
-        goto more;
+      if (len - p->pos < n) {
+        *out_used = p->pos + n;
+        return RW_PARSE_MORE;
+      }
       p->off[2][0] = (uint32_t)p->pos;
       p->off[2][1] = (uint32_t)(p->pos + n);
       p->pos += n;

@@ -359,8 +359,10 @@ static int resp_cont(struct resp_parser *p, const uint8_t *buf, size_t len, size
           p->pos = q + slen;
           p->in_item = true;
         }
-        if (len - p->pos < p->el_len + slen)
-          goto more;
+        if (len - p->pos < p->el_len + slen) { /* the length hint: see part_bytes */
+          *out_used = p->pos + p->el_len + slen;
+          return RW_PARSE_MORE;
+        }
         if (memcmp(buf + p->pos + p->el_len, sep, slen) != 0)
           goto bad_array;
         if (p->arr_n < RW_LIST_INLINE) {

@@ -1949,6 +1949,29 @@ class LargeValues(unittest.TestCase):
             self.assertEqual(rd.line(), b"-ERR Protocol error: too big request\r\n")
             self.assertRaises(EOFError, rd.fill)
 
+    def test_clients_leaving_mid_value_give_their_slots_back(self):
+        """A long SET takes a large slot as soon as its length is read (two slots here): clients
+        that leave after its header, or halfway through its 100 MB value, must give them back,
+        and store nothing; then 100 MB and 20 MB values, split across receives, are whole."""
+        for sent in (0, 5 << 20, 50 << 20, 1):
+            with socket.create_connection(("127.0.0.1", self.kvd.resp), timeout=60) as s:
+                s.sendall(b"*3\r\n$3\r\nSET\r\n$4\r\ngone\r\n$100000000\r\n")
+                for i in range(0, sent, 1 << 20):
+                    s.sendall(b"g" * min(1 << 20, sent - i))
+        r = redis.Redis(port=self.kvd.resp, socket_timeout=60)
+        self.assertEqual(r.exists("gone"), 0)
+        big, mid = os.urandom(1 << 20) * 100, os.urandom(20_000_000)
+        cmds = [("SET", "big", big), ("SET", "mid", mid), ("STRLEN", "big"), ("GET", "mid"),
+                ("EXISTS", "gone")]
+        payload = b"".join(resp_cmd(*c) for c in cmds)
+        want = [b":104857600\r\n", b"$20000000\r\n" + mid + b"\r\n", b":0\r\n"]
+        for piece in (None, 65536 + 13):
+            got = self.raw(self.kvd.resp, payload, len(cmds), piece)
+            self.assertEqual(got[:2], [b"+OK\r\n"] * 2)
+            self.assertTrue(got[2:] == want, f"pieces of {piece}")
+        self.assertEqual(r.get("big") == big, True)
+        r.delete("big", "mid")
+
     def test_more_long_requests_than_large_slots(self):
         """Two large slots, shared by the workers; five clients send long values at once, in
         pieces: the others wait for a slot (on another worker too), none is refused."""

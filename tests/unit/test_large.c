@@ -95,7 +95,7 @@ Test(acc, shrinks_back)
   cr_assert(c->acc_large);
   uint32_t big = c->acc;
   /* A frame of 3,900 bytes was parsed: 100 remain, moved to the front, then to a small slot. */
-  cr_assert(keep_remainder(c, acc_buf(c), 3900, sizeof buf));
+  cr_assert(keep_remainder(c, acc_buf(c), 3900, sizeof buf, 0));
   cr_assert_not(c->acc_large);
   cr_assert_eq(c->acc_len, 100);
   check_bytes(acc_buf(c), 100, 3900);
@@ -103,9 +103,34 @@ Test(acc, shrinks_back)
   cr_assert_neq(srv.large.idle_ms[big], 0, "returned still resident: lingers");
   cr_assert(rw_timer_armed(&w->large_timer));
   /* Parsed to the end: the slot itself goes back. */
-  cr_assert(keep_remainder(c, acc_buf(c), 100, 100));
+  cr_assert(keep_remainder(c, acc_buf(c), 100, 100, 0));
   cr_assert_eq(c->acc, RW_NONE);
   cr_assert_eq(w->acc_pool.nfree, 3);
+}
+
+/* A frame the parser says is long (its length hint) takes a large slot at once, with the few
+ * bytes it has, and keeps it while the hint says the frame is still long; a short hint moves
+ * nothing. */
+Test(acc, length_hint_takes_a_large_slot_at_once)
+{
+  struct rw_conn *c = &conns[0];
+  uint8_t rx[500];
+  fill(rx, sizeof rx, 0);
+  cr_assert(keep_remainder(c, rx, 400, sizeof rx, 120));
+  acc_reserve(c, 120);
+  cr_assert_not(c->acc_large, "a frame that fits its slot stays there");
+  acc_release(c);
+  cr_assert(keep_remainder(c, rx, 400, sizeof rx, 5000));
+  acc_reserve(c, 5000);
+  cr_assert(c->acc_large);
+  cr_assert_eq(c->acc_len, 100);
+  check_bytes(acc_buf(c), 100, 400);
+  cr_assert_eq(w->acc_pool.nfree, 3, "the accumulator slot went back");
+  cr_assert_eq(acc_room(c), BIG - 1 - 100, "the rest is received in place");
+  /* 60 bytes of it parsed (a frame before it): the next frame is still long, the slot stays. */
+  cr_assert(keep_remainder(c, acc_buf(c), 60, 100, 4000));
+  cr_assert(c->acc_large);
+  check_bytes(acc_buf(c), 40, 460);
 }
 
 /* What is left in the driver's buffer goes to a fresh slot; none free: refused (the caller
@@ -115,12 +140,12 @@ Test(acc, remainder_to_a_slot)
   uint8_t rx[500];
   fill(rx, sizeof rx, 0);
   for (int i = 0; i < 3; i++) {
-    cr_assert(keep_remainder(&conns[i], rx, 450, sizeof rx));
+    cr_assert(keep_remainder(&conns[i], rx, 450, sizeof rx, 0));
     check_bytes(acc_buf(&conns[i]), 50, 450);
   }
   struct rw_conn extra = {.w = w, .acc = RW_NONE};
-  cr_assert_not(keep_remainder(&extra, rx, 450, sizeof rx));
-  cr_assert(keep_remainder(&extra, rx, 500, sizeof rx), "nothing left: nothing to keep");
+  cr_assert_not(keep_remainder(&extra, rx, 450, sizeof rx, 0));
+  cr_assert(keep_remainder(&extra, rx, 500, sizeof rx, 0), "nothing left: nothing to keep");
 }
 
 /* Two connections hold both large slots; a third waits, paused, and its worker counts as
