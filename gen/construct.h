@@ -44,6 +44,7 @@ enum need {
   NEED_SCAN = 1u << 0,   /* <ringwright/scan.h>: numbers from digits, word runs, field sections */
   NEED_ITEMS = 1u << 1,  /* the parser's item table: arrays and chunked bodies */
   NEED_FIELDS = 1u << 2, /* the parser's field section state and name class tables */
+  NEED_RESP = 1u << 3,   /* <ringwright/resp.h>: the RESP2 reply scanner */
 };
 
 struct parser;
@@ -67,7 +68,7 @@ struct frame_ops {
   int (*emit_dot)(const struct spec *s, struct writer *w);
 };
 
-extern const struct frame_ops frame_text, frame_binary, frame_raw;
+extern const struct frame_ops frame_text, frame_binary, frame_raw, frame_resp2;
 /* The spec's frame kind. */
 const struct frame_ops *spec_frame(const struct spec *s);
 

@@ -12,7 +12,8 @@
  *            | 'command' IDENT '=' alt ('quiet' IDENT)? action? ';'
  *            | 'reply' IDENT params? '=' part+ ';'
  *            | 'otherwise' action ';'
- *            | 'frame' ('binary' | 'lines') ';'    before any command
+ *            | 'frame' ('binary' | 'lines' | 'resp2') ';'    before any command
+ *            | 'limit' 'depth' NUMBER ';'          (resp2: arrays inside arrays)
  *   binary command items (after `frame binary;`):
  *            STRING | NUMBER (one byte) | IDENT ':' INT | IDENT ':' 'bytes' '(' term (('+'|'-') term)* ')'
  *            INT := u8 | u16be | u16le | u24be | u24le | u32be | u32le | u64be | u64le
@@ -393,12 +394,35 @@ static int parse_protocol(struct parser *ps)
   return expect_ident(ps, &s->protocol, &s->protocol_pos);
 }
 
+/* `limit depth N;`: how deep a resp2 reply's arrays may nest. */
+static int parse_limit_depth(struct parser *ps)
+{
+  struct spec *s = ps->spec;
+  struct pos at = ps->tok.pos;
+  if (next(ps) < 0)
+    return -1;
+  if (ps->tok.kind != T_NUMBER)
+    return expected(ps, "a depth such as 8");
+  if (s->limit_depth) {
+    diag_error(s->src, at, "limit depth declared twice");
+    return -1;
+  }
+  if (!s->resp2) {
+    diag_error(s->src, at, "limit depth bounds nested replies: it needs 'frame resp2;' first");
+    return -1;
+  }
+  s->limit_depth = ps->tok.value;
+  return next(ps);
+}
+
 static int parse_limit(struct parser *ps)
 {
   struct spec *s = ps->spec;
   bool line = is_word(ps, "line"), items = is_word(ps, "items"), fields = is_word(ps, "fields");
+  if (is_word(ps, "depth"))
+    return parse_limit_depth(ps);
   if (!line && !items && !fields && !is_word(ps, "data"))
-    return expected(ps, "a limit name ('line', 'data', 'items' or 'fields')");
+    return expected(ps, "a limit name ('line', 'data', 'items', 'fields' or 'depth')");
   struct pos at = ps->tok.pos;
   if (next(ps) < 0)
     return -1;
@@ -755,8 +779,10 @@ static int parse_frame(struct parser *ps)
   s->binary_pos = ps->tok.pos;
   if (is_word(ps, frame_binary.keyword))
     s->binary = true;
+  else if (is_word(ps, frame_resp2.keyword))
+    s->resp2 = true;
   else if (!is_word(ps, frame_text.keyword))
-    return expected(ps, "a frame kind ('binary' or 'lines')");
+    return expected(ps, "a frame kind ('binary', 'lines' or 'resp2')");
   return next(ps);
 }
 

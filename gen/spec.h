@@ -259,8 +259,10 @@ struct spec {
   struct table_entry *table; /* `table { ... }` */
   size_t ntable;
   struct pos table_pos;
-  struct action arity; /* a table command with the wrong number of items */
-  bool binary;         /* `frame binary;`: header-first frames, no lines */
+  struct action arity;  /* a table command with the wrong number of items */
+  bool binary;          /* `frame binary;`: header-first frames, no lines */
+  bool resp2;           /* `frame resp2;`: RESP2 replies, nested arrays (gen/frame_resp2.c) */
+  uint64_t limit_depth; /* resp2: arrays inside arrays */
   struct pos binary_pos;
 };
 

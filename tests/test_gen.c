@@ -122,7 +122,7 @@ Test(spec_errors, syntax)
   expect_error(PING_LIKE "command c = \"a\" -> shout;\n",
                "t.rw:4:20: error: expected 'reply', 'close', 'ignore' or 'refuse'");
   expect_error(PING_LIKE "limit page 5;\n",
-               "t.rw:4:7: error: expected a limit name ('line', 'data', 'items' or 'fields')");
+               "t.rw:4:7: error: expected a limit name ('line', 'data', 'items', 'fields' or 'depth')");
   expect_error(PING_LIKE "on timeout -> close;\n", "t.rw:4:4: error: expected an event name");
   expect_error(PING_LIKE "reply y = 'ci';\n",
                "t.rw:4:11: error: expected a \"string\", a parameter or len(parameter)");
@@ -255,6 +255,25 @@ Test(spec_errors, binary_frames)
                "t.rw:3:22: error: refuse answers a parse error or a binary frame: use 'reply' here");
   expect_error("protocol p;\nlimit line 1KiB;\ncommand c = \"c\\n\";\nframe binary;\n",
                "t.rw:4:7: error: frame must be declared before the commands");
+}
+
+#define RESP2_LIKE "protocol r;\nframe resp2;\nlimit line 1KiB;\nlimit data 1MiB;\nlimit items 100;\n"
+
+Test(spec_errors, resp2_frames)
+{
+  expect_error(RESP2_LIKE "command c = v:value;\n",
+               "t.rw:2:7: error: a resp2 frame needs 'limit depth N;' with N from 1 to 32");
+  expect_error(RESP2_LIKE "limit depth 33;\ncommand c = v:value;\n",
+               "t.rw:2:7: error: a resp2 frame needs 'limit depth N;'");
+  expect_error(RESP2_LIKE "limit depth 2;\ncommand c = v:bulk;\n", "t.rw:7:15: error: expected 'value'");
+  expect_error(RESP2_LIKE "limit depth 2;\ncommand c = v:value;\ncommand d = w:value;\n",
+               "t.rw:8:9: error: a resp2 frame has exactly one command: the reply");
+  expect_error(RESP2_LIKE "limit depth 2;\ncommand c = v:value -> close;\n",
+               "t.rw:7:9: error: the reply 'c' goes to its handler: no action, dispatch or quiet");
+  expect_error(RESP2_LIKE "limit depth 2;\ncommand c = v:value;\notherwise -> close;\n",
+               "t.rw:2:7: error: a resp2 frame has no table, head, otherwise");
+  expect_error("protocol r;\nlimit depth 2;\n",
+               "t.rw:2:7: error: limit depth bounds nested replies: it needs 'frame resp2;' first");
 }
 
 #define HTTP_LIKE "protocol h;\nlimit line 1KiB;\nlimit data 1KiB;\nlimit fields 1KiB;\ntoken t = [a-z]+;\n"

@@ -12,6 +12,7 @@
 #include "logfile.h"
 #include "msg.h"
 #include "proto.h"
+#include "resp.h"
 #include "scan.h"
 #include "server.h"
 #include "spawn.h"
