@@ -14,6 +14,8 @@
 #include "memcache.gen.h"
 #include "ping.gen.h"
 #include "resp.gen.h"
+#include "resp_reply.gen.h"
+#include <ringwright/resp.h>
 
 int feeder_init(struct feeder *f, const rw_proto *proto, describe_fn describe, size_t cap)
 {
@@ -348,4 +350,21 @@ void describe_memcache_binary(int cmd, const void *vmsg, char *out, size_t outle
          r->vbucket, r->opaque, (unsigned long long)r->cas);
   append_hex(out, outlen, &n, r->extras);
   append(out, outlen, &n, " key [%.*s] value [%.*s]", SPAN(r->key), SPAN(r->value));
+}
+
+/* A reply's values in order, every string's bytes read (a checksum of them: a 20 MB bulk fits). */
+void describe_resp_reply(int cmd, const void *vmsg, char *out, size_t outlen)
+{
+  rw_span r = ((const union resp_reply_msg *)vmsg)->reply.data;
+  size_t n = 0;
+  rw_resp_value v;
+  (void)cmd;
+  append(out, outlen, &n, "reply %zu bytes:", r.len);
+  while (rw_resp_walk(&r, &v)) {
+    uint32_t sum = 0;
+    for (size_t i = 0; i < v.str.len; i++)
+      sum = sum * 31 + v.str.p[i];
+    append(out, outlen, &n, " %c%s%lld/%zu/%08x", v.kind, v.nil ? "nil" : "", (long long)v.integer, v.str.len,
+           (unsigned)sum);
+  }
 }

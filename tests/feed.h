@@ -59,5 +59,6 @@ void describe_resp(int cmd, const void *msg, char *out, size_t outlen);
 void describe_http1(int cmd, const void *msg, char *out, size_t outlen);
 void describe_lenpfx(int cmd, const void *msg, char *out, size_t outlen);
 void describe_memcache_binary(int cmd, const void *msg, char *out, size_t outlen);
+void describe_resp_reply(int cmd, const void *msg, char *out, size_t outlen);
 
 #endif
