@@ -140,6 +140,12 @@ int check_reply(struct spec *s, const struct reply_decl *r);
 void emit_reply_decl(const struct spec *s, const struct reply_decl *r, struct writer *w);
 void emit_reply_writer(const struct spec *s, const struct reply_decl *r, struct writer *w);
 
+/* gen/reply_list.c: templates with a spans(N) parameter, count() and each(). */
+bool reply_has_list(const struct reply_decl *r);
+int check_list_reply(struct spec *s, const struct reply_decl *r);
+void emit_list_writer(const struct spec *s, const struct reply_decl *r, struct writer *w);
+void emit_list_comment(const struct reply_part *p, struct writer *w);
+
 /* gen/table.c: the text table, names looked up case-insensitively. */
 int check_table(struct spec *s);
 void emit_table_decl(const struct spec *s, struct writer *w);

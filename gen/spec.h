@@ -114,16 +114,19 @@ struct token_decl {
   struct action overflow; /* a number out of range or a capture past max_len gets this */
 };
 
-enum param_type { PARAM_SPAN, PARAM_U64, PARAM_I64 };
+enum param_type { PARAM_SPAN, PARAM_U64, PARAM_I64, PARAM_SPANS };
 
 struct reply_param {
   char *name;
   struct pos pos;
   enum param_type type;
+  unsigned max; /* PARAM_SPANS: the most spans one call may pass */
 };
 
 /* A reply template is a sequence of literal bytes, parameters and len(parameter). */
-enum part_kind { PART_BYTES, PART_PARAM, PART_LEN, PART_INT };
+/* PART_COUNT: count(list), the decimal number of its spans; PART_EACH: each(list: parts), the
+ * parts once per span, where `it` is the span. */
+enum part_kind { PART_BYTES, PART_PARAM, PART_LEN, PART_INT, PART_COUNT, PART_EACH };
 
 struct reply_part {
   enum part_kind kind;
@@ -135,6 +138,8 @@ struct reply_part {
   bool le;
   bool of_len; /* PART_INT of len(param) or of len(param, more...): the lengths' sum */
   char *more[3];
+  struct reply_part *sub; /* PART_EACH */
+  size_t nsub;
 };
 
 struct reply_decl {

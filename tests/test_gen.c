@@ -124,8 +124,9 @@ Test(spec_errors, syntax)
   expect_error(PING_LIKE "limit page 5;\n",
                "t.rw:4:7: error: expected a limit name ('line', 'data', 'items', 'fields' or 'depth')");
   expect_error(PING_LIKE "on timeout -> close;\n", "t.rw:4:4: error: expected an event name");
-  expect_error(PING_LIKE "reply y = 'ci';\n",
-               "t.rw:4:11: error: expected a \"string\", a parameter or len(parameter)");
+  expect_error(
+      PING_LIKE "reply y = 'ci';\n",
+      "t.rw:4:11: error: expected a \"string\", a parameter, len(parameter), count(list) or each(list: ...)");
 }
 
 Test(spec_errors, every_independent_error_is_reported)
@@ -274,6 +275,22 @@ Test(spec_errors, resp2_frames)
                "t.rw:2:7: error: a resp2 frame has no table, head, otherwise");
   expect_error("protocol r;\nlimit depth 2;\n",
                "t.rw:2:7: error: limit depth bounds nested replies: it needs 'frame resp2;' first");
+}
+
+#define LIST_LIKE "protocol p;\nlimit line 1KiB;\ncommand c = \"c\\n\";\n"
+
+Test(spec_errors, templates_with_lists)
+{
+  expect_error(LIST_LIKE "reply r(a: spans(4)) = a;\n",
+               "t.rw:4:24: error: 'a' is a list: write it with count() and each()");
+  expect_error(LIST_LIKE "reply r(a: span) = count(a);\n",
+               "t.rw:4:20: error: count() and each() take a spans(N) parameter, and 'a' is not one");
+  expect_error(LIST_LIKE "reply r(a: spans(4)) = each(a: \"x\" b);\n",
+               "t.rw:4:36: error: each(a: ...) holds strings, it and len(it)");
+  expect_error(LIST_LIKE "reply r(a: spans(0)) = \"x\";\n",
+               "t.rw:4:18: error: expected the most spans a call may pass, 1 to 256");
+  expect_error(LIST_LIKE "reply r(a: spans(4)) = each(a: each(a: it));\n",
+               "t.rw:4:37: error: each() holds no each()");
 }
 
 #define HTTP_LIKE "protocol h;\nlimit line 1KiB;\nlimit data 1KiB;\nlimit fields 1KiB;\ntoken t = [a-z]+;\n"

@@ -18,8 +18,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <ringwright/resp.h>
+#include <ringwright/ringwright.h>
 
+#include "backend.h"
 #include "feed.h"
 #include "resp_reply.gen.h"
 
@@ -187,7 +188,7 @@ Test(resp_reply, pipelined_replies_are_messages_in_turn)
 /* --- against redis-server ------------------------------------------------------------------ */
 
 static pid_t redis_pid;
-static int redis_fd;
+static int redis_fd, redis_port;
 
 static int free_port(void)
 {
@@ -203,7 +204,8 @@ static int free_port(void)
 static void start_redis(void)
 {
   char port[16];
-  snprintf(port, sizeof port, "%d", free_port());
+  redis_port = free_port();
+  snprintf(port, sizeof port, "%d", redis_port);
   redis_pid = fork();
   cr_assert(redis_pid >= 0);
   if (!redis_pid) {
@@ -310,4 +312,96 @@ Test(resp_reply, every_reply_shape_of_a_live_redis, .init = start_redis, .fini =
   cr_assert_eq(n, 20971520 + strlen("$20971520\r\n\r\n"));
   cr_assert_eq(check_reply(raw, n), 1);
   free(raw);
+}
+
+/* --- a client: commands from arrays of spans (reply command(args: spans(64)) = ...) ----------- */
+
+static struct client {
+  rw_server *srv;
+  char log[4096];
+  size_t len;
+  int replies, e2big;
+} cl;
+
+static const char odd_value[] = "a value\r\nwith CRLF, spaces and a \0 byte";
+
+static void send_commands(rw_conn *c)
+{
+  rw_span set[] = {
+      {(const uint8_t *)"SET", 3}, {(const uint8_t *)"k", 1}, {(const uint8_t *)odd_value, sizeof odd_value}};
+  rw_span get[] = {{(const uint8_t *)"GET", 3}, {(const uint8_t *)"k", 1}};
+  rw_span push[64];
+  char items[64][8];
+  push[0] = (rw_span){(const uint8_t *)"RPUSH", 5};
+  push[1] = (rw_span){(const uint8_t *)"list", 4};
+  for (int i = 2; i < 64; i++)
+    push[i] = (rw_span){(const uint8_t *)items[i], (size_t)snprintf(items[i], sizeof items[i], "i%d", i)};
+  rw_span range[] = {{(const uint8_t *)"LRANGE", 6},
+                     {(const uint8_t *)"list", 4},
+                     {(const uint8_t *)"58", 2},
+                     {(const uint8_t *)"-1", 2}};
+  rw_span too_many[65];
+  for (int i = 0; i < 65; i++)
+    too_many[i] = push[i < 64 ? i : 63];
+  cr_assert_eq(resp_reply_reply_command(c, set, 3), 0);
+  cr_assert_eq(resp_reply_reply_command(c, get, 2), 0);
+  cr_assert_eq(resp_reply_reply_command(c, push, 64), 0);
+  cl.e2big = resp_reply_reply_command(c, too_many, 65);
+  cr_assert_eq(resp_reply_reply_command(c, range, 4), 0);
+}
+
+static int on_reply(rw_conn *c, const struct resp_reply_reply *m)
+{
+  (void)c;
+  cr_assert_lt(cl.len + m->data.len, sizeof cl.log);
+  memcpy(cl.log + cl.len, m->data.p, m->data.len);
+  cl.len += m->data.len;
+  if (++cl.replies == 4)
+    rw_server_stop(cl.srv);
+  return 0;
+}
+
+static const struct resp_reply_handlers client_handlers = {.reply = on_reply};
+
+static void connected(rw_conn *c, int err, void *data)
+{
+  (void)data;
+  cr_assert_eq(err, 0, "connect: %s", strerror(-err));
+  send_commands(c);
+}
+
+static void client_start(rw_worker *w, void *data)
+{
+  char addr[32];
+  (void)data;
+  snprintf(addr, sizeof addr, "127.0.0.1:%d", redis_port);
+  cr_assert_eq(rw_connect(w, addr, &resp_reply_proto, &client_handlers, 2000, connected, NULL), 0);
+}
+
+/* The replies, byte for byte: the odd value came back whole, 62 items pushed, the last four. */
+Test(resp_reply, a_client_sends_commands_from_arrays_of_spans, .init = start_redis, .fini = stop_redis,
+     .timeout = 30)
+{
+  rw_config cfg;
+  rw_config_default(&cfg);
+  cfg.name = "resp-client";
+  cfg.workers = 1;
+  cfg.max_conns = 4;
+  cfg.on_worker_start = client_start;
+  cfg.backend = test_backend();
+  cr_assert_eq(rw_server_create(&cfg, &cl.srv), 0);
+  cr_assert_eq(rw_server_use_proto(cl.srv, &resp_reply_proto), 0);
+  cr_assert_eq(rw_server_run(cl.srv), 0);
+  rw_server_destroy(cl.srv);
+  cr_assert_eq(cl.e2big, -E2BIG);
+  char want[512];
+  int n = snprintf(want, sizeof want, "+OK\r\n$%zu\r\n", sizeof odd_value);
+  memcpy(want + n, odd_value, sizeof odd_value);
+  n += (int)sizeof odd_value;
+  n += snprintf(want + n, sizeof want - (size_t)n,
+                "\r\n:62\r\n*4\r\n$3\r\ni60\r\n$3\r\ni61\r\n$3\r\ni62\r\n$3\r\ni63\r\n");
+  cr_assert_eq(cl.len, (size_t)n, "%zu bytes, not %d; from byte 50: %.*s", cl.len, n, (int)cl.len - 50,
+               cl.log + 50);
+  for (int i = 0; i < n; i++)
+    cr_assert_eq(cl.log[i], want[i], "byte %d: %.*s", i, n - i, cl.log + i);
 }

@@ -34,6 +34,8 @@ struct resp_reply_handlers {
   int (*reply)(rw_conn *c, const struct resp_reply_reply *msg);
 };
 
+/* Writes "*" count(args) "\r\n" each(args: "$" len(it) "\r\n" it "\r\n"). */
+int resp_reply_reply_command(rw_conn *c, const rw_span *args, size_t n_args);
 
 extern const rw_proto resp_reply_proto;
 

@@ -12,6 +12,32 @@ _Static_assert(sizeof(union resp_reply_msg) <= RW_PROTO_MSG_MAX, "message too la
 
 static const char *const resp_reply_command_names[] = {"reply"};
 
+int resp_reply_reply_command(rw_conn *c, const rw_span *args, size_t n_args)
+{
+  static const char p0[] = "*";
+  char p1[24];
+  static const char p2[] = "\r\n";
+  static const char p3_0[] = "$";
+  char p3_1[64][24];
+  static const char p3_2[] = "\r\n";
+  static const char p3_4[] = "\r\n";
+  struct iovec iov[323];
+  int n = 0;
+  if (n_args > 64u)
+    return -E2BIG;
+  iov[n++] = (struct iovec){(void *)p0, sizeof p0 - 1};
+  iov[n++] = (struct iovec){p1, rw_fmt_u64(p1, n_args)};
+  iov[n++] = (struct iovec){(void *)p2, sizeof p2 - 1};
+  for (size_t i = 0; i < n_args; i++) {
+    iov[n++] = (struct iovec){(void *)p3_0, sizeof p3_0 - 1};
+    iov[n++] = (struct iovec){p3_1[i], rw_fmt_u64(p3_1[i], args[i].len)};
+    iov[n++] = (struct iovec){(void *)p3_2, sizeof p3_2 - 1};
+    iov[n++] = (struct iovec){(void *)args[i].p, args[i].len};
+    iov[n++] = (struct iovec){(void *)p3_4, sizeof p3_4 - 1};
+  }
+  return rw_conn_writev(c, iov, n);
+}
+
 struct resp_reply_parser {
   rw_resp_scan scan;
 };
