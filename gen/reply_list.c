@@ -1,7 +1,8 @@
 /* Templates with a variable number of arguments: a `spans(N)` parameter (up to N spans a call),
  * `count(list)` (their number, in decimal) and `each(list: parts)` (the parts once per span,
  * `it` the span): a RESP command from an array of arguments, still one gathered write. The
- * pieces go into a stack array sized from N, so nothing is allocated. */
+ * pieces go into a stack array sized from N, so nothing is allocated. The writer's locals end
+ * in '_', which no spec name may: they cannot meet a parameter. */
 #include <string.h>
 
 #include "construct.h"
@@ -42,6 +43,14 @@ static int check_each(struct spec *s, const struct reply_part *each)
 int check_list_reply(struct spec *s, const struct reply_decl *r)
 {
   int rc = 0;
+  for (size_t j = 0; j < r->nparams; j++) {
+    const char *name = r->params[j].name;
+    if (!strncmp(name, "n_", 2) && param_of(r, name + 2) && param_of(r, name + 2)->type == PARAM_SPANS) {
+      diag_error(s->src, r->params[j].pos, "'%s' is the count of the list '%s': name it otherwise", name,
+                 name + 2);
+      rc = -1;
+    }
+  }
   for (size_t k = 0; k < r->nparts; k++) {
     const struct reply_part *p = &r->parts[k];
     if (p->kind == PART_BYTES)
@@ -72,23 +81,23 @@ static void emit_piece(const struct reply_decl *r, const struct reply_part *p, c
                        const char *list, struct writer *w)
 {
   if (p->kind == PART_BYTES) {
-    w_printf(w, "iov[n++] = (struct iovec){(void *)%s, sizeof %s - 1};\n", name, name);
+    w_printf(w, "iov[n_++] = (struct iovec){(void *)%s, sizeof %s - 1};\n", name, name);
   } else if (p->kind == PART_COUNT) {
-    w_printf(w, "iov[n++] = (struct iovec){%s, rw_fmt_u64(%s, n_%s)};\n", name, name, spec_member(p->param));
+    w_printf(w, "iov[n_++] = (struct iovec){%s, rw_fmt_u64(%s, n_%s)};\n", name, name, spec_member(p->param));
   } else if (list) { /* it, len(it) */
     if (p->kind == PART_LEN)
-      w_printf(w, "iov[n++] = (struct iovec){%s[i], rw_fmt_u64(%s[i], %s[i].len)};\n", name, name, list);
+      w_printf(w, "iov[n_++] = (struct iovec){%s[i_], rw_fmt_u64(%s[i_], %s[i_].len)};\n", name, name, list);
     else
-      w_printf(w, "iov[n++] = (struct iovec){(void *)%s[i].p, %s[i].len};\n", list, list);
+      w_printf(w, "iov[n_++] = (struct iovec){(void *)%s[i_].p, %s[i_].len};\n", list, list);
   } else {
     const struct reply_param *prm = param_of(r, p->param);
     const char *m = spec_member(p->param);
     if (p->kind == PART_LEN)
-      w_printf(w, "iov[n++] = (struct iovec){%s, rw_fmt_u64(%s, %s.len)};\n", name, name, m);
+      w_printf(w, "iov[n_++] = (struct iovec){%s, rw_fmt_u64(%s, %s.len)};\n", name, name, m);
     else if (prm->type == PARAM_SPAN)
-      w_printf(w, "iov[n++] = (struct iovec){(void *)%s.p, %s.len};\n", m, m);
+      w_printf(w, "iov[n_++] = (struct iovec){(void *)%s.p, %s.len};\n", m, m);
     else
-      w_printf(w, "iov[n++] = (struct iovec){%s, rw_fmt_%s(%s, %s)};\n", name,
+      w_printf(w, "iov[n_++] = (struct iovec){%s, rw_fmt_%s(%s, %s)};\n", name,
                prm->type == PARAM_I64 ? "i64" : "u64", name, m);
   }
 }
@@ -121,19 +130,19 @@ void emit_list_writer(const struct spec *s, const struct reply_decl *r, struct w
   for (size_t k = 0; k < r->nparts; k++) {
     const struct reply_part *p = &r->parts[k];
     if (p->kind != PART_EACH) {
-      snprintf(name, sizeof name, "p%zu", k);
+      snprintf(name, sizeof name, "p%zu_", k);
       emit_storage(r, p, name, 0, w);
       pieces++;
       continue;
     }
     unsigned items = param_of(r, p->param)->max;
     for (size_t j = 0; j < p->nsub; j++) {
-      snprintf(name, sizeof name, "p%zu_%zu", k, j);
+      snprintf(name, sizeof name, "p%zu_%zu_", k, j);
       emit_storage(r, &p->sub[j], name, p->sub[j].kind == PART_BYTES ? 0 : items, w);
     }
     pieces += p->nsub * items;
   }
-  w_printf(w, "struct iovec iov[%zu];\nint n = 0;\n", pieces);
+  w_printf(w, "struct iovec iov[%zu];\nint n_ = 0;\n", pieces);
   for (size_t j = 0; j < r->nparams; j++) {
     if (r->params[j].type != PARAM_SPANS)
       continue;
@@ -143,20 +152,20 @@ void emit_list_writer(const struct spec *s, const struct reply_decl *r, struct w
   }
   for (size_t k = 0; k < r->nparts; k++) {
     const struct reply_part *p = &r->parts[k];
-    snprintf(name, sizeof name, "p%zu", k);
+    snprintf(name, sizeof name, "p%zu_", k);
     if (p->kind != PART_EACH) {
       emit_piece(r, p, name, NULL, w);
       continue;
     }
     const char *list = spec_member(p->param);
-    w_open(w, "for (size_t i = 0; i < n_%s; i++) {\n", list);
+    w_open(w, "for (size_t i_ = 0; i_ < n_%s; i_++) {\n", list);
     for (size_t j = 0; j < p->nsub; j++) {
-      snprintf(name, sizeof name, "p%zu_%zu", k, j);
+      snprintf(name, sizeof name, "p%zu_%zu_", k, j);
       emit_piece(r, &p->sub[j], name, list, w);
     }
     w_close(w, "}\n");
   }
-  w_puts(w, "return rw_conn_writev(c, iov, n);\n");
+  w_puts(w, "return rw_conn_writev(c, iov, n_);\n");
 }
 
 /* The template in the header's comment. */

@@ -291,6 +291,8 @@ Test(spec_errors, templates_with_lists)
                "t.rw:4:18: error: expected the most spans a call may pass, 1 to 256");
   expect_error(LIST_LIKE "reply r(a: spans(4)) = each(a: each(a: it));\n",
                "t.rw:4:37: error: each() holds no each()");
+  expect_error(LIST_LIKE "reply r(a: spans(4), n_a: span) = count(a) n_a;\n",
+               "t.rw:4:22: error: 'n_a' is the count of the list 'a': name it otherwise");
 }
 
 #define HTTP_LIKE "protocol h;\nlimit line 1KiB;\nlimit data 1KiB;\nlimit fields 1KiB;\ntoken t = [a-z]+;\n"

@@ -14,28 +14,28 @@ static const char *const resp_reply_command_names[] = {"reply"};
 
 int resp_reply_reply_command(rw_conn *c, const rw_span *args, size_t n_args)
 {
-  static const char p0[] = "*";
-  char p1[24];
-  static const char p2[] = "\r\n";
-  static const char p3_0[] = "$";
-  char p3_1[64][24];
-  static const char p3_2[] = "\r\n";
-  static const char p3_4[] = "\r\n";
+  static const char p0_[] = "*";
+  char p1_[24];
+  static const char p2_[] = "\r\n";
+  static const char p3_0_[] = "$";
+  char p3_1_[64][24];
+  static const char p3_2_[] = "\r\n";
+  static const char p3_4_[] = "\r\n";
   struct iovec iov[323];
-  int n = 0;
+  int n_ = 0;
   if (n_args > 64u)
     return -E2BIG;
-  iov[n++] = (struct iovec){(void *)p0, sizeof p0 - 1};
-  iov[n++] = (struct iovec){p1, rw_fmt_u64(p1, n_args)};
-  iov[n++] = (struct iovec){(void *)p2, sizeof p2 - 1};
-  for (size_t i = 0; i < n_args; i++) {
-    iov[n++] = (struct iovec){(void *)p3_0, sizeof p3_0 - 1};
-    iov[n++] = (struct iovec){p3_1[i], rw_fmt_u64(p3_1[i], args[i].len)};
-    iov[n++] = (struct iovec){(void *)p3_2, sizeof p3_2 - 1};
-    iov[n++] = (struct iovec){(void *)args[i].p, args[i].len};
-    iov[n++] = (struct iovec){(void *)p3_4, sizeof p3_4 - 1};
+  iov[n_++] = (struct iovec){(void *)p0_, sizeof p0_ - 1};
+  iov[n_++] = (struct iovec){p1_, rw_fmt_u64(p1_, n_args)};
+  iov[n_++] = (struct iovec){(void *)p2_, sizeof p2_ - 1};
+  for (size_t i_ = 0; i_ < n_args; i_++) {
+    iov[n_++] = (struct iovec){(void *)p3_0_, sizeof p3_0_ - 1};
+    iov[n_++] = (struct iovec){p3_1_[i_], rw_fmt_u64(p3_1_[i_], args[i_].len)};
+    iov[n_++] = (struct iovec){(void *)p3_2_, sizeof p3_2_ - 1};
+    iov[n_++] = (struct iovec){(void *)args[i_].p, args[i_].len};
+    iov[n_++] = (struct iovec){(void *)p3_4_, sizeof p3_4_ - 1};
   }
-  return rw_conn_writev(c, iov, n);
+  return rw_conn_writev(c, iov, n_);
 }
 
 struct resp_reply_parser {
