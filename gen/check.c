@@ -650,7 +650,7 @@ int spec_check(struct spec *s)
     struct command_decl *c = &s->commands[i];
     struct rx_ctx cx = {.spec = s, .cmd = c, .ntokens_visible = s->ntokens};
     rc |= check_name(src, "command", c->name, c->pos);
-    if (s->binary) { /* its frame is checked by binary_check, below */
+    if (s->binary || s->resp2) { /* a frame with a syntax of its own checks it */
       rc |= check_action_at(s, &c->action, false);
       continue;
     }

@@ -43,6 +43,7 @@ enum need {
   NEED_SCAN = 1u << 0,   /* <ringwright/scan.h>: numbers from digits, word runs, field sections */
   NEED_ITEMS = 1u << 1,  /* the parser's item table: arrays and chunked bodies */
   NEED_FIELDS = 1u << 2, /* the parser's field section state and name class tables */
+  NEED_RESP = 1u << 3,   /* <ringwright/resp.h>: the RESP2 reply scanner */
 };
 
 struct parser;
@@ -66,7 +67,7 @@ struct frame_ops {
   int (*emit_dot)(const struct spec *s, struct writer *w);
 };
 
-extern const struct frame_ops frame_text, frame_binary, frame_raw;
+extern const struct frame_ops frame_text, frame_binary, frame_raw, frame_resp2;
 /* The spec's frame kind. */
 const struct frame_ops *spec_frame(const struct spec *s);
 
@@ -137,6 +138,12 @@ const char *dot_event(const struct action *a);
 int check_reply(struct spec *s, const struct reply_decl *r);
 void emit_reply_decl(const struct spec *s, const struct reply_decl *r, struct writer *w);
 void emit_reply_writer(const struct spec *s, const struct reply_decl *r, struct writer *w);
+
+/* gen/reply_list.c: templates with a spans(N) parameter, count() and each(). */
+bool reply_has_list(const struct reply_decl *r);
+int check_list_reply(struct spec *s, const struct reply_decl *r);
+void emit_list_writer(const struct spec *s, const struct reply_decl *r, struct writer *w);
+void emit_list_comment(const struct reply_part *p, struct writer *w);
 
 /* gen/table.c: the text table, names looked up case-insensitively. */
 int check_table(struct spec *s);

@@ -93,7 +93,7 @@ bool spec_has_steps(const struct spec *s)
 
 const struct frame_ops *spec_frame(const struct spec *s)
 {
-  return s->raw_name ? &frame_raw : s->binary ? &frame_binary : &frame_text;
+  return s->raw_name ? &frame_raw : s->binary ? &frame_binary : s->resp2 ? &frame_resp2 : &frame_text;
 }
 
 unsigned spec_needs(const struct spec *s)
@@ -121,7 +121,8 @@ static int write_header(const struct spec *s, struct writer *out)
   } limits[] = {{"LINE", s->limit_line},
                 {"DATA", s->limit_data},
                 {"ITEMS", s->limit_items},
-                {"FIELDS", s->limit_fields}};
+                {"FIELDS", s->limit_fields},
+                {"DEPTH", s->limit_depth}};
   bool any = false;
   for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
     if (!limits[i].v)
@@ -194,6 +195,8 @@ static void emit_prologue(const struct spec *s, struct writer *out)
   /* The runtime's scanners: numbers in text, the fast path's word runs, field sections. */
   if (spec_needs(s) & NEED_SCAN)
     w_puts(out, "#include <ringwright/scan.h>\n");
+  if (spec_needs(s) & NEED_RESP)
+    w_puts(out, "#include <ringwright/resp.h>\n");
   w_printf(out, "\n#include \"%s.gen.h\"\n\n", s->src->stem);
   w_printf(out, "_Static_assert(sizeof(union %s_msg) <= RW_PROTO_MSG_MAX, \"message too large\");\n\n", p);
   w_printf(out, "static const char *const %s_command_names[] = {", p);

@@ -12,7 +12,8 @@
  *            | 'command' IDENT '=' alt ('quiet' IDENT)? action? ';'
  *            | 'reply' IDENT params? '=' part+ ';'
  *            | 'otherwise' action ';'
- *            | 'frame' ('binary' | 'lines') ';'    before any command
+ *            | 'frame' ('binary' | 'lines' | 'resp2') ';'    before any command
+ *            | 'limit' 'depth' NUMBER ';'          (resp2: arrays inside arrays)
  *   binary command items (after `frame binary;`):
  *            STRING | NUMBER (one byte) | IDENT ':' INT | IDENT ':' 'bytes' '(' term (('+'|'-') term)* ')'
  *            INT := u8 | u16be | u16le | u24be | u24le | u32be | u32le | u64be | u64le
@@ -401,12 +402,35 @@ static int parse_protocol(struct parser *ps)
   return expect_ident(ps, &s->protocol, &s->protocol_pos);
 }
 
+/* `limit depth N;`: how deep a resp2 reply's arrays may nest. */
+static int parse_limit_depth(struct parser *ps)
+{
+  struct spec *s = ps->spec;
+  struct pos at = ps->tok.pos;
+  if (next(ps) < 0)
+    return -1;
+  if (ps->tok.kind != T_NUMBER)
+    return expected(ps, "a depth such as 8");
+  if (s->limit_depth) {
+    diag_error(s->src, at, "limit depth declared twice");
+    return -1;
+  }
+  if (!s->resp2) {
+    diag_error(s->src, at, "limit depth bounds nested replies: it needs 'frame resp2;' first");
+    return -1;
+  }
+  s->limit_depth = ps->tok.value;
+  return next(ps);
+}
+
 static int parse_limit(struct parser *ps)
 {
   struct spec *s = ps->spec;
   bool line = is_word(ps, "line"), items = is_word(ps, "items"), fields = is_word(ps, "fields");
+  if (is_word(ps, "depth"))
+    return parse_limit_depth(ps);
   if (!line && !items && !fields && !is_word(ps, "data"))
-    return expected(ps, "a limit name ('line', 'data', 'items' or 'fields')");
+    return expected(ps, "a limit name ('line', 'data', 'items', 'fields' or 'depth')");
   struct pos at = ps->tok.pos;
   if (next(ps) < 0)
     return -1;
@@ -574,6 +598,17 @@ static int parse_param(struct parser *ps, struct reply_decl *d)
     p->type = PARAM_SPAN;
     return next(ps);
   }
+  if (is_word(ps, "spans")) { /* spans(N): up to N spans in one call */
+    p->type = PARAM_SPANS;
+    if (next(ps) < 0 || expect_punct(ps, '(') < 0)
+      return -1;
+    if (ps->tok.kind != T_NUMBER || !ps->tok.value || ps->tok.value > 256)
+      return expected(ps, "the most spans a call may pass, 1 to 256");
+    p->max = (unsigned)ps->tok.value;
+    if (next(ps) < 0)
+      return -1;
+    return expect_punct(ps, ')');
+  }
   if (parse_type(ps, &t) < 0)
     return -1;
   p->type = t == NUM_I64 ? PARAM_I64 : PARAM_U64;
@@ -629,6 +664,8 @@ static int parse_int_part(struct parser *ps, struct reply_decl *d, struct pos at
   return expect_punct(ps, ')');
 }
 
+static int parse_reply_parts(struct parser *ps, struct reply_decl *d, char stop);
+
 static int parse_reply(struct parser *ps)
 {
   struct spec *s = ps->spec;
@@ -646,6 +683,14 @@ static int parse_reply(struct parser *ps)
   }
   if (expect_punct(ps, '=') < 0)
     return -1;
+  return parse_reply_parts(ps, d, ';');
+}
+
+static int parse_list_part(struct parser *ps, struct reply_decl *d, struct pos at);
+
+/* A template's parts up to `stop` (';', or ')' inside each()). */
+static int parse_reply_parts(struct parser *ps, struct reply_decl *d, char stop)
+{
   do {
     struct pos at = ps->tok.pos;
     if (ps->tok.kind == T_STRING) {
@@ -669,6 +714,9 @@ static int parse_reply(struct parser *ps)
                                            varint_form_of(ps->tok.start, ps->tok.len))) {
       if (parse_int_part(ps, d, at) < 0)
         return -1;
+    } else if (is_word(ps, "count") || is_word(ps, "each")) {
+      if (parse_list_part(ps, d, at) < 0)
+        return -1;
     } else if (is_word(ps, "len")) {
       struct reply_part *p = add_part(d, PART_LEN, at);
       if (next(ps) < 0 || expect_punct(ps, '(') < 0 || expect_ident(ps, &p->param, &at) < 0 ||
@@ -679,10 +727,42 @@ static int parse_reply(struct parser *ps)
       if (expect_ident(ps, &p->param, &at) < 0)
         return -1;
     } else {
-      return expected(ps, "a \"string\", a parameter or len(parameter)");
+      return expected(ps, "a \"string\", a parameter, len(parameter), count(list) or each(list: ...)");
     }
-  } while (!is_punct(ps, ';') && ps->tok.kind != T_EOF);
+  } while (!is_punct(ps, stop) && ps->tok.kind != T_EOF);
   return 0;
+}
+
+/* count(list), each(list: parts); a parameter named count or each, alone, is a parameter. */
+static int parse_list_part(struct parser *ps, struct reply_decl *d, struct pos at)
+{
+  bool each = is_word(ps, "each");
+  if (next(ps) < 0)
+    return -1;
+  if (!is_punct(ps, '(')) {
+    add_part(d, PART_PARAM, at)->param = strdup(each ? "each" : "count");
+    return 0;
+  }
+  struct reply_part *p = add_part(d, each ? PART_EACH : PART_COUNT, at);
+  if (next(ps) < 0 || expect_ident(ps, &p->param, &at) < 0)
+    return -1;
+  if (!each)
+    return expect_punct(ps, ')');
+  struct reply_decl inner = {0};
+  if (expect_punct(ps, ':') < 0)
+    return -1;
+  if (ps->depth++ > 0) {
+    diag_error(ps->spec->src, at, "each() holds no each()");
+    return -1;
+  }
+  int rc = parse_reply_parts(ps, &inner, ')');
+  ps->depth--;
+  p = &d->parts[d->nparts - 1];
+  p->sub = inner.parts;
+  p->nsub = inner.nparts;
+  if (rc < 0)
+    return -1;
+  return expect_punct(ps, ')');
 }
 
 static int parse_handler(struct parser *ps, struct action *a, const char *what)
@@ -766,8 +846,10 @@ static int parse_frame(struct parser *ps)
   s->binary_pos = ps->tok.pos;
   if (is_word(ps, frame_binary.keyword))
     s->binary = true;
+  else if (is_word(ps, frame_resp2.keyword))
+    s->resp2 = true;
   else if (!is_word(ps, frame_text.keyword))
-    return expected(ps, "a frame kind ('binary' or 'lines')");
+    return expected(ps, "a frame kind ('binary', 'lines' or 'resp2')");
   return next(ps);
 }
 
@@ -825,6 +907,18 @@ int spec_parse(struct source *src, struct spec *out)
   return src->nerrors ? -1 : 0;
 }
 
+static void free_parts(struct reply_part *parts, size_t n)
+{
+  for (size_t j = 0; j < n; j++) {
+    free(parts[j].bytes);
+    free(parts[j].param);
+    for (size_t k = 0; k < sizeof parts[j].more / sizeof parts[j].more[0]; k++)
+      free(parts[j].more[k]);
+    free_parts(parts[j].sub, parts[j].nsub);
+  }
+  free(parts);
+}
+
 void spec_free(struct spec *s)
 {
   for (size_t i = 0; i < s->ntokens; i++) {
@@ -859,14 +953,8 @@ void spec_free(struct spec *s)
     free(r->name);
     for (size_t j = 0; j < r->nparams; j++)
       free(r->params[j].name);
-    for (size_t j = 0; j < r->nparts; j++) {
-      free(r->parts[j].bytes);
-      free(r->parts[j].param);
-      for (size_t k = 0; k < sizeof r->parts[j].more / sizeof r->parts[j].more[0]; k++)
-        free(r->parts[j].more[k]);
-    }
+    free_parts(r->parts, r->nparts);
     free(r->params);
-    free(r->parts);
   }
   free(s->tokens);
   free(s->commands);

@@ -7,6 +7,8 @@
 int check_reply(struct spec *s, const struct reply_decl *r)
 {
   int rc = check_name(s->src, "reply", r->name, r->pos);
+  if (reply_has_list(r))
+    return rc | check_list_reply(s, r);
   for (size_t i = 0; i < r->nparams; i++) {
     rc |= check_name(s->src, "parameter", r->params[i].name, r->params[i].pos);
     for (size_t j = 0; j < i; j++) {
@@ -54,11 +56,14 @@ static void reply_signature(const struct spec *s, const struct reply_decl *r, st
   w_printf(out, "int %s_reply_%s(rw_conn *c", s->protocol, r->name);
   for (size_t i = 0; i < r->nparams; i++) {
     const struct reply_param *p = &r->params[i];
-    w_printf(out, ", %s %s",
-             p->type == PARAM_SPAN  ? "rw_span"
-             : p->type == PARAM_I64 ? "int64_t"
-                                    : "uint64_t",
-             spec_member(p->name));
+    if (p->type == PARAM_SPANS)
+      w_printf(out, ", const rw_span *%s, size_t n_%s", spec_member(p->name), spec_member(p->name));
+    else
+      w_printf(out, ", %s %s",
+               p->type == PARAM_SPAN  ? "rw_span"
+               : p->type == PARAM_I64 ? "int64_t"
+                                      : "uint64_t",
+               spec_member(p->name));
   }
   w_putc(out, ')');
 }
@@ -118,6 +123,11 @@ void emit_reply_writer(const struct spec *s, const struct reply_decl *r, struct 
 {
   reply_signature(s, r, w);
   w_open(w, "\n{\n");
+  if (reply_has_list(r)) {
+    emit_list_writer(s, r, w);
+    w_close(w, "}\n\n");
+    return;
+  }
   for (size_t k = 0; k < r->nparts; k++) {
     const struct reply_part *part = &r->parts[k];
     if (part->kind == PART_BYTES) {
@@ -150,6 +160,8 @@ void emit_reply_decl(const struct spec *s, const struct reply_decl *r, struct wr
       w_cbytes(out, part->bytes, part->len);
     else if (part->kind == PART_INT && part->vform)
       w_printf(out, part->of_len ? "%s(len(%s))" : "%s(%s)", varint_name(part->vform), part->param);
+    else if (part->kind == PART_COUNT || part->kind == PART_EACH)
+      emit_list_comment(part, out);
     else if (part->kind == PART_INT)
       w_printf(out, part->of_len ? "u%u%s(len(%s))" : "u%u%s(%s)", part->width * 8,
                part->width == 1 ? ""

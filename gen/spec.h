@@ -114,19 +114,22 @@ struct token_decl {
   struct action overflow; /* a number out of range or a capture past max_len gets this */
 };
 
-enum param_type { PARAM_SPAN, PARAM_U64, PARAM_I64 };
+enum param_type { PARAM_SPAN, PARAM_U64, PARAM_I64, PARAM_SPANS };
 
 struct reply_param {
   char *name;
   struct pos pos;
   enum param_type type;
+  unsigned max; /* PARAM_SPANS: the most spans one call may pass */
 };
 
 /* A varint's form: how many bytes it may take and the range of its value. */
 enum varint_form { VARINT_NONE, VARINT_LEB64, VARINT_LEB32, VARINT_MQTT };
 
 /* A reply template is a sequence of literal bytes, parameters and len(parameter). */
-enum part_kind { PART_BYTES, PART_PARAM, PART_LEN, PART_INT };
+/* PART_COUNT: count(list), the decimal number of its spans; PART_EACH: each(list: parts), the
+ * parts once per span, where `it` is the span. */
+enum part_kind { PART_BYTES, PART_PARAM, PART_LEN, PART_INT, PART_COUNT, PART_EACH };
 
 struct reply_part {
   enum part_kind kind;
@@ -139,6 +142,8 @@ struct reply_part {
   bool of_len;            /* PART_INT of len(param) or of len(param, more...): the lengths' sum */
   enum varint_form vform; /* PART_INT written as a varint (width: its most bytes) */
   char *more[3];
+  struct reply_part *sub; /* PART_EACH */
+  size_t nsub;
 };
 
 struct reply_decl {
@@ -286,8 +291,10 @@ struct spec {
   struct table_entry *table; /* `table { ... }` */
   size_t ntable;
   struct pos table_pos;
-  struct action arity; /* a table command with the wrong number of items */
-  bool binary;         /* `frame binary;`: header-first frames, no lines */
+  struct action arity;  /* a table command with the wrong number of items */
+  bool binary;          /* `frame binary;`: header-first frames, no lines */
+  bool resp2;           /* `frame resp2;`: RESP2 replies, nested arrays (gen/frame_resp2.c) */
+  uint64_t limit_depth; /* resp2: arrays inside arrays */
   struct pos binary_pos;
 };
 

@@ -16,6 +16,8 @@
 #include "memcache.gen.h"
 #include "ping.gen.h"
 #include "resp.gen.h"
+#include "resp_reply.gen.h"
+#include <ringwright/resp.h>
 
 int feeder_init(struct feeder *f, const rw_proto *proto, describe_fn describe, size_t cap)
 {
@@ -378,4 +380,21 @@ void describe_pbdelim(int cmd, const void *vmsg, char *out, size_t outlen)
   const union pbdelim_msg *m = vmsg;
   (void)cmd;
   snprintf(out, outlen, "message %llu [%.*s]", (unsigned long long)m->message.len, SPAN(m->message.body));
+}
+
+/* A reply's values in order, every string's bytes read (a checksum of them: a 20 MB bulk fits). */
+void describe_resp_reply(int cmd, const void *vmsg, char *out, size_t outlen)
+{
+  rw_span r = ((const union resp_reply_msg *)vmsg)->reply.data;
+  size_t n = 0;
+  rw_resp_value v;
+  (void)cmd;
+  append(out, outlen, &n, "reply %zu bytes:", r.len);
+  while (rw_resp_walk(&r, &v)) {
+    uint32_t sum = 0;
+    for (size_t i = 0; i < v.str.len; i++)
+      sum = sum * 31 + v.str.p[i];
+    append(out, outlen, &n, " %c%s%lld/%zu/%08x", v.kind, v.nil ? "nil" : "", (long long)v.integer, v.str.len,
+           (unsigned)sum);
+  }
 }

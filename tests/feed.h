@@ -65,5 +65,6 @@ void describe_lenpfx(int cmd, const void *msg, char *out, size_t outlen);
 void describe_memcache_binary(int cmd, const void *msg, char *out, size_t outlen);
 void describe_mqtt(int cmd, const void *msg, char *out, size_t outlen);
 void describe_pbdelim(int cmd, const void *msg, char *out, size_t outlen);
+void describe_resp_reply(int cmd, const void *msg, char *out, size_t outlen);
 
 #endif

@@ -122,10 +122,11 @@ Test(spec_errors, syntax)
   expect_error(PING_LIKE "command c = \"a\" -> shout;\n",
                "t.rw:4:20: error: expected 'reply', 'close', 'ignore' or 'refuse'");
   expect_error(PING_LIKE "limit page 5;\n",
-               "t.rw:4:7: error: expected a limit name ('line', 'data', 'items' or 'fields')");
+               "t.rw:4:7: error: expected a limit name ('line', 'data', 'items', 'fields' or 'depth')");
   expect_error(PING_LIKE "on timeout -> close;\n", "t.rw:4:4: error: expected an event name");
-  expect_error(PING_LIKE "reply y = 'ci';\n",
-               "t.rw:4:11: error: expected a \"string\", a parameter or len(parameter)");
+  expect_error(
+      PING_LIKE "reply y = 'ci';\n",
+      "t.rw:4:11: error: expected a \"string\", a parameter, len(parameter), count(list) or each(list: ...)");
 }
 
 Test(spec_errors, every_independent_error_is_reported)
@@ -292,6 +293,43 @@ Test(spec_errors, varints_flags_and_conditions)
   /* A dispatch by a bits field: the values must fit its width. */
   expect_error(BIN_LIKE "command c = b0:u8 t:bits(b0, 4, 4) -> dispatch t;\ntable { a 1; b 16; };\n",
                "t.rw:5:14: error: 16 does not fit 't' (4 bits)");
+}
+
+#define RESP2_LIKE "protocol r;\nframe resp2;\nlimit line 1KiB;\nlimit data 1MiB;\nlimit items 100;\n"
+
+Test(spec_errors, resp2_frames)
+{
+  expect_error(RESP2_LIKE "command c = v:value;\n",
+               "t.rw:2:7: error: a resp2 frame needs 'limit depth N;' with N from 1 to 32");
+  expect_error(RESP2_LIKE "limit depth 33;\ncommand c = v:value;\n",
+               "t.rw:2:7: error: a resp2 frame needs 'limit depth N;'");
+  expect_error(RESP2_LIKE "limit depth 2;\ncommand c = v:bulk;\n", "t.rw:7:15: error: expected 'value'");
+  expect_error(RESP2_LIKE "limit depth 2;\ncommand c = v:value;\ncommand d = w:value;\n",
+               "t.rw:8:9: error: a resp2 frame has exactly one command: the reply");
+  expect_error(RESP2_LIKE "limit depth 2;\ncommand c = v:value -> close;\n",
+               "t.rw:7:9: error: the reply 'c' goes to its handler: no action, dispatch or quiet");
+  expect_error(RESP2_LIKE "limit depth 2;\ncommand c = v:value;\notherwise -> close;\n",
+               "t.rw:2:7: error: a resp2 frame has no table, head, otherwise");
+  expect_error("protocol r;\nlimit depth 2;\n",
+               "t.rw:2:7: error: limit depth bounds nested replies: it needs 'frame resp2;' first");
+}
+
+#define LIST_LIKE "protocol p;\nlimit line 1KiB;\ncommand c = \"c\\n\";\n"
+
+Test(spec_errors, templates_with_lists)
+{
+  expect_error(LIST_LIKE "reply r(a: spans(4)) = a;\n",
+               "t.rw:4:24: error: 'a' is a list: write it with count() and each()");
+  expect_error(LIST_LIKE "reply r(a: span) = count(a);\n",
+               "t.rw:4:20: error: count() and each() take a spans(N) parameter, and 'a' is not one");
+  expect_error(LIST_LIKE "reply r(a: spans(4)) = each(a: \"x\" b);\n",
+               "t.rw:4:36: error: each(a: ...) holds strings, it and len(it)");
+  expect_error(LIST_LIKE "reply r(a: spans(0)) = \"x\";\n",
+               "t.rw:4:18: error: expected the most spans a call may pass, 1 to 256");
+  expect_error(LIST_LIKE "reply r(a: spans(4)) = each(a: each(a: it));\n",
+               "t.rw:4:37: error: each() holds no each()");
+  expect_error(LIST_LIKE "reply r(a: spans(4), n_a: span) = count(a) n_a;\n",
+               "t.rw:4:22: error: 'n_a' is the count of the list 'a': name it otherwise");
 }
 
 #define HTTP_LIKE "protocol h;\nlimit line 1KiB;\nlimit data 1KiB;\nlimit fields 1KiB;\ntoken t = [a-z]+;\n"

@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "msg.h"
 #include "proto.h"
+#include "resp.h"
 #include "scan.h"
 #include "server.h"
 #include "spawn.h"
