@@ -150,9 +150,7 @@ static int hexval(uint8_t c)
                                 : -1;
 }
 
-/* A chunk's size line at *pos: 1 with f->c_len set (c_state moves on), 0 for more bytes, or
- * RW_PARSE_BAD_DATA. */
-static int size_line(rw_fields_scan *f, size_t *pos, const uint8_t *buf, size_t len)
+int rw_scan_chunk_size(rw_fields_scan *f, size_t *pos, const uint8_t *buf, size_t len)
 {
   const uint8_t *nl = memchr(buf + f->scan, '\n', len - f->scan);
   if (!nl) {
@@ -186,7 +184,7 @@ int rw_scan_chunks(rw_fields_scan *f, size_t *pos, size_t body_start, const uint
 {
   for (;;) {
     if (f->c_state == 0) {
-      int r = size_line(f, pos, buf, len);
+      int r = rw_scan_chunk_size(f, pos, buf, len);
       if (r <= 0)
         return r;
       if (f->c_len == 0) {
