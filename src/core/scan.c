@@ -150,7 +150,9 @@ static int hexval(uint8_t c)
                                 : -1;
 }
 
-int rw_scan_chunk_size(rw_fields_scan *f, size_t *pos, const uint8_t *buf, size_t len)
+/* A chunk's size line at *pos: 1 with f->c_len set (c_state moves on), 0 for more bytes, or
+ * RW_PARSE_BAD_DATA. */
+static int size_line(rw_fields_scan *f, size_t *pos, const uint8_t *buf, size_t len)
 {
   const uint8_t *nl = memchr(buf + f->scan, '\n', len - f->scan);
   if (!nl) {
@@ -178,13 +180,19 @@ int rw_scan_chunk_size(rw_fields_scan *f, size_t *pos, const uint8_t *buf, size_
   return 1;
 }
 
+/* (A wrapper: rw_scan_chunks keeps its own call inlined.) */
+int rw_scan_chunk_size(rw_fields_scan *f, size_t *pos, const uint8_t *buf, size_t len)
+{
+  return size_line(f, pos, buf, len);
+}
+
 int rw_scan_chunks(rw_fields_scan *f, size_t *pos, size_t body_start, const uint8_t *buf, size_t len,
                    uint64_t limit_data, uint64_t limit_fields, const uint8_t cls[256], uint32_t *n,
                    uint32_t (*items)[2], uint32_t nitems)
 {
   for (;;) {
     if (f->c_state == 0) {
-      int r = rw_scan_chunk_size(f, pos, buf, len);
+      int r = size_line(f, pos, buf, len);
       if (r <= 0)
         return r;
       if (f->c_len == 0) {
