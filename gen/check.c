@@ -212,6 +212,7 @@ static int check_rx(struct rx_ctx *cx, struct rx *r)
   case RX_ARRAY:
   case RX_FIELDS:
   case RX_BODY:
+  case RX_STREAM:
     diag_error(src, r->pos, "a data block belongs at the top level of a command, after its first line");
     return -1;
   case RX_WORDS: {
@@ -675,7 +676,10 @@ int spec_check(struct spec *s)
         rc = -1;
       }
     }
-    if (!rc && !s->limit_data) {
+    bool streams = false; /* (a streamed body is never held whole) */
+    for (size_t k = 0; k < c->nsteps; k++)
+      streams |= c->steps[k].kind == STEP_STREAM;
+    if (!rc && !s->limit_data && !streams) {
       diag_error(src, c->pos, "command '%s' has a data block: declare 'limit data N;'", c->name);
       rc = -1;
     }
@@ -713,5 +717,7 @@ int spec_check(struct spec *s)
   rc |= check_generated_names(s);
   if (!rc)
     rc |= check_head(s);
+  if (!rc)
+    rc |= check_stream_spec(s);
   return rc ? -1 : 0;
 }

@@ -11,8 +11,8 @@
  *     P_parser, P_parser_init, P_next and what they call), its dispatch by table, its handlers'
  *     part of the header, the longest frame it may hold and its picture.
  *   parts (struct part_ops): what follows a text frame's first line, parsed from
- *     `name:KEYWORD(ARG, "lit"...)`: part_bytes.c, part_literal.c, part_array.c,
- *     part_fields.c, part_body.c. A part checks itself into a step, declares the parser state
+ *     `name:KEYWORD(ARG, "lit"..., options...)`: part_bytes.c, part_literal.c, part_array.c,
+ *     part_fields.c, part_body.c, part_stream.c. A part checks itself into a step, declares the parser state
  *     it needs, writes its step of the continuation and the message field it fills.
  *   replies (gen/reply.c), the text dispatch table (gen/table.c), events and actions
  *     (gen/event.c) and the fast first-line path (gen/fast_line.c) are modules with plain
@@ -22,11 +22,11 @@
  * runtime header or emits shared parser state only when some construct of the spec needs it.
  *
  * Where the next constructs go:
- *   - a response side (what a client receives: RESP2 replies with nested arrays, HTTP/1.1
- *     responses) is a frame kind, frame_response_*.c, chosen by its keyword (`frame resp;`):
- *     its parse_command reads the reply grammar, emit_parser writes the client's resumable
- *     parser, emit_handlers the callbacks; an HTTP response reuses the text frame's first line
- *     and the fields part, with a body part of its own (read to close, no body after HEAD);
+ *   - a response side (what a client receives) is either a frame kind of its own
+ *     (frame_resp2.c, `frame resp2;`) or a text frame under `role client;`: an HTTP response
+ *     is the text frame's first line, the fields part and the stream part (part_stream.c),
+ *     whose `status:`, `until_close` and the spec's `expect head;` say when a body is absent
+ *     or runs to the close;
  *   - an array walked without a slot per item (redis's 1024*1024 arguments) is a part,
  *     part_walk.c: NEED_ITEMS left out of its needs, its state a count and a position, its
  *     emit_fill a list whose items the runtime's iterator finds in the region;
@@ -44,6 +44,7 @@ enum need {
   NEED_ITEMS = 1u << 1,  /* the parser's item table: arrays and chunked bodies */
   NEED_FIELDS = 1u << 2, /* the parser's field section state and name class tables */
   NEED_RESP = 1u << 3,   /* <ringwright/resp.h>: the RESP2 reply scanner */
+  NEED_BODY = 1u << 4,   /* <ringwright/body.h>: streamed bodies */
 };
 
 struct parser;
@@ -78,10 +79,16 @@ struct part_ops {
   enum step_kind step;
   unsigned needs;
   bool skippable; /* its length is known from the first line: a refused frame is skipped */
+  /* An option after its strings (`, word` or `, word: IDENT`), the current token; NULL: none. */
+  int (*parse_opt)(struct parser *ps, struct rx *r);
   /* From its parse node to a field and a step of command c. 0 or -1 with diagnostics. */
   int (*check)(struct spec *s, struct command_decl *c, const struct rx *r);
   /* The continuation's case for this step, inside `case K: { ... }`. */
   void (*emit_step)(const struct spec *s, const struct command_decl *c, const struct step *st,
+                    struct writer *w);
+  /* The frame's completion when the step is the last (after the message is filled), instead of
+   * the default (the whole frame consumed, a new one next). NULL: the default. */
+  void (*emit_done)(const struct spec *s, const struct command_decl *c, const struct step *st,
                     struct writer *w);
   /* The message field the step filled, from the parser's offsets (`head`: the body not yet
    * there). NULL: a span of offsets, the default. */
@@ -93,7 +100,7 @@ struct part_ops {
   void (*dot_label)(const struct command_decl *c, const struct step *st, struct writer *w);
 };
 
-extern const struct part_ops part_bytes, part_literal, part_array, part_fields, part_body;
+extern const struct part_ops part_bytes, part_literal, part_array, part_fields, part_body, part_stream;
 /* The part of a step kind, of a parse node (NULL: none), of a keyword (NULL: none). */
 const struct part_ops *part_of_step(enum step_kind kind);
 const struct part_ops *part_of_rx(enum rx_kind kind);
@@ -154,6 +161,16 @@ void emit_text_table(const struct spec *s, struct writer *w);
 void emit_fields_tables(const struct spec *s, struct writer *w);
 /* gen/frame_text.c: the handlers of a table and of refusals (raw specs share them). */
 void text_handlers(const struct spec *s, struct writer *w);
+
+/* gen/part_stream.c: a streamed body's handlers, dispatch, end at the close and `expect head`. */
+bool is_streamed(const struct command_decl *c);
+int check_stream_spec(struct spec *s);
+void emit_stream_handlers(const struct spec *s, const struct command_decl *c, struct writer *w);
+void emit_stream_required(const struct spec *s, struct writer *w);
+void emit_stream_decls(const struct spec *s, struct writer *w);
+void emit_stream_msg(const struct spec *s, struct writer *w);
+void emit_stream_dispatch(const struct spec *s, const struct command_decl *c, struct writer *w);
+void emit_stream_support(const struct spec *s, struct writer *w);
 
 /* gen/fast_line.c: the greedy first-line path of a spec with one linear command. */
 bool has_fast_line(const struct spec *s);

@@ -71,7 +71,8 @@ static size_t lin_rule(const struct spec *s, const struct command_decl *c, struc
   size_t n = 0, nk = r->kind == RX_SEQ ? r->nkids : 1;
   for (size_t i = 0; i < nk; i++) {
     const struct rx *k = r->kind == RX_SEQ ? r->kids[i] : r;
-    if (k->kind == RX_BYTES || k->kind == RX_ARRAY || k->kind == RX_FIELDS || k->kind == RX_BODY)
+    if (k->kind == RX_BYTES || k->kind == RX_ARRAY || k->kind == RX_FIELDS || k->kind == RX_BODY ||
+        k->kind == RX_STREAM)
       break; /* the continuation: not part of the first line */
     if (n == LIN_MAX || !lin_elem(s, k, NULL, &out[n]))
       return 0;

@@ -16,7 +16,8 @@ static void emit_rx(const struct spec *s, const char *cmd, const struct rx *r, s
   case RX_BYTES: /* split off into the continuation by the checks: never in a pattern */
   case RX_ARRAY:
   case RX_FIELDS:
-  case RX_BODY: return;
+  case RX_BODY:
+  case RX_STREAM: return;
   case RX_WORDS:
     w_printf(out, "@f_%s_%s_s tok_%s ([ \\t]+ tok_%s)* @f_%s_%s_e", cmd, r->text, r->arg, r->arg, cmd,
              r->text);
@@ -70,7 +71,8 @@ static void emit_user_tags(const struct spec *s, struct writer *out, const char 
   for (size_t i = 0; i < s->ncommands; i++) {
     const struct command_decl *c = &s->commands[i];
     for (size_t f = 0; f < c->nfields; f++) {
-      if (c->fields[f].kind == FIELD_BYTES || (c->fields[f].kind == FIELD_LIST && c->fields[f].token < 0))
+      if (c->fields[f].kind == FIELD_BYTES || c->fields[f].kind == FIELD_STREAM ||
+          (c->fields[f].kind == FIELD_LIST && c->fields[f].token < 0))
         continue; /* not in the pattern: the continuation finds it */
       for (const char *e = "se"; *e; e++) {
         char tag[128];
@@ -189,7 +191,7 @@ static void emit_num_field(const struct spec *s, const struct command_decl *c, c
 static void emit_field(const struct spec *s, const struct command_decl *c, const struct field *fd, bool skip,
                        struct writer *out)
 {
-  if (fd->kind == FIELD_BYTES || (fd->kind == FIELD_LIST && fd->token < 0))
+  if (fd->kind == FIELD_BYTES || fd->kind == FIELD_STREAM || (fd->kind == FIELD_LIST && fd->token < 0))
     return;
   if (fd->kind == FIELD_NUM)
     emit_num_field(s, c, fd, skip, out);
@@ -339,6 +341,10 @@ static void emit_framed_parser(const struct spec *s, struct writer *out)
              "  rw_fields_scan fs;\n  uint32_t lcount[%d];\n"
              "  bool f_started, b_started, b_chunked, b_head;\n  uint64_t b_len;\n  uint32_t b_start;\n",
              s->max_spans ? s->max_spans : 1);
+  if (spec_needs(s) & NEED_BODY)
+    w_printf(out, "  /* A streamed body once its head was taken (b_started)%s. */\n  rw_body_state body;\n%s",
+             s->expect_head ? ", and whether the next response answers a HEAD" : "",
+             s->expect_head ? "  bool expect_head;\n" : "");
   w_puts(out, "  /*!stags:re2c format = \"  const uint8_t *@@;\\n\"; */\n};\n\n");
   w_printf(out,
            "static void %s_parser_init(void *vp)\n{\n  struct %s_parser *p = vp;\n"
@@ -444,16 +450,23 @@ static void emit_cont_command(const struct spec *s, const struct command_decl *c
         w_close(out, "}\n");
       }
     }
-    part_of_step(st->kind)->emit_step(s, c, st, out);
-    w_printf(out, "p->step = %zu;\n", k + 1);
+    const struct part_ops *part = part_of_step(st->kind);
+    part->emit_step(s, c, st, out);
+    if (!part->emit_done) /* (that step stays where it is until the frame is done) */
+      w_printf(out, "p->step = %zu;\n", k + 1);
     w_shift(out, -3);
     w_puts(out, "    }\n      /* fall through */\n");
   }
   w_puts(out, "    default:\n      break;\n    }\n");
   emit_fill(s, c, false, out);
-  w_puts(out, "    *out_used = p->pos;\n    p->cmd = -1;\n    return ");
-  emit_cmd_enum(s, c->name, out);
-  w_puts(out, ";\n");
+  const struct part_ops *last = part_of_step(c->steps[c->nsteps - 1].kind);
+  if (last->emit_done) {
+    last->emit_done(s, c, &c->steps[c->nsteps - 1], out);
+  } else {
+    w_puts(out, "    *out_used = p->pos;\n    p->cmd = -1;\n    return ");
+    emit_cmd_enum(s, c->name, out);
+    w_puts(out, ";\n");
+  }
   if (s->head_name && !strcmp(s->head_name, c->name)) {
     /* Nothing consumed: the frame goes on parsing from here once more bytes come. */
     w_printf(out, "  head_%s:\n    p->b_head = true;\n", c->name);
@@ -467,6 +480,8 @@ static void emit_cont(const struct spec *s, struct writer *out)
   const char *p = s->protocol;
   if (spec_needs(s) & NEED_FIELDS)
     emit_fields_tables(s, out);
+  if (spec_needs(s) & NEED_BODY)
+    emit_stream_msg(s, out);
   w_printf(out,
            "static int %s_cont(struct %s_parser *p, const uint8_t *buf, size_t len, size_t *out_used,\n"
            "                    union %s_msg *m)\n{\n  switch (p->cmd) {\n",
@@ -479,7 +494,7 @@ static void emit_cont(const struct spec *s, struct writer *out)
   if (spec_has_step(s, STEP_ARRAY))
     w_puts(out, "bad_array: /* the frame cannot be resynchronised: the spec's bad_data, then close */\n"
                 "  p->cmd = -1;\n  *out_used = len;\n  return RW_PARSE_BAD_DATA;\n");
-  if (spec_has_step(s, STEP_BODY))
+  if (spec_has_step(s, STEP_BODY) || spec_has_step(s, STEP_STREAM))
     w_puts(out, "bad_body: /* a body whose framing cannot be trusted: bad_data, and the spec closes */\n"
                 "  p->cmd = -1;\n  *out_used = len;\n  return RW_PARSE_BAD_DATA;\n");
   w_puts(out, "}\n\n");

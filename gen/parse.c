@@ -13,6 +13,7 @@
  *            | 'reply' IDENT params? '=' part+ ';'
  *            | 'otherwise' action ';'
  *            | 'frame' ('binary' | 'lines' | 'resp2') ';'    before any command
+ *            | 'role' ('client' | 'server') ';'   | 'expect' 'head' ';'
  *            | 'limit' 'depth' NUMBER ';'          (resp2: arrays inside arrays)
  *   binary command items (after `frame binary;`):
  *            STRING | NUMBER (one byte) | IDENT ':' INT | IDENT ':' 'bytes' '(' term (('+'|'-') term)* ')'
@@ -143,13 +144,16 @@ static void rx_free(struct rx *r)
   free(r->arg);
   free(r->lit[0]);
   free(r->lit[1]);
+  free(r->status);
   free(r);
 }
 
 static struct rx *parse_alt(struct parser *ps);
 
-/* `name:KIND(IDENT, "s1", ...)` with KIND current and `name` in *t. */
-static struct rx *parse_capture_fn(struct parser *ps, const struct token *t, enum rx_kind kind, int nlits)
+/* `name:KIND(IDENT, "s1", ..., options...)` with KIND current and `name` in *t; options only
+ * where the part's module reads them. */
+static struct rx *parse_capture_fn(struct parser *ps, const struct token *t, enum rx_kind kind, int nlits,
+                                   const struct part_ops *part)
 {
   struct rx *r = rx_new(kind, t->pos);
   r->text = tok_str(t);
@@ -166,6 +170,10 @@ static struct rx *parse_capture_fn(struct parser *ps, const struct token *t, enu
     r->lit[k] = xcalloc(ps->tok.len, 1);
     r->litlen[k] = lex_unescape(&ps->tok, r->lit[k]);
     if (next(ps) < 0)
+      goto bad;
+  }
+  while (part && part->parse_opt && is_punct(ps, ',')) {
+    if (next(ps) < 0 || part->parse_opt(ps, r) < 0)
       goto bad;
   }
   if (expect_punct(ps, ')') == 0)
@@ -198,10 +206,10 @@ static struct rx *parse_atom(struct parser *ps)
     if (ps->tok.kind == T_IDENT) {
       const struct part_ops *part = part_of_keyword(ps->tok.start, ps->tok.len);
       if (part)
-        return parse_capture_fn(ps, &t, part->rx, part->nlits);
+        return parse_capture_fn(ps, &t, part->rx, part->nlits, part);
     }
     if (is_word(ps, "words"))
-      return parse_capture_fn(ps, &t, RX_WORDS, 0);
+      return parse_capture_fn(ps, &t, RX_WORDS, 0, NULL);
     if (ps->tok.kind == T_IDENT &&
         (varint_form_of(ps->tok.start, ps->tok.len) || is_word(ps, "bits") || is_word(ps, "rest") ||
          int_type(ps->tok.start, ps->tok.len, &(bool){0}))) {
@@ -472,6 +480,33 @@ static int parse_head(struct parser *ps)
     return -1;
   }
   return expect_ident(ps, &s->head_name, &s->head_pos);
+}
+
+/* `role client;`: the spec describes what a client receives. */
+static int parse_role(struct parser *ps)
+{
+  struct spec *s = ps->spec;
+  s->role_pos = ps->tok.pos;
+  if (is_word(ps, "client"))
+    s->client = true;
+  else if (!is_word(ps, "server"))
+    return expected(ps, "a role ('client' or 'server')");
+  return next(ps);
+}
+
+/* `expect head;`: the client tells the parser that a response answers a HEAD. */
+static int parse_expect(struct parser *ps)
+{
+  struct spec *s = ps->spec;
+  if (!is_word(ps, "head"))
+    return expected(ps, "'head' (expect head;)");
+  if (s->expect_head) {
+    diag_error(s->src, ps->tok.pos, "expect head already declared");
+    return -1;
+  }
+  s->expect_head = true;
+  s->expect_pos = ps->tok.pos;
+  return next(ps);
 }
 
 static int parse_action(struct parser *ps, struct action *a);
@@ -862,10 +897,11 @@ static const struct {
   const char *word;
   int (*parse)(struct parser *ps);
 } decls[] = {
-    {"protocol", parse_protocol},   {"limit", parse_limit}, {"raw", parse_raw},
-    {"head", parse_head},           {"token", parse_token}, {"number", parse_number},
-    {"command", parse_command},     {"reply", parse_reply}, {"table", parse_table},
-    {"otherwise", parse_otherwise}, {"on", parse_on},       {"frame", parse_frame},
+    {"protocol", parse_protocol},   {"limit", parse_limit},   {"raw", parse_raw},
+    {"head", parse_head},           {"token", parse_token},   {"number", parse_number},
+    {"command", parse_command},     {"reply", parse_reply},   {"table", parse_table},
+    {"otherwise", parse_otherwise}, {"on", parse_on},         {"frame", parse_frame},
+    {"role", parse_role},           {"expect", parse_expect},
 };
 
 static int parse_decl(struct parser *ps)
@@ -878,7 +914,7 @@ static int parse_decl(struct parser *ps)
     }
   }
   return expected(ps, "a declaration (protocol, limit, raw, frame, token, number, command, reply, "
-                      "otherwise, on)");
+                      "otherwise, on, role, expect)");
 }
 
 /* After an error: skip past the next ';' so the following declaration parses afresh. */

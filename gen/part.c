@@ -5,8 +5,8 @@
 
 #include "construct.h"
 
-static const struct part_ops *const parts[] = {&part_bytes, &part_literal, &part_array, &part_fields,
-                                               &part_body};
+static const struct part_ops *const parts[] = {&part_bytes,  &part_literal, &part_array,
+                                               &part_fields, &part_body,    &part_stream};
 
 const struct part_ops *part_of_step(enum step_kind kind)
 {
@@ -92,7 +92,7 @@ void emit_skip_total(const struct command_decl *c, size_t from, struct writer *o
 const struct step *body_notes(const struct command_decl *c, int f)
 {
   for (size_t k = 0; k < c->nsteps; k++)
-    if (c->steps[k].kind == STEP_BODY && c->steps[k].len_field == f)
+    if ((c->steps[k].kind == STEP_BODY || c->steps[k].kind == STEP_STREAM) && c->steps[k].len_field == f)
       return &c->steps[k];
   return NULL;
 }

@@ -78,6 +78,7 @@ enum rx_kind {
   RX_ARRAY,  /* name:array(count, "prefix", "sep"): length-prefixed items (continuation only) */
   RX_FIELDS, /* name:fields(token): "name: value" lines up to an empty line (continuation only) */
   RX_BODY,   /* name:body(fields, "length-field", "coding-field"): a message body (continuation) */
+  RX_STREAM, /* name:stream(fields, "length-field", "coding-field", options): a streamed body */
 };
 
 /* Numeric tokens: captures of them are parsed in place, with overflow checks. */
@@ -93,6 +94,10 @@ struct rx {
   struct rx **kids;
   size_t nkids;
   int min, max; /* REPEAT: max < 0 means unbounded */
+  char *status; /* STREAM: `status: FIELD`, the number whose 1xx, 204, 304 have no body */
+  struct pos status_pos;
+  bool until_close; /* STREAM: with no length, the body runs to the close */
+  struct pos until_pos;
 };
 
 struct action {
@@ -156,7 +161,7 @@ struct reply_decl {
 };
 
 /* A field of a command's message, in order of appearance. */
-enum field_kind { FIELD_SPAN, FIELD_NUM, FIELD_BYTES, FIELD_LIST };
+enum field_kind { FIELD_SPAN, FIELD_NUM, FIELD_BYTES, FIELD_LIST, FIELD_STREAM /* rw_body */ };
 
 struct field {
   char *name;
@@ -167,7 +172,7 @@ struct field {
 };
 
 /* After the first line, a command may continue with data blocks and literals. */
-enum step_kind { STEP_BYTES, STEP_LITERAL, STEP_ARRAY, STEP_FIELDS, STEP_BODY };
+enum step_kind { STEP_BYTES, STEP_LITERAL, STEP_ARRAY, STEP_FIELDS, STEP_BODY, STEP_STREAM };
 
 struct step {
   enum step_kind kind;
@@ -177,6 +182,8 @@ struct step {
   size_t len;             /* STEP_LITERAL; ARRAY: prefix length (the separator follows it in bytes) */
   size_t seplen;          /* ARRAY; BODY: length of the coding field's name (after the length field's) */
   uint8_t name_class[32]; /* FIELDS: the bytes a field name may hold */
+  int status_field;       /* STREAM: the number field of `status:`, or -1 */
+  bool until_close;       /* STREAM */
 };
 
 /* Binary frames (`frame binary;`): a command is a fixed-size header of literal bytes and
@@ -271,6 +278,10 @@ struct spec {
   struct pos raw_pos;
   char *head_name; /* `head CMD;`: CMD's head goes to handler CMD_head before its body is awaited */
   struct pos head_pos;
+  bool client; /* `role client;`: what a client receives (responses) */
+  struct pos role_pos;
+  bool expect_head; /* `expect head;`: the client says when a response answers a HEAD */
+  struct pos expect_pos;
   struct token_decl *tokens;
   size_t ntokens;
   struct command_decl *commands;

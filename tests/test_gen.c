@@ -345,6 +345,48 @@ Test(spec_errors, head_and_text_refusals)
                "t.rw:8:6: error: head already declared");
 }
 
+/* A streamed body: its options, `role client;` and `expect head;`, each misuse at its place. */
+#define STREAM_LIKE \
+  "protocol h;\nlimit line 1KiB;\nlimit fields 1KiB;\ntoken t = [a-z]+;\nnumber u32 n = [0-9]+;\n"
+#define STREAM_CMD(opts) \
+  "command r = m:t \" \" s:n \"\\r\\n\" f:fields(t) b:stream(f, \"l\", \"c\"" opts ");\n"
+
+Test(spec_errors, stream_role_and_expect_head)
+{
+  struct result ok =
+      compile(STREAM_LIKE "role client;\n" STREAM_CMD(", status: s, until_close") "expect head;\n");
+  cr_expect_eq(ok.rc, 0, "%s", ok.err);
+  cr_expect(ok.spec.client && ok.spec.expect_head);
+  done(&ok);
+  struct result req = compile(STREAM_LIKE STREAM_CMD(""));
+  cr_expect_eq(req.rc, 0, "a request streams its body without role client: %s", req.err);
+  done(&req);
+  expect_error(STREAM_LIKE STREAM_CMD(", status: s"),
+               "t.rw:6:66: error: status: describes a response: declare 'role client;'");
+  expect_error(STREAM_LIKE STREAM_CMD(", until_close"),
+               "t.rw:6:66: error: until_close describes a response: declare 'role client;'");
+  expect_error(STREAM_LIKE "role client;\n" STREAM_CMD(", status: m"),
+               "t.rw:7:66: error: status: needs a number field of the first line, not 'm'");
+  expect_error(STREAM_LIKE "role client;\n" STREAM_CMD(", until_close, until_close"),
+               "t.rw:7:79: error: until_close given twice");
+  expect_error(
+      STREAM_LIKE "role client;\n" STREAM_CMD(", colour"),
+      "t.rw:7:66: error: expected a stream() option ('status: FIELD' or 'until_close'), found a name");
+  expect_error(STREAM_LIKE "command r = m:t \"\\r\\n\" f:fields(t) b:stream(m, \"l\", \"c\");\n",
+               "t.rw:6:36: error: stream() needs a fields() list of this command, not 'm'");
+  expect_error(STREAM_LIKE "command r = m:t \"\\r\\n\" f:fields(t) b:stream(f, \"l\", \"c\") \"x\";\n",
+               "t.rw:6:9: error: command 'r': stream() must be its last part");
+  expect_error(STREAM_LIKE STREAM_CMD("") "expect head;\n",
+               "t.rw:7:8: error: expect head is a client's: declare 'role client;'");
+  expect_error(STREAM_LIKE "role client;\ncommand r = m:t \"\\r\\n\";\nexpect head;\n",
+               "t.rw:8:8: error: expect head needs a command with a stream() body");
+  expect_error(STREAM_LIKE "role client;\n" STREAM_CMD("") "expect head;\nexpect head;\n",
+               "t.rw:9:8: error: expect head already declared");
+  expect_error(STREAM_LIKE "expect tail;\n", "t.rw:6:8: error: expected 'head' (expect head;), found a name");
+  expect_error(STREAM_LIKE "role proxy;\n",
+               "t.rw:6:6: error: expected a role ('client' or 'server'), found a name");
+}
+
 Test(spec, binary_frame_offsets_and_fields)
 {
   struct result r =

@@ -48,6 +48,7 @@ struct pconn {
   bool up_keep;   /* the upstream keeps the connection open after this response */
   int status;     /* what the client was answered, for the access log */
   uint64_t bytes; /* body bytes sent down */
+  bool to_close;  /* the response's body runs to the upstream's close */
 };
 
 #define PCONN_OFF ((sizeof(struct httpd_conn) + 63) & ~(size_t)63)
@@ -86,7 +87,7 @@ bool httpd_proxy_any(void)
   return nroutes > 0;
 }
 
-static const struct httpd_response_handlers upstream_handlers;
+static const struct http1_response_handlers upstream_handlers;
 
 int httpd_proxy_setup(rw_server *srv, uint32_t max_conns, uint32_t timeout_ms)
 {
@@ -95,7 +96,7 @@ int httpd_proxy_setup(rw_server *srv, uint32_t max_conns, uint32_t timeout_ms)
     /* Like nginx's keepalive 64 and keepalive_timeout 60s, per worker; every client connection
      * may have one upstream connection open. */
     rw_upstream_config cfg = {.hostport = routes[i].hostport,
-                              .proto = &httpd_response_proto,
+                              .proto = &http1_response_proto,
                               .handlers = &upstream_handlers,
                               .max_conns = max_conns,
                               .max_idle = max_conns < 64 ? max_conns : 64,
@@ -252,7 +253,7 @@ static int send_request(struct pconn *p, rw_conn *up, const struct http1_request
 {
   static const char *const own[] = {"content-length", "expect", "x-forwarded-for", "x-forwarded-proto", NULL};
   bool head = m->method.len == 4 && !memcmp(m->method.p, "HEAD", 4);
-  httpd_response_expect(up, head);
+  http1_response_expect_head(up, head);
   uint64_t body = 0;
   for (uint32_t i = 0; i < m->body.count; i++)
     body += rw_list_at(&m->body, i).len;
@@ -356,51 +357,53 @@ static int client_more(rw_conn *c, void *data, size_t room)
   return 1;
 }
 
-static int on_head(rw_conn *up, const struct httpd_response_head *h)
+/* The upstream's responses are parsed by spec/http1_response.rw's parser: a head, the body's
+ * pieces as they arrive, then the end (at the upstream's close for a body that runs to it). */
+static int on_head(rw_conn *up, const struct http1_response_response *h)
 {
   static const char *const own[] = {NULL};
   struct pconn *p = pconn_of_upstream(up);
-  if (!p || p->state != S_SENT || h->status == 101)
-    return -EPROTO; /* unasked for, or an upgrade nobody asked for either */
-  if (h->status < 200)
+  if (!p || p->state != S_SENT || h->code == 101 || h->code < 100 || h->major.p[0] != '1')
+    return -EPROTO; /* unasked for, an upgrade nobody asked for either, or not HTTP/1.x */
+  if (h->code < 200)
     return 0; /* 100 Continue (the body went up whole), 103: interim, not passed on */
   rw_timer_cancel(&p->timer);
-  p->status = h->status;
-  bool up_close = httpd_connection_lists(&h->fields, (rw_span){(const uint8_t *)"close", 5});
-  p->up_keep =
-      h->minor ? !up_close : httpd_connection_lists(&h->fields, (rw_span){(const uint8_t *)"keep-alive", 10});
-  p->rechunk = h->framing == HTTPD_BODY_CHUNKED && !p->http10;
-  p->close_after =
-      !p->keep_alive || h->framing == HTTPD_BODY_CLOSE || (h->framing == HTTPD_BODY_CHUNKED && p->http10);
+  p->status = (int)h->code;
+  rw_body_framing framing = h->body.framing;
+  bool up_close = httpd_connection_lists(&h->headers, (rw_span){(const uint8_t *)"close", 5});
+  p->up_keep = framing != RW_BODY_CLOSE &&
+               (h->minor.p[0] != '0'
+                    ? !up_close
+                    : httpd_connection_lists(&h->headers, (rw_span){(const uint8_t *)"keep-alive", 10}));
+  p->to_close = framing == RW_BODY_CLOSE;
+  p->rechunk = framing == RW_BODY_CHUNKED && !p->http10;
+  p->close_after = !p->keep_alive || framing == RW_BODY_CLOSE || (framing == RW_BODY_CHUNKED && p->http10);
   char line[64];
-  int n = snprintf(line, sizeof line, "HTTP/1.1 %03d ", h->status);
+  int n = snprintf(line, sizeof line, "HTTP/1.1 %03u ", h->code);
   struct gather g = {.c = p->client};
   gather(&g, line, (size_t)n);
   gather(&g, h->reason.p, h->reason.len);
   gather(&g, "\r\n", 2);
-  pass_fields(&g, &h->fields, own);
+  pass_fields(&g, &h->headers, own);
   const char *tail = p->rechunk       ? "Transfer-Encoding: chunked\r\n\r\n"
                      : p->close_after ? "Connection: close\r\n\r\n"
                      : p->http10      ? "Connection: keep-alive\r\n\r\n"
                                       : "\r\n";
   gather(&g, tail, strlen(tail));
   gather_flush(&g);
+  p->state = S_STREAM;
   if (g.rc) {
-    p->state = S_STREAM;
     fail(p, 502);
     return 0;
   }
-  if (h->framing == HTTPD_BODY_NONE) {
-    finish(p, p->up_keep);
-    return 0;
+  if (framing != RW_BODY_NONE) {
+    rw_conn_stream(p->client, client_more, p);
+    client_wake(p);
   }
-  p->state = S_STREAM;
-  rw_conn_stream(p->client, client_more, p);
-  client_wake(p);
   return 0;
 }
 
-static int on_body(rw_conn *up, rw_span piece, bool last)
+static int on_body(rw_conn *up, rw_span piece)
 {
   struct pconn *p = pconn_of_upstream(up);
   if (!p || p->state != S_STREAM)
@@ -423,14 +426,14 @@ static int on_body(rw_conn *up, rw_span piece, bool last)
     return 0;
   }
   p->bytes += piece.len;
-  if (last)
-    finish(p, p->up_keep);
   return 0;
 }
 
 static int on_end(rw_conn *up)
 {
   struct pconn *p = pconn_of_upstream(up);
+  if (p && p->state == S_SENT)
+    return 0; /* an interim response's (no body) */
   if (!p || p->state != S_STREAM)
     return -EPROTO;
   if (p->rechunk && rw_conn_write(p->client, "0\r\n\r\n", 5) < 0) {
@@ -438,24 +441,23 @@ static int on_end(rw_conn *up)
     return 0;
   }
   finish(p, p->up_keep);
+  if (p->to_close)
+    rw_conn_close(p->client); /* (its queued body goes first) it was told Connection: close */
   return 0;
 }
 
-static const struct httpd_response_handlers upstream_handlers = {
-    .head = on_head, .body = on_body, .end = on_end};
+static const struct http1_response_handlers upstream_handlers = {
+    .response = on_head, .response_body = on_body, .response_end = on_end};
 
-/* The leased connection closed: the end of a body delimited by the close, a kept-alive
- * connection the upstream had closed as the request went (sent again, once, when that is
- * safe), or a failure. */
+/* The leased connection closed: a kept-alive connection the upstream had closed as the request
+ * went (sent again, once, when that is safe), or a failure. (A body that runs to the close has
+ * had its end by then: on_end.) */
 static void upstream_closed(rw_upstream_req *r, rw_conn *up, int reason)
 {
   (void)up;
   struct pconn *p = r->data;
-  if (p->state == S_STREAM && !reason && !p->rechunk && p->close_after) {
-    finish(p, false);
-    rw_conn_close(p->client); /* its queued body goes first */
-  } else if (p->state == S_SENT && p->reused && p->idempotent && !p->retried &&
-             (!reason || reason == -ECONNRESET || reason == -EPIPE)) {
+  if (p->state == S_SENT && p->reused && p->idempotent && !p->retried &&
+      (!reason || reason == -ECONNRESET || reason == -EPIPE)) {
     rw_timer_cancel(&p->timer);
     p->state = S_RETRY;
     client_wake(p);

@@ -2,6 +2,7 @@
 #ifndef RINGWRIGHT_H
 #define RINGWRIGHT_H
 
+#include "body.h"
 #include "buf.h"
 #include "cli.h"
 #include "conn.h"

@@ -117,6 +117,11 @@ int rw_scan_chunks(rw_fields_scan *f, size_t *pos, size_t body_start, const uint
                    uint64_t limit_data, uint64_t limit_fields, const uint8_t cls[256], uint32_t *n,
                    uint32_t (*items)[2], uint32_t nitems);
 
+/* A chunk's size line ("hex[;ext]\r\n") at *pos, searched from f->scan on (set it to *pos
+ * first): 1 with the size in f->c_len and *pos after the line, 0 for more bytes, or
+ * RW_PARSE_BAD_DATA. */
+int rw_scan_chunk_size(rw_fields_scan *f, size_t *pos, const uint8_t *buf, size_t len);
+
 /* A noted field's value (offsets from buf) without its surrounding blanks. */
 rw_span rw_scan_trim(const uint8_t *buf, const uint32_t off[2]);
 /* Whether v is `lower` in any case. */

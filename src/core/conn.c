@@ -569,10 +569,16 @@ size_t rw_conn_deliver(struct rw_conn *c, uint8_t *at, size_t n)
 
 void rw_conn_eof(struct rw_conn *c)
 {
-  /* A partial frame at EOF can never complete: it is dropped. Replies already queued go out. */
+  /* A partial frame at EOF can never complete: it is dropped, unless the close is what ends it
+   * (a body read to the close), which the protocol hears first. Replies already queued go out. */
+  int rc = 0;
+  if (c->acc == RW_NONE && c->proto->on_eof && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)))
+    rc = c->proto->on_eof(c, c->handlers, c->parser);
   c->flags |= RW_CONN_EOF | RW_CONN_CLOSING;
   if (c->acc != RW_NONE)
     note_reason(c, -EPIPE);
+  else if (rc < 0)
+    note_reason(c, rc);
   acc_release(c);
   rw_conn_mark_dirty(c);
 }

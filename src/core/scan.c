@@ -180,6 +180,12 @@ static int size_line(rw_fields_scan *f, size_t *pos, const uint8_t *buf, size_t 
   return 1;
 }
 
+/* (A wrapper: rw_scan_chunks keeps its own call inlined.) */
+int rw_scan_chunk_size(rw_fields_scan *f, size_t *pos, const uint8_t *buf, size_t len)
+{
+  return size_line(f, pos, buf, len);
+}
+
 int rw_scan_chunks(rw_fields_scan *f, size_t *pos, size_t body_start, const uint8_t *buf, size_t len,
                    uint64_t limit_data, uint64_t limit_fields, const uint8_t cls[256], uint32_t *n,
                    uint32_t (*items)[2], uint32_t nitems)

@@ -1,23 +1,46 @@
-/* libFuzzer target for httpd's reader of upstream responses (apps/httpd/response.c): each input
- * (its first byte: HEAD or not, and the seed of the cuts) is read whole, and cut into pieces of
- * 1-9 bytes with some body pieces refused once with -EAGAIN; both must log the same heads, body
- * bytes, ends and error, and no invariant may break (tests/response_feed.h). */
+/* libFuzzer target for the generated HTTP/1.1 response parser (spec/http1_response.rw), its
+ * body streamed: each input (its first byte: a reply to HEAD or not, the peer's close at the end
+ * or not, and the seed of the cuts) is read whole, and cut into pieces of 1-9 bytes with some
+ * heads, pieces and ends refused once with -EAGAIN; both must log the same heads, body bytes,
+ * ends and errors, and no invariant may break (tests/stream_feed.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../apps/httpd/response.c"
-#include "../response_feed.h"
+#include <ringwright/list.h>
+
+#include "../stream_feed.h"
+#include "http1_response.gen.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static int head(rw_conn *c, const struct http1_response_response *m)
+{
+  (void)c;
+  if (!sfeed_take())
+    return -EAGAIN;
+  sfeed_note("[%u %.*s.%.*s '%.*s' %d %llu %u]", m->code, (int)m->major.len, (const char *)m->major.p,
+             (int)m->minor.len, (const char *)m->minor.p, (int)m->reason.len, (const char *)m->reason.p,
+             (int)m->body.framing, (unsigned long long)m->body.length, m->headers.count);
+  return 0;
+}
+
+static const struct http1_response_handlers handlers = {
+    .response = head, .response_body = sfeed_piece, .response_end = sfeed_end};
+
+static void head_request(void *parser)
+{
+  http1_response_parser_expect_head(parser, true);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-  static struct rfeed whole, split;
+  static struct sfeed whole, split;
   static size_t cuts[4096];
   if (size < 1 || size > sizeof cuts / sizeof *cuts)
     return 0;
-  bool head = data[0] & 1;
+  void (*setup)(void *) = data[0] & 1 ? head_request : NULL;
+  bool eof = data[0] & 2;
   uint32_t seed = data[0] | 1u;
   data++;
   size--;
@@ -30,8 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (off < size)
       cuts[ncuts++] = off;
   }
-  rfeed_run(data, size, NULL, 0, head, 0, &whole);
-  rfeed_run(data, size, cuts, ncuts, head, (int)(seed % 4), &split);
+  sfeed_run(&http1_response_proto, &handlers, setup, data, size, NULL, 0, eof, 0, &whole);
+  sfeed_run(&http1_response_proto, &handlers, setup, data, size, cuts, ncuts, eof, (int)(seed % 4), &split);
   if (whole.fault || split.fault || whole.loglen != split.loglen ||
       memcmp(whole.log, split.log, whole.loglen)) {
     fprintf(stderr, "whole and split disagree:\n--- whole\n%s\n--- split\n%s\n", whole.log, split.log);
