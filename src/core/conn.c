@@ -567,10 +567,10 @@ size_t rw_conn_deliver(struct rw_conn *c, uint8_t *at, size_t n)
   return taken;
 }
 
-void rw_conn_eof(struct rw_conn *c)
+/* A partial frame at EOF can never complete: it is dropped, unless the close is what ends it
+ * (a body read to the close), which the protocol hears first. Replies already queued go out. */
+static void eof_now(struct rw_conn *c)
 {
-  /* A partial frame at EOF can never complete: it is dropped, unless the close is what ends it
-   * (a body read to the close), which the protocol hears first. Replies already queued go out. */
   int rc = 0;
   if (c->acc == RW_NONE && c->proto->on_eof && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)))
     rc = c->proto->on_eof(c, c->handlers, c->parser);
@@ -581,6 +581,19 @@ void rw_conn_eof(struct rw_conn *c)
     note_reason(c, rc);
   acc_release(c);
   rw_conn_mark_dirty(c);
+}
+
+/* The peer finished sending. What it sent before still counts: a connection paused with frames
+ * held (a handler waiting for an upstream, a full send queue) hears the end only once they are
+ * parsed, so a request followed by a half-close is answered (rw_conn_try_resume ends it). */
+void rw_conn_eof(struct rw_conn *c)
+{
+  if (c->acc != RW_NONE && (c->flags & RW_CONN_PAUSED) && !(c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))) {
+    c->flags |= RW_CONN_EOF; /* (read no more) */
+    rw_conn_mark_dirty(c);
+    return;
+  }
+  eof_now(c);
 }
 
 void rw_conn_sent(struct rw_conn *c, size_t n)
@@ -754,6 +767,8 @@ void rw_conn_try_resume(struct rw_conn *c)
   c->flags &= ~RW_CONN_PAUSED;
   if (c->acc != RW_NONE)
     conn_parse(c, acc_buf(c), c->acc_len);
+  if ((c->flags & RW_CONN_EOF) && !(c->flags & (RW_CONN_PAUSED | RW_CONN_CLOSING | RW_CONN_ABORT)))
+    eof_now(c); /* the held frames are parsed: the end they were followed by */
   rw_conn_mark_dirty(c);
 }
 

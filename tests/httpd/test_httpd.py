@@ -1542,6 +1542,20 @@ class Proxy(unittest.TestCase):
         self.assertEqual(body, b"from the root\n")
         s.close()
 
+    def test_requests_followed_by_a_half_close_are_answered(self):
+        # The client sends and shuts its side (nc, a test harness): the requests held while the
+        # upstream answers the first are still answered before the connection closes.
+        s = socket.create_connection(("127.0.0.1", self.port))
+        s.sendall(b"".join(b"GET /p/later/h%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(3)))
+        s.shutdown(socket.SHUT_WR)
+        rest = b""
+        for i in range(3):
+            status, headers, body, rest = read_response(s, rest)
+            self.assertEqual((status, body), (200, b"/p/later/h%d" % i))
+        s.settimeout(5)
+        self.assertEqual(rest + s.recv(100), b"", "closed after the answers")
+        s.close()
+
     def test_a_kept_alive_connection_closed_by_the_upstream_is_retried_once(self):
         self.get("/p/echo/warm")
         self.up.close_next = True

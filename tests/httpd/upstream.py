@@ -108,7 +108,9 @@ class Upstream:
     def respond(self, conn, method, target, body):
         """Answers; False when the connection is to end."""
         path = target.split("?")[0]
-        if path.startswith("/p/echo"):
+        if path.startswith("/p/echo") or path.startswith("/p/later"):
+            if path.startswith("/p/later"):
+                time.sleep(0.2)  # the client's next bytes (or its close) arrive meanwhile
             out = body or target.encode()
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Sha: %s\r\n\r\n" %
                          (len(out), hashlib.sha256(out).hexdigest().encode()) + (b"" if method == "HEAD" else out))
