@@ -750,6 +750,7 @@ Test(conn, peek_sees_a_pipeline_before_it_is_dispatched)
 static struct {
   char log[256];
   bool refused_bytes_outside; /* rw_conn_refused_bytes() gave bytes outside a parse error */
+  int closed, reasons[2];     /* the connections' close reasons, in order */
   rw_server *srv;
   int port;
 } ins;
@@ -770,10 +771,17 @@ static void in_look(rw_conn *c, const uint8_t *p, size_t n)
   }
 }
 
+static void in_closed(rw_conn *c, int reason, void *data)
+{
+  (void)c, (void)data;
+  ins.reasons[ins.closed++ & 1] = reason;
+}
+
 static void in_accept(rw_conn *c, const rw_proto *proto, void *data)
 {
   (void)proto, (void)data;
   rw_conn_inspect(c, in_look);
+  rw_conn_on_close(c, in_closed, NULL);
 }
 
 static void *in_client(void *arg)
@@ -805,6 +813,12 @@ Test(conn, inspect_sees_each_frame_before_its_parse_and_may_refuse_it)
    * parsed ("get d" is neither seen nor answered). */
   cr_expect_str_eq(ins.log, "get a|get b| get b| get c|get bad|get d| get bad|get d| ");
   cr_expect(!ins.refused_bytes_outside);
+  cr_expect_eq(ins.closed, 2);
+  /* One for refused input; the other closed by its client between frames (or by the stop, had
+   * its end not been read yet), in either order. */
+  int a = ins.reasons[0], b = ins.reasons[1], other = a == -EBADMSG ? b : a;
+  cr_expect((a == -EBADMSG || b == -EBADMSG) && (other == 0 || other == -ESHUTDOWN), "close reasons %d, %d",
+            a, b);
 }
 
 /* ---- child processes: stdio as connections, exit status as an event ---- */

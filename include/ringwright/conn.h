@@ -112,7 +112,8 @@ const uint8_t *rw_conn_refused_bytes(const rw_conn *c, size_t *out_len);
  * the next frame's first byte to the last one received (while a refused frame's data is being
  * skipped, that data), before each frame is parsed and again on each receive while the frame is
  * incomplete. It may reply and close the connection, so that a frame is refused before all of it
- * is held (redis's limits for unauthenticated clients). NULL, the default: none. */
+ * is held (redis's limits for unauthenticated clients); the close's reason is then -EBADMSG, as
+ * for a spec's refusal. NULL, the default: none. */
 typedef void (*rw_inspect_fn)(rw_conn *c, const uint8_t *p, size_t n);
 void rw_conn_inspect(rw_conn *c, rw_inspect_fn fn);
 

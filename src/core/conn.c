@@ -452,8 +452,10 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
       t = rw_ticks();
     if (c->inspect) { /* the application may refuse the frame before all of it is held */
       c->inspect(c, buf + off, len - off);
-      if (c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT))
+      if (c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)) {
+        note_reason(c, -EBADMSG); /* (refused input, as a spec's refusal that closes) */
         break;
+      }
     }
     size_t used = 0;
     int rc = proto->next(c->parser, buf + off, len - off, &used, msg);
