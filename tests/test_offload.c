@@ -745,6 +745,82 @@ Test(conn, peek_sees_a_pipeline_before_it_is_dispatched)
   cr_expect_str_eq(pk.log, "p:a p:b p:c end d:a d:b d:c d:d p:e p:f end d:e d:f ");
 }
 
+/* ---- rw_conn_inspect: input seen before it is parsed, and refused there ---- */
+
+static struct {
+  char log[256];
+  bool refused_bytes_outside; /* rw_conn_refused_bytes() gave bytes outside a parse error */
+  int closed, reasons[2];     /* the connections' close reasons, in order */
+  rw_server *srv;
+  int port;
+} ins;
+
+/* Logs what it sees (CRLF as '|'); answers a frame that starts "get bad" itself and closes. */
+static void in_look(rw_conn *c, const uint8_t *p, size_t n)
+{
+  size_t len, at = strlen(ins.log);
+  ins.refused_bytes_outside |= rw_conn_refused_bytes(c, &len) != NULL || len;
+  for (size_t i = 0; i < n && at + 2 < sizeof ins.log; i++)
+    if (p[i] != '\r')
+      ins.log[at++] = p[i] == '\n' ? '|' : (char)p[i];
+  ins.log[at++] = ' ';
+  ins.log[at] = 0;
+  if (n >= 7 && !memcmp(p, "get bad", 7)) {
+    rw_conn_write(c, "NO\r\n", 4);
+    rw_conn_close(c);
+  }
+}
+
+static void in_closed(rw_conn *c, int reason, void *data)
+{
+  (void)c, (void)data;
+  ins.reasons[ins.closed++ & 1] = reason;
+}
+
+static void in_accept(rw_conn *c, const rw_proto *proto, void *data)
+{
+  (void)proto, (void)data;
+  rw_conn_inspect(c, in_look);
+  rw_conn_on_close(c, in_closed, NULL);
+}
+
+static void *in_client(void *arg)
+{
+  (void)arg;
+  char out[64] = {0};
+  double wait;
+  exchange(ins.port, "get a\r\nget b\r\n", 6, out, &wait);
+  cr_expect(!memcmp(out, "a\r\nb\r\n", 6));
+  memset(out, 0, sizeof out);
+  exchange(ins.port, "get c\r\nget bad\r\nget d\r\n", 63, out, &wait); /* (reads to the close) */
+  cr_expect_str_eq(out, "c\r\nNO\r\n");
+  rw_server_stop(ins.srv);
+  return NULL;
+}
+
+Test(conn, inspect_sees_each_frame_before_its_parse_and_may_refuse_it)
+{
+  rw_config cfg;
+  config(&cfg, NULL);
+  cfg.on_accept = in_accept;
+  rw_server *s;
+  cr_assert_eq(rw_server_create(&cfg, &s), 0);
+  cr_assert_eq(rw_server_listen(s, "127.0.0.1:0", &kvt_proto, &peeking), 0);
+  ins.port = rw_server_port(s, 0);
+  ins.srv = s;
+  serve_client(s, in_client, NULL);
+  /* Every frame from its first byte on, before it is parsed; after the refusal nothing more is
+   * parsed ("get d" is neither seen nor answered). */
+  cr_expect_str_eq(ins.log, "get a|get b| get b| get c|get bad|get d| get bad|get d| ");
+  cr_expect(!ins.refused_bytes_outside);
+  cr_expect_eq(ins.closed, 2);
+  /* One for refused input; the other closed by its client between frames (or by the stop, had
+   * its end not been read yet), in either order. */
+  int a = ins.reasons[0], b = ins.reasons[1], other = a == -EBADMSG ? b : a;
+  cr_expect((a == -EBADMSG || b == -EBADMSG) && (other == 0 || other == -ESHUTDOWN), "close reasons %d, %d",
+            a, b);
+}
+
 /* ---- child processes: stdio as connections, exit status as an event ---- */
 
 static struct {

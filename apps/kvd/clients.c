@@ -94,8 +94,10 @@ static void join(rw_conn *c, int64_t now)
 void kvd_client_accepted(rw_conn *c, const rw_proto *proto, void *data)
 {
   (void)data;
-  if (proto == &resp_proto)
-    join(c, rw_worker_now_ms(rw_conn_worker(c)));
+  if (proto != &resp_proto)
+    return;
+  join(c, rw_worker_now_ms(rw_conn_worker(c)));
+  kvd_resp_gate_input(c, false);
 }
 
 void kvd_client_seen(rw_conn *c, const char *cmd)

@@ -229,6 +229,9 @@ static inline bool kvd_authed(const rw_conn *c)
 {
   return !kvd_auth_required() || ((const struct kvd_conn *)rw_conn_user(c))->authed;
 }
+/* resp_fault.c: redis's limits for unauthenticated clients, checked on a RESP connection's input
+ * as it arrives while it is not `authed` (and a password is set). */
+void kvd_resp_gate_input(rw_conn *c, bool authed);
 
 /* ---- clients.c: CLIENT LIST, INFO and KILL across workers ---- */
 int kvd_clients_init(unsigned workers);

@@ -775,4 +775,6 @@ const struct resp_handlers kvd_resp_handlers = {
     .quit = kvd_on_quit,
     .unknown = on_unknown,
     .inline_cmd = kvd_on_inline,
+    .odd_count = kvd_resp_odd_count,
+    .refused = kvd_resp_refused,
 };

@@ -92,6 +92,12 @@ int kvd_on_time(rw_conn *c, const rw_list *a);
 int kvd_on_client(rw_conn *c, const rw_list *a);
 int kvd_on_command(rw_conn *c, const rw_list *a);
 int kvd_on_inline(rw_conn *c, const struct resp_inline_cmd *m);
+/* resp_fault.c: redis's protocol errors. The spec's refusal (status: RW_PARSE_OVERLONG, ...) and
+ * its array header with no plain count, each answered by the fault redis names (an empty request
+ * for a count below 1), closing; and an inline line that starts as an array's header. */
+int kvd_resp_refused(rw_conn *c, int status);
+int kvd_resp_odd_count(rw_conn *c, const struct resp_odd_count *m);
+int kvd_resp_odd_inline(rw_conn *c, rw_span line);
 /* Dispatches a request kvd split itself through the spec's table (arity, then the handler). */
 int kvd_resp_dispatch(rw_conn *c, const rw_list *a);
 int kvd_inline_init(unsigned workers);

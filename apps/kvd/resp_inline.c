@@ -129,6 +129,8 @@ int kvd_on_inline(rw_conn *c, const struct resp_inline_cmd *m)
 {
   rw_span line = m->line;
   size_t n = line.len;
+  if (line.p[0] == '*') /* an array's header with a CR in it that ends no line */
+    return kvd_resp_odd_inline(c, line);
   if (memchr(line.p, 0, n)) {
     int rc = resp_reply_bad_request(c);
     rw_conn_close(c);

@@ -19,6 +19,7 @@ static bool authenticate(rw_conn *c, rw_span user, rw_span pass)
   if (!kvd_auth_check(user, pass))
     return false;
   ((struct kvd_conn *)rw_conn_user(c))->authed = true;
+  kvd_resp_gate_input(c, true);
   return true;
 }
 
@@ -114,6 +115,7 @@ int kvd_on_reset(rw_conn *c, const rw_list *a)
   struct kvd_conn *kc = rw_conn_user(c);
   kvd_client_set_name(c, (rw_span){0});
   kc->authed = false;
+  kvd_resp_gate_input(c, false);
   return resp_reply_simple(c, S("RESET"));
 }
 

@@ -103,6 +103,20 @@ void *rw_conn_parser(rw_conn *c);
 /* The live connection `h` names on worker `w`, or NULL if it has closed since. */
 rw_conn *rw_conn_from_handle(rw_worker *w, rw_handle h);
 
+/* Inside a parse error's handler (the spec's `refused`): the bytes the parser had not consumed,
+ * from the refused frame's first byte to the last one received, in *out_len; so the application
+ * can name the fault (redis's protocol errors). NULL and 0 anywhere else. */
+const uint8_t *rw_conn_refused_bytes(const rw_conn *c, size_t *out_len);
+
+/* An application's look at input before it is parsed: `fn` gets the bytes not yet consumed, from
+ * the next frame's first byte to the last one received (while a refused frame's data is being
+ * skipped, that data), before each frame is parsed and again on each receive while the frame is
+ * incomplete. It may reply and close the connection, so that a frame is refused before all of it
+ * is held (redis's limits for unauthenticated clients); the close's reason is then -EBADMSG, as
+ * for a spec's refusal. NULL, the default: none. */
+typedef void (*rw_inspect_fn)(rw_conn *c, const uint8_t *p, size_t n);
+void rw_conn_inspect(rw_conn *c, rw_inspect_fn fn);
+
 /* How a connection ended: `reason` is 0 for a clean close (the peer closed between frames or
  * sent TLS close_notify, the application or the spec closed it) or the first error that ended
  * it, a negative errno: -EBADMSG (input the spec refused with a close), -ECONNRESET (a reset),

@@ -450,6 +450,13 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
      * frame, the end of one being the start of the next. */
     if (!t && c->ps)
       t = rw_ticks();
+    if (c->inspect) { /* the application may refuse the frame before all of it is held */
+      c->inspect(c, buf + off, len - off);
+      if (c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)) {
+        note_reason(c, -EBADMSG); /* (refused input, as a spec's refusal that closes) */
+        break;
+      }
+    }
     size_t used = 0;
     int rc = proto->next(c->parser, buf + off, len - off, &used, msg);
     if (rc == RW_PARSE_MORE) {
@@ -480,7 +487,10 @@ static size_t conn_parse(struct rw_conn *c, uint8_t *buf, size_t len)
       int status = rc;
       t = 0; /* (the next frame's time starts after the error's reply) */
       rw_stats_parse_error(c, status);
+      /* (rw_conn_refused_bytes: from the refused frame's first byte, however much it consumed) */
+      c->w->refused_at = buf + off - used, c->w->refused_len = len - (off - used);
       rc = proto->on_error(c, c->handlers, status, msg);
+      c->w->refused_at = NULL, c->w->refused_len = 0;
       if (rc < 0 || (c->flags & (RW_CONN_CLOSING | RW_CONN_ABORT)))
         note_reason(c, -EBADMSG);
     }

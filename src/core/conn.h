@@ -40,7 +40,8 @@ struct rw_conn {
   uint32_t idx;
   const rw_proto *proto;
   const void *handlers;
-  rw_peek_fn peek; /* rw_server_peek(), NULL: none */
+  rw_peek_fn peek;       /* rw_server_peek(), NULL: none */
+  rw_inspect_fn inspect; /* rw_conn_inspect(), NULL: none */
   struct rw_worker *w;
   void *parser;
   void *data;

@@ -67,7 +67,9 @@ struct rw_worker {
   uint32_t send_reserve; /* chunks that must stay free to start a dispatch */
   struct rw_conn *dirty;
   struct rw_conn *paused;
-  bool freed_resources; /* a slot or chunk came back this turn: paused connections may go on */
+  bool freed_resources;      /* a slot or chunk came back this turn: paused connections may go on */
+  const uint8_t *refused_at; /* rw_conn_refused_bytes() while a parse error is handled */
+  size_t refused_len;
   bool stopping;
   int64_t now_ms;
   int64_t deadline_ms;

@@ -16,8 +16,7 @@ extern "C" {
 
 enum resp_cmd {
   RESP_CMD_MULTIBULK,
-  RESP_CMD_EMPTY_ARRAY,
-  RESP_CMD_BAD_MULTIBULK,
+  RESP_CMD_ODD_COUNT,
   RESP_CMD_EMPTY,
   RESP_CMD_INLINE_CMD,
   RESP_CMD__COUNT
@@ -28,12 +27,8 @@ struct resp_multibulk {
   rw_list args;
 };
 
-struct resp_empty_array {
-  char unused_; /* no fields: C needs a member */
-};
-
-struct resp_bad_multibulk {
-  char unused_; /* no fields: C needs a member */
+struct resp_odd_count {
+  rw_span line;
 };
 
 struct resp_empty {
@@ -46,8 +41,7 @@ struct resp_inline_cmd {
 
 union resp_msg {
   struct resp_multibulk multibulk;
-  struct resp_empty_array empty_array;
-  struct resp_bad_multibulk bad_multibulk;
+  struct resp_odd_count odd_count;
   struct resp_empty empty;
   struct resp_inline_cmd inline_cmd;
 };
@@ -55,6 +49,7 @@ union resp_msg {
 /* The handlers the spec leaves to you; commands with a '->' action in the spec have
  * none. Each returns 0, or a negative errno to close the connection. */
 struct resp_handlers {
+  int (*odd_count)(rw_conn *c, const struct resp_odd_count *msg);
   int (*inline_cmd)(rw_conn *c, const struct resp_inline_cmd *msg);
   int (*ping)(rw_conn *c, const rw_list *args); /* 1 or more items */
   int (*echo)(rw_conn *c, const rw_list *args); /* 2 items */
@@ -112,6 +107,9 @@ struct resp_handlers {
   int (*keys)(rw_conn *c, const rw_list *args); /* 2 items */
   int (*scan)(rw_conn *c, const rw_list *args); /* 2 or more items */
   int (*unknown)(rw_conn *c, const rw_list *args); /* a name not in the table */
+  /* A parse error the spec refuses (status: RW_PARSE_UNKNOWN, RW_PARSE_OVERLONG, ...): the
+   * frame may not have parsed at all, so the status is all there is. */
+  int (*refused)(rw_conn *c, int status);
 };
 
 /* The table, sorted by (length, name): see rw_command. */
@@ -140,8 +138,6 @@ int resp_reply_null(rw_conn *c);
 int resp_reply_array(rw_conn *c, uint64_t n);
 /* Writes "-ERR wrong number of arguments for '" name "' command\r\n". */
 int resp_reply_wrong_args(rw_conn *c, rw_span name);
-/* Writes "-ERR Protocol error: invalid multibulk length\r\n". */
-int resp_reply_bad_multibulk(rw_conn *c);
 /* Writes "-ERR Protocol error: invalid request\r\n". */
 int resp_reply_bad_request(rw_conn *c);
 /* Writes "-ERR Protocol error: too big request\r\n". */

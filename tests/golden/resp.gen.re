@@ -10,7 +10,7 @@
 
 _Static_assert(sizeof(union resp_msg) <= RW_PROTO_MSG_MAX, "message too large");
 
-static const char *const resp_command_names[] = {"multibulk", "empty_array", "bad_multibulk", "empty", "inline_cmd"};
+static const char *const resp_command_names[] = {"multibulk", "odd_count", "empty", "inline_cmd"};
 
 int resp_reply_ok(rw_conn *c)
 {
@@ -130,15 +130,6 @@ int resp_reply_wrong_args(rw_conn *c, rw_span name)
   return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
 }
 
-int resp_reply_bad_multibulk(rw_conn *c)
-{
-  static const char lit0[] = "-ERR Protocol error: invalid multibulk length\r\n";
-  const struct iovec iov[] = {
-      {(void *)lit0, sizeof lit0 - 1},
-  };
-  return rw_conn_writev(c, iov, sizeof iov / sizeof iov[0]);
-}
-
 int resp_reply_bad_request(rw_conn *c)
 {
   static const char lit0[] = "-ERR Protocol error: invalid request\r\n";
@@ -211,6 +202,8 @@ static int resp_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used,
   uint8_t yych;
   const uint8_t *f_multibulk_n_s;
   const uint8_t *f_multibulk_n_e;
+  const uint8_t *f_odd_count_line_s;
+  const uint8_t *f_odd_count_line_e;
   const uint8_t *f_inline_cmd_line_s;
   const uint8_t *f_inline_cmd_line_e;
 
@@ -244,7 +237,7 @@ static int resp_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used,
     re2c:tags = 1;
     re2c:tags:expression = "p->@@";
 
-    tok_count = ([0-9])+;
+    tok_count = ("0" | [1-9] ([0-9])*);
 
     "*" @f_multibulk_n_s tok_count @f_multibulk_n_e "\r\n" {
       if (FRAME_TOO_LONG())
@@ -260,17 +253,12 @@ static int resp_next(void *vp, const uint8_t *buf, size_t len, size_t *out_used,
       p->arr_started = false;
       goto cont;
     }
-    "*" ("0" | "-" ([0-9])+) "\r\n" {
+    @f_odd_count_line_s "*" ([^\r\n])* ("\r")? "\n" @f_odd_count_line_e {
       if (FRAME_TOO_LONG())
         return RW_PARSE_OVERLONG;
       *out_used = (size_t)(cur - buf);
-      return RESP_CMD_EMPTY_ARRAY;
-    }
-    "*" ([^\r\n])* ("\r")? "\n" {
-      if (FRAME_TOO_LONG())
-        return RW_PARSE_OVERLONG;
-      *out_used = (size_t)(cur - buf);
-      return RESP_CMD_BAD_MULTIBULK;
+      m->odd_count.line = (rw_span){f_odd_count_line_s, (size_t)(f_odd_count_line_e - f_odd_count_line_s)};
+      return RESP_CMD_ODD_COUNT;
     }
     ([ \t])* ("\r")? "\n" {
       if (FRAME_TOO_LONG())
@@ -634,23 +622,9 @@ static int resp_do_multibulk(rw_conn *c, const struct resp_handlers *h, const un
   return resp_table_dispatch(c, h, &m->multibulk.args);
 }
 
-static int resp_do_empty_array(rw_conn *c, const struct resp_handlers *h, const union resp_msg *m)
+static int resp_do_odd_count(rw_conn *c, const struct resp_handlers *h, const union resp_msg *m)
 {
-  (void)h;
-  (void)m;
-  (void)c; /* ignored */
-  return 0;
-}
-
-static int resp_do_bad_multibulk(rw_conn *c, const struct resp_handlers *h, const union resp_msg *m)
-{
-  (void)h;
-  (void)m;
-  int rc = resp_reply_bad_multibulk(c);
-  if (rc < 0)
-    return rc;
-  rw_conn_close(c);
-  return 0;
+  return h->odd_count(c, &m->odd_count);
 }
 
 static int resp_do_empty(rw_conn *c, const struct resp_handlers *h, const union resp_msg *m)
@@ -669,8 +643,7 @@ static int resp_do_inline_cmd(rw_conn *c, const struct resp_handlers *h, const u
 static int (*const resp_table[])(rw_conn *, const struct resp_handlers *,
                                 const union resp_msg *) = {
   [RESP_CMD_MULTIBULK] = resp_do_multibulk,
-  [RESP_CMD_EMPTY_ARRAY] = resp_do_empty_array,
-  [RESP_CMD_BAD_MULTIBULK] = resp_do_bad_multibulk,
+  [RESP_CMD_ODD_COUNT] = resp_do_odd_count,
   [RESP_CMD_EMPTY] = resp_do_empty,
   [RESP_CMD_INLINE_CMD] = resp_do_inline_cmd,
 };
@@ -682,7 +655,7 @@ static int resp_dispatch(rw_conn *c, const void *h, int cmd, const void *m)
 
 static int resp_on_error(rw_conn *c, const void *vh, int status, const void *vm)
 {
-  (void)vh;
+  const struct resp_handlers *h = vh;
   (void)vm;
   if (status == RW_PARSE_UNKNOWN) {
   int rc = resp_reply_bad_request(c);
@@ -692,21 +665,21 @@ static int resp_on_error(rw_conn *c, const void *vh, int status, const void *vm)
   return 0;
   }
   if (status == RW_PARSE_OVERLONG) {
-  int rc = resp_reply_too_big(c);
+  int rc = h->refused(c, status);
   if (rc < 0)
     return rc;
   rw_conn_close(c);
   return 0;
   }
   if (status == RW_PARSE_BAD_NUMBER) {
-  int rc = resp_reply_bad_request(c);
+  int rc = h->refused(c, status);
   if (rc < 0)
     return rc;
   rw_conn_close(c);
   return 0;
   }
   if (status == RW_PARSE_BAD_DATA) {
-  int rc = resp_reply_bad_request(c);
+  int rc = h->refused(c, status);
   if (rc < 0)
     return rc;
   rw_conn_close(c);
@@ -721,6 +694,8 @@ static int resp_check_handlers(const void *vh)
 {
   const struct resp_handlers *h = vh;
   if (!h)
+    return -EINVAL;
+  if (!h->odd_count)
     return -EINVAL;
   if (!h->inline_cmd)
     return -EINVAL;
@@ -835,6 +810,8 @@ static int resp_check_handlers(const void *vh)
   if (!h->scan)
     return -EINVAL;
   if (!h->unknown)
+    return -EINVAL;
+  if (!h->refused)
     return -EINVAL;
   return 0;
 }

@@ -488,18 +488,6 @@ class RespDifferential(AgainstRedis):
                 got = b"".join(r.reply() for _ in script)
             self.assertEqual(got, want, f"chunks of {chunk}")
 
-    def test_protocol_errors_close(self):
-        # (The texts after "Protocol error" differ: redis names each fault, kvd's spec has one.)
-        for bad in (b"*2\r\n$3\r\nGET\r\n:1\r\n", b"*1\r\n$x\r\n", b"*1\r\n$-7\r\n",
-                    b"*1\r\n$99999999999\r\n", b"*1x\r\n"):
-            for port in (self.redis_port, self.kvd.resp):
-                with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-                    s.sendall(bad)
-                    r = Reader(s)
-                    self.assertTrue(r.line().startswith(b"-ERR Protocol error"), bad)
-                    with self.assertRaises(EOFError):
-                        r.line()
-
     def test_expiry_lazy_and_swept(self):
         r = redis.Redis(port=self.kvd.resp)
         r.flushall()
@@ -517,6 +505,165 @@ class RespDifferential(AgainstRedis):
             time.sleep(0.1)
         self.assertEqual(r.dbsize(), 1)
         self.assertEqual(r.get("keep"), b"v")
+
+
+def send_and_read(port, pieces, idle=0.3):
+    """Sends the pieces one after the other and reads until the server closes (True) or is quiet
+    for `idle` seconds (False): (the bytes read, closed). A server that closed on a fault may
+    refuse the pieces still to come: they are dropped, as a client's would be."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        for i, piece in enumerate(pieces):
+            try:
+                s.sendall(piece)
+            except OSError:
+                break
+            if i + 1 < len(pieces):
+                time.sleep(0.002)  # (so that the server reads the pieces apart)
+        got = b""
+        s.settimeout(idle)
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    return got, True
+                got += b
+        except socket.timeout:
+            return got, False
+        except ConnectionResetError:  # (a close with the rest of the request unread)
+            return got, True
+
+
+def split_at_random(data, rnd, cuts):
+    at = sorted(rnd.sample(range(1, len(data)), min(cuts, len(data) - 1)))
+    return [data[i:j] for i, j in zip([0] + at, at + [len(data)])]
+
+
+# Malformed requests, each with its fault as redis 7.0 names it: the reply and the close must be
+# redis's, sent whole and split at random places. FAULTS holds what any client gets; AUTH_FAULTS
+# what a client that has not authenticated gets when a password is set (redis's limits for it).
+FAULTS = [
+    b"a" * 70000,  # too big inline request (no LF in 64 KiB)
+    b"SET k " + b"v" * 69990,
+    b'SET "a b\r\n',  # unbalanced quotes in request
+    b"GET 'x\r\n",
+    b"PING\r\nECHO \"x\\\"\r\nPING\r\n",
+    b"*" + b"1" * 70000,  # too big mbulk count string (no CR in 64 KiB)
+    b"*" + b"x" * 70000,
+    b"*1x\r\n",  # invalid multibulk length
+    b"*+1\r\n$4\r\nPING\r\n",
+    b"*01\r\n$4\r\nPING\r\n",
+    b"*-0\r\n",
+    b"*-05\r\n",
+    b"* 1\r\n",
+    b"*\r\n",
+    b"*1 \r\n$4\r\nPING\r\n",
+    b"*1\n$4\r\nPING\r\n",
+    b"*2147483648\r\n",
+    b"*99999999999999999999\r\n",
+    b"*18446744073709551615\r\n",
+    b"*-9223372036854775809\r\nPING\r\n",
+    b"*" + b"1" * 30 + b"\r\n",
+    b"*1\r\n:1\r\n",  # expected '$', got ...
+    b"*2\r\n$3\r\nGET\r\n:1\r\n",
+    b"*1\r\nfoo\r\n",
+    b"*1\r\n\r\n",
+    b"*1\r\n\n\r\n",
+    b"*1\r\n\xff\r\n",
+    b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n*1\r\n$1\r\nv\r\n",
+    b"*1\r\n$x\r\n",  # invalid bulk length
+    b"*1\r\n$-7\r\n",
+    b"*1\r\n$-1\r\n",
+    b"*1\r\n$+4\r\nPING\r\n",
+    b"*1\r\n$\r\n",
+    b"*1\r\n$4 \r\nPING\r\n",
+    b"*1\r\n$536870913\r\n",
+    b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$536870913\r\n",
+    b"*1\r\n$99999999999999999999\r\n",
+    b"PING\r\n" + resp_cmd("SET", "k", "v") + b"*2\r\n$3\r\nGET\r\n$1x\r\nk\r\n",
+    # Not faults: empty requests (a count below 1), then a command.
+    b"*-1\r\n*1\r\n$4\r\nPING\r\n",
+    b"*0\r\nPING\r\n",
+    b"*-9223372036854775808\r\nPING\r\n",
+    b"*-3\r\n" + resp_cmd("ECHO", "x"),
+]
+AUTH_FAULTS = [
+    b"*11\r\n",  # unauthenticated multibulk length: at the header, before the items come
+    b"*11\r\n$4\r\nPING\r\n",
+    b"*1000\r\n",
+    resp_cmd(*["DEL"] + ["k"] * 10),
+    resp_cmd("AUTH", "secret") + resp_cmd(*["DEL"] + ["k"] * 10),  # (authenticated: not refused)
+    resp_cmd("AUTH", "secret") + resp_cmd("RESET") + b"*11\r\n",  # (RESET forgets the password)
+    b"*1\r\n$16385\r\n",  # unauthenticated bulk length: at its header
+    b"*1\r\n$16384\r\n" + b"x" * 16384 + b"\r\n",
+    b"*3\r\n$4\r\nAUTH\r\n$20000\r\n",
+    resp_cmd("GET", "k" * 16385),
+    resp_cmd("AUTH", "secret") + resp_cmd("ECHO", "x" * 20000),
+    b"*2\r\n$3\r\nGET\r\n$16385\r\n" + b"k" * 1000,
+    b"*11x\r\n",  # the count's own faults come first
+    b"*1\r\n$x\r\n",
+    b"*1\r\n:1\r\n",
+    b"*1\r\n$-1\r\n",
+    b"*0\r\nPING\r\n",
+]
+
+
+class RespProtocolErrors(unittest.TestCase):
+    """Malformed requests against redis-server 7.0, without and with --requirepass: the same
+    `-ERR Protocol error: ...` reply, byte for byte, and the close after it, however the request
+    was split. (docs/kvd.md lists where kvd is stricter than redis on purpose.)"""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis, cls.redis_port = start_redis()
+        cls.redis_auth, cls.redis_auth_port = start_redis_with("--requirepass", "secret")
+        cls.kvd = Kvd("--workers", "2")
+        cls.kvd_auth = Kvd("--requirepass", "secret", "--workers", "2")
+
+    @classmethod
+    def tearDownClass(cls):
+        for p in (cls.redis, cls.redis_auth):
+            p.terminate()
+            p.wait()
+        assert cls.kvd.stop() == 0, cls.kvd.text()
+        assert cls.kvd_auth.stop() == 0, cls.kvd_auth.text()
+
+    def differential(self, requests, redis_port, kvd_port):
+        import random
+        rnd = random.Random(7)
+        closed = 0
+        for req in requests:
+            for pieces in [[req]] + [split_at_random(req, rnd, k) for k in (1, 3, 9)]:
+                want = send_and_read(redis_port, pieces)
+                got = send_and_read(kvd_port, pieces)
+                self.assertEqual(got, want, f"for {req[:80]!r} sent as {len(pieces)} pieces")
+                closed += want[1]
+        return closed
+
+    def test_faults(self):
+        closed = self.differential(FAULTS, self.redis_port, self.kvd.resp)
+        self.assertEqual(closed, 4 * (len(FAULTS) - 4))  # (the test can tell a close from none)
+
+    def test_faults_with_password(self):
+        self.differential(FAULTS[2:4] + FAULTS[7:12] + FAULTS[20:28], self.redis_auth_port, self.kvd_auth.resp)
+
+    def test_unauthenticated_limits(self):
+        self.differential(AUTH_FAULTS, self.redis_auth_port, self.kvd_auth.resp)
+
+    def test_strict_where_redis_reads_on(self):
+        """Bytes redis skips unread (the one after a CR, the two after a bulk string's data) must be
+        LF and CRLF here, else the request boundary would be a guess: redis's text where it has
+        one, else kvd's own; and a line that cannot become valid is refused at its bad byte
+        (redis waits for up to 64 KiB of it: too big bulk count string)."""
+        for req, reply in ((b"*1\rX$4\r\nPING\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
+                           (b"*1\r\n$4\rxPING\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
+                           (b"*1\r\n$4\r\nPINGxy*1\r\n$4\r\nPING\r\n",
+                            b"-ERR Protocol error: expected CRLF after bulk data\r\n"),
+                           (b"*1\r\n$" + b"1" * 70000, b"-ERR Protocol error: invalid bulk length\r\n"),
+                           (b"*1\r\n" + b"x" * 70000, b"-ERR Protocol error: expected '$', got 'x'\r\n"),
+                           (b"*1\r\n\x00\r\n", b"-ERR Protocol error: invalid request\r\n")):
+            for port in (self.kvd.resp, self.kvd_auth.resp):
+                self.assertEqual(send_and_read(port, [req]), (reply, True), req[:40])
+            self.assertNotEqual(send_and_read(self.redis_port, [req], idle=0.2), (reply, True), req[:40])
 
 
 def same_id(replies):
@@ -1946,7 +2093,7 @@ class LargeValues(unittest.TestCase):
         with socket.create_connection(("127.0.0.1", self.kvd.resp), timeout=10) as s:
             s.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$536870913\r\n")
             rd = Reader(s)
-            self.assertEqual(rd.line(), b"-ERR Protocol error: too big request\r\n")
+            self.assertEqual(rd.line(), b"-ERR Protocol error: invalid bulk length\r\n")  # (redis's)
             self.assertRaises(EOFError, rd.fill)
 
     def test_clients_leaving_mid_value_give_their_slots_back(self):
