@@ -635,6 +635,11 @@ static int start(rw_conn *c, struct pconn *p, const struct http1_request *m, int
   return forward(c, p, m, path);
 }
 
+bool httpd_proxy_done(rw_conn *c)
+{
+  return nroutes && pconn_of(c)->state == S_DONE;
+}
+
 int httpd_proxy(rw_conn *c, const struct http1_request *m, int route, rw_span path)
 {
   struct pconn *p = pconn_of(c);
