@@ -122,36 +122,109 @@ int httpd_proxy_route(rw_span path)
   return best;
 }
 
-/* ---- hop-by-hop fields (RFC 9110 7.6.1), both ways ---- */
+/* ---- hop-by-hop fields (RFC 9110 7.6.1), both ways ----
+ * Every response (and request) passes through here, so a field is classified in one look at
+ * its name: no strlen, no locale, and a message's Connection tokens read once, not per field. */
 
-static bool span_case_eq(rw_span s, const char *lit)
+static uint8_t lower(uint8_t ch)
 {
-  size_t n = strlen(lit);
-  return s.len == n && !strncasecmp((const char *)s.p, lit, n);
+  return ch >= 'A' && ch <= 'Z' ? ch | 0x20 : ch;
+}
+
+/* `s` against a lowercase literal of `n` bytes, ASCII case aside. */
+static bool span_case_eq(rw_span s, const char *lit, size_t n)
+{
+  if (s.len != n)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    if (lower(s.p[i]) != (uint8_t)lit[i])
+      return false;
+  return true;
+}
+
+/* Two spans of the message, ASCII case aside. */
+static bool spans_case_eq(rw_span a, rw_span b)
+{
+  if (a.len != b.len)
+    return false;
+  for (size_t i = 0; i < a.len; i++)
+    if (lower(a.p[i]) != lower(b.p[i]))
+      return false;
+  return true;
+}
+
+/* A Connection field's value, or false for another field. */
+static bool connection_value(rw_span line, rw_span *v)
+{
+  if (line.len < 11 || !span_case_eq((rw_span){line.p, 11}, "connection:", 11))
+    return false;
+  *v = (rw_span){line.p + 11, line.len - 11};
+  return true;
+}
+
+/* The comma-separated token of `v` at or after *i into *tok; false after the last. */
+static bool next_token(rw_span v, size_t *i, rw_span *tok)
+{
+  size_t k = *i;
+  while (k < v.len && (httpd_ows(v.p[k]) || v.p[k] == ','))
+    k++;
+  size_t start = k;
+  while (k < v.len && v.p[k] != ',' && !httpd_ows(v.p[k]))
+    k++;
+  *i = k;
+  *tok = (rw_span){v.p + start, k - start};
+  return k > start;
 }
 
 bool httpd_connection_lists(const rw_list *fields, rw_span name)
 {
   rw_list_iter it;
-  rw_span line;
+  rw_span line, v, tok;
   rw_list_iter_init(fields, &it);
-  while (rw_list_next(fields, &it, &line) == 0) {
-    if (line.len < 11 || strncasecmp((const char *)line.p, "connection:", 11))
-      continue;
-    for (size_t i = 11; i < line.len;) {
-      while (i < line.len && (httpd_ows(line.p[i]) || line.p[i] == ','))
-        i++;
-      size_t start = i;
-      while (i < line.len && line.p[i] != ',' && !httpd_ows(line.p[i]))
-        i++;
-      if (i - start == name.len && !strncasecmp((const char *)line.p + start, (const char *)name.p, name.len))
-        return true;
-    }
-  }
+  while (rw_list_next(fields, &it, &line) == 0)
+    if (connection_value(line, &v))
+      for (size_t i = 0; next_token(v, &i, &tok);)
+        if (spans_case_eq(tok, name))
+          return true;
   return false;
 }
 
-/* Writes gathered into one call per 32 pieces: a head is many small ones. */
+/* The names a message's Connection fields list: the first NAMED_MAX kept, and `more` when
+ * there were others (then each field asks httpd_connection_lists). */
+#define NAMED_MAX 8
+struct named {
+  unsigned n;
+  bool more;
+  rw_span tok[NAMED_MAX];
+};
+
+static void named_read(const rw_list *fields, struct named *nm)
+{
+  rw_list_iter it;
+  rw_span line, v, tok;
+  nm->n = 0;
+  nm->more = false;
+  rw_list_iter_init(fields, &it);
+  while (rw_list_next(fields, &it, &line) == 0)
+    if (connection_value(line, &v))
+      for (size_t i = 0; next_token(v, &i, &tok);) {
+        if (nm->n == NAMED_MAX)
+          nm->more = true;
+        else
+          nm->tok[nm->n++] = tok;
+      }
+}
+
+static bool named_lists(const struct named *nm, const rw_list *fields, rw_span name)
+{
+  for (unsigned i = 0; i < nm->n; i++)
+    if (spans_case_eq(nm->tok[i], name))
+      return true;
+  return nm->more && httpd_connection_lists(fields, name);
+}
+
+/* Writes gathered into one call per 32 pieces: a head is many small ones. A piece that starts
+ * where the last one ends (fields passed on as they came) extends it. */
 struct gather {
   rw_conn *c;
   int n, rc;
@@ -167,42 +240,78 @@ static void gather_flush(struct gather *g)
 
 static void gather(struct gather *g, const void *p, size_t len)
 {
+  if (g->n && (const uint8_t *)g->iov[g->n - 1].iov_base + g->iov[g->n - 1].iov_len == p) {
+    g->iov[g->n - 1].iov_len += len;
+    return;
+  }
   if (g->n == 32)
     gather_flush(g);
   g->iov[g->n++] = (struct iovec){(void *)p, len};
 }
 
-/* The fields a proxy must not pass on, and those it writes itself (`own`, NULL-terminated);
- * `named`: a Connection field may name more. */
-static bool dropped(const rw_list *fields, rw_span line, const char *const *own, bool named)
+static void gather_str(struct gather *g, const char *s)
 {
-  static const char *const hop[] = {"connection",        "keep-alive", "te", "trailer",
-                                    "transfer-encoding", "upgrade",    NULL};
-  const uint8_t *colon = memchr(line.p, ':', line.len);
-  rw_span name = {line.p, (size_t)(colon - line.p)};
-  for (const char *const *h = hop; *h; h++)
-    if (span_case_eq(name, *h))
-      return true;
-  for (const char *const *h = own; *h; h++)
-    if (span_case_eq(name, *h))
-      return true;
-  return (name.len > 6 && !strncasecmp((const char *)name.p, "proxy-", 6)) ||
-         (named && httpd_connection_lists(fields, name));
+  gather(g, s, strlen(s));
 }
 
-/* Gathers every field that is not dropped, each "line\r\n". */
-static void pass_fields(struct gather *g, const rw_list *fields, const char *const *own)
+/* Field names, lowercase, with their lengths; a set ends with {NULL, 0}. */
+struct name {
+  const char *p;
+  size_t len;
+};
+#define NAME(s)     \
+  {                 \
+    s, sizeof s - 1 \
+  }
+
+/* Which of `set` `name` is (its index), or -1. */
+static int which(rw_span name, const struct name *set)
 {
+  for (int i = 0; set[i].p; i++)
+    if (span_case_eq(name, set[i].p, set[i].len))
+      return i;
+  return -1;
+}
+
+/* The fields a proxy must not pass on (RFC 9110 7.6.1; a Connection field may name more). */
+static bool hop_by_hop(const rw_list *fields, const struct named *nm, rw_span name)
+{
+  static const struct name hop[] = {NAME("connection"), NAME("keep-alive"),        NAME("te"),
+                                    NAME("trailer"),    NAME("transfer-encoding"), NAME("upgrade"),
+                                    {NULL, 0}};
+  return which(name, hop) >= 0 || (name.len > 6 && span_case_eq((rw_span){name.p, 6}, "proxy-", 6)) ||
+         named_lists(nm, fields, name);
+}
+
+/* Gathers every field that is neither hop-by-hop nor one of those the proxy writes itself
+ * (`own`), each "line\r\n" (with its own CRLF, so that a run of kept fields stays one piece).
+ * Returns which of `own` it met: bit i for own[i]. */
+static unsigned pass_fields(struct gather *g, const rw_list *fields, const struct name *own)
+{
+  const uint8_t *end = fields->region.p + fields->region.len;
+  unsigned seen = 0;
+  struct named nm;
   rw_list_iter it;
-  rw_span line, v;
-  bool named = rw_list_field(fields, "connection", &v) > 0;
+  rw_span line;
+  named_read(fields, &nm);
   rw_list_iter_init(fields, &it);
   while (rw_list_next(fields, &it, &line) == 0) {
-    if (dropped(fields, line, own, named))
+    const uint8_t *colon = memchr(line.p, ':', line.len);
+    rw_span name = {line.p, (size_t)(colon - line.p)};
+    int i = which(name, own);
+    if (i >= 0)
+      seen |= 1u << i;
+    if (i >= 0 || hop_by_hop(fields, &nm, name))
       continue;
-    gather(g, line.p, line.len);
-    gather(g, "\r\n", 2);
+    const uint8_t *e = line.p + line.len;
+    if (end - e >= 2 && e[0] == '\r' && e[1] == '\n') {
+      gather(g, line.p, line.len + 2);
+    } else {
+      gather(g, line.p, line.len);
+      gather(g, "\r\n", 2);
+    }
   }
+  return seen;
 }
 
 /* ---- the request, up ---- */
@@ -223,16 +332,16 @@ static const char *xff_addr(rw_conn *c)
   return strcmp(a, "-") ? a : "unknown";
 }
 
-/* "X-Forwarded-For: <theirs>, <the client>" and "X-Forwarded-Proto"; `tail` holds what is
- * gathered from it. */
-static void forwarded(struct gather *g, struct pconn *p, const rw_list *headers, char *tail, size_t cap)
+/* "X-Forwarded-For: <theirs>, <the client>" (`theirs`: the request has some) and
+ * "X-Forwarded-Proto". */
+static void forwarded(struct gather *g, struct pconn *p, const rw_list *headers, bool theirs)
 {
   rw_list_iter it;
   rw_span line;
   gather(g, "X-Forwarded-For: ", 17);
   rw_list_iter_init(headers, &it);
-  while (rw_list_next(headers, &it, &line) == 0) {
-    if (line.len < 16 || strncasecmp((const char *)line.p, "x-forwarded-for:", 16))
+  while (theirs && rw_list_next(headers, &it, &line) == 0) {
+    if (line.len < 16 || !span_case_eq((rw_span){line.p, 16}, "x-forwarded-for:", 16))
       continue;
     rw_span v = {line.p + 16, line.len - 16};
     while (v.len && httpd_ows(v.p[0]))
@@ -244,33 +353,36 @@ static void forwarded(struct gather *g, struct pconn *p, const rw_list *headers,
       gather(g, ", ", 2);
     }
   }
-  int n = snprintf(tail, cap, "%s\r\nX-Forwarded-Proto: %s\r\n", xff_addr(p->client),
-                   rw_conn_alpn(p->client) ? "https" : "http");
-  gather(g, tail, (size_t)n);
+  gather_str(g, xff_addr(p->client));
+  gather_str(g, rw_conn_alpn(p->client) ? "\r\nX-Forwarded-Proto: https\r\n"
+                                        : "\r\nX-Forwarded-Proto: http\r\n");
 }
 
 static int send_request(struct pconn *p, rw_conn *up, const struct http1_request *m, rw_span path)
 {
-  static const char *const own[] = {"content-length", "expect", "x-forwarded-for", "x-forwarded-proto", NULL};
+  /* (Transfer-Encoding is hop-by-hop too; listed here to learn whether the body was framed.) */
+  enum { OWN_LENGTH = 1, OWN_CODING = 2, OWN_XFF = 8 };
+  static const struct name own[] = {NAME("content-length"),  NAME("transfer-encoding"), NAME("expect"),
+                                    NAME("x-forwarded-for"), NAME("x-forwarded-proto"), {NULL, 0}};
   bool head = m->method.len == 4 && !memcmp(m->method.p, "HEAD", 4);
   http1_response_expect_head(up, head);
   uint64_t body = 0;
   for (uint32_t i = 0; i < m->body.count; i++)
     body += rw_list_at(&m->body, i).len;
-  rw_span v;
-  bool framed =
-      rw_list_field(&m->headers, "content-length", &v) || rw_list_field(&m->headers, "transfer-encoding", &v);
   struct gather g = {.c = up};
-  char fwd[128], tail[48];
+  char length[24];
   gather(&g, m->method.p, m->method.len);
   gather(&g, " ", 1);
   gather(&g, path.p, path.len);
   gather(&g, " HTTP/1.1\r\n", 11);
-  pass_fields(&g, &m->headers, own);
-  forwarded(&g, p, &m->headers, fwd, sizeof fwd);
-  int n = framed ? snprintf(tail, sizeof tail, "Content-Length: %llu\r\n\r\n", (unsigned long long)body)
-                 : snprintf(tail, sizeof tail, "\r\n");
-  gather(&g, tail, (size_t)n);
+  unsigned seen = pass_fields(&g, &m->headers, own);
+  forwarded(&g, p, &m->headers, seen & OWN_XFF);
+  if (seen & (OWN_LENGTH | OWN_CODING)) {
+    gather(&g, "Content-Length: ", 16);
+    gather(&g, length, rw_fmt_u64(length, body));
+    gather(&g, "\r\n", 2);
+  }
+  gather(&g, "\r\n", 2);
   /* The body as received (a chunked one decoded): it is whole, so its length is known. */
   rw_list_iter it;
   rw_span piece;
@@ -361,7 +473,7 @@ static int client_more(rw_conn *c, void *data, size_t room)
  * pieces as they arrive, then the end (at the upstream's close for a body that runs to it). */
 static int on_head(rw_conn *up, const struct http1_response_response *h)
 {
-  static const char *const own[] = {NULL};
+  static const struct name own[] = {{NULL, 0}};
   struct pconn *p = pconn_of_upstream(up);
   if (!p || p->state != S_SENT || h->code == 101 || h->code < 100 || h->major.p[0] != '1')
     return -EPROTO; /* unasked for, an upgrade nobody asked for either, or not HTTP/1.x */
@@ -523,6 +635,11 @@ static int start(rw_conn *c, struct pconn *p, const struct http1_request *m, int
     return -EAGAIN;
   }
   return forward(c, p, m, path);
+}
+
+bool httpd_proxy_done(rw_conn *c)
+{
+  return nroutes && pconn_of(c)->state == S_DONE;
 }
 
 int httpd_proxy(rw_conn *c, const struct http1_request *m, int route, rw_span path)

@@ -24,6 +24,9 @@ int httpd_proxy_setup(rw_server *srv, uint32_t max_conns, uint32_t timeout_ms);
 int httpd_proxy_route(rw_span path);
 /* Forwards the request to route `route`'s upstream; the handler returns what this returns. */
 int httpd_proxy(rw_conn *c, const struct http1_request *m, int route, rw_span path);
+/* Whether `c`'s proxied request has had its response and is dispatched again only to be
+ * consumed: httpd_proxy() then needs no route, and the request need not be judged again. */
+bool httpd_proxy_done(rw_conn *c);
 /* Bytes of per-connection state the proxy needs (in rw_conn_user, after the file stream's). */
 extern const size_t httpd_proxy_conn_size;
 

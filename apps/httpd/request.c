@@ -174,6 +174,9 @@ static bool judge(const struct http1_request *m, uint64_t body, struct httpd_res
 
 static int on_request(rw_conn *c, const struct http1_request *m)
 {
+  /* (A proxied request comes back once its response is done: judged the first time.) */
+  if (httpd_proxy_done(c))
+    return httpd_proxy(c, m, -1, (rw_span){0});
   bool head = span_eq(m->method, "HEAD");
   uint64_t body = 0;
   for (uint32_t i = 0; i < m->body.count; i++)

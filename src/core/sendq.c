@@ -104,8 +104,10 @@ int rw_sendq_appendv(struct rw_worker *w, struct rw_conn *c, const struct iovec 
   size_t total = 0;
   for (int i = 0; i < n; i++)
     total += iov[i].iov_len;
-  /* The common case, a small reply behind others in the tail chunk: one check, plain copies. */
-  if (c->sq_tail != RW_NONE && w->send_pool.item_size - c->sq_tail_len >= total) {
+  /* The common case, a small reply that fits the tail chunk (behind others, or in a fresh one
+   * when the chain is empty, as it is after every reply sent in full): one check, plain copies. */
+  size_t room = c->sq_tail != RW_NONE ? w->send_pool.item_size - c->sq_tail_len : total ? tail_room(w, c) : 0;
+  if (room >= total && c->sq_tail != RW_NONE) {
     rw_iov_gather(rw_pool_at(&w->send_pool, c->sq_tail) + c->sq_tail_len, iov, n);
     c->sq_tail_len += (uint32_t)total;
     c->queued += total;

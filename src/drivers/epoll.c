@@ -159,15 +159,28 @@ static void on_readable(struct rw_conn *c)
     rw_conn_abort(c, -errno);
 }
 
-static void epoll_update(struct rw_worker *w, struct rw_conn *c)
+static void set_interest(struct epoll_state *st, struct rw_conn *c, uint32_t want)
 {
-  struct epoll_state *st = w->drv;
-  uint32_t want = (rw_conn_wants_read(c) ? EPOLLIN : 0) | (rw_conn_wants_write(c) ? EPOLLOUT : 0);
-  if (want == st->interest[c->idx])
-    return;
   struct epoll_event ev = {.events = want, .data.u64 = tag(TAG_CONN, c->idx)};
   if (epoll_ctl(st->epfd, EPOLL_CTL_MOD, c->fd, &ev) == 0)
     st->interest[c->idx] = want;
+}
+
+static uint32_t wanted(const struct rw_conn *c)
+{
+  return (rw_conn_wants_read(c) ? EPOLLIN : 0) | (rw_conn_wants_write(c) ? EPOLLOUT : 0);
+}
+
+/* A connection that stops reading keeps EPOLLIN registered: most pauses end before the peer
+ * sends more (a proxied request waits for its response, and its client for that response), and
+ * taking EPOLLIN off and putting it back cost two epoll_ctl per request. Input that does arrive
+ * meanwhile takes it off then (on_conn_event). */
+static void epoll_update(struct rw_worker *w, struct rw_conn *c)
+{
+  struct epoll_state *st = w->drv;
+  uint32_t want = wanted(c), have = st->interest[c->idx];
+  if (want != have && (want | EPOLLIN) != have)
+    set_interest(st, c, want);
 }
 
 /* Cuts iov[0..n) to `len` bytes in all; returns how many entries remain. */
@@ -267,7 +280,6 @@ static int socket_error(int fd)
 
 static void on_conn_event(struct rw_worker *w, struct rw_conn *c, uint32_t events)
 {
-  (void)w;
   if (c->flags & RW_CONN_CONNECTING) {
     rw_conn_connected(c, socket_error(c->fd));
     return;
@@ -279,6 +291,10 @@ static void on_conn_event(struct rw_worker *w, struct rw_conn *c, uint32_t event
   }
   if (events & EPOLLOUT)
     rw_conn_writable(c);
+  if ((events & EPOLLIN) && !rw_conn_wants_read(c)) {
+    set_interest(w->drv, c, wanted(c)); /* (kept while paused: see epoll_update) */
+    return;
+  }
   if (events & EPOLLIN)
     on_readable(c);
   else if (events & EPOLLHUP)

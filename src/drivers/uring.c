@@ -293,6 +293,19 @@ static void cancel_recv(struct rw_worker *w, struct rw_conn *c)
   sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
+/* Backpressure: a paused connection that has input waiting stops the kernel from filling more
+ * buffers for it. Only then: most pauses end before the peer sends more (a proxied request
+ * waits for its response, and its client for that response), and cancelling the multishot recv
+ * at every pause, to arm it again at the resume, cost two more operations per request. */
+static void stop_paused(struct rw_worker *w, struct rw_conn *c)
+{
+  struct uconn *u = &((struct uring_state *)w->drv)->uc[c->idx];
+  if (u->recv_armed && !u->cancel_sent && (c->flags & RW_CONN_PAUSED)) {
+    cancel_recv(w, c);
+    u->cancel_sent = true;
+  }
+}
+
 static void hold(struct uring_state *st, struct uconn *u, uint32_t bid, uint32_t len, uint32_t off)
 {
   st->buf_next[bid] = RW_NONE;
@@ -395,6 +408,7 @@ static void on_recv(struct rw_worker *w, struct rw_conn *c, struct io_uring_cqe 
       buffer_recycle(st, bid); /* nothing more is parsed on a closing connection */
     } else if (u->held_head != RW_NONE || !rw_conn_wants_read(c)) {
       hold(st, u, bid, (uint32_t)res, 0); /* behind what is already held, in order */
+      stop_paused(w, c);
     } else {
       size_t taken = rw_conn_received(c, p, (size_t)res);
       if (taken < (size_t)res)
@@ -426,11 +440,8 @@ static void uring_update(struct rw_worker *w, struct rw_conn *c)
   struct uring_state *st = w->drv;
   struct uconn *u = &st->uc[c->idx];
   if (!rw_conn_wants_read(c)) {
-    /* Backpressure: stop the kernel from filling more buffers for a paused connection. */
-    if (u->recv_armed && !u->cancel_sent && (c->flags & RW_CONN_PAUSED)) {
-      cancel_recv(w, c);
-      u->cancel_sent = true;
-    }
+    if (u->held_head != RW_NONE)
+      stop_paused(w, c);
     return;
   }
   if (u->held_head != RW_NONE)
