@@ -316,10 +316,10 @@ static int resp_cont(struct resp_parser *p, const uint8_t *buf, size_t len, size
       static const uint8_t prefix[] = "$", sep[] = "\r\n";
       const size_t plen = 1, slen = 2;
       if (!p->arr_started) {
-        if (p->num[0] > 1024u) {
+        if (p->num[0] > 1048576u) {
           *out_used = p->pos;
           p->cmd = -1;
-          return RW_PARSE_OVERLONG;
+          return RW_PARSE_BAD_NUMBER;
         }
         p->arr_left = p->num[0];
         p->arr_n = 0;
@@ -350,7 +350,7 @@ static int resp_cont(struct resp_parser *p, const uint8_t *buf, size_t len, size
             p->cmd = -1;
             return RW_PARSE_OVERLONG;
           }
-          if (q - p->arr_start + n > 536895488u) { /* the array's data in all */
+          if (q - p->arr_start + n > 562036736u) { /* the array's data in all */
             *out_used = p->pos;
             p->cmd = -1;
             return RW_PARSE_OVERLONG;
@@ -699,7 +699,7 @@ static int resp_on_error(rw_conn *c, const void *vh, int status, const void *vm)
   return 0;
   }
   if (status == RW_PARSE_BAD_NUMBER) {
-  int rc = resp_reply_bad_request(c);
+  int rc = resp_reply_bad_multibulk(c);
   if (rc < 0)
     return rc;
   rw_conn_close(c);
@@ -842,7 +842,7 @@ static int resp_check_handlers(const void *vh)
 const rw_proto resp_proto = {
   .name = "resp",
   .parser_size = sizeof(struct resp_parser),
-  .max_frame = 536961024u,
+  .max_frame = 562102272u,
   .ncommands = RESP_CMD__COUNT,
   .command_names = resp_command_names,
   .parser_init = resp_parser_init,
