@@ -2124,6 +2124,26 @@ class ManyArguments(AgainstRedis):
             self.assertEqual(len(g), len(w), f"reply {i}")
             self.assertTrue(g == w, f"reply {i} differs")
 
+    def test_options_past_the_sixteenth_argument(self):
+        # Options are walked, not indexed: SCAN read past the 16 arguments kept at hand.
+        script = [("FLUSHALL",), ("SET", "a", "1"), ("SET", "b", "2"),
+                  ("SCAN", "0") + ("COUNT", "10") * 9 + ("COUNT", "x"),  # (cursors are kvd's own)
+                  ("SCAN", "0") + ("COUNT", "10") * 9 + ("MATCH",),
+                  ("SET", "k", "v") + ("GET",) * 14 + ("EX", "100", "NX"), ("TTL", "k"),
+                  ("SET", "k", "v") + ("XX",) * 20 + ("PX",),
+                  ("GETEX", "k") + ("EX", "50") * 10, ("TTL", "k"), ("GETEX", "k") + ("EX", "50") * 10 + ("PERSIST",),
+                  ("EXPIRE", "k", "100") + ("GT",) * 20, ("EXPIRE", "k", "100") + ("GT",) * 20 + ("LT",),
+                  ("COPY", "a", "c") + ("REPLACE",) * 20, ("COPY", "a", "c") + ("DB", "0") * 10 + ("DB",),
+                  ("HELLO", "2") + ("SETNAME", "n") * 10 + ("BOGUS",),
+                  ("NOSUCH",) + ("x",) * 30]
+        want = resp_session(self.redis_port, script)
+        got = resp_session(self.kvd.resp, script)
+        for cmd, w, g in zip(script, want, got):
+            self.assertEqual(g, w, f"for {cmd[:4]!r}")
+        # A million options, linear: SET with GET 1,048,573 times, then one EX.
+        many = multibulk(b"SET", [b"k", b"v"] + [b"GET"] * (MANY - 5) + [b"EX", b"100"])
+        self.assertEqual(self.session(self.kvd.resp, [many], 30), self.session(self.redis_port, [many], 30))
+
     def test_one_argument_more_is_refused_and_closes(self):
         # kvd stops at redis 6's limit, before any argument arrives; redis 7.0 reads up to 2^31 - 1
         # and refuses more with the same words, which both servers say for a count past that.
