@@ -2178,6 +2178,27 @@ class ManyArguments(AgainstRedis):
         finally:
             self.assertEqual(k.stop(), 0, k.text())
 
+    def test_memcache_get_waits_for_a_slow_reader(self):
+        # memcache's get of 10,000 keys (a 59 KB line) answering 10 MB into a 4 MiB send slab.
+        k = Kvd("--workers", "1", "--max-conns", "64")
+        try:
+            keys = [b"m%04d" % i for i in range(10000)]
+            with socket.create_connection(("127.0.0.1", k.memcache), timeout=120) as s:
+                s.sendall(b"".join(b"set %s 0 0 1000 noreply\r\n%s\r\n" % (key, key * 200) for key in keys))
+                s.sendall(b"get " + b" ".join(keys) + b"\r\n")
+                time.sleep(1)  # not reading
+                want = b"".join(b"VALUE %s 0 1000\r\n%s\r\n" % (key, key * 200) for key in keys) + b"END\r\n"
+                got = bytearray()
+                while len(got) < len(want):
+                    chunk = s.recv(1 << 20)
+                    if not chunk:
+                        break
+                    got += chunk
+            self.assertTrue(bytes(got) == want, (len(got), len(want)))
+            self.assertNotIn("send slab exhausted", k.text())
+        finally:
+            self.assertEqual(k.stop(), 0, k.text())
+
     def test_aof_replays_a_million_argument_mset(self):
         d = tempfile.mkdtemp(prefix="kvd-aof.", dir=os.path.abspath("build"))
         aof = os.path.join(d, "kvd.aof")
