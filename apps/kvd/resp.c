@@ -322,12 +322,10 @@ static int on_getset(rw_conn *c, const rw_list *a)
 void kvd_resume_start(rw_conn *c, const rw_list *a, rw_list_iter *it, uint32_t first)
 {
   struct kvd_conn *kc = rw_conn_user(c);
-  if (kc->next_key) {
-    rw_list_iter_init(a, it);
+  if (kc->next_key)
     rw_list_iter_seek(a, it, kc->next_key, kc->next_off);
-  } else {
+  else
     kvd_list_from(a, it, first);
-  }
 }
 
 int kvd_resume_stop(rw_conn *c, const rw_list *a, const rw_list_iter *it, int64_t n)
