@@ -253,9 +253,7 @@ static int send_request(struct pconn *p, rw_conn *up, const struct http1_request
   static const char *const own[] = {"content-length", "expect", "x-forwarded-for", "x-forwarded-proto", NULL};
   bool head = m->method.len == 4 && !memcmp(m->method.p, "HEAD", 4);
   httpd_response_expect(up, head);
-  uint64_t body = 0;
-  for (uint32_t i = 0; i < m->body.count; i++)
-    body += rw_list_at(&m->body, i).len;
+  uint64_t body = httpd_body_len(&m->body);
   rw_span v;
   bool framed =
       rw_list_field(&m->headers, "content-length", &v) || rw_list_field(&m->headers, "transfer-encoding", &v);
