@@ -1,6 +1,8 @@
 /* array(COUNT, "prefix", "sep"): COUNT length-prefixed items (RESP's bulk strings): per item,
  * PREFIX DIGITS SEP, that many bytes, SEP. The parser keeps the first RW_LIST_INLINE items'
- * offsets; the list's region reaches every item. */
+ * offsets and nothing per item beyond them, so `limit items` costs no memory: the list's region
+ * reaches every item. A count past the limit is a bad number (redis: "invalid multibulk
+ * length"), not an overlong frame: it is refused before any item arrives. */
 #include <string.h>
 
 #include "construct.h"
@@ -25,7 +27,10 @@ static int array_check(struct spec *s, struct command_decl *c, const struct rx *
 }
 
 /* A length-prefixed array: per item, PREFIX DIGITS SEP, that many bytes, SEP. The item header
- * is re-read from its start when it arrives split (it is a few bytes), the data is not. */
+ * is re-read from its start when it arrives split (it is a few bytes), the data is not. The
+ * length hint reaches the end of the item being received, not further: items still to come may
+ * turn out malformed, and a hint never claims more than the frame holds. A request of many short
+ * items grows into a large slot when it has filled its accumulator slot (one copy of that). */
 static void array_step(const struct spec *s, const struct command_decl *c, const struct step *st,
                        struct writer *out)
 {
@@ -37,7 +42,7 @@ static void array_step(const struct spec *s, const struct command_decl *c, const
   w_printf(out, ";\nconst size_t plen = %zu, slen = %zu;\n", st->len, st->seplen);
   w_printf(out,
            "if (!p->arr_started) {\n  if (p->num[%d] > %lluu) {\n"
-           "    *out_used = p->pos;\n    p->cmd = -1;\n    return RW_PARSE_OVERLONG;\n"
+           "    *out_used = p->pos;\n    p->cmd = -1;\n    return RW_PARSE_BAD_NUMBER;\n"
            "  }\n  p->arr_left = p->num[%d];\n  p->arr_n = 0;\n"
            "  p->arr_start = (uint32_t)p->pos;\n  p->in_item = false;\n"
            "  p->arr_started = true;\n}\n",
@@ -46,7 +51,7 @@ static void array_step(const struct spec *s, const struct command_decl *c, const
               "    uint64_t n = 0;\n    if (len - q < plen)\n      goto more;\n"
               "    if (memcmp(buf + q, prefix, plen) != 0)\n      goto bad_array;\n    q += plen;\n"
               "    for (; q < len && buf[q] >= '0' && buf[q] <= '9'; q++, d++) {\n"
-              "      if (d == 19)\n        goto bad_array;\n"
+              "      if (d == 19 || (d && !n))\n        goto bad_array; /* (a leading zero) */\n"
               "      n = n * 10 + (uint64_t)(buf[q] - '0');\n    }\n"
               "    if (len - q < slen)\n      goto more;\n"
               "    if (!d || memcmp(buf + q, sep, slen) != 0)\n      goto bad_array;\n");

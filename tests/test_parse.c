@@ -304,8 +304,11 @@ Test(resp, protocol_errors_close)
   CHECK(&resp_proto, describe_resp, "*2\r\n$3\r\nGET\r\n#3\r\nkey\r\n", expect);
   CHECK(&resp_proto, describe_resp, "*1\r\n$3\r\nGETX\r\n", expect);
   snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_OVERLONG);
-  CHECK(&resp_proto, describe_resp, "*1025\r\n", expect);
   CHECK(&resp_proto, describe_resp, "*1\r\n$536870913\r\n", expect); /* past 512 MiB */
+  /* A count past `limit items` (1024 * 1024) or past 64 bits: a bad number, before any item. */
+  snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_BAD_NUMBER);
+  CHECK(&resp_proto, describe_resp, "*1048577\r\n", expect);
+  CHECK(&resp_proto, describe_resp, "*18446744073709551616\r\n", expect);
 }
 
 /* RW_PARSE_MORE inside a bulk string says how long the frame is at least: the header and the

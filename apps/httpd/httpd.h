@@ -34,6 +34,18 @@ static inline bool httpd_ows(uint8_t ch)
 {
   return ch == ' ' || ch == '\t';
 }
+/* A request body's length: its pieces' (a chunked body's chunks) in one walk (rw_list_at per
+ * piece walks from the start each time: 80,000 one-byte chunks took a worker 54 s). */
+static inline uint64_t httpd_body_len(const rw_list *body)
+{
+  uint64_t n = 0;
+  rw_list_iter it;
+  rw_span piece;
+  rw_list_iter_init(body, &it);
+  while (!rw_list_next(body, &it, &piece))
+    n += piece.len;
+  return n;
+}
 /* Does a Connection field (any of them) list `token` (case-insensitively, among its
  * comma-separated tokens)? The request's keep-alive and close, and the hop-by-hop fields a
  * proxy drops (proxy.c). */

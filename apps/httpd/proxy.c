@@ -366,9 +366,7 @@ static int send_request(struct pconn *p, rw_conn *up, const struct http1_request
                                     NAME("x-forwarded-for"), NAME("x-forwarded-proto"), {NULL, 0}};
   bool head = m->method.len == 4 && !memcmp(m->method.p, "HEAD", 4);
   http1_response_expect_head(up, head);
-  uint64_t body = 0;
-  for (uint32_t i = 0; i < m->body.count; i++)
-    body += rw_list_at(&m->body, i).len;
+  uint64_t body = httpd_body_len(&m->body);
   struct gather g = {.c = up};
   char length[24];
   gather(&g, m->method.p, m->method.len);

@@ -178,9 +178,7 @@ static int on_request(rw_conn *c, const struct http1_request *m)
   if (httpd_proxy_done(c))
     return httpd_proxy(c, m, -1, (rw_span){0});
   bool head = span_eq(m->method, "HEAD");
-  uint64_t body = 0;
-  for (uint32_t i = 0; i < m->body.count; i++)
-    body += rw_list_at(&m->body, i).len;
+  uint64_t body = httpd_body_len(&m->body);
   struct httpd_response r;
   char path[HTTPD_PATH_MAX];
   bool ok = judge(m, body, &r, path);

@@ -37,10 +37,10 @@
 
 /* Keys and values from this long are written from the item instead of copied. */
 #define KVD_AOF_REF_MIN 1024
-/* Room a write command may need: at most 1024 records (an array's items), each with its copied
- * key and value under KVD_AOF_REF_MIN bytes, and two references. */
-#define ROOM_PER_WORKER (1024u * (2 * KVD_AOF_REF_MIN + 256))
-#define REFS_PER_WORKER 2048u
+/* Room a write command may need between two admissions: KVD_AOF_RECORDS records, each with its
+ * copied key and value under KVD_AOF_REF_MIN bytes, and two references. */
+#define ROOM_PER_WORKER (KVD_AOF_RECORDS * (2 * KVD_AOF_REF_MIN + 256))
+#define REFS_PER_WORKER (2 * KVD_AOF_RECORDS)
 #define EVERYSEC_MS 1000
 /* "*2\r\n$6\r\nKVDCRC\r\n$8\r\n" and 8 hex digits, CRLF: every batch's last record. */
 #define SUM_LEN 30

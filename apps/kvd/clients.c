@@ -181,13 +181,13 @@ static const struct kvd_conn *by_id(uint64_t id)
 
 /* The next client to list: with `ids` (CLIENT LIST ID ...), the next id given that names a
  * client, in the order given; else the next in id order across the workers. */
-static const struct kvd_conn *next_listed(const struct kvd_conn **cur, const rw_list *ids, uint32_t *at)
+static const struct kvd_conn *next_listed(const struct kvd_conn **cur, const rw_list *ids, rw_list_iter *at)
 {
   if (!ids)
     return next_by_id(cur);
-  while (*at < ids->count) {
+  for (rw_span s; !rw_list_next(ids, at, &s);) {
     int64_t id = 0;
-    kvd_parse_i64(rw_list_at(ids, (*at)++), &id);
+    kvd_parse_i64(s, &id);
     const struct kvd_conn *kc = id > 0 ? by_id((uint64_t)id) : NULL;
     if (kc)
       return kc;
@@ -207,7 +207,9 @@ static int client_list(rw_conn *c, int64_t now_ms, const rw_list *ids)
   for (int pass = 0, rc = 0; pass < 2; pass++) {
     for (unsigned i = 0; i < kvd.workers; i++)
       cur[i] = regs[i].head;
-    uint32_t at = 3;
+    rw_list_iter at;
+    if (ids)
+      kvd_list_from(ids, &at, 3);
     if (pass && (rc = resp_reply_bulk_head(c, total)) < 0) {
       unlock_all();
       return rc;
@@ -308,11 +310,12 @@ static unsigned mark_kills(rw_conn *c, const struct kill_filter *f, bool *out_se
 static int parse_filters(rw_conn *c, const rw_list *a, struct kill_filter *f)
 {
   f->skipme = true;
-  for (uint32_t i = 2; i < a->count; i += 2) {
-    rw_span opt = rw_list_at(a, i);
-    if (i + 1 >= a->count)
+  rw_list_iter it;
+  rw_span opt, v;
+  kvd_list_from(a, &it, 2);
+  while (!rw_list_next(a, &it, &opt)) {
+    if (rw_list_next(a, &it, &v))
       return resp_reply_error(c, KVD_SYNTAX) < 0 ? -EIO : 1;
-    rw_span v = rw_list_at(a, i + 1);
     int64_t id;
     if (kvd_eq(opt, "id")) {
       if (kvd_parse_i64(v, &id) < 0 || id < 1)
@@ -389,9 +392,12 @@ int kvd_client_command(rw_conn *c, const rw_list *a, rw_span sub)
                               (const char *)t.p);
     }
     if (a->count > 3 && kvd_eq(a->item[2], "id")) {
-      for (uint32_t i = 3; i < a->count; i++) { /* every id is checked before anything is listed */
+      rw_list_iter it;
+      rw_span s;
+      kvd_list_from(a, &it, 3);
+      while (!rw_list_next(a, &it, &s)) { /* every id is checked before anything is listed */
         int64_t id;
-        if (kvd_parse_i64(rw_list_at(a, i), &id) < 0)
+        if (kvd_parse_i64(s, &id) < 0)
           return resp_reply_error(c, S("ERR Invalid client ID"));
       }
       return client_list(c, now, a);

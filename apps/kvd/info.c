@@ -76,8 +76,10 @@ static bool want(const rw_list *a, const char *name, bool in_default)
 {
   if (a->count < 2)
     return in_default;
-  for (uint32_t i = 1; i < a->count; i++) {
-    rw_span s = rw_list_at(a, i);
+  rw_list_iter it;
+  rw_span s;
+  kvd_list_from(a, &it, 1);
+  while (!rw_list_next(a, &it, &s)) {
     if (kvd_eq(s, name) || kvd_eq(s, "all") || kvd_eq(s, "everything") ||
         (in_default && kvd_eq(s, "default")))
       return true;

@@ -142,19 +142,22 @@ int kvd_resp_scan(rw_conn *c, const rw_list *a)
     return resp_reply_error(c, BAD_CURSOR);
   struct walk w = {.c = c, .all = true};
   int64_t count = 10;
-  for (uint32_t i = 2; i < a->count; i += 2) {
-    if (a->count - i < 2)
+  rw_list_iter it;
+  rw_span opt, v;
+  kvd_list_from(a, &it, 2);
+  while (!rw_list_next(a, &it, &opt)) {
+    if (rw_list_next(a, &it, &v))
       return resp_reply_error(c, KVD_SYNTAX);
-    if (kvd_eq(a->item[i], "count")) {
-      if (kvd_parse_i64(a->item[i + 1], &count) < 0)
+    if (kvd_eq(opt, "count")) {
+      if (kvd_parse_i64(v, &count) < 0)
         return resp_reply_error(c, KVD_NOT_INT);
       if (count < 1)
         return resp_reply_error(c, KVD_SYNTAX);
-    } else if (kvd_eq(a->item[i], "match")) {
-      w.pattern = a->item[i + 1];
+    } else if (kvd_eq(opt, "match")) {
+      w.pattern = v;
       w.all = kvd_eq(w.pattern, "*");
-    } else if (kvd_eq(a->item[i], "type")) {
-      w.none = !kvd_eq(a->item[i + 1], "string"); /* every kvd key is a string */
+    } else if (kvd_eq(opt, "type")) {
+      w.none = !kvd_eq(v, "string"); /* every kvd key is a string */
     } else {
       return resp_reply_error(c, KVD_SYNTAX);
     }

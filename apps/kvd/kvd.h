@@ -31,8 +31,12 @@ struct kvd_conn {
   uint64_t id;
   kv_item *stream_it; /* a value going out from the store (stream.c), pinned */
   uint32_t stream_off, stream_end;
-  bool stream_crlf;  /* the stream ends with CRLF (text protocols; binary: nothing) */
-  uint32_t next_key; /* a multi-key reply continued after a streamed value: keys done */
+  bool stream_crlf; /* the stream ends with CRLF (text protocols; binary: nothing) */
+  /* A multi-key command dispatched again (after a streamed value, or waiting for the log's room
+   * or the send queue's): 0 at its start, else the request's items it has taken, where the next
+   * one starts in the request (an offset: the frame may have moved) and what it has counted. */
+  uint32_t next_key, next_off;
+  int64_t next_n;
   uint64_t aof_wait; /* --fsync always: replies wait until the log is durable to here */
   bool aof_corked, aof_waiting;
   bool authed;       /* the password was given (see auth.c) */
@@ -103,6 +107,16 @@ _Static_assert(MEMCACHE_LIMIT_DATA <= RESP_LIMIT_DATA, "memcache's values fit RE
 int kvd_stream_value(rw_conn *c, kv_shard *sh, kv_item *it, bool crlf);
 /* The same for `len` bytes of the value from `off` (GETRANGE). */
 int kvd_stream_range(rw_conn *c, kv_shard *sh, kv_item *it, uint32_t off, uint32_t len, bool crlf);
+/* A reply of one part per key (MGET, memcache's get) queues up to the length of its request, at
+ * least KVD_REPLY_MIN, and only while the send slab has room for a value copied whole: then it
+ * stops (kvd_wait_room) and goes on when dispatched again. So a million keys' replies wait for
+ * the client to read them instead of exhausting the worker's send chunks, and the request is
+ * parsed again about once per request-length of replies (more often when the slab is short). */
+#define KVD_REPLY_MIN (256u << 10)
+bool kvd_reply_full(rw_conn *c, size_t request_len);
+/* Waits until the connection has room again; returns -EAGAIN for the handler to return (it is
+ * dispatched again with the same frame then). */
+int kvd_wait_room(rw_conn *c);
 
 /* ---- memcache_store.c: memcached's operations, shared by its text and binary protocols ---- */
 #define KVD_MC_VERSION "1.6.18-ringwright" /* what `version` and the stats say */
@@ -157,7 +171,10 @@ void kvd_aof_worker_start(rw_worker *w);
 void kvd_aof_turn_end(rw_worker *w, void *data);
 void kvd_aof_close(void);
 /* Before a write command changes anything: 0; -EAGAIN (the handler returns it: the command is
- * retried once the log has room); or the log's error (-errno: writes are refused). */
+ * retried once the log has room); or the log's error (-errno: writes are refused). An admitted
+ * command may append up to KVD_AOF_RECORDS records; one that writes more (MSET, DEL of many keys)
+ * is admitted again before each further KVD_AOF_RECORDS, and stops there when it must wait. */
+#define KVD_AOF_RECORDS 1024u
 int kvd_aof_admit(rw_conn *c);
 /* A write command's first step: -EAGAIN to the runtime (the frame is retried once the log has
  * room); a log that failed refuses the write with `refused`, the protocol's error reply. */

@@ -118,9 +118,11 @@ static int retrieve(rw_conn *c, rw_span keys, bool with_cas)
     if (it)
       rc = reply_item(c, sh, key, it, with_cas);
     kv_unlock(sh);
-    if (rc == 1) { /* dispatched again when the stream is done, for the rest and END */
+    /* Dispatched again when the stream is done or the replies have gone (kvd_reply_full), for
+     * the rest and END. */
+    if (rc == 1 || (rc >= 0 && kvd_reply_full(c, keys.len))) {
       kc->next_key = i + 1;
-      return -EAGAIN;
+      return rc == 1 ? -EAGAIN : kvd_wait_room(c);
     }
   }
   kc->next_key = 0;

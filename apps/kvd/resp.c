@@ -67,12 +67,20 @@ int kvd_reply_errorf(rw_conn *c, const char *fmt, ...)
 }
 
 /* A write the store refused; -EAGAIN (it must wait for the log) goes back to the runtime, and
- * the command is dispatched again. */
+ * the command is dispatched again; -EPIPE: the log refuses writes. */
 int kvd_reply_store_error(rw_conn *c, int err)
 {
   if (err == -EAGAIN)
     return err;
-  return resp_reply_error(c, err == -E2BIG ? TOO_BIG : OOM);
+  return resp_reply_error(c, err == -EPIPE ? MISCONF : err == -E2BIG ? TOO_BIG : OOM);
+}
+
+void kvd_list_from(const rw_list *a, rw_list_iter *it, uint32_t first)
+{
+  rw_span skip;
+  rw_list_iter_init(a, it);
+  while (it->i < first && !rw_list_next(a, it, &skip))
+    ;
 }
 
 struct locked kvd_lookup(rw_conn *c, rw_span key)
@@ -189,8 +197,10 @@ struct set_opts {
  * ("EX 1 EX 2": the last), as in redis. */
 static int parse_set_opts(rw_conn *c, const rw_list *a, struct set_opts *o)
 {
-  for (uint32_t j = 3; j < a->count; j++) {
-    rw_span opt = rw_list_at(a, j);
+  rw_list_iter it;
+  rw_span opt;
+  kvd_list_from(a, &it, 3);
+  while (!rw_list_next(a, &it, &opt)) {
     const struct kvd_expiry_opt *expiry = kvd_expiry_opt(opt);
     if (kvd_eq(opt, "nx") && !o->xx) {
       o->nx = true;
@@ -200,9 +210,9 @@ static int parse_set_opts(rw_conn *c, const rw_list *a, struct set_opts *o)
       o->get = true;
     } else if (kvd_eq(opt, "keepttl") && !o->expiry) {
       o->keepttl = true;
-    } else if (expiry && !o->keepttl && (!o->expiry || o->expiry == expiry) && j + 1 < a->count) {
+    } else if (expiry && !o->keepttl && (!o->expiry || o->expiry == expiry) && it.i < a->count) {
       o->expiry = expiry;
-      o->ttl = rw_list_at(a, ++j);
+      rw_list_next(a, &it, &o->ttl);
     } else {
       return resp_reply_error(c, KVD_SYNTAX) < 0 ? -EIO : 1;
     }
@@ -309,59 +319,103 @@ static int on_getset(rw_conn *c, const rw_list *a)
   return put_and_reply(c, &l, a->item[1], a->item[2], 0, true, true);
 }
 
-/* A value that goes out as a stream ends this dispatch: MGET is dispatched again when it is
- * done and goes on after the keys already answered. */
-static int on_mget(rw_conn *c, const rw_list *a)
+void kvd_resume_start(rw_conn *c, const rw_list *a, rw_list_iter *it, uint32_t first)
 {
   struct kvd_conn *kc = rw_conn_user(c);
-  uint32_t done = kc->next_key;
-  int rc = done ? 0 : resp_reply_array(c, a->count - 1);
+  if (kc->next_key)
+    rw_list_iter_seek(a, it, kc->next_key, kc->next_off);
+  else
+    kvd_list_from(a, it, first);
+}
+
+int kvd_resume_stop(rw_conn *c, const rw_list *a, const rw_list_iter *it, int64_t n)
+{
+  struct kvd_conn *kc = rw_conn_user(c);
+  kc->next_key = it->i;
+  kc->next_off = (uint32_t)rw_list_iter_offset(a, it);
+  kc->next_n = n;
+  return -EAGAIN;
+}
+
+int64_t kvd_resume_count(rw_conn *c)
+{
+  struct kvd_conn *kc = rw_conn_user(c);
+  return kc->next_key ? kc->next_n : 0;
+}
+
+bool kvd_resumed(rw_conn *c)
+{
+  return ((struct kvd_conn *)rw_conn_user(c))->next_key != 0;
+}
+
+void kvd_resume_done(rw_conn *c)
+{
+  ((struct kvd_conn *)rw_conn_user(c))->next_key = 0;
+}
+
+/* A write over many keys asks the log for room again every KVD_AOF_RECORDS records (admission
+ * keeps room for that many, aof.c): 0, -EAGAIN to stop there, or the log's error. */
+static int admit_more(rw_conn *c, uint32_t written)
+{
+  return written && written % KVD_AOF_RECORDS == 0 ? kvd_aof_admit(c) : 0;
+}
+
+/* A value that goes out as a stream ends this dispatch, and so does a full send queue
+ * (kvd_reply_full): MGET is dispatched again when the stream is done or the replies have gone,
+ * and goes on after the keys already answered. */
+static int on_mget(rw_conn *c, const rw_list *a)
+{
   rw_list_iter it;
   rw_span key;
-  rw_list_iter_init(a, &it);
-  rw_list_next(a, &it, &key); /* the name */
-  for (uint32_t i = 0; rc >= 0 && !rw_list_next(a, &it, &key); i++) {
-    if (i < done)
-      continue;
+  int rc = kvd_resumed(c) ? 0 : resp_reply_array(c, a->count - 1);
+  kvd_resume_start(c, a, &it, 1);
+  while (rc >= 0 && !rw_list_next(a, &it, &key)) {
     struct locked l = kvd_lookup(c, key);
     kvd_count_get(c, l.it);
     rc = kvd_reply_value(c, l.sh, l.it);
     kv_unlock(l.sh);
-    if (rc == 1 && i + 2 < a->count) {
-      kc->next_key = i + 1;
-      return -EAGAIN;
+    if (rc >= 0 && it.i < a->count && (rc == 1 || kvd_reply_full(c, a->region.len))) {
+      kvd_resume_stop(c, a, &it, 0);
+      return rc == 1 ? -EAGAIN : kvd_wait_room(c);
     }
   }
-  kc->next_key = 0;
+  kvd_resume_done(c);
   return rc < 0 ? rc : 0;
 }
 
 /* Pair by pair, each under its own shard's lock (with several workers MSET is not atomic). A
  * pair that must wait for the log (-EAGAIN) is where the command resumes when dispatched again:
- * the pairs before it are not stored twice. 0 or kvd_put()'s error. */
+ * the pairs before it are not stored twice. 0, kvd_put()'s error, or -EPIPE when the log
+ * refuses writes. */
 static int put_pairs(rw_conn *c, const rw_list *a)
 {
-  struct kvd_conn *kc = rw_conn_user(c);
-  rw_list_iter it;
+  rw_list_iter it, at;
   rw_span key, val;
-  rw_list_iter_init(a, &it);
-  rw_list_next(a, &it, &key);
+  kvd_resume_start(c, a, &it, 1);
   int64_t now = kvd_now_ms(c);
-  for (uint32_t i = 0; !rw_list_next(a, &it, &key) && !rw_list_next(a, &it, &val); i++) {
-    if (i < kc->next_key)
-      continue;
-    uint32_t h = kv_hash(key);
-    kv_shard *sh = kv_lock(&kvd.store, h);
-    int err = kvd_put(c, sh, key, h, val, (rw_span){0}, 0, 0, NULL, now);
-    if (err != -EAGAIN)
-      KVD_STAT(c, cmd_set);
-    kv_unlock(sh);
+  for (uint32_t i = 0;; i++) {
+    at = it;
+    if (rw_list_next(a, &it, &key) || rw_list_next(a, &it, &val))
+      break;
+    int err = admit_more(c, i);
+    if (err < 0 && err != -EAGAIN)
+      err = -EPIPE;
+    if (!err) {
+      uint32_t h = kv_hash(key);
+      kv_shard *sh = kv_lock(&kvd.store, h);
+      err = kvd_put(c, sh, key, h, val, (rw_span){0}, 0, 0, NULL, now);
+      if (err != -EAGAIN)
+        KVD_STAT(c, cmd_set);
+      kv_unlock(sh);
+    }
+    if (err == -EAGAIN)
+      return kvd_resume_stop(c, a, &at, 0);
     if (err < 0) {
-      kc->next_key = err == -EAGAIN ? i : 0;
+      kvd_resume_done(c);
       return err;
     }
   }
-  kc->next_key = 0;
+  kvd_resume_done(c);
   return 0;
 }
 
@@ -397,21 +451,31 @@ static int on_msetnx(rw_conn *c, const rw_list *a)
   if (a->count % 2 == 0)
     return resp_reply_wrong_args(c, S("msetnx"));
   ADMIT(c);
-  if (!((struct kvd_conn *)rw_conn_user(c))->next_key && any_key(c, a))
+  if (!kvd_resumed(c) && any_key(c, a))
     return resp_reply_integer(c, 0);
   int err = put_pairs(c, a);
   return err ? kvd_reply_store_error(c, err) : resp_reply_integer(c, 1);
 }
 
-/* DEL and EXISTS: how many of the keys exist (deleting them for DEL). */
+/* DEL and EXISTS: how many of the keys exist (deleting them for DEL: a DEL that must wait for
+ * the log's room stops at a key and goes on from there, its count kept). */
 static int count_keys(rw_conn *c, const rw_list *a, bool del)
 {
-  rw_list_iter it;
+  rw_list_iter it, at;
   rw_span key;
-  int64_t n = 0;
-  rw_list_iter_init(a, &it);
-  rw_list_next(a, &it, &key);
-  while (!rw_list_next(a, &it, &key)) {
+  int64_t n = kvd_resume_count(c);
+  kvd_resume_start(c, a, &it, 1);
+  for (uint32_t i = 0;; i++) {
+    at = it;
+    if (rw_list_next(a, &it, &key))
+      break;
+    int err = del ? admit_more(c, i) : 0;
+    if (err == -EAGAIN)
+      return kvd_resume_stop(c, a, &at, n);
+    if (err < 0) {
+      kvd_resume_done(c);
+      return kvd_reply_misconf(c);
+    }
     struct locked l = kvd_lookup(c, key);
     if (l.it) {
       n++;
@@ -420,6 +484,7 @@ static int count_keys(rw_conn *c, const rw_list *a, bool del)
     }
     kv_unlock(l.sh);
   }
+  kvd_resume_done(c);
   return resp_reply_integer(c, n);
 }
 
@@ -571,8 +636,10 @@ static int on_unknown(rw_conn *c, const rw_list *a)
   size_t n = (size_t)snprintf(msg, sizeof msg, "ERR unknown command '%.*s', with args beginning with: ",
                               (int)(name.len > 128 ? 128 : name.len), (const char *)name.p);
   size_t args = 0;
-  for (uint32_t i = 1; i < a->count && args < 128; i++) {
-    rw_span s = rw_list_at(a, i);
+  rw_list_iter it;
+  rw_span s;
+  kvd_list_from(a, &it, 1);
+  while (args < 128 && !rw_list_next(a, &it, &s)) {
     size_t take = s.len < 128 - args ? s.len : 128 - args;
     int w = snprintf(msg + n, sizeof msg - n, "'%.*s' ", (int)take, (const char *)s.p);
     n += (size_t)w;

@@ -34,10 +34,26 @@ void kvd_resp_error_seen(void); /* (this worker wrote an error reply) */
 
 #define ADMIT(c) KVD_ADMIT(c, kvd_reply_misconf(c))
 int kvd_reply_misconf(rw_conn *c);
-/* A write the store refused: -EAGAIN goes back to the runtime, the rest are error replies. */
+/* A write the store refused: -EAGAIN goes back to the runtime, the rest are error replies
+ * (-EPIPE: the log refuses writes, MISCONF). */
 int kvd_reply_store_error(rw_conn *c, int err);
 /* An error reply from a printf format (truncated at 512 bytes, line breaks made spaces). */
 int kvd_reply_errorf(rw_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* An iterator at item `first` of `a` (options after a command's fixed arguments): a loop over
+ * a request's items iterates, since rw_list_at() walks from the start past the 16th. */
+void kvd_list_from(const rw_list *a, rw_list_iter *it, uint32_t first);
+
+/* A command over many of its request's items (MGET, MSET, DEL, COMMAND INFO) may stop before
+ * the last and be dispatched again with the same frame (conn.h, -EAGAIN): kvd_conn's next_*
+ * say where it goes on, by offset, so that a million items are walked once, not from the
+ * start at each stop. kvd_resume_start: `it` at item `first`, or where the command stopped. */
+void kvd_resume_start(rw_conn *c, const rw_list *a, rw_list_iter *it, uint32_t first);
+/* Stops with `it` at the next item to take, having counted `n` so far: -EAGAIN. */
+int kvd_resume_stop(rw_conn *c, const rw_list *a, const rw_list_iter *it, int64_t n);
+bool kvd_resumed(rw_conn *c);         /* dispatched again after a stop */
+int64_t kvd_resume_count(rw_conn *c); /* what it had counted (0 at its start) */
+void kvd_resume_done(rw_conn *c);
 
 /* The shard of `key`, locked, and the live item there (or NULL). */
 struct locked {

@@ -136,6 +136,8 @@ int kvd_resp_refused(rw_conn *c, int status)
   size_t n;
   const uint8_t *p = rw_conn_refused_bytes(c, &n);
   struct fault f = walk(p, n, kvd_authed(c), true);
+  if (f.walk == WALK_LIMIT)
+    f = FAULT("invalid multibulk length"); /* past `limit items`: redis 6's limit, and its text */
   if (f.walk == WALK_FAULT)
     return reply_fault(c, f);
   if (status == RW_PARSE_OVERLONG && n && p[0] != '*')

@@ -14,6 +14,8 @@
 #include "resp_cmd.h"
 
 #define SCRATCH (4 * (size_t)RESP_LIMIT_LINE)
+/* A line's words (each a byte and a blank at least) are never more than an array may carry. */
+_Static_assert(RESP_LIMIT_LINE / 2 <= RESP_LIMIT_ITEMS, "an inline command's words fit the item limit");
 
 static uint8_t *scratch; /* [workers][SCRATCH] */
 
@@ -143,11 +145,6 @@ int kvd_on_inline(rw_conn *c, const struct resp_inline_cmd *m)
   rw_list_set(&w.l, RW_LIST_PREFIXED, 0, (rw_span){0});
   if (split(line.p, n, &w) < 0) {
     int rc = resp_reply_error(c, S("ERR Protocol error: unbalanced quotes in request"));
-    rw_conn_close(c);
-    return rc;
-  }
-  if (w.l.count > RESP_LIMIT_ITEMS) { /* as an array with more items than the spec allows */
-    int rc = resp_reply_too_big(c);
     rw_conn_close(c);
     return rc;
   }

@@ -14,8 +14,10 @@ static int expire_flags(rw_conn *c, const rw_list *a, int *out_flags)
 {
   static const char *const names[] = {"nx", "xx", "gt", "lt"};
   int f = 0;
-  for (uint32_t j = 3; j < a->count; j++) {
-    rw_span opt = rw_list_at(a, j);
+  rw_list_iter it;
+  rw_span opt;
+  kvd_list_from(a, &it, 3);
+  while (!rw_list_next(a, &it, &opt)) {
     int bit = 0;
     for (int i = 0; i < 4 && !bit; i++)
       bit = kvd_eq(opt, names[i]) ? 1 << i : 0;
@@ -202,13 +204,15 @@ int kvd_on_renamenx(rw_conn *c, const rw_list *a)
 static int copy_opts(rw_conn *c, const rw_list *a, bool *out_replace)
 {
   const char *bad = NULL;
-  for (uint32_t j = 3; j < a->count && !bad; j++) {
-    rw_span opt = rw_list_at(a, j);
+  rw_list_iter it;
+  rw_span opt, v;
+  kvd_list_from(a, &it, 3);
+  while (!bad && !rw_list_next(a, &it, &opt)) {
     int64_t db;
     if (kvd_eq(opt, "replace")) {
       *out_replace = true;
-    } else if (kvd_eq(opt, "db") && j + 1 < a->count) {
-      if (kvd_parse_i64(rw_list_at(a, ++j), &db) < 0)
+    } else if (kvd_eq(opt, "db") && !rw_list_next(a, &it, &v)) {
+      if (kvd_parse_i64(v, &db) < 0)
         bad = "ERR value is not an integer or out of range";
       else if (db < INT_MIN || db > INT_MAX)
         bad = "ERR value is out of range, value must between -2147483648 and 2147483647";

@@ -81,15 +81,19 @@ int kvd_on_hello(rw_conn *c, const rw_list *a)
     return resp_reply_error(c, S("ERR Protocol version is not an integer or out of range"));
   if (a->count >= 2 && ver != 2)
     return resp_reply_error(c, S("NOPROTO unsupported protocol version"));
-  for (uint32_t j = 2; j < a->count; j++) {
-    rw_span opt = rw_list_at(a, j);
-    uint32_t more = a->count - 1 - j;
+  rw_list_iter it;
+  rw_span opt, user, pass, name;
+  kvd_list_from(a, &it, 2);
+  while (!rw_list_next(a, &it, &opt)) {
+    uint32_t more = a->count - it.i;
     if (kvd_eq(opt, "auth") && more >= 2) {
-      if (!authenticate(c, rw_list_at(a, j + 1), rw_list_at(a, j + 2)))
+      rw_list_next(a, &it, &user);
+      rw_list_next(a, &it, &pass);
+      if (!authenticate(c, user, pass))
         return resp_reply_error(c, WRONGPASS);
-      j += 2;
     } else if (kvd_eq(opt, "setname") && more) {
-      int rc = set_name(c, rw_list_at(a, ++j));
+      rw_list_next(a, &it, &name);
+      int rc = set_name(c, name);
       if (rc)
         return rc < 0 ? rc : 0;
     } else { /* redis prints the option as a C string: up to its first NUL */
@@ -235,12 +239,20 @@ int kvd_on_command(rw_conn *c, const rw_list *a)
       rc = resp_reply_bulk(c, (rw_span){(const uint8_t *)resp_commands[i].name, resp_commands[i].len});
     return rc;
   }
-  if (kvd_eq(sub, "info")) {
-    rc = resp_reply_array(c, a->count - 2);
-    for (uint32_t i = 2; i < a->count && rc >= 0; i++) {
-      const rw_command *e = resp_command(rw_list_at(a, i));
+  if (kvd_eq(sub, "info")) { /* a reply per name: it stops when the send queue is full, as MGET */
+    rw_list_iter it;
+    rw_span name;
+    rc = kvd_resumed(c) ? 0 : resp_reply_array(c, a->count - 2);
+    kvd_resume_start(c, a, &it, 2);
+    while (rc >= 0 && !rw_list_next(a, &it, &name)) {
+      const rw_command *e = resp_command(name);
       rc = e ? reply_command(c, e) : resp_reply_null(c); /* redis too: a null bulk */
+      if (rc >= 0 && it.i < a->count && kvd_reply_full(c, a->region.len)) {
+        kvd_resume_stop(c, a, &it, 0);
+        return kvd_wait_room(c);
+      }
     }
+    kvd_resume_done(c);
     return rc;
   }
   char msg[96];

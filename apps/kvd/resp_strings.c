@@ -32,12 +32,14 @@ struct getex_opts {
 
 static bool parse_getex(const rw_list *a, struct getex_opts *o)
 {
-  for (uint32_t j = 2; j < a->count; j++) {
-    rw_span opt = rw_list_at(a, j);
+  rw_list_iter it;
+  rw_span opt;
+  kvd_list_from(a, &it, 2);
+  while (!rw_list_next(a, &it, &opt)) {
     const struct kvd_expiry_opt *expiry = kvd_expiry_opt(opt);
-    if (expiry && !o->persist && (!o->expiry || o->expiry == expiry) && j + 1 < a->count) {
+    if (expiry && !o->persist && (!o->expiry || o->expiry == expiry) && it.i < a->count) {
       o->expiry = expiry;
-      o->ttl = rw_list_at(a, ++j);
+      rw_list_next(a, &it, &o->ttl);
     } else if (kvd_eq(opt, "persist") && !o->expiry) {
       o->persist = true;
     } else {

@@ -3,6 +3,7 @@
  * readable however the keyspace changes meanwhile (a pinned item that is overwritten or deleted
  * keeps its memory until the last pin goes), and its bytes never change: kvd replaces values,
  * it never edits them in place. */
+#include <errno.h>
 #include <string.h>
 
 #include "kvd.h"
@@ -45,4 +46,28 @@ int kvd_stream_range(rw_conn *c, kv_shard *sh, kv_item *it, uint32_t off, uint32
 int kvd_stream_value(rw_conn *c, kv_shard *sh, kv_item *it, bool crlf)
 {
   return kvd_stream_range(c, sh, it, 0, it->vlen, crlf);
+}
+
+/* Room for a value copied whole (shorter than KVD_STREAM_MIN), its header and CRLF. */
+#define REPLY_ROOM (KVD_STREAM_MIN + 64)
+
+bool kvd_reply_full(rw_conn *c, size_t request_len)
+{
+  size_t budget = request_len > KVD_REPLY_MIN ? request_len : KVD_REPLY_MIN;
+  return rw_conn_queued(c) >= budget || rw_conn_room(c) < REPLY_ROOM;
+}
+
+/* Done (the command goes on) once the room is back, or once everything queued has gone: a
+ * handler takes at least one key per dispatch, so a slab that never frees that much room still
+ * sees the command through. */
+static int room_back(rw_conn *c, void *data, size_t room)
+{
+  (void)data;
+  return room && room < REPLY_ROOM && rw_conn_queued(c) ? 1 : 0;
+}
+
+int kvd_wait_room(rw_conn *c)
+{
+  rw_conn_stream(c, room_back, NULL);
+  return -EAGAIN;
 }

@@ -75,6 +75,13 @@ void rw_conn_resume(rw_conn *c);
 /* Bytes queued and not yet accepted by the kernel. */
 size_t rw_conn_queued(const rw_conn *c);
 
+/* Bytes a handler may still append now without taking the send chunks that other connections'
+ * dispatches count on (what a stream's `room` counts, without the high water mark): a handler
+ * that writes one reply per argument (MGET) stops when it is short and goes on when dispatched
+ * again, instead of exhausting the worker's send slab (a write that finds no chunk closes the
+ * connection). */
+size_t rw_conn_room(const rw_conn *c);
+
 /* The worker that owns the connection: its timers and clock. */
 rw_worker *rw_conn_worker(const rw_conn *c);
 

@@ -51,11 +51,26 @@ static inline void rw_list_set(rw_list *l, uint8_t kind, uint32_t count, rw_span
 /* Fills `l` with the blank-separated words of p[0..n) (generated parsers call this). */
 void rw_list_words(rw_list *l, const uint8_t *p, size_t n);
 
-/* Item i (i < count): O(1) for the first RW_LIST_INLINE, a walk from there for the rest. */
+/* Item i (i < count): O(1) for the first RW_LIST_INLINE, a walk from the start for the rest
+ * (O(i): a loop over every item iterates instead). */
 rw_span rw_list_at(const rw_list *l, uint32_t i);
 void rw_list_iter_init(const rw_list *l, rw_list_iter *it);
 /* The next item into *out; 0, or -1 after the last. */
 int rw_list_next(const rw_list *l, rw_list_iter *it, rw_span *out);
+
+/* Where an iteration stands, as an offset into the region: a handler dispatched again with the
+ * same frame (conn.h, -EAGAIN) finds it where it may have moved, and goes on from there with
+ * rw_list_iter_seek() (`i`: the items already taken, it.i) instead of walking from the start. */
+static inline size_t rw_list_iter_offset(const rw_list *l, const rw_list_iter *it)
+{
+  return (size_t)(it->p - l->region.p);
+}
+
+static inline void rw_list_iter_seek(const rw_list *l, rw_list_iter *it, uint32_t i, size_t offset)
+{
+  it->p = l->region.p + offset;
+  it->i = i;
+}
 
 /* Looks up a "name: value" field (RW_LIST_FIELDS), the name compared case-insensitively; stores
  * the value without surrounding blanks in *out (the first occurrence) and returns how many

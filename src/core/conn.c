@@ -738,6 +738,13 @@ size_t rw_conn_queued(const rw_conn *c)
   return rw_conn_unsent(c);
 }
 
+size_t rw_conn_room(const rw_conn *c)
+{
+  const struct rw_worker *w = c->w;
+  return w->send_pool.nfree > w->send_reserve ? c->transport->room(c, w->send_pool.nfree - w->send_reserve)
+                                              : 0;
+}
+
 /* What a stream may append now: up to the high water mark, and leaving the reserve of chunks
  * that other connections' dispatches count on. */
 static size_t stream_room(const struct rw_conn *c)

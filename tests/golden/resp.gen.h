@@ -12,7 +12,7 @@ extern "C" {
 /* The spec's limits, in bytes (items: a count). */
 #define RESP_LIMIT_LINE 65536u
 #define RESP_LIMIT_DATA 536870912u
-#define RESP_LIMIT_ITEMS 1024u
+#define RESP_LIMIT_ITEMS 1048576u
 
 enum resp_cmd {
   RESP_CMD_MULTIBULK,

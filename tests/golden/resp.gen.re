@@ -304,10 +304,10 @@ static int resp_cont(struct resp_parser *p, const uint8_t *buf, size_t len, size
       static const uint8_t prefix[] = "$", sep[] = "\r\n";
       const size_t plen = 1, slen = 2;
       if (!p->arr_started) {
-        if (p->num[0] > 1024u) {
+        if (p->num[0] > 1048576u) {
           *out_used = p->pos;
           p->cmd = -1;
-          return RW_PARSE_OVERLONG;
+          return RW_PARSE_BAD_NUMBER;
         }
         p->arr_left = p->num[0];
         p->arr_n = 0;
@@ -325,8 +325,8 @@ static int resp_cont(struct resp_parser *p, const uint8_t *buf, size_t len, size
             goto bad_array;
           q += plen;
           for (; q < len && buf[q] >= '0' && buf[q] <= '9'; q++, d++) {
-            if (d == 19)
-              goto bad_array;
+            if (d == 19 || (d && !n))
+              goto bad_array; /* (a leading zero) */
             n = n * 10 + (uint64_t)(buf[q] - '0');
           }
           if (len - q < slen)
@@ -338,7 +338,7 @@ static int resp_cont(struct resp_parser *p, const uint8_t *buf, size_t len, size
             p->cmd = -1;
             return RW_PARSE_OVERLONG;
           }
-          if (q - p->arr_start + n > 536895488u) { /* the array's data in all */
+          if (q - p->arr_start + n > 562036736u) { /* the array's data in all */
             *out_used = p->pos;
             p->cmd = -1;
             return RW_PARSE_OVERLONG;
@@ -819,7 +819,7 @@ static int resp_check_handlers(const void *vh)
 const rw_proto resp_proto = {
   .name = "resp",
   .parser_size = sizeof(struct resp_parser),
-  .max_frame = 536961024u,
+  .max_frame = 562102272u,
   .ncommands = RESP_CMD__COUNT,
   .command_names = resp_command_names,
   .parser_init = resp_parser_init,

@@ -574,6 +574,8 @@ FAULTS = [
     b"*1\r\n$-7\r\n",
     b"*1\r\n$-1\r\n",
     b"*1\r\n$+4\r\nPING\r\n",
+    b"*1\r\n$04\r\nPING\r\n",
+    b"*2\r\n$3\r\nGET\r\n$00\r\n\r\n",
     b"*1\r\n$\r\n",
     b"*1\r\n$4 \r\nPING\r\n",
     b"*1\r\n$536870913\r\n",
@@ -2176,6 +2178,200 @@ class LargeValues(unittest.TestCase):
             self.assertEqual([r.get(f"v{i}") for i in range(5)], vals)
         finally:
             self.assertEqual(k.stop(), 0)
+
+
+# ---- requests of a million arguments ----
+
+MANY = 1024 * 1024  # redis 6's multibulk limit, kvd's
+
+
+def multibulk(name, args):
+    """One RESP request: `name` and `args` (bytes), built in one join."""
+    head = b"*%d\r\n$%d\r\n%s\r\n" % (len(args) + 1, len(name), name)
+    return head + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+def read_reply_fast(sock):
+    """One whole RESP reply, raw, however many elements (Reader slices its buffer per line: a
+    million lines would cost minutes)."""
+    buf, pos, left = bytearray(), 0, [1]
+
+    def fill():
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            raise EOFError("connection closed")
+        buf.extend(chunk)
+
+    while left:
+        left[-1] -= 1
+        while (end := buf.find(b"\r\n", pos)) < 0:
+            fill()
+        kind, n = buf[pos:pos + 1], int(buf[pos + 1:end]) if buf[pos:pos + 1] in (b"$", b"*") else 0
+        pos = end + 2
+        if kind == b"$" and n >= 0:
+            while len(buf) < pos + n + 2:
+                fill()
+            pos += n + 2
+        elif kind == b"*" and n > 0:
+            left.append(n)
+        while left and not left[-1]:
+            left.pop()
+    return bytes(buf[:pos])
+
+
+def cpu_seconds(pid):
+    """A process's user and system CPU time so far, seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ManyArguments(AgainstRedis):
+    """Requests of up to 1024 * 1024 arguments (MSET, MGET, DEL, EXISTS) against redis-server, byte
+    for byte: no accumulator slot or parser state per argument, the walk linear, the replies
+    paced by the client's reading; one more argument is refused as redis 6 refuses it."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        keys = [b"key:%07d" % i for i in range(MANY - 1)]
+        pairs = [b"val:%d" % (i // 2) if i % 2 else keys[i // 2] for i in range(MANY - 2)]
+        cls.keys = keys
+        cls.mset = multibulk(b"MSET", pairs)  # 1,048,575 arguments: 524,287 pairs
+        cls.mget = multibulk(b"MGET", keys)  # 1,048,576 arguments, half of the keys set
+        cls.exists = multibulk(b"EXISTS", keys)
+        cls.delete = multibulk(b"DEL", keys)
+        # MGET's reply after the MSET (redis's, as the differential test checks).
+        cls.mget_reply = b"".join([b"*%d\r\n" % (MANY - 1)] +
+                                  [b"$%d\r\nval:%d\r\n" % (len(b"val:%d" % i), i) for i in range(MANY // 2 - 1)] +
+                                  [b"$-1\r\n"] * (MANY // 2))
+
+    def session(self, port, requests, secs):
+        """Each request on one connection, its reply read whole: the replies, and the seconds
+        each took (sending included)."""
+        out = []
+        with socket.create_connection(("127.0.0.1", port), timeout=120) as s:
+            for req in requests:
+                t = time.monotonic()
+                s.sendall(req)
+                out.append(read_reply_fast(s))
+                self.assertLess(time.monotonic() - t, secs, req[:40])
+        return out
+
+    def test_million_arguments_as_redis(self):
+        reqs = [self.mset, multibulk(b"MSET", [b"k"] * (MANY - 1)), self.mget, self.exists, self.delete,
+                self.exists, multibulk(b"DEL", [b"k"] * (MANY - 1))]
+        want = self.session(self.redis_port, reqs, 60)
+        got = self.session(self.kvd.resp, reqs, 60)  # (generous: the sanitizer build is slower)
+        self.assertEqual(want[0], b"+OK\r\n")
+        self.assertEqual(want[1], b"-ERR wrong number of arguments for 'mset' command\r\n")
+        self.assertEqual(want[3], b":%d\r\n" % (MANY // 2 - 1))
+        self.assertEqual(want[4], b":%d\r\n" % (MANY // 2 - 1))
+        self.assertEqual(want[5], b":0\r\n")
+        self.assertTrue(want[2] == self.mget_reply)
+        for i, (w, g) in enumerate(zip(want, got)):
+            self.assertEqual(len(g), len(w), f"reply {i}")
+            self.assertTrue(g == w, f"reply {i} differs")
+
+    def test_options_past_the_sixteenth_argument(self):
+        # Options are walked, not indexed: SCAN read past the 16 arguments kept at hand.
+        script = [("FLUSHALL",), ("SET", "a", "1"), ("SET", "b", "2"),
+                  ("SCAN", "0") + ("COUNT", "10") * 9 + ("COUNT", "x"),  # (cursors are kvd's own)
+                  ("SCAN", "0") + ("COUNT", "10") * 9 + ("MATCH",),
+                  ("SET", "k", "v") + ("GET",) * 14 + ("EX", "100", "NX"), ("TTL", "k"),
+                  ("SET", "k", "v") + ("XX",) * 20 + ("PX",),
+                  ("GETEX", "k") + ("EX", "50") * 10, ("TTL", "k"), ("GETEX", "k") + ("EX", "50") * 10 + ("PERSIST",),
+                  ("EXPIRE", "k", "100") + ("GT",) * 20, ("EXPIRE", "k", "100") + ("GT",) * 20 + ("LT",),
+                  ("COPY", "a", "c") + ("REPLACE",) * 20, ("COPY", "a", "c") + ("DB", "0") * 10 + ("DB",),
+                  ("HELLO", "2") + ("SETNAME", "n") * 10 + ("BOGUS",),
+                  ("NOSUCH",) + ("x",) * 30]
+        want = resp_session(self.redis_port, script)
+        got = resp_session(self.kvd.resp, script)
+        for cmd, w, g in zip(script, want, got):
+            self.assertEqual(g, w, f"for {cmd[:4]!r}")
+        # A million options, linear: SET with GET 1,048,573 times, then one EX.
+        many = multibulk(b"SET", [b"k", b"v"] + [b"GET"] * (MANY - 5) + [b"EX", b"100"])
+        self.assertEqual(self.session(self.kvd.resp, [many], 30), self.session(self.redis_port, [many], 30))
+
+    def test_one_argument_more_is_refused_and_closes(self):
+        # kvd stops at redis 6's limit, before any argument arrives; redis 7.0 reads up to 2^31 - 1
+        # and refuses more with the same words, which both servers say for a count past that.
+        for port, count in ((self.kvd.resp, MANY + 1), (self.kvd.resp, 2**31), (self.redis_port, 2**31),
+                            (self.kvd.resp, 2**64)):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"*%d\r\n$3\r\nDEL\r\n$1\r\nk\r\n" % count)
+                r = Reader(s)
+                self.assertEqual(r.line(), b"-ERR Protocol error: invalid multibulk length\r\n", (port, count))
+                with self.assertRaises(EOFError):
+                    r.line()
+        # A request at the limit is read whole (this one by redis too).
+        self.assertEqual(self.session(self.kvd.resp, [multibulk(b"EXISTS", [b"nokey"] * (MANY - 1))], 60),
+                         [b":0\r\n"])
+
+    def test_reply_waits_for_a_slow_reader(self):
+        # One worker with a 4 MiB send slab (64 connections' share): a 13 MB MGET reply must wait
+        # for the client instead of taking every chunk (which closed the connection), and a
+        # second client on the same worker is served meanwhile.
+        k = Kvd("--workers", "1", "--max-conns", "64")
+        try:
+            with socket.create_connection(("127.0.0.1", k.resp), timeout=120) as s:
+                s.sendall(self.mset)
+                self.assertEqual(read_reply_fast(s), b"+OK\r\n")
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+                s.sendall(self.mget)
+                time.sleep(1)  # not reading: the reply stops at the send slab's share
+                self.assertEqual(resp_session(k.resp, [("GET", "key:0000007")]), [b"$5\r\nval:7\r\n"])
+                got = read_reply_fast(s)
+            self.assertTrue(got == self.mget_reply)
+            self.assertNotIn("send slab exhausted", k.text())
+        finally:
+            self.assertEqual(k.stop(), 0, k.text())
+
+    def test_memcache_get_waits_for_a_slow_reader(self):
+        # memcache's get of 10,000 keys (a 59 KB line) answering 10 MB into a 4 MiB send slab.
+        k = Kvd("--workers", "1", "--max-conns", "64")
+        try:
+            keys = [b"m%04d" % i for i in range(10000)]
+            with socket.create_connection(("127.0.0.1", k.memcache), timeout=120) as s:
+                s.sendall(b"".join(b"set %s 0 0 1000 noreply\r\n%s\r\n" % (key, key * 200) for key in keys))
+                s.sendall(b"get " + b" ".join(keys) + b"\r\n")
+                time.sleep(1)  # not reading
+                want = b"".join(b"VALUE %s 0 1000\r\n%s\r\n" % (key, key * 200) for key in keys) + b"END\r\n"
+                got = bytearray()
+                while len(got) < len(want):
+                    chunk = s.recv(1 << 20)
+                    if not chunk:
+                        break
+                    got += chunk
+            self.assertTrue(bytes(got) == want, (len(got), len(want)))
+            self.assertNotIn("send slab exhausted", k.text())
+        finally:
+            self.assertEqual(k.stop(), 0, k.text())
+
+    def test_aof_replays_a_million_argument_mset(self):
+        d = tempfile.mkdtemp(prefix="kvd-aof.", dir=os.path.abspath("build"))
+        aof = os.path.join(d, "kvd.aof")
+        try:
+            # One worker: the 16 MiB fill buffer cannot take the 524,287 records at once, so the
+            # MSET stops for the log's room and goes on from the pair where it stopped.
+            k = Kvd("--aof", aof, "--workers", "1", "--memory", "256m")
+            try:
+                self.assertEqual(self.session(k.resp, [self.mset], 60), [b"+OK\r\n"])
+            finally:
+                self.assertEqual(k.stop(), 0, k.text())
+            k = Kvd("--aof", aof, "--workers", "2", "--memory", "256m")
+            try:
+                # The pairs' records and the seed's, in more batches than the seed's and one.
+                m = re.search(r"(\d+) records replayed in (\d+) checksummed batches", k.text())
+                self.assertEqual(int(m.group(1)), MANY // 2 - 1 + 1, k.text())
+                self.assertGreaterEqual(int(m.group(2)), 3, k.text())
+                got = self.session(k.resp, [self.mget, resp_cmd("DBSIZE")], 60)
+                self.assertEqual(got[1], b":%d\r\n" % (MANY // 2 - 1))
+                self.assertTrue(got[0] == self.mget_reply)
+            finally:
+                self.assertEqual(k.stop(), 0, k.text())
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def hold_long_requests(port, n, size, part):
