@@ -171,7 +171,10 @@ struct httpd_stream {
  * access log writes it ("" until its first line). */
 struct httpd_conn {
   struct httpd_stream stream;
-  char peer[46]; /* INET6_ADDRSTRLEN */
+  char peer[46];   /* INET6_ADDRSTRLEN */
+  bool in_request; /* a request's head was taken and its end not yet */
+  bool proxied;    /* its body goes up (proxy.c) */
+  uint64_t body;   /* its body bytes read so far */
 };
 
 /* The peer's address ("-" when it cannot be had), looked up on the connection's first request
@@ -184,6 +187,16 @@ const char *httpd_remote_addr(rw_conn *c);
 int httpd_access_log_open(rw_server *srv, const char *path);
 /* The line for the response `r` to `m` (NULL: a request refused before it was parsed). */
 void httpd_access_log(rw_conn *c, const struct http1_request *m, const struct httpd_response *r, bool head);
+/* A request's fields as its line needs them, kept past its head for a response that ends
+ * after its body was read (a proxied upload): escaped, a request line and referer or
+ * user-agent too long for it cut short with "...". */
+struct httpd_log_kept {
+  uint16_t request, len; /* text[0..request): "$request"; then "$http_referer\" \"$http_user_agent" */
+  bool head;
+  char text[1024];
+};
+void httpd_access_log_keep(const struct http1_request *m, struct httpd_log_kept *k);
+void httpd_access_log_kept(rw_conn *c, const struct httpd_log_kept *k, const struct httpd_response *r);
 /* rw_server_on_hup's handler: reopens the log by its name. */
 void httpd_access_log_reopen(rw_worker *w, void *data);
 /* Lines dropped so far, all workers together (any thread). */

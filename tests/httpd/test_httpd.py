@@ -1198,7 +1198,7 @@ class AccessLog(unittest.TestCase):
             (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, b'"-" 414 17'),
             (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"b" * 70000 + b"\r\n\r\n", 431, b'"-" 431 36'),
             (b"POST /small.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n",
-             413, b'"-" 413 22'),  # past spec/http1.rw's limit data: refused by the parser
+             413, b'"POST /small.txt HTTP/1.1" 413 22'),  # past --max-body: refused at its head
             (b"PUT /small.txt HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", 405,
              b'"PUT /small.txt HTTP/1.1" 405 23'),  # refused before its body: one line, not two
         ]
@@ -1347,7 +1347,7 @@ class Proxy(unittest.TestCase):
         cls.srv = Server(["httpd", "--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0", "--root", d,
                           "--tls-cert", f"{d}/cert.pem", "--tls-key", f"{d}/key.pem", "--workers", "1",
                           "--proxy", f"/p=127.0.0.1:{cls.up.port}", "--proxy", f"/p/dead=127.0.0.1:{free_port()}",
-                          "--proxy-timeout", "1"], 2)
+                          "--proxy-timeout", "1", "--max-body", "100m"], 2)
         cls.port, cls.tls_port = cls.srv.ports
 
     @classmethod
@@ -1421,15 +1421,124 @@ class Proxy(unittest.TestCase):
         self.assertEqual(body, data)
         self.assertEqual(self.up.requests[-1][3], data)
 
-    def test_a_chunked_request_goes_up_with_its_length(self):
+    def test_a_chunked_request_goes_up_chunked(self):
         s = socket.create_connection(("127.0.0.1", self.port))
         s.sendall(b"PUT /p/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                   b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
         status, headers, body, _ = read_response(s)
         s.close()
         self.assertEqual((status, body), (200, b"hello world"))
-        self.assertEqual(self.seen("content-length"), ["11"])
-        self.assertEqual(self.seen("transfer-encoding"), [])
+        self.assertEqual(self.seen("content-length"), [])
+        self.assertEqual(self.seen("transfer-encoding"), ["chunked"])
+
+    def upload(self, path, total, chunked=False, piece=1 << 16, pause=0.0, port=None):
+        """Sends a `total`-byte body to `path` from a thread while the response is read; returns
+        (status, body, bytes sent when the response's head arrived, httpd's peak VmHWM growth in KiB)."""
+        pid = self.srv.proc.pid
+
+        def hwm():
+            with open(f"/proc/{pid}/status") as f:
+                return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+        before = hwm()
+        data = random.Random(total).randbytes(piece)
+        s = socket.create_connection(("127.0.0.1", port or self.port), timeout=30)
+        frame = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % total
+        s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\n%s\r\n\r\n" % (path.encode(), frame))
+        sent = [0]
+
+        def send():
+            try:
+                while sent[0] < total:
+                    n = min(piece, total - sent[0])
+                    s.sendall(b"%x\r\n%s\r\n" % (n, data[:n]) if chunked else data[:n])
+                    sent[0] += n
+                    if pause:
+                        time.sleep(pause)
+                if chunked:
+                    s.sendall(b"0\r\n\r\n")
+            except OSError:
+                pass
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            k = s.recv(65536)
+            if not k:
+                break
+            buf += k
+        at = sent[0]
+        status, headers, body, _ = read_response(s, buf)
+        t.join(60)
+        s.close()
+        return status, body, at, hwm() - before, data
+
+    def test_64mib_posts_stream_up_in_bounded_memory(self):
+        total = 64 << 20
+        for chunked in (False, True):
+            status, body, _, grown, data = self.upload("/p/sink", total, chunked)
+            h = hashlib.sha256()
+            for _ in range(total // len(data)):
+                h.update(data)
+            self.assertEqual((status, body), (200, b"%d %s" % (total, h.hexdigest().encode())), chunked)
+            self.assertLess(grown, 16 << 10, f"httpd's peak memory grew by {grown} KiB (chunked {chunked})")
+        self.assertEqual(self.seen("transfer-encoding"), ["chunked"])
+
+    def test_a_slow_upstream_reader_holds_the_body_back(self):
+        self.up.read_delay = 0.002  # per piece: ~16 MiB in several seconds
+        try:
+            status, body, _, grown, _ = self.upload("/p/sink", 16 << 20)
+        finally:
+            self.up.read_delay = 0
+        self.assertEqual(status, 200)
+        self.assertTrue(body.startswith(b"%d " % (16 << 20)))
+        self.assertLess(grown, 8 << 10, f"httpd's peak memory grew by {grown} KiB: it buffered the body")
+
+    def test_the_upstream_reads_the_body_while_the_client_still_sends(self):
+        total = 32 << 20
+        status, body, at, _, _ = self.upload("/p/early", total, pause=0.001)
+        self.assertEqual((status, body), (200, b"early %d" % (1 << 20)))
+        self.assertLess(at, total, "the upstream answered before the client had sent the whole body")
+        r, body = self.get("/p/echo/after")
+        self.assertEqual((r.status, body), (200, b"/p/echo/after"))
+
+    def test_an_upstream_that_closes_mid_body_is_a_502(self):
+        status, body, _, _, _ = self.upload("/p/cut", 8 << 20)
+        self.assertEqual(status, 502)
+        r, body = self.get("/p/echo/after")
+        self.assertEqual((r.status, body), (200, b"/p/echo/after"))
+
+    def test_a_client_that_leaves_mid_body_costs_its_upstream_connection_only(self):
+        self.get("/p/echo/warm")
+        before = self.up.accepted
+        s = socket.create_connection(("127.0.0.1", self.port))
+        s.sendall(b"POST /p/sink HTTP/1.1\r\nHost: x\r\nContent-Length: 8388608\r\n\r\n" + b"x" * (1 << 20))
+        deadline = time.time() + 5
+        while self.up.got < (1 << 20) and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.up.got, 1 << 20, "the first MiB went up before the rest came")
+        s.close()
+        for i in range(3):
+            r, body = self.get(f"/p/echo/next{i}")
+            self.assertEqual((r.status, body), (200, f"/p/echo/next{i}".encode()))
+        self.assertLessEqual(self.up.accepted, before + 2)
+
+    def test_a_body_past_max_body_is_refused(self):
+        srv = Server(["httpd", "--listen", "127.0.0.1:0", "--root", self.dir.name, "--workers", "1",
+                      "--proxy", f"/p=127.0.0.1:{self.up.port}"])
+        try:
+            port = srv.ports[0]
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(b"POST /p/sink HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n")
+            status, headers, body, _ = read_response(s)
+            self.assertEqual(status, 413)
+            self.assertTrue(closed(s))
+            s.close()
+            status, body, _, _, _ = self.upload("/p/sink", 2 << 20, chunked=True, port=port)
+            self.assertEqual(status, 413, "a chunked body past --max-body, as nginx's client_max_body_size")
+            status, body, _, _, _ = self.upload("/p/sink", 1 << 20, chunked=True, port=port)
+            self.assertEqual(status, 200)
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.text())
 
     def test_a_chunked_response_comes_down_chunked(self):
         r, body = self.get("/p/chunked")
