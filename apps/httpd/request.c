@@ -103,7 +103,7 @@ int httpd_reply_status(rw_conn *c, struct httpd_response *r, bool head)
   size_t n = httpd_format_head(r, buf, sizeof buf);
   struct iovec iov[2] = {{buf, n}, {body, head ? 0 : (size_t)blen}};
   int rc = rw_conn_writev(c, iov, 2);
-  if (!r->keep_alive)
+  if (httpd_closes_now(r))
     rw_conn_close(c);
   return rc;
 }
@@ -193,12 +193,12 @@ static int on_request(rw_conn *c, const struct http1_request *m)
   struct httpd_conn *hc = rw_conn_user(c);
   bool first = !hc->in_request, head = span_eq(m->method, "HEAD");
   if (first)
-    hc->in_request = true, hc->proxied = false, hc->body = 0;
+    hc->in_request = true, hc->proxied = false, hc->close_at_end = false, hc->body = 0;
   uint64_t length = m->body.framing == RW_BODY_LENGTH ? m->body.length : 0;
   struct httpd_response r;
   char path[HTTPD_PATH_MAX];
-  bool ok = judge(m, length, &r, path), cont = first && expects_continue(m);
-  if (ok && cont) {
+  bool ok = judge(m, length, &r, path);
+  if (ok && first && expects_continue(m)) {
     static const char word[] = "HTTP/1.1 100 Continue\r\n\r\n";
     int rc = rw_conn_write(c, word, sizeof word - 1);
     if (rc)
@@ -208,8 +208,10 @@ static int on_request(rw_conn *c, const struct http1_request *m)
     hc->proxied = true;
     return httpd_proxy(c, m, r.proxy_route - 1, r.proxy_target); /* (logged once its response is done) */
   }
-  if (cont)
+  if (!ok && first && expects_continue(m))
     r.keep_alive = false; /* refused before its body was sent: it never comes */
+  else if (ok && !r.keep_alive && m->body.framing != RW_BODY_NONE)
+    r.close_later = hc->close_at_end = true;
   int rc =
       ok ? httpd_serve(c, &r, path, m->target, &m->headers, head, !head) : httpd_reply_status(c, &r, head);
   httpd_access_log(c, m, &r, head);
@@ -241,6 +243,8 @@ static int on_end(rw_conn *c)
   int rc = hc->proxied ? httpd_proxy_end(c) : 0;
   if (rc == 0)
     hc->in_request = false;
+  if (rc == 0 && hc->close_at_end)
+    rw_conn_close(c);
   return rc;
 }
 
