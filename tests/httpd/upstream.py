@@ -86,7 +86,7 @@ class Upstream:
         self.sent = 0  # body bytes of /p/stream handed to the kernel
         self.close_next = False  # close a kept-alive connection on its next request, unanswered
         self.read_delay = 0  # /p/sink: seconds to sleep after each piece of a body it reads
-        self.got = 0  # /p/sink, /p/early, /p/cut: body bytes read so far
+        self.got = {}  # /p/sink, /p/early, /p/cut: body bytes read so far, by target
         self.start(port)
 
     def start(self, port):
@@ -141,9 +141,9 @@ class Upstream:
                 if target.startswith(("/p/sink", "/p/early", "/p/cut")):
                     with self.lock:
                         self.requests.append((method, target, fields, None))
-                    if not self.consume(conn, buf, target, fields):
+                    keep, buf = self.consume(conn, buf, target, fields)
+                    if not keep:
                         return
-                    buf = b""
                     continue
                 parts = []
                 buf = read_body(conn, buf, fields, parts.append)
@@ -166,31 +166,38 @@ class Upstream:
     def consume(self, conn, buf, target, fields):
         """Paths that read the body as it comes: /p/sink reads all of it (slowly with
         read_delay) and answers its length and sha256; /p/early answers after the first MiB
-        and closes; /p/cut closes after the first MiB, unanswered. False: the connection ends."""
+        and closes; /p/cut closes after the first MiB, unanswered. Returns (whether the
+        connection goes on, the rest of the buffer)."""
         h = hashlib.sha256()
         with self.lock:
-            self.got = 0
+            self.got[target] = 0
 
         def each(data):
             h.update(data)
             with self.lock:
-                self.got += len(data)
+                self.got[target] += len(data)
             if self.read_delay:
                 time.sleep(self.read_delay)
         if target.startswith("/p/sink"):
-            read_body(conn, buf, fields, each)
-            out = b"%d %s" % (self.got, h.hexdigest().encode())
+            buf = read_body(conn, buf, fields, each)
+            out = b"%d %s" % (self.got[target], h.hexdigest().encode())
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(out), out))
-            return False  # (the rest of a pipeline is not this path's)
+            return True, buf
         try:
             read_body(conn, buf, fields, each, 1 << 20) if not any(
                 k.lower() == "transfer-encoding" for k, _ in fields) else None
         except EOFError:
-            return False
+            return False, b""
         if target.startswith("/p/early"):
-            out = b"early %d" % self.got
+            out = b"early %d" % self.got[target]
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(out), out))
-        return False
+            # A lingering close, as nginx's: what still comes is read until httpd closes, so that
+            # unread bytes do not reset the connection under the answer.
+            conn.shutdown(socket.SHUT_WR)
+            conn.settimeout(10)
+            while conn.recv(65536):
+                pass
+        return False, b""
 
     def respond(self, conn, method, target, body):
         """Answers; False when the connection is to end."""
