@@ -76,13 +76,9 @@ static int stream_check(struct spec *s, struct command_decl *c, const struct rx 
   return 0;
 }
 
-/* Before the head is taken: the framing, decided from the fields as received (again if the head
- * is offered again), then the head goes out (emit_stream_done). After: the body's steps. */
-static void stream_step(const struct spec *s, const struct command_decl *c, const struct step *st,
-                        struct writer *w)
+/* Once the head was taken: the body's steps, each a message, framing bytes skipped. */
+static void emit_body_steps(const struct spec *s, const struct command_decl *c, struct writer *w)
 {
-  const char *P = s->protocol, *fm = spec_member(c->fields[st->field].name);
-  w_printf(w, "struct %s_stream *sm = (struct %s_stream *)(void *)m;\n", P, P);
   w_open(w, "if (p->b_started) { /* the head was taken: the body, step by step */\n");
   w_printf(w, "int r = rw_body_next(&p->body, &p->fs, buf, len, %lluu, name_class_%s, &sm->step);\n",
            (unsigned long long)s->limit_fields, c->name);
@@ -99,6 +95,14 @@ static void stream_step(const struct spec *s, const struct command_decl *c, cons
   emit_cmd_enum(s, c->name, w);
   w_puts(w, ";\n");
   w_close(w, "}\n");
+}
+
+/* Before: the framing, decided from the fields as received (again if the head is offered again),
+ * then the head goes out (stream_done). */
+static void emit_framing(const struct spec *s, const struct command_decl *c, const struct step *st,
+                         struct writer *w)
+{
+  const char *fm = spec_member(c->fields[st->field].name);
   w_puts(w, "rw_span lv = {0}, cv = {0};\n");
   w_open(w, "if (p->fs.note_n[0])\n");
   w_puts(w, "lv = rw_scan_trim(buf, p->fs.note_off[0]);\n");
@@ -120,6 +124,14 @@ static void stream_step(const struct spec *s, const struct command_decl *c, cons
            st->until_close ? "true" : "false", spec_member(c->name), fm);
   w_puts(w, "  goto bad_body;\n");
   w_puts(w, "sm->step.events = sm->step.next.phase == RW_BODY_ENDING ? RW_BODY_END : 0;\n");
+}
+
+static void stream_step(const struct spec *s, const struct command_decl *c, const struct step *st,
+                        struct writer *w)
+{
+  w_printf(w, "struct %s_stream *sm = (struct %s_stream *)(void *)m;\n", s->protocol, s->protocol);
+  emit_body_steps(s, c, w);
+  emit_framing(s, c, st, w);
 }
 
 /* The head: the message was filled (its body field by rw_body_frame); the frame goes on. */

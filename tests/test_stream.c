@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <ringwright/list.h>
+#include <ringwright/server.h>
 
 #include "http1.gen.h"
 #include "http1_response.gen.h"
@@ -270,6 +271,24 @@ Test(request, streamed_request_bodies)
   expect_error(&upload, "POST /g HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc",
                RW_PARSE_BAD_DATA);
   expect_error(&upload, "POST /h HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nx\r\n", RW_PARSE_BAD_DATA);
+}
+
+static void no_peek(rw_conn *c, int cmd, const void *msg)
+{
+  (void)c, (void)cmd, (void)msg;
+}
+
+/* A streamed body's parser moves only as its handlers take messages: a lookahead that parses
+ * without dispatching would misread it, so the server refuses one. */
+Test(request, a_streaming_protocol_is_not_looked_ahead)
+{
+  rw_config cfg;
+  rw_config_default(&cfg);
+  rw_server *srv;
+  cr_assert_eq(rw_server_create(&cfg, &srv), 0);
+  cr_expect_eq(rw_server_peek(srv, &upload_proto, no_peek), -EINVAL);
+  cr_expect_eq(rw_server_peek(srv, &http1_response_proto, no_peek), -EINVAL);
+  rw_server_destroy(srv);
 }
 
 /* ---- spec/http1.rw: httpd's requests, their bodies streamed ---- */

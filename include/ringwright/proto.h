@@ -74,8 +74,8 @@ typedef struct rw_proto {
   /* 0 if every handler the spec needs is set, else -EINVAL. */
   int (*check_handlers)(const void *handlers);
   /* The peer closed and no bytes are held: a frame that the close completes (a body read until
-   * the close) gets its end here (`parser`: the connection's state). 0, or a negative errno, the close's reason (-EPIPE: a frame
-   * cut short). NULL: a close between frames is clean, and any other loses a partial frame. */
+   * the close) gets its end here (`parser`: the connection's state). 0, or a negative errno,
+   * the close's reason (-EPIPE: a frame cut short). NULL: a close between frames is clean. */
   int (*on_eof)(rw_conn *c, const void *handlers, void *parser);
 } rw_proto;
 

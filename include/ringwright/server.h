@@ -102,8 +102,9 @@ int rw_server_on_hup(rw_server *s, void (*fn)(rw_worker *w, void *data), void *d
  * is the place to prefetch what the handlers will touch (kvd: each key's hash bucket, then the
  * items): a pipeline's cache misses overlap instead of following one another. `fn` may not
  * write to the connection or keep the message; every message is dispatched afterwards as
- * always. Parsers with more than RW_PEEK_STATE bytes of state are not looked ahead. Call
- * before rw_server_run(); 0 or -errno. */
+ * always. Parsers with more than RW_PEEK_STATE bytes of state are not looked ahead, nor those
+ * whose bodies stream (an on_eof hook: their state moves only as the handlers take messages),
+ * -EINVAL. Call before rw_server_run(); 0 or -errno. */
 #define RW_PEEK_MAX 16
 #define RW_PEEK_STATE 2048
 typedef void (*rw_peek_fn)(rw_conn *c, int cmd, const void *msg);

@@ -123,7 +123,7 @@ bool rw_server_speaks(const rw_server *s, const rw_proto *proto)
 
 int rw_server_peek(rw_server *s, const rw_proto *proto, rw_peek_fn fn)
 {
-  if (s->npeeks == RW_MAX_LISTENERS || proto->parser_size > RW_PEEK_STATE)
+  if (s->npeeks == RW_MAX_LISTENERS || proto->parser_size > RW_PEEK_STATE || proto->on_eof)
     return -EINVAL;
   s->peeks[s->npeeks].proto = proto;
   s->peeks[s->npeeks++].fn = fn;

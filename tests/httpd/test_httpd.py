@@ -1711,6 +1711,29 @@ class Proxy(unittest.TestCase):
         s.close()
         self.assertEqual((want, total), (64 << 20, 64 << 20))
 
+    def test_a_slow_client_gets_all_of_a_body_delimited_by_the_close(self):
+        # The upstream sends 4 MiB and closes while httpd holds pieces back for a client that
+        # does not read: its close ends the body only once every held piece went down.
+        from upstream import BIG
+        for _ in range(3):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            s.connect(("127.0.0.1", self.port))
+            s.sendall(b"GET /p/closebig HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(1)
+            s.settimeout(20)
+            buf = b""
+            while True:
+                k = s.recv(1 << 20)
+                if not k:
+                    break
+                buf += k
+            s.close()
+            head, body = buf.split(b"\r\n\r\n", 1)
+            self.assertIn(b"Connection: close", head)
+            self.assertEqual(len(body), len(BIG))
+            self.assertEqual(body, BIG)
+
     def test_a_client_that_leaves_mid_body_costs_its_upstream_connection(self):
         self.get("/p/echo/warm")
         before = self.up.accepted

@@ -213,6 +213,9 @@ class Upstream:
         elif path == "/p/close":
             conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + BIG[:100000])
             return False
+        elif path == "/p/closebig":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + BIG)
+            return False
         elif path == "/p/big":
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(BIG) + BIG)
         elif path == "/p/stream":
