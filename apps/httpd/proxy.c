@@ -538,6 +538,7 @@ static int forward(rw_conn *c, struct pconn *p, const struct http1_request *m, r
   if (!p->has_body)
     return -EAGAIN; /* the request stays until its response is done */
   httpd_access_log_keep(m, &p->log);
+  rw_timer_cancel(&p->timer); /* (the body's pace is the client's until the upstream stalls) */
   p->uploading = true;
   p->chunk_up = m->body.framing == RW_BODY_CHUNKED;
   return 0;
@@ -596,18 +597,18 @@ int httpd_proxy_body(rw_conn *c, rw_span piece)
   rw_conn *up = rw_upstream_conn(&p->req);
   if (!p->uploading || !up)
     return 0; /* answered already (a failure, or the upstream did not wait for it): dropped */
+  /* The timeout counts while the upstream takes none of the body: one that stops reading is
+   * one that stops answering. A client slow to send has its connection's idle timeout. */
   if (rw_conn_queued(up) >= QUEUE_HIGH) {
     rw_conn_on_drain(up, QUEUE_HIGH / 2, up_drained, p);
+    if (p->state == S_SENT && !rw_timer_armed(&p->timer))
+      rw_timer_arm(rw_conn_worker(c), &p->timer, proxy_timeout_ms);
     return -EAGAIN; /* kept in the client's connection, which stops reading */
   }
-  if (send_piece(p, up, piece)) {
-    fail(p, 502);
-    return 0;
-  }
-  /* The timeout counts from the last piece that went: an upstream that stops reading is one
-   * that stops answering. */
   if (p->state == S_SENT)
-    rw_timer_arm(rw_conn_worker(c), &p->timer, proxy_timeout_ms);
+    rw_timer_cancel(&p->timer);
+  if (send_piece(p, up, piece))
+    fail(p, 502);
   return 0;
 }
 

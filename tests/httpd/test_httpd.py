@@ -1538,6 +1538,33 @@ class Proxy(unittest.TestCase):
             self.assertEqual((r.status, body), (200, f"/p/echo/next{i}".encode()))
         self.assertLessEqual(self.up.accepted, before + 2)
 
+    def test_a_client_slow_to_send_its_body_stalls_no_one_else(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        s.sendall(b"POST /p/sink/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        t0 = time.time()
+        for i in range(5):
+            r, body = self.get(f"/p/echo/meanwhile{i}")
+            self.assertEqual((r.status, body), (200, f"/p/echo/meanwhile{i}".encode()))
+            r, body = self.get("/p/echo", "POST", {}, b"x" * 1000)
+            self.assertEqual((r.status, body), (200, b"x" * 1000))
+        self.assertLess(time.time() - t0, 5, "others were served while one body waited")
+        s.sendall(b"defghij")
+        status, _, body, _ = read_response(s)
+        self.assertEqual((status, body), (200, b"10 " + hashlib.sha256(b"abcdefghij").hexdigest().encode()))
+        s.close()
+
+    def test_pipelined_requests_with_bodies_answer_in_order(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        s.sendall(b"POST /p/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nfirst"
+                  b"PUT /p/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nsecond\r\n0\r\n\r\n"
+                  b"GET /p/echo/third HTTP/1.1\r\nHost: x\r\n\r\n"
+                  b"POST /p/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nfourth")
+        rest = b""
+        for want in (b"first", b"second", b"/p/echo/third", b"fourth"):
+            status, _, body, rest = read_response(s, rest)
+            self.assertEqual((status, body), (200, want))
+        s.close()
+
     def test_a_body_past_max_body_is_refused(self):
         srv = Server(["httpd", "--listen", "127.0.0.1:0", "--root", self.dir.name, "--workers", "1",
                       "--proxy", f"/p=127.0.0.1:{self.up.port}"])
