@@ -1565,6 +1565,32 @@ class Proxy(unittest.TestCase):
             self.assertEqual((status, body), (200, want))
         s.close()
 
+    def test_access_log_lines_of_proxied_requests_with_bodies(self):
+        log = os.path.join(self.dir.name, "proxy-access.log")
+        srv = Server(["httpd", "--listen", "127.0.0.1:0", "--root", self.dir.name, "--workers", "1",
+                      "--proxy", f"/p=127.0.0.1:{self.up.port}", "--access-log", log])
+        try:
+            port = srv.ports[0]
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            long_target = b"/p/echo?" + b"q" * 2000
+            s.sendall(b"POST /p/echo HTTP/1.1\r\nHost: x\r\nReferer: http://r/\r\nUser-Agent: ua \"1\"\r\n"
+                      b"Content-Length: 5\r\n\r\nhello"
+                      b"PUT " + long_target + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"3\r\nabc\r\n0\r\n\r\n")
+            rest = b""
+            for want in (b"hello", b"abc"):
+                status, _, body, rest = read_response(s, rest)
+                self.assertEqual((status, body), (200, want))
+            s.close()
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.text())
+        with open(log, "rb") as f:
+            lines = f.read().splitlines()
+        self.assertEqual(len(lines), 2, lines)
+        self.assertRegex(lines[0], rb'^127\.0\.0\.1 - - \[[^]]+\] "POST /p/echo HTTP/1\.1" 200 5 "http://r/" "ua \\x221\\x22"$')
+        # A request line longer than what a connection keeps past its head is cut short.
+        self.assertRegex(lines[1], rb'^127\.0\.0\.1 - - \[[^]]+\] "PUT /p/echo\?q+\.\.\. HTTP/1\.1" 200 3 "-" "-"$')
+
     def test_a_body_past_max_body_is_refused(self):
         srv = Server(["httpd", "--listen", "127.0.0.1:0", "--root", self.dir.name, "--workers", "1",
                       "--proxy", f"/p=127.0.0.1:{self.up.port}"])
