@@ -1591,6 +1591,25 @@ class Proxy(unittest.TestCase):
         # A request line longer than what a connection keeps past its head is cut short.
         self.assertRegex(lines[1], rb'^127\.0\.0\.1 - - \[[^]]+\] "PUT /p/echo\?q+\.\.\. HTTP/1\.1" 200 3 "-" "-"$')
 
+    def test_a_client_that_stops_mid_body_times_out(self):
+        srv = Server(["httpd", "--listen", "127.0.0.1:0", "--root", self.dir.name, "--workers", "1",
+                      "--proxy", f"/p=127.0.0.1:{self.up.port}", "--idle-timeout", "1"])
+        try:
+            port = srv.ports[0]
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(b"POST /p/sink/stall HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"s" * 1000)
+            t0 = time.time()
+            self.assertTrue(closed(s, 5), "the silent client's connection is closed")
+            self.assertLess(time.time() - t0, 4)
+            s.close()
+            self.assertEqual(self.up.got.get("/p/sink/stall"), 1000, "what came went up")
+            r = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            r.request("GET", "/p/echo/after-stall")
+            self.assertEqual(r.getresponse().read(), b"/p/echo/after-stall")
+            r.close()
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.text())
+
     def test_a_body_past_max_body_is_refused(self):
         srv = Server(["httpd", "--listen", "127.0.0.1:0", "--root", self.dir.name, "--workers", "1",
                       "--proxy", f"/p=127.0.0.1:{self.up.port}"])
