@@ -94,7 +94,9 @@ static void report(const char *parser, const char *workload, const char *msg, si
 
 /* ---- ringwright: the generated parsers, exactly as the runtime drives them ---- */
 
-static size_t rw_parse_all(const rw_proto *proto, const uint8_t *buf, size_t len)
+/* Messages of a spec with a stream() body are dispatched too, to empty handlers: what a head
+ * moves the parser to is committed only when a handler took it (as the runtime does). */
+static size_t rw_parse_all(const rw_proto *proto, const void *h, const uint8_t *buf, size_t len)
 {
   _Alignas(16) unsigned char parser[512], msg[RW_PROTO_MSG_MAX];
   proto->parser_init(parser);
@@ -102,7 +104,7 @@ static size_t rw_parse_all(const rw_proto *proto, const uint8_t *buf, size_t len
   while (off < len) {
     size_t used;
     int rc = proto->next(parser, buf + off, len - off, &used, msg);
-    if (rc < 0)
+    if (rc < 0 || (h && proto->dispatch(NULL, h, rc, msg)))
       break;
     off += used;
     n++;
@@ -112,23 +114,45 @@ static size_t rw_parse_all(const rw_proto *proto, const uint8_t *buf, size_t len
 
 static size_t rw_resp(const uint8_t *b, size_t n)
 {
-  return rw_parse_all(&resp_proto, b, n);
+  return rw_parse_all(&resp_proto, NULL, b, n);
 }
 static size_t rw_memcache(const uint8_t *b, size_t n)
 {
-  return rw_parse_all(&memcache_proto, b, n);
+  return rw_parse_all(&memcache_proto, NULL, b, n);
 }
 static size_t rw_mcbin(const uint8_t *b, size_t n)
 {
-  return rw_parse_all(&memcache_binary_proto, b, n);
+  return rw_parse_all(&memcache_binary_proto, NULL, b, n);
 }
 static size_t rw_mqtt(const uint8_t *b, size_t n)
 {
-  return rw_parse_all(&mqtt_proto, b, n);
+  return rw_parse_all(&mqtt_proto, NULL, b, n);
 }
+static int http1_head(rw_conn *c, const struct http1_request *m)
+{
+  (void)c, (void)m;
+  return 0;
+}
+static int http1_piece(rw_conn *c, rw_span piece)
+{
+  (void)c, (void)piece;
+  return 0;
+}
+static int http1_end(rw_conn *c)
+{
+  (void)c;
+  return 0;
+}
+static int http1_refused(rw_conn *c, int status)
+{
+  (void)c, (void)status;
+  return 0;
+}
+static const struct http1_handlers http1_h = {
+    .request = http1_head, .request_body = http1_piece, .request_end = http1_end, .refused = http1_refused};
 static size_t rw_http1(const uint8_t *b, size_t n)
 {
-  return rw_parse_all(&http1_proto, b, n);
+  return rw_parse_all(&http1_proto, &http1_h, b, n);
 }
 
 #ifdef WITH_PEERS

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "echo.gen.h"
-#include "http1.gen.h"
 #include "lenpfx.gen.h"
 #include "memcache_binary.gen.h"
 #include "mqtt.gen.h"
@@ -325,19 +324,6 @@ void describe_resp(int cmd, const void *vmsg, char *out, size_t outlen)
     describe_list(&m->multibulk.args, out + n, outlen - n);
   else if (cmd == RESP_CMD_INLINE_CMD)
     append(out, outlen, &n, "[%.*s]", SPAN(m->inline_cmd.line));
-}
-
-void describe_http1(int cmd, const void *vmsg, char *out, size_t outlen)
-{
-  const struct http1_request *r = &((const union http1_msg *)vmsg)->request;
-  (void)cmd;
-  size_t n = 0;
-  append(out, outlen, &n, "%.*s %.*s %.*s.%.*s fields", SPAN(r->method), SPAN(r->target), SPAN(r->major),
-         SPAN(r->minor));
-  describe_list(&r->headers, out + n, outlen - n);
-  n = strlen(out);
-  append(out, outlen, &n, " body");
-  describe_list(&r->body, out + n, outlen - n);
 }
 
 void describe_lenpfx(int cmd, const void *vmsg, char *out, size_t outlen)

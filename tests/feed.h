@@ -60,7 +60,6 @@ void describe_echo(int cmd, const void *msg, char *out, size_t outlen);
 void describe_kvt(int cmd, const void *msg, char *out, size_t outlen);
 void describe_memcache(int cmd, const void *msg, char *out, size_t outlen);
 void describe_resp(int cmd, const void *msg, char *out, size_t outlen);
-void describe_http1(int cmd, const void *msg, char *out, size_t outlen);
 void describe_lenpfx(int cmd, const void *msg, char *out, size_t outlen);
 void describe_memcache_binary(int cmd, const void *msg, char *out, size_t outlen);
 void describe_mqtt(int cmd, const void *msg, char *out, size_t outlen);

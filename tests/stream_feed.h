@@ -155,4 +155,37 @@ static void sfeed_run(const rw_proto *proto, const void *h, void (*setup)(void *
   free(buf);
 }
 
+/* A fuzz input (its first byte: the peer's close at the end or not, and the seed of the cuts)
+ * read whole, and cut into pieces of 1-9 bytes with some heads, pieces and ends refused once
+ * with -EAGAIN: both must log the same heads, body bytes, ends and errors, and no invariant
+ * may break; aborts otherwise. */
+static inline void sfeed_fuzz(const rw_proto *proto, const void *h, void (*setup)(void *parser),
+                              const uint8_t *data, size_t size)
+{
+  static struct sfeed whole, split;
+  static size_t cuts[4096];
+  if (size < 1 || size > sizeof cuts / sizeof *cuts)
+    return;
+  bool eof = data[0] & 2;
+  uint32_t seed = data[0] | 1u;
+  data++;
+  size--;
+  int ncuts = 0;
+  for (size_t off = 0; off < size;) {
+    seed ^= seed << 13;
+    seed ^= seed >> 17;
+    seed ^= seed << 5;
+    off += 1 + seed % 9;
+    if (off < size)
+      cuts[ncuts++] = off;
+  }
+  sfeed_run(proto, h, setup, data, size, NULL, 0, eof, 0, &whole);
+  sfeed_run(proto, h, setup, data, size, cuts, ncuts, eof, (int)(seed % 4), &split);
+  if (whole.fault || split.fault || whole.loglen != split.loglen ||
+      memcmp(whole.log, split.log, whole.loglen)) {
+    fprintf(stderr, "whole and split disagree:\n--- whole\n%s\n--- split\n%s\n", whole.log, split.log);
+    abort();
+  }
+}
+
 #endif

@@ -10,7 +10,6 @@
 
 #include "feed.h"
 #include "echo.gen.h"
-#include "http1.gen.h"
 #include "kvt.gen.h"
 #include "lenpfx.gen.h"
 #include "memcache_binary.gen.h"
@@ -406,130 +405,6 @@ Test(resp, table_dispatch_is_case_insensitive)
   cr_expect_eq(calls_unknown, 2);
   h.unknown = NULL;
   cr_expect_eq(resp_proto.check_handlers(&h), -EINVAL);
-}
-
-/* ---- http1: request line, header fields, bodies by Content-Length or chunked ---- */
-
-Test(http1, requests_at_every_split)
-{
-  CHECK(&http1_proto, describe_http1,
-        "GET /a HTTP/1.1\r\nHost: x\r\nAccept:  */* \r\n\r\n"
-        "POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
-        "PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-        "3;ext=1\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer: t\r\n\r\n"
-        "GET / HTTP/1.0\r\n\r\n",
-        "GET /a 1.1 fields2: [Host: x] [Accept:  */* ] body0:\n"
-        "POST /p 1.1 fields1: [Content-Length: 5] body1: [hello]\n"
-        "PUT /c 1.1 fields1: [Transfer-Encoding: chunked] body2: [abc] [0123456789abcdef]\n"
-        "GET / 1.0 fields0: body0:\n");
-}
-
-/* `head request`: once per message, the first time its body is awaited, the head (body empty);
- * never when the body came with it; at any split the messages are the same. */
-Test(http1, head_before_an_awaited_body)
-{
-  static const char head[] = "POST /p HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
-                    chunked[] = "PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
-  struct feeder f;
-  feeder_init_t(&f, &http1_proto, describe_http1, 1024);
-  feed_t(&f, (const uint8_t *)head, sizeof head - 1);
-  cr_expect_eq(f.heads, 1);
-  cr_expect_str_eq(f.head, "POST /p 1.1 fields2: [Expect: 100-continue] [Content-Length: 5] body0:");
-  cr_expect_str_eq(f.log, "");
-  feed_t(&f, (const uint8_t *)"hel", 3); /* still waiting: no second head */
-  feed_t(&f, (const uint8_t *)"lo", 2);
-  cr_expect_eq(f.heads, 1);
-  feed_t(&f, (const uint8_t *)chunked, sizeof chunked - 1);
-  cr_expect_eq(f.heads, 2);
-  cr_expect_str_eq(f.head, "PUT /c 1.1 fields1: [Transfer-Encoding: chunked] body0:");
-  feed_t(&f, (const uint8_t *)"3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n", 31);
-  cr_expect_eq(f.heads, 2); /* a message without a body has no head event */
-  cr_expect_str_eq(f.log, "POST /p 1.1 fields2: [Expect: 100-continue] [Content-Length: 5] body1: [hello]\n"
-                          "PUT /c 1.1 fields1: [Transfer-Encoding: chunked] body1: [abc]\n"
-                          "GET / 1.1 fields0: body0:\n");
-  feeder_fini(&f);
-  /* Head and body together: no head event. */
-  feeder_init_t(&f, &http1_proto, describe_http1, 1024);
-  feed_t(&f, (const uint8_t *)"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nok", 40);
-  cr_expect_eq(f.heads, 0);
-  cr_expect_str_eq(f.log, "POST / 1.1 fields1: [Content-Length: 2] body1: [ok]\n");
-  feeder_fini(&f);
-}
-
-/* Every one-digit version parses (the handler answers 505 or serves 1.x as 1.1); two digits,
- * none, or no minor do not match the request line. */
-Test(http1, versions_parse_for_the_handler)
-{
-  CHECK(&http1_proto, describe_http1,
-        "GET / HTTP/1.2\r\n\r\nGET http://h/x HTTP/2.0\r\n\r\nGET * HTTP/0.9\r\n\r\n",
-        "GET / 1.2 fields0: body0:\nGET http://h/x 2.0 fields0: body0:\nGET * 0.9 fields0: body0:\n");
-  errors_close = true;
-  char expect[64];
-  snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_UNKNOWN);
-  static const char *const bad[] = {"GET / HTTP/1.10\r\n\r\n", "GET / HTTP/1\r\n\r\n",
-                                    "GET / HTTP/x.1\r\n\r\n", "GET / HTTP/11.1\r\n\r\n"};
-  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-    check_splits(&http1_proto, describe_http1, bad[i], strlen(bad[i]), expect);
-}
-
-/* Each of these is a smuggling shape or a malformed message: 400 and close (bad_data). */
-Test(http1, smuggling_shapes_are_refused)
-{
-  errors_close = true; /* spec/http1.rw answers every error with close */
-  char expect[64];
-  snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_BAD_DATA);
-  static const char *const bad[] = {
-      "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-      "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
-      "POST / HTTP/1.1\r\nContent-Length: 3a\r\n\r\nabc",
-      "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-      "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
-      "GET / HTTP/1.1\r\nHost : x\r\n\r\n",
-      "GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
-      "GET / HTTP/1.1\r\nHost: x\n\r\n",
-      "GET / HTTP/1.1\r\nBad\x01: x\r\n\r\n",
-      "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n",
-      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1234567890abcdef0\r\n",
-  };
-  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-    check_splits(&http1_proto, describe_http1, bad[i], strlen(bad[i]), expect);
-}
-
-Test(http1, limits_give_414_431_413)
-{
-  errors_close = true; /* spec/http1.rw answers every error with close */
-  char expect[64];
-  /* A request line past 8 KiB: overlong (414). */
-  size_t n = 9000;
-  char *line = malloc(n + 32);
-  memcpy(line, "GET /", 5);
-  memset(line + 5, 'a', n);
-  memcpy(line + 5 + n, " HTTP/1.1\r\n\r\n", 14);
-  snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_OVERLONG);
-  struct feeder f;
-  feeder_init_t(&f, &http1_proto, describe_http1, n + 64);
-  feed_t(&f, (const uint8_t *)line, n + 19);
-  cr_expect_str_eq(f.log, expect);
-  feeder_fini(&f);
-  free(line);
-  /* A header section past 64 KiB: 431, however it arrives. */
-  size_t hn = 70000;
-  char *head = malloc(hn + 64);
-  size_t k = (size_t)snprintf(head, 64, "GET / HTTP/1.1\r\n");
-  while (k < hn)
-    k += (size_t)snprintf(head + k, 64, "X-Pad: %040d\r\n", 0);
-  snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_FIELDS_TOO_LARGE);
-  feeder_init_t(&f, &http1_proto, describe_http1, k + 1);
-  for (size_t off = 0; off < k; off += 1000)
-    feed_t(&f, (const uint8_t *)head + off, off + 1000 < k ? 1000 : k - off);
-  cr_expect_str_eq(f.log, expect);
-  feeder_fini(&f);
-  free(head);
-  /* A body past 1 MiB: 413, refused before any of it is held. */
-  snprintf(expect, sizeof expect, "error %d\n", RW_PARSE_TOO_LARGE);
-  CHECK(&http1_proto, describe_http1, "POST / HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n", expect);
 }
 
 /* ---- binary frames: a header of integers, then parts sized by them ---- */

@@ -12,6 +12,7 @@
 #include <ringwright/list.h>
 #include <ringwright/server.h>
 
+#include "http1.gen.h"
 #include "http1_response.gen.h"
 #include "stream_feed.h"
 #include "upload.gen.h"
@@ -288,4 +289,102 @@ Test(request, a_streaming_protocol_is_not_looked_ahead)
   cr_expect_eq(rw_server_peek(srv, &upload_proto, no_peek), -EINVAL);
   cr_expect_eq(rw_server_peek(srv, &http1_response_proto, no_peek), -EINVAL);
   rw_server_destroy(srv);
+}
+
+/* ---- spec/http1.rw: httpd's requests, their bodies streamed ---- */
+
+static int http1_head(rw_conn *c, const struct http1_request *m)
+{
+  (void)c;
+  if (!sfeed_take())
+    return -EAGAIN;
+  sfeed_note("[%.*s %.*s %.*s.%.*s framing %d len %llu fields %u]", (int)m->method.len,
+             (const char *)m->method.p, (int)m->target.len, (const char *)m->target.p, (int)m->major.len,
+             (const char *)m->major.p, (int)m->minor.len, (const char *)m->minor.p, (int)m->body.framing,
+             (unsigned long long)m->body.length, m->headers.count);
+  return 0;
+}
+
+static int http1_refused(rw_conn *c, int status)
+{
+  (void)c, (void)status;
+  return 0;
+}
+
+static const struct http1_handlers http1_h = {
+    .request = http1_head, .request_body = sfeed_piece, .request_end = sfeed_end, .refused = http1_refused};
+static const struct feed_case http1 = {&http1_proto, &http1_h, NULL, false};
+
+Test(http1, requests_at_every_split)
+{
+  expect(&http1,
+         "GET /a HTTP/1.1\r\nHost: x\r\nAccept:  */* \r\n\r\n"
+         "POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+         "PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "3;ext=1\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer: t\r\n\r\n"
+         "GET / HTTP/1.0\r\n\r\n",
+         "[GET /a 1.1 framing 0 len 0 fields 2]<end>[POST /p 1.1 framing 1 len 5 fields 1]hello<end>"
+         "[PUT /c 1.1 framing 2 len 0 fields 1]abc0123456789abcdef<end>[GET / 1.0 framing 0 len 0 fields "
+         "0]<end>");
+}
+
+/* Every one-digit version parses (the handler answers 505 or serves 1.x as 1.1); two digits,
+ * none, or no minor do not match the request line. */
+Test(http1, versions_parse_for_the_handler)
+{
+  expect(&http1, "GET / HTTP/1.2\r\n\r\nGET http://h/x HTTP/2.0\r\n\r\nGET * HTTP/0.9\r\n\r\n",
+         "[GET / 1.2 framing 0 len 0 fields 0]<end>[GET http://h/x 2.0 framing 0 len 0 fields 0]<end>"
+         "[GET * 0.9 framing 0 len 0 fields 0]<end>");
+  static const char *const bad[] = {"GET / HTTP/1.10\r\n\r\n", "GET / HTTP/1\r\n\r\n",
+                                    "GET / HTTP/x.1\r\n\r\n", "GET / HTTP/11.1\r\n\r\n"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    expect_error(&http1, bad[i], RW_PARSE_UNKNOWN);
+}
+
+/* Each of these is a smuggling shape or a malformed message: 400 and close (bad_data). */
+Test(http1, smuggling_shapes_are_refused)
+{
+  static const char *const bad[] = {
+      "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+      "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+      "POST / HTTP/1.1\r\nContent-Length: 3a\r\n\r\nabc",
+      "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+      "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost : x\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: x\n\r\n",
+      "GET / HTTP/1.1\r\nBad\x01: x\r\n\r\n",
+      "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n",
+      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1234567890abcdef0\r\n",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    expect_error(&http1, bad[i], RW_PARSE_BAD_DATA);
+}
+
+/* A request line past 8 KiB is overlong (414), a header section past 64 KiB too large (431);
+ * a body has no limit of the spec's (the handler's --max-body judges it). */
+Test(http1, limits_give_414_and_431_not_the_body)
+{
+  size_t n = 70000;
+  char *in = malloc(n + 64);
+  memcpy(in, "GET /", 5);
+  memset(in + 5, 'a', 9000);
+  memcpy(in + 9005, " HTTP/1.1\r\n\r\n", 14);
+  static struct sfeed r;
+  char want[96];
+  sfeed_run(&http1_proto, &http1_h, NULL, (const uint8_t *)in, 9019, NULL, 0, false, 0, &r);
+  snprintf(want, sizeof want, "(error %d)", RW_PARSE_OVERLONG);
+  cr_expect_str_eq(r.log, want);
+  size_t k = (size_t)snprintf(in, 64, "GET / HTTP/1.1\r\n");
+  while (k < n)
+    k += (size_t)snprintf(in + k, 64, "X-Pad: %040d\r\n", 0);
+  sfeed_run(&http1_proto, &http1_h, NULL, (const uint8_t *)in, k, NULL, 0, false, 0, &r);
+  snprintf(want, sizeof want, "(error %d)", RW_PARSE_FIELDS_TOO_LARGE);
+  cr_expect_str_eq(r.log, want);
+  static const char big[] = "POST / HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n";
+  sfeed_run(&http1_proto, &http1_h, NULL, (const uint8_t *)big, sizeof big - 1, NULL, 0, false, 0, &r);
+  cr_expect_str_eq(r.log, "[POST / 1.1 framing 1 len 1048577 fields 1]");
+  free(in);
 }

@@ -111,23 +111,60 @@ static rw_span header(const struct http1_request *m, const char *name)
   return v;
 }
 
-void httpd_access_log(rw_conn *c, const struct http1_request *m, const struct httpd_response *r, bool head)
+/* The line's parts, "$request" and "$http_referer\" \"$http_user_agent", escaped; each
+ * writer gets where to write and returns where it stopped, cut short with "..." at `end`. */
+static char *put_capped(char *out, char *end, rw_span s)
 {
-  if (!access_log)
-    return;
-  const char *host = httpd_remote_addr(c), *when = time_local();
-  rw_span referer = header(m, "referer"), agent = header(m, "user-agent");
+  if (out + escaped_len(s) <= end)
+    return put_escaped(out, s);
+  for (size_t i = 0; i < s.len && out + 4 + 3 <= end; i++)
+    out = put_escaped(out, (rw_span){s.p + i, 1});
+  return put(out, "...", out + 3 <= end ? 3 : 0);
+}
+
+static size_t request_len(const struct http1_request *m)
+{
+  return m ? escaped_len(m->method) + 1 + escaped_len(m->target) + 9 : 1;
+}
+
+static char *put_request(char *p, char *end, const struct http1_request *m)
+{
+  if (!m)
+    return put(p, "-", 1); /* refused before it was parsed */
   /* The request line as received (spec/http1.rw: single spaces, "HTTP/" and one digit each
-   * side of the dot), or "-" for a request refused before it was parsed. */
-  rw_span method = m ? m->method : (rw_span){(const uint8_t *)"-", 1}, target = m ? m->target : (rw_span){0};
-  char tail[64];
-  int tlen = m ? snprintf(tail, sizeof tail, " HTTP/%c.%c", m->major.p[0], m->minor.p[0]) : 0;
+   * side of the dot). */
+  char tail[9] = {' ', 'H', 'T', 'T', 'P', '/', (char)m->major.p[0], '.', (char)m->minor.p[0]};
+  p = put_capped(p, end - 10, m->method);
+  *p++ = ' ';
+  p = put_capped(p, end - 9, m->target);
+  return put(p, tail, 9);
+}
+
+static size_t fields_len(const struct http1_request *m)
+{
+  return escaped_len(header(m, "referer")) + 3 + escaped_len(header(m, "user-agent"));
+}
+
+static char *put_fields(char *p, char *end, const struct http1_request *m)
+{
+  rw_span referer = header(m, "referer"), agent = header(m, "user-agent");
+  size_t alen = escaped_len(agent), half = (size_t)(end - p - 3) / 2;
+  p = put_capped(p, end - 3 - (alen < half ? alen : half), referer);
+  p = put(p, "\" \"", 3);
+  return put_capped(p, end, agent);
+}
+
+/* Writes the line around the parts: `req` and `fields` as they are kept or put by `m`. */
+static void write_line(rw_conn *c, const struct http1_request *m, const struct httpd_log_kept *k,
+                       const struct httpd_response *r, bool head)
+{
+  const char *host = httpd_remote_addr(c), *when = time_local();
   char status[48];
   int slen = snprintf(status, sizeof status, "\" %d %llu \"", r->status,
                       (unsigned long long)(head || r->status == 304 ? 0 : r->length));
   size_t hlen = strlen(host), wlen = strlen(when);
-  size_t len = hlen + 6 + wlen + 3 + escaped_len(method) + (m ? 1 : 0) + escaped_len(target) + (size_t)tlen +
-               (size_t)slen + escaped_len(referer) + 3 + escaped_len(agent) + 2;
+  size_t parts = k ? k->len : request_len(m) + fields_len(m);
+  size_t len = hlen + 6 + wlen + 3 + parts + (size_t)slen + 2;
   rw_worker *w = rw_conn_worker(c);
   char *line = rw_logfile_reserve(access_log, w, len), *p = line;
   if (!line)
@@ -136,16 +173,39 @@ void httpd_access_log(rw_conn *c, const struct http1_request *m, const struct ht
   p = put(p, " - - [", 6);
   p = put(p, when, wlen);
   p = put(p, "] \"", 3);
-  p = put_escaped(p, method);
-  if (m) {
-    *p++ = ' ';
-    p = put_escaped(p, target);
-    p = put(p, tail, (size_t)tlen);
+  if (k) {
+    p = put(p, k->text, k->request);
+    p = put(p, status, (size_t)slen);
+    p = put(p, k->text + k->request, (size_t)(k->len - k->request));
+  } else {
+    p = put_request(p, p + request_len(m), m);
+    p = put(p, status, (size_t)slen);
+    p = put_fields(p, p + fields_len(m), m);
   }
-  p = put(p, status, (size_t)slen);
-  p = put_escaped(p, referer);
-  p = put(p, "\" \"", 3);
-  p = put_escaped(p, agent);
   p = put(p, "\"\n", 2);
   rw_logfile_commit(access_log, w, (size_t)(p - line));
+}
+
+void httpd_access_log(rw_conn *c, const struct http1_request *m, const struct httpd_response *r, bool head)
+{
+  if (access_log)
+    write_line(c, m, NULL, r, head);
+}
+
+void httpd_access_log_keep(const struct http1_request *m, struct httpd_log_kept *k)
+{
+  char *end = k->text + sizeof k->text;
+  k->head = m->method.len == 4 && !memcmp(m->method.p, "HEAD", 4);
+  if (!access_log)
+    return;
+  char *p = put_request(k->text, k->text + sizeof k->text / 2, m);
+  k->request = (uint16_t)(p - k->text);
+  p = put_fields(p, end, m);
+  k->len = (uint16_t)(p - k->text);
+}
+
+void httpd_access_log_kept(rw_conn *c, const struct httpd_log_kept *k, const struct httpd_response *r)
+{
+  if (access_log)
+    write_line(c, NULL, k, r, k->head);
 }

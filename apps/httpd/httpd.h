@@ -150,6 +150,7 @@ struct httpd_response {
   bool ranges;               /* Accept-Ranges: bytes */
   bool vary;                 /* Vary: Accept-Encoding */
   bool keep_alive, http10;
+  bool close_later;     /* !keep_alive, but the request's body is read first (on_end closes) */
   int proxy_route;      /* a --proxy route's index + 1 (proxy.h); 0: none */
   rw_span proxy_target; /* the target as the upstream gets it: origin-form */
 };
@@ -159,6 +160,12 @@ struct httpd_response {
 #define HTTPD_EXTRA_MAX (HTTPD_LOCATION_MAX + 8192 + 16)
 #define HTTPD_HEAD_MAX (1024 + HTTPD_HEADERS_MAX + HTTPD_EXTRA_MAX)
 size_t httpd_format_head(const struct httpd_response *r, char *out, size_t cap);
+/* Whether the connection closes once `r` is sent: not kept alive, and no body of the request
+ * left to read first (a client still sending it would get a reset, and might lose `r`). */
+static inline bool httpd_closes_now(const struct httpd_response *r)
+{
+  return !r->keep_alive && !r->close_later;
+}
 /* Counts a response by its status class (request.c), for httpd_responses_total at /metrics. */
 void httpd_count(rw_conn *c, int status);
 int httpd_metrics_register(rw_server *srv);
@@ -183,7 +190,11 @@ struct httpd_stream {
  * access log writes it ("" until its first line). */
 struct httpd_conn {
   struct httpd_stream stream;
-  char peer[46]; /* INET6_ADDRSTRLEN */
+  char peer[46];     /* INET6_ADDRSTRLEN */
+  bool in_request;   /* a request's head was taken and its end not yet */
+  bool proxied;      /* its body goes up (proxy.c) */
+  bool close_at_end; /* answered with a close: once its body is read */
+  uint64_t body;     /* its body bytes read so far */
 };
 
 /* The peer's address ("-" when it cannot be had), looked up on the connection's first request
@@ -196,6 +207,16 @@ const char *httpd_remote_addr(rw_conn *c);
 int httpd_access_log_open(rw_server *srv, const char *path);
 /* The line for the response `r` to `m` (NULL: a request refused before it was parsed). */
 void httpd_access_log(rw_conn *c, const struct http1_request *m, const struct httpd_response *r, bool head);
+/* A request's fields as its line needs them, kept past its head for a response that ends
+ * after its body was read (a proxied upload): escaped, a request line and referer or
+ * user-agent too long for it cut short with "...". */
+struct httpd_log_kept {
+  uint16_t request, len; /* text[0..request): "$request"; then "$http_referer\" \"$http_user_agent" */
+  bool head;
+  char text[1024];
+};
+void httpd_access_log_keep(const struct http1_request *m, struct httpd_log_kept *k);
+void httpd_access_log_kept(rw_conn *c, const struct httpd_log_kept *k, const struct httpd_response *r);
 /* rw_server_on_hup's handler: reopens the log by its name. */
 void httpd_access_log_reopen(rw_worker *w, void *data);
 /* Lines dropped so far, all workers together (any thread). */

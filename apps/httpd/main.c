@@ -20,7 +20,8 @@ struct opts {
 
 static const char usage[] =
     "  --root DIR             serve the files under DIR (default: the current directory)\n"
-    "  --max-body BYTES       largest request body accepted, read and discarded (default 1m, at most 1m)\n"
+    "  --max-body BYTES       largest request body accepted: streamed to a --proxy upstream, else read\n"
+    "                         and discarded (default 1m); larger gets 413\n"
     "  --cache BYTES          per worker, bytes of small files kept in memory (default 16m; 0: none)\n"
     "  --cache-file-max BYTES larger files are read from disk as they are sent (default 256k)\n"
     "  --tls-listen HOST:PORT serve HTTPS here too (repeatable; needs --tls-cert, --tls-key; ALPN "
@@ -129,10 +130,6 @@ int main(int argc, char **argv)
                             "127.0.0.1:8080", &extra, &cli);
   if (rc)
     return rc > 0 ? 0 : 2;
-  if (o.max_body > HTTP1_LIMIT_DATA) {
-    fprintf(stderr, "httpd: --max-body is at most 1m (spec/http1.rw's limit data)\n");
-    return 2;
-  }
   httpd.root_fd = open(o.root, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (httpd.root_fd < 0) {
     fprintf(stderr, "httpd: --root %s: %s\n", o.root, strerror(errno));

@@ -2,13 +2,17 @@
  * wins) goes to that route's upstream over a kept-alive connection from the worker's pool
  * (upstream.h), and the response comes back as it arrives.
  *
- * The client's request stays unconsumed in its connection (the handler answers -EAGAIN) until
- * its response is done: while a connection is dialled, while the upstream thinks, and while the
- * body streams down (a stream on the client connection holds the next pipelined request back).
- * So a request can be sent again, once, when a kept-alive connection turns out to have been
- * closed by the upstream, and nothing is copied. Backpressure downstream: a body piece that
- * finds the client's queue full is refused with -EAGAIN, which holds it in the upstream's
- * connection and stops reading it, until the client's stream is offered room again. */
+ * The client's request head stays unconsumed in its connection (the handler answers -EAGAIN)
+ * until a connection is leased; then it goes up. A request without a body stays unconsumed
+ * until its response is done, so that it can be sent again, once, when a kept-alive connection
+ * turns out to have been closed by the upstream, and nothing is copied. A request with a body
+ * goes on: each piece goes up as it arrives (chunked when it came chunked), and its end waits
+ * until the response is done, which holds a pipelined request behind it back. A streamed body
+ * cannot be sent twice: such a request is never retried (nginx's proxy_request_buffering off).
+ * Backpressure both ways: a piece (of the request body going up or the response body coming
+ * down) that finds the other connection's queue above its high water mark is refused with
+ * -EAGAIN, which holds it and stops reading its connection, until that queue drains
+ * (rw_conn_on_drain). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,8 +38,9 @@ static uint32_t proxy_timeout_ms;
 
 enum { S_IDLE, S_WAIT, S_READY, S_SENT, S_STREAM, S_DONE, S_RETRY };
 
-/* Above this many queued bytes a client takes no more of the body; below half, it does again. */
-#define CLIENT_HIGH (256u << 10)
+/* Above this many queued bytes a connection takes no more of the other's body; below half, it
+ * does again. */
+#define QUEUE_HIGH (256u << 10)
 
 /* Per client connection, behind the file stream's state in rw_conn_user(). */
 struct pconn {
@@ -43,12 +48,16 @@ struct pconn {
   rw_timer timer;
   rw_conn *client;
   uint8_t state;
-  bool reused, idempotent, retried, keep_alive, http10, rechunk, close_after, up_waiting;
-  bool head;      /* the request is a HEAD: a 502 or 504 goes without its text */
-  bool up_keep;   /* the upstream keeps the connection open after this response */
-  int status;     /* what the client was answered, for the access log */
-  uint64_t bytes; /* body bytes sent down */
-  bool to_close;  /* the response's body runs to the upstream's close */
+  bool reused, idempotent, retried, keep_alive, http10, rechunk, close_after;
+  bool head;                 /* the request is a HEAD: a 502 or 504 goes without its text */
+  bool has_body;             /* the request has a body: its head is consumed once sent, its end waits */
+  bool uploading;            /* its body is going up: the head went, the end did not yet */
+  bool chunk_up;             /* and goes up chunked */
+  bool up_keep;              /* the upstream keeps the connection open after this response */
+  int status;                /* what the client was answered, for the access log */
+  uint64_t bytes;            /* body bytes sent down */
+  bool to_close;             /* the response's body runs to the upstream's close */
+  struct httpd_log_kept log; /* a request with a body: its access log fields */
 };
 
 #define PCONN_OFF ((sizeof(struct httpd_conn) + 63) & ~(size_t)63)
@@ -358,6 +367,7 @@ static void forwarded(struct gather *g, struct pconn *p, const rw_list *headers,
                                         : "\r\nX-Forwarded-Proto: http\r\n");
 }
 
+/* The request's head; its body follows (forward_piece) with its own length, or chunked. */
 static int send_request(struct pconn *p, rw_conn *up, const struct http1_request *m, rw_span path)
 {
   /* (Transfer-Encoding is hop-by-hop too; listed here to learn whether the body was framed.) */
@@ -366,7 +376,6 @@ static int send_request(struct pconn *p, rw_conn *up, const struct http1_request
                                     NAME("x-forwarded-for"), NAME("x-forwarded-proto"), {NULL, 0}};
   bool head = m->method.len == 4 && !memcmp(m->method.p, "HEAD", 4);
   http1_response_expect_head(up, head);
-  uint64_t body = httpd_body_len(&m->body);
   struct gather g = {.c = up};
   char length[24];
   gather(&g, m->method.p, m->method.len);
@@ -375,21 +384,27 @@ static int send_request(struct pconn *p, rw_conn *up, const struct http1_request
   gather(&g, " HTTP/1.1\r\n", 11);
   unsigned seen = pass_fields(&g, &m->headers, own);
   forwarded(&g, p, &m->headers, seen & OWN_XFF);
-  if (seen & (OWN_LENGTH | OWN_CODING)) {
+  if (m->body.framing == RW_BODY_LENGTH) {
     gather(&g, "Content-Length: ", 16);
-    gather(&g, length, rw_fmt_u64(length, body));
+    gather(&g, length, rw_fmt_u64(length, m->body.length));
     gather(&g, "\r\n", 2);
+  } else if (m->body.framing == RW_BODY_CHUNKED) {
+    gather(&g, "Transfer-Encoding: chunked\r\n", 28);
   }
   gather(&g, "\r\n", 2);
-  /* The body as received (a chunked one decoded): it is whole, so its length is known. */
-  rw_list_iter it;
-  rw_span piece;
-  rw_list_iter_init(&m->body, &it);
-  while (rw_list_next(&m->body, &it, &piece) == 0)
-    if (piece.len)
-      gather(&g, piece.p, piece.len);
   gather_flush(&g);
   return g.rc;
+}
+
+/* A piece of the request body, as it goes up. */
+static int send_piece(struct pconn *p, rw_conn *up, rw_span piece)
+{
+  if (!p->chunk_up)
+    return rw_conn_write(up, piece.p, piece.len);
+  char size[24];
+  int n = snprintf(size, sizeof size, "%zx\r\n", piece.len);
+  struct iovec iov[3] = {{size, (size_t)n}, {(void *)piece.p, piece.len}, {"\r\n", 2}};
+  return rw_conn_writev(up, iov, 3);
 }
 
 /* ---- ends ---- */
@@ -399,33 +414,63 @@ static void client_wake(struct pconn *p)
   rw_conn_resume(p->client);
 }
 
-/* The request is done with: its response complete (`reuse`: the connection can carry another)
- * or given up. The client's frame is consumed when it is dispatched again. */
+/* Either side's queue drained below half its mark: the other side is read again. */
+static void up_drained(rw_conn *up, void *data)
+{
+  (void)up;
+  client_wake(data);
+}
+
+static void client_drained(rw_conn *c, void *data)
+{
+  (void)c;
+  rw_conn *up = rw_upstream_conn(&((struct pconn *)data)->req);
+  if (up)
+    rw_conn_resume(up);
+}
+
+/* The request is done with: its response complete (`reuse`: the connection can carry another,
+ * unless the request's body had not all gone up) or given up. The client's message is consumed
+ * when it is dispatched again. */
 static void finish(struct pconn *p, bool reuse)
 {
+  rw_conn *up = rw_upstream_conn(&p->req);
+  if (up)
+    rw_conn_on_drain(up, 0, NULL, NULL);
+  rw_conn_on_drain(p->client, 0, NULL, NULL);
   rw_timer_cancel(&p->timer);
   rw_upstream_cancel(&p->req);
-  rw_upstream_release(&p->req, reuse);
+  rw_upstream_release(&p->req, reuse && !p->uploading);
   p->state = S_DONE;
   client_wake(p);
 }
 
-/* 502 or 504 while the client has heard nothing yet; after the head, only a close tells it. */
+static int consumed(rw_conn *c, struct pconn *p, const struct http1_request *m);
+
+/* 502, 504 or 413 while the client has heard nothing yet; after the head, only a close tells
+ * it. A request whose body was going up is done with: the client is told to close (the rest of
+ * its body is not read), and it is logged now, since it will not be dispatched again. */
 static void fail(struct pconn *p, int status)
 {
-  bool answered = p->state == S_STREAM;
+  bool answered = p->state == S_STREAM, body = p->uploading;
   finish(p, false);
-  if (answered) {
-    rw_conn_close(p->client);
-    return;
+  if (!answered) {
+    struct httpd_response r = {.status = status,
+                               .reason = status == 504   ? "Gateway Timeout"
+                                         : status == 413 ? "Content Too Large"
+                                                         : "Bad Gateway",
+                               .keep_alive = p->keep_alive && !body,
+                               .http10 = p->http10};
+    httpd_reply_status(p->client, &r, p->head);
+    p->status = r.status;
+    p->bytes = r.length;
   }
-  struct httpd_response r = {.status = status,
-                             .reason = status == 504 ? "Gateway Timeout" : "Bad Gateway",
-                             .keep_alive = p->keep_alive,
-                             .http10 = p->http10};
-  httpd_reply_status(p->client, &r, p->head);
-  p->status = r.status;
-  p->bytes = r.length;
+  if (body) {
+    p->close_after = true;
+    consumed(p->client, p, NULL);
+  } else if (answered) {
+    rw_conn_close(p->client);
+  }
 }
 
 static void timed_out(rw_timer *t)
@@ -439,6 +484,9 @@ static void client_closed(rw_conn *c, int reason, void *data)
 {
   (void)c, (void)reason;
   struct pconn *p = data;
+  rw_conn *up = rw_upstream_conn(&p->req);
+  if (up)
+    rw_conn_on_drain(up, 0, NULL, NULL);
   rw_timer_cancel(&p->timer);
   rw_upstream_cancel(&p->req);
   rw_upstream_release(&p->req, false);
@@ -451,20 +499,6 @@ static struct pconn *pconn_of_upstream(rw_conn *up)
 {
   rw_upstream_req *r = rw_conn_data(up);
   return r ? r->data : NULL;
-}
-
-static int client_more(rw_conn *c, void *data, size_t room)
-{
-  struct pconn *p = data;
-  (void)c;
-  if (!room || p->state != S_STREAM)
-    return 0;
-  rw_conn *up = rw_upstream_conn(&p->req);
-  if (p->up_waiting && up && rw_conn_queued(p->client) < CLIENT_HIGH / 2) {
-    p->up_waiting = false;
-    rw_conn_resume(up);
-  }
-  return 1;
 }
 
 /* The upstream's responses are parsed by spec/http1_response.rw's parser: a head, the body's
@@ -502,14 +536,8 @@ static int on_head(rw_conn *up, const struct http1_response_response *h)
   gather(&g, tail, strlen(tail));
   gather_flush(&g);
   p->state = S_STREAM;
-  if (g.rc) {
+  if (g.rc)
     fail(p, 502);
-    return 0;
-  }
-  if (framing != RW_BODY_NONE) {
-    rw_conn_stream(p->client, client_more, p);
-    client_wake(p);
-  }
   return 0;
 }
 
@@ -518,8 +546,8 @@ static int on_body(rw_conn *up, rw_span piece)
   struct pconn *p = pconn_of_upstream(up);
   if (!p || p->state != S_STREAM)
     return -EPROTO;
-  if (rw_conn_queued(p->client) >= CLIENT_HIGH) {
-    p->up_waiting = true;
+  if (rw_conn_queued(p->client) >= QUEUE_HIGH) {
+    rw_conn_on_drain(p->client, QUEUE_HIGH / 2, client_drained, p);
     return -EAGAIN; /* kept in the upstream's connection, which stops reading */
   }
   int rc;
@@ -566,7 +594,7 @@ static void upstream_closed(rw_upstream_req *r, rw_conn *up, int reason)
 {
   (void)up;
   struct pconn *p = r->data;
-  if (p->state == S_SENT && p->reused && p->idempotent && !p->retried &&
+  if (p->state == S_SENT && p->reused && p->idempotent && !p->has_body && !p->retried &&
       (!reason || reason == -ECONNRESET || reason == -EPIPE)) {
     rw_timer_cancel(&p->timer);
     p->state = S_RETRY;
@@ -590,13 +618,19 @@ static void upstream_ready(rw_upstream_req *r, rw_conn *up, int err)
 
 /* ---- the handler's side ---- */
 
-/* The request is consumed: its line in the access log, with what the client was answered. */
+/* The request is consumed: its line in the access log, with what the client was answered (`m`
+ * NULL: from the fields kept when its head went up). */
 static int consumed(rw_conn *c, struct pconn *p, const struct http1_request *m)
 {
   struct httpd_response r = {.status = p->status, .length = p->bytes};
   p->state = S_IDLE;
   rw_conn_on_close(c, NULL, NULL);
-  httpd_access_log(c, m, &r, m->method.len == 4 && !memcmp(m->method.p, "HEAD", 4));
+  if (m)
+    httpd_access_log(c, m, &r, p->head);
+  else
+    httpd_access_log_kept(c, &p->log, &r);
+  if (p->close_after)
+    rw_conn_close(c);
   return 0;
 }
 
@@ -608,12 +642,20 @@ static int fail_now(rw_conn *c, struct pconn *p, const struct http1_request *m)
   return consumed(c, p, m);
 }
 
+/* The head goes up; a body follows it, else the request waits for its response. */
 static int forward(rw_conn *c, struct pconn *p, const struct http1_request *m, rw_span path)
 {
-  if (send_request(p, rw_upstream_conn(&p->req), m, path))
+  rw_conn *up = rw_upstream_conn(&p->req);
+  if (send_request(p, up, m, path))
     return fail_now(c, p, m);
   p->state = S_SENT;
-  return -EAGAIN; /* the request stays until its response is done */
+  if (!p->has_body)
+    return -EAGAIN; /* the request stays until its response is done */
+  httpd_access_log_keep(m, &p->log);
+  rw_timer_cancel(&p->timer); /* (the body's pace is the client's until the upstream stalls) */
+  p->uploading = true;
+  p->chunk_up = m->body.framing == RW_BODY_CHUNKED;
+  return 0;
 }
 
 /* A new request (or the same one again): a connection now, or -EAGAIN until one comes. */
@@ -645,16 +687,14 @@ int httpd_proxy(rw_conn *c, const struct http1_request *m, int route, rw_span pa
   struct pconn *p = pconn_of(c);
   switch (p->state) {
   case S_DONE:
-    /* Dispatched again once its response was done: now the request is consumed. */
-    if (p->close_after)
-      rw_conn_close(c);
+    /* Dispatched again once its response was done (or failed): now it is consumed. */
     return consumed(c, p, m);
   case S_READY:
     /* (Its connection may have closed before the request could go: ask again.) */
     return rw_upstream_conn(&p->req) ? forward(c, p, m, path) : start(c, p, m, route, path);
   case S_RETRY: p->retried = true; return start(c, p, m, route, path);
   case S_IDLE: break;
-  default: return -EPROTO; /* (never dispatched while waiting) */
+  default: return -EAGAIN; /* (woken early: wait on) */
   }
   bool http10 = m->minor.p[0] == '0';
   bool close = httpd_connection_lists(&m->headers, (rw_span){(const uint8_t *)"close", 5});
@@ -663,7 +703,65 @@ int httpd_proxy(rw_conn *c, const struct http1_request *m, int route, rw_span pa
                       .http10 = http10,
                       .keep_alive = http10 ? keep : !close,
                       .idempotent = idempotent(m->method),
+                      .has_body = m->body.framing == RW_BODY_CHUNKED ||
+                                  (m->body.framing == RW_BODY_LENGTH && m->body.length > 0),
                       .head = m->method.len == 4 && !memcmp(m->method.p, "HEAD", 4)};
   rw_conn_on_close(c, client_closed, p);
   return start(c, p, m, route, path);
+}
+
+int httpd_proxy_body(rw_conn *c, rw_span piece)
+{
+  struct pconn *p = pconn_of(c);
+  rw_conn *up = rw_upstream_conn(&p->req);
+  if (!p->uploading || !up)
+    return 0; /* answered already (a failure, or the upstream did not wait for it): dropped */
+  /* The timeout counts while the upstream takes none of the body: one that stops reading is
+   * one that stops answering. A client slow to send has its connection's idle timeout. */
+  if (rw_conn_queued(up) >= QUEUE_HIGH) {
+    rw_conn_on_drain(up, QUEUE_HIGH / 2, up_drained, p);
+    if (p->state == S_SENT && !rw_timer_armed(&p->timer))
+      rw_timer_arm(rw_conn_worker(c), &p->timer, proxy_timeout_ms);
+    return -EAGAIN; /* kept in the client's connection, which stops reading */
+  }
+  if (p->state == S_SENT)
+    rw_timer_cancel(&p->timer);
+  if (send_piece(p, up, piece))
+    fail(p, 502);
+  return 0;
+}
+
+int httpd_proxy_end(rw_conn *c)
+{
+  struct pconn *p = pconn_of(c);
+  if (p->uploading) {
+    rw_conn *up = rw_upstream_conn(&p->req);
+    if (up && p->chunk_up && rw_conn_write(up, "0\r\n\r\n", 5)) {
+      fail(p, 502);
+      return 0;
+    }
+    p->uploading = false;
+    if (p->state == S_SENT)
+      rw_timer_arm(rw_conn_worker(c), &p->timer, proxy_timeout_ms);
+  }
+  if (p->state == S_IDLE)
+    return 0; /* (consumed with its head, or failed) */
+  if (p->state != S_DONE)
+    return -EAGAIN; /* until its response is done: a pipelined request waits */
+  return consumed(c, p, NULL);
+}
+
+int httpd_proxy_too_large(rw_conn *c)
+{
+  struct pconn *p = pconn_of(c);
+  p->close_after = true;
+  if (p->state == S_DONE)
+    return consumed(c, p, NULL); /* (answered before the body ended) */
+  if (p->state != S_IDLE) {
+    p->uploading = true; /* (what went up cannot be ended: its connection closes) */
+    fail(p, 413);
+    return 0;
+  }
+  rw_conn_close(c);
+  return 0;
 }

@@ -1,5 +1,6 @@
-/* httpd's one handler: a parsed request (spec/http1.rw has framed it, body included, and
- * refused the malformed and the smuggling shapes) becomes a file, a 304, or an error status. */
+/* httpd's handlers: a parsed request (spec/http1.rw has framed it and refused the malformed
+ * and the smuggling shapes) becomes a file, a 304, an error status or a proxied request; its
+ * body streams through them piece by piece. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -102,7 +103,7 @@ int httpd_reply_status(rw_conn *c, struct httpd_response *r, bool head)
   size_t n = httpd_format_head(r, buf, sizeof buf);
   struct iovec iov[2] = {{buf, n}, {body, head ? 0 : (size_t)blen}};
   int rc = rw_conn_writev(c, iov, 2);
-  if (!r->keep_alive)
+  if (httpd_closes_now(r))
     rw_conn_close(c);
   return rc;
 }
@@ -124,7 +125,7 @@ static void refuse(struct httpd_response *r, int status, const char *reason, boo
 }
 
 /* What the request's head decides before any file is looked at: false with the refusal in r,
- * or true with the path to serve. `body` is the body's length as far as it is known. */
+ * or true with the path to serve. `body` is the body's Content-Length (0 when chunked). */
 static bool judge(const struct http1_request *m, uint64_t body, struct httpd_response *r,
                   char path[HTTPD_PATH_MAX])
 {
@@ -172,21 +173,80 @@ static bool judge(const struct http1_request *m, uint64_t body, struct httpd_res
   return true;
 }
 
+/* Does the client wait for a word before it sends its body (RFC 9110 10.1.1)? HTTP/1.0
+ * expectations are ignored, as RFC 9110 requires, and so are others (nginx does the same). */
+static bool expects_continue(const struct http1_request *m)
+{
+  rw_span expect;
+  return m->body.framing != RW_BODY_NONE && m->minor.p[0] != '0' &&
+         rw_list_field(&m->headers, "expect", &expect) == 1 && expect.len == 12 &&
+         !strncasecmp((const char *)expect.p, "100-continue", 12);
+}
+
+/* The request's head; its body follows piece by piece (on_body) and then its end (on_end). A
+ * file is answered now and the body read and discarded; a proxied request's head goes up once
+ * an upstream connection is leased, and its body after it. A client that sent Expect:
+ * 100-continue hears 100 Continue when the request will be read, else its final status and a
+ * close, so that the body is never sent. */
 static int on_request(rw_conn *c, const struct http1_request *m)
 {
-  /* (A proxied request comes back once its response is done: judged the first time.) */
-  if (httpd_proxy_done(c))
-    return httpd_proxy(c, m, -1, (rw_span){0});
-  bool head = span_eq(m->method, "HEAD");
-  uint64_t body = httpd_body_len(&m->body);
+  struct httpd_conn *hc = rw_conn_user(c);
+  bool first = !hc->in_request, head = span_eq(m->method, "HEAD");
+  if (first)
+    hc->in_request = true, hc->proxied = false, hc->close_at_end = false, hc->body = 0;
+  else if (hc->proxied && httpd_proxy_done(c))
+    return httpd_proxy(c, m, -1, (rw_span){0}); /* (its response done: judged the first time) */
+  uint64_t length = m->body.framing == RW_BODY_LENGTH ? m->body.length : 0;
   struct httpd_response r;
   char path[HTTPD_PATH_MAX];
-  bool ok = judge(m, body, &r, path);
-  if (ok && r.proxy_route)
+  bool ok = judge(m, length, &r, path);
+  if (ok && first && expects_continue(m)) {
+    static const char word[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    int rc = rw_conn_write(c, word, sizeof word - 1);
+    if (rc)
+      return rc;
+  }
+  if (ok && r.proxy_route) {
+    hc->proxied = true;
     return httpd_proxy(c, m, r.proxy_route - 1, r.proxy_target); /* (logged once its response is done) */
+  }
+  if (!ok && first && expects_continue(m))
+    r.keep_alive = false; /* refused before its body was sent: it never comes */
+  else if (ok && !r.keep_alive && m->body.framing != RW_BODY_NONE)
+    r.close_later = hc->close_at_end = true;
   int rc =
       ok ? httpd_serve(c, &r, path, m->target, &m->headers, head, !head) : httpd_reply_status(c, &r, head);
   httpd_access_log(c, m, &r, head);
+  return rc;
+}
+
+/* A piece of the body: up to the upstream, or read and dropped. A chunked body has no length
+ * to judge at its head: past --max-body it is refused as nginx's client_max_body_size does,
+ * 413 if nothing was answered yet, and the connection closed. */
+static int on_body(rw_conn *c, rw_span piece)
+{
+  struct httpd_conn *hc = rw_conn_user(c);
+  if (hc->body + piece.len > httpd.max_body) {
+    if (hc->proxied)
+      return httpd_proxy_too_large(c);
+    return -EMSGSIZE;
+  }
+  int rc = hc->proxied ? httpd_proxy_body(c, piece) : 0;
+  if (rc == 0)
+    hc->body += piece.len;
+  return rc;
+}
+
+/* The end of the request: a proxied one waits here until its response is done, so that a
+ * pipelined request behind it is not read before. */
+static int on_end(rw_conn *c)
+{
+  struct httpd_conn *hc = rw_conn_user(c);
+  int rc = hc->proxied ? httpd_proxy_end(c) : 0;
+  if (rc == 0)
+    hc->in_request = false;
+  if (rc == 0 && hc->close_at_end)
+    rw_conn_close(c);
   return rc;
 }
 
@@ -199,8 +259,6 @@ static int on_refused(rw_conn *c, int status)
     refuse(&r, 414, "URI Too Long", false);
   else if (status == RW_PARSE_FIELDS_TOO_LARGE)
     refuse(&r, 431, "Request Header Fields Too Large", false);
-  else if (status == RW_PARSE_TOO_LARGE)
-    refuse(&r, 413, "Content Too Large", false);
   else
     refuse(&r, 400, "Bad Request", false);
   int rc = httpd_reply_status(c, &r, false);
@@ -208,40 +266,6 @@ static int on_refused(rw_conn *c, int status)
   return rc;
 }
 
-/* The Content-Length the parser framed the body by (digits it has checked), 0 when chunked. */
-static uint64_t declared_length(const rw_list *headers)
-{
-  rw_span v;
-  size_t i = 0;
-  uint64_t n = 0;
-  if (rw_list_field(headers, "content-length", &v) && !httpd_number(v, &i, &n))
-    return UINT64_MAX; /* past 64 bits: past any limit */
-  return n;
-}
-
-/* A body is about to be awaited. A client that sent Expect: 100-continue waits for a word
- * (RFC 9110 10.1.1): 100 Continue when the request will be read, else its final status at once
- * and a close, so that the body is never sent. HTTP/1.0 expectations are ignored, as RFC 9110
- * requires, and so are others (nginx does the same). */
-static int on_head(rw_conn *c, const struct http1_request *m)
-{
-  rw_span expect;
-  if (rw_list_field(&m->headers, "expect", &expect) != 1 || expect.len != 12 ||
-      strncasecmp((const char *)expect.p, "100-continue", 12) || m->minor.p[0] == '0')
-    return 0;
-  struct httpd_response r;
-  char path[HTTPD_PATH_MAX];
-  if (judge(m, declared_length(&m->headers), &r, path)) {
-    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    return rw_conn_write(c, cont, sizeof cont - 1);
-  }
-  r.keep_alive = false;
-  bool head = span_eq(m->method, "HEAD");
-  int rc = httpd_reply_status(c, &r, head);
-  httpd_access_log(c, m, &r, head);
-  return rc;
-}
-
 const struct http1_handlers httpd_handlers = {
-    .request = on_request, .request_head = on_head, .refused = on_refused};
+    .request = on_request, .request_body = on_body, .request_end = on_end, .refused = on_refused};
 const size_t httpd_conn_size = sizeof(struct httpd_conn);

@@ -201,7 +201,7 @@ static int send_ranges(rw_conn *c, struct httpd_response *r, const struct httpd_
     int rc = rw_conn_writev(c, iov, head ? 1 : k);
     if (f->fd >= 0)
       close(f->fd);
-    if (!r->keep_alive)
+    if (httpd_closes_now(r))
       rw_conn_close(c);
     return rc;
   }
@@ -210,7 +210,7 @@ static int send_ranges(rw_conn *c, struct httpd_response *r, const struct httpd_
     memcpy(hbuf + n, iov[1].iov_base, iov[1].iov_len);
     n += iov[1].iov_len;
   }
-  s->fd = f->fd, s->close_after = !r->keep_alive, s->size = f->size, s->next = 0;
+  s->fd = f->fd, s->close_after = httpd_closes_now(r), s->size = f->size, s->next = 0;
   return stream_ranges(c, hbuf, n, f);
 }
 
@@ -271,13 +271,13 @@ int httpd_serve(rw_conn *c, struct httpd_response *r, const char *path, rw_span 
     release(&f);
     struct iovec iov[2] = {{buf, n}, {(void *)f.data, head ? 0 : f.size}};
     rc = rw_conn_writev(c, iov, 2);
-    if (!r->keep_alive)
+    if (httpd_closes_now(r))
       rw_conn_close(c);
     return rc;
   }
   /* Large: the head now, the bytes as the connection drains, read off the loop. */
   struct httpd_stream *s = rw_conn_user(c);
-  *s = (struct httpd_stream){.fd = f.fd, .close_after = !r->keep_alive, .count = 1, .size = f.size};
+  *s = (struct httpd_stream){.fd = f.fd, .close_after = httpd_closes_now(r), .count = 1, .size = f.size};
   s->r[0] = (struct httpd_range){0, f.size};
   return stream_ranges(c, buf, n, &f);
 }

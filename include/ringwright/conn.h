@@ -82,6 +82,14 @@ size_t rw_conn_queued(const rw_conn *c);
  * connection). */
 size_t rw_conn_room(const rw_conn *c);
 
+/* Calls `fn` once, the next time the kernel's acceptance of sent bytes leaves `mark` bytes or
+ * fewer queued on `c` (a proxy that stopped reading one connection while another's queue was
+ * full: both backends). Check rw_conn_queued() first: `fn` runs only after a send. One per
+ * connection (a later call replaces it; `fn` NULL removes it). `fn` runs inside the loop's
+ * send completion: it may resume connections (rw_conn_resume), not write to `c`. */
+typedef void (*rw_drain_fn)(rw_conn *c, void *data);
+void rw_conn_on_drain(rw_conn *c, size_t mark, rw_drain_fn fn, void *data);
+
 /* The worker that owns the connection: its timers and clock. */
 rw_worker *rw_conn_worker(const rw_conn *c);
 

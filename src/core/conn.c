@@ -284,6 +284,7 @@ void rw_conn_free(struct rw_conn *c)
   struct rw_worker *w = c->w;
   rw_close_fn on_close = c->on_close;
   c->on_close = NULL; /* once, even if `on_close` dials again */
+  c->on_drain = NULL;
   rw_stats_closed(c);
   if (on_close) {
     /* Whatever the callback calls (rw_conn_close) must not put a connection being freed back
@@ -606,9 +607,21 @@ void rw_conn_eof(struct rw_conn *c)
   eof_now(c);
 }
 
+void rw_conn_on_drain(rw_conn *c, size_t mark, rw_drain_fn fn, void *data)
+{
+  c->on_drain = fn;
+  c->drain_data = data;
+  c->drain_mark = mark;
+}
+
 void rw_conn_sent(struct rw_conn *c, size_t n)
 {
   rw_sendq_consume(c->w, c, n);
+  if (c->on_drain && rw_conn_unsent(c) <= c->drain_mark) {
+    rw_drain_fn fn = c->on_drain;
+    c->on_drain = NULL; /* (once: fn may set it again) */
+    fn(c, c->drain_data);
+  }
   if (c->ps)
     RW_STAT_ADD(c->w->stats.bytes_out, n);
   c->last_active_ms = c->w->now_ms;

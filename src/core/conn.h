@@ -65,6 +65,9 @@ struct rw_conn {
   void *connect_data;
   rw_close_fn on_close; /* rw_conn_on_close() */
   void *close_data;
+  rw_drain_fn on_drain; /* rw_conn_on_drain() */
+  void *drain_data;
+  size_t drain_mark;
   int close_reason;          /* the first error that ended it (0: none, a clean close) */
   struct rw_proto_stats *ps; /* its protocol's figures (stats.c); NULL: not counted */
   uint16_t count_as;         /* rw_conn_count_as() for the frame in dispatch (UINT16_MAX: none) */

@@ -296,10 +296,17 @@ static int on_request(rw_conn *c, const struct http1_request *m)
   return rc;
 }
 
-static int on_head(rw_conn *c, const struct http1_request *m)
+/* A body (to a GET, say) is read and dropped as it arrives, never held. */
+static int on_body(rw_conn *c, rw_span piece)
 {
-  (void)c, (void)m;
-  return 0; /* (a body to a GET is read and ignored) */
+  (void)c, (void)piece;
+  return 0;
+}
+
+static int on_end(rw_conn *c)
+{
+  (void)c;
+  return 0;
 }
 
 static int on_refused(rw_conn *c, int status)
@@ -309,7 +316,7 @@ static int on_refused(rw_conn *c, int status)
 }
 
 static const struct http1_handlers handlers = {
-    .request = on_request, .request_head = on_head, .refused = on_refused};
+    .request = on_request, .request_body = on_body, .request_end = on_end, .refused = on_refused};
 
 int rw_server_metrics(rw_server *s, const char *hostport)
 {

@@ -2,6 +2,7 @@
 #ifndef RWGEN_http1_GEN_H
 #define RWGEN_http1_GEN_H
 
+#include <ringwright/body.h>
 #include <ringwright/list.h>
 #include <ringwright/proto.h>
 
@@ -11,7 +12,6 @@ extern "C" {
 
 /* The spec's limits, in bytes (items: a count). */
 #define HTTP1_LIMIT_LINE 8192u
-#define HTTP1_LIMIT_DATA 1048576u
 #define HTTP1_LIMIT_FIELDS 65536u
 
 enum http1_cmd {
@@ -25,7 +25,7 @@ struct http1_request {
   rw_span major;
   rw_span minor;
   rw_list headers;
-  rw_list body;
+  rw_body body;
 };
 
 union http1_msg {
@@ -36,9 +36,10 @@ union http1_msg {
  * none. Each returns 0, or a negative errno to close the connection. */
 struct http1_handlers {
   int (*request)(rw_conn *c, const struct http1_request *msg);
-  /* Before a request's body is awaited (its bytes not all received), once per message: the
-   * first line and fields, the body empty (HTTP's Expect: 100-continue is answered here). */
-  int (*request_head)(rw_conn *c, const struct http1_request *msg);
+  /* request's body as it arrives (chunk data only), then its end. -EAGAIN: offered again, the
+   * parser where it was, once the connection is resumed (rw_conn_resume). */
+  int (*request_body)(rw_conn *c, rw_span piece);
+  int (*request_end)(rw_conn *c);
   /* A parse error the spec refuses (status: RW_PARSE_UNKNOWN, RW_PARSE_OVERLONG, ...): the
    * frame may not have parsed at all, so the status is all there is. */
   int (*refused)(rw_conn *c, int status);

@@ -42,6 +42,8 @@ struct http1_parser {
   bool f_started, b_started, b_chunked, b_head;
   uint64_t b_len;
   uint32_t b_start;
+  /* A streamed body once its head was taken (b_started). */
+  rw_body_state body;
   /*!stags:re2c format = "  const uint8_t *@@;\n"; */
 };
 
@@ -261,6 +263,16 @@ static const uint8_t name_class_request[256] = {
     0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
     0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0};
 
+/* A streamed command's message: the head (`head`), or a step of its body; dispatch commits
+ * what it moves the parser to once the handlers took it. */
+struct http1_stream {
+  union http1_msg m;
+  struct http1_parser *p;
+  bool head;
+  rw_body_step step;
+};
+_Static_assert(sizeof(struct http1_stream) <= RW_PROTO_MSG_MAX, "message too large");
+
 static int http1_cont(struct http1_parser *p, const uint8_t *buf, size_t len, size_t *out_used,
                     union http1_msg *m)
 {
@@ -288,59 +300,34 @@ static int http1_cont(struct http1_parser *p, const uint8_t *buf, size_t len, si
     }
       /* fall through */
     case 1: {
-      static const char len_name[] = "content-length", coding_name[] = "transfer-encoding";
-      (void)len_name;
-      (void)coding_name;
-      if (!p->b_started) {
-        unsigned nl = p->fs.note_n[0], nc = p->fs.note_n[1];
-        rw_span lv = {0}, cv = {0};
-        if (nl)
-          lv = rw_scan_trim(buf, p->fs.note_off[0]);
-        if (nc)
-          cv = rw_scan_trim(buf, p->fs.note_off[1]);
-        if ((nl && nc) || nl > 1 || nc > 1 || (nc && !rw_span_is_ci(cv, "chunked")))
-          goto bad_body;
-        p->b_len = 0;
-        if (nl && rw_parse_u64(lv.p, lv.p + lv.len, UINT64_MAX, &p->b_len) < 0)
-          goto bad_body;
-        p->b_chunked = nc > 0;
-        p->b_start = (uint32_t)p->pos;
-        p->fs.scan = p->pos;
-        p->arr_n = 0;
-        p->fs.b_total = 0;
-        p->fs.c_state = 0;
-        p->b_started = true;
-        if (!p->b_chunked && p->b_len > 1048576u) {
-          p->skip = p->b_len;
-          p->cmd = -1;
-          *out_used = p->pos;
-          return RW_PARSE_TOO_LARGE;
+      struct http1_stream *sm = (struct http1_stream *)(void *)m;
+      if (p->b_started) { /* the head was taken: the body, step by step */
+        int r = rw_body_next(&p->body, &p->fs, buf, len, 65536u, name_class_request, &sm->step);
+        if (r == RW_PARSE_SKIP) {
+          *out_used = sm->step.used;
+          return r;
         }
-      }
-      if (!p->b_chunked) {
-        if (len - p->pos < p->b_len) {
-          if (!p->b_head)
-            goto head_request;
+        if (r == RW_PARSE_MORE)
           goto more;
-        }
-        p->pos += p->b_len;
-      } else {
-        int r = rw_scan_chunks(&p->fs, &p->pos, p->b_start, buf, len, 1048576u, 65536u, name_class_request,
-                               &p->arr_n, p->items, RW_LIST_INLINE);
-        if (r == 0) {
-          if (!p->b_head)
-            goto head_request;
-          goto more;
-        }
         if (r < 0) {
           p->cmd = -1;
           *out_used = len;
           return r;
         }
+        sm->p = p;
+        sm->head = false;
+        *out_used = sm->step.used;
+        return HTTP1_CMD_REQUEST;
       }
-      p->off[5][0] = p->b_start;
-      p->off[5][1] = (uint32_t)p->pos;
-      p->step = 2;
+      rw_span lv = {0}, cv = {0};
+      if (p->fs.note_n[0])
+        lv = rw_scan_trim(buf, p->fs.note_off[0]);
+      if (p->fs.note_n[1])
+        cv = rw_scan_trim(buf, p->fs.note_off[1]);
+      bool none = false;
+      if (rw_body_frame(p->fs.note_n[0], lv, p->fs.note_n[1], cv, none, false, &m->request.body, &sm->step.next) < 0)
+        goto bad_body;
+      sm->step.events = sm->step.next.phase == RW_BODY_ENDING ? RW_BODY_END : 0;
     }
       /* fall through */
     default:
@@ -352,32 +339,12 @@ static int http1_cont(struct http1_parser *p, const uint8_t *buf, size_t len, si
     m->request.minor = (rw_span){buf + p->off[3][0], p->off[3][1] - p->off[3][0]};
     rw_list_set(&m->request.headers, RW_LIST_FIELDS, p->lcount[4],
                 (rw_span){buf + p->off[4][0], p->off[4][1] - p->off[4][0]});
-    {
-      rw_list *l = &m->request.body;
-      rw_span r = {buf + p->off[5][0], p->off[5][1] - p->off[5][0]};
-      if (p->b_chunked) {
-        rw_list_set(l, RW_LIST_CHUNKED, p->arr_n, r);
-        for (uint32_t i = 0; i < p->arr_n && i < RW_LIST_INLINE; i++)
-          l->item[i] = (rw_span){buf + p->items[i][0], p->items[i][1] - p->items[i][0]};
-      } else {
-        rw_list_set(l, RW_LIST_SINGLE, p->b_len ? 1 : 0, r);
-        l->item[0] = r;
-      }
-    }
+    struct http1_stream *sm = (struct http1_stream *)(void *)m;
+    sm->p = p;
+    sm->head = true;
+    sm->step.used = p->pos;
     *out_used = p->pos;
-    p->cmd = -1;
     return HTTP1_CMD_REQUEST;
-  head_request:
-    p->b_head = true;
-    m->request.method = (rw_span){buf + p->off[0][0], p->off[0][1] - p->off[0][0]};
-    m->request.target = (rw_span){buf + p->off[1][0], p->off[1][1] - p->off[1][0]};
-    m->request.major = (rw_span){buf + p->off[2][0], p->off[2][1] - p->off[2][0]};
-    m->request.minor = (rw_span){buf + p->off[3][0], p->off[3][1] - p->off[3][0]};
-    rw_list_set(&m->request.headers, RW_LIST_FIELDS, p->lcount[4],
-                (rw_span){buf + p->off[4][0], p->off[4][1] - p->off[4][0]});
-    rw_list_set(&m->request.body, RW_LIST_SINGLE, 0, (rw_span){buf + p->b_start, 0});
-    *out_used = 0;
-    return RW_PARSE_HEAD;
   default:
     break;
   }
@@ -395,7 +362,29 @@ bad_body: /* a body whose framing cannot be trusted: bad_data, and the spec clos
 
 static int http1_do_request(rw_conn *c, const struct http1_handlers *h, const union http1_msg *m)
 {
-  return h->request(c, &m->request);
+  const struct http1_stream *sm = (const struct http1_stream *)(const void *)m;
+  struct http1_parser *p = sm->p;
+  int rc;
+  if (sm->head) {
+    if ((rc = h->request(c, &m->request)) != 0)
+      return rc;
+    p->b_started = true;
+    p->body = sm->step.next;
+  } else if (sm->step.events & RW_BODY_PIECE) {
+    if ((rc = h->request_body(c, sm->step.piece)) != 0)
+      return rc;
+    p->body = sm->step.next;
+  }
+  if (!(sm->step.events & RW_BODY_END))
+    return 0;
+  if (sm->head || (sm->step.events & RW_BODY_PIECE)) { /* taken: its bytes come again with the end */
+    p->body.phase = RW_BODY_ENDING;
+    p->body.done = (uint32_t)sm->step.used;
+  }
+  if ((rc = h->request_end(c)) != 0)
+    return rc;
+  p->cmd = -1; /* the message is done: a new frame starts */
+  return 0;
 }
 
 static int (*const http1_table[])(rw_conn *, const struct http1_handlers *,
@@ -411,9 +400,7 @@ static int http1_dispatch(rw_conn *c, const void *h, int cmd, const void *m)
 static int http1_on_error(rw_conn *c, const void *vh, int status, const void *vm)
 {
   const struct http1_handlers *h = vh;
-  const union http1_msg *m = vm;
-  if (status == RW_PARSE_HEAD)
-    return h->request_head(c, &m->request);
+  (void)vm;
   if (status == RW_PARSE_UNKNOWN) {
   int rc = h->refused(c, status);
   if (rc < 0)
@@ -422,13 +409,6 @@ static int http1_on_error(rw_conn *c, const void *vh, int status, const void *vm
   return 0;
   }
   if (status == RW_PARSE_OVERLONG) {
-  int rc = h->refused(c, status);
-  if (rc < 0)
-    return rc;
-  rw_conn_close(c);
-  return 0;
-  }
-  if (status == RW_PARSE_TOO_LARGE) {
   int rc = h->refused(c, status);
   if (rc < 0)
     return rc;
@@ -463,15 +443,29 @@ static int http1_check_handlers(const void *vh)
     return -EINVAL;
   if (!h->refused)
     return -EINVAL;
-  if (!h->request_head)
+  if (!h->request_body || !h->request_end)
     return -EINVAL;
+  return 0;
+}
+
+static int http1_on_eof(rw_conn *c, const void *vh, void *vp)
+{
+  const struct http1_handlers *h = vh;
+  struct http1_parser *p = vp;
+  int rc;
+  (void)h;
+  (void)c;
+  if (p->cmd == HTTP1_CMD_REQUEST && p->b_started) {
+    return -EPIPE; /* cut short */
+  }
+  (void)rc;
   return 0;
 }
 
 const rw_proto http1_proto = {
   .name = "http1",
   .parser_size = sizeof(struct http1_parser),
-  .max_frame = 2301952u,
+  .max_frame = 139264u,
   .ncommands = HTTP1_CMD__COUNT,
   .command_names = http1_command_names,
   .parser_init = http1_parser_init,
@@ -479,4 +473,5 @@ const rw_proto http1_proto = {
   .dispatch = http1_dispatch,
   .on_error = http1_on_error,
   .check_handlers = http1_check_handlers,
+  .on_eof = http1_on_eof,
 };

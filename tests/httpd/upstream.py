@@ -30,6 +30,54 @@ def read_exact(conn, buf, n):
     return buf[:n], buf[n:]
 
 
+def read_chunked(conn, buf, each):
+    """A chunked body: each chunk's data to each(data); returns the rest of the buffer."""
+    while True:
+        while b"\r\n" not in buf:
+            chunk = conn.recv(65536)
+            if not chunk:
+                raise EOFError
+            buf += chunk
+        line, buf = buf.split(b"\r\n", 1)
+        size = int(line.split(b";")[0], 16)
+        if size == 0:
+            while not buf.startswith(b"\r\n") and b"\r\n\r\n" not in buf:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    raise EOFError
+                buf += chunk
+            return buf[2:] if buf.startswith(b"\r\n") else buf.split(b"\r\n\r\n", 1)[1]
+        while size:
+            if not buf:
+                buf = conn.recv(65536)
+                if not buf:
+                    raise EOFError
+            take = buf[:size]
+            each(take)
+            size -= len(take)
+            buf = buf[len(take):]
+        _, buf = read_exact(conn, buf, 2)
+
+
+def read_body(conn, buf, fields, each, limit=None):
+    """The body the fields frame (Content-Length or chunked), piece by piece to each(data) as it
+    arrives, up to `limit` bytes when one is given; returns the rest of the buffer."""
+    if any(k.lower() == "transfer-encoding" for k, _ in fields):
+        return read_chunked(conn, buf, each)
+    n = sum(int(v) for k, v in fields if k.lower() == "content-length")
+    n = n if limit is None else min(n, limit)
+    while n:
+        if not buf:
+            buf = conn.recv(min(n, 65536))
+            if not buf:
+                raise EOFError
+        take = buf[:n]
+        each(take)
+        n -= len(take)
+        buf = buf[len(take):]
+    return buf
+
+
 class Upstream:
     def __init__(self, port=0):
         self.lock = threading.Lock()
@@ -37,6 +85,8 @@ class Upstream:
         self.accepted = 0
         self.sent = 0  # body bytes of /p/stream handed to the kernel
         self.close_next = False  # close a kept-alive connection on its next request, unanswered
+        self.read_delay = 0  # /p/sink: seconds to sleep after each piece of a body it reads
+        self.got = {}  # /p/sink, /p/early, /p/cut: body bytes read so far, by target
         self.start(port)
 
     def start(self, port):
@@ -88,8 +138,16 @@ class Upstream:
                 lines = head.decode("latin-1").split("\r\n")
                 method, target, _ = lines[0].split(" ")
                 fields = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
-                n = sum(int(v) for k, v in fields if k.lower() == "content-length")
-                body, buf = read_exact(conn, buf, n)
+                if target.startswith(("/p/sink", "/p/early", "/p/cut")):
+                    with self.lock:
+                        self.requests.append((method, target, fields, None))
+                    keep, buf = self.consume(conn, buf, target, fields)
+                    if not keep:
+                        return
+                    continue
+                parts = []
+                buf = read_body(conn, buf, fields, parts.append)
+                body = b"".join(parts)
                 with self.lock:
                     self.requests.append((method, target, fields, body))
                     close_now = self.close_next and served > 0
@@ -104,6 +162,43 @@ class Upstream:
             return
         finally:
             conn.close()
+
+    def consume(self, conn, buf, target, fields):
+        """Paths that read the body as it comes: /p/sink reads all of it (slowly with
+        read_delay) and answers its length and sha256; /p/early answers after the first MiB
+        and closes; /p/cut closes after the first MiB, unanswered. Returns (whether the
+        connection goes on, the rest of the buffer)."""
+        h = hashlib.sha256()
+        with self.lock:
+            self.got[target] = 0
+
+        def each(data):
+            h.update(data)
+            with self.lock:
+                self.got[target] += len(data)
+            if self.read_delay:
+                time.sleep(self.read_delay)
+        if target.startswith("/p/sink"):
+            buf = read_body(conn, buf, fields, each)
+            out = b"%d %s" % (self.got[target], h.hexdigest().encode())
+            # (Connection: close: other tests count the connections the proxy keeps.)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(out), out))
+            return False, b""
+        try:
+            read_body(conn, buf, fields, each, 1 << 20) if not any(
+                k.lower() == "transfer-encoding" for k, _ in fields) else None
+        except EOFError:
+            return False, b""
+        if target.startswith("/p/early"):
+            out = b"early %d" % self.got[target]
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(out), out))
+            # A lingering close, as nginx's: what still comes is read until httpd closes, so that
+            # unread bytes do not reset the connection under the answer.
+            conn.shutdown(socket.SHUT_WR)
+            conn.settimeout(10)
+            while conn.recv(65536):
+                pass
+        return False, b""
 
     def respond(self, conn, method, target, body):
         """Answers; False when the connection is to end."""
