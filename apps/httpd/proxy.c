@@ -295,14 +295,13 @@ static bool hop_by_hop(const rw_list *fields, const struct named *nm, rw_span na
 /* Gathers every field that is neither hop-by-hop nor one of those the proxy writes itself
  * (`own`), each "line\r\n" (with its own CRLF, so that a run of kept fields stays one piece).
  * Returns which of `own` it met: bit i for own[i]. */
-static unsigned pass_fields(struct gather *g, const rw_list *fields, const struct name *own)
+static unsigned pass_named(struct gather *g, const rw_list *fields, const struct named *nm,
+                           const struct name *own)
 {
   const uint8_t *end = fields->region.p + fields->region.len;
   unsigned seen = 0;
-  struct named nm;
   rw_list_iter it;
   rw_span line;
-  named_read(fields, &nm);
   rw_list_iter_init(fields, &it);
   while (rw_list_next(fields, &it, &line) == 0) {
     const uint8_t *colon = memchr(line.p, ':', line.len);
@@ -310,7 +309,7 @@ static unsigned pass_fields(struct gather *g, const rw_list *fields, const struc
     int i = which(name, own);
     if (i >= 0)
       seen |= 1u << i;
-    if (i >= 0 || hop_by_hop(fields, &nm, name))
+    if (i >= 0 || hop_by_hop(fields, nm, name))
       continue;
     const uint8_t *e = line.p + line.len;
     if (end - e >= 2 && e[0] == '\r' && e[1] == '\n') {
@@ -321,6 +320,14 @@ static unsigned pass_fields(struct gather *g, const rw_list *fields, const struc
     }
   }
   return seen;
+}
+
+/* pass_named, for a caller that needs nothing else from the Connection fields. */
+static unsigned pass_fields(struct gather *g, const rw_list *fields, const struct name *own)
+{
+  struct named nm;
+  named_read(fields, &nm);
+  return pass_named(g, fields, &nm, own);
 }
 
 /* ---- the request, up ---- */
@@ -514,21 +521,26 @@ static int on_head(rw_conn *up, const struct http1_response_response *h)
   rw_timer_cancel(&p->timer);
   p->status = (int)h->code;
   rw_body_framing framing = h->body.framing;
-  bool up_close = httpd_connection_lists(&h->headers, (rw_span){(const uint8_t *)"close", 5});
-  p->up_keep = framing != RW_BODY_CLOSE &&
-               (h->minor.p[0] != '0'
-                    ? !up_close
-                    : httpd_connection_lists(&h->headers, (rw_span){(const uint8_t *)"keep-alive", 10}));
+  struct named nm; /* the Connection fields, read once for the framing and the passing on */
+  named_read(&h->headers, &nm);
+  p->up_keep =
+      framing != RW_BODY_CLOSE &&
+      (h->minor.p[0] != '0' ? !named_lists(&nm, &h->headers, (rw_span){(const uint8_t *)"close", 5})
+                            : named_lists(&nm, &h->headers, (rw_span){(const uint8_t *)"keep-alive", 10}));
   p->to_close = framing == RW_BODY_CLOSE;
   p->rechunk = framing == RW_BODY_CHUNKED && !p->http10;
   p->close_after = !p->keep_alive || framing == RW_BODY_CLOSE || (framing == RW_BODY_CHUNKED && p->http10);
-  char line[64];
-  int n = snprintf(line, sizeof line, "HTTP/1.1 %03u ", h->code);
+  /* (The spec's `status` is three digits: written by hand, snprintf costs ~800 instructions.) */
+  char line[13] = "HTTP/1.1 ";
+  line[9] = (char)('0' + h->code / 100 % 10);
+  line[10] = (char)('0' + h->code / 10 % 10);
+  line[11] = (char)('0' + h->code % 10);
+  line[12] = ' ';
   struct gather g = {.c = p->client};
-  gather(&g, line, (size_t)n);
+  gather(&g, line, sizeof line);
   gather(&g, h->reason.p, h->reason.len);
   gather(&g, "\r\n", 2);
-  pass_fields(&g, &h->headers, own);
+  pass_named(&g, &h->headers, &nm, own);
   const char *tail = p->rechunk       ? "Transfer-Encoding: chunked\r\n\r\n"
                      : p->close_after ? "Connection: close\r\n\r\n"
                      : p->http10      ? "Connection: keep-alive\r\n\r\n"

@@ -43,18 +43,30 @@ static void paused_unlink(struct rw_conn *c)
   c->paused_prev = c->paused_next = NULL;
 }
 
-void rw_conn_pause(struct rw_conn *c)
+/* On the list the flush loop offers freed resources to (once). */
+static void paused_link(struct rw_conn *c)
 {
   struct rw_worker *w = c->w;
-  if (c->flags & RW_CONN_PAUSED)
+  if (c->paused_prev || w->paused == c)
     return;
-  c->flags |= RW_CONN_PAUSED;
-  RW_STAT_ADD(w->stats.pauses, 1);
   c->paused_prev = NULL;
   c->paused_next = w->paused;
   if (w->paused)
     w->paused->paused_prev = c;
   w->paused = c;
+}
+
+void rw_conn_pause(struct rw_conn *c)
+{
+  if (c->flags & RW_CONN_PAUSED)
+    return;
+  c->flags |= RW_CONN_PAUSED;
+  RW_STAT_ADD(c->w->stats.pauses, 1);
+  /* A connection waiting for rw_conn_resume() gains nothing from freed resources: it joins the
+   * list when resumed, so that a proxy's clients waiting on upstreams are not walked at every
+   * freed chunk. */
+  if (!(c->flags & RW_CONN_WAITING))
+    paused_link(c);
   rw_conn_mark_dirty(c);
 }
 
@@ -706,6 +718,8 @@ void rw_conn_resume(rw_conn *c)
 {
   if (c->flags & RW_CONN_WAITING) {
     c->flags &= ~RW_CONN_WAITING;
+    if (c->flags & RW_CONN_PAUSED)
+      paused_link(c);
     c->w->freed_resources = true;
     rw_conn_mark_dirty(c);
   }

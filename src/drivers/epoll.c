@@ -196,6 +196,16 @@ static int trim_iov(struct iovec *iov, int n, size_t len)
   return n;
 }
 
+/* One piece (most replies: one chunk) goes by send(), which spares the kernel sendmsg's copy
+ * and check of a msghdr and an iovec array. */
+static ssize_t send_iov(int fd, struct iovec *iov, int n)
+{
+  if (n == 1)
+    return send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+  struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+  return sendmsg(fd, &mh, MSG_NOSIGNAL);
+}
+
 static int epoll_send(struct rw_worker *w, struct rw_conn *c)
 {
   struct iovec iov[IOV_PER_SEND];
@@ -207,9 +217,8 @@ static int epoll_send(struct rw_worker *w, struct rw_conn *c)
     for (int i = 0; i < n; i++)
       total += iov[i].iov_len;
     n = trim_iov(iov, n, rw_fault_short(total));
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
     int fault = rw_fault(RW_FAULT_SEND, 0);
-    ssize_t sent = fault < 0 ? (errno = -fault, -1) : sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+    ssize_t sent = fault < 0 ? (errno = -fault, -1) : send_iov(c->fd, iov, n);
     if (sent < 0) {
       if (errno == EINTR)
         continue;
