@@ -237,7 +237,12 @@ class Https(unittest.TestCase):
 
         with conn() as s:
             s.sendall(b"GET /index.html HTTP/1.2\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
-            self.assertEqual(s.recv(64), b"HTTP/1.1 100 Continue\r\n\r\n")
+            # (The file may be answered at once after the 100, its body read and dropped later.)
+            want = b"HTTP/1.1 100 Continue\r\n\r\n"
+            got = b""
+            while len(got) < len(want):
+                got += s.recv(len(want) - len(got))
+            self.assertEqual(got, want)
             s.sendall(b"abcGET https://localhost/ HTTP/1.1\r\nHost: y\r\n\r\n")
             status, _, body, buf = read_response(s)
             self.assertEqual((status, body), (200, b"<h1>secure</h1>\n"))
