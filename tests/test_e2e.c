@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "uring.h"
 
 static uint64_t seed(void)
 {
@@ -158,6 +159,71 @@ Test(echo, zero_copy_sends_keep_every_byte, .timeout = 120)
   struct server srv;
   server_start(&srv, "echod", (const char *const[]){"--send-zc-min", "4096", NULL});
   echo_streams(srv.port, 8, 1 << 20, 65536, 65536);
+  cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
+}
+
+static double ms_since(const struct timespec *t0)
+{
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* --batch-wait (io_uring, Linux 6.12+): a worker that finds completions arriving together waits
+ * up to the given time (here 10 ms) for more before a turn, and one whose batch gathered a single
+ * completion goes back to plain waits. So 16 connections that send at once are answered in
+ * rounds of 10 ms, while one connection's round trips are not delayed. Epoll does not batch. */
+Test(echo, batch_wait_batches_under_load_not_one_connection, .timeout = 60)
+{
+  struct server srv;
+  server_start(&srv, "echod", (const char *const[]){"--batch-wait", "10000", "--workers", "1", NULL});
+  server_wait_log(&srv, " backend, ", 5000);
+  bool uring = strstr(srv.log, "io_uring backend, ") != NULL;
+  bool batched = uring && (uring_features() & (1U << 15)); /* IORING_FEAT_MIN_TIMEOUT */
+  enum { ROUNDS = 20, N = 16, LOADED = 40 };
+  int fd[N];
+  for (int i = 0; i < N; i++)
+    fd[i] = tcp_connect(srv.port);
+  char c, got;
+  double rtt[ROUNDS];
+  for (int i = 0; i < ROUNDS; i++) {
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    c = (char)('a' + i);
+    write_all(fd[0], &c, 1);
+    cr_assert_eq(read_n(fd[0], &got, 1, 5000), 1);
+    cr_assert_eq(got, c);
+    rtt[i] = ms_since(&t0);
+  }
+  qsort(rtt, ROUNDS, sizeof rtt[0], cmp_double);
+  cr_expect_lt(rtt[ROUNDS / 2], 5.0, "one connection's round trips were held: median %.2f ms",
+               rtt[ROUNDS / 2]);
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (int r = 0; r < LOADED; r++) {
+    c = (char)('A' + r % 26);
+    for (int i = 0; i < N; i++)
+      write_all(fd[i], &c, 1);
+    for (int i = 0; i < N; i++) {
+      cr_assert_eq(read_n(fd[i], &got, 1, 5000), 1);
+      cr_assert_eq(got, c);
+    }
+  }
+  double loaded = ms_since(&t0);
+  if (batched)
+    cr_expect_geq(loaded, LOADED * 10.0 / 2, "%d rounds of %d connections in %.1f ms: not batched", LOADED, N,
+                  loaded);
+  cr_log_info("--batch-wait 10000 (%s): one connection's median round trip %.2f ms; %d rounds of %d "
+              "connections %.1f ms",
+              batched ? "batched" : "not batched", rtt[ROUNDS / 2], LOADED, N, loaded);
+  for (int i = 0; i < N; i++)
+    close(fd[i]);
   cr_expect_eq(server_stop(&srv, SIGTERM), 0, "%s", srv.log);
 }
 
@@ -410,6 +476,8 @@ Test(cli, flags_usage_and_errors)
   cr_expect_eq(run_status(cmd), 2);
   snprintf(cmd, sizeof cmd, "%s/pingd --max-conns zero 2>/dev/null", bin);
   cr_expect_eq(run_status(cmd), 2);
+  snprintf(cmd, sizeof cmd, "%s/pingd --batch-wait 10001 2>/dev/null", bin);
+  cr_expect_eq(run_status(cmd), 2, "--batch-wait is at most 10000 microseconds");
   snprintf(cmd, sizeof cmd, "%s/pingd --listen nohost 2>&1 | grep -q 'cannot listen on nohost'", bin);
   cr_expect_eq(run_status(cmd), 0);
   snprintf(cmd, sizeof cmd, "%s/pingd --listen 127.0.0.1:99999 2>/dev/null", bin);

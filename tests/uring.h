@@ -29,4 +29,16 @@ static inline int uring_unavailable(char *why, size_t len)
   return err;
 }
 
+/* The features io_uring_setup reports here (IORING_FEAT_*), 0 without io_uring. */
+static inline unsigned uring_features(void)
+{
+  struct io_uring_params p;
+  memset(&p, 0, sizeof p);
+  long fd = syscall(__NR_io_uring_setup, 1, &p);
+  if (fd < 0)
+    return 0;
+  close((int)fd);
+  return p.features;
+}
+
 #endif

@@ -21,6 +21,7 @@ static const char common_usage[] =
     "1024)\n";
 static const char tail_usage[] =
     "  --send-zc-min BYTES    io_uring: zero-copy sends from this size (default 0: never)\n"
+    "  --batch-wait USEC      io_uring, under load: wait for more completions (default 20; 0: never)\n"
     "  --recv-buffers N       io_uring: provided receive buffers per worker (default: by --max-conns)\n"
     "  --tls-cert FILE        certificate chain (PEM) for TLS listeners; repeat with --tls-key for SNI\n"
     "  --tls-key FILE         its private key (PEM)\n"
@@ -118,6 +119,7 @@ static const struct {
     {"--max-conns", "a number", 1, 1u << 22, 1, offsetof(rw_config, max_conns)},
     {"--idle-timeout", "seconds", 0, 86400 * 7, 1000, offsetof(rw_config, idle_timeout_ms)},
     {"--send-zc-min", "a byte count", 0, UINT32_MAX, 1, offsetof(rw_config, send_zc_min)},
+    {"--batch-wait", "microseconds", 0, RW_BATCH_WAIT_MAX_US, 1, offsetof(rw_config, batch_wait_us)},
     {"--recv-buffers", "a number", 1, 32768, 1, offsetof(rw_config, recv_buffers)},
 };
 

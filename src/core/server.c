@@ -44,6 +44,7 @@ void rw_config_default(rw_config *cfg)
       .send_chunk = 16 * 1024,
       .send_high_water = 256 * 1024,
       .shutdown_ms = 5000,
+      .batch_wait_us = 20,
       .pool_threads = 2,
       .task_queue = 1024,
       .dns_slots = 16,
@@ -57,7 +58,7 @@ static int check_config(const rw_config *cfg)
       cfg->recv_size > (64u << 20) || cfg->send_chunk < 512 || cfg->send_chunk > (64u << 20) ||
       cfg->send_high_water < cfg->send_chunk || cfg->workers > 1024 || cfg->pool_threads < 1 ||
       cfg->pool_threads > RW_OFFLOAD_MAX_THREADS || cfg->dio_buffer_size % 4096 ||
-      (cfg->dio_buffers && !cfg->dio_buffer_size))
+      (cfg->dio_buffers && !cfg->dio_buffer_size) || cfg->batch_wait_us > RW_BATCH_WAIT_MAX_US)
     return -EINVAL;
   return 0;
 }

@@ -8,6 +8,10 @@
  * ring as soon as the parser is done with it; bytes it cannot take yet (the connection paused)
  * stay in the buffer, held by the connection, until it reads again.
  *
+ * With rw_config.batch_wait_us, the wait is a batch wait (Linux 6.12's min_wait): once an event
+ * is there the enter still waits up to that long for more, so that a loaded worker sleeps and
+ * wakes once per batch instead of once per completion.
+ *
  * Sends: at most one in flight per connection (so bytes cannot reorder), carrying everything
  * queued, as sendmsg over the send chain's chunks; above a size threshold as sendmsg_zc, whose
  * chunks are released only on the notification CQE.
@@ -45,6 +49,10 @@
 #define BUF_GROUP 0
 #define RING_START 16 /* buffers in circulation at start (buffers_grow) */
 #define IOV_PER_SEND 16
+#define BATCH_EVENTS 64 /* a batch wait returns at once when this many completions are ready */
+#ifndef IORING_FEAT_MIN_TIMEOUT
+#define IORING_FEAT_MIN_TIMEOUT (1U << 15)
+#endif
 
 enum op {
   OP_ACCEPT = 1,
@@ -103,6 +111,9 @@ struct uring_state {
   int sigfd;
   bool accepting[RW_MAX_LISTENERS];
   bool direct_accept; /* accepted into the fixed-file table (not with rw_config.peer_names) */
+  bool ring_fd_registered;
+  uint32_t batch_wait_us; /* rw_config.batch_wait_us where the kernel has min_wait, else 0 */
+  bool batching;          /* the next wait is a batch wait (wait_adaptive) */
 };
 
 static struct io_uring_sqe *get_sqe(struct uring_state *st)
@@ -791,6 +802,50 @@ static int drain_accepts(struct rw_worker *w)
   return 0;
 }
 
+/* Waits for completions as a batch: the kernel returns once BATCH_EVENTS are ready, or
+ * batch_wait_us after the enter with at least one, or at `ts` (relative). liburing 2.3 has no
+ * io_uring_wait_cqes_min_timeout (2.8): the enter is made here. Callers submit first and wait
+ * only with the CQ empty: a completion already there (a send that completed as it was
+ * submitted) would end the batch wait on its own, waking the worker for nothing. */
+static int wait_batch(struct uring_state *st, struct __kernel_timespec *ts)
+{
+  struct io_uring_getevents_arg arg = {
+      .sigmask_sz = _NSIG / 8,
+      .pad = st->batch_wait_us, /* min_wait_usec since Linux 6.12 (IORING_FEAT_MIN_TIMEOUT) */
+      .ts = (uint64_t)(uintptr_t)ts,
+  };
+  unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
+  int fd = st->ring.ring_fd;
+  if (st->ring_fd_registered) {
+    fd = st->ring.enter_ring_fd;
+    flags |= IORING_ENTER_REGISTERED_RING;
+  }
+  return io_uring_enter2((unsigned)fd, 0, BATCH_EVENTS, flags, (sigset_t *)&arg, sizeof arg);
+}
+
+/* The wait of a turn under --batch-wait, `t` ms at most (-1: no limit), with the CQ empty.
+ * Batching pays only under load: a batch wait that gathered a single completion only delayed
+ * it, so the next wait is a plain one; a plain wait that found two or more ready (they came
+ * while the worker slept or woke) makes the next one a batch wait again. One connection's round
+ * trips thus go unbatched, and a loaded worker stays batched. */
+static int wait_adaptive(struct uring_state *st, int t)
+{
+  struct __kernel_timespec ts = {.tv_sec = t / 1000, .tv_nsec = (long long)(t % 1000) * 1000000};
+  int rc;
+  if (st->batching) {
+    /* Without a general timeout the kernel ends a batch wait at its minimum even with
+     * nothing there: an hour stands for none. */
+    if (t < 0)
+      ts = (struct __kernel_timespec){.tv_sec = 3600};
+    rc = wait_batch(st, &ts);
+  } else {
+    struct io_uring_cqe *cqe;
+    rc = io_uring_wait_cqe_timeout(&st->ring, &cqe, t < 0 ? NULL : &ts);
+  }
+  st->batching = io_uring_cq_ready(&st->ring) >= 2;
+  return rc;
+}
+
 static int uring_run(struct rw_worker *w)
 {
   struct uring_state *st = w->drv;
@@ -798,7 +853,14 @@ static int uring_run(struct rw_worker *w)
     int t = rw_worker_timeout(w);
     struct __kernel_timespec ts = {.tv_sec = t / 1000, .tv_nsec = (long long)(t % 1000) * 1000000};
     struct io_uring_cqe *cqe;
-    int rc = io_uring_submit_and_wait_timeout(&st->ring, &cqe, 1, t < 0 ? NULL : &ts, NULL);
+    int rc;
+    if (st->batch_wait_us && t != 0) {
+      rc = io_uring_sq_ready(&st->ring) ? io_uring_submit(&st->ring) : 0;
+      if (rc >= 0 && !io_uring_cq_ready(&st->ring))
+        rc = wait_adaptive(st, t);
+    } else {
+      rc = io_uring_submit_and_wait_timeout(&st->ring, &cqe, 1, t < 0 ? NULL : &ts, NULL);
+    }
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
       return rc;
     rw_worker_tick(w);
@@ -833,7 +895,9 @@ static int uring_init(struct rw_worker *w)
     return rc;
   st->ring_ok = true;
   /* Every enter then skips the ring fd lookup. Not fatal where unsupported. */
-  io_uring_register_ring_fd(&st->ring);
+  st->ring_fd_registered = io_uring_register_ring_fd(&st->ring) == 1;
+  /* (A kernel without min_wait, before Linux 6.12, waits as batch_wait_us 0 does.) */
+  st->batch_wait_us = st->ring.features & IORING_FEAT_MIN_TIMEOUT ? w->srv->cfg.batch_wait_us : 0;
   rc = io_uring_register_files_sparse(&st->ring, w->max_conns + 64);
   if (!rc)
     rc = buffers_init(w, st);
