@@ -51,11 +51,11 @@ typedef struct rw_config {
   uint32_t send_high_water; /* queued bytes above which a connection is no longer read */
   uint32_t shutdown_ms;     /* how long a graceful stop may flush before it closes regardless */
   uint32_t send_zc_min;     /* io_uring: sends of at least this many bytes use send_zc (0: never) */
-  uint32_t batch_wait_us;   /* io_uring on Linux 6.12+, under load: once a completion is there,
-                               wait up to this long for more before a turn (fewer wake-ups, this
-                               much more latency at most per wait); a wait that gathers a single
-                               completion turns it off until completions come in twos again
-                               (default 20; 0: never; at most RW_BATCH_WAIT_MAX_US) */
+  uint32_t batch_wait_us;   /* under load: once a completion (io_uring, Linux 6.12+) or a ready
+                               connection (epoll) is there, wait up to this long for more before
+                               a turn (fewer wake-ups, this much more latency at most per wait); a
+                               wait that finds a single one turns it off until they come in twos
+                               again (default 20; 0: never; at most RW_BATCH_WAIT_MAX_US) */
   uint32_t conn_user_size;  /* bytes of zeroed per-connection state for the application (rw_conn_user) */
   uint32_t pool_threads;    /* the thread pool for blocking work: tasks, lookups, epoll's files */
   uint32_t task_queue;      /* rw_task_submit() jobs that may wait, all workers together */

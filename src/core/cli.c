@@ -21,7 +21,7 @@ static const char common_usage[] =
     "1024)\n";
 static const char tail_usage[] =
     "  --send-zc-min BYTES    io_uring: zero-copy sends from this size (default 0: never)\n"
-    "  --batch-wait USEC      io_uring, under load: wait for more completions (default 20; 0: never)\n"
+    "  --batch-wait USEC      under load, wait this long for more events per turn (default 20; 0: never)\n"
     "  --recv-buffers N       io_uring: provided receive buffers per worker (default: by --max-conns)\n"
     "  --tls-cert FILE        certificate chain (PEM) for TLS listeners; repeat with --tls-key for SNI\n"
     "  --tls-key FILE         its private key (PEM)\n"

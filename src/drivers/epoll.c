@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../core/conn.h"
@@ -31,6 +32,7 @@ struct epoll_state {
   int spare_fd; /* released to accept-and-close when the fd table is full */
   struct epoll_event events[MAX_EVENTS];
   uint32_t *interest; /* by connection: the events registered for it */
+  bool batching;      /* the last wait found two or more ready: the next one pauses first */
 };
 
 static uint64_t tag(int kind, uint32_t idx)
@@ -354,11 +356,30 @@ static void on_event(struct rw_worker *w, const struct epoll_event *ev)
     on_conn_event(w, c, ev->events);
 }
 
+/* rw_config.batch_wait_us on epoll, which has no batch wait of its own (the io_uring driver
+ * uses the kernel's): while waits find two or more connections ready at once, the worker
+ * sleeps that long before the next one, so that more gather and one wait and one turn take
+ * them all. A wait that finds one turns it off, as on io_uring; a full one needs no pause. */
+static int wait_events(struct rw_worker *w, struct epoll_state *st)
+{
+  int t = rw_worker_timeout(w);
+  uint32_t us = w->srv->cfg.batch_wait_us;
+  if (st->batching && t != 0) {
+    struct timespec d = {.tv_nsec = (long)us * 1000};
+    nanosleep(&d, NULL); /* (a signal that cuts it short is no harm) */
+    if (t > 0)
+      t = t > (int)(us + 999) / 1000 ? t - (int)(us + 999) / 1000 : 0;
+  }
+  int n = epoll_wait(st->epfd, st->events, MAX_EVENTS, t);
+  st->batching = us && n >= 2 && n < MAX_EVENTS;
+  return n;
+}
+
 static int epoll_run(struct rw_worker *w)
 {
   struct epoll_state *st = w->drv;
   for (;;) {
-    int n = epoll_wait(st->epfd, st->events, MAX_EVENTS, rw_worker_timeout(w));
+    int n = wait_events(w, st);
     if (n < 0 && errno != EINTR)
       return -errno;
     rw_worker_tick(w);

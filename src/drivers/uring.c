@@ -8,9 +8,9 @@
  * ring as soon as the parser is done with it; bytes it cannot take yet (the connection paused)
  * stay in the buffer, held by the connection, until it reads again.
  *
- * With rw_config.batch_wait_us, the wait is a batch wait (Linux 6.12's min_wait): once an event
- * is there the enter still waits up to that long for more, so that a loaded worker sleeps and
- * wakes once per batch instead of once per completion.
+ * Under load, with rw_config.batch_wait_us, the wait is a batch wait (Linux 6.12's min_wait):
+ * once a completion is there the enter still waits up to that long for more, so that a loaded
+ * worker sleeps and wakes once per batch instead of once per completion (wait_adaptive).
  *
  * Sends: at most one in flight per connection (so bytes cannot reorder), carrying everything
  * queued, as sendmsg over the send chain's chunks; above a size threshold as sendmsg_zc, whose
