@@ -1063,6 +1063,8 @@ function report() {
 }
 v.addEventListener('loadedmetadata', function () { report(); v.currentTime = 390; });
 v.addEventListener('error', function () { document.getElementById('result').textContent = 'video-error'; });
+// (The window's load may come before the video can play through: on a loaded machine it did.)
+v.addEventListener('canplaythrough', report);
 window.addEventListener('load', report);
 </script></body></html>
 """
