@@ -106,8 +106,9 @@ int rw_sendq_appendv(struct rw_worker *w, struct rw_conn *c, const struct iovec 
     total += iov[i].iov_len;
   /* The common case, a small reply that fits the tail chunk (behind others, or in a fresh one
    * when the chain is empty, as it is after every reply sent in full): one check, plain copies. */
-  size_t room = c->sq_tail != RW_NONE ? w->send_pool.item_size - c->sq_tail_len : total ? tail_room(w, c) : 0;
-  if (room >= total && c->sq_tail != RW_NONE) {
+  if (c->sq_tail == RW_NONE && total)
+    tail_room(w, c); /* (a fresh chunk, when the slab has one) */
+  if (c->sq_tail != RW_NONE && w->send_pool.item_size - c->sq_tail_len >= total) {
     rw_iov_gather(rw_pool_at(&w->send_pool, c->sq_tail) + c->sq_tail_len, iov, n);
     c->sq_tail_len += (uint32_t)total;
     c->queued += total;

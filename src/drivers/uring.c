@@ -823,24 +823,22 @@ static int wait_batch(struct uring_state *st, struct __kernel_timespec *ts)
   return io_uring_enter2((unsigned)fd, 0, BATCH_EVENTS, flags, (sigset_t *)&arg, sizeof arg);
 }
 
-/* The wait of a turn under --batch-wait, `t` ms at most (-1: no limit), with the CQ empty.
+/* The wait of a turn under --batch-wait, until `ts` at most (NULL: no limit), with the CQ empty.
  * Batching pays only under load: a batch wait that gathered a single completion only delayed
  * it, so the next wait is a plain one; a plain wait that found two or more ready (they came
  * while the worker slept or woke) makes the next one a batch wait again. One connection's round
  * trips thus go unbatched, and a loaded worker stays batched. */
-static int wait_adaptive(struct uring_state *st, int t)
+static int wait_adaptive(struct uring_state *st, struct __kernel_timespec *ts)
 {
-  struct __kernel_timespec ts = {.tv_sec = t / 1000, .tv_nsec = (long long)(t % 1000) * 1000000};
   int rc;
   if (st->batching) {
     /* Without a general timeout the kernel ends a batch wait at its minimum even with
      * nothing there: an hour stands for none. */
-    if (t < 0)
-      ts = (struct __kernel_timespec){.tv_sec = 3600};
-    rc = wait_batch(st, &ts);
+    struct __kernel_timespec hour = {.tv_sec = 3600};
+    rc = wait_batch(st, ts ? ts : &hour);
   } else {
     struct io_uring_cqe *cqe;
-    rc = io_uring_wait_cqe_timeout(&st->ring, &cqe, t < 0 ? NULL : &ts);
+    rc = io_uring_wait_cqe_timeout(&st->ring, &cqe, ts);
   }
   st->batching = io_uring_cq_ready(&st->ring) >= 2;
   return rc;
@@ -852,14 +850,15 @@ static int uring_run(struct rw_worker *w)
   for (;;) {
     int t = rw_worker_timeout(w);
     struct __kernel_timespec ts = {.tv_sec = t / 1000, .tv_nsec = (long long)(t % 1000) * 1000000};
+    struct __kernel_timespec *limit = t < 0 ? NULL : &ts;
     struct io_uring_cqe *cqe;
     int rc;
     if (st->batch_wait_us && t != 0) {
       rc = io_uring_sq_ready(&st->ring) ? io_uring_submit(&st->ring) : 0;
       if (rc >= 0 && !io_uring_cq_ready(&st->ring))
-        rc = wait_adaptive(st, t);
+        rc = wait_adaptive(st, limit);
     } else {
-      rc = io_uring_submit_and_wait_timeout(&st->ring, &cqe, 1, t < 0 ? NULL : &ts, NULL);
+      rc = io_uring_submit_and_wait_timeout(&st->ring, &cqe, 1, limit, NULL);
     }
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
       return rc;
