@@ -12,17 +12,22 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* Sets up a one-entry ring and closes it: 0 with `p` filled in, or io_uring_setup's errno. */
+static inline int uring_try_setup(struct io_uring_params *p)
+{
+  memset(p, 0, sizeof *p);
+  long fd = syscall(__NR_io_uring_setup, 1, p);
+  if (fd < 0)
+    return errno;
+  close((int)fd);
+  return 0;
+}
+
 /* 0 when io_uring can be set up here; else ENOSYS or EPERM with the reason in `why`. */
 static inline int uring_unavailable(char *why, size_t len)
 {
   struct io_uring_params p;
-  memset(&p, 0, sizeof p);
-  long fd = syscall(__NR_io_uring_setup, 1, &p);
-  if (fd >= 0) {
-    close((int)fd);
-    return 0;
-  }
-  int err = errno;
+  int err = uring_try_setup(&p);
   if (err != ENOSYS && err != EPERM)
     return 0;
   snprintf(why, len, "io_uring is unavailable here (io_uring_setup: %s)", strerror(err));
@@ -33,12 +38,7 @@ static inline int uring_unavailable(char *why, size_t len)
 static inline unsigned uring_features(void)
 {
   struct io_uring_params p;
-  memset(&p, 0, sizeof p);
-  long fd = syscall(__NR_io_uring_setup, 1, &p);
-  if (fd < 0)
-    return 0;
-  close((int)fd);
-  return p.features;
+  return uring_try_setup(&p) ? 0 : p.features;
 }
 
 #endif
