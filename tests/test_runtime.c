@@ -1111,6 +1111,20 @@ Test(outbound, a_server_with_nothing_to_do_is_refused)
   rw_server_destroy(s);
 }
 
+/* rw_config.batch_wait_us is checked as the CLI checks --batch-wait: up to RW_BATCH_WAIT_MAX_US. */
+Test(config, batch_wait_past_its_bound_is_refused)
+{
+  rw_config cfg;
+  rw_config_default(&cfg);
+  cr_expect_eq(cfg.batch_wait_us, 20);
+  rw_server *s;
+  cfg.batch_wait_us = RW_BATCH_WAIT_MAX_US + 1;
+  cr_expect_eq(rw_server_create(&cfg, &s), -EINVAL);
+  cfg.batch_wait_us = RW_BATCH_WAIT_MAX_US;
+  cr_assert_eq(rw_server_create(&cfg, &s), 0);
+  rw_server_destroy(s);
+}
+
 /* A reply longer than an accumulator slot, to a client whose protocol no listener serves: it
  * moves to a large slot as a long request does, plain and over TLS. */
 #define LARGE_PAYLOAD 60000
